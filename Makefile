@@ -1,0 +1,150 @@
+# libmomento-im build. `make` builds the libraries and tools into build/,
+# `make check` runs every test, `make deps` installs missing Debian packages.
+
+VERSION_MAJOR := 0
+VERSION_MINOR := 1
+VERSION_PATCH := 0
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PROTOC_C ?= protoc-c
+
+B := build
+GEN := $(B)/gen
+OBJ := $(B)/obj
+
+# Libraries the library itself links against.
+LIB_PKGS := grpc libprotobuf-c openssl jansson
+TEST_PKGS := cmocka
+
+# SANITIZE=address,undefined or SANITIZE=thread builds everything instrumented.
+SANITIZE ?=
+SAN_FLAGS := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer,)
+
+OPT ?= -O2
+WARN := -Wall -Wextra -Werror
+CFLAGS ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -fPIC \
+  -Iinclude -Ilib -isystem $(GEN) $(SAN_FLAGS) $(CFLAGS) \
+  $(shell $(PKG_CONFIG) --cflags $(LIB_PKGS) 2>/dev/null)
+LIB_LDLIBS := $(shell $(PKG_CONFIG) --libs $(LIB_PKGS) 2>/dev/null) -lpthread
+TEST_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
+TEST_LDLIBS := $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
+LDFLAGS_ALL := $(SAN_FLAGS) $(LDFLAGS)
+
+PROTOS := $(wildcard lib/proto/*.proto)
+PROTO_C := $(patsubst lib/proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS))
+PROTO_H := $(PROTO_C:.c=.h)
+PROTO_OBJ := $(patsubst $(GEN)/%.c,$(OBJ)/gen/%.o,$(PROTO_C))
+
+LIB_SRC := $(wildcard lib/*.c)
+LIB_OBJ := $(patsubst lib/%.c,$(OBJ)/lib/%.o,$(LIB_SRC)) $(PROTO_OBJ)
+
+SONAME := libmomento-im.so.$(VERSION_MAJOR)
+SHARED := $(B)/lib/libmomento-im.so.$(VERSION)
+STATIC := $(B)/lib/libmomento-im.a
+
+SERVER_SRC := $(wildcard server/*.c)
+SERVER_OBJ := $(patsubst server/%.c,$(OBJ)/server/%.o,$(SERVER_SRC))
+SERVER_BIN := $(B)/bin/mim-local
+
+# Each tests/unit/test_*.c is one cmocka program linked against the static library
+# (so internal functions are reachable).
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+# Shared helpers for tests (starting mim-local on a free port, etc.).
+TESTLIB_SRC := $(wildcard tests/support/*.c)
+TESTLIB_OBJ := $(patsubst tests/support/%.c,$(OBJ)/tests/support/%.o,$(TESTLIB_SRC))
+
+.PHONY: all lib server tests check deps install uninstall clean format
+all: lib server
+
+lib: $(SHARED) $(STATIC) $(B)/lib/libmomento-im.pc
+server: $(SERVER_BIN)
+tests: $(UNIT_BIN)
+
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: lib/proto/%.proto $(PROTOS)
+	@mkdir -p $(GEN)
+	$(PROTOC_C) --c_out=$(GEN) -Ilib/proto $<
+
+# Generated headers must exist before anything includes them.
+$(LIB_OBJ) $(SERVER_OBJ) $(TESTLIB_OBJ) $(UNIT_BIN): | $(PROTO_H)
+
+$(OBJ)/gen/%.o: $(GEN)/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fvisibility=hidden -w -c -o $@ $<
+
+$(OBJ)/lib/%.o: lib/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DMIM_BUILDING_LIBRARY -fvisibility=hidden -MMD -MP -c -o $@ $<
+
+$(OBJ)/server/%.o: server/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Iserver -MMD -MP -c -o $@ $<
+
+$(OBJ)/tests/support/%.o: tests/support/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/support -MMD -MP -c -o $@ $<
+
+$(SHARED): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(LDFLAGS_ALL) -o $@ $^ $(LIB_LDLIBS)
+	ln -sf libmomento-im.so.$(VERSION) $(B)/lib/$(SONAME)
+	ln -sf $(SONAME) $(B)/lib/libmomento-im.so
+
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/lib/libmomento-im.pc: pkgconfig/libmomento-im.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@REQUIRES@|$(LIB_PKGS)|g' $< > $@
+
+$(SERVER_BIN): $(SERVER_OBJ) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(SERVER_OBJ) $(STATIC) $(LIB_LDLIBS)
+
+$(B)/tests/%: tests/unit/%.c $(TESTLIB_OBJ) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/support -o $@ $< $(TESTLIB_OBJ) $(STATIC) \
+	  $(LDFLAGS_ALL) $(LIB_LDLIBS) $(TEST_LDLIBS)
+
+# Runs every test; the last line is "N passed, N failed".
+check: all tests
+	@MIM_BUILD=$(B) SANITIZE=$(SANITIZE) tests/run-all.sh
+
+deps:
+	@scripts/install-deps.sh
+
+install: lib
+	install -d $(DESTDIR)$(INCLUDEDIR)/momento $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 include/momento/*.h $(DESTDIR)$(INCLUDEDIR)/momento/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libmomento-im.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmomento-im.so
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(B)/lib/libmomento-im.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/momento/,$(notdir $(wildcard include/momento/*.h)))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/momento 2>/dev/null
+	rm -f $(DESTDIR)$(LIBDIR)/libmomento-im.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	  $(DESTDIR)$(LIBDIR)/libmomento-im.so $(DESTDIR)$(LIBDIR)/libmomento-im.a \
+	  $(DESTDIR)$(LIBDIR)/pkgconfig/libmomento-im.pc
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

@@ -1,0 +1,87 @@
+/*
+ * libmomento-im: status codes, error details, logging and version.
+ *
+ * Every fallible call in the library returns a mim_status (MIM_OK == 0). When a call
+ * fails it also leaves a human-readable detail for the calling thread, readable with
+ * mim_last_error_detail() until the next libmomento-im call on that thread.
+ * The library never prints on its own and never calls abort()/exit() on bad input;
+ * install a log callback to see what it does. Keys and tokens never appear in logs
+ * or error details.
+ */
+#ifndef MOMENTO_COMMON_H
+#define MOMENTO_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MIM_BUILDING_LIBRARY)
+#define MIM_API __attribute__((visibility("default")))
+#else
+#define MIM_API
+#endif
+
+#define MIM_VERSION_MAJOR 0
+#define MIM_VERSION_MINOR 1
+#define MIM_VERSION_PATCH 0
+#define MIM_VERSION_STRING "0.1.0"
+
+/* Result of every fallible call. Values are stable across releases. */
+typedef enum mim_status {
+  MIM_OK = 0,
+  MIM_ERR_INVALID_ARGUMENT = 1,   /* bad input from the caller or rejected by server */
+  MIM_ERR_NOT_FOUND = 2,          /* cache (or other named resource) does not exist */
+  MIM_ERR_ALREADY_EXISTS = 3,     /* create of something that exists */
+  MIM_ERR_PERMISSION_DENIED = 4,  /* the token lacks the permission */
+  MIM_ERR_UNAUTHENTICATED = 5,    /* missing, malformed, tampered or expired token */
+  MIM_ERR_RESOURCE_EXHAUSTED = 6, /* a server limit or a local bound was hit */
+  MIM_ERR_DEADLINE_EXCEEDED = 7,  /* the call did not finish in time */
+  MIM_ERR_UNAVAILABLE = 8,        /* connection problem; retrying may succeed */
+  MIM_ERR_CANCELLED = 9,          /* cancelled by the caller or by shutdown */
+  MIM_ERR_FAILED_PRECONDITION = 10,
+  MIM_ERR_UNIMPLEMENTED = 11, /* the server does not know the method */
+  MIM_ERR_INTERNAL = 12,      /* server or library bug; detail says more */
+  MIM_ERR_UNKNOWN = 13,       /* an error the server did not classify */
+  MIM_ERR_NO_MEMORY = 14,     /* an allocation failed */
+  MIM_ERR_PROTOCOL = 15       /* the server sent bytes we could not decode */
+} mim_status;
+
+/* Name of a status ("MIM_ERR_NOT_FOUND"). Never NULL; unknown values give
+ * "MIM_ERR_UNKNOWN_STATUS". Static storage; thread-safe. */
+MIM_API const char *mim_status_name(mim_status status);
+
+/* Short English description of a status. Never NULL; static storage; thread-safe. */
+MIM_API const char *mim_strerror(mim_status status);
+
+/* Detail of the last failed call made by the calling thread (for example the
+ * server's status message), or "" when there is none. The string belongs to the
+ * library and stays valid until the next libmomento-im call on this thread. */
+MIM_API const char *mim_last_error_detail(void);
+
+typedef enum mim_log_level {
+  MIM_LOG_ERROR = 1,
+  MIM_LOG_WARN = 2,
+  MIM_LOG_INFO = 3,
+  MIM_LOG_DEBUG = 4
+} mim_log_level;
+
+/* Receives one formatted line (no trailing newline). May be called from any thread,
+ * including the library's internal event thread: it must not block for long and must
+ * not call back into libmomento-im. */
+typedef void (*mim_log_fn)(mim_log_level level, const char *message, void *user);
+
+/* Installs the process-wide log callback; messages above max_level are dropped.
+ * fn == NULL silences logging (the default). Thread-safe. */
+MIM_API void mim_set_log_callback(mim_log_fn fn, mim_log_level max_level, void *user);
+
+/* Library version as "MAJOR.MINOR.PATCH". Static storage. */
+MIM_API const char *mim_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOMENTO_COMMON_H */

@@ -1,0 +1,152 @@
+/* Status names, the thread-local error detail, the log callback and the version. */
+#include "error.h"
+
+#include <grpc/status.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DETAIL_MAX 512
+
+static _Thread_local char tls_detail[DETAIL_MAX];
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static mim_log_fn log_fn;
+static void *log_user;
+static mim_log_level log_max = MIM_LOG_ERROR;
+
+typedef struct status_text {
+  const char *name;
+  const char *text;
+} status_text;
+
+static const status_text status_texts[] = {
+    [MIM_OK] = {"MIM_OK", "success"},
+    [MIM_ERR_INVALID_ARGUMENT] = {"MIM_ERR_INVALID_ARGUMENT", "invalid argument"},
+    [MIM_ERR_NOT_FOUND] = {"MIM_ERR_NOT_FOUND", "not found (does the cache exist?)"},
+    [MIM_ERR_ALREADY_EXISTS] = {"MIM_ERR_ALREADY_EXISTS", "already exists"},
+    [MIM_ERR_PERMISSION_DENIED] = {"MIM_ERR_PERMISSION_DENIED",
+                                   "permission denied: the token lacks this permission"},
+    [MIM_ERR_UNAUTHENTICATED] = {"MIM_ERR_UNAUTHENTICATED",
+                                 "unauthenticated: the token is invalid or expired"},
+    [MIM_ERR_RESOURCE_EXHAUSTED] = {"MIM_ERR_RESOURCE_EXHAUSTED", "a limit was exceeded"},
+    [MIM_ERR_DEADLINE_EXCEEDED] = {"MIM_ERR_DEADLINE_EXCEEDED", "deadline exceeded"},
+    [MIM_ERR_UNAVAILABLE] = {"MIM_ERR_UNAVAILABLE", "service unavailable; retry later"},
+    [MIM_ERR_CANCELLED] = {"MIM_ERR_CANCELLED", "cancelled"},
+    [MIM_ERR_FAILED_PRECONDITION] = {"MIM_ERR_FAILED_PRECONDITION", "failed precondition"},
+    [MIM_ERR_UNIMPLEMENTED] = {"MIM_ERR_UNIMPLEMENTED", "not implemented by the server"},
+    [MIM_ERR_INTERNAL] = {"MIM_ERR_INTERNAL", "internal error"},
+    [MIM_ERR_UNKNOWN] = {"MIM_ERR_UNKNOWN", "unknown error"},
+    [MIM_ERR_NO_MEMORY] = {"MIM_ERR_NO_MEMORY", "out of memory"},
+    [MIM_ERR_PROTOCOL] = {"MIM_ERR_PROTOCOL", "malformed response from the server"},
+};
+
+static const status_text *lookup(mim_status status) {
+  if ((unsigned)status >= sizeof status_texts / sizeof status_texts[0])
+    return NULL;
+  return &status_texts[status];
+}
+
+MIM_API const char *mim_status_name(mim_status status) {
+  const status_text *t = lookup(status);
+  return t ? t->name : "MIM_ERR_UNKNOWN_STATUS";
+}
+
+MIM_API const char *mim_strerror(mim_status status) {
+  const status_text *t = lookup(status);
+  return t ? t->text : "unknown status code";
+}
+
+MIM_API const char *mim_last_error_detail(void) {
+  return tls_detail;
+}
+
+void mim_clear_error(void) {
+  tls_detail[0] = '\0';
+}
+
+mim_status mim_fail(mim_status status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tls_detail, sizeof tls_detail, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+mim_status mim_fail_with_detail(mim_status status, const char *detail) {
+  snprintf(tls_detail, sizeof tls_detail, "%s", detail ? detail : "");
+  return status;
+}
+
+MIM_API void mim_set_log_callback(mim_log_fn fn, mim_log_level max_level, void *user) {
+  pthread_mutex_lock(&log_lock);
+  log_fn = fn;
+  log_user = user;
+  log_max = max_level;
+  pthread_mutex_unlock(&log_lock);
+}
+
+int mim_log_enabled(mim_log_level level) {
+  pthread_mutex_lock(&log_lock);
+  int on = log_fn != NULL && level <= log_max;
+  pthread_mutex_unlock(&log_lock);
+  return on;
+}
+
+void mim_log(mim_log_level level, const char *fmt, ...) {
+  char line[1024];
+  pthread_mutex_lock(&log_lock);
+  mim_log_fn fn = log_fn;
+  void *user = log_user;
+  int on = fn != NULL && level <= log_max;
+  pthread_mutex_unlock(&log_lock);
+  if (!on)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  fn(level, line, user);
+}
+
+mim_status mim_status_from_grpc(int grpc_code) {
+  switch ((grpc_status_code)grpc_code) {
+  case GRPC_STATUS_OK:
+    return MIM_OK;
+  case GRPC_STATUS_CANCELLED:
+    return MIM_ERR_CANCELLED;
+  case GRPC_STATUS_INVALID_ARGUMENT:
+  case GRPC_STATUS_OUT_OF_RANGE:
+    return MIM_ERR_INVALID_ARGUMENT;
+  case GRPC_STATUS_DEADLINE_EXCEEDED:
+    return MIM_ERR_DEADLINE_EXCEEDED;
+  case GRPC_STATUS_NOT_FOUND:
+    return MIM_ERR_NOT_FOUND;
+  case GRPC_STATUS_ALREADY_EXISTS:
+    return MIM_ERR_ALREADY_EXISTS;
+  case GRPC_STATUS_PERMISSION_DENIED:
+    return MIM_ERR_PERMISSION_DENIED;
+  case GRPC_STATUS_UNAUTHENTICATED:
+    return MIM_ERR_UNAUTHENTICATED;
+  case GRPC_STATUS_RESOURCE_EXHAUSTED:
+    return MIM_ERR_RESOURCE_EXHAUSTED;
+  case GRPC_STATUS_FAILED_PRECONDITION:
+  case GRPC_STATUS_ABORTED:
+    return MIM_ERR_FAILED_PRECONDITION;
+  case GRPC_STATUS_UNIMPLEMENTED:
+    return MIM_ERR_UNIMPLEMENTED;
+  case GRPC_STATUS_INTERNAL:
+  case GRPC_STATUS_DATA_LOSS:
+    return MIM_ERR_INTERNAL;
+  case GRPC_STATUS_UNAVAILABLE:
+    return MIM_ERR_UNAVAILABLE;
+  case GRPC_STATUS_UNKNOWN:
+  default:
+    return MIM_ERR_UNKNOWN;
+  }
+}
+
+MIM_API const char *mim_version(void) {
+  return MIM_VERSION_STRING;
+}

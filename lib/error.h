@@ -1,0 +1,28 @@
+/* Internal: setting the thread-local error detail and logging. */
+#ifndef MIM_LIB_ERROR_H
+#define MIM_LIB_ERROR_H
+
+#include <momento/common.h>
+
+/* Records a printf-style detail for the calling thread and returns status, so a
+ * failing path reads `return mim_fail(MIM_ERR_..., "what went wrong: %s", why);`.
+ * Never pass a key or token as an argument. */
+mim_status mim_fail(mim_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Clears the calling thread's detail (called at the start of public calls). */
+void mim_clear_error(void);
+
+/* Copies a detail into the calling thread's slot as-is (used when a status and its
+ * detail were produced on another thread, e.g. the event thread). */
+mim_status mim_fail_with_detail(mim_status status, const char *detail);
+
+/* Sends one line to the installed log callback if its level is enabled. */
+void mim_log(mim_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True when messages at this level would reach a callback (skip costly formatting). */
+int mim_log_enabled(mim_log_level level);
+
+/* Maps a numeric gRPC status code (grpc_status_code) to a mim_status. */
+mim_status mim_status_from_grpc(int grpc_code);
+
+#endif

@@ -1,0 +1,86 @@
+/*
+ * Internal: gRPC transport on the gRPC core C API.
+ *
+ * A transport owns one channel per plane (cache, control, token), one completion
+ * queue and one event thread that drives it. Requests and responses are opaque
+ * protobuf bytes here: encoding belongs to the modules above (list, topics, token).
+ *
+ * Callbacks (unary completion, stream message, stream close) run on the event thread,
+ * one at a time. They must not block and must not call mim_transport_free; they may
+ * start new calls and cancel calls.
+ */
+#ifndef MIM_LIB_TRANSPORT_H
+#define MIM_LIB_TRANSPORT_H
+
+#include <momento/credentials.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mim_transport mim_transport;
+typedef struct mim_call mim_call;
+
+typedef struct mim_transport_config {
+  const char *hosts[3];   /* "host:port" per mim_host_kind; NULL = that plane unused */
+  const char *auth_token; /* "authorization" metadata; copied; may be "" */
+  bool plaintext;         /* true only for a local server; default TLS */
+  const char *ca_file;    /* PEM roots instead of the system roots; NULL = system */
+  const char *agent;      /* "agent" metadata; NULL = "c:im:<version>" */
+} mim_transport_config;
+
+/* Creates channels (lazily connected) and starts the event thread. */
+mim_status mim_transport_create(const mim_transport_config *config, mim_transport **out);
+
+/* Cancels every call still in flight, waits until their callbacks have run (each gets
+ * MIM_ERR_CANCELLED), stops the event thread and frees everything. Must not be called
+ * from a transport callback. NULL is ignored. */
+void mim_transport_free(mim_transport *t);
+
+/* Replaces the auth token used by calls started from now on. Thread-safe. */
+mim_status mim_transport_set_auth_token(mim_transport *t, const char *auth_token);
+
+/* Completion of a unary call. On MIM_OK, response holds the response bytes (valid only
+ * during the callback); otherwise detail holds the server's message (or ours). */
+typedef void (*mim_unary_cb)(void *user, mim_status status, const char *detail,
+                             const uint8_t *response, size_t response_len);
+
+/* Starts a unary call. method is the full path ("/cache_client.Scs/ListFetch");
+ * cache_name, when not NULL, is sent as "cache" metadata. deadline_ms <= 0 means no
+ * deadline. The request bytes are copied. On MIM_OK the callback will run exactly
+ * once; on any other return it will not. If out_call is not NULL it receives a handle
+ * usable with mim_call_cancel until the callback has returned (then it is invalid). */
+mim_status mim_transport_unary(mim_transport *t, mim_host_kind host, const char *method,
+                               const char *cache_name, const uint8_t *request,
+                               size_t request_len, int64_t deadline_ms, mim_unary_cb cb,
+                               void *user, mim_call **out_call);
+
+/* Blocking unary call. On MIM_OK *response is malloc'd (caller frees; may be NULL when
+ * the response is empty). On failure the thread's error detail is set. Must not be
+ * called from a transport callback. */
+mim_status mim_transport_unary_sync(mim_transport *t, mim_host_kind host, const char *method,
+                                    const char *cache_name, const uint8_t *request,
+                                    size_t request_len, int64_t deadline_ms, uint8_t **response,
+                                    size_t *response_len);
+
+/* Server-streaming call callbacks. on_message gets each message (bytes valid only during
+ * the callback). on_close runs exactly once, last, with the final status (MIM_OK when the
+ * server ended the stream cleanly). */
+typedef struct mim_stream_callbacks {
+  void (*on_message)(void *user, const uint8_t *message, size_t len);
+  void (*on_close)(void *user, mim_status status, const char *detail);
+  void *user;
+} mim_stream_callbacks;
+
+/* Starts a server-streaming call with one request message. deadline_ms <= 0 = none.
+ * On MIM_OK on_close will run exactly once; *out_call is valid until on_close returns. */
+mim_status mim_transport_stream(mim_transport *t, mim_host_kind host, const char *method,
+                                const char *cache_name, const uint8_t *request,
+                                size_t request_len, int64_t deadline_ms,
+                                const mim_stream_callbacks *callbacks, mim_call **out_call);
+
+/* Requests cancellation; the call's completion/close callback still runs once, with
+ * MIM_ERR_CANCELLED unless it had already finished. Safe from any thread, including
+ * callbacks, as long as the call's final callback has not returned yet. */
+void mim_call_cancel(mim_call *call);
+
+#endif

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages libmomento-im needs, but only those that are missing
+# (checked with pkg-config and command -v). Runs apt-get as root, or via sudo.
+set -euo pipefail
+
+missing=()
+need_pc() { pkg-config --exists "$1" 2>/dev/null || missing+=("$2"); }
+need_cmd() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+
+need_cmd pkg-config pkg-config
+need_cmd cc gcc
+need_cmd make make
+need_pc grpc libgrpc-dev
+need_pc libprotobuf-c libprotobuf-c-dev
+need_cmd protoc-c protobuf-c-compiler
+need_pc openssl libssl-dev
+need_pc libcurl libcurl4-openssl-dev
+need_pc jansson libjansson-dev
+need_pc cmocka libcmocka-dev
+for extra in ${MIM_EXTRA_DEPS:-}; do
+  IFS=: read -r cmd pkg <<<"$extra"
+  need_cmd "$cmd" "$pkg"
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all present"
+  exit 0
+fi
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
