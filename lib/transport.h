@@ -83,4 +83,17 @@ mim_status mim_transport_stream(mim_transport *t, mim_host_kind host, const char
  * callbacks, as long as the call's final callback has not returned yet. */
 void mim_call_cancel(mim_call *call);
 
+/* Runs cb(user) on the event thread once, after at least delay_ms (0 = soon), serialized
+ * with all other transport callbacks. Used for reconnect backoff, heartbeat watchdogs
+ * and deferring work out of caller threads. On MIM_OK *out_timer (if not NULL) stays
+ * valid until cb has returned or mim_timer_cancel has returned. Thread-safe. */
+typedef struct mim_timer mim_timer;
+mim_status mim_transport_timer(mim_transport *t, int64_t delay_ms, void (*cb)(void *user),
+                               void *user, mim_timer **out_timer);
+
+/* Cancels a timer that has not fired: returns true if cb will never run, false if it
+ * already ran or is running (from another thread: this waits until it returned; from
+ * the event thread inside that very callback: returns at once). */
+bool mim_timer_cancel(mim_timer *timer);
+
 #endif
