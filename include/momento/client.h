@@ -1,0 +1,74 @@
+/*
+ * libmomento-im: the client handle.
+ *
+ * A mim_client holds the credential, the gRPC channels to the cache, control and token
+ * hosts, and one internal event thread. Create one per process (or per identity) and
+ * share it: every function taking a mim_client is thread-safe.
+ *
+ * Callbacks registered through a client (async completions, topic subscriptions, chat
+ * sessions) run on the client's event thread, one at a time. They must return quickly,
+ * must not call mim_client_free, and must not call blocking (sync) functions of the same
+ * client; they may call the *_async functions.
+ */
+#ifndef MOMENTO_CLIENT_H
+#define MOMENTO_CLIENT_H
+
+#include <momento/common.h>
+#include <momento/credentials.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mim_client mim_client;
+
+typedef struct mim_client_options {
+  /* A v1 API key or disposable token, or a legacy JWT. NULL: use `credentials` if set,
+   * else the MOMENTO_API_KEY environment variable. Copied. */
+  const char *api_key;
+  /* Alternative to api_key: an already parsed credential (copied; caller keeps it). */
+  const mim_credentials *credentials;
+  /* Endpoint overrides, "host:port" (NULL = derived from the credential). */
+  const char *cache_host;
+  const char *control_host;
+  const char *token_host;
+  /* Plaintext (no TLS). Only for a local server such as mim-local; default false. */
+  bool plaintext;
+  /* PEM file of trusted roots instead of the system roots (NULL = system). */
+  const char *ca_file;
+  /* Deadline of each call when the call does not give one; 0 = 15000 ms. */
+  int64_t default_deadline_ms;
+  /* Optional log callback for this process (see mim_set_log_callback). */
+  mim_log_fn log_fn;
+  mim_log_level log_level;
+  void *log_user;
+} mim_client_options;
+
+/* Fills *options with defaults (everything unset, TLS on). */
+MIM_API void mim_client_options_init(mim_client_options *options);
+
+/* Creates a client. *out is owned by the caller; free with mim_client_free.
+ * Errors: MIM_ERR_INVALID_ARGUMENT (no or malformed key, bad host), MIM_ERR_NO_MEMORY,
+ * MIM_ERR_INTERNAL (gRPC could not start). No network traffic happens here: a wrong
+ * endpoint shows up as MIM_ERR_UNAVAILABLE on the first call. */
+MIM_API mim_status mim_client_create(const mim_client_options *options, mim_client **out);
+
+/* Cancels everything still in flight (their callbacks run with MIM_ERR_CANCELLED),
+ * waits for running callbacks, stops the event thread and frees the client. Sessions and
+ * subscriptions must be left/unsubscribed first. Must not be called from a callback.
+ * NULL is ignored. */
+MIM_API void mim_client_free(mim_client *client);
+
+/* Round trip to the cache host's Ping. Errors: any call status. Blocking. */
+MIM_API mim_status mim_client_ping(mim_client *client);
+
+/* Control plane (needs a super-user key). Blocking. */
+MIM_API mim_status mim_cache_create(mim_client *client, const char *cache_name);
+MIM_API mim_status mim_cache_delete(mim_client *client, const char *cache_name);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOMENTO_CLIENT_H */

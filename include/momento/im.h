@@ -1,0 +1,145 @@
+/*
+ * libmomento-im: instant messaging on Momento.
+ *
+ * A chat `C` in a cache is a list `C` (history, the last N messages) plus a topic `C`
+ * (live delivery). mim_join subscribes to the topic, waits for the server's
+ * confirmation, then fetches the list, and delivers history followed by live messages
+ * with no gap and no duplicate. In moderated mode clients publish to topic "C-input"
+ * only; a trusted moderator (mim_moderator) checks each message, pushes it to list C and
+ * publishes it on topic C.
+ *
+ * Message envelope (JSON, one per list value and per topic value):
+ *   {"v":1,"id":"<id>","from":"<display name>","text":"...","ts":<epoch ms>}
+ * Values that are not such an envelope (plain text, binary, bad JSON, invalid UTF-8)
+ * are delivered with kind MIM_MESSAGE_FOREIGN and the raw bytes; they never crash.
+ *
+ * This header includes every other public header.
+ */
+#ifndef MOMENTO_IM_H
+#define MOMENTO_IM_H
+
+#include <momento/client.h>
+#include <momento/common.h>
+#include <momento/credentials.h>
+#include <momento/list.h>
+#include <momento/token.h>
+#include <momento/topics.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mim_session mim_session;
+
+typedef enum mim_message_kind {
+  MIM_MESSAGE_CHAT = 0,   /* a well-formed envelope */
+  MIM_MESSAGE_FOREIGN = 1 /* something else on the list/topic: see raw */
+} mim_message_kind;
+
+/* One message. Every pointer is valid only during the callback (or until the
+ * mim_message_list holding it is freed); strings are NUL-terminated UTF-8 or "". */
+typedef struct mim_message {
+  mim_message_kind kind;
+  const char *id;           /* unique message id ("" for foreign values) */
+  const char *chat;         /* chat id */
+  const char *from;         /* sender display name as claimed by the sender */
+  const char *publisher_id; /* trusted token id of the publisher (live only; "" otherwise) */
+  const char *text;
+  int64_t timestamp_ms;     /* sender's clock, epoch ms */
+  uint64_t sequence;        /* topic sequence number (0 for history) */
+  bool from_history;        /* true: fetched from the list; false: live */
+  const uint8_t *raw;       /* the value as received */
+  size_t raw_len;
+} mim_message;
+
+typedef void (*mim_on_message)(mim_session *session, const mim_message *msg, void *user);
+
+typedef enum mim_chat_mode {
+  MIM_CHAT_CLIENT_ONLY = 0, /* clients push to the list and publish on the topic */
+  MIM_CHAT_MODERATED = 1    /* clients publish on "<chat>-input" only */
+} mim_chat_mode;
+
+typedef struct mim_join_options {
+  const char *display_name; /* "from" of messages we send; NULL = "anonymous" */
+  mim_chat_mode mode;
+  uint32_t history_cap;     /* list is truncated to the last N; 0 = 100 */
+  uint64_t history_ttl_ms;  /* TTL of the list; 0 = server default */
+  /* Optional: told about reconnects and gaps the session could not fill. */
+  void (*on_event)(mim_session *session, mim_subscription_state state, mim_status status,
+                   const char *detail, void *user);
+} mim_join_options;
+
+/* Fills *options with defaults. */
+MIM_API void mim_join_options_init(mim_join_options *options);
+
+/* Joins chat_id in cache: subscribes, fetches history, then calls on_message for each
+ * history message (from_history true, oldest first) and afterwards for each live message,
+ * each exactly once, on the client's event thread. Blocking until the history has been
+ * delivered. *out owned by the caller: release with mim_leave. options may be NULL.
+ * Errors: MIM_ERR_INVALID_ARGUMENT, subscription and list errors. */
+MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *chat_id,
+                            const mim_join_options *options, mim_on_message on_message,
+                            void *user, mim_session **out);
+
+/* An owned list of messages (oldest first). Free with mim_message_list_free. */
+typedef struct mim_message_list {
+  size_t count;
+  mim_message *messages;
+} mim_message_list;
+MIM_API void mim_message_list_free(mim_message_list *list);
+
+/* The current history: the last `last_n` messages of the list (0 = all kept). Fetches
+ * from the server. *out owned by the caller. Blocking. */
+MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_list **out);
+
+/* Length of a message id including its NUL. */
+#define MIM_MESSAGE_ID_SIZE 33
+
+/* Sends text (valid UTF-8). Client-only mode: pushes the envelope to the list (truncated
+ * to history_cap, with TTL) and publishes it on the topic. Moderated mode: publishes it
+ * on "<chat>-input". id_out (may be NULL) receives the new message's id. Blocking.
+ * Errors: MIM_ERR_INVALID_ARGUMENT (NULL, not UTF-8, too large), call errors. */
+MIM_API mim_status mim_send(mim_session *session, const char *text,
+                            char id_out[MIM_MESSAGE_ID_SIZE]);
+
+/* Removes the message with this id from the chat's history (list remove of its stored
+ * value). Needs write permission on the list (moderators). MIM_ERR_NOT_FOUND when no
+ * such message is in the history. Blocking. */
+MIM_API mim_status mim_remove_message(mim_session *session, const char *message_id);
+
+/* Leaves the chat: unsubscribes and frees the session. When it returns no callback of the
+ * session runs. Must not be called from the session's own callback. NULL is ignored. */
+MIM_API void mim_leave(mim_session *session);
+
+/* ---- Moderation (server-mediated pattern) ---- */
+
+typedef struct mim_moderator mim_moderator;
+
+typedef enum mim_moderation_verdict {
+  MIM_MODERATION_ACCEPT = 0, /* push + publish as is */
+  MIM_MODERATION_REWRITE = 1,/* push + publish with *new_text instead */
+  MIM_MODERATION_REJECT = 2  /* drop it */
+} mim_moderation_verdict;
+
+/* Decides on one message from "<chat>-input". To rewrite, set *new_text to a malloc'd
+ * string (the library frees it). Runs on the client's event thread. */
+typedef mim_moderation_verdict (*mim_moderation_fn)(const mim_message *msg, char **new_text,
+                                                    void *user);
+
+/* Subscribes to "<chat>-input" for each of the chats and forwards what the filter
+ * accepts to list <chat> (capped to history_cap, default 100) and topic <chat>. The
+ * client needs read/write on those lists and publish/subscribe on those topics.
+ * Blocking until every subscription is confirmed. */
+MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
+                                       const char *const *chat_ids, size_t n_chats,
+                                       uint32_t history_cap, mim_moderation_fn filter,
+                                       void *user, mim_moderator **out);
+
+/* Stops and frees; no filter call runs after it returns. NULL is ignored. */
+MIM_API void mim_moderator_stop(mim_moderator *moderator);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOMENTO_IM_H */

@@ -1,0 +1,141 @@
+/*
+ * libmomento-im: cache lists (Momento list collections).
+ *
+ * A list lives under a key (the list name) in a cache. Values are bytes; duplicates are
+ * allowed; order is push order. Calls are thread-safe. Sync calls block the caller up
+ * to the client's default deadline and must not be made from a client callback; the
+ * *_async forms return at once and run their callback once on the client's event
+ * thread (never before the *_async call returned MIM_OK; never when it did not).
+ *
+ * Errors common to every call: MIM_ERR_INVALID_ARGUMENT (NULL/empty names, bad range),
+ * MIM_ERR_NOT_FOUND (the cache does not exist), MIM_ERR_PERMISSION_DENIED,
+ * MIM_ERR_UNAUTHENTICATED, MIM_ERR_UNAVAILABLE, MIM_ERR_DEADLINE_EXCEEDED,
+ * MIM_ERR_RESOURCE_EXHAUSTED, MIM_ERR_PROTOCOL. A list that does not exist is not an
+ * error: reads report found = false, length 0.
+ */
+#ifndef MOMENTO_LIST_H
+#define MOMENTO_LIST_H
+
+#include <momento/client.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mim_bytes {
+  const uint8_t *data;
+  size_t len;
+} mim_bytes;
+
+/* How a write treats the list's time to live and size. */
+typedef struct mim_list_write_options {
+  uint64_t ttl_ms;      /* 0 = the server's default TTL */
+  bool refresh_ttl;     /* reset the TTL of an existing list (true is the usual choice) */
+  uint32_t truncate_to; /* keep at most this many values, dropping from the other end;
+                           0 = no limit */
+} mim_list_write_options;
+
+/* Index range: start inclusive, end exclusive; negative counts from the end (-1 = last).
+ * has_start/has_end false = unbounded. A NULL range pointer = the whole list. */
+typedef struct mim_list_range {
+  bool has_start;
+  int32_t start;
+  bool has_end;
+  int32_t end;
+} mim_list_range;
+
+/* Values returned by fetch. Owned by the caller; free with mim_list_values_free. */
+typedef struct mim_list_values {
+  bool found;        /* false: the list does not exist (count is 0) */
+  size_t count;
+  mim_bytes *values; /* count entries; each data is NUL-terminated for convenience */
+} mim_list_values;
+
+MIM_API void mim_list_values_free(mim_list_values *values);
+
+/* Appends (back) or prepends (front) one value. options NULL = defaults (server TTL,
+ * refresh, no truncation). new_length (may be NULL) receives the list's new length. */
+MIM_API mim_status mim_list_push_back(mim_client *client, const char *cache, const char *list,
+                                      const void *value, size_t len,
+                                      const mim_list_write_options *options,
+                                      uint32_t *new_length);
+MIM_API mim_status mim_list_push_front(mim_client *client, const char *cache, const char *list,
+                                       const void *value, size_t len,
+                                       const mim_list_write_options *options,
+                                       uint32_t *new_length);
+
+/* Appends / prepends several values in one call (in the given order). */
+MIM_API mim_status mim_list_concat_back(mim_client *client, const char *cache, const char *list,
+                                        const mim_bytes *values, size_t count,
+                                        const mim_list_write_options *options,
+                                        uint32_t *new_length);
+MIM_API mim_status mim_list_concat_front(mim_client *client, const char *cache, const char *list,
+                                         const mim_bytes *values, size_t count,
+                                         const mim_list_write_options *options,
+                                         uint32_t *new_length);
+
+/* Fetches a range (NULL = whole list). *out is owned by the caller. */
+MIM_API mim_status mim_list_fetch(mim_client *client, const char *cache, const char *list,
+                                  const mim_list_range *range, mim_list_values **out);
+
+/* Number of values (0 and *found false when the list does not exist; found may be NULL). */
+MIM_API mim_status mim_list_length(mim_client *client, const char *cache, const char *list,
+                                   uint32_t *length, bool *found);
+
+/* Keeps only the range, dropping the rest. ttl as for writes (options may be NULL). */
+MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const char *list,
+                                   const mim_list_range *range,
+                                   const mim_list_write_options *options, uint32_t *new_length);
+
+/* Removes every value equal to value. */
+MIM_API mim_status mim_list_remove_value(mim_client *client, const char *cache,
+                                         const char *list, const void *value, size_t len,
+                                         uint32_t *new_length);
+
+/* Erases `count` values at each range's begin index; ranges NULL and n 0 = erase all. */
+typedef struct mim_list_erase_range {
+  uint32_t begin;
+  uint32_t count;
+} mim_list_erase_range;
+MIM_API mim_status mim_list_erase(mim_client *client, const char *cache, const char *list,
+                                  const mim_list_erase_range *ranges, size_t n,
+                                  uint32_t *new_length);
+
+/* Removes and returns the first / last value. *value is malloc'd (NUL-terminated,
+ * caller frees) or NULL with *found false when the list is missing or empty. */
+MIM_API mim_status mim_list_pop_front(mim_client *client, const char *cache, const char *list,
+                                      uint8_t **value, size_t *len, bool *found);
+MIM_API mim_status mim_list_pop_back(mim_client *client, const char *cache, const char *list,
+                                     uint8_t **value, size_t *len, bool *found);
+
+/* Deletes the item under key (a list or anything else). Deleting a missing key is OK. */
+MIM_API mim_status mim_item_delete(mim_client *client, const char *cache, const char *key);
+
+/* Remaining TTL of an item in ms; *found false when it does not exist. */
+MIM_API mim_status mim_item_ttl(mim_client *client, const char *cache, const char *key,
+                                uint64_t *remaining_ms, bool *found);
+
+/* Async forms. Callbacks run once on the client's event thread; `values` and `detail`
+ * are valid only during the callback (detail "" on success). */
+typedef void (*mim_list_write_cb)(void *user, mim_status status, const char *detail,
+                                  uint32_t new_length);
+typedef void (*mim_list_fetch_cb)(void *user, mim_status status, const char *detail,
+                                  const mim_list_values *values);
+
+MIM_API mim_status mim_list_push_back_async(mim_client *client, const char *cache,
+                                            const char *list, const void *value, size_t len,
+                                            const mim_list_write_options *options,
+                                            mim_list_write_cb cb, void *user);
+MIM_API mim_status mim_list_push_front_async(mim_client *client, const char *cache,
+                                             const char *list, const void *value, size_t len,
+                                             const mim_list_write_options *options,
+                                             mim_list_write_cb cb, void *user);
+MIM_API mim_status mim_list_fetch_async(mim_client *client, const char *cache,
+                                        const char *list, const mim_list_range *range,
+                                        mim_list_fetch_cb cb, void *user);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOMENTO_LIST_H */

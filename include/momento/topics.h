@@ -1,0 +1,115 @@
+/*
+ * libmomento-im: Momento Topics (publish / subscribe).
+ *
+ * Publishing is fire-and-forget and not retried by the library (a retry could deliver a
+ * value twice). A subscription is a server stream that the library keeps alive: when it
+ * ends or fails with a retryable status, or when no item (not even a heartbeat) arrives
+ * within the heartbeat timeout, it re-subscribes with exponential backoff and jitter,
+ * resuming at the last seen sequence number + 1 within the last seen sequence page, so
+ * the server can replay what was missed; when it cannot, a discontinuity is reported.
+ *
+ * All subscription callbacks run on the client's event thread, one at a time, never
+ * after mim_topic_unsubscribe has returned.
+ */
+#ifndef MOMENTO_TOPICS_H
+#define MOMENTO_TOPICS_H
+
+#include <momento/client.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mim_subscription mim_subscription;
+
+/* Publishes a UTF-8 text / binary value on a topic. Blocking (client default deadline).
+ * Errors: as for list calls; MIM_ERR_INVALID_ARGUMENT also for text that is not valid
+ * UTF-8 (use binary for arbitrary bytes). */
+MIM_API mim_status mim_topic_publish_text(mim_client *client, const char *cache, const char *topic,
+                                          const char *text);
+MIM_API mim_status mim_topic_publish_binary(mim_client *client, const char *cache,
+                                            const char *topic, const void *data, size_t len);
+
+/* Async publish; cb (may be NULL) runs once on the event thread; detail valid only
+ * during the callback. */
+typedef void (*mim_publish_cb)(void *user, mim_status status, const char *detail);
+MIM_API mim_status mim_topic_publish_text_async(mim_client *client, const char *cache,
+                                                const char *topic, const char *text,
+                                                mim_publish_cb cb, void *user);
+MIM_API mim_status mim_topic_publish_binary_async(mim_client *client, const char *cache,
+                                                  const char *topic, const void *data,
+                                                  size_t len, mim_publish_cb cb, void *user);
+
+/* One received value. All pointers are valid only during the callback. */
+typedef struct mim_topic_item {
+  uint64_t sequence;        /* topic sequence number (grows by one per message) */
+  uint64_t sequence_page;   /* topic incarnation */
+  const char *publisher_id; /* token id of the publisher: the trusted sender identity */
+  bool is_binary;           /* false: data is UTF-8 text */
+  const uint8_t *data;      /* NUL-terminated for convenience */
+  size_t len;
+} mim_topic_item;
+
+typedef enum mim_subscription_state {
+  MIM_SUB_CONNECTING = 0,   /* first attempt under way */
+  MIM_SUB_CONNECTED = 1,    /* the server confirmed the (re)subscription */
+  MIM_SUB_RECONNECTING = 2, /* stream lost; waiting for backoff or a new stream */
+  MIM_SUB_CLOSED = 3        /* ended for good (unsubscribe or non-retryable error) */
+} mim_subscription_state;
+
+typedef struct mim_subscription_callbacks {
+  /* A value. Required. */
+  void (*on_item)(void *user, const mim_topic_item *item);
+  /* Values between last_sequence + 1 and new_sequence - 1 could not be delivered. */
+  void (*on_discontinuity)(void *user, uint64_t last_sequence, uint64_t new_sequence,
+                           uint64_t new_sequence_page);
+  /* The server's keep-alive on an idle stream. Optional. */
+  void (*on_heartbeat)(void *user);
+  /* State changes; `status`/`detail` say why a stream was lost or closed (MIM_OK else). */
+  void (*on_state)(void *user, mim_subscription_state state, mim_status status,
+                   const char *detail);
+  void *user;
+} mim_subscription_callbacks;
+
+typedef struct mim_subscribe_options {
+  uint64_t resume_at;            /* 0 = live only; else resume at this sequence number */
+  uint64_t sequence_page;        /* page the resume_at belongs to */
+  int64_t heartbeat_timeout_ms;  /* silence that counts as a dead stream; 0 = 30000 */
+  int64_t backoff_initial_ms;    /* 0 = 100 */
+  int64_t backoff_max_ms;        /* 0 = 5000 */
+} mim_subscribe_options;
+
+/* Subscribes and waits until the server confirmed the subscription (its first item) or
+ * the client's default deadline passed. From that moment no value published to the
+ * topic can be missed. options may be NULL. *out is owned by the caller: release it with
+ * mim_topic_unsubscribe. Errors: MIM_ERR_NOT_FOUND (cache), MIM_ERR_PERMISSION_DENIED,
+ * MIM_ERR_UNAUTHENTICATED, MIM_ERR_DEADLINE_EXCEEDED, MIM_ERR_UNAVAILABLE, ... (no
+ * subscription exists then and no callback runs). Must not be called from a callback. */
+MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, const char *topic,
+                                       const mim_subscribe_options *options,
+                                       const mim_subscription_callbacks *callbacks,
+                                       mim_subscription **out);
+
+/* Like mim_topic_subscribe but returns at once; confirmation arrives as
+ * on_state(MIM_SUB_CONNECTED), a failure of the first attempt as on_state(MIM_SUB_CLOSED)
+ * with its status. May be called from a callback. */
+MIM_API mim_status mim_topic_subscribe_async(mim_client *client, const char *cache,
+                                             const char *topic,
+                                             const mim_subscribe_options *options,
+                                             const mim_subscription_callbacks *callbacks,
+                                             mim_subscription **out);
+
+/* Last sequence number / page delivered (0 before the first item). Thread-safe. */
+MIM_API uint64_t mim_subscription_last_sequence(const mim_subscription *sub);
+MIM_API uint64_t mim_subscription_sequence_page(const mim_subscription *sub);
+
+/* Ends the subscription and frees it. When it returns, no callback of this subscription
+ * is running or will run. From inside one of its own callbacks it returns at once and
+ * the subscription is freed after that callback returns. NULL is ignored. */
+MIM_API void mim_topic_unsubscribe(mim_subscription *sub);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOMENTO_TOPICS_H */
