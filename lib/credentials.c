@@ -203,7 +203,9 @@ static mim_status check_host(const char *host, size_t n, const char *what) {
       return mim_fail(MIM_ERR_INVALID_ARGUMENT,
                       "%s contains a space, control, NUL or non-ASCII byte at offset %zu", what, i);
   }
-  if (host[n - 1] == ':' || host[0] == ':' || strchr(host, '/'))
+  /* ":8080" has no host; "::1" (a bare IPv6 literal) is fine. */
+  bool no_host = host[0] == ':' && memchr(host + 1, ':', n - 1) == NULL;
+  if (host[n - 1] == ':' || no_host || memchr(host, '/', n))
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is not a host or host:port", what);
   return MIM_OK;
 }
