@@ -1,12 +1,13 @@
 /* Unit tests for lib/credentials.c: every accepted key form, host derivation and
  * overrides, and a catalogue of malformed keys that must fail cleanly without the
  * secret ever showing up in the error detail. */
-// clang-format off: cmocka.h needs these first, in this order
-#include <cmocka.h>
-#include <setjmp.h>
+/* cmocka.h needs these first, in this order. */
+// clang-format off
 #include <stdarg.h>
 #include <stddef.h>
+#include <setjmp.h>
 #include <stdint.h>
+#include <cmocka.h>
 // clang-format on
 
 #include <momento/credentials.h>
