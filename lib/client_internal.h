@@ -1,0 +1,19 @@
+/* Internal: what the list, topics, token and im modules need from a mim_client. */
+#ifndef MIM_LIB_CLIENT_INTERNAL_H
+#define MIM_LIB_CLIENT_INTERNAL_H
+
+#include "transport.h"
+
+#include <momento/client.h>
+
+/* The client's transport (owned by the client; valid until mim_client_free). */
+mim_transport *mim_client_transport(const mim_client *client);
+
+/* Deadline for calls that do not specify one (ms, > 0). */
+int64_t mim_client_deadline_ms(const mim_client *client);
+
+/* Base endpoint of the client's credential ("" when unknown): what minted tokens carry
+ * when the server does not say. */
+const char *mim_client_endpoint(const mim_client *client);
+
+#endif
