@@ -1,0 +1,48 @@
+/*
+ * In-process gRPC core test server for transport tests: plaintext, 127.0.0.1, a free
+ * port, its own completion-queue thread. Handles every method generically:
+ *
+ *   /cache_client.Ping/Ping   empty response, OK
+ *   /test.Echo/Unary          echoes the request bytes, OK
+ *   /test.Fail/Status         request is "<grpc code> <detail>"; answers that status
+ *   /test.Fail/NotFound       NOT_FOUND "cache not found"
+ *   /test.Stream/Count        request is a decimal N; streams "msg-0".."msg-<N-1>", OK
+ *   /test.Stream/Hang         sends one message "first", then never ends (until cancel)
+ *   /test.Hang/Unary          never answers (until the client cancels or times out)
+ *   anything else             UNIMPLEMENTED
+ *
+ * The request metadata of the most recent call is kept and readable from any thread.
+ */
+#ifndef MIM_TESTS_GRPC_TEST_SERVER_H
+#define MIM_TESTS_GRPC_TEST_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct grpc_test_server grpc_test_server;
+
+/* Starts a server on 127.0.0.1:<free port>; NULL on failure. */
+grpc_test_server *grpc_test_server_start(void);
+
+/* Cancels every call, stops the thread and frees the server. NULL is ignored. */
+void grpc_test_server_stop(grpc_test_server *s);
+
+int grpc_test_server_port(const grpc_test_server *s);
+
+/* "127.0.0.1:<port>" (owned by the server). */
+const char *grpc_test_server_address(const grpc_test_server *s);
+
+/* Copies the value of request metadata `key` of the most recent call (NUL-terminated,
+ * truncated to cap) into buf. Returns false when that call did not carry the key. */
+bool grpc_test_server_last_metadata(grpc_test_server *s, const char *key, char *buf, size_t cap);
+
+/* Copies the method path of the most recent call; false if there was none. */
+bool grpc_test_server_last_method(grpc_test_server *s, char *buf, size_t cap);
+
+/* Number of calls the server has accepted so far. */
+int grpc_test_server_call_count(grpc_test_server *s);
+
+/* Number of accepted calls that have ended (answered, or cancelled by the client). */
+int grpc_test_server_finished_count(grpc_test_server *s);
+
+#endif
