@@ -457,6 +457,8 @@ static mim_status call_start(mim_call *c, grpc_op *ops, size_t n, mim_call **out
     *out_call = c;
   grpc_call_error err = grpc_call_start_batch(c->call, ops, n, &c->main_tag, NULL);
   if (err != GRPC_CALL_OK) {
+    if (out_call)
+      *out_call = NULL;
     call_release(c);
     return mim_fail(MIM_ERR_INTERNAL, "call: grpc_call_start_batch failed (%d)", (int)err);
   }
@@ -761,7 +763,9 @@ static mim_status create_channels(mim_transport *t, const mim_transport_config *
   mim_status st = make_credentials(cfg, &creds);
   if (st != MIM_OK)
     return st;
-  grpc_arg args[4];
+  /* Keepalive pings detect a dead connection under a long-lived stream; the client
+   * sends nothing after the request there, so pings must not stop for lack of data. */
+  grpc_arg args[5];
   args[0] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                        .key = GRPC_ARG_KEEPALIVE_TIME_MS,
                        .value.integer = KEEPALIVE_TIME_MS};
@@ -774,7 +778,9 @@ static mim_status create_channels(mim_transport *t, const mim_transport_config *
   args[3] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                        .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
                        .value.integer = MAX_RECV_MESSAGE};
-  grpc_channel_args chargs = {.num_args = 4, .args = args};
+  args[4] = (grpc_arg){
+      .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, .value.integer = 0};
+  grpc_channel_args chargs = {.num_args = 5, .args = args};
   for (int i = 0; i < 3; i++) {
     if (!cfg->hosts[i])
       continue;

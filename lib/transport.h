@@ -5,9 +5,19 @@
  * queue and one event thread that drives it. Requests and responses are opaque
  * protobuf bytes here: encoding belongs to the modules above (list, topics, token).
  *
- * Callbacks (unary completion, stream message, stream close) run on the event thread,
- * one at a time. They must not block and must not call mim_transport_free; they may
- * start new calls and cancel calls.
+ * Callbacks (unary completion, stream message, stream close, timers) run on the event
+ * thread, one at a time, never with an internal lock held. They must not block and must
+ * not call mim_transport_free or mim_transport_unary_sync (that returns
+ * MIM_ERR_FAILED_PRECONDITION there); they may start new calls, cancel calls and add or
+ * cancel timers. A callback may run before the call that started it has returned.
+ *
+ * Once mim_transport_free has begun, starting a call or a timer fails with
+ * MIM_ERR_CANCELLED (callbacks of cancelled calls may try; they are refused cleanly).
+ *
+ * Channels: TLS unless config->plaintext; keepalive pings every 30 s (10 s timeout, also
+ * on streams where the client sends nothing); received messages up to 16 MiB.
+ * Metadata sent on every call: authorization, cache (when given), agent,
+ * runtime-version ("c:c11").
  */
 #ifndef MIM_LIB_TRANSPORT_H
 #define MIM_LIB_TRANSPORT_H
@@ -28,12 +38,16 @@ typedef struct mim_transport_config {
   const char *agent;      /* "agent" metadata; NULL = "c:im:<version>" */
 } mim_transport_config;
 
-/* Creates channels (lazily connected) and starts the event thread. */
+/* Creates channels (lazily connected) and starts the event thread. At least one host
+ * must be set (else MIM_ERR_INVALID_ARGUMENT). An unreadable ca_file fails with
+ * MIM_ERR_INVALID_ARGUMENT. Without ca_file, TLS uses /etc/ssl/certs/ca-certificates.crt
+ * when present, else gRPC's default roots. Calls grpc_init (balanced by free). */
 mim_status mim_transport_create(const mim_transport_config *config, mim_transport **out);
 
 /* Cancels every call still in flight, waits until their callbacks have run (each gets
  * MIM_ERR_CANCELLED), stops the event thread and frees everything. Must not be called
- * from a transport callback. NULL is ignored. */
+ * from a transport callback (that is logged and ignored). Pending timers are dropped
+ * without running. NULL is ignored. */
 void mim_transport_free(mim_transport *t);
 
 /* Replaces the auth token used by calls started from now on. Thread-safe. */
@@ -48,11 +62,15 @@ typedef void (*mim_unary_cb)(void *user, mim_status status, const char *detail,
  * cache_name, when not NULL, is sent as "cache" metadata. deadline_ms <= 0 means no
  * deadline. The request bytes are copied. On MIM_OK the callback will run exactly
  * once; on any other return it will not. If out_call is not NULL it receives a handle
- * usable with mim_call_cancel until the callback has returned (then it is invalid). */
+ * usable with mim_call_cancel until the callback has returned (then it is invalid); it
+ * is stored before the callback can run. An unused plane (hosts[host] == NULL) gives
+ * MIM_ERR_INVALID_ARGUMENT. The callback gets a non-OK status with the server's status
+ * message as detail (mapped by mim_status_from_grpc); on MIM_OK response may be NULL
+ * with response_len 0 for an empty message. */
 mim_status mim_transport_unary(mim_transport *t, mim_host_kind host, const char *method,
-                               const char *cache_name, const uint8_t *request,
-                               size_t request_len, int64_t deadline_ms, mim_unary_cb cb,
-                               void *user, mim_call **out_call);
+                               const char *cache_name, const uint8_t *request, size_t request_len,
+                               int64_t deadline_ms, mim_unary_cb cb, void *user,
+                               mim_call **out_call);
 
 /* Blocking unary call. On MIM_OK *response is malloc'd (caller frees; may be NULL when
  * the response is empty). On failure the thread's error detail is set. Must not be
@@ -72,11 +90,12 @@ typedef struct mim_stream_callbacks {
 } mim_stream_callbacks;
 
 /* Starts a server-streaming call with one request message. deadline_ms <= 0 = none.
- * On MIM_OK on_close will run exactly once; *out_call is valid until on_close returns. */
+ * On MIM_OK on_close will run exactly once; *out_call is valid until on_close returns.
+ * on_message may be NULL (messages are then discarded); on_close is required. */
 mim_status mim_transport_stream(mim_transport *t, mim_host_kind host, const char *method,
-                                const char *cache_name, const uint8_t *request,
-                                size_t request_len, int64_t deadline_ms,
-                                const mim_stream_callbacks *callbacks, mim_call **out_call);
+                                const char *cache_name, const uint8_t *request, size_t request_len,
+                                int64_t deadline_ms, const mim_stream_callbacks *callbacks,
+                                mim_call **out_call);
 
 /* Requests cancellation; the call's completion/close callback still runs once, with
  * MIM_ERR_CANCELLED unless it had already finished. Safe from any thread, including

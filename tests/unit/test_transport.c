@@ -361,6 +361,33 @@ static void test_closed_port_unavailable(void **state) {
   mim_transport_free(t);
 }
 
+static void test_tls_default(void **state) {
+  fixture *f = *state;
+  /* TLS is the default: a TLS client cannot talk to the plaintext server. */
+  mim_transport_config cfg = {.hosts = {grpc_test_server_address(f->server), NULL, NULL},
+                              .auth_token = "tok"};
+  mim_transport *t = NULL;
+  assert_int_equal(mim_transport_create(&cfg, &t), MIM_OK);
+  uint8_t *resp;
+  size_t len;
+  assert_int_equal(mim_transport_unary_sync(t, MIM_HOST_CACHE, "/cache_client.Ping/Ping", NULL,
+                                            NULL, 0, 3000, &resp, &len),
+                   MIM_ERR_UNAVAILABLE);
+  mim_transport_free(t);
+
+  cfg.ca_file = "/nonexistent/ca.pem";
+  t = NULL;
+  assert_int_equal(mim_transport_create(&cfg, &t), MIM_ERR_INVALID_ARGUMENT);
+  assert_null(t);
+  assert_non_null(strstr(mim_last_error_detail(), "/nonexistent/ca.pem"));
+
+  if (access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0) {
+    cfg.ca_file = "/etc/ssl/certs/ca-certificates.crt";
+    assert_int_equal(mim_transport_create(&cfg, &t), MIM_OK);
+    mim_transport_free(t);
+  }
+}
+
 /* ---- streams ---- */
 
 typedef struct stream_result {
@@ -721,6 +748,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_unary_cancel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unused_plane, setup, teardown),
       cmocka_unit_test(test_closed_port_unavailable),
+      cmocka_unit_test_setup_teardown(test_tls_default, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stream_count, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stream_cancel_foreign_thread, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stream_cancel_from_callback, setup, teardown),
