@@ -1,0 +1,169 @@
+/*
+ * The client handle: a credential, a transport (channels + event thread) and defaults.
+ * Immutable after mim_client_create, so sharing it between threads needs no locking;
+ * the transport is thread-safe on its own.
+ */
+#include "client_internal.h"
+#include "error.h"
+#include "pb.h"
+
+#include <cacheping.pb-c.h>
+#include <controlclient.pb-c.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_DEADLINE_MS 15000
+#define MAX_CACHE_NAME 255
+
+struct mim_client {
+  mim_credentials *creds; /* owns the auth token; zeroed when freed */
+  mim_transport *transport;
+  int64_t deadline_ms;
+};
+
+MIM_API void mim_client_options_init(mim_client_options *options) {
+  if (!options)
+    return;
+  memset(options, 0, sizeof *options);
+  options->log_level = MIM_LOG_INFO;
+}
+
+/* The credential from api_key, else credentials, else MOMENTO_API_KEY. */
+static mim_status load_credentials(const mim_client_options *o, mim_credentials **out) {
+  if (o && o->api_key)
+    return mim_credentials_from_string(o->api_key, out);
+  if (o && o->credentials)
+    return mim_credentials_copy(o->credentials, out);
+  return mim_credentials_from_env(NULL, out);
+}
+
+static mim_status apply_overrides(const mim_client_options *o, mim_credentials *c) {
+  const char *hosts[3] = {o->cache_host, o->control_host, o->token_host};
+  for (int k = 0; k < 3; k++) {
+    if (!hosts[k])
+      continue;
+    mim_status st = mim_credentials_set_host(c, (mim_host_kind)k, hosts[k]);
+    if (st != MIM_OK)
+      return st;
+  }
+  return MIM_OK;
+}
+
+static mim_status start_transport(const mim_client_options *o, mim_client *c) {
+  mim_transport_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  for (int k = 0; k < 3; k++)
+    cfg.hosts[k] = mim_credentials_host(c->creds, (mim_host_kind)k);
+  cfg.auth_token = mim_credentials_auth_token(c->creds);
+  cfg.plaintext = o ? o->plaintext : false;
+  cfg.ca_file = o ? o->ca_file : NULL;
+  return mim_transport_create(&cfg, &c->transport);
+}
+
+MIM_API mim_status mim_client_create(const mim_client_options *options, mim_client **out) {
+  mim_clear_error();
+  if (!out)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+  *out = NULL;
+  if (options && options->default_deadline_ms < 0)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "default_deadline_ms is negative");
+  mim_client *c = calloc(1, sizeof *c);
+  if (!c)
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory creating client");
+  c->deadline_ms = options && options->default_deadline_ms > 0 ? options->default_deadline_ms
+                                                               : DEFAULT_DEADLINE_MS;
+  mim_status st = load_credentials(options, &c->creds);
+  if (st == MIM_OK && options)
+    st = apply_overrides(options, c->creds);
+  if (st == MIM_OK)
+    st = start_transport(options, c);
+  if (st != MIM_OK) {
+    mim_client_free(c);
+    return st;
+  }
+  /* Installed last so a failed create leaves the process-wide logger untouched. */
+  if (options && options->log_fn)
+    mim_set_log_callback(options->log_fn, options->log_level ? options->log_level : MIM_LOG_INFO,
+                         options->log_user);
+  mim_log(MIM_LOG_DEBUG, "client created (cache host %s)",
+          mim_credentials_host(c->creds, MIM_HOST_CACHE));
+  *out = c;
+  return MIM_OK;
+}
+
+MIM_API void mim_client_free(mim_client *client) {
+  if (!client)
+    return;
+  mim_transport_free(client->transport);
+  mim_credentials_free(client->creds);
+  explicit_bzero(client, sizeof *client);
+  free(client);
+}
+
+mim_transport *mim_client_transport(const mim_client *client) {
+  return client->transport;
+}
+
+int64_t mim_client_deadline_ms(const mim_client *client) {
+  return client->deadline_ms;
+}
+
+const char *mim_client_endpoint(const mim_client *client) {
+  const char *ep = mim_credentials_endpoint(client->creds);
+  return ep ? ep : "";
+}
+
+MIM_API mim_status mim_client_ping(mim_client *client) {
+  mim_clear_error();
+  if (!client)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
+  CacheClient__PingRequest req = CACHE_CLIENT____PING_REQUEST__INIT;
+  ProtobufCMessage *resp = NULL;
+  mim_status st = mim_pb_unary_sync(client->transport, MIM_HOST_CACHE, "/cache_client.Ping/Ping",
+                                    NULL, &req.base, client->deadline_ms,
+                                    &cache_client____ping_response__descriptor, &resp);
+  mim_pb_free(resp);
+  return st;
+}
+
+static mim_status check_cache_name(const char *name) {
+  if (!name || !*name)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "cache name is %s", name ? "empty" : "NULL");
+  if (strlen(name) > MAX_CACHE_NAME)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "cache name is longer than %d bytes", MAX_CACHE_NAME);
+  return MIM_OK;
+}
+
+MIM_API mim_status mim_cache_create(mim_client *client, const char *cache_name) {
+  mim_clear_error();
+  if (!client)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
+  mim_status st = check_cache_name(cache_name);
+  if (st != MIM_OK)
+    return st;
+  ControlClient__CreateCacheRequest req = CONTROL_CLIENT____CREATE_CACHE_REQUEST__INIT;
+  req.cache_name = (char *)cache_name; /* protobuf-c wants non-const; only read */
+  ProtobufCMessage *resp = NULL;
+  st = mim_pb_unary_sync(
+      client->transport, MIM_HOST_CONTROL, "/control_client.ScsControl/CreateCache", NULL,
+      &req.base, client->deadline_ms, &control_client____create_cache_response__descriptor, &resp);
+  mim_pb_free(resp);
+  return st;
+}
+
+MIM_API mim_status mim_cache_delete(mim_client *client, const char *cache_name) {
+  mim_clear_error();
+  if (!client)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
+  mim_status st = check_cache_name(cache_name);
+  if (st != MIM_OK)
+    return st;
+  ControlClient__DeleteCacheRequest req = CONTROL_CLIENT____DELETE_CACHE_REQUEST__INIT;
+  req.cache_name = (char *)cache_name;
+  ProtobufCMessage *resp = NULL;
+  st = mim_pb_unary_sync(
+      client->transport, MIM_HOST_CONTROL, "/control_client.ScsControl/DeleteCache", NULL,
+      &req.base, client->deadline_ms, &control_client____delete_cache_response__descriptor, &resp);
+  mim_pb_free(resp);
+  return st;
+}

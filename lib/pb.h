@@ -1,0 +1,60 @@
+/*
+ * Internal: protobuf-c helpers shared by the modules (list, topics, token, client).
+ *
+ * Packing: small messages go into a buffer on the caller's stack, large ones into the
+ * heap; either way release the buffer with mim_pb_buf_release (which also zeroes it, so
+ * a request that carried something sensitive does not linger).
+ *
+ *   mim_pb_buf buf;
+ *   mim_status st = mim_pb_pack(&req.base, &buf);
+ *   if (st != MIM_OK) return st;
+ *   ... use buf.data / buf.len ...
+ *   mim_pb_buf_release(&buf);
+ *
+ * Unpacking maps a decode failure to MIM_ERR_PROTOCOL with a detail naming the message.
+ */
+#ifndef MIM_LIB_PB_H
+#define MIM_LIB_PB_H
+
+#include "transport.h"
+
+#include <momento/common.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Messages up to this size are packed without a heap allocation. */
+#define MIM_PB_STACK_SIZE 512
+
+typedef struct mim_pb_buf {
+  uint8_t *data; /* points at stack or at a malloc'd block */
+  size_t len;
+  uint8_t stack[MIM_PB_STACK_SIZE];
+} mim_pb_buf;
+
+/* Serializes msg into buf. Errors: MIM_ERR_NO_MEMORY (buf is then empty and needs no
+ * release, though releasing it is harmless). */
+mim_status mim_pb_pack(const ProtobufCMessage *msg, mim_pb_buf *buf);
+
+/* Zeroes the packed bytes and frees them if they were on the heap. */
+void mim_pb_buf_release(mim_pb_buf *buf);
+
+/* Parses len bytes (data may be NULL when len is 0: an empty message) as desc.
+ * On MIM_OK *out is owned by the caller: free with mim_pb_free.
+ * Errors: MIM_ERR_PROTOCOL ("could not decode <message name>"). */
+mim_status mim_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                         ProtobufCMessage **out);
+
+/* Frees an unpacked message. NULL is ignored. */
+void mim_pb_free(ProtobufCMessage *msg);
+
+/* Blocking unary call with protobuf in and out: packs req, calls method on the plane
+ * host (cache_name sent as "cache" metadata when not NULL), and unpacks the response as
+ * resp_desc into *resp (free with mim_pb_free). deadline_ms <= 0 = no deadline.
+ * On failure the thread's error detail is set and *resp is NULL. */
+mim_status mim_pb_unary_sync(mim_transport *t, mim_host_kind host, const char *method,
+                             const char *cache_name, const ProtobufCMessage *req,
+                             int64_t deadline_ms, const ProtobufCMessageDescriptor *resp_desc,
+                             ProtobufCMessage **resp);
+
+#endif
