@@ -71,7 +71,10 @@ static size_t first_unclean(const char *s, size_t n) {
 
 /* Length of s, or MIM_CRED_MAX_INPUT + 1 when it is longer (without reading past it). */
 static size_t bounded_len(const char *s) {
-  return strnlen(s, MIM_CRED_MAX_INPUT + 1);
+  size_t n = 0;
+  while (n <= MIM_CRED_MAX_INPUT && s[n] != '\0')
+    n++;
+  return n;
 }
 
 /* Trims ASCII whitespace at both ends (keys pasted from files often end in '\n'). */
@@ -181,7 +184,7 @@ static bool has_port(const char *ep) {
 static char *with_port(const char *prefix, const char *host) {
   if (has_port(host))
     return dup_s(host);
-  bool v6 = host[0] != '[' && strchr(host, ':') != NULL;
+  bool v6 = host[0] != '[' && strchr(host, ':') != strrchr(host, ':');
   size_t n = strlen(prefix) + strlen(host) + sizeof(MIM_CRED_DEFAULT_PORT) + 4;
   char *p = malloc(n);
   if (p) {
@@ -189,6 +192,59 @@ static char *with_port(const char *prefix, const char *host) {
              MIM_CRED_DEFAULT_PORT);
   }
   return p;
+}
+
+/* 1 to 5 digits, 1..65535. */
+static bool port_ok(const char *p, size_t n) {
+  if (n == 0 || n > 5)
+    return false;
+  unsigned v = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9')
+      return false;
+    v = v * 10 + (unsigned)(p[i] - '0');
+  }
+  return v >= 1 && v <= 65535;
+}
+
+static bool all_of(const char *s, size_t n, const char *extra, bool hex_only) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+              (!hex_only && ((c >= 'g' && c <= 'z') || (c >= 'G' && c <= 'Z'))) ||
+              strchr(extra, c) != NULL;
+    if (!ok || c == '\0')
+      return false;
+  }
+  return true;
+}
+
+/* Accepts "name", "name:port", "[v6]", "[v6]:port" and a bare IPv6 literal ("::1");
+ * names are letters, digits, '-', '.' and '_'. */
+static bool host_syntax_ok(const char *h, size_t n) {
+  const char *end = h + n;
+  if (h[0] == '[') {
+    const char *close = memchr(h, ']', n);
+    if (!close || close == h + 1 || !all_of(h + 1, (size_t)(close - h - 1), ":.", true))
+      return false;
+    if (close + 1 == end)
+      return true;
+    return close[1] == ':' && port_ok(close + 2, (size_t)(end - close - 2));
+  }
+  size_t colons = 0;
+  const char *last = NULL;
+  for (const char *p = h; p < end; p++) {
+    if (*p == ':') {
+      colons++;
+      last = p;
+    }
+  }
+  if (colons >= 2)
+    return all_of(h, n, ":.", true);
+  size_t name_len = colons ? (size_t)(last - h) : n;
+  if (name_len == 0 || !all_of(h, name_len, "-._", false))
+    return false;
+  return colons == 0 || port_ok(last + 1, (size_t)(end - last - 1));
 }
 
 static mim_status check_host(const char *host, size_t n, const char *what) {
@@ -203,10 +259,9 @@ static mim_status check_host(const char *host, size_t n, const char *what) {
       return mim_fail(MIM_ERR_INVALID_ARGUMENT,
                       "%s contains a space, control, NUL or non-ASCII byte at offset %zu", what, i);
   }
-  /* ":8080" has no host; "::1" (a bare IPv6 literal) is fine. */
-  bool no_host = host[0] == ':' && memchr(host + 1, ':', n - 1) == NULL;
-  if (host[n - 1] == ':' || no_host || memchr(host, '/', n))
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is not a host or host:port", what);
+  if (!host_syntax_ok(host, n))
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT,
+                    "%s is not a host, host:port, [IPv6] or [IPv6]:port (port 1-65535)", what);
   return MIM_OK;
 }
 
@@ -239,11 +294,20 @@ static mim_status creds_new(const char *endpoint, const char *token, size_t toke
   return MIM_OK;
 }
 
-/* Fills the three hosts from a base endpoint. */
+/* An IP address cannot take a "cache." prefix: "127.0.0.1", "[::1]", "::1". */
+static bool is_ip_literal(const char *ep) {
+  if (ep[0] == '[' || strchr(ep, ':') != strrchr(ep, ':'))
+    return true;
+  return strspn(ep, "0123456789.") == strlen(ep);
+}
+
+/* Fills the three hosts from a base endpoint: plane prefixes and :443, or the
+ * endpoint itself for all three when it names a port or is an IP address. */
 static mim_status derive_hosts(mim_credentials *c, const char *endpoint) {
   bool port = has_port(endpoint);
+  bool ip = is_ip_literal(endpoint);
   for (int i = 0; i < MIM_HOST_KINDS; i++) {
-    c->hosts[i] = port ? dup_s(endpoint) : with_port(plane_prefix[i], endpoint);
+    c->hosts[i] = port ? dup_s(endpoint) : with_port(ip ? "" : plane_prefix[i], endpoint);
     if (!c->hosts[i])
       return mim_fail(MIM_ERR_NO_MEMORY, "out of memory deriving hosts");
   }
@@ -398,7 +462,7 @@ static mim_status parse_jwt(const char *key, size_t len, mim_credentials **out) 
   if (st == MIM_OK)
     st = creds_new("", key, len, &cr);
   if (st == MIM_OK) {
-    const char *tok_host = strncmp(c, "cache.", 6) == 0 ? c + 6 : c;
+    const char *tok_host = strncmp(c, "cache.", 6) == 0 && c[6] != '\0' ? c + 6 : c;
     cr->hosts[MIM_HOST_CACHE] = with_port("", c);
     cr->hosts[MIM_HOST_CONTROL] = with_port("", cp);
     cr->hosts[MIM_HOST_TOKEN] = with_port(tok_host == c ? "" : "token.", tok_host);

@@ -1,6 +1,9 @@
 /* Unit tests for lib/credentials.c: every accepted key form, host derivation and
  * overrides, and a catalogue of malformed keys that must fail cleanly without the
  * secret ever showing up in the error detail. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* setenv, unsetenv, strdup */
+#endif
 /* cmocka.h needs these first, in this order. */
 // clang-format off
 #include <stdarg.h>
@@ -193,6 +196,14 @@ static void test_v2_key_and_endpoint(void **state) {
   assert_int_equal(mim_credentials_from_key_and_endpoint(SECRET, "localhost:8080", &c), MIM_OK);
   assert_string_equal(mim_credentials_host(c, MIM_HOST_CONTROL), "localhost:8080");
   mim_credentials_free(c);
+  /* An IP address without a port takes no plane prefix. */
+  assert_int_equal(mim_credentials_from_key_and_endpoint(SECRET, "127.0.0.1", &c), MIM_OK);
+  assert_string_equal(mim_credentials_host(c, MIM_HOST_CACHE), "127.0.0.1:443");
+  assert_string_equal(mim_credentials_host(c, MIM_HOST_TOKEN), "127.0.0.1:443");
+  mim_credentials_free(c);
+  assert_int_equal(mim_credentials_from_key_and_endpoint(SECRET, "[::1]", &c), MIM_OK);
+  assert_string_equal(mim_credentials_host(c, MIM_HOST_CONTROL), "[::1]:443");
+  mim_credentials_free(c);
 }
 
 static void expect_v2_invalid(const char *key, const char *endpoint) {
@@ -212,6 +223,8 @@ static void test_v2_bad(void **state) {
   expect_v2_invalid(SECRET, "");
   expect_v2_invalid(SECRET, "e.com\n");
   expect_v2_invalid(SECRET, "e .com");
+  expect_v2_invalid(SECRET, "https://e.com");
+  expect_v2_invalid(SECRET, "e.com:99999");
   expect_v2_invalid(SECRET "\x01", "e.com");
   assert_int_equal(mim_credentials_from_key_and_endpoint(SECRET, "e.com", NULL),
                    MIM_ERR_INVALID_ARGUMENT);
@@ -275,8 +288,18 @@ static void test_set_host(void **state) {
   assert_int_equal(mim_credentials_set_host(c, MIM_HOST_CACHE, "a\tb"), MIM_ERR_INVALID_ARGUMENT);
   assert_int_equal(mim_credentials_set_host(c, (mim_host_kind)7, "x:1"), MIM_ERR_INVALID_ARGUMENT);
   assert_int_equal(mim_credentials_set_host(NULL, MIM_HOST_CACHE, "x:1"), MIM_ERR_INVALID_ARGUMENT);
+  static const char *const bad_hosts[] = {"host:abc", "host:0",  "host:70000", "a/b",
+                                          "[::1",     "[::1]x",  "[]:80",      ":8080",
+                                          "host:",    "h@st:80", "[::1]:",     "::g"};
+  for (size_t i = 0; i < sizeof bad_hosts / sizeof bad_hosts[0]; i++) {
+    if (mim_credentials_set_host(c, MIM_HOST_CACHE, bad_hosts[i]) != MIM_ERR_INVALID_ARGUMENT)
+      fail_msg("host \"%s\" was accepted", bad_hosts[i]);
+    assert_true(strlen(mim_last_error_detail()) > 0);
+  }
   assert_string_equal(mim_credentials_host(c, MIM_HOST_CACHE), "127.0.0.1:9999");
   assert_string_equal(mim_credentials_endpoint(c), "example.com");
+  assert_int_equal(mim_credentials_set_host(c, MIM_HOST_CACHE, "my_host.local:65535"), MIM_OK);
+  assert_string_equal(mim_credentials_host(c, MIM_HOST_CACHE), "my_host.local:65535");
   mim_credentials_free(c);
 }
 
