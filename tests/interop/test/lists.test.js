@@ -1,0 +1,99 @@
+'use strict';
+// Cache lists with the official SDK's CacheClient against mim-local (root key):
+// listPushBack with truncateFrontToSize, listFetch whole and sliced (incl. negative indexes),
+// listLength, listRemoveValue, listRetain, binary values, missing lists.
+const {test, before, after} = require('node:test');
+const assert = require('node:assert/strict');
+const {sdk, startMimLocal, credentials, cacheClient} = require('../lib/harness');
+
+const CACHE = 'interop-lists';
+let server;
+let cache;
+
+before(async () => {
+  server = await startMimLocal({name: 'lists', caches: [CACHE]});
+  cache = await cacheClient(credentials(server));
+});
+
+after(async () => {
+  cache?.close();
+  await server?.stop();
+});
+
+async function fetch(list, opts) {
+  const r = await cache.listFetch(CACHE, list, opts);
+  assert.ok(r instanceof sdk.CacheListFetch.Hit, `listFetch ${list} ${JSON.stringify(opts)}: ${r.toString()}`);
+  return r.valueListString();
+}
+
+async function pushAll(list, values) {
+  for (const v of values) {
+    const r = await cache.listPushBack(CACHE, list, v);
+    assert.ok(r instanceof sdk.CacheListPushBack.Success, r.toString());
+  }
+}
+
+const TEN = Array.from({length: 10}, (_, i) => `m${i}`);
+
+test('listPushBack with truncateFrontToSize keeps the last N', async () => {
+  const lengths = [];
+  for (const v of ['a', 'b', 'c', 'd', 'e']) {
+    const r = await cache.listPushBack(CACHE, 'capped', v, {truncateFrontToSize: 3});
+    assert.ok(r instanceof sdk.CacheListPushBack.Success, r.toString());
+    lengths.push(r.listLength());
+  }
+  assert.deepEqual(lengths, [1, 2, 3, 3, 3]);
+  assert.deepEqual(await fetch('capped'), ['c', 'd', 'e']);
+});
+
+test('listFetch: whole list and slices (positive, negative, open-ended)', async () => {
+  await pushAll('ten', TEN);
+  assert.deepEqual(await fetch('ten'), TEN);
+  assert.deepEqual(await fetch('ten', {startIndex: 2, endIndex: 5}), ['m2', 'm3', 'm4']);
+  assert.deepEqual(await fetch('ten', {startIndex: 8}), ['m8', 'm9']);
+  assert.deepEqual(await fetch('ten', {endIndex: 2}), ['m0', 'm1']);
+  assert.deepEqual(await fetch('ten', {startIndex: -3}), ['m7', 'm8', 'm9']);
+  assert.deepEqual(await fetch('ten', {endIndex: -8}), ['m0', 'm1']);
+  assert.deepEqual(await fetch('ten', {startIndex: -4, endIndex: -1}), ['m6', 'm7', 'm8']);
+  assert.deepEqual(await fetch('ten', {startIndex: 3, endIndex: -5}), ['m3', 'm4']);
+});
+
+test('listLength, and Miss for a list that does not exist', async () => {
+  await pushAll('len', ['x', 'y', 'z']);
+  const r = await cache.listLength(CACHE, 'len');
+  assert.ok(r instanceof sdk.CacheListLength.Hit, r.toString());
+  assert.equal(r.length(), 3);
+  const miss = await cache.listLength(CACHE, 'never-written');
+  assert.ok(miss instanceof sdk.CacheListLength.Miss, miss.toString());
+  const fmiss = await cache.listFetch(CACHE, 'never-written');
+  assert.ok(fmiss instanceof sdk.CacheListFetch.Miss, fmiss.toString());
+});
+
+test('listRemoveValue removes every element equal to the value', async () => {
+  await pushAll('dups', ['x', 'y', 'x', 'z', 'x']);
+  const r = await cache.listRemoveValue(CACHE, 'dups', 'x');
+  assert.ok(r instanceof sdk.CacheListRemoveValue.Success, r.toString());
+  assert.deepEqual(await fetch('dups'), ['y', 'z']);
+  const none = await cache.listRemoveValue(CACHE, 'dups', 'absent');
+  assert.ok(none instanceof sdk.CacheListRemoveValue.Success, none.toString());
+  assert.deepEqual(await fetch('dups'), ['y', 'z']);
+});
+
+test('listRetain keeps a slice (positive then negative indexes)', async () => {
+  await pushAll('retain', TEN);
+  const r = await cache.listRetain(CACHE, 'retain', {startIndex: 2, endIndex: 6});
+  assert.ok(r instanceof sdk.CacheListRetain.Success, r.toString());
+  assert.deepEqual(await fetch('retain'), ['m2', 'm3', 'm4', 'm5']);
+  const r2 = await cache.listRetain(CACHE, 'retain', {startIndex: -2});
+  assert.ok(r2 instanceof sdk.CacheListRetain.Success, r2.toString());
+  assert.deepEqual(await fetch('retain'), ['m4', 'm5']);
+});
+
+test('binary values round-trip byte for byte', async () => {
+  const bin = new Uint8Array([0, 1, 2, 0xfe, 0xff, 0x80]);
+  const r = await cache.listPushBack(CACHE, 'bin', bin);
+  assert.ok(r instanceof sdk.CacheListPushBack.Success, r.toString());
+  const f = await cache.listFetch(CACHE, 'bin');
+  assert.ok(f instanceof sdk.CacheListFetch.Hit, f.toString());
+  assert.deepEqual(Array.from(f.valueListUint8Array()[0]), Array.from(bin));
+});

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Interop tests: the official Momento Node.js SDK (@gomomento/sdk, pinned in
+# tests/interop/package-lock.json) against build/bin/mim-local. Each test file starts its own
+# mim-local on a free port. Installs the pinned packages with `npm ci` when node_modules is
+# missing or older than the lockfile, runs `node --test`, and ends with "N passed, N failed".
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DIR=$ROOT/tests/interop
+export MIM_BUILD=${MIM_BUILD:-build}
+case $MIM_BUILD in /*) ;; *) MIM_BUILD=$ROOT/$MIM_BUILD ;; esac
+
+fail() { echo "interop: $*"; echo "0 passed, 1 failed"; exit 1; }
+
+command -v node >/dev/null || fail "node not found (Node 20+ is required)"
+major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$major" -ge 20 ] || fail "node $(node --version) is too old (need 20+)"
+[ -x "$MIM_BUILD/bin/mim-local" ] || echo "interop: warning: $MIM_BUILD/bin/mim-local not built; every test will fail"
+
+cd "$DIR" || fail "no $DIR"
+stamp=node_modules/.mim-lock-sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -d node_modules ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "interop: npm ci (node_modules missing or stale)"
+  npm ci --no-audit --no-fund --loglevel=error || fail "npm ci failed"
+  echo "$want" >"$stamp"
+fi
+
+out=$(mktemp)
+node_pid=
+trap '[ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null; rm -f "$out"' EXIT
+trap 'exit 143' TERM INT
+# Files run one after another (node's default on this 2-core box); each test is bounded.
+node --test --test-reporter=spec --test-timeout=60000 test/ >"$out" 2>&1 &
+node_pid=$!
+wait "$node_pid"
+rc=$?
+node_pid=
+cat "$out"
+pass=$(grep -aE '^(ℹ|#) pass [0-9]+' "$out" | tail -n1 | grep -oE '[0-9]+$')
+failn=$(grep -aE '^(ℹ|#) fail [0-9]+' "$out" | tail -n1 | grep -oE '[0-9]+$')
+cancelled=$(grep -aE '^(ℹ|#) cancelled [0-9]+' "$out" | tail -n1 | grep -oE '[0-9]+$')
+pass=${pass:-0}
+failn=$(( ${failn:-0} + ${cancelled:-0} ))
+if [ "$rc" -ne 0 ] && [ "$failn" -eq 0 ]; then failn=1; fi
+echo "interop: $pass passed, $failn failed"
+[ "$rc" -eq 0 ] && [ "$failn" -eq 0 ]
