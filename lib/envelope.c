@@ -1,0 +1,147 @@
+/* The chat message envelope: building with jansson and tolerant parsing. */
+#include "envelope.h"
+
+#include "error.h"
+
+#include <jansson.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+mim_status mim_envelope_new_id(char id[MIM_ENVELOPE_ID_SIZE]) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned char bytes[(MIM_ENVELOPE_ID_SIZE - 1) / 2];
+  if (RAND_bytes(bytes, (int)sizeof bytes) != 1)
+    return mim_fail(MIM_ERR_INTERNAL, "random generator failed");
+  for (size_t i = 0; i < sizeof bytes; i++) {
+    id[2 * i] = hex[bytes[i] >> 4];
+    id[2 * i + 1] = hex[bytes[i] & 15];
+  }
+  id[MIM_ENVELOPE_ID_SIZE - 1] = '\0';
+  return MIM_OK;
+}
+
+int64_t mim_envelope_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+mim_status mim_envelope_build(const char *id, const char *from, const char *text, int64_t ts,
+                              char **out, size_t *out_len) {
+  if (!id || !from || !text || !out || !out_len)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "envelope: NULL argument");
+  size_t id_len = strlen(id);
+  if (id_len == 0 || id_len > MIM_ENVELOPE_MAX_ID_LEN)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "envelope: id must be 1..%u bytes",
+                    MIM_ENVELOPE_MAX_ID_LEN);
+  /* Cheap early bound so a huge text is not copied into a JSON tree first. */
+  if (strlen(text) > MIM_ENVELOPE_MAX_BYTES || strlen(from) > MIM_ENVELOPE_MAX_BYTES)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "envelope: message larger than %u bytes",
+                    MIM_ENVELOPE_MAX_BYTES);
+  /* json_string() validates UTF-8 and returns NULL on invalid input; "s" in json_pack
+   * does the same and makes json_pack fail. */
+  json_error_t err;
+  json_t *obj = json_pack_ex(&err, 0, "{s:i,s:s,s:s,s:s,s:I}", "v", 1, "id", id, "from", from,
+                             "text", text, "ts", (json_int_t)ts);
+  if (!obj)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "envelope: %s", err.text);
+  char *json = json_dumps(obj, JSON_COMPACT);
+  json_decref(obj);
+  if (!json)
+    return mim_fail(MIM_ERR_NO_MEMORY, "envelope: out of memory");
+  size_t len = strlen(json);
+  if (len > MIM_ENVELOPE_MAX_BYTES) {
+    free(json);
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "envelope: message larger than %u bytes",
+                    MIM_ENVELOPE_MAX_BYTES);
+  }
+  *out = json;
+  *out_len = len;
+  return MIM_OK;
+}
+
+/* The string member `key` of obj, or NULL when absent or not a string. */
+static const char *string_member(json_t *obj, const char *key, size_t *len) {
+  json_t *v = json_object_get(obj, key);
+  if (!json_is_string(v))
+    return NULL;
+  *len = json_string_length(v);
+  return json_string_value(v);
+}
+
+/* Checks the members of a parsed object; NULL when it is an envelope, else the reason. */
+static const char *check_object(json_t *root, const char **id, const char **from, const char **text,
+                                int64_t *ts) {
+  if (!json_is_object(root))
+    return "not a JSON object";
+  json_t *v = json_object_get(root, "v");
+  if (v && (!json_is_integer(v) || json_integer_value(v) < 1))
+    return "\"v\" is not a positive integer";
+  size_t id_len = 0, from_len = 0, text_len = 0;
+  *id = string_member(root, "id", &id_len);
+  *from = string_member(root, "from", &from_len);
+  *text = string_member(root, "text", &text_len);
+  if (!*id || !*from || !*text)
+    return "missing or non-string id/from/text";
+  if (id_len == 0 || id_len > MIM_ENVELOPE_MAX_ID_LEN)
+    return "id empty or too long";
+  json_t *t = json_object_get(root, "ts");
+  if (!json_is_integer(t))
+    return "missing or non-integer ts";
+  *ts = (int64_t)json_integer_value(t);
+  return NULL;
+}
+
+bool mim_envelope_parse(const uint8_t *data, size_t len, mim_envelope *env, const char **reason) {
+  const char *why = NULL;
+  memset(env, 0, sizeof *env);
+  if (!data) {
+    why = "no data";
+  } else if (len > MIM_ENVELOPE_MAX_BYTES) {
+    why = "larger than the envelope limit";
+  } else if (len == 0) {
+    why = "empty value";
+  }
+  if (why) {
+    if (reason)
+      *reason = why;
+    return false;
+  }
+  json_error_t err;
+  /* jansson rejects invalid UTF-8 and (without JSON_ALLOW_NUL) strings containing NUL,
+   * and bounds nesting depth, so hostile input cannot crash it. */
+  json_t *root = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &err);
+  if (!root) {
+    if (reason)
+      *reason = "not valid JSON (or not valid UTF-8)";
+    return false;
+  }
+  const char *id, *from, *text;
+  int64_t ts = 0;
+  why = check_object(root, &id, &from, &text, &ts);
+  if (!why) {
+    env->id = strdup(id);
+    env->from = strdup(from);
+    env->text = strdup(text);
+    env->ts = ts;
+    if (!env->id || !env->from || !env->text) {
+      mim_envelope_clear(env);
+      why = "out of memory";
+    }
+  }
+  json_decref(root);
+  if (why && reason)
+    *reason = why;
+  return why == NULL;
+}
+
+void mim_envelope_clear(mim_envelope *env) {
+  if (!env)
+    return;
+  free(env->id);
+  free(env->from);
+  free(env->text);
+  memset(env, 0, sizeof *env);
+}

@@ -1,0 +1,54 @@
+/* Internal: the chat message envelope, the JSON object stored in the list and published on
+ * the topic:
+ *   {"v":1,"id":"<32 hex>","from":"<display name>","text":"...","ts":<epoch ms>}
+ * Building is strict (valid UTF-8, bounded size); parsing is tolerant: whatever is not an
+ * envelope is reported as foreign with a reason, never a crash. */
+#ifndef MIM_LIB_ENVELOPE_H
+#define MIM_LIB_ENVELOPE_H
+
+#include <momento/common.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Values larger than this are foreign without being parsed, and mim_envelope_build
+ * refuses to produce one. */
+#define MIM_ENVELOPE_MAX_BYTES (256u * 1024u)
+
+/* Longest id accepted from other senders (ours are 32 hex digits). Bounds the memory
+ * of the de-duplication set. */
+#define MIM_ENVELOPE_MAX_ID_LEN 64u
+
+/* Length of the ids we generate, including the NUL (same as MIM_MESSAGE_ID_SIZE). */
+#define MIM_ENVELOPE_ID_SIZE 33u
+
+/* A parsed envelope; strings are malloc'd, NUL-terminated UTF-8 without embedded NULs. */
+typedef struct mim_envelope {
+  char *id;
+  char *from;
+  char *text;
+  int64_t ts;
+} mim_envelope;
+
+/* Writes a fresh random id (32 lowercase hex digits + NUL). Errors: MIM_ERR_INTERNAL when
+ * the random generator fails. */
+mim_status mim_envelope_new_id(char id[MIM_ENVELOPE_ID_SIZE]);
+
+/* Current wall-clock time in epoch milliseconds. */
+int64_t mim_envelope_now_ms(void);
+
+/* Serializes an envelope (compact JSON) into a malloc'd NUL-terminated string *out of
+ * *out_len bytes. Errors: MIM_ERR_INVALID_ARGUMENT (NULL, invalid UTF-8, id empty or too
+ * long, result larger than MIM_ENVELOPE_MAX_BYTES), MIM_ERR_NO_MEMORY. */
+mim_status mim_envelope_build(const char *id, const char *from, const char *text, int64_t ts,
+                              char **out, size_t *out_len);
+
+/* Parses bytes. true: *env is filled (free with mim_envelope_clear). false: the value is
+ * foreign, *env is zeroed and *reason (may be NULL) names why (static string). */
+bool mim_envelope_parse(const uint8_t *data, size_t len, mim_envelope *env, const char **reason);
+
+/* Frees the strings of *env and zeroes it. NULL is ignored. */
+void mim_envelope_clear(mim_envelope *env);
+
+#endif

@@ -1,0 +1,326 @@
+/* Unit tests for lib/envelope.c: ids, building, and tolerant parsing of every kind of
+ * foreign input. No server needed. */
+/* cmocka.h needs these first, in this order. */
+// clang-format off
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+// clang-format on
+
+#include <momento/im.h>
+
+#include "envelope.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_hex_id(const char *id) {
+  if (strlen(id) != 32)
+    return false;
+  for (size_t i = 0; i < 32; i++)
+    if (!strchr("0123456789abcdef", id[i]))
+      return false;
+  return true;
+}
+
+static void test_new_id(void **state) {
+  (void)state;
+  char a[MIM_ENVELOPE_ID_SIZE], b[MIM_ENVELOPE_ID_SIZE];
+  assert_int_equal(MIM_ENVELOPE_ID_SIZE, MIM_MESSAGE_ID_SIZE);
+  assert_int_equal(mim_envelope_new_id(a), MIM_OK);
+  assert_int_equal(mim_envelope_new_id(b), MIM_OK);
+  assert_true(is_hex_id(a));
+  assert_true(is_hex_id(b));
+  assert_string_not_equal(a, b);
+}
+
+static void test_now_ms(void **state) {
+  (void)state;
+  int64_t t = mim_envelope_now_ms();
+  assert_true(t > 1600000000000LL); /* after 2020 */
+  assert_true(mim_envelope_now_ms() >= t);
+}
+
+static void test_build_exact_format(void **state) {
+  (void)state;
+  char *json = NULL;
+  size_t len = 0;
+  assert_int_equal(mim_envelope_build("0123456789abcdef0123456789abcdef", "alice", "hi \"there\"\n",
+                                      1700000000123LL, &json, &len),
+                   MIM_OK);
+  assert_string_equal(json, "{\"v\":1,\"id\":\"0123456789abcdef0123456789abcdef\","
+                            "\"from\":\"alice\",\"text\":\"hi \\\"there\\\"\\n\","
+                            "\"ts\":1700000000123}");
+  assert_int_equal(len, strlen(json));
+  free(json);
+}
+
+static void test_round_trip(void **state) {
+  (void)state;
+  const char *text = "h\xc3\xa9llo \xf0\x9f\x98\x80 / <b>&</b> \\ \t";
+  char id[MIM_ENVELOPE_ID_SIZE];
+  assert_int_equal(mim_envelope_new_id(id), MIM_OK);
+  char *json = NULL;
+  size_t len = 0;
+  assert_int_equal(mim_envelope_build(id, "Bj\xc3\xb6rk", text, -5, &json, &len), MIM_OK);
+  mim_envelope env;
+  const char *reason = "unset";
+  assert_true(mim_envelope_parse((const uint8_t *)json, len, &env, &reason));
+  assert_string_equal(env.id, id);
+  assert_string_equal(env.from, "Bj\xc3\xb6rk");
+  assert_string_equal(env.text, text);
+  assert_int_equal(env.ts, -5);
+  mim_envelope_clear(&env);
+  assert_null(env.id);
+  mim_envelope_clear(&env); /* twice is harmless */
+  mim_envelope_clear(NULL);
+  free(json);
+}
+
+static void test_build_empty_text(void **state) {
+  (void)state;
+  char *json = NULL;
+  size_t len = 0;
+  assert_int_equal(mim_envelope_build("x", "", "", 0, &json, &len), MIM_OK);
+  mim_envelope env;
+  assert_true(mim_envelope_parse((const uint8_t *)json, len, &env, NULL));
+  assert_string_equal(env.text, "");
+  assert_string_equal(env.from, "");
+  mim_envelope_clear(&env);
+  free(json);
+}
+
+static void test_build_rejects(void **state) {
+  (void)state;
+  char *json = (char *)0x1;
+  size_t len = 7;
+  assert_int_equal(mim_envelope_build(NULL, "a", "t", 0, &json, &len), MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(mim_envelope_build("id", NULL, "t", 0, &json, &len), MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(mim_envelope_build("id", "a", NULL, 0, &json, &len), MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(mim_envelope_build("id", "a", "t", 0, NULL, &len), MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(mim_envelope_build("", "a", "t", 0, &json, &len), MIM_ERR_INVALID_ARGUMENT);
+  char long_id[MIM_ENVELOPE_MAX_ID_LEN + 2];
+  memset(long_id, 'a', sizeof long_id - 1);
+  long_id[sizeof long_id - 1] = '\0';
+  assert_int_equal(mim_envelope_build(long_id, "a", "t", 0, &json, &len), MIM_ERR_INVALID_ARGUMENT);
+  /* Invalid UTF-8 in text and in from. */
+  assert_int_equal(mim_envelope_build("id", "a", "bad \xff byte", 0, &json, &len),
+                   MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(mim_envelope_build("id", "\xc3", "t", 0, &json, &len), MIM_ERR_INVALID_ARGUMENT);
+  assert_true(strlen(mim_last_error_detail()) > 0);
+  /* Too large: text alone over the limit, and text just under it but over with JSON. */
+  size_t big = MIM_ENVELOPE_MAX_BYTES + 1;
+  char *text = malloc(big + 1);
+  assert_non_null(text);
+  memset(text, 'x', big);
+  text[big] = '\0';
+  assert_int_equal(mim_envelope_build("id", "a", text, 0, &json, &len), MIM_ERR_INVALID_ARGUMENT);
+  text[MIM_ENVELOPE_MAX_BYTES - 10] = '\0';
+  assert_int_equal(mim_envelope_build("id", "a", text, 0, &json, &len), MIM_ERR_INVALID_ARGUMENT);
+  /* Escaping can make the JSON larger than the text: 40000 quotes become 80000 bytes. */
+  memset(text, '"', 40000);
+  text[40000] = '\0';
+  assert_int_equal(mim_envelope_build("id", "a", text, 0, &json, &len), MIM_OK);
+  assert_true(len > 80000);
+  free(json);
+  free(text);
+  /* Outputs untouched on failure. */
+  json = (char *)0x1;
+  assert_int_equal(mim_envelope_build("", "a", "t", 0, &json, &len), MIM_ERR_INVALID_ARGUMENT);
+  assert_ptr_equal(json, (char *)0x1);
+}
+
+/* Asserts that the bytes are foreign, with a non-empty reason and a zeroed envelope. */
+static void expect_foreign(const void *data, size_t len) {
+  mim_envelope env;
+  memset(&env, 0x5a, sizeof env);
+  const char *reason = NULL;
+  if (mim_envelope_parse(data, len, &env, &reason))
+    fail_msg("parsed as an envelope: %.*s", (int)(len < 200 ? len : 200), (const char *)data);
+  assert_non_null(reason);
+  assert_true(strlen(reason) > 0);
+  assert_null(env.id);
+  assert_null(env.from);
+  assert_null(env.text);
+}
+
+static void expect_foreign_str(const char *s) {
+  expect_foreign(s, strlen(s));
+}
+
+static void test_parse_foreign_text(void **state) {
+  (void)state;
+  expect_foreign_str("hello");
+  expect_foreign_str("");
+  expect_foreign(NULL, 0);
+  expect_foreign_str(" ");
+  expect_foreign_str("42");
+  expect_foreign_str("\"a string\"");
+  expect_foreign_str("null");
+  expect_foreign_str("true");
+  expect_foreign_str("[1,2,3]");
+  expect_foreign_str("{}");
+}
+
+static void test_parse_bad_json(void **state) {
+  (void)state;
+  expect_foreign_str("{");
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"c\",\"ts\":1");
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"c\",\"ts\":1,}");
+  expect_foreign_str("{'id':'a','from':'b','text':'c','ts':1}");
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"c\",\"ts\":1} trailing");
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"\\uZZZZ\",\"ts\":1}");
+  /* Duplicate keys are ambiguous: which text would the user see? */
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"c\",\"text\":\"d\",\"ts\":1}");
+}
+
+static void test_parse_wrong_members(void **state) {
+  (void)state;
+  expect_foreign_str("{\"from\":\"b\",\"text\":\"c\",\"ts\":1}");
+  expect_foreign_str("{\"id\":\"a\",\"text\":\"c\",\"ts\":1}");
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"ts\":1}");
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"c\"}");
+  expect_foreign_str("{\"id\":1,\"from\":\"b\",\"text\":\"c\",\"ts\":1}");
+  expect_foreign_str("{\"id\":\"a\",\"from\":null,\"text\":\"c\",\"ts\":1}");
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":[\"c\"],\"ts\":1}");
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"c\",\"ts\":\"1\"}");
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"c\",\"ts\":1.5}");
+  expect_foreign_str("{\"id\":\"\",\"from\":\"b\",\"text\":\"c\",\"ts\":1}");
+  expect_foreign_str("{\"v\":\"1\",\"id\":\"a\",\"from\":\"b\",\"text\":\"c\",\"ts\":1}");
+  expect_foreign_str("{\"v\":0,\"id\":\"a\",\"from\":\"b\",\"text\":\"c\",\"ts\":1}");
+  char buf[256];
+  snprintf(buf, sizeof buf, "{\"id\":\"%0*d\",\"from\":\"b\",\"text\":\"c\",\"ts\":1}",
+           (int)MIM_ENVELOPE_MAX_ID_LEN + 1, 7);
+  expect_foreign_str(buf);
+  /* Embedded NUL in a string cannot be represented in a C string. */
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"x\\u0000y\",\"ts\":1}");
+}
+
+static void test_parse_tolerant_good(void **state) {
+  (void)state;
+  /* Whitespace, other key order, no "v", extra members, future version: all accepted. */
+  const char *ok[] = {
+      " { \"ts\" : 7 , \"text\":\"c\", \"from\":\"b\", \"id\":\"a\" } ",
+      "{\"id\":\"a\",\"from\":\"b\",\"text\":\"c\",\"ts\":7,\"kind\":\"message\",\"x\":[1]}",
+      "{\"v\":2,\"id\":\"a\",\"from\":\"b\",\"text\":\"c\",\"ts\":7}",
+      "{\"id\":\"a\",\"from\":\"b\",\"text\":\"\\u00e9\\ud83d\\ude00\",\"ts\":7}",
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    mim_envelope env;
+    const char *reason = NULL;
+    if (!mim_envelope_parse((const uint8_t *)ok[i], strlen(ok[i]), &env, &reason))
+      fail_msg("case %zu rejected: %s", i, reason);
+    assert_string_equal(env.id, "a");
+    assert_string_equal(env.from, "b");
+    assert_int_equal(env.ts, 7);
+    if (i == 3)
+      assert_string_equal(env.text, "\xc3\xa9\xf0\x9f\x98\x80");
+    mim_envelope_clear(&env);
+  }
+}
+
+static void test_parse_invalid_utf8(void **state) {
+  (void)state;
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"\xff\xfe\",\"ts\":1}");
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"\xc3\",\"text\":\"c\",\"ts\":1}");
+  /* Overlong encoding of '/' and a UTF-16 surrogate encoded in UTF-8. */
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"\xc0\xaf\",\"ts\":1}");
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"\xed\xa0\x80\",\"ts\":1}");
+  /* A lone surrogate escape. */
+  expect_foreign_str("{\"id\":\"a\",\"from\":\"b\",\"text\":\"\\ud800\",\"ts\":1}");
+}
+
+static void test_parse_binary(void **state) {
+  (void)state;
+  uint8_t bin[512];
+  for (size_t i = 0; i < sizeof bin; i++)
+    bin[i] = (uint8_t)(i * 37 + 11);
+  expect_foreign(bin, sizeof bin);
+  /* A valid envelope with a NUL byte in the middle of the value. */
+  const char env[] = "{\"id\":\"a\",\"from\":\"b\",\"text\":\"c\",\"ts\":1}";
+  uint8_t with_nul[sizeof env + 1];
+  memcpy(with_nul, env, 10);
+  with_nul[10] = 0;
+  memcpy(with_nul + 11, env + 10, sizeof env - 10);
+  expect_foreign(with_nul, sizeof with_nul - 1);
+  /* Pseudo-random fuzz: nothing may crash, and random bytes are never an envelope. */
+  uint32_t x = 12345;
+  for (int round = 0; round < 2000; round++) {
+    uint8_t buf[64];
+    size_t n = (size_t)(round % 64);
+    for (size_t i = 0; i < n; i++) {
+      x = x * 1103515245u + 12345u;
+      buf[i] = (uint8_t)(x >> 16);
+    }
+    expect_foreign(buf, n);
+  }
+}
+
+static void test_parse_truncated_prefixes(void **state) {
+  (void)state;
+  char *json = NULL;
+  size_t len = 0;
+  assert_int_equal(mim_envelope_build("abc", "me", "text", 99, &json, &len), MIM_OK);
+  /* Every strict prefix of an envelope is foreign; the whole thing is not. */
+  for (size_t n = 0; n < len; n++)
+    expect_foreign(json, n);
+  mim_envelope env;
+  assert_true(mim_envelope_parse((const uint8_t *)json, len, &env, NULL));
+  mim_envelope_clear(&env);
+  free(json);
+}
+
+static void test_parse_huge(void **state) {
+  (void)state;
+  /* A valid envelope over the limit is foreign without being parsed. */
+  size_t n = MIM_ENVELOPE_MAX_BYTES + 100;
+  char *big = malloc(n + 1);
+  assert_non_null(big);
+  int head = snprintf(big, n, "{\"id\":\"a\",\"from\":\"b\",\"ts\":1,\"text\":\"");
+  memset(big + head, 'x', n - (size_t)head - 2);
+  big[n - 2] = '"';
+  big[n - 1] = '}';
+  big[n] = '\0';
+  expect_foreign(big, n);
+  /* The same shape just under the limit parses. */
+  size_t m = MIM_ENVELOPE_MAX_BYTES;
+  memset(big + head, 'x', m - (size_t)head - 2);
+  big[m - 2] = '"';
+  big[m - 1] = '}';
+  mim_envelope env;
+  assert_true(mim_envelope_parse((const uint8_t *)big, m, &env, NULL));
+  assert_int_equal(strlen(env.text), m - (size_t)head - 2);
+  mim_envelope_clear(&env);
+  /* Deep nesting (a classic parser stack overflow) stays foreign. */
+  size_t depth = 100000;
+  for (size_t i = 0; i < depth; i++)
+    big[i] = '[';
+  expect_foreign(big, depth);
+  for (size_t i = 0; i < depth; i++)
+    big[i] = i % 2 ? '{' : '[';
+  expect_foreign(big, depth);
+  free(big);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_new_id),
+      cmocka_unit_test(test_now_ms),
+      cmocka_unit_test(test_build_exact_format),
+      cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_build_empty_text),
+      cmocka_unit_test(test_build_rejects),
+      cmocka_unit_test(test_parse_foreign_text),
+      cmocka_unit_test(test_parse_bad_json),
+      cmocka_unit_test(test_parse_wrong_members),
+      cmocka_unit_test(test_parse_tolerant_good),
+      cmocka_unit_test(test_parse_invalid_utf8),
+      cmocka_unit_test(test_parse_binary),
+      cmocka_unit_test(test_parse_truncated_prefixes),
+      cmocka_unit_test(test_parse_huge),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
