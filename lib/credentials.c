@@ -595,11 +595,14 @@ MIM_API const char *mim_credentials_auth_token(const mim_credentials *creds) {
   return creds ? creds->auth_token : NULL;
 }
 
-/* Base64 (standard alphabet, padded) of the JSON text; json is zeroed by the caller. */
+/* Base64 (standard alphabet, padded) of the JSON text; json is zeroed by the caller.
+ * Refuses results the parser would reject as too long, so encoding round-trips. */
 static mim_status b64_encode(const char *json, size_t len, char **out) {
-  if (len > MIM_CRED_MAX_INPUT)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "credential is too long to encode");
-  char *b = malloc((len + 2) / 3 * 4 + 1);
+  size_t enc_len = (len + 2) / 3 * 4;
+  if (enc_len > MIM_CRED_MAX_INPUT)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "credential would be longer than %d bytes",
+                    MIM_CRED_MAX_INPUT);
+  char *b = malloc(enc_len + 1);
   if (!b)
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory encoding credential");
   EVP_EncodeBlock((unsigned char *)b, (const unsigned char *)json, (int)len);

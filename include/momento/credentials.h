@@ -5,14 +5,21 @@
  *  - v1 key / disposable token: base64 (standard alphabet, padding optional) of a
  *    JSON object {"endpoint": "<base endpoint>", "api_key": "<auth token>"};
  *  - legacy key: a JWT whose (unverified) claims hold "c" (cache host) and "cp"
- *    (control host); the whole JWT is the auth token;
+ *    (control host); the whole JWT is the auth token. The claims name no token host:
+ *    it is "c" with a leading "cache." replaced by "token." ("c" itself when it has
+ *    no such prefix);
  *  - v2 key: an opaque auth token plus a base endpoint given separately.
+ * Surrounding ASCII whitespace is ignored; keys longer than 64 KiB are refused
+ * without being decoded. Auth tokens must be printable ASCII (they travel as gRPC
+ * metadata).
  *
  * From a base endpoint E the hosts are cache.E, control.E and token.E on port 443
  * with TLS. An endpoint that already names a port ("127.0.0.1:8080", "[::1]:9000",
  * "localhost:8080") is used as-is for all three planes: that is how a local server
- * such as mim-local is addressed. Any host can be overridden afterwards with
- * mim_credentials_set_host().
+ * such as mim-local is addressed; an IP address without a port ("127.0.0.1",
+ * "[::1]") is likewise used for all three planes, on port 443. Any host can be
+ * overridden afterwards with mim_credentials_set_host(). Hosts are names (letters,
+ * digits, '-', '.', '_'), IPv4 or IPv6 addresses, optionally with a port 1-65535.
  *
  * A parsed credential keeps the auth token in memory that is zeroed when freed. The
  * token is never logged and never copied into an error detail.

@@ -357,6 +357,28 @@ static void test_encode_v1_round_trip(void **state) {
   free(enc);
   free(jwt);
 
+  /* Big tokens round-trip as long as the encoding stays within the parser's limit. */
+  size_t big_len = 40 * 1024;
+  char *big = malloc(big_len + 1);
+  assert_non_null(big);
+  memset(big, 'k', big_len);
+  big[big_len] = '\0';
+  assert_int_equal(mim_credentials_encode_v1("e.com", big, &enc), MIM_OK);
+  assert_int_equal(mim_credentials_from_string(enc, &c), MIM_OK);
+  assert_string_equal(mim_credentials_auth_token(c), big);
+  mim_credentials_free(c);
+  free(enc);
+  enc = NULL;
+  big_len = 49 * 1024; /* base64 of the JSON would exceed 64 KiB */
+  big = realloc(big, big_len + 1);
+  assert_non_null(big);
+  memset(big, 'k', big_len);
+  big[big_len] = '\0';
+  assert_int_equal(mim_credentials_encode_v1("e.com", big, &enc), MIM_ERR_INVALID_ARGUMENT);
+  assert_null(enc);
+  assert_null(strstr(mim_last_error_detail(), "kkkk"));
+  free(big);
+
   assert_int_equal(mim_credentials_encode_v1(NULL, SECRET, &enc), MIM_ERR_INVALID_ARGUMENT);
   assert_int_equal(mim_credentials_encode_v1("e.com", NULL, &enc), MIM_ERR_INVALID_ARGUMENT);
   assert_int_equal(mim_credentials_encode_v1("", SECRET, &enc), MIM_ERR_INVALID_ARGUMENT);
