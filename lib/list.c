@@ -1,0 +1,775 @@
+/*
+ * Cache lists over /cache_client.Scs/<Method>. Each public call validates its input,
+ * packs one request, makes one unary call on the cache plane (the cache name travels as
+ * "cache" metadata) and turns the response's found/missing oneof into plain results.
+ */
+#include "client_internal.h"
+#include "error.h"
+#include "pb.h"
+
+#include <cacheclient.pb-c.h>
+#include <common.pb-c.h>
+#include <momento/list.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCS "/cache_client.Scs/"
+
+/* ---- validation ---- */
+
+static mim_status check_name(const char *what, const char *name) {
+  if (!name)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is NULL", what);
+  if (!*name)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is empty", what);
+  return MIM_OK;
+}
+
+static mim_status check_target(const mim_client *c, const char *cache, const char *key_what,
+                               const char *key) {
+  mim_clear_error();
+  if (!c)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
+  mim_status st = check_name("cache name", cache);
+  return st == MIM_OK ? check_name(key_what, key) : st;
+}
+
+static mim_status check_value(const void *value, size_t len) {
+  if (!value && len > 0)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "value is NULL but len is %zu", len);
+  return MIM_OK;
+}
+
+/* Same-signed bounds can be checked locally; mixed signs depend on the list length. */
+static mim_status check_range(const mim_list_range *r) {
+  if (!r || !r->has_start || !r->has_end)
+    return MIM_OK;
+  if ((r->start < 0) == (r->end < 0) && r->start > r->end)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "range start %d is after end %d", (int)r->start,
+                    (int)r->end);
+  return MIM_OK;
+}
+
+static ProtobufCBinaryData bin(const void *data, size_t len) {
+  ProtobufCBinaryData b = {len, (uint8_t *)data}; /* protobuf-c only reads it */
+  return b;
+}
+
+static ProtobufCBinaryData name_bin(const char *name) {
+  return bin(name, strlen(name));
+}
+
+static const mim_list_write_options default_write = {0, true, 0};
+
+static const mim_list_write_options *write_opts(const mim_list_write_options *o) {
+  return o ? o : &default_write;
+}
+
+/* ---- calls ---- */
+
+static mim_status scs_call(mim_client *c, const char *cache, const char *method,
+                           const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
+                           ProtobufCMessage **resp) {
+  return mim_pb_unary_sync(mim_client_transport(c), MIM_HOST_CACHE, method, cache, req,
+                           mim_client_deadline_ms(c), rd, resp);
+}
+
+static mim_status no_result(const ProtobufCMessage *resp) {
+  return mim_fail(MIM_ERR_PROTOCOL, "%s has neither found nor missing",
+                  resp->descriptor->short_name);
+}
+
+static void set_u32(uint32_t *out, uint32_t v) {
+  if (out)
+    *out = v;
+}
+
+static void set_bool(bool *out, bool v) {
+  if (out)
+    *out = v;
+}
+
+/* ---- fetch results ---- */
+
+static size_t align_up(size_t n, size_t a) {
+  return (n + a - 1) / a * a;
+}
+
+/* One block: the struct, the mim_bytes array, then each value NUL-terminated, so the
+ * caller frees everything with a single free(). */
+static mim_status make_values(bool found, const ProtobufCBinaryData *vals, size_t n,
+                              mim_list_values **out) {
+  size_t head = align_up(sizeof(mim_list_values), alignof(mim_bytes));
+  if (n > (SIZE_MAX - head) / sizeof(mim_bytes))
+    return mim_fail(MIM_ERR_NO_MEMORY, "list of %zu values is too large", n);
+  size_t total = head + n * sizeof(mim_bytes);
+  for (size_t i = 0; i < n; i++) {
+    if (vals[i].len >= SIZE_MAX - total)
+      return mim_fail(MIM_ERR_NO_MEMORY, "list values are too large");
+    total += vals[i].len + 1;
+  }
+  unsigned char *blk = malloc(total);
+  if (!blk)
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory for %zu list values", n);
+  mim_list_values *lv = (mim_list_values *)blk;
+  mim_bytes *arr = (mim_bytes *)(blk + head);
+  unsigned char *p = blk + head + n * sizeof(mim_bytes);
+  lv->found = found;
+  lv->count = n;
+  lv->values = n ? arr : NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (vals[i].len)
+      memcpy(p, vals[i].data, vals[i].len);
+    p[vals[i].len] = '\0';
+    arr[i].data = p;
+    arr[i].len = vals[i].len;
+    p += vals[i].len + 1;
+  }
+  *out = lv;
+  return MIM_OK;
+}
+
+MIM_API void mim_list_values_free(mim_list_values *values) {
+  free(values);
+}
+
+static mim_status fetch_result(const CacheClient__ListFetchResponse *r, mim_list_values **out) {
+  switch (r->list_case) {
+  case CACHE_CLIENT____LIST_FETCH_RESPONSE__LIST_FOUND:
+    return make_values(true, r->found->values, r->found->n_values, out);
+  case CACHE_CLIENT____LIST_FETCH_RESPONSE__LIST_MISSING:
+    return make_values(false, NULL, 0, out);
+  default:
+    return no_result(&r->base);
+  }
+}
+
+/* ---- request builders (shared by sync and async forms) ---- */
+
+static mim_status pack_push(bool back, const char *list, const void *value, size_t len,
+                            const mim_list_write_options *o, mim_pb_buf *buf) {
+  o = write_opts(o);
+  if (back) {
+    CacheClient__ListPushBackRequest req = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
+    req.list_name = name_bin(list);
+    req.value = bin(value, len);
+    req.ttl_milliseconds = o->ttl_ms;
+    req.refresh_ttl = o->refresh_ttl;
+    req.truncate_front_to_size = o->truncate_to;
+    return mim_pb_pack(&req.base, buf);
+  }
+  CacheClient__ListPushFrontRequest req = CACHE_CLIENT____LIST_PUSH_FRONT_REQUEST__INIT;
+  req.list_name = name_bin(list);
+  req.value = bin(value, len);
+  req.ttl_milliseconds = o->ttl_ms;
+  req.refresh_ttl = o->refresh_ttl;
+  req.truncate_back_to_size = o->truncate_to;
+  return mim_pb_pack(&req.base, buf);
+}
+
+static const ProtobufCMessageDescriptor *push_resp_desc(bool back) {
+  return back ? &cache_client____list_push_back_response__descriptor
+              : &cache_client____list_push_front_response__descriptor;
+}
+
+/* Both push responses carry list_length only. */
+static uint32_t push_length(bool back, const ProtobufCMessage *m) {
+  return back ? ((const CacheClient__ListPushBackResponse *)m)->list_length
+              : ((const CacheClient__ListPushFrontResponse *)m)->list_length;
+}
+
+/* Unbounded ends are sent explicitly, as the official SDKs do. */
+static Common__Unbounded unbounded = COMMON____UNBOUNDED__INIT;
+
+static void fetch_range(CacheClient__ListFetchRequest *req, const mim_list_range *r) {
+  if (r && r->has_start) {
+    req->start_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__START_INDEX_INCLUSIVE_START;
+    req->inclusive_start = r->start;
+  } else {
+    req->start_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__START_INDEX_UNBOUNDED_START;
+    req->unbounded_start = &unbounded;
+  }
+  if (r && r->has_end) {
+    req->end_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__END_INDEX_EXCLUSIVE_END;
+    req->exclusive_end = r->end;
+  } else {
+    req->end_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__END_INDEX_UNBOUNDED_END;
+    req->unbounded_end = &unbounded;
+  }
+}
+
+static mim_status pack_fetch(const char *list, const mim_list_range *range, mim_pb_buf *buf) {
+  CacheClient__ListFetchRequest req = CACHE_CLIENT____LIST_FETCH_REQUEST__INIT;
+  req.list_name = name_bin(list);
+  fetch_range(&req, range);
+  return mim_pb_pack(&req.base, buf);
+}
+
+static mim_status call_packed(mim_client *c, const char *cache, const char *method, mim_pb_buf *buf,
+                              const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp) {
+  uint8_t *bytes = NULL;
+  size_t len = 0;
+  mim_status st =
+      mim_transport_unary_sync(mim_client_transport(c), MIM_HOST_CACHE, method, cache, buf->data,
+                               buf->len, mim_client_deadline_ms(c), &bytes, &len);
+  mim_pb_buf_release(buf);
+  *resp = NULL;
+  if (st == MIM_OK)
+    st = mim_pb_unpack(rd, bytes, len, resp);
+  free(bytes);
+  return st;
+}
+
+/* ---- push / concat ---- */
+
+static mim_status push(bool back, mim_client *c, const char *cache, const char *list,
+                       const void *value, size_t len, const mim_list_write_options *o,
+                       uint32_t *new_length) {
+  mim_status st = check_target(c, cache, "list name", list);
+  if (st == MIM_OK)
+    st = check_value(value, len);
+  mim_pb_buf buf;
+  if (st == MIM_OK)
+    st = pack_push(back, list, value, len, o, &buf);
+  if (st != MIM_OK)
+    return st;
+  ProtobufCMessage *resp;
+  st = call_packed(c, cache, back ? SCS "ListPushBack" : SCS "ListPushFront", &buf,
+                   push_resp_desc(back), &resp);
+  if (st == MIM_OK)
+    set_u32(new_length, push_length(back, resp));
+  mim_pb_free(resp);
+  return st;
+}
+
+MIM_API mim_status mim_list_push_back(mim_client *client, const char *cache, const char *list,
+                                      const void *value, size_t len,
+                                      const mim_list_write_options *options, uint32_t *new_length) {
+  return push(true, client, cache, list, value, len, options, new_length);
+}
+
+MIM_API mim_status mim_list_push_front(mim_client *client, const char *cache, const char *list,
+                                       const void *value, size_t len,
+                                       const mim_list_write_options *options,
+                                       uint32_t *new_length) {
+  return push(false, client, cache, list, value, len, options, new_length);
+}
+
+static mim_status check_values(const mim_bytes *values, size_t count) {
+  if (count == 0)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "no values to concatenate");
+  if (!values)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "values is NULL but count is %zu", count);
+  for (size_t i = 0; i < count; i++)
+    if (!values[i].data && values[i].len > 0)
+      return mim_fail(MIM_ERR_INVALID_ARGUMENT, "values[%zu].data is NULL", i);
+  return MIM_OK;
+}
+
+static mim_status pack_concat(bool back, const char *list, const ProtobufCBinaryData *vals,
+                              size_t count, const mim_list_write_options *o, mim_pb_buf *buf) {
+  o = write_opts(o);
+  if (back) {
+    CacheClient__ListConcatenateBackRequest req =
+        CACHE_CLIENT____LIST_CONCATENATE_BACK_REQUEST__INIT;
+    req.list_name = name_bin(list);
+    req.n_values = count;
+    req.values = (ProtobufCBinaryData *)vals;
+    req.ttl_milliseconds = o->ttl_ms;
+    req.refresh_ttl = o->refresh_ttl;
+    req.truncate_front_to_size = o->truncate_to;
+    return mim_pb_pack(&req.base, buf);
+  }
+  CacheClient__ListConcatenateFrontRequest req =
+      CACHE_CLIENT____LIST_CONCATENATE_FRONT_REQUEST__INIT;
+  req.list_name = name_bin(list);
+  req.n_values = count;
+  req.values = (ProtobufCBinaryData *)vals;
+  req.ttl_milliseconds = o->ttl_ms;
+  req.refresh_ttl = o->refresh_ttl;
+  req.truncate_back_to_size = o->truncate_to;
+  return mim_pb_pack(&req.base, buf);
+}
+
+static mim_status concat(bool back, mim_client *c, const char *cache, const char *list,
+                         const mim_bytes *values, size_t count, const mim_list_write_options *o,
+                         uint32_t *new_length) {
+  mim_status st = check_target(c, cache, "list name", list);
+  if (st == MIM_OK)
+    st = check_values(values, count);
+  if (st != MIM_OK)
+    return st;
+  ProtobufCBinaryData *vals = calloc(count, sizeof *vals);
+  if (!vals)
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory for %zu values", count);
+  for (size_t i = 0; i < count; i++)
+    vals[i] = bin(values[i].data, values[i].len);
+  mim_pb_buf buf;
+  st = pack_concat(back, list, vals, count, o, &buf);
+  free(vals);
+  if (st != MIM_OK)
+    return st;
+  ProtobufCMessage *resp;
+  st = call_packed(c, cache, back ? SCS "ListConcatenateBack" : SCS "ListConcatenateFront", &buf,
+                   back ? &cache_client____list_concatenate_back_response__descriptor
+                        : &cache_client____list_concatenate_front_response__descriptor,
+                   &resp);
+  if (st == MIM_OK)
+    set_u32(new_length, back ? ((CacheClient__ListConcatenateBackResponse *)resp)->list_length
+                             : ((CacheClient__ListConcatenateFrontResponse *)resp)->list_length);
+  mim_pb_free(resp);
+  return st;
+}
+
+MIM_API mim_status mim_list_concat_back(mim_client *client, const char *cache, const char *list,
+                                        const mim_bytes *values, size_t count,
+                                        const mim_list_write_options *options,
+                                        uint32_t *new_length) {
+  return concat(true, client, cache, list, values, count, options, new_length);
+}
+
+MIM_API mim_status mim_list_concat_front(mim_client *client, const char *cache, const char *list,
+                                         const mim_bytes *values, size_t count,
+                                         const mim_list_write_options *options,
+                                         uint32_t *new_length) {
+  return concat(false, client, cache, list, values, count, options, new_length);
+}
+
+/* ---- reads ---- */
+
+MIM_API mim_status mim_list_fetch(mim_client *client, const char *cache, const char *list,
+                                  const mim_list_range *range, mim_list_values **out) {
+  mim_status st = check_target(client, cache, "list name", list);
+  if (st == MIM_OK && !out)
+    st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+  if (st != MIM_OK)
+    return st;
+  *out = NULL;
+  st = check_range(range);
+  mim_pb_buf buf;
+  if (st == MIM_OK)
+    st = pack_fetch(list, range, &buf);
+  if (st != MIM_OK)
+    return st;
+  ProtobufCMessage *resp;
+  st = call_packed(client, cache, SCS "ListFetch", &buf,
+                   &cache_client____list_fetch_response__descriptor, &resp);
+  if (st == MIM_OK)
+    st = fetch_result((CacheClient__ListFetchResponse *)resp, out);
+  mim_pb_free(resp);
+  return st;
+}
+
+MIM_API mim_status mim_list_length(mim_client *client, const char *cache, const char *list,
+                                   uint32_t *length, bool *found) {
+  mim_status st = check_target(client, cache, "list name", list);
+  if (st != MIM_OK)
+    return st;
+  set_u32(length, 0);
+  set_bool(found, false);
+  CacheClient__ListLengthRequest req = CACHE_CLIENT____LIST_LENGTH_REQUEST__INIT;
+  req.list_name = name_bin(list);
+  ProtobufCMessage *m;
+  st = scs_call(client, cache, SCS "ListLength", &req.base,
+                &cache_client____list_length_response__descriptor, &m);
+  if (st != MIM_OK)
+    return st;
+  const CacheClient__ListLengthResponse *r = (const CacheClient__ListLengthResponse *)m;
+  if (r->list_case == CACHE_CLIENT____LIST_LENGTH_RESPONSE__LIST_FOUND) {
+    set_u32(length, r->found->length);
+    set_bool(found, true);
+  } else if (r->list_case != CACHE_CLIENT____LIST_LENGTH_RESPONSE__LIST_MISSING) {
+    st = no_result(m);
+  }
+  mim_pb_free(m);
+  return st;
+}
+
+/* ---- retain / remove / erase ---- */
+
+static void retain_range(CacheClient__ListRetainRequest *req, const mim_list_range *r) {
+  if (r && r->has_start) {
+    req->start_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__START_INDEX_INCLUSIVE_START;
+    req->inclusive_start = r->start;
+  } else {
+    req->start_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__START_INDEX_UNBOUNDED_START;
+    req->unbounded_start = &unbounded;
+  }
+  if (r && r->has_end) {
+    req->end_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__END_INDEX_EXCLUSIVE_END;
+    req->exclusive_end = r->end;
+  } else {
+    req->end_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__END_INDEX_UNBOUNDED_END;
+    req->unbounded_end = &unbounded;
+  }
+}
+
+MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const char *list,
+                                   const mim_list_range *range,
+                                   const mim_list_write_options *options, uint32_t *new_length) {
+  mim_status st = check_target(client, cache, "list name", list);
+  if (st == MIM_OK)
+    st = check_range(range);
+  if (st != MIM_OK)
+    return st;
+  set_u32(new_length, 0);
+  const mim_list_write_options *o = write_opts(options);
+  CacheClient__ListRetainRequest req = CACHE_CLIENT____LIST_RETAIN_REQUEST__INIT;
+  req.list_name = name_bin(list);
+  retain_range(&req, range);
+  req.ttl_milliseconds = o->ttl_ms;
+  req.refresh_ttl = o->refresh_ttl;
+  ProtobufCMessage *m;
+  st = scs_call(client, cache, SCS "ListRetain", &req.base,
+                &cache_client____list_retain_response__descriptor, &m);
+  if (st != MIM_OK)
+    return st;
+  const CacheClient__ListRetainResponse *r = (const CacheClient__ListRetainResponse *)m;
+  if (r->list_case == CACHE_CLIENT____LIST_RETAIN_RESPONSE__LIST_FOUND)
+    set_u32(new_length, r->found->list_length);
+  else if (r->list_case != CACHE_CLIENT____LIST_RETAIN_RESPONSE__LIST_MISSING)
+    st = no_result(m);
+  mim_pb_free(m);
+  return st;
+}
+
+MIM_API mim_status mim_list_remove_value(mim_client *client, const char *cache, const char *list,
+                                         const void *value, size_t len, uint32_t *new_length) {
+  mim_status st = check_target(client, cache, "list name", list);
+  if (st == MIM_OK)
+    st = check_value(value, len);
+  if (st != MIM_OK)
+    return st;
+  set_u32(new_length, 0);
+  CacheClient__ListRemoveRequest req = CACHE_CLIENT____LIST_REMOVE_REQUEST__INIT;
+  req.list_name = name_bin(list);
+  req.remove_case = CACHE_CLIENT____LIST_REMOVE_REQUEST__REMOVE_ALL_ELEMENTS_WITH_VALUE;
+  req.all_elements_with_value = bin(value, len);
+  ProtobufCMessage *m;
+  st = scs_call(client, cache, SCS "ListRemove", &req.base,
+                &cache_client____list_remove_response__descriptor, &m);
+  if (st != MIM_OK)
+    return st;
+  const CacheClient__ListRemoveResponse *r = (const CacheClient__ListRemoveResponse *)m;
+  if (r->list_case == CACHE_CLIENT____LIST_REMOVE_RESPONSE__LIST_FOUND)
+    set_u32(new_length, r->found->list_length);
+  else if (r->list_case != CACHE_CLIENT____LIST_REMOVE_RESPONSE__LIST_MISSING)
+    st = no_result(m);
+  mim_pb_free(m);
+  return st;
+}
+
+static mim_status check_erase(const mim_list_erase_range *ranges, size_t n) {
+  if (!ranges && n > 0)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "ranges is NULL but n is %zu", n);
+  if (ranges && n == 0)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "ranges given but n is 0 (pass NULL to erase all)");
+  return MIM_OK;
+}
+
+/* Builds the oneof: "all" for no ranges, else one _ListRange per range. The pointers in
+ * req point into the caller-provided arrays, which must outlive the packing. */
+static void erase_body(CacheClient__ListEraseRequest *req, const mim_list_erase_range *ranges,
+                       size_t n, CacheClient__ListEraseRequest__All *all,
+                       CacheClient__ListEraseRequest__ListRanges *some, CacheClient__ListRange *rs,
+                       CacheClient__ListRange **rp) {
+  if (n == 0) {
+    req->erase_case = CACHE_CLIENT____LIST_ERASE_REQUEST__ERASE_ALL;
+    req->all = all;
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    CacheClient__ListRange init = CACHE_CLIENT____LIST_RANGE__INIT;
+    rs[i] = init;
+    rs[i].begin_index = ranges[i].begin;
+    rs[i].count = ranges[i].count;
+    rp[i] = &rs[i];
+  }
+  some->n_ranges = n;
+  some->ranges = rp;
+  req->erase_case = CACHE_CLIENT____LIST_ERASE_REQUEST__ERASE_SOME;
+  req->some = some;
+}
+
+MIM_API mim_status mim_list_erase(mim_client *client, const char *cache, const char *list,
+                                  const mim_list_erase_range *ranges, size_t n,
+                                  uint32_t *new_length) {
+  mim_status st = check_target(client, cache, "list name", list);
+  if (st == MIM_OK)
+    st = check_erase(ranges, n);
+  if (st != MIM_OK)
+    return st;
+  set_u32(new_length, 0);
+  CacheClient__ListRange *rs = n ? calloc(n, sizeof *rs) : NULL;
+  CacheClient__ListRange **rp = n ? calloc(n, sizeof *rp) : NULL;
+  if (n && (!rs || !rp)) {
+    free(rs);
+    free(rp);
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory for %zu ranges", n);
+  }
+  CacheClient__ListEraseRequest req = CACHE_CLIENT____LIST_ERASE_REQUEST__INIT;
+  CacheClient__ListEraseRequest__All all = CACHE_CLIENT____LIST_ERASE_REQUEST____ALL__INIT;
+  CacheClient__ListEraseRequest__ListRanges some =
+      CACHE_CLIENT____LIST_ERASE_REQUEST____LIST_RANGES__INIT;
+  req.list_name = name_bin(list);
+  erase_body(&req, ranges, n, &all, &some, rs, rp);
+  ProtobufCMessage *m;
+  st = scs_call(client, cache, SCS "ListErase", &req.base,
+                &cache_client____list_erase_response__descriptor, &m);
+  free(rs);
+  free(rp);
+  if (st != MIM_OK)
+    return st;
+  const CacheClient__ListEraseResponse *r = (const CacheClient__ListEraseResponse *)m;
+  if (r->list_case == CACHE_CLIENT____LIST_ERASE_RESPONSE__LIST_FOUND)
+    set_u32(new_length, r->found->list_length);
+  else if (r->list_case != CACHE_CLIENT____LIST_ERASE_RESPONSE__LIST_MISSING)
+    st = no_result(m);
+  mim_pb_free(m);
+  return st;
+}
+
+/* ---- pop ---- */
+
+static mim_status give_value(const ProtobufCBinaryData *v, uint8_t **value, size_t *len) {
+  if (value) {
+    *value = malloc(v->len + 1);
+    if (!*value)
+      return mim_fail(MIM_ERR_NO_MEMORY, "out of memory for a %zu-byte value", v->len);
+    if (v->len)
+      memcpy(*value, v->data, v->len);
+    (*value)[v->len] = '\0';
+  }
+  if (len)
+    *len = v->len;
+  return MIM_OK;
+}
+
+static mim_status pop(bool front, mim_client *c, const char *cache, const char *list,
+                      uint8_t **value, size_t *len, bool *found) {
+  mim_status st = check_target(c, cache, "list name", list);
+  if (st != MIM_OK)
+    return st;
+  if (value)
+    *value = NULL;
+  if (len)
+    *len = 0;
+  set_bool(found, false);
+  /* Both requests are just list_name = 1, so one encoding serves both methods. */
+  CacheClient__ListPopFrontRequest req = CACHE_CLIENT____LIST_POP_FRONT_REQUEST__INIT;
+  req.list_name = name_bin(list);
+  ProtobufCMessage *m;
+  st = scs_call(c, cache, front ? SCS "ListPopFront" : SCS "ListPopBack", &req.base,
+                front ? &cache_client____list_pop_front_response__descriptor
+                      : &cache_client____list_pop_back_response__descriptor,
+                &m);
+  if (st != MIM_OK)
+    return st;
+  const ProtobufCBinaryData *v = NULL;
+  int which;
+  if (front) {
+    const CacheClient__ListPopFrontResponse *r = (const CacheClient__ListPopFrontResponse *)m;
+    which = (int)r->list_case;
+    if (r->list_case == CACHE_CLIENT____LIST_POP_FRONT_RESPONSE__LIST_FOUND)
+      v = &r->found->front;
+  } else {
+    const CacheClient__ListPopBackResponse *r = (const CacheClient__ListPopBackResponse *)m;
+    which = (int)r->list_case;
+    if (r->list_case == CACHE_CLIENT____LIST_POP_BACK_RESPONSE__LIST_FOUND)
+      v = &r->found->back;
+  }
+  if (v) {
+    st = give_value(v, value, len);
+    set_bool(found, st == MIM_OK);
+  } else if (which != 2) { /* 2 = missing in both oneofs */
+    st = no_result(m);
+  }
+  mim_pb_free(m);
+  return st;
+}
+
+MIM_API mim_status mim_list_pop_front(mim_client *client, const char *cache, const char *list,
+                                      uint8_t **value, size_t *len, bool *found) {
+  return pop(true, client, cache, list, value, len, found);
+}
+
+MIM_API mim_status mim_list_pop_back(mim_client *client, const char *cache, const char *list,
+                                     uint8_t **value, size_t *len, bool *found) {
+  return pop(false, client, cache, list, value, len, found);
+}
+
+/* ---- items ---- */
+
+MIM_API mim_status mim_item_delete(mim_client *client, const char *cache, const char *key) {
+  mim_status st = check_target(client, cache, "key", key);
+  if (st != MIM_OK)
+    return st;
+  CacheClient__DeleteRequest req = CACHE_CLIENT____DELETE_REQUEST__INIT;
+  req.cache_key = name_bin(key);
+  ProtobufCMessage *m;
+  st = scs_call(client, cache, SCS "Delete", &req.base,
+                &cache_client____delete_response__descriptor, &m);
+  mim_pb_free(m);
+  return st;
+}
+
+MIM_API mim_status mim_item_ttl(mim_client *client, const char *cache, const char *key,
+                                uint64_t *remaining_ms, bool *found) {
+  mim_status st = check_target(client, cache, "key", key);
+  if (st != MIM_OK)
+    return st;
+  if (remaining_ms)
+    *remaining_ms = 0;
+  set_bool(found, false);
+  CacheClient__ItemGetTtlRequest req = CACHE_CLIENT____ITEM_GET_TTL_REQUEST__INIT;
+  req.cache_key = name_bin(key);
+  ProtobufCMessage *m;
+  st = scs_call(client, cache, SCS "ItemGetTtl", &req.base,
+                &cache_client____item_get_ttl_response__descriptor, &m);
+  if (st != MIM_OK)
+    return st;
+  const CacheClient__ItemGetTtlResponse *r = (const CacheClient__ItemGetTtlResponse *)m;
+  if (r->result_case == CACHE_CLIENT____ITEM_GET_TTL_RESPONSE__RESULT_FOUND) {
+    if (remaining_ms)
+      *remaining_ms = r->found->remaining_ttl_millis;
+    set_bool(found, true);
+  } else if (r->result_case != CACHE_CLIENT____ITEM_GET_TTL_RESPONSE__RESULT_MISSING) {
+    st = no_result(m);
+  }
+  mim_pb_free(m);
+  return st;
+}
+
+/* ---- async ---- */
+
+typedef enum async_kind { ASYNC_PUSH_BACK, ASYNC_PUSH_FRONT, ASYNC_FETCH } async_kind;
+
+typedef struct async_ctx {
+  async_kind kind;
+  mim_list_write_cb write_cb;
+  mim_list_fetch_cb fetch_cb;
+  void *user;
+} async_ctx;
+
+/* Runs on the event thread. Decoding errors are reported through the thread-local detail
+ * of the event thread, which is private to it. */
+static void write_done(async_ctx *a, mim_status st, const char *detail, const uint8_t *resp,
+                       size_t len) {
+  bool back = a->kind == ASYNC_PUSH_BACK;
+  uint32_t n = 0;
+  if (st == MIM_OK) {
+    ProtobufCMessage *m;
+    st = mim_pb_unpack(push_resp_desc(back), resp, len, &m);
+    if (st == MIM_OK) {
+      n = push_length(back, m);
+      mim_pb_free(m);
+    } else {
+      detail = mim_last_error_detail();
+    }
+  }
+  if (a->write_cb)
+    a->write_cb(a->user, st, st == MIM_OK ? "" : detail ? detail : "", n);
+}
+
+static void fetch_done(async_ctx *a, mim_status st, const char *detail, const uint8_t *resp,
+                       size_t len) {
+  mim_list_values *values = NULL;
+  if (st == MIM_OK) {
+    ProtobufCMessage *m;
+    st = mim_pb_unpack(&cache_client____list_fetch_response__descriptor, resp, len, &m);
+    if (st == MIM_OK) {
+      st = fetch_result((CacheClient__ListFetchResponse *)m, &values);
+      mim_pb_free(m);
+    }
+    if (st != MIM_OK)
+      detail = mim_last_error_detail();
+  }
+  a->fetch_cb(a->user, st, st == MIM_OK ? "" : detail ? detail : "", values);
+  mim_list_values_free(values);
+}
+
+static void async_done(void *user, mim_status st, const char *detail, const uint8_t *resp,
+                       size_t len) {
+  async_ctx *a = user;
+  mim_clear_error();
+  if (a->kind == ASYNC_FETCH)
+    fetch_done(a, st, detail, resp, len);
+  else
+    write_done(a, st, detail, resp, len);
+  free(a);
+}
+
+/* Starts the call; on failure the context is freed and the callback never runs. */
+static mim_status start_async(mim_client *c, const char *cache, const char *method, mim_pb_buf *buf,
+                              async_ctx *a) {
+  mim_status st =
+      mim_transport_unary(mim_client_transport(c), MIM_HOST_CACHE, method, cache, buf->data,
+                          buf->len, mim_client_deadline_ms(c), async_done, a, NULL);
+  mim_pb_buf_release(buf);
+  if (st != MIM_OK)
+    free(a);
+  return st;
+}
+
+static mim_status push_async(bool back, mim_client *c, const char *cache, const char *list,
+                             const void *value, size_t len, const mim_list_write_options *o,
+                             mim_list_write_cb cb, void *user) {
+  mim_status st = check_target(c, cache, "list name", list);
+  if (st == MIM_OK)
+    st = check_value(value, len);
+  if (st != MIM_OK)
+    return st;
+  async_ctx *a = calloc(1, sizeof *a);
+  if (!a)
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory starting a push");
+  a->kind = back ? ASYNC_PUSH_BACK : ASYNC_PUSH_FRONT;
+  a->write_cb = cb;
+  a->user = user;
+  mim_pb_buf buf;
+  st = pack_push(back, list, value, len, o, &buf);
+  if (st != MIM_OK) {
+    free(a);
+    return st;
+  }
+  return start_async(c, cache, back ? SCS "ListPushBack" : SCS "ListPushFront", &buf, a);
+}
+
+MIM_API mim_status mim_list_push_back_async(mim_client *client, const char *cache, const char *list,
+                                            const void *value, size_t len,
+                                            const mim_list_write_options *options,
+                                            mim_list_write_cb cb, void *user) {
+  return push_async(true, client, cache, list, value, len, options, cb, user);
+}
+
+MIM_API mim_status mim_list_push_front_async(mim_client *client, const char *cache,
+                                             const char *list, const void *value, size_t len,
+                                             const mim_list_write_options *options,
+                                             mim_list_write_cb cb, void *user) {
+  return push_async(false, client, cache, list, value, len, options, cb, user);
+}
+
+MIM_API mim_status mim_list_fetch_async(mim_client *client, const char *cache, const char *list,
+                                        const mim_list_range *range, mim_list_fetch_cb cb,
+                                        void *user) {
+  mim_status st = check_target(client, cache, "list name", list);
+  if (st == MIM_OK && !cb)
+    st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "callback is NULL");
+  if (st == MIM_OK)
+    st = check_range(range);
+  if (st != MIM_OK)
+    return st;
+  async_ctx *a = calloc(1, sizeof *a);
+  if (!a)
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory starting a fetch");
+  a->kind = ASYNC_FETCH;
+  a->fetch_cb = cb;
+  a->user = user;
+  mim_pb_buf buf;
+  st = pack_fetch(list, range, &buf);
+  if (st != MIM_OK) {
+    free(a);
+    return st;
+  }
+  return start_async(client, cache, SCS "ListFetch", &buf, a);
+}
