@@ -451,6 +451,15 @@ static mim_status parse_jwt(const char *key, size_t len, mim_credentials **out) 
     return st;
   const char *c = NULL, *cp = NULL;
   size_t c_len = 0, cp_len = 0;
+  /* Momento's global (v2) API keys are JWTs too, marked "t": "g", without hosts. */
+  if (json_is_string(json_object_get(claims, "t")) &&
+      strcmp(json_string_value(json_object_get(claims, "t")), "g") == 0 &&
+      !json_object_get(claims, "c")) {
+    json_decref(claims);
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT,
+                    "key is a global (v2) API key, which names no endpoint: use "
+                    "mim_credentials_from_key_and_endpoint()");
+  }
   st = get_string(claims, "c", "JWT claims", &c, &c_len);
   if (st == MIM_OK)
     st = get_string(claims, "cp", "JWT claims", &cp, &cp_len);

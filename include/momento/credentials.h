@@ -8,7 +8,9 @@
  *    (control host); the whole JWT is the auth token. The claims name no token host:
  *    it is "c" with a leading "cache." replaced by "token." ("c" itself when it has
  *    no such prefix);
- *  - v2 key: an opaque auth token plus a base endpoint given separately.
+ *  - v2 key: an opaque auth token plus a base endpoint given separately (Momento's
+ *    "global API keys", JWTs with the claim "t": "g"; mim_credentials_from_string
+ *    recognises one and says to use mim_credentials_from_key_and_endpoint).
  * Surrounding ASCII whitespace is ignored; keys longer than 64 KiB are refused
  * without being decoded. Auth tokens must be printable ASCII (they travel as gRPC
  * metadata).

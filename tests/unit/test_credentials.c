@@ -477,6 +477,16 @@ static void test_bad_jwt(void **state) {
   expect_invalid(jwt, SECRET);
   assert_non_null(strstr(mim_last_error_detail(), "\"cp\""));
   free(jwt);
+  /* A global (v2) key passed where an endpoint-carrying key is expected. */
+  jwt = make_jwt("{\"t\":\"g\",\"id\":\"" SECRET "\"}");
+  expect_invalid(jwt, SECRET);
+  assert_non_null(strstr(mim_last_error_detail(), "mim_credentials_from_key_and_endpoint"));
+  /* ... which works with an endpoint. */
+  mim_credentials *g = NULL;
+  assert_int_equal(mim_credentials_from_key_and_endpoint(jwt, "example.com", &g), MIM_OK);
+  assert_string_equal(mim_credentials_auth_token(g), jwt);
+  mim_credentials_free(g);
+  free(jwt);
   jwt = make_jwt("{\"c\":17,\"cp\":\"control.x\"}");
   expect_invalid(jwt, NULL);
   free(jwt);
