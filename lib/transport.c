@@ -303,7 +303,8 @@ static void run_due_timers(mim_transport *t) {
   gpr_timespec now = now_mono();
   for (int n = 0; n < TIMERS_PER_PASS; n++) {
     pthread_mutex_lock(&t->mu);
-    if (t->heap_len == 0 || gpr_time_cmp(t->heap[0]->deadline, now) > 0) {
+    /* Once free has begun no timer runs; free drops them after the last callback. */
+    if (t->shutting_down || t->heap_len == 0 || gpr_time_cmp(t->heap[0]->deadline, now) > 0) {
       pthread_mutex_unlock(&t->mu);
       return;
     }
@@ -327,7 +328,8 @@ static void run_due_timers(mim_transport *t) {
 /* Earliest timer deadline (infinite when none); remembered for post_wake decisions. */
 static gpr_timespec next_deadline(mim_transport *t) {
   pthread_mutex_lock(&t->mu);
-  gpr_timespec d = t->heap_len ? t->heap[0]->deadline : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+  gpr_timespec d =
+      t->heap_len && !t->shutting_down ? t->heap[0]->deadline : gpr_inf_future(GPR_CLOCK_MONOTONIC);
   t->loop_deadline = d;
   pthread_mutex_unlock(&t->mu);
   return d;
@@ -516,14 +518,26 @@ mim_status mim_transport_unary(mim_transport *t, mim_host_kind host, const char 
   return call_start(c, ops, n, out_call);
 }
 
-/* Reads a whole byte buffer into one slice (one copy at most, none if contiguous). */
-static grpc_slice read_buffer(grpc_byte_buffer *bb) {
+/* Gives the whole message as one slice: a reference when it arrived uncompressed in
+ * one piece (the common case, no copy), else one contiguous copy. False when it cannot
+ * be decompressed. */
+static bool read_buffer(grpc_byte_buffer *bb, grpc_slice *out) {
+  if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+      bb->data.raw.slice_buffer.count == 1) {
+    *out = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+    return true;
+  }
   grpc_byte_buffer_reader reader;
   if (!grpc_byte_buffer_reader_init(&reader, bb))
-    return grpc_empty_slice();
-  grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
+    return false;
+  *out = grpc_byte_buffer_reader_readall(&reader);
   grpc_byte_buffer_reader_destroy(&reader);
-  return s;
+  return true;
+}
+
+/* By pointer: a small slice keeps its bytes inline, so a by-value copy would dangle. */
+static const uint8_t *slice_bytes(const grpc_slice *s) {
+  return GRPC_SLICE_LENGTH(*s) ? GRPC_SLICE_START_PTR(*s) : NULL;
 }
 
 static void on_unary_done(mim_call *c, int success) {
@@ -534,9 +548,13 @@ static void on_unary_done(mim_call *c, int success) {
     st = MIM_ERR_UNAVAILABLE;
     snprintf(detail, sizeof detail, "call failed without a status");
   }
+  grpc_slice s;
+  if (st == MIM_OK && c->recv_buf && !read_buffer(c->recv_buf, &s)) {
+    st = MIM_ERR_PROTOCOL;
+    snprintf(detail, sizeof detail, "cannot decompress the response");
+  }
   if (st == MIM_OK && c->recv_buf) {
-    grpc_slice s = read_buffer(c->recv_buf);
-    c->unary_cb(c->unary_user, MIM_OK, "", GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+    c->unary_cb(c->unary_user, MIM_OK, "", slice_bytes(&s), GRPC_SLICE_LENGTH(s));
     grpc_slice_unref(s);
   } else {
     c->unary_cb(c->unary_user, st, st == MIM_OK ? "" : detail, NULL, 0);
@@ -592,10 +610,14 @@ static void on_stream_msg(mim_call *c, int success) {
   }
   grpc_byte_buffer *bb = c->recv_buf;
   c->recv_buf = NULL;
-  if (c->stream_cb.on_message) {
-    grpc_slice s = read_buffer(bb);
-    c->stream_cb.on_message(c->stream_cb.user, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+  grpc_slice s;
+  if (!c->stream_cb.on_message) {
+    /* nothing to deliver */
+  } else if (read_buffer(bb, &s)) {
+    c->stream_cb.on_message(c->stream_cb.user, slice_bytes(&s), GRPC_SLICE_LENGTH(s));
     grpc_slice_unref(s);
+  } else {
+    mim_log(MIM_LOG_WARN, "transport: dropped a stream message that cannot be decompressed");
   }
   grpc_byte_buffer_destroy(bb);
   stream_start_recv(c);
@@ -887,17 +909,18 @@ void mim_transport_free(mim_transport *t) {
   }
   pthread_mutex_lock(&t->mu);
   t->shutting_down = true;
+  for (mim_call *c = t->calls; c; c = c->next)
+    grpc_call_cancel(c->call, NULL);
+  /* Callbacks of cancelled calls still run on the event thread; wait for all of them.
+   * Pending timers stay valid meanwhile (those callbacks may still cancel them). */
+  while (t->calls || t->running_timer)
+    pthread_cond_wait(&t->cv, &t->mu);
   while (t->heap_len) { /* pending timers never run */
     mim_timer *tm = t->heap[0];
     heap_remove(t, tm);
     tm->state = TIMER_DONE;
     timer_unref_locked(tm);
   }
-  for (mim_call *c = t->calls; c; c = c->next)
-    grpc_call_cancel(c->call, NULL);
-  /* Callbacks of cancelled calls still run on the event thread; wait for all of them. */
-  while (t->calls || t->running_timer)
-    pthread_cond_wait(&t->cv, &t->mu);
   pthread_mutex_unlock(&t->mu);
   /* Nothing new can be queued now; the loop drains the queue (wakes included) and exits. */
   grpc_completion_queue_shutdown(t->cq);

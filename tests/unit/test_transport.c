@@ -176,6 +176,24 @@ static void test_unary_sync_ping_and_echo(void **state) {
   assert_string_equal(out, "hello bytes");
 }
 
+static void test_unary_large_message(void **state) {
+  fixture *f = *state;
+  size_t n = 2 * 1024 * 1024 + 7;
+  uint8_t *req = malloc(n);
+  assert_non_null(req);
+  for (size_t i = 0; i < n; i++)
+    req[i] = (uint8_t)(i * 31 + 7);
+  uint8_t *resp = NULL;
+  size_t len = 0;
+  assert_int_equal(mim_transport_unary_sync(f->t, MIM_HOST_CACHE, "/test.Echo/Unary", NULL, req, n,
+                                            5000, &resp, &len),
+                   MIM_OK);
+  assert_int_equal(len, n);
+  assert_memory_equal(resp, req, n);
+  free(resp);
+  free(req);
+}
+
 static void test_unary_async_ok(void **state) {
   fixture *f = *state;
   unary_result r = {0};
@@ -409,6 +427,8 @@ typedef struct stream_result {
   char detail[256];
   mim_call *call;
   bool cancel_on_first;
+  mim_timer *cancel_in_close; /* cancelled from on_close when set */
+  bool cancel_result;
 } stream_result;
 
 static void on_message(void *user, const uint8_t *msg, size_t len) {
@@ -430,6 +450,8 @@ static void on_close(void *user, mim_status status, const char *detail) {
   stream_result *r = user;
   r->closes++;
   r->status = status;
+  if (r->cancel_in_close)
+    r->cancel_result = mim_timer_cancel(r->cancel_in_close);
   snprintf(r->detail, sizeof r->detail, "%s", detail ? detail : "(null)");
   waiter_bump(&r->closed);
 }
@@ -697,7 +719,9 @@ static void test_free_with_calls_in_flight(void **state) {
   assert_int_equal(
       mim_transport_stream(t, MIM_HOST_CACHE, "/test.Stream/Hang", NULL, NULL, 0, 0, &cbs, NULL),
       MIM_OK);
-  assert_int_equal(mim_transport_timer(t, 60000, timer_fired, &ta, NULL), MIM_OK);
+  assert_int_equal(mim_transport_timer(t, 60000, timer_fired, &ta, &s.cancel_in_close), MIM_OK);
+  timer_arg ta2 = {&tr, 2};
+  assert_int_equal(mim_transport_timer(t, 60000, timer_fired, &ta2, NULL), MIM_OK);
   /* Let the server see all three calls, so they are truly in flight. */
   assert_int_equal(waiter_wait(&s.messages, 1, WAIT_MS), 1);
   int64_t until = mono_ms() + WAIT_MS;
@@ -712,6 +736,7 @@ static void test_free_with_calls_in_flight(void **state) {
   assert_int_equal(u2.status, MIM_ERR_CANCELLED);
   assert_int_equal(s.closes, 1);
   assert_int_equal(s.status, MIM_ERR_CANCELLED);
+  assert_true(s.cancel_result); /* timers stay valid for callbacks running during free */
   assert_int_equal(tr.n, 0);
   waiter_destroy(&u1.w);
   waiter_destroy(&u2.w);
@@ -748,6 +773,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_unary_sync_ping_and_echo, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unary_async_ok, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unary_large_message, setup, teardown),
       cmocka_unit_test_setup_teardown(test_metadata_sent, setup, teardown),
       cmocka_unit_test_setup_teardown(test_custom_agent, setup, teardown),
       cmocka_unit_test_setup_teardown(test_set_auth_token, setup, teardown),
