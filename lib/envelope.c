@@ -145,3 +145,149 @@ void mim_envelope_clear(mim_envelope *env) {
   free(env->text);
   memset(env, 0, sizeof *env);
 }
+
+bool mim_utf8_text_valid(const uint8_t *s, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    uint8_t c = s[i];
+    if (c == 0)
+      return false;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t n;
+    uint32_t cp, min;
+    if ((c & 0xe0) == 0xc0) {
+      n = 1, cp = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+      n = 2, cp = c & 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+      n = 3, cp = c & 0x07, min = 0x10000;
+    } else {
+      return false;
+    }
+    if (len - i <= n)
+      return false;
+    for (size_t k = 1; k <= n; k++) {
+      if ((s[i + k] & 0xc0) != 0x80)
+        return false;
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+struct mim_idset_node {
+  mim_idset_node *bucket_next;
+  mim_idset_node *fifo_next; /* next newer id */
+  char id[];
+};
+
+/* FNV-1a: ids are random hex in practice, so a simple hash spreads them well. */
+static size_t id_hash(const char *id) {
+  uint64_t h = 1469598103934665603ULL;
+  for (; *id; id++)
+    h = (h ^ (uint8_t)*id) * 1099511628211ULL;
+  return (size_t)h;
+}
+
+static size_t buckets_for(size_t capacity) {
+  size_t n = 16;
+  while (n < capacity)
+    n *= 2;
+  return n;
+}
+
+mim_status mim_idset_init(mim_idset *set, size_t capacity) {
+  memset(set, 0, sizeof *set);
+  if (capacity == 0)
+    capacity = 1;
+  set->nbuckets = buckets_for(capacity);
+  set->buckets = calloc(set->nbuckets, sizeof *set->buckets);
+  if (!set->buckets)
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+  set->capacity = capacity;
+  return MIM_OK;
+}
+
+mim_status mim_idset_reserve(mim_idset *set, size_t capacity) {
+  if (capacity <= set->capacity)
+    return MIM_OK;
+  size_t nb = buckets_for(capacity);
+  if (nb != set->nbuckets) {
+    mim_idset_node **b = calloc(nb, sizeof *b);
+    if (!b)
+      return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+    for (mim_idset_node *n = set->oldest; n; n = n->fifo_next) {
+      size_t h = id_hash(n->id) & (nb - 1);
+      n->bucket_next = b[h];
+      b[h] = n;
+    }
+    free(set->buckets);
+    set->buckets = b;
+    set->nbuckets = nb;
+  }
+  set->capacity = capacity;
+  return MIM_OK;
+}
+
+bool mim_idset_contains(const mim_idset *set, const char *id) {
+  size_t h = id_hash(id) & (set->nbuckets - 1);
+  for (const mim_idset_node *n = set->buckets[h]; n; n = n->bucket_next)
+    if (strcmp(n->id, id) == 0)
+      return true;
+  return false;
+}
+
+static void evict_oldest(mim_idset *set) {
+  mim_idset_node *old = set->oldest;
+  mim_idset_node **pp = &set->buckets[id_hash(old->id) & (set->nbuckets - 1)];
+  while (*pp != old)
+    pp = &(*pp)->bucket_next;
+  *pp = old->bucket_next;
+  set->oldest = old->fifo_next;
+  if (!set->oldest)
+    set->newest = NULL;
+  set->count--;
+  free(old);
+}
+
+mim_status mim_idset_add(mim_idset *set, const char *id) {
+  if (mim_idset_contains(set, id))
+    return MIM_OK;
+  size_t len = strlen(id);
+  mim_idset_node *n = malloc(sizeof *n + len + 1);
+  if (!n)
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+  memcpy(n->id, id, len + 1);
+  if (set->count >= set->capacity)
+    evict_oldest(set);
+  size_t h = id_hash(id) & (set->nbuckets - 1);
+  n->bucket_next = set->buckets[h];
+  set->buckets[h] = n;
+  n->fifo_next = NULL;
+  if (set->newest)
+    set->newest->fifo_next = n;
+  else
+    set->oldest = n;
+  set->newest = n;
+  set->count++;
+  return MIM_OK;
+}
+
+void mim_idset_free(mim_idset *set) {
+  if (!set)
+    return;
+  mim_idset_node *n = set->oldest;
+  while (n) {
+    mim_idset_node *next = n->fifo_next;
+    free(n);
+    n = next;
+  }
+  free(set->buckets);
+  memset(set, 0, sizeof *set);
+}

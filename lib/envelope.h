@@ -51,4 +51,28 @@ bool mim_envelope_parse(const uint8_t *data, size_t len, mim_envelope *env, cons
 /* Frees the strings of *env and zeroes it. NULL is ignored. */
 void mim_envelope_clear(mim_envelope *env);
 
+/* True when data[0..len) is valid UTF-8 (no overlongs, surrogates or values past
+ * U+10FFFF) and contains no NUL byte, i.e. usable as a C string of text. */
+bool mim_utf8_text_valid(const uint8_t *data, size_t len);
+
+/* A set of message ids with a bounded size: when full, adding evicts the oldest id
+ * (first in, first out). Used to de-duplicate deliveries. Not thread-safe. */
+typedef struct mim_idset_node mim_idset_node;
+typedef struct mim_idset {
+  mim_idset_node **buckets;
+  size_t nbuckets; /* power of two, >= capacity */
+  mim_idset_node *oldest, *newest;
+  size_t count;
+  size_t capacity;
+} mim_idset;
+
+/* Initializes an empty set holding at most capacity (> 0) ids. MIM_ERR_NO_MEMORY. */
+mim_status mim_idset_init(mim_idset *set, size_t capacity);
+/* Raises the capacity (never lowers it). MIM_ERR_NO_MEMORY leaves the set unchanged. */
+mim_status mim_idset_reserve(mim_idset *set, size_t capacity);
+bool mim_idset_contains(const mim_idset *set, const char *id);
+/* Adds id (no-op when present), evicting the oldest id when full. MIM_ERR_NO_MEMORY. */
+mim_status mim_idset_add(mim_idset *set, const char *id);
+void mim_idset_free(mim_idset *set);
+
 #endif

@@ -305,6 +305,86 @@ static void test_parse_huge(void **state) {
   free(big);
 }
 
+static void test_utf8_text_valid(void **state) {
+  (void)state;
+  const struct {
+    const char *s;
+    size_t len;
+    bool ok;
+  } cases[] = {
+      {"", 0, true},
+      {"hello", 5, true},
+      {"h\xc3\xa9", 3, true},
+      {"\xe2\x82\xac", 3, true},
+      {"\xf0\x9f\x98\x80", 4, true},
+      {"\xf4\x8f\xbf\xbf", 4, true}, /* U+10FFFF */
+      {"a\0b", 3, false},            /* NUL */
+      {"\xff", 1, false},
+      {"\x80", 1, false}, /* lone continuation */
+      {"\xc3", 1, false}, /* truncated */
+      {"\xe2\x82", 2, false},
+      {"\xc3\x28", 2, false},         /* bad continuation */
+      {"\xc0\xaf", 2, false},         /* overlong */
+      {"\xe0\x80\xaf", 3, false},     /* overlong */
+      {"\xed\xa0\x80", 3, false},     /* surrogate */
+      {"\xf4\x90\x80\x80", 4, false}, /* > U+10FFFF */
+      {"\xf8\x88\x80\x80\x80", 5, false},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    if (mim_utf8_text_valid((const uint8_t *)cases[i].s, cases[i].len) != cases[i].ok)
+      fail_msg("utf8 case %zu: want %d", i, cases[i].ok);
+}
+
+static void test_idset_basic(void **state) {
+  (void)state;
+  mim_idset set;
+  assert_int_equal(mim_idset_init(&set, 3), MIM_OK);
+  assert_false(mim_idset_contains(&set, "a"));
+  assert_int_equal(mim_idset_add(&set, "a"), MIM_OK);
+  assert_int_equal(mim_idset_add(&set, "b"), MIM_OK);
+  assert_int_equal(mim_idset_add(&set, "a"), MIM_OK); /* present: no-op */
+  assert_int_equal(set.count, 2);
+  assert_int_equal(mim_idset_add(&set, "c"), MIM_OK);
+  assert_true(mim_idset_contains(&set, "a"));
+  /* Full: "d" evicts the oldest, "a". */
+  assert_int_equal(mim_idset_add(&set, "d"), MIM_OK);
+  assert_int_equal(set.count, 3);
+  assert_false(mim_idset_contains(&set, "a"));
+  assert_true(mim_idset_contains(&set, "b"));
+  assert_true(mim_idset_contains(&set, "d"));
+  /* Growing keeps everything and raises the bound. */
+  assert_int_equal(mim_idset_reserve(&set, 100), MIM_OK);
+  assert_int_equal(mim_idset_reserve(&set, 2), MIM_OK); /* never shrinks */
+  assert_int_equal(set.capacity, 100);
+  assert_true(mim_idset_contains(&set, "b") && mim_idset_contains(&set, "c"));
+  assert_int_equal(mim_idset_add(&set, "e"), MIM_OK);
+  assert_true(mim_idset_contains(&set, "b"));
+  mim_idset_free(&set);
+  mim_idset_free(NULL);
+}
+
+static void test_idset_window(void **state) {
+  (void)state;
+  /* 20000 ids through a set of 1000 (with a rehash in the middle): exactly the last
+   * 1000 remain. */
+  mim_idset set;
+  assert_int_equal(mim_idset_init(&set, 500), MIM_OK);
+  char id[MIM_ENVELOPE_ID_SIZE];
+  for (int i = 0; i < 20000; i++) {
+    if (i == 300)
+      assert_int_equal(mim_idset_reserve(&set, 1000), MIM_OK);
+    snprintf(id, sizeof id, "id-%d", i);
+    assert_int_equal(mim_idset_add(&set, id), MIM_OK);
+  }
+  assert_int_equal(set.count, 1000);
+  for (int i = 0; i < 20000; i++) {
+    snprintf(id, sizeof id, "id-%d", i);
+    if (mim_idset_contains(&set, id) != (i >= 19000))
+      fail_msg("id %d: contains=%d", i, mim_idset_contains(&set, id));
+  }
+  mim_idset_free(&set);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_new_id),
@@ -321,6 +401,9 @@ int main(void) {
       cmocka_unit_test(test_parse_binary),
       cmocka_unit_test(test_parse_truncated_prefixes),
       cmocka_unit_test(test_parse_huge),
+      cmocka_unit_test(test_utf8_text_valid),
+      cmocka_unit_test(test_idset_basic),
+      cmocka_unit_test(test_idset_window),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
