@@ -1,0 +1,424 @@
+/* mim-local: a Momento-compatible development server (lists, control plane, ping,
+ * topics, disposable tokens) on the gRPC core server API.
+ * See `mim-local --help` for the flags. */
+#include "svc.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <grpc/grpc.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CACHES 64
+#define ROOT_KEY_VALID_SECONDS (10ULL * 365 * 24 * 3600)
+
+typedef struct options {
+  const char *host;
+  int port;
+  const char *port_file;
+  const char *caches[MAX_CACHES];
+  int ncaches;
+  const char *root_key_file;
+  const char *secret_file;
+  bool no_auth;
+  int heartbeat_ms;
+  size_t replay;
+  size_t max_message_bytes;
+  size_t max_list_length;
+  size_t max_subscribers;
+  size_t max_queue;
+  uint64_t default_ttl_ms;
+  const char *tls_cert;
+  const char *tls_key;
+} options;
+
+static void usage(FILE *out) {
+  fputs("usage: mim-local [options]\n"
+        "  --host ADDR              listen address (default 127.0.0.1)\n"
+        "  --port N                 port (default 8080; 0 = a free port)\n"
+        "  --port-file PATH         write the bound port there once listening\n"
+        "  --cache NAME             create this cache at start (repeatable)\n"
+        "  --root-key-file PATH     write a super-user v1 API key there\n"
+        "  --auth-secret-file PATH  HMAC secret (read if present, else generated there)\n"
+        "  --no-auth                every caller is super-user (any or empty token)\n"
+        "  --heartbeat-ms N         heartbeat interval on idle streams (default 5000)\n"
+        "  --replay N               messages kept per topic for resume (default 4096)\n"
+        "  --max-message-bytes N    largest topic message / list value (default 1048576)\n"
+        "  --max-list-length N      longest list (default 100000)\n"
+        "  --max-subscribers N      subscribers per topic (default 10000)\n"
+        "  --max-queue N            queued items per subscriber before it overflows\n"
+        "                           (default 8192, at least replay + 16)\n"
+        "  --default-ttl-ms N       list TTL when a request gives 0 (default 86400000)\n"
+        "  --tls-cert PEM --tls-key PEM   serve TLS instead of plaintext\n"
+        "  --log-level L            error|warn|info|debug (default info)\n",
+        out);
+}
+
+static bool parse_num(const char *s, unsigned long long max, unsigned long long *out) {
+  char *end = NULL;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || !end || *end || s[0] == '-' || v > max) {
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+enum {
+  OPT_HOST = 256,
+  OPT_PORT,
+  OPT_PORT_FILE,
+  OPT_CACHE,
+  OPT_ROOT_KEY,
+  OPT_SECRET,
+  OPT_NO_AUTH,
+  OPT_HEARTBEAT,
+  OPT_REPLAY,
+  OPT_MAX_MSG,
+  OPT_MAX_LIST,
+  OPT_MAX_SUBS,
+  OPT_MAX_QUEUE,
+  OPT_TTL,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
+  OPT_LOG,
+  OPT_HELP
+};
+
+static const struct option g_long[] = {
+    {"host", required_argument, NULL, OPT_HOST},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"port-file", required_argument, NULL, OPT_PORT_FILE},
+    {"cache", required_argument, NULL, OPT_CACHE},
+    {"root-key-file", required_argument, NULL, OPT_ROOT_KEY},
+    {"auth-secret-file", required_argument, NULL, OPT_SECRET},
+    {"no-auth", no_argument, NULL, OPT_NO_AUTH},
+    {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
+    {"replay", required_argument, NULL, OPT_REPLAY},
+    {"max-message-bytes", required_argument, NULL, OPT_MAX_MSG},
+    {"max-list-length", required_argument, NULL, OPT_MAX_LIST},
+    {"max-subscribers", required_argument, NULL, OPT_MAX_SUBS},
+    {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
+    {"default-ttl-ms", required_argument, NULL, OPT_TTL},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"log-level", required_argument, NULL, OPT_LOG},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+/* Numeric flags: which field, and its bounds. */
+static bool set_number(options *o, int opt, const char *arg) {
+  unsigned long long v;
+  switch (opt) {
+  case OPT_PORT:
+    return parse_num(arg, 65535, &v) && ((o->port = (int)v), true);
+  case OPT_HEARTBEAT:
+    return parse_num(arg, 3600000, &v) && v > 0 && ((o->heartbeat_ms = (int)v), true);
+  case OPT_REPLAY:
+    return parse_num(arg, 1000000, &v) && ((o->replay = v), true);
+  case OPT_MAX_MSG:
+    return parse_num(arg, 64 << 20, &v) && v > 0 && ((o->max_message_bytes = v), true);
+  case OPT_MAX_LIST:
+    return parse_num(arg, UINT32_MAX, &v) && v > 0 && ((o->max_list_length = v), true);
+  case OPT_MAX_SUBS:
+    return parse_num(arg, 10000000, &v) && v > 0 && ((o->max_subscribers = v), true);
+  case OPT_MAX_QUEUE:
+    return parse_num(arg, 10000000, &v) && v > 0 && ((o->max_queue = v), true);
+  case OPT_TTL:
+    return parse_num(arg, 100ULL * 365 * 24 * 3600 * 1000, &v) && v > 0 &&
+           ((o->default_ttl_ms = v), true);
+  default:
+    return false;
+  }
+}
+
+static bool set_option(options *o, int opt, const char *arg) {
+  srv_log_level level;
+  switch (opt) {
+  case OPT_HOST:
+    o->host = arg;
+    return true;
+  case OPT_PORT_FILE:
+    o->port_file = arg;
+    return true;
+  case OPT_ROOT_KEY:
+    o->root_key_file = arg;
+    return true;
+  case OPT_SECRET:
+    o->secret_file = arg;
+    return true;
+  case OPT_NO_AUTH:
+    o->no_auth = true;
+    return true;
+  case OPT_TLS_CERT:
+    o->tls_cert = arg;
+    return true;
+  case OPT_TLS_KEY:
+    o->tls_key = arg;
+    return true;
+  case OPT_CACHE:
+    if (o->ncaches == MAX_CACHES) {
+      return false;
+    }
+    o->caches[o->ncaches++] = arg;
+    return true;
+  case OPT_LOG:
+    if (!srv_log_parse_level(arg, &level)) {
+      return false;
+    }
+    srv_log_set_level(level);
+    return true;
+  default:
+    return set_number(o, opt, arg);
+  }
+}
+
+/* 0 = run, 1 = exit 0 (help), 2 = usage error. */
+static int parse_args(int argc, char **argv, options *o) {
+  *o = (options){.host = "127.0.0.1",
+                 .port = 8080,
+                 .heartbeat_ms = 5000,
+                 .replay = 4096,
+                 .max_message_bytes = 1 << 20,
+                 .max_list_length = 100000,
+                 .max_subscribers = 10000,
+                 .max_queue = 8192,
+                 .default_ttl_ms = 86400000ULL};
+  int opt;
+  while ((opt = getopt_long(argc, argv, "", g_long, NULL)) != -1) {
+    if (opt == OPT_HELP) {
+      usage(stdout);
+      return 1;
+    }
+    if (opt == '?' || !set_option(o, opt, optarg)) {
+      if (opt != '?') {
+        fprintf(stderr, "mim-local: bad value for --%s\n", g_long[opt - OPT_HOST].name);
+      }
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (optind < argc || (!o->tls_cert != !o->tls_key)) {
+    usage(stderr);
+    return 2;
+  }
+  if (o->max_queue < o->replay + 16) {
+    o->max_queue = o->replay + 16; /* a full replay must fit in a fresh queue */
+  }
+  return 0;
+}
+
+/* ---- files ---- */
+
+static char *read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    return NULL;
+  }
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    if (len + 4096 + 1 > cap) {
+      cap = cap ? cap * 2 : 8192;
+      char *nb = realloc(buf, cap);
+      if (!nb) {
+        break;
+      }
+      buf = nb;
+    }
+    size_t n = fread(buf + len, 1, cap - len - 1, f);
+    len += n;
+    if (n == 0) {
+      break;
+    }
+  }
+  fclose(f);
+  if (buf) {
+    buf[len] = '\0';
+  }
+  return buf;
+}
+
+/* Writes via a temporary file and rename, so readers never see a partial file. */
+static bool write_file_atomic(const char *path, const char *text, mode_t mode) {
+  char tmp[PATH_MAX];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+    return false;
+  }
+  FILE *f = fopen(tmp, "wb");
+  if (!f) {
+    srv_log(LOG_ERROR, "cannot write %s", path);
+    return false;
+  }
+  chmod(tmp, mode);
+  bool ok = fputs(text, f) >= 0;
+  ok = (fclose(f) == 0) && ok;
+  if (!ok || rename(tmp, path) != 0) {
+    unlink(tmp);
+    srv_log(LOG_ERROR, "cannot write %s", path);
+    return false;
+  }
+  return true;
+}
+
+static bool write_root_key(const app *a, const char *path) {
+  char *tok = auth_mint(&a->key, NULL, "root", (uint64_t)time(NULL) + ROOT_KEY_VALID_SECONDS);
+  if (!tok) {
+    return false;
+  }
+  size_t jlen = strlen(tok) + strlen(a->endpoint) + 64;
+  char *json = malloc(jlen);
+  char *b64 = NULL;
+  if (json) {
+    snprintf(json, jlen, "{\"endpoint\":\"%s\",\"api_key\":\"%s\"}", a->endpoint, tok);
+    b64 = srv_b64_encode((const uint8_t *)json, strlen(json), false);
+  }
+  free(tok);
+  free(json);
+  bool ok = false;
+  if (b64) {
+    size_t n = strlen(b64);
+    char *line = malloc(n + 2);
+    if (line) {
+      snprintf(line, n + 2, "%s\n", b64);
+      ok = write_file_atomic(path, line, 0600);
+      free(line);
+    }
+    free(b64);
+  }
+  return ok;
+}
+
+/* ---- startup and shutdown ---- */
+
+static void sweep_tick(void *arg) {
+  store_sweep(arg);
+}
+
+static void set_endpoint(app *a, const char *host, int port) {
+  /* A wildcard address is not something a client can dial: hand out loopback. */
+  if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "") == 0) {
+    host = "127.0.0.1";
+  } else if (strcmp(host, "::") == 0) {
+    host = "::1";
+  }
+  bool v6 = strchr(host, ':') != NULL;
+  snprintf(a->endpoint, sizeof a->endpoint, v6 ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+static bool create_caches(app *a, const options *o) {
+  for (int i = 0; i < o->ncaches; i++) {
+    st_result r = store_cache_create(a->store, o->caches[i]);
+    if (r != ST_OK && r != ST_EXISTS) {
+      return false;
+    }
+  }
+  return true;
+}
+
+static bool app_init(app *a, const options *o) {
+  memset(a, 0, sizeof *a);
+  a->no_auth = o->no_auth;
+  a->max_message_bytes = o->max_message_bytes;
+  if (!auth_key_init(&a->key, o->secret_file)) {
+    return false;
+  }
+  a->store = store_new(o->default_ttl_ms, o->max_list_length);
+  pubsub_config pc = {o->replay,       o->max_queue, o->max_subscribers,
+                      o->heartbeat_ms, sweep_tick,   a->store};
+  a->ps = a->store ? pubsub_new(&pc) : NULL;
+  return a->ps && create_caches(a, o);
+}
+
+static void app_free(app *a) {
+  pubsub_free(a->ps);
+  store_free(a->store);
+  memset(&a->key, 0, sizeof a->key);
+}
+
+static srv_rpc *start_rpc(app *a, const options *o, int *port) {
+  char *cert = o->tls_cert ? read_file(o->tls_cert) : NULL;
+  char *key = o->tls_key ? read_file(o->tls_key) : NULL;
+  srv_rpc *rpc = NULL;
+  if (o->tls_cert && (!cert || !key)) {
+    srv_log(LOG_ERROR, "cannot read the TLS certificate or key");
+  } else {
+    srv_rpc_config rc = {o->host, o->port,      cert, key, o->max_message_bytes + 65536,
+                         2,       svc_dispatch, a};
+    rpc = srv_rpc_start(&rc, port);
+  }
+  free(cert);
+  if (key) {
+    memset(key, 0, strlen(key));
+  }
+  free(key);
+  return rpc;
+}
+
+static bool announce(app *a, const options *o, int port) {
+  set_endpoint(a, o->host, port);
+  if (o->root_key_file && !write_root_key(a, o->root_key_file)) {
+    return false;
+  }
+  if (o->port_file) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%d\n", port);
+    if (!write_file_atomic(o->port_file, buf, 0644)) {
+      return false;
+    }
+  }
+  bool v6 = strchr(o->host, ':') != NULL;
+  printf(v6 ? "mim-local listening on [%s]:%d\n" : "mim-local listening on %s:%d\n", o->host, port);
+  fflush(stdout);
+  srv_log(LOG_INFO, "serving %s%s%s", o->tls_cert ? "TLS" : "plaintext",
+          o->no_auth ? ", auth disabled" : "", o->ncaches ? "" : ", no caches yet");
+  return true;
+}
+
+static int wait_for_signal(const sigset_t *set) {
+  int sig = 0;
+  while (sigwait(set, &sig) == 0 && sig == SIGPIPE) {
+  }
+  return sig;
+}
+
+int main(int argc, char **argv) {
+  options o;
+  int pr = parse_args(argc, argv, &o);
+  if (pr) {
+    return pr == 1 ? 0 : 2;
+  }
+  /* Block the signals before any thread exists, so only sigwait below sees them. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  grpc_init();
+  app a;
+  int port = 0, rc = 1;
+  srv_rpc *rpc = NULL;
+  if (app_init(&a, &o) && (rpc = start_rpc(&a, &o, &port)) && announce(&a, &o, port)) {
+    int sig = wait_for_signal(&set);
+    srv_log(LOG_INFO, "signal %d: shutting down", sig);
+    rc = 0;
+  }
+  if (a.ps) {
+    pubsub_shutdown(a.ps);
+  }
+  srv_rpc_stop(rpc, 2000);
+  app_free(&a);
+  grpc_shutdown();
+  srv_log(LOG_INFO, "stopped");
+  return rc;
+}

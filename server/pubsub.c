@@ -1,0 +1,526 @@
+/* mim-local: topics and subscriptions. A published item is serialized once into a
+ * reference-counted slice shared by the replay ring and every subscriber queue. */
+#include "pubsub.h"
+
+#include "util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct sub sub;
+
+typedef struct ring_item {
+  uint64_t seq;
+  grpc_slice msg;
+} ring_item;
+
+typedef struct topic {
+  atomic_int refs;
+  pthread_mutex_t mu;
+  uint64_t page;
+  uint64_t last_seq; /* 0 = nothing published yet */
+  ring_item *ring;   /* holds seqs (last_seq - ring_len, last_seq] */
+  size_t ring_cap, ring_len, ring_head;
+  sub **subs;
+  size_t nsubs, subs_cap;
+  bool dead; /* its cache was deleted: no more publishes or subscribers */
+} topic;
+
+struct sub {
+  atomic_int refs; /* one for membership, one for the stream close callback */
+  atomic_bool detached;
+  atomic_llong last_sent_ms;
+  pubsub *ps;
+  topic *t;
+  srv_call *call;
+  sub *prev, *next; /* list of all subscribers (heartbeats, shutdown) */
+};
+
+struct pubsub {
+  pubsub_config cfg;
+  pthread_rwlock_t lock;
+  srv_hmap topics; /* "cache\0topic" -> topic */
+  pthread_mutex_t subs_mu;
+  sub *subs;
+  size_t nsubs;
+  grpc_slice heartbeat;
+  pthread_t thread;
+  pthread_mutex_t tick_mu;
+  pthread_cond_t tick_cv;
+  bool stopping, thread_started;
+};
+
+/* ---- topics ---- */
+
+static void topic_unref(topic *t) {
+  if (atomic_fetch_sub(&t->refs, 1) != 1) {
+    return;
+  }
+  for (size_t i = 0; i < t->ring_len; i++) {
+    grpc_slice_unref(t->ring[(t->ring_head + i) % t->ring_cap].msg);
+  }
+  free(t->ring);
+  free(t->subs);
+  pthread_mutex_destroy(&t->mu);
+  free(t);
+}
+
+static void topic_unref_void(void *t) {
+  topic_unref(t);
+}
+
+static topic *topic_new(size_t replay) {
+  topic *t = calloc(1, sizeof *t);
+  if (!t) {
+    return NULL;
+  }
+  t->ring_cap = replay ? replay : 1;
+  t->ring = calloc(t->ring_cap, sizeof *t->ring);
+  if (!t->ring) {
+    free(t);
+    return NULL;
+  }
+  atomic_init(&t->refs, 1); /* the table's reference */
+  pthread_mutex_init(&t->mu, NULL);
+  t->page = srv_random_u64_nonzero();
+  return t;
+}
+
+static size_t topic_key(char *buf, size_t cap, const char *cache, const char *topic_name) {
+  size_t a = strlen(cache), b = strlen(topic_name);
+  if (a + 1 + b > cap) {
+    return 0;
+  }
+  memcpy(buf, cache, a);
+  buf[a] = '\0';
+  memcpy(buf + a + 1, topic_name, b);
+  return a + 1 + b;
+}
+
+/* Finds or creates the topic and returns it with a reference (NULL on OOM). */
+static topic *topic_get(pubsub *ps, const char *cache, const char *name) {
+  char key[1024];
+  size_t klen = topic_key(key, sizeof key, cache, name);
+  if (klen == 0) {
+    return NULL;
+  }
+  pthread_rwlock_rdlock(&ps->lock);
+  topic *t = srv_hmap_get(&ps->topics, key, klen);
+  if (t) {
+    atomic_fetch_add(&t->refs, 1);
+  }
+  pthread_rwlock_unlock(&ps->lock);
+  if (t) {
+    return t;
+  }
+  pthread_rwlock_wrlock(&ps->lock);
+  t = srv_hmap_get(&ps->topics, key, klen);
+  if (!t) {
+    t = topic_new(ps->cfg.replay);
+    if (t && !srv_hmap_put(&ps->topics, key, klen, t)) {
+      topic_unref(t);
+      t = NULL;
+    }
+  }
+  if (t) {
+    atomic_fetch_add(&t->refs, 1);
+  }
+  pthread_rwlock_unlock(&ps->lock);
+  return t;
+}
+
+static void ring_push_locked(topic *t, uint64_t seq, grpc_slice msg) {
+  if (t->ring_len == t->ring_cap) {
+    grpc_slice_unref(t->ring[t->ring_head].msg);
+    t->ring_head = (t->ring_head + 1) % t->ring_cap;
+    t->ring_len--;
+  }
+  t->ring[(t->ring_head + t->ring_len) % t->ring_cap] = (ring_item){seq, grpc_slice_ref(msg)};
+  t->ring_len++;
+}
+
+/* ---- subscribers ---- */
+
+static void sub_unref(sub *s) {
+  if (atomic_fetch_sub(&s->refs, 1) != 1) {
+    return;
+  }
+  srv_call_unref(s->call);
+  topic_unref(s->t);
+  free(s);
+}
+
+static void send_item(sub *s, grpc_slice msg, uint64_t seq) {
+  srv_stream_send(s->call, msg, seq);
+  atomic_store(&s->last_sent_ms, srv_mono_ms());
+}
+
+static void send_discontinuity(sub *s, uint64_t last, uint64_t next, uint64_t page) {
+  CacheClient__Pubsub__Discontinuity d = CACHE_CLIENT__PUBSUB____DISCONTINUITY__INIT;
+  d.last_topic_sequence = last;
+  d.new_topic_sequence = next;
+  d.new_sequence_page = page;
+  CacheClient__Pubsub__SubscriptionItem it = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__INIT;
+  it.kind_case = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__KIND_DISCONTINUITY;
+  it.discontinuity = &d;
+  grpc_slice msg = srv_pack_slice(&it.base);
+  send_item(s, msg, 0);
+  grpc_slice_unref(msg);
+}
+
+/* Removes s from its topic and from the list of all subscribers, then ends its stream.
+ * Only the first caller does anything; it drops the membership reference. */
+static void sub_detach(sub *s, grpc_status_code code, const char *msg) {
+  if (atomic_exchange(&s->detached, true)) {
+    return;
+  }
+  topic *t = s->t;
+  pthread_mutex_lock(&t->mu);
+  for (size_t i = 0; i < t->nsubs; i++) {
+    if (t->subs[i] == s) {
+      t->subs[i] = t->subs[--t->nsubs];
+      break;
+    }
+  }
+  pthread_mutex_unlock(&t->mu);
+  pubsub *ps = s->ps;
+  pthread_mutex_lock(&ps->subs_mu);
+  if (s->prev) {
+    s->prev->next = s->next;
+  } else {
+    ps->subs = s->next;
+  }
+  if (s->next) {
+    s->next->prev = s->prev;
+  }
+  ps->nsubs--;
+  pthread_mutex_unlock(&ps->subs_mu);
+  srv_stream_finish(s->call, code, msg, true);
+  sub_unref(s);
+}
+
+/* Stream close callback (client cancelled, connection lost, or status sent). */
+static void sub_on_close(void *user) {
+  sub *s = user;
+  sub_detach(s, GRPC_STATUS_CANCELLED, "subscription closed");
+  sub_unref(s);
+}
+
+/* Delivers one live item; on queue overflow the queued items are dropped and a
+ * discontinuity tells the client which sequence numbers it lost. */
+static void deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slice msg) {
+  if (srv_stream_pending(s->call) >= ps->cfg.max_queue) {
+    uint64_t first_dropped = srv_stream_drop_pending(s->call);
+    uint64_t last_ok = first_dropped ? first_dropped - 1 : seq - 1;
+    srv_log(LOG_WARN, "slow subscriber overflowed its queue; dropped items after seq %llu",
+            (unsigned long long)last_ok);
+    send_discontinuity(s, last_ok, seq, t->page);
+  }
+  send_item(s, msg, seq);
+}
+
+/* ---- publish ---- */
+
+static grpc_slice pack_topic_item(uint64_t seq, uint64_t page,
+                                  const CacheClient__Pubsub__TopicValue *value,
+                                  const char *publisher_id) {
+  CacheClient__Pubsub__TopicItem item = CACHE_CLIENT__PUBSUB____TOPIC_ITEM__INIT;
+  item.topic_sequence_number = seq;
+  item.value = (CacheClient__Pubsub__TopicValue *)value;
+  item.publisher_id = (char *)publisher_id;
+  item.sequence_page = page;
+  CacheClient__Pubsub__SubscriptionItem it = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__INIT;
+  it.kind_case = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__KIND_ITEM;
+  it.item = &item;
+  return srv_pack_slice(&it.base);
+}
+
+ps_result pubsub_publish(pubsub *ps, const char *cache, const char *name,
+                         const CacheClient__Pubsub__TopicValue *value, const char *publisher_id) {
+  topic *t = topic_get(ps, cache, name);
+  if (!t) {
+    return PS_NOMEM;
+  }
+  pthread_mutex_lock(&t->mu);
+  ps_result r = PS_GONE;
+  if (!t->dead) {
+    uint64_t seq = ++t->last_seq;
+    grpc_slice msg = pack_topic_item(seq, t->page, value, publisher_id);
+    ring_push_locked(t, seq, msg);
+    for (size_t i = 0; i < t->nsubs; i++) {
+      deliver_locked(ps, t, t->subs[i], seq, msg);
+    }
+    grpc_slice_unref(msg);
+    r = PS_OK;
+  }
+  pthread_mutex_unlock(&t->mu);
+  topic_unref(t);
+  return r;
+}
+
+/* ---- subscribe ---- */
+
+/* Queues what a new subscriber gets after its first heartbeat.
+ * resume_at == 0: live only.
+ * resume_at > 0, same page (or page 0 = a client that does not track pages) and
+ *   oldest <= resume_at <= next: replay [resume_at, next) from the ring, then live.
+ * Otherwise (too old, page changed, or a number from the future): a discontinuity
+ *   {last = resume_at - 1, new = oldest seq still in the ring (next if the ring is
+ *   empty), page = current page}, then everything the ring holds, then live. */
+static void queue_replay_locked(topic *t, sub *s, uint64_t resume_at, uint64_t page) {
+  uint64_t next = t->last_seq + 1;
+  uint64_t oldest = next - t->ring_len;
+  if (resume_at == 0) {
+    return;
+  }
+  uint64_t from = resume_at;
+  bool same_page = page == 0 || page == t->page;
+  if (!same_page || resume_at < oldest || resume_at > next) {
+    from = oldest;
+    send_discontinuity(s, resume_at - 1, oldest, t->page);
+  }
+  for (uint64_t seq = from; seq < next; seq++) {
+    ring_item *it = &t->ring[(t->ring_head + (seq - oldest)) % t->ring_cap];
+    send_item(s, it->msg, it->seq);
+  }
+}
+
+static void link_sub(pubsub *ps, sub *s) {
+  pthread_mutex_lock(&ps->subs_mu);
+  s->next = ps->subs;
+  if (ps->subs) {
+    ps->subs->prev = s;
+  }
+  ps->subs = s;
+  ps->nsubs++;
+  pthread_mutex_unlock(&ps->subs_mu);
+}
+
+static bool topic_add_sub(topic *t, sub *s) {
+  if (t->nsubs == t->subs_cap) {
+    size_t cap = t->subs_cap ? t->subs_cap * 2 : 4;
+    sub **ns = realloc(t->subs, cap * sizeof *ns);
+    if (!ns) {
+      return false;
+    }
+    t->subs = ns;
+    t->subs_cap = cap;
+  }
+  t->subs[t->nsubs++] = s;
+  return true;
+}
+
+/* Under the topic lock: registers s everywhere and queues heartbeat + replay. */
+static ps_result attach_locked(pubsub *ps, topic *t, sub *s, uint64_t resume_at, uint64_t page) {
+  if (t->dead) {
+    return PS_GONE;
+  }
+  if (t->nsubs >= ps->cfg.max_subscribers) {
+    return PS_TOO_MANY;
+  }
+  if (!topic_add_sub(t, s)) {
+    return PS_NOMEM;
+  }
+  if (!srv_stream_on_close(s->call, sub_on_close, s)) {
+    t->nsubs--; /* the client is already gone: nothing to serve */
+    return PS_GONE;
+  }
+  link_sub(ps, s);
+  /* The first item confirms the subscription: everything published from now on is
+   * queued behind it, since publishers take this same topic lock. */
+  send_item(s, ps->heartbeat, 0);
+  queue_replay_locked(t, s, resume_at, page);
+  return PS_OK;
+}
+
+ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const char *name,
+                           uint64_t resume_at, uint64_t page) {
+  sub *s = calloc(1, sizeof *s);
+  topic *t = s ? topic_get(ps, cache, name) : NULL;
+  if (!t) {
+    free(s);
+    return PS_NOMEM;
+  }
+  atomic_init(&s->refs, 2);
+  s->ps = ps;
+  s->t = t;
+  s->call = call;
+  srv_call_ref(call);
+  atomic_init(&s->last_sent_ms, srv_mono_ms());
+  pthread_mutex_lock(&t->mu);
+  ps_result r = attach_locked(ps, t, s, resume_at, page);
+  pthread_mutex_unlock(&t->mu);
+  if (r != PS_OK) {
+    srv_call_unref(call);
+    topic_unref(t);
+    free(s);
+  }
+  return r;
+}
+
+/* ---- cache deletion and shutdown ---- */
+
+typedef struct drop_ctx {
+  const char *cache;
+  size_t len;
+  topic **out;
+  size_t n, cap;
+} drop_ctx;
+
+static bool take_topic_of_cache(void *ctx, srv_hentry *e) {
+  drop_ctx *d = ctx;
+  if (e->klen <= d->len || memcmp(e->key, d->cache, d->len + 1) != 0) {
+    return false;
+  }
+  if (d->n == d->cap) {
+    size_t cap = d->cap ? d->cap * 2 : 8;
+    topic **no = realloc(d->out, cap * sizeof *no);
+    if (!no) {
+      return false; /* keep it; it will be reset on a later delete */
+    }
+    d->out = no;
+    d->cap = cap;
+  }
+  d->out[d->n++] = e->val;
+  return true;
+}
+
+/* Marks a topic dead and ends its subscribers' streams. */
+static void kill_topic(topic *t, grpc_status_code code, const char *msg) {
+  pthread_mutex_lock(&t->mu);
+  t->dead = true;
+  size_t n = t->nsubs;
+  sub **copy = n ? malloc(n * sizeof *copy) : NULL;
+  if (copy) {
+    memcpy(copy, t->subs, n * sizeof *copy);
+    for (size_t i = 0; i < n; i++) {
+      atomic_fetch_add(&copy[i]->refs, 1);
+    }
+  }
+  pthread_mutex_unlock(&t->mu);
+  for (size_t i = 0; copy && i < n; i++) {
+    sub_detach(copy[i], code, msg);
+    sub_unref(copy[i]);
+  }
+  free(copy);
+}
+
+void pubsub_drop_cache(pubsub *ps, const char *cache) {
+  drop_ctx d = {cache, strlen(cache), NULL, 0, 0};
+  pthread_rwlock_wrlock(&ps->lock);
+  srv_hmap_filter(&ps->topics, take_topic_of_cache, &d);
+  pthread_rwlock_unlock(&ps->lock);
+  for (size_t i = 0; i < d.n; i++) {
+    kill_topic(d.out[i], GRPC_STATUS_NOT_FOUND, "cache was deleted");
+    topic_unref(d.out[i]);
+  }
+  free(d.out);
+}
+
+/* ---- heartbeat thread ---- */
+
+static void heartbeat_idle(pubsub *ps) {
+  int64_t now = srv_mono_ms();
+  pthread_mutex_lock(&ps->subs_mu);
+  for (sub *s = ps->subs; s; s = s->next) {
+    if (now - atomic_load(&s->last_sent_ms) >= ps->cfg.heartbeat_ms) {
+      send_item(s, ps->heartbeat, 0);
+    }
+  }
+  pthread_mutex_unlock(&ps->subs_mu);
+}
+
+static void *heartbeat_thread(void *arg) {
+  pubsub *ps = arg;
+  int tick_ms = ps->cfg.heartbeat_ms / 4;
+  tick_ms = tick_ms < 10 ? 10 : (tick_ms > 250 ? 250 : tick_ms);
+  int64_t last_tick = srv_mono_ms();
+  pthread_mutex_lock(&ps->tick_mu);
+  while (!ps->stopping) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += (long)tick_ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&ps->tick_cv, &ps->tick_mu, &ts);
+    if (ps->stopping) {
+      break;
+    }
+    pthread_mutex_unlock(&ps->tick_mu);
+    heartbeat_idle(ps);
+    if (ps->cfg.tick && srv_mono_ms() - last_tick >= 1000) {
+      last_tick = srv_mono_ms();
+      ps->cfg.tick(ps->cfg.tick_arg);
+    }
+    pthread_mutex_lock(&ps->tick_mu);
+  }
+  pthread_mutex_unlock(&ps->tick_mu);
+  return NULL;
+}
+
+pubsub *pubsub_new(const pubsub_config *cfg) {
+  pubsub *ps = calloc(1, sizeof *ps);
+  if (!ps) {
+    return NULL;
+  }
+  ps->cfg = *cfg;
+  if (ps->cfg.heartbeat_ms <= 0) {
+    ps->cfg.heartbeat_ms = 5000;
+  }
+  pthread_rwlock_init(&ps->lock, NULL);
+  srv_hmap_init(&ps->topics);
+  pthread_mutex_init(&ps->subs_mu, NULL);
+  pthread_mutex_init(&ps->tick_mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&ps->tick_cv, &ca);
+  pthread_condattr_destroy(&ca);
+  CacheClient__Pubsub__Heartbeat hb = CACHE_CLIENT__PUBSUB____HEARTBEAT__INIT;
+  CacheClient__Pubsub__SubscriptionItem it = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__INIT;
+  it.kind_case = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__KIND_HEARTBEAT;
+  it.heartbeat = &hb;
+  ps->heartbeat = srv_pack_slice(&it.base);
+  ps->thread_started = pthread_create(&ps->thread, NULL, heartbeat_thread, ps) == 0;
+  return ps;
+}
+
+void pubsub_shutdown(pubsub *ps) {
+  pthread_mutex_lock(&ps->tick_mu);
+  ps->stopping = true;
+  pthread_cond_broadcast(&ps->tick_cv);
+  pthread_mutex_unlock(&ps->tick_mu);
+  if (ps->thread_started) {
+    pthread_join(ps->thread, NULL);
+    ps->thread_started = false;
+  }
+  for (;;) {
+    pthread_mutex_lock(&ps->subs_mu);
+    sub *s = ps->subs;
+    if (s) {
+      atomic_fetch_add(&s->refs, 1);
+    }
+    pthread_mutex_unlock(&ps->subs_mu);
+    if (!s) {
+      break;
+    }
+    sub_detach(s, GRPC_STATUS_UNAVAILABLE, "server shutting down");
+    sub_unref(s);
+  }
+}
+
+void pubsub_free(pubsub *ps) {
+  if (!ps) {
+    return;
+  }
+  srv_hmap_destroy(&ps->topics, topic_unref_void);
+  grpc_slice_unref(ps->heartbeat);
+  pthread_rwlock_destroy(&ps->lock);
+  pthread_mutex_destroy(&ps->subs_mu);
+  pthread_mutex_destroy(&ps->tick_mu);
+  pthread_cond_destroy(&ps->tick_cv);
+  free(ps);
+}

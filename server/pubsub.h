@@ -1,0 +1,46 @@
+/* mim-local: topics with sequence numbers, pages, a replay ring, subscribers with
+ * bounded queues, and a heartbeat thread.
+ *
+ * Locking: a reader-writer lock over the topic table (shared on the publish path,
+ * exclusive only to create or drop topics), one mutex per topic (sequence, ring and
+ * its subscriber list), one mutex over the list of all subscribers (heartbeats), and
+ * each stream's own lock inside rpc.c. Order: topic -> all-subscribers -> stream. */
+#ifndef MIM_SERVER_PUBSUB_H
+#define MIM_SERVER_PUBSUB_H
+
+#include "cachepubsub.pb-c.h"
+#include "rpc.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pubsub pubsub;
+
+typedef struct pubsub_config {
+  size_t replay;          /* items kept per topic for resume */
+  size_t max_queue;       /* items queued per subscriber before it overflows */
+  size_t max_subscribers; /* per topic */
+  int heartbeat_ms;
+  void (*tick)(void *arg); /* called about once a second from the heartbeat thread */
+  void *tick_arg;
+} pubsub_config;
+
+typedef enum { PS_OK = 0, PS_TOO_MANY, PS_GONE, PS_NOMEM } ps_result;
+
+/* Starts the heartbeat thread. */
+pubsub *pubsub_new(const pubsub_config *cfg);
+/* Publishes to cache/topic (the caller checked auth and that the cache exists). */
+ps_result pubsub_publish(pubsub *ps, const char *cache, const char *topic,
+                         const CacheClient__Pubsub__TopicValue *value, const char *publisher_id);
+/* Turns call into a subscription stream; on PS_OK the stream is owned here. On other
+ * results the caller fails the call. */
+ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const char *topic,
+                           uint64_t resume_at, uint64_t page);
+/* Resets every topic of a deleted cache; their subscribers' streams end (NOT_FOUND). */
+void pubsub_drop_cache(pubsub *ps, const char *cache);
+/* Stops the heartbeat thread and ends every stream (UNAVAILABLE). */
+void pubsub_shutdown(pubsub *ps);
+/* Frees everything; after pubsub_shutdown and after the rpc layer drained. */
+void pubsub_free(pubsub *ps);
+
+#endif

@@ -1,0 +1,573 @@
+/* mim-local: gRPC core server plumbing. Every completion-queue tag is a srv_tag whose
+ * callback knows what finished; each outstanding batch and each owner holds one
+ * reference on its srv_call, so a call is freed when the last of them lets go. */
+#include "rpc.h"
+
+#include "util.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CQ_THREADS 8
+
+typedef struct srv_tag {
+  void (*fn)(struct srv_tag *tag, bool ok);
+} srv_tag;
+
+#define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+struct srv_rpc {
+  grpc_server *server;
+  grpc_completion_queue *cq;
+  pthread_t threads[MAX_CQ_THREADS];
+  int nthreads;
+  srv_dispatch_fn dispatch;
+  void *app;
+  atomic_bool stopping;
+  srv_tag shutdown_tag;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool shutdown_done;
+};
+
+typedef struct qitem {
+  grpc_slice msg;
+  uint64_t tag;
+} qitem;
+
+struct srv_call {
+  srv_rpc *rpc;
+  grpc_call *call;
+  grpc_call_details details;
+  grpc_metadata_array md;
+  grpc_byte_buffer *recv_buf;
+  grpc_byte_buffer *write_buf; /* the one SEND_MESSAGE in flight on a stream */
+  grpc_byte_buffer *final_buf; /* the unary response in flight */
+  int cancelled;
+  atomic_int refs;
+  srv_tag new_tag, recv_tag, close_tag, write_tag, status_tag;
+  pthread_mutex_t mu;
+  bool md_sent, writing, finishing, status_started, closed, broken;
+  grpc_status_code code;
+  char *msg;
+  qitem *q; /* ring buffer of queued messages */
+  size_t qhead, qlen, qcap;
+  void (*on_close)(void *user);
+  void *on_close_user;
+};
+
+static void post_request(srv_rpc *rpc);
+
+/* ---- call lifetime ---- */
+
+void srv_call_ref(srv_call *c) {
+  atomic_fetch_add(&c->refs, 1);
+}
+
+static void drop_queue_locked(srv_call *c) {
+  for (size_t i = 0; i < c->qlen; i++) {
+    grpc_slice_unref(c->q[(c->qhead + i) % c->qcap].msg);
+  }
+  c->qhead = 0;
+  c->qlen = 0;
+}
+
+void srv_call_unref(srv_call *c) {
+  if (atomic_fetch_sub(&c->refs, 1) != 1) {
+    return;
+  }
+  drop_queue_locked(c);
+  free(c->q);
+  free(c->msg);
+  if (c->recv_buf) {
+    grpc_byte_buffer_destroy(c->recv_buf);
+  }
+  if (c->call) {
+    grpc_call_unref(c->call);
+  }
+  grpc_call_details_destroy(&c->details);
+  grpc_metadata_array_destroy(&c->md);
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+}
+
+/* Starts a batch holding one reference for its completion; false on failure. */
+static bool start_batch(srv_call *c, const grpc_op *ops, size_t n, srv_tag *tag) {
+  srv_call_ref(c);
+  grpc_call_error err = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+  if (err != GRPC_CALL_OK) {
+    srv_log(LOG_ERROR, "grpc_call_start_batch failed (%d)", (int)err);
+    atomic_fetch_sub(&c->refs, 1); /* never the last: the caller holds one */
+    return false;
+  }
+  return true;
+}
+
+const char *srv_call_meta(const srv_call *c, const char *key, size_t *len) {
+  for (size_t i = 0; i < c->md.count; i++) {
+    const grpc_metadata *m = &c->md.metadata[i];
+    if (grpc_slice_str_cmp(m->key, key) == 0) {
+      *len = GRPC_SLICE_LENGTH(m->value);
+      return (const char *)GRPC_SLICE_START_PTR(m->value);
+    }
+  }
+  return NULL;
+}
+
+grpc_slice srv_pack_slice(const ProtobufCMessage *msg) {
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  grpc_slice s = grpc_slice_malloc(len);
+  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
+  return s;
+}
+
+/* ---- final status ---- */
+
+static void on_status_done(srv_tag *tag, bool ok) {
+  (void)ok;
+  srv_call *c = CONTAINER(tag, srv_call, status_tag);
+  if (c->final_buf) {
+    grpc_byte_buffer_destroy(c->final_buf);
+    c->final_buf = NULL;
+  }
+  srv_call_unref(c);
+}
+
+/* Sends initial metadata (if not yet), an optional last message and the status. */
+static void start_status_locked(srv_call *c, grpc_byte_buffer *last) {
+  grpc_op ops[3];
+  size_t n = 0;
+  memset(ops, 0, sizeof ops);
+  c->status_started = true;
+  if (!c->md_sent) {
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    c->md_sent = true;
+  }
+  if (last) {
+    c->final_buf = last;
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = last;
+  }
+  grpc_slice details = grpc_slice_from_copied_string(c->msg ? c->msg : "");
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = c->code;
+  ops[n++].data.send_status_from_server.status_details = &details;
+  if (!start_batch(c, ops, n, &c->status_tag) && last) {
+    grpc_byte_buffer_destroy(last);
+    c->final_buf = NULL;
+  }
+  grpc_slice_unref(details);
+}
+
+void srv_call_reply(srv_call *c, const ProtobufCMessage *msg) {
+  grpc_slice s = srv_pack_slice(msg);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  pthread_mutex_lock(&c->mu);
+  if (c->finishing) {
+    pthread_mutex_unlock(&c->mu);
+    grpc_byte_buffer_destroy(bb);
+    return;
+  }
+  c->finishing = true;
+  c->code = GRPC_STATUS_OK;
+  start_status_locked(c, bb);
+  pthread_mutex_unlock(&c->mu);
+}
+
+void srv_call_fail(srv_call *c, grpc_status_code code, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  srv_log(LOG_DEBUG, "call failed: status %d: %s", (int)code, buf);
+  srv_stream_finish(c, code, buf, true);
+}
+
+/* ---- streams ---- */
+
+bool srv_stream_on_close(srv_call *c, void (*fn)(void *user), void *user) {
+  pthread_mutex_lock(&c->mu);
+  bool open = !c->closed;
+  if (open) {
+    c->on_close = fn;
+    c->on_close_user = user;
+  }
+  pthread_mutex_unlock(&c->mu);
+  return open;
+}
+
+static void on_write_done(srv_tag *tag, bool ok);
+
+static void start_write_locked(srv_call *c) {
+  qitem it = c->q[c->qhead];
+  c->qhead = (c->qhead + 1) % c->qcap;
+  c->qlen--;
+  c->write_buf = grpc_raw_byte_buffer_create(&it.msg, 1);
+  grpc_slice_unref(it.msg);
+  grpc_op ops[2];
+  size_t n = 0;
+  memset(ops, 0, sizeof ops);
+  if (!c->md_sent) {
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    c->md_sent = true;
+  }
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n++].data.send_message.send_message = c->write_buf;
+  c->writing = true;
+  if (!start_batch(c, ops, n, &c->write_tag)) {
+    c->writing = false;
+    c->broken = true;
+    grpc_byte_buffer_destroy(c->write_buf);
+    c->write_buf = NULL;
+    drop_queue_locked(c);
+  }
+}
+
+static void on_write_done(srv_tag *tag, bool ok) {
+  srv_call *c = CONTAINER(tag, srv_call, write_tag);
+  pthread_mutex_lock(&c->mu);
+  grpc_byte_buffer_destroy(c->write_buf);
+  c->write_buf = NULL;
+  c->writing = false;
+  if (!ok) {
+    c->broken = true; /* the client went away; the close callback will follow */
+    drop_queue_locked(c);
+  }
+  if (c->qlen > 0) {
+    start_write_locked(c);
+  } else if (c->finishing && !c->status_started) {
+    start_status_locked(c, NULL);
+  }
+  pthread_mutex_unlock(&c->mu);
+  srv_call_unref(c);
+}
+
+static bool queue_push_locked(srv_call *c, grpc_slice msg, uint64_t tag) {
+  if (c->qlen == c->qcap) {
+    size_t ncap = c->qcap ? c->qcap * 2 : 8;
+    qitem *nq = malloc(ncap * sizeof *nq);
+    if (!nq) {
+      return false;
+    }
+    for (size_t i = 0; i < c->qlen; i++) {
+      nq[i] = c->q[(c->qhead + i) % c->qcap];
+    }
+    free(c->q);
+    c->q = nq;
+    c->qcap = ncap;
+    c->qhead = 0;
+  }
+  c->q[(c->qhead + c->qlen) % c->qcap] = (qitem){grpc_slice_ref(msg), tag};
+  c->qlen++;
+  return true;
+}
+
+bool srv_stream_send(srv_call *c, grpc_slice msg, uint64_t tag) {
+  pthread_mutex_lock(&c->mu);
+  bool ok = !c->finishing && !c->broken && !c->closed && queue_push_locked(c, msg, tag);
+  if (ok && !c->writing) {
+    start_write_locked(c);
+  }
+  pthread_mutex_unlock(&c->mu);
+  return ok;
+}
+
+size_t srv_stream_pending(srv_call *c) {
+  pthread_mutex_lock(&c->mu);
+  size_t n = c->qlen;
+  pthread_mutex_unlock(&c->mu);
+  return n;
+}
+
+uint64_t srv_stream_drop_pending(srv_call *c) {
+  pthread_mutex_lock(&c->mu);
+  uint64_t first = 0;
+  for (size_t i = 0; i < c->qlen && first == 0; i++) {
+    first = c->q[(c->qhead + i) % c->qcap].tag;
+  }
+  drop_queue_locked(c);
+  pthread_mutex_unlock(&c->mu);
+  return first;
+}
+
+void srv_stream_finish(srv_call *c, grpc_status_code code, const char *msg, bool drop) {
+  pthread_mutex_lock(&c->mu);
+  if (!c->finishing) {
+    c->finishing = true;
+    c->code = code;
+    c->msg = msg ? strdup(msg) : NULL;
+    if (drop) {
+      drop_queue_locked(c);
+    }
+    if (!c->writing) {
+      start_status_locked(c, NULL);
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- incoming calls ---- */
+
+static void on_close_done(srv_tag *tag, bool ok) {
+  (void)ok;
+  srv_call *c = CONTAINER(tag, srv_call, close_tag);
+  pthread_mutex_lock(&c->mu);
+  c->closed = true;
+  void (*fn)(void *) = c->on_close;
+  void *user = c->on_close_user;
+  c->on_close = NULL;
+  pthread_mutex_unlock(&c->mu);
+  if (c->cancelled) {
+    srv_log(LOG_DEBUG, "call cancelled by the client or the transport");
+  }
+  if (fn) {
+    fn(user);
+  }
+  srv_call_unref(c);
+}
+
+static void on_recv_done(srv_tag *tag, bool ok) {
+  srv_call *c = CONTAINER(tag, srv_call, recv_tag);
+  char method[256];
+  size_t mlen = GRPC_SLICE_LENGTH(c->details.method);
+  if (mlen >= sizeof method) {
+    mlen = sizeof method - 1;
+  }
+  memcpy(method, GRPC_SLICE_START_PTR(c->details.method), mlen);
+  method[mlen] = '\0';
+  if (!ok) {
+    srv_log(LOG_DEBUG, "%s: request not received", method);
+  } else if (!c->recv_buf) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing");
+  } else {
+    grpc_byte_buffer_reader reader;
+    if (!grpc_byte_buffer_reader_init(&reader, c->recv_buf)) {
+      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "request message unreadable");
+    } else {
+      grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+      grpc_byte_buffer_reader_destroy(&reader);
+      srv_log(LOG_DEBUG, "call %s (%zu bytes)", method, GRPC_SLICE_LENGTH(all));
+      c->rpc->dispatch(c->rpc->app, c, method, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all));
+      grpc_slice_unref(all);
+    }
+  }
+  srv_call_unref(c);
+}
+
+static void start_call(srv_call *c) {
+  grpc_op close_op;
+  memset(&close_op, 0, sizeof close_op);
+  close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  close_op.data.recv_close_on_server.cancelled = &c->cancelled;
+  if (!start_batch(c, &close_op, 1, &c->close_tag)) {
+    return;
+  }
+  grpc_op recv_op;
+  memset(&recv_op, 0, sizeof recv_op);
+  recv_op.op = GRPC_OP_RECV_MESSAGE;
+  recv_op.data.recv_message.recv_message = &c->recv_buf;
+  start_batch(c, &recv_op, 1, &c->recv_tag);
+}
+
+static void on_new_call(srv_tag *tag, bool ok) {
+  srv_call *c = CONTAINER(tag, srv_call, new_tag);
+  srv_rpc *rpc = c->rpc;
+  if (ok && !atomic_load(&rpc->stopping)) {
+    post_request(rpc);
+  }
+  if (ok) {
+    start_call(c);
+  }
+  srv_call_unref(c); /* the request's own reference */
+}
+
+static void post_request(srv_rpc *rpc) {
+  srv_call *c = calloc(1, sizeof *c);
+  if (!c) {
+    srv_log(LOG_ERROR, "out of memory accepting a call");
+    return;
+  }
+  c->rpc = rpc;
+  atomic_init(&c->refs, 1);
+  pthread_mutex_init(&c->mu, NULL);
+  grpc_call_details_init(&c->details);
+  grpc_metadata_array_init(&c->md);
+  c->new_tag.fn = on_new_call;
+  c->recv_tag.fn = on_recv_done;
+  c->close_tag.fn = on_close_done;
+  c->write_tag.fn = on_write_done;
+  c->status_tag.fn = on_status_done;
+  grpc_call_error err = grpc_server_request_call(rpc->server, &c->call, &c->details, &c->md,
+                                                 rpc->cq, rpc->cq, &c->new_tag);
+  if (err != GRPC_CALL_OK) {
+    srv_log(LOG_ERROR, "grpc_server_request_call failed (%d)", (int)err);
+    srv_call_unref(c);
+  }
+}
+
+/* ---- server ---- */
+
+static void *cq_thread(void *arg) {
+  srv_rpc *rpc = arg;
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(rpc->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+      return NULL;
+    }
+    if (ev.type == GRPC_OP_COMPLETE) {
+      srv_tag *tag = ev.tag;
+      tag->fn(tag, ev.success != 0);
+    }
+  }
+}
+
+static void on_shutdown_done(srv_tag *tag, bool ok) {
+  (void)ok;
+  srv_rpc *rpc = CONTAINER(tag, srv_rpc, shutdown_tag);
+  pthread_mutex_lock(&rpc->mu);
+  rpc->shutdown_done = true;
+  pthread_cond_broadcast(&rpc->cv);
+  pthread_mutex_unlock(&rpc->mu);
+}
+
+static grpc_arg int_arg(char *key, int value) {
+  grpc_arg a;
+  memset(&a, 0, sizeof a);
+  a.type = GRPC_ARG_INTEGER;
+  a.key = key;
+  a.value.integer = value;
+  return a;
+}
+
+static grpc_server *create_server(const srv_rpc_config *cfg) {
+  grpc_arg args[4];
+  char k_max[] = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  char k_ping[] = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
+  char k_strikes[] = GRPC_ARG_HTTP2_MAX_PING_STRIKES;
+  char k_permit[] = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
+  /* Clients (the official SDKs) send keepalive pings often; tolerate them. */
+  args[0] = int_arg(k_max, (int)cfg->max_receive_bytes);
+  args[1] = int_arg(k_ping, 1000);
+  args[2] = int_arg(k_strikes, 0);
+  args[3] = int_arg(k_permit, 1);
+  grpc_channel_args ca = {4, args};
+  return grpc_server_create(&ca, NULL);
+}
+
+static grpc_server_credentials *make_creds(const srv_rpc_config *cfg) {
+  if (cfg->tls_cert_pem && cfg->tls_key_pem) {
+    grpc_ssl_pem_key_cert_pair pair = {cfg->tls_key_pem, cfg->tls_cert_pem};
+    return grpc_ssl_server_credentials_create(NULL, &pair, 1, 0, NULL);
+  }
+  return grpc_insecure_server_credentials_create();
+}
+
+static int bind_port(srv_rpc *rpc, const srv_rpc_config *cfg) {
+  char addr[300];
+  bool v6 = strchr(cfg->host, ':') != NULL;
+  snprintf(addr, sizeof addr, v6 ? "[%s]:%d" : "%s:%d", cfg->host, cfg->port);
+  grpc_server_credentials *creds = make_creds(cfg);
+  if (!creds) {
+    srv_log(LOG_ERROR, "could not create server credentials");
+    return 0;
+  }
+  int port = grpc_server_add_http2_port(rpc->server, addr, creds);
+  grpc_server_credentials_release(creds);
+  if (port == 0) {
+    srv_log(LOG_ERROR, "could not bind %s", addr);
+  }
+  return port;
+}
+
+srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
+  srv_rpc *rpc = calloc(1, sizeof *rpc);
+  if (!rpc) {
+    return NULL;
+  }
+  rpc->dispatch = cfg->dispatch;
+  rpc->app = cfg->app;
+  rpc->shutdown_tag.fn = on_shutdown_done;
+  pthread_mutex_init(&rpc->mu, NULL);
+  pthread_cond_init(&rpc->cv, NULL);
+  rpc->cq = grpc_completion_queue_create_for_next(NULL);
+  rpc->server = create_server(cfg);
+  grpc_server_register_completion_queue(rpc->server, rpc->cq, NULL);
+  *bound_port = bind_port(rpc, cfg);
+  if (*bound_port == 0) {
+    grpc_server_destroy(rpc->server);
+    rpc->server = NULL;
+    grpc_completion_queue_shutdown(rpc->cq);
+    while (grpc_completion_queue_next(rpc->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(rpc->cq);
+    pthread_mutex_destroy(&rpc->mu);
+    pthread_cond_destroy(&rpc->cv);
+    free(rpc);
+    return NULL;
+  }
+  grpc_server_start(rpc->server);
+  /* A few outstanding requests so bursts of new calls do not wait on one another. */
+  for (int i = 0; i < 4; i++) {
+    post_request(rpc);
+  }
+  int n = cfg->cq_threads > 0 && cfg->cq_threads <= MAX_CQ_THREADS ? cfg->cq_threads : 2;
+  for (int i = 0; i < n; i++) {
+    if (pthread_create(&rpc->threads[i], NULL, cq_thread, rpc) == 0) {
+      rpc->nthreads++;
+    }
+  }
+  return rpc;
+}
+
+static bool wait_shutdown(srv_rpc *rpc, int ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&rpc->mu);
+  while (!rpc->shutdown_done) {
+    if (pthread_cond_timedwait(&rpc->cv, &rpc->mu, &ts) != 0) {
+      break;
+    }
+  }
+  bool done = rpc->shutdown_done;
+  pthread_mutex_unlock(&rpc->mu);
+  return done;
+}
+
+void srv_rpc_stop(srv_rpc *rpc, int grace_ms) {
+  if (!rpc) {
+    return;
+  }
+  atomic_store(&rpc->stopping, true);
+  grpc_server_shutdown_and_notify(rpc->server, rpc->cq, &rpc->shutdown_tag);
+  if (!wait_shutdown(rpc, grace_ms)) {
+    srv_log(LOG_WARN, "calls still open after %d ms; cancelling them", grace_ms);
+    grpc_server_cancel_all_calls(rpc->server);
+    wait_shutdown(rpc, 60000);
+  }
+  grpc_completion_queue_shutdown(rpc->cq);
+  for (int i = 0; i < rpc->nthreads; i++) {
+    pthread_join(rpc->threads[i], NULL);
+  }
+  grpc_server_destroy(rpc->server);
+  grpc_completion_queue_destroy(rpc->cq);
+  pthread_mutex_destroy(&rpc->mu);
+  pthread_cond_destroy(&rpc->cv);
+  free(rpc);
+}

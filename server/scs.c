@@ -1,0 +1,375 @@
+/* mim-local: cache_client.Scs (lists, Delete, ItemGetTtl). Every request carries the
+ * cache in the "cache" metadata and its key (list name / cache key) in field 1. */
+#include "cacheclient.pb-c.h"
+#include "svc.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct scs_ctx {
+  app *a;
+  srv_call *call;
+  char cache[SVC_MAX_NAME];
+  st_bytes key;
+} scs_ctx;
+
+typedef void (*scs_op)(scs_ctx *x, const void *req);
+
+/* Maps a store failure to a status; true when the handler should reply normally. */
+static bool scs_ok(scs_ctx *x, st_result r) {
+  switch (r) {
+  case ST_OK:
+  case ST_MISSING:
+    return true;
+  case ST_NO_CACHE:
+    srv_call_fail(x->call, GRPC_STATUS_NOT_FOUND, "cache not found: %s", x->cache);
+    return false;
+  case ST_TOO_LONG:
+    srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "list would exceed the length limit");
+    return false;
+  default:
+    srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return false;
+  }
+}
+
+/* Replies found{list_length} or missing for the responses shaped that way. */
+#define REPLY_LEN(x, res, len, Camel, UPPER)                                                       \
+  do {                                                                                             \
+    CacheClient__##Camel##Response resp = CACHE_CLIENT____##UPPER##_RESPONSE__INIT;                \
+    CacheClient__##Camel##Response__Found found =                                                  \
+        CACHE_CLIENT____##UPPER##_RESPONSE____FOUND__INIT;                                         \
+    CacheClient__##Camel##Response__Missing missing =                                              \
+        CACHE_CLIENT____##UPPER##_RESPONSE____MISSING__INIT;                                       \
+    if ((res) == ST_OK) {                                                                          \
+      found.list_length = (len);                                                                   \
+      resp.list_case = CACHE_CLIENT____##UPPER##_RESPONSE__LIST_FOUND;                             \
+      resp.found = &found;                                                                         \
+    } else {                                                                                       \
+      resp.list_case = CACHE_CLIENT____##UPPER##_RESPONSE__LIST_MISSING;                           \
+      resp.missing = &missing;                                                                     \
+    }                                                                                              \
+    srv_call_reply((x)->call, &resp.base);                                                         \
+  } while (0)
+
+static bool values_fit(scs_ctx *x, const ProtobufCBinaryData *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (v[i].len > x->a->max_message_bytes) {
+      srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "value of %zu bytes exceeds %zu",
+                    v[i].len, x->a->max_message_bytes);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* Pushes n values; ProtobufCBinaryData and st_bytes differ in layout, so convert. */
+static void push(scs_ctx *x, const ProtobufCBinaryData *v, size_t n, bool front, uint64_t ttl,
+                 bool refresh, uint32_t truncate, ProtobufCMessage *resp, uint32_t *len_field) {
+  if (!values_fit(x, v, n)) {
+    return;
+  }
+  st_bytes *vals = calloc(n ? n : 1, sizeof *vals);
+  if (!vals) {
+    srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    vals[i] = (st_bytes){v[i].data, v[i].len};
+  }
+  st_ttl t = {ttl, refresh};
+  st_result r =
+      store_list_push(x->a->store, x->cache, x->key, vals, n, front, t, truncate, len_field);
+  free(vals);
+  if (scs_ok(x, r)) {
+    srv_call_reply(x->call, resp);
+  }
+}
+
+static void op_push_back(scs_ctx *x, const void *req) {
+  const CacheClient__ListPushBackRequest *r = req;
+  CacheClient__ListPushBackResponse resp = CACHE_CLIENT____LIST_PUSH_BACK_RESPONSE__INIT;
+  push(x, &r->value, 1, false, r->ttl_milliseconds, r->refresh_ttl, r->truncate_front_to_size,
+       &resp.base, &resp.list_length);
+}
+
+static void op_push_front(scs_ctx *x, const void *req) {
+  const CacheClient__ListPushFrontRequest *r = req;
+  CacheClient__ListPushFrontResponse resp = CACHE_CLIENT____LIST_PUSH_FRONT_RESPONSE__INIT;
+  push(x, &r->value, 1, true, r->ttl_milliseconds, r->refresh_ttl, r->truncate_back_to_size,
+       &resp.base, &resp.list_length);
+}
+
+static void op_concat_back(scs_ctx *x, const void *req) {
+  const CacheClient__ListConcatenateBackRequest *r = req;
+  CacheClient__ListConcatenateBackResponse resp =
+      CACHE_CLIENT____LIST_CONCATENATE_BACK_RESPONSE__INIT;
+  push(x, r->values, r->n_values, false, r->ttl_milliseconds, r->refresh_ttl,
+       r->truncate_front_to_size, &resp.base, &resp.list_length);
+}
+
+static void op_concat_front(scs_ctx *x, const void *req) {
+  const CacheClient__ListConcatenateFrontRequest *r = req;
+  CacheClient__ListConcatenateFrontResponse resp =
+      CACHE_CLIENT____LIST_CONCATENATE_FRONT_RESPONSE__INIT;
+  push(x, r->values, r->n_values, true, r->ttl_milliseconds, r->refresh_ttl,
+       r->truncate_back_to_size, &resp.base, &resp.list_length);
+}
+
+static void op_fetch(scs_ctx *x, const void *req) {
+  const CacheClient__ListFetchRequest *r = req;
+  st_range rg = {r->start_index_case ==
+                     CACHE_CLIENT____LIST_FETCH_REQUEST__START_INDEX_INCLUSIVE_START,
+                 r->end_index_case == CACHE_CLIENT____LIST_FETCH_REQUEST__END_INDEX_EXCLUSIVE_END,
+                 r->inclusive_start, r->exclusive_end};
+  ProtobufCBinaryData *vals = NULL;
+  size_t n = 0;
+  st_result res = store_list_fetch(x->a->store, x->cache, x->key, rg, &vals, &n);
+  if (scs_ok(x, res)) {
+    CacheClient__ListFetchResponse resp = CACHE_CLIENT____LIST_FETCH_RESPONSE__INIT;
+    CacheClient__ListFetchResponse__Found found =
+        CACHE_CLIENT____LIST_FETCH_RESPONSE____FOUND__INIT;
+    CacheClient__ListFetchResponse__Missing missing =
+        CACHE_CLIENT____LIST_FETCH_RESPONSE____MISSING__INIT;
+    if (res == ST_OK) {
+      found.n_values = n;
+      found.values = vals;
+      resp.list_case = CACHE_CLIENT____LIST_FETCH_RESPONSE__LIST_FOUND;
+      resp.found = &found;
+    } else {
+      resp.list_case = CACHE_CLIENT____LIST_FETCH_RESPONSE__LIST_MISSING;
+      resp.missing = &missing;
+    }
+    srv_call_reply(x->call, &resp.base);
+  }
+  store_values_free(vals, n);
+}
+
+static void op_length(scs_ctx *x, const void *req) {
+  (void)req;
+  uint32_t len = 0;
+  st_result res = store_list_length(x->a->store, x->cache, x->key, &len);
+  if (scs_ok(x, res)) {
+    CacheClient__ListLengthResponse resp = CACHE_CLIENT____LIST_LENGTH_RESPONSE__INIT;
+    CacheClient__ListLengthResponse__Found found =
+        CACHE_CLIENT____LIST_LENGTH_RESPONSE____FOUND__INIT;
+    CacheClient__ListLengthResponse__Missing missing =
+        CACHE_CLIENT____LIST_LENGTH_RESPONSE____MISSING__INIT;
+    if (res == ST_OK) {
+      found.length = len;
+      resp.list_case = CACHE_CLIENT____LIST_LENGTH_RESPONSE__LIST_FOUND;
+      resp.found = &found;
+    } else {
+      resp.list_case = CACHE_CLIENT____LIST_LENGTH_RESPONSE__LIST_MISSING;
+      resp.missing = &missing;
+    }
+    srv_call_reply(x->call, &resp.base);
+  }
+}
+
+static void op_retain(scs_ctx *x, const void *req) {
+  const CacheClient__ListRetainRequest *r = req;
+  st_range rg = {r->start_index_case ==
+                     CACHE_CLIENT____LIST_RETAIN_REQUEST__START_INDEX_INCLUSIVE_START,
+                 r->end_index_case == CACHE_CLIENT____LIST_RETAIN_REQUEST__END_INDEX_EXCLUSIVE_END,
+                 r->inclusive_start, r->exclusive_end};
+  uint32_t len = 0;
+  st_ttl t = {r->ttl_milliseconds, r->refresh_ttl};
+  st_result res = store_list_retain(x->a->store, x->cache, x->key, rg, t, &len);
+  if (scs_ok(x, res)) {
+    REPLY_LEN(x, res, len, ListRetain, LIST_RETAIN);
+  }
+}
+
+static void op_remove(scs_ctx *x, const void *req) {
+  const CacheClient__ListRemoveRequest *r = req;
+  if (r->remove_case != CACHE_CLIENT____LIST_REMOVE_REQUEST__REMOVE_ALL_ELEMENTS_WITH_VALUE) {
+    srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT, "all_elements_with_value is required");
+    return;
+  }
+  uint32_t len = 0;
+  st_bytes v = {r->all_elements_with_value.data, r->all_elements_with_value.len};
+  st_result res = store_list_remove_value(x->a->store, x->cache, x->key, v, &len);
+  if (scs_ok(x, res)) {
+    REPLY_LEN(x, res, len, ListRemove, LIST_REMOVE);
+  }
+}
+
+static void op_erase(scs_ctx *x, const void *req) {
+  const CacheClient__ListEraseRequest *r = req;
+  bool all = r->erase_case == CACHE_CLIENT____LIST_ERASE_REQUEST__ERASE_ALL;
+  if (!all && r->erase_case != CACHE_CLIENT____LIST_ERASE_REQUEST__ERASE_SOME) {
+    srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT, "erase needs some ranges or all");
+    return;
+  }
+  size_t n = all ? 0 : r->some->n_ranges;
+  st_erase *ranges = calloc(n + 1, sizeof *ranges);
+  if (!ranges) {
+    srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    ranges[i] = (st_erase){r->some->ranges[i]->begin_index, r->some->ranges[i]->count};
+  }
+  uint32_t len = 0;
+  st_result res = store_list_erase(x->a->store, x->cache, x->key, ranges, n, all, &len);
+  free(ranges);
+  if (scs_ok(x, res)) {
+    REPLY_LEN(x, res, len, ListErase, LIST_ERASE);
+  }
+}
+
+static void op_pop_front(scs_ctx *x, const void *req) {
+  (void)req;
+  ProtobufCBinaryData v = {0, NULL};
+  uint32_t len = 0;
+  st_result res = store_list_pop(x->a->store, x->cache, x->key, true, &v, &len);
+  if (scs_ok(x, res)) {
+    CacheClient__ListPopFrontResponse resp = CACHE_CLIENT____LIST_POP_FRONT_RESPONSE__INIT;
+    CacheClient__ListPopFrontResponse__Found found =
+        CACHE_CLIENT____LIST_POP_FRONT_RESPONSE____FOUND__INIT;
+    CacheClient__ListPopFrontResponse__Missing missing =
+        CACHE_CLIENT____LIST_POP_FRONT_RESPONSE____MISSING__INIT;
+    if (res == ST_OK) {
+      found.front = v;
+      found.list_length = len;
+      resp.list_case = CACHE_CLIENT____LIST_POP_FRONT_RESPONSE__LIST_FOUND;
+      resp.found = &found;
+    } else {
+      resp.list_case = CACHE_CLIENT____LIST_POP_FRONT_RESPONSE__LIST_MISSING;
+      resp.missing = &missing;
+    }
+    srv_call_reply(x->call, &resp.base);
+  }
+  free(v.data);
+}
+
+static void op_pop_back(scs_ctx *x, const void *req) {
+  (void)req;
+  ProtobufCBinaryData v = {0, NULL};
+  uint32_t len = 0;
+  st_result res = store_list_pop(x->a->store, x->cache, x->key, false, &v, &len);
+  if (scs_ok(x, res)) {
+    CacheClient__ListPopBackResponse resp = CACHE_CLIENT____LIST_POP_BACK_RESPONSE__INIT;
+    CacheClient__ListPopBackResponse__Found found =
+        CACHE_CLIENT____LIST_POP_BACK_RESPONSE____FOUND__INIT;
+    CacheClient__ListPopBackResponse__Missing missing =
+        CACHE_CLIENT____LIST_POP_BACK_RESPONSE____MISSING__INIT;
+    if (res == ST_OK) {
+      found.back = v;
+      found.list_length = len;
+      resp.list_case = CACHE_CLIENT____LIST_POP_BACK_RESPONSE__LIST_FOUND;
+      resp.found = &found;
+    } else {
+      resp.list_case = CACHE_CLIENT____LIST_POP_BACK_RESPONSE__LIST_MISSING;
+      resp.missing = &missing;
+    }
+    srv_call_reply(x->call, &resp.base);
+  }
+  free(v.data);
+}
+
+static void op_delete(scs_ctx *x, const void *req) {
+  (void)req;
+  if (scs_ok(x, store_item_delete(x->a->store, x->cache, x->key))) {
+    CacheClient__DeleteResponse resp = CACHE_CLIENT____DELETE_RESPONSE__INIT;
+    srv_call_reply(x->call, &resp.base);
+  }
+}
+
+static void op_item_ttl(scs_ctx *x, const void *req) {
+  (void)req;
+  uint64_t left = 0;
+  st_result res = store_item_ttl(x->a->store, x->cache, x->key, &left);
+  if (scs_ok(x, res)) {
+    CacheClient__ItemGetTtlResponse resp = CACHE_CLIENT____ITEM_GET_TTL_RESPONSE__INIT;
+    CacheClient__ItemGetTtlResponse__Found found =
+        CACHE_CLIENT____ITEM_GET_TTL_RESPONSE____FOUND__INIT;
+    CacheClient__ItemGetTtlResponse__Missing missing =
+        CACHE_CLIENT____ITEM_GET_TTL_RESPONSE____MISSING__INIT;
+    if (res == ST_OK) {
+      found.remaining_ttl_millis = left;
+      resp.result_case = CACHE_CLIENT____ITEM_GET_TTL_RESPONSE__RESULT_FOUND;
+      resp.found = &found;
+    } else {
+      resp.result_case = CACHE_CLIENT____ITEM_GET_TTL_RESPONSE__RESULT_MISSING;
+      resp.missing = &missing;
+    }
+    srv_call_reply(x->call, &resp.base);
+  }
+}
+
+static const struct {
+  const char *name;
+  const ProtobufCMessageDescriptor *desc;
+  auth_cache_verb verb;
+  scs_op fn;
+} g_ops[] = {
+    {"ListPushBack", &cache_client____list_push_back_request__descriptor, VERB_WRITE, op_push_back},
+    {"ListPushFront", &cache_client____list_push_front_request__descriptor, VERB_WRITE,
+     op_push_front},
+    {"ListConcatenateBack", &cache_client____list_concatenate_back_request__descriptor, VERB_WRITE,
+     op_concat_back},
+    {"ListConcatenateFront", &cache_client____list_concatenate_front_request__descriptor,
+     VERB_WRITE, op_concat_front},
+    {"ListFetch", &cache_client____list_fetch_request__descriptor, VERB_READ, op_fetch},
+    {"ListLength", &cache_client____list_length_request__descriptor, VERB_READ, op_length},
+    {"ListRetain", &cache_client____list_retain_request__descriptor, VERB_WRITE, op_retain},
+    {"ListRemove", &cache_client____list_remove_request__descriptor, VERB_WRITE, op_remove},
+    {"ListErase", &cache_client____list_erase_request__descriptor, VERB_WRITE, op_erase},
+    {"ListPopFront", &cache_client____list_pop_front_request__descriptor, VERB_WRITE, op_pop_front},
+    {"ListPopBack", &cache_client____list_pop_back_request__descriptor, VERB_WRITE, op_pop_back},
+    {"Delete", &cache_client____delete_request__descriptor, VERB_WRITE, op_delete},
+    {"ItemGetTtl", &cache_client____item_get_ttl_request__descriptor, VERB_READ, op_item_ttl},
+};
+
+/* Field 1 of every Scs request is the key as bytes. */
+static st_bytes request_key(const ProtobufCMessage *m) {
+  const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(m->descriptor, 1);
+  const ProtobufCBinaryData *b = (const void *)((const char *)m + f->offset);
+  return (st_bytes){b->data, b->len};
+}
+
+/* Cache metadata and the permission check (the token was verified before). */
+static bool scs_admit(scs_ctx *x, const ProtobufCMessage *m, auth_cache_verb verb,
+                      const char *method, const auth_claims *claims) {
+  size_t len = 0;
+  const char *cache = srv_call_meta(x->call, "cache", &len);
+  if (!svc_name(x->call, "cache metadata", cache, len, x->cache)) {
+    return false;
+  }
+  x->key = request_key(m);
+  if (!auth_allows_cache(claims, x->cache, x->key.data, x->key.len, verb)) {
+    srv_call_fail(x->call, GRPC_STATUS_PERMISSION_DENIED,
+                  "token lacks permission for %s on this item of cache %s", method, x->cache);
+    return false;
+  }
+  return true;
+}
+
+static void scs_run(app *a, srv_call *call, size_t op, const uint8_t *req, size_t len) {
+  auth_claims claims;
+  if (!svc_auth(a, call, NULL, &claims)) {
+    return;
+  }
+  scs_ctx x = {.a = a, .call = call};
+  ProtobufCMessage *m = svc_unpack(call, g_ops[op].desc, req, len);
+  if (m && scs_admit(&x, m, g_ops[op].verb, g_ops[op].name, &claims)) {
+    g_ops[op].fn(&x, m);
+  }
+  if (m) {
+    protobuf_c_message_free_unpacked(m, NULL);
+  }
+  auth_claims_clear(&claims);
+}
+
+void scs_handle(app *a, srv_call *call, const char *method, const uint8_t *req, size_t len) {
+  for (size_t i = 0; i < sizeof g_ops / sizeof g_ops[0]; i++) {
+    if (strcmp(method, g_ops[i].name) == 0) {
+      scs_run(a, call, i, req, len);
+      return;
+    }
+  }
+  srv_call_fail(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method cache_client.Scs/%s", method);
+}

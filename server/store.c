@@ -1,0 +1,523 @@
+/* mim-local: in-memory caches of lists. Expired lists vanish lazily on access and in
+ * the periodic sweep. An emptied list no longer exists (as in Momento). */
+#include "store.h"
+
+#include "util.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct st_list {
+  ProtobufCBinaryData *v;
+  size_t len, cap;
+  int64_t expires_ms; /* monotonic clock */
+} st_list;
+
+typedef struct st_cache {
+  pthread_mutex_t mu;
+  srv_hmap lists; /* list name -> st_list */
+} st_cache;
+
+struct store {
+  pthread_rwlock_t lock;
+  srv_hmap caches; /* cache name -> st_cache */
+  uint64_t default_ttl_ms;
+  size_t max_list_len;
+};
+
+static void list_free(void *p) {
+  st_list *l = p;
+  store_values_free(l->v, l->len);
+  free(l);
+}
+
+static void cache_free(void *p) {
+  st_cache *c = p;
+  srv_hmap_destroy(&c->lists, list_free);
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+}
+
+store *store_new(uint64_t default_ttl_ms, size_t max_list_len) {
+  store *s = calloc(1, sizeof *s);
+  if (!s) {
+    return NULL;
+  }
+  pthread_rwlock_init(&s->lock, NULL);
+  srv_hmap_init(&s->caches);
+  s->default_ttl_ms = default_ttl_ms;
+  s->max_list_len = max_list_len;
+  return s;
+}
+
+void store_free(store *s) {
+  if (!s) {
+    return;
+  }
+  srv_hmap_destroy(&s->caches, cache_free);
+  pthread_rwlock_destroy(&s->lock);
+  free(s);
+}
+
+void store_values_free(ProtobufCBinaryData *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(v[i].data);
+  }
+  free(v);
+}
+
+/* ---- caches ---- */
+
+st_result store_cache_create(store *s, const char *name) {
+  st_result r = ST_OK;
+  pthread_rwlock_wrlock(&s->lock);
+  if (srv_hmap_get(&s->caches, name, strlen(name))) {
+    r = ST_EXISTS;
+  } else {
+    st_cache *c = calloc(1, sizeof *c);
+    if (!c) {
+      r = ST_NOMEM;
+    } else {
+      pthread_mutex_init(&c->mu, NULL);
+      srv_hmap_init(&c->lists);
+      if (!srv_hmap_put(&s->caches, name, strlen(name), c)) {
+        cache_free(c);
+        r = ST_NOMEM;
+      }
+    }
+  }
+  pthread_rwlock_unlock(&s->lock);
+  return r;
+}
+
+st_result store_cache_delete(store *s, const char *name) {
+  pthread_rwlock_wrlock(&s->lock);
+  st_cache *c = srv_hmap_remove(&s->caches, name, strlen(name));
+  pthread_rwlock_unlock(&s->lock);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  cache_free(c); /* no operation holds it: they run under the read lock */
+  return ST_OK;
+}
+
+bool store_cache_exists(store *s, const char *name) {
+  pthread_rwlock_rdlock(&s->lock);
+  bool found = srv_hmap_get(&s->caches, name, strlen(name)) != NULL;
+  pthread_rwlock_unlock(&s->lock);
+  return found;
+}
+
+typedef struct names_ctx {
+  char **names;
+  size_t n;
+} names_ctx;
+
+static bool collect_name(void *ctx, srv_hentry *e) {
+  names_ctx *nc = ctx;
+  char *copy = strdup((const char *)e->key);
+  if (copy) {
+    nc->names[nc->n++] = copy;
+  }
+  return false;
+}
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char **store_cache_names(store *s, size_t *n) {
+  pthread_rwlock_rdlock(&s->lock);
+  names_ctx nc = {calloc(s->caches.count + 1, sizeof(char *)), 0};
+  if (nc.names) {
+    srv_hmap_filter(&s->caches, collect_name, &nc);
+  }
+  pthread_rwlock_unlock(&s->lock);
+  qsort(nc.names, nc.n, sizeof(char *), cmp_names);
+  *n = nc.n;
+  return nc.names;
+}
+
+static bool drop_if_expired(void *ctx, srv_hentry *e) {
+  st_list *l = e->val;
+  if (l->expires_ms <= *(int64_t *)ctx) {
+    list_free(l);
+    return true;
+  }
+  return false;
+}
+
+static bool sweep_cache(void *ctx, srv_hentry *e) {
+  st_cache *c = e->val;
+  pthread_mutex_lock(&c->mu);
+  srv_hmap_filter(&c->lists, drop_if_expired, ctx);
+  pthread_mutex_unlock(&c->mu);
+  return false;
+}
+
+void store_sweep(store *s) {
+  int64_t now = srv_mono_ms();
+  pthread_rwlock_rdlock(&s->lock);
+  srv_hmap_filter(&s->caches, sweep_cache, &now);
+  pthread_rwlock_unlock(&s->lock);
+}
+
+/* ---- list helpers ---- */
+
+/* Locks the table (shared) and the cache; NULL (nothing locked) if it does not exist. */
+static st_cache *open_cache(store *s, const char *name) {
+  pthread_rwlock_rdlock(&s->lock);
+  st_cache *c = srv_hmap_get(&s->caches, name, strlen(name));
+  if (!c) {
+    pthread_rwlock_unlock(&s->lock);
+    return NULL;
+  }
+  pthread_mutex_lock(&c->mu);
+  return c;
+}
+
+static void close_cache(store *s, st_cache *c) {
+  pthread_mutex_unlock(&c->mu);
+  pthread_rwlock_unlock(&s->lock);
+}
+
+/* The live list under key, dropping it first if it expired. */
+static st_list *find_list(st_cache *c, st_bytes key) {
+  st_list *l = srv_hmap_get(&c->lists, key.data, key.len);
+  if (l && l->expires_ms <= srv_mono_ms()) {
+    list_free(srv_hmap_remove(&c->lists, key.data, key.len));
+    l = NULL;
+  }
+  return l;
+}
+
+static void drop_if_empty(st_cache *c, st_bytes key, st_list *l) {
+  if (l->len == 0) {
+    list_free(srv_hmap_remove(&c->lists, key.data, key.len));
+  }
+}
+
+static int64_t expiry_for(const store *s, uint64_t ttl_ms) {
+  uint64_t ttl = ttl_ms ? ttl_ms : s->default_ttl_ms;
+  if (ttl > (uint64_t)INT64_MAX / 4) {
+    ttl = (uint64_t)INT64_MAX / 4;
+  }
+  return srv_mono_ms() + (int64_t)ttl;
+}
+
+static bool dup_value(ProtobufCBinaryData *dst, const uint8_t *data, size_t len) {
+  dst->data = malloc(len ? len : 1);
+  dst->len = len;
+  if (!dst->data) {
+    return false;
+  }
+  if (len) {
+    memcpy(dst->data, data, len);
+  }
+  return true;
+}
+
+/* Removes [from, from+n) from the list, freeing the elements. */
+static void list_cut(st_list *l, size_t from, size_t n) {
+  for (size_t i = from; i < from + n; i++) {
+    free(l->v[i].data);
+  }
+  memmove(l->v + from, l->v + from + n, (l->len - from - n) * sizeof *l->v);
+  l->len -= n;
+}
+
+static bool list_reserve(st_list *l, size_t extra) {
+  if (l->len + extra <= l->cap) {
+    return true;
+  }
+  size_t cap = l->cap ? l->cap : 8;
+  while (cap < l->len + extra) {
+    cap *= 2;
+  }
+  ProtobufCBinaryData *nv = realloc(l->v, cap * sizeof *nv);
+  if (!nv) {
+    return false;
+  }
+  l->v = nv;
+  l->cap = cap;
+  return true;
+}
+
+/* Inserts copies of vals at the front or back; false (list unchanged) on OOM. */
+static bool list_insert(st_list *l, const st_bytes *vals, size_t n, bool front) {
+  if (!list_reserve(l, n)) {
+    return false;
+  }
+  ProtobufCBinaryData *tmp = calloc(n ? n : 1, sizeof *tmp);
+  if (!tmp) {
+    return false;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!dup_value(&tmp[i], vals[i].data, vals[i].len)) {
+      store_values_free(tmp, i);
+      return false;
+    }
+  }
+  if (front) {
+    memmove(l->v + n, l->v, l->len * sizeof *l->v);
+    memcpy(l->v, tmp, n * sizeof *tmp);
+  } else {
+    memcpy(l->v + l->len, tmp, n * sizeof *tmp);
+  }
+  l->len += n;
+  free(tmp);
+  return true;
+}
+
+/* Resolves a slice to [*b, *e) within len, clamped like a Python slice. */
+static void resolve_range(st_range r, size_t len, size_t *b, size_t *e) {
+  int64_t n = (int64_t)len;
+  int64_t start = r.has_start ? r.start : 0;
+  int64_t end = r.has_end ? r.end : n;
+  start = start < 0 ? start + n : start;
+  end = end < 0 ? end + n : end;
+  start = start < 0 ? 0 : (start > n ? n : start);
+  end = end < 0 ? 0 : (end > n ? n : end);
+  *b = (size_t)start;
+  *e = (size_t)(end > start ? end : start);
+}
+
+/* ---- list operations ---- */
+
+static st_result push_locked(store *s, st_cache *c, st_bytes key, const st_bytes *vals, size_t n,
+                             bool front, st_ttl ttl, uint32_t truncate, uint32_t *len) {
+  st_list *l = find_list(c, key);
+  size_t cur = l ? l->len : 0;
+  size_t after = cur + n;
+  if (truncate && after > truncate) {
+    after = truncate;
+  }
+  if (s->max_list_len && after > s->max_list_len) {
+    return ST_TOO_LONG;
+  }
+  bool created = false;
+  if (!l) {
+    l = calloc(1, sizeof *l);
+    if (!l || !srv_hmap_put(&c->lists, key.data, key.len, l)) {
+      free(l);
+      return ST_NOMEM;
+    }
+    created = true;
+  }
+  if (!list_insert(l, vals, n, front)) {
+    if (created) {
+      list_free(srv_hmap_remove(&c->lists, key.data, key.len));
+    }
+    return ST_NOMEM;
+  }
+  if (created || ttl.refresh) {
+    l->expires_ms = expiry_for(s, ttl.ttl_ms);
+  }
+  if (truncate && l->len > truncate) {
+    /* Push back truncates the front, push front truncates the back. */
+    size_t excess = l->len - truncate;
+    list_cut(l, front ? truncate : 0, excess);
+  }
+  *len = (uint32_t)l->len;
+  drop_if_empty(c, key, l);
+  return ST_OK;
+}
+
+st_result store_list_push(store *s, const char *cache, st_bytes key, const st_bytes *vals, size_t n,
+                          bool front, st_ttl ttl, uint32_t truncate, uint32_t *len) {
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_result r = push_locked(s, c, key, vals, n, front, ttl, truncate, len);
+  close_cache(s, c);
+  return r;
+}
+
+static st_result fetch_locked(st_cache *c, st_bytes key, st_range r, ProtobufCBinaryData **out,
+                              size_t *n) {
+  st_list *l = find_list(c, key);
+  if (!l) {
+    return ST_MISSING;
+  }
+  size_t b, e;
+  resolve_range(r, l->len, &b, &e);
+  *out = calloc(e - b + 1, sizeof **out);
+  if (!*out) {
+    return ST_NOMEM;
+  }
+  for (size_t i = b; i < e; i++) {
+    if (!dup_value(&(*out)[i - b], l->v[i].data, l->v[i].len)) {
+      store_values_free(*out, i - b);
+      *out = NULL;
+      return ST_NOMEM;
+    }
+  }
+  *n = e - b;
+  return ST_OK;
+}
+
+st_result store_list_fetch(store *s, const char *cache, st_bytes key, st_range r,
+                           ProtobufCBinaryData **out, size_t *n) {
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  *out = NULL;
+  *n = 0;
+  st_result res = fetch_locked(c, key, r, out, n);
+  close_cache(s, c);
+  return res;
+}
+
+st_result store_list_length(store *s, const char *cache, st_bytes key, uint32_t *len) {
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_list *l = find_list(c, key);
+  if (l) {
+    *len = (uint32_t)l->len;
+  }
+  close_cache(s, c);
+  return l ? ST_OK : ST_MISSING;
+}
+
+st_result store_list_retain(store *s, const char *cache, st_bytes key, st_range r, st_ttl ttl,
+                            uint32_t *len) {
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_list *l = find_list(c, key);
+  if (l) {
+    size_t b, e;
+    resolve_range(r, l->len, &b, &e);
+    list_cut(l, e, l->len - e);
+    list_cut(l, 0, b);
+    if (ttl.refresh) {
+      l->expires_ms = expiry_for(s, ttl.ttl_ms);
+    }
+    *len = (uint32_t)l->len;
+    drop_if_empty(c, key, l);
+  }
+  close_cache(s, c);
+  return l ? ST_OK : ST_MISSING;
+}
+
+st_result store_list_remove_value(store *s, const char *cache, st_bytes key, st_bytes value,
+                                  uint32_t *len) {
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_list *l = find_list(c, key);
+  if (l) {
+    size_t w = 0;
+    for (size_t i = 0; i < l->len; i++) {
+      bool match = l->v[i].len == value.len &&
+                   (value.len == 0 || memcmp(l->v[i].data, value.data, value.len) == 0);
+      if (match) {
+        free(l->v[i].data);
+      } else {
+        l->v[w++] = l->v[i];
+      }
+    }
+    l->len = w;
+    *len = (uint32_t)w;
+    drop_if_empty(c, key, l);
+  }
+  close_cache(s, c);
+  return l ? ST_OK : ST_MISSING;
+}
+
+/* Marks the ranges (indices of the list before erasing) and compacts. */
+static void erase_ranges(st_list *l, const st_erase *ranges, size_t n) {
+  bool *dead = calloc(l->len + 1, sizeof *dead);
+  if (!dead) {
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    uint64_t end = (uint64_t)ranges[i].begin + ranges[i].count;
+    for (uint64_t k = ranges[i].begin; k < end && k < l->len; k++) {
+      dead[k] = true;
+    }
+  }
+  size_t w = 0;
+  for (size_t i = 0; i < l->len; i++) {
+    if (dead[i]) {
+      free(l->v[i].data);
+    } else {
+      l->v[w++] = l->v[i];
+    }
+  }
+  l->len = w;
+  free(dead);
+}
+
+st_result store_list_erase(store *s, const char *cache, st_bytes key, const st_erase *ranges,
+                           size_t n, bool all, uint32_t *len) {
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_list *l = find_list(c, key);
+  if (l) {
+    if (all) {
+      list_cut(l, 0, l->len);
+    } else {
+      erase_ranges(l, ranges, n);
+    }
+    *len = (uint32_t)l->len;
+    drop_if_empty(c, key, l);
+  }
+  close_cache(s, c);
+  return l ? ST_OK : ST_MISSING;
+}
+
+st_result store_list_pop(store *s, const char *cache, st_bytes key, bool front,
+                         ProtobufCBinaryData *out, uint32_t *len) {
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_list *l = find_list(c, key);
+  if (l) {
+    size_t at = front ? 0 : l->len - 1;
+    *out = l->v[at]; /* ownership moves to the caller */
+    memmove(l->v + at, l->v + at + 1, (l->len - at - 1) * sizeof *l->v);
+    l->len--;
+    *len = (uint32_t)l->len;
+    drop_if_empty(c, key, l);
+  }
+  close_cache(s, c);
+  return l ? ST_OK : ST_MISSING;
+}
+
+st_result store_item_delete(store *s, const char *cache, st_bytes key) {
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_list *l = srv_hmap_remove(&c->lists, key.data, key.len);
+  if (l) {
+    list_free(l);
+  }
+  close_cache(s, c);
+  return ST_OK;
+}
+
+st_result store_item_ttl(store *s, const char *cache, st_bytes key, uint64_t *remaining_ms) {
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_list *l = find_list(c, key);
+  if (l) {
+    int64_t left = l->expires_ms - srv_mono_ms();
+    *remaining_ms = left > 0 ? (uint64_t)left : 0;
+  }
+  close_cache(s, c);
+  return l ? ST_OK : ST_MISSING;
+}

@@ -1,0 +1,75 @@
+/* mim-local: caches and their lists, with Momento collection TTL semantics.
+ * Thread-safe: a reader-writer lock over the cache table (writers: create/delete
+ * cache) and one mutex per cache over its lists. */
+#ifndef MIM_SERVER_STORE_H
+#define MIM_SERVER_STORE_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store;
+
+typedef enum {
+  ST_OK = 0,
+  ST_NO_CACHE, /* the cache does not exist */
+  ST_MISSING,  /* the list does not exist (or expired) */
+  ST_EXISTS,   /* the cache already exists */
+  ST_TOO_LONG, /* the list would exceed the length limit */
+  ST_NOMEM,
+} st_result;
+
+typedef struct st_bytes {
+  const uint8_t *data;
+  size_t len;
+} st_bytes;
+
+/* Slice bounds: absent = open end; negative counts from the end (like Python). */
+typedef struct st_range {
+  bool has_start, has_end;
+  int32_t start, end;
+} st_range;
+
+/* ttl_ms 0 = the server default; refresh applies to lists that already exist. */
+typedef struct st_ttl {
+  uint64_t ttl_ms;
+  bool refresh;
+} st_ttl;
+
+typedef struct st_erase {
+  uint32_t begin, count;
+} st_erase;
+
+store *store_new(uint64_t default_ttl_ms, size_t max_list_len);
+void store_free(store *s);
+
+st_result store_cache_create(store *s, const char *name);
+st_result store_cache_delete(store *s, const char *name);
+bool store_cache_exists(store *s, const char *name);
+/* malloc'd array of malloc'd names, sorted; NULL with *n = 0 when empty. */
+char **store_cache_names(store *s, size_t *n);
+/* Removes expired lists everywhere. */
+void store_sweep(store *s);
+
+st_result store_list_push(store *s, const char *cache, st_bytes key, const st_bytes *vals, size_t n,
+                          bool front, st_ttl ttl, uint32_t truncate, uint32_t *len);
+/* *out gets malloc'd copies (free with store_values_free). */
+st_result store_list_fetch(store *s, const char *cache, st_bytes key, st_range r,
+                           ProtobufCBinaryData **out, size_t *n);
+void store_values_free(ProtobufCBinaryData *v, size_t n);
+st_result store_list_length(store *s, const char *cache, st_bytes key, uint32_t *len);
+st_result store_list_retain(store *s, const char *cache, st_bytes key, st_range r, st_ttl ttl,
+                            uint32_t *len);
+st_result store_list_remove_value(store *s, const char *cache, st_bytes key, st_bytes value,
+                                  uint32_t *len);
+/* all = true erases everything; else the given ranges of the current indices. */
+st_result store_list_erase(store *s, const char *cache, st_bytes key, const st_erase *ranges,
+                           size_t n, bool all, uint32_t *len);
+/* *out gets the malloc'd element. */
+st_result store_list_pop(store *s, const char *cache, st_bytes key, bool front,
+                         ProtobufCBinaryData *out, uint32_t *len);
+st_result store_item_delete(store *s, const char *cache, st_bytes key);
+st_result store_item_ttl(store *s, const char *cache, st_bytes key, uint64_t *remaining_ms);
+
+#endif

@@ -1,0 +1,45 @@
+/* mim-local: the application state shared by the service handlers, the method table
+ * and the checks every handler starts with (auth, request decoding, cache metadata). */
+#ifndef MIM_SERVER_SVC_H
+#define MIM_SERVER_SVC_H
+
+#include "auth.h"
+#include "pubsub.h"
+#include "rpc.h"
+#include "store.h"
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+
+#define SVC_MAX_NAME 256
+
+typedef struct app {
+  store *store;
+  pubsub *ps;
+  auth_key key;
+  bool no_auth;
+  char endpoint[300]; /* "HOST:PORT" handed out with tokens */
+  size_t max_message_bytes;
+} app;
+
+/* srv_dispatch_fn for srv_rpc_config. */
+void svc_dispatch(void *app, srv_call *call, const char *method, const uint8_t *req, size_t len);
+
+/* Verifies the caller's token into *claims; on failure fails the call UNAUTHENTICATED
+ * and returns false. With --no-auth every caller is super-user (a valid token still
+ * contributes its token id). fallback_token (may be NULL) is used when the metadata
+ * carries none. */
+bool svc_auth(app *a, srv_call *call, const char *fallback_token, auth_claims *claims);
+/* Decodes the request; on failure fails the call INVALID_ARGUMENT and returns NULL. */
+void *svc_unpack(srv_call *call, const ProtobufCMessageDescriptor *desc, const uint8_t *req,
+                 size_t len);
+/* Copies a name into buf (NUL-terminated); false (call failed INVALID_ARGUMENT) if it is
+ * empty, too long, or contains a NUL. what names it in the error message. */
+bool svc_name(srv_call *call, const char *what, const char *s, size_t len, char *buf);
+
+/* Handlers: each finishes the call. */
+void scs_handle(app *a, srv_call *call, const char *method, const uint8_t *req, size_t len);
+void topics_publish(app *a, srv_call *call, const uint8_t *req, size_t len);
+void topics_subscribe(app *a, srv_call *call, const uint8_t *req, size_t len);
+
+#endif

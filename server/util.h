@@ -1,0 +1,60 @@
+/* mim-local: small shared helpers (logging, clocks, base64, a byte-keyed hash map). */
+#ifndef MIM_SERVER_UTIL_H
+#define MIM_SERVER_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 } srv_log_level;
+
+/* Sets the most verbose level that is printed (default LOG_INFO). */
+void srv_log_set_level(srv_log_level level);
+/* Parses "error|warn|info|debug"; returns false if unknown. */
+bool srv_log_parse_level(const char *name, srv_log_level *out);
+/* One line to stderr. Never pass a token or secret. */
+void srv_log(srv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Milliseconds of the monotonic clock / of the wall clock since the epoch. */
+int64_t srv_mono_ms(void);
+int64_t srv_wall_ms(void);
+
+/* Fills buf with cryptographically random bytes; false on failure. */
+bool srv_random(void *buf, size_t len);
+/* A random non-zero 64-bit number (sequence pages). */
+uint64_t srv_random_u64_nonzero(void);
+
+/* Base64 (url = '-' '_' without padding; else standard with padding). The result is a
+ * malloc'd NUL-terminated string, NULL on allocation failure. */
+char *srv_b64_encode(const uint8_t *data, size_t len, bool url);
+/* Decodes either alphabet, padding optional; returns a malloc'd buffer (NUL-terminated
+ * for convenience) and its length, or NULL when the input is not base64. */
+uint8_t *srv_b64_decode(const char *text, size_t text_len, size_t *out_len);
+
+/* Hash map from byte strings to pointers. Not thread-safe; callers lock. */
+typedef struct srv_hentry {
+  struct srv_hentry *next;
+  uint64_t hash;
+  size_t klen;
+  void *val;
+  uint8_t key[]; /* klen bytes followed by a NUL */
+} srv_hentry;
+
+typedef struct srv_hmap {
+  srv_hentry **buckets;
+  size_t nbuckets;
+  size_t count;
+} srv_hmap;
+
+void srv_hmap_init(srv_hmap *m);
+/* Frees the entries; free_val (may be NULL) is called on each value. */
+void srv_hmap_destroy(srv_hmap *m, void (*free_val)(void *));
+void *srv_hmap_get(const srv_hmap *m, const void *key, size_t klen);
+/* Inserts a new key (the caller checked it is absent); false on allocation failure. */
+bool srv_hmap_put(srv_hmap *m, const void *key, size_t klen, void *val);
+/* Removes a key and returns its value (NULL if absent). */
+void *srv_hmap_remove(srv_hmap *m, const void *key, size_t klen);
+/* Visits every entry; when fn returns true the entry is removed (fn owns the value). */
+void srv_hmap_filter(srv_hmap *m, bool (*fn)(void *ctx, srv_hentry *e), void *ctx);
+
+#endif
