@@ -221,17 +221,20 @@ static void heap_remove(mim_transport *t, mim_timer *tm) {
  * The loop blocks in grpc_completion_queue_next until the earliest timer is due. When
  * another thread adds an earlier timer, the loop must wake up, but the public C API has
  * no way to post a tag to a completion queue directly. grpc_channel_watch_connectivity_state
- * does post one: it completes on a state change or at its deadline. Watching with the
- * current state and a deadline that has already passed makes gRPC enqueue the tag at
- * once (an unrelated state change only makes it earlier), without connecting the channel.
- * At most one wake is outstanding (wake_pending); the loop recomputes its deadline after
- * every event, so one wake covers every timer added before it is delivered.
+ * does post one: when the channel's state differs from the "last observed" state passed
+ * in, or at the watch's deadline. We pass a state the channel is not in, so the tag is
+ * enqueued at once (measured: ~15 us); should the channel move into that very state
+ * meanwhile, the deadline (now) still fires it within about a millisecond. Watching does
+ * not make the channel connect. At most one wake is outstanding (wake_pending); the loop
+ * recomputes its deadline after every event, so one wake covers every timer added before
+ * it is delivered.
  */
 static void post_wake_locked(mim_transport *t) {
   if (t->wake_pending || t->shutting_down)
     return;
   grpc_connectivity_state s = grpc_channel_check_connectivity_state(t->wake_channel, 0);
-  grpc_channel_watch_connectivity_state(t->wake_channel, s, now_mono(), t->cq, &t->wake_tag);
+  grpc_connectivity_state other = s == GRPC_CHANNEL_IDLE ? GRPC_CHANNEL_READY : GRPC_CHANNEL_IDLE;
+  grpc_channel_watch_connectivity_state(t->wake_channel, other, now_mono(), t->cq, &t->wake_tag);
   t->wake_pending = true;
 }
 

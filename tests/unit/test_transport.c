@@ -613,7 +613,7 @@ static void test_timer_foreign_thread(void **state) {
   int64_t t0 = mono_ms();
   assert_int_equal(mim_transport_timer(f->t, 0, timer_fired, &a1, NULL), MIM_OK);
   assert_int_equal(waiter_wait(&r.w, 4, WAIT_MS), 4);
-  assert_true(r.fired_at[3] - t0 < slack_ms());
+  assert_true(r.fired_at[3] - t0 < slack_ms() / 3);
   waiter_destroy(&r.w);
 }
 
