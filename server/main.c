@@ -57,7 +57,9 @@ static void usage(FILE *out) {
         "                           (default 8192, at least replay + 16)\n"
         "  --default-ttl-ms N       list TTL when a request gives 0 (default 86400000)\n"
         "  --tls-cert PEM --tls-key PEM   serve TLS instead of plaintext\n"
-        "  --log-level L            error|warn|info|debug (default info)\n",
+        "  --log-level L            error|warn|info|debug (default info)\n"
+        "signals: SIGTERM/SIGINT stop cleanly; SIGUSR1 ends every subscription stream\n"
+        "(UNAVAILABLE) and keeps serving, to test client resume.\n",
         out);
 }
 
@@ -384,9 +386,15 @@ static bool announce(app *a, const options *o, int port) {
   return true;
 }
 
-static int wait_for_signal(const sigset_t *set) {
+/* Waits for SIGINT/SIGTERM. SIGUSR1 (for tests) cuts every subscription stream with
+ * UNAVAILABLE and keeps serving, so clients exercise their resume path. */
+static int wait_for_signal(app *a, const sigset_t *set) {
   int sig = 0;
-  while (sigwait(set, &sig) == 0 && sig == SIGPIPE) {
+  while (sigwait(set, &sig) == 0 && (sig == SIGPIPE || sig == SIGUSR1)) {
+    if (sig == SIGUSR1) {
+      srv_log(LOG_INFO, "SIGUSR1: cutting every subscription stream");
+      pubsub_end_streams(a->ps, GRPC_STATUS_UNAVAILABLE, "stream cut for test");
+    }
   }
   return sig;
 }
@@ -403,13 +411,14 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGPIPE);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   grpc_init();
   app a;
   int port = 0, rc = 1;
   srv_rpc *rpc = NULL;
   if (app_init(&a, &o) && (rpc = start_rpc(&a, &o, &port)) && announce(&a, &o, port)) {
-    int sig = wait_for_signal(&set);
+    int sig = wait_for_signal(&a, &set);
     srv_log(LOG_INFO, "signal %d: shutting down", sig);
     rc = 0;
   }

@@ -85,7 +85,7 @@ static topic *topic_new(size_t replay) {
   }
   atomic_init(&t->refs, 1); /* the table's reference */
   pthread_mutex_init(&t->mu, NULL);
-  t->page = srv_random_u64_nonzero();
+  t->page = srv_random_page();
   return t;
 }
 
@@ -209,15 +209,17 @@ static void sub_on_close(void *user) {
   sub_unref(s);
 }
 
-/* Delivers one live item; on queue overflow the queued items are dropped and a
- * discontinuity tells the client which sequence numbers it lost. */
+/* Delivers one live item; on queue overflow the queued items (not the one already
+ * handed to gRPC) are dropped and a discontinuity {last = the last seq the client will
+ * have received, new = seq - 1 (positioned just before this item), page} tells it
+ * which sequence numbers it lost. Memory per subscriber stays bounded. */
 static void deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slice msg) {
   if (srv_stream_pending(s->call) >= ps->cfg.max_queue) {
     uint64_t first_dropped = srv_stream_drop_pending(s->call);
     uint64_t last_ok = first_dropped ? first_dropped - 1 : seq - 1;
     srv_log(LOG_WARN, "slow subscriber overflowed its queue; dropped items after seq %llu",
             (unsigned long long)last_ok);
-    send_discontinuity(s, last_ok, seq, t->page);
+    send_discontinuity(s, last_ok, seq - 1, t->page);
   }
   send_item(s, msg, seq);
 }
@@ -267,9 +269,14 @@ ps_result pubsub_publish(pubsub *ps, const char *cache, const char *name,
  * resume_at == 0: live only.
  * resume_at > 0, same page (or page 0 = a client that does not track pages) and
  *   oldest <= resume_at <= next: replay [resume_at, next) from the ring, then live.
- * Otherwise (too old, page changed, or a number from the future): a discontinuity
- *   {last = resume_at - 1, new = oldest seq still in the ring (next if the ring is
- *   empty), page = current page}, then everything the ring holds, then live. */
+ * Otherwise (too old, page changed, or a number from the future): a discontinuity,
+ *   then everything the ring still holds (from `oldest`), then live.
+ * Discontinuity fields (here and on queue overflow): last_topic_sequence = the last
+ * sequence number the client had (resume_at - 1), new_topic_sequence = the sequence
+ * number the stream is now positioned at, i.e. one less than the next item delivered
+ * (oldest - 1 here), new_sequence_page = the current page. The official SDKs store
+ * new_topic_sequence as "last seen" and resume at new_topic_sequence + 1, so this
+ * choice makes a reconnect right after the discontinuity lose nothing. */
 static void queue_replay_locked(topic *t, sub *s, uint64_t resume_at, uint64_t page) {
   uint64_t next = t->last_seq + 1;
   uint64_t oldest = next - t->ring_len;
@@ -280,7 +287,7 @@ static void queue_replay_locked(topic *t, sub *s, uint64_t resume_at, uint64_t p
   bool same_page = page == 0 || page == t->page;
   if (!same_page || resume_at < oldest || resume_at > next) {
     from = oldest;
-    send_discontinuity(s, resume_at - 1, oldest, t->page);
+    send_discontinuity(s, resume_at - 1, oldest - 1, t->page);
   }
   for (uint64_t seq = from; seq < next; seq++) {
     ring_item *it = &t->ring[(t->ring_head + (seq - oldest)) % t->ring_cap];
@@ -488,15 +495,7 @@ pubsub *pubsub_new(const pubsub_config *cfg) {
   return ps;
 }
 
-void pubsub_shutdown(pubsub *ps) {
-  pthread_mutex_lock(&ps->tick_mu);
-  ps->stopping = true;
-  pthread_cond_broadcast(&ps->tick_cv);
-  pthread_mutex_unlock(&ps->tick_mu);
-  if (ps->thread_started) {
-    pthread_join(ps->thread, NULL);
-    ps->thread_started = false;
-  }
+void pubsub_end_streams(pubsub *ps, grpc_status_code code, const char *msg) {
   for (;;) {
     pthread_mutex_lock(&ps->subs_mu);
     sub *s = ps->subs;
@@ -507,9 +506,21 @@ void pubsub_shutdown(pubsub *ps) {
     if (!s) {
       break;
     }
-    sub_detach(s, GRPC_STATUS_UNAVAILABLE, "server shutting down");
+    sub_detach(s, code, msg);
     sub_unref(s);
   }
+}
+
+void pubsub_shutdown(pubsub *ps) {
+  pthread_mutex_lock(&ps->tick_mu);
+  ps->stopping = true;
+  pthread_cond_broadcast(&ps->tick_cv);
+  pthread_mutex_unlock(&ps->tick_mu);
+  if (ps->thread_started) {
+    pthread_join(ps->thread, NULL);
+    ps->thread_started = false;
+  }
+  pubsub_end_streams(ps, GRPC_STATUS_UNAVAILABLE, "server shutting down");
 }
 
 void pubsub_free(pubsub *ps) {

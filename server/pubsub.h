@@ -38,6 +38,9 @@ ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const 
                            uint64_t resume_at, uint64_t page);
 /* Resets every topic of a deleted cache; their subscribers' streams end (NOT_FOUND). */
 void pubsub_drop_cache(pubsub *ps, const char *cache);
+/* Ends every open subscription stream with this status, keeping topics, sequence
+ * numbers, pages and replay rings (used by SIGUSR1 to test client resume). */
+void pubsub_end_streams(pubsub *ps, grpc_status_code code, const char *msg);
 /* Stops the heartbeat thread and ends every stream (UNAVAILABLE). */
 void pubsub_shutdown(pubsub *ps);
 /* Frees everything; after pubsub_shutdown and after the rpc layer drained. */

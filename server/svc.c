@@ -60,14 +60,11 @@ bool svc_name(srv_call *call, const char *what, const char *s, size_t len, char 
 
 /* ---- ping ---- */
 
+/* No token needed: the official SDKs ping without an authorization header. */
 static void ping(app *a, srv_call *call, const uint8_t *req, size_t len) {
+  (void)a;
   (void)req;
   (void)len;
-  auth_claims claims;
-  if (!svc_auth(a, call, NULL, &claims)) {
-    return;
-  }
-  auth_claims_clear(&claims);
   CacheClient__PingResponse resp = CACHE_CLIENT____PING_RESPONSE__INIT;
   srv_call_reply(call, &resp.base);
 }

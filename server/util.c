@@ -62,12 +62,14 @@ bool srv_random(void *buf, size_t len) {
   return RAND_bytes(buf, (int)len) == 1;
 }
 
-uint64_t srv_random_u64_nonzero(void) {
+uint64_t srv_random_page(void) {
   uint64_t v = 0;
   while (v == 0) {
     if (!srv_random(&v, sizeof v)) {
       v = (uint64_t)srv_wall_ms() ^ ((uint64_t)clock_ms(CLOCK_MONOTONIC) << 20);
     }
+    /* JavaScript SDKs hold uint64 fields in doubles: stay exact there. */
+    v &= (1ULL << 53) - 1;
   }
   return v;
 }

@@ -21,8 +21,8 @@ int64_t srv_wall_ms(void);
 
 /* Fills buf with cryptographically random bytes; false on failure. */
 bool srv_random(void *buf, size_t len);
-/* A random non-zero 64-bit number (sequence pages). */
-uint64_t srv_random_u64_nonzero(void);
+/* A random non-zero sequence page below 2^53 (exact in a JavaScript number). */
+uint64_t srv_random_page(void);
 
 /* Base64 (url = '-' '_' without padding; else standard with padding). The result is a
  * malloc'd NUL-terminated string, NULL on allocation failure. */
