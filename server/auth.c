@@ -257,14 +257,13 @@ static bool has_prefix(const uint8_t *s, size_t n, const uint8_t *p, size_t pn) 
   return pn <= n && (pn == 0 || memcmp(s, p, pn) == 0);
 }
 
+/* A grant without an item (or topic) selector covers the whole cache, as API-key
+ * grants do in Momento; the official JS SDK also drops item selectors when a scope
+ * mixes cache and topic grants. */
 static bool item_matches(const CacheGrant *g, const uint8_t *key, size_t klen) {
-  if (g->cache_item_case ==
-      PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__CACHE_ITEM_ALL_ITEMS) {
-    return true;
-  }
   if (g->cache_item_case !=
       PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__CACHE_ITEM_ITEM_SELECTOR) {
-    return false;
+    return true;
   }
   const PermissionMessages__PermissionsType__CacheItemSelector *s = g->item_selector;
   if (s->kind_case == PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_ITEM_SELECTOR__KIND_KEY) {
@@ -277,12 +276,9 @@ static bool item_matches(const CacheGrant *g, const uint8_t *key, size_t klen) {
 }
 
 static bool topic_matches(const TopicGrant *g, const char *topic) {
-  if (g->topic_case == PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_PERMISSIONS__TOPIC_ALL_TOPICS) {
-    return true;
-  }
   if (g->topic_case !=
       PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_PERMISSIONS__TOPIC_TOPIC_SELECTOR) {
-    return false;
+    return true; /* all_topics, or no selector: the whole cache */
   }
   const PermissionMessages__PermissionsType__TopicSelector *s = g->topic_selector;
   if (s->kind_case == PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_SELECTOR__KIND_TOPIC_NAME) {
@@ -416,13 +412,11 @@ static bool sel_covers(sel g, sel r) {
 }
 
 static sel item_sel(const CacheGrant *g) {
-  sel s = {0};
+  sel s = {.all = true, .valid = true}; /* no selector = the whole cache */
   if (g->cache_item_case ==
-      PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__CACHE_ITEM_ALL_ITEMS) {
-    s.all = s.valid = true;
-  } else if (g->cache_item_case ==
-             PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__CACHE_ITEM_ITEM_SELECTOR) {
+      PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__CACHE_ITEM_ITEM_SELECTOR) {
     const PermissionMessages__PermissionsType__CacheItemSelector *is = g->item_selector;
+    s.all = false;
     s.valid =
         is->kind_case != PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_ITEM_SELECTOR__KIND__NOT_SET;
     s.is_prefix = is->kind_case ==
@@ -434,12 +428,11 @@ static sel item_sel(const CacheGrant *g) {
 }
 
 static sel topic_sel(const TopicGrant *g) {
-  sel s = {0};
-  if (g->topic_case == PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_PERMISSIONS__TOPIC_ALL_TOPICS) {
-    s.all = s.valid = true;
-  } else if (g->topic_case ==
-             PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_PERMISSIONS__TOPIC_TOPIC_SELECTOR) {
+  sel s = {.all = true, .valid = true}; /* no selector = every topic of the cache */
+  if (g->topic_case ==
+      PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_PERMISSIONS__TOPIC_TOPIC_SELECTOR) {
     const PermissionMessages__PermissionsType__TopicSelector *ts = g->topic_selector;
+    s.all = false;
     s.valid = ts->kind_case != PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_SELECTOR__KIND__NOT_SET;
     s.is_prefix = ts->kind_case ==
                   PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_SELECTOR__KIND_TOPIC_NAME_PREFIX;

@@ -167,7 +167,9 @@ static void send_discontinuity(sub *s, uint64_t last, uint64_t next, uint64_t pa
   it.kind_case = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__KIND_DISCONTINUITY;
   it.discontinuity = &d;
   grpc_slice msg = srv_pack_slice(&it.base);
-  send_item(s, msg, 0);
+  /* Tagged with the first sequence it reports lost: if an overflow drops it before it
+   * went out, the replacement discontinuity still starts from there. */
+  send_item(s, msg, last + 1);
   grpc_slice_unref(msg);
 }
 
