@@ -20,6 +20,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
+const grpc = require('@grpc/grpc-js');
 const sdk = require('@gomomento/sdk');
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -230,18 +231,38 @@ async function cacheClient(creds) {
   });
 }
 
+// TopicClient and AuthClient have no close() in this SDK version; close the gRPC clients they
+// hold so a test file does not keep channels open after its server is gone.
+function closeGrpcClients(obj, seen = new Set(), depth = 0) {
+  if (!obj || typeof obj !== 'object' || seen.has(obj) || depth > 4) {
+    return;
+  }
+  seen.add(obj);
+  if (obj instanceof grpc.Client) {
+    obj.close();
+    return;
+  }
+  for (const v of Object.values(obj)) {
+    closeGrpcClients(v, seen, depth + 1);
+  }
+}
+
 function topicClient(creds) {
-  return new sdk.TopicClient({
+  const c = new sdk.TopicClient({
     configuration: sdk.TopicConfigurations.Default.latest(loggerFactory),
     credentialProvider: creds,
   });
+  c.close = () => closeGrpcClients(c);
+  return c;
 }
 
 function authClient(creds) {
-  return new sdk.AuthClient({
+  const c = new sdk.AuthClient({
     configuration: sdk.AuthClientConfigurations.Default.latest(loggerFactory),
     credentialProvider: creds,
   });
+  c.close = () => closeGrpcClients(c);
+  return c;
 }
 
 /**

@@ -35,7 +35,7 @@ before(async () => {
   server = await startMimLocal({name: 'tokens', caches: [IM, OTHER_CACHE]});
   const creds = credentials(server);
   root = {cache: await cacheClient(creds), topics: topicClient(creds), auth: authClient(creds)};
-  closers.push(() => root.cache.close(), () => root.topics.close());
+  closers.push(() => root.cache.close(), () => root.topics.close(), () => root.auth.close());
   // Lists that exist, so reads have something to find.
   for (const [cache, list] of [[IM, C], [IM, OTHER], [OTHER_CACHE, C]]) {
     const r = await root.cache.listPushBack(cache, list, 'seed');
@@ -117,7 +117,7 @@ async function mintWithSdk(scope, tokenId, expiresIn = sdk.ExpiresIn.hours(1)) {
 async function clientsFor(key) {
   const creds = credentials(server, key);
   const c = {cache: await cacheClient(creds), topics: topicClient(creds), auth: authClient(creds)};
-  closers.push(() => c.cache.close(), () => c.topics.close());
+  closers.push(() => c.cache.close(), () => c.topics.close(), () => c.auth.close());
   return c;
 }
 
