@@ -427,7 +427,7 @@ int main(int argc, char **argv) {
   }
   srv_rpc_stop(rpc, 2000);
   app_free(&a);
-  grpc_shutdown();
+  grpc_shutdown_blocking(); /* let gRPC finish its own cleanup before exit */
   srv_log(LOG_INFO, "stopped");
   return rc;
 }

@@ -36,6 +36,10 @@ struct srv_rpc {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   bool shutdown_done;
+  /* Batches may only start while the CQ is open: start_batch holds this shared and
+   * checks cq_closed; srv_rpc_stop sets cq_closed under it exclusively. */
+  pthread_rwlock_t batch_lock;
+  bool cq_closed;
 };
 
 typedef struct qitem {
@@ -102,7 +106,14 @@ void srv_call_unref(srv_call *c) {
 /* Starts a batch holding one reference for its completion; false on failure. */
 static bool start_batch(srv_call *c, const grpc_op *ops, size_t n, srv_tag *tag) {
   srv_call_ref(c);
-  grpc_call_error err = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+  pthread_rwlock_rdlock(&c->rpc->batch_lock);
+  grpc_call_error err = c->rpc->cq_closed ? GRPC_CALL_ERROR_COMPLETION_QUEUE_SHUTDOWN
+                                          : grpc_call_start_batch(c->call, ops, n, tag, NULL);
+  pthread_rwlock_unlock(&c->rpc->batch_lock);
+  if (err == GRPC_CALL_ERROR_COMPLETION_QUEUE_SHUTDOWN) {
+    atomic_fetch_sub(&c->refs, 1); /* stopping: the call is being cancelled anyway */
+    return false;
+  }
   if (err != GRPC_CALL_OK) {
     srv_log(LOG_ERROR, "grpc_call_start_batch failed (%d)", (int)err);
     atomic_fetch_sub(&c->refs, 1); /* never the last: the caller holds one */
@@ -245,7 +256,7 @@ static void on_write_done(srv_tag *tag, bool ok) {
   }
   if (c->qlen > 0) {
     start_write_locked(c);
-  } else if (c->finishing && !c->status_started) {
+  } else if (c->finishing && !c->status_started && !c->broken) {
     start_status_locked(c, NULL);
   }
   pthread_mutex_unlock(&c->mu);
@@ -499,6 +510,7 @@ srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
   rpc->shutdown_tag.fn = on_shutdown_done;
   pthread_mutex_init(&rpc->mu, NULL);
   pthread_cond_init(&rpc->cv, NULL);
+  pthread_rwlock_init(&rpc->batch_lock, NULL);
   rpc->cq = grpc_completion_queue_create_for_next(NULL);
   rpc->server = create_server(cfg);
   grpc_server_register_completion_queue(rpc->server, rpc->cq, NULL);
@@ -513,6 +525,7 @@ srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
     grpc_completion_queue_destroy(rpc->cq);
     pthread_mutex_destroy(&rpc->mu);
     pthread_cond_destroy(&rpc->cv);
+    pthread_rwlock_destroy(&rpc->batch_lock);
     free(rpc);
     return NULL;
   }
@@ -561,6 +574,12 @@ void srv_rpc_stop(srv_rpc *rpc, int grace_ms) {
     grpc_server_cancel_all_calls(rpc->server);
     wait_shutdown(rpc, 60000);
   }
+  /* Calls may outlive the server shutdown (owners still hold them); from here on no
+   * batch may start, since a batch on a shut-down CQ aborts inside gRPC. */
+  grpc_server_cancel_all_calls(rpc->server);
+  pthread_rwlock_wrlock(&rpc->batch_lock);
+  rpc->cq_closed = true;
+  pthread_rwlock_unlock(&rpc->batch_lock);
   grpc_completion_queue_shutdown(rpc->cq);
   for (int i = 0; i < rpc->nthreads; i++) {
     pthread_join(rpc->threads[i], NULL);
@@ -569,5 +588,6 @@ void srv_rpc_stop(srv_rpc *rpc, int grace_ms) {
   grpc_completion_queue_destroy(rpc->cq);
   pthread_mutex_destroy(&rpc->mu);
   pthread_cond_destroy(&rpc->cv);
+  pthread_rwlock_destroy(&rpc->batch_lock);
   free(rpc);
 }
