@@ -306,6 +306,10 @@ static void sweep_tick(void *arg) {
   store_sweep(arg);
 }
 
+static bool cache_exists(void *arg, const char *cache) {
+  return store_cache_exists(arg, cache);
+}
+
 static void set_endpoint(app *a, const char *host, int port) {
   /* A wildcard address is not something a client can dial: hand out loopback. */
   if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "") == 0) {
@@ -335,8 +339,14 @@ static bool app_init(app *a, const options *o) {
     return false;
   }
   a->store = store_new(o->default_ttl_ms, o->max_list_length);
-  pubsub_config pc = {o->replay,       o->max_queue, o->max_subscribers,
-                      o->heartbeat_ms, sweep_tick,   a->store};
+  pubsub_config pc = {.replay = o->replay,
+                      .max_queue = o->max_queue,
+                      .max_subscribers = o->max_subscribers,
+                      .heartbeat_ms = o->heartbeat_ms,
+                      .tick = sweep_tick,
+                      .tick_arg = a->store,
+                      .cache_exists = cache_exists,
+                      .cache_arg = a->store};
   a->ps = a->store ? pubsub_new(&pc) : NULL;
   return a->ps && create_caches(a, o);
 }

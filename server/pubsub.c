@@ -26,7 +26,8 @@ typedef struct topic {
   size_t ring_cap, ring_len, ring_head;
   sub **subs;
   size_t nsubs, subs_cap;
-  bool dead; /* its cache was deleted: no more publishes or subscribers */
+  atomic_bool dead; /* its cache was deleted: no more publishes or subscribers; the
+                     * table entry is replaced on the next lookup */
 } topic;
 
 struct sub {
@@ -109,8 +110,10 @@ static topic *topic_get(pubsub *ps, const char *cache, const char *name) {
   }
   pthread_rwlock_rdlock(&ps->lock);
   topic *t = srv_hmap_get(&ps->topics, key, klen);
-  if (t) {
+  if (t && !atomic_load(&t->dead)) {
     atomic_fetch_add(&t->refs, 1);
+  } else {
+    t = NULL;
   }
   pthread_rwlock_unlock(&ps->lock);
   if (t) {
@@ -118,6 +121,10 @@ static topic *topic_get(pubsub *ps, const char *cache, const char *name) {
   }
   pthread_rwlock_wrlock(&ps->lock);
   t = srv_hmap_get(&ps->topics, key, klen);
+  if (t && atomic_load(&t->dead)) {
+    topic_unref(srv_hmap_remove(&ps->topics, key, klen)); /* a new incarnation follows */
+    t = NULL;
+  }
   if (!t) {
     t = topic_new(ps->cfg.replay);
     if (t && !srv_hmap_put(&ps->topics, key, klen, t)) {
@@ -226,6 +233,16 @@ static void deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slic
   send_item(s, msg, seq);
 }
 
+static void kill_topic(topic *t, grpc_status_code code, const char *msg);
+
+/* True when the topic's cache no longer exists although the topic is alive: a publish
+ * or subscribe raced with the cache's deletion and created it afterwards. The caller
+ * then kills it (outside the topic lock), so a re-created cache starts afresh. */
+static bool orphaned_locked(pubsub *ps, topic *t, const char *cache) {
+  return !atomic_load(&t->dead) && ps->cfg.cache_exists &&
+         !ps->cfg.cache_exists(ps->cfg.cache_arg, cache);
+}
+
 /* ---- publish ---- */
 
 static grpc_slice pack_topic_item(uint64_t seq, uint64_t page,
@@ -250,7 +267,8 @@ ps_result pubsub_publish(pubsub *ps, const char *cache, const char *name,
   }
   pthread_mutex_lock(&t->mu);
   ps_result r = PS_GONE;
-  if (!t->dead) {
+  bool orphan = orphaned_locked(ps, t, cache);
+  if (!orphan && !t->dead) {
     uint64_t seq = ++t->last_seq;
     grpc_slice msg = pack_topic_item(seq, t->page, value, publisher_id);
     ring_push_locked(t, seq, msg);
@@ -261,6 +279,9 @@ ps_result pubsub_publish(pubsub *ps, const char *cache, const char *name,
     r = PS_OK;
   }
   pthread_mutex_unlock(&t->mu);
+  if (orphan) {
+    kill_topic(t, GRPC_STATUS_NOT_FOUND, "cache was deleted");
+  }
   topic_unref(t);
   return r;
 }
@@ -360,8 +381,12 @@ ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const 
   srv_call_ref(call);
   atomic_init(&s->last_sent_ms, srv_mono_ms());
   pthread_mutex_lock(&t->mu);
-  ps_result r = attach_locked(ps, t, s, resume_at, page);
+  bool orphan = orphaned_locked(ps, t, cache);
+  ps_result r = orphan ? PS_GONE : attach_locked(ps, t, s, resume_at, page);
   pthread_mutex_unlock(&t->mu);
+  if (orphan) {
+    kill_topic(t, GRPC_STATUS_NOT_FOUND, "cache was deleted");
+  }
   if (r != PS_OK) {
     srv_call_unref(call);
     topic_unref(t);

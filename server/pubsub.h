@@ -11,6 +11,7 @@
 #include "cachepubsub.pb-c.h"
 #include "rpc.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,10 @@ typedef struct pubsub_config {
   int heartbeat_ms;
   void (*tick)(void *arg); /* called about once a second from the heartbeat thread */
   void *tick_arg;
+  /* Whether a cache still exists (NULL: always); checked under the topic lock so a
+   * topic created while its cache was being deleted does not outlive it. */
+  bool (*cache_exists)(void *arg, const char *cache);
+  void *cache_arg;
 } pubsub_config;
 
 typedef enum { PS_OK = 0, PS_TOO_MANY, PS_GONE, PS_NOMEM } ps_result;
