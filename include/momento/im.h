@@ -10,8 +10,10 @@
  *
  * Message envelope (JSON, one per list value and per topic value):
  *   {"v":1,"id":"<id>","from":"<display name>","text":"...","ts":<epoch ms>}
- * Values that are not such an envelope (plain text, binary, bad JSON, invalid UTF-8)
- * are delivered with kind MIM_MESSAGE_FOREIGN and the raw bytes; they never crash.
+ * Values that are not such an envelope (plain text, binary, bad JSON, invalid UTF-8,
+ * missing or mistyped members, larger than 256 KiB) are delivered to on_message with kind
+ * MIM_MESSAGE_FOREIGN and the raw bytes (see mim_message); they never crash. The reason
+ * is logged at MIM_LOG_DEBUG.
  *
  * This header includes every other public header.
  */
@@ -37,7 +39,10 @@ typedef enum mim_message_kind {
 } mim_message_kind;
 
 /* One message. Every pointer is valid only during the callback (or until the
- * mim_message_list holding it is freed); strings are NUL-terminated UTF-8 or "". */
+ * mim_message_list holding it is freed); strings are NUL-terminated UTF-8 or "".
+ * For MIM_MESSAGE_FOREIGN: id and from are "", timestamp_ms is 0, text is the raw value
+ * when that is valid UTF-8 without NUL bytes (else ""), and raw/raw_len hold the bytes.
+ * Foreign values have no id, so they are not de-duplicated. */
 typedef struct mim_message {
   mim_message_kind kind;
   const char *id;           /* unique message id ("" for foreign values) */
@@ -64,7 +69,11 @@ typedef struct mim_join_options {
   mim_chat_mode mode;
   uint32_t history_cap;     /* list is truncated to the last N; 0 = 100 */
   uint64_t history_ttl_ms;  /* TTL of the list; 0 = server default */
-  /* Optional: told about reconnects and gaps the session could not fill. */
+  /* Optional, runs on the event thread: every state change of the subscription
+   * (RECONNECTING, CONNECTED, CLOSED with the reason), and with state CONNECTED and a
+   * non-OK status when a gap could not be filled: the refetch of the list failed
+   * (its status), or the gap was larger than the history cap
+   * (MIM_ERR_RESOURCE_EXHAUSTED: messages were lost). Not called after mim_leave. */
   void (*on_event)(mim_session *session, mim_subscription_state state, mim_status status,
                    const char *detail, void *user);
 } mim_join_options;
@@ -76,7 +85,18 @@ MIM_API void mim_join_options_init(mim_join_options *options);
  * history message (from_history true, oldest first) and afterwards for each live message,
  * each exactly once, on the client's event thread. Blocking until the history has been
  * delivered. *out owned by the caller: release with mim_leave. options may be NULL.
- * Errors: MIM_ERR_INVALID_ARGUMENT, subscription and list errors. */
+ *
+ * No gap, no duplicate: live values arriving before the history was delivered are held
+ * back, then delivered unless their id was in the history. Delivered ids are remembered
+ * in a bounded set (the larger of history_cap and the fetched list length, plus 4096
+ * more), so duplicates are removed within that window. After the subscription
+ * reconnects or reports a discontinuity, the list is fetched again and the messages in
+ * it that were not delivered yet are delivered (from_history true; foreign list values
+ * only on the join), live values being held back meanwhile.
+ * on_message must return quickly and must not call blocking functions of the client
+ * (mim_send, mim_history, mim_leave, ...); hand work to another thread instead.
+ * Errors: MIM_ERR_INVALID_ARGUMENT, subscription and list errors (no callback runs
+ * after a failed join returns). */
 MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *chat_id,
                             const mim_join_options *options, mim_on_message on_message,
                             void *user, mim_session **out);
@@ -88,8 +108,9 @@ typedef struct mim_message_list {
 } mim_message_list;
 MIM_API void mim_message_list_free(mim_message_list *list);
 
-/* The current history: the last `last_n` messages of the list (0 = all kept). Fetches
- * from the server. *out owned by the caller. Blocking. */
+/* The current history: the last `last_n` messages of the list (0 = all kept), foreign
+ * values included (from_history true, sequence 0). Fetches from the server. *out owned
+ * by the caller. Blocking. Errors: MIM_ERR_INVALID_ARGUMENT, list errors. */
 MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_list **out);
 
 /* Length of a message id including its NUL. */
@@ -98,7 +119,9 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
 /* Sends text (valid UTF-8). Client-only mode: pushes the envelope to the list (truncated
  * to history_cap, with TTL) and publishes it on the topic. Moderated mode: publishes it
  * on "<chat>-input". id_out (may be NULL) receives the new message's id. Blocking.
- * Errors: MIM_ERR_INVALID_ARGUMENT (NULL, not UTF-8, too large), call errors. */
+ * Errors: MIM_ERR_INVALID_ARGUMENT (NULL, not UTF-8, envelope over 256 KiB), call errors.
+ * Client-only mode: if the push succeeded but the publish failed, the message is in the
+ * history and live subscribers get it at their next gap-fill (or never). */
 MIM_API mim_status mim_send(mim_session *session, const char *text,
                             char id_out[MIM_MESSAGE_ID_SIZE]);
 
@@ -122,20 +145,29 @@ typedef enum mim_moderation_verdict {
 } mim_moderation_verdict;
 
 /* Decides on one message from "<chat>-input". To rewrite, set *new_text to a malloc'd
- * string (the library frees it). Runs on the client's event thread. */
+ * UTF-8 string (the library frees it, whatever the verdict); REWRITE without new_text
+ * forwards the message as is. msg->publisher_id is the sender's trusted token id. Runs
+ * on the client's event thread: must not call blocking functions of the client. */
 typedef mim_moderation_verdict (*mim_moderation_fn)(const mim_message *msg, char **new_text,
                                                     void *user);
 
 /* Subscribes to "<chat>-input" for each of the chats and forwards what the filter
- * accepts to list <chat> (capped to history_cap, default 100) and topic <chat>. The
- * client needs read/write on those lists and publish/subscribe on those topics.
- * Blocking until every subscription is confirmed. */
+ * accepts to list <chat> (capped to history_cap, default 100) and topic <chat>, keeping
+ * the message's id, from and timestamp. Foreign inputs (not an envelope) and repeats of
+ * a recently forwarded id are dropped without calling the filter (logged at
+ * MIM_LOG_DEBUG). Each forward pushes to the list, then publishes; failures are logged
+ * (MIM_LOG_WARN). The client needs read/write on those lists and publish/subscribe on
+ * those topics. Blocking until every subscription is confirmed. *out owned by the
+ * caller: release with mim_moderator_stop. Errors: MIM_ERR_INVALID_ARGUMENT and
+ * subscription errors. */
 MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
                                        const char *const *chat_ids, size_t n_chats,
                                        uint32_t history_cap, mim_moderation_fn filter,
                                        void *user, mim_moderator **out);
 
-/* Stops and frees; no filter call runs after it returns. NULL is ignored. */
+/* Stops and frees: unsubscribes, then waits for forwards already started to finish.
+ * No filter call runs after it returns. Must not be called from the filter. NULL is
+ * ignored. */
 MIM_API void mim_moderator_stop(mim_moderator *moderator);
 
 #ifdef __cplusplus
