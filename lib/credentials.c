@@ -429,9 +429,9 @@ static mim_status jwt_segment(const char *seg, size_t len, const char *what, jso
 }
 
 /* Legacy JWT: header.claims.signature. The claims are read without verification (only
- * the server can verify). Hosts: cache = "c", control = "cp", token = "c" with a
- * leading "cache." replaced by "token." (or "c" itself when it has no such prefix);
- * each gets :443 unless it names a port. */
+ * the server can verify). Hosts: cache = "c", control = "cp", token = "c" (the claims
+ * name no token host; the cache host serves it, as the official SDKs assume); each
+ * gets :443 unless it names a port. */
 static mim_status parse_jwt(const char *key, size_t len, mim_credentials **out) {
   const char *d1 = memchr(key, '.', len);
   const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - key)) : NULL;
@@ -471,10 +471,9 @@ static mim_status parse_jwt(const char *key, size_t len, mim_credentials **out) 
   if (st == MIM_OK)
     st = creds_new("", key, len, &cr);
   if (st == MIM_OK) {
-    const char *tok_host = strncmp(c, "cache.", 6) == 0 && c[6] != '\0' ? c + 6 : c;
     cr->hosts[MIM_HOST_CACHE] = with_port("", c);
     cr->hosts[MIM_HOST_CONTROL] = with_port("", cp);
-    cr->hosts[MIM_HOST_TOKEN] = with_port(tok_host == c ? "" : "token.", tok_host);
+    cr->hosts[MIM_HOST_TOKEN] = with_port("", c);
     for (int i = 0; i < MIM_HOST_KINDS && st == MIM_OK; i++) {
       if (!cr->hosts[i])
         st = mim_fail(MIM_ERR_NO_MEMORY, "out of memory deriving hosts");

@@ -6,8 +6,7 @@
  *    JSON object {"endpoint": "<base endpoint>", "api_key": "<auth token>"};
  *  - legacy key: a JWT whose (unverified) claims hold "c" (cache host) and "cp"
  *    (control host); the whole JWT is the auth token. The claims name no token host:
- *    it is "c" with a leading "cache." replaced by "token." ("c" itself when it has
- *    no such prefix);
+ *    the cache host "c" is used for it, as the official SDKs do;
  *  - v2 key: an opaque auth token plus a base endpoint given separately (Momento's
  *    "global API keys", JWTs with the claim "t": "g"; mim_credentials_from_string
  *    recognises one and says to use mim_credentials_from_key_and_endpoint).

@@ -164,8 +164,9 @@ static void test_jwt_good(void **state) {
                       "cache.cell-1.prod.a.momentohq.com:443");
   assert_string_equal(mim_credentials_host(c, MIM_HOST_CONTROL),
                       "control.cell-1.prod.a.momentohq.com:443");
+  /* The claims name no token host: the cache host serves it (as in the official SDKs). */
   assert_string_equal(mim_credentials_host(c, MIM_HOST_TOKEN),
-                      "token.cell-1.prod.a.momentohq.com:443");
+                      "cache.cell-1.prod.a.momentohq.com:443");
   mim_credentials_free(c);
   free(jwt);
 }
