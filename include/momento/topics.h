@@ -60,7 +60,14 @@ typedef enum mim_subscription_state {
 typedef struct mim_subscription_callbacks {
   /* A value. Required. */
   void (*on_item)(void *user, const mim_topic_item *item);
-  /* Values between last_sequence + 1 and new_sequence - 1 could not be delivered. */
+  /* Values between last_sequence + 1 and new_sequence - 1 could not be delivered;
+   * new_sequence is the number of the next value this subscription will deliver (the
+   * wire's new_topic_sequence + 1). After a topic reset the page changes and numbering
+   * restarts, so new_sequence may be below last_sequence. When a stream was lost before
+   * any value or discontinuity had been seen (and no resume_at was given), the library
+   * cannot tell what it missed: it re-subscribes live only and reports
+   * on_discontinuity(0, first_sequence, page) before the first value of the new stream
+   * when that value is not the topic's first. Optional. */
   void (*on_discontinuity)(void *user, uint64_t last_sequence, uint64_t new_sequence,
                            uint64_t new_sequence_page);
   /* The server's keep-alive on an idle stream. Optional. */
@@ -99,7 +106,9 @@ MIM_API mim_status mim_topic_subscribe_async(mim_client *client, const char *cac
                                              const mim_subscription_callbacks *callbacks,
                                              mim_subscription **out);
 
-/* Last sequence number / page delivered (0 before the first item). Thread-safe. */
+/* Last sequence number / page delivered (0 before the first item; after a
+ * discontinuity, new_sequence - 1 and its page, so the gap counts as consumed).
+ * Thread-safe. */
 MIM_API uint64_t mim_subscription_last_sequence(const mim_subscription *sub);
 MIM_API uint64_t mim_subscription_sequence_page(const mim_subscription *sub);
 

@@ -1,0 +1,922 @@
+/*
+ * Momento Topics over /cache_client.pubsub.Pubsub: unary Publish and a kept-alive
+ * Subscribe stream per subscription.
+ *
+ * Threading model of a subscription
+ * ---------------------------------
+ * Everything that drives a subscription (starting streams, reading items, the heartbeat
+ * watchdog, reconnect backoff, teardown) runs on the client's event thread, as transport
+ * stream callbacks or timers. Even the first stream is started from a zero-delay timer, so
+ * the call and timer handles are only ever touched on the event thread. This matters
+ * because a transport timer can only be cancelled safely from the event thread (from
+ * another thread its handle may already be freed).
+ *
+ * Shared with other threads, under sub->mu: `closing` (no user callback may start once it
+ * is set), `cb_running` (a user callback is executing), the state, the result of the first
+ * attempt (for the blocking subscribe) and the teardown hand-shake. User callbacks are
+ * always invoked with sub->mu released.
+ *
+ * mim_topic_unsubscribe:
+ *  - on the event thread (inside any callback): sets closing and tears down inline
+ *    (cancel stream and timers). If it is inside one of this subscription's callbacks the
+ *    memory stays alive through that handler's reference and is freed afterwards.
+ *  - on another thread: sets closing, waits until no user callback of this subscription
+ *    is running, then posts a teardown timer and waits for it, so nothing of the
+ *    subscription is left pending in the transport (mim_client_free may follow at once).
+ * Memory is reference counted: the owner, the live stream, each pending timer.
+ *
+ * Resume: after an item the library resumes at its sequence + 1 in its page. If the
+ * subscription was lost before it ever saw an item or a discontinuity (and no resume_at
+ * was given), it does not know where it was: it re-subscribes live only, and when the
+ * first item of that new stream has a sequence above 1 it first reports
+ * on_discontinuity(0, seq, page) as a conservative "values may have been missed" signal.
+ */
+#include "client_internal.h"
+#include "error.h"
+#include "pb.h"
+
+#include <cachepubsub.pb-c.h>
+#include <common.pb-c.h>
+#include <momento/topics.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PUBLISH_PATH "/cache_client.pubsub.Pubsub/Publish"
+#define SUBSCRIBE_PATH "/cache_client.pubsub.Pubsub/Subscribe"
+
+#define DEFAULT_HEARTBEAT_TIMEOUT_MS 30000
+#define DEFAULT_BACKOFF_INITIAL_MS 100
+#define DEFAULT_BACKOFF_MAX_MS 5000
+#define DETAIL_LEN 256
+
+/* Set on the event thread by every handler of this module: lets the blocking subscribe
+ * refuse to run there and lets unsubscribe know it must not wait. */
+static _Thread_local const mim_transport *tl_event_transport;
+
+/* ---- validation ---- */
+
+static mim_status check_name(const char *what, const char *name) {
+  if (!name)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is NULL", what);
+  if (!*name)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is empty", what);
+  return MIM_OK;
+}
+
+static mim_status check_target(const mim_client *c, const char *cache, const char *topic) {
+  mim_clear_error();
+  if (!c)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
+  mim_status st = check_name("cache name", cache);
+  return st == MIM_OK ? check_name("topic name", topic) : st;
+}
+
+/* Length of the UTF-8 sequence starting with lead byte b (0 if b cannot start one). */
+static size_t utf8_seq_len(unsigned char b) {
+  if (b < 0x80)
+    return 1;
+  if (b >= 0xC2 && b <= 0xDF)
+    return 2;
+  if (b >= 0xE0 && b <= 0xEF)
+    return 3;
+  if (b >= 0xF0 && b <= 0xF4)
+    return 4;
+  return 0;
+}
+
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF.
+ * Returns the offset of the first bad byte, or SIZE_MAX when s is valid. */
+static size_t utf8_invalid_at(const unsigned char *s, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    size_t n = utf8_seq_len(s[i]);
+    if (n == 0 || n > len - i)
+      return i;
+    for (size_t k = 1; k < n; k++)
+      if ((s[i + k] & 0xC0) != 0x80)
+        return i;
+    /* Second-byte ranges exclude overlongs (E0, F0), surrogates (ED), > U+10FFFF (F4). */
+    unsigned char b0 = s[i], b1 = n > 1 ? s[i + 1] : 0;
+    if ((b0 == 0xE0 && b1 < 0xA0) || (b0 == 0xED && b1 > 0x9F) || (b0 == 0xF0 && b1 < 0x90) ||
+        (b0 == 0xF4 && b1 > 0x8F))
+      return i;
+    i += n;
+  }
+  return SIZE_MAX;
+}
+
+/* ---- publish ---- */
+
+/* Packs a publish request; value is text when is_text (data NUL-terminated) else bytes. */
+static mim_status pack_publish(const char *cache, const char *topic, bool is_text, const void *data,
+                               size_t len, mim_pb_buf *buf) {
+  CacheClient__Pubsub__TopicValue v = CACHE_CLIENT__PUBSUB____TOPIC_VALUE__INIT;
+  if (is_text) {
+    v.kind_case = CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_TEXT;
+    v.text = (char *)data; /* protobuf-c only reads it */
+  } else {
+    v.kind_case = CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_BINARY;
+    v.binary.len = len;
+    v.binary.data = (uint8_t *)data;
+  }
+  CacheClient__Pubsub__PublishRequest req = CACHE_CLIENT__PUBSUB____PUBLISH_REQUEST__INIT;
+  req.cache_name = (char *)cache;
+  req.topic = (char *)topic;
+  req.value = &v;
+  return mim_pb_pack(&req.base, buf);
+}
+
+static mim_status check_publish(const mim_client *c, const char *cache, const char *topic,
+                                bool is_text, const void *data, size_t len) {
+  mim_status st = check_target(c, cache, topic);
+  if (st != MIM_OK)
+    return st;
+  if (is_text) {
+    if (!data)
+      return mim_fail(MIM_ERR_INVALID_ARGUMENT, "text is NULL");
+    size_t bad = utf8_invalid_at(data, strlen(data));
+    if (bad != SIZE_MAX)
+      return mim_fail(MIM_ERR_INVALID_ARGUMENT,
+                      "text is not valid UTF-8 (byte %zu); publish it as binary", bad);
+  } else if (!data && len > 0) {
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "data is NULL but len is %zu", len);
+  }
+  return MIM_OK;
+}
+
+static mim_status publish_sync(mim_client *c, const char *cache, const char *topic, bool is_text,
+                               const void *data, size_t len) {
+  mim_status st = check_publish(c, cache, topic, is_text, data, len);
+  if (st != MIM_OK)
+    return st;
+  mim_pb_buf buf;
+  st = pack_publish(cache, topic, is_text, data, len, &buf);
+  if (st != MIM_OK)
+    return st;
+  uint8_t *resp = NULL;
+  size_t resp_len = 0;
+  st = mim_transport_unary_sync(mim_client_transport(c), MIM_HOST_CACHE, PUBLISH_PATH, cache,
+                                buf.data, buf.len, mim_client_deadline_ms(c), &resp, &resp_len);
+  mim_pb_buf_release(&buf);
+  free(resp); /* common._Empty: nothing to read */
+  return st;
+}
+
+MIM_API mim_status mim_topic_publish_text(mim_client *client, const char *cache, const char *topic,
+                                          const char *text) {
+  return publish_sync(client, cache, topic, true, text, 0);
+}
+
+MIM_API mim_status mim_topic_publish_binary(mim_client *client, const char *cache,
+                                            const char *topic, const void *data, size_t len) {
+  return publish_sync(client, cache, topic, false, data, len);
+}
+
+typedef struct publish_ctx {
+  mim_publish_cb cb;
+  void *user;
+  const mim_transport *t;
+} publish_ctx;
+
+static void publish_done(void *user, mim_status st, const char *detail, const uint8_t *resp,
+                         size_t len) {
+  (void)resp;
+  (void)len;
+  publish_ctx *p = user;
+  tl_event_transport = p->t;
+  if (p->cb)
+    p->cb(p->user, st, st == MIM_OK ? "" : detail ? detail : "");
+  free(p);
+}
+
+static mim_status publish_async(mim_client *c, const char *cache, const char *topic, bool is_text,
+                                const void *data, size_t len, mim_publish_cb cb, void *user) {
+  mim_status st = check_publish(c, cache, topic, is_text, data, len);
+  if (st != MIM_OK)
+    return st;
+  publish_ctx *p = calloc(1, sizeof *p);
+  if (!p)
+    return mim_fail(MIM_ERR_NO_MEMORY, "publish: out of memory");
+  p->cb = cb;
+  p->user = user;
+  p->t = mim_client_transport(c);
+  mim_pb_buf buf;
+  st = pack_publish(cache, topic, is_text, data, len, &buf);
+  if (st == MIM_OK) {
+    st = mim_transport_unary(mim_client_transport(c), MIM_HOST_CACHE, PUBLISH_PATH, cache, buf.data,
+                             buf.len, mim_client_deadline_ms(c), publish_done, p, NULL);
+    mim_pb_buf_release(&buf);
+  }
+  if (st != MIM_OK)
+    free(p); /* the callback will not run */
+  return st;
+}
+
+MIM_API mim_status mim_topic_publish_text_async(mim_client *client, const char *cache,
+                                                const char *topic, const char *text,
+                                                mim_publish_cb cb, void *user) {
+  return publish_async(client, cache, topic, true, text, 0, cb, user);
+}
+
+MIM_API mim_status mim_topic_publish_binary_async(mim_client *client, const char *cache,
+                                                  const char *topic, const void *data, size_t len,
+                                                  mim_publish_cb cb, void *user) {
+  return publish_async(client, cache, topic, false, data, len, cb, user);
+}
+
+/* ---- subscription state ---- */
+
+struct mim_subscription {
+  mim_transport *t;
+  char *cache;
+  char *topic;
+  mim_subscription_callbacks cb;
+  int64_t hb_timeout_ms;
+  int64_t backoff_initial_ms;
+  int64_t backoff_max_ms;
+  int64_t confirm_timeout_ms; /* first attempt: the client's default deadline */
+  atomic_int refs;
+  atomic_uint_fast64_t last_seq; /* what the accessors report */
+  atomic_uint_fast64_t last_page;
+
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  /* Guarded by mu. */
+  mim_subscription_state state;
+  bool closing;      /* unsubscribed: no user callback may start */
+  bool cb_running;   /* a user callback is executing on the event thread */
+  bool thread_known; /* event_thread is valid: a handler has run */
+  pthread_t event_thread;
+  bool sync_first; /* blocking subscribe: a failed first attempt is returned, not reported */
+  bool first_done; /* the first attempt was confirmed or failed */
+  mim_status first_status;
+  char first_detail[DETAIL_LEN];
+  bool teardown_done;
+
+  /* Event thread only. */
+  mim_call *call;
+  mim_timer *start_timer, *backoff_timer, *watchdog_timer;
+  bool ever_confirmed;     /* some stream was confirmed: later failures reconnect */
+  bool stream_confirmed;   /* the current stream delivered its first item */
+  bool watchdog_tripped;   /* we cancelled the current stream for silence */
+  mim_status stream_error; /* we cancelled the current stream for a protocol error */
+  bool have_position;      /* resume_next/resume_page are meaningful */
+  uint64_t resume_next;
+  uint64_t resume_page;
+  bool blind_stream; /* current stream re-subscribed live-only after a loss */
+  int attempt;       /* failed attempts since the last confirmation */
+  int64_t last_rx_ms;
+  uint64_t rng;
+  uint8_t *scratch; /* NUL-terminated copy of a binary value */
+  size_t scratch_cap;
+};
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sub_ref(mim_subscription *s) {
+  atomic_fetch_add(&s->refs, 1);
+}
+
+static void sub_destroy(mim_subscription *s) {
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  free(s->cache);
+  free(s->topic);
+  free(s->scratch);
+  free(s);
+}
+
+static void sub_unref(mim_subscription *s) {
+  if (atomic_fetch_sub(&s->refs, 1) == 1)
+    sub_destroy(s);
+}
+
+/* Every event-thread handler starts here: remembers which thread that is. */
+static void handler_enter_locked(mim_subscription *s) {
+  tl_event_transport = s->t;
+  if (!s->thread_known) {
+    s->event_thread = pthread_self();
+    s->thread_known = true;
+  }
+}
+
+/* Lets one user callback run unless the subscription is closing, and marks it running
+ * so a foreign unsubscribe can wait for it. Called on the event thread without mu. */
+static bool cb_begin(mim_subscription *s) {
+  pthread_mutex_lock(&s->mu);
+  bool ok = !s->closing;
+  if (ok)
+    s->cb_running = true;
+  pthread_mutex_unlock(&s->mu);
+  return ok;
+}
+
+static void cb_end(mim_subscription *s) {
+  pthread_mutex_lock(&s->mu);
+  s->cb_running = false;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void notify_state(mim_subscription *s, mim_subscription_state st, mim_status status,
+                         const char *detail) {
+  if (!s->cb.on_state || !cb_begin(s))
+    return;
+  s->cb.on_state(s->cb.user, st, status, detail ? detail : "");
+  cb_end(s);
+}
+
+static void notify_heartbeat(mim_subscription *s) {
+  if (!s->cb.on_heartbeat || !cb_begin(s))
+    return;
+  s->cb.on_heartbeat(s->cb.user);
+  cb_end(s);
+}
+
+static void notify_discontinuity(mim_subscription *s, uint64_t last, uint64_t next, uint64_t page) {
+  if (!s->cb.on_discontinuity || !cb_begin(s))
+    return;
+  s->cb.on_discontinuity(s->cb.user, last, next, page);
+  cb_end(s);
+}
+
+static void notify_item(mim_subscription *s, const mim_topic_item *item) {
+  if (!cb_begin(s))
+    return;
+  s->cb.on_item(s->cb.user, item);
+  cb_end(s);
+}
+
+/* ---- timers (event thread) ---- */
+
+static void watchdog_fired(void *user);
+static void backoff_fired(void *user);
+
+/* Arms a timer holding one reference; on failure nothing is armed. */
+static bool arm_timer(mim_subscription *s, int64_t delay_ms, void (*cb)(void *), mim_timer **slot) {
+  sub_ref(s);
+  if (mim_transport_timer(s->t, delay_ms, cb, s, slot) != MIM_OK) {
+    *slot = NULL;
+    sub_unref(s); /* never the last reference: the caller holds one */
+    return false;
+  }
+  return true;
+}
+
+/* Cancels a pending timer of ours from the event thread (it cannot be running then). */
+static void disarm_timer(mim_subscription *s, mim_timer **slot) {
+  if (*slot && mim_timer_cancel(*slot))
+    sub_unref(s);
+  *slot = NULL;
+}
+
+static int64_t current_silence_limit(const mim_subscription *s) {
+  return s->ever_confirmed ? s->hb_timeout_ms : s->confirm_timeout_ms;
+}
+
+static void arm_watchdog(mim_subscription *s, int64_t delay_ms) {
+  if (!arm_timer(s, delay_ms, watchdog_fired, &s->watchdog_timer))
+    mim_log(MIM_LOG_WARN, "topics: could not arm the heartbeat watchdog for %s", s->topic);
+}
+
+/* ---- stream ---- */
+
+static void stream_message(void *user, const uint8_t *msg, size_t len);
+static void stream_closed(void *user, mim_status status, const char *detail);
+
+/* Starts one Subscribe stream; on MIM_OK the stream holds a reference. */
+static mim_status start_stream(mim_subscription *s) {
+  CacheClient__Pubsub__SubscriptionRequest req = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_REQUEST__INIT;
+  req.cache_name = s->cache;
+  req.topic = s->topic;
+  s->blind_stream = s->ever_confirmed && !s->have_position;
+  if (s->have_position) {
+    req.resume_at_topic_sequence_number = s->resume_next;
+    req.sequence_page = s->resume_page;
+  }
+  mim_pb_buf buf;
+  mim_status st = mim_pb_pack(&req.base, &buf);
+  if (st != MIM_OK)
+    return st;
+  mim_stream_callbacks cbs = {stream_message, stream_closed, s};
+  s->stream_confirmed = false;
+  s->watchdog_tripped = false;
+  s->stream_error = MIM_OK;
+  sub_ref(s);
+  st = mim_transport_stream(s->t, MIM_HOST_CACHE, SUBSCRIBE_PATH, s->cache, buf.data, buf.len, 0,
+                            &cbs, &s->call);
+  mim_pb_buf_release(&buf);
+  if (st != MIM_OK) {
+    s->call = NULL;
+    sub_unref(s);
+    return st;
+  }
+  s->last_rx_ms = mono_ms();
+  disarm_timer(s, &s->watchdog_timer);
+  arm_watchdog(s, current_silence_limit(s));
+  return MIM_OK;
+}
+
+/* Ends the subscription for good (non-retryable status or failed first attempt). */
+static void close_for_good(mim_subscription *s, mim_status status, const char *detail) {
+  disarm_timer(s, &s->watchdog_timer);
+  disarm_timer(s, &s->backoff_timer);
+  pthread_mutex_lock(&s->mu);
+  bool report = !(s->sync_first && !s->ever_confirmed);
+  s->state = MIM_SUB_CLOSED;
+  if (!s->first_done) {
+    s->first_done = true;
+    s->first_status = status;
+    snprintf(s->first_detail, sizeof s->first_detail, "%s", detail ? detail : "");
+  }
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  if (report)
+    notify_state(s, MIM_SUB_CLOSED, status, detail);
+}
+
+static bool retryable(mim_status st) {
+  switch (st) {
+  case MIM_OK: /* the server ended the stream: keep the subscription alive */
+  case MIM_ERR_UNAVAILABLE:
+  case MIM_ERR_DEADLINE_EXCEEDED:
+  case MIM_ERR_INTERNAL:
+  case MIM_ERR_UNKNOWN:
+  case MIM_ERR_RESOURCE_EXHAUSTED:
+  case MIM_ERR_CANCELLED: /* e.g. the server cancelled it on shutdown */
+  case MIM_ERR_PROTOCOL:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* xorshift64*: jitter needs no cryptographic quality. */
+static uint64_t next_random(mim_subscription *s) {
+  uint64_t x = s->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  s->rng = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Exponential backoff with full jitter: uniform in [0, min(max, initial * 2^attempt)]. */
+static int64_t backoff_delay(mim_subscription *s) {
+  int64_t cap = s->backoff_initial_ms;
+  for (int i = 0; i < s->attempt && cap < s->backoff_max_ms; i++)
+    cap *= 2;
+  if (cap > s->backoff_max_ms)
+    cap = s->backoff_max_ms;
+  if (s->attempt < 62)
+    s->attempt++;
+  return (int64_t)(next_random(s) % (uint64_t)(cap + 1));
+}
+
+static void schedule_reconnect(mim_subscription *s, mim_status status, const char *detail) {
+  disarm_timer(s, &s->watchdog_timer);
+  pthread_mutex_lock(&s->mu);
+  bool changed = s->state != MIM_SUB_RECONNECTING;
+  s->state = MIM_SUB_RECONNECTING;
+  pthread_mutex_unlock(&s->mu);
+  int64_t delay = backoff_delay(s);
+  mim_log(MIM_LOG_INFO, "topics: stream of %s lost (%s: %s); re-subscribing in %lld ms", s->topic,
+          mim_status_name(status), detail ? detail : "", (long long)delay);
+  if (!arm_timer(s, delay, backoff_fired, &s->backoff_timer)) {
+    close_for_good(s, MIM_ERR_NO_MEMORY, "could not schedule a re-subscribe");
+    return;
+  }
+  if (changed)
+    notify_state(s, MIM_SUB_RECONNECTING, status, detail);
+}
+
+/* A stream attempt failed or ended: decide between reconnecting and closing. */
+static void handle_stream_end(mim_subscription *s, mim_status status, const char *detail) {
+  char buf[DETAIL_LEN];
+  if (s->watchdog_tripped) {
+    status = s->ever_confirmed ? MIM_ERR_UNAVAILABLE : MIM_ERR_DEADLINE_EXCEEDED;
+    snprintf(buf, sizeof buf, "%s within %lld ms",
+             s->ever_confirmed ? "no item or heartbeat" : "subscription not confirmed",
+             (long long)current_silence_limit(s));
+    detail = buf;
+  } else if (s->stream_error != MIM_OK) {
+    status = s->stream_error;
+    detail = "undecodable subscription item";
+  } else if (status == MIM_OK && !s->ever_confirmed) {
+    status = MIM_ERR_UNAVAILABLE;
+    detail = "stream ended before the subscription was confirmed";
+  }
+  if (!s->ever_confirmed || !retryable(status))
+    close_for_good(s, status, detail);
+  else
+    schedule_reconnect(s, status, detail);
+}
+
+static void stream_closed(void *user, mim_status status, const char *detail) {
+  mim_subscription *s = user;
+  pthread_mutex_lock(&s->mu);
+  handler_enter_locked(s);
+  s->call = NULL;
+  bool closing = s->closing;
+  pthread_mutex_unlock(&s->mu);
+  if (!closing)
+    handle_stream_end(s, status, detail);
+  sub_unref(s); /* the stream's reference */
+}
+
+static void backoff_fired(void *user) {
+  mim_subscription *s = user;
+  pthread_mutex_lock(&s->mu);
+  handler_enter_locked(s);
+  s->backoff_timer = NULL;
+  bool closing = s->closing;
+  pthread_mutex_unlock(&s->mu);
+  if (!closing) {
+    mim_status st = start_stream(s);
+    if (st != MIM_OK)
+      handle_stream_end(s, st, mim_last_error_detail());
+  }
+  sub_unref(s);
+}
+
+static void watchdog_fired(void *user) {
+  mim_subscription *s = user;
+  pthread_mutex_lock(&s->mu);
+  handler_enter_locked(s);
+  bool closing = s->closing;
+  pthread_mutex_unlock(&s->mu);
+  s->watchdog_timer = NULL;
+  if (!closing && s->call && !s->watchdog_tripped) {
+    int64_t limit = current_silence_limit(s);
+    int64_t quiet = mono_ms() - s->last_rx_ms;
+    if (quiet < limit) {
+      arm_watchdog(s, limit - quiet); /* something arrived since: wait for the rest */
+    } else {
+      mim_log(MIM_LOG_WARN, "topics: %s silent for %lld ms; restarting the stream", s->topic,
+              (long long)quiet);
+      s->watchdog_tripped = true;
+      mim_call_cancel(s->call); /* stream_closed follows and reconnects */
+    }
+  }
+  sub_unref(s);
+}
+
+static void start_fired(void *user) {
+  mim_subscription *s = user;
+  pthread_mutex_lock(&s->mu);
+  handler_enter_locked(s);
+  s->start_timer = NULL;
+  bool closing = s->closing;
+  pthread_mutex_unlock(&s->mu);
+  if (!closing) {
+    mim_status st = start_stream(s);
+    if (st != MIM_OK)
+      close_for_good(s, st, mim_last_error_detail());
+  }
+  sub_unref(s);
+}
+
+/* ---- items (event thread) ---- */
+
+static void confirm_stream(mim_subscription *s) {
+  s->stream_confirmed = true;
+  if (!s->ever_confirmed) {
+    s->ever_confirmed = true;
+    /* From now on silence is measured against the heartbeat timeout, not the deadline. */
+    disarm_timer(s, &s->watchdog_timer);
+    arm_watchdog(s, s->hb_timeout_ms);
+  }
+  s->attempt = 0; /* a confirmed stream resets the backoff */
+  pthread_mutex_lock(&s->mu);
+  s->state = MIM_SUB_CONNECTED;
+  if (!s->first_done) {
+    s->first_done = true;
+    s->first_status = MIM_OK;
+  }
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  notify_state(s, MIM_SUB_CONNECTED, MIM_OK, "");
+}
+
+static const uint8_t *nul_terminated(mim_subscription *s, const uint8_t *data, size_t len) {
+  if (len + 1 > s->scratch_cap) {
+    uint8_t *p = realloc(s->scratch, len + 1);
+    if (!p)
+      return NULL;
+    s->scratch = p;
+    s->scratch_cap = len + 1;
+  }
+  if (len)
+    memcpy(s->scratch, data, len);
+  s->scratch[len] = 0;
+  return s->scratch;
+}
+
+static void handle_item(mim_subscription *s, const CacheClient__Pubsub__TopicItem *it) {
+  uint64_t seq = it->topic_sequence_number, page = it->sequence_page;
+  /* A replay may overlap what we already delivered: drop duplicates within a page. */
+  if (s->have_position && page == s->resume_page && seq < s->resume_next)
+    return;
+  if (s->blind_stream) {
+    s->blind_stream = false;
+    if (seq > 1)
+      notify_discontinuity(s, 0, seq, page);
+  }
+  s->have_position = true;
+  s->resume_next = seq + 1;
+  s->resume_page = page;
+  atomic_store(&s->last_seq, seq);
+  atomic_store(&s->last_page, page);
+  mim_topic_item item = {.sequence = seq,
+                         .sequence_page = page,
+                         .publisher_id = it->publisher_id ? it->publisher_id : ""};
+  const CacheClient__Pubsub__TopicValue *v = it->value;
+  if (v && v->kind_case == CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_BINARY) {
+    item.is_binary = true;
+    item.len = v->binary.len;
+    item.data = nul_terminated(s, v->binary.data, v->binary.len);
+    if (!item.data) {
+      mim_log(MIM_LOG_ERROR, "topics: out of memory; dropped value %llu on %s",
+              (unsigned long long)seq, s->topic);
+      return;
+    }
+  } else {
+    const char *text =
+        v && v->kind_case == CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_TEXT && v->text ? v->text
+                                                                                       : "";
+    item.data = (const uint8_t *)text;
+    item.len = strlen(text);
+  }
+  notify_item(s, &item);
+}
+
+/* On the wire new_topic_sequence is where the stream is now positioned (one less than the
+ * next value; the official SDKs store it as "last seen"). The callback gets the next
+ * value's number instead, so that exactly last + 1 .. new - 1 are the lost ones. */
+static void handle_discontinuity(mim_subscription *s, const CacheClient__Pubsub__Discontinuity *d) {
+  uint64_t position = d->new_topic_sequence;
+  s->blind_stream = false; /* the server told us exactly what was lost */
+  s->have_position = true;
+  s->resume_next = position + 1;
+  s->resume_page = d->new_sequence_page;
+  /* The gap counts as consumed, so a later resume starts after it. */
+  atomic_store(&s->last_seq, position);
+  atomic_store(&s->last_page, d->new_sequence_page);
+  notify_discontinuity(s, d->last_topic_sequence, position + 1, d->new_sequence_page);
+}
+
+static void stream_message(void *user, const uint8_t *msg, size_t len) {
+  mim_subscription *s = user;
+  pthread_mutex_lock(&s->mu);
+  handler_enter_locked(s);
+  bool closing = s->closing;
+  pthread_mutex_unlock(&s->mu);
+  if (closing || s->watchdog_tripped || s->stream_error != MIM_OK)
+    return;
+  s->last_rx_ms = mono_ms();
+  ProtobufCMessage *m = NULL;
+  if (mim_pb_unpack(&cache_client__pubsub____subscription_item__descriptor, msg, len, &m) !=
+      MIM_OK) {
+    mim_log(MIM_LOG_WARN, "topics: undecodable item on %s; restarting the stream", s->topic);
+    s->stream_error = MIM_ERR_PROTOCOL;
+    mim_call_cancel(s->call);
+    return;
+  }
+  sub_ref(s); /* a callback may unsubscribe; keep s alive until we are done */
+  if (!s->stream_confirmed)
+    confirm_stream(s);
+  const CacheClient__Pubsub__SubscriptionItem *item = (const void *)m;
+  switch (item->kind_case) {
+  case CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__KIND_ITEM:
+    handle_item(s, item->item);
+    break;
+  case CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__KIND_DISCONTINUITY:
+    handle_discontinuity(s, item->discontinuity);
+    break;
+  case CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__KIND_HEARTBEAT:
+    notify_heartbeat(s);
+    break;
+  default: /* a kind newer than us: it still proved the stream alive */
+    break;
+  }
+  mim_pb_free(m);
+  sub_unref(s);
+}
+
+/* ---- teardown ---- */
+
+/* Event thread: cancels the stream and every pending timer. The stream's close callback
+ * still runs later and drops its reference. */
+static void teardown(mim_subscription *s) {
+  if (s->call)
+    mim_call_cancel(s->call);
+  disarm_timer(s, &s->start_timer);
+  disarm_timer(s, &s->backoff_timer);
+  disarm_timer(s, &s->watchdog_timer);
+}
+
+static void teardown_fired(void *user) {
+  mim_subscription *s = user;
+  pthread_mutex_lock(&s->mu);
+  handler_enter_locked(s);
+  pthread_mutex_unlock(&s->mu);
+  teardown(s);
+  pthread_mutex_lock(&s->mu);
+  s->teardown_done = true;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  sub_unref(s);
+}
+
+static bool on_event_thread_locked(const mim_subscription *s) {
+  return tl_event_transport == s->t ||
+         (s->thread_known && pthread_equal(s->event_thread, pthread_self()));
+}
+
+MIM_API void mim_topic_unsubscribe(mim_subscription *s) {
+  if (!s)
+    return;
+  pthread_mutex_lock(&s->mu);
+  s->closing = true;
+  s->state = MIM_SUB_CLOSED;
+  if (on_event_thread_locked(s)) {
+    /* Nothing else of ours can run now; a callback we are inside holds a reference. */
+    pthread_mutex_unlock(&s->mu);
+    teardown(s);
+    sub_unref(s);
+    return;
+  }
+  while (s->cb_running)
+    pthread_cond_wait(&s->cv, &s->mu);
+  if (!s->thread_known) {
+    /* No handler has run yet: only the start timer exists, and it will see `closing` and
+     * drop its reference. (We may even be on the event thread, inside another module's
+     * callback, so we must not wait for it.) */
+    pthread_mutex_unlock(&s->mu);
+    sub_unref(s);
+    return;
+  }
+  sub_ref(s);
+  bool posted = mim_transport_timer(s->t, 0, teardown_fired, s, NULL) == MIM_OK;
+  if (posted) {
+    while (!s->teardown_done)
+      pthread_cond_wait(&s->cv, &s->mu);
+  } else {
+    mim_log(MIM_LOG_ERROR, "topics: could not post the teardown of %s; its stream may linger",
+            s->topic);
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (!posted)
+    sub_unref(s);
+  sub_unref(s);
+}
+
+/* ---- subscribe ---- */
+
+static int64_t or_default(int64_t v, int64_t def) {
+  return v > 0 ? v : def;
+}
+
+static mim_status sub_new(mim_client *c, const char *cache, const char *topic,
+                          const mim_subscribe_options *o, const mim_subscription_callbacks *cbs,
+                          mim_subscription **out) {
+  mim_status st = check_target(c, cache, topic);
+  if (st != MIM_OK)
+    return st;
+  if (!out)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+  *out = NULL;
+  if (!cbs || !cbs->on_item)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "callbacks with on_item are required");
+  mim_subscription *s = calloc(1, sizeof *s);
+  if (!s)
+    return mim_fail(MIM_ERR_NO_MEMORY, "subscribe: out of memory");
+  s->cache = strdup(cache);
+  s->topic = strdup(topic);
+  if (!s->cache || !s->topic) {
+    free(s->cache);
+    free(s->topic);
+    free(s);
+    return mim_fail(MIM_ERR_NO_MEMORY, "subscribe: out of memory");
+  }
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  atomic_init(&s->refs, 1); /* the owner's */
+  atomic_init(&s->last_seq, 0);
+  atomic_init(&s->last_page, 0);
+  s->t = mim_client_transport(c);
+  s->cb = *cbs;
+  s->hb_timeout_ms = or_default(o ? o->heartbeat_timeout_ms : 0, DEFAULT_HEARTBEAT_TIMEOUT_MS);
+  s->backoff_initial_ms = or_default(o ? o->backoff_initial_ms : 0, DEFAULT_BACKOFF_INITIAL_MS);
+  s->backoff_max_ms = or_default(o ? o->backoff_max_ms : 0, DEFAULT_BACKOFF_MAX_MS);
+  if (s->backoff_max_ms < s->backoff_initial_ms)
+    s->backoff_max_ms = s->backoff_initial_ms;
+  s->confirm_timeout_ms = mim_client_deadline_ms(c);
+  if (o && o->resume_at > 0) {
+    s->have_position = true;
+    s->resume_next = o->resume_at;
+    s->resume_page = o->sequence_page;
+  }
+  s->rng = ((uint64_t)(uintptr_t)s ^ (uint64_t)mono_ms() * 0x9E3779B97F4A7C15ULL) | 1;
+  s->state = MIM_SUB_CONNECTING;
+  *out = s;
+  return MIM_OK;
+}
+
+/* Hands the first stream start to the event thread. */
+static mim_status sub_start(mim_subscription *s) {
+  sub_ref(s);
+  /* start_timer is written here under mu: start_fired reads it under mu too. */
+  pthread_mutex_lock(&s->mu);
+  mim_status st = mim_transport_timer(s->t, 0, start_fired, s, &s->start_timer);
+  pthread_mutex_unlock(&s->mu);
+  if (st != MIM_OK)
+    atomic_fetch_sub(&s->refs, 1);
+  return st;
+}
+
+MIM_API mim_status mim_topic_subscribe_async(mim_client *client, const char *cache,
+                                             const char *topic,
+                                             const mim_subscribe_options *options,
+                                             const mim_subscription_callbacks *callbacks,
+                                             mim_subscription **out) {
+  mim_subscription *s;
+  mim_status st = sub_new(client, cache, topic, options, callbacks, &s);
+  if (st != MIM_OK)
+    return st;
+  st = sub_start(s);
+  if (st != MIM_OK) {
+    sub_destroy(s);
+    return st;
+  }
+  *out = s;
+  return MIM_OK;
+}
+
+static struct timespec abs_after_ms(int64_t ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  return ts;
+}
+
+MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, const char *topic,
+                                       const mim_subscribe_options *options,
+                                       const mim_subscription_callbacks *callbacks,
+                                       mim_subscription **out) {
+  if (client && tl_event_transport == mim_client_transport(client))
+    return mim_fail(MIM_ERR_FAILED_PRECONDITION,
+                    "mim_topic_subscribe called from a callback; use mim_topic_subscribe_async");
+  mim_subscription *s;
+  mim_status st = sub_new(client, cache, topic, options, callbacks, &s);
+  if (st != MIM_OK)
+    return st;
+  s->sync_first = true;
+  st = sub_start(s);
+  if (st != MIM_OK) {
+    sub_destroy(s);
+    return st;
+  }
+  /* The watchdog enforces the deadline on the event thread; the extra second only guards
+   * against a watchdog that could not be armed. */
+  struct timespec until = abs_after_ms(s->confirm_timeout_ms + 1000);
+  char detail[DETAIL_LEN] = "";
+  pthread_mutex_lock(&s->mu);
+  while (!s->first_done) {
+    if (pthread_cond_timedwait(&s->cv, &s->mu, &until) != 0 && !s->first_done) {
+      s->first_done = true;
+      s->first_status = MIM_ERR_DEADLINE_EXCEEDED;
+      snprintf(s->first_detail, sizeof s->first_detail, "subscription not confirmed in time");
+    }
+  }
+  st = s->first_status;
+  snprintf(detail, sizeof detail, "%s", s->first_detail);
+  pthread_mutex_unlock(&s->mu);
+  if (st != MIM_OK) {
+    mim_topic_unsubscribe(s);
+    return mim_fail_with_detail(st, detail[0] ? detail : mim_strerror(st));
+  }
+  *out = s;
+  return MIM_OK;
+}
+
+MIM_API uint64_t mim_subscription_last_sequence(const mim_subscription *sub) {
+  return sub ? atomic_load(&((mim_subscription *)sub)->last_seq) : 0;
+}
+
+MIM_API uint64_t mim_subscription_sequence_page(const mim_subscription *sub) {
+  return sub ? atomic_load(&((mim_subscription *)sub)->last_page) : 0;
+}
