@@ -170,8 +170,11 @@ static void deliver(mim_session *s, const mim_message *m) {
 /* Delivers a chat message unless its id was delivered already. */
 static void deliver_once(mim_session *s, const mim_message *m) {
   if (m->kind == MIM_MESSAGE_CHAT) {
-    if (mim_idset_contains(&s->delivered, m->id))
+    if (mim_idset_contains(&s->delivered, m->id)) {
+      mim_log(MIM_LOG_DEBUG, "chat %s: duplicate of %s (%s) skipped", s->chat, m->id,
+              m->from_history ? "history" : "live");
       return;
+    }
     if (mim_idset_add(&s->delivered, m->id) != MIM_OK)
       mim_log(MIM_LOG_WARN, "chat %s: out of memory remembering a message id", s->chat);
   }
