@@ -48,7 +48,9 @@ typedef struct mim_client_options {
 /* Fills *options with defaults (everything unset, TLS on). */
 MIM_API void mim_client_options_init(mim_client_options *options);
 
-/* Creates a client. *out is owned by the caller; free with mim_client_free.
+/* Creates a client. options NULL = defaults (key from MOMENTO_API_KEY, TLS). *out is
+ * owned by the caller; free with mim_client_free. A log_fn in the options is installed
+ * process-wide (mim_set_log_callback; log_level 0 = MIM_LOG_INFO) once creation succeeded.
  * Errors: MIM_ERR_INVALID_ARGUMENT (no or malformed key, bad host), MIM_ERR_NO_MEMORY,
  * MIM_ERR_INTERNAL (gRPC could not start). No network traffic happens here: a wrong
  * endpoint shows up as MIM_ERR_UNAVAILABLE on the first call. */
@@ -63,7 +65,9 @@ MIM_API void mim_client_free(mim_client *client);
 /* Round trip to the cache host's Ping. Errors: any call status. Blocking. */
 MIM_API mim_status mim_client_ping(mim_client *client);
 
-/* Control plane (needs a super-user key). Blocking. */
+/* Control plane (needs a super-user key). Blocking. Errors: MIM_ERR_INVALID_ARGUMENT
+ * (NULL/empty/over-long name), MIM_ERR_ALREADY_EXISTS (create), MIM_ERR_NOT_FOUND (delete),
+ * MIM_ERR_PERMISSION_DENIED, and call errors. */
 MIM_API mim_status mim_cache_create(mim_client *client, const char *cache_name);
 MIM_API mim_status mim_cache_delete(mim_client *client, const char *cache_name);
 

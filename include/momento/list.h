@@ -53,8 +53,9 @@ typedef struct mim_list_values {
 
 MIM_API void mim_list_values_free(mim_list_values *values);
 
-/* Appends (back) or prepends (front) one value. options NULL = defaults (server TTL,
- * refresh, no truncation). new_length (may be NULL) receives the list's new length. */
+/* Appends (back) or prepends (front) one value (len bytes; value may be NULL only when
+ * len is 0: an empty value). options NULL = defaults (server TTL, refresh, no
+ * truncation). new_length (may be NULL) receives the list's new length. */
 MIM_API mim_status mim_list_push_back(mim_client *client, const char *cache, const char *list,
                                       const void *value, size_t len,
                                       const mim_list_write_options *options,
@@ -64,7 +65,8 @@ MIM_API mim_status mim_list_push_front(mim_client *client, const char *cache, co
                                        const mim_list_write_options *options,
                                        uint32_t *new_length);
 
-/* Appends / prepends several values in one call (in the given order). */
+/* Appends / prepends several values in one call (in the given order). count must be
+ * > 0 (else MIM_ERR_INVALID_ARGUMENT). */
 MIM_API mim_status mim_list_concat_back(mim_client *client, const char *cache, const char *list,
                                         const mim_bytes *values, size_t count,
                                         const mim_list_write_options *options,
@@ -74,7 +76,10 @@ MIM_API mim_status mim_list_concat_front(mim_client *client, const char *cache, 
                                          const mim_list_write_options *options,
                                          uint32_t *new_length);
 
-/* Fetches a range (NULL = whole list). *out is owned by the caller. */
+/* Fetches a range (NULL = whole list). *out is owned by the caller (also when the list
+ * is missing: found false); NULL on failure. A range whose bounds have the same sign and
+ * start > end is MIM_ERR_INVALID_ARGUMENT; other empty or out-of-bounds ranges give no
+ * values. */
 MIM_API mim_status mim_list_fetch(mim_client *client, const char *cache, const char *list,
                                   const mim_list_range *range, mim_list_values **out);
 
@@ -82,17 +87,20 @@ MIM_API mim_status mim_list_fetch(mim_client *client, const char *cache, const c
 MIM_API mim_status mim_list_length(mim_client *client, const char *cache, const char *list,
                                    uint32_t *length, bool *found);
 
-/* Keeps only the range, dropping the rest. ttl as for writes (options may be NULL). */
+/* Keeps only the range, dropping the rest. ttl as for writes (options may be NULL;
+ * truncate_to is not used). A missing list is not an error: new_length 0. */
 MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const char *list,
                                    const mim_list_range *range,
                                    const mim_list_write_options *options, uint32_t *new_length);
 
-/* Removes every value equal to value. */
+/* Removes every value equal to value. A missing list is not an error: new_length 0. */
 MIM_API mim_status mim_list_remove_value(mim_client *client, const char *cache,
                                          const char *list, const void *value, size_t len,
                                          uint32_t *new_length);
 
-/* Erases `count` values at each range's begin index; ranges NULL and n 0 = erase all. */
+/* Erases `count` values at each range's begin index; ranges NULL and n 0 = erase all.
+ * ranges NULL with n > 0, or ranges given with n 0, is MIM_ERR_INVALID_ARGUMENT (so an
+ * empty array never erases everything by accident). */
 typedef struct mim_list_erase_range {
   uint32_t begin;
   uint32_t count;
@@ -102,7 +110,8 @@ MIM_API mim_status mim_list_erase(mim_client *client, const char *cache, const c
                                   uint32_t *new_length);
 
 /* Removes and returns the first / last value. *value is malloc'd (NUL-terminated,
- * caller frees) or NULL with *found false when the list is missing or empty. */
+ * caller frees) or NULL with *found false when the list is missing or empty. value, len
+ * and found may each be NULL (pop and discard). */
 MIM_API mim_status mim_list_pop_front(mim_client *client, const char *cache, const char *list,
                                       uint8_t **value, size_t *len, bool *found);
 MIM_API mim_status mim_list_pop_back(mim_client *client, const char *cache, const char *list,
@@ -111,12 +120,15 @@ MIM_API mim_status mim_list_pop_back(mim_client *client, const char *cache, cons
 /* Deletes the item under key (a list or anything else). Deleting a missing key is OK. */
 MIM_API mim_status mim_item_delete(mim_client *client, const char *cache, const char *key);
 
-/* Remaining TTL of an item in ms; *found false when it does not exist. */
+/* Remaining TTL of an item in ms; *found false when it does not exist (remaining_ms and
+ * found may be NULL). */
 MIM_API mim_status mim_item_ttl(mim_client *client, const char *cache, const char *key,
                                 uint64_t *remaining_ms, bool *found);
 
 /* Async forms. Callbacks run once on the client's event thread; `values` and `detail`
- * are valid only during the callback (detail "" on success). */
+ * are valid only during the callback (detail "" on success; values NULL on failure, and
+ * non-NULL with found false for a missing list). A write callback may be NULL (fire and
+ * forget); a fetch callback may not. */
 typedef void (*mim_list_write_cb)(void *user, mim_status status, const char *detail,
                                   uint32_t new_length);
 typedef void (*mim_list_fetch_cb)(void *user, mim_status status, const char *detail,

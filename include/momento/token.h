@@ -37,7 +37,8 @@ MIM_API void mim_permissions_free(mim_permissions *perms);
 
 /* Grants role on items of a cache. cache NULL = all caches. key NULL = all items;
  * else the item key (a list name) or, with is_prefix, every key starting with it.
- * Errors: MIM_ERR_INVALID_ARGUMENT, MIM_ERR_NO_MEMORY. */
+ * Strings are copied. Errors: MIM_ERR_INVALID_ARGUMENT (NULL perms, unknown role, "" for
+ * cache or key, is_prefix without a key), MIM_ERR_NO_MEMORY. */
 MIM_API mim_status mim_permissions_add_cache(mim_permissions *perms, mim_cache_role role,
                                              const char *cache, const char *key,
                                              bool is_prefix);
@@ -59,8 +60,11 @@ typedef struct mim_disposable_token {
 MIM_API void mim_disposable_token_free(mim_disposable_token *token);
 
 /* Mints a token with these permissions, valid for valid_for_seconds (> 0), carrying
- * token_id (may be NULL or "": no id). Blocking. Errors: MIM_ERR_INVALID_ARGUMENT,
- * MIM_ERR_PERMISSION_DENIED (the client's own key cannot grant that), and call errors. */
+ * token_id (may be NULL or "": no id). perms must hold at least one grant and is not
+ * needed afterwards. The credential names the endpoint the server returned, or the
+ * client's own endpoint when the server returned none. Blocking. Errors:
+ * MIM_ERR_INVALID_ARGUMENT, MIM_ERR_PERMISSION_DENIED (the client's own key cannot grant
+ * that), MIM_ERR_PROTOCOL (unusable response), and call errors. */
 MIM_API mim_status mim_token_generate(mim_client *client, const mim_permissions *perms,
                                       uint32_t valid_for_seconds, const char *token_id,
                                       mim_disposable_token **out);
