@@ -6,10 +6,11 @@
  * ---------------------------------
  * Everything that drives a subscription (starting streams, reading items, the heartbeat
  * watchdog, reconnect backoff, teardown) runs on the client's event thread, as transport
- * stream callbacks or timers. Even the first stream is started from a zero-delay timer, so
- * the call and timer handles are only ever touched on the event thread. This matters
- * because a transport timer can only be cancelled safely from the event thread (from
- * another thread its handle may already be freed).
+ * stream callbacks or timers; only the first stream is started by the subscribing thread
+ * (under sub->mu, before any handler can run). Timer handles are only ever touched on the
+ * event thread, because a transport timer can only be cancelled safely there (from
+ * another thread its handle may already be freed). A call handle can be cancelled from
+ * any thread under sub->mu: the close handler clears it under sub->mu.
  *
  * Shared with other threads, under sub->mu: `closing` (no user callback may start once it
  * is set), `cb_running` (a user callback is executing), the state, the result of the first
@@ -23,6 +24,9 @@
  *  - on another thread: sets closing, waits until no user callback of this subscription
  *    is running, then posts a teardown timer and waits for it, so nothing of the
  *    subscription is left pending in the transport (mim_client_free may follow at once).
+ *  - before any handler ran (we cannot tell which thread we are on then, so we must not
+ *    wait): only the first stream exists and no timer; it is cancelled under sub->mu and
+ *    its close callback, which the transport always runs, drops the last reference.
  * Memory is reference counted: the owner, the live stream, each pending timer.
  *
  * Resume: after an item the library resumes at its sequence + 1 in its page. If the
@@ -259,7 +263,7 @@ struct mim_subscription {
 
   /* Event thread only. */
   mim_call *call;
-  mim_timer *start_timer, *backoff_timer, *watchdog_timer;
+  mim_timer *backoff_timer, *watchdog_timer;
   bool ever_confirmed;     /* some stream was confirmed: later failures reconnect */
   bool stream_confirmed;   /* the current stream delivered its first item */
   bool watchdog_tripped;   /* we cancelled the current stream for silence */
@@ -392,8 +396,10 @@ static void arm_watchdog(mim_subscription *s, int64_t delay_ms) {
 static void stream_message(void *user, const uint8_t *msg, size_t len);
 static void stream_closed(void *user, mim_status status, const char *detail);
 
-/* Starts one Subscribe stream; on MIM_OK the stream holds a reference. */
-static mim_status start_stream(mim_subscription *s) {
+/* Starts one Subscribe stream; on MIM_OK the stream holds a reference. The watchdog is
+ * armed only on the event thread (arm_watchdog_now); the first stream gets it when it
+ * is confirmed. */
+static mim_status start_stream(mim_subscription *s, bool arm_watchdog_now) {
   CacheClient__Pubsub__SubscriptionRequest req = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_REQUEST__INIT;
   req.cache_name = s->cache;
   req.topic = s->topic;
@@ -420,8 +426,10 @@ static mim_status start_stream(mim_subscription *s) {
     return st;
   }
   s->last_rx_ms = mono_ms();
-  disarm_timer(s, &s->watchdog_timer);
-  arm_watchdog(s, current_silence_limit(s));
+  if (arm_watchdog_now) {
+    disarm_timer(s, &s->watchdog_timer);
+    arm_watchdog(s, current_silence_limit(s));
+  }
   return MIM_OK;
 }
 
@@ -540,7 +548,7 @@ static void backoff_fired(void *user) {
   bool closing = s->closing;
   pthread_mutex_unlock(&s->mu);
   if (!closing) {
-    mim_status st = start_stream(s);
+    mim_status st = start_stream(s, true);
     if (st != MIM_OK)
       handle_stream_end(s, st, mim_last_error_detail());
   }
@@ -569,21 +577,6 @@ static void watchdog_fired(void *user) {
   sub_unref(s);
 }
 
-static void start_fired(void *user) {
-  mim_subscription *s = user;
-  pthread_mutex_lock(&s->mu);
-  handler_enter_locked(s);
-  s->start_timer = NULL;
-  bool closing = s->closing;
-  pthread_mutex_unlock(&s->mu);
-  if (!closing) {
-    mim_status st = start_stream(s);
-    if (st != MIM_OK)
-      close_for_good(s, st, mim_last_error_detail());
-  }
-  sub_unref(s);
-}
-
 /* ---- items (event thread) ---- */
 
 static void confirm_stream(mim_subscription *s) {
@@ -597,13 +590,20 @@ static void confirm_stream(mim_subscription *s) {
   s->attempt = 0; /* a confirmed stream resets the backoff */
   pthread_mutex_lock(&s->mu);
   s->state = MIM_SUB_CONNECTED;
+  pthread_mutex_unlock(&s->mu);
+  notify_state(s, MIM_SUB_CONNECTED, MIM_OK, "");
+}
+
+/* Wakes a blocking subscribe once the confirming item has been fully delivered, so the
+ * caller sees CONNECTED and that item's callbacks before mim_topic_subscribe returns. */
+static void first_attempt_succeeded(mim_subscription *s) {
+  pthread_mutex_lock(&s->mu);
   if (!s->first_done) {
     s->first_done = true;
     s->first_status = MIM_OK;
+    pthread_cond_broadcast(&s->cv);
   }
-  pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
-  notify_state(s, MIM_SUB_CONNECTED, MIM_OK, "");
 }
 
 static const uint8_t *nul_terminated(mim_subscription *s, const uint8_t *data, size_t len) {
@@ -707,6 +707,7 @@ static void stream_message(void *user, const uint8_t *msg, size_t len) {
   default: /* a kind newer than us: it still proved the stream alive */
     break;
   }
+  first_attempt_succeeded(s);
   mim_pb_free(m);
   sub_unref(s);
 }
@@ -718,7 +719,6 @@ static void stream_message(void *user, const uint8_t *msg, size_t len) {
 static void teardown(mim_subscription *s) {
   if (s->call)
     mim_call_cancel(s->call);
-  disarm_timer(s, &s->start_timer);
   disarm_timer(s, &s->backoff_timer);
   disarm_timer(s, &s->watchdog_timer);
 }
@@ -757,9 +757,11 @@ MIM_API void mim_topic_unsubscribe(mim_subscription *s) {
   while (s->cb_running)
     pthread_cond_wait(&s->cv, &s->mu);
   if (!s->thread_known) {
-    /* No handler has run yet: only the start timer exists, and it will see `closing` and
-     * drop its reference. (We may even be on the event thread, inside another module's
-     * callback, so we must not wait for it.) */
+    /* No handler has run yet, so no timer exists: cancel the first stream; its close
+     * callback drops the last reference. (We may even be on the event thread inside
+     * another module's callback, so we must not wait.) */
+    if (s->call)
+      mim_call_cancel(s->call);
     pthread_mutex_unlock(&s->mu);
     sub_unref(s);
     return;
@@ -831,15 +833,12 @@ static mim_status sub_new(mim_client *c, const char *cache, const char *topic,
   return MIM_OK;
 }
 
-/* Hands the first stream start to the event thread. */
+/* Starts the first stream from the calling thread; mu makes every handler see the call
+ * handle (they all take mu first). */
 static mim_status sub_start(mim_subscription *s) {
-  sub_ref(s);
-  /* start_timer is written here under mu: start_fired reads it under mu too. */
   pthread_mutex_lock(&s->mu);
-  mim_status st = mim_transport_timer(s->t, 0, start_fired, s, &s->start_timer);
+  mim_status st = start_stream(s, false);
   pthread_mutex_unlock(&s->mu);
-  if (st != MIM_OK)
-    atomic_fetch_sub(&s->refs, 1);
   return st;
 }
 
@@ -848,6 +847,8 @@ MIM_API mim_status mim_topic_subscribe_async(mim_client *client, const char *cac
                                              const mim_subscribe_options *options,
                                              const mim_subscription_callbacks *callbacks,
                                              mim_subscription **out) {
+  if (out)
+    *out = NULL;
   mim_subscription *s;
   mim_status st = sub_new(client, cache, topic, options, callbacks, &s);
   if (st != MIM_OK)
@@ -877,6 +878,8 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
                                        const mim_subscribe_options *options,
                                        const mim_subscription_callbacks *callbacks,
                                        mim_subscription **out) {
+  if (out)
+    *out = NULL;
   if (client && tl_event_transport == mim_client_transport(client))
     return mim_fail(MIM_ERR_FAILED_PRECONDITION,
                     "mim_topic_subscribe called from a callback; use mim_topic_subscribe_async");
@@ -890,13 +893,12 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
     sub_destroy(s);
     return st;
   }
-  /* The watchdog enforces the deadline on the event thread; the extra second only guards
-   * against a watchdog that could not be armed. */
-  struct timespec until = abs_after_ms(s->confirm_timeout_ms + 1000);
+  struct timespec until = abs_after_ms(s->confirm_timeout_ms);
   char detail[DETAIL_LEN] = "";
   pthread_mutex_lock(&s->mu);
   while (!s->first_done) {
     if (pthread_cond_timedwait(&s->cv, &s->mu, &until) != 0 && !s->first_done) {
+      s->closing = true; /* from now on no callback may run: we report a failure */
       s->first_done = true;
       s->first_status = MIM_ERR_DEADLINE_EXCEEDED;
       snprintf(s->first_detail, sizeof s->first_detail, "subscription not confirmed in time");
