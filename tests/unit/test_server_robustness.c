@@ -1,0 +1,498 @@
+/* mim-local against what the official SDKs never send: garbage protobuf, oversize values
+ * and frames, unknown methods, missing metadata, missing/garbled/tampered tokens, and
+ * thousands of connects/disconnects. One server (small limits) for the whole file; it
+ * must still serve after each test and exit with status 0 on SIGTERM. */
+// clang-format off
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+// clang-format on
+
+#include "cacheclient.pb-c.h"
+#include "cachepubsub.pb-c.h"
+#include "controlclient.pb-c.h"
+#include "raw_client.h"
+#include "token.pb-c.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CACHE "robust"
+#define MAX_MSG 4096 /* --max-message-bytes */
+#define MAX_LIST 8   /* --max-list-length */
+
+#define M_PUSH "/cache_client.Scs/ListPushBack"
+#define M_FETCH "/cache_client.Scs/ListFetch"
+#define M_PUBLISH "/cache_client.pubsub.Pubsub/Publish"
+#define M_SUBSCRIBE "/cache_client.pubsub.Pubsub/Subscribe"
+#define M_TOKEN "/token.Token/GenerateDisposableToken"
+#define M_CREATE "/control_client.ScsControl/CreateCache"
+
+static mim_local *srv;
+static mim_transport *root; /* root token, all planes */
+
+static int setup(void **state) {
+  (void)state;
+  const char *caches[] = {CACHE, NULL};
+  const char *extra[] = {"--max-message-bytes", "4096", "--max-list-length", "8", NULL};
+  mim_local_opts o = {.caches = caches, .extra_args = extra, .log_level = "warn"};
+  if (mim_local_start(&o, &srv) != 0) {
+    return -1;
+  }
+  root = raw_connect(srv, NULL);
+  return root ? 0 : -1;
+}
+
+/* The server must exit by itself with status 0 on SIGTERM. */
+static int teardown(void **state) {
+  (void)state;
+  mim_transport_free(root);
+  int rc = mim_local_stop(srv);
+  if (rc != 0) {
+    fprintf(stderr, "mim-local exit status %d (want 0)\n", rc);
+  }
+  return rc;
+}
+
+/* After every test: the server is alive and answers. */
+static void assert_serving(void) {
+  assert_true(mim_local_alive(srv));
+  assert_int_equal(raw_ping(root), MIM_OK);
+}
+
+static mim_status push_back(mim_transport *t, const char *cache, const char *list, const void *v,
+                            size_t len) {
+  CacheClient__ListPushBackRequest r = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
+  r.list_name.data = (uint8_t *)list;
+  r.list_name.len = strlen(list);
+  r.value.data = (uint8_t *)v;
+  r.value.len = len;
+  return raw_call(t, M_PUSH, cache, &r.base, NULL, NULL);
+}
+
+static mim_status fetch(mim_transport *t, const char *cache, const char *list) {
+  CacheClient__ListFetchRequest r = CACHE_CLIENT____LIST_FETCH_REQUEST__INIT;
+  r.list_name.data = (uint8_t *)list;
+  r.list_name.len = strlen(list);
+  return raw_call(t, M_FETCH, cache, &r.base, NULL, NULL);
+}
+
+static mim_status subscribe_status(mim_transport *t, const char *cache, const char *topic,
+                                   size_t *items) {
+  CacheClient__Pubsub__SubscriptionRequest r = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_REQUEST__INIT;
+  r.cache_name = (char *)cache;
+  r.topic = (char *)topic;
+  size_t len;
+  uint8_t *buf = raw_pack(&r.base, &len);
+  assert_non_null(buf);
+  mim_status st = raw_stream_status(t, M_SUBSCRIBE, NULL, buf, len, 5000, items);
+  free(buf);
+  return st;
+}
+
+/* Mints a super-user token (the root key may); body_token is the body's auth_token. */
+static mim_status gen_token(mim_transport *t, const char *body_token) {
+  PermissionMessages__Permissions p = PERMISSION_MESSAGES__PERMISSIONS__INIT;
+  p.kind_case = PERMISSION_MESSAGES__PERMISSIONS__KIND_SUPER_USER;
+  p.super_user = PERMISSION_MESSAGES__SUPER_USER_PERMISSIONS__SuperUser;
+  Token__GenerateDisposableTokenRequest__Expires e =
+      TOKEN____GENERATE_DISPOSABLE_TOKEN_REQUEST__EXPIRES__INIT;
+  e.valid_for_seconds = 60;
+  Token__GenerateDisposableTokenRequest r = TOKEN____GENERATE_DISPOSABLE_TOKEN_REQUEST__INIT;
+  r.expires = &e;
+  r.permissions = &p;
+  r.auth_token = (char *)body_token;
+  r.token_id = (char *)"robust-test";
+  return raw_call(t, M_TOKEN, NULL, &r.base, NULL, NULL);
+}
+
+static mim_status create_cache(mim_transport *t, const char *name) {
+  ControlClient__CreateCacheRequest r = CONTROL_CLIENT____CREATE_CACHE_REQUEST__INIT;
+  r.cache_name = (char *)name;
+  return raw_call(t, M_CREATE, NULL, &r.base, NULL, NULL);
+}
+
+/* ---- garbage protobuf ---- */
+
+typedef struct blob {
+  const char *name;
+  const uint8_t *data;
+  size_t len;
+} blob;
+
+/* Bodies protobuf-c must refuse whatever the message type. */
+static const uint8_t g_trunc_len[] = {0x0a, 0x64, 'a', 'b', 'c'}; /* field 1, len 100, 3 bytes */
+static const uint8_t g_bad_wire[] = {0x0f, 0x01, 0x02};           /* wire type 7 */
+static const uint8_t g_long_varint[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                        0xff, 0xff, 0xff, 0xff, 0xff, 0xff}; /* 11-byte varint */
+static const uint8_t g_trunc_tag[] = {0x80};                                 /* tag cut short */
+static const uint8_t g_zero_tag[] = {0x00, 0x00};                            /* field number 0 */
+static const blob g_garbage[] = {
+    {"truncated length", g_trunc_len, sizeof g_trunc_len},
+    {"wire type 7", g_bad_wire, sizeof g_bad_wire},
+    {"11-byte varint", g_long_varint, sizeof g_long_varint},
+    {"truncated tag", g_trunc_tag, sizeof g_trunc_tag},
+    {"field 0", g_zero_tag, sizeof g_zero_tag},
+};
+#define N_GARBAGE (sizeof g_garbage / sizeof g_garbage[0])
+
+static void test_garbage_unary(void **state) {
+  (void)state;
+  static const struct {
+    const char *method;
+    const char *cache;
+  } methods[] = {{M_PUSH, CACHE},
+                 {M_FETCH, CACHE},
+                 {M_PUBLISH, NULL},
+                 {M_TOKEN, NULL},
+                 {M_CREATE, NULL},
+                 {"/cache_client.Scs/ListConcatenateBack", CACHE},
+                 {"/cache_client.Scs/ListRemove", CACHE}};
+  for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+    for (size_t g = 0; g < N_GARBAGE; g++) {
+      char detail[256];
+      mim_status st = raw_call_bytes(root, methods[m].method, methods[m].cache, g_garbage[g].data,
+                                     g_garbage[g].len, NULL, NULL, detail, sizeof detail);
+      if (st != MIM_ERR_INVALID_ARGUMENT) {
+        fprintf(stderr, "%s with %s: %s (%s)\n", methods[m].method, g_garbage[g].name,
+                mim_status_name(st), detail);
+      }
+      assert_int_equal(st, MIM_ERR_INVALID_ARGUMENT);
+    }
+  }
+  /* Control: the same methods accept well-formed requests, so the refusals above were
+   * about the bytes. */
+  assert_int_equal(push_back(root, CACHE, "garbage-ok", "v", 1), MIM_OK);
+  assert_int_equal(fetch(root, CACHE, "garbage-ok"), MIM_OK);
+  assert_int_equal(raw_publish(root, CACHE, "garbage-ok", "v", 1, true), MIM_OK);
+  assert_int_equal(gen_token(root, NULL), MIM_OK);
+  assert_serving();
+}
+
+static void test_garbage_subscribe(void **state) {
+  (void)state;
+  for (size_t g = 0; g < N_GARBAGE; g++) {
+    size_t items = 99;
+    mim_status st = raw_stream_status(root, M_SUBSCRIBE, NULL, g_garbage[g].data, g_garbage[g].len,
+                                      5000, &items);
+    if (st != MIM_ERR_INVALID_ARGUMENT) {
+      fprintf(stderr, "Subscribe with %s: %s\n", g_garbage[g].name, mim_status_name(st));
+    }
+    assert_int_equal(st, MIM_ERR_INVALID_ARGUMENT);
+    assert_int_equal(items, 0); /* not even a heartbeat before the refusal */
+  }
+  /* A well-formed subscription is accepted (it stays open until cancelled). */
+  raw_sub s;
+  raw_sub_init(&s);
+  assert_int_equal(raw_subscribe(root, CACHE, "garbage-ok", 0, 0, &s), MIM_OK);
+  assert_true(raw_sub_wait(&s, RAW_HEARTBEATS, 1, 5000));
+  raw_sub_cancel(&s);
+  assert_true(raw_sub_wait_closed(&s, 5000));
+  assert_int_equal(s.close_status, MIM_ERR_CANCELLED);
+  raw_sub_destroy(&s);
+  assert_serving();
+}
+
+/* Valid protobuf that is semantically empty: INVALID_ARGUMENT, not a crash. */
+static void test_empty_requests(void **state) {
+  (void)state;
+  const char *unary[][2] = {{M_PUSH, CACHE}, {M_PUBLISH, NULL}, {M_TOKEN, NULL}, {M_CREATE, NULL}};
+  for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++) {
+    char detail[256];
+    mim_status st =
+        raw_call_bytes(root, unary[i][0], unary[i][1], NULL, 0, NULL, NULL, detail, sizeof detail);
+    if (st != MIM_ERR_INVALID_ARGUMENT) {
+      fprintf(stderr, "empty %s: %s (%s)\n", unary[i][0], mim_status_name(st), detail);
+    }
+    assert_int_equal(st, MIM_ERR_INVALID_ARGUMENT);
+  }
+  size_t items = 99;
+  assert_int_equal(raw_stream_status(root, M_SUBSCRIBE, NULL, NULL, 0, 5000, &items),
+                   MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(items, 0);
+  assert_serving();
+}
+
+/* ---- limits ---- */
+
+static void test_oversize_publish(void **state) {
+  (void)state;
+  char *big = malloc(MAX_MSG + 1);
+  assert_non_null(big);
+  memset(big, 'x', MAX_MSG + 1);
+  assert_int_equal(raw_publish(root, CACHE, "big", big, MAX_MSG, true), MIM_OK);
+  assert_int_equal(raw_publish(root, CACHE, "big", big, MAX_MSG + 1, true),
+                   MIM_ERR_RESOURCE_EXHAUSTED);
+  assert_int_equal(raw_publish(root, CACHE, "big", big, MAX_MSG, false), MIM_OK);
+  assert_int_equal(raw_publish(root, CACHE, "big", big, MAX_MSG + 1, false),
+                   MIM_ERR_RESOURCE_EXHAUSTED);
+  free(big);
+  assert_serving();
+}
+
+static void test_oversize_list(void **state) {
+  (void)state;
+  char *big = malloc(MAX_MSG + 1);
+  assert_non_null(big);
+  memset(big, 'y', MAX_MSG + 1);
+  assert_int_equal(push_back(root, CACHE, "big-list", big, MAX_MSG), MIM_OK);
+  assert_int_equal(push_back(root, CACHE, "big-list", big, MAX_MSG + 1),
+                   MIM_ERR_RESOURCE_EXHAUSTED);
+  free(big);
+  /* --max-list-length: MAX_LIST items fit, one more does not. */
+  for (int i = 1; i < MAX_LIST; i++) {
+    assert_int_equal(push_back(root, CACHE, "big-list", "v", 1), MIM_OK);
+  }
+  assert_int_equal(push_back(root, CACHE, "big-list", "v", 1), MIM_ERR_RESOURCE_EXHAUSTED);
+  /* ... unless the push truncates back to the limit. */
+  CacheClient__ListPushBackRequest r = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
+  r.list_name.data = (uint8_t *)"big-list";
+  r.list_name.len = 8;
+  r.value.data = (uint8_t *)"w";
+  r.value.len = 1;
+  r.truncate_front_to_size = MAX_LIST;
+  uint8_t *resp = NULL;
+  size_t rlen = 0;
+  assert_int_equal(raw_call(root, M_PUSH, CACHE, &r.base, &resp, &rlen), MIM_OK);
+  CacheClient__ListPushBackResponse *pr =
+      cache_client____list_push_back_response__unpack(NULL, rlen, resp);
+  assert_non_null(pr);
+  assert_int_equal(pr->list_length, MAX_LIST);
+  cache_client____list_push_back_response__free_unpacked(pr, NULL);
+  free(resp);
+  assert_serving();
+}
+
+/* An 8 MiB gRPC message, far above the server's receive limit: an error, not a crash. */
+static void test_huge_frame(void **state) {
+  (void)state;
+  size_t n = 8u << 20;
+  uint8_t *huge = malloc(n);
+  assert_non_null(huge);
+  memset(huge, 'z', n);
+  /* Both as a value inside a valid message and as raw bytes. */
+  int64_t t0 = raw_now_ms();
+  mim_status st = push_back(root, CACHE, "huge", huge, n);
+  assert_int_not_equal(st, MIM_OK);
+  fprintf(stderr, "8 MiB ListPushBack: %s in %lld ms\n", mim_status_name(st),
+          (long long)(raw_now_ms() - t0));
+  assert_int_equal(st, MIM_ERR_RESOURCE_EXHAUSTED);
+  st = raw_publish(root, CACHE, "huge", huge, n, false);
+  assert_int_equal(st, MIM_ERR_RESOURCE_EXHAUSTED);
+  st = raw_call_bytes(root, M_FETCH, CACHE, huge, n, NULL, NULL, NULL, 0);
+  assert_int_not_equal(st, MIM_OK);
+  size_t items = 99;
+  st = raw_stream_status(root, M_SUBSCRIBE, NULL, huge, n, 5000, &items);
+  assert_int_not_equal(st, MIM_OK);
+  assert_int_not_equal(st, MIM_ERR_DEADLINE_EXCEEDED);
+  assert_int_equal(items, 0);
+  free(huge);
+  assert_serving();
+  /* The connection that carried the huge frames still works for ordinary calls. */
+  assert_int_equal(push_back(root, CACHE, "huge-after", "ok", 2), MIM_OK);
+}
+
+/* ---- methods, metadata, caches ---- */
+
+static void test_unknown_method(void **state) {
+  (void)state;
+  const char *methods[] = {"/cache_client.Scs/NoSuchMethod",
+                           "/cache_client.Scs/",
+                           "/cache_client.pubsub.Pubsub/Unsubscribe",
+                           "/no.such.Service/Call",
+                           "/token.Token/Revoke",
+                           "/control_client.ScsControl/FlushCache"};
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+    char detail[256];
+    mim_status st =
+        raw_call_bytes(root, methods[i], CACHE, NULL, 0, NULL, NULL, detail, sizeof detail);
+    if (st != MIM_ERR_UNIMPLEMENTED) {
+      fprintf(stderr, "%s: %s (%s)\n", methods[i], mim_status_name(st), detail);
+    }
+    assert_int_equal(st, MIM_ERR_UNIMPLEMENTED);
+  }
+  /* A 1000-character method name. */
+  char longm[1024] = "/cache_client.Scs/";
+  size_t off = strlen(longm);
+  memset(longm + off, 'L', 1000 - off);
+  longm[1000] = '\0';
+  assert_int_equal(raw_call_bytes(root, longm, CACHE, NULL, 0, NULL, NULL, NULL, 0),
+                   MIM_ERR_UNIMPLEMENTED);
+  /* A known method with a suffix must not be matched by prefix. */
+  assert_int_equal(raw_call_bytes(root, M_PUBLISH "X", NULL, NULL, 0, NULL, NULL, NULL, 0),
+                   MIM_ERR_UNIMPLEMENTED);
+  assert_serving();
+}
+
+static void test_missing_cache_metadata(void **state) {
+  (void)state;
+  assert_int_equal(push_back(root, NULL, "l", "v", 1), MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(fetch(root, NULL, "l"), MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(fetch(root, "", "l"), MIM_ERR_INVALID_ARGUMENT);
+  /* Missing list name is a bad argument too. */
+  assert_int_equal(fetch(root, CACHE, ""), MIM_ERR_INVALID_ARGUMENT);
+  assert_serving();
+}
+
+static void test_missing_cache(void **state) {
+  (void)state;
+  assert_int_equal(push_back(root, "no-such-cache", "l", "v", 1), MIM_ERR_NOT_FOUND);
+  assert_int_equal(fetch(root, "no-such-cache", "l"), MIM_ERR_NOT_FOUND);
+  assert_int_equal(raw_publish(root, "no-such-cache", "t", "v", 1, true), MIM_ERR_NOT_FOUND);
+  size_t items = 99;
+  assert_int_equal(subscribe_status(root, "no-such-cache", "t", &items), MIM_ERR_NOT_FOUND);
+  assert_int_equal(items, 0);
+  /* Publish/subscribe without a cache name or topic are bad arguments. */
+  assert_int_equal(raw_publish(root, "", "t", "v", 1, true), MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(raw_publish(root, CACHE, "", "v", 1, true), MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(subscribe_status(root, CACHE, "", &items), MIM_ERR_INVALID_ARGUMENT);
+  assert_serving();
+}
+
+/* ---- tokens ---- */
+
+/* Every authenticated kind of call refuses this token with UNAUTHENTICATED. */
+static void expect_unauthenticated(const char *token, const char *what) {
+  mim_transport *t = raw_connect(srv, token);
+  assert_non_null(t);
+  mim_status got[6];
+  got[0] = push_back(t, CACHE, "auth", "v", 1);
+  got[1] = fetch(t, CACHE, "auth");
+  got[2] = raw_publish(t, CACHE, "auth", "v", 1, true);
+  size_t items = 99;
+  got[3] = subscribe_status(t, CACHE, "auth", &items);
+  got[4] = gen_token(t, NULL);
+  got[5] = create_cache(t, "auth-cache");
+  for (size_t i = 0; i < 6; i++) {
+    if (got[i] != MIM_ERR_UNAUTHENTICATED) {
+      fprintf(stderr, "token %s, call %zu: %s\n", what, i, mim_status_name(got[i]));
+    }
+    assert_int_equal(got[i], MIM_ERR_UNAUTHENTICATED);
+  }
+  assert_int_equal(items, 0);
+  /* Ping needs no token. */
+  assert_int_equal(raw_ping(t), MIM_OK);
+  mim_transport_free(t);
+}
+
+static void test_bad_tokens(void **state) {
+  (void)state;
+  char *good = raw_root_token(srv);
+  assert_non_null(good);
+  size_t n = strlen(good);
+  assert_true(n > 20);
+  expect_unauthenticated("", "empty");
+  expect_unauthenticated("garbage", "garbage");
+  expect_unauthenticated("mim1.", "prefix only");
+  expect_unauthenticated("mim1.AAAA.BBBB", "short parts");
+  /* Tampered: one character changed in the payload, in the MAC, or the MAC cut short. */
+  const char *dot2 = strrchr(good, '.');
+  assert_non_null(dot2);
+  size_t mac_at = (size_t)(dot2 - good) + 1;
+  size_t flips[] = {6, mac_at / 2, mac_at + 3};
+  for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+    char *bad = strdup(good);
+    assert_non_null(bad);
+    bad[flips[i]] = bad[flips[i]] == 'A' ? 'B' : 'A';
+    expect_unauthenticated(bad, "flipped char");
+    free(bad);
+  }
+  char *cut = strdup(good);
+  assert_non_null(cut);
+  cut[n - 4] = '\0';
+  expect_unauthenticated(cut, "MAC cut short");
+  free(cut);
+  /* A token sent in the request body of GenerateDisposableToken is checked the same way. */
+  mim_transport *anon = raw_connect(srv, "");
+  assert_non_null(anon);
+  assert_int_equal(gen_token(anon, good), MIM_OK);
+  char *bad = strdup(good);
+  assert_non_null(bad);
+  bad[mac_at + 1] = bad[mac_at + 1] == 'A' ? 'B' : 'A';
+  assert_int_equal(gen_token(anon, bad), MIM_ERR_UNAUTHENTICATED);
+  free(bad);
+  mim_transport_free(anon);
+  /* And the genuine token still works everywhere. */
+  assert_int_equal(push_back(root, CACHE, "auth", "v", 1), MIM_OK);
+  assert_int_equal(create_cache(root, "auth-cache"), MIM_OK);
+  free(good);
+  assert_serving();
+}
+
+/* ---- connection churn ---- */
+
+typedef struct worker {
+  pthread_t th;
+  atomic_bool stop;
+  atomic_long ok;
+  atomic_long failed;
+  mim_status first_failure;
+} worker;
+
+/* Keeps one client busy (push + fetch) while others connect and disconnect. */
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  mim_transport *t = raw_connect(srv, NULL);
+  if (!t) {
+    atomic_fetch_add(&w->failed, 1);
+    return NULL;
+  }
+  while (!atomic_load(&w->stop)) {
+    mim_status a = raw_publish(t, CACHE, "churn", "x", 1, true);
+    mim_status b = fetch(t, CACHE, "churn");
+    if (a == MIM_OK && b == MIM_OK) {
+      atomic_fetch_add(&w->ok, 1);
+    } else {
+      if (atomic_fetch_add(&w->failed, 1) == 0) {
+        w->first_failure = a != MIM_OK ? a : b;
+      }
+    }
+  }
+  mim_transport_free(t);
+  return NULL;
+}
+
+static void test_connect_churn(void **state) {
+  (void)state;
+  enum { N = 2000 };
+  worker w = {0};
+  assert_int_equal(pthread_create(&w.th, NULL, worker_main, &w), 0);
+  int64_t t0 = raw_now_ms();
+  int pings_ok = 0;
+  for (int i = 0; i < N; i++) {
+    mim_transport *t = raw_connect(srv, NULL);
+    assert_non_null(t);
+    if (raw_ping(t) == MIM_OK) {
+      pings_ok++;
+    }
+    mim_transport_free(t);
+    assert_true(raw_now_ms() - t0 < 60000); /* bounded */
+  }
+  int64_t elapsed = raw_now_ms() - t0;
+  atomic_store(&w.stop, true);
+  pthread_join(w.th, NULL);
+  fprintf(stderr,
+          "churn: %d connect+ping+free in %lld ms (%.2f ms each); worker %ld ok, %ld failed\n", N,
+          (long long)elapsed, (double)elapsed / N, atomic_load(&w.ok), atomic_load(&w.failed));
+  assert_int_equal(pings_ok, N);
+  assert_int_equal(atomic_load(&w.failed), 0);
+  assert_true(atomic_load(&w.ok) > 0);
+  assert_serving();
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_garbage_unary),  cmocka_unit_test(test_garbage_subscribe),
+      cmocka_unit_test(test_empty_requests), cmocka_unit_test(test_oversize_publish),
+      cmocka_unit_test(test_oversize_list),  cmocka_unit_test(test_huge_frame),
+      cmocka_unit_test(test_unknown_method), cmocka_unit_test(test_missing_cache_metadata),
+      cmocka_unit_test(test_missing_cache),  cmocka_unit_test(test_bad_tokens),
+      cmocka_unit_test(test_connect_churn),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
