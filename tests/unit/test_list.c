@@ -169,7 +169,7 @@ static void test_truncation(void **state) {
   mim_list_write_options o = {.refresh_ttl = true, .truncate_to = 3};
   uint32_t n = 0;
   for (int i = 0; i < 5; i++) {
-    char v[8];
+    char v[16];
     snprintf(v, sizeof v, "%d", i);
     assert_int_equal(mim_list_push_back(cli, CACHE, "trunc", v, strlen(v), &o, &n), MIM_OK);
   }
