@@ -614,6 +614,8 @@ typedef struct sub_log {
   char text[16][64];
   char publisher[16][32];
   int heartbeats;
+  int gaps;
+  uint64_t gap[3]; /* last discontinuity: last, next, page */
 } sub_log;
 
 static void sub_log_init(sub_log *l) {
@@ -725,6 +727,40 @@ static void test_subscribe_resume_at(void **state) {
   assert_true(got);
   expect(SUBSCRIBE, CACHE, subscribe_request("room", at, page));
   expect_item(&l, 0, at, page, "room");
+  sub_log_destroy(&l);
+  expect_no_more();
+}
+
+static void on_discontinuity(void *user, uint64_t last, uint64_t next, uint64_t page) {
+  sub_log *l = user;
+  pthread_mutex_lock(&l->mu);
+  l->gaps++;
+  l->gap[0] = last;
+  l->gap[1] = next;
+  l->gap[2] = page;
+  pthread_mutex_unlock(&l->mu);
+}
+
+/* The official _Discontinuity reaches the callback (new_sequence is the wire's
+ * new_topic_sequence + 1, see topics.h) before the item that follows it. */
+static void test_subscribe_discontinuity(void **state) {
+  (void)state;
+  sub_log l;
+  sub_log_init(&l);
+  mim_subscription_callbacks cb = {
+      .on_item = on_item, .on_discontinuity = on_discontinuity, .user = &l};
+  mim_subscribe_options o = {.resume_at = 100, .sequence_page = 2};
+  mim_subscription *sub = NULL;
+  assert_int_equal(mim_topic_subscribe(W.cli, CACHE, "gap", &o, &cb, &sub), MIM_OK);
+  bool got = wait_items(&l, 1);
+  mim_topic_unsubscribe(sub);
+  assert_true(got);
+  expect(SUBSCRIBE, CACHE, subscribe_request("gap", 100, 2));
+  assert_int_equal(l.gaps, 1);
+  assert_int_equal(l.gap[0], 99);
+  assert_int_equal(l.gap[1], 110);
+  assert_int_equal(l.gap[2], 3);
+  expect_item(&l, 0, 110, 3, "gap");
   sub_log_destroy(&l);
   expect_no_more();
 }
@@ -845,6 +881,7 @@ int main(void) {
       T(test_publish),
       T(test_subscribe_fresh_then_resume),
       T(test_subscribe_resume_at),
+      T(test_subscribe_discontinuity),
       T(test_token_client_only),
       T(test_token_moderated),
       T(test_token_selectors),

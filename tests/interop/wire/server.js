@@ -179,14 +179,28 @@ const { common } = require('@gomomento/generated-types/dist/common');
 // Subscribe: one heartbeat (the confirmation), then one item. A fresh subscription
 // (resume_at 0) gets item FIRST_SEQUENCE of page FIRST_PAGE and then the stream ends, so
 // the client's own re-subscription shows its resume fields; a resumed one gets the item
-// it asked for and stays open until the client cancels.
+// it asked for and stays open until the client cancels. A resumed one on topic "gap" is
+// told it cannot be served: a discontinuity (10 values later, next page) comes before the
+// item.
 function subscribe(req, call) {
   const resumeAt = req.resume_at_topic_sequence_number;
   const fresh = !resumeAt;
+  let seq = fresh ? FIRST_SEQUENCE : resumeAt;
+  let page = fresh ? FIRST_PAGE : req.sequence_page;
   call.write(new P._SubscriptionItem({ heartbeat: new P._Heartbeat() }));
+  if (!fresh && req.topic === 'gap') {
+    const discontinuity = new P._Discontinuity({
+      last_topic_sequence: resumeAt - 1,
+      new_topic_sequence: resumeAt + 9,
+      new_sequence_page: page + 1,
+    });
+    call.write(new P._SubscriptionItem({ discontinuity }));
+    seq = resumeAt + 10;
+    page += 1;
+  }
   const item = new P._TopicItem({
-    topic_sequence_number: fresh ? FIRST_SEQUENCE : resumeAt,
-    sequence_page: fresh ? FIRST_PAGE : req.sequence_page,
+    topic_sequence_number: seq,
+    sequence_page: page,
     publisher_id: PUBLISHER,
     value: new P._TopicValue({ text: `wire-item-${req.topic}` }),
   });
