@@ -580,6 +580,44 @@ static void test_async_errors(void **state) {
   waiter_destroy(&w);
 }
 
+/* From a callback: a sync call is refused (it would deadlock the event thread), an
+ * async call is fine and its callback runs later on the same thread. */
+typedef struct nested {
+  waiter w;
+  mim_status sync_status;
+  mim_status async_status;
+} nested;
+
+static void nested_inner(void *user, mim_status status, const char *detail, uint32_t new_length) {
+  on_write(&((nested *)user)->w, status, detail, new_length);
+}
+
+static void nested_outer(void *user, mim_status status, const char *detail, uint32_t new_length) {
+  nested *n = user;
+  (void)status;
+  (void)detail;
+  (void)new_length;
+  n->sync_status = mim_list_length(cli, CACHE, "nest", NULL, NULL);
+  n->async_status = mim_list_push_back_async(cli, CACHE, "nest", "2", 1, NULL, nested_inner, n);
+  on_write(&n->w, MIM_OK, "", 0);
+}
+
+static void test_calls_from_a_callback(void **state) {
+  (void)state;
+  assert_int_equal(mim_item_delete(cli, CACHE, "nest"), MIM_OK);
+  nested n;
+  memset(&n, 0, sizeof n);
+  waiter_init(&n.w);
+  assert_int_equal(mim_list_push_back_async(cli, CACHE, "nest", "1", 1, NULL, nested_outer, &n),
+                   MIM_OK);
+  assert_int_equal(waiter_wait(&n.w, 2), 2);
+  assert_int_equal(n.sync_status, MIM_ERR_FAILED_PRECONDITION);
+  assert_int_equal(n.async_status, MIM_OK);
+  assert_int_equal(n.w.status, MIM_OK);
+  assert_int_equal(n.w.new_length, 2);
+  waiter_destroy(&n.w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_push_and_fetch),
@@ -601,6 +639,7 @@ int main(void) {
       cmocka_unit_test(test_async_push_and_fetch),
       cmocka_unit_test(test_async_many_in_flight),
       cmocka_unit_test(test_async_errors),
+      cmocka_unit_test(test_calls_from_a_callback),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
