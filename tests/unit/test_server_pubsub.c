@@ -1,0 +1,484 @@
+/* mim-local topics under conditions the official SDKs do not produce on purpose: streams
+ * cancelled at every stage (before the first item, after some items, during a flood, by
+ * freeing the transport), 1,000 concurrent subscribers on one topic, a subscriber that
+ * stops reading while others keep up (bounded server memory), and shutdown with open
+ * streams. The file's server must exit with status 0 on SIGTERM (streams freed). */
+// clang-format off
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+// clang-format on
+
+#include "raw_client.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CACHE "pubsub"
+#define REPLAY 64     /* --replay */
+#define MAX_QUEUE 128 /* --max-queue: per-subscriber bound before overflow */
+#define WAIT_MS 10000 /* upper bound for anything that should happen soon */
+
+static mim_local *srv;
+static mim_transport *root;
+
+static int start_server(mim_local **out) {
+  const char *caches[] = {CACHE, NULL};
+  const char *extra[] = {"--max-queue", "128", NULL};
+  mim_local_opts o = {.caches = caches,
+                      .extra_args = extra,
+                      .replay = REPLAY,
+                      .set_replay = 1,
+                      .log_level = "error"};
+  return mim_local_start(&o, out);
+}
+
+static int setup(void **state) {
+  (void)state;
+  if (start_server(&srv) != 0) {
+    return -1;
+  }
+  root = raw_connect(srv, NULL);
+  return root ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  mim_transport_free(root);
+  int rc = mim_local_stop(srv);
+  if (rc != 0) {
+    fprintf(stderr, "mim-local exit status %d (want 0)\n", rc);
+  }
+  return rc;
+}
+
+static void assert_serving(void) {
+  assert_true(mim_local_alive(srv));
+  assert_int_equal(raw_ping(root), MIM_OK);
+}
+
+static void publish_n(mim_transport *t, const char *topic, int n) {
+  for (int i = 0; i < n; i++) {
+    char v[32];
+    int len = snprintf(v, sizeof v, "m%d", i);
+    assert_int_equal(raw_publish(t, CACHE, topic, v, (size_t)len, true), MIM_OK);
+  }
+}
+
+/* A new subscriber on topic sees the next n publishes, in order, without gaps. */
+static void assert_topic_works(const char *topic) {
+  raw_sub s;
+  raw_sub_init(&s);
+  assert_int_equal(raw_subscribe(root, CACHE, topic, 0, 0, &s), MIM_OK);
+  assert_true(raw_sub_wait(&s, RAW_HEARTBEATS, 1, WAIT_MS));
+  publish_n(root, topic, 5);
+  assert_true(raw_sub_wait(&s, RAW_ITEMS, 5, WAIT_MS));
+  raw_sub_cancel(&s);
+  assert_true(raw_sub_wait_closed(&s, WAIT_MS));
+  assert_int_equal(s.bad_order, 0);
+  assert_int_equal(s.discontinuities, 0);
+  assert_int_equal(s.undecodable, 0);
+  raw_sub_destroy(&s);
+}
+
+static void close_and_check(raw_sub *s, mim_status want) {
+  assert_true(raw_sub_wait_closed(s, WAIT_MS));
+  if (s->close_status != want) {
+    fprintf(stderr, "stream closed with %s (%s), want %s\n", mim_status_name(s->close_status),
+            s->close_detail, mim_status_name(want));
+  }
+  assert_int_equal(s->close_status, want);
+}
+
+/* ---- cancellation ---- */
+
+static void test_cancel_before_first_item(void **state) {
+  (void)state;
+  enum { N = 100 };
+  raw_sub *subs = calloc(N, sizeof *subs);
+  assert_non_null(subs);
+  /* Cancelled at once: most before the server has even sent the first heartbeat. */
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&subs[i]);
+    assert_int_equal(raw_subscribe(root, CACHE, "early", 0, 0, &subs[i]), MIM_OK);
+    raw_sub_cancel(&subs[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    close_and_check(&subs[i], MIM_ERR_CANCELLED);
+    assert_int_equal(subs[i].items, 0);
+    raw_sub_destroy(&subs[i]);
+  }
+  /* Cancelled after the heartbeat but before any item. */
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&subs[i]);
+    assert_int_equal(raw_subscribe(root, CACHE, "early", 0, 0, &subs[i]), MIM_OK);
+  }
+  for (int i = 0; i < N; i++) {
+    assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
+    raw_sub_cancel(&subs[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    close_and_check(&subs[i], MIM_ERR_CANCELLED);
+    assert_int_equal(subs[i].items, 0);
+    raw_sub_destroy(&subs[i]);
+  }
+  free(subs);
+  /* The topic still delivers to a new subscriber (no stale subscriber blocks it). */
+  assert_topic_works("early");
+  assert_serving();
+}
+
+static void test_cancel_after_some_items(void **state) {
+  (void)state;
+  enum { N = 20, PUBLISHED = 30 };
+  raw_sub subs[N];
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&subs[i]);
+    subs[i].cancel_at_items = (size_t)i + 1; /* cancelled from its own callback */
+    assert_int_equal(raw_subscribe(root, CACHE, "mid", 0, 0, &subs[i]), MIM_OK);
+    assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
+  }
+  publish_n(root, "mid", PUBLISHED);
+  for (int i = 0; i < N; i++) {
+    close_and_check(&subs[i], MIM_ERR_CANCELLED);
+    /* Nothing was lost before the cancel; at most what was already in flight follows. */
+    assert_true(subs[i].items >= (size_t)i + 1);
+    assert_true(subs[i].items <= PUBLISHED);
+    assert_int_equal(subs[i].first_seq, 1);
+    assert_int_equal(subs[i].bad_order, 0);
+    raw_sub_destroy(&subs[i]);
+  }
+  assert_topic_works("mid");
+  assert_serving();
+}
+
+/* Streams that are still open when their transport is freed are cancelled by it. */
+static void test_transport_freed_with_open_streams(void **state) {
+  (void)state;
+  enum { N = 50 };
+  raw_sub subs[N];
+  mim_transport *t = raw_connect(srv, NULL);
+  assert_non_null(t);
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&subs[i]);
+    assert_int_equal(raw_subscribe(t, CACHE, "freed", 0, 0, &subs[i]), MIM_OK);
+  }
+  for (int i = 0; i < N; i++) {
+    assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
+  }
+  publish_n(root, "freed", 3);
+  for (int i = 0; i < N; i++) {
+    assert_true(raw_sub_wait(&subs[i], RAW_ITEMS, 3, WAIT_MS));
+  }
+  mim_transport_free(t); /* every on_close has run when this returns */
+  for (int i = 0; i < N; i++) {
+    assert_true(subs[i].closed);
+    assert_int_equal(subs[i].close_status, MIM_ERR_CANCELLED);
+    raw_sub_destroy(&subs[i]);
+  }
+  assert_topic_works("freed");
+  assert_serving();
+}
+
+typedef struct flooder {
+  pthread_t th;
+  const char *topic;
+  size_t value_len;
+  atomic_bool stop;
+  atomic_long published;
+  atomic_long failed;
+  mim_status first_failure;
+} flooder;
+
+static void *flood_main(void *arg) {
+  flooder *f = arg;
+  mim_transport *t = raw_connect(srv, NULL);
+  uint8_t *v = calloc(1, f->value_len);
+  if (!t || !v) {
+    atomic_fetch_add(&f->failed, 1);
+    free(v);
+    mim_transport_free(t);
+    return NULL;
+  }
+  while (!atomic_load(&f->stop)) {
+    mim_status st = raw_publish(t, CACHE, f->topic, v, f->value_len, false);
+    if (st == MIM_OK) {
+      atomic_fetch_add(&f->published, 1);
+    } else if (atomic_fetch_add(&f->failed, 1) == 0) {
+      f->first_failure = st;
+    }
+  }
+  free(v);
+  mim_transport_free(t);
+  return NULL;
+}
+
+static void test_cancel_during_flood(void **state) {
+  (void)state;
+  enum { TRANSPORTS = 3, PER = 20, N = TRANSPORTS * PER };
+  mim_transport *ts[TRANSPORTS];
+  raw_sub *subs = calloc(N, sizeof *subs);
+  assert_non_null(subs);
+  for (int i = 0; i < TRANSPORTS; i++) {
+    ts[i] = raw_connect(srv, NULL);
+    assert_non_null(ts[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&subs[i]);
+    assert_int_equal(raw_subscribe(ts[i % TRANSPORTS], CACHE, "flood", 0, 0, &subs[i]), MIM_OK);
+    assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
+  }
+  flooder f = {.topic = "flood", .value_len = 512};
+  assert_int_equal(pthread_create(&f.th, NULL, flood_main, &f), 0);
+  int64_t t0 = raw_now_ms();
+  /* Cancel subscriber i once it has seen about 5*i items: spread over the flood. */
+  for (int i = 0; i < N; i++) {
+    assert_true(raw_sub_wait(&subs[i], RAW_ITEMS, (size_t)(5 * i + 1), WAIT_MS));
+    raw_sub_cancel(&subs[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    close_and_check(&subs[i], MIM_ERR_CANCELLED);
+    assert_int_equal(subs[i].bad_order, 0);
+    raw_sub_destroy(&subs[i]);
+  }
+  /* The flood goes on after all its subscribers left. */
+  long before = atomic_load(&f.published);
+  int64_t deadline = raw_now_ms() + WAIT_MS;
+  while (atomic_load(&f.published) < before + 100 && raw_now_ms() < deadline) {
+    assert_int_equal(raw_ping(root), MIM_OK);
+  }
+  atomic_store(&f.stop, true);
+  pthread_join(f.th, NULL);
+  fprintf(stderr, "flood: %ld publishes in %lld ms while %d subscribers were cancelled\n",
+          atomic_load(&f.published), (long long)(raw_now_ms() - t0), N);
+  if (atomic_load(&f.failed)) {
+    fprintf(stderr, "flood publisher failed: %s\n", mim_status_name(f.first_failure));
+  }
+  assert_int_equal(atomic_load(&f.failed), 0);
+  assert_true(atomic_load(&f.published) >= before + 100);
+  for (int i = 0; i < TRANSPORTS; i++) {
+    mim_transport_free(ts[i]);
+  }
+  free(subs);
+  assert_topic_works("flood");
+  assert_serving();
+}
+
+/* ---- scale ---- */
+
+static void test_thousand_subscribers(void **state) {
+  (void)state;
+  enum { TRANSPORTS = 10, PER = 100, N = TRANSPORTS * PER, MSGS = 100 };
+  mim_transport *ts[TRANSPORTS];
+  raw_sub *subs = calloc(N, sizeof *subs);
+  assert_non_null(subs);
+  int64_t t0 = raw_now_ms();
+  for (int i = 0; i < TRANSPORTS; i++) {
+    ts[i] = raw_connect(srv, NULL);
+    assert_non_null(ts[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&subs[i]);
+    assert_int_equal(raw_subscribe(ts[i / PER], CACHE, "thousand", 0, 0, &subs[i]), MIM_OK);
+  }
+  /* The first heartbeat means the subscription is live: nothing published later is missed. */
+  for (int i = 0; i < N; i++) {
+    assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
+  }
+  int64_t t1 = raw_now_ms();
+  size_t want_bytes = 0;
+  for (int i = 0; i < MSGS; i++) {
+    char v[32];
+    int len = snprintf(v, sizeof v, "message-%d", i);
+    want_bytes += (size_t)len;
+    assert_int_equal(raw_publish(root, CACHE, "thousand", v, (size_t)len, true), MIM_OK);
+  }
+  int64_t t2 = raw_now_ms();
+  for (int i = 0; i < N; i++) {
+    assert_true(raw_sub_wait(&subs[i], RAW_ITEMS, MSGS, WAIT_MS));
+  }
+  int64_t t3 = raw_now_ms();
+  for (int i = 0; i < N; i++) {
+    raw_sub *s = &subs[i];
+    pthread_mutex_lock(&s->mu);
+    assert_int_equal(s->items, MSGS);
+    assert_int_equal(s->first_seq, 1); /* a fresh topic starts at 1 */
+    assert_int_equal(s->last_seq, MSGS);
+    assert_int_equal(s->bad_order, 0); /* consecutive sequence numbers */
+    assert_int_equal(s->discontinuities, 0);
+    assert_int_equal(s->undecodable, 0);
+    assert_int_equal(s->value_bytes, want_bytes);
+    assert_int_equal(s->page, subs[0].page);
+    pthread_mutex_unlock(&s->mu);
+    raw_sub_cancel(s);
+  }
+  assert_true(subs[0].page != 0);
+  for (int i = 0; i < N; i++) {
+    close_and_check(&subs[i], MIM_ERR_CANCELLED);
+    raw_sub_destroy(&subs[i]);
+  }
+  int64_t t4 = raw_now_ms();
+  for (int i = 0; i < TRANSPORTS; i++) {
+    mim_transport_free(ts[i]);
+  }
+  free(subs);
+  fprintf(stderr,
+          "1000 subscribers: subscribe %lld ms, publish %d %lld ms, all delivered +%lld ms, "
+          "cancel %lld ms, total %lld ms\n",
+          (long long)(t1 - t0), MSGS, (long long)(t2 - t1), (long long)(t3 - t2),
+          (long long)(t4 - t3), (long long)(raw_now_ms() - t0));
+  assert_true(raw_now_ms() - t0 < 30000);
+  assert_topic_works("thousand");
+  assert_serving();
+}
+
+/* ---- a slow subscriber ---- */
+
+/* On its own server, so that its memory baseline is not inflated by earlier tests. */
+static void test_slow_subscriber(void **state) {
+  (void)state;
+  enum { MSGS = 3000, VALUE = 16384, WARM = 2, TOTAL = MSGS + WARM };
+  mim_local *s2;
+  assert_int_equal(start_server(&s2), 0);
+  mim_transport *pub = raw_connect(s2, NULL);
+  assert_non_null(pub);
+  /* Each stream has its own transport: the slow one blocks its transport's event thread. */
+  mim_transport *slow_t = raw_connect(s2, NULL);
+  mim_transport *fast_t = raw_connect(s2, NULL);
+  assert_non_null(slow_t);
+  assert_non_null(fast_t);
+  raw_sub slow, fast;
+  raw_sub_init(&slow);
+  raw_sub_init(&fast);
+  assert_int_equal(raw_subscribe(slow_t, CACHE, "slow", 0, 0, &slow), MIM_OK);
+  assert_int_equal(raw_subscribe(fast_t, CACHE, "slow", 0, 0, &fast), MIM_OK);
+  assert_true(raw_sub_wait(&slow, RAW_HEARTBEATS, 1, WAIT_MS));
+  assert_true(raw_sub_wait(&fast, RAW_HEARTBEATS, 1, WAIT_MS));
+  raw_sub_set_block(&slow, true); /* the next message parks the slow reader */
+
+  /* Baseline after a warm-up burst that every reader takes (allocator and gRPC pools). */
+  for (int i = 0; i < WARM; i++) {
+    assert_int_equal(raw_publish(pub, CACHE, "slow", "warm", 4, true), MIM_OK);
+  }
+  assert_true(raw_sub_wait(&fast, RAW_ITEMS, WARM, WAIT_MS));
+  long rss0 = raw_proc_kib(s2->pid, "VmRSS");
+  uint8_t *v = calloc(1, VALUE);
+  assert_non_null(v);
+  int64_t t0 = raw_now_ms();
+  for (int i = 0; i < MSGS; i++) {
+    assert_int_equal(raw_publish(pub, CACHE, "slow", v, VALUE, false), MIM_OK);
+  }
+  int64_t t1 = raw_now_ms();
+  free(v);
+  /* The fast reader got every message, in order, while the slow one was stuck. */
+  assert_true(raw_sub_wait(&fast, RAW_ITEMS, TOTAL, WAIT_MS));
+  int64_t t2 = raw_now_ms();
+  long hwm = raw_proc_kib(s2->pid, "VmHWM");
+  long rss1 = raw_proc_kib(s2->pid, "VmRSS");
+  assert_true(raw_sub_wait_blocking(&slow, WAIT_MS));
+  pthread_mutex_lock(&fast.mu);
+  assert_int_equal(fast.items, TOTAL);
+  assert_int_equal(fast.bad_order, 0);
+  assert_int_equal(fast.discontinuities, 0);
+  pthread_mutex_unlock(&fast.mu);
+  fprintf(stderr,
+          "slow subscriber: %d x %d B published in %lld ms, fast reader done +%lld ms; "
+          "server RSS %ld -> %ld KiB (peak %ld KiB) for %d MiB published\n",
+          MSGS, VALUE, (long long)(t1 - t0), (long long)(t2 - t1), rss0, rss1, hwm,
+          MSGS * VALUE >> 20);
+  /* Bounded: the slow stream may hold its queue (MAX_QUEUE items), the ring (REPLAY) and
+   * what HTTP/2 flow control lets through, far less than the 46 MiB published. */
+  assert_true(t2 - t1 < 5000); /* the fast reader was not held back */
+  assert_true(rss0 > 0 && rss1 > 0);
+  assert_true(rss1 - rss0 < 16 * 1024);
+
+  /* Released, the slow reader catches up: a discontinuity tells it what it lost, and it
+   * ends at the newest item, in order after the gap. */
+  raw_sub_set_block(&slow, false);
+  bool disc = raw_sub_wait(&slow, RAW_DISCONTINUITIES, 1, WAIT_MS);
+  pthread_mutex_lock(&slow.mu);
+  bool ended = slow.closed && slow.close_status != MIM_ERR_CANCELLED;
+  pthread_mutex_unlock(&slow.mu);
+  assert_true(disc || ended);
+  int64_t deadline = raw_now_ms() + WAIT_MS;
+  for (;;) {
+    pthread_mutex_lock(&slow.mu);
+    bool done = slow.last_seq == TOTAL || slow.closed;
+    size_t n = slow.items;
+    pthread_mutex_unlock(&slow.mu);
+    if (done || raw_now_ms() > deadline) {
+      break;
+    }
+    raw_sub_wait(&slow, RAW_ITEMS, n + 1, 100);
+  }
+  pthread_mutex_lock(&slow.mu);
+  fprintf(stderr,
+          "slow reader: %zu items, %zu discontinuities (last %llu -> new %llu), closed %d\n",
+          slow.items, slow.discontinuities, (unsigned long long)slow.disc_last,
+          (unsigned long long)slow.disc_new, (int)slow.closed);
+  if (!slow.closed) {
+    assert_int_equal(slow.last_seq, TOTAL);
+    assert_true(slow.items < TOTAL);
+    assert_int_equal(slow.bad_order, 0);
+    assert_true(slow.disc_new >= slow.disc_last);
+  }
+  pthread_mutex_unlock(&slow.mu);
+  raw_sub_cancel(&slow);
+  raw_sub_cancel(&fast);
+  assert_true(raw_sub_wait_closed(&slow, WAIT_MS));
+  assert_true(raw_sub_wait_closed(&fast, WAIT_MS));
+  mim_transport_free(slow_t);
+  mim_transport_free(fast_t);
+  raw_sub_destroy(&slow);
+  raw_sub_destroy(&fast);
+  assert_int_equal(raw_ping(pub), MIM_OK);
+  mim_transport_free(pub);
+  assert_int_equal(mim_local_stop(s2), 0);
+}
+
+/* ---- shutdown ---- */
+
+/* SIGTERM with open (and busy) streams: every stream ends with UNAVAILABLE and the
+ * server still exits with status 0. Uses its own server. */
+static void test_shutdown_with_open_streams(void **state) {
+  (void)state;
+  enum { N = 40 };
+  mim_local *s2;
+  assert_int_equal(start_server(&s2), 0);
+  mim_transport *t = raw_connect(s2, NULL);
+  assert_non_null(t);
+  raw_sub subs[N];
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&subs[i]);
+    assert_int_equal(raw_subscribe(t, CACHE, i % 2 ? "a" : "b", 0, 0, &subs[i]), MIM_OK);
+    assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
+  }
+  assert_int_equal(raw_publish(t, CACHE, "a", "x", 1, true), MIM_OK);
+  assert_int_equal(mim_local_stop(s2), 0);
+  for (int i = 0; i < N; i++) {
+    assert_true(raw_sub_wait_closed(&subs[i], WAIT_MS));
+    assert_int_not_equal(subs[i].close_status, MIM_OK);
+    assert_int_not_equal(subs[i].close_status, MIM_ERR_CANCELLED);
+    raw_sub_destroy(&subs[i]);
+  }
+  mim_transport_free(t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_cancel_before_first_item),
+      cmocka_unit_test(test_cancel_after_some_items),
+      cmocka_unit_test(test_transport_freed_with_open_streams),
+      cmocka_unit_test(test_cancel_during_flood),
+      cmocka_unit_test(test_thousand_subscribers),
+      cmocka_unit_test(test_slow_subscriber),
+      cmocka_unit_test(test_shutdown_with_open_streams),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
