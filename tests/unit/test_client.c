@@ -239,6 +239,23 @@ static void test_unauthenticated_key(void **state) {
   mim_client_free(c);
 }
 
+static void test_tls_options(void **state) {
+  (void)state;
+  mim_client_options o;
+  mim_client_options_init(&o);
+  o.api_key = srv->root_key;
+  o.ca_file = "/nonexistent/roots.pem";
+  mim_client *c = (mim_client *)&o;
+  assert_int_equal(mim_client_create(&o, &c), MIM_ERR_INVALID_ARGUMENT);
+  assert_null(c);
+  /* TLS (the default) to a plaintext server: creation is fine, the call cannot connect. */
+  o.ca_file = NULL;
+  o.default_deadline_ms = 5000;
+  assert_int_equal(mim_client_create(&o, &c), MIM_OK);
+  assert_int_equal(mim_client_ping(c), MIM_ERR_UNAVAILABLE);
+  mim_client_free(c);
+}
+
 typedef struct log_capture {
   pthread_mutex_t mu;
   int lines;
@@ -291,6 +308,7 @@ int main(void) {
       cmocka_unit_test(test_cache_create_delete),
       cmocka_unit_test(test_cache_calls_reject_bad_input),
       cmocka_unit_test(test_unauthenticated_key),
+      cmocka_unit_test(test_tls_options),
       cmocka_unit_test(test_log_callback_installed),
   };
   return cmocka_run_group_tests(tests, start_server, stop_server);
