@@ -56,6 +56,7 @@ process.on('exit', () => {
   for (const s of running) {
     try {
       s.proc.kill('SIGKILL');
+      fs.rmSync(s.dir, {recursive: true, force: true});
     } catch {
       // already gone
     }
@@ -126,6 +127,14 @@ async function startMimLocal(opts = {}) {
     },
     async stop(timeoutMs = 10000) {
       return finish(server, 'SIGTERM', timeoutMs);
+    },
+    // stop(), and throw unless the server exited by itself with status 0.
+    async stopClean(timeoutMs = 10000) {
+      const st = await finish(server, 'SIGTERM', timeoutMs);
+      if (!st || st.code !== 0) {
+        throw new Error(`mim-local did not exit cleanly: ${JSON.stringify(st)}; log tail:\n${logText.slice(-3000)}`);
+      }
+      return st;
     },
     async kill() {
       return finish(server, 'SIGKILL', 5000);
@@ -349,7 +358,23 @@ function credentialsVia(proxy, key) {
   return credentials({endpoint: proxy.endpoint}, key);
 }
 
+/** Runs each cleanup even if an earlier one throws (so the server is always stopped). */
+async function cleanupAll(fns) {
+  const errors = [];
+  for (const fn of fns) {
+    try {
+      await fn();
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  if (errors.length) {
+    throw errors[0];
+  }
+}
+
 module.exports = {
+  cleanupAll,
   sdk,
   startMimLocal,
   credentials,

@@ -3,7 +3,7 @@
 // missing cache, and a clean exit (status 0) of mim-local on SIGTERM.
 const {test, before, after} = require('node:test');
 const assert = require('node:assert/strict');
-const {sdk, startMimLocal, credentials, cacheClient} = require('../lib/harness');
+const {sdk, startMimLocal, credentials, cacheClient, cleanupAll} = require('../lib/harness');
 
 let server;
 let cache;
@@ -14,10 +14,7 @@ before(async () => {
 });
 
 after(async () => {
-  cache?.close();
-  if (server && !server.exitInfo()) {
-    await server.stop();
-  }
+  await cleanupAll([() => cache?.close(), () => server?.stopClean()]);
 });
 
 test('listCaches shows the --cache caches', async () => {

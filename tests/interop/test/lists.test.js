@@ -4,7 +4,7 @@
 // listLength, listRemoveValue, listRetain, binary values, missing lists.
 const {test, before, after} = require('node:test');
 const assert = require('node:assert/strict');
-const {sdk, startMimLocal, credentials, cacheClient} = require('../lib/harness');
+const {sdk, startMimLocal, credentials, cacheClient, cleanupAll} = require('../lib/harness');
 
 const CACHE = 'interop-lists';
 let server;
@@ -16,8 +16,7 @@ before(async () => {
 });
 
 after(async () => {
-  cache?.close();
-  await server?.stop();
+  await cleanupAll([() => cache?.close(), () => server?.stopClean()]);
 });
 
 async function fetch(list, opts) {

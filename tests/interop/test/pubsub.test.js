@@ -5,7 +5,7 @@
 const {test, before, after} = require('node:test');
 const assert = require('node:assert/strict');
 const {
-  sdk, startMimLocal, credentials, topicClient, authClient, recordingSubscribe, waitFor,
+  sdk, startMimLocal, credentials, topicClient, authClient, recordingSubscribe, waitFor, cleanupAll,
 } = require('../lib/harness');
 
 const CACHE = 'interop-topics';
@@ -24,13 +24,13 @@ before(async () => {
 });
 
 after(async () => {
-  for (const s of subs) {
-    s.unsubscribe();
-  }
-  alice?.close();
-  bob?.close();
-  auth?.close();
-  await server?.stop();
+  await cleanupAll([
+    ...subs.map(s => () => s.unsubscribe()),
+    () => alice?.close(),
+    () => bob?.close(),
+    () => auth?.close(),
+    () => server?.stopClean(),
+  ]);
 });
 
 async function subscribe(client, topic) {
@@ -122,4 +122,27 @@ test('subscribe and publish on a missing cache fail with NOT_FOUND_ERROR', async
   const p = await bob.publish('no-such-cache', 't', 'x');
   assert.ok(p instanceof sdk.TopicPublish.Error, p.toString());
   assert.equal(p.errorCode(), sdk.MomentoErrorCode.CACHE_NOT_FOUND_ERROR);
+});
+
+test('SIGTERM with open subscriptions: mim-local exits 0 and subscribers see the stream end', async () => {
+  const busy = await startMimLocal({name: 'pubsub-shutdown', caches: [CACHE]});
+  const client = topicClient(credentials(busy));
+  const publisher = topicClient(credentials(busy));
+  try {
+    const recs = [];
+    for (const t of ['a', 'b', 'a']) {
+      recs.push(await recordingSubscribe(client, CACHE, t));
+    }
+    await publish(publisher, 'a', 'before shutdown');
+    await waitFor(() => recs[0].items.length === 1 && recs[2].items.length === 1, 5000, 'delivery');
+    const st = await busy.stop();
+    assert.deepEqual(st, {code: 0, signal: null}, `exit ${JSON.stringify(st)}:\n${busy.log().slice(-3000)}`);
+    await waitFor(() => recs.every(r => r.connectionLost > 0 || r.errors.length > 0 || r.ended > 0), 5000,
+      'every subscriber to notice');
+    recs.forEach(r => r.unsubscribe());
+  } finally {
+    client.close();
+    publisher.close();
+    await busy.stop();
+  }
 });

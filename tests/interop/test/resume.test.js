@@ -12,21 +12,19 @@ const {test, after} = require('node:test');
 const assert = require('node:assert/strict');
 const {
   sdk, startMimLocal, credentials, credentialsVia, topicClient, recordingSubscribe, startProxy,
-  waitFor,
+  waitFor, cleanupAll,
 } = require('../lib/harness');
 
 const CACHE = 'interop-resume';
 const cleanups = [];
 
 after(async () => {
-  for (const c of cleanups.reverse()) {
-    await c();
-  }
+  await cleanupAll(cleanups.reverse());
 });
 
 async function setup(serverOpts) {
   const server = await startMimLocal({caches: [CACHE], ...serverOpts});
-  cleanups.push(() => server.stop());
+  cleanups.push(() => server.stopClean());
   const publisher = topicClient(credentials(server));
   cleanups.push(() => publisher.close());
   return {server, publisher};

@@ -18,7 +18,7 @@ const gen = require('@gomomento/generated-types');
 const {permission_messages: pm} = require('@gomomento/generated-types/dist/permissionmessages');
 const {
   sdk, startMimLocal, credentials, cacheClient, topicClient, authClient, recordingSubscribe,
-  waitFor, sleep,
+  waitFor, sleep, cleanupAll,
 } = require('../lib/harness');
 
 const IM = 'instant-messaging';
@@ -44,14 +44,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of closers.reverse()) {
-    try {
-      c();
-    } catch {
-      // best effort
-    }
-  }
-  await server?.stop();
+  await cleanupAll([...closers.reverse(), () => server?.stopClean()]);
 });
 
 function rootApiKey() {
