@@ -461,17 +461,20 @@ static grpc_arg int_arg(char *key, int value) {
 }
 
 static grpc_server *create_server(const srv_rpc_config *cfg) {
-  grpc_arg args[4];
+  grpc_arg args[5];
   char k_max[] = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
   char k_ping[] = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
   char k_strikes[] = GRPC_ARG_HTTP2_MAX_PING_STRIKES;
   char k_permit[] = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
+  char k_reuse[] = GRPC_ARG_ALLOW_REUSEPORT;
   /* Clients (the official SDKs) send keepalive pings often; tolerate them. */
   args[0] = int_arg(k_max, (int)cfg->max_receive_bytes);
   args[1] = int_arg(k_ping, 1000);
   args[2] = int_arg(k_strikes, 0);
   args[3] = int_arg(k_permit, 1);
-  grpc_channel_args ca = {4, args};
+  /* Without this a second server on a busy port would silently share it. */
+  args[4] = int_arg(k_reuse, 0);
+  grpc_channel_args ca = {5, args};
   return grpc_server_create(&ca, NULL);
 }
 
