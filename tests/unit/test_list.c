@@ -10,12 +10,16 @@
 
 #include "mim_local.h"
 
+#include <arpa/inet.h>
 #include <momento/list.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CACHE "instant-messaging"
 
@@ -618,6 +622,52 @@ static void test_calls_from_a_callback(void **state) {
   waiter_destroy(&n.w);
 }
 
+/* A loopback socket that accepts TCP connections (the kernel completes them) but never
+ * speaks HTTP/2, so calls to it stay pending until their deadline. Returns the fd. */
+static int silent_listener(int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(fd, 16), 0);
+  socklen_t len = sizeof a;
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+static void test_free_cancels_pending_async(void **state) {
+  (void)state;
+  int port = 0;
+  int fd = silent_listener(&port);
+  char host[64];
+  snprintf(host, sizeof host, "127.0.0.1:%d", port);
+  mim_client_options o;
+  mim_client_options_init(&o);
+  o.api_key = srv->root_key;
+  o.plaintext = true;
+  o.cache_host = host;
+  o.default_deadline_ms = 60000;
+  mim_client *c = NULL;
+  assert_int_equal(mim_client_create(&o, &c), MIM_OK);
+  waiter w;
+  waiter_init(&w);
+  assert_int_equal(mim_list_fetch_async(c, CACHE, "l", NULL, on_fetch, &w), MIM_OK);
+  assert_int_equal(mim_list_push_back_async(c, CACHE, "l", "a", 1, NULL, on_write, &w), MIM_OK);
+  int64_t t0 = now_ms();
+  mim_client_free(c); /* must not wait for the 60 s deadline */
+  assert_true(now_ms() - t0 < 10000);
+  pthread_mutex_lock(&w.mu);
+  assert_int_equal(w.calls, 2); /* both callbacks ran before free returned */
+  assert_int_equal(w.status, MIM_ERR_CANCELLED);
+  pthread_mutex_unlock(&w.mu);
+  waiter_destroy(&w);
+  close(fd);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_push_and_fetch),
@@ -640,6 +690,7 @@ int main(void) {
       cmocka_unit_test(test_async_many_in_flight),
       cmocka_unit_test(test_async_errors),
       cmocka_unit_test(test_calls_from_a_callback),
+      cmocka_unit_test(test_free_cancels_pending_async),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
