@@ -870,10 +870,45 @@ static void test_ping_and_control(void **state) {
   expect_no_more();
 }
 
+/* ---- schema ---- */
+
+/* The static half: every message, field, oneof, enum value and method of lib/proto
+ * against the official classes (tests/interop/wire/schema.js), including the ones no call
+ * above exercises. */
+static void test_schema_matches_official(void **state) {
+  (void)state;
+  char dir[] = "/tmp/mim-wire-schema-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char pb[64], script[512];
+  snprintf(pb, sizeof pb, "%s/ours.pb", dir);
+  snprintf(script, sizeof script, "%s/schema.js", wire_dir());
+  const char *protoc = getenv("PROTOC_C");
+  if (protoc == NULL || protoc[0] == '\0')
+    protoc = "protoc-c";
+  char *const gen[] = {"sh",
+                       "-c",
+                       "\"$0\" --descriptor_set_out=\"$1\" --include_imports -Ilib/proto "
+                       "lib/proto/*.proto",
+                       (char *)protoc,
+                       pb,
+                       NULL};
+  int gen_rc = run_to_end(gen);
+  char *const cmp[] = {"timeout", "60", "node", script, pb, NULL};
+  int cmp_rc = gen_rc == 0 ? run_to_end(cmp) : -1;
+  unlink(pb);
+  rmdir(dir);
+  if (gen_rc != 0)
+    fail_msg("%s could not describe lib/proto (exit %d; run from the repository root)", protoc,
+             gen_rc);
+  if (cmp_rc != 0)
+    fail_msg("lib/proto differs from the official schema (see MISMATCH lines above)");
+}
+
 #define T(f) cmocka_unit_test_setup(f, skip_old_records)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      T(test_schema_matches_official),
       T(test_list_push_back),
       T(test_list_push_front_and_concat),
       T(test_list_fetch),
