@@ -340,6 +340,14 @@ static bool scs_admit(scs_ctx *x, const ProtobufCMessage *m, auth_cache_verb ver
     return false;
   }
   x->key = request_key(m);
+  if (x->key.len == 0) {
+    srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT, "%s is missing or empty",
+                  m->descriptor == &cache_client____delete_request__descriptor ||
+                          m->descriptor == &cache_client____item_get_ttl_request__descriptor
+                      ? "cache_key"
+                      : "list_name");
+    return false;
+  }
   if (!auth_allows_cache(claims, x->cache, x->key.data, x->key.len, verb)) {
     srv_call_fail(x->call, GRPC_STATUS_PERMISSION_DENIED,
                   "token lacks permission for %s on this item of cache %s", method, x->cache);
