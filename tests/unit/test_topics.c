@@ -604,6 +604,65 @@ static void test_resume_after_stream_cut(void **state) {
   mim_client_free(sc);
 }
 
+/* ---- non-retryable end: the cache goes away under a live subscription ---- */
+
+static void test_cache_deleted_closes(void **state) {
+  (void)state;
+  mim_client *c = root_client();
+  assert_int_equal(mim_cache_create(c, "doomed"), MIM_OK);
+  rec *r = rec_new();
+  mim_subscription_callbacks cb = callbacks(r);
+  mim_subscribe_options so = {.backoff_initial_ms = 20, .backoff_max_ms = 100};
+  mim_subscription *sub = NULL;
+  assert_int_equal(mim_topic_subscribe(c, "doomed", "t", &so, &cb, &sub), MIM_OK);
+  assert_int_equal(mim_cache_delete(c, "doomed"), MIM_OK);
+  /* Either the stream ends and the re-subscribe gets NOT_FOUND, or the server ends the
+   * stream with NOT_FOUND directly: both close the subscription for good. */
+  assert_int_equal(rec_wait(r, &r->closed, 1, RECONNECT_MS), 1);
+  pthread_mutex_lock(&r->mu);
+  assert_int_equal(r->states[r->nstates - 1], MIM_SUB_CLOSED);
+  assert_int_equal(r->state_status[r->nstates - 1], MIM_ERR_NOT_FOUND);
+  pthread_mutex_unlock(&r->mu);
+  mim_topic_unsubscribe(sub);
+  rec_free(r);
+  mim_client_free(c);
+}
+
+/* ---- a lost stream that never saw a value: conservative discontinuity ---- */
+
+static void test_blind_reconnect_reports_gap(void **state) {
+  (void)state;
+  mim_client *c = root_client();
+  publish_n(c, "blind", 0, 2); /* values 1 and 2, before we subscribe */
+  rec *r = rec_new();
+  mim_subscription *sub = subscribe(c, "blind", r, NULL);
+  assert_int_equal(mim_local_signal(srv, SIGUSR1), 0);
+  assert_true(rec_wait(r, &r->connected, 2, RECONNECT_MS) >= 2);
+  publish_n(c, "blind", 2, 1);
+  assert_int_equal(rec_wait(r, &r->items, 1, WAIT_MS), 1);
+  pthread_mutex_lock(&r->mu);
+  assert_int_equal(r->discontinuities, 1);
+  assert_int_equal(r->disc_last, 0);
+  assert_int_equal(r->disc_new, 3);
+  assert_int_equal(r->seq[0], 3);
+  assert_int_equal(r->disc_page, r->page[0]);
+  pthread_mutex_unlock(&r->mu);
+  /* Now the position is known: the next cut resumes exactly, without a discontinuity. */
+  assert_int_equal(mim_local_signal(srv, SIGUSR1), 0);
+  publish_n(c, "blind", 3, 1);
+  assert_true(rec_wait(r, &r->connected, 3, RECONNECT_MS) >= 3);
+  publish_n(c, "blind", 4, 1);
+  assert_int_equal(rec_wait(r, &r->items, 3, WAIT_MS), 3);
+  pthread_mutex_lock(&r->mu);
+  assert_int_equal(r->discontinuities, 1);
+  assert_int_equal(r->seq[1], 4);
+  assert_int_equal(r->seq[2], 5);
+  pthread_mutex_unlock(&r->mu);
+  mim_topic_unsubscribe(sub);
+  rec_free(r);
+  mim_client_free(c);
+}
+
 /* ---- reconnect across a server restart on the same port ---- */
 
 static void test_reconnect_after_restart(void **state) {
@@ -788,11 +847,16 @@ int main(void) {
       cmocka_unit_test(test_subscribe_async_and_resume_at),
       cmocka_unit_test(test_publisher_id_and_permissions),
       cmocka_unit_test(test_resume_after_stream_cut),
+      cmocka_unit_test(test_cache_deleted_closes),
+      cmocka_unit_test(test_blind_reconnect_reports_gap),
       cmocka_unit_test(test_reconnect_after_restart),
       cmocka_unit_test(test_watchdog_frozen_server),
       cmocka_unit_test(test_unsubscribe_races_flood),
       cmocka_unit_test(test_unsubscribe_inside_on_item),
       cmocka_unit_test(test_unsubscribe_immediately),
   };
+  const char *only = getenv("TOPICS_TEST"); /* e.g. TOPICS_TEST='test_watchdog*' */
+  if (only && *only)
+    cmocka_set_test_filter(only);
   return cmocka_run_group_tests(tests, start_server, stop_server);
 }
