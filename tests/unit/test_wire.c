@@ -8,6 +8,9 @@
  * the public API and compares the record with what it sent, field by field, and checks
  * that our client decodes the official server's answers. This proves our lib/proto files
  * agree with Momento's on paths, field numbers and types, independent of mim-local.
+ * test_schema_matches_official adds the static half: tests/interop/wire/schema.js compares
+ * every message, field, oneof, enum value and method of lib/proto (as described by
+ * protoc-c) with the official classes, including those no call here exercises.
  *
  * By default the test installs the pinned npm packages (tests/interop/wire/ensure-deps.sh,
  * `npm ci` only when needed) and spawns `node tests/interop/wire/server.js` on a free
