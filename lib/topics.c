@@ -499,7 +499,8 @@ static void schedule_reconnect(mim_subscription *s, mim_status status, const cha
   mim_log(MIM_LOG_INFO, "topics: stream of %s lost (%s: %s); re-subscribing in %lld ms", s->topic,
           mim_status_name(status), detail ? detail : "", (long long)delay);
   if (!arm_timer(s, delay, backoff_fired, &s->backoff_timer)) {
-    close_for_good(s, MIM_ERR_NO_MEMORY, "could not schedule a re-subscribe");
+    /* Only when the client is being freed (or out of memory): nothing can retry. */
+    close_for_good(s, MIM_ERR_CANCELLED, "could not schedule a re-subscribe");
     return;
   }
   if (changed)
@@ -654,6 +655,12 @@ static void handle_item(mim_subscription *s, const CacheClient__Pubsub__TopicIte
                                                                                        : "";
     item.data = (const uint8_t *)text;
     item.len = strlen(text);
+    /* The promise is "text is UTF-8": a foreign publisher's bad text arrives as bytes. */
+    if (utf8_invalid_at(item.data, item.len) != SIZE_MAX) {
+      mim_log(MIM_LOG_DEBUG, "topics: value %llu on %s is not valid UTF-8; delivered as binary",
+              (unsigned long long)seq, s->topic);
+      item.is_binary = true;
+    }
   }
   notify_item(s, &item);
 }

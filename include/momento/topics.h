@@ -45,7 +45,8 @@ typedef struct mim_topic_item {
   uint64_t sequence;        /* topic sequence number (grows by one per message) */
   uint64_t sequence_page;   /* topic incarnation */
   const char *publisher_id; /* token id of the publisher: the trusted sender identity */
-  bool is_binary;           /* false: data is UTF-8 text */
+  bool is_binary;           /* false: data is valid UTF-8 text (text that is not valid
+                               UTF-8 on the wire is delivered as binary) */
   const uint8_t *data;      /* NUL-terminated for convenience */
   size_t len;
 } mim_topic_item;
@@ -82,14 +83,17 @@ typedef struct mim_subscribe_options {
   uint64_t resume_at;            /* 0 = live only; else resume at this sequence number */
   uint64_t sequence_page;        /* page the resume_at belongs to */
   int64_t heartbeat_timeout_ms;  /* silence that counts as a dead stream; 0 = 30000 */
+  /* Re-subscribe delays: attempt n (0-based since the last confirmed stream) waits a
+   * uniformly random time in [0, min(max, initial * 2^n)] ("full jitter"). */
   int64_t backoff_initial_ms;    /* 0 = 100 */
   int64_t backoff_max_ms;        /* 0 = 5000 */
 } mim_subscribe_options;
 
 /* Subscribes and waits until the server confirmed the subscription (its first item) or
  * the client's default deadline passed. From that moment no value published to the
- * topic can be missed. options may be NULL. *out is owned by the caller: release it with
- * mim_topic_unsubscribe. Errors: MIM_ERR_NOT_FOUND (cache), MIM_ERR_PERMISSION_DENIED,
+ * topic can be missed. On MIM_OK, on_state(MIM_SUB_CONNECTED) and the callbacks of the
+ * confirming item have already run (possibly before *out was set). options may be NULL.
+ * *out is owned by the caller: release it with mim_topic_unsubscribe. Errors: MIM_ERR_NOT_FOUND (cache), MIM_ERR_PERMISSION_DENIED,
  * MIM_ERR_UNAUTHENTICATED, MIM_ERR_DEADLINE_EXCEEDED, MIM_ERR_UNAVAILABLE, ... (no
  * subscription exists then and no callback runs). Must not be called from a callback. */
 MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, const char *topic,
@@ -99,7 +103,9 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
 
 /* Like mim_topic_subscribe but returns at once; confirmation arrives as
  * on_state(MIM_SUB_CONNECTED), a failure of the first attempt as on_state(MIM_SUB_CLOSED)
- * with its status. May be called from a callback. */
+ * with its status. The first attempt has no deadline of its own: it ends when the server
+ * answers or gRPC reports the connection lost; unsubscribe to give up earlier. From the
+ * first confirmation on, the heartbeat watchdog applies. May be called from a callback. */
 MIM_API mim_status mim_topic_subscribe_async(mim_client *client, const char *cache,
                                              const char *topic,
                                              const mim_subscribe_options *options,
