@@ -93,9 +93,10 @@ typedef struct mim_subscribe_options {
  * the client's default deadline passed. From that moment no value published to the
  * topic can be missed. On MIM_OK, on_state(MIM_SUB_CONNECTED) and the callbacks of the
  * confirming item have already run (possibly before *out was set). options may be NULL.
- * *out is owned by the caller: release it with mim_topic_unsubscribe. Errors: MIM_ERR_NOT_FOUND (cache), MIM_ERR_PERMISSION_DENIED,
- * MIM_ERR_UNAUTHENTICATED, MIM_ERR_DEADLINE_EXCEEDED, MIM_ERR_UNAVAILABLE, ... (no
- * subscription exists then and no callback runs). Must not be called from a callback. */
+ * *out is owned by the caller: release it with mim_topic_unsubscribe.
+ * Errors: MIM_ERR_NOT_FOUND (cache), MIM_ERR_PERMISSION_DENIED, MIM_ERR_UNAUTHENTICATED,
+ * MIM_ERR_DEADLINE_EXCEEDED, MIM_ERR_UNAVAILABLE, ... (no subscription exists then and no
+ * callback runs). Must not be called from a callback. */
 MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, const char *topic,
                                        const mim_subscribe_options *options,
                                        const mim_subscription_callbacks *callbacks,
