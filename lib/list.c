@@ -226,6 +226,7 @@ static mim_status call_packed(mim_client *c, const char *cache, const char *meth
 static mim_status push(bool back, mim_client *c, const char *cache, const char *list,
                        const void *value, size_t len, const mim_list_write_options *o,
                        uint32_t *new_length) {
+  set_u32(new_length, 0);
   mim_status st = check_target(c, cache, "list name", list);
   if (st == MIM_OK)
     st = check_value(value, len);
@@ -295,6 +296,7 @@ static mim_status pack_concat(bool back, const char *list, const ProtobufCBinary
 static mim_status concat(bool back, mim_client *c, const char *cache, const char *list,
                          const mim_bytes *values, size_t count, const mim_list_write_options *o,
                          uint32_t *new_length) {
+  set_u32(new_length, 0);
   mim_status st = check_target(c, cache, "list name", list);
   if (st == MIM_OK)
     st = check_values(values, count);
@@ -340,13 +342,13 @@ MIM_API mim_status mim_list_concat_front(mim_client *client, const char *cache, 
 
 MIM_API mim_status mim_list_fetch(mim_client *client, const char *cache, const char *list,
                                   const mim_list_range *range, mim_list_values **out) {
+  if (out)
+    *out = NULL;
   mim_status st = check_target(client, cache, "list name", list);
   if (st == MIM_OK && !out)
     st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
-  if (st != MIM_OK)
-    return st;
-  *out = NULL;
-  st = check_range(range);
+  if (st == MIM_OK)
+    st = check_range(range);
   mim_pb_buf buf;
   if (st == MIM_OK)
     st = pack_fetch(list, range, &buf);
@@ -363,11 +365,11 @@ MIM_API mim_status mim_list_fetch(mim_client *client, const char *cache, const c
 
 MIM_API mim_status mim_list_length(mim_client *client, const char *cache, const char *list,
                                    uint32_t *length, bool *found) {
+  set_u32(length, 0);
+  set_bool(found, false);
   mim_status st = check_target(client, cache, "list name", list);
   if (st != MIM_OK)
     return st;
-  set_u32(length, 0);
-  set_bool(found, false);
   CacheClient__ListLengthRequest req = CACHE_CLIENT____LIST_LENGTH_REQUEST__INIT;
   req.list_name = name_bin(list);
   ProtobufCMessage *m;
@@ -408,12 +410,12 @@ static void retain_range(CacheClient__ListRetainRequest *req, const mim_list_ran
 MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const char *list,
                                    const mim_list_range *range,
                                    const mim_list_write_options *options, uint32_t *new_length) {
+  set_u32(new_length, 0);
   mim_status st = check_target(client, cache, "list name", list);
   if (st == MIM_OK)
     st = check_range(range);
   if (st != MIM_OK)
     return st;
-  set_u32(new_length, 0);
   const mim_list_write_options *o = write_opts(options);
   CacheClient__ListRetainRequest req = CACHE_CLIENT____LIST_RETAIN_REQUEST__INIT;
   req.list_name = name_bin(list);
@@ -436,12 +438,12 @@ MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const 
 
 MIM_API mim_status mim_list_remove_value(mim_client *client, const char *cache, const char *list,
                                          const void *value, size_t len, uint32_t *new_length) {
+  set_u32(new_length, 0);
   mim_status st = check_target(client, cache, "list name", list);
   if (st == MIM_OK)
     st = check_value(value, len);
   if (st != MIM_OK)
     return st;
-  set_u32(new_length, 0);
   CacheClient__ListRemoveRequest req = CACHE_CLIENT____LIST_REMOVE_REQUEST__INIT;
   req.list_name = name_bin(list);
   req.remove_case = CACHE_CLIENT____LIST_REMOVE_REQUEST__REMOVE_ALL_ELEMENTS_WITH_VALUE;
@@ -495,12 +497,12 @@ static void erase_body(CacheClient__ListEraseRequest *req, const mim_list_erase_
 MIM_API mim_status mim_list_erase(mim_client *client, const char *cache, const char *list,
                                   const mim_list_erase_range *ranges, size_t n,
                                   uint32_t *new_length) {
+  set_u32(new_length, 0);
   mim_status st = check_target(client, cache, "list name", list);
   if (st == MIM_OK)
     st = check_erase(ranges, n);
   if (st != MIM_OK)
     return st;
-  set_u32(new_length, 0);
   CacheClient__ListRange *rs = n ? calloc(n, sizeof *rs) : NULL;
   CacheClient__ListRange **rp = n ? calloc(n, sizeof *rp) : NULL;
   if (n && (!rs || !rp)) {
@@ -548,14 +550,14 @@ static mim_status give_value(const ProtobufCBinaryData *v, uint8_t **value, size
 
 static mim_status pop(bool front, mim_client *c, const char *cache, const char *list,
                       uint8_t **value, size_t *len, bool *found) {
-  mim_status st = check_target(c, cache, "list name", list);
-  if (st != MIM_OK)
-    return st;
   if (value)
     *value = NULL;
   if (len)
     *len = 0;
   set_bool(found, false);
+  mim_status st = check_target(c, cache, "list name", list);
+  if (st != MIM_OK)
+    return st;
   /* Both requests are just list_name = 1, so one encoding serves both methods. */
   CacheClient__ListPopFrontRequest req = CACHE_CLIENT____LIST_POP_FRONT_REQUEST__INIT;
   req.list_name = name_bin(list);
@@ -616,12 +618,12 @@ MIM_API mim_status mim_item_delete(mim_client *client, const char *cache, const 
 
 MIM_API mim_status mim_item_ttl(mim_client *client, const char *cache, const char *key,
                                 uint64_t *remaining_ms, bool *found) {
-  mim_status st = check_target(client, cache, "key", key);
-  if (st != MIM_OK)
-    return st;
   if (remaining_ms)
     *remaining_ms = 0;
   set_bool(found, false);
+  mim_status st = check_target(client, cache, "key", key);
+  if (st != MIM_OK)
+    return st;
   CacheClient__ItemGetTtlRequest req = CACHE_CLIENT____ITEM_GET_TTL_REQUEST__INIT;
   req.cache_key = name_bin(key);
   ProtobufCMessage *m;

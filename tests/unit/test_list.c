@@ -416,6 +416,8 @@ static void test_invalid_arguments(void **state) {
   assert_int_equal(mim_list_concat_front(cli, CACHE, "l", &bad, 1, NULL, NULL), E);
   assert_int_equal(mim_list_fetch(cli, CACHE, "l", NULL, NULL), E);
   assert_int_equal(mim_list_fetch(cli, NULL, "l", NULL, &lv), E);
+  assert_null(lv); /* reset even when the arguments are rejected */
+  lv = (mim_list_values *)&lv;
   mim_list_range r = rng(true, 5, true, 2);
   assert_int_equal(mim_list_fetch(cli, CACHE, "l", &r, &lv), E);
   assert_null(lv);
