@@ -16,11 +16,15 @@
 #include "raw_client.h"
 #include "token.pb-c.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define CACHE "robust"
 #define MAX_MSG 4096 /* --max-message-bytes */
@@ -36,10 +40,39 @@
 static mim_local *srv;
 static mim_transport *root; /* root token, all planes */
 
+/* The server's HMAC secret is ours (--auth-secret-file), so tests can sign tokens whose
+ * payload is malformed: that reaches the server's payload parser behind the MAC check. */
+static char g_dir[64];
+static char g_secret_file[128];
+static uint8_t g_secret[32];
+
+static int write_secret(void) {
+  snprintf(g_dir, sizeof g_dir, "/tmp/mim-robust-XXXXXX");
+  if (!mkdtemp(g_dir)) {
+    return -1;
+  }
+  snprintf(g_secret_file, sizeof g_secret_file, "%s/secret", g_dir);
+  FILE *f = fopen(g_secret_file, "w");
+  if (!f) {
+    return -1;
+  }
+  for (size_t i = 0; i < sizeof g_secret; i++) {
+    g_secret[i] = (uint8_t)(i * 37 + 11);
+    fprintf(f, "%02x", g_secret[i]);
+  }
+  fputc('\n', f);
+  return fclose(f) == 0 ? 0 : -1;
+}
+
 static int setup(void **state) {
   (void)state;
+  if (write_secret() != 0) {
+    return -1;
+  }
   const char *caches[] = {CACHE, NULL};
-  const char *extra[] = {"--max-message-bytes", "4096", "--max-list-length", "8", NULL};
+  const char *extra[] = {
+      "--max-message-bytes", "4096", "--max-list-length", "8", "--auth-secret-file",
+      g_secret_file,         NULL};
   mim_local_opts o = {.caches = caches, .extra_args = extra, .log_level = "warn"};
   if (mim_local_start(&o, &srv) != 0) {
     return -1;
@@ -53,6 +86,8 @@ static int teardown(void **state) {
   (void)state;
   mim_transport_free(root);
   int rc = mim_local_stop(srv);
+  unlink(g_secret_file);
+  rmdir(g_dir);
   if (rc != 0) {
     fprintf(stderr, "mim-local exit status %d (want 0)\n", rc);
   }
@@ -424,6 +459,205 @@ static void test_bad_tokens(void **state) {
   assert_serving();
 }
 
+/* ---- signed tokens with bad payloads ---- */
+
+static char *b64url(const uint8_t *d, size_t n) {
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  char *out = malloc(n / 3 * 4 + 5);
+  assert_non_null(out);
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)d[i] << 16;
+    size_t k = n - i < 3 ? n - i : 3;
+    if (k > 1) {
+      v |= (uint32_t)d[i + 1] << 8;
+    }
+    if (k > 2) {
+      v |= d[i + 2];
+    }
+    for (size_t j = 0; j < k + 1; j++) {
+      out[o++] = abc[(v >> (18 - 6 * j)) & 63];
+    }
+  }
+  out[o] = '\0';
+  return out;
+}
+
+/* "mim1." + b64url(payload) + "." + b64url(HMAC-SHA256(secret, what precedes the dot)). */
+static char *sign(const uint8_t *payload, size_t n) {
+  char *p64 = b64url(payload, n);
+  size_t plen = strlen(p64);
+  char *signed_part = malloc(plen + 6);
+  assert_non_null(signed_part);
+  snprintf(signed_part, plen + 6, "mim1.%s", p64);
+  free(p64);
+  uint8_t mac[32];
+  unsigned mlen = 0;
+  assert_non_null(HMAC(EVP_sha256(), g_secret, sizeof g_secret, (const uint8_t *)signed_part,
+                       strlen(signed_part), mac, &mlen));
+  assert_int_equal(mlen, 32);
+  char *m64 = b64url(mac, 32);
+  size_t tl = strlen(signed_part) + 1 + strlen(m64) + 1;
+  char *tok = malloc(tl);
+  assert_non_null(tok);
+  snprintf(tok, tl, "%s.%s", signed_part, m64);
+  free(signed_part);
+  free(m64);
+  return tok;
+}
+
+/* version 1, expiry (u64 BE), id (u16 BE length + bytes), then perms bytes. */
+static size_t payload(uint8_t *buf, uint8_t version, uint64_t expires, const char *id,
+                      const uint8_t *perms, size_t perms_len) {
+  size_t idl = strlen(id);
+  buf[0] = version;
+  for (int i = 0; i < 8; i++) {
+    buf[1 + i] = (uint8_t)(expires >> (56 - 8 * i));
+  }
+  buf[9] = (uint8_t)(idl >> 8);
+  buf[10] = (uint8_t)idl;
+  memcpy(buf + 11, id, idl);
+  memcpy(buf + 11 + idl, perms, perms_len);
+  return 11 + idl + perms_len;
+}
+
+static const uint8_t g_su_perms[] = {0x08, 0x00}; /* Permissions{super_user = SuperUser} */
+
+static char *forged(uint8_t version, uint64_t expires, const uint8_t *perms, size_t n) {
+  uint8_t buf[512];
+  assert_true(n < 400);
+  return sign(buf, payload(buf, version, expires, "forged", perms, n));
+}
+
+static void test_signed_bad_payloads(void **state) {
+  (void)state;
+  uint64_t now = (uint64_t)time(NULL);
+  /* Control: a correctly signed super-user payload works, so the refusals below are about
+   * the payloads and not about our signing. */
+  char *ok = forged(1, now + 3600, g_su_perms, sizeof g_su_perms);
+  mim_transport *t = raw_connect(srv, ok);
+  assert_non_null(t);
+  assert_int_equal(push_back(t, CACHE, "forged", "v", 1), MIM_OK);
+  assert_int_equal(raw_publish(t, CACHE, "forged", "v", 1, true), MIM_OK);
+  assert_int_equal(create_cache(t, "forged-cache"), MIM_OK);
+  mim_transport_free(t);
+  free(ok);
+
+  char *bad[16];
+  size_t nb = 0;
+  bad[nb++] = forged(1, now - 10, g_su_perms, sizeof g_su_perms);   /* expired */
+  bad[nb++] = forged(1, 0, g_su_perms, sizeof g_su_perms);          /* expiry 0 */
+  bad[nb++] = forged(2, now + 3600, g_su_perms, sizeof g_su_perms); /* unknown version */
+  bad[nb++] = forged(0, now + 3600, g_su_perms, sizeof g_su_perms);
+  static const uint8_t junk[] = {0x0a, 0x64, 0x01}; /* perms: length 100, 1 byte */
+  bad[nb++] = forged(1, now + 3600, junk, sizeof junk);
+  static const uint8_t wire7[] = {0x0f};
+  bad[nb++] = forged(1, now + 3600, wire7, sizeof wire7);
+  bad[nb++] = sign((const uint8_t *)"", 0);             /* empty payload */
+  bad[nb++] = sign((const uint8_t *)"\x01\x00\x00", 3); /* shorter than the header */
+  uint8_t buf[64];
+  size_t n = payload(buf, 1, now + 3600, "x", g_su_perms, sizeof g_su_perms);
+  buf[9] = 0xff; /* id length 65535 in a 14-byte payload */
+  buf[10] = 0xff;
+  bad[nb++] = sign(buf, n);
+  for (size_t i = 0; i < nb; i++) {
+    char what[32];
+    snprintf(what, sizeof what, "signed bad payload %zu", i);
+    expect_unauthenticated(bad[i], what);
+    free(bad[i]);
+  }
+  assert_serving();
+}
+
+/* Signed payloads with odd but decodable permissions: the token is valid, its grants
+ * are empty or incomplete, so calls are denied (not crashed, not allowed). */
+static void test_signed_odd_permissions(void **state) {
+  (void)state;
+  uint64_t now = (uint64_t)time(NULL);
+  PermissionMessages__PermissionsType__CacheSelector sel =
+      PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_SELECTOR__INIT; /* kind not set */
+  PermissionMessages__PermissionsType__TopicSelector tsel =
+      PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_SELECTOR__INIT; /* kind not set */
+  PermissionMessages__PermissionsType__CachePermissions cp =
+      PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__INIT;
+  cp.role = PERMISSION_MESSAGES__CACHE_ROLE__CacheReadWrite;
+  cp.cache_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__CACHE_CACHE_SELECTOR;
+  cp.cache_selector = &sel;
+  PermissionMessages__PermissionsType__TopicPermissions tp =
+      PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_PERMISSIONS__INIT;
+  tp.role = PERMISSION_MESSAGES__TOPIC_ROLE__TopicReadWrite;
+  tp.cache_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_PERMISSIONS__CACHE_CACHE_SELECTOR;
+  tp.cache_selector = &sel;
+  tp.topic_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_PERMISSIONS__TOPIC_TOPIC_SELECTOR;
+  tp.topic_selector = &tsel;
+  PermissionMessages__PermissionsType g1 = PERMISSION_MESSAGES__PERMISSIONS_TYPE__INIT;
+  g1.kind_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__KIND_CACHE_PERMISSIONS;
+  g1.cache_permissions = &cp;
+  PermissionMessages__PermissionsType g2 = PERMISSION_MESSAGES__PERMISSIONS_TYPE__INIT;
+  g2.kind_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__KIND_TOPIC_PERMISSIONS;
+  g2.topic_permissions = &tp;
+  PermissionMessages__PermissionsType g3 = PERMISSION_MESSAGES__PERMISSIONS_TYPE__INIT; /* empty */
+  PermissionMessages__PermissionsType *gs[] = {&g1, &g2, &g3};
+  PermissionMessages__ExplicitPermissions ex = PERMISSION_MESSAGES__EXPLICIT_PERMISSIONS__INIT;
+  ex.n_permissions = 3;
+  ex.permissions = gs;
+  PermissionMessages__Permissions p = PERMISSION_MESSAGES__PERMISSIONS__INIT;
+  p.kind_case = PERMISSION_MESSAGES__PERMISSIONS__KIND_EXPLICIT;
+  p.explicit_ = &ex;
+  size_t plen;
+  uint8_t *pb = raw_pack(&p.base, &plen);
+  assert_non_null(pb);
+  char *toks[2];
+  toks[0] = forged(1, now + 3600, pb, plen);
+  toks[1] = forged(1, now + 3600, NULL, 0); /* no permissions at all */
+  free(pb);
+  for (int i = 0; i < 2; i++) {
+    mim_transport *t = raw_connect(srv, toks[i]);
+    assert_non_null(t);
+    assert_int_equal(push_back(t, CACHE, "odd", "v", 1), MIM_ERR_PERMISSION_DENIED);
+    assert_int_equal(fetch(t, CACHE, "odd"), MIM_ERR_PERMISSION_DENIED);
+    assert_int_equal(raw_publish(t, CACHE, "odd", "v", 1, true), MIM_ERR_PERMISSION_DENIED);
+    size_t items = 99;
+    assert_int_equal(subscribe_status(t, CACHE, "odd", &items), MIM_ERR_PERMISSION_DENIED);
+    assert_int_equal(create_cache(t, "odd-cache"), MIM_ERR_PERMISSION_DENIED);
+    assert_int_equal(gen_token(t, NULL), MIM_ERR_PERMISSION_DENIED);
+    mim_transport_free(t);
+    free(toks[i]);
+  }
+  assert_serving();
+}
+
+/* A token id too long for the token format is the caller's mistake. */
+static void test_token_id_too_long(void **state) {
+  (void)state;
+  size_t n = 66000; /* > 65535, but the request still fits the receive limit */
+  char *id = malloc(n + 1);
+  assert_non_null(id);
+  memset(id, 'i', n);
+  id[n] = '\0';
+  PermissionMessages__Permissions p = PERMISSION_MESSAGES__PERMISSIONS__INIT;
+  p.kind_case = PERMISSION_MESSAGES__PERMISSIONS__KIND_SUPER_USER;
+  Token__GenerateDisposableTokenRequest__Expires e =
+      TOKEN____GENERATE_DISPOSABLE_TOKEN_REQUEST__EXPIRES__INIT;
+  e.valid_for_seconds = 60;
+  Token__GenerateDisposableTokenRequest r = TOKEN____GENERATE_DISPOSABLE_TOKEN_REQUEST__INIT;
+  r.expires = &e;
+  r.permissions = &p;
+  r.token_id = id;
+  char detail[256];
+  size_t len;
+  uint8_t *buf = raw_pack(&r.base, &len);
+  assert_non_null(buf);
+  mim_status st = raw_call_bytes(root, M_TOKEN, NULL, buf, len, NULL, NULL, detail, sizeof detail);
+  if (st != MIM_ERR_INVALID_ARGUMENT) {
+    fprintf(stderr, "66000-byte token_id: %s (%s)\n", mim_status_name(st), detail);
+  }
+  assert_int_equal(st, MIM_ERR_INVALID_ARGUMENT);
+  free(buf);
+  free(id);
+  assert_serving();
+}
+
 /* ---- connection churn ---- */
 
 typedef struct worker {
@@ -487,12 +721,13 @@ static void test_connect_churn(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_garbage_unary),  cmocka_unit_test(test_garbage_subscribe),
-      cmocka_unit_test(test_empty_requests), cmocka_unit_test(test_oversize_publish),
-      cmocka_unit_test(test_oversize_list),  cmocka_unit_test(test_huge_frame),
-      cmocka_unit_test(test_unknown_method), cmocka_unit_test(test_missing_cache_metadata),
-      cmocka_unit_test(test_missing_cache),  cmocka_unit_test(test_bad_tokens),
-      cmocka_unit_test(test_connect_churn),
+      cmocka_unit_test(test_garbage_unary),       cmocka_unit_test(test_garbage_subscribe),
+      cmocka_unit_test(test_empty_requests),      cmocka_unit_test(test_oversize_publish),
+      cmocka_unit_test(test_oversize_list),       cmocka_unit_test(test_huge_frame),
+      cmocka_unit_test(test_unknown_method),      cmocka_unit_test(test_missing_cache_metadata),
+      cmocka_unit_test(test_missing_cache),       cmocka_unit_test(test_bad_tokens),
+      cmocka_unit_test(test_signed_bad_payloads), cmocka_unit_test(test_signed_odd_permissions),
+      cmocka_unit_test(test_token_id_too_long),   cmocka_unit_test(test_connect_churn),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
