@@ -50,7 +50,8 @@ static struct timespec abs_after_ms(int64_t ms) {
 
 /* ---- recorder: what a subscription's callbacks saw ---- */
 
-typedef struct rec {
+typedef struct rec rec;
+struct rec {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int items;
@@ -70,10 +71,15 @@ typedef struct rec {
   /* unsubscribe-from-inside test */
   mim_subscription *_Atomic self;
   int unsub_at; /* > 0: unsubscribe from on_item when items reaches it */
+  /* > 0: from on_item at this count, unsubscribe another subscription */
+  int unsub_other_at;
+  mim_subscription *other;
+  rec *other_rec;
+  bool unsub_on_reconnecting; /* unsubscribe from on_state(RECONNECTING) */
   /* race tests: set right after mim_topic_unsubscribe returned */
   atomic_bool unsubscribed;
   atomic_int late_callbacks;
-} rec;
+};
 
 static rec *rec_new(void) {
   rec *r = calloc(1, sizeof *r);
@@ -112,11 +118,16 @@ static void on_item(void *user, const mim_topic_item *it) {
   }
   r->items++;
   bool unsub = r->unsub_at > 0 && r->items == r->unsub_at;
+  bool unsub_other = r->unsub_other_at > 0 && r->items == r->unsub_other_at;
   pthread_cond_broadcast(&r->cv);
   pthread_mutex_unlock(&r->mu);
   if (unsub) {
     mim_topic_unsubscribe(atomic_load(&r->self));
     atomic_store(&r->unsubscribed, true); /* nothing may follow, even on this thread */
+  }
+  if (unsub_other) {
+    mim_topic_unsubscribe(r->other);
+    atomic_store(&r->other_rec->unsubscribed, true);
   }
 }
 
@@ -154,8 +165,13 @@ static void on_state(void *user, mim_subscription_state st, mim_status status, c
   r->connected += st == MIM_SUB_CONNECTED;
   r->reconnecting += st == MIM_SUB_RECONNECTING;
   r->closed += st == MIM_SUB_CLOSED;
+  bool unsub = r->unsub_on_reconnecting && st == MIM_SUB_RECONNECTING;
   pthread_cond_broadcast(&r->cv);
   pthread_mutex_unlock(&r->mu);
+  if (unsub) {
+    mim_topic_unsubscribe(atomic_load(&r->self));
+    atomic_store(&r->unsubscribed, true);
+  }
 }
 
 static mim_subscription_callbacks callbacks(rec *r) {
@@ -816,6 +832,46 @@ static void test_unsubscribe_inside_on_item(void **state) {
   mim_client_free(c);
 }
 
+/* One subscription's callback ends another one; a state callback ends its own. */
+static void test_unsubscribe_from_other_callbacks(void **state) {
+  (void)state;
+  mim_client *c = root_client();
+  rec *a = rec_new(), *b = rec_new(), *control = rec_new();
+  mim_subscription *ctl = subscribe(c, "others", control, NULL);
+  mim_subscription *sa = subscribe(c, "others", a, NULL);
+  b->other = sa;
+  b->other_rec = a;
+  b->unsub_other_at = 2;
+  mim_subscription *sb = subscribe(c, "others", b, NULL);
+  publish_n(c, "others", 0, 8);
+  assert_int_equal(rec_wait(control, &control->items, 8, WAIT_MS), 8);
+  assert_int_equal(rec_wait(b, &b->items, 8, WAIT_MS), 8);
+  assert_true(atomic_load(&a->unsubscribed));
+  assert_true(rec_get(a, &a->items) <= 3);
+  assert_int_equal(atomic_load(&a->late_callbacks), 0);
+
+  /* Unsubscribe from inside on_state(RECONNECTING), i.e. from the stream-close path. */
+  rec *r = rec_new();
+  r->unsub_on_reconnecting = true;
+  subscribe(c, "others", r, NULL); /* freed by its own on_state */
+  assert_int_equal(mim_local_signal(srv, SIGUSR1), 0);
+  assert_int_equal(rec_wait(r, &r->reconnecting, 1, WAIT_MS), 1);
+  assert_true(rec_wait(control, &control->connected, 2, RECONNECT_MS) >= 2);
+  publish_n(c, "others", 8, 2);
+  assert_int_equal(rec_wait(control, &control->items, 10, WAIT_MS), 10);
+  assert_true(atomic_load(&r->unsubscribed));
+  assert_int_equal(rec_get(r, &r->connected), 1);
+  assert_int_equal(atomic_load(&r->late_callbacks), 0);
+
+  mim_topic_unsubscribe(sb);
+  mim_topic_unsubscribe(ctl);
+  rec_free(r);
+  rec_free(control);
+  rec_free(b);
+  rec_free(a);
+  mim_client_free(c);
+}
+
 /* Unsubscribe right after an async subscribe, before anything ran, and with the client
  * freed at once: nothing may leak or run later. */
 static void test_unsubscribe_immediately(void **state) {
@@ -853,6 +909,7 @@ int main(void) {
       cmocka_unit_test(test_watchdog_frozen_server),
       cmocka_unit_test(test_unsubscribe_races_flood),
       cmocka_unit_test(test_unsubscribe_inside_on_item),
+      cmocka_unit_test(test_unsubscribe_from_other_callbacks),
       cmocka_unit_test(test_unsubscribe_immediately),
   };
   const char *only = getenv("TOPICS_TEST"); /* e.g. TOPICS_TEST='test_watchdog*' */
