@@ -24,6 +24,7 @@ typedef struct topic {
   uint64_t last_seq; /* 0 = nothing published yet */
   ring_item *ring;   /* holds seqs (last_seq - ring_len, last_seq] */
   size_t ring_cap, ring_len, ring_head;
+  size_t ring_max; /* the ring grows on demand up to this (--replay) */
   sub **subs;
   size_t nsubs, subs_cap;
   atomic_bool dead; /* its cache was deleted: no more publishes or subscribers; the
@@ -78,7 +79,9 @@ static topic *topic_new(size_t replay) {
   if (!t) {
     return NULL;
   }
-  t->ring_cap = replay ? replay : 1;
+  /* Rings start small: most topics (one per chat) never hold many messages. */
+  t->ring_max = replay ? replay : 1;
+  t->ring_cap = t->ring_max < 16 ? t->ring_max : 16;
   t->ring = calloc(t->ring_cap, sizeof *t->ring);
   if (!t->ring) {
     free(t);
@@ -139,8 +142,28 @@ static topic *topic_get(pubsub *ps, const char *cache, const char *name) {
   return t;
 }
 
+/* Doubles the ring (up to ring_max), keeping its order; false if it cannot grow. */
+static bool ring_grow_locked(topic *t) {
+  if (t->ring_cap >= t->ring_max) {
+    return false;
+  }
+  size_t cap = t->ring_cap * 2 < t->ring_max ? t->ring_cap * 2 : t->ring_max;
+  ring_item *nr = malloc(cap * sizeof *nr);
+  if (!nr) {
+    return false;
+  }
+  for (size_t i = 0; i < t->ring_len; i++) {
+    nr[i] = t->ring[(t->ring_head + i) % t->ring_cap];
+  }
+  free(t->ring);
+  t->ring = nr;
+  t->ring_cap = cap;
+  t->ring_head = 0;
+  return true;
+}
+
 static void ring_push_locked(topic *t, uint64_t seq, grpc_slice msg) {
-  if (t->ring_len == t->ring_cap) {
+  if (t->ring_len == t->ring_cap && !ring_grow_locked(t)) {
     grpc_slice_unref(t->ring[t->ring_head].msg);
     t->ring_head = (t->ring_head + 1) % t->ring_cap;
     t->ring_len--;
