@@ -13,12 +13,14 @@
 #include <string.h>
 
 #define DEFAULT_DEADLINE_MS 15000
+#define DEFAULT_TTL_MS (24ULL * 3600 * 1000)
 #define MAX_CACHE_NAME 255
 
 struct mim_client {
   mim_credentials *creds; /* owns the auth token; zeroed when freed */
   mim_transport *transport;
   int64_t deadline_ms;
+  uint64_t ttl_ms;
 };
 
 MIM_API void mim_client_options_init(mim_client_options *options) {
@@ -72,6 +74,7 @@ MIM_API mim_status mim_client_create(const mim_client_options *options, mim_clie
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory creating client");
   c->deadline_ms = options && options->default_deadline_ms > 0 ? options->default_deadline_ms
                                                                : DEFAULT_DEADLINE_MS;
+  c->ttl_ms = options && options->default_ttl_ms ? options->default_ttl_ms : DEFAULT_TTL_MS;
   mim_status st = load_credentials(options, &c->creds);
   if (st == MIM_OK && options)
     st = apply_overrides(options, c->creds);
@@ -102,6 +105,14 @@ MIM_API void mim_client_free(mim_client *client) {
 
 mim_transport *mim_client_transport(const mim_client *client) {
   return client->transport;
+}
+
+uint64_t mim_client_default_ttl_ms(const mim_client *client) {
+  return client->ttl_ms;
+}
+
+const char *mim_client_auth_token(const mim_client *client) {
+  return mim_credentials_auth_token(client->creds);
 }
 
 int64_t mim_client_deadline_ms(const mim_client *client) {

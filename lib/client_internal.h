@@ -12,6 +12,12 @@ mim_transport *mim_client_transport(const mim_client *client);
 /* Deadline for calls that do not specify one (ms, > 0). */
 int64_t mim_client_deadline_ms(const mim_client *client);
 
+/* TTL of list writes that do not give one (ms, > 0). */
+uint64_t mim_client_default_ttl_ms(const mim_client *client);
+
+/* The client's own auth token (a secret: never log it). Valid until mim_client_free. */
+const char *mim_client_auth_token(const mim_client *client);
+
 /* Base endpoint of the client's credential ("" when unknown): what minted tokens carry
  * when the server does not say. */
 const char *mim_client_endpoint(const mim_client *client);

@@ -62,8 +62,13 @@ static ProtobufCBinaryData name_bin(const char *name) {
 
 static const mim_list_write_options default_write = {0, true, 0};
 
-static const mim_list_write_options *write_opts(const mim_list_write_options *o) {
-  return o ? o : &default_write;
+/* The options a write really uses: defaults for NULL, the client's default TTL for 0
+ * (the server's idea of a default TTL differs between deployments, so always send one). */
+static mim_list_write_options write_opts(const mim_client *c, const mim_list_write_options *o) {
+  mim_list_write_options eff = o ? *o : default_write;
+  if (eff.ttl_ms == 0)
+    eff.ttl_ms = mim_client_default_ttl_ms(c);
+  return eff;
 }
 
 /* ---- calls ---- */
@@ -149,7 +154,6 @@ static mim_status fetch_result(const CacheClient__ListFetchResponse *r, mim_list
 
 static mim_status pack_push(bool back, const char *list, const void *value, size_t len,
                             const mim_list_write_options *o, mim_pb_buf *buf) {
-  o = write_opts(o);
   if (back) {
     CacheClient__ListPushBackRequest req = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
     req.list_name = name_bin(list);
@@ -231,8 +235,10 @@ static mim_status push(bool back, mim_client *c, const char *cache, const char *
   if (st == MIM_OK)
     st = check_value(value, len);
   mim_pb_buf buf;
-  if (st == MIM_OK)
-    st = pack_push(back, list, value, len, o, &buf);
+  if (st == MIM_OK) {
+    mim_list_write_options eff = write_opts(c, o);
+    st = pack_push(back, list, value, len, &eff, &buf);
+  }
   if (st != MIM_OK)
     return st;
   ProtobufCMessage *resp;
@@ -270,7 +276,6 @@ static mim_status check_values(const mim_bytes *values, size_t count) {
 
 static mim_status pack_concat(bool back, const char *list, const ProtobufCBinaryData *vals,
                               size_t count, const mim_list_write_options *o, mim_pb_buf *buf) {
-  o = write_opts(o);
   if (back) {
     CacheClient__ListConcatenateBackRequest req =
         CACHE_CLIENT____LIST_CONCATENATE_BACK_REQUEST__INIT;
@@ -308,7 +313,8 @@ static mim_status concat(bool back, mim_client *c, const char *cache, const char
   for (size_t i = 0; i < count; i++)
     vals[i] = bin(values[i].data, values[i].len);
   mim_pb_buf buf;
-  st = pack_concat(back, list, vals, count, o, &buf);
+  mim_list_write_options eff = write_opts(c, o);
+  st = pack_concat(back, list, vals, count, &eff, &buf);
   free(vals);
   if (st != MIM_OK)
     return st;
@@ -416,7 +422,7 @@ MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const 
     st = check_range(range);
   if (st != MIM_OK)
     return st;
-  const mim_list_write_options *o = write_opts(options);
+  const mim_list_write_options eff = write_opts(client, options), *o = &eff;
   CacheClient__ListRetainRequest req = CACHE_CLIENT____LIST_RETAIN_REQUEST__INIT;
   req.list_name = name_bin(list);
   retain_range(&req, range);
@@ -729,7 +735,8 @@ static mim_status push_async(bool back, mim_client *c, const char *cache, const 
   a->write_cb = cb;
   a->user = user;
   mim_pb_buf buf;
-  st = pack_push(back, list, value, len, o, &buf);
+  mim_list_write_options eff = write_opts(c, o);
+  st = pack_push(back, list, value, len, &eff, &buf);
   if (st != MIM_OK) {
     free(a);
     return st;

@@ -270,8 +270,9 @@ MIM_API void mim_disposable_token_free(mim_disposable_token *token) {
 }
 
 /* Packs the request. The grants array is linked for packing only. */
-static mim_status pack_request(const mim_permissions *perms, uint32_t valid_for_seconds,
-                               const char *token_id, mim_pb_buf *buf) {
+static mim_status pack_request(const mim_client *client, const mim_permissions *perms,
+                               uint32_t valid_for_seconds, const char *token_id,
+                               mim_pb_buf *buf) {
   PermType **types = calloc(perms->n, sizeof *types);
   if (!types)
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory building permissions");
@@ -289,6 +290,9 @@ static mim_status pack_request(const mim_permissions *perms, uint32_t valid_for_
   Token__GenerateDisposableTokenRequest req = TOKEN____GENERATE_DISPOSABLE_TOKEN_REQUEST__INIT;
   req.expires = &exp;
   req.permissions = &p;
+  /* The official SDKs put the caller's own key in the body (and send no metadata); we
+   * send both, so either kind of server accepts the call. */
+  req.auth_token = (char *)mim_client_auth_token(client); /* only read while packing */
   if (token_id)
     req.token_id = (char *)token_id; /* only read while packing */
   mim_status st = mim_pb_pack(&req.base, buf);
@@ -356,7 +360,7 @@ MIM_API mim_status mim_token_generate(mim_client *client, const mim_permissions 
   if (valid_for_seconds == 0)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "valid_for_seconds is 0");
   mim_pb_buf buf;
-  mim_status st = pack_request(perms, valid_for_seconds, token_id, &buf);
+  mim_status st = pack_request(client, perms, valid_for_seconds, token_id, &buf);
   if (st != MIM_OK)
     return st;
   uint8_t *bytes = NULL;

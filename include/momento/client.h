@@ -39,6 +39,9 @@ typedef struct mim_client_options {
   const char *ca_file;
   /* Deadline of each call when the call does not give one; 0 = 15000 ms. */
   int64_t default_deadline_ms;
+  /* TTL of list writes that do not give one (ttl_ms 0); 0 = 24 hours. The library
+   * always sends an explicit TTL, as the official SDKs do. */
+  uint64_t default_ttl_ms;
   /* Optional log callback for this process (see mim_set_log_callback). */
   mim_log_fn log_fn;
   mim_log_level log_level;

@@ -29,7 +29,7 @@ typedef struct mim_bytes {
 
 /* How a write treats the list's time to live and size. */
 typedef struct mim_list_write_options {
-  uint64_t ttl_ms;      /* 0 = the server's default TTL */
+  uint64_t ttl_ms;      /* 0 = the client's default_ttl_ms (24 h unless set) */
   bool refresh_ttl;     /* reset the TTL of an existing list (true is the usual choice) */
   uint32_t truncate_to; /* keep at most this many values, dropping from the other end;
                            0 = no limit */

@@ -425,11 +425,11 @@ static void test_list_push_back(void **state) {
                    "ttl_milliseconds", (json_int_t)3600000, "refresh_ttl", 1,
                    "truncate_front_to_size", 100));
 
-  /* Defaults: server TTL (0), refresh, no truncation. */
+  /* Defaults: the client's default TTL (24 h), refresh, no truncation. */
   assert_int_equal(mim_list_push_back(W.cli, CACHE, "chat-1", "x", 1, NULL, NULL), MIM_OK);
   expect(SCS("ListPushBack"), CACHE,
          json_pack("{s:s, s:s, s:i, s:b, s:i}", "list_name", hexs("chat-1"), "value", hexs("x"),
-                   "ttl_milliseconds", 0, "refresh_ttl", 1, "truncate_front_to_size", 0));
+                   "ttl_milliseconds", 86400000, "refresh_ttl", 1, "truncate_front_to_size", 0));
 
   /* No refresh: refresh_ttl false. */
   mim_list_write_options keep = {.ttl_ms = 5000, .refresh_ttl = false};
@@ -786,7 +786,7 @@ static json_t *topic_grant(int role, const char *cache, const char *topic) {
 
 static json_t *token_request(uint32_t secs, const char *token_id, json_t *grants) {
   return json_pack("{s:{s:i}, s:s, s:{s:{s:o}}, s:s}", "expires", "valid_for_seconds", (int)secs,
-                   "auth_token", "", "permissions", "explicit", "permissions", grants, "token_id",
+                   "auth_token", "wire-test-token", "permissions", "explicit", "permissions", grants, "token_id",
                    token_id);
 }
 
