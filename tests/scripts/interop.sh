@@ -26,11 +26,15 @@ if [ ! -d node_modules ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 out=$(mktemp)
+# Server temp files go to a per-run dir (removed even if a test process is killed), server
+# logs to $MIM_BUILD/test-logs/interop/ (kept from the last run only).
+run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/mim-interop-run-XXXXXX")
+rm -rf "$MIM_BUILD/test-logs/interop"
 node_pid=
-trap '[ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null; rm -f "$out"' EXIT
+trap '[ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null; rm -rf "$out" "$run_tmp"' EXIT
 trap 'exit 143' TERM INT
 # Files run one after another (node's default on this 2-core box); each test is bounded.
-node --test --test-reporter=spec --test-timeout=60000 test/ >"$out" 2>&1 &
+TMPDIR=$run_tmp node --test --test-reporter=spec --test-timeout=60000 test/ >"$out" 2>&1 &
 node_pid=$!
 wait "$node_pid"
 rc=$?
