@@ -97,6 +97,11 @@ MIM_API mim_status mim_client_create(const mim_client_options *options, mim_clie
 MIM_API void mim_client_free(mim_client *client) {
   if (!client)
     return;
+  if (mim_transport_on_event_thread(client->transport)) {
+    /* Freeing from one of its own callbacks would free what the caller still runs on. */
+    mim_log(MIM_LOG_ERROR, "mim_client_free called from a client callback: ignored");
+    return;
+  }
   mim_transport_free(client->transport);
   mim_credentials_free(client->creds);
   explicit_bzero(client, sizeof *client);

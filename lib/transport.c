@@ -140,6 +140,10 @@ static bool on_event_thread(const mim_transport *t) {
   return tls_event_transport == t;
 }
 
+bool mim_transport_on_event_thread(const mim_transport *t) {
+  return t && on_event_thread(t);
+}
+
 static gpr_timespec now_mono(void) {
   return gpr_now(GPR_CLOCK_MONOTONIC);
 }

@@ -50,6 +50,9 @@ mim_status mim_transport_create(const mim_transport_config *config, mim_transpor
  * without running. NULL is ignored. */
 void mim_transport_free(mim_transport *t);
 
+/* True when called on t's event thread (inside a transport callback). */
+bool mim_transport_on_event_thread(const mim_transport *t);
+
 /* Replaces the auth token used by calls started from now on. Thread-safe. */
 mim_status mim_transport_set_auth_token(mim_transport *t, const char *auth_token);
 
