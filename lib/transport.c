@@ -16,6 +16,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -872,6 +873,19 @@ static void transport_destroy(mim_transport *t) {
   grpc_shutdown();
 }
 
+/* gRPC core writes its own log lines to stderr; a library must not print, so they go to
+ * our log callback instead (transient connection errors as warnings). Someone who sets
+ * GRPC_VERBOSITY asked for gRPC's own output and keeps it. */
+static void forward_grpc_log(gpr_log_func_args *args) {
+  mim_log_level level = args->severity == GPR_LOG_SEVERITY_ERROR ? MIM_LOG_WARN : MIM_LOG_DEBUG;
+  mim_log(level, "grpc: %s", args->message);
+}
+
+static void install_grpc_log(void) {
+  if (!getenv("GRPC_VERBOSITY"))
+    gpr_set_log_function(forward_grpc_log);
+}
+
 mim_status mim_transport_create(const mim_transport_config *config, mim_transport **out) {
   if (!config || !out)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "transport: config and out are required");
@@ -881,6 +895,8 @@ mim_status mim_transport_create(const mim_transport_config *config, mim_transpor
   mim_transport *t = calloc(1, sizeof *t);
   if (!t)
     return mim_fail(MIM_ERR_NO_MEMORY, "transport: out of memory");
+  static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+  pthread_once(&log_once, install_grpc_log);
   grpc_init();
   pthread_mutex_init(&t->mu, NULL);
   pthread_cond_init(&t->cv, NULL);

@@ -6,7 +6,8 @@
  * mim_last_error_detail() until the next libmomento-im call on that thread.
  * The library never prints on its own and never calls abort()/exit() on bad input;
  * install a log callback to see what it does. Keys and tokens never appear in logs
- * or error details.
+ * or error details. gRPC core's own log lines are routed to the same callback
+ * (prefixed "grpc: ") unless the GRPC_VERBOSITY environment variable is set.
  */
 #ifndef MOMENTO_COMMON_H
 #define MOMENTO_COMMON_H
