@@ -142,14 +142,30 @@ void raw_sub_destroy(raw_sub *s) {
   pthread_cond_destroy(&s->cv);
 }
 
-static size_t value_len(const CacheClient__Pubsub__TopicValue *v) {
-  if (!v) {
-    return 0;
+/* The value's bytes (text or binary); NULL/0 when it has neither. */
+static const uint8_t *value_bytes(const CacheClient__Pubsub__TopicValue *v, size_t *len) {
+  *len = 0;
+  if (v && v->kind_case == CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_TEXT) {
+    *len = strlen(v->text);
+    return (const uint8_t *)v->text;
   }
-  if (v->kind_case == CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_TEXT) {
-    return strlen(v->text);
+  if (v && v->kind_case == CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_BINARY) {
+    *len = v->binary.len;
+    return v->binary.data;
   }
-  return v->kind_case == CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_BINARY ? v->binary.len : 0;
+  return NULL;
+}
+
+/* Chains one value (and a separator) into an FNV-1a hash: equal hashes = same values in
+ * the same order. */
+static uint64_t hash_value(uint64_t h, const uint8_t *d, size_t n) {
+  if (h == 0) {
+    h = 1469598103934665603ULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    h = (h ^ d[i]) * 1099511628211ULL;
+  }
+  return (h ^ 0xffu) * 1099511628211ULL;
 }
 
 /* Records one item; the caller holds s->mu. Returns true when the stream should be
@@ -177,7 +193,10 @@ static bool record_locked(raw_sub *s, const CacheClient__Pubsub__SubscriptionIte
     s->last_seq = seq;
     s->next_expected = seq + 1;
     s->page = it->item->sequence_page;
-    s->value_bytes += value_len(it->item->value);
+    size_t vlen;
+    const uint8_t *v = value_bytes(it->item->value, &vlen);
+    s->value_bytes += vlen;
+    s->value_hash = hash_value(s->value_hash, v, vlen);
     s->last_item_ms = raw_now_ms();
     return s->cancel_at_items && s->items == s->cancel_at_items;
   }
@@ -231,8 +250,8 @@ static mim_status start_stream(mim_transport *t, const char *method, const char 
   /* Hold mu so that a close arriving before the handle is stored cannot be overwritten. */
   pthread_mutex_lock(&s->mu);
   mim_call *call = NULL;
-  mim_status st =
-      mim_transport_stream(t, raw_host_of(method), method, cache, req, len, 0, &cb, &call);
+  mim_status st = mim_transport_stream(t, raw_host_of(method), method, cache, req, len,
+                                       s->deadline_ms, &cb, &call);
   if (st == MIM_OK && !s->closed) {
     s->call = call;
   }

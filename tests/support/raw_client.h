@@ -79,6 +79,7 @@ typedef struct raw_sub {
   uint64_t disc_last, disc_new; /* last discontinuity seen */
   uint64_t page;                /* sequence_page of the last item */
   size_t value_bytes;           /* sum of item value lengths */
+  uint64_t value_hash;          /* FNV-1a over the item values in arrival order */
   bool closed;
   mim_status close_status;
   char close_detail[160];
@@ -87,6 +88,7 @@ typedef struct raw_sub {
   bool block;             /* true: on_message waits (on the event thread!) until cleared */
   bool blocking;          /* set while on_message is waiting because of block */
   int64_t last_item_ms;   /* raw_now_ms() of the last item */
+  int64_t deadline_ms;    /* stream deadline (set before subscribing); 0 = none */
 } raw_sub;
 
 void raw_sub_init(raw_sub *s);

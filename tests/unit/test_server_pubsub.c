@@ -11,6 +11,7 @@
 #include <cmocka.h>
 // clang-format on
 
+#include "controlclient.pb-c.h"
 #include "raw_client.h"
 
 #include <pthread.h>
@@ -43,16 +44,20 @@ static int start_server(mim_local **out) {
  * open at SIGTERM a 2 s grace before cancelling them, so a stop that takes that long
  * means a stream the server never finished (a leaked subscriber). MIM_TEST_SLOW=1
  * (valgrind runs) lifts the time bound. */
+static bool slow_mode(void) {
+  const char *slow = getenv("MIM_TEST_SLOW");
+  return slow && *slow;
+}
+
 static int stop_server(mim_local *s) {
   int64_t t0 = raw_now_ms();
   int rc = mim_local_stop(s);
   int64_t ms = raw_now_ms() - t0;
-  const char *slow = getenv("MIM_TEST_SLOW");
   if (rc != 0) {
     fprintf(stderr, "mim-local exit status %d (want 0)\n", rc);
     return -1;
   }
-  if (ms >= 1900 && !(slow && *slow)) {
+  if (ms >= 1900 && !slow_mode()) {
     fprintf(stderr, "mim-local took %lld ms to stop: streams left open?\n", (long long)ms);
     return -1;
   }
@@ -412,7 +417,9 @@ static void test_slow_subscriber(void **state) {
    * what HTTP/2 flow control lets through, far less than the 46 MiB published. */
   assert_true(t2 - t1 < 5000); /* the fast reader was not held back */
   assert_true(rss0 > 0 && rss1 > 0);
-  assert_true(rss1 - rss0 < 16 * 1024);
+  if (!slow_mode()) { /* valgrind's freed-block quarantine inflates RSS by ~20 MiB */
+    assert_true(rss1 - rss0 < 16 * 1024);
+  }
 
   /* Released, the slow reader catches up: a discontinuity tells it what it lost, and it
    * ends at the newest item, in order after the gap. */
@@ -458,6 +465,272 @@ static void test_slow_subscriber(void **state) {
   assert_int_equal(stop_server(s2), 0);
 }
 
+/* ---- ordering and resume edge cases ---- */
+
+typedef struct pub_thread {
+  pthread_t th;
+  int id, n;
+  mim_status failure;
+} pub_thread;
+
+static void *pub_main(void *arg) {
+  pub_thread *p = arg;
+  mim_transport *t = raw_connect(srv, NULL);
+  if (!t) {
+    p->failure = MIM_ERR_UNAVAILABLE;
+    return NULL;
+  }
+  for (int i = 0; i < p->n && p->failure == MIM_OK; i++) {
+    char v[32];
+    int len = snprintf(v, sizeof v, "p%d-%d", p->id, i);
+    p->failure = raw_publish(t, CACHE, "many-pubs", v, (size_t)len, true);
+  }
+  mim_transport_free(t);
+  return NULL;
+}
+
+/* Concurrent publishers: one gapless sequence, and every subscriber sees the same order. */
+static void test_concurrent_publishers(void **state) {
+  (void)state;
+  enum { PUBS = 4, EACH = 250, TOTAL = PUBS * EACH, SUBS = 20 };
+  mim_transport *ts[2] = {raw_connect(srv, NULL), raw_connect(srv, NULL)};
+  assert_non_null(ts[0]);
+  assert_non_null(ts[1]);
+  raw_sub subs[SUBS];
+  for (int i = 0; i < SUBS; i++) {
+    raw_sub_init(&subs[i]);
+    assert_int_equal(raw_subscribe(ts[i % 2], CACHE, "many-pubs", 0, 0, &subs[i]), MIM_OK);
+    assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
+  }
+  pub_thread pubs[PUBS];
+  int64_t t0 = raw_now_ms();
+  for (int i = 0; i < PUBS; i++) {
+    pubs[i] = (pub_thread){.id = i, .n = EACH};
+    assert_int_equal(pthread_create(&pubs[i].th, NULL, pub_main, &pubs[i]), 0);
+  }
+  for (int i = 0; i < PUBS; i++) {
+    pthread_join(pubs[i].th, NULL);
+    assert_int_equal(pubs[i].failure, MIM_OK);
+  }
+  for (int i = 0; i < SUBS; i++) {
+    assert_true(raw_sub_wait(&subs[i], RAW_ITEMS, TOTAL, WAIT_MS));
+  }
+  fprintf(stderr, "%d publishers x %d messages to %d subscribers in %lld ms\n", PUBS, EACH, SUBS,
+          (long long)(raw_now_ms() - t0));
+  for (int i = 0; i < SUBS; i++) {
+    raw_sub_cancel(&subs[i]);
+    close_and_check(&subs[i], MIM_ERR_CANCELLED);
+    assert_int_equal(subs[i].items, TOTAL);
+    assert_int_equal(subs[i].first_seq, 1);
+    assert_int_equal(subs[i].last_seq, TOTAL);
+    assert_int_equal(subs[i].bad_order, 0);
+    assert_int_equal(subs[i].value_hash, subs[0].value_hash); /* same order everywhere */
+    raw_sub_destroy(&subs[i]);
+  }
+  mim_transport_free(ts[0]);
+  mim_transport_free(ts[1]);
+  assert_serving();
+}
+
+/* Subscribes with resume_at/page, publishes a live marker (sequence marker_seq) and checks
+ * what arrived up to it: want_disc discontinuities, then items from want_first (0 = only
+ * the marker), gapless. */
+static void check_resume(const char *topic, uint64_t resume_at, uint64_t page, size_t want_disc,
+                         uint64_t want_first, uint64_t marker_seq) {
+  raw_sub s;
+  raw_sub_init(&s);
+  assert_int_equal(raw_subscribe(root, CACHE, topic, resume_at, page, &s), MIM_OK);
+  assert_true(raw_sub_wait(&s, RAW_HEARTBEATS, 1, WAIT_MS));
+  assert_int_equal(raw_publish(root, CACHE, topic, "marker", 6, true), MIM_OK);
+  /* Wait for the marker: everything replayed precedes it. */
+  int64_t deadline = raw_now_ms() + WAIT_MS;
+  for (;;) {
+    pthread_mutex_lock(&s.mu);
+    bool done = s.last_seq == marker_seq || s.closed;
+    size_t n = s.items;
+    pthread_mutex_unlock(&s.mu);
+    if (done || raw_now_ms() > deadline) {
+      break;
+    }
+    raw_sub_wait(&s, RAW_ITEMS, n + 1, 100);
+  }
+  raw_sub_cancel(&s);
+  close_and_check(&s, MIM_ERR_CANCELLED);
+  if (s.discontinuities != want_disc || s.last_seq != marker_seq ||
+      (want_first ? s.first_seq != want_first : s.items != 1)) {
+    fprintf(stderr,
+            "resume_at %llu page %llu: %zu disc (last %llu new %llu), %zu items %llu..%llu\n",
+            (unsigned long long)resume_at, (unsigned long long)page, s.discontinuities,
+            (unsigned long long)s.disc_last, (unsigned long long)s.disc_new, s.items,
+            (unsigned long long)s.first_seq, (unsigned long long)s.last_seq);
+  }
+  assert_int_equal(s.discontinuities, want_disc);
+  assert_int_equal(s.last_seq, marker_seq);
+  assert_int_equal(s.bad_order, 0);
+  assert_int_equal(s.undecodable, 0);
+  if (want_first) {
+    assert_int_equal(s.first_seq, want_first);
+    assert_int_equal(s.items, marker_seq - want_first + 1);
+  } else {
+    assert_int_equal(s.items, 1); /* only the live marker */
+  }
+  raw_sub_destroy(&s);
+}
+
+/* Extreme resume positions and pages are answered (replay or discontinuity), not crashed. */
+static void test_resume_edge_cases(void **state) {
+  (void)state;
+  const char *topic = "resume-edges";
+  raw_sub probe;
+  raw_sub_init(&probe);
+  assert_int_equal(raw_subscribe(root, CACHE, topic, 0, 0, &probe), MIM_OK);
+  assert_true(raw_sub_wait(&probe, RAW_HEARTBEATS, 1, WAIT_MS));
+  publish_n(root, topic, 10);
+  assert_true(raw_sub_wait(&probe, RAW_ITEMS, 10, WAIT_MS));
+  raw_sub_cancel(&probe);
+  assert_true(raw_sub_wait_closed(&probe, WAIT_MS));
+  uint64_t page = probe.page;
+  raw_sub_destroy(&probe);
+  assert_true(page != 0);
+  uint64_t other = page == 12345 ? 54321 : 12345;
+  uint64_t seq = 10; /* last published; each check publishes one marker */
+  /* Same page, in the ring: replay from there, no discontinuity. */
+  seq++;
+  check_resume(topic, 5, page, 0, 5, seq);
+  /* Page 0 = "same page". */
+  seq++;
+  check_resume(topic, 3, 0, 0, 3, seq);
+  /* resume_at == next: nothing to replay, no discontinuity. */
+  seq++;
+  check_resume(topic, seq, page, 0, 0, seq);
+  /* From the future, from another page, and at the extremes: a discontinuity, then the
+   * whole ring (all of 1..seq-1 still fits: --replay 64). */
+  seq++;
+  check_resume(topic, seq + 5, page, 1, 1, seq);
+  seq++;
+  check_resume(topic, 5, other, 1, 1, seq);
+  seq++;
+  check_resume(topic, UINT64_MAX, page, 1, 1, seq);
+  seq++;
+  check_resume(topic, UINT64_MAX, UINT64_MAX, 1, 1, seq);
+  seq++;
+  check_resume(topic, 1, UINT64_MAX, 1, 1, seq);
+  /* Past the ring: only the newest REPLAY items come back after a discontinuity. */
+  publish_n(root, topic, 100);
+  seq += 100 + 1;
+  check_resume(topic, 1, page, 1, seq - REPLAY, seq);
+  assert_serving();
+}
+
+/* A stream deadline ends subscriptions from the client side mid-flood; the server copes. */
+static void test_stream_deadlines(void **state) {
+  (void)state;
+  enum { N = 30 };
+  mim_transport *t = raw_connect(srv, NULL);
+  assert_non_null(t);
+  flooder f = {.topic = "deadline", .value_len = 256};
+  assert_int_equal(pthread_create(&f.th, NULL, flood_main, &f), 0);
+  raw_sub subs[N];
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&subs[i]);
+    subs[i].deadline_ms = 100 + 10 * i;
+    assert_int_equal(raw_subscribe(t, CACHE, "deadline", 0, 0, &subs[i]), MIM_OK);
+  }
+  for (int i = 0; i < N; i++) {
+    close_and_check(&subs[i], MIM_ERR_DEADLINE_EXCEEDED);
+    assert_int_equal(subs[i].bad_order, 0);
+    raw_sub_destroy(&subs[i]);
+  }
+  atomic_store(&f.stop, true);
+  pthread_join(f.th, NULL);
+  assert_int_equal(atomic_load(&f.failed), 0);
+  assert_true(atomic_load(&f.published) > 0);
+  mim_transport_free(t);
+  assert_topic_works("deadline");
+  assert_serving();
+}
+
+/* Deleting a cache ends its topics' streams (NOT_FOUND); a re-created cache starts its
+ * topics afresh (sequence 1, new page). */
+static void test_cache_deleted_under_subscribers(void **state) {
+  (void)state;
+  enum { N = 20 };
+  ControlClient__CreateCacheRequest cr = CONTROL_CLIENT____CREATE_CACHE_REQUEST__INIT;
+  cr.cache_name = (char *)"doomed";
+  ControlClient__DeleteCacheRequest dr = CONTROL_CLIENT____DELETE_CACHE_REQUEST__INIT;
+  dr.cache_name = (char *)"doomed";
+  assert_int_equal(
+      raw_call(root, "/control_client.ScsControl/CreateCache", NULL, &cr.base, NULL, NULL), MIM_OK);
+  raw_sub subs[N];
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&subs[i]);
+    assert_int_equal(raw_subscribe(root, "doomed", i % 2 ? "t1" : "t2", 0, 0, &subs[i]), MIM_OK);
+    assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
+  }
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(raw_publish(root, "doomed", "t1", "x", 1, true), MIM_OK);
+  }
+  assert_int_equal(
+      raw_call(root, "/control_client.ScsControl/DeleteCache", NULL, &dr.base, NULL, NULL), MIM_OK);
+  uint64_t old_page = 0;
+  for (int i = 0; i < N; i++) {
+    close_and_check(&subs[i], MIM_ERR_NOT_FOUND);
+    if (i % 2) {
+      assert_int_equal(subs[i].items, 5);
+      old_page = subs[i].page;
+    }
+    raw_sub_destroy(&subs[i]);
+  }
+  assert_int_equal(raw_publish(root, "doomed", "t1", "x", 1, true), MIM_ERR_NOT_FOUND);
+  assert_int_equal(
+      raw_call(root, "/control_client.ScsControl/CreateCache", NULL, &cr.base, NULL, NULL), MIM_OK);
+  raw_sub s;
+  raw_sub_init(&s);
+  assert_int_equal(raw_subscribe(root, "doomed", "t1", 0, 0, &s), MIM_OK);
+  assert_true(raw_sub_wait(&s, RAW_HEARTBEATS, 1, WAIT_MS));
+  assert_int_equal(raw_publish(root, "doomed", "t1", "y", 1, true), MIM_OK);
+  assert_true(raw_sub_wait(&s, RAW_ITEMS, 1, WAIT_MS));
+  raw_sub_cancel(&s);
+  close_and_check(&s, MIM_ERR_CANCELLED);
+  assert_int_equal(s.first_seq, 1);
+  assert_true(s.page != old_page);
+  raw_sub_destroy(&s);
+  assert_int_equal(
+      raw_call(root, "/control_client.ScsControl/DeleteCache", NULL, &dr.base, NULL, NULL), MIM_OK);
+  assert_serving();
+}
+
+/* Many topics at once, each with its own subscriber. */
+static void test_many_topics(void **state) {
+  (void)state;
+  enum { N = 500 };
+  raw_sub *subs = calloc(N, sizeof *subs);
+  assert_non_null(subs);
+  char name[32];
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&subs[i]);
+    snprintf(name, sizeof name, "topic-%d", i);
+    assert_int_equal(raw_subscribe(root, CACHE, name, 0, 0, &subs[i]), MIM_OK);
+  }
+  for (int i = 0; i < N; i++) {
+    assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
+    snprintf(name, sizeof name, "topic-%d", i);
+    assert_int_equal(raw_publish(root, CACHE, name, name, strlen(name), true), MIM_OK);
+  }
+  for (int i = 0; i < N; i++) {
+    assert_true(raw_sub_wait(&subs[i], RAW_ITEMS, 1, WAIT_MS));
+    raw_sub_cancel(&subs[i]);
+    close_and_check(&subs[i], MIM_ERR_CANCELLED);
+    assert_int_equal(subs[i].items, 1);
+    assert_int_equal(subs[i].first_seq, 1);
+    snprintf(name, sizeof name, "topic-%d", i);
+    assert_int_equal(subs[i].value_bytes, strlen(name));
+    raw_sub_destroy(&subs[i]);
+  }
+  free(subs);
+  assert_serving();
+}
+
 /* ---- shutdown ---- */
 
 /* SIGTERM with open (and busy) streams: every stream ends with UNAVAILABLE and the
@@ -494,6 +767,11 @@ int main(void) {
       cmocka_unit_test(test_cancel_during_flood),
       cmocka_unit_test(test_thousand_subscribers),
       cmocka_unit_test(test_slow_subscriber),
+      cmocka_unit_test(test_concurrent_publishers),
+      cmocka_unit_test(test_resume_edge_cases),
+      cmocka_unit_test(test_stream_deadlines),
+      cmocka_unit_test(test_cache_deleted_under_subscribers),
+      cmocka_unit_test(test_many_topics),
       cmocka_unit_test(test_shutdown_with_open_streams),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
