@@ -30,6 +30,8 @@ typedef struct options {
   bool no_auth;
   int heartbeat_ms;
   size_t replay;
+  size_t replay_bytes;
+  size_t max_queue_bytes;
   size_t max_message_bytes;
   size_t max_list_length;
   size_t max_subscribers;
@@ -50,11 +52,14 @@ static void usage(FILE *out) {
         "  --no-auth                every caller is super-user (any or empty token)\n"
         "  --heartbeat-ms N         heartbeat interval on idle streams (default 5000)\n"
         "  --replay N               messages kept per topic for resume (default 4096)\n"
+        "  --replay-bytes N         ... and at most N payload bytes (default 33554432)\n"
         "  --max-message-bytes N    largest topic message / list value (default 1048576)\n"
         "  --max-list-length N      longest list (default 100000)\n"
         "  --max-subscribers N      subscribers per topic (default 10000)\n"
         "  --max-queue N            queued items per subscriber before it overflows\n"
         "                           (default 8192, at least replay + 16)\n"
+        "  --max-queue-bytes N      ... or N payload bytes (default 67108864, at least\n"
+        "                           replay-bytes + 2 x max-message-bytes)\n"
         "  --default-ttl-ms N       list TTL when a request gives 0 (default 86400000)\n"
         "  --tls-cert PEM --tls-key PEM   serve TLS instead of plaintext\n"
         "  --log-level L            error|warn|info|debug (default info)\n"
@@ -92,7 +97,9 @@ enum {
   OPT_TLS_CERT,
   OPT_TLS_KEY,
   OPT_LOG,
-  OPT_HELP
+  OPT_HELP,
+  OPT_REPLAY_BYTES,
+  OPT_QUEUE_BYTES
 };
 
 static const struct option g_long[] = {
@@ -114,6 +121,8 @@ static const struct option g_long[] = {
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"log-level", required_argument, NULL, OPT_LOG},
     {"help", no_argument, NULL, OPT_HELP},
+    {"replay-bytes", required_argument, NULL, OPT_REPLAY_BYTES},
+    {"max-queue-bytes", required_argument, NULL, OPT_QUEUE_BYTES},
     {NULL, 0, NULL, 0},
 };
 
@@ -135,6 +144,10 @@ static bool set_number(options *o, int opt, const char *arg) {
     return parse_num(arg, 10000000, &v) && v > 0 && ((o->max_subscribers = v), true);
   case OPT_MAX_QUEUE:
     return parse_num(arg, 10000000, &v) && v > 0 && ((o->max_queue = v), true);
+  case OPT_REPLAY_BYTES:
+    return parse_num(arg, 1ULL << 40, &v) && v > 0 && ((o->replay_bytes = v), true);
+  case OPT_QUEUE_BYTES:
+    return parse_num(arg, 1ULL << 40, &v) && v > 0 && ((o->max_queue_bytes = v), true);
   case OPT_TTL:
     return parse_num(arg, 100ULL * 365 * 24 * 3600 * 1000, &v) && v > 0 &&
            ((o->default_ttl_ms = v), true);
@@ -184,12 +197,23 @@ static bool set_option(options *o, int opt, const char *arg) {
   }
 }
 
+static const char *option_name(int opt) {
+  for (const struct option *o = g_long; o->name; o++) {
+    if (o->val == opt) {
+      return o->name;
+    }
+  }
+  return "?";
+}
+
 /* 0 = run, 1 = exit 0 (help), 2 = usage error. */
 static int parse_args(int argc, char **argv, options *o) {
   *o = (options){.host = "127.0.0.1",
                  .port = 8080,
                  .heartbeat_ms = 5000,
                  .replay = 4096,
+                 .replay_bytes = 32u << 20,
+                 .max_queue_bytes = 64u << 20,
                  .max_message_bytes = 1 << 20,
                  .max_list_length = 100000,
                  .max_subscribers = 10000,
@@ -203,7 +227,7 @@ static int parse_args(int argc, char **argv, options *o) {
     }
     if (opt == '?' || !set_option(o, opt, optarg)) {
       if (opt != '?') {
-        fprintf(stderr, "mim-local: bad value for --%s\n", g_long[opt - OPT_HOST].name);
+        fprintf(stderr, "mim-local: bad value for --%s\n", option_name(opt));
       }
       usage(stderr);
       return 2;
@@ -215,6 +239,9 @@ static int parse_args(int argc, char **argv, options *o) {
   }
   if (o->max_queue < o->replay + 16) {
     o->max_queue = o->replay + 16; /* a full replay must fit in a fresh queue */
+  }
+  if (o->max_queue_bytes < o->replay_bytes + 2 * o->max_message_bytes) {
+    o->max_queue_bytes = o->replay_bytes + 2 * o->max_message_bytes;
   }
   return 0;
 }
@@ -340,6 +367,8 @@ static bool app_init(app *a, const options *o) {
   }
   a->store = store_new(o->default_ttl_ms, o->max_list_length);
   pubsub_config pc = {.replay = o->replay,
+                      .replay_bytes = o->replay_bytes,
+                      .max_queue_bytes = o->max_queue_bytes,
                       .max_queue = o->max_queue,
                       .max_subscribers = o->max_subscribers,
                       .heartbeat_ms = o->heartbeat_ms,

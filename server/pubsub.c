@@ -24,7 +24,9 @@ typedef struct topic {
   uint64_t last_seq; /* 0 = nothing published yet */
   ring_item *ring;   /* holds seqs (last_seq - ring_len, last_seq] */
   size_t ring_cap, ring_len, ring_head;
-  size_t ring_max; /* the ring grows on demand up to this (--replay) */
+  size_t ring_max;       /* the ring grows on demand up to this (--replay) */
+  size_t ring_bytes;     /* payload bytes held by the ring */
+  size_t ring_max_bytes; /* oldest items are evicted beyond this */
   sub **subs;
   size_t nsubs, subs_cap;
   atomic_bool dead; /* its cache was deleted: no more publishes or subscribers; the
@@ -74,13 +76,14 @@ static void topic_unref_void(void *t) {
   topic_unref(t);
 }
 
-static topic *topic_new(size_t replay) {
+static topic *topic_new(size_t replay, size_t replay_bytes) {
   topic *t = calloc(1, sizeof *t);
   if (!t) {
     return NULL;
   }
   /* Rings start small: most topics (one per chat) never hold many messages. */
   t->ring_max = replay ? replay : 1;
+  t->ring_max_bytes = replay_bytes;
   t->ring_cap = t->ring_max < 16 ? t->ring_max : 16;
   t->ring = calloc(t->ring_cap, sizeof *t->ring);
   if (!t->ring) {
@@ -129,7 +132,7 @@ static topic *topic_get(pubsub *ps, const char *cache, const char *name) {
     t = NULL;
   }
   if (!t) {
-    t = topic_new(ps->cfg.replay);
+    t = topic_new(ps->cfg.replay, ps->cfg.replay_bytes);
     if (t && !srv_hmap_put(&ps->topics, key, klen, t)) {
       topic_unref(t);
       t = NULL;
@@ -162,14 +165,27 @@ static bool ring_grow_locked(topic *t) {
   return true;
 }
 
+static void ring_evict_locked(topic *t) {
+  grpc_slice old = t->ring[t->ring_head].msg;
+  t->ring_bytes -= GRPC_SLICE_LENGTH(old);
+  grpc_slice_unref(old);
+  t->ring_head = (t->ring_head + 1) % t->ring_cap;
+  t->ring_len--;
+}
+
+/* Appends an item, evicting the oldest ones beyond the count or byte limits (the
+ * newest item is always kept). */
 static void ring_push_locked(topic *t, uint64_t seq, grpc_slice msg) {
+  size_t n = GRPC_SLICE_LENGTH(msg);
+  while (t->ring_len > 0 && t->ring_bytes + n > t->ring_max_bytes) {
+    ring_evict_locked(t);
+  }
   if (t->ring_len == t->ring_cap && !ring_grow_locked(t)) {
-    grpc_slice_unref(t->ring[t->ring_head].msg);
-    t->ring_head = (t->ring_head + 1) % t->ring_cap;
-    t->ring_len--;
+    ring_evict_locked(t);
   }
   t->ring[(t->ring_head + t->ring_len) % t->ring_cap] = (ring_item){seq, grpc_slice_ref(msg)};
   t->ring_len++;
+  t->ring_bytes += n;
 }
 
 /* ---- subscribers ---- */
@@ -246,7 +262,9 @@ static void sub_on_close(void *user) {
  * have received, new = seq - 1 (positioned just before this item), page} tells it
  * which sequence numbers it lost. Memory per subscriber stays bounded. */
 static void deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slice msg) {
-  if (srv_stream_pending(s->call) >= ps->cfg.max_queue) {
+  size_t bytes = 0;
+  size_t n = srv_stream_pending(s->call, &bytes);
+  if (n >= ps->cfg.max_queue || bytes + GRPC_SLICE_LENGTH(msg) > ps->cfg.max_queue_bytes) {
     uint64_t first_dropped = srv_stream_drop_pending(s->call);
     uint64_t last_ok = first_dropped ? first_dropped - 1 : seq - 1;
     srv_log(LOG_WARN, "slow subscriber overflowed its queue; dropped items after seq %llu",

@@ -19,7 +19,9 @@ typedef struct pubsub pubsub;
 
 typedef struct pubsub_config {
   size_t replay;          /* items kept per topic for resume */
+  size_t replay_bytes;    /* ... and at most this many payload bytes */
   size_t max_queue;       /* items queued per subscriber before it overflows */
+  size_t max_queue_bytes; /* ... or bytes queued */
   size_t max_subscribers; /* per topic */
   int heartbeat_ms;
   void (*tick)(void *arg); /* called about once a second from the heartbeat thread */

@@ -64,6 +64,7 @@ struct srv_call {
   char *msg;
   qitem *q; /* ring buffer of queued messages */
   size_t qhead, qlen, qcap;
+  size_t qbytes; /* payload bytes queued */
   void (*on_close)(void *user);
   void *on_close_user;
 };
@@ -82,6 +83,7 @@ static void drop_queue_locked(srv_call *c) {
   }
   c->qhead = 0;
   c->qlen = 0;
+  c->qbytes = 0;
 }
 
 void srv_call_unref(srv_call *c) {
@@ -223,6 +225,7 @@ static void start_write_locked(srv_call *c) {
   qitem it = c->q[c->qhead];
   c->qhead = (c->qhead + 1) % c->qcap;
   c->qlen--;
+  c->qbytes -= GRPC_SLICE_LENGTH(it.msg);
   c->write_buf = grpc_raw_byte_buffer_create(&it.msg, 1);
   grpc_slice_unref(it.msg);
   grpc_op ops[2];
@@ -280,6 +283,7 @@ static bool queue_push_locked(srv_call *c, grpc_slice msg, uint64_t tag) {
   }
   c->q[(c->qhead + c->qlen) % c->qcap] = (qitem){grpc_slice_ref(msg), tag};
   c->qlen++;
+  c->qbytes += GRPC_SLICE_LENGTH(msg);
   return true;
 }
 
@@ -293,9 +297,10 @@ bool srv_stream_send(srv_call *c, grpc_slice msg, uint64_t tag) {
   return ok;
 }
 
-size_t srv_stream_pending(srv_call *c) {
+size_t srv_stream_pending(srv_call *c, size_t *bytes) {
   pthread_mutex_lock(&c->mu);
   size_t n = c->qlen;
+  *bytes = c->qbytes;
   pthread_mutex_unlock(&c->mu);
   return n;
 }

@@ -57,8 +57,8 @@ bool srv_stream_on_close(srv_call *call, void (*fn)(void *user), void *user);
  * remembered with it (the topic sequence, 0 for control items). Returns false if the
  * stream is finishing or broken. Messages go out one at a time, in order. */
 bool srv_stream_send(srv_call *call, grpc_slice msg, uint64_t tag);
-/* Messages queued but not yet handed to gRPC. */
-size_t srv_stream_pending(srv_call *call);
+/* Messages queued but not yet handed to gRPC (count; *bytes gets their size). */
+size_t srv_stream_pending(srv_call *call, size_t *bytes);
 /* Drops every queued message not yet handed to gRPC; returns the smallest non-zero tag
  * dropped (0 if none). */
 uint64_t srv_stream_drop_pending(srv_call *call);

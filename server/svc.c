@@ -161,6 +161,8 @@ static void list_caches(app *a, srv_call *call, const uint8_t *req, size_t len) 
 
 /* ---- tokens ---- */
 
+#define MAX_TOKEN_ID_BYTES 256
+
 static void mint(app *a, srv_call *call, const Token__GenerateDisposableTokenRequest *r,
                  const auth_claims *caller) {
   if (!r->expires || r->expires->valid_for_seconds == 0) {
@@ -170,6 +172,13 @@ static void mint(app *a, srv_call *call, const Token__GenerateDisposableTokenReq
   if (!r->permissions ||
       r->permissions->kind_case == PERMISSION_MESSAGES__PERMISSIONS__KIND__NOT_SET) {
     srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "permissions are required");
+    return;
+  }
+  /* The SDKs allow 64 characters; 256 bytes leaves room for UTF-8 and keeps minted
+   * tokens well inside gRPC's metadata limits. */
+  if (strlen(r->token_id) > MAX_TOKEN_ID_BYTES) {
+    srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "token_id is too long (max %d bytes)",
+                  MAX_TOKEN_ID_BYTES);
     return;
   }
   if (!caller->super_user && !caller->perms) {
