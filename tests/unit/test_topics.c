@@ -250,7 +250,10 @@ static mim_subscription *subscribe(mim_client *c, const char *topic, rec *r,
                                    const mim_subscribe_options *o) {
   mim_subscription_callbacks cb = callbacks(r);
   mim_subscription *sub = NULL;
-  assert_int_equal(mim_topic_subscribe(c, CACHE, topic, o, &cb, &sub), MIM_OK);
+  mim_status st = mim_topic_subscribe(c, CACHE, topic, o, &cb, &sub);
+  if (st != MIM_OK)
+    print_message("subscribe %s: %s: %s\n", topic, mim_status_name(st), mim_last_error_detail());
+  assert_int_equal(st, MIM_OK);
   assert_non_null(sub);
   atomic_store(&r->self, sub);
   return sub;
