@@ -2,7 +2,9 @@
 # Interop tests: the official Momento Node.js SDK (@gomomento/sdk, pinned in
 # tests/interop/package-lock.json) against build/bin/mim-local. Each test file starts its own
 # mim-local on a free port. Installs the pinned packages with `npm ci` when node_modules is
-# missing or older than the lockfile, runs `node --test`, and ends with "N passed, N failed".
+# missing or installed from another lockfile, builds $MIM_BUILD/interop/mim-peer (our C
+# library's CLI for the both-ways tests), runs `node --test`, and ends with
+# "interop: N passed, N failed". Needs `make` (server + static library) first.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DIR=$ROOT/tests/interop
@@ -23,6 +25,23 @@ if [ ! -d node_modules ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "interop: npm ci (node_modules missing or stale)"
   npm ci --no-audit --no-fund --loglevel=error || fail "npm ci failed"
   echo "$want" >"$stamp"
+fi
+
+# Our C library's side of the both-ways tests (test/cpeer.test.js): a small CLI on the
+# static library. A failed build removes any old binary so those tests fail instead of
+# testing stale code.
+peer_bin=$MIM_BUILD/interop/mim-peer
+rm -f "$peer_bin"
+if [ -f "$MIM_BUILD/lib/libmomento-im.a" ]; then
+  mkdir -p "$MIM_BUILD/interop"
+  # shellcheck disable=SC2046
+  ${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror -O1 -g \
+    ${SANITIZE:+-fsanitize=$SANITIZE -fno-omit-frame-pointer} -I"$ROOT/include" \
+    "$DIR/c/mim_peer.c" "$MIM_BUILD/lib/libmomento-im.a" \
+    $(pkg-config --libs grpc libprotobuf-c openssl jansson) -lpthread -o "$peer_bin" ||
+    echo "interop: could not build $peer_bin; the C<->SDK tests will fail"
+else
+  echo "interop: no $MIM_BUILD/lib/libmomento-im.a (run make); the C<->SDK tests will fail"
 fi
 
 out=$(mktemp)
