@@ -257,11 +257,12 @@ static void sub_on_close(void *user) {
   sub_unref(s);
 }
 
-/* Delivers one live item; on queue overflow the queued items (not the one already
- * handed to gRPC) are dropped and a discontinuity {last = the last seq the client will
- * have received, new = seq - 1 (positioned just before this item), page} tells it
- * which sequence numbers it lost. Memory per subscriber stays bounded. */
-static void deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slice msg) {
+/* Queues one live item (the caller kicks the stream when this returns true); on queue
+ * overflow the queued items (not the one already handed to gRPC) are dropped and a
+ * discontinuity {last = the last seq the client will have received, new = seq - 1
+ * (positioned just before this item), page} tells it which sequence numbers it lost.
+ * Memory per subscriber stays bounded. */
+static bool deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slice msg) {
   size_t bytes = 0;
   size_t n = srv_stream_pending(s->call, &bytes);
   if (n >= ps->cfg.max_queue || bytes + GRPC_SLICE_LENGTH(msg) > ps->cfg.max_queue_bytes) {
@@ -271,7 +272,35 @@ static void deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slic
             (unsigned long long)last_ok);
     send_discontinuity(s, last_ok, seq - 1, t->page);
   }
-  send_item(s, msg, seq);
+  bool kick = false;
+  srv_stream_enqueue(s->call, msg, seq, &kick);
+  atomic_store(&s->last_sent_ms, srv_mono_ms());
+  return kick;
+}
+
+/* Fans an item out under the topic lock, but starts the idle streams' writes (the
+ * costly gRPC part) only after the lock is released: other publishers to the topic
+ * wait for the queueing alone. */
+static void fan_out(pubsub *ps, topic *t, uint64_t seq, grpc_slice msg) {
+  srv_call **kick = t->nsubs ? malloc(t->nsubs * sizeof *kick) : NULL;
+  size_t nkick = 0;
+  for (size_t i = 0; i < t->nsubs; i++) {
+    srv_call *call = t->subs[i]->call;
+    if (deliver_locked(ps, t, t->subs[i], seq, msg)) {
+      if (kick) {
+        srv_call_ref(call);
+        kick[nkick++] = call;
+      } else {
+        srv_stream_kick(call); /* no memory for the list: kick in place */
+      }
+    }
+  }
+  pthread_mutex_unlock(&t->mu);
+  for (size_t i = 0; i < nkick; i++) {
+    srv_stream_kick(kick[i]);
+    srv_call_unref(kick[i]);
+  }
+  free(kick);
 }
 
 static void kill_topic(topic *t, grpc_status_code code, const char *msg);
@@ -313,13 +342,12 @@ ps_result pubsub_publish(pubsub *ps, const char *cache, const char *name,
     uint64_t seq = ++t->last_seq;
     grpc_slice msg = pack_topic_item(seq, t->page, value, publisher_id);
     ring_push_locked(t, seq, msg);
-    for (size_t i = 0; i < t->nsubs; i++) {
-      deliver_locked(ps, t, t->subs[i], seq, msg);
-    }
+    fan_out(ps, t, seq, msg); /* unlocks the topic */
     grpc_slice_unref(msg);
     r = PS_OK;
+  } else {
+    pthread_mutex_unlock(&t->mu);
   }
-  pthread_mutex_unlock(&t->mu);
   if (orphan) {
     kill_topic(t, GRPC_STATUS_NOT_FOUND, "cache was deleted");
   }

@@ -297,6 +297,22 @@ bool srv_stream_send(srv_call *c, grpc_slice msg, uint64_t tag) {
   return ok;
 }
 
+bool srv_stream_enqueue(srv_call *c, grpc_slice msg, uint64_t tag, bool *need_kick) {
+  pthread_mutex_lock(&c->mu);
+  bool ok = !c->finishing && !c->broken && !c->closed && queue_push_locked(c, msg, tag);
+  *need_kick = ok && !c->writing;
+  pthread_mutex_unlock(&c->mu);
+  return ok;
+}
+
+void srv_stream_kick(srv_call *c) {
+  pthread_mutex_lock(&c->mu);
+  if (!c->writing && c->qlen > 0) {
+    start_write_locked(c);
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
 size_t srv_stream_pending(srv_call *c, size_t *bytes) {
   pthread_mutex_lock(&c->mu);
   size_t n = c->qlen;

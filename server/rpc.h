@@ -57,6 +57,11 @@ bool srv_stream_on_close(srv_call *call, void (*fn)(void *user), void *user);
  * remembered with it (the topic sequence, 0 for control items). Returns false if the
  * stream is finishing or broken. Messages go out one at a time, in order. */
 bool srv_stream_send(srv_call *call, grpc_slice msg, uint64_t tag);
+/* Like srv_stream_send, but only queues: when *need_kick comes back true the caller
+ * must call srv_stream_kick later (e.g. after releasing its own lock), so the costly
+ * start of the write happens outside that lock. Order is kept. */
+bool srv_stream_enqueue(srv_call *call, grpc_slice msg, uint64_t tag, bool *need_kick);
+void srv_stream_kick(srv_call *call);
 /* Messages queued but not yet handed to gRPC (count; *bytes gets their size). */
 size_t srv_stream_pending(srv_call *call, size_t *bytes);
 /* Drops every queued message not yet handed to gRPC; returns the smallest non-zero tag
