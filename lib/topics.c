@@ -496,8 +496,8 @@ static void schedule_reconnect(mim_subscription *s, mim_status status, const cha
   s->state = MIM_SUB_RECONNECTING;
   pthread_mutex_unlock(&s->mu);
   int64_t delay = backoff_delay(s);
-  mim_log(MIM_LOG_INFO, "topics: stream of %s lost (%s: %s); re-subscribing in %lld ms", s->topic,
-          mim_status_name(status), detail ? detail : "", (long long)delay);
+  mim_log(MIM_LOG_INFO, "topics: stream of %s lost (%s: %s); re-subscribing in %lld ms (backoff)",
+          s->topic, mim_status_name(status), detail ? detail : "", (long long)delay);
   if (!arm_timer(s, delay, backoff_fired, &s->backoff_timer)) {
     /* Only when the client is being freed (or out of memory): nothing can retry. */
     close_for_good(s, MIM_ERR_CANCELLED, "could not schedule a re-subscribe");

@@ -735,6 +735,77 @@ static void test_reconnect_after_restart(void **state) {
   assert_int_equal(mim_local_stop(s), 0);
 }
 
+/* ---- backoff: full jitter under a growing cap, reset by a confirmed stream ---- */
+
+/* Re-subscribe delays the library logged ("... re-subscribing in N ms"), in order. */
+static struct {
+  pthread_mutex_t mu;
+  int n;
+  long long delay[256];
+} delays = {PTHREAD_MUTEX_INITIALIZER, 0, {0}};
+
+static void capture_delays(mim_log_level level, const char *msg, void *user) {
+  (void)level;
+  (void)user;
+  const char *p = strstr(msg, "re-subscribing in ");
+  if (!p || !strstr(msg, "backoff"))
+    return;
+  pthread_mutex_lock(&delays.mu);
+  if (delays.n < 256)
+    delays.delay[delays.n++] = atoll(p + strlen("re-subscribing in "));
+  pthread_mutex_unlock(&delays.mu);
+}
+
+static int delays_count(void) {
+  pthread_mutex_lock(&delays.mu);
+  int n = delays.n;
+  pthread_mutex_unlock(&delays.mu);
+  return n;
+}
+
+static void test_backoff_grows_and_resets(void **state) {
+  (void)state;
+  mim_local *s = start_private(0);
+  int port = s->port;
+  mim_client *c = client_for(s, s->root_key);
+  rec *r = rec_new();
+  mim_subscribe_options so = {.backoff_initial_ms = 20, .backoff_max_ms = 160};
+  mim_subscription *sub = subscribe(c, "backoff", r, &so);
+  mim_set_log_callback(capture_delays, MIM_LOG_INFO, NULL);
+  assert_true(mim_local_stop(s) >= 0);
+  /* Server gone: attempts fail fast; wait for a few of them. */
+  int64_t until = mono_ms() + RECONNECT_MS;
+  while (delays_count() < 7 && mono_ms() < until) {
+    struct timespec ts = {0, 20 * 1000000L};
+    nanosleep(&ts, NULL); /* polling a counter the event thread advances */
+  }
+  s = start_private(port);
+  assert_true(rec_wait(r, &r->connected, 2, RECONNECT_MS) >= 2);
+  int before_reset = delays_count();
+  assert_true(before_reset >= 7);
+  /* A confirmed stream resets the backoff: the next loss starts at the initial cap. */
+  assert_int_equal(mim_local_signal(s, SIGUSR1), 0);
+  assert_true(rec_wait(r, &r->connected, 3, RECONNECT_MS) >= 3);
+  mim_set_log_callback(NULL, MIM_LOG_ERROR, NULL);
+  pthread_mutex_lock(&delays.mu);
+  long long cap = 20, max_seen = 0;
+  for (int i = 0; i < 7; i++) {
+    assert_true(delays.delay[i] >= 0);
+    assert_true(delays.delay[i] <= cap);
+    if (delays.delay[i] > max_seen)
+      max_seen = delays.delay[i];
+    cap = cap * 2 > 160 ? 160 : cap * 2;
+  }
+  assert_true(max_seen > 20); /* the cap did grow (7 uniform draws all <= 20: ~never) */
+  assert_true(delays.n > before_reset);
+  assert_true(delays.delay[before_reset] <= 20);
+  pthread_mutex_unlock(&delays.mu);
+  mim_topic_unsubscribe(sub);
+  rec_free(r);
+  mim_client_free(c);
+  assert_int_equal(mim_local_stop(s), 0);
+}
+
 /* ---- heartbeat watchdog: a frozen server ---- */
 
 static void test_watchdog_frozen_server(void **state) {
@@ -910,6 +981,7 @@ int main(void) {
       cmocka_unit_test(test_blind_reconnect_reports_gap),
       cmocka_unit_test(test_reconnect_after_restart),
       cmocka_unit_test(test_watchdog_frozen_server),
+      cmocka_unit_test(test_backoff_grows_and_resets),
       cmocka_unit_test(test_unsubscribe_races_flood),
       cmocka_unit_test(test_unsubscribe_inside_on_item),
       cmocka_unit_test(test_unsubscribe_from_other_callbacks),
