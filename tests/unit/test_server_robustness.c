@@ -117,16 +117,23 @@ static mim_status fetch(mim_transport *t, const char *cache, const char *list) {
   return raw_call(t, M_FETCH, cache, &r.base, NULL, NULL);
 }
 
+/* Status of a Subscribe: the server's refusal, or MIM_OK once it accepted (its first
+ * heartbeat came; the stream is then cancelled). *items counts what arrived first. */
 static mim_status subscribe_status(mim_transport *t, const char *cache, const char *topic,
                                    size_t *items) {
-  CacheClient__Pubsub__SubscriptionRequest r = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_REQUEST__INIT;
-  r.cache_name = (char *)cache;
-  r.topic = (char *)topic;
-  size_t len;
-  uint8_t *buf = raw_pack(&r.base, &len);
-  assert_non_null(buf);
-  mim_status st = raw_stream_status(t, M_SUBSCRIBE, NULL, buf, len, 5000, items);
-  free(buf);
+  raw_sub s;
+  raw_sub_init(&s);
+  mim_status st = raw_subscribe(t, cache, topic, 0, 0, &s);
+  if (st == MIM_OK) {
+    bool accepted = raw_sub_wait(&s, RAW_HEARTBEATS, 1, 5000);
+    if (accepted) {
+      raw_sub_cancel(&s);
+    }
+    assert_true(raw_sub_wait_closed(&s, 5000));
+    st = accepted ? MIM_OK : s.close_status;
+    *items = accepted ? 0 : s.items + s.heartbeats + s.discontinuities;
+  }
+  raw_sub_destroy(&s);
   return st;
 }
 
@@ -658,6 +665,96 @@ static void test_token_id_too_long(void **state) {
   assert_serving();
 }
 
+/* ---- protobuf details hosted Momento enforces ---- */
+
+/* proto3 string fields must be UTF-8: hosted Momento's decoder refuses anything else, and a
+ * server that echoes invalid text would break subscribers whose decoders check (Go, Java). */
+static void test_invalid_utf8_strings(void **state) {
+  (void)state;
+  static const char bad[] = "ok\xff\xfe";
+  /* The same bytes as a binary value are fine; valid multi-byte UTF-8 text too. */
+  assert_int_equal(raw_publish(root, CACHE, "utf8", bad, sizeof bad - 1, false), MIM_OK);
+  assert_int_equal(raw_publish(root, CACHE, "t\xc3\xa9l\xc3\xa9", "\xe2\x82\xac", 3, true), MIM_OK);
+  mim_status got[3];
+  got[0] = raw_publish(root, CACHE, "utf8", bad, sizeof bad - 1, true); /* text value */
+  got[1] = raw_publish(root, CACHE, "top\xc3", "v", 1, true);           /* topic name */
+  size_t items = 99;
+  got[2] = subscribe_status(root, CACHE, "sub\xff", &items);
+  const char *what[] = {"text value", "publish topic name", "subscribe topic name"};
+  for (int i = 0; i < 3; i++) {
+    if (got[i] != MIM_ERR_INVALID_ARGUMENT) {
+      fprintf(stderr, "invalid UTF-8 in %s: %s\n", what[i], mim_status_name(got[i]));
+    }
+  }
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(got[i], MIM_ERR_INVALID_ARGUMENT);
+  }
+  assert_serving();
+}
+
+/* Unknown fields are skipped (proto3): newer clients may send fields we do not know. */
+static void test_unknown_fields_ignored(void **state) {
+  (void)state;
+  CacheClient__ListPushBackRequest r = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
+  r.list_name.data = (uint8_t *)"unknown-fields";
+  r.list_name.len = 14;
+  r.value.data = (uint8_t *)"v";
+  r.value.len = 1;
+  size_t len;
+  uint8_t *packed = raw_pack(&r.base, &len);
+  assert_non_null(packed);
+  /* field 99 varint 7, field 100 length-delimited "xyz", field 101 fixed32 */
+  static const uint8_t extra[] = {0x98, 0x06, 0x07, 0xa2, 0x06, 0x03, 'x', 'y',
+                                  'z',  0xad, 0x06, 1,    2,    3,    4};
+  uint8_t *buf = malloc(len + sizeof extra);
+  assert_non_null(buf);
+  memcpy(buf, packed, len);
+  memcpy(buf + len, extra, sizeof extra);
+  char detail[256];
+  mim_status st = raw_call_bytes(root, M_PUSH, CACHE, buf, len + sizeof extra, NULL, NULL, detail,
+                                 sizeof detail);
+  if (st != MIM_OK) {
+    fprintf(stderr, "push with unknown fields: %s (%s)\n", mim_status_name(st), detail);
+  }
+  assert_int_equal(st, MIM_OK);
+  free(buf);
+  free(packed);
+  assert_serving();
+}
+
+/* Oversized metadata is refused by gRPC itself; the server stays up. */
+static void test_huge_metadata(void **state) {
+  (void)state;
+  size_t n = 64 * 1024;
+  char *tok = malloc(n + 1);
+  assert_non_null(tok);
+  memset(tok, 'A', n);
+  tok[n] = '\0';
+  mim_transport *t = raw_connect(srv, tok);
+  assert_non_null(t);
+  assert_int_not_equal(push_back(t, CACHE, "meta", "v", 1), MIM_OK);
+  mim_transport_free(t);
+  char *cache = malloc(n + 1);
+  assert_non_null(cache);
+  memset(cache, 'c', n);
+  cache[n] = '\0';
+  /* gRPC may drop the connection that carried oversized headers: use a throwaway one. */
+  t = raw_connect(srv, NULL);
+  assert_non_null(t);
+  assert_int_not_equal(push_back(t, cache, "meta", "v", 1), MIM_OK);
+  mim_transport_free(t);
+  /* A long but legal cache name (1 KiB) is simply not found. */
+  cache[1024] = '\0';
+  mim_status st = push_back(root, cache, "meta", "v", 1);
+  if (st != MIM_ERR_NOT_FOUND && st != MIM_ERR_INVALID_ARGUMENT) {
+    fprintf(stderr, "1 KiB cache name: %s (%s)\n", mim_status_name(st), mim_last_error_detail());
+  }
+  assert_true(st == MIM_ERR_NOT_FOUND || st == MIM_ERR_INVALID_ARGUMENT);
+  free(cache);
+  free(tok);
+  assert_serving();
+}
+
 /* ---- connection churn ---- */
 
 typedef struct worker {
@@ -721,13 +818,15 @@ static void test_connect_churn(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_garbage_unary),       cmocka_unit_test(test_garbage_subscribe),
-      cmocka_unit_test(test_empty_requests),      cmocka_unit_test(test_oversize_publish),
-      cmocka_unit_test(test_oversize_list),       cmocka_unit_test(test_huge_frame),
-      cmocka_unit_test(test_unknown_method),      cmocka_unit_test(test_missing_cache_metadata),
-      cmocka_unit_test(test_missing_cache),       cmocka_unit_test(test_bad_tokens),
-      cmocka_unit_test(test_signed_bad_payloads), cmocka_unit_test(test_signed_odd_permissions),
-      cmocka_unit_test(test_token_id_too_long),   cmocka_unit_test(test_connect_churn),
+      cmocka_unit_test(test_garbage_unary),          cmocka_unit_test(test_garbage_subscribe),
+      cmocka_unit_test(test_empty_requests),         cmocka_unit_test(test_oversize_publish),
+      cmocka_unit_test(test_oversize_list),          cmocka_unit_test(test_huge_frame),
+      cmocka_unit_test(test_unknown_method),         cmocka_unit_test(test_missing_cache_metadata),
+      cmocka_unit_test(test_missing_cache),          cmocka_unit_test(test_bad_tokens),
+      cmocka_unit_test(test_signed_bad_payloads),    cmocka_unit_test(test_signed_odd_permissions),
+      cmocka_unit_test(test_token_id_too_long),      cmocka_unit_test(test_invalid_utf8_strings),
+      cmocka_unit_test(test_unknown_fields_ignored), cmocka_unit_test(test_huge_metadata),
+      cmocka_unit_test(test_connect_churn),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
