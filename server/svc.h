@@ -34,7 +34,7 @@ bool svc_auth(app *a, srv_call *call, const char *fallback_token, auth_claims *c
 void *svc_unpack(srv_call *call, const ProtobufCMessageDescriptor *desc, const uint8_t *req,
                  size_t len);
 /* Copies a name into buf (NUL-terminated); false (call failed INVALID_ARGUMENT) if it is
- * empty, too long, or contains a NUL. what names it in the error message. */
+ * empty, too long, contains a NUL or is not UTF-8. what names it in the error message. */
 bool svc_name(srv_call *call, const char *what, const char *s, size_t len, char *buf);
 
 /* Handlers: each finishes the call. */

@@ -156,6 +156,50 @@ uint8_t *srv_b64_decode(const char *text, size_t text_len, size_t *out_len) {
   return out;
 }
 
+/* Length of the sequence starting with lead byte c and the allowed range of the
+ * second byte (narrowed for E0, ED, F0, F4), or 0 if c cannot start one. */
+static size_t utf8_seq(uint8_t c, uint8_t *lo, uint8_t *hi) {
+  *lo = 0x80;
+  *hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    return 2;
+  }
+  if (c >= 0xE0 && c <= 0xEF) {
+    *lo = c == 0xE0 ? 0xA0 : 0x80;
+    *hi = c == 0xED ? 0x9F : 0xBF;
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    *lo = c == 0xF0 ? 0x90 : 0x80;
+    *hi = c == 0xF4 ? 0x8F : 0xBF;
+    return 4;
+  }
+  return 0;
+}
+
+bool srv_utf8_valid(const char *str, size_t n) {
+  const uint8_t *s = (const uint8_t *)str;
+  size_t i = 0;
+  while (i < n) {
+    if (s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    uint8_t lo, hi;
+    size_t len = utf8_seq(s[i], &lo, &hi);
+    if (len == 0 || i + len > n || s[i + 1] < lo || s[i + 1] > hi) {
+      return false;
+    }
+    for (size_t k = 2; k < len; k++) {
+      if ((s[i + k] & 0xC0) != 0x80) {
+        return false;
+      }
+    }
+    i += len;
+  }
+  return true;
+}
+
 static uint64_t hash_bytes(const void *key, size_t len) {
   /* FNV-1a: enough for a development server's table sizes. */
   const uint8_t *p = key;

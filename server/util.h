@@ -31,6 +31,10 @@ char *srv_b64_encode(const uint8_t *data, size_t len, bool url);
  * for convenience) and its length, or NULL when the input is not base64. */
 uint8_t *srv_b64_decode(const char *text, size_t text_len, size_t *out_len);
 
+/* True when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF):
+ * proto3 string fields must be, and clients may fail to decode anything else. */
+bool srv_utf8_valid(const char *s, size_t n);
+
 /* Hash map from byte strings to pointers. Not thread-safe; callers lock. */
 typedef struct srv_hentry {
   struct srv_hentry *next;
