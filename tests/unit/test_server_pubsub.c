@@ -29,15 +29,19 @@
 static mim_local *srv;
 static mim_transport *root;
 
-static int start_server(mim_local **out) {
+static int start_server_with(mim_local **out, const char *more_arg, const char *more_val) {
   const char *caches[] = {CACHE, NULL};
-  const char *extra[] = {"--max-queue", "128", NULL};
+  const char *extra[] = {"--max-queue", "128", more_arg, more_val, NULL};
   mim_local_opts o = {.caches = caches,
                       .extra_args = extra,
                       .replay = REPLAY,
                       .set_replay = 1,
                       .log_level = "warn"};
   return mim_local_start(&o, out);
+}
+
+static int start_server(mim_local **out) {
+  return start_server_with(out, NULL, NULL);
 }
 
 /* Stops a server: 0 when it exited with status 0 promptly. mim-local gives calls still
@@ -731,6 +735,112 @@ static void test_many_topics(void **state) {
   assert_serving();
 }
 
+/* ---- cancelled subscribers are really gone ---- */
+
+/* Subscribes and waits for the server's answer: MIM_OK once accepted (first heartbeat),
+ * else the refusal. On MIM_OK the stream stays open in *s. */
+static mim_status try_subscribe(mim_transport *t, const char *topic, raw_sub *s) {
+  raw_sub_init(s);
+  mim_status st = raw_subscribe(t, CACHE, topic, 0, 0, s);
+  if (st == MIM_OK && !raw_sub_wait(s, RAW_HEARTBEATS, 1, WAIT_MS)) {
+    assert_true(raw_sub_wait_closed(s, WAIT_MS));
+    st = s->close_status == MIM_OK ? MIM_ERR_UNKNOWN : s->close_status;
+  }
+  if (st != MIM_OK) {
+    raw_sub_destroy(s);
+  }
+  return st;
+}
+
+/* Fills the topic up to --max-subscribers again, waiting (bounded) for the server to
+ * release the slots of cancelled streams; fails if a slot never comes back. */
+static void refill(mim_transport *t, const char *topic, raw_sub *subs, int n) {
+  int64_t deadline = raw_now_ms() + WAIT_MS;
+  for (int i = 0; i < n; i++) {
+    mim_status st;
+    while ((st = try_subscribe(t, topic, &subs[i])) == MIM_ERR_RESOURCE_EXHAUSTED &&
+           raw_now_ms() < deadline) {
+      /* the server has not yet seen an earlier cancel: try again */
+    }
+    if (st != MIM_OK) {
+      fprintf(stderr, "slot %d never came back: %s\n", i, mim_status_name(st));
+    }
+    assert_int_equal(st, MIM_OK);
+  }
+}
+
+static void cancel_all(raw_sub *subs, int n) {
+  for (int i = 0; i < n; i++) {
+    raw_sub_cancel(&subs[i]);
+  }
+  for (int i = 0; i < n; i++) {
+    close_and_check(&subs[i], MIM_ERR_CANCELLED);
+    raw_sub_destroy(&subs[i]);
+  }
+}
+
+/* With --max-subscribers 5 a topic's slots show whether the server detached streams that
+ * were cancelled before their first item, after items, by a deadline, or by a transport
+ * going away. */
+static void test_cancelled_streams_release_slots(void **state) {
+  (void)state;
+  enum { MAX = 5 };
+  mim_local *s2;
+  assert_int_equal(start_server_with(&s2, "--max-subscribers", "5"), 0);
+  mim_transport *t = raw_connect(s2, NULL);
+  assert_non_null(t);
+  raw_sub subs[MAX], extra;
+  refill(t, "slots", subs, MAX);
+  assert_int_equal(try_subscribe(t, "slots", &extra), MIM_ERR_RESOURCE_EXHAUSTED);
+  /* 1: cancelled after the heartbeat. */
+  cancel_all(subs, MAX);
+  refill(t, "slots", subs, MAX);
+  /* 2: cancelled after items. */
+  assert_int_equal(raw_publish(t, CACHE, "slots", "x", 1, true), MIM_OK);
+  for (int i = 0; i < MAX; i++) {
+    assert_true(raw_sub_wait(&subs[i], RAW_ITEMS, 1, WAIT_MS));
+  }
+  cancel_all(subs, MAX);
+  /* 3: cancelled at once, before the server could answer (many times the limit). */
+  for (int round = 0; round < 10; round++) {
+    for (int i = 0; i < MAX; i++) {
+      raw_sub_init(&subs[i]);
+      assert_int_equal(raw_subscribe(t, CACHE, "slots", 0, 0, &subs[i]), MIM_OK);
+      raw_sub_cancel(&subs[i]);
+    }
+    for (int i = 0; i < MAX; i++) {
+      assert_true(raw_sub_wait_closed(&subs[i], WAIT_MS));
+      raw_sub_destroy(&subs[i]);
+    }
+  }
+  refill(t, "slots", subs, MAX);
+  cancel_all(subs, MAX);
+  /* 4: ended by a deadline. */
+  for (int i = 0; i < MAX; i++) {
+    raw_sub_init(&subs[i]);
+    subs[i].deadline_ms = 200;
+    assert_int_equal(raw_subscribe(t, CACHE, "slots", 0, 0, &subs[i]), MIM_OK);
+  }
+  for (int i = 0; i < MAX; i++) {
+    close_and_check(&subs[i], MIM_ERR_DEADLINE_EXCEEDED);
+    raw_sub_destroy(&subs[i]);
+  }
+  refill(t, "slots", subs, MAX);
+  cancel_all(subs, MAX);
+  /* 5: their transport freed (connection closed). */
+  mim_transport *t2 = raw_connect(s2, NULL);
+  assert_non_null(t2);
+  refill(t2, "slots", subs, MAX);
+  mim_transport_free(t2);
+  for (int i = 0; i < MAX; i++) {
+    raw_sub_destroy(&subs[i]);
+  }
+  refill(t, "slots", subs, MAX);
+  cancel_all(subs, MAX);
+  mim_transport_free(t);
+  assert_int_equal(stop_server(s2), 0);
+}
+
 /* ---- shutdown ---- */
 
 /* SIGTERM with open (and busy) streams: every stream ends with UNAVAILABLE and the
@@ -772,6 +882,7 @@ int main(void) {
       cmocka_unit_test(test_stream_deadlines),
       cmocka_unit_test(test_cache_deleted_under_subscribers),
       cmocka_unit_test(test_many_topics),
+      cmocka_unit_test(test_cancelled_streams_release_slots),
       cmocka_unit_test(test_shutdown_with_open_streams),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
