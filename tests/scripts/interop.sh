@@ -11,6 +11,10 @@ DIR=$ROOT/tests/interop
 export MIM_BUILD=${MIM_BUILD:-build}
 case $MIM_BUILD in /*) ;; *) MIM_BUILD=$ROOT/$MIM_BUILD ;; esac
 
+# In sanitizer builds a UBSan report must fail the test like an ASan one (servers and
+# mim-peer are checked for exit status 0).
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+
 fail() { echo "interop: $*"; echo "0 passed, 1 failed"; exit 1; }
 
 command -v node >/dev/null || fail "node not found (Node 20+ is required)"
