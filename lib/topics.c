@@ -6,11 +6,10 @@
  * ---------------------------------
  * Everything that drives a subscription (starting streams, reading items, the heartbeat
  * watchdog, reconnect backoff, teardown) runs on the client's event thread, as transport
- * stream callbacks or timers; only the first stream is started by the subscribing thread
- * (under sub->mu, before any handler can run). Timer handles are only ever touched on the
- * event thread, because a transport timer can only be cancelled safely there (from
- * another thread its handle may already be freed). A call handle can be cancelled from
- * any thread under sub->mu: the close handler clears it under sub->mu.
+ * stream callbacks or timers; only the first stream and its confirmation deadline are
+ * started by the subscribing thread, under sub->mu, which every handler takes first.
+ * Timers are only ever cancelled on the event thread, because from another thread a
+ * timer handle may already be freed (its callback returned) by the time we use it.
  *
  * Shared with other threads, under sub->mu: `closing` (no user callback may start once it
  * is set), `cb_running` (a user callback is executing), the state, the result of the first
@@ -24,9 +23,6 @@
  *  - on another thread: sets closing, waits until no user callback of this subscription
  *    is running, then posts a teardown timer and waits for it, so nothing of the
  *    subscription is left pending in the transport (mim_client_free may follow at once).
- *  - before any handler ran (we cannot tell which thread we are on then, so we must not
- *    wait): only the first stream exists and no timer; it is cancelled under sub->mu and
- *    its close callback, which the transport always runs, drops the last reference.
  * Memory is reference counted: the owner, the live stream, each pending timer.
  *
  * Resume: after an item the library resumes at its sequence + 1 in its page. If the
@@ -56,10 +52,6 @@
 #define DEFAULT_BACKOFF_INITIAL_MS 100
 #define DEFAULT_BACKOFF_MAX_MS 5000
 #define DETAIL_LEN 256
-
-/* Set on the event thread by every handler of this module: lets the blocking subscribe
- * refuse to run there and lets unsubscribe know it must not wait. */
-static _Thread_local const mim_transport *tl_event_transport;
 
 /* ---- validation ---- */
 
@@ -183,7 +175,6 @@ MIM_API mim_status mim_topic_publish_binary(mim_client *client, const char *cach
 typedef struct publish_ctx {
   mim_publish_cb cb;
   void *user;
-  const mim_transport *t;
 } publish_ctx;
 
 static void publish_done(void *user, mim_status st, const char *detail, const uint8_t *resp,
@@ -191,7 +182,6 @@ static void publish_done(void *user, mim_status st, const char *detail, const ui
   (void)resp;
   (void)len;
   publish_ctx *p = user;
-  tl_event_transport = p->t;
   if (p->cb)
     p->cb(p->user, st, st == MIM_OK ? "" : detail ? detail : "");
   free(p);
@@ -207,7 +197,6 @@ static mim_status publish_async(mim_client *c, const char *cache, const char *to
     return mim_fail(MIM_ERR_NO_MEMORY, "publish: out of memory");
   p->cb = cb;
   p->user = user;
-  p->t = mim_client_transport(c);
   mim_pb_buf buf;
   st = pack_publish(cache, topic, is_text, data, len, &buf);
   if (st == MIM_OK) {
@@ -251,10 +240,8 @@ struct mim_subscription {
   pthread_cond_t cv;
   /* Guarded by mu. */
   mim_subscription_state state;
-  bool closing;      /* unsubscribed: no user callback may start */
-  bool cb_running;   /* a user callback is executing on the event thread */
-  bool thread_known; /* event_thread is valid: a handler has run */
-  pthread_t event_thread;
+  bool closing;    /* unsubscribed: no user callback may start */
+  bool cb_running; /* a user callback is executing on the event thread */
   bool sync_first; /* blocking subscribe: a failed first attempt is returned, not reported */
   bool first_done; /* the first attempt was confirmed or failed */
   mim_status first_status;
@@ -301,15 +288,6 @@ static void sub_destroy(mim_subscription *s) {
 static void sub_unref(mim_subscription *s) {
   if (atomic_fetch_sub(&s->refs, 1) == 1)
     sub_destroy(s);
-}
-
-/* Every event-thread handler starts here: remembers which thread that is. */
-static void handler_enter_locked(mim_subscription *s) {
-  tl_event_transport = s->t;
-  if (!s->thread_known) {
-    s->event_thread = pthread_self();
-    s->thread_known = true;
-  }
 }
 
 /* Lets one user callback run unless the subscription is closing, and marks it running
@@ -396,10 +374,10 @@ static void arm_watchdog(mim_subscription *s, int64_t delay_ms) {
 static void stream_message(void *user, const uint8_t *msg, size_t len);
 static void stream_closed(void *user, mim_status status, const char *detail);
 
-/* Starts one Subscribe stream; on MIM_OK the stream holds a reference. The watchdog is
- * armed only on the event thread (arm_watchdog_now); the first stream gets it when it
- * is confirmed. */
-static mim_status start_stream(mim_subscription *s, bool arm_watchdog_now) {
+/* Starts one Subscribe stream and (re)arms the watchdog: until the first confirmation
+ * it is the deadline of the first attempt, then the heartbeat timeout. On MIM_OK the
+ * stream holds a reference. */
+static mim_status start_stream(mim_subscription *s) {
   CacheClient__Pubsub__SubscriptionRequest req = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_REQUEST__INIT;
   req.cache_name = s->cache;
   req.topic = s->topic;
@@ -426,10 +404,8 @@ static mim_status start_stream(mim_subscription *s, bool arm_watchdog_now) {
     return st;
   }
   s->last_rx_ms = mono_ms();
-  if (arm_watchdog_now) {
-    disarm_timer(s, &s->watchdog_timer);
-    arm_watchdog(s, current_silence_limit(s));
-  }
+  disarm_timer(s, &s->watchdog_timer);
+  arm_watchdog(s, current_silence_limit(s));
   return MIM_OK;
 }
 
@@ -532,7 +508,6 @@ static void handle_stream_end(mim_subscription *s, mim_status status, const char
 static void stream_closed(void *user, mim_status status, const char *detail) {
   mim_subscription *s = user;
   pthread_mutex_lock(&s->mu);
-  handler_enter_locked(s);
   s->call = NULL;
   bool closing = s->closing;
   pthread_mutex_unlock(&s->mu);
@@ -544,12 +519,11 @@ static void stream_closed(void *user, mim_status status, const char *detail) {
 static void backoff_fired(void *user) {
   mim_subscription *s = user;
   pthread_mutex_lock(&s->mu);
-  handler_enter_locked(s);
   s->backoff_timer = NULL;
   bool closing = s->closing;
   pthread_mutex_unlock(&s->mu);
   if (!closing) {
-    mim_status st = start_stream(s, true);
+    mim_status st = start_stream(s);
     if (st != MIM_OK)
       handle_stream_end(s, st, mim_last_error_detail());
   }
@@ -559,7 +533,6 @@ static void backoff_fired(void *user) {
 static void watchdog_fired(void *user) {
   mim_subscription *s = user;
   pthread_mutex_lock(&s->mu);
-  handler_enter_locked(s);
   bool closing = s->closing;
   pthread_mutex_unlock(&s->mu);
   s->watchdog_timer = NULL;
@@ -683,7 +656,6 @@ static void handle_discontinuity(mim_subscription *s, const CacheClient__Pubsub_
 static void stream_message(void *user, const uint8_t *msg, size_t len) {
   mim_subscription *s = user;
   pthread_mutex_lock(&s->mu);
-  handler_enter_locked(s);
   bool closing = s->closing;
   pthread_mutex_unlock(&s->mu);
   if (closing || s->watchdog_tripped || s->stream_error != MIM_OK)
@@ -732,9 +704,6 @@ static void teardown(mim_subscription *s) {
 
 static void teardown_fired(void *user) {
   mim_subscription *s = user;
-  pthread_mutex_lock(&s->mu);
-  handler_enter_locked(s);
-  pthread_mutex_unlock(&s->mu);
   teardown(s);
   pthread_mutex_lock(&s->mu);
   s->teardown_done = true;
@@ -743,19 +712,15 @@ static void teardown_fired(void *user) {
   sub_unref(s);
 }
 
-static bool on_event_thread_locked(const mim_subscription *s) {
-  return tl_event_transport == s->t ||
-         (s->thread_known && pthread_equal(s->event_thread, pthread_self()));
-}
-
 MIM_API void mim_topic_unsubscribe(mim_subscription *s) {
   if (!s)
     return;
+  bool on_event_thread = mim_transport_on_event_thread(s->t);
   pthread_mutex_lock(&s->mu);
   s->closing = true;
   s->state = MIM_SUB_CLOSED;
-  if (on_event_thread_locked(s)) {
-    /* Nothing else of ours can run now; a callback we are inside holds a reference. */
+  if (on_event_thread) {
+    /* Nothing else of ours can run now; a handler we are inside holds a reference. */
     pthread_mutex_unlock(&s->mu);
     teardown(s);
     sub_unref(s);
@@ -763,24 +728,16 @@ MIM_API void mim_topic_unsubscribe(mim_subscription *s) {
   }
   while (s->cb_running)
     pthread_cond_wait(&s->cv, &s->mu);
-  if (!s->thread_known) {
-    /* No handler has run yet, so no timer exists: cancel the first stream; its close
-     * callback drops the last reference. (We may even be on the event thread inside
-     * another module's callback, so we must not wait.) */
-    if (s->call)
-      mim_call_cancel(s->call);
-    pthread_mutex_unlock(&s->mu);
-    sub_unref(s);
-    return;
-  }
   sub_ref(s);
   bool posted = mim_transport_timer(s->t, 0, teardown_fired, s, NULL) == MIM_OK;
   if (posted) {
     while (!s->teardown_done)
       pthread_cond_wait(&s->cv, &s->mu);
   } else {
-    mim_log(MIM_LOG_ERROR, "topics: could not post the teardown of %s; its stream may linger",
-            s->topic);
+    /* Only while the client is being freed: its shutdown cancels the stream anyway. */
+    mim_log(MIM_LOG_ERROR, "topics: could not post the teardown of %s", s->topic);
+    if (s->call)
+      mim_call_cancel(s->call); /* safe under mu: the close handler clears it under mu */
   }
   pthread_mutex_unlock(&s->mu);
   if (!posted)
@@ -840,11 +797,11 @@ static mim_status sub_new(mim_client *c, const char *cache, const char *topic,
   return MIM_OK;
 }
 
-/* Starts the first stream from the calling thread; mu makes every handler see the call
- * handle (they all take mu first). */
+/* Starts the first stream and its confirmation deadline from the calling thread; mu
+ * makes every handler see the handles (they all take mu first). */
 static mim_status sub_start(mim_subscription *s) {
   pthread_mutex_lock(&s->mu);
-  mim_status st = start_stream(s, false);
+  mim_status st = start_stream(s);
   pthread_mutex_unlock(&s->mu);
   return st;
 }
@@ -887,7 +844,7 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
                                        mim_subscription **out) {
   if (out)
     *out = NULL;
-  if (client && tl_event_transport == mim_client_transport(client))
+  if (client && mim_transport_on_event_thread(mim_client_transport(client)))
     return mim_fail(MIM_ERR_FAILED_PRECONDITION,
                     "mim_topic_subscribe called from a callback; use mim_topic_subscribe_async");
   mim_subscription *s;
@@ -900,7 +857,9 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
     sub_destroy(s);
     return st;
   }
-  struct timespec until = abs_after_ms(s->confirm_timeout_ms);
+  /* The watchdog enforces the deadline on the event thread (and reports its own detail);
+   * waiting a little longer here only guards against one that could not be armed. */
+  struct timespec until = abs_after_ms(s->confirm_timeout_ms + 1000);
   char detail[DETAIL_LEN] = "";
   pthread_mutex_lock(&s->mu);
   while (!s->first_done) {

@@ -104,9 +104,8 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
 
 /* Like mim_topic_subscribe but returns at once; confirmation arrives as
  * on_state(MIM_SUB_CONNECTED), a failure of the first attempt as on_state(MIM_SUB_CLOSED)
- * with its status. The first attempt has no deadline of its own: it ends when the server
- * answers or gRPC reports the connection lost; unsubscribe to give up earlier. From the
- * first confirmation on, the heartbeat watchdog applies. May be called from a callback. */
+ * with its status (MIM_ERR_DEADLINE_EXCEEDED when not confirmed within the client's
+ * default deadline). May be called from a callback. */
 MIM_API mim_status mim_topic_subscribe_async(mim_client *client, const char *cache,
                                              const char *topic,
                                              const mim_subscribe_options *options,

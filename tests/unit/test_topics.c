@@ -213,7 +213,7 @@ static int stop_server(void **state) {
   return rc;
 }
 
-static mim_client *client_for(const mim_local *s, const char *key) {
+static mim_client *client_with_deadline(const mim_local *s, const char *key, int64_t ms) {
   mim_client_options o;
   mim_client_options_init(&o);
   o.api_key = key;
@@ -221,10 +221,14 @@ static mim_client *client_for(const mim_local *s, const char *key) {
   o.control_host = s->endpoint;
   o.token_host = s->endpoint;
   o.plaintext = true;
-  o.default_deadline_ms = 5000;
+  o.default_deadline_ms = ms;
   mim_client *c = NULL;
   assert_int_equal(mim_client_create(&o, &c), MIM_OK);
   return c;
+}
+
+static mim_client *client_for(const mim_local *s, const char *key) {
+  return client_with_deadline(s, key, 5000);
 }
 
 static mim_client *root_client(void) {
@@ -735,6 +739,37 @@ static void test_reconnect_after_restart(void **state) {
   assert_int_equal(mim_local_stop(s), 0);
 }
 
+/* ---- a server that never confirms: the first attempt ends at the client deadline ---- */
+
+static void test_unconfirmed_first_attempt_times_out(void **state) {
+  (void)state;
+  mim_local *s = start_private(0);
+  mim_client *c = client_with_deadline(s, s->root_key, 600);
+  assert_int_equal(mim_local_signal(s, SIGSTOP), 0);
+  rec *r = rec_new();
+  mim_subscription_callbacks cb = callbacks(r);
+  mim_subscription *sub = NULL;
+  int64_t t0 = mono_ms();
+  assert_int_equal(mim_topic_subscribe(c, CACHE, "stuck", NULL, &cb, &sub),
+                   MIM_ERR_DEADLINE_EXCEEDED);
+  int64_t took = mono_ms() - t0;
+  assert_null(sub);
+  assert_true(took >= 500 && took < 600 + 3000);
+  assert_int_equal(rec_get(r, &r->nstates), 0);
+
+  assert_int_equal(mim_topic_subscribe_async(c, CACHE, "stuck", NULL, &cb, &sub), MIM_OK);
+  assert_int_equal(rec_wait(r, &r->closed, 1, WAIT_MS), 1);
+  pthread_mutex_lock(&r->mu);
+  assert_int_equal(r->nstates, 1);
+  assert_int_equal(r->state_status[0], MIM_ERR_DEADLINE_EXCEEDED);
+  pthread_mutex_unlock(&r->mu);
+  mim_topic_unsubscribe(sub);
+  assert_int_equal(mim_local_signal(s, SIGCONT), 0);
+  rec_free(r);
+  mim_client_free(c);
+  assert_int_equal(mim_local_stop(s), 0);
+}
+
 /* ---- backoff: full jitter under a growing cap, reset by a confirmed stream ---- */
 
 /* Re-subscribe delays the library logged ("... re-subscribing in N ms"), in order. */
@@ -982,6 +1017,7 @@ int main(void) {
       cmocka_unit_test(test_reconnect_after_restart),
       cmocka_unit_test(test_watchdog_frozen_server),
       cmocka_unit_test(test_backoff_grows_and_resets),
+      cmocka_unit_test(test_unconfirmed_first_attempt_times_out),
       cmocka_unit_test(test_unsubscribe_races_flood),
       cmocka_unit_test(test_unsubscribe_inside_on_item),
       cmocka_unit_test(test_unsubscribe_from_other_callbacks),
