@@ -827,14 +827,15 @@ typedef struct pump_args {
   mim_session *session;
   atomic_bool stop;
   atomic_int sent;
-  mim_status status;
+  atomic_int status;
 } pump_args;
 
 static void *pump_main(void *arg) {
   pump_args *p = arg;
-  p->status = MIM_OK;
-  while (!atomic_load(&p->stop) && p->status == MIM_OK && atomic_load(&p->sent) < 5000) {
-    p->status = mim_send(p->session, "stream", NULL);
+  atomic_store(&p->status, MIM_OK);
+  while (!atomic_load(&p->stop) && atomic_load(&p->status) == MIM_OK &&
+         atomic_load(&p->sent) < 5000) {
+    atomic_store(&p->status, (int)mim_send(p->session, "stream", NULL));
     atomic_fetch_add(&p->sent, 1);
   }
   return NULL;
@@ -865,7 +866,7 @@ static void test_leave_while_streaming(void **state) {
     assert_int_equal(atomic_load(&c.in_callback), 0);
     /* More messages keep coming to the client; none may reach the left session. */
     int target = atomic_load(&p->sent) + 20;
-    while (atomic_load(&p->sent) < target && p->status == MIM_OK) {
+    while (atomic_load(&p->sent) < target && atomic_load(&p->status) == MIM_OK) {
       struct timespec d = {0, 1000000};
       nanosleep(&d, NULL);
     }
@@ -874,7 +875,7 @@ static void test_leave_while_streaming(void **state) {
   }
   atomic_store(&p->stop, true);
   pthread_join(th, NULL);
-  assert_int_equal(p->status, MIM_OK);
+  assert_int_equal(atomic_load(&p->status), MIM_OK);
   mim_leave(p->session);
   free(p);
   mim_client_free(pc);
@@ -884,12 +885,13 @@ static void test_leave_while_streaming(void **state) {
 
 /* ---- reconnect and gap-fill ---- */
 
-/* Server-side stream cut (SIGUSR1) with no replay ring: what was published while the
- * stream was down comes back from the list, exactly once. */
-static void test_reconnect_gap_fill(void **state) {
-  (void)state;
+/* Server-side stream cut (SIGUSR1) while a sender keeps sending: what was published
+ * while the stream was down comes back exactly once and in order, from the list (replay
+ * 0: the server keeps nothing to resume from) or from the server's replay plus the list
+ * (both deliver the same messages: the merge must drop one copy). */
+static void run_reconnect_test(int replay) {
   const char *caches[] = {CACHE, NULL};
-  mim_local_opts o = {.caches = caches, .replay = 0, .set_replay = 1, .heartbeat_ms = 500};
+  mim_local_opts o = {.caches = caches, .replay = replay, .set_replay = 1, .heartbeat_ms = 500};
   mim_local *s2 = NULL;
   assert_int_equal(mim_local_start(&o, &s2), 0);
   mim_client *sender = client_from_key(s2->root_key);
@@ -928,8 +930,9 @@ static void test_reconnect_gap_fill(void **state) {
   int filled = 0;
   for (int i = 20; i < 60; i++)
     filled += rc.recs[i].from_history;
-  print_message("gap-fill: %d reconnects, %d event errors, %d of 40 from the list\n", reconnects,
-                rc.event_errors, filled);
+  print_message("reconnect (replay %d): %d reconnects, %d event errors, %d of 40 from "
+                "the list\n",
+                replay, reconnects, rc.event_errors, filled);
   mim_leave(rs);
   mim_leave(ss);
   mim_client_free(sender);
@@ -937,6 +940,16 @@ static void test_reconnect_gap_fill(void **state) {
   assert_int_equal(mim_local_stop(s2), 0);
   collector_free(&sc);
   collector_free(&rc);
+}
+
+static void test_reconnect_gap_fill_from_list(void **state) {
+  (void)state;
+  run_reconnect_test(0);
+}
+
+static void test_reconnect_with_replay(void **state) {
+  (void)state;
+  run_reconnect_test(4096);
 }
 
 static int setup(void **state) {
@@ -968,7 +981,11 @@ int main(void) {
       cmocka_unit_test(test_moderated_mode),
       cmocka_unit_test(test_moderator_stop_in_flight),
       cmocka_unit_test(test_leave_while_streaming),
-      cmocka_unit_test(test_reconnect_gap_fill),
+      cmocka_unit_test(test_reconnect_gap_fill_from_list),
+      cmocka_unit_test(test_reconnect_with_replay),
   };
+  /* MIM_TEST_FILTER=test_foo (glob) runs only matching tests. */
+  if (getenv("MIM_TEST_FILTER"))
+    cmocka_set_test_filter(getenv("MIM_TEST_FILTER"));
   return cmocka_run_group_tests(tests, setup, teardown);
 }
