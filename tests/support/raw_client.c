@@ -354,22 +354,28 @@ bool raw_sub_wait_closed(raw_sub *s, int timeout_ms) {
 
 mim_status raw_stream_status(mim_transport *t, const char *method, const char *cache,
                              const uint8_t *req, size_t len, int timeout_ms, size_t *items) {
-  raw_sub s;
-  raw_sub_init(&s);
-  mim_status st = start_stream(t, method, cache, req, len, &s);
+  raw_sub *s = calloc(1, sizeof *s);
+  if (!s) {
+    return MIM_ERR_NO_MEMORY;
+  }
+  raw_sub_init(s);
+  mim_status st = start_stream(t, method, cache, req, len, s);
   if (st == MIM_OK) {
-    if (!raw_sub_wait_closed(&s, timeout_ms)) {
-      raw_sub_cancel(&s);
-      raw_sub_wait_closed(&s, RAW_DEADLINE_MS);
+    if (!raw_sub_wait_closed(s, timeout_ms)) {
+      raw_sub_cancel(s);
+      if (!raw_sub_wait_closed(s, RAW_DEADLINE_MS)) {
+        return MIM_ERR_DEADLINE_EXCEEDED; /* s leaks: its callbacks may still come */
+      }
       st = MIM_ERR_DEADLINE_EXCEEDED;
     } else {
-      st = s.close_status;
+      st = s->close_status;
     }
   }
   if (items) {
-    *items = s.items + s.heartbeats + s.discontinuities;
+    *items = s->items + s->heartbeats + s->discontinuities;
   }
-  raw_sub_destroy(&s);
+  raw_sub_destroy(s);
+  free(s);
   return st;
 }
 

@@ -24,7 +24,18 @@
 #define CACHE "pubsub"
 #define REPLAY 64     /* --replay */
 #define MAX_QUEUE 128 /* --max-queue: per-subscriber bound before overflow */
-#define WAIT_MS 10000 /* upper bound for anything that should happen soon */
+/* Upper bound for anything that should happen soon (longer under valgrind). */
+#define WAIT_MS wait_ms()
+
+/* MIM_TEST_SLOW=1: a slow run (e.g. mim-local under valgrind via MIM_LOCAL_BIN). */
+static bool slow_mode(void) {
+  const char *slow = getenv("MIM_TEST_SLOW");
+  return slow && *slow;
+}
+
+static int wait_ms(void) {
+  return slow_mode() ? 60000 : 10000;
+}
 
 static mim_local *srv;
 static mim_transport *root;
@@ -48,11 +59,6 @@ static int start_server(mim_local **out) {
  * open at SIGTERM a 2 s grace before cancelling them, so a stop that takes that long
  * means a stream the server never finished (a leaked subscriber). MIM_TEST_SLOW=1
  * (valgrind runs) lifts the time bound. */
-static bool slow_mode(void) {
-  const char *slow = getenv("MIM_TEST_SLOW");
-  return slow && *slow;
-}
-
 static int stop_server(mim_local *s) {
   int64_t t0 = raw_now_ms();
   int rc = mim_local_stop(s);
@@ -98,18 +104,21 @@ static void publish_n(mim_transport *t, const char *topic, int n) {
 
 /* A new subscriber on topic sees the next n publishes, in order, without gaps. */
 static void assert_topic_works(const char *topic) {
-  raw_sub s;
-  raw_sub_init(&s);
-  assert_int_equal(raw_subscribe(root, CACHE, topic, 0, 0, &s), MIM_OK);
-  assert_true(raw_sub_wait(&s, RAW_HEARTBEATS, 1, WAIT_MS));
+  /* On the heap and leaked if an assertion fails: its stream may still be running. */
+  raw_sub *s = calloc(1, sizeof *s);
+  assert_non_null(s);
+  raw_sub_init(s);
+  assert_int_equal(raw_subscribe(root, CACHE, topic, 0, 0, s), MIM_OK);
+  assert_true(raw_sub_wait(s, RAW_HEARTBEATS, 1, WAIT_MS));
   publish_n(root, topic, 5);
-  assert_true(raw_sub_wait(&s, RAW_ITEMS, 5, WAIT_MS));
-  raw_sub_cancel(&s);
-  assert_true(raw_sub_wait_closed(&s, WAIT_MS));
-  assert_int_equal(s.bad_order, 0);
-  assert_int_equal(s.discontinuities, 0);
-  assert_int_equal(s.undecodable, 0);
-  raw_sub_destroy(&s);
+  assert_true(raw_sub_wait(s, RAW_ITEMS, 5, WAIT_MS));
+  raw_sub_cancel(s);
+  assert_true(raw_sub_wait_closed(s, WAIT_MS));
+  assert_int_equal(s->bad_order, 0);
+  assert_int_equal(s->discontinuities, 0);
+  assert_int_equal(s->undecodable, 0);
+  raw_sub_destroy(s);
+  free(s);
 }
 
 static void close_and_check(raw_sub *s, mim_status want) {
@@ -162,7 +171,7 @@ static void test_cancel_before_first_item(void **state) {
 static void test_cancel_after_some_items(void **state) {
   (void)state;
   enum { N = 20, PUBLISHED = 30 };
-  raw_sub subs[N];
+  static raw_sub subs[N];
   for (int i = 0; i < N; i++) {
     raw_sub_init(&subs[i]);
     subs[i].cancel_at_items = (size_t)i + 1; /* cancelled from its own callback */
@@ -187,7 +196,7 @@ static void test_cancel_after_some_items(void **state) {
 static void test_transport_freed_with_open_streams(void **state) {
   (void)state;
   enum { N = 50 };
-  raw_sub subs[N];
+  static raw_sub subs[N];
   mim_transport *t = raw_connect(srv, NULL);
   assert_non_null(t);
   for (int i = 0; i < N; i++) {
@@ -259,7 +268,7 @@ static void test_cancel_during_flood(void **state) {
     assert_int_equal(raw_subscribe(ts[i % TRANSPORTS], CACHE, "flood", 0, 0, &subs[i]), MIM_OK);
     assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
   }
-  flooder f = {.topic = "flood", .value_len = 512};
+  static flooder f = {.topic = "flood", .value_len = 512};
   assert_int_equal(pthread_create(&f.th, NULL, flood_main, &f), 0);
   int64_t t0 = raw_now_ms();
   /* Cancel subscriber i once it has seen about 5*i items: spread over the flood. */
@@ -378,7 +387,7 @@ static void test_slow_subscriber(void **state) {
   mim_transport *fast_t = raw_connect(s2, NULL);
   assert_non_null(slow_t);
   assert_non_null(fast_t);
-  raw_sub slow, fast;
+  static raw_sub slow, fast;
   raw_sub_init(&slow);
   raw_sub_init(&fast);
   assert_int_equal(raw_subscribe(slow_t, CACHE, "slow", 0, 0, &slow), MIM_OK);
@@ -500,13 +509,13 @@ static void test_concurrent_publishers(void **state) {
   mim_transport *ts[2] = {raw_connect(srv, NULL), raw_connect(srv, NULL)};
   assert_non_null(ts[0]);
   assert_non_null(ts[1]);
-  raw_sub subs[SUBS];
+  static raw_sub subs[SUBS];
   for (int i = 0; i < SUBS; i++) {
     raw_sub_init(&subs[i]);
     assert_int_equal(raw_subscribe(ts[i % 2], CACHE, "many-pubs", 0, 0, &subs[i]), MIM_OK);
     assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
   }
-  pub_thread pubs[PUBS];
+  static pub_thread pubs[PUBS];
   int64_t t0 = raw_now_ms();
   for (int i = 0; i < PUBS; i++) {
     pubs[i] = (pub_thread){.id = i, .n = EACH};
@@ -541,51 +550,54 @@ static void test_concurrent_publishers(void **state) {
  * the marker), gapless. */
 static void check_resume(const char *topic, uint64_t resume_at, uint64_t page, size_t want_disc,
                          uint64_t want_first, uint64_t marker_seq) {
-  raw_sub s;
-  raw_sub_init(&s);
-  assert_int_equal(raw_subscribe(root, CACHE, topic, resume_at, page, &s), MIM_OK);
-  assert_true(raw_sub_wait(&s, RAW_HEARTBEATS, 1, WAIT_MS));
+  /* On the heap and leaked if an assertion fails: its stream may still be running. */
+  raw_sub *s = calloc(1, sizeof *s);
+  assert_non_null(s);
+  raw_sub_init(s);
+  assert_int_equal(raw_subscribe(root, CACHE, topic, resume_at, page, s), MIM_OK);
+  assert_true(raw_sub_wait(s, RAW_HEARTBEATS, 1, WAIT_MS));
   assert_int_equal(raw_publish(root, CACHE, topic, "marker", 6, true), MIM_OK);
   /* Wait for the marker: everything replayed precedes it. */
   int64_t deadline = raw_now_ms() + WAIT_MS;
   for (;;) {
-    pthread_mutex_lock(&s.mu);
-    bool done = s.last_seq == marker_seq || s.closed;
-    size_t n = s.items;
-    pthread_mutex_unlock(&s.mu);
+    pthread_mutex_lock(&s->mu);
+    bool done = s->last_seq == marker_seq || s->closed;
+    size_t n = s->items;
+    pthread_mutex_unlock(&s->mu);
     if (done || raw_now_ms() > deadline) {
       break;
     }
-    raw_sub_wait(&s, RAW_ITEMS, n + 1, 100);
+    raw_sub_wait(s, RAW_ITEMS, n + 1, 100);
   }
-  raw_sub_cancel(&s);
-  close_and_check(&s, MIM_ERR_CANCELLED);
-  if (s.discontinuities != want_disc || s.last_seq != marker_seq ||
-      (want_first ? s.first_seq != want_first : s.items != 1)) {
+  raw_sub_cancel(s);
+  close_and_check(s, MIM_ERR_CANCELLED);
+  if (s->discontinuities != want_disc || s->last_seq != marker_seq ||
+      (want_first ? s->first_seq != want_first : s->items != 1)) {
     fprintf(stderr,
             "resume_at %llu page %llu: %zu disc (last %llu new %llu), %zu items %llu..%llu\n",
-            (unsigned long long)resume_at, (unsigned long long)page, s.discontinuities,
-            (unsigned long long)s.disc_last, (unsigned long long)s.disc_new, s.items,
-            (unsigned long long)s.first_seq, (unsigned long long)s.last_seq);
+            (unsigned long long)resume_at, (unsigned long long)page, s->discontinuities,
+            (unsigned long long)s->disc_last, (unsigned long long)s->disc_new, s->items,
+            (unsigned long long)s->first_seq, (unsigned long long)s->last_seq);
   }
-  assert_int_equal(s.discontinuities, want_disc);
-  assert_int_equal(s.last_seq, marker_seq);
-  assert_int_equal(s.bad_order, 0);
-  assert_int_equal(s.undecodable, 0);
+  assert_int_equal(s->discontinuities, want_disc);
+  assert_int_equal(s->last_seq, marker_seq);
+  assert_int_equal(s->bad_order, 0);
+  assert_int_equal(s->undecodable, 0);
   if (want_first) {
-    assert_int_equal(s.first_seq, want_first);
-    assert_int_equal(s.items, marker_seq - want_first + 1);
+    assert_int_equal(s->first_seq, want_first);
+    assert_int_equal(s->items, marker_seq - want_first + 1);
   } else {
-    assert_int_equal(s.items, 1); /* only the live marker */
+    assert_int_equal(s->items, 1); /* only the live marker */
   }
-  raw_sub_destroy(&s);
+  raw_sub_destroy(s);
+  free(s);
 }
 
 /* Extreme resume positions and pages are answered (replay or discontinuity), not crashed. */
 static void test_resume_edge_cases(void **state) {
   (void)state;
   const char *topic = "resume-edges";
-  raw_sub probe;
+  static raw_sub probe;
   raw_sub_init(&probe);
   assert_int_equal(raw_subscribe(root, CACHE, topic, 0, 0, &probe), MIM_OK);
   assert_true(raw_sub_wait(&probe, RAW_HEARTBEATS, 1, WAIT_MS));
@@ -632,9 +644,9 @@ static void test_stream_deadlines(void **state) {
   enum { N = 30 };
   mim_transport *t = raw_connect(srv, NULL);
   assert_non_null(t);
-  flooder f = {.topic = "deadline", .value_len = 256};
+  static flooder f = {.topic = "deadline", .value_len = 256};
   assert_int_equal(pthread_create(&f.th, NULL, flood_main, &f), 0);
-  raw_sub subs[N];
+  static raw_sub subs[N];
   for (int i = 0; i < N; i++) {
     raw_sub_init(&subs[i]);
     subs[i].deadline_ms = 100 + 10 * i;
@@ -665,7 +677,7 @@ static void test_cache_deleted_under_subscribers(void **state) {
   dr.cache_name = (char *)"doomed";
   assert_int_equal(
       raw_call(root, "/control_client.ScsControl/CreateCache", NULL, &cr.base, NULL, NULL), MIM_OK);
-  raw_sub subs[N];
+  static raw_sub subs[N];
   for (int i = 0; i < N; i++) {
     raw_sub_init(&subs[i]);
     assert_int_equal(raw_subscribe(root, "doomed", i % 2 ? "t1" : "t2", 0, 0, &subs[i]), MIM_OK);
@@ -688,7 +700,7 @@ static void test_cache_deleted_under_subscribers(void **state) {
   assert_int_equal(raw_publish(root, "doomed", "t1", "x", 1, true), MIM_ERR_NOT_FOUND);
   assert_int_equal(
       raw_call(root, "/control_client.ScsControl/CreateCache", NULL, &cr.base, NULL, NULL), MIM_OK);
-  raw_sub s;
+  static raw_sub s;
   raw_sub_init(&s);
   assert_int_equal(raw_subscribe(root, "doomed", "t1", 0, 0, &s), MIM_OK);
   assert_true(raw_sub_wait(&s, RAW_HEARTBEATS, 1, WAIT_MS));
@@ -789,7 +801,7 @@ static void test_cancelled_streams_release_slots(void **state) {
   assert_int_equal(start_server_with(&s2, "--max-subscribers", "5"), 0);
   mim_transport *t = raw_connect(s2, NULL);
   assert_non_null(t);
-  raw_sub subs[MAX], extra;
+  static raw_sub subs[MAX], extra;
   refill(t, "slots", subs, MAX);
   assert_int_equal(try_subscribe(t, "slots", &extra), MIM_ERR_RESOURCE_EXHAUSTED);
   /* 1: cancelled after the heartbeat. */
@@ -852,7 +864,7 @@ static void test_shutdown_with_open_streams(void **state) {
   assert_int_equal(start_server(&s2), 0);
   mim_transport *t = raw_connect(s2, NULL);
   assert_non_null(t);
-  raw_sub subs[N];
+  static raw_sub subs[N];
   for (int i = 0; i < N; i++) {
     raw_sub_init(&subs[i]);
     assert_int_equal(raw_subscribe(t, CACHE, i % 2 ? "a" : "b", 0, 0, &subs[i]), MIM_OK);
