@@ -65,6 +65,8 @@ struct mim_session {
   bool fetching;           /* a list fetch is outstanding */
   bool refetch_wanted;     /* another fetch is needed after the current one */
   bool reconnecting;       /* saw RECONNECTING; refetch at the next CONNECTED */
+  bool saw_gap;            /* a discontinuity since the last fetch started */
+  bool fetch_after_gap;    /* the outstanding fetch must cover a topic gap */
   mim_status close_status; /* the subscription closed before the join completed */
   mim_message *pending;    /* packed messages (see pack_message) */
   size_t npending, pending_cap;
@@ -205,7 +207,9 @@ static void deliver_history(mim_session *s, const mim_list_values *values) {
   }
   /* After a gap: if the list is full and none of it was seen before, older messages of
    * the gap were already truncated away. */
-  if (s->joined && known_before > 0 && !any_known && values->count >= s->history_cap)
+  /* Only after a discontinuity: after a plain reconnect the topic replays the rest. */
+  if (s->joined && s->fetch_after_gap && known_before > 0 && !any_known &&
+      values->count >= s->history_cap)
     emit_event(s, MIM_SUB_CONNECTED, MIM_ERR_RESOURCE_EXHAUSTED,
                "gap larger than the history cap: some messages were lost");
 }
@@ -294,6 +298,8 @@ static void start_fetch(mim_session *s) {
     return;
   }
   s->fetching = true;
+  s->fetch_after_gap = s->saw_gap;
+  s->saw_gap = false;
   pthread_mutex_lock(&s->mu);
   s->inflight++;
   pthread_mutex_unlock(&s->mu);
@@ -338,6 +344,7 @@ static void on_discontinuity(void *user, uint64_t last, uint64_t next, uint64_t 
   mim_session *s = user;
   mim_log(MIM_LOG_INFO, "chat %s: discontinuity %llu -> %llu (page %llu); refetching history",
           s->chat, (unsigned long long)last, (unsigned long long)next, (unsigned long long)page);
+  s->saw_gap = true;
   if (!atomic_load(&s->closing))
     start_fetch(s);
 }
