@@ -72,7 +72,7 @@ typedef struct mim_join_options {
   /* Optional, runs on the event thread: every state change of the subscription
    * (RECONNECTING, CONNECTED, CLOSED with the reason), and with state CONNECTED and a
    * non-OK status when a gap could not be filled: the refetch of the list failed
-   * (its status), or the gap was larger than the history cap
+   * (its status), or after a discontinuity the gap was larger than the history cap
    * (MIM_ERR_RESOURCE_EXHAUSTED: messages were lost). Not called after mim_leave. */
   void (*on_event)(mim_session *session, mim_subscription_state state, mim_status status,
                    const char *detail, void *user);
@@ -93,6 +93,9 @@ MIM_API void mim_join_options_init(mim_join_options *options);
  * reconnects or reports a discontinuity, the list is fetched again and the messages in
  * it that were not delivered yet are delivered (from_history true; foreign list values
  * only on the join), live values being held back meanwhile.
+ * Order: history in list order, then live values in topic order. A message recovered by a
+ * gap-fill, or one truncated out of the list while the join ran and then received live,
+ * can come after newer messages (still exactly once).
  * on_message must return quickly and must not call blocking functions of the client
  * (mim_send, mim_history, mim_leave, ...); hand work to another thread instead.
  * Errors: MIM_ERR_INVALID_ARGUMENT, subscription and list errors (no callback runs
