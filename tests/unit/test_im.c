@@ -821,6 +821,40 @@ static void test_moderator_stop_in_flight(void **state) {
   collector_free(&a);
 }
 
+/* One moderator for two chats: each message goes to its own chat only. */
+static void test_moderator_two_chats(void **state) {
+  (void)state;
+  char c1[64], c2[64];
+  new_chat(c1, sizeof c1, "mod2a");
+  new_chat(c2, sizeof c2, "mod2b");
+  atomic_int calls = 0;
+  const char *chats[] = {c1, c2};
+  mim_moderator *mod = NULL;
+  assert_int_equal(mim_moderator_start(root, CACHE, chats, 2, 0, accept_all, &calls, &mod), MIM_OK);
+  collector a, b;
+  collector_init(&a);
+  collector_init(&b);
+  mim_session *sa = join(root, c1, "alice", 0, MIM_CHAT_MODERATED, &a);
+  mim_session *sb = join(root, c2, "bob", 0, MIM_CHAT_MODERATED, &b);
+  char ida[MIM_MESSAGE_ID_SIZE], idb[MIM_MESSAGE_ID_SIZE];
+  assert_int_equal(mim_send(sa, "to one", ida), MIM_OK);
+  assert_int_equal(mim_send(sb, "to two", idb), MIM_OK);
+  assert_true(wait_id(&a, ida, WAIT_MS));
+  assert_true(wait_id(&b, idb, WAIT_MS));
+  sync_on_sentinel(sa, &a);
+  sync_on_sentinel(sb, &b);
+  assert_int_equal(count_id(&a, idb), 0);
+  assert_int_equal(count_id(&b, ida), 0);
+  assert_int_equal(ncount(&a), 2);
+  assert_int_equal(ncount(&b), 2);
+  assert_int_equal(atomic_load(&calls), 4);
+  mim_moderator_stop(mod);
+  mim_leave(sa);
+  mim_leave(sb);
+  collector_free(&a);
+  collector_free(&b);
+}
+
 /* ---- leave while messages stream in ---- */
 
 typedef struct pump_args {
@@ -920,6 +954,10 @@ static void run_reconnect_test(int replay) {
   pthread_mutex_unlock(&rc.mu);
   assert_true(reconnects > 0);
   sync_on_sentinel(ss, &rc);
+  pthread_mutex_lock(&rc.mu);
+  int connected = rc.events[MIM_SUB_CONNECTED];
+  pthread_mutex_unlock(&rc.mu);
+  assert_true(connected >= 2); /* the first confirmation and the one after the cut */
   for (int i = 0; i < 60; i++)
     if (count_id(&rc, ids[i]) != 1)
       fail_msg("message %d delivered %zu times", i, count_id(&rc, ids[i]));
@@ -980,6 +1018,7 @@ int main(void) {
       cmocka_unit_test(test_foreign_payloads),
       cmocka_unit_test(test_moderated_mode),
       cmocka_unit_test(test_moderator_stop_in_flight),
+      cmocka_unit_test(test_moderator_two_chats),
       cmocka_unit_test(test_leave_while_streaming),
       cmocka_unit_test(test_reconnect_gap_fill_from_list),
       cmocka_unit_test(test_reconnect_with_replay),
