@@ -921,6 +921,56 @@ static void test_unsubscribe_races_flood(void **state) {
   mim_client_free(sc);
 }
 
+/* Several threads subscribe and unsubscribe on one client while a flood runs. */
+typedef struct churn {
+  mim_client *client;
+  atomic_int failures;
+} churn;
+
+static void *churn_main(void *arg) {
+  churn *ch = arg;
+  for (int round = 0; round < 4; round++) {
+    rec *r = rec_new();
+    mim_subscription_callbacks cb = callbacks(r);
+    mim_subscription *sub = NULL;
+    if (mim_topic_subscribe(ch->client, CACHE, "flood", NULL, &cb, &sub) != MIM_OK) {
+      atomic_fetch_add(&ch->failures, 1);
+      rec_free(r);
+      continue;
+    }
+    if (rec_wait(r, &r->items, 5, WAIT_MS) < 5)
+      atomic_fetch_add(&ch->failures, 1);
+    mim_topic_unsubscribe(sub);
+    atomic_store(&r->unsubscribed, true);
+    /* Give a late callback (a bug) the chance to show up while the flood goes on. */
+    uint64_t seen = 0;
+    for (int i = 0; i < 1000; i++)
+      seen += (uint64_t)atomic_load(&r->late_callbacks);
+    if (seen || atomic_load(&r->late_callbacks))
+      atomic_fetch_add(&ch->failures, 1);
+    rec_free(r);
+  }
+  return NULL;
+}
+
+static void test_concurrent_subscribers(void **state) {
+  (void)state;
+  flood f = {.client = root_client()};
+  pthread_t pub;
+  assert_int_equal(pthread_create(&pub, NULL, flood_main, &f), 0);
+  churn ch = {.client = root_client()};
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, churn_main, &ch), 0);
+  for (int i = 0; i < 4; i++)
+    pthread_join(th[i], NULL);
+  atomic_store(&f.stop, true);
+  pthread_join(pub, NULL);
+  assert_int_equal(atomic_load(&ch.failures), 0);
+  mim_client_free(ch.client);
+  mim_client_free(f.client);
+}
+
 static void test_unsubscribe_inside_on_item(void **state) {
   (void)state;
   mim_client *c = root_client();
@@ -1019,6 +1069,7 @@ int main(void) {
       cmocka_unit_test(test_backoff_grows_and_resets),
       cmocka_unit_test(test_unconfirmed_first_attempt_times_out),
       cmocka_unit_test(test_unsubscribe_races_flood),
+      cmocka_unit_test(test_concurrent_subscribers),
       cmocka_unit_test(test_unsubscribe_inside_on_item),
       cmocka_unit_test(test_unsubscribe_from_other_callbacks),
       cmocka_unit_test(test_unsubscribe_immediately),
