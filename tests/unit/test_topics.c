@@ -6,6 +6,7 @@
 
 #include <cmocka.h>
 
+#include "grpc_test_server.h"
 #include "mim_local.h"
 
 #include <momento/client.h>
@@ -462,6 +463,55 @@ static void test_async_publish(void **state) {
   pthread_cond_destroy(&w.cv);
   rec_free(r);
   mim_client_free(c);
+}
+
+/* ---- what goes on the wire: method paths and metadata ---- */
+
+static void expect_last_call(grpc_test_server *ts, const char *method, const char *cache) {
+  char buf[256];
+  assert_true(grpc_test_server_last_method(ts, buf, sizeof buf));
+  assert_string_equal(buf, method);
+  assert_true(grpc_test_server_last_metadata(ts, "cache", buf, sizeof buf));
+  assert_string_equal(buf, cache);
+  assert_true(grpc_test_server_last_metadata(ts, "authorization", buf, sizeof buf));
+  assert_true(buf[0] != '\0');
+}
+
+static void test_wire_paths_and_metadata(void **state) {
+  (void)state;
+  grpc_test_server *ts = grpc_test_server_start();
+  assert_non_null(ts);
+  mim_client_options o;
+  mim_client_options_init(&o);
+  o.api_key = srv->root_key;
+  o.cache_host = grpc_test_server_address(ts);
+  o.plaintext = true;
+  o.default_deadline_ms = 5000;
+  mim_client *c = NULL;
+  assert_int_equal(mim_client_create(&o, &c), MIM_OK);
+  /* The test server knows none of these methods: it records them and answers
+   * UNIMPLEMENTED, which also shows the status travels back unchanged. */
+  assert_int_equal(mim_topic_publish_text(c, "c1", "t", "x"), MIM_ERR_UNIMPLEMENTED);
+  expect_last_call(ts, "/cache_client.pubsub.Pubsub/Publish", "c1");
+  pub_waiter w = {.done = 0};
+  pthread_mutex_init(&w.mu, NULL);
+  pthread_cond_init(&w.cv, NULL);
+  assert_int_equal(mim_topic_publish_binary_async(c, "c2", "t", "\0", 1, publish_cb, &w), MIM_OK);
+  assert_int_equal(pub_wait(&w, 1), 1);
+  assert_int_equal(w.last, MIM_ERR_UNIMPLEMENTED);
+  expect_last_call(ts, "/cache_client.pubsub.Pubsub/Publish", "c2");
+  rec *r = rec_new();
+  mim_subscription_callbacks cb = callbacks(r);
+  mim_subscription *sub = NULL;
+  assert_int_equal(mim_topic_subscribe(c, "c3", "t", NULL, &cb, &sub), MIM_ERR_UNIMPLEMENTED);
+  assert_null(sub);
+  expect_last_call(ts, "/cache_client.pubsub.Pubsub/Subscribe", "c3");
+  assert_int_equal(rec_get(r, &r->nstates), 0);
+  rec_free(r);
+  pthread_mutex_destroy(&w.mu);
+  pthread_cond_destroy(&w.cv);
+  mim_client_free(c);
+  grpc_test_server_stop(ts);
 }
 
 static void test_missing_cache(void **state) {
@@ -1059,6 +1109,7 @@ int main(void) {
       cmocka_unit_test(test_heartbeats_arrive),
       cmocka_unit_test(test_async_publish),
       cmocka_unit_test(test_missing_cache),
+      cmocka_unit_test(test_wire_paths_and_metadata),
       cmocka_unit_test(test_subscribe_async_and_resume_at),
       cmocka_unit_test(test_publisher_id_and_permissions),
       cmocka_unit_test(test_resume_after_stream_cut),
