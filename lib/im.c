@@ -205,9 +205,9 @@ static void deliver_history(mim_session *s, const mim_list_values *values) {
       deliver(s, &m);
     }
   }
-  /* After a gap: if the list is full and none of it was seen before, older messages of
-   * the gap were already truncated away. */
-  /* Only after a discontinuity: after a plain reconnect the topic replays the rest. */
+  /* After a discontinuity (the topic could not replay): if the list is full and none of it
+   * was seen before, older messages of the gap were already truncated away. After a plain
+   * reconnect the topic replays the rest, so there is nothing to report. */
   if (s->joined && s->fetch_after_gap && known_before > 0 && !any_known &&
       values->count >= s->history_cap)
     emit_event(s, MIM_SUB_CONNECTED, MIM_ERR_RESOURCE_EXHAUSTED,
