@@ -5,11 +5,14 @@
 #include "cachepubsub.pb-c.h"
 #include "error.h"
 
+#include <dirent.h>
 #include <momento/credentials.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define RAW_DEADLINE_MS 10000
 
@@ -29,15 +32,15 @@ char *raw_root_token(const mim_local *srv) {
   return tok;
 }
 
-mim_transport *raw_connect(const mim_local *srv, const char *token) {
+static mim_transport *connect_to(const char *target, const mim_local *srv, const char *token) {
   char *root = token ? NULL : raw_root_token(srv);
   if (!token && !root) {
     return NULL;
   }
   mim_transport_config cfg = {0};
-  cfg.hosts[MIM_HOST_CACHE] = srv->endpoint;
-  cfg.hosts[MIM_HOST_CONTROL] = srv->endpoint;
-  cfg.hosts[MIM_HOST_TOKEN] = srv->endpoint;
+  cfg.hosts[MIM_HOST_CACHE] = target;
+  cfg.hosts[MIM_HOST_CONTROL] = target;
+  cfg.hosts[MIM_HOST_TOKEN] = target;
   cfg.auth_token = token ? token : root;
   cfg.plaintext = true;
   cfg.agent = "c:im:raw-test";
@@ -45,6 +48,18 @@ mim_transport *raw_connect(const mim_local *srv, const char *token) {
   mim_status st = mim_transport_create(&cfg, &t);
   free(root);
   return st == MIM_OK ? t : NULL;
+}
+
+mim_transport *raw_connect(const mim_local *srv, const char *token) {
+  return connect_to(srv->endpoint, srv, token);
+}
+
+mim_transport *raw_connect_own(const mim_local *srv, const char *token) {
+  static atomic_ulong next_conn;
+  char target[128];
+  snprintf(target, sizeof target, "ipv4:127.0.0.1:%d?conn=%lu", srv->port,
+           atomic_fetch_add(&next_conn, 1));
+  return connect_to(target, srv, token); /* the transport copies the target */
 }
 
 mim_host_kind raw_host_of(const char *method) {
@@ -397,4 +412,38 @@ long raw_proc_kib(pid_t pid, const char *field) {
   }
   fclose(f);
   return v;
+}
+
+int raw_proc_sockets(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
+  DIR *d = opendir(path);
+  if (!d) {
+    return -1;
+  }
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char link[320], target[64];
+    snprintf(link, sizeof link, "%s/%s", path, e->d_name);
+    ssize_t len = readlink(link, target, sizeof target - 1);
+    if (len > 0) {
+      target[len] = '\0';
+      n += strncmp(target, "socket:", 7) == 0;
+    }
+  }
+  closedir(d);
+  return n;
+}
+
+int raw_wait_sockets_at_most(pid_t pid, int max, int timeout_ms) {
+  int64_t deadline = raw_now_ms() + timeout_ms;
+  int n = raw_proc_sockets(pid);
+  /* No event tells us when the server closed a socket: poll every 10 ms until the deadline. */
+  while (n > max && raw_now_ms() < deadline) {
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    n = raw_proc_sockets(pid);
+  }
+  return n;
 }

@@ -34,6 +34,12 @@ char *raw_root_token(const mim_local *srv);
  * token; "" = no token. NULL on failure. */
 mim_transport *raw_connect(const mim_local *srv, const char *token);
 
+/* Like raw_connect, but on a TCP connection of its own. gRPC shares one connection among
+ * all channels to the same target with the same arguments (so plain raw_connect
+ * transports multiplex over one socket); a unique "ipv4:127.0.0.1:PORT?conn=N" target
+ * gives each transport its own. NULL on failure. */
+mim_transport *raw_connect_own(const mim_local *srv, const char *token);
+
 /* Plane of a full method path ("/control_client..." control, "/token..." token, else cache). */
 mim_host_kind raw_host_of(const char *method);
 
@@ -115,5 +121,13 @@ bool raw_sub_wait_closed(raw_sub *s, int timeout_ms);
 
 /* Server process memory from /proc/PID/status ("VmRSS", "VmHWM"), in KiB; -1 if unknown. */
 long raw_proc_kib(pid_t pid, const char *field);
+
+/* Number of open sockets of a process (from /proc/PID/fd): its listeners plus one per
+ * client connection; -1 if unknown. */
+int raw_proc_sockets(pid_t pid);
+
+/* Waits (polling /proc, bounded by timeout_ms) until pid has at most max sockets open;
+ * returns the last count seen. */
+int raw_wait_sockets_at_most(pid_t pid, int max, int timeout_ms);
 
 #endif

@@ -197,7 +197,7 @@ static void test_transport_freed_with_open_streams(void **state) {
   (void)state;
   enum { N = 50 };
   static raw_sub subs[N];
-  mim_transport *t = raw_connect(srv, NULL);
+  mim_transport *t = raw_connect_own(srv, NULL);
   assert_non_null(t);
   for (int i = 0; i < N; i++) {
     raw_sub_init(&subs[i]);
@@ -232,7 +232,7 @@ typedef struct flooder {
 
 static void *flood_main(void *arg) {
   flooder *f = arg;
-  mim_transport *t = raw_connect(srv, NULL);
+  mim_transport *t = raw_connect_own(srv, NULL);
   uint8_t *v = calloc(1, f->value_len);
   if (!t || !v) {
     atomic_fetch_add(&f->failed, 1);
@@ -260,7 +260,7 @@ static void test_cancel_during_flood(void **state) {
   raw_sub *subs = calloc(N, sizeof *subs);
   assert_non_null(subs);
   for (int i = 0; i < TRANSPORTS; i++) {
-    ts[i] = raw_connect(srv, NULL);
+    ts[i] = raw_connect_own(srv, NULL);
     assert_non_null(ts[i]);
   }
   for (int i = 0; i < N; i++) {
@@ -313,8 +313,9 @@ static void test_thousand_subscribers(void **state) {
   raw_sub *subs = calloc(N, sizeof *subs);
   assert_non_null(subs);
   int64_t t0 = raw_now_ms();
+  int base = raw_proc_sockets(srv->pid);
   for (int i = 0; i < TRANSPORTS; i++) {
-    ts[i] = raw_connect(srv, NULL);
+    ts[i] = raw_connect_own(srv, NULL); /* TRANSPORTS separate TCP connections */
     assert_non_null(ts[i]);
   }
   for (int i = 0; i < N; i++) {
@@ -326,6 +327,8 @@ static void test_thousand_subscribers(void **state) {
     assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
   }
   int64_t t1 = raw_now_ms();
+  int during = raw_proc_sockets(srv->pid);
+  assert_true(during >= base + TRANSPORTS);
   size_t want_bytes = 0;
   for (int i = 0; i < MSGS; i++) {
     char v[32];
@@ -362,6 +365,9 @@ static void test_thousand_subscribers(void **state) {
     mim_transport_free(ts[i]);
   }
   free(subs);
+  assert_true(raw_wait_sockets_at_most(srv->pid, base, WAIT_MS) <= base);
+  fprintf(stderr, "server sockets: %d before, %d with the subscribers' connections\n", base,
+          during);
   fprintf(stderr,
           "1000 subscribers: subscribe %lld ms, publish %d %lld ms, all delivered +%lld ms, "
           "cancel %lld ms, total %lld ms\n",
@@ -383,8 +389,8 @@ static void test_slow_subscriber(void **state) {
   mim_transport *pub = raw_connect(s2, NULL);
   assert_non_null(pub);
   /* Each stream has its own transport: the slow one blocks its transport's event thread. */
-  mim_transport *slow_t = raw_connect(s2, NULL);
-  mim_transport *fast_t = raw_connect(s2, NULL);
+  mim_transport *slow_t = raw_connect_own(s2, NULL);
+  mim_transport *fast_t = raw_connect_own(s2, NULL);
   assert_non_null(slow_t);
   assert_non_null(fast_t);
   static raw_sub slow, fast;
@@ -489,7 +495,7 @@ typedef struct pub_thread {
 
 static void *pub_main(void *arg) {
   pub_thread *p = arg;
-  mim_transport *t = raw_connect(p->server, NULL);
+  mim_transport *t = raw_connect_own(p->server, NULL);
   if (!t) {
     p->failure = MIM_ERR_UNAVAILABLE;
     return NULL;
@@ -511,7 +517,7 @@ static void test_concurrent_publishers(void **state) {
   enum { PUBS = 4, EACH = 250, TOTAL = PUBS * EACH, SUBS = 20 };
   mim_local *s2;
   assert_int_equal(start_server_with(&s2, "--max-queue", "4096"), 0);
-  mim_transport *ts[2] = {raw_connect(s2, NULL), raw_connect(s2, NULL)};
+  mim_transport *ts[2] = {raw_connect_own(s2, NULL), raw_connect_own(s2, NULL)};
   assert_non_null(ts[0]);
   assert_non_null(ts[1]);
   static raw_sub subs[SUBS];
@@ -850,7 +856,7 @@ static void test_cancelled_streams_release_slots(void **state) {
   refill(t, "slots", subs, MAX);
   cancel_all(subs, MAX);
   /* 5: their transport freed (connection closed). */
-  mim_transport *t2 = raw_connect(s2, NULL);
+  mim_transport *t2 = raw_connect_own(s2, NULL); /* its own TCP connection, then closed */
   assert_non_null(t2);
   refill(t2, "slots", subs, MAX);
   mim_transport_free(t2);

@@ -771,7 +771,7 @@ typedef struct worker {
 /* Keeps one client busy (push + fetch) while others connect and disconnect. */
 static void *worker_main(void *arg) {
   worker *w = arg;
-  mim_transport *t = raw_connect(srv, NULL);
+  mim_transport *t = raw_connect_own(srv, NULL);
   if (!t) {
     atomic_fetch_add(&w->failed, 1);
     return NULL;
@@ -794,12 +794,14 @@ static void *worker_main(void *arg) {
 static void test_connect_churn(void **state) {
   (void)state;
   enum { N = 2000 };
-  worker w = {0};
+  static worker w;
+  int base = raw_proc_sockets(srv->pid);
+  assert_true(base >= 2); /* the listener and root's connection */
   assert_int_equal(pthread_create(&w.th, NULL, worker_main, &w), 0);
   int64_t t0 = raw_now_ms();
   int pings_ok = 0;
   for (int i = 0; i < N; i++) {
-    mim_transport *t = raw_connect(srv, NULL);
+    mim_transport *t = raw_connect_own(srv, NULL); /* a real TCP connect each time */
     assert_non_null(t);
     if (raw_ping(t) == MIM_OK) {
       pings_ok++;
@@ -813,6 +815,10 @@ static void test_connect_churn(void **state) {
   fprintf(stderr,
           "churn: %d connect+ping+free in %lld ms (%.2f ms each); worker %ld ok, %ld failed\n", N,
           (long long)elapsed, (double)elapsed / N, atomic_load(&w.ok), atomic_load(&w.failed));
+  /* Every connection the churn opened is closed by the server again (no socket leak). */
+  int left = raw_wait_sockets_at_most(srv->pid, base, 10000);
+  fprintf(stderr, "server sockets: %d before, %d after\n", base, left);
+  assert_true(left <= base);
   assert_int_equal(pings_ok, N);
   assert_int_equal(atomic_load(&w.failed), 0);
   assert_true(atomic_load(&w.ok) > 0);
