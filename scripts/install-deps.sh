@@ -17,6 +17,10 @@ need_pc openssl libssl-dev
 need_pc libcurl libcurl4-openssl-dev
 need_pc jansson libjansson-dev
 need_pc cmocka libcmocka-dev
+need_cmd openssl openssl
+# Interop tests with the official Momento Node.js SDK.
+need_cmd node nodejs
+need_cmd npm npm
 for extra in ${MIM_EXTRA_DEPS:-}; do
   IFS=: read -r cmd pkg <<<"$extra"
   need_cmd "$cmd" "$pkg"
