@@ -118,8 +118,11 @@ $(B)/tests/%: tests/unit/%.c $(TESTLIB_OBJ) $(STATIC)
 	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/support -o $@ $< $(TESTLIB_OBJ) $(STATIC) \
 	  $(LDFLAGS_ALL) $(LIB_LDLIBS) $(TEST_LDLIBS)
 
-# Runs every test; the last line is "N passed, N failed".
-check: all tests
+# Installs missing packages, builds, runs every test; the last line is "N passed, N failed".
+# The build runs in a sub-make so pkg-config flags are read after the packages exist.
+check:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory all tests
 	@MIM_BUILD=$(B) SANITIZE=$(SANITIZE) tests/run-all.sh
 
 deps:
