@@ -527,7 +527,9 @@ static size_t payload(uint8_t *buf, uint8_t version, uint64_t expires, const cha
   buf[9] = (uint8_t)(idl >> 8);
   buf[10] = (uint8_t)idl;
   memcpy(buf + 11, id, idl);
-  memcpy(buf + 11 + idl, perms, perms_len);
+  if (perms_len) {
+    memcpy(buf + 11 + idl, perms, perms_len);
+  }
   return 11 + idl + perms_len;
 }
 
