@@ -62,8 +62,13 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 TESTLIB_SRC := $(wildcard tests/support/*.c)
 TESTLIB_OBJ := $(patsubst tests/support/%.c,$(OBJ)/tests/support/%.o,$(TESTLIB_SRC))
 
-.PHONY: all lib server tests check deps install uninstall clean format
-all: lib server
+# Each examples/*.c is one program linked against the static library.
+EXAMPLE_SRC := $(wildcard examples/*.c)
+EXAMPLE_BIN := $(patsubst examples/%.c,$(B)/examples/%,$(EXAMPLE_SRC))
+
+.PHONY: all lib server tests examples check deps demo install uninstall clean format
+all: lib server examples
+examples: $(EXAMPLE_BIN)
 
 lib: $(SHARED) $(STATIC) $(B)/lib/libmomento-im.pc
 server: $(SERVER_BIN)
@@ -117,6 +122,17 @@ $(B)/tests/%: tests/unit/%.c $(TESTLIB_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/support -o $@ $< $(TESTLIB_OBJ) $(STATIC) \
 	  $(LDFLAGS_ALL) $(LIB_LDLIBS) $(TEST_LDLIBS)
+
+$(B)/examples/%: examples/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIB_LDLIBS)
+
+# The demo: installs missing packages, builds, starts mim-local on a free port and runs
+# a scripted chat.
+demo:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory all
+	@MIM_BUILD=$(B) scripts/demo.sh
 
 # Installs missing packages, builds, runs every test; the last line is "N passed, N failed".
 # The build runs in a sub-make so pkg-config flags are read after the packages exist.
