@@ -869,6 +869,84 @@ static void test_cancelled_streams_release_slots(void **state) {
   assert_int_equal(stop_server(s2), 0);
 }
 
+/* ---- server-side cuts and heartbeats ---- */
+
+/* SIGUSR1 ends every subscription mid-flood (UNAVAILABLE); resuming at last+1 on the same
+ * page continues without a gap or a duplicate (or says what was lost). */
+static void test_server_cut_mid_flood(void **state) {
+  (void)state;
+  enum { N = 20 };
+  mim_transport *t = raw_connect_own(srv, NULL);
+  assert_non_null(t);
+  static raw_sub subs[N], again[N];
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&subs[i]);
+    assert_int_equal(raw_subscribe(t, CACHE, "cut", 0, 0, &subs[i]), MIM_OK);
+    assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
+  }
+  static flooder f = {.topic = "cut", .value_len = 64};
+  assert_int_equal(pthread_create(&f.th, NULL, flood_main, &f), 0);
+  for (int i = 0; i < N; i++) {
+    assert_true(raw_sub_wait(&subs[i], RAW_ITEMS, 20, WAIT_MS));
+  }
+  assert_int_equal(mim_local_signal(srv, SIGUSR1), 0);
+  for (int i = 0; i < N; i++) {
+    close_and_check(&subs[i], MIM_ERR_UNAVAILABLE);
+    assert_int_equal(subs[i].bad_order, 0);
+  }
+  /* Resume while the flood goes on. */
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&again[i]);
+    assert_int_equal(raw_subscribe(t, CACHE, "cut", subs[i].last_seq + 1, subs[i].page, &again[i]),
+                     MIM_OK);
+  }
+  for (int i = 0; i < N; i++) {
+    assert_true(raw_sub_wait(&again[i], RAW_ITEMS, 20, WAIT_MS));
+  }
+  atomic_store(&f.stop, true);
+  pthread_join(f.th, NULL);
+  assert_int_equal(atomic_load(&f.failed), 0);
+  for (int i = 0; i < N; i++) {
+    raw_sub_cancel(&again[i]);
+    close_and_check(&again[i], MIM_ERR_CANCELLED);
+    assert_int_equal(again[i].bad_order, 0);
+    assert_int_equal(again[i].page, subs[i].page);
+    if (again[i].discontinuities == 0) {
+      assert_int_equal(again[i].first_seq, subs[i].last_seq + 1); /* no gap, no duplicate */
+    } else {
+      assert_int_equal(again[i].disc_last, subs[i].last_seq); /* what was lost is stated */
+      assert_true(again[i].first_seq > subs[i].last_seq + 1);
+    }
+    raw_sub_destroy(&subs[i]);
+    raw_sub_destroy(&again[i]);
+  }
+  mim_transport_free(t);
+  assert_serving();
+}
+
+/* An idle stream gets heartbeats (--heartbeat-ms) and none are due while items flow. */
+static void test_heartbeats_on_idle_streams(void **state) {
+  (void)state;
+  mim_local *s2;
+  assert_int_equal(start_server_with(&s2, "--heartbeat-ms", "100"), 0);
+  mim_transport *t = raw_connect(s2, NULL);
+  assert_non_null(t);
+  static raw_sub s;
+  raw_sub_init(&s);
+  int64_t t0 = raw_now_ms();
+  assert_int_equal(raw_subscribe(t, CACHE, "idle", 0, 0, &s), MIM_OK);
+  assert_true(raw_sub_wait(&s, RAW_HEARTBEATS, 5, WAIT_MS)); /* the first, then idle ones */
+  int64_t took = raw_now_ms() - t0;
+  fprintf(stderr, "5 heartbeats at --heartbeat-ms 100 in %lld ms\n", (long long)took);
+  assert_true(took >= 300); /* not a burst: paced by the idle interval */
+  raw_sub_cancel(&s);
+  close_and_check(&s, MIM_ERR_CANCELLED);
+  assert_int_equal(s.items, 0);
+  raw_sub_destroy(&s);
+  mim_transport_free(t);
+  assert_int_equal(stop_server(s2), 0);
+}
+
 /* ---- shutdown ---- */
 
 /* SIGTERM with open (and busy) streams: every stream ends with UNAVAILABLE and the
@@ -911,6 +989,8 @@ int main(void) {
       cmocka_unit_test(test_cache_deleted_under_subscribers),
       cmocka_unit_test(test_many_topics),
       cmocka_unit_test(test_cancelled_streams_release_slots),
+      cmocka_unit_test(test_server_cut_mid_flood),
+      cmocka_unit_test(test_heartbeats_on_idle_streams),
       cmocka_unit_test(test_shutdown_with_open_streams),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
