@@ -15,7 +15,7 @@ CC ?= cc
 PKG_CONFIG ?= pkg-config
 PROTOC_C ?= protoc-c
 
-B := build
+B ?= build
 GEN := $(B)/gen
 OBJ := $(B)/obj
 

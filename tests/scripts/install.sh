@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `make install` into a temporary DESTDIR puts headers, both libraries and the .pc file
+# where they belong; a program builds against them with pkg-config alone (C and C++,
+# shared and static); `make uninstall` removes everything it installed.
+set -u
+B=${MIM_BUILD:-build}
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+prefix=/opt/mim
+p=0 f=0
+ok() { p=$((p + 1)); }
+bad() { f=$((f + 1)); echo "FAIL: $*"; }
+
+make -s --no-print-directory B="$B" install PREFIX=$prefix DESTDIR="$root" >"$root/install.log" 2>&1 \
+  || { cat "$root/install.log"; bad "make install"; }
+lib=$root$prefix/lib
+for file in include/momento/im.h include/momento/common.h lib/libmomento-im.a \
+  lib/libmomento-im.so lib/libmomento-im.so.0 lib/pkgconfig/libmomento-im.pc; do
+  [ -e "$root$prefix/$file" ] && ok || bad "not installed: $file"
+done
+ls "$lib"/libmomento-im.so.*.*.* >/dev/null 2>&1 && ok || bad "no versioned shared library"
+
+export PKG_CONFIG_SYSROOT_DIR=$root PKG_CONFIG_PATH=$lib/pkgconfig
+cat >"$root/app.c" <<'C'
+#include <momento/im.h>
+#include <stdio.h>
+int main(void) {
+  mim_credentials *c = NULL;
+  mim_status st = mim_credentials_from_string("not a key", &c);
+  printf("%s %s\n", mim_version(), mim_status_name(st));
+  return st == MIM_ERR_INVALID_ARGUMENT ? 0 : 1;
+}
+C
+cp "$root/app.c" "$root/app.cpp"
+if cc -o "$root/app" "$root/app.c" $(pkg-config --cflags --libs libmomento-im) 2>"$root/cc.log" &&
+  LD_LIBRARY_PATH=$lib "$root/app" >/dev/null; then ok; else cat "$root/cc.log"; bad "C program with the shared library"; fi
+if c++ -o "$root/appxx" "$root/app.cpp" $(pkg-config --cflags libmomento-im) "$lib/libmomento-im.a" \
+  $(pkg-config --libs --static libmomento-im | sed 's/-lmomento-im//') 2>"$root/cxx.log" &&
+  "$root/appxx" >/dev/null; then ok; else cat "$root/cxx.log"; bad "C++ program with the static library"; fi
+
+make -s --no-print-directory B="$B" uninstall PREFIX=$prefix DESTDIR="$root" >/dev/null 2>&1 || bad "make uninstall"
+left=$(find "$root$prefix" -type f -o -type l 2>/dev/null)
+[ -z "$left" ] && ok || bad "left after uninstall: $left"
+echo "$p passed, $f failed"
+[ "$f" -eq 0 ]
