@@ -342,6 +342,103 @@ static void test_huge_frame(void **state) {
   assert_int_equal(push_back(root, CACHE, "huge-after", "ok", 2), MIM_OK);
 }
 
+/* ---- extreme indices and TTLs ---- */
+
+/* Count of values ListFetch returns for [start, end) (Python-slice semantics), or -1 when
+ * the list is missing. The call must succeed. */
+static int fetch_count(const char *list, int32_t start, int32_t end) {
+  CacheClient__ListFetchRequest r = CACHE_CLIENT____LIST_FETCH_REQUEST__INIT;
+  r.list_name.data = (uint8_t *)list;
+  r.list_name.len = strlen(list);
+  r.start_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__START_INDEX_INCLUSIVE_START;
+  r.inclusive_start = start;
+  r.end_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__END_INDEX_EXCLUSIVE_END;
+  r.exclusive_end = end;
+  uint8_t *resp = NULL;
+  size_t len = 0;
+  assert_int_equal(raw_call(root, M_FETCH, CACHE, &r.base, &resp, &len), MIM_OK);
+  CacheClient__ListFetchResponse *fr = cache_client____list_fetch_response__unpack(NULL, len, resp);
+  assert_non_null(fr);
+  int n = fr->list_case == CACHE_CLIENT____LIST_FETCH_RESPONSE__LIST_FOUND
+              ? (int)fr->found->n_values
+              : -1;
+  cache_client____list_fetch_response__free_unpacked(fr, NULL);
+  free(resp);
+  return n;
+}
+
+static void fill5(const char *list) {
+  CacheClient__DeleteRequest d = CACHE_CLIENT____DELETE_REQUEST__INIT;
+  d.cache_key.data = (uint8_t *)list;
+  d.cache_key.len = strlen(list);
+  assert_int_equal(raw_call(root, "/cache_client.Scs/Delete", CACHE, &d.base, NULL, NULL), MIM_OK);
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(push_back(root, CACHE, list, "v", 1), MIM_OK);
+  }
+}
+
+static void test_extreme_indices(void **state) {
+  (void)state;
+  fill5("idx");
+  assert_int_equal(fetch_count("idx", INT32_MIN, INT32_MAX), 5);
+  assert_int_equal(fetch_count("idx", INT32_MAX, INT32_MIN), 0);
+  assert_int_equal(fetch_count("idx", INT32_MIN, INT32_MIN), 0);
+  assert_int_equal(fetch_count("idx", INT32_MAX, INT32_MAX), 0);
+  assert_int_equal(fetch_count("idx", -1, INT32_MAX), 1);
+  assert_int_equal(fetch_count("idx", INT32_MIN, -1), 4);
+  assert_int_equal(fetch_count("idx", -6, 5), 5);
+  assert_int_equal(fetch_count("idx", 4, -1), 0);
+  /* Erase far beyond the end, with a count that overflows 32-bit begin + count. */
+  CacheClient__ListRange r1 = CACHE_CLIENT____LIST_RANGE__INIT;
+  r1.begin_index = UINT32_MAX;
+  r1.count = UINT32_MAX;
+  CacheClient__ListRange r2 = CACHE_CLIENT____LIST_RANGE__INIT;
+  r2.begin_index = 3;
+  r2.count = UINT32_MAX; /* 3 + count wraps in 32 bits */
+  CacheClient__ListRange *rs[] = {&r1, &r2};
+  CacheClient__ListEraseRequest__ListRanges some =
+      CACHE_CLIENT____LIST_ERASE_REQUEST____LIST_RANGES__INIT;
+  some.n_ranges = 2;
+  some.ranges = rs;
+  CacheClient__ListEraseRequest e = CACHE_CLIENT____LIST_ERASE_REQUEST__INIT;
+  e.list_name.data = (uint8_t *)"idx";
+  e.list_name.len = 3;
+  e.erase_case = CACHE_CLIENT____LIST_ERASE_REQUEST__ERASE_SOME;
+  e.some = &some;
+  assert_int_equal(raw_call(root, "/cache_client.Scs/ListErase", CACHE, &e.base, NULL, NULL),
+                   MIM_OK);
+  assert_int_equal(fetch_count("idx", INT32_MIN, INT32_MAX), 3); /* indices 3 and 4 erased */
+  /* Retain with extreme bounds. */
+  CacheClient__ListRetainRequest rt = CACHE_CLIENT____LIST_RETAIN_REQUEST__INIT;
+  rt.list_name.data = (uint8_t *)"idx";
+  rt.list_name.len = 3;
+  rt.start_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__START_INDEX_INCLUSIVE_START;
+  rt.inclusive_start = INT32_MIN;
+  rt.end_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__END_INDEX_EXCLUSIVE_END;
+  rt.exclusive_end = INT32_MAX;
+  rt.ttl_milliseconds = UINT64_MAX; /* the largest TTL: clamped, not overflowed */
+  assert_int_equal(raw_call(root, "/cache_client.Scs/ListRetain", CACHE, &rt.base, NULL, NULL),
+                   MIM_OK);
+  assert_int_equal(fetch_count("idx", INT32_MIN, INT32_MAX), 3);
+  /* A push with the largest TTL keeps the list alive (not expired by a wrapped clock). */
+  CacheClient__ListPushBackRequest pb = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
+  pb.list_name.data = (uint8_t *)"idx";
+  pb.list_name.len = 3;
+  pb.value.data = (uint8_t *)"w";
+  pb.value.len = 1;
+  pb.ttl_milliseconds = UINT64_MAX;
+  pb.refresh_ttl = true;
+  assert_int_equal(raw_call(root, M_PUSH, CACHE, &pb.base, NULL, NULL), MIM_OK);
+  assert_int_equal(fetch_count("idx", INT32_MIN, INT32_MAX), 4);
+  rt.inclusive_start = INT32_MAX;
+  rt.exclusive_end = INT32_MIN;
+  assert_int_equal(raw_call(root, "/cache_client.Scs/ListRetain", CACHE, &rt.base, NULL, NULL),
+                   MIM_OK);
+  int left = fetch_count("idx", INT32_MIN, INT32_MAX);
+  assert_true(left == 0 || left == -1); /* emptied (an empty list may read as missing) */
+  assert_serving();
+}
+
 /* ---- methods, metadata, caches ---- */
 
 static void test_unknown_method(void **state) {
@@ -829,14 +926,23 @@ static void test_connect_churn(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_garbage_unary),          cmocka_unit_test(test_garbage_subscribe),
-      cmocka_unit_test(test_empty_requests),         cmocka_unit_test(test_oversize_publish),
-      cmocka_unit_test(test_oversize_list),          cmocka_unit_test(test_huge_frame),
-      cmocka_unit_test(test_unknown_method),         cmocka_unit_test(test_missing_cache_metadata),
-      cmocka_unit_test(test_missing_cache),          cmocka_unit_test(test_bad_tokens),
-      cmocka_unit_test(test_signed_bad_payloads),    cmocka_unit_test(test_signed_odd_permissions),
-      cmocka_unit_test(test_token_id_too_long),      cmocka_unit_test(test_invalid_utf8_strings),
-      cmocka_unit_test(test_unknown_fields_ignored), cmocka_unit_test(test_huge_metadata),
+      cmocka_unit_test(test_garbage_unary),
+      cmocka_unit_test(test_garbage_subscribe),
+      cmocka_unit_test(test_empty_requests),
+      cmocka_unit_test(test_oversize_publish),
+      cmocka_unit_test(test_oversize_list),
+      cmocka_unit_test(test_huge_frame),
+      cmocka_unit_test(test_extreme_indices),
+      cmocka_unit_test(test_unknown_method),
+      cmocka_unit_test(test_missing_cache_metadata),
+      cmocka_unit_test(test_missing_cache),
+      cmocka_unit_test(test_bad_tokens),
+      cmocka_unit_test(test_signed_bad_payloads),
+      cmocka_unit_test(test_signed_odd_permissions),
+      cmocka_unit_test(test_token_id_too_long),
+      cmocka_unit_test(test_invalid_utf8_strings),
+      cmocka_unit_test(test_unknown_fields_ignored),
+      cmocka_unit_test(test_huge_metadata),
       cmocka_unit_test(test_connect_churn),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
