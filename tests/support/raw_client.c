@@ -173,7 +173,7 @@ static const uint8_t *value_bytes(const CacheClient__Pubsub__TopicValue *v, size
 
 /* Chains one value (and a separator) into an FNV-1a hash: equal hashes = same values in
  * the same order. */
-static uint64_t hash_value(uint64_t h, const uint8_t *d, size_t n) {
+uint64_t raw_value_hash(uint64_t h, const uint8_t *d, size_t n) {
   if (h == 0) {
     h = 1469598103934665603ULL;
   }
@@ -211,7 +211,7 @@ static bool record_locked(raw_sub *s, const CacheClient__Pubsub__SubscriptionIte
     size_t vlen;
     const uint8_t *v = value_bytes(it->item->value, &vlen);
     s->value_bytes += vlen;
-    s->value_hash = hash_value(s->value_hash, v, vlen);
+    s->value_hash = raw_value_hash(s->value_hash, v, vlen);
     s->last_item_ms = raw_now_ms();
     return s->cancel_at_items && s->items == s->cancel_at_items;
   }

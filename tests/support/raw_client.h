@@ -97,6 +97,9 @@ typedef struct raw_sub {
   int64_t deadline_ms;    /* stream deadline (set before subscribing); 0 = none */
 } raw_sub;
 
+/* The hash raw_sub keeps in value_hash: fold each value in arrival order, from h = 0. */
+uint64_t raw_value_hash(uint64_t h, const uint8_t *d, size_t n);
+
 void raw_sub_init(raw_sub *s);
 void raw_sub_destroy(raw_sub *s);
 

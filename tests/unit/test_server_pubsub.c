@@ -378,6 +378,43 @@ static void test_thousand_subscribers(void **state) {
   assert_serving();
 }
 
+/* The largest message (default --max-message-bytes, 1 MiB) fans out intact; one byte more
+ * is refused. */
+static void test_largest_message_fan_out(void **state) {
+  (void)state;
+  enum { N = 20, BIG = 1 << 20 };
+  mim_transport *t = raw_connect_own(srv, NULL);
+  assert_non_null(t);
+  static raw_sub subs[N];
+  for (int i = 0; i < N; i++) {
+    raw_sub_init(&subs[i]);
+    assert_int_equal(raw_subscribe(t, CACHE, "big", 0, 0, &subs[i]), MIM_OK);
+    assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
+  }
+  uint8_t *v = malloc(BIG + 1);
+  assert_non_null(v);
+  for (size_t i = 0; i < BIG + 1; i++) {
+    v[i] = (uint8_t)(i * 131 + 7);
+  }
+  assert_int_equal(raw_publish(root, CACHE, "big", v, BIG + 1, false), MIM_ERR_RESOURCE_EXHAUSTED);
+  assert_int_equal(raw_publish(root, CACHE, "big", v, BIG, false), MIM_OK);
+  assert_int_equal(raw_publish(root, CACHE, "big", v, 1, false), MIM_OK);
+  uint64_t want = raw_value_hash(raw_value_hash(0, v, BIG), v, 1);
+  free(v);
+  for (int i = 0; i < N; i++) {
+    assert_true(raw_sub_wait(&subs[i], RAW_ITEMS, 2, WAIT_MS));
+    raw_sub_cancel(&subs[i]);
+    close_and_check(&subs[i], MIM_ERR_CANCELLED);
+    assert_int_equal(subs[i].items, 2);
+    assert_int_equal(subs[i].value_bytes, BIG + 1);
+    assert_int_equal(subs[i].value_hash, want); /* byte-exact */
+    assert_int_equal(subs[i].bad_order, 0);
+    raw_sub_destroy(&subs[i]);
+  }
+  mim_transport_free(t);
+  assert_serving();
+}
+
 /* ---- a slow subscriber ---- */
 
 /* On its own server, so that its memory baseline is not inflated by earlier tests. */
@@ -981,6 +1018,7 @@ int main(void) {
       cmocka_unit_test(test_transport_freed_with_open_streams),
       cmocka_unit_test(test_cancel_during_flood),
       cmocka_unit_test(test_thousand_subscribers),
+      cmocka_unit_test(test_largest_message_fan_out),
       cmocka_unit_test(test_slow_subscriber),
       cmocka_unit_test(test_concurrent_publishers),
       cmocka_unit_test(test_resume_edge_cases),
