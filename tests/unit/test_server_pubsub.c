@@ -14,12 +14,17 @@
 #include "controlclient.pb-c.h"
 #include "raw_client.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define CACHE "pubsub"
 #define REPLAY 64     /* --replay */
@@ -983,6 +988,93 @@ static void test_heartbeats_on_idle_streams(void **state) {
   assert_int_equal(stop_server(s2), 0);
 }
 
+/* ---- a client process that dies ---- */
+
+#define CHILD_FLAG "--child-subscriber"
+#define CHILD_KEY_ENV "MIM_TEST_CHILD_KEY"
+
+extern char **environ;
+
+/* Child mode (this same binary): open n subscriptions to PORT/topic on their own
+ * connections, print "ready", then wait to be killed (at most 60 s). */
+static int child_main(int port, const char *topic, int n) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  mim_local fake;
+  memset(&fake, 0, sizeof fake);
+  fake.port = port;
+  snprintf(fake.endpoint, sizeof fake.endpoint, "127.0.0.1:%d", port);
+  fake.root_key = getenv(CHILD_KEY_ENV);
+  if (!fake.root_key) {
+    return 2;
+  }
+  mim_transport *t = raw_connect_own(&fake, NULL);
+  raw_sub *subs = calloc((size_t)n, sizeof *subs);
+  if (!t || !subs) {
+    return 3;
+  }
+  for (int i = 0; i < n; i++) {
+    raw_sub_init(&subs[i]);
+    if (raw_subscribe(t, CACHE, topic, 0, 0, &subs[i]) != MIM_OK ||
+        !raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, 10000)) {
+      return 4;
+    }
+  }
+  printf("ready\n");
+  fflush(stdout);
+  struct timespec ts = {60, 0};
+  nanosleep(&ts, NULL);
+  return 5;
+}
+
+/* A subscriber process killed with SIGKILL (no cancel, no goodbye: the kernel closes its
+ * socket): the server must release its streams, their slots and the connection. */
+static void test_subscriber_process_killed(void **state) {
+  (void)state;
+  enum { MAX = 5 };
+  mim_local *s2;
+  assert_int_equal(start_server_with(&s2, "--max-subscribers", "5"), 0);
+  mim_transport *t = raw_connect(s2, NULL);
+  assert_non_null(t);
+  assert_int_equal(raw_ping(t), MIM_OK);
+  int base = raw_proc_sockets(s2->pid);
+  assert_int_equal(setenv(CHILD_KEY_ENV, s2->root_key, 1), 0);
+  int out[2];
+  assert_int_equal(pipe(out), 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&fa, out[0]);
+  char port[16], n[16];
+  snprintf(port, sizeof port, "%d", s2->port);
+  snprintf(n, sizeof n, "%d", MAX);
+  char *argv[] = {(char *)"/proc/self/exe", (char *)CHILD_FLAG, port, (char *)"killed", n, NULL};
+  pid_t child;
+  assert_int_equal(posix_spawn(&child, "/proc/self/exe", &fa, NULL, argv, environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  unsetenv(CHILD_KEY_ENV);
+  close(out[1]);
+  /* Wait (bounded) for "ready": the child holds all MAX slots. */
+  struct pollfd pfd = {out[0], POLLIN, 0};
+  char buf[16] = "";
+  assert_int_equal(poll(&pfd, 1, WAIT_MS), 1);
+  assert_true(read(out[0], buf, sizeof buf - 1) > 0);
+  assert_int_equal(strncmp(buf, "ready", 5), 0);
+  static raw_sub extra, subs[MAX];
+  assert_int_equal(try_subscribe(t, "killed", &extra, 0), MIM_ERR_RESOURCE_EXHAUSTED);
+  assert_true(raw_proc_sockets(s2->pid) > base);
+  assert_int_equal(kill(child, SIGKILL), 0);
+  int ws;
+  assert_int_equal(waitpid(child, &ws, 0), child);
+  assert_true(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+  close(out[0]);
+  /* The dead client's connection and slots come back. */
+  assert_true(raw_wait_sockets_at_most(s2->pid, base, WAIT_MS) <= base);
+  refill(t, "killed", subs, MAX, 0);
+  cancel_all(subs, MAX);
+  mim_transport_free(t);
+  assert_int_equal(stop_server(s2), 0);
+}
+
 /* ---- shutdown ---- */
 
 /* SIGTERM with open (and busy) streams: every stream ends with UNAVAILABLE and the
@@ -1011,7 +1103,10 @@ static void test_shutdown_with_open_streams(void **state) {
   mim_transport_free(t);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  if (argc == 5 && strcmp(argv[1], CHILD_FLAG) == 0) {
+    return child_main(atoi(argv[2]), argv[3], atoi(argv[4]));
+  }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cancel_before_first_item),
       cmocka_unit_test(test_cancel_after_some_items),
@@ -1028,6 +1123,7 @@ int main(void) {
       cmocka_unit_test(test_cancelled_streams_release_slots),
       cmocka_unit_test(test_server_cut_mid_flood),
       cmocka_unit_test(test_heartbeats_on_idle_streams),
+      cmocka_unit_test(test_subscriber_process_killed),
       cmocka_unit_test(test_shutdown_with_open_streams),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
