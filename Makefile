@@ -66,7 +66,7 @@ TESTLIB_OBJ := $(patsubst tests/support/%.c,$(OBJ)/tests/support/%.o,$(TESTLIB_S
 EXAMPLE_SRC := $(wildcard examples/*.c)
 EXAMPLE_BIN := $(patsubst examples/%.c,$(B)/examples/%,$(EXAMPLE_SRC))
 
-.PHONY: all lib server tests examples check deps demo install uninstall clean format
+.PHONY: all lib server tests examples check deps demo install uninstall clean format lint
 all: lib server examples
 examples: $(EXAMPLE_BIN)
 
@@ -159,6 +159,9 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libmomento-im.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	  $(DESTDIR)$(LIBDIR)/libmomento-im.so $(DESTDIR)$(LIBDIR)/libmomento-im.a \
 	  $(DESTDIR)$(LIBDIR)/pkgconfig/libmomento-im.pc
+
+lint: $(PROTO_H)
+	scripts/lint.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
