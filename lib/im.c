@@ -60,13 +60,16 @@ struct mim_session {
 
   /* Event-thread state (see the top of the file). Live items are buffered in pending
    * until joined, and while a fetch is outstanding. */
-  bool confirmed;          /* the subscription was confirmed once (join fetch started) */
-  bool joined;             /* history of the join was delivered */
-  bool fetching;           /* a list fetch is outstanding */
-  bool refetch_wanted;     /* another fetch is needed after the current one */
-  bool reconnecting;       /* saw RECONNECTING; refetch at the next CONNECTED */
-  bool saw_gap;            /* a discontinuity since the last fetch started */
-  bool fetch_after_gap;    /* the outstanding fetch must cover a topic gap */
+  bool confirmed;      /* the subscription was confirmed once (join fetch started) */
+  bool joined;         /* history of the join was delivered */
+  bool fetching;       /* a list fetch is outstanding */
+  bool refetch_wanted; /* another fetch is needed after the current one */
+  bool reconnecting;   /* saw RECONNECTING; refetch at the next CONNECTED */
+  /* Discontinuities since the last fetch started (gap_*), and those the outstanding
+   * fetch must cover (fetch_gap_*): how many values the topic skipped, and whether a gap
+   * of unknown size was reported. */
+  uint64_t gap_missed, fetch_gap_missed;
+  bool gap_unknown, fetch_gap_unknown;
   mim_status close_status; /* the subscription closed before the join completed */
   mim_message *pending;    /* packed messages (see pack_message) */
   size_t npending, pending_cap;
@@ -183,6 +186,24 @@ static void deliver_once(mim_session *s, const mim_message *m) {
   deliver(s, m);
 }
 
+/* After a fetch that followed a discontinuity: tells the user when messages of the gap
+ * were lost for sure (the topic skipped more values than the list keeps), or probably
+ * (the list is full and none of it had been delivered: the start of the gap was
+ * truncated away). After a plain reconnect the topic replays the rest: nothing to say. */
+static void report_lost_gap(mim_session *s, bool list_full_of_unknown) {
+  bool gap = s->fetch_gap_missed > 0 || s->fetch_gap_unknown;
+  if (!s->joined || !gap)
+    return;
+  if (s->fetch_gap_missed > s->history_cap || list_full_of_unknown) {
+    char detail[160];
+    snprintf(detail, sizeof detail,
+             "gap of %llu values%s larger than the history cap %u: some messages were lost",
+             (unsigned long long)s->fetch_gap_missed, s->fetch_gap_unknown ? " (or more)" : "",
+             (unsigned)s->history_cap);
+    emit_event(s, MIM_SUB_CONNECTED, MIM_ERR_RESOURCE_EXHAUSTED, detail);
+  }
+}
+
 /* Delivers the list values not delivered yet, oldest first. Foreign values in the list
  * are delivered on the first (join) fetch only: they have no id to de-duplicate by. */
 static void deliver_history(mim_session *s, const mim_list_values *values) {
@@ -205,13 +226,7 @@ static void deliver_history(mim_session *s, const mim_list_values *values) {
       deliver(s, &m);
     }
   }
-  /* After a discontinuity (the topic could not replay): if the list is full and none of it
-   * was seen before, older messages of the gap were already truncated away. After a plain
-   * reconnect the topic replays the rest, so there is nothing to report. */
-  if (s->joined && s->fetch_after_gap && known_before > 0 && !any_known &&
-      values->count >= s->history_cap)
-    emit_event(s, MIM_SUB_CONNECTED, MIM_ERR_RESOURCE_EXHAUSTED,
-               "gap larger than the history cap: some messages were lost");
+  report_lost_gap(s, known_before > 0 && !any_known && values->count >= s->history_cap);
 }
 
 static void drain_pending(mim_session *s) {
@@ -298,8 +313,10 @@ static void start_fetch(mim_session *s) {
     return;
   }
   s->fetching = true;
-  s->fetch_after_gap = s->saw_gap;
-  s->saw_gap = false;
+  s->fetch_gap_missed = s->gap_missed;
+  s->fetch_gap_unknown = s->gap_unknown;
+  s->gap_missed = 0;
+  s->gap_unknown = false;
   pthread_mutex_lock(&s->mu);
   s->inflight++;
   pthread_mutex_unlock(&s->mu);
@@ -344,7 +361,12 @@ static void on_discontinuity(void *user, uint64_t last, uint64_t next, uint64_t 
   mim_session *s = user;
   mim_log(MIM_LOG_INFO, "chat %s: discontinuity %llu -> %llu (page %llu); refetching history",
           s->chat, (unsigned long long)last, (unsigned long long)next, (unsigned long long)page);
-  s->saw_gap = true;
+  /* Same page and a known position: the values in between are the gap. Otherwise
+   * (first stream lost blind, topic reset) its size is unknown. */
+  if (last > 0 && next > last)
+    s->gap_missed += next - last - 1;
+  else
+    s->gap_unknown = true;
   if (!atomic_load(&s->closing))
     start_fetch(s);
 }
