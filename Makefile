@@ -108,11 +108,15 @@ $(STATIC): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+# The .pc names install paths, so `make install` writes it for the PREFIX it is given;
+# the copy in build/ is for the default PREFIX.
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@REQUIRES@|$(LIB_PKGS)|g' pkgconfig/libmomento-im.pc.in
+
 $(B)/lib/libmomento-im.pc: pkgconfig/libmomento-im.pc.in Makefile
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    -e 's|@REQUIRES@|$(LIB_PKGS)|g' $< > $@
+	$(PC_SED) > $@
 
 $(SERVER_BIN): $(SERVER_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
@@ -151,7 +155,8 @@ install: lib
 	ln -sf libmomento-im.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmomento-im.so
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
-	install -m 644 $(B)/lib/libmomento-im.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	$(PC_SED) > $(DESTDIR)$(LIBDIR)/pkgconfig/libmomento-im.pc
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/libmomento-im.pc
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/momento/,$(notdir $(wildcard include/momento/*.h)))
