@@ -418,12 +418,14 @@ static void session_free(mim_session *s) {
   free(s);
 }
 
-static mim_status session_new(mim_client *client, const char *cache, const char *chat_id,
-                              const mim_join_options *o, mim_on_message on_message, void *user,
-                              mim_session **out) {
+/* A new session, or NULL (detail set) when out of memory. */
+static mim_session *session_new(mim_client *client, const char *cache, const char *chat_id,
+                                const mim_join_options *o, mim_on_message on_message, void *user) {
   mim_session *s = calloc(1, sizeof *s);
-  if (!s)
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+  if (!s) {
+    mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+    return NULL;
+  }
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   atomic_init(&s->closing, false);
@@ -444,10 +446,10 @@ static mim_status session_new(mim_client *client, const char *cache, const char 
   if (!s->cache || !s->chat || !s->display_name || !s->input_topic ||
       mim_idset_init(&s->delivered, s->history_cap + DEDUP_WINDOW) != MIM_OK) {
     session_free(s);
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+    mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+    return NULL;
   }
-  *out = s;
-  return MIM_OK;
+  return s;
 }
 
 /* Stops all callbacks: no delivery after this returns. */
@@ -506,10 +508,9 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
   mim_status st = check_join_args(client, cache, chat_id, options, on_message, out);
   if (st != MIM_OK)
     return st;
-  mim_session *s = NULL;
-  st = session_new(client, cache, chat_id, options, on_message, user, &s);
-  if (st != MIM_OK)
-    return st;
+  mim_session *s = session_new(client, cache, chat_id, options, on_message, user);
+  if (!s)
+    return MIM_ERR_NO_MEMORY;
   /* Live items are buffered until the history is delivered. The join fetch starts on
    * the event thread when the subscription is confirmed (on_state CONNECTED), so every
    * piece of merge state stays on that thread. */

@@ -187,7 +187,7 @@ static void on_input_gap(void *user, uint64_t last, uint64_t next, uint64_t page
 /* ---- lifetime ---- */
 
 static void moderator_free(mim_moderator *m) {
-  for (size_t i = 0; i < m->n_chats; i++) {
+  for (size_t i = 0; m->chats && i < m->n_chats; i++) {
     free(m->chats[i].chat);
     free(m->chats[i].input_topic);
     mim_idset_free(&m->chats[i].forwarded);
@@ -199,12 +199,15 @@ static void moderator_free(mim_moderator *m) {
   free(m);
 }
 
-static mim_status moderator_new(mim_client *client, const char *cache, const char *const *chat_ids,
-                                size_t n, uint32_t cap, mim_moderation_fn filter, void *user,
-                                mim_moderator **out) {
+/* A new moderator (not subscribed yet), or NULL (detail set) when out of memory. */
+static mim_moderator *moderator_new(mim_client *client, const char *cache,
+                                    const char *const *chat_ids, size_t n, uint32_t cap,
+                                    mim_moderation_fn filter, void *user) {
   mim_moderator *m = calloc(1, sizeof *m);
-  if (!m)
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+  if (!m) {
+    mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+    return NULL;
+  }
   pthread_mutex_init(&m->mu, NULL);
   pthread_cond_init(&m->cv, NULL);
   atomic_init(&m->stopping, false);
@@ -228,10 +231,10 @@ static mim_status moderator_new(mim_client *client, const char *cache, const cha
   }
   if (!ok) {
     moderator_free(m);
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+    mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+    return NULL;
   }
-  *out = m;
-  return MIM_OK;
+  return m;
 }
 
 static mim_status check_start_args(mim_client *client, const char *cache,
@@ -253,10 +256,9 @@ MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
   mim_status st = check_start_args(client, cache, chat_ids, n_chats, filter, out);
   if (st != MIM_OK)
     return st;
-  mim_moderator *m = NULL;
-  st = moderator_new(client, cache, chat_ids, n_chats, history_cap, filter, user, &m);
-  if (st != MIM_OK)
-    return st;
+  mim_moderator *m = moderator_new(client, cache, chat_ids, n_chats, history_cap, filter, user);
+  if (!m)
+    return MIM_ERR_NO_MEMORY;
   for (size_t i = 0; i < n_chats && st == MIM_OK; i++) {
     mod_chat *c = &m->chats[i];
     mim_subscription_callbacks cbs = {.on_item = on_input,
