@@ -40,7 +40,7 @@ static mim_client *client_from_key(const char *key) {
   mim_client_options_init(&o);
   o.api_key = key;
   o.cache_host = o.control_host = o.token_host = endpoint;
-  o.plaintext = true; /* mim-local on loopback */
+  o.tls = MIM_TLS_OFF; /* mim-local on loopback */
   mim_client *c;
   mim_status st = mim_client_create(&o, &c);
   if (st != MIM_OK)

@@ -9,6 +9,7 @@
 
 #include <cacheping.pb-c.h>
 #include <controlclient.pb-c.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ struct mim_client {
   mim_transport *transport;
   int64_t deadline_ms;
   uint64_t ttl_ms;
+  bool tls;
 };
 
 MIM_API void mim_client_options_init(mim_client_options *options) {
@@ -51,13 +53,37 @@ static mim_status apply_overrides(const mim_client_options *o, mim_credentials *
   return MIM_OK;
 }
 
+/* True for "127.x.y.z:port", "localhost:port", "[::1]:port" (what never leaves the
+ * machine, so TLS adds nothing for a local server). */
+static bool is_loopback(const char *host_port) {
+  if (!host_port)
+    return true; /* an unused plane does not weaken anything */
+  if (strncmp(host_port, "127.", 4) == 0 || strncmp(host_port, "[::1]", 5) == 0)
+    return true;
+  return strncmp(host_port, "localhost", 9) == 0 &&
+         (host_port[9] == '\0' || host_port[9] == ':');
+}
+
+static bool wants_tls(const mim_client_options *o, const mim_credentials *creds) {
+  mim_tls_mode mode = o ? o->tls : MIM_TLS_AUTO;
+  if (mode != MIM_TLS_AUTO)
+    return mode == MIM_TLS_ON;
+  if (o && o->ca_file)
+    return true; /* roots were given: the caller expects TLS */
+  for (int k = 0; k < 3; k++)
+    if (!is_loopback(mim_credentials_host(creds, (mim_host_kind)k)))
+      return true;
+  return false;
+}
+
 static mim_status start_transport(const mim_client_options *o, mim_client *c) {
   mim_transport_config cfg;
   memset(&cfg, 0, sizeof cfg);
   for (int k = 0; k < 3; k++)
     cfg.hosts[k] = mim_credentials_host(c->creds, (mim_host_kind)k);
   cfg.auth_token = mim_credentials_auth_token(c->creds);
-  cfg.plaintext = o ? o->plaintext : false;
+  c->tls = wants_tls(o, c->creds);
+  cfg.plaintext = !c->tls;
   cfg.ca_file = o ? o->ca_file : NULL;
   return mim_transport_create(&cfg, &c->transport);
 }
@@ -110,6 +136,10 @@ MIM_API void mim_client_free(mim_client *client) {
 
 mim_transport *mim_client_transport(const mim_client *client) {
   return client->transport;
+}
+
+bool mim_client_uses_tls(const mim_client *client) {
+  return client->tls;
 }
 
 uint64_t mim_client_default_ttl_ms(const mim_client *client) {

@@ -12,6 +12,9 @@ mim_transport *mim_client_transport(const mim_client *client);
 /* Deadline for calls that do not specify one (ms, > 0). */
 int64_t mim_client_deadline_ms(const mim_client *client);
 
+/* Whether the client's channels use TLS (after MIM_TLS_AUTO was resolved). */
+bool mim_client_uses_tls(const mim_client *client);
+
 /* TTL of list writes that do not give one (ms, > 0). */
 uint64_t mim_client_default_ttl_ms(const mim_client *client);
 

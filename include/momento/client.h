@@ -23,6 +23,15 @@ extern "C" {
 
 typedef struct mim_client mim_client;
 
+typedef enum mim_tls_mode {
+  /* TLS verified against the system roots (or ca_file), except plaintext when every
+   * host is a loopback address (127.0.0.0/8, ::1, localhost: a local mim-local) and no
+   * ca_file is given. */
+  MIM_TLS_AUTO = 0,
+  MIM_TLS_ON = 1, /* always TLS, also on loopback (mim-local --tls-cert) */
+  MIM_TLS_OFF = 2 /* never TLS: only for a server you reach over a trusted path */
+} mim_tls_mode;
+
 typedef struct mim_client_options {
   /* A v1 API key or disposable token, or a legacy JWT. NULL: use `credentials` if set,
    * else the MOMENTO_API_KEY environment variable. Copied. */
@@ -33,8 +42,8 @@ typedef struct mim_client_options {
   const char *cache_host;
   const char *control_host;
   const char *token_host;
-  /* Plaintext (no TLS). Only for a local server such as mim-local; default false. */
-  bool plaintext;
+  /* Transport security; default MIM_TLS_AUTO. */
+  mim_tls_mode tls;
   /* PEM file of trusted roots instead of the system roots (NULL = system). */
   const char *ca_file;
   /* Deadline of each call when the call does not give one; 0 = 15000 ms. */
@@ -48,7 +57,7 @@ typedef struct mim_client_options {
   void *log_user;
 } mim_client_options;
 
-/* Fills *options with defaults (everything unset, TLS on). */
+/* Fills *options with defaults (everything unset, MIM_TLS_AUTO). */
 MIM_API void mim_client_options_init(mim_client_options *options);
 
 /* Creates a client. options NULL = defaults (key from MOMENTO_API_KEY, TLS). *out is

@@ -42,7 +42,7 @@ static mim_client *root_client(void) {
   mim_client_options o;
   mim_client_options_init(&o);
   o.api_key = srv->root_key;
-  o.plaintext = true;
+  o.tls = MIM_TLS_OFF;
   mim_client *c = NULL;
   assert_int_equal(mim_client_create(&o, &c), MIM_OK);
   assert_non_null(c);
@@ -74,7 +74,7 @@ static void test_options_init_defaults(void **state) {
   assert_null(o.cache_host);
   assert_null(o.control_host);
   assert_null(o.token_host);
-  assert_false(o.plaintext);
+  assert_int_equal(o.tls, MIM_TLS_AUTO);
   assert_null(o.ca_file);
   assert_int_equal(o.default_deadline_ms, 0);
   assert_null(o.log_fn);
@@ -125,7 +125,7 @@ static void test_create_from_env_and_ping(void **state) {
   assert_int_equal(setenv("MOMENTO_API_KEY", srv->root_key, 1), 0);
   mim_client_options o;
   mim_client_options_init(&o);
-  o.plaintext = true;
+  o.tls = MIM_TLS_OFF;
   mim_client *c = NULL;
   assert_int_equal(mim_client_create(&o, &c), MIM_OK);
   unsetenv("MOMENTO_API_KEY");
@@ -140,7 +140,7 @@ static void test_create_from_credentials_object(void **state) {
   mim_client_options o;
   mim_client_options_init(&o);
   o.credentials = creds;
-  o.plaintext = true;
+  o.tls = MIM_TLS_OFF;
   mim_client *c = NULL;
   assert_int_equal(mim_client_create(&o, &c), MIM_OK);
   mim_credentials_free(creds); /* the client keeps its own copy */
@@ -159,7 +159,7 @@ static void test_accessors(void **state) {
   mim_client_options o;
   mim_client_options_init(&o);
   o.api_key = srv->root_key;
-  o.plaintext = true;
+  o.tls = MIM_TLS_OFF;
   o.default_deadline_ms = 1234;
   assert_int_equal(mim_client_create(&o, &c), MIM_OK);
   assert_int_equal(mim_client_deadline_ms(c), 1234);
@@ -183,7 +183,7 @@ static void test_ping_closed_port_is_unavailable(void **state) {
   mim_client_options o;
   mim_client_options_init(&o);
   o.api_key = srv->root_key;
-  o.plaintext = true;
+  o.tls = MIM_TLS_OFF;
   o.cache_host = host; /* override: the other planes still point at mim-local */
   o.default_deadline_ms = 5000;
   mim_client *c = NULL;
@@ -231,7 +231,7 @@ static void test_unauthenticated_key(void **state) {
   mim_client_options o;
   mim_client_options_init(&o);
   o.api_key = key;
-  o.plaintext = true;
+  o.tls = MIM_TLS_OFF;
   mim_client *c = NULL;
   assert_int_equal(mim_client_create(&o, &c), MIM_OK);
   free(key);
@@ -248,11 +248,53 @@ static void test_tls_options(void **state) {
   mim_client *c = (mim_client *)&o;
   assert_int_equal(mim_client_create(&o, &c), MIM_ERR_INVALID_ARGUMENT);
   assert_null(c);
-  /* TLS (the default) to a plaintext server: creation is fine, the call cannot connect. */
+  /* TLS to a plaintext server: creation is fine, the call cannot connect. */
   o.ca_file = NULL;
+  o.tls = MIM_TLS_ON;
   o.default_deadline_ms = 5000;
   assert_int_equal(mim_client_create(&o, &c), MIM_OK);
   assert_int_equal(mim_client_ping(c), MIM_ERR_UNAVAILABLE);
+  mim_client_free(c);
+}
+
+/* MIM_TLS_AUTO: plaintext only when every plane is on loopback. */
+static void test_tls_auto(void **state) {
+  (void)state;
+  struct {
+    const char *cache, *control, *token;
+    mim_tls_mode mode;
+    bool tls;
+  } cases[] = {
+      {"127.0.0.1:1", "127.0.0.2:1", "127.9.9.9:1", MIM_TLS_AUTO, false},
+      {"localhost:1", "[::1]:1", "localhost", MIM_TLS_AUTO, false},
+      {"cache.example.com:443", "127.0.0.1:1", "127.0.0.1:1", MIM_TLS_AUTO, true},
+      {"127.0.0.1:1", "127.0.0.1:1", "localhost.example.com:443", MIM_TLS_AUTO, true},
+      {"128.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1", MIM_TLS_AUTO, true},
+      {"127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1", MIM_TLS_ON, true},
+      {"cache.example.com:443", "control.example.com:443", "token.example.com:443", MIM_TLS_OFF,
+       false},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    mim_client_options o;
+    mim_client_options_init(&o);
+    o.api_key = srv->root_key;
+    o.cache_host = cases[i].cache;
+    o.control_host = cases[i].control;
+    o.token_host = cases[i].token;
+    o.tls = cases[i].mode;
+    mim_client *c = NULL;
+    assert_int_equal(mim_client_create(&o, &c), MIM_OK);
+    if (mim_client_uses_tls(c) != cases[i].tls)
+      fail_msg("case %zu: tls %d, expected %d", i, mim_client_uses_tls(c), cases[i].tls);
+    mim_client_free(c);
+  }
+  /* The root key names 127.0.0.1:PORT: with no TLS setting at all it reaches mim-local. */
+  mim_client_options o;
+  mim_client_options_init(&o);
+  o.api_key = srv->root_key;
+  mim_client *c = NULL;
+  assert_int_equal(mim_client_create(&o, &c), MIM_OK);
+  assert_int_equal(mim_client_ping(c), MIM_OK);
   mim_client_free(c);
 }
 
@@ -281,7 +323,7 @@ static void test_log_callback_installed(void **state) {
   mim_client_options o;
   mim_client_options_init(&o);
   o.api_key = srv->root_key;
-  o.plaintext = true;
+  o.tls = MIM_TLS_OFF;
   o.log_fn = capture_log;
   o.log_level = MIM_LOG_DEBUG;
   o.log_user = &cap;
@@ -309,6 +351,7 @@ int main(void) {
       cmocka_unit_test(test_cache_calls_reject_bad_input),
       cmocka_unit_test(test_unauthenticated_key),
       cmocka_unit_test(test_tls_options),
+      cmocka_unit_test(test_tls_auto),
       cmocka_unit_test(test_log_callback_installed),
   };
   return cmocka_run_group_tests(tests, start_server, stop_server);

@@ -35,7 +35,7 @@ static int setup(void **state) {
   mim_client_options co;
   mim_client_options_init(&co);
   co.api_key = srv->root_key;
-  co.plaintext = true;
+  co.tls = MIM_TLS_OFF;
   co.default_deadline_ms = 10000;
   return mim_client_create(&co, &cli) == MIM_OK ? 0 : -1;
 }
@@ -650,7 +650,7 @@ static void test_free_cancels_pending_async(void **state) {
   mim_client_options o;
   mim_client_options_init(&o);
   o.api_key = srv->root_key;
-  o.plaintext = true;
+  o.tls = MIM_TLS_OFF;
   o.cache_host = host;
   o.default_deadline_ms = 60000;
   mim_client *c = NULL;

@@ -28,7 +28,7 @@ static mim_client *client_from_key(const char *key) {
   mim_client_options o;
   mim_client_options_init(&o);
   o.api_key = key;
-  o.plaintext = true;
+  o.tls = MIM_TLS_OFF;
   o.default_deadline_ms = 10000;
   mim_client *c = NULL;
   assert_int_equal(mim_client_create(&o, &c), MIM_OK);

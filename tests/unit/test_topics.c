@@ -221,7 +221,7 @@ static mim_client *client_with_deadline(const mim_local *s, const char *key, int
   o.cache_host = s->endpoint;
   o.control_host = s->endpoint;
   o.token_host = s->endpoint;
-  o.plaintext = true;
+  o.tls = MIM_TLS_OFF;
   o.default_deadline_ms = ms;
   mim_client *c = NULL;
   assert_int_equal(mim_client_create(&o, &c), MIM_OK);
@@ -485,7 +485,7 @@ static void test_wire_paths_and_metadata(void **state) {
   mim_client_options_init(&o);
   o.api_key = srv->root_key;
   o.cache_host = grpc_test_server_address(ts);
-  o.plaintext = true;
+  o.tls = MIM_TLS_OFF;
   o.default_deadline_ms = 5000;
   mim_client *c = NULL;
   assert_int_equal(mim_client_create(&o, &c), MIM_OK);

@@ -259,7 +259,7 @@ static int setup(void **state) {
   co.cache_host = W.endpoint;
   co.control_host = W.endpoint;
   co.token_host = W.endpoint;
-  co.plaintext = true;
+  co.tls = MIM_TLS_OFF;
   co.default_deadline_ms = 10000;
   mim_status st = mim_client_create(&co, &W.cli);
   free(key);

@@ -174,7 +174,7 @@ int main(int argc, char **argv) {
   o.cache_host = ep;
   o.control_host = ep;
   o.token_host = ep;
-  o.plaintext = true;
+  o.tls = MIM_TLS_OFF;
   mim_client *c = NULL;
   mim_status st = mim_client_create(&o, &c);
   if (st != MIM_OK) {
