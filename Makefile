@@ -15,7 +15,9 @@ CC ?= cc
 PKG_CONFIG ?= pkg-config
 PROTOC_C ?= protoc-c
 
-B ?= build
+comma := ,
+# Instrumented builds live beside the normal one so switching never mixes objects.
+B ?= $(if $(SANITIZE),build/sanitize-$(subst $(comma),-,$(SANITIZE)),build)
 GEN := $(B)/gen
 OBJ := $(B)/obj
 
