@@ -130,9 +130,12 @@ static int cmp_names(const void *a, const void *b) {
 char **store_cache_names(store *s, size_t *n) {
   pthread_rwlock_rdlock(&s->lock);
   names_ctx nc = {calloc(s->caches.count + 1, sizeof(char *)), 0};
-  if (nc.names) {
-    srv_hmap_filter(&s->caches, collect_name, &nc);
+  *n = 0;
+  if (!nc.names) {
+    pthread_rwlock_unlock(&s->lock);
+    return NULL; /* qsort must not be given NULL, even with no elements */
   }
+  srv_hmap_filter(&s->caches, collect_name, &nc);
   pthread_rwlock_unlock(&s->lock);
   qsort(nc.names, nc.n, sizeof(char *), cmp_names);
   *n = nc.n;
