@@ -67,12 +67,14 @@ static bool save_secret(const auth_key *key, const char *path) {
     srv_log(LOG_ERROR, "cannot create auth secret file %s: %s", path, strerror(errno));
     return false;
   }
+  /* Two hex digits per byte, then a newline; the length is tracked, so no NUL is needed. */
   char hex[2 * sizeof key->secret + 2];
+  size_t n = 0;
   for (size_t i = 0; i < key->len; i++) {
-    snprintf(hex + 2 * i, 3, "%02x", key->secret[i]);
+    n += (size_t)snprintf(hex + n, sizeof hex - n, "%02x", key->secret[i]);
   }
-  strcat(hex, "\n");
-  bool ok = write(fd, hex, strlen(hex)) == (ssize_t)strlen(hex);
+  hex[n++] = '\n';
+  bool ok = write(fd, hex, n) == (ssize_t)n;
   close(fd);
   return ok;
 }
@@ -122,7 +124,8 @@ static uint8_t *build_payload(const Perms *perms, const char *id, uint64_t expir
   }
   p[9] = (uint8_t)(id_len >> 8);
   p[10] = (uint8_t)id_len;
-  memcpy(p + 11, id, id_len);
+  /* A length-prefixed binary field (p[9..10]), not a C string: no NUL belongs here. */
+  memcpy(p + 11, id, id_len); // NOLINT(bugprone-not-null-terminated-result)
   permission_messages__permissions__pack(perms, p + 11 + id_len);
   return p;
 }
@@ -136,7 +139,8 @@ char *auth_mint(const auth_key *key, const Perms *perms, const char *token_id, u
     return NULL;
   }
   size_t signed_len = strlen(TOKEN_PREFIX) + strlen(p64);
-  char *tok = malloc(signed_len + 1 + (MAC_LEN + 2) / 3 * 4 + 1);
+  size_t cap = signed_len + 1 + (size_t)(MAC_LEN + 2) / 3 * 4 + 1;
+  char *tok = malloc(cap);
   uint8_t m[MAC_LEN];
   char *m64 = NULL;
   if (tok) {
@@ -150,8 +154,7 @@ char *auth_mint(const auth_key *key, const Perms *perms, const char *token_id, u
     free(tok);
     return NULL;
   }
-  tok[signed_len] = '.';
-  strcpy(tok + signed_len + 1, m64);
+  snprintf(tok + signed_len, cap - signed_len, ".%s", m64);
   free(m64);
   return tok;
 }
