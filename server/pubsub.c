@@ -176,6 +176,9 @@ static void ring_evict_locked(topic *t) {
 /* Appends an item, evicting the oldest ones beyond the count or byte limits (the
  * newest item is always kept). */
 static void ring_push_locked(topic *t, uint64_t seq, grpc_slice msg) {
+  if (t->ring_cap == 0) {
+    return; /* never: topic_new sizes the ring to at least one slot */
+  }
   size_t n = GRPC_SLICE_LENGTH(msg);
   while (t->ring_len > 0 && t->ring_bytes + n > t->ring_max_bytes) {
     ring_evict_locked(t);
@@ -603,7 +606,8 @@ void pubsub_end_streams(pubsub *ps, grpc_status_code code, const char *msg) {
       break;
     }
     sub_detach(s, code, msg);
-    sub_unref(s);
+    /* The reference taken above kept s alive through sub_detach's own unref. */
+    sub_unref(s); // NOLINT(clang-analyzer-unix.Malloc): refcount not modelled
   }
 }
 
