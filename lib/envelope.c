@@ -9,6 +9,10 @@
 #include <string.h>
 #include <time.h>
 
+/* The limit as a size_t, for comparing with lengths (the header's %u-friendly
+ * unsigned int expression stays for messages). */
+#define MAX_BYTES ((size_t)MIM_ENVELOPE_MAX_BYTES)
+
 mim_status mim_envelope_new_id(char id[MIM_ENVELOPE_ID_SIZE]) {
   static const char hex[] = "0123456789abcdef";
   unsigned char bytes[(MIM_ENVELOPE_ID_SIZE - 1) / 2];
@@ -37,7 +41,7 @@ mim_status mim_envelope_build(const char *id, const char *from, const char *text
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "envelope: id must be 1..%u bytes",
                     MIM_ENVELOPE_MAX_ID_LEN);
   /* Cheap early bound so a huge text is not copied into a JSON tree first. */
-  if (strlen(text) > MIM_ENVELOPE_MAX_BYTES || strlen(from) > MIM_ENVELOPE_MAX_BYTES)
+  if (strlen(text) > MAX_BYTES || strlen(from) > MAX_BYTES)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "envelope: message larger than %u bytes",
                     MIM_ENVELOPE_MAX_BYTES);
   /* json_string() validates UTF-8 and returns NULL on invalid input; "s" in json_pack
@@ -52,7 +56,7 @@ mim_status mim_envelope_build(const char *id, const char *from, const char *text
   if (!json)
     return mim_fail(MIM_ERR_NO_MEMORY, "envelope: out of memory");
   size_t len = strlen(json);
-  if (len > MIM_ENVELOPE_MAX_BYTES) {
+  if (len > MAX_BYTES) {
     free(json);
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "envelope: message larger than %u bytes",
                     MIM_ENVELOPE_MAX_BYTES);
@@ -99,7 +103,7 @@ bool mim_envelope_parse(const uint8_t *data, size_t len, mim_envelope *env, cons
   memset(env, 0, sizeof *env);
   if (!data) {
     why = "no data";
-  } else if (len > MIM_ENVELOPE_MAX_BYTES) {
+  } else if (len > MAX_BYTES) {
     why = "larger than the envelope limit";
   } else if (len == 0) {
     why = "empty value";
