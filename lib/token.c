@@ -76,16 +76,20 @@ static mim_status check_grant(const mim_permissions *perms, const char *cache, c
   return MIM_OK;
 }
 
-/* A new grant with copies of cache and name and the cache oneof filled in. */
-static mim_status grant_new(const char *cache, const char *name, grant **out) {
+/* A new grant with copies of cache and name and the cache oneof filled in, or NULL
+ * (out of memory; the detail is recorded). */
+static grant *grant_new(const char *cache, const char *name) {
   grant *g = calloc(1, sizeof *g);
-  if (!g)
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory adding a grant");
+  if (!g) {
+    mim_fail(MIM_ERR_NO_MEMORY, "out of memory adding a grant");
+    return NULL;
+  }
   g->cache = cache ? strdup(cache) : NULL;
   g->name = name ? strdup(name) : NULL;
   if ((cache && !g->cache) || (name && !g->name)) {
     grant_free(g);
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory adding a grant");
+    mim_fail(MIM_ERR_NO_MEMORY, "out of memory adding a grant");
+    return NULL;
   }
   PermType t = PERMISSION_MESSAGES__PERMISSIONS_TYPE__INIT;
   PermAll all = PERMISSION_MESSAGES__PERMISSIONS_TYPE__ALL__INIT;
@@ -99,8 +103,7 @@ static mim_status grant_new(const char *cache, const char *name, grant **out) {
     g->cache_sel.kind_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_SELECTOR__KIND_CACHE_NAME;
     g->cache_sel.cache_name = g->cache;
   }
-  *out = g;
-  return MIM_OK;
+  return g;
 }
 
 static mim_status push_grant(mim_permissions *perms, grant *g) {
@@ -225,11 +228,11 @@ MIM_API mim_status mim_permissions_add_cache(mim_permissions *perms, mim_cache_r
   mim_status st = check_grant(perms, cache, key, "key", is_prefix);
   if (st == MIM_OK && !cache_role(role, &r))
     st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "unknown cache role %d", (int)role);
-  grant *g = NULL;
-  if (st == MIM_OK)
-    st = grant_new(cache, key, &g);
   if (st != MIM_OK)
     return st;
+  grant *g = grant_new(cache, key);
+  if (!g)
+    return MIM_ERR_NO_MEMORY;
   link_cache_perm(g, r, is_prefix);
   return push_grant(perms, g);
 }
@@ -241,11 +244,11 @@ MIM_API mim_status mim_permissions_add_topic(mim_permissions *perms, mim_topic_r
   mim_status st = check_grant(perms, cache, topic, "topic", is_prefix);
   if (st == MIM_OK && !topic_role(role, &r))
     st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "unknown topic role %d", (int)role);
-  grant *g = NULL;
-  if (st == MIM_OK)
-    st = grant_new(cache, topic, &g);
   if (st != MIM_OK)
     return st;
+  grant *g = grant_new(cache, topic);
+  if (!g)
+    return MIM_ERR_NO_MEMORY;
   link_topic_perm(g, r, is_prefix);
   return push_grant(perms, g);
 }
@@ -271,8 +274,7 @@ MIM_API void mim_disposable_token_free(mim_disposable_token *token) {
 
 /* Packs the request. The grants array is linked for packing only. */
 static mim_status pack_request(const mim_client *client, const mim_permissions *perms,
-                               uint32_t valid_for_seconds, const char *token_id,
-                               mim_pb_buf *buf) {
+                               uint32_t valid_for_seconds, const char *token_id, mim_pb_buf *buf) {
   PermType **types = calloc(perms->n, sizeof *types);
   if (!types)
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory building permissions");
