@@ -21,7 +21,7 @@
 #include <string.h>
 
 /* Longest key accepted; real keys are well under 2 KiB. Bounds work on hostile input. */
-#define MIM_CRED_MAX_INPUT (64 * 1024)
+#define MIM_CRED_MAX_INPUT ((size_t)64 * 1024)
 #define MIM_CRED_DEFAULT_ENV "MOMENTO_API_KEY"
 #define MIM_CRED_DEFAULT_PORT "443"
 #define MIM_HOST_KINDS 3
@@ -104,37 +104,41 @@ static bool b64_char_ok(unsigned char c, b64_alphabet alpha) {
 }
 
 /* Checks the alphabet and the length, then returns the count of data characters
- * (without '=' padding). Padding is optional but, when present, must complete the
- * last quantum. */
-static mim_status b64_validate(const char *in, size_t len, b64_alphabet alpha, const char *what,
-                               size_t *data_len) {
+ * (without '=' padding), or 0 when the input is not valid base64 (the detail is
+ * recorded; the status is MIM_ERR_INVALID_ARGUMENT). Padding is optional but, when
+ * present, must complete the last quantum. */
+static size_t b64_data_len(const char *in, size_t len, b64_alphabet alpha, const char *what) {
   size_t pad = 0;
   while (pad < 2 && len > pad && in[len - 1 - pad] == '=')
     pad++;
   size_t n = len - pad;
   for (size_t i = 0; i < n; i++) {
-    if (!b64_char_ok((unsigned char)in[i], alpha))
-      return mim_fail(MIM_ERR_INVALID_ARGUMENT,
-                      "%s is not valid base64%s (unexpected character at offset %zu)", what,
-                      alpha == B64_URL ? "url" : "", i);
+    if (!b64_char_ok((unsigned char)in[i], alpha)) {
+      mim_fail(MIM_ERR_INVALID_ARGUMENT,
+               "%s is not valid base64%s (unexpected character at offset %zu)", what,
+               alpha == B64_URL ? "url" : "", i);
+      return 0;
+    }
   }
-  if (n == 0)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is not valid base64: no data", what);
-  if (n % 4 == 1 || (pad > 0 && (n + pad) % 4 != 0))
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT,
-                    "%s is not valid base64: length does not fit (truncated?)", what);
-  *data_len = n;
-  return MIM_OK;
+  if (n == 0) {
+    mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is not valid base64: no data", what);
+    return 0;
+  }
+  if (n % 4 == 1 || (pad > 0 && (n + pad) % 4 != 0)) {
+    mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is not valid base64: length does not fit (truncated?)",
+             what);
+    return 0;
+  }
+  return n;
 }
 
 /* Decodes standard or url-safe base64 with optional padding into a NUL-terminated
  * malloc'd buffer. The caller zeroes and frees *out (free_secret with *out_len + 1). */
 static mim_status b64_decode(const char *in, size_t len, b64_alphabet alpha, const char *what,
                              unsigned char **out, size_t *out_len) {
-  size_t n;
-  mim_status st = b64_validate(in, len, alpha, what, &n);
-  if (st != MIM_OK)
-    return st;
+  size_t n = b64_data_len(in, len, alpha, what);
+  if (n == 0)
+    return MIM_ERR_INVALID_ARGUMENT;
   size_t padded = (n + 3) / 4 * 4;
   unsigned char *buf = malloc(padded);
   unsigned char *dec = malloc(padded / 4 * 3 + 1);
@@ -278,20 +282,20 @@ MIM_API void mim_credentials_free(mim_credentials *creds) {
   free(creds);
 }
 
-/* Takes copies of endpoint and token; hosts are filled by the caller. */
-static mim_status creds_new(const char *endpoint, const char *token, size_t token_len,
-                            mim_credentials **out) {
+/* Takes copies of endpoint and token; hosts are filled by the caller. NULL means out
+ * of memory (the detail is recorded). */
+static mim_credentials *creds_new(const char *endpoint, const char *token, size_t token_len) {
   mim_credentials *c = calloc(1, sizeof *c);
-  if (!c)
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory allocating credentials");
-  c->endpoint = dup_s(endpoint);
-  c->auth_token = dup_n(token, token_len);
-  if (!c->endpoint || !c->auth_token) {
-    mim_credentials_free(c);
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory allocating credentials");
+  if (c) {
+    c->endpoint = dup_s(endpoint);
+    c->auth_token = dup_n(token, token_len);
   }
-  *out = c;
-  return MIM_OK;
+  if (!c || !c->endpoint || !c->auth_token) {
+    mim_credentials_free(c);
+    mim_fail(MIM_ERR_NO_MEMORY, "out of memory allocating credentials");
+    return NULL;
+  }
+  return c;
 }
 
 /* An IP address cannot take a "cache." prefix: "127.0.0.1", "[::1]", "::1". */
@@ -336,10 +340,10 @@ static mim_status creds_from_endpoint(const char *endpoint, size_t ep_len, const
     st = check_token(token, token_len, what_token);
   if (st != MIM_OK)
     return st;
-  mim_credentials *c = NULL;
-  st = creds_new(endpoint, token, token_len, &c);
-  if (st == MIM_OK)
-    st = derive_hosts(c, endpoint);
+  mim_credentials *c = creds_new(endpoint, token, token_len);
+  if (!c)
+    return MIM_ERR_NO_MEMORY;
+  st = derive_hosts(c, endpoint);
   if (st != MIM_OK) {
     mim_credentials_free(c);
     return st;
@@ -367,21 +371,25 @@ static mim_status parse_object(const unsigned char *buf, size_t len, const char 
   return MIM_OK;
 }
 
-/* Looks up a non-empty string member without NUL bytes. */
-static mim_status get_string(json_t *obj, const char *name, const char *what, const char **val,
-                             size_t *len) {
+/* Looks up a non-empty string member without NUL bytes; false (the detail is recorded,
+ * the status is MIM_ERR_INVALID_ARGUMENT) when there is none. */
+static bool get_string(json_t *obj, const char *name, const char *what, const char **val,
+                       size_t *len) {
   json_t *v = json_object_get(obj, name);
   if (!v)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s has no \"%s\" field", what, name);
-  if (!json_is_string(v))
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s field \"%s\" is not a string", what, name);
-  *val = json_string_value(v);
-  *len = json_string_length(v);
-  if (*len == 0)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s field \"%s\" is empty", what, name);
-  if (strlen(*val) != *len)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s field \"%s\" contains a NUL byte", what, name);
-  return MIM_OK;
+    mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s has no \"%s\" field", what, name);
+  else if (!json_is_string(v))
+    mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s field \"%s\" is not a string", what, name);
+  else if (json_string_length(v) == 0)
+    mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s field \"%s\" is empty", what, name);
+  else if (strlen(json_string_value(v)) != json_string_length(v))
+    mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s field \"%s\" contains a NUL byte", what, name);
+  else {
+    *val = json_string_value(v);
+    *len = json_string_length(v);
+    return true;
+  }
+  return false;
 }
 
 /* Zeroes jansson's copy of a secret string member before the tree is freed. */
@@ -406,11 +414,11 @@ static mim_status parse_v1(const char *key, size_t len, mim_credentials **out) {
     return st;
   const char *ep = NULL, *tok = NULL;
   size_t ep_len = 0, tok_len = 0;
-  st = get_string(root, "endpoint", "key JSON", &ep, &ep_len);
-  if (st == MIM_OK)
-    st = get_string(root, "api_key", "key JSON", &tok, &tok_len);
-  if (st == MIM_OK)
+  if (get_string(root, "endpoint", "key JSON", &ep, &ep_len) &&
+      get_string(root, "api_key", "key JSON", &tok, &tok_len))
     st = creds_from_endpoint(ep, ep_len, tok, tok_len, "key endpoint", "key api_key", out);
+  else
+    st = MIM_ERR_INVALID_ARGUMENT;
   scrub_member(root, "api_key");
   json_decref(root);
   return st;
@@ -428,6 +436,18 @@ static mim_status jwt_segment(const char *seg, size_t len, const char *what, jso
   return st;
 }
 
+/* Fills the hosts of a JWT credential from its cache and control host claims. */
+static mim_status jwt_hosts(mim_credentials *cr, const char *c, const char *cp) {
+  cr->hosts[MIM_HOST_CACHE] = with_port("", c);
+  cr->hosts[MIM_HOST_CONTROL] = with_port("", cp);
+  cr->hosts[MIM_HOST_TOKEN] = with_port("", c);
+  for (int i = 0; i < MIM_HOST_KINDS; i++) {
+    if (!cr->hosts[i])
+      return mim_fail(MIM_ERR_NO_MEMORY, "out of memory deriving hosts");
+  }
+  return MIM_OK;
+}
+
 /* Legacy JWT: header.claims.signature. The claims are read without verification (only
  * the server can verify). Hosts: cache = "c", control = "cp", token = "c" (the claims
  * name no token host; the cache host serves it, as the official SDKs assume); each
@@ -439,12 +459,11 @@ static mim_status parse_jwt(const char *key, size_t len, mim_credentials **out) 
     return mim_fail(MIM_ERR_INVALID_ARGUMENT,
                     "key looks like a JWT but does not have exactly three '.'-separated parts");
   size_t sig_len = len - (size_t)(d2 + 1 - key);
-  size_t ignored;
   json_t *header = NULL, *claims = NULL;
   mim_status st = jwt_segment(key, (size_t)(d1 - key), "JWT header", &header);
   json_decref(header);
-  if (st == MIM_OK)
-    st = b64_validate(d2 + 1, sig_len, B64_URL, "JWT signature", &ignored);
+  if (st == MIM_OK && b64_data_len(d2 + 1, sig_len, B64_URL, "JWT signature") == 0)
+    st = MIM_ERR_INVALID_ARGUMENT;
   if (st == MIM_OK)
     st = jwt_segment(d1 + 1, (size_t)(d2 - d1 - 1), "JWT claims", &claims);
   if (st != MIM_OK)
@@ -460,24 +479,18 @@ static mim_status parse_jwt(const char *key, size_t len, mim_credentials **out) 
                     "key is a global (v2) API key, which names no endpoint: use "
                     "mim_credentials_from_key_and_endpoint()");
   }
-  st = get_string(claims, "c", "JWT claims", &c, &c_len);
-  if (st == MIM_OK)
-    st = get_string(claims, "cp", "JWT claims", &cp, &cp_len);
+  st = get_string(claims, "c", "JWT claims", &c, &c_len) &&
+               get_string(claims, "cp", "JWT claims", &cp, &cp_len)
+           ? MIM_OK
+           : MIM_ERR_INVALID_ARGUMENT;
   if (st == MIM_OK)
     st = check_host(c, c_len, "JWT claim \"c\" (cache host)");
   if (st == MIM_OK)
     st = check_host(cp, cp_len, "JWT claim \"cp\" (control host)");
   mim_credentials *cr = NULL;
-  if (st == MIM_OK)
-    st = creds_new("", key, len, &cr);
   if (st == MIM_OK) {
-    cr->hosts[MIM_HOST_CACHE] = with_port("", c);
-    cr->hosts[MIM_HOST_CONTROL] = with_port("", cp);
-    cr->hosts[MIM_HOST_TOKEN] = with_port("", c);
-    for (int i = 0; i < MIM_HOST_KINDS && st == MIM_OK; i++) {
-      if (!cr->hosts[i])
-        st = mim_fail(MIM_ERR_NO_MEMORY, "out of memory deriving hosts");
-    }
+    cr = creds_new("", key, len);
+    st = cr ? jwt_hosts(cr, c, cp) : MIM_ERR_NO_MEMORY;
   }
   json_decref(claims);
   if (st != MIM_OK) {
@@ -497,7 +510,7 @@ MIM_API mim_status mim_credentials_from_string(const char *key, mim_credentials 
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "key is NULL");
   size_t len = bounded_len(key);
   if (len > MIM_CRED_MAX_INPUT)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "key is longer than %d bytes", MIM_CRED_MAX_INPUT);
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "key is longer than %zu bytes", MIM_CRED_MAX_INPUT);
   trim(&key, &len);
   if (len == 0)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "key is empty");
@@ -523,7 +536,7 @@ MIM_API mim_status mim_credentials_from_key_and_endpoint(const char *key, const 
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "endpoint is NULL");
   size_t klen = bounded_len(key), elen = bounded_len(endpoint);
   if (klen > MIM_CRED_MAX_INPUT)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "key is longer than %d bytes", MIM_CRED_MAX_INPUT);
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "key is longer than %zu bytes", MIM_CRED_MAX_INPUT);
   return creds_from_endpoint(endpoint, elen, key, klen, "endpoint", "key", out);
 }
 
@@ -550,8 +563,10 @@ MIM_API mim_status mim_credentials_copy(const mim_credentials *creds, mim_creden
   *out = NULL;
   if (!creds)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "credentials are NULL");
-  mim_credentials *c = NULL;
-  mim_status st = creds_new(creds->endpoint, creds->auth_token, strlen(creds->auth_token), &c);
+  mim_credentials *c = creds_new(creds->endpoint, creds->auth_token, strlen(creds->auth_token));
+  if (!c)
+    return MIM_ERR_NO_MEMORY;
+  mim_status st = MIM_OK;
   for (int i = 0; st == MIM_OK && i < MIM_HOST_KINDS; i++) {
     c->hosts[i] = dup_s(creds->hosts[i]);
     if (!c->hosts[i])
@@ -608,7 +623,7 @@ MIM_API const char *mim_credentials_auth_token(const mim_credentials *creds) {
 static mim_status b64_encode(const char *json, size_t len, char **out) {
   size_t enc_len = (len + 2) / 3 * 4;
   if (enc_len > MIM_CRED_MAX_INPUT)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "credential would be longer than %d bytes",
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "credential would be longer than %zu bytes",
                     MIM_CRED_MAX_INPUT);
   char *b = malloc(enc_len + 1);
   if (!b)
