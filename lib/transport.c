@@ -26,7 +26,7 @@
 #define MAX_RECV_MESSAGE (16 * 1024 * 1024)
 #define KEEPALIVE_TIME_MS 30000
 #define KEEPALIVE_TIMEOUT_MS 10000
-#define MAX_CA_FILE (4 * 1024 * 1024)
+#define MAX_CA_FILE ((size_t)4 * 1024 * 1024)
 #define DETAIL_LEN 512
 #define SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
 #define RUNTIME_VERSION "c:c11"
@@ -391,25 +391,36 @@ static void add_metadata(mim_call *c, const char *key, grpc_slice value) {
   m->value = value;
 }
 
-static mim_status validate(mim_transport *t, mim_host_kind host, const char *method,
-                           const uint8_t *request, size_t request_len) {
-  if (!t || !method || method[0] != '/')
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "call: transport and a \"/service/method\" "
-                                              "path are required");
-  if ((unsigned)host > MIM_HOST_TOKEN || !t->channels[host])
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "call: no host configured for plane %d", (int)host);
-  if (!request && request_len)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "call: request is NULL");
-  return MIM_OK;
+/* True when a call can be built from these arguments; otherwise records why (every
+ * failure is MIM_ERR_INVALID_ARGUMENT). */
+static bool valid_call(mim_transport *t, mim_host_kind host, const char *method,
+                       const uint8_t *request, size_t request_len) {
+  if (!t || !method || method[0] != '/') {
+    mim_fail(MIM_ERR_INVALID_ARGUMENT, "call: transport and a \"/service/method\" "
+                                       "path are required");
+    return false;
+  }
+  if ((unsigned)host > MIM_HOST_TOKEN || !t->channels[host]) {
+    mim_fail(MIM_ERR_INVALID_ARGUMENT, "call: no host configured for plane %d", (int)host);
+    return false;
+  }
+  if (!request && request_len) {
+    mim_fail(MIM_ERR_INVALID_ARGUMENT, "call: request is NULL");
+    return false;
+  }
+  return true;
 }
 
-/* Builds the call object, its grpc_call, metadata and request buffer. */
-static mim_status call_new(mim_transport *t, mim_host_kind host, const char *method,
-                           const char *cache_name, const uint8_t *request, size_t request_len,
-                           int64_t deadline_ms, mim_call **out) {
+/* Builds the call object, its grpc_call, metadata and request buffer; NULL with *st
+ * set on failure. */
+static mim_call *call_new(mim_transport *t, mim_host_kind host, const char *method,
+                          const char *cache_name, const uint8_t *request, size_t request_len,
+                          int64_t deadline_ms, mim_status *st) {
   mim_call *c = calloc(1, sizeof *c);
-  if (!c)
-    return mim_fail(MIM_ERR_NO_MEMORY, "call: out of memory");
+  if (!c) {
+    *st = mim_fail(MIM_ERR_NO_MEMORY, "call: out of memory");
+    return NULL;
+  }
   c->t = t;
   c->details = grpc_empty_slice();
   grpc_metadata_array_init(&c->initial_md);
@@ -424,7 +435,8 @@ static mim_status call_new(mim_transport *t, mim_host_kind host, const char *met
   grpc_slice_unref(path);
   if (!c->call) {
     call_destroy(c);
-    return mim_fail(MIM_ERR_INTERNAL, "call: grpc_channel_create_call failed");
+    *st = mim_fail(MIM_ERR_INTERNAL, "call: grpc_channel_create_call failed");
+    return NULL;
   }
   pthread_mutex_lock(&t->mu);
   add_metadata(c, "authorization", grpc_slice_ref(t->token));
@@ -433,8 +445,8 @@ static mim_status call_new(mim_transport *t, mim_host_kind host, const char *met
     add_metadata(c, "cache", grpc_slice_from_copied_string(cache_name));
   add_metadata(c, "agent", grpc_slice_ref(t->agent));
   add_metadata(c, "runtime-version", grpc_slice_from_static_string(RUNTIME_VERSION));
-  *out = c;
-  return MIM_OK;
+  *st = MIM_OK;
+  return c;
 }
 
 /* Registers the call so free can cancel it; fails once shutdown has begun. */
@@ -506,14 +518,13 @@ mim_status mim_transport_unary(mim_transport *t, mim_host_kind host, const char 
                                const char *cache_name, const uint8_t *request, size_t request_len,
                                int64_t deadline_ms, mim_unary_cb cb, void *user,
                                mim_call **out_call) {
-  mim_status st = validate(t, host, method, request, request_len);
-  if (st != MIM_OK)
-    return st;
+  if (!valid_call(t, host, method, request, request_len))
+    return MIM_ERR_INVALID_ARGUMENT;
   if (!cb)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "unary: callback is required");
-  mim_call *c;
-  st = call_new(t, host, method, cache_name, request, request_len, deadline_ms, &c);
-  if (st != MIM_OK)
+  mim_status st = MIM_OK;
+  mim_call *c = call_new(t, host, method, cache_name, request, request_len, deadline_ms, &st);
+  if (!c)
     return st;
   c->unary_cb = cb;
   c->unary_user = user;
@@ -635,14 +646,13 @@ mim_status mim_transport_stream(mim_transport *t, mim_host_kind host, const char
                                 const char *cache_name, const uint8_t *request, size_t request_len,
                                 int64_t deadline_ms, const mim_stream_callbacks *callbacks,
                                 mim_call **out_call) {
-  mim_status st = validate(t, host, method, request, request_len);
-  if (st != MIM_OK)
-    return st;
+  if (!valid_call(t, host, method, request, request_len))
+    return MIM_ERR_INVALID_ARGUMENT;
   if (!callbacks || !callbacks->on_close)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "stream: on_close is required");
-  mim_call *c;
-  st = call_new(t, host, method, cache_name, request, request_len, deadline_ms, &c);
-  if (st != MIM_OK)
+  mim_status st = MIM_OK;
+  mim_call *c = call_new(t, host, method, cache_name, request, request_len, deadline_ms, &st);
+  if (!c)
     return st;
   c->is_stream = true;
   c->stream_cb = *callbacks;
@@ -796,30 +806,37 @@ static char *read_file(const char *path, bool *ok) {
   return buf;
 }
 
-static mim_status make_credentials(const mim_transport_config *cfg,
-                                   grpc_channel_credentials **out) {
+/* The channel credentials for cfg, or NULL with *st set. */
+static grpc_channel_credentials *make_credentials(const mim_transport_config *cfg, mim_status *st) {
+  *st = MIM_OK;
   if (cfg->plaintext) {
-    *out = grpc_insecure_credentials_create();
-    return MIM_OK;
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    if (!creds)
+      *st = mim_fail(MIM_ERR_INTERNAL, "cannot create plaintext credentials");
+    return creds;
   }
   bool ok;
   char *pem = NULL;
   if (cfg->ca_file) {
     pem = read_file(cfg->ca_file, &ok);
-    if (!ok)
-      return mim_fail(MIM_ERR_INVALID_ARGUMENT, "cannot read CA file %s", cfg->ca_file);
+    if (!ok) {
+      *st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "cannot read CA file %s", cfg->ca_file);
+      return NULL;
+    }
   } else {
     pem = read_file(SYSTEM_ROOTS, &ok); /* NULL: gRPC falls back to its own default roots */
   }
-  *out = grpc_ssl_credentials_create(pem, NULL, NULL, NULL);
+  grpc_channel_credentials *creds = grpc_ssl_credentials_create(pem, NULL, NULL, NULL);
   free(pem);
-  return *out ? MIM_OK : mim_fail(MIM_ERR_INTERNAL, "cannot create TLS credentials");
+  if (!creds)
+    *st = mim_fail(MIM_ERR_INTERNAL, "cannot create TLS credentials");
+  return creds;
 }
 
 static mim_status create_channels(mim_transport *t, const mim_transport_config *cfg) {
-  grpc_channel_credentials *creds;
-  mim_status st = make_credentials(cfg, &creds);
-  if (st != MIM_OK)
+  mim_status st;
+  grpc_channel_credentials *creds = make_credentials(cfg, &st);
+  if (!creds)
     return st;
   /* Keepalive pings detect a dead connection under a long-lived stream; the client
    * sends nothing after the request there, so pings must not stop for lack of data. */
@@ -938,9 +955,8 @@ void mim_transport_free(mim_transport *t) {
    * Pending timers stay valid meanwhile (those callbacks may still cancel them). */
   while (t->calls || t->running_timer)
     pthread_cond_wait(&t->cv, &t->mu);
-  while (t->heap_len) { /* pending timers never run */
-    mim_timer *tm = t->heap[0];
-    heap_remove(t, tm);
+  while (t->heap_len) { /* pending timers never run; taken from the end, no sifting */
+    mim_timer *tm = t->heap[--t->heap_len];
     tm->state = TIMER_DONE;
     timer_unref_locked(tm);
   }
