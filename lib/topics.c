@@ -290,6 +290,13 @@ static void sub_unref(mim_subscription *s) {
     sub_destroy(s);
 }
 
+/* Drops a reference that cannot be the last because the caller holds another one (a
+ * timer or stream that never started, a cancelled timer). Never frees: s stays valid
+ * for the caller, which the code after these calls relies on. */
+static void sub_unref_not_last(mim_subscription *s) {
+  atomic_fetch_sub(&s->refs, 1);
+}
+
 /* Lets one user callback run unless the subscription is closing, and marks it running
  * so a foreign unsubscribe can wait for it. Called on the event thread without mu. */
 static bool cb_begin(mim_subscription *s) {
@@ -347,16 +354,17 @@ static bool arm_timer(mim_subscription *s, int64_t delay_ms, void (*cb)(void *),
   sub_ref(s);
   if (mim_transport_timer(s->t, delay_ms, cb, s, slot) != MIM_OK) {
     *slot = NULL;
-    sub_unref(s); /* never the last reference: the caller holds one */
+    sub_unref_not_last(s); /* the caller holds one */
     return false;
   }
   return true;
 }
 
-/* Cancels a pending timer of ours from the event thread (it cannot be running then). */
+/* Cancels a pending timer of ours from the event thread (it cannot be running then).
+ * Callers run in a handler or the owner's call, which holds a reference of its own. */
 static void disarm_timer(mim_subscription *s, mim_timer **slot) {
   if (*slot && mim_timer_cancel(*slot))
-    sub_unref(s);
+    sub_unref_not_last(s);
   *slot = NULL;
 }
 
@@ -400,7 +408,7 @@ static mim_status start_stream(mim_subscription *s) {
   mim_pb_buf_release(&buf);
   if (st != MIM_OK) {
     s->call = NULL;
-    sub_unref(s);
+    sub_unref_not_last(s); /* the stream never started; the caller holds one */
     return st;
   }
   s->last_rx_ms = mono_ms();
@@ -741,7 +749,7 @@ MIM_API void mim_topic_unsubscribe(mim_subscription *s) {
   }
   pthread_mutex_unlock(&s->mu);
   if (!posted)
-    sub_unref(s);
+    sub_unref_not_last(s); /* the teardown timer's, never handed over */
   sub_unref(s);
 }
 
@@ -751,27 +759,43 @@ static int64_t or_default(int64_t v, int64_t def) {
   return v > 0 ? v : def;
 }
 
-static mim_status sub_new(mim_client *c, const char *cache, const char *topic,
-                          const mim_subscribe_options *o, const mim_subscription_callbacks *cbs,
-                          mim_subscription **out) {
-  mim_status st = check_target(c, cache, topic);
-  if (st != MIM_OK)
-    return st;
-  if (!out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
-  *out = NULL;
-  if (!cbs || !cbs->on_item)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "callbacks with on_item are required");
+/* A zeroed subscription with copies of cache and topic, or NULL (out of memory). */
+static mim_subscription *sub_alloc(const char *cache, const char *topic) {
   mim_subscription *s = calloc(1, sizeof *s);
   if (!s)
-    return mim_fail(MIM_ERR_NO_MEMORY, "subscribe: out of memory");
+    return NULL;
   s->cache = strdup(cache);
   s->topic = strdup(topic);
   if (!s->cache || !s->topic) {
     free(s->cache);
     free(s->topic);
     free(s);
-    return mim_fail(MIM_ERR_NO_MEMORY, "subscribe: out of memory");
+    return NULL;
+  }
+  return s;
+}
+
+/* Checks the arguments (out included) and allocates the subscription with the owner's
+ * reference; NULL with *st set on failure. */
+static mim_subscription *sub_new(mim_client *c, const char *cache, const char *topic,
+                                 const mim_subscribe_options *o,
+                                 const mim_subscription_callbacks *cbs, mim_subscription **out,
+                                 mim_status *st) {
+  *st = check_target(c, cache, topic);
+  if (*st != MIM_OK)
+    return NULL;
+  if (!out) {
+    *st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+    return NULL;
+  }
+  if (!cbs || !cbs->on_item) {
+    *st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "callbacks with on_item are required");
+    return NULL;
+  }
+  mim_subscription *s = sub_alloc(cache, topic);
+  if (!s) {
+    *st = mim_fail(MIM_ERR_NO_MEMORY, "subscribe: out of memory");
+    return NULL;
   }
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
@@ -793,8 +817,7 @@ static mim_status sub_new(mim_client *c, const char *cache, const char *topic,
   }
   s->rng = ((uint64_t)(uintptr_t)s ^ (uint64_t)mono_ms() * 0x9E3779B97F4A7C15ULL) | 1;
   s->state = MIM_SUB_CONNECTING;
-  *out = s;
-  return MIM_OK;
+  return s;
 }
 
 /* Starts the first stream and its confirmation deadline from the calling thread; mu
@@ -813,9 +836,9 @@ MIM_API mim_status mim_topic_subscribe_async(mim_client *client, const char *cac
                                              mim_subscription **out) {
   if (out)
     *out = NULL;
-  mim_subscription *s;
-  mim_status st = sub_new(client, cache, topic, options, callbacks, &s);
-  if (st != MIM_OK)
+  mim_status st;
+  mim_subscription *s = sub_new(client, cache, topic, options, callbacks, out, &st);
+  if (!s)
     return st;
   st = sub_start(s);
   if (st != MIM_OK) {
@@ -847,9 +870,9 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
   if (client && mim_transport_on_event_thread(mim_client_transport(client)))
     return mim_fail(MIM_ERR_FAILED_PRECONDITION,
                     "mim_topic_subscribe called from a callback; use mim_topic_subscribe_async");
-  mim_subscription *s;
-  mim_status st = sub_new(client, cache, topic, options, callbacks, &s);
-  if (st != MIM_OK)
+  mim_status st;
+  mim_subscription *s = sub_new(client, cache, topic, options, callbacks, out, &st);
+  if (!s)
     return st;
   s->sync_first = true;
   st = sub_start(s);
