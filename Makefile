@@ -22,7 +22,7 @@ GEN := $(B)/gen
 OBJ := $(B)/obj
 
 # Libraries the library itself links against.
-LIB_PKGS := grpc libprotobuf-c openssl jansson
+LIB_PKGS := grpc libprotobuf-c openssl jansson libcurl
 TEST_PKGS := cmocka
 
 # SANITIZE=address,undefined or SANITIZE=thread builds everything instrumented.
@@ -67,6 +67,8 @@ TESTLIB_OBJ := $(patsubst tests/support/%.c,$(OBJ)/tests/support/%.o,$(TESTLIB_S
 # Each examples/*.c is one program linked against the static library.
 EXAMPLE_SRC := $(wildcard examples/*.c)
 EXAMPLE_BIN := $(patsubst examples/%.c,$(B)/examples/%,$(EXAMPLE_SRC))
+# Extra packages examples may use (token-vendor serves HTTP with libmicrohttpd).
+EXAMPLE_LDLIBS := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null)
 
 .PHONY: all lib server tests examples check deps demo install uninstall clean format lint
 all: lib server examples
@@ -131,7 +133,7 @@ $(B)/tests/%: tests/unit/%.c $(TESTLIB_OBJ) $(STATIC)
 
 $(B)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIB_LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIB_LDLIBS) $(EXAMPLE_LDLIBS)
 
 # The demo: installs missing packages, builds, starts mim-local on a free port and runs
 # a scripted chat.

@@ -15,6 +15,7 @@ need_pc libprotobuf-c libprotobuf-c-dev
 need_cmd protoc-c protobuf-c-compiler
 need_pc openssl libssl-dev
 need_pc libcurl libcurl4-openssl-dev
+need_pc libmicrohttpd libmicrohttpd-dev
 need_pc jansson libjansson-dev
 need_pc cmocka libcmocka-dev
 need_cmd openssl openssl
