@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ static mim_transport *root; /* root token, all planes */
 static char g_dir[64];
 static char g_secret_file[128];
 static uint8_t g_secret[32];
+static char g_gen_secret_file[128]; /* one the server generates (test_generated_secret) */
 
 static int write_secret(void) {
   snprintf(g_dir, sizeof g_dir, "/tmp/mim-robust-XXXXXX");
@@ -87,6 +89,7 @@ static int teardown(void **state) {
   mim_transport_free(root);
   int rc = mim_local_stop(srv);
   unlink(g_secret_file);
+  unlink(g_gen_secret_file);
   rmdir(g_dir);
   if (rc != 0) {
     fprintf(stderr, "mim-local exit status %d (want 0)\n", rc);
@@ -924,6 +927,65 @@ static void test_connect_churn(void **state) {
   assert_serving();
 }
 
+/* ---- a generated secret file ---- */
+
+/* Reads the whole (small) file into buf as a string; its length, or -1. */
+static ssize_t read_small_file(const char *path, char *buf, size_t cap) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    return -1;
+  }
+  size_t n = fread(buf, 1, cap - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  return (ssize_t)n;
+}
+
+static mim_local *start_with_secret(const char *path) {
+  const char *caches[] = {CACHE, NULL};
+  const char *extra[] = {"--auth-secret-file", path, NULL};
+  mim_local_opts o = {.caches = caches, .extra_args = extra, .log_level = "warn"};
+  mim_local *s = NULL;
+  assert_int_equal(mim_local_start(&o, &s), 0);
+  return s;
+}
+
+static mim_status fetch_with(const mim_local *s, const char *token) {
+  mim_transport *t = raw_connect(s, token);
+  assert_non_null(t);
+  mim_status st = fetch(t, CACHE, "gen-secret");
+  mim_transport_free(t);
+  return st;
+}
+
+/* A missing --auth-secret-file is created (0600, 64 hex digits and a newline) and read
+ * back by the next server: tokens of the first verify on the second, not on another. */
+static void test_generated_secret(void **state) {
+  (void)state;
+  snprintf(g_gen_secret_file, sizeof g_gen_secret_file, "%s/generated", g_dir);
+  mim_local *a = start_with_secret(g_gen_secret_file);
+  char *tok = raw_root_token(a);
+  assert_non_null(tok);
+  assert_int_equal(mim_local_stop(a), 0);
+  struct stat st;
+  assert_int_equal(stat(g_gen_secret_file, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+  char text[100], again[100];
+  ssize_t n = read_small_file(g_gen_secret_file, text, sizeof text);
+  assert_int_equal(n, 65);
+  assert_int_equal(strspn(text, "0123456789abcdef"), 64);
+  assert_int_equal(text[64], '\n');
+  mim_local *b = start_with_secret(g_gen_secret_file);
+  assert_int_equal(fetch_with(b, tok), MIM_OK);
+  assert_int_equal(fetch_with(srv, tok), MIM_ERR_UNAUTHENTICATED); /* another secret */
+  assert_int_equal(mim_local_stop(b), 0);
+  assert_int_equal(read_small_file(g_gen_secret_file, again, sizeof again), 65);
+  assert_memory_equal(text, again, 65); /* read, not regenerated */
+  free(tok);
+  unlink(g_gen_secret_file);
+  assert_serving();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_garbage_unary),
@@ -944,6 +1006,7 @@ int main(void) {
       cmocka_unit_test(test_unknown_fields_ignored),
       cmocka_unit_test(test_huge_metadata),
       cmocka_unit_test(test_connect_churn),
+      cmocka_unit_test(test_generated_secret),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
