@@ -1,0 +1,494 @@
+"""Python binding of libmomento-im (instant messaging on Momento), over ctypes.
+
+    from momento_im import Client
+
+    with Client(api_key=key) as client:
+        with client.join("cache", "room", print, display_name="alice") as chat:
+            chat.send("hello")
+
+The shared library is found through the MOMENTO_IM_LIB environment variable, else
+build/lib of the repository this package sits in, else the system loader
+(ctypes.util.find_library("momento-im")). No C extension is compiled.
+
+Threads: ``on_message`` and ``on_event`` run on the library's event thread, one at a
+time. They must return quickly and must not call blocking methods of the client or its
+sessions (``send``, ``history``, ``leave``, ``ping``, ``close``...): those raise
+RuntimeError there, because in C they would deadlock. Hand work to another thread
+(e.g. a queue.Queue) instead. An exception raised by a callback is logged on the
+``momento_im`` logger and otherwise ignored; it never reaches the library.
+"""
+
+import atexit
+import enum
+import logging
+import threading
+import weakref
+from ctypes import POINTER, byref, c_void_p, create_string_buffer, string_at
+from dataclasses import dataclass, field
+
+from . import _ffi
+from ._ffi import lib
+
+__all__ = [
+    "Client", "Session", "Message", "MessageKind", "SubscriptionState",
+    "MomentoIMError", "InvalidArgumentError", "NotFoundError", "AlreadyExistsError",
+    "PermissionDeniedError", "UnauthenticatedError", "DeadlineExceededError",
+    "UnavailableError", "version", "enable_library_logging",
+]
+
+_log = logging.getLogger("momento_im")
+_local = threading.local()
+
+
+def version():
+    """Version of the loaded C library ("MAJOR.MINOR.PATCH")."""
+    return lib.mim_version().decode()
+
+
+# ---- errors ----
+
+class MomentoIMError(Exception):
+    """A libmomento-im call failed.
+
+    status_name: the C status name, e.g. "MIM_ERR_PERMISSION_DENIED";
+    detail: the library's detail for the failed call ("" when none);
+    status: the numeric mim_status.
+    """
+
+    def __init__(self, status_name, detail="", status=None):
+        super().__init__(status_name, detail)
+        self.status_name = status_name
+        self.detail = detail
+        self.status = status
+
+    def __str__(self):
+        return "%s: %s" % (self.status_name, self.detail) if self.detail else self.status_name
+
+
+class InvalidArgumentError(MomentoIMError):
+    """MIM_ERR_INVALID_ARGUMENT"""
+
+
+class NotFoundError(MomentoIMError):
+    """MIM_ERR_NOT_FOUND"""
+
+
+class AlreadyExistsError(MomentoIMError):
+    """MIM_ERR_ALREADY_EXISTS"""
+
+
+class PermissionDeniedError(MomentoIMError):
+    """MIM_ERR_PERMISSION_DENIED"""
+
+
+class UnauthenticatedError(MomentoIMError):
+    """MIM_ERR_UNAUTHENTICATED"""
+
+
+class DeadlineExceededError(MomentoIMError):
+    """MIM_ERR_DEADLINE_EXCEEDED"""
+
+
+class UnavailableError(MomentoIMError):
+    """MIM_ERR_UNAVAILABLE"""
+
+
+_ERROR_CLASSES = {1: InvalidArgumentError, 2: NotFoundError, 3: AlreadyExistsError,
+                  4: PermissionDeniedError, 5: UnauthenticatedError,
+                  7: DeadlineExceededError, 8: UnavailableError}
+
+
+def _check(status):
+    """Raises for a failed status. Call right after the C call, on the same thread:
+    the detail belongs to the calling thread until its next library call."""
+    if status == 0:
+        return
+    detail = lib.mim_last_error_detail()  # first: mim_status_name is a library call too
+    name = lib.mim_status_name(status).decode()
+    detail = detail.decode("utf-8", "replace") if detail else ""
+    raise _ERROR_CLASSES.get(status, MomentoIMError)(name, detail, status)
+
+
+def _invalid(detail):
+    return InvalidArgumentError("MIM_ERR_INVALID_ARGUMENT", detail, 1)
+
+
+def _b(value, what):
+    """str -> UTF-8 bytes for a C string; None stays NULL. C strings end at the first
+    NUL, so a NUL inside would silently cut the value: refuse it."""
+    if value is None:
+        return None
+    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if b"\0" in data:
+        raise _invalid("%s contains a NUL character" % what)
+    return data
+
+
+# ---- callback-thread guard ----
+
+def _in_callback():
+    return getattr(_local, "in_callback", False)
+
+
+def _refuse_in_callback(what):
+    if _in_callback():
+        raise RuntimeError("%s must not be called from on_message/on_event (it runs on "
+                           "the library's event thread and would deadlock)" % what)
+
+
+# ---- messages ----
+
+class MessageKind(enum.IntEnum):
+    CHAT = _ffi.MESSAGE_CHAT  # a well-formed envelope
+    FOREIGN = _ffi.MESSAGE_FOREIGN  # any other value on the list/topic: see raw
+
+
+class SubscriptionState(enum.IntEnum):
+    CONNECTING = 0
+    CONNECTED = 1
+    RECONNECTING = 2
+    CLOSED = 3
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message, copied out of the C struct (safe to keep)."""
+    id: str
+    chat: str
+    sender: str  # "from": the display name the sender claims
+    publisher_id: str  # trusted token id of the publisher (live only; "" otherwise)
+    text: str
+    timestamp_ms: int  # sender's clock, epoch ms
+    sequence: int  # topic sequence number (0 for history)
+    from_history: bool
+    kind: MessageKind
+    raw: bytes = field(repr=False)
+
+
+def _s(value):
+    return value.decode("utf-8", "replace") if value else ""
+
+
+def _copy_message(m):
+    """Copies every field: the C pointers die when the callback returns."""
+    raw = string_at(m.raw, m.raw_len) if m.raw and m.raw_len else b""
+    return Message(id=_s(m.id), chat=_s(m.chat), sender=_s(m.from_),
+                   publisher_id=_s(m.publisher_id), text=_s(m.text),
+                   timestamp_ms=m.timestamp_ms, sequence=m.sequence,
+                   from_history=bool(m.from_history), kind=MessageKind(m.kind), raw=raw)
+
+
+# ---- sessions ----
+
+class _SessionState:
+    """What the C side may reach: the session handle and the ctypes callback objects.
+    The client holds it until mim_leave returned, so the callbacks cannot be garbage
+    collected while the library may call them."""
+
+    def __init__(self, on_message, on_event):
+        self.handle = None
+        self.user_on_message = on_message
+        self.user_on_event = on_event
+        self.c_on_message = _ffi.ON_MESSAGE(self._on_message)
+        self.c_on_event = _ffi.ON_EVENT(self._on_event) if on_event else None
+
+    def _on_message(self, _session, msg, _user):
+        _local.in_callback = True
+        try:
+            self.user_on_message(_copy_message(msg.contents))
+        except BaseException:  # never let anything unwind into C
+            _log.exception("momento_im: on_message raised; ignored")
+        finally:
+            _local.in_callback = False
+
+    def _on_event(self, _session, state, status, detail, _user):
+        _local.in_callback = True
+        try:
+            name = lib.mim_status_name(status).decode() if status else "MIM_OK"
+            self.user_on_event(SubscriptionState(state), name, _s(detail))
+        except BaseException:
+            _log.exception("momento_im: on_event raised; ignored")
+        finally:
+            _local.in_callback = False
+
+    def release(self):
+        self.user_on_message = self.user_on_event = None
+        self.c_on_message = self.c_on_event = None
+
+
+class Session:
+    """A joined chat (from Client.join). Use as a context manager or call leave()."""
+
+    def __init__(self, client, state, cache, chat):
+        self._client = client
+        self._state = state
+        self.cache = cache
+        self.chat = chat
+
+    def _handle(self):
+        h = self._state.handle
+        if h is None:
+            raise RuntimeError("session has left the chat")
+        return h
+
+    def history(self, last_n=0):
+        """The last `last_n` messages of the chat's list (0 = all), oldest first.
+        Fetched from the server."""
+        _refuse_in_callback("Session.history")
+        if last_n < 0:
+            raise _invalid("last_n must be >= 0")
+        out = POINTER(_ffi.MessageList)()
+        _check(lib.mim_history(self._handle(), last_n, byref(out)))
+        try:
+            lst = out.contents
+            return [_copy_message(lst.messages[i]) for i in range(lst.count)]
+        finally:
+            lib.mim_message_list_free(out)
+
+    def send(self, text):
+        """Sends text; returns the new message's id."""
+        _refuse_in_callback("Session.send")
+        data = _b(text, "text")
+        if data is None:
+            raise _invalid("text is None")
+        id_out = create_string_buffer(_ffi.MESSAGE_ID_SIZE)
+        _check(lib.mim_send(self._handle(), data, id_out))
+        return id_out.value.decode()
+
+    def remove_message(self, message_id):
+        """Removes a message from the history (needs write permission on the list)."""
+        _refuse_in_callback("Session.remove_message")
+        _check(lib.mim_remove_message(self._handle(), _b(message_id, "message_id")))
+
+    def leave(self):
+        """Unsubscribes and frees the session; no callback runs after it returns.
+        Idempotent. Must not be called from the session's own callbacks."""
+        _refuse_in_callback("Session.leave")
+        self._client._leave(self._state)
+
+    @property
+    def joined(self):
+        return self._state.handle is not None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.leave()
+
+    def __del__(self):
+        try:
+            state = self._state
+        except AttributeError:
+            return
+        if state.handle is None:
+            return
+        if _in_callback():  # collected on the event thread: leave from elsewhere
+            threading.Thread(target=self._client._leave, args=(state,), daemon=True).start()
+        else:
+            self._client._leave(state)
+
+
+# ---- client ----
+
+_TLS = {"auto": _ffi.TLS_AUTO, "on": _ffi.TLS_ON, "off": _ffi.TLS_OFF}
+_MODES = {"client": _ffi.CHAT_CLIENT_ONLY, "client_only": _ffi.CHAT_CLIENT_ONLY,
+          "moderated": _ffi.CHAT_MODERATED}
+_live_clients = weakref.WeakSet()
+
+
+class Client:
+    """A libmomento-im client (one gRPC connection set and one event thread).
+
+    api_key: v1 API key or disposable token (None: MOMENTO_API_KEY).
+    cache_host/control_host/token_host: "host:port" overrides; endpoint sets all three.
+    tls: "auto" (TLS except plaintext when every host is loopback), "on" or "off".
+    ca_file: PEM roots instead of the system ones. deadline_ms: per-call deadline
+    (None = 15 s). ttl_ms: TTL of list writes (None = 24 h).
+    """
+
+    def __init__(self, api_key=None, cache_host=None, control_host=None, token_host=None,
+                 tls="auto", ca_file=None, deadline_ms=None, ttl_ms=None, endpoint=None):
+        self._handle = None
+        self._lock = threading.Lock()
+        self._sessions = {}
+        if tls not in _TLS:
+            raise _invalid("tls must be 'auto', 'on' or 'off'")
+        opts = _ffi.ClientOptions()
+        lib.mim_client_options_init(byref(opts))
+        keep = [_b(api_key, "api_key"), _b(cache_host or endpoint, "cache_host"),
+                _b(control_host or endpoint, "control_host"),
+                _b(token_host or endpoint, "token_host"), _b(ca_file, "ca_file")]
+        (opts.api_key, opts.cache_host, opts.control_host, opts.token_host,
+         opts.ca_file) = keep
+        opts.tls = _TLS[tls]
+        opts.default_deadline_ms = int(deadline_ms or 0)
+        opts.default_ttl_ms = int(ttl_ms or 0)
+        out = c_void_p()
+        _check(lib.mim_client_create(byref(opts), byref(out)))
+        self._handle = out.value
+        _live_clients.add(self)
+
+    def _h(self):
+        h = self._handle
+        if h is None:
+            raise RuntimeError("client is closed")
+        return h
+
+    def ping(self):
+        """Round trip to the cache host."""
+        _refuse_in_callback("Client.ping")
+        _check(lib.mim_client_ping(self._h()))
+
+    def create_cache(self, name):
+        """Creates a cache (needs a super-user key). AlreadyExistsError if it exists."""
+        _refuse_in_callback("Client.create_cache")
+        _check(lib.mim_cache_create(self._h(), _b(name, "name")))
+
+    def delete_cache(self, name):
+        _refuse_in_callback("Client.delete_cache")
+        _check(lib.mim_cache_delete(self._h(), _b(name, "name")))
+
+    def join(self, cache, chat, on_message, display_name=None, mode="client",
+             history_cap=100, history_ttl_ms=0, on_event=None):
+        """Joins `chat` in `cache`: on_message(Message) gets the history (from_history
+        True, oldest first; delivered before join returns), then live messages, each
+        once. mode: "client" or "moderated". on_event(state, status_name, detail), if
+        given, sees subscription state changes. Returns a Session."""
+        _refuse_in_callback("Client.join")
+        if not callable(on_message):
+            raise _invalid("on_message must be callable")
+        if mode not in _MODES:
+            raise _invalid("mode must be 'client' or 'moderated'")
+        if not 0 <= history_cap < 2 ** 32:
+            raise _invalid("history_cap out of range")
+        state = _SessionState(on_message, on_event)
+        opts = _ffi.JoinOptions()
+        lib.mim_join_options_init(byref(opts))
+        name = _b(display_name, "display_name")
+        opts.display_name = name
+        opts.mode = _MODES[mode]
+        opts.history_cap = history_cap
+        opts.history_ttl_ms = int(history_ttl_ms)
+        if state.c_on_event:
+            opts.on_event = state.c_on_event
+        out = c_void_p()
+        cache_b, chat_b = _b(cache, "cache"), _b(chat, "chat")
+        with self._lock:
+            h = self._h()
+            # Registered first so close() from another thread cannot free the client
+            # under a running join without leaving this session afterwards.
+            self._sessions[id(state)] = state
+        status = lib.mim_join(h, cache_b, chat_b, byref(opts), state.c_on_message, None,
+                              byref(out))
+        if status != 0:
+            with self._lock:
+                self._sessions.pop(id(state), None)
+            _check(status)
+        state.handle = out.value
+        return Session(self, state, cache, chat)
+
+    def _leave(self, state):
+        with self._lock:
+            h, state.handle = state.handle, None
+            self._sessions.pop(id(state), None)
+        if h is not None:
+            lib.mim_leave(h)
+        state.release()  # only now: no callback can run after mim_leave returned
+
+    def _mint(self, fn, cache, chat, valid_for_s, token_id):
+        _refuse_in_callback("Client.mint_*")
+        if not 0 < valid_for_s < 2 ** 32:
+            raise _invalid("valid_for_s must be > 0")
+        out = POINTER(_ffi.DisposableToken)()
+        _check(fn(self._h(), _b(cache, "cache"), _b(chat, "chat"), int(valid_for_s),
+                  _b(token_id, "token_id"), byref(out)))
+        try:
+            return out.contents.credential.decode()
+        finally:
+            lib.mim_disposable_token_free(out)
+
+    def mint_client_only(self, cache, chat, valid_for_s=3600, token_id=None):
+        """A disposable token for the client-only pattern (readwrite on list `chat`,
+        publish/subscribe on topic `chat`); returns its credential string."""
+        return self._mint(lib.mim_token_generate_client_only, cache, chat, valid_for_s,
+                          token_id)
+
+    def mint_moderated(self, cache, chat, valid_for_s=3600, token_id=None):
+        """A disposable token for the moderated pattern (read on list `chat`, publish
+        on topic "<chat>-input", subscribe on topic `chat`); returns its credential."""
+        return self._mint(lib.mim_token_generate_moderated, cache, chat, valid_for_s,
+                          token_id)
+
+    def close(self):
+        """Leaves every session still joined, then frees the client. Idempotent."""
+        _refuse_in_callback("Client.close")
+        self._close()
+
+    def _close(self):
+        with self._lock:
+            states = list(self._sessions.values())
+        for state in states:
+            self._leave(state)
+        with self._lock:
+            h, self._handle = self._handle, None
+        if h is not None:
+            lib.mim_client_free(h)
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_handle", None) is None:
+            return
+        if _in_callback():
+            threading.Thread(target=self._close, daemon=True).start()
+        else:
+            self._close()
+
+
+# ---- library logging ----
+
+_LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG}
+_lib_log = logging.getLogger("momento_im.lib")
+_log_fn = None  # keeps the installed ctypes callback alive
+
+
+def _forward_log(level, message, _user):
+    try:
+        _lib_log.log(_LEVELS.get(level, logging.DEBUG), "%s", _s(message))
+    except BaseException:
+        pass
+
+
+def enable_library_logging(level=logging.INFO):
+    """Routes the C library's log lines (process-wide) to the "momento_im.lib" logger.
+    level: the most verbose Python level to forward. None turns forwarding off."""
+    global _log_fn
+    if level is None:
+        lib.mim_set_log_callback(_ffi.LOG_FN(), 0, None)  # NULL: off
+        _log_fn = None
+        return
+    max_level = 4 if level <= logging.DEBUG else 3 if level <= logging.INFO else \
+        2 if level <= logging.WARNING else 1
+    fn = _ffi.LOG_FN(_forward_log)
+    lib.mim_set_log_callback(fn, max_level, None)
+    _log_fn = fn
+
+
+@atexit.register
+def _shutdown():
+    """Before the interpreter goes away: no library thread may call into Python."""
+    for client in list(_live_clients):
+        try:
+            client._close()
+        except Exception:  # best effort at exit
+            pass
+    lib.mim_set_log_callback(_ffi.LOG_FN(), 0, None)  # NULL: off

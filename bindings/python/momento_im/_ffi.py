@@ -1,0 +1,164 @@
+"""ctypes declarations of the libmomento-im C API (include/momento/*.h).
+
+Every structure here mirrors its C definition field by field, in the same order and
+with the same widths: C enums are ``c_int``, ``bool`` is ``c_bool``, ``size_t`` is
+``c_size_t``. Pointers the library owns are declared ``c_void_p`` (or ``c_char_p`` for
+strings, which ctypes copies into ``bytes`` on access). Keep this file in sync with the
+headers; tests/test_momento_im.py compares the sizes and offsets with a compiled probe.
+"""
+
+import ctypes
+import ctypes.util
+import os
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_int, c_int64,
+                    c_size_t, c_uint32, c_uint64, c_void_p)
+
+# Size of a message id buffer including its NUL (MIM_MESSAGE_ID_SIZE).
+MESSAGE_ID_SIZE = 33
+
+# mim_tls_mode
+TLS_AUTO, TLS_ON, TLS_OFF = 0, 1, 2
+# mim_chat_mode
+CHAT_CLIENT_ONLY, CHAT_MODERATED = 0, 1
+# mim_message_kind
+MESSAGE_CHAT, MESSAGE_FOREIGN = 0, 1
+
+# void (*mim_log_fn)(mim_log_level level, const char *message, void *user)
+LOG_FN = CFUNCTYPE(None, c_int, c_char_p, c_void_p)
+
+
+class ClientOptions(Structure):
+    """struct mim_client_options (client.h)."""
+    _fields_ = [
+        ("api_key", c_char_p),
+        ("credentials", c_void_p),  # const mim_credentials *
+        ("cache_host", c_char_p),
+        ("control_host", c_char_p),
+        ("token_host", c_char_p),
+        ("tls", c_int),  # mim_tls_mode
+        ("ca_file", c_char_p),
+        ("default_deadline_ms", c_int64),
+        ("default_ttl_ms", c_uint64),
+        ("log_fn", LOG_FN),
+        ("log_level", c_int),  # mim_log_level
+        ("log_user", c_void_p),
+    ]
+
+
+class Message(Structure):
+    """struct mim_message (im.h). Only valid during the callback / list lifetime."""
+    _fields_ = [
+        ("kind", c_int),  # mim_message_kind
+        ("id", c_char_p),
+        ("chat", c_char_p),
+        ("from_", c_char_p),  # `from` in C
+        ("publisher_id", c_char_p),
+        ("text", c_char_p),
+        ("timestamp_ms", c_int64),
+        ("sequence", c_uint64),
+        ("from_history", c_bool),
+        ("raw", c_void_p),  # const uint8_t *
+        ("raw_len", c_size_t),
+    ]
+
+
+# void (*mim_on_message)(mim_session *session, const mim_message *msg, void *user)
+ON_MESSAGE = CFUNCTYPE(None, c_void_p, POINTER(Message), c_void_p)
+# void (*on_event)(mim_session *, mim_subscription_state, mim_status, const char *, void *)
+ON_EVENT = CFUNCTYPE(None, c_void_p, c_int, c_int, c_char_p, c_void_p)
+
+
+class JoinOptions(Structure):
+    """struct mim_join_options (im.h)."""
+    _fields_ = [
+        ("display_name", c_char_p),
+        ("mode", c_int),  # mim_chat_mode
+        ("history_cap", c_uint32),
+        ("history_ttl_ms", c_uint64),
+        ("on_event", ON_EVENT),
+    ]
+
+
+class MessageList(Structure):
+    """struct mim_message_list (im.h)."""
+    _fields_ = [("count", c_size_t), ("messages", POINTER(Message))]
+
+
+class DisposableToken(Structure):
+    """struct mim_disposable_token (token.h)."""
+    _fields_ = [
+        ("credential", c_char_p),
+        ("api_key", c_char_p),
+        ("endpoint", c_char_p),
+        ("valid_until", c_uint64),
+    ]
+
+
+def _candidates():
+    """Where to look for the shared library, in order."""
+    env = os.environ.get("MOMENTO_IM_LIB")
+    if env:
+        return [env]
+    found = []
+    # bindings/python/momento_im/_ffi.py -> repository root is three levels up.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.dirname(os.path.abspath(__file__)))))
+    for name in ("libmomento-im.so", "libmomento-im.so.0"):
+        path = os.path.join(root, "build", "lib", name)
+        if os.path.exists(path):
+            found.append(path)
+            break
+    system = ctypes.util.find_library("momento-im")
+    if system:
+        found.append(system)
+    return found
+
+
+def _load():
+    tried = []
+    for path in _candidates():
+        try:
+            return ctypes.CDLL(path)
+        except OSError as exc:
+            tried.append("%s (%s)" % (path, exc))
+    raise ImportError("libmomento-im not found; set MOMENTO_IM_LIB to the path of "
+                      "libmomento-im.so (tried: %s)" % (", ".join(tried) or "nothing"))
+
+
+lib = _load()
+
+
+def _declare(name, restype, *argtypes):
+    fn = getattr(lib, name)
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+
+
+_P = POINTER(c_void_p)
+
+_declare("mim_status_name", c_char_p, c_int)
+_declare("mim_strerror", c_char_p, c_int)
+_declare("mim_last_error_detail", c_char_p)
+_declare("mim_version", c_char_p)
+_declare("mim_set_log_callback", None, LOG_FN, c_int, c_void_p)
+
+_declare("mim_client_options_init", None, POINTER(ClientOptions))
+_declare("mim_client_create", c_int, POINTER(ClientOptions), _P)
+_declare("mim_client_free", None, c_void_p)
+_declare("mim_client_ping", c_int, c_void_p)
+_declare("mim_cache_create", c_int, c_void_p, c_char_p)
+_declare("mim_cache_delete", c_int, c_void_p, c_char_p)
+
+_declare("mim_join_options_init", None, POINTER(JoinOptions))
+_declare("mim_join", c_int, c_void_p, c_char_p, c_char_p, POINTER(JoinOptions),
+         ON_MESSAGE, c_void_p, _P)
+_declare("mim_history", c_int, c_void_p, c_size_t, POINTER(POINTER(MessageList)))
+_declare("mim_message_list_free", None, POINTER(MessageList))
+_declare("mim_send", c_int, c_void_p, c_char_p, POINTER(ctypes.c_char))
+_declare("mim_remove_message", c_int, c_void_p, c_char_p)
+_declare("mim_leave", None, c_void_p)
+
+_declare("mim_disposable_token_free", None, POINTER(DisposableToken))
+for _name in ("mim_token_generate_client_only", "mim_token_generate_moderated"):
+    _declare(_name, c_int, c_void_p, c_char_p, c_char_p, c_uint32, c_char_p,
+             POINTER(POINTER(DisposableToken)))
