@@ -213,3 +213,8 @@ MIM_API mim_status mim_cache_delete(mim_client *client, const char *cache_name) 
   mim_pb_free(resp);
   return st;
 }
+
+bool mim_client_token_rejected(mim_client *client) {
+  (void)client;
+  return false;
+}

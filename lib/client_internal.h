@@ -25,4 +25,10 @@ const char *mim_client_auth_token(const mim_client *client);
  * when the server does not say. */
 const char *mim_client_endpoint(const mim_client *client);
 
+/* A call or stream was refused with UNAUTHENTICATED. When the client gets its tokens
+ * from a token URL this asks for a fresh one (in the background; never blocks; repeated
+ * requests are coalesced) and returns true: the caller may retry after a backoff. False
+ * when the client's credential is fixed (retrying cannot help). Thread-safe. */
+bool mim_client_token_rejected(mim_client *client);
+
 #endif

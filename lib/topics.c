@@ -225,6 +225,7 @@ MIM_API mim_status mim_topic_publish_binary_async(mim_client *client, const char
 
 struct mim_subscription {
   mim_transport *t;
+  mim_client *client; /* outlives the subscription; asked for a fresh token */
   char *cache;
   char *topic;
   mim_subscription_callbacks cb;
@@ -507,7 +508,10 @@ static void handle_stream_end(mim_subscription *s, mim_status status, const char
     status = MIM_ERR_UNAVAILABLE;
     detail = "stream ended before the subscription was confirmed";
   }
-  if (!s->ever_confirmed || !retryable(status))
+  /* A rejected token is worth a retry when the client can fetch a fresh one. */
+  bool retry = retryable(status) ||
+               (status == MIM_ERR_UNAUTHENTICATED && mim_client_token_rejected(s->client));
+  if (!s->ever_confirmed || !retry)
     close_for_good(s, status, detail);
   else
     schedule_reconnect(s, status, detail);
@@ -803,6 +807,7 @@ static mim_subscription *sub_new(mim_client *c, const char *cache, const char *t
   atomic_init(&s->last_seq, 0);
   atomic_init(&s->last_page, 0);
   s->t = mim_client_transport(c);
+  s->client = c;
   s->cb = *cbs;
   s->hb_timeout_ms = or_default(o ? o->heartbeat_timeout_ms : 0, DEFAULT_HEARTBEAT_TIMEOUT_MS);
   s->backoff_initial_ms = or_default(o ? o->backoff_initial_ms : 0, DEFAULT_BACKOFF_INITIAL_MS);
