@@ -22,6 +22,7 @@ need_cmd openssl openssl
 # Interop tests with the official Momento Node.js SDK.
 need_cmd node nodejs
 need_cmd npm npm
+need_cmd pytest-3 python3-pytest
 for extra in ${MIM_EXTRA_DEPS:-}; do
   IFS=: read -r cmd pkg <<<"$extra"
   need_cmd "$cmd" "$pkg"

@@ -1,0 +1,443 @@
+"""pytest suite of the momento_im binding against a mim-local started for the session.
+
+Environment: MIM_LOCAL (server binary; default <MIM_BUILD or build>/bin/mim-local of the
+repository), MOMENTO_IM_LIB (library; see momento_im/_ffi.py).
+"""
+
+import ctypes
+import gc
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PKG_DIR = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(PKG_DIR))
+sys.path.insert(0, PKG_DIR)
+
+import momento_im as mim  # noqa: E402
+from momento_im import _ffi  # noqa: E402
+
+CACHE = "im-test"
+WAIT_S = 10
+
+
+def _server_binary():
+    if os.environ.get("MIM_LOCAL"):
+        return os.environ["MIM_LOCAL"]
+    build = os.environ.get("MIM_BUILD", "build")
+    return os.path.join(REPO, build, "bin", "mim-local")  # an absolute build wins
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """A mim-local on a free loopback port; yields its root key. Stopped with SIGTERM
+    at the end, which must exit 0."""
+    binary = _server_binary()
+    if not os.access(binary, os.X_OK):
+        pytest.fail("mim-local not built: %s (run make)" % binary)
+    d = tmp_path_factory.mktemp("mim-local")
+    port_file, key_file = d / "port", d / "key"
+    log = open(d / "log", "wb")
+    proc = subprocess.Popen([binary, "--port", "0", "--port-file", str(port_file),
+                             "--root-key-file", str(key_file), "--cache", CACHE],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # The port file is written (atomically) after the key file, once listening.
+        deadline = time.monotonic() + WAIT_S
+        while not port_file.exists():
+            if proc.poll() is not None:
+                pytest.fail("mim-local exited with %s" % proc.returncode)
+            if time.monotonic() > deadline:
+                pytest.fail("mim-local did not start within %d s" % WAIT_S)
+            time.sleep(0.02)
+        yield {"key": key_file.read_text().strip(), "pid": proc.pid,
+               "endpoint": "127.0.0.1:%s" % port_file.read_text().strip()}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc = "timeout"
+        log.close()
+    assert rc == 0, "mim-local exit status %s" % rc
+
+
+@pytest.fixture
+def client(server):
+    with mim.Client(api_key=server["key"]) as c:
+        yield c
+
+
+@pytest.fixture
+def chat():
+    return "room-" + uuid.uuid4().hex[:12]
+
+
+class Inbox:
+    """Collects messages from on_message and lets the test wait for them."""
+
+    def __init__(self):
+        self.cv = threading.Condition()
+        self.messages = []
+
+    def __call__(self, msg):
+        with self.cv:
+            self.messages.append(msg)
+            self.cv.notify_all()
+
+    def wait_for(self, pred, timeout=WAIT_S):
+        with self.cv:
+            ok = self.cv.wait_for(lambda: pred(self.messages), timeout)
+            assert ok, "timed out; have %r" % (self.messages,)
+            return list(self.messages)
+
+    def texts(self):
+        with self.cv:
+            return [m.text for m in self.messages]
+
+
+# ---- ABI ----
+
+PROBE = r"""
+#include <momento/im.h>
+#include <stdio.h>
+#define S(t) printf(#t " size %zu\n", sizeof(t))
+#define O(t, f) printf(#t " " #f " %zu\n", offsetof(t, f))
+int main(void) {
+  S(mim_client_options); O(mim_client_options, api_key); O(mim_client_options, credentials);
+  O(mim_client_options, cache_host); O(mim_client_options, control_host);
+  O(mim_client_options, token_host); O(mim_client_options, tls);
+  O(mim_client_options, ca_file); O(mim_client_options, default_deadline_ms);
+  O(mim_client_options, default_ttl_ms); O(mim_client_options, log_fn);
+  O(mim_client_options, log_level); O(mim_client_options, log_user);
+  S(mim_message); O(mim_message, kind); O(mim_message, id); O(mim_message, chat);
+  O(mim_message, from); O(mim_message, publisher_id); O(mim_message, text);
+  O(mim_message, timestamp_ms); O(mim_message, sequence); O(mim_message, from_history);
+  O(mim_message, raw); O(mim_message, raw_len);
+  S(mim_join_options); O(mim_join_options, display_name); O(mim_join_options, mode);
+  O(mim_join_options, history_cap); O(mim_join_options, history_ttl_ms);
+  O(mim_join_options, on_event);
+  S(mim_message_list); O(mim_message_list, count); O(mim_message_list, messages);
+  S(mim_disposable_token); O(mim_disposable_token, credential);
+  O(mim_disposable_token, api_key); O(mim_disposable_token, endpoint);
+  O(mim_disposable_token, valid_until);
+  printf("MIM_MESSAGE_ID_SIZE size %d\n", MIM_MESSAGE_ID_SIZE);
+  return 0;
+}
+"""
+
+STRUCTS = {"mim_client_options": _ffi.ClientOptions, "mim_message": _ffi.Message,
+           "mim_join_options": _ffi.JoinOptions, "mim_message_list": _ffi.MessageList,
+           "mim_disposable_token": _ffi.DisposableToken}
+
+
+def test_abi_matches_headers(tmp_path):
+    """Sizes and offsets of the ctypes mirrors equal those the C compiler computes."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler to build the ABI probe")
+    src, exe = tmp_path / "probe.c", tmp_path / "probe"
+    src.write_text(PROBE)
+    subprocess.run([cc, "-std=c11", "-I", os.path.join(REPO, "include"), "-o", str(exe),
+                    str(src)], check=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    checked = 0
+    for line in out.splitlines():
+        name, what, value = line.split()
+        value = int(value)
+        if name == "MIM_MESSAGE_ID_SIZE":
+            assert _ffi.MESSAGE_ID_SIZE == value
+        elif what == "size":
+            assert ctypes.sizeof(STRUCTS[name]) == value, name
+        else:
+            attr = "from_" if what == "from" else what
+            assert getattr(STRUCTS[name], attr).offset == value, "%s.%s" % (name, what)
+        checked += 1
+    assert checked == 40
+
+
+def test_version():
+    assert mim.version().count(".") == 2
+
+
+# ---- client ----
+
+def test_ping(client):
+    client.ping()
+
+
+def test_create_cache_then_already_exists(client):
+    name = "cache-" + uuid.uuid4().hex[:8]
+    client.create_cache(name)
+    with pytest.raises(mim.AlreadyExistsError) as err:
+        client.create_cache(name)
+    assert err.value.status_name == "MIM_ERR_ALREADY_EXISTS"
+    client.delete_cache(name)
+    with pytest.raises(mim.NotFoundError):
+        client.delete_cache(name)
+
+
+def test_bad_key_raises_invalid_argument():
+    with pytest.raises(mim.MomentoIMError) as err:
+        mim.Client(api_key="this is not a key")
+    assert isinstance(err.value, mim.InvalidArgumentError)
+    assert err.value.status_name == "MIM_ERR_INVALID_ARGUMENT"
+    assert err.value.status == 1
+    assert err.value.detail  # the library says why
+    assert "MIM_ERR_INVALID_ARGUMENT" in str(err.value)
+
+
+def test_bad_tls_mode_rejected(server):
+    with pytest.raises(mim.InvalidArgumentError):
+        mim.Client(api_key=server["key"], tls="maybe")
+
+
+def test_unreachable_server_is_unavailable(server):
+    # Port 1 on loopback: nothing listens there.
+    with mim.Client(api_key=server["key"], endpoint="127.0.0.1:1", deadline_ms=3000) as c:
+        with pytest.raises(mim.MomentoIMError) as err:
+            c.ping()
+    assert err.value.status_name in ("MIM_ERR_UNAVAILABLE", "MIM_ERR_DEADLINE_EXCEEDED")
+
+
+def test_closed_client_refuses_calls(server):
+    c = mim.Client(api_key=server["key"])
+    c.close()
+    c.close()  # idempotent
+    assert c.closed
+    with pytest.raises(RuntimeError):
+        c.ping()
+
+
+# ---- chat ----
+
+def test_join_send_receives_own_message_live(client, chat):
+    inbox = Inbox()
+    with client.join(CACHE, chat, inbox, display_name="alice") as s:
+        assert inbox.messages == []  # new chat: no history
+        mid = s.send("hello, world")
+        assert len(mid) == _ffi.MESSAGE_ID_SIZE - 1
+        msgs = inbox.wait_for(lambda ms: len(ms) >= 1)
+    m = msgs[0]
+    assert (m.id, m.chat, m.sender, m.text) == (mid, chat, "alice", "hello, world")
+    assert m.kind == mim.MessageKind.CHAT
+    assert not m.from_history
+    assert m.sequence >= 1
+    assert m.publisher_id == "root"  # token id of mim-local's root key
+    assert abs(m.timestamp_ms - time.time() * 1000) < 60_000
+    assert b"hello, world" in m.raw
+
+
+def test_second_client_sees_history(server, client, chat):
+    with client.join(CACHE, chat, lambda m: None, display_name="alice") as s:
+        ids = [s.send("m%d" % i) for i in range(3)]
+    token = client.mint_client_only(CACHE, chat, valid_for_s=120, token_id="bob")
+    inbox = Inbox()
+    with mim.Client(api_key=token) as bob:
+        with bob.join(CACHE, chat, inbox, display_name="bob") as s2:
+            # join returns after the history was delivered.
+            got = list(inbox.messages)
+            assert [m.text for m in got] == ["m0", "m1", "m2"]
+            assert [m.id for m in got] == ids
+            assert all(m.from_history and m.sender == "alice" and m.sequence == 0
+                       for m in got)
+            mid = s2.send("from bob")
+            live = inbox.wait_for(lambda ms: len(ms) >= 4)[3]
+            assert (live.id, live.publisher_id, live.from_history) == (mid, "bob", False)
+
+
+def test_history(client, chat):
+    with client.join(CACHE, chat, lambda m: None, history_cap=4) as s:
+        for i in range(6):
+            s.send("h%d" % i)
+        all_ = s.history()
+        assert [m.text for m in all_] == ["h2", "h3", "h4", "h5"]  # capped at 4
+        assert all(m.from_history and m.chat == chat for m in all_)
+        assert [m.text for m in s.history(last_n=2)] == ["h4", "h5"]
+        with pytest.raises(mim.InvalidArgumentError):
+            s.history(last_n=-1)
+
+
+def test_unicode_text_round_trips(client, chat):
+    inbox = Inbox()
+    text = "grüße 👋 — 日本語"
+    with client.join(CACHE, chat, inbox) as s:
+        s.send(text)
+        inbox.wait_for(lambda ms: len(ms) >= 1)
+        assert s.history()[0].text == text
+    assert inbox.messages[0].text == text
+
+
+def test_nul_in_text_rejected(client, chat):
+    with client.join(CACHE, chat, lambda m: None) as s:
+        with pytest.raises(mim.InvalidArgumentError):
+            s.send("a\0b")
+        assert s.history() == []
+
+
+def test_moderated_token_cannot_write_list(client, chat):
+    token = client.mint_moderated(CACHE, chat, valid_for_s=120, token_id="carol")
+    with mim.Client(api_key=token) as carol:
+        # Reading the list and subscribing to the topic are allowed...
+        with carol.join(CACHE, chat, lambda m: None, mode="client") as s:
+            with pytest.raises(mim.MomentoIMError) as err:
+                s.send("straight to the list")  # ...pushing to the list is not.
+            assert err.value.status_name == "MIM_ERR_PERMISSION_DENIED"
+            assert isinstance(err.value, mim.PermissionDeniedError)
+        # In moderated mode the message goes to "<chat>-input", which is allowed.
+        with carol.join(CACHE, chat, lambda m: None, mode="moderated") as s:
+            s.send("for the moderator")
+            assert s.history() == []  # no moderator runs: nothing reached the list
+
+
+def test_exception_in_on_message_is_logged_and_delivery_continues(client, chat, caplog):
+    inbox = Inbox()
+
+    def on_message(msg):
+        inbox(msg)
+        if msg.text == "boom":
+            raise ValueError("callback failure")
+
+    with caplog.at_level(logging.ERROR, logger="momento_im"):
+        with client.join(CACHE, chat, on_message) as s:
+            s.send("boom")
+            s.send("after")
+            inbox.wait_for(lambda ms: [m.text for m in ms] == ["boom", "after"])
+            client.ping()  # the client still works
+    records = [r for r in caplog.records if "on_message raised" in r.getMessage()]
+    assert len(records) == 1
+    assert records[0].exc_info[0] is ValueError
+
+
+def test_blocking_calls_refused_inside_callback(client, chat):
+    errors = []
+    inbox = Inbox()
+    holder = {}
+
+    def on_message(msg):
+        for call in (lambda: holder["s"].send("nested"), lambda: holder["s"].leave(),
+                     lambda: client.ping()):
+            try:
+                call()
+            except RuntimeError as exc:
+                errors.append(exc)
+        inbox(msg)
+
+    with client.join(CACHE, chat, on_message) as s:
+        holder["s"] = s
+        s.send("x")
+        inbox.wait_for(lambda ms: len(ms) == 1)
+        assert s.joined
+    assert len(errors) == 3
+
+
+def test_leave_stops_callbacks(server, client, chat):
+    left_inbox, other_inbox = Inbox(), Inbox()
+    s_left = client.join(CACHE, chat, left_inbox)
+    with mim.Client(api_key=server["key"]) as other:
+        with other.join(CACHE, chat, other_inbox) as s_other:
+            s_left.send("before")
+            left_inbox.wait_for(lambda ms: len(ms) == 1)
+            other_inbox.wait_for(lambda ms: len(ms) == 1)
+            s_left.leave()
+            s_left.leave()  # idempotent
+            assert not s_left.joined
+            with pytest.raises(RuntimeError):
+                s_left.send("after leave")
+            s_other.send("after")
+            other_inbox.wait_for(lambda ms: len(ms) == 2)
+            # The message reached the other subscriber; give the left session the same
+            # chance by sending one more round trip before checking.
+            s_other.send("after 2")
+            other_inbox.wait_for(lambda ms: len(ms) == 3)
+    assert left_inbox.texts() == ["before"]
+
+
+def test_on_event_sees_reconnect(server, client, chat):
+    """SIGUSR1 makes mim-local cut every subscription stream: the session reports
+    RECONNECTING, then CONNECTED, and keeps receiving."""
+    events = []
+    cv = threading.Condition()
+
+    def on_event(state, status_name, detail):
+        with cv:
+            events.append(state)
+            cv.notify_all()
+
+    inbox = Inbox()
+    with client.join(CACHE, chat, inbox, on_event=on_event) as s:
+        with cv:
+            base = len(events)
+        os.kill(server["pid"], signal.SIGUSR1)
+        with cv:
+            assert cv.wait_for(lambda: mim.SubscriptionState.CONNECTED in events[base + 1:]
+                               and mim.SubscriptionState.RECONNECTING in events[base:],
+                               WAIT_S), events
+        s.send("after reconnect")
+        inbox.wait_for(lambda ms: [m.text for m in ms] == ["after reconnect"])
+
+
+def test_close_leaves_open_sessions(server, chat):
+    inbox = Inbox()
+    c = mim.Client(api_key=server["key"])
+    s = c.join(CACHE, chat, inbox)
+    c.close()
+    assert not s.joined
+    with pytest.raises(RuntimeError):
+        s.send("x")
+
+
+GC_SCRIPT = r"""
+import gc, sys, threading
+sys.path.insert(0, sys.argv[1])
+import momento_im as mim
+key, cache, chat = sys.argv[2], sys.argv[3], sys.argv[4]
+got = threading.Event()
+
+# 1. Everything dropped without leave/close, then collected.
+c = mim.Client(api_key=key)
+s = c.join(cache, chat, lambda m: got.set())
+s.send("one")
+assert got.wait(10)
+del s, c
+gc.collect()
+
+# 2. A cycle: the callback holds its own session.
+c = mim.Client(api_key=key)
+box = {}
+box["s"] = c.join(cache, chat, lambda m: box.get("s"))
+box["s"].send("two")
+del box, c
+gc.collect()
+
+# 3. Left open at interpreter exit, with messages in flight.
+c = mim.Client(api_key=key)
+keep = [c.join(cache, chat, lambda m: None) for _ in range(3)]
+for i in range(20):
+    keep[0].send("x%d" % i)
+mim.enable_library_logging()
+print("done", flush=True)
+"""
+
+
+def test_gc_and_interpreter_exit(server, chat, tmp_path):
+    script = tmp_path / "gc_exit.py"
+    script.write_text(GC_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), PKG_DIR, server["key"], CACHE, chat],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "done"
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, \
+        proc.stderr
