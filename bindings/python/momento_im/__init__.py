@@ -19,6 +19,7 @@ RuntimeError there, because in C they would deadlock. Hand work to another threa
 """
 
 import atexit
+import contextlib
 import enum
 import logging
 import threading
@@ -169,13 +170,55 @@ def _s(value):
     return value.decode("utf-8", "replace") if value else ""
 
 
+def _kind(value):
+    try:
+        return MessageKind(value)
+    except ValueError:  # a newer library with a kind this binding does not know
+        return value
+
+
 def _copy_message(m):
     """Copies every field: the C pointers die when the callback returns."""
     raw = string_at(m.raw, m.raw_len) if m.raw and m.raw_len else b""
     return Message(id=_s(m.id), chat=_s(m.chat), sender=_s(m.from_),
                    publisher_id=_s(m.publisher_id), text=_s(m.text),
                    timestamp_ms=m.timestamp_ms, sequence=m.sequence,
-                   from_history=bool(m.from_history), kind=MessageKind(m.kind), raw=raw)
+                   from_history=bool(m.from_history), kind=_kind(m.kind), raw=raw)
+
+
+# ---- handles ----
+
+class _Handle:
+    """A C handle shared between threads: calls borrow it, and retire() (leave/close)
+    waits until no call is using it before the C object is freed."""
+
+    def __init__(self, what):
+        self.cv = threading.Condition()
+        self.value = None
+        self.users = 0
+        self.what = what
+
+    @contextlib.contextmanager
+    def use(self):
+        with self.cv:
+            if self.value is None:
+                raise RuntimeError(self.what)
+            self.users += 1
+            value = self.value
+        try:
+            yield value
+        finally:
+            with self.cv:
+                self.users -= 1
+                if self.users == 0:
+                    self.cv.notify_all()
+
+    def retire(self):
+        """Takes the handle away (None when already retired), after the last user."""
+        with self.cv:
+            value, self.value = self.value, None
+            self.cv.wait_for(lambda: self.users == 0)
+        return value
 
 
 # ---- sessions ----
@@ -186,7 +229,7 @@ class _SessionState:
     collected while the library may call them."""
 
     def __init__(self, on_message, on_event):
-        self.handle = None
+        self.handle = _Handle("session has left the chat")
         self.user_on_message = on_message
         self.user_on_event = on_event
         self.c_on_message = _ffi.ON_MESSAGE(self._on_message)
@@ -225,12 +268,6 @@ class Session:
         self.cache = cache
         self.chat = chat
 
-    def _handle(self):
-        h = self._state.handle
-        if h is None:
-            raise RuntimeError("session has left the chat")
-        return h
-
     def history(self, last_n=0):
         """The last `last_n` messages of the chat's list (0 = all), oldest first.
         Fetched from the server."""
@@ -238,7 +275,8 @@ class Session:
         if last_n < 0:
             raise _invalid("last_n must be >= 0")
         out = POINTER(_ffi.MessageList)()
-        _check(lib.mim_history(self._handle(), last_n, byref(out)))
+        with self._state.handle.use() as h:
+            _check(lib.mim_history(h, last_n, byref(out)))
         try:
             lst = out.contents
             return [_copy_message(lst.messages[i]) for i in range(lst.count)]
@@ -252,13 +290,16 @@ class Session:
         if data is None:
             raise _invalid("text is None")
         id_out = create_string_buffer(_ffi.MESSAGE_ID_SIZE)
-        _check(lib.mim_send(self._handle(), data, id_out))
+        with self._state.handle.use() as h:
+            _check(lib.mim_send(h, data, id_out))
         return id_out.value.decode()
 
     def remove_message(self, message_id):
         """Removes a message from the history (needs write permission on the list)."""
         _refuse_in_callback("Session.remove_message")
-        _check(lib.mim_remove_message(self._handle(), _b(message_id, "message_id")))
+        data = _b(message_id, "message_id")
+        with self._state.handle.use() as h:
+            _check(lib.mim_remove_message(h, data))
 
     def leave(self):
         """Unsubscribes and frees the session; no callback runs after it returns.
@@ -268,7 +309,7 @@ class Session:
 
     @property
     def joined(self):
-        return self._state.handle is not None
+        return self._state.handle.value is not None
 
     def __enter__(self):
         return self
@@ -281,7 +322,7 @@ class Session:
             state = self._state
         except AttributeError:
             return
-        if state.handle is None:
+        if state.handle.value is None:
             return
         if _in_callback():  # collected on the event thread: leave from elsewhere
             threading.Thread(target=self._client._leave, args=(state,), daemon=True).start()
@@ -303,13 +344,16 @@ class Client:
     api_key: v1 API key or disposable token (None: MOMENTO_API_KEY).
     cache_host/control_host/token_host: "host:port" overrides; endpoint sets all three.
     tls: "auto" (TLS except plaintext when every host is loopback), "on" or "off".
+    token_url: instead of a key, a token vendor URL; the library fetches a token and
+    refreshes it token_refresh_margin_ms before expiry (0 = at 80% of its lifetime).
     ca_file: PEM roots instead of the system ones. deadline_ms: per-call deadline
     (None = 15 s). ttl_ms: TTL of list writes (None = 24 h).
     """
 
     def __init__(self, api_key=None, cache_host=None, control_host=None, token_host=None,
-                 tls="auto", ca_file=None, deadline_ms=None, ttl_ms=None, endpoint=None):
-        self._handle = None
+                 tls="auto", ca_file=None, deadline_ms=None, ttl_ms=None, endpoint=None,
+                 token_url=None, token_refresh_margin_ms=0):
+        self._handle = _Handle("client is closed")
         self._lock = threading.Lock()
         self._sessions = {}
         if tls not in _TLS:
@@ -321,33 +365,34 @@ class Client:
                 _b(token_host or endpoint, "token_host"), _b(ca_file, "ca_file")]
         (opts.api_key, opts.cache_host, opts.control_host, opts.token_host,
          opts.ca_file) = keep
+        opts.token_url = _b(token_url, "token_url")
+        opts.token_refresh_margin_ms = int(token_refresh_margin_ms)
         opts.tls = _TLS[tls]
         opts.default_deadline_ms = int(deadline_ms or 0)
         opts.default_ttl_ms = int(ttl_ms or 0)
         out = c_void_p()
         _check(lib.mim_client_create(byref(opts), byref(out)))
-        self._handle = out.value
+        self._handle.value = out.value
         _live_clients.add(self)
-
-    def _h(self):
-        h = self._handle
-        if h is None:
-            raise RuntimeError("client is closed")
-        return h
 
     def ping(self):
         """Round trip to the cache host."""
         _refuse_in_callback("Client.ping")
-        _check(lib.mim_client_ping(self._h()))
+        with self._handle.use() as h:
+            _check(lib.mim_client_ping(h))
 
     def create_cache(self, name):
         """Creates a cache (needs a super-user key). AlreadyExistsError if it exists."""
         _refuse_in_callback("Client.create_cache")
-        _check(lib.mim_cache_create(self._h(), _b(name, "name")))
+        data = _b(name, "name")
+        with self._handle.use() as h:
+            _check(lib.mim_cache_create(h, data))
 
     def delete_cache(self, name):
         _refuse_in_callback("Client.delete_cache")
-        _check(lib.mim_cache_delete(self._h(), _b(name, "name")))
+        data = _b(name, "name")
+        with self._handle.use() as h:
+            _check(lib.mim_cache_delete(h, data))
 
     def join(self, cache, chat, on_message, display_name=None, mode="client",
              history_cap=100, history_ttl_ms=0, on_event=None):
@@ -374,23 +419,19 @@ class Client:
             opts.on_event = state.c_on_event
         out = c_void_p()
         cache_b, chat_b = _b(cache, "cache"), _b(chat, "chat")
-        with self._lock:
-            h = self._h()
-            # Registered first so close() from another thread cannot free the client
-            # under a running join without leaving this session afterwards.
-            self._sessions[id(state)] = state
-        status = lib.mim_join(h, cache_b, chat_b, byref(opts), state.c_on_message, None,
-                              byref(out))
-        if status != 0:
-            with self._lock:
-                self._sessions.pop(id(state), None)
+        # close() waits for this block, then leaves the session registered here.
+        with self._handle.use() as h:
+            status = lib.mim_join(h, cache_b, chat_b, byref(opts), state.c_on_message,
+                                  None, byref(out))
             _check(status)
-        state.handle = out.value
+            state.handle.value = out.value
+            with self._lock:
+                self._sessions[id(state)] = state
         return Session(self, state, cache, chat)
 
     def _leave(self, state):
+        h = state.handle.retire()
         with self._lock:
-            h, state.handle = state.handle, None
             self._sessions.pop(id(state), None)
         if h is not None:
             lib.mim_leave(h)
@@ -401,8 +442,10 @@ class Client:
         if not 0 < valid_for_s < 2 ** 32:
             raise _invalid("valid_for_s must be > 0")
         out = POINTER(_ffi.DisposableToken)()
-        _check(fn(self._h(), _b(cache, "cache"), _b(chat, "chat"), int(valid_for_s),
-                  _b(token_id, "token_id"), byref(out)))
+        args = (_b(cache, "cache"), _b(chat, "chat"), int(valid_for_s),
+                _b(token_id, "token_id"))
+        with self._handle.use() as h:
+            _check(fn(h, *args, byref(out)))
         try:
             return out.contents.credential.decode()
         finally:
@@ -426,18 +469,17 @@ class Client:
         self._close()
 
     def _close(self):
+        h = self._handle.retire()  # no new call starts; running ones are done
         with self._lock:
             states = list(self._sessions.values())
         for state in states:
             self._leave(state)
-        with self._lock:
-            h, self._handle = self._handle, None
         if h is not None:
             lib.mim_client_free(h)
 
     @property
     def closed(self):
-        return self._handle is None
+        return self._handle.value is None
 
     def __enter__(self):
         return self
@@ -446,7 +488,8 @@ class Client:
         self.close()
 
     def __del__(self):
-        if getattr(self, "_handle", None) is None:
+        handle = getattr(self, "_handle", None)
+        if handle is None or handle.value is None:
             return
         if _in_callback():
             threading.Thread(target=self._close, daemon=True).start()

@@ -32,6 +32,8 @@ class ClientOptions(Structure):
     _fields_ = [
         ("api_key", c_char_p),
         ("credentials", c_void_p),  # const mim_credentials *
+        ("token_url", c_char_p),
+        ("token_refresh_margin_ms", c_int64),
         ("cache_host", c_char_p),
         ("control_host", c_char_p),
         ("token_host", c_char_p),

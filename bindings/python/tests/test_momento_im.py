@@ -117,6 +117,7 @@ PROBE = r"""
 #define O(t, f) printf(#t " " #f " %zu\n", offsetof(t, f))
 int main(void) {
   S(mim_client_options); O(mim_client_options, api_key); O(mim_client_options, credentials);
+  O(mim_client_options, token_url); O(mim_client_options, token_refresh_margin_ms);
   O(mim_client_options, cache_host); O(mim_client_options, control_host);
   O(mim_client_options, token_host); O(mim_client_options, tls);
   O(mim_client_options, ca_file); O(mim_client_options, default_deadline_ms);
@@ -165,7 +166,7 @@ def test_abi_matches_headers(tmp_path):
             attr = "from_" if what == "from" else what
             assert getattr(STRUCTS[name], attr).offset == value, "%s.%s" % (name, what)
         checked += 1
-    assert checked == 40
+    assert checked == 42
 
 
 def test_version():
