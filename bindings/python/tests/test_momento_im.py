@@ -400,6 +400,61 @@ def test_close_leaves_open_sessions(server, chat):
         s.send("x")
 
 
+def test_concurrent_sends_while_sessions_come_and_go(server, client, chat):
+    inbox = Inbox()
+    with client.join(CACHE, chat, inbox, history_cap=1000) as receiver:
+        sender = client.join(CACHE, chat, lambda m: None, history_cap=1000)
+        ids, errors = [], []
+
+        def send_some(n):
+            try:
+                for i in range(n):
+                    ids.append(sender.send("t%d" % i))
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=send_some, args=(25,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        # Sessions joining (with history) and leaving while the traffic flows.
+        for _ in range(5):
+            with client.join(CACHE, chat, lambda m: None, history_cap=1000):
+                pass
+        for t in threads:
+            t.join(WAIT_S * 3)
+            assert not t.is_alive()
+        assert errors == []
+        got = inbox.wait_for(lambda ms: len(ms) >= 100)
+        assert sorted(m.id for m in got) == sorted(ids)  # each exactly once
+        assert len(receiver.history()) == 100
+        sender.leave()
+
+
+def test_close_while_another_thread_sends(server, chat):
+    c = mim.Client(api_key=server["key"])
+    s = c.join(CACHE, chat, lambda m: None)
+    sent, outcome = threading.Event(), []
+
+    def loop():
+        try:
+            for i in range(10000):
+                s.send("x%d" % i)
+                sent.set()
+            outcome.append("not stopped")
+        except RuntimeError:  # the session was left by close()
+            outcome.append("stopped")
+        except mim.MomentoIMError as exc:
+            outcome.append(exc.status_name)
+
+    t = threading.Thread(target=loop)
+    t.start()
+    assert sent.wait(WAIT_S)
+    c.close()  # waits for the send in flight, leaves the session, frees the client
+    t.join(WAIT_S)
+    assert not t.is_alive()
+    assert outcome == ["stopped"]
+
+
 GC_SCRIPT = r"""
 import gc, sys, threading
 sys.path.insert(0, sys.argv[1])
