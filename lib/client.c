@@ -1,11 +1,13 @@
 /*
  * The client handle: a credential, a transport (channels + event thread) and defaults.
  * Immutable after mim_client_create, so sharing it between threads needs no locking;
- * the transport is thread-safe on its own.
+ * the transport and the token provider (which replaces the transport's auth token from
+ * its own thread) are thread-safe on their own.
  */
 #include "client_internal.h"
 #include "error.h"
 #include "pb.h"
+#include "token_provider.h"
 
 #include <cacheping.pb-c.h>
 #include <controlclient.pb-c.h>
@@ -20,6 +22,8 @@
 struct mim_client {
   mim_credentials *creds; /* owns the auth token; zeroed when freed */
   mim_transport *transport;
+  mim_token_provider *tokens; /* refreshes the auth token; NULL without a token_url */
+  uint64_t token_expires_at;  /* of the first fetched token (epoch s) */
   int64_t deadline_ms;
   uint64_t ttl_ms;
   bool tls;
@@ -32,8 +36,27 @@ MIM_API void mim_client_options_init(mim_client_options *options) {
   options->log_level = MIM_LOG_INFO;
 }
 
-/* The credential from api_key, else credentials, else MOMENTO_API_KEY. */
-static mim_status load_credentials(const mim_client_options *o, mim_credentials **out) {
+/* The credential inside the first token the token URL hands out. */
+static mim_status fetch_credentials(mim_client *c, const char *url, mim_credentials **out) {
+  char *cred = NULL;
+  mim_status st = mim_token_fetch(url, &cred, &c->token_expires_at);
+  if (st == MIM_OK)
+    st = mim_credentials_from_string(cred, out);
+  if (cred) {
+    explicit_bzero(cred, strlen(cred));
+    free(cred);
+  }
+  return st;
+}
+
+/* The credential from token_url, else api_key, else credentials, else MOMENTO_API_KEY. */
+static mim_status load_credentials(mim_client *c, const mim_client_options *o,
+                                   mim_credentials **out) {
+  if (o && o->token_url) {
+    if (o->api_key || o->credentials)
+      return mim_fail(MIM_ERR_INVALID_ARGUMENT, "give token_url or a key, not both");
+    return fetch_credentials(c, o->token_url, out);
+  }
   if (o && o->api_key)
     return mim_credentials_from_string(o->api_key, out);
   if (o && o->credentials)
@@ -101,11 +124,14 @@ MIM_API mim_status mim_client_create(const mim_client_options *options, mim_clie
   c->deadline_ms = options && options->default_deadline_ms > 0 ? options->default_deadline_ms
                                                                : DEFAULT_DEADLINE_MS;
   c->ttl_ms = options && options->default_ttl_ms ? options->default_ttl_ms : DEFAULT_TTL_MS;
-  mim_status st = load_credentials(options, &c->creds);
+  mim_status st = load_credentials(c, options, &c->creds);
   if (st == MIM_OK && options)
     st = apply_overrides(options, c->creds);
   if (st == MIM_OK)
     st = start_transport(options, c);
+  if (st == MIM_OK && options && options->token_url)
+    st = mim_token_provider_start(options->token_url, options->token_refresh_margin_ms,
+                                  c->token_expires_at, c->transport, &c->tokens);
   if (st != MIM_OK) {
     mim_client_free(c);
     return st;
@@ -128,7 +154,10 @@ MIM_API void mim_client_free(mim_client *client) {
     mim_log(MIM_LOG_ERROR, "mim_client_free called from a client callback: ignored");
     return;
   }
+  /* The provider's worker installs tokens into the transport: stop it first. */
+  mim_token_provider_stop(client->tokens);
   mim_transport_free(client->transport);
+  mim_token_provider_free(client->tokens);
   mim_credentials_free(client->creds);
   explicit_bzero(client, sizeof *client);
   free(client);
@@ -215,6 +244,12 @@ MIM_API mim_status mim_cache_delete(mim_client *client, const char *cache_name) 
 }
 
 bool mim_client_token_rejected(mim_client *client) {
-  (void)client;
-  return false;
+  if (!client->tokens)
+    return false;
+  mim_token_provider_refresh(client->tokens);
+  return true;
+}
+
+unsigned mim_client_token_fetches(const mim_client *client) {
+  return client->tokens ? mim_token_provider_fetches(client->tokens) : 0;
 }

@@ -31,4 +31,7 @@ const char *mim_client_endpoint(const mim_client *client);
  * when the client's credential is fixed (retrying cannot help). Thread-safe. */
 bool mim_client_token_rejected(mim_client *client);
 
+/* Tokens fetched from the token URL so far (the first one included); 0 without one. */
+unsigned mim_client_token_fetches(const mim_client *client);
+
 #endif

@@ -38,6 +38,17 @@ typedef struct mim_client_options {
   const char *api_key;
   /* Alternative to api_key: an already parsed credential (copied; caller keeps it). */
   const mim_credentials *credentials;
+  /* Alternative to a key: a token vendor's URL (http or https; TLS verified). The client
+   * GETs it, expects JSON {"token": "<v1 credential>", "expires_at": <epoch seconds>}
+   * (what examples/token-vendor serves), uses that token, and fetches a fresh one in the
+   * background before it expires and after the server refused it (UNAUTHENTICATED);
+   * subscriptions re-subscribe (resuming) instead of closing when refused. Calls
+   * started after a refresh use the new token. Copied; must not be combined with api_key
+   * or credentials. */
+  const char *token_url;
+  /* When to refresh: 0 = at 80% of each token's remaining lifetime; > 0 = this many ms
+   * before it expires; < 0 = only after a refusal. */
+  int64_t token_refresh_margin_ms;
   /* Endpoint overrides, "host:port" (NULL = derived from the credential). */
   const char *cache_host;
   const char *control_host;
@@ -63,9 +74,12 @@ MIM_API void mim_client_options_init(mim_client_options *options);
 /* Creates a client. options NULL = defaults (key from MOMENTO_API_KEY, TLS). *out is
  * owned by the caller; free with mim_client_free. A log_fn in the options is installed
  * process-wide (mim_set_log_callback; log_level 0 = MIM_LOG_INFO) once creation succeeded.
- * Errors: MIM_ERR_INVALID_ARGUMENT (no or malformed key, bad host), MIM_ERR_NO_MEMORY,
- * MIM_ERR_INTERNAL (gRPC could not start). No network traffic happens here: a wrong
- * endpoint shows up as MIM_ERR_UNAVAILABLE on the first call. */
+ * Errors: MIM_ERR_INVALID_ARGUMENT (no or malformed key, bad host, token_url together
+ * with a key), MIM_ERR_NO_MEMORY, MIM_ERR_INTERNAL (gRPC could not start). No gRPC
+ * traffic happens here: a wrong endpoint shows up as MIM_ERR_UNAVAILABLE on the first
+ * call. With token_url the first token is fetched here (blocking, at most 10 s):
+ * MIM_ERR_UNAVAILABLE when the URL cannot be reached or does not answer 200 (the curl
+ * error or HTTP status is in the detail), MIM_ERR_PROTOCOL for an unusable answer. */
 MIM_API mim_status mim_client_create(const mim_client_options *options, mim_client **out);
 
 /* Cancels everything still in flight (their callbacks run with MIM_ERR_CANCELLED),

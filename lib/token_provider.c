@@ -1,0 +1,359 @@
+/*
+ * Tokens from a token vendor over HTTP(S), refreshed before they expire.
+ *
+ * libcurl's easy API blocks, so fetches run on one worker thread per provider; the event
+ * thread only ever flips a flag (mim_token_provider_refresh). The worker sleeps on a
+ * monotonic condition variable until the next scheduled refresh or a request.
+ */
+#include "token_provider.h"
+
+#include "error.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CONNECT_TIMEOUT_MS 5000L
+#define TOTAL_TIMEOUT_MS 10000L
+#define MAX_BODY 65536          /* a token response is a few hundred bytes */
+#define MIN_REFRESH_WAIT_MS 250 /* even a token about to expire is not fetched in a loop */
+#define RECENT_MS 1000          /* a token this fresh is not replaced on a refusal */
+#define RETRY_MIN_MS 1000
+#define RETRY_MAX_MS 30000
+
+struct mim_token_provider {
+  char *url;
+  mim_transport *t;
+  int64_t margin_ms;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* monotonic clock */
+  /* Guarded by mu. */
+  bool stop;
+  bool fetching;
+  int64_t next_ms;    /* monotonic time of the next fetch; INT64_MAX = none planned */
+  int64_t last_ok_ms; /* monotonic time of the last successful fetch */
+  int failures;       /* consecutive failed fetches */
+  /* Lock-free. */
+  atomic_bool abort; /* makes a fetch in progress give up (stop) */
+  atomic_uint fetches;
+};
+
+typedef struct body {
+  char *data;
+  size_t len;
+  bool too_big;
+} body;
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+
+static void init_curl(void) {
+  curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* The body lives in one fixed buffer so no stray copy of a token is left by realloc. */
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user) {
+  body *b = user;
+  size_t n = size * nmemb;
+  if (n > MAX_BODY - b->len) {
+    b->too_big = true;
+    return 0; /* makes curl fail with CURLE_WRITE_ERROR */
+  }
+  memcpy(b->data + b->len, ptr, n);
+  b->len += n;
+  return n;
+}
+
+static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
+  (void)dltotal;
+  (void)dlnow;
+  (void)ultotal;
+  (void)ulnow;
+  const atomic_bool *abort_flag = user;
+  return abort_flag && atomic_load(abort_flag) ? 1 : 0;
+}
+
+static void setup_handle(CURL *h, const char *url, body *b, char *errbuf,
+                         const atomic_bool *abort_flag) {
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* we are one thread among many */
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, TOTAL_TIMEOUT_MS);
+  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  /* Peer and host verification are libcurl's defaults and deliberately left on. */
+#if LIBCURL_VERSION_NUM >= 0x075500
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+  curl_easy_setopt(h, CURLOPT_USERAGENT, "libmomento-im");
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)abort_flag);
+}
+
+/* A refusal's "error" field, when the vendor sent one (it names what was wrong). */
+static void vendor_error(const body *b, char *out, size_t cap) {
+  out[0] = '\0';
+  json_t *root = json_loadb(b->data, b->len, 0, NULL);
+  const char *msg = json_string_value(json_object_get(root, "error"));
+  if (msg)
+    snprintf(out, cap, ": %.200s", msg);
+  json_decref(root);
+}
+
+static mim_status parse_answer(const body *b, char **credential, uint64_t *expires_at) {
+  json_error_t err;
+  json_t *root = json_loadb(b->data, b->len, 0, &err);
+  if (!root)
+    return mim_fail(MIM_ERR_PROTOCOL, "token URL answered with invalid JSON (%s)", err.text);
+  const char *tok = json_string_value(json_object_get(root, "token"));
+  json_t *exp = json_object_get(root, "expires_at");
+  mim_status st = MIM_OK;
+  if (!tok || !*tok)
+    st = mim_fail(MIM_ERR_PROTOCOL, "token URL answer has no \"token\" string");
+  else if (!json_is_integer(exp) || json_integer_value(exp) <= 0)
+    st = mim_fail(MIM_ERR_PROTOCOL, "token URL answer has no positive \"expires_at\"");
+  else if (!(*credential = strdup(tok)))
+    st = mim_fail(MIM_ERR_NO_MEMORY, "out of memory copying the token");
+  else
+    *expires_at = (uint64_t)json_integer_value(exp);
+  json_decref(root);
+  return st;
+}
+
+static mim_status check_response(CURL *h, CURLcode rc, const body *b, const char *errbuf) {
+  if (rc != CURLE_OK) {
+    if (b->too_big)
+      return mim_fail(MIM_ERR_PROTOCOL, "token URL answer is larger than %d bytes", MAX_BODY);
+    return mim_fail(MIM_ERR_UNAVAILABLE, "token URL: %s%s%s", curl_easy_strerror(rc),
+                    errbuf[0] ? ": " : "", errbuf);
+  }
+  long code = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+  if (code != 200) {
+    char why[220];
+    vendor_error(b, why, sizeof why);
+    return mim_fail(MIM_ERR_UNAVAILABLE, "token URL answered HTTP %ld%s", code, why);
+  }
+  return MIM_OK;
+}
+
+static mim_status fetch(const char *url, const atomic_bool *abort_flag, char **credential,
+                        uint64_t *expires_at) {
+  if (!url || !*url)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "token URL is %s", url ? "empty" : "NULL");
+  pthread_once(&curl_once, init_curl);
+  if (curl_init_result != CURLE_OK)
+    return mim_fail(MIM_ERR_INTERNAL, "libcurl could not start: %s",
+                    curl_easy_strerror(curl_init_result));
+  body b = {.data = malloc(MAX_BODY)};
+  CURL *h = curl_easy_init();
+  if (!b.data || !h) {
+    free(b.data);
+    curl_easy_cleanup(h);
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory fetching a token");
+  }
+  char errbuf[CURL_ERROR_SIZE] = "";
+  setup_handle(h, url, &b, errbuf, abort_flag);
+  CURLcode rc = curl_easy_perform(h);
+  mim_status st = check_response(h, rc, &b, errbuf);
+  if (st == MIM_OK)
+    st = parse_answer(&b, credential, expires_at);
+  curl_easy_cleanup(h);
+  explicit_bzero(b.data, MAX_BODY);
+  free(b.data);
+  return st;
+}
+
+mim_status mim_token_fetch(const char *url, char **credential, uint64_t *expires_at) {
+  *credential = NULL;
+  *expires_at = 0;
+  return fetch(url, NULL, credential, expires_at);
+}
+
+/* ---- the refresher ---- */
+
+/* When the token expiring at expires_at should be replaced (monotonic ms). */
+static int64_t next_refresh(const mim_token_provider *p, uint64_t expires_at) {
+  if (p->margin_ms < 0)
+    return INT64_MAX;
+  int64_t life = (int64_t)expires_at * 1000 - wall_ms();
+  int64_t wait = p->margin_ms > 0 ? life - p->margin_ms : life / 5 * 4;
+  if (wait < MIN_REFRESH_WAIT_MS)
+    wait = MIN_REFRESH_WAIT_MS;
+  return mono_ms() + wait;
+}
+
+/* One fetch, installed into the transport. Runs unlocked on the worker. */
+static mim_status refresh_once(mim_token_provider *p, uint64_t *expires_at) {
+  char *cred = NULL;
+  mim_status st = fetch(p->url, &p->abort, &cred, expires_at);
+  mim_credentials *c = NULL;
+  if (st == MIM_OK)
+    st = mim_credentials_from_string(cred, &c);
+  if (st == MIM_OK)
+    st = mim_transport_set_auth_token(p->t, mim_credentials_auth_token(c));
+  mim_credentials_free(c);
+  if (cred) {
+    explicit_bzero(cred, strlen(cred));
+    free(cred);
+  }
+  return st;
+}
+
+static void wait_until(mim_token_provider *p, int64_t when_ms) {
+  if (when_ms == INT64_MAX) {
+    pthread_cond_wait(&p->cv, &p->mu);
+    return;
+  }
+  struct timespec ts = {.tv_sec = when_ms / 1000, .tv_nsec = (when_ms % 1000) * 1000000};
+  pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+}
+
+static void after_fetch(mim_token_provider *p, mim_status st, uint64_t expires_at) {
+  if (st == MIM_OK) {
+    p->failures = 0;
+    p->last_ok_ms = mono_ms();
+    p->next_ms = next_refresh(p, expires_at);
+    atomic_fetch_add(&p->fetches, 1);
+    mim_log(MIM_LOG_INFO, "token: installed a fresh token (expires in %lld s)",
+            (long long)((int64_t)expires_at - wall_ms() / 1000));
+    return;
+  }
+  int64_t delay = RETRY_MIN_MS;
+  for (int i = 0; i < p->failures && delay < RETRY_MAX_MS; i++)
+    delay *= 2;
+  if (delay > RETRY_MAX_MS)
+    delay = RETRY_MAX_MS;
+  p->failures++;
+  p->next_ms = mono_ms() + delay;
+  mim_log(MIM_LOG_WARN, "token: refresh failed (%s: %s); retrying in %lld ms", mim_status_name(st),
+          mim_last_error_detail(), (long long)delay);
+}
+
+static void *worker_main(void *arg) {
+  mim_token_provider *p = arg;
+  pthread_mutex_lock(&p->mu);
+  while (!p->stop) {
+    if (mono_ms() < p->next_ms) {
+      wait_until(p, p->next_ms);
+      continue;
+    }
+    p->fetching = true;
+    pthread_mutex_unlock(&p->mu);
+    uint64_t expires_at = 0;
+    mim_status st = refresh_once(p, &expires_at);
+    pthread_mutex_lock(&p->mu);
+    p->fetching = false;
+    if (!p->stop)
+      after_fetch(p, st, expires_at);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+static bool init_sync(mim_token_provider *p) {
+  pthread_condattr_t attr;
+  if (pthread_condattr_init(&attr) != 0)
+    return false;
+  bool ok = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
+            pthread_cond_init(&p->cv, &attr) == 0;
+  pthread_condattr_destroy(&attr);
+  if (ok && pthread_mutex_init(&p->mu, NULL) != 0) {
+    pthread_cond_destroy(&p->cv);
+    ok = false;
+  }
+  return ok;
+}
+
+mim_status mim_token_provider_start(const char *url, int64_t margin_ms, uint64_t expires_at,
+                                    mim_transport *t, mim_token_provider **out) {
+  *out = NULL;
+  mim_token_provider *p = calloc(1, sizeof *p);
+  if (!p || !(p->url = strdup(url))) {
+    free(p);
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory starting the token provider");
+  }
+  p->t = t;
+  p->margin_ms = margin_ms;
+  p->last_ok_ms = mono_ms();
+  p->next_ms = next_refresh(p, expires_at);
+  atomic_init(&p->abort, false);
+  atomic_init(&p->fetches, 1); /* the caller's initial fetch */
+  if (!init_sync(p)) {
+    free(p->url);
+    free(p);
+    return mim_fail(MIM_ERR_INTERNAL, "token provider: cannot create its lock");
+  }
+  if (pthread_create(&p->thread, NULL, worker_main, p) != 0) {
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->url);
+    free(p);
+    return mim_fail(MIM_ERR_INTERNAL, "token provider: cannot start its thread");
+  }
+  *out = p;
+  return MIM_OK;
+}
+
+void mim_token_provider_refresh(mim_token_provider *p) {
+  pthread_mutex_lock(&p->mu);
+  int64_t now = mono_ms();
+  if (!p->stop && !p->fetching && now - p->last_ok_ms >= RECENT_MS && p->next_ms > now) {
+    p->next_ms = now;
+    pthread_cond_signal(&p->cv);
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+unsigned mim_token_provider_fetches(mim_token_provider *p) {
+  return atomic_load(&p->fetches);
+}
+
+void mim_token_provider_stop(mim_token_provider *p) {
+  if (!p)
+    return;
+  pthread_mutex_lock(&p->mu);
+  bool running = !p->stop;
+  p->stop = true;
+  atomic_store(&p->abort, true);
+  pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  if (running)
+    pthread_join(p->thread, NULL);
+}
+
+void mim_token_provider_free(mim_token_provider *p) {
+  if (!p)
+    return;
+  mim_token_provider_stop(p);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->cv);
+  explicit_bzero(p->url, strlen(p->url)); /* a URL may carry a user's credentials */
+  free(p->url);
+  free(p);
+}
