@@ -32,10 +32,11 @@ int main(void) {
 }
 C
 cp "$root/app.c" "$root/app.cpp"
-if cc -o "$root/app" "$root/app.c" $(pkg-config --cflags --libs libmomento-im) 2>"$root/cc.log" &&
+san=${SANITIZE:+-fsanitize=$SANITIZE} # an instrumented library needs instrumented programs
+if cc $san -o "$root/app" "$root/app.c" $(pkg-config --cflags --libs libmomento-im) 2>"$root/cc.log" &&
   LD_LIBRARY_PATH=$lib "$root/app" >/dev/null; then ok; else cat "$root/cc.log"; bad "C program with the shared library"; fi
-if c++ -o "$root/appxx" "$root/app.cpp" $(pkg-config --cflags libmomento-im) "$lib/libmomento-im.a" \
-  $(pkg-config --libs --static libmomento-im | sed 's/-lmomento-im//') 2>"$root/cxx.log" &&
+if c++ $san -o "$root/appxx" "$root/app.cpp" $(pkg-config --cflags libmomento-im) "$lib/libmomento-im.a" \
+  $(pkg-config --libs $(pkg-config --print-requires-private libmomento-im)) 2>"$root/cxx.log" &&
   "$root/appxx" >/dev/null; then ok; else cat "$root/cxx.log"; bad "C++ program with the static library"; fi
 
 make -s --no-print-directory B="$B" uninstall PREFIX=$prefix DESTDIR="$root" >/dev/null 2>&1 || bad "make uninstall"

@@ -14,8 +14,10 @@ trap cleanup EXIT
 awk '/^```c$/ {on=1; next} on && /^```$/ {exit} on {print}' README.md >"$dir/chat.c"
 p=0 f=0
 [ -s "$dir/chat.c" ] && p=$((p + 1)) || { f=$((f + 1)); echo "no C block in README.md"; }
-flags=$(pkg-config --cflags --libs grpc libprotobuf-c openssl jansson)
-if cc -std=c11 -Wall -Wextra -Werror -Iinclude -o "$dir/chat" "$dir/chat.c" "$B/lib/libmomento-im.a" \
+# The library's own dependencies, as its .pc lists them.
+flags=$(pkg-config --cflags --libs $(sed -n 's/^Requires.private://p' "$B/lib/libmomento-im.pc"))
+san=${SANITIZE:+-fsanitize=$SANITIZE}
+if cc -std=c11 -Wall -Wextra -Werror $san -Iinclude -o "$dir/chat" "$dir/chat.c" "$B/lib/libmomento-im.a" \
   $flags -lpthread 2>"$dir/cc.log"; then p=$((p + 1)); else f=$((f + 1)); cat "$dir/cc.log"; fi
 
 "$B/bin/mim-local" --port 0 --port-file "$dir/port" --root-key-file "$dir/key" --log-level warn \
