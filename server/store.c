@@ -249,6 +249,9 @@ static bool list_reserve(st_list *l, size_t extra) {
 
 /* Inserts copies of vals at the front or back; false (list unchanged) on OOM. */
 static bool list_insert(st_list *l, const st_bytes *vals, size_t n, bool front) {
+  if (n == 0) {
+    return true; /* an empty list has no array: l->v + 0 would be NULL arithmetic */
+  }
   if (!list_reserve(l, n)) {
     return false;
   }
