@@ -478,11 +478,18 @@ box["s"].send("two")
 del box, c
 gc.collect()
 
-# 3. Left open at interpreter exit, with messages in flight.
+# 3. Left open at interpreter exit, with messages in flight and a callback running.
+import time
 c = mim.Client(api_key=key)
-keep = [c.join(cache, chat, lambda m: None) for _ in range(3)]
+busy = threading.Event()
+def slow(m):
+    if not m.from_history:
+        busy.set()
+        time.sleep(0.2)
+keep = [c.join(cache, chat, slow) for _ in range(3)]
 for i in range(20):
     keep[0].send("x%d" % i)
+assert busy.wait(10)
 mim.enable_library_logging()
 print("done", flush=True)
 """
