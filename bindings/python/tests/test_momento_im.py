@@ -5,7 +5,6 @@ repository), MOMENTO_IM_LIB (library; see momento_im/_ffi.py).
 """
 
 import ctypes
-import gc
 import logging
 import os
 import shutil
