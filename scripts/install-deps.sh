@@ -19,6 +19,8 @@ need_pc libmicrohttpd libmicrohttpd-dev
 need_pc jansson libjansson-dev
 need_pc cmocka libcmocka-dev
 need_cmd openssl openssl
+# examples/chat is tested in a real terminal (tests/scripts/chat_tmux.sh).
+need_cmd tmux tmux
 # Interop tests with the official Momento Node.js SDK.
 need_cmd node nodejs
 need_cmd npm npm
