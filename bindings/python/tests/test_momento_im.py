@@ -172,6 +172,24 @@ def test_version():
     assert mim.version().count(".") == 2
 
 
+def test_library_found_through_env(tmp_path):
+    """MOMENTO_IM_LIB wins; a wrong one is a clear ImportError."""
+    lib = os.path.realpath(_ffi.lib._name)
+    copy = tmp_path / "libmomento-im-copy.so"
+    shutil.copy(lib, copy)
+    code = "import momento_im, sys; print(momento_im._ffi.lib._name, momento_im.version())"
+    env = dict(os.environ, PYTHONPATH=PKG_DIR, MOMENTO_IM_LIB=str(copy))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(copy), mim.version()]
+    env["MOMENTO_IM_LIB"] = str(tmp_path / "missing.so")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode != 0
+    assert "ImportError" in out.stderr and "MOMENTO_IM_LIB" in out.stderr
+
+
 # ---- client ----
 
 def test_ping(client):
@@ -482,9 +500,9 @@ import time
 c = mim.Client(api_key=key)
 busy = threading.Event()
 def slow(m):
-    if not m.from_history:
+    if not m.from_history and not busy.is_set():
         busy.set()
-        time.sleep(0.2)
+        time.sleep(0.5)  # still running when the main thread exits
 keep = [c.join(cache, chat, slow) for _ in range(3)]
 for i in range(20):
     keep[0].send("x%d" % i)
