@@ -145,8 +145,11 @@ static mim_status parse_answer(const body *b, char **credential, uint64_t *expir
   return st;
 }
 
-static mim_status check_response(CURL *h, CURLcode rc, const body *b, const char *errbuf) {
+static mim_status check_response(CURL *h, CURLcode rc, const body *b, char *errbuf) {
   if (rc != CURLE_OK) {
+    size_t n = strlen(errbuf);
+    while (n > 0 && (errbuf[n - 1] == ' ' || errbuf[n - 1] == '\n'))
+      errbuf[--n] = '\0';
     if (b->too_big)
       return mim_fail(MIM_ERR_PROTOCOL, "token URL answer is larger than %d bytes", MAX_BODY);
     return mim_fail(MIM_ERR_UNAVAILABLE, "token URL: %s%s%s", curl_easy_strerror(rc),

@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <momento/client.h>
 #include <momento/list.h>
+#include <momento/token.h>
 #include <momento/topics.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -92,21 +93,22 @@ static int read_port(const char *path) {
   return port;
 }
 
-static void exec_vendor(const vendor *v, const char *valid_for) {
+static void exec_vendor(const vendor *v, const char *valid_for, const char *key_file) {
   prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the test */
   int null = open("/dev/null", O_RDONLY);
   if (null >= 0)
     dup2(null, 0);
   const char *argv[] = {vendor_binary(), "--port",      "0",          "--port-file", v->port_file,
-                        "--endpoint",    srv->endpoint, "--key-file", srv->key_file, "--plaintext",
+                        "--endpoint",    srv->endpoint, "--key-file", key_file,      "--plaintext",
                         "--valid-for",   valid_for,     NULL};
   execv(argv[0], (char *const *)argv);
   fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
   _exit(127);
 }
 
-/* Starts token-vendor on a free port; waits (bounded) until its port file exists. */
-static void vendor_start(vendor *v, int valid_for) {
+/* Starts token-vendor on a free port with the key in key_file (NULL = the server's root
+ * key); waits (bounded) until its port file exists. */
+static void vendor_start_with_key(vendor *v, int valid_for, const char *key_file) {
   memset(v, 0, sizeof *v);
   snprintf(v->dir, sizeof v->dir, "/tmp/mim-vendor-XXXXXX");
   assert_non_null(mkdtemp(v->dir));
@@ -117,7 +119,7 @@ static void vendor_start(vendor *v, int valid_for) {
   v->pid = fork();
   assert_true(v->pid >= 0);
   if (v->pid == 0)
-    exec_vendor(v, vf);
+    exec_vendor(v, vf, key_file ? key_file : srv->key_file);
   int64_t deadline = mono_ms() + 10000;
   while (!(v->port = read_port(v->port_file)) && mono_ms() < deadline) {
     int st;
@@ -125,6 +127,10 @@ static void vendor_start(vendor *v, int valid_for) {
     sleep_ms(20);
   }
   assert_true(v->port > 0);
+}
+
+static void vendor_start(vendor *v, int valid_for) {
+  vendor_start_with_key(v, valid_for, NULL);
 }
 
 /* SIGTERM, bounded wait; the vendor must exit cleanly (0). */
@@ -278,6 +284,38 @@ static void test_vendor_answers(void **state) {
   vendor_stop(&v);
 }
 
+/* A vendor whose own key may not mint answers 502 with the status name, not the key. */
+static void test_vendor_mint_failure(void **state) {
+  (void)state;
+  mim_client *root = root_client();
+  mim_disposable_token *weak = NULL;
+  assert_int_equal(mim_token_generate_client_only(root, CACHE, "room1", 600, "weak", &weak),
+                   MIM_OK);
+  mim_client_free(root);
+  char key_file[] = "/tmp/mim-weak-key-XXXXXX";
+  int fd = mkstemp(key_file);
+  assert_true(fd >= 0);
+  size_t len = strlen(weak->credential);
+  assert_int_equal(write(fd, weak->credential, len), (ssize_t)len);
+  close(fd);
+  vendor v;
+  vendor_start_with_key(&v, 600, key_file);
+  reply r;
+  /* It may pass on its own grants (room1), not grant another chat. */
+  http_get(&v, "/token?chat=room1&user=alice&mode=client", &r);
+  assert_int_equal(r.code, 200);
+  http_get(&v, "/token?chat=room2&user=alice&mode=client", &r);
+  assert_int_equal(r.code, 502);
+  json_t *j = json_loads(r.body, 0, NULL);
+  assert_non_null(j);
+  assert_string_equal(json_string_value(json_object_get(j, "status")), "MIM_ERR_PERMISSION_DENIED");
+  json_decref(j);
+  assert_null(strstr(r.body, weak->api_key));
+  vendor_stop(&v);
+  unlink(key_file);
+  mim_disposable_token_free(weak);
+}
+
 /* ---- a client from a token URL ---- */
 
 static void test_client_from_token_url(void **state) {
@@ -345,6 +383,14 @@ static void test_unreachable_or_refusing_url(void **state) {
   snprintf(url, sizeof url, "http://127.0.0.1:%d/elsewhere", v.port);
   assert_int_equal(url_client(url, 0, &c), MIM_ERR_UNAVAILABLE);
   assert_non_null(strstr(mim_last_error_detail(), "HTTP 404"));
+  /* https to a plaintext server: the TLS handshake fails, nothing falls back. */
+  snprintf(url, sizeof url, "https://127.0.0.1:%d/token?chat=a&user=b&mode=client", v.port);
+  assert_int_equal(url_client(url, 0, &c), MIM_ERR_UNAVAILABLE);
+  fprintf(stderr, "https to plaintext: %s\n", mim_last_error_detail());
+  assert_non_null(strstr(mim_last_error_detail(), "SSL"));
+  /* Only http and https. */
+  assert_int_equal(url_client("file:///etc/hostname", 0, &c), MIM_ERR_UNAVAILABLE);
+  assert_null(c);
   vendor_stop(&v);
 }
 
@@ -474,6 +520,7 @@ static void test_subscription_survives_expiry_on_refusal(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_vendor_answers),
+      cmocka_unit_test(test_vendor_mint_failure),
       cmocka_unit_test(test_client_from_token_url),
       cmocka_unit_test(test_unreachable_or_refusing_url),
       cmocka_unit_test(test_subscription_survives_expiry_proactive),
