@@ -36,6 +36,15 @@ def _server_binary():
     return os.path.join(REPO, build, "bin", "mim-local")  # an absolute build wins
 
 
+def _die_with_parent():
+    """In the server child: SIGTERM when pytest dies (e.g. a crash in a binding bug), so
+    no mim-local outlives the run. Linux prctl(PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """A mim-local on a free loopback port; yields its root key. Stopped with SIGTERM
@@ -48,7 +57,8 @@ def server(tmp_path_factory):
     log = open(d / "log", "wb")
     proc = subprocess.Popen([binary, "--port", "0", "--port-file", str(port_file),
                              "--root-key-file", str(key_file), "--cache", CACHE],
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=_die_with_parent)
     try:
         # The port file is written (atomically) after the key file, once listening.
         deadline = time.monotonic() + WAIT_S
