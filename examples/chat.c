@@ -2,7 +2,7 @@
  * chat: a terminal chat client built on libmomento-im.
  *
  *   chat --chat ROOM --name ALICE [--cache NAME] [--endpoint HOST:PORT [--plaintext]]
- *        [--key-file PATH] [--moderated] [--history N]
+ *        [--key-file PATH | --token-url URL] [--moderated] [--history N]
  *
  * On join it prints the last N messages of the room (marked "[history]"), then every live
  * message as "HH:MM:SS name: text", and sends each line typed on stdin. "/quit", end of
@@ -82,7 +82,8 @@ static void usage(FILE *out) {
           "  --plaintext          no TLS (default: TLS unless the endpoint is loopback)\n"
           "  --key-file PATH      file holding the API key or disposable token\n"
           "                       (default: the MOMENTO_API_KEY environment variable)\n"
-          "  --token-url URL      fetch tokens over HTTP (not supported by this build)\n"
+          "  --token-url URL      get tokens from a token vendor instead (refreshed before they\n"
+          "                       expire), e.g. http://127.0.0.1:8081/token?chat=ROOM&user=NAME\n"
           "  --moderated          send through the room's moderator (\"ROOM-input\")\n"
           "  --history N          show the last N messages on join (default %d, 0 = none)\n"
           "  --help               this text\n"
@@ -118,8 +119,10 @@ static char *format_message(const mim_message *m, bool joined) {
   struct tm tm;
   if (m->timestamp_ms > 0 && localtime_r(&secs, &tm))
     strftime(when, sizeof when, "%H:%M:%S", &tm);
-  /* After the join, history-flagged messages are ones a reconnect recovered. */
-  const char *mark = !m->from_history ? "" : joined ? "[recovered] " : "[history] ";
+  /* After the join, history-flagged messages are ones the library fetched from the list
+   * after a reconnect (missed while the stream was down, or simply the first after it):
+   * they are printed like live ones, their time shows how old they are. */
+  const char *mark = m->from_history && !joined ? "[history] " : "";
   char *line = NULL;
   int n;
   if (m->kind != MIM_MESSAGE_CHAT)
@@ -333,9 +336,8 @@ static int parse_args(int argc, char **argv, options *o) {
     fprintf(stderr, "chat: --chat ROOM and --name NAME are required (see --help)\n");
     return 2;
   }
-  if (o->token_url) {
-    fprintf(stderr, "chat: --token-url is not supported by this build of libmomento-im yet; "
-                    "use --key-file or MOMENTO_API_KEY\n");
+  if (o->token_url && o->key_file) {
+    fprintf(stderr, "chat: give --key-file or --token-url, not both\n");
     return 2;
   }
   if (o->plaintext && !o->endpoint) {
@@ -361,13 +363,14 @@ static mim_client *make_client(const options *o, chat_state *st) {
               errno ? strerror(errno) : "empty file");
       return NULL;
     }
-  } else if (!getenv("MOMENTO_API_KEY") || !*getenv("MOMENTO_API_KEY")) {
-    fprintf(stderr, "chat: no key: give --key-file PATH or set MOMENTO_API_KEY\n");
+  } else if (!o->token_url && (!getenv("MOMENTO_API_KEY") || !*getenv("MOMENTO_API_KEY"))) {
+    fprintf(stderr, "chat: no key: give --key-file PATH, --token-url URL or set MOMENTO_API_KEY\n");
     return NULL;
   }
   mim_client_options co;
   mim_client_options_init(&co);
   co.api_key = key; /* NULL: the library reads MOMENTO_API_KEY */
+  co.token_url = o->token_url;
   if (o->endpoint)
     co.cache_host = co.control_host = co.token_host = o->endpoint;
   co.tls = o->plaintext ? MIM_TLS_OFF : MIM_TLS_AUTO;
@@ -381,8 +384,9 @@ static mim_client *make_client(const options *o, chat_state *st) {
     free(key);
   }
   if (s != MIM_OK) {
-    fprintf(stderr, "chat: cannot create the client: %s (%s)\n", mim_status_name(s),
-            mim_last_error_detail());
+    fprintf(stderr, "chat: %s: %s (%s)\n",
+            o->token_url ? "cannot get a token from the token URL" : "cannot create the client",
+            mim_status_name(s), mim_last_error_detail());
     return NULL;
   }
   return client;

@@ -9,9 +9,11 @@ B=${MIM_BUILD:-build}
 B=$(cd "$B" && pwd)
 dir=$(mktemp -d)
 server_pid=
+vendor_pid=
 T=(tmux -S "$dir/tmux.sock" -f "$dir/tmux.conf")
 cleanup() {
   "${T[@]}" kill-server >/dev/null 2>&1
+  [ -n "$vendor_pid" ] && kill -TERM "$vendor_pid" 2>/dev/null && wait "$vendor_pid" 2>/dev/null
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null
     wait "$server_pid" 2>/dev/null
@@ -129,6 +131,34 @@ fi
 type_line "$carol" "carol says hi"
 check_pane "alice sees carol's live message" "$alice" "^$TS carol: carol says hi$"
 check_pane "bob sees carol's live message" "$bob" "^$TS carol: carol says hi$"
+
+# The server cuts every subscription stream (SIGUSR1): the clients say so and recover.
+kill -USR1 "$server_pid"
+check_pane "alice is told the connection was lost" "$alice" \
+  "^\*\*\* connection lost \(.*stream cut for test\); reconnecting\.\.\.$"
+check_pane "alice is told she is reconnected" "$alice" "^\*\*\* reconnected$"
+check_pane "bob is told he is reconnected" "$bob" "^\*\*\* reconnected$"
+type_line "$bob" "after the cut"
+check_pane "alice gets bob's message after the reconnect" "$alice" "^$TS bob: after the cut$"
+
+# A client that gets its token from examples/token-vendor (--token-url).
+"$B/examples/token-vendor" --key-file "$dir/root.key" --endpoint "$E" --port 0 \
+  --port-file "$dir/vendor.port" >"$dir/vendor.out" 2>&1 &
+vendor_pid=$!
+for _ in $(seq 1 100); do
+  [ -s "$dir/vendor.port" ] && break
+  sleep 0.1
+done
+url="http://127.0.0.1:$(cat "$dir/vendor.port" 2>/dev/null)/token?chat=$ROOM&user=gina&mode=client"
+gina=$("${T[@]}" split-window -P -F '#{pane_id}' -t chat \
+  "$(printf '%q ' "$B/examples/chat" --chat "$ROOM" --name gina --token-url "$url" --history 1)")
+check_pane "gina joins with --token-url and sees only the last message" "$gina" \
+  "^\[history\] $TS bob: after the cut$"
+check_pane "... with a note about the earlier ones" "$gina" "^\*\*\* 3 earlier messages not shown$"
+type_line "$gina" "gina via the token vendor"
+check_pane "alice sees gina's message" "$alice" "^$TS gina: gina via the token vendor$"
+type_line "$gina" "/quit"
+check_pane "gina leaves" "$gina" "^\*\*\* left $ROOM$"
 
 for pane in "$alice" "$bob" "$carol"; do type_line "$pane" "/quit"; done
 check_exit "alice's /quit exits 0" alice 0
