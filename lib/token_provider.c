@@ -326,7 +326,9 @@ mim_status mim_token_provider_start(const char *url, int64_t margin_ms, uint64_t
 void mim_token_provider_refresh(mim_token_provider *p) {
   pthread_mutex_lock(&p->mu);
   int64_t now = mono_ms();
-  if (!p->stop && !p->fetching && now - p->last_ok_ms >= RECENT_MS && p->next_ms > now) {
+  /* After failures the retry backoff stands: refusals must not hammer a broken vendor. */
+  if (!p->stop && !p->fetching && p->failures == 0 && now - p->last_ok_ms >= RECENT_MS &&
+      p->next_ms > now) {
     p->next_ms = now;
     pthread_cond_signal(&p->cv);
   }

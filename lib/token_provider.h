@@ -31,8 +31,9 @@ mim_status mim_token_fetch(const char *url, char **credential, uint64_t *expires
 mim_status mim_token_provider_start(const char *url, int64_t margin_ms, uint64_t expires_at,
                                     mim_transport *t, mim_token_provider **out);
 
-/* A token was refused: fetch a new one soon. Ignored while a fetch is under way or right
- * after a successful one (its token is the fresh one). Never blocks. Thread-safe. */
+/* A token was refused: fetch a new one now. Ignored while a fetch is under way, within
+ * 1 s of a successful one (its token is the fresh one) and while failed fetches are
+ * being retried with backoff. Never blocks. Thread-safe. */
 void mim_token_provider_refresh(mim_token_provider *p);
 
 /* Successful fetches so far, the initial one included. Thread-safe. */
