@@ -179,3 +179,46 @@ clean:
 	rm -rf $(B)
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
+
+# ---- fuzzing: libFuzzer harnesses fuzz/fuzz_*.c built with clang into $(B)/fuzz/;
+# `make fuzz FUZZ_SECONDS=N` runs each N seconds (tests/scripts/fuzz.sh; crashes are
+# kept in $(B)/fuzz/crashes/). The server is linked without main.c and rpc.c:
+# fuzz/fake_rpc.c stands in for the gRPC call layer.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FZ := $(B)/fuzz
+FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -g -O1 \
+  -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+  -fno-omit-frame-pointer -Iinclude -Ilib -Iserver -isystem $(GEN) \
+  $(shell $(PKG_CONFIG) --cflags $(LIB_PKGS) 2>/dev/null)
+FUZZ_LIBA := $(FZ)/libmim-fuzz.a
+FUZZ_LIBA_OBJ := $(patsubst lib/%.c,$(FZ)/obj/lib/%.o,$(LIB_SRC)) \
+  $(patsubst $(GEN)/%.c,$(FZ)/obj/gen/%.o,$(PROTO_C)) \
+  $(patsubst server/%.c,$(FZ)/obj/server/%.o,$(filter-out server/main.c server/rpc.c,$(SERVER_SRC))) \
+  $(FZ)/obj/fake_rpc.o
+FUZZ_BIN := $(patsubst fuzz/%.c,$(FZ)/%,$(wildcard fuzz/fuzz_*.c))
+
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_BIN)
+fuzz:
+	@MIM_BUILD=$(B) MIM_FUZZ_SECONDS=$(FUZZ_SECONDS) tests/scripts/fuzz.sh
+
+$(FUZZ_LIBA_OBJ): | $(PROTO_H)
+$(FZ)/obj/gen/%.o: $(GEN)/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -w -c -o $@ $<
+$(FZ)/obj/lib/%.o: lib/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -DMIM_BUILDING_LIBRARY -MMD -MP -c -o $@ $<
+$(FZ)/obj/server/%.o: server/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+$(FZ)/obj/fake_rpc.o: fuzz/fake_rpc.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+$(FUZZ_LIBA): $(FUZZ_LIBA_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+$(FZ)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIBA)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIBA) $(LIB_LDLIBS)
+-include $(shell find $(FZ)/obj -name '*.d' 2>/dev/null)
