@@ -444,6 +444,29 @@ static void test_extreme_indices(void **state) {
 
 /* ---- methods, metadata, caches ---- */
 
+/* Regression (fuzz_server_request): a ListConcatenateBack/Front with no values at all
+ * on a list that does not exist did pointer arithmetic on the list's NULL array (UBSan).
+ * It must answer, change nothing, and the list must work normally afterwards. */
+static void test_concat_zero_values(void **state) {
+  (void)state;
+  static const char *const methods[] = {"/cache_client.Scs/ListConcatenateBack",
+                                        "/cache_client.Scs/ListConcatenateFront"};
+  /* list_name "z0" (field 1), ttl_milliseconds 2 (field 3), no values (field 2). */
+  static const uint8_t req[] = {0x0a, 0x02, 'z', '0', 0x18, 0x02};
+  for (size_t i = 0; i < 2; i++) {
+    char detail[256] = "";
+    mim_status st = raw_call_bytes(root, methods[i], CACHE, req, sizeof req, NULL, NULL, detail,
+                                   sizeof detail);
+    if (st != MIM_OK && st != MIM_ERR_INVALID_ARGUMENT) {
+      fprintf(stderr, "%s with no values: %s (%s)\n", methods[i], mim_status_name(st), detail);
+    }
+    assert_true(st == MIM_OK || st == MIM_ERR_INVALID_ARGUMENT);
+  }
+  assert_int_equal(push_back(root, CACHE, "z0", "v", 1), MIM_OK);
+  assert_int_equal(fetch_count("z0", 0, 10), 1);
+  assert_serving();
+}
+
 static void test_unknown_method(void **state) {
   (void)state;
   const char *methods[] = {"/cache_client.Scs/NoSuchMethod",
@@ -991,6 +1014,7 @@ int main(void) {
       cmocka_unit_test(test_garbage_unary),
       cmocka_unit_test(test_garbage_subscribe),
       cmocka_unit_test(test_empty_requests),
+      cmocka_unit_test(test_concat_zero_values),
       cmocka_unit_test(test_oversize_publish),
       cmocka_unit_test(test_oversize_list),
       cmocka_unit_test(test_huge_frame),
