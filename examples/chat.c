@@ -426,8 +426,11 @@ static void input_loop(chat_state *st, mim_session *session) {
         continue;
       break;
     }
-    if (fds[1].revents)
-      break; /* Ctrl-C or SIGTERM */
+    if (fds[1].revents) { /* Ctrl-C or SIGTERM */
+      if (isatty(1))
+        say(st, "%s", ""); /* end the line the terminal's "^C" echo is on */
+      break;
+    }
     if (len + 1 >= cap) {
       char *bigger = cap < (1u << 20) ? realloc(buf, cap * 2) : NULL;
       if (!bigger) {

@@ -160,10 +160,13 @@ check_pane "alice sees gina's message" "$alice" "^$TS gina: gina via the token v
 type_line "$gina" "/quit"
 check_pane "gina leaves" "$gina" "^\*\*\* left $ROOM$"
 
-for pane in "$alice" "$bob" "$carol"; do type_line "$pane" "/quit"; done
+type_line "$alice" "/quit"
+"${T[@]}" send-keys -t "$bob" C-d
+"${T[@]}" send-keys -t "$carol" C-c
 check_exit "alice's /quit exits 0" alice 0
-check_exit "bob's /quit exits 0" bob 0
-check_exit "carol's /quit exits 0" carol 0
+check_exit "bob's Ctrl-D (end of input) exits 0" bob 0
+check_exit "carol's Ctrl-C exits 0" carol 0
+check_pane "carol's pane says she left" "$carol" "^\*\*\* left $ROOM$"
 check_pane "alice's pane says she left" "$alice" "^\*\*\* left $ROOM$"
 
 # Errors a user can run into, each on one clear line.
