@@ -354,16 +354,22 @@ static void on_log(mim_log_level level, const char *message, void *user) {
     say(st, "*** %s", message);
 }
 
+static bool has_env_key(void) {
+  const char *key = getenv("MOMENTO_API_KEY");
+  return key && *key;
+}
+
 static mim_client *make_client(const options *o, chat_state *st) {
   char *key = NULL;
   if (o->key_file) {
+    errno = 0;
     key = read_key_file(o->key_file);
     if (!key) {
       fprintf(stderr, "chat: cannot read a key from %s: %s\n", o->key_file,
               errno ? strerror(errno) : "empty file");
       return NULL;
     }
-  } else if (!o->token_url && (!getenv("MOMENTO_API_KEY") || !*getenv("MOMENTO_API_KEY"))) {
+  } else if (!o->token_url && !has_env_key()) {
     fprintf(stderr, "chat: no key: give --key-file PATH, --token-url URL or set MOMENTO_API_KEY\n");
     return NULL;
   }

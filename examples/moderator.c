@@ -12,6 +12,7 @@
  */
 #include <momento/im.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -72,8 +73,9 @@ static bool is_word_byte(unsigned char c) {
   return c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
+/* ASCII only: the program never calls setlocale, so tolower is the "C" locale's. */
 static char ascii_lower(char c) {
-  return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+  return (char)tolower((unsigned char)c);
 }
 
 static bool word_is_banned(const word_list *wl, const char *w, size_t len) {
