@@ -41,10 +41,10 @@ typedef struct mim_client_options {
   /* Alternative to a key: a token vendor's URL (http or https; TLS verified). The client
    * GETs it, expects JSON {"token": "<v1 credential>", "expires_at": <epoch seconds>}
    * (what examples/token-vendor serves), uses that token, and fetches a fresh one in the
-   * background before it expires and after the server refused it (UNAUTHENTICATED);
-   * subscriptions re-subscribe (resuming) instead of closing when refused. Calls
-   * started after a refresh use the new token. Copied; must not be combined with api_key
-   * or credentials. */
+   * background before it expires and after the server refused it (UNAUTHENTICATED on a
+   * subscription stream or a publish); subscriptions re-subscribe (resuming) instead of
+   * closing when refused. Calls started after a refresh use the new token; a refused call
+   * itself is not retried. Copied; must not be combined with api_key or credentials. */
   const char *token_url;
   /* When to refresh: 0 = at 80% of each token's remaining lifetime; > 0 = this many ms
    * before it expires; < 0 = only after a refusal. */

@@ -517,6 +517,35 @@ static void test_subscription_survives_expiry_on_refusal(void **state) {
   assert_true(fetches >= 2);
 }
 
+/* Publishes until the status is (or is not, with want_ok false) MIM_OK; bounded. */
+static bool publish_until(mim_client *c, const char *topic, bool want_ok) {
+  for (int64_t deadline = mono_ms() + 8000; mono_ms() < deadline; sleep_ms(100)) {
+    mim_status st = mim_topic_publish_text(c, CACHE, topic, "x");
+    if (want_ok ? st == MIM_OK : st == MIM_ERR_UNAUTHENTICATED)
+      return true;
+    assert_true(st == MIM_OK || st == MIM_ERR_UNAUTHENTICATED);
+  }
+  return false;
+}
+
+/* Without refreshes ahead of time, a publish refused for an expired token makes the
+ * client fetch a new one, so a later publish goes through. */
+static void test_refused_publish_refreshes(void **state) {
+  (void)state;
+  vendor v;
+  vendor_start(&v, 2);
+  char url[256];
+  token_url(&v, "chat=pub-refused&user=carol&mode=client", url, sizeof url);
+  mim_client *c = NULL;
+  assert_int_equal(url_client(url, -1, &c), MIM_OK);
+  assert_int_equal(mim_topic_publish_text(c, CACHE, "pub-refused", "x"), MIM_OK);
+  assert_true(publish_until(c, "pub-refused", false)); /* the token expired */
+  assert_true(publish_until(c, "pub-refused", true));  /* a fresh one was fetched */
+  assert_int_equal(mim_client_token_fetches(c), 2);
+  mim_client_free(c);
+  vendor_stop(&v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_vendor_answers),
@@ -525,6 +554,7 @@ int main(void) {
       cmocka_unit_test(test_unreachable_or_refusing_url),
       cmocka_unit_test(test_subscription_survives_expiry_proactive),
       cmocka_unit_test(test_subscription_survives_expiry_on_refusal),
+      cmocka_unit_test(test_refused_publish_refreshes),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
