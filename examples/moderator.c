@@ -274,7 +274,7 @@ static bool parse_count(const char *arg, const char *flag, unsigned long max, un
 
 static void on_log(mim_log_level level, const char *message, void *user) {
   (void)user;
-  fprintf(stderr, "moderator: %s: %s\n", level == MIM_LOG_ERROR ? "error" : "warning", message);
+  fprintf(stderr, "%s: %s\n", level == MIM_LOG_ERROR ? "error" : "warning", message);
 }
 
 typedef struct options {
