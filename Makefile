@@ -222,3 +222,28 @@ $(FUZZ_LIBA): $(FUZZ_LIBA_OBJ)
 $(FZ)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIBA)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIBA) $(LIB_LDLIBS)
 -include $(shell find $(FZ)/obj -name '*.d' 2>/dev/null)
+
+# ---- bench/ (issue 7): `make bench` runs every system and writes bench/results/latest.*;
+# `make bench-smoke` runs our stack only with tiny counts (part of `make check` via
+# tests/scripts/bench_smoke.sh). bench/run.sh installs the peers' Debian packages when
+# missing and then builds the peer programs through `bench-peers` (pkg-config is read then).
+BENCH_B := $(B)/bench
+BENCH_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -O2 -g -Iinclude -Ibench
+.PHONY: bench bench-smoke bench-build bench-peers
+bench-build: $(BENCH_B)/bench_mim
+bench-peers: $(BENCH_B)/bench_redis $(BENCH_B)/bench_nats
+bench: lib server
+	MAKE="$(MAKE)" MIM_BUILD=$(B) bench/run.sh full
+bench-smoke: lib server
+	MAKE="$(MAKE)" MIM_BUILD=$(B) bench/run.sh smoke
+$(BENCH_B)/bench_mim: bench/bench_mim.c bench/bench_common.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< $(STATIC) $(LIB_LDLIBS) -lm
+$(BENCH_B)/bench_redis: bench/bench_redis.c bench/bench_common.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) $(shell $(PKG_CONFIG) --cflags hiredis 2>/dev/null) -o $@ $< \
+	  $(shell $(PKG_CONFIG) --libs hiredis 2>/dev/null) -lpthread
+$(BENCH_B)/bench_nats: bench/bench_nats.c bench/bench_common.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) $(shell $(PKG_CONFIG) --cflags libnats 2>/dev/null) -o $@ $< \
+	  $(shell $(PKG_CONFIG) --libs libnats 2>/dev/null) -lpthread

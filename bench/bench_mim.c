@@ -1,0 +1,327 @@
+/* Bench of our stack against a running mim-local: libmomento-im (topics publish ->
+ * on_item, mim_send -> on_message, async publish throughput, mim_join of 100 messages,
+ * memory per idle session) and the raw gRPC unary round trip (mim_client_ping).
+ * Prints one JSON object per system on stdout; writes sorted latency samples (us) to
+ * --samples-dir for the CDF plot. Every wait has a deadline. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "bench_common.h"
+#include <momento/im.h>
+
+#define WAIT_MS 10000
+
+static struct {
+  const char *endpoint, *key, *cache, *samples_dir;
+  long count, warmup, tput, window, joins, sessions, server_pid, payload;
+} cfg;
+
+/* One counter + timestamp shared between a callback and the main thread. */
+typedef struct counter {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  long n;
+  int64_t last_ns;
+  long inflight; /* async publishes not yet completed */
+  long failed;
+} counter;
+
+static void counter_init(counter *c) {
+  memset(c, 0, sizeof(*c));
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->cv, NULL);
+}
+
+static void counter_bump(counter *c) {
+  int64_t t = bench_now_ns();
+  pthread_mutex_lock(&c->mu);
+  c->n++;
+  c->last_ns = t;
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* Waits until c->n >= want (or the deadline); returns c->n. */
+static long counter_wait(counter *c, long want, int ms) {
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += ms / 1000;
+  dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (dl.tv_nsec >= 1000000000L) {
+    dl.tv_sec++;
+    dl.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&c->mu);
+  while (c->n < want)
+    if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT) break;
+  long n = c->n;
+  pthread_mutex_unlock(&c->mu);
+  return n;
+}
+
+static void die(const char *what, mim_status st) {
+  fprintf(stderr, "bench_mim: %s: %s (%s)\n", what, mim_status_name(st), mim_last_error_detail());
+  exit(1);
+}
+
+static mim_client *make_client(void) {
+  mim_client_options o;
+  mim_client_options_init(&o);
+  o.api_key = cfg.key;
+  o.cache_host = cfg.endpoint;
+  o.control_host = cfg.endpoint;
+  o.token_host = cfg.endpoint;
+  o.tls = MIM_TLS_OFF;
+  mim_client *c = NULL;
+  mim_status st = mim_client_create(&o, &c);
+  if (st != MIM_OK) die("mim_client_create", st);
+  return c;
+}
+
+static void on_item(void *user, const mim_topic_item *item) {
+  (void)item;
+  counter_bump(user);
+}
+
+static mim_subscription *subscribe(mim_client *c, const char *topic, counter *cnt) {
+  mim_subscription_callbacks cb = {.on_item = on_item, .user = cnt};
+  mim_subscription *sub = NULL;
+  mim_status st = mim_topic_subscribe(c, cfg.cache, topic, NULL, &cb, &sub);
+  if (st != MIM_OK) die("mim_topic_subscribe", st);
+  return sub;
+}
+
+static void save_samples(const char *name, bench_samples *s) {
+  if (!cfg.samples_dir) return;
+  char path[512];
+  snprintf(path, sizeof(path), "%s/%s.txt", cfg.samples_dir, name);
+  bench_write_samples(path, s);
+}
+
+/* Topic publish -> on_item, one message in flight. */
+static void bench_topic_latency(mim_client *tx, mim_client *rx, const char *payload,
+                                bench_samples *out) {
+  counter cnt;
+  counter_init(&cnt);
+  mim_subscription *sub = subscribe(rx, "lat", &cnt);
+  for (long i = 0; i < cfg.warmup + cfg.count; i++) {
+    long before = cnt.n; /* only this thread waits; the callback only increments */
+    int64_t t0 = bench_now_ns();
+    mim_status st = mim_topic_publish_text(tx, cfg.cache, "lat", payload);
+    if (st != MIM_OK) die("publish", st);
+    if (counter_wait(&cnt, before + 1, WAIT_MS) <= before) die("no on_item", MIM_OK);
+    pthread_mutex_lock(&cnt.mu);
+    int64_t t1 = cnt.last_ns;
+    pthread_mutex_unlock(&cnt.mu);
+    if (i >= cfg.warmup) bench_samples_add(out, t1 - t0);
+  }
+  mim_topic_unsubscribe(sub);
+}
+
+static void on_message(mim_session *s, const mim_message *m, void *user) {
+  (void)s;
+  if (!m->from_history) counter_bump(user);
+}
+
+static void on_message_count_all(mim_session *s, const mim_message *m, void *user) {
+  (void)s;
+  (void)m;
+  counter_bump(user);
+}
+
+static mim_session *join(mim_client *c, const char *chat, mim_on_message fn, counter *cnt) {
+  mim_session *s = NULL;
+  mim_status st = mim_join(c, cfg.cache, chat, NULL, fn, cnt, &s);
+  if (st != MIM_OK) die("mim_join", st);
+  return s;
+}
+
+/* mim_send (list push + publish of the envelope) -> receiver's on_message. */
+static void bench_send_latency(mim_client *tx, mim_client *rx, const char *payload,
+                               bench_samples *out) {
+  counter rcnt, scnt;
+  counter_init(&rcnt);
+  counter_init(&scnt);
+  mim_session *rs = join(rx, "lat-chat", on_message, &rcnt);
+  mim_session *ss = join(tx, "lat-chat", on_message, &scnt);
+  for (long i = 0; i < cfg.warmup + cfg.count; i++) {
+    long before = rcnt.n;
+    int64_t t0 = bench_now_ns();
+    mim_status st = mim_send(ss, payload, NULL);
+    if (st != MIM_OK) die("mim_send", st);
+    if (counter_wait(&rcnt, before + 1, WAIT_MS) <= before) die("no on_message", MIM_OK);
+    pthread_mutex_lock(&rcnt.mu);
+    int64_t t1 = rcnt.last_ns;
+    pthread_mutex_unlock(&rcnt.mu);
+    if (i >= cfg.warmup) bench_samples_add(out, t1 - t0);
+  }
+  mim_leave(ss);
+  mim_leave(rs);
+}
+
+static void on_published(void *user, mim_status st, const char *detail) {
+  (void)detail;
+  counter *c = user;
+  pthread_mutex_lock(&c->mu);
+  c->inflight--;
+  if (st != MIM_OK) c->failed++;
+  c->last_ns = bench_now_ns();
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* Async publishes with up to cfg.window in flight; a second client counts arrivals. */
+static void bench_throughput(mim_client *tx, mim_client *rx, const char *payload, double *sends,
+                             double *recvs, long *received, long *failed) {
+  counter rcnt, pub;
+  counter_init(&rcnt);
+  counter_init(&pub);
+  mim_subscription *sub = subscribe(rx, "tput", &rcnt);
+  int64_t t0 = bench_now_ns();
+  for (long i = 0; i < cfg.tput; i++) {
+    pthread_mutex_lock(&pub.mu);
+    while (pub.inflight >= cfg.window) pthread_cond_wait(&pub.cv, &pub.mu);
+    pub.inflight++;
+    pthread_mutex_unlock(&pub.mu);
+    mim_status st = mim_topic_publish_text_async(tx, cfg.cache, "tput", payload, on_published, &pub);
+    if (st != MIM_OK) die("publish_async", st);
+  }
+  pthread_mutex_lock(&pub.mu);
+  while (pub.inflight > 0) pthread_cond_wait(&pub.cv, &pub.mu);
+  int64_t t_sent = pub.last_ns;
+  *failed = pub.failed;
+  pthread_mutex_unlock(&pub.mu);
+  *received = counter_wait(&rcnt, cfg.tput, WAIT_MS);
+  pthread_mutex_lock(&rcnt.mu);
+  int64_t t_recv = rcnt.last_ns;
+  pthread_mutex_unlock(&rcnt.mu);
+  *sends = (double)cfg.tput / ((double)(t_sent - t0) / 1e9);
+  *recvs = (double)*received / ((double)(t_recv - t0) / 1e9);
+  mim_topic_unsubscribe(sub);
+}
+
+/* mim_join of a chat whose list holds 100 messages: subscribe + fetch + deliver all. */
+static void bench_join(mim_client *tx, mim_client *rx, const char *payload, bench_samples *out) {
+  counter scnt;
+  counter_init(&scnt);
+  mim_session *ss = join(tx, "join-chat", on_message, &scnt);
+  for (int i = 0; i < 100; i++) {
+    mim_status st = mim_send(ss, payload, NULL);
+    if (st != MIM_OK) die("prefill", st);
+  }
+  for (long i = 0; i < cfg.warmup / 10 + cfg.joins; i++) {
+    counter cnt;
+    counter_init(&cnt);
+    int64_t t0 = bench_now_ns();
+    mim_session *s = join(rx, "join-chat", on_message_count_all, &cnt);
+    int64_t t1 = bench_now_ns();
+    if (cnt.n < 100) fprintf(stderr, "bench_mim: join delivered %ld of 100\n", cnt.n);
+    mim_leave(s);
+    if (i >= cfg.warmup / 10) bench_samples_add(out, t1 - t0);
+  }
+  mim_leave(ss);
+}
+
+static void bench_ping(mim_client *c, bench_samples *out) {
+  for (long i = 0; i < cfg.warmup + cfg.count; i++) {
+    int64_t t0 = bench_now_ns();
+    mim_status st = mim_client_ping(c);
+    if (st != MIM_OK) die("ping", st);
+    if (i >= cfg.warmup) bench_samples_add(out, bench_now_ns() - t0);
+  }
+}
+
+/* RSS growth per idle joined session: in this process and in mim-local. */
+static void bench_memory(double *client_per, double *server_per) {
+  mim_client *c = make_client();
+  long n = cfg.sessions;
+  mim_session **ss = calloc((size_t)n + 10, sizeof(*ss));
+  counter cnt;
+  counter_init(&cnt);
+  char chat[64];
+  for (int i = 0; i < 10; i++) { /* warm-up: first streams allocate shared state */
+    snprintf(chat, sizeof(chat), "idle-w%d", i);
+    ss[n + i] = join(c, chat, on_message, &cnt);
+  }
+  long c0 = bench_rss_bytes(0), s0 = bench_rss_bytes((pid_t)cfg.server_pid);
+  for (long i = 0; i < n; i++) {
+    snprintf(chat, sizeof(chat), "idle-%ld", i);
+    ss[i] = join(c, chat, on_message, &cnt);
+  }
+  long c1 = bench_rss_bytes(0), s1 = bench_rss_bytes((pid_t)cfg.server_pid);
+  *client_per = (double)(c1 - c0) / (double)n;
+  *server_per = cfg.server_pid > 0 && s0 > 0 ? (double)(s1 - s0) / (double)n : -1;
+  for (long i = 0; i < n + 10; i++) mim_leave(ss[i]);
+  free(ss);
+  mim_client_free(c);
+}
+
+int main(int argc, char **argv) {
+  cfg.endpoint = bench_arg_str(argc, argv, "--endpoint", NULL);
+  const char *key_file = bench_arg_str(argc, argv, "--key-file", NULL);
+  cfg.cache = bench_arg_str(argc, argv, "--cache", "bench");
+  cfg.samples_dir = bench_arg_str(argc, argv, "--samples-dir", NULL);
+  cfg.count = bench_arg(argc, argv, "--count", 2000);
+  cfg.warmup = bench_arg(argc, argv, "--warmup", 200);
+  cfg.tput = bench_arg(argc, argv, "--tput", 20000);
+  cfg.window = bench_arg(argc, argv, "--window", 256);
+  cfg.joins = bench_arg(argc, argv, "--joins", 200);
+  cfg.sessions = bench_arg(argc, argv, "--sessions", 1000);
+  cfg.server_pid = bench_arg(argc, argv, "--server-pid", 0);
+  cfg.payload = bench_arg(argc, argv, "--payload", 100);
+  if (!cfg.endpoint || !key_file) {
+    fprintf(stderr, "usage: bench_mim --endpoint HOST:PORT --key-file FILE [--count N ...]\n");
+    return 2;
+  }
+  static char key[4096];
+  FILE *kf = fopen(key_file, "r");
+  if (!kf || !fgets(key, sizeof(key), kf)) {
+    perror(key_file);
+    return 2;
+  }
+  fclose(kf);
+  key[strcspn(key, "\r\n")] = '\0';
+  cfg.key = key;
+
+  char *payload = malloc((size_t)cfg.payload + 1);
+  bench_payload(payload, (size_t)cfg.payload);
+  mim_client *tx = make_client(), *rx = make_client();
+
+  bench_samples lat, send_lat, joins, ping;
+  bench_samples_init(&lat, (size_t)cfg.count);
+  bench_samples_init(&send_lat, (size_t)cfg.count);
+  bench_samples_init(&joins, (size_t)cfg.joins);
+  bench_samples_init(&ping, (size_t)cfg.count);
+  double sends = 0, recvs = 0, mem_c = 0, mem_s = 0;
+  long received = 0, failed = 0;
+
+  bench_ping(tx, &ping);
+  bench_topic_latency(tx, rx, payload, &lat);
+  bench_send_latency(tx, rx, payload, &send_lat);
+  bench_throughput(tx, rx, payload, &sends, &recvs, &received, &failed);
+  bench_join(tx, rx, payload, &joins);
+  bench_memory(&mem_c, &mem_s);
+
+  save_samples("libmomento-im", &lat);
+  save_samples("libmomento-im-send", &send_lat);
+  save_samples("grpc-ping", &ping);
+  printf("{\"system\":\"libmomento-im\",");
+  bench_json_stats(stdout, "latency", &lat);
+  printf(",");
+  bench_json_stats(stdout, "latency_send", &send_lat);
+  printf(",");
+  bench_json_stats(stdout, "join", &joins);
+  printf(",\"sends_per_s\":%.0f,\"recv_per_s\":%.0f,\"tput_messages\":%ld,\"received\":%ld,"
+         "\"publish_failed\":%ld,\"window\":%ld,\"sessions\":%ld,"
+         "\"rss_client_per_session\":%.0f,\"rss_server_per_sub\":%.0f}\n",
+         sends, recvs, cfg.tput, received, failed, cfg.window, cfg.sessions, mem_c, mem_s);
+  printf("{\"system\":\"raw gRPC ping\",");
+  bench_json_stats(stdout, "latency", &ping);
+  printf("}\n");
+  fflush(stdout);
+  mim_client_free(tx);
+  mim_client_free(rx);
+  free(payload);
+  return 0;
+}
