@@ -11,6 +11,7 @@ dir=$(mktemp -d)
 server_pid=
 vendor_pid=
 T=(tmux -S "$dir/tmux.sock" -f "$dir/tmux.conf")
+unset TMUX # also when make check itself runs inside tmux
 cleanup() {
   "${T[@]}" kill-server >/dev/null 2>&1
   [ -n "$vendor_pid" ] && kill -TERM "$vendor_pid" 2>/dev/null && wait "$vendor_pid" 2>/dev/null
