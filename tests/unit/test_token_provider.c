@@ -394,6 +394,29 @@ static void test_unreachable_or_refusing_url(void **state) {
   vendor_stop(&v);
 }
 
+/* A vendor that accepts the connection and never answers: creation gives up after the
+ * 10 s total timeout instead of hanging. */
+static void test_silent_url_times_out(void **state) {
+  (void)state;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(fd, 4), 0); /* the kernel completes the handshake; no accept */
+  socklen_t len = sizeof a;
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  char url[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/token", ntohs(a.sin_port));
+  mim_client *c = NULL;
+  int64_t t0 = mono_ms();
+  assert_int_equal(url_client(url, 0, &c), MIM_ERR_UNAVAILABLE);
+  int64_t took = mono_ms() - t0;
+  close(fd);
+  assert_null(c);
+  assert_non_null(strstr(mim_last_error_detail(), "Timeout"));
+  assert_true(took >= 9000 && took < 15000);
+}
+
 /* ---- a subscription outliving its tokens ---- */
 
 typedef struct rec {
@@ -552,6 +575,7 @@ int main(void) {
       cmocka_unit_test(test_vendor_mint_failure),
       cmocka_unit_test(test_client_from_token_url),
       cmocka_unit_test(test_unreachable_or_refusing_url),
+      cmocka_unit_test(test_silent_url_times_out),
       cmocka_unit_test(test_subscription_survives_expiry_proactive),
       cmocka_unit_test(test_subscription_survives_expiry_on_refusal),
       cmocka_unit_test(test_refused_publish_refreshes),
