@@ -105,11 +105,18 @@ static void say(chat_state *st, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* Control bytes from other people must not drive our terminal (escape sequences). */
+/* Control characters from other people must not drive our terminal (escape sequences):
+ * C0 bytes, DEL, and the C1 range U+0080..U+009F (UTF-8 C2 80..C2 9F, e.g. CSI) become
+ * '?'. */
 static void sanitize(char *s) {
-  for (; *s; s++)
-    if ((unsigned char)*s < 0x20 || *s == 0x7f)
-      *s = '?';
+  for (unsigned char *p = (unsigned char *)s; *p; p++) {
+    if (*p < 0x20 || *p == 0x7f) {
+      *p = '?';
+    } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+      p[0] = p[1] = '?';
+      p++;
+    }
+  }
 }
 
 /* One line for a message, malloc'd (NULL when out of memory). */
