@@ -7,7 +7,8 @@
  * *_async forms return at once and run their callback once on the client's event
  * thread (never before the *_async call returned MIM_OK; never when it did not).
  *
- * Errors common to every call: MIM_ERR_INVALID_ARGUMENT (NULL/empty names, bad range),
+ * Errors common to every call: MIM_ERR_INVALID_ARGUMENT (NULL/empty names, a cache name
+ * over 255 bytes or with bytes outside printable ASCII, bad range),
  * MIM_ERR_NOT_FOUND (the cache does not exist), MIM_ERR_PERMISSION_DENIED,
  * MIM_ERR_UNAUTHENTICATED, MIM_ERR_UNAVAILABLE, MIM_ERR_DEADLINE_EXCEEDED,
  * MIM_ERR_RESOURCE_EXHAUSTED, MIM_ERR_PROTOCOL. A list that does not exist is not an
@@ -83,7 +84,8 @@ MIM_API mim_status mim_list_concat_front(mim_client *client, const char *cache, 
 MIM_API mim_status mim_list_fetch(mim_client *client, const char *cache, const char *list,
                                   const mim_list_range *range, mim_list_values **out);
 
-/* Number of values (0 and *found false when the list does not exist; found may be NULL). */
+/* Number of values (0 and *found false when the list does not exist; length and found
+ * may each be NULL). */
 MIM_API mim_status mim_list_length(mim_client *client, const char *cache, const char *list,
                                    uint32_t *length, bool *found);
 
