@@ -4,6 +4,8 @@
 #ifndef MIM_BENCH_COMMON_H
 #define MIM_BENCH_COMMON_H
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +110,49 @@ static inline const char *bench_arg_str(int argc, char **argv, const char *name,
   for (int i = 1; i + 1 < argc; i++)
     if (strcmp(argv[i], name) == 0) return argv[i + 1];
   return dflt;
+}
+
+/* One counter + timestamp shared between a callback and the main thread. */
+typedef struct counter {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  long n;
+  int64_t last_ns;
+  long inflight; /* async publishes not yet completed */
+  long failed;
+} counter;
+
+static inline void counter_init(counter *c) {
+  memset(c, 0, sizeof(*c));
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->cv, NULL);
+}
+
+static inline void counter_bump(counter *c) {
+  int64_t t = bench_now_ns();
+  pthread_mutex_lock(&c->mu);
+  c->n++;
+  c->last_ns = t;
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* Waits until c->n >= want (or the deadline); returns c->n. */
+static inline long counter_wait(counter *c, long want, int ms) {
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += ms / 1000;
+  dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (dl.tv_nsec >= 1000000000L) {
+    dl.tv_sec++;
+    dl.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&c->mu);
+  while (c->n < want)
+    if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT) break;
+  long n = c->n;
+  pthread_mutex_unlock(&c->mu);
+  return n;
 }
 
 #endif

@@ -3,8 +3,6 @@
  * memory per idle session) and the raw gRPC unary round trip (mim_client_ping).
  * Prints one JSON object per system on stdout; writes sorted latency samples (us) to
  * --samples-dir for the CDF plot. Every wait has a deadline. */
-#include <errno.h>
-#include <pthread.h>
 #include <stdbool.h>
 
 #include "bench_common.h"
@@ -16,49 +14,6 @@ static struct {
   const char *endpoint, *key, *cache, *samples_dir;
   long count, warmup, tput, window, joins, sessions, server_pid, payload;
 } cfg;
-
-/* One counter + timestamp shared between a callback and the main thread. */
-typedef struct counter {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  long n;
-  int64_t last_ns;
-  long inflight; /* async publishes not yet completed */
-  long failed;
-} counter;
-
-static void counter_init(counter *c) {
-  memset(c, 0, sizeof(*c));
-  pthread_mutex_init(&c->mu, NULL);
-  pthread_cond_init(&c->cv, NULL);
-}
-
-static void counter_bump(counter *c) {
-  int64_t t = bench_now_ns();
-  pthread_mutex_lock(&c->mu);
-  c->n++;
-  c->last_ns = t;
-  pthread_cond_broadcast(&c->cv);
-  pthread_mutex_unlock(&c->mu);
-}
-
-/* Waits until c->n >= want (or the deadline); returns c->n. */
-static long counter_wait(counter *c, long want, int ms) {
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += ms / 1000;
-  dl.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (dl.tv_nsec >= 1000000000L) {
-    dl.tv_sec++;
-    dl.tv_nsec -= 1000000000L;
-  }
-  pthread_mutex_lock(&c->mu);
-  while (c->n < want)
-    if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT) break;
-  long n = c->n;
-  pthread_mutex_unlock(&c->mu);
-  return n;
-}
 
 static void die(const char *what, mim_status st) {
   fprintf(stderr, "bench_mim: %s: %s (%s)\n", what, mim_status_name(st), mim_last_error_detail());
