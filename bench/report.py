@@ -99,6 +99,10 @@ def markdown(doc):
                "(NATS: buffered publishes + one flush; it has no publish reply); received/s: "
                "messages counted at one subscriber / time from the first send to the last "
                "arrival.")
+    for s in doc["systems"]:
+        if s.get("tput_messages") and s["tput_messages"] != doc["params"]["tput"]:
+            out.append(f"  - {s['system']}: throughput measured over {s['tput_messages']:,} "
+                       f"messages (it is slow; keeps the run short).")
     out.append("- join: libmomento-im `mim_join` of a chat whose history holds 100 messages "
                "(subscribe, confirmation, list fetch, 100 callbacks); Node SDK: `subscribe` + "
                "`listFetch` of 100; Redis: `SUBSCRIBE` (confirmed) + `LRANGE 0 -1` of 100 on "
@@ -144,12 +148,13 @@ def plot(doc, samples, out_png, workdir):
     with open(bars, "w") as f:
         for i, s in enumerate(doc["systems"]):
             if s.get("sends_per_s"):
-                name = s["system"].split(" (")[0].replace(" ", "_")
+                name = s["system"].split(" (")[0]
                 f.write(f"{i} \"{name}\" {s['sends_per_s']} {s.get('recv_per_s', 0)}\n")
     script = [
         "set terminal pngcairo size 1400,600 font ',10'" if _has_cairo(gp)
         else "set terminal png size 1400,600",
         f"set output '{out_png}'",
+        "set termoption noenhanced",
         "set multiplot layout 1,2",
         "set title 'publish → receive latency CDF (µs, log scale)'",
         "set logscale x", "set xlabel 'µs'", "set ylabel 'fraction'", "set key bottom right",

@@ -11,7 +11,7 @@ const path = require('node:path');
 const sdk = require('@gomomento/sdk');
 
 function arg(name, dflt) {
-  const i = process.argv.indexOf(name);
+  const i = process.argv.lastIndexOf(name); // the last one wins (run.sh overrides --tput)
   return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
 }
 const cfg = {
