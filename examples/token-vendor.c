@@ -190,7 +190,7 @@ static bool parse_args(int argc, char **argv, args *a) {
     } else if (strcmp(opt, "--valid-for") == 0) {
       char *end;
       a->valid_for = strtol(val, &end, 10);
-      if (*end || a->valid_for <= 0 || a->valid_for > 86400 * 30)
+      if (*end || a->valid_for <= 0 || a->valid_for > 86400L * 30)
         return false;
     } else {
       return false;

@@ -111,6 +111,17 @@ static mim_status start_transport(const mim_client_options *o, mim_client *c) {
   return mim_transport_create(&cfg, &c->transport);
 }
 
+/* Frees a client that is not running callbacks on the caller's thread. */
+static void client_destroy(mim_client *c) {
+  /* The provider's worker installs tokens into the transport: stop it first. */
+  mim_token_provider_stop(c->tokens);
+  mim_transport_free(c->transport);
+  mim_token_provider_free(c->tokens);
+  mim_credentials_free(c->creds);
+  explicit_bzero(c, sizeof *c);
+  free(c);
+}
+
 MIM_API mim_status mim_client_create(const mim_client_options *options, mim_client **out) {
   mim_clear_error();
   if (!out)
@@ -133,7 +144,7 @@ MIM_API mim_status mim_client_create(const mim_client_options *options, mim_clie
     st = mim_token_provider_start(options->token_url, options->token_refresh_margin_ms,
                                   c->token_expires_at, c->transport, &c->tokens);
   if (st != MIM_OK) {
-    mim_client_free(c);
+    client_destroy(c);
     return st;
   }
   /* Installed last so a failed create leaves the process-wide logger untouched. */
@@ -154,13 +165,7 @@ MIM_API void mim_client_free(mim_client *client) {
     mim_log(MIM_LOG_ERROR, "mim_client_free called from a client callback: ignored");
     return;
   }
-  /* The provider's worker installs tokens into the transport: stop it first. */
-  mim_token_provider_stop(client->tokens);
-  mim_transport_free(client->transport);
-  mim_token_provider_free(client->tokens);
-  mim_credentials_free(client->creds);
-  explicit_bzero(client, sizeof *client);
-  free(client);
+  client_destroy(client);
 }
 
 mim_transport *mim_client_transport(const mim_client *client) {
