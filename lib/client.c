@@ -9,6 +9,7 @@
 #include "pb.h"
 #include "token_provider.h"
 
+#include <arpa/inet.h>
 #include <cacheping.pb-c.h>
 #include <controlclient.pb-c.h>
 #include <stdbool.h>
@@ -77,14 +78,22 @@ static mim_status apply_overrides(const mim_client_options *o, mim_credentials *
 }
 
 /* True for "127.x.y.z:port", "localhost:port", "[::1]:port" (what never leaves the
- * machine, so TLS adds nothing for a local server). */
+ * machine, so TLS adds nothing for a local server). The host must be exactly such an
+ * address: a name like "127.example.com" or "localhost.example.com" is remote. */
 static bool is_loopback(const char *host_port) {
   if (!host_port)
     return true; /* an unused plane does not weaken anything */
-  if (strncmp(host_port, "127.", 4) == 0 || strncmp(host_port, "[::1]", 5) == 0)
+  const char *end = host_port[0] == '[' ? strchr(host_port, ']') : strchr(host_port, ':');
+  size_t n = end ? (size_t)(end - host_port) + (host_port[0] == '[') : strlen(host_port);
+  char host[64];
+  if (n >= sizeof host)
+    return false;
+  memcpy(host, host_port, n);
+  host[n] = '\0';
+  if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
     return true;
-  return strncmp(host_port, "localhost", 9) == 0 &&
-         (host_port[9] == '\0' || host_port[9] == ':');
+  struct in_addr a;
+  return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
 }
 
 static bool wants_tls(const mim_client_options *o, const mim_credentials *creds) {
