@@ -36,7 +36,8 @@ static inline void bench_samples_init(bench_samples *s, size_t cap) {
 }
 
 static inline void bench_samples_add(bench_samples *s, int64_t ns) {
-  if (s->n < s->cap) s->v[s->n++] = ns;
+  if (s->n < s->cap)
+    s->v[s->n++] = ns;
 }
 
 static inline int bench_cmp_i64(const void *a, const void *b) {
@@ -46,10 +47,13 @@ static inline int bench_cmp_i64(const void *a, const void *b) {
 
 /* Nearest-rank percentile (p in 0..100) of the sorted samples, in microseconds. */
 static inline double bench_pct_us(const bench_samples *s, double p) {
-  if (s->n == 0) return -1;
+  if (s->n == 0)
+    return -1;
   size_t rank = (size_t)(p / 100.0 * (double)s->n + 0.999999);
-  if (rank < 1) rank = 1;
-  if (rank > s->n) rank = s->n;
+  if (rank < 1)
+    rank = 1;
+  if (rank > s->n)
+    rank = s->n;
   return (double)s->v[rank - 1] / 1000.0;
 }
 
@@ -62,14 +66,16 @@ static inline void bench_json_stats(FILE *f, const char *name, bench_samples *s)
 
 /* Writes the sorted samples (microseconds, one per line) for the CDF plot. */
 static inline void bench_write_samples(const char *path, bench_samples *s) {
-  if (!path || !*path) return;
+  if (!path || !*path)
+    return;
   FILE *f = fopen(path, "w");
   if (!f) {
     perror(path);
     return;
   }
   qsort(s->v, s->n, sizeof(*s->v), bench_cmp_i64);
-  for (size_t i = 0; i < s->n; i++) fprintf(f, "%.1f\n", (double)s->v[i] / 1000.0);
+  for (size_t i = 0; i < s->n; i++)
+    fprintf(f, "%.1f\n", (double)s->v[i] / 1000.0);
   fclose(f);
 }
 
@@ -81,7 +87,8 @@ static inline long bench_rss_bytes(pid_t pid) {
   else
     snprintf(path, sizeof(path), "/proc/self/status");
   FILE *f = fopen(path, "r");
-  if (!f) return -1;
+  if (!f)
+    return -1;
   long kb = -1;
   while (fgets(line, sizeof(line), f))
     if (strncmp(line, "VmRSS:", 6) == 0) {
@@ -94,21 +101,23 @@ static inline long bench_rss_bytes(pid_t pid) {
 
 /* A 100-byte (by default) printable payload. */
 static inline void bench_payload(char *buf, size_t len) {
-  for (size_t i = 0; i < len; i++) buf[i] = (char)('a' + i % 26);
+  for (size_t i = 0; i < len; i++)
+    buf[i] = (char)('a' + i % 26);
   buf[len] = '\0';
 }
 
 /* Command-line integer option "--name N" with a default. */
 static inline long bench_arg(int argc, char **argv, const char *name, long dflt) {
   for (int i = 1; i + 1 < argc; i++)
-    if (strcmp(argv[i], name) == 0) return strtol(argv[i + 1], NULL, 10);
+    if (strcmp(argv[i], name) == 0)
+      return strtol(argv[i + 1], NULL, 10);
   return dflt;
 }
 
-static inline const char *bench_arg_str(int argc, char **argv, const char *name,
-                                        const char *dflt) {
+static inline const char *bench_arg_str(int argc, char **argv, const char *name, const char *dflt) {
   for (int i = 1; i + 1 < argc; i++)
-    if (strcmp(argv[i], name) == 0) return argv[i + 1];
+    if (strcmp(argv[i], name) == 0)
+      return argv[i + 1];
   return dflt;
 }
 
@@ -149,7 +158,8 @@ static inline long counter_wait(counter *c, long want, int ms) {
   }
   pthread_mutex_lock(&c->mu);
   while (c->n < want)
-    if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT) break;
+    if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT)
+      break;
   long n = c->n;
   pthread_mutex_unlock(&c->mu);
   return n;

@@ -30,7 +30,8 @@ static mim_client *make_client(void) {
   o.tls = MIM_TLS_OFF;
   mim_client *c = NULL;
   mim_status st = mim_client_create(&o, &c);
-  if (st != MIM_OK) die("mim_client_create", st);
+  if (st != MIM_OK)
+    die("mim_client_create", st);
   return c;
 }
 
@@ -43,12 +44,14 @@ static mim_subscription *subscribe(mim_client *c, const char *topic, counter *cn
   mim_subscription_callbacks cb = {.on_item = on_item, .user = cnt};
   mim_subscription *sub = NULL;
   mim_status st = mim_topic_subscribe(c, cfg.cache, topic, NULL, &cb, &sub);
-  if (st != MIM_OK) die("mim_topic_subscribe", st);
+  if (st != MIM_OK)
+    die("mim_topic_subscribe", st);
   return sub;
 }
 
 static void save_samples(const char *name, bench_samples *s) {
-  if (!cfg.samples_dir) return;
+  if (!cfg.samples_dir)
+    return;
   char path[512];
   snprintf(path, sizeof(path), "%s/%s.txt", cfg.samples_dir, name);
   bench_write_samples(path, s);
@@ -64,19 +67,23 @@ static void bench_topic_latency(mim_client *tx, mim_client *rx, const char *payl
     long before = cnt.n; /* only this thread waits; the callback only increments */
     int64_t t0 = bench_now_ns();
     mim_status st = mim_topic_publish_text(tx, cfg.cache, "lat", payload);
-    if (st != MIM_OK) die("publish", st);
-    if (counter_wait(&cnt, before + 1, WAIT_MS) <= before) die("no on_item", MIM_OK);
+    if (st != MIM_OK)
+      die("publish", st);
+    if (counter_wait(&cnt, before + 1, WAIT_MS) <= before)
+      die("no on_item", MIM_OK);
     pthread_mutex_lock(&cnt.mu);
     int64_t t1 = cnt.last_ns;
     pthread_mutex_unlock(&cnt.mu);
-    if (i >= cfg.warmup) bench_samples_add(out, t1 - t0);
+    if (i >= cfg.warmup)
+      bench_samples_add(out, t1 - t0);
   }
   mim_topic_unsubscribe(sub);
 }
 
 static void on_message(mim_session *s, const mim_message *m, void *user) {
   (void)s;
-  if (!m->from_history) counter_bump(user);
+  if (!m->from_history)
+    counter_bump(user);
 }
 
 static void on_message_count_all(mim_session *s, const mim_message *m, void *user) {
@@ -88,7 +95,8 @@ static void on_message_count_all(mim_session *s, const mim_message *m, void *use
 static mim_session *join(mim_client *c, const char *chat, mim_on_message fn, counter *cnt) {
   mim_session *s = NULL;
   mim_status st = mim_join(c, cfg.cache, chat, NULL, fn, cnt, &s);
-  if (st != MIM_OK) die("mim_join", st);
+  if (st != MIM_OK)
+    die("mim_join", st);
   return s;
 }
 
@@ -104,12 +112,15 @@ static void bench_send_latency(mim_client *tx, mim_client *rx, const char *paylo
     long before = rcnt.n;
     int64_t t0 = bench_now_ns();
     mim_status st = mim_send(ss, payload, NULL);
-    if (st != MIM_OK) die("mim_send", st);
-    if (counter_wait(&rcnt, before + 1, WAIT_MS) <= before) die("no on_message", MIM_OK);
+    if (st != MIM_OK)
+      die("mim_send", st);
+    if (counter_wait(&rcnt, before + 1, WAIT_MS) <= before)
+      die("no on_message", MIM_OK);
     pthread_mutex_lock(&rcnt.mu);
     int64_t t1 = rcnt.last_ns;
     pthread_mutex_unlock(&rcnt.mu);
-    if (i >= cfg.warmup) bench_samples_add(out, t1 - t0);
+    if (i >= cfg.warmup)
+      bench_samples_add(out, t1 - t0);
   }
   mim_leave(ss);
   mim_leave(rs);
@@ -120,7 +131,8 @@ static void on_published(void *user, mim_status st, const char *detail) {
   counter *c = user;
   pthread_mutex_lock(&c->mu);
   c->inflight--;
-  if (st != MIM_OK) c->failed++;
+  if (st != MIM_OK)
+    c->failed++;
   c->last_ns = bench_now_ns();
   pthread_cond_broadcast(&c->cv);
   pthread_mutex_unlock(&c->mu);
@@ -136,14 +148,18 @@ static void bench_throughput(mim_client *tx, mim_client *rx, const char *payload
   int64_t t0 = bench_now_ns();
   for (long i = 0; i < cfg.tput; i++) {
     pthread_mutex_lock(&pub.mu);
-    while (pub.inflight >= cfg.window) pthread_cond_wait(&pub.cv, &pub.mu);
+    while (pub.inflight >= cfg.window)
+      pthread_cond_wait(&pub.cv, &pub.mu);
     pub.inflight++;
     pthread_mutex_unlock(&pub.mu);
-    mim_status st = mim_topic_publish_text_async(tx, cfg.cache, "tput", payload, on_published, &pub);
-    if (st != MIM_OK) die("publish_async", st);
+    mim_status st =
+        mim_topic_publish_text_async(tx, cfg.cache, "tput", payload, on_published, &pub);
+    if (st != MIM_OK)
+      die("publish_async", st);
   }
   pthread_mutex_lock(&pub.mu);
-  while (pub.inflight > 0) pthread_cond_wait(&pub.cv, &pub.mu);
+  while (pub.inflight > 0)
+    pthread_cond_wait(&pub.cv, &pub.mu);
   int64_t t_sent = pub.last_ns;
   *failed = pub.failed;
   pthread_mutex_unlock(&pub.mu);
@@ -163,7 +179,8 @@ static void bench_join(mim_client *tx, mim_client *rx, const char *payload, benc
   mim_session *ss = join(tx, "join-chat", on_message, &scnt);
   for (int i = 0; i < 100; i++) {
     mim_status st = mim_send(ss, payload, NULL);
-    if (st != MIM_OK) die("prefill", st);
+    if (st != MIM_OK)
+      die("prefill", st);
   }
   for (long i = 0; i < cfg.warmup / 10 + cfg.joins; i++) {
     counter cnt;
@@ -171,9 +188,11 @@ static void bench_join(mim_client *tx, mim_client *rx, const char *payload, benc
     int64_t t0 = bench_now_ns();
     mim_session *s = join(rx, "join-chat", on_message_count_all, &cnt);
     int64_t t1 = bench_now_ns();
-    if (cnt.n < 100) fprintf(stderr, "bench_mim: join delivered %ld of 100\n", cnt.n);
+    if (cnt.n < 100)
+      fprintf(stderr, "bench_mim: join delivered %ld of 100\n", cnt.n);
     mim_leave(s);
-    if (i >= cfg.warmup / 10) bench_samples_add(out, t1 - t0);
+    if (i >= cfg.warmup / 10)
+      bench_samples_add(out, t1 - t0);
   }
   mim_leave(ss);
 }
@@ -182,8 +201,10 @@ static void bench_ping(mim_client *c, bench_samples *out) {
   for (long i = 0; i < cfg.warmup + cfg.count; i++) {
     int64_t t0 = bench_now_ns();
     mim_status st = mim_client_ping(c);
-    if (st != MIM_OK) die("ping", st);
-    if (i >= cfg.warmup) bench_samples_add(out, bench_now_ns() - t0);
+    if (st != MIM_OK)
+      die("ping", st);
+    if (i >= cfg.warmup)
+      bench_samples_add(out, bench_now_ns() - t0);
   }
 }
 
@@ -207,7 +228,8 @@ static void bench_memory(double *client_per, double *server_per) {
   long c1 = bench_rss_bytes(0), s1 = bench_rss_bytes((pid_t)cfg.server_pid);
   *client_per = (double)(c1 - c0) / (double)n;
   *server_per = cfg.server_pid > 0 && s0 > 0 ? (double)(s1 - s0) / (double)n : -1;
-  for (long i = 0; i < n + 10; i++) mim_leave(ss[i]);
+  for (long i = 0; i < n + 10; i++)
+    mim_leave(ss[i]);
   free(ss);
   mim_client_free(c);
 }
@@ -251,12 +273,22 @@ int main(int argc, char **argv) {
   double sends = 0, recvs = 0, mem_c = 0, mem_s = 0;
   long received = 0, failed = 0;
 
-  bench_ping(tx, &ping);
-  bench_topic_latency(tx, rx, payload, &lat);
-  bench_send_latency(tx, rx, payload, &send_lat);
-  bench_throughput(tx, rx, payload, &sends, &recvs, &received, &failed);
-  bench_join(tx, rx, payload, &joins);
-  bench_memory(&mem_c, &mem_s);
+  /* --only PHASE runs one phase (for perf); the others report n 0. */
+  const char *only = bench_arg_str(argc, argv, "--only", NULL);
+#define PHASE(name) (!only || strcmp(only, name) == 0)
+  if (PHASE("ping"))
+    bench_ping(tx, &ping);
+  if (PHASE("latency"))
+    bench_topic_latency(tx, rx, payload, &lat);
+  if (PHASE("send"))
+    bench_send_latency(tx, rx, payload, &send_lat);
+  if (PHASE("tput"))
+    bench_throughput(tx, rx, payload, &sends, &recvs, &received, &failed);
+  if (PHASE("join"))
+    bench_join(tx, rx, payload, &joins);
+  if (PHASE("memory"))
+    bench_memory(&mem_c, &mem_s);
+#undef PHASE
 
   save_samples("libmomento-im", &lat);
   save_samples("libmomento-im-send", &send_lat);

@@ -65,7 +65,8 @@ static void bench_latency(const char *payload, bench_samples *out) {
     pthread_mutex_lock(&cnt.mu);
     int64_t t1 = cnt.last_ns;
     pthread_mutex_unlock(&cnt.mu);
-    if (i >= cfg.warmup) bench_samples_add(out, t1 - t0);
+    if (i >= cfg.warmup)
+      bench_samples_add(out, t1 - t0);
   }
   natsSubscription_Destroy(sub);
   natsConnection_Destroy(tx);
@@ -111,7 +112,8 @@ static void bench_memory(double *client_per, double *server_per) {
   long c1 = bench_rss_bytes(0), s1 = bench_rss_bytes((pid_t)cfg.server_pid);
   *client_per = (double)(c1 - c0) / (double)cfg.sessions;
   *server_per = cfg.server_pid > 0 ? (double)(s1 - s0) / (double)cfg.sessions : -1;
-  for (long i = 0; i < cfg.sessions; i++) natsSubscription_Destroy(subs[i]);
+  for (long i = 0; i < cfg.sessions; i++)
+    natsSubscription_Destroy(subs[i]);
   free(subs);
   natsConnection_Destroy(nc);
 }

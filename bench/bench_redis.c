@@ -49,7 +49,8 @@ static void *receive_loop(void *arg) {
   receiver *rv = arg;
   for (long i = 0; i < rv->want; i++) {
     redisReply *r = NULL;
-    if (redisGetReply(rv->sub, (void **)&r) != REDIS_OK) break;
+    if (redisGetReply(rv->sub, (void **)&r) != REDIS_OK)
+      break;
     freeReplyObject(r);
     counter_bump(&rv->cnt);
   }
@@ -84,7 +85,8 @@ static void bench_latency(const char *payload, bench_samples *out) {
     pthread_mutex_lock(&rv.cnt.mu);
     int64_t t1 = rv.cnt.last_ns;
     pthread_mutex_unlock(&rv.cnt.mu);
-    if (i >= cfg.warmup) bench_samples_add(out, t1 - t0);
+    if (i >= cfg.warmup)
+      bench_samples_add(out, t1 - t0);
   }
   receiver_join(&rv);
   redisFree(pub);
@@ -101,14 +103,16 @@ static void bench_throughput(const char *payload, double *sends, double *recvs, 
     redisAppendCommand(pub, "PUBLISH tput %b", payload, (size_t)cfg.payload);
     if (++outstanding >= cfg.window) {
       redisReply *r = NULL;
-      if (redisGetReply(pub, (void **)&r) != REDIS_OK) exit(1);
+      if (redisGetReply(pub, (void **)&r) != REDIS_OK)
+        exit(1);
       freeReplyObject(r);
       outstanding--;
     }
   }
   while (outstanding-- > 0) {
     redisReply *r = NULL;
-    if (redisGetReply(pub, (void **)&r) != REDIS_OK) exit(1);
+    if (redisGetReply(pub, (void **)&r) != REDIS_OK)
+      exit(1);
     freeReplyObject(r);
   }
   int64_t t_sent = bench_now_ns();
@@ -121,7 +125,8 @@ static void bench_throughput(const char *payload, double *sends, double *recvs, 
   if (*received < cfg.tput) {
     /* unblock the receiver: it waits for messages that will not come */
     redisContext *c = connect_redis();
-    for (long i = *received; i < cfg.tput; i++) command(c, "PUBLISH tput x");
+    for (long i = *received; i < cfg.tput; i++)
+      command(c, "PUBLISH tput x");
     redisFree(c);
   }
   receiver_join(&rv);
@@ -133,7 +138,8 @@ static void bench_throughput(const char *payload, double *sends, double *recvs, 
 static void bench_join(const char *payload, bench_samples *out) {
   redisContext *c = connect_redis(), *sub = connect_redis();
   command(c, "DEL joinlist");
-  for (int i = 0; i < 100; i++) command(c, "RPUSH joinlist %b", payload, (size_t)cfg.payload);
+  for (int i = 0; i < 100; i++)
+    command(c, "RPUSH joinlist %b", payload, (size_t)cfg.payload);
   for (long i = 0; i < cfg.warmup / 10 + cfg.joins; i++) {
     int64_t t0 = bench_now_ns();
     command(sub, "SUBSCRIBE joinch");
@@ -145,7 +151,8 @@ static void bench_join(const char *payload, bench_samples *out) {
     }
     freeReplyObject(r);
     command(sub, "UNSUBSCRIBE joinch");
-    if (i >= cfg.warmup / 10) bench_samples_add(out, t1 - t0);
+    if (i >= cfg.warmup / 10)
+      bench_samples_add(out, t1 - t0);
   }
   redisFree(c);
   redisFree(sub);
@@ -155,10 +162,12 @@ static void bench_join(const char *payload, bench_samples *out) {
 static void bench_memory(double *client_per, double *server_per) {
   redisContext *sub = connect_redis();
   long c0 = bench_rss_bytes(0), s0 = bench_rss_bytes((pid_t)cfg.server_pid);
-  for (long i = 0; i < cfg.sessions; i++) redisAppendCommand(sub, "SUBSCRIBE idle-%ld", i);
+  for (long i = 0; i < cfg.sessions; i++)
+    redisAppendCommand(sub, "SUBSCRIBE idle-%ld", i);
   for (long i = 0; i < cfg.sessions; i++) {
     redisReply *r = NULL;
-    if (redisGetReply(sub, (void **)&r) != REDIS_OK) exit(1);
+    if (redisGetReply(sub, (void **)&r) != REDIS_OK)
+      exit(1);
     freeReplyObject(r);
   }
   long c1 = bench_rss_bytes(0), s1 = bench_rss_bytes((pid_t)cfg.server_pid);
