@@ -68,8 +68,9 @@ static char *mint_policy(const char *id, int policy) {
 
 static void write_seed(const char *dir, size_t method, uint8_t flags, const uint8_t *msg,
                        size_t len) {
+  static unsigned count; /* some methods have several seeds */
   char path[512];
-  snprintf(path, sizeof path, "%s/seed-%02zu-%02x", dir, method, flags);
+  snprintf(path, sizeof path, "%s/seed-%02zu-%02x-%02u", dir, method, flags, count++);
   FILE *f = fopen(path, "wb");
   if (!f) {
     perror(path);
