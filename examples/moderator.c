@@ -3,7 +3,7 @@
  *
  *   moderator --chat ROOM [--chat ROOM2 ...] [--cache NAME] [--endpoint HOST:PORT
  *             [--plaintext]] [--key-file PATH] [--words FILE] [--word W ...] [--cap N]
- *             [--max-length N]
+ *             [--max-length N] [--any-name]
  *
  * Holds a privileged key, reads what moderated clients publish on "ROOM-input", and
  * forwards what passes the word filter to the room's history list (capped to N) and its
@@ -34,6 +34,7 @@ typedef struct word_list {
 typedef struct filter_config {
   word_list words;
   size_t max_length; /* in characters (UTF-8 code points) */
+  bool any_name;     /* true: do not compare the claimed name with the token id */
   pthread_mutex_t log_mu;
 } filter_config;
 
@@ -53,9 +54,12 @@ static void usage(FILE *out) {
       "  --word W             a banned word (repeatable)\n"
       "  --cap N              history kept per room (default %d)\n"
       "  --max-length N       longest accepted message in characters (default %d)\n"
+      "  --any-name           accept a sender name that differs from its token id\n"
       "  --help               this text\n"
       "\n"
       "Rules, in order:\n"
+      "  reject  a sender whose name is not its token id (unless --any-name): in a\n"
+      "          moderated room receivers can only trust what the moderator checked;\n"
       "  reject  an empty message, or one longer than --max-length characters;\n"
       "  reject  a message made only of banned words (ignoring spaces and punctuation);\n"
       "  mask    each banned word: its characters become '*' (whole words only,\n"
@@ -154,6 +158,12 @@ static void log_decision(filter_config *cfg, const mim_message *m, const char *v
 
 static mim_moderation_verdict moderate(const mim_message *m, char **new_text, void *user) {
   filter_config *cfg = user;
+  /* Receivers of a moderated room see the moderator as the trusted publisher, so the
+   * moderator is the one who can hold senders to the name their token carries. */
+  if (!cfg->any_name && *m->publisher_id && strcmp(m->publisher_id, m->from) != 0) {
+    log_decision(cfg, m, "reject", "name is not the token id", m->text);
+    return MIM_MODERATION_REJECT;
+  }
   size_t chars = utf8_length(m->text);
   if (chars == 0) {
     log_decision(cfg, m, "reject", "empty", m->text);
@@ -287,7 +297,18 @@ typedef struct options {
 
 /* 0 ok, 1 help, 2 usage error (printed). */
 static int parse_args(int argc, char **argv, options *o, filter_config *cfg) {
-  enum { O_CACHE = 256, O_ENDPOINT, O_PLAIN, O_KEYFILE, O_WORDS, O_WORD, O_CAP, O_MAXLEN, O_HELP };
+  enum {
+    O_CACHE = 256,
+    O_ENDPOINT,
+    O_PLAIN,
+    O_KEYFILE,
+    O_WORDS,
+    O_WORD,
+    O_CAP,
+    O_MAXLEN,
+    O_ANYNAME,
+    O_HELP
+  };
   static const struct option longs[] = {{"chat", required_argument, NULL, 'c'},
                                         {"cache", required_argument, NULL, O_CACHE},
                                         {"endpoint", required_argument, NULL, O_ENDPOINT},
@@ -297,6 +318,7 @@ static int parse_args(int argc, char **argv, options *o, filter_config *cfg) {
                                         {"word", required_argument, NULL, O_WORD},
                                         {"cap", required_argument, NULL, O_CAP},
                                         {"max-length", required_argument, NULL, O_MAXLEN},
+                                        {"any-name", no_argument, NULL, O_ANYNAME},
                                         {"help", no_argument, NULL, O_HELP},
                                         {NULL, 0, NULL, 0}};
   int c;
@@ -334,6 +356,9 @@ static int parse_args(int argc, char **argv, options *o, filter_config *cfg) {
       if (!parse_count(optarg, "--max-length", 1000000, &n))
         return 2;
       cfg->max_length = n;
+      break;
+    case O_ANYNAME:
+      cfg->any_name = true;
       break;
     case O_HELP:
       usage(stdout);

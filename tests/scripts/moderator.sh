@@ -119,17 +119,24 @@ check "dave sees his own message masked" \
 echo "Heck, darn!" >&4
 echo "spam" >&4
 echo "this line is far longer than the forty characters allowed" >&4
+# dave's token under another name: the moderator holds senders to their token id.
+printf 'i am not dave\n' | timeout 20 "$B/examples/chat" --chat room-1 --name mallory \
+  --endpoint "$E" --key-file "$dir/dave.key" --moderated >"$dir/mallory.out" 2>&1
+check "an impostor's client sends and exits 0" [ $? -eq 0 ]
 echo "after the rejects" >&4
 check "bob sees the message sent after the rejected ones" \
   wait_line "$dir/bob.out" "^$TS dave \(token root\): after the rejects$"
 check "no rejected message reached bob" \
-  bash -c "! grep -qiE 'heck|spam|forty|\*\*\*\*, ' '$dir/bob.out'"
+  bash -c "! grep -qiE 'heck|spam|forty|\*\*\*\*, |mallory' '$dir/bob.out'"
 check "the moderator logged the mask" \
   grep -qE "^$TS room-1 mask +dave: this is \*\*\*\* fast, darned good$" "$dir/mod.out"
 check "the moderator logged 'only banned words' twice" \
   [ "$(grep -cE "^$TS room-1 reject dave: .*\[only banned words\]$" "$dir/mod.out")" = 2 ]
 check "the moderator logged the length reject" \
   grep -qE "^$TS room-1 reject dave: \(not shown\)  \[57 characters, limit 40\]$" "$dir/mod.out"
+check "the moderator logged the impostor's reject" \
+  grep -qE "^$TS room-1 reject mallory \(token dave\): i am not dave  \[name is not the token id\]$" \
+  "$dir/mod.out"
 check "the moderator logged the accept" \
   grep -qE "^$TS room-1 accept dave: after the rejects$" "$dir/mod.out"
 
