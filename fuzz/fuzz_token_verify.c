@@ -145,8 +145,10 @@ static void check_claims(const auth_claims *c) {
 
 /* Re-mints the claims; the new token must verify to the same claims. Only for claims
  * whose permissions re-serialize to exactly as many bytes as they came in (perms_len):
- * a string with a NUL inside is cut there when read (protobuf-c hands out C strings),
- * so such a token cannot round-trip (reported in /tmp/mim-server-bugs.md). */
+ * protobuf-c hands out strings cut at their first NUL, and keeps unknown fields it should
+ * have refused (field number 0 written with a multi-byte tag, which it then writes back
+ * as a one-byte tag that it rejects), so such payloads cannot round-trip (see
+ * /tmp/mim-server-bugs.md; input fuzz/corpus/fuzz_token_verify/regress-remint-field-zero). */
 static void remint(const auth_claims *c, size_t perms_len) {
   if (c->perms && permission_messages__permissions__get_packed_size(c->perms) != perms_len) {
     return;
