@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -38,6 +39,38 @@ def fmt(v, unit=""):
     return f"{v:,}{unit}" if isinstance(v, int) else f"{v}{unit}"
 
 
+def median_of(values):
+    """Median of numbers (None/negative = not measured are left out unless all are)."""
+    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    good = [v for v in nums if v >= 0]
+    if not nums:
+        return values[0]
+    m = statistics.median(good or nums)
+    return round(m, 1) if isinstance(m, float) else m
+
+
+def aggregate(lines):
+    """One entry per system: each figure is the median over the rounds; the per-round
+    values are kept under "rounds"."""
+    by = {}
+    for line in lines:
+        by.setdefault(line["system"], []).append(line)
+    out = []
+    for name, runs in by.items():
+        agg = {"system": name}
+        for key in runs[0]:
+            if key in ("system", "round"):
+                continue
+            vals = [r.get(key) for r in runs]
+            if isinstance(vals[0], dict):
+                agg[key] = {k: median_of([v.get(k) for v in vals if v]) for k in vals[0]}
+            else:
+                agg[key] = median_of(vals)
+        agg["rounds"] = runs
+        out.append(agg)
+    return out
+
+
 def row(s):
     lat = s.get("latency") or {}
     join = s.get("join") or {}
@@ -65,7 +98,9 @@ def markdown(doc):
                f"{p['client_cpu']} (taskset). Payload {p['payload']} B, "
                f"{p['warmup']} warm-up + {p['count']} timed round trips, "
                f"{p['tput']} messages for throughput (window {p['window']}), "
-               f"{p['joins']} joins, {p['sessions']} idle sessions.")
+               f"{p['joins']} joins, {p['sessions']} idle sessions. Each figure is the median "
+               f"of {p['rounds']} rounds (every round runs every system in turn; the "
+               f"per-round values are in latest.json); the CDF pools all rounds.")
     out.append("")
     out.append("**The machine was busy**: other engineers were building and testing in the "
                "same 2-vCPU VM during this run, so absolute numbers are noisy; compare "
@@ -113,11 +148,14 @@ def markdown(doc):
                "RSS is page-granular; small per-item figures are approximate.")
     out.append("")
     out.append("Not measured yet (later versions): fan-out to 1/100/1,000 subscribers, "
-               "latency and memory at 1/10/100/1,000 chats, split-core placement and medians "
-               "of several runs.")
+               "latency and memory at 1/10/100/1,000 chats, split-core placement.")
     out.append("")
     out.append("![latency CDF and throughput](latest.png)")
     out.append("")
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+    if doc["mode"] == "full" and os.path.exists(notes):
+        with open(notes) as f:
+            out.append(f.read())
     return "\n".join(out)
 
 
@@ -132,11 +170,13 @@ def plot(doc, samples, out_png, workdir):
              "grpc-ping": "raw gRPC ping", "node-sdk": "Node SDK",
              "nats": "NATS", "redis": "Redis"}
     for key, title in names.items():
-        path = os.path.join(samples, key + ".txt")
-        if not os.path.exists(path):
-            continue
-        with open(path) as f:
-            vals = [float(x) for x in f if x.strip()]
+        vals = []  # all rounds pooled
+        for rd in sorted(os.listdir(samples)):
+            path = os.path.join(samples, rd, key + ".txt")
+            if os.path.exists(path):
+                with open(path) as f:
+                    vals += [float(x) for x in f if x.strip()]
+        vals.sort()
         if not vals:
             continue
         dat = os.path.join(workdir, key + ".cdf")
@@ -185,7 +225,7 @@ def main():
     for a in ["mode", "results", "samples", "out", "so", "so-stripped", "server-cpu",
               "client-cpu", "mim-local-rss-end"]:
         ap.add_argument("--" + a)
-    for a in ["payload", "count", "warmup", "tput", "window", "joins", "sessions"]:
+    for a in ["payload", "count", "warmup", "tput", "window", "joins", "sessions", "rounds"]:
         ap.add_argument("--" + a, type=int)
     ap.add_argument("--loadavg-before", default=None)
     a = ap.parse_args()
@@ -195,6 +235,7 @@ def main():
             line = line.strip()
             if line.startswith("{"):
                 systems.append(json.loads(line))
+    systems = aggregate(systems)
     doc = {
         "mode": a.mode,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -207,13 +248,13 @@ def main():
                               f"{a.client_cpu} (clients)",
                    "payload": a.payload, "count": a.count, "warmup": a.warmup,
                    "tput": a.tput, "window": a.window, "joins": a.joins,
-                   "sessions": a.sessions},
+                   "sessions": a.sessions, "rounds": a.rounds},
         "library": {"so": os.path.basename(a.so), "so_bytes": os.path.getsize(a.so),
                     "so_stripped_bytes": os.path.getsize(a.so_stripped)},
         "mim_local_rss_end": int(a.mim_local_rss_end) if a.mim_local_rss_end else None,
         "systems": systems,
         "not_measured": ["fan-out 1/100/1000", "scaling 1/10/100/1000 chats",
-                         "split-core placement", "median of several runs"],
+                         "split-core placement"],
     }
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "latest.json"), "w") as f:
@@ -222,7 +263,8 @@ def main():
     with open(os.path.join(a.out, "latest.md"), "w") as f:
         f.write(markdown(doc))
     if a.mode == "full":
-        plot(doc, a.samples, os.path.abspath(os.path.join(a.out, "latest.png")), a.samples)
+        plot(doc, a.samples, os.path.abspath(os.path.join(a.out, "latest.png")),
+             os.path.dirname(a.samples))
     print(markdown(doc).split("\n\n")[3], file=sys.stderr)  # the table
     if a.mode == "smoke":
         return smoke_check(doc)

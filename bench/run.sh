@@ -27,11 +27,12 @@ full)
   # The Node SDK publishes a few hundred messages/s here: its throughput run gets fewer
   # messages so the whole bench stays within minutes (the count is in the JSON).
   NODE_TPUT=${BENCH_NODE_TPUT:-5000}
-  WINDOW=${BENCH_WINDOW:-256} JOINS=${BENCH_JOINS:-300} SESSIONS=${BENCH_SESSIONS:-1000}
+  WINDOW=${BENCH_WINDOW:-256}
+  ROUNDS=${BENCH_ROUNDS:-3} JOINS=${BENCH_JOINS:-300} SESSIONS=${BENCH_SESSIONS:-1000}
   ;;
 smoke)
   OUT=$B/bench-smoke
-  COUNT=50 WARMUP=10 TPUT=500 WINDOW=64 JOINS=5 SESSIONS=20
+  COUNT=50 WARMUP=10 TPUT=500 WINDOW=64 JOINS=5 SESSIONS=20 ROUNDS=1
   ;;
 *)
   echo "usage: bench/run.sh full|smoke" >&2
@@ -92,55 +93,68 @@ fi
 BIN=$B/bench
 
 # ---- mim-local ----
-MIMDIR=$WORK/mim
-mkdir -p "$MIMDIR"
-taskset -c "$SCPU" "$B/bin/mim-local" --host 127.0.0.1 --port 0 --port-file "$MIMDIR/port" \
-  --root-key-file "$MIMDIR/key" --cache bench --log-level warn >"$WORK/mim-local.log" 2>&1 &
-MIM_PID=$!
-PIDS+=("$MIM_PID")
-for i in $(seq 100); do [ -s "$MIMDIR/port" ] && break; sleep 0.1; done
-[ -s "$MIMDIR/port" ] || { log "mim-local did not start"; cat "$WORK/mim-local.log" >&2; exit 1; }
-MIM_EP=127.0.0.1:$(cat "$MIMDIR/port")
-log "mim-local on $MIM_EP (pid $MIM_PID)"
-
 RESULTS=$WORK/results.jsonl
 : >"$RESULTS"
-COMMON=(--count "$COUNT" --warmup "$WARMUP" --tput "$TPUT" --sessions "$SESSIONS"
-  --payload "$PAYLOAD" --samples-dir "$SAMPLES")
 
-log "libmomento-im + raw gRPC ping"
-taskset -c "$CCPU" "$BIN/bench_mim" --endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench \
-  --server-pid "$MIM_PID" --window "$WINDOW" --joins "$JOINS" "${COMMON[@]}" >>"$RESULTS"
-MIM_RSS_END=$(awk '/VmRSS/ {print $2*1024}' "/proc/$MIM_PID/status")
+start_mim_local() { # sets MIM_PID, MIM_EP, MIMDIR
+  MIMDIR=$WORK/mim-$1
+  mkdir -p "$MIMDIR"
+  taskset -c "$SCPU" "$B/bin/mim-local" --host 127.0.0.1 --port 0 --port-file "$MIMDIR/port" \
+    --root-key-file "$MIMDIR/key" --cache bench --log-level warn >"$MIMDIR/log" 2>&1 &
+  MIM_PID=$!
+  PIDS+=("$MIM_PID")
+  local i
+  for i in $(seq 100); do [ -s "$MIMDIR/port" ] && break; sleep 0.1; done
+  [ -s "$MIMDIR/port" ] || { log "mim-local did not start"; cat "$MIMDIR/log" >&2; exit 1; }
+  MIM_EP=127.0.0.1:$(cat "$MIMDIR/port")
+}
 
-if [ "$MODE" = full ]; then
-  log "official Node SDK"
+# One round runs every system once, one after the other (so a busy spell of the machine
+# hits one round, and the report takes each figure's median over the rounds).
+run_round() { # round number
+  local r=$1 dir=$SAMPLES/round$1
+  mkdir -p "$dir"
+  local common=(--count "$COUNT" --warmup "$WARMUP" --tput "$TPUT" --sessions "$SESSIONS"
+    --payload "$PAYLOAD" --samples-dir "$dir")
+  start_mim_local "$r"
+  log "round $r: libmomento-im + raw gRPC ping (mim-local $MIM_EP, pid $MIM_PID)"
+  taskset -c "$CCPU" "$BIN/bench_mim" --endpoint "$MIM_EP" --key-file "$MIMDIR/key" \
+    --cache bench --server-pid "$MIM_PID" --window "$WINDOW" --joins "$JOINS" "${common[@]}" |
+    sed "s/^{/{\"round\":$r,/" >>"$RESULTS"
+  MIM_RSS_END=$(awk '/VmRSS/ {print $2*1024}' "/proc/$MIM_PID/status")
+  [ "$MODE" = full ] || { kill "$MIM_PID"; return 0; }
+
+  log "round $r: official Node SDK"
   NODE_PATH=$ROOT/tests/interop/node_modules taskset -c "$CCPU" node bench/node/bench_sdk.js \
     --endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench --server-pid "$MIM_PID" \
-    --window "$WINDOW" --joins "$JOINS" "${COMMON[@]}" --tput "$NODE_TPUT" >>"$RESULTS" ||
-    log "Node SDK bench failed (see above)"
+    --window "$WINDOW" --joins "$JOINS" "${common[@]}" --tput "$NODE_TPUT" |
+    sed "s/^{/{\"round\":$r,/" >>"$RESULTS" || log "Node SDK bench failed (see above)"
+  kill "$MIM_PID"
 
-  log "NATS"
-  NPORT=$(free_port)
-  taskset -c "$SCPU" nats-server -a 127.0.0.1 -p "$NPORT" >"$WORK/nats.log" 2>&1 &
+  log "round $r: NATS"
+  local nport rport
+  nport=$(free_port)
+  taskset -c "$SCPU" nats-server -a 127.0.0.1 -p "$nport" >"$WORK/nats.log" 2>&1 &
   NATS_PID=$!
   PIDS+=("$NATS_PID")
-  wait_port "$NPORT"
-  taskset -c "$CCPU" "$BIN/bench_nats" --url "nats://127.0.0.1:$NPORT" --server-pid "$NATS_PID" \
-    "${COMMON[@]}" >>"$RESULTS"
+  wait_port "$nport"
+  taskset -c "$CCPU" "$BIN/bench_nats" --url "nats://127.0.0.1:$nport" --server-pid "$NATS_PID" \
+    "${common[@]}" | sed "s/^{/{\"round\":$r,/" >>"$RESULTS"
   kill "$NATS_PID"
 
-  log "Redis"
-  RPORT=$(free_port)
-  taskset -c "$SCPU" redis-server --bind 127.0.0.1 --port "$RPORT" --save '' --appendonly no \
+  log "round $r: Redis"
+  rport=$(free_port)
+  taskset -c "$SCPU" redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
     --daemonize no --logfile "$WORK/redis.log" &
   REDIS_PID=$!
   PIDS+=("$REDIS_PID")
-  wait_port "$RPORT"
-  taskset -c "$CCPU" "$BIN/bench_redis" --port "$RPORT" --server-pid "$REDIS_PID" \
-    --window "$WINDOW" --joins "$JOINS" "${COMMON[@]}" >>"$RESULTS"
+  wait_port "$rport"
+  taskset -c "$CCPU" "$BIN/bench_redis" --port "$rport" --server-pid "$REDIS_PID" \
+    --window "$WINDOW" --joins "$JOINS" "${common[@]}" | sed "s/^{/{\"round\":$r,/" >>"$RESULTS"
   kill "$REDIS_PID"
-fi
+}
+
+for r in $(seq "$ROUNDS"); do run_round "$r"; done
 
 # ---- report ----
 SO=$B/lib/libmomento-im.so.$(sed -n 's/^VERSION_\(MAJOR\|MINOR\|PATCH\) := //p' Makefile | paste -sd.)
@@ -149,5 +163,5 @@ strip -o "$STRIPPED" "$SO" 2>/dev/null || cp "$SO" "$STRIPPED"
 python3 bench/report.py --mode "$MODE" --results "$RESULTS" --samples "$SAMPLES" --out "$OUT" \
   --so "$SO" --so-stripped "$STRIPPED" --server-cpu "$SCPU" --client-cpu "$CCPU" \
   --payload "$PAYLOAD" --count "$COUNT" --warmup "$WARMUP" --tput "$TPUT" --window "$WINDOW" \
-  --joins "$JOINS" --sessions "$SESSIONS" --mim-local-rss-end "$MIM_RSS_END"
+  --joins "$JOINS" --sessions "$SESSIONS" --rounds "$ROUNDS" --mim-local-rss-end "$MIM_RSS_END"
 log "wrote $OUT/latest.json"
