@@ -19,6 +19,7 @@
 #define DEFAULT_DEADLINE_MS 15000
 #define DEFAULT_TTL_MS (24ULL * 3600 * 1000)
 #define MAX_CACHE_NAME 255
+#define MAX_AUTH_TOKEN (7 * 1024)
 
 struct mim_client {
   mim_credentials *creds; /* owns the auth token; zeroed when freed */
@@ -131,6 +132,16 @@ static void client_destroy(mim_client *c) {
   free(c);
 }
 
+/* gRPC servers refuse request metadata over 8 KiB (their default) by closing the
+ * connection, and gRPC shares that connection between every client of the process to
+ * the same host: a longer token could never work and would cut other clients' calls. */
+static mim_status check_token_size(const mim_credentials *creds) {
+  if (strlen(mim_credentials_auth_token(creds)) > MAX_AUTH_TOKEN)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "auth token is longer than %d bytes",
+                    MAX_AUTH_TOKEN);
+  return MIM_OK;
+}
+
 MIM_API mim_status mim_client_create(const mim_client_options *options, mim_client **out) {
   mim_clear_error();
   if (!out)
@@ -145,6 +156,8 @@ MIM_API mim_status mim_client_create(const mim_client_options *options, mim_clie
                                                                : DEFAULT_DEADLINE_MS;
   c->ttl_ms = options && options->default_ttl_ms ? options->default_ttl_ms : DEFAULT_TTL_MS;
   mim_status st = load_credentials(c, options, &c->creds);
+  if (st == MIM_OK)
+    st = check_token_size(c->creds);
   if (st == MIM_OK && options)
     st = apply_overrides(options, c->creds);
   if (st == MIM_OK)

@@ -74,8 +74,9 @@ MIM_API void mim_client_options_init(mim_client_options *options);
 /* Creates a client. options NULL = defaults (key from MOMENTO_API_KEY, TLS). *out is
  * owned by the caller; free with mim_client_free. A log_fn in the options is installed
  * process-wide (mim_set_log_callback; log_level 0 = MIM_LOG_INFO) once creation succeeded.
- * Errors: MIM_ERR_INVALID_ARGUMENT (no or malformed key, bad host, token_url together
- * with a key), MIM_ERR_NO_MEMORY, MIM_ERR_INTERNAL (gRPC could not start). No gRPC
+ * Errors: MIM_ERR_INVALID_ARGUMENT (no or malformed key, an auth token over 7 KiB: gRPC
+ * servers drop connections carrying more than 8 KiB of metadata; bad host, token_url
+ * together with a key), MIM_ERR_NO_MEMORY, MIM_ERR_INTERNAL (gRPC could not start). No gRPC
  * traffic happens here: a wrong endpoint shows up as MIM_ERR_UNAVAILABLE on the first
  * call. With token_url the first token is fetched here (blocking, at most 10 s):
  * MIM_ERR_UNAVAILABLE when the URL cannot be reached or does not answer 200 (the curl

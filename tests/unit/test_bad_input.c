@@ -287,6 +287,24 @@ static mim_status create_with(const char *key, const char *cache_host, mim_tls_m
   return mim_client_create(&o, &g.o_client);
 }
 
+/* A v2 key whose token is too long for gRPC metadata: parsing accepts it, the client
+ * refuses it (a server would drop the connection, shared with every other client). */
+static mim_status create_with_long_token(size_t len) {
+  char *tok = malloc(len + 1);
+  if (!tok)
+    return MIM_ERR_NO_MEMORY;
+  memset(tok, 't', len);
+  tok[len] = '\0';
+  mim_status st = mim_credentials_from_key_and_endpoint(tok, g.srv->endpoint, &g.o_creds);
+  free(tok);
+  if (st != MIM_OK)
+    return MIM_ERR_INTERNAL;
+  mim_client_options o;
+  mim_client_options_init(&o);
+  o.credentials = g.o_creds;
+  return mim_client_create(&o, &g.o_client);
+}
+
 static mim_status create_negative_deadline(void) {
   mim_client_options o;
   mim_client_options_init(&o);
@@ -321,6 +339,8 @@ static mim_status unreachable_call(void) {
   X(client_create_bad_utf8_key, INV, create_with(g.bad_utf8, NULL, MIM_TLS_OFF))                   \
   X(client_create_bad_host, INV, create_with(g.srv->root_key, "no spaces:1", MIM_TLS_OFF))         \
   X(client_create_huge_host, INV, create_with(g.srv->root_key, g.huge, MIM_TLS_OFF))               \
+  X(client_create_7kib_token_ok, MIM_OK, create_with_long_token(7 * 1024))                         \
+  X(client_create_16kib_token, INV, create_with_long_token(16 * 1024))                             \
   X(client_create_negative_deadline, INV, create_negative_deadline())                              \
   X(client_create_url_and_key, INV, create_url_and_key())                                          \
   X(client_unreachable_ping, MIM_ERR_UNAVAILABLE, unreachable_call())                              \
