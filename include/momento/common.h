@@ -7,7 +7,9 @@
  * The library never prints on its own and never calls abort()/exit() on bad input;
  * install a log callback to see what it does. Keys and tokens never appear in logs
  * or error details. gRPC core's own log lines are routed to the same callback
- * (prefixed "grpc: ") unless the GRPC_VERBOSITY environment variable is set.
+ * (prefixed "grpc: ") unless the GRPC_VERBOSITY environment variable is set. gRPC's
+ * opt-in tracing (GRPC_VERBOSITY=debug with GRPC_TRACE=http or similar) prints request
+ * headers, the "authorization" token included, to stderr: a debugging aid only.
  */
 #ifndef MOMENTO_COMMON_H
 #define MOMENTO_COMMON_H
