@@ -109,6 +109,12 @@ static bool wants_tls(const mim_client_options *o, const mim_credentials *creds)
   return false;
 }
 
+/* Any call refused for its token (list, topic, ping, control) asks the provider for a
+ * fresh one; the provider merges bursts of such requests. */
+static void token_refused(void *user) {
+  mim_client_token_rejected(user);
+}
+
 static mim_status start_transport(const mim_client_options *o, mim_client *c) {
   mim_transport_config cfg;
   memset(&cfg, 0, sizeof cfg);
@@ -118,6 +124,8 @@ static mim_status start_transport(const mim_client_options *o, mim_client *c) {
   c->tls = wants_tls(o, c->creds);
   cfg.plaintext = !c->tls;
   cfg.ca_file = o ? o->ca_file : NULL;
+  cfg.on_unauthenticated = token_refused;
+  cfg.hook_user = c;
   return mim_transport_create(&cfg, &c->transport);
 }
 
@@ -275,6 +283,10 @@ bool mim_client_token_rejected(mim_client *client) {
     return false;
   mim_token_provider_refresh(client->tokens);
   return true;
+}
+
+bool mim_client_refreshes_tokens(const mim_client *client) {
+  return client->tokens != NULL;
 }
 
 unsigned mim_client_token_fetches(const mim_client *client) {

@@ -31,6 +31,9 @@ const char *mim_client_endpoint(const mim_client *client);
  * when the client's credential is fixed (retrying cannot help). Thread-safe. */
 bool mim_client_token_rejected(mim_client *client);
 
+/* True when the client fetches its tokens from a URL (a rejected token can be replaced). */
+bool mim_client_refreshes_tokens(const mim_client *client);
+
 /* Tokens fetched from the token URL so far (the first one included); 0 without one. */
 unsigned mim_client_token_fetches(const mim_client *client);
 

@@ -177,8 +177,6 @@ static mim_status publish_sync(mim_client *c, const char *cache, const char *top
                                 buf.data, buf.len, mim_client_deadline_ms(c), &resp, &resp_len);
   mim_pb_buf_release(&buf);
   free(resp); /* common._Empty: nothing to read */
-  if (st == MIM_ERR_UNAUTHENTICATED)
-    mim_client_token_rejected(c); /* not retried here, but the next publish may succeed */
   return st;
 }
 
@@ -193,7 +191,6 @@ MIM_API mim_status mim_topic_publish_binary(mim_client *client, const char *cach
 }
 
 typedef struct publish_ctx {
-  mim_client *client;
   mim_publish_cb cb;
   void *user;
 } publish_ctx;
@@ -203,8 +200,6 @@ static void publish_done(void *user, mim_status st, const char *detail, const ui
   (void)resp;
   (void)len;
   publish_ctx *p = user;
-  if (st == MIM_ERR_UNAUTHENTICATED)
-    mim_client_token_rejected(p->client);
   if (p->cb)
     p->cb(p->user, st, st == MIM_OK ? "" : detail ? detail : "");
   free(p);
@@ -218,7 +213,6 @@ static mim_status publish_async(mim_client *c, const char *cache, const char *to
   publish_ctx *p = calloc(1, sizeof *p);
   if (!p)
     return mim_fail(MIM_ERR_NO_MEMORY, "publish: out of memory");
-  p->client = c;
   p->cb = cb;
   p->user = user;
   mim_pb_buf buf;
@@ -532,9 +526,10 @@ static void handle_stream_end(mim_subscription *s, mim_status status, const char
     status = MIM_ERR_UNAVAILABLE;
     detail = "stream ended before the subscription was confirmed";
   }
-  /* A rejected token is worth a retry when the client can fetch a fresh one. */
+  /* A rejected token is worth a retry when the client can fetch a fresh one (the
+   * transport already asked for it). */
   bool retry = retryable(status) ||
-               (status == MIM_ERR_UNAUTHENTICATED && mim_client_token_rejected(s->client));
+               (status == MIM_ERR_UNAUTHENTICATED && mim_client_refreshes_tokens(s->client));
   if (!s->ever_confirmed || !retry)
     close_for_good(s, status, detail);
   else

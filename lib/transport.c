@@ -100,6 +100,8 @@ struct mim_transport {
   pthread_cond_t cv; /* broadcast when a call ends or a timer callback returns */
   grpc_slice token;  /* guarded by mu; each call takes its own reference */
   grpc_slice agent;
+  void (*on_unauthenticated)(void *user);
+  void *hook_user;
   bool shutting_down;
   mim_call *calls; /* live calls, cancelled by mim_transport_free */
   mim_timer **heap;
@@ -559,6 +561,12 @@ static const uint8_t *slice_bytes(const grpc_slice *s) {
   return GRPC_SLICE_LENGTH(*s) ? GRPC_SLICE_START_PTR(*s) : NULL;
 }
 
+/* Lets the owner react to a rejected token once, whatever kind of call saw it. */
+static void note_status(mim_call *c, mim_status st) {
+  if (st == MIM_ERR_UNAUTHENTICATED && c->t->on_unauthenticated)
+    c->t->on_unauthenticated(c->t->hook_user);
+}
+
 static void on_unary_done(mim_call *c, int success) {
   char detail[DETAIL_LEN];
   mim_status st = mim_status_from_grpc(c->status);
@@ -572,6 +580,7 @@ static void on_unary_done(mim_call *c, int success) {
     st = MIM_ERR_PROTOCOL;
     snprintf(detail, sizeof detail, "cannot decompress the response");
   }
+  note_status(c, st);
   if (st == MIM_OK && c->recv_buf) {
     c->unary_cb(c->unary_user, MIM_OK, "", slice_bytes(&s), GRPC_SLICE_LENGTH(s));
     grpc_slice_unref(s);
@@ -590,6 +599,7 @@ static void stream_maybe_close(mim_call *c) {
   char detail[DETAIL_LEN];
   mim_status st = mim_status_from_grpc(c->status);
   copy_detail(c->details, detail, sizeof detail);
+  note_status(c, st);
   c->stream_cb.on_close(c->stream_cb.user, st, st == MIM_OK ? "" : detail);
   call_release(c);
 }
@@ -919,6 +929,8 @@ mim_status mim_transport_create(const mim_transport_config *config, mim_transpor
   pthread_cond_init(&t->cv, NULL);
   t->token = grpc_slice_from_copied_string(config->auth_token ? config->auth_token : "");
   t->agent = grpc_slice_from_copied_string(config->agent ? config->agent : DEFAULT_AGENT);
+  t->on_unauthenticated = config->on_unauthenticated;
+  t->hook_user = config->hook_user;
   t->wake_tag = (event_tag){TAG_WAKE, NULL};
   t->loop_deadline = gpr_inf_future(GPR_CLOCK_MONOTONIC);
   t->cq = grpc_completion_queue_create_for_next(NULL);

@@ -36,6 +36,11 @@ typedef struct mim_transport_config {
   bool plaintext;         /* true only for a local server; default TLS */
   const char *ca_file;    /* PEM roots instead of the system roots; NULL = system */
   const char *agent;      /* "agent" metadata; NULL = "c:im:<version>" */
+  /* Called on the event thread whenever a call or stream ends with
+   * MIM_ERR_UNAUTHENTICATED, before its own callback: the place to fetch a fresh token
+   * (mim_transport_set_auth_token). NULL = nothing to do. */
+  void (*on_unauthenticated)(void *user);
+  void *hook_user;
 } mim_transport_config;
 
 /* Creates channels (lazily connected) and starts the event thread. At least one host

@@ -577,6 +577,33 @@ static void test_refused_publish_refreshes(void **state) {
   vendor_stop(&v);
 }
 
+/* The same for a list call: any call refused for its token triggers the refresh. */
+static bool push_until(mim_client *c, const char *list, bool want_ok) {
+  for (int64_t deadline = mono_ms() + 8000; mono_ms() < deadline; sleep_ms(100)) {
+    mim_status st = mim_list_push_back(c, CACHE, list, "x", 1, NULL, NULL);
+    if (want_ok ? st == MIM_OK : st == MIM_ERR_UNAUTHENTICATED)
+      return true;
+    assert_true(st == MIM_OK || st == MIM_ERR_UNAUTHENTICATED);
+  }
+  return false;
+}
+
+static void test_refused_list_call_refreshes(void **state) {
+  (void)state;
+  vendor v;
+  vendor_start(&v, 2);
+  char url[256];
+  token_url(&v, "chat=list-refused&user=dave&mode=client", url, sizeof url);
+  mim_client *c = NULL;
+  assert_int_equal(url_client(url, -1, &c), MIM_OK);
+  assert_true(push_until(c, "list-refused", true));
+  assert_true(push_until(c, "list-refused", false)); /* the token expired */
+  assert_true(push_until(c, "list-refused", true));  /* a fresh one was fetched */
+  assert_int_equal(mim_client_token_fetches(c), 2);
+  mim_client_free(c);
+  vendor_stop(&v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_vendor_answers),
@@ -587,6 +614,7 @@ int main(void) {
       cmocka_unit_test(test_subscription_survives_expiry_proactive),
       cmocka_unit_test(test_subscription_survives_expiry_on_refusal),
       cmocka_unit_test(test_refused_publish_refreshes),
+      cmocka_unit_test(test_refused_list_call_refreshes),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
