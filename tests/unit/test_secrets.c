@@ -460,9 +460,34 @@ static void test_secrets_zeroed_on_free(void **state) {
   mim_disposable_token_free(t);
   expect_zeroed("mim_disposable_token_free: api_key", inspect_freed(kp, strlen(token) + 1));
   expect_zeroed("mim_disposable_token_free: credential", inspect_freed(cp, strlen(key) + 1));
+  free(key);
+
+  /* A token minted by the server, and the key inside a client. */
+  static const char *const caches[] = {CACHE, NULL};
+  mim_local_opts o = {.caches = caches};
+  mim_local *srv = NULL;
+  assert_int_equal(mim_local_start(&o, &srv), 0);
+  mim_client_options co;
+  mim_client_options_init(&co);
+  co.api_key = srv->root_key;
+  mim_client *root = NULL;
+  assert_int_equal(mim_client_create(&co, &root), MIM_OK);
+  t = NULL;
+  assert_int_equal(mim_token_generate_client_only(root, CACHE, CHAT, 60, "z", &t), MIM_OK);
+  size_t kn = strlen(t->api_key) + 1, cn = strlen(t->credential) + 1;
+  kp = (uintptr_t)t->api_key;
+  cp = (uintptr_t)t->credential;
+  mim_disposable_token_free(t);
+  expect_zeroed("minted token: api_key", inspect_freed(kp, kn));
+  expect_zeroed("minted token: credential", inspect_freed(cp, cn));
+  const char *rk = mim_client_auth_token(root);
+  size_t rn = strlen(rk) + 1;
+  uintptr_t rp = (uintptr_t)rk;
+  mim_client_free(root);
+  expect_zeroed("mim_client_free: the client's auth token", inspect_freed(rp, rn));
+  assert_int_equal(mim_local_stop(srv), 0);
   printf("[secrets] zeroisation: %d buffers checked, %d not checkable\n", checked, skipped);
   assert_true(checked > 0);
-  free(key);
 }
 
 int main(void) {
