@@ -42,7 +42,8 @@ if [ -f "$MIM_BUILD/lib/libmomento-im.a" ]; then
   ${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror -O1 -g \
     ${SANITIZE:+-fsanitize=$SANITIZE -fno-omit-frame-pointer} -I"$ROOT/include" \
     "$DIR/c/mim_peer.c" "$MIM_BUILD/lib/libmomento-im.a" \
-    $(pkg-config --libs grpc libprotobuf-c openssl jansson) -lpthread -o "$peer_bin" ||
+    $(pkg-config --libs $(sed -n 's/^Requires.private://p' "$MIM_BUILD/lib/libmomento-im.pc")) \
+    -lpthread -o "$peer_bin" ||
     echo "interop: could not build $peer_bin; the C<->SDK tests will fail"
 else
   echo "interop: no $MIM_BUILD/lib/libmomento-im.a (run make); the C<->SDK tests will fail"
