@@ -65,7 +65,7 @@ MIM_API mim_status mim_credentials_copy(const mim_credentials *creds, mim_creden
 MIM_API void mim_credentials_free(mim_credentials *creds);
 
 /* "host:port" for a plane. Owned by the credential; valid until it is freed or the
- * host is overridden. NULL only for NULL creds. */
+ * host is overridden. NULL only for NULL creds or a kind that is not a mim_host_kind. */
 MIM_API const char *mim_credentials_host(const mim_credentials *creds, mim_host_kind kind);
 
 /* Overrides the "host:port" of one plane (an endpoint override). A host without a
@@ -74,11 +74,12 @@ MIM_API const char *mim_credentials_host(const mim_credentials *creds, mim_host_
 MIM_API mim_status mim_credentials_set_host(mim_credentials *creds, mim_host_kind kind,
                                             const char *host_port);
 
-/* The base endpoint given by the key ("" for a legacy JWT). Owned by the credential. */
+/* The base endpoint given by the key ("" for a legacy JWT). Owned by the credential.
+ * NULL for NULL creds. */
 MIM_API const char *mim_credentials_endpoint(const mim_credentials *creds);
 
 /* The auth token sent as "authorization" metadata. Owned by the credential. Treat as
- * a secret: do not log it. */
+ * a secret: do not log it. NULL for NULL creds. */
 MIM_API const char *mim_credentials_auth_token(const mim_credentials *creds);
 
 /* Encodes an auth token and base endpoint as a v1 credential string (base64 JSON),

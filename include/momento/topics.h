@@ -114,7 +114,7 @@ MIM_API mim_status mim_topic_subscribe_async(mim_client *client, const char *cac
 
 /* Last sequence number / page delivered (0 before the first item; after a
  * discontinuity, new_sequence - 1 and its page, so the gap counts as consumed).
- * Thread-safe. */
+ * Thread-safe. 0 for a NULL sub. */
 MIM_API uint64_t mim_subscription_last_sequence(const mim_subscription *sub);
 MIM_API uint64_t mim_subscription_sequence_page(const mim_subscription *sub);
 
