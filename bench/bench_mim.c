@@ -310,5 +310,9 @@ int main(int argc, char **argv) {
   mim_client_free(tx);
   mim_client_free(rx);
   free(payload);
+  free(lat.v);
+  free(send_lat.v);
+  free(joins.v);
+  free(ping.v);
   return 0;
 }
