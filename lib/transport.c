@@ -913,6 +913,23 @@ static void install_grpc_log(void) {
     gpr_set_log_function(forward_grpc_log);
 }
 
+/* The token lives in a slice that every call references; its bytes are wiped when the
+ * last reference goes (gRPC's own header copies are beyond our reach). */
+static void wipe_secret(void *p, size_t len) {
+  explicit_bzero(p, len);
+  free(p);
+}
+
+static bool secret_slice(const char *s, grpc_slice *out) {
+  size_t len = strlen(s);
+  char *copy = malloc(len ? len : 1);
+  if (!copy)
+    return false;
+  memcpy(copy, s, len);
+  *out = grpc_slice_new_with_len(copy, len, wipe_secret);
+  return true;
+}
+
 mim_status mim_transport_create(const mim_transport_config *config, mim_transport **out) {
   if (!config || !out)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "transport: config and out are required");
@@ -927,15 +944,18 @@ mim_status mim_transport_create(const mim_transport_config *config, mim_transpor
   grpc_init();
   pthread_mutex_init(&t->mu, NULL);
   pthread_cond_init(&t->cv, NULL);
-  t->token = grpc_slice_from_copied_string(config->auth_token ? config->auth_token : "");
+  bool token_ok = secret_slice(config->auth_token ? config->auth_token : "", &t->token);
+  if (!token_ok)
+    t->token = grpc_empty_slice();
   t->agent = grpc_slice_from_copied_string(config->agent ? config->agent : DEFAULT_AGENT);
   t->on_unauthenticated = config->on_unauthenticated;
   t->hook_user = config->hook_user;
   t->wake_tag = (event_tag){TAG_WAKE, NULL};
   t->loop_deadline = gpr_inf_future(GPR_CLOCK_MONOTONIC);
   t->cq = grpc_completion_queue_create_for_next(NULL);
-  mim_status st = t->cq ? create_channels(t, config)
-                        : mim_fail(MIM_ERR_INTERNAL, "cannot create a completion queue");
+  mim_status st = !token_ok ? mim_fail(MIM_ERR_NO_MEMORY, "transport: out of memory")
+                  : t->cq   ? create_channels(t, config)
+                            : mim_fail(MIM_ERR_INTERNAL, "cannot create a completion queue");
   if (st == MIM_OK && pthread_create(&t->thread, NULL, event_main, t) != 0)
     st = mim_fail(MIM_ERR_INTERNAL, "cannot start the transport thread");
   if (st != MIM_OK) {
@@ -982,7 +1002,9 @@ void mim_transport_free(mim_transport *t) {
 mim_status mim_transport_set_auth_token(mim_transport *t, const char *auth_token) {
   if (!t || !auth_token)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "set_auth_token: transport and token required");
-  grpc_slice fresh = grpc_slice_from_copied_string(auth_token);
+  grpc_slice fresh;
+  if (!secret_slice(auth_token, &fresh))
+    return mim_fail(MIM_ERR_NO_MEMORY, "set_auth_token: out of memory");
   pthread_mutex_lock(&t->mu);
   grpc_slice old = t->token;
   t->token = fresh;
