@@ -199,43 +199,39 @@ static size_t id_hash(const char *id) {
   return (size_t)h;
 }
 
-static size_t buckets_for(size_t capacity) {
-  size_t n = 16;
-  while (n < capacity)
-    n *= 2;
-  return n;
+/* The bucket array grows with what the set holds (load factor <= 1), not with its
+ * capacity: an idle chat session keeps a capacity of thousands of ids but should not pay
+ * for thousands of buckets before it has seen a message. */
+#define IDSET_MIN_BUCKETS 16
+
+static mim_status rehash(mim_idset *set, size_t nb) {
+  mim_idset_node **b = calloc(nb, sizeof *b);
+  if (!b)
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+  for (mim_idset_node *n = set->oldest; n; n = n->fifo_next) {
+    size_t h = id_hash(n->id) & (nb - 1);
+    n->bucket_next = b[h];
+    b[h] = n;
+  }
+  free(set->buckets);
+  set->buckets = b;
+  set->nbuckets = nb;
+  return MIM_OK;
 }
 
 mim_status mim_idset_init(mim_idset *set, size_t capacity) {
   memset(set, 0, sizeof *set);
-  if (capacity == 0)
-    capacity = 1;
-  set->nbuckets = buckets_for(capacity);
+  set->capacity = capacity ? capacity : 1;
+  set->nbuckets = IDSET_MIN_BUCKETS;
   set->buckets = calloc(set->nbuckets, sizeof *set->buckets);
   if (!set->buckets)
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
-  set->capacity = capacity;
   return MIM_OK;
 }
 
 mim_status mim_idset_reserve(mim_idset *set, size_t capacity) {
-  if (capacity <= set->capacity)
-    return MIM_OK;
-  size_t nb = buckets_for(capacity);
-  if (nb != set->nbuckets) {
-    mim_idset_node **b = calloc(nb, sizeof *b);
-    if (!b)
-      return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
-    for (mim_idset_node *n = set->oldest; n; n = n->fifo_next) {
-      size_t h = id_hash(n->id) & (nb - 1);
-      n->bucket_next = b[h];
-      b[h] = n;
-    }
-    free(set->buckets);
-    set->buckets = b;
-    set->nbuckets = nb;
-  }
-  set->capacity = capacity;
+  if (capacity > set->capacity)
+    set->capacity = capacity;
   return MIM_OK;
 }
 
@@ -270,6 +266,10 @@ mim_status mim_idset_add(mim_idset *set, const char *id) {
   memcpy(n->id, id, len + 1);
   if (set->count >= set->capacity)
     evict_oldest(set);
+  if (set->count >= set->nbuckets && rehash(set, set->nbuckets * 2) != MIM_OK) {
+    free(n);
+    return MIM_ERR_NO_MEMORY;
+  }
   size_t h = id_hash(id) & (set->nbuckets - 1);
   n->bucket_next = set->buckets[h];
   set->buckets[h] = n;

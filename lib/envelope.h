@@ -60,7 +60,7 @@ bool mim_utf8_text_valid(const uint8_t *data, size_t len);
 typedef struct mim_idset_node mim_idset_node;
 typedef struct mim_idset {
   mim_idset_node **buckets;
-  size_t nbuckets; /* power of two, >= capacity */
+  size_t nbuckets; /* power of two; grows with count (load factor <= 1) */
   mim_idset_node *oldest, *newest;
   size_t count;
   size_t capacity;
@@ -68,7 +68,7 @@ typedef struct mim_idset {
 
 /* Initializes an empty set holding at most capacity (> 0) ids. MIM_ERR_NO_MEMORY. */
 mim_status mim_idset_init(mim_idset *set, size_t capacity);
-/* Raises the capacity (never lowers it). MIM_ERR_NO_MEMORY leaves the set unchanged. */
+/* Raises the capacity (never lowers it); memory grows only as ids are added. */
 mim_status mim_idset_reserve(mim_idset *set, size_t capacity);
 bool mim_idset_contains(const mim_idset *set, const char *id);
 /* Adds id (no-op when present), evicting the oldest id when full. MIM_ERR_NO_MEMORY. */
