@@ -1,12 +1,13 @@
 /*
- * The libmomento-im demo: a scripted chat against a running mim-local.
+ * A tour of the C API: a scripted chat in one process against a running mim-local.
  *
- *   demo ENDPOINT ROOT_KEY_FILE
+ *   tour ENDPOINT ROOT_KEY_FILE
  *
  * The root (super-user) key plays the token vendor: it mints one disposable token per
  * participant, scoped by the two policies of the pattern. Alice and Bob chat in
  * client-only mode; Dave writes in moderated mode and a moderator masks a word; Carol
- * joins late and gets the history first. scripts/demo.sh starts the server and runs this.
+ * joins late and gets the history first. `make demo` runs it after the multi-process
+ * demo (scripts/demo.sh).
  */
 #include <momento/im.h>
 
