@@ -39,6 +39,15 @@ if c++ $san -o "$root/appxx" "$root/app.cpp" $(pkg-config --cflags libmomento-im
   $(pkg-config --libs $(pkg-config --print-requires-private libmomento-im)) 2>"$root/cxx.log" &&
   "$root/appxx" >/dev/null; then ok; else cat "$root/cxx.log"; bad "C++ program with the static library"; fi
 
+# The chat example, built out of tree with nothing but the installed files and pkg-config.
+cp examples/chat.c "$root/chat.c"
+if (cd "$root" && cc $san -std=c11 -D_POSIX_C_SOURCE=200809L -o chat chat.c \
+  $(pkg-config --cflags --libs libmomento-im) -lpthread 2>chat.log) &&
+  LD_LIBRARY_PATH=$lib "$root/chat" --help >/dev/null 2>&1; then ok; else
+  cat "$root/chat.log"
+  bad "examples/chat out of tree with pkg-config"
+fi
+
 make -s --no-print-directory B="$B" uninstall PREFIX=$prefix DESTDIR="$root" >/dev/null 2>&1 || bad "make uninstall"
 left=$(find "$root$prefix" -type f -o -type l 2>/dev/null)
 [ -z "$left" ] && ok || bad "left after uninstall: $left"
