@@ -29,6 +29,10 @@ TEST_PKGS := cmocka
 SANITIZE ?=
 SAN_FLAGS := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer,)
 
+# `make V=1` shows every command line; by default one short line per step.
+V ?=
+Q := $(if $(V),,@)
+
 OPT ?= -O2
 WARN := -Wall -Wextra -Werror
 CFLAGS ?= $(OPT) -g
@@ -80,37 +84,44 @@ tests: $(UNIT_BIN)
 
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: lib/proto/%.proto $(PROTOS)
 	@mkdir -p $(GEN)
-	$(PROTOC_C) --c_out=$(GEN) -Ilib/proto $<
+	@$(if $(V),:,echo "  PROTOC $<")
+	$(Q)$(PROTOC_C) --c_out=$(GEN) -Ilib/proto $<
 
 # Generated headers must exist before anything includes them.
 $(LIB_OBJ) $(SERVER_OBJ) $(TESTLIB_OBJ) $(UNIT_BIN): | $(PROTO_H)
 
 $(OBJ)/gen/%.o: $(GEN)/%.c $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fvisibility=hidden -w -c -o $@ $<
+	@$(if $(V),:,echo "  CC     $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -fvisibility=hidden -w -c -o $@ $<
 
 $(OBJ)/lib/%.o: lib/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DMIM_BUILDING_LIBRARY -fvisibility=hidden -MMD -MP -c -o $@ $<
+	@$(if $(V),:,echo "  CC     $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -DMIM_BUILDING_LIBRARY -fvisibility=hidden -MMD -MP -c -o $@ $<
 
 $(OBJ)/server/%.o: server/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Iserver -MMD -MP -c -o $@ $<
+	@$(if $(V),:,echo "  CC     $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -Iserver -MMD -MP -c -o $@ $<
 
 $(OBJ)/tests/support/%.o: tests/support/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/support -MMD -MP -c -o $@ $<
+	@$(if $(V),:,echo "  CC     $<")
+	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/support -MMD -MP -c -o $@ $<
 
 $(SHARED): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(LDFLAGS_ALL) -o $@ $^ $(LIB_LDLIBS)
-	ln -sf libmomento-im.so.$(VERSION) $(B)/lib/$(SONAME)
-	ln -sf $(SONAME) $(B)/lib/libmomento-im.so
+	@$(if $(V),:,echo "  LD     $@")
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(LDFLAGS_ALL) -o $@ $^ $(LIB_LDLIBS)
+	$(Q)ln -sf libmomento-im.so.$(VERSION) $(B)/lib/$(SONAME)
+	$(Q)ln -sf $(SONAME) $(B)/lib/libmomento-im.so
 
 $(STATIC): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@
-	ar rcs $@ $^
+	$(Q)rm -f $@
+	@$(if $(V),:,echo "  AR     $@")
+	$(Q)ar rcs $@ $^
 
 # The .pc names install paths, so `make install` writes it for the PREFIX it is given;
 # the copy in build/ is for the default PREFIX.
@@ -120,20 +131,23 @@ PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 
 $(B)/lib/libmomento-im.pc: pkgconfig/libmomento-im.pc.in Makefile
 	@mkdir -p $(dir $@)
-	$(PC_SED) > $@
+	$(Q)$(PC_SED) > $@
 
 $(SERVER_BIN): $(SERVER_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $(SERVER_OBJ) $(STATIC) $(LIB_LDLIBS)
+	@$(if $(V),:,echo "  LD     $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(SERVER_OBJ) $(STATIC) $(LIB_LDLIBS)
 
 $(B)/tests/%: tests/unit/%.c $(TESTLIB_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/support -o $@ $< $(TESTLIB_OBJ) $(STATIC) \
+	@$(if $(V),:,echo "  LD     $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/support -o $@ $< $(TESTLIB_OBJ) $(STATIC) \
 	  $(LDFLAGS_ALL) $(LIB_LDLIBS) $(TEST_LDLIBS)
 
 $(B)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIB_LDLIBS) $(EXAMPLE_LDLIBS)
+	@$(if $(V),:,echo "  LD     $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(LIB_LDLIBS) $(EXAMPLE_LDLIBS)
 
 # The demo: installs missing packages, builds, starts mim-local on a free port and runs
 # a scripted chat.
@@ -217,7 +231,7 @@ $(FZ)/obj/fake_rpc.o: fuzz/fake_rpc.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
 $(FUZZ_LIBA): $(FUZZ_LIBA_OBJ)
-	rm -f $@
+	$(Q)rm -f $@
 	ar rcs $@ $^
 $(FZ)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIBA)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIBA) $(LIB_LDLIBS)
