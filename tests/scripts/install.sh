@@ -39,6 +39,12 @@ if c++ $san -o "$root/appxx" "$root/app.cpp" $(pkg-config --cflags libmomento-im
   $(pkg-config --libs $(pkg-config --print-requires-private libmomento-im)) 2>"$root/cxx.log" &&
   "$root/appxx" >/dev/null; then ok; else cat "$root/cxx.log"; bad "C++ program with the static library"; fi
 
+if c++ $san -o "$root/appxx-shared" "$root/app.cpp" $(pkg-config --cflags --libs libmomento-im) \
+  2>"$root/cxx-shared.log" && LD_LIBRARY_PATH=$lib "$root/appxx-shared" >/dev/null; then ok; else
+  cat "$root/cxx-shared.log"
+  bad "C++ program with the shared library"
+fi
+
 # The chat example, built out of tree with nothing but the installed files and pkg-config.
 cp examples/chat.c "$root/chat.c"
 if (cd "$root" && cc $san -std=c11 -D_POSIX_C_SOURCE=200809L -o chat chat.c \
