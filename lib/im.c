@@ -18,6 +18,7 @@
 #include "client_internal.h"
 #include "envelope.h"
 #include "error.h"
+#include "outbox.h"
 
 #include <momento/im.h>
 
@@ -35,6 +36,9 @@
 /* Live items buffered while a fetch is outstanding; beyond this they are dropped and
  * recovered from the list by another fetch. */
 #define MAX_PENDING 65536u
+#define DEFAULT_OUTBOX_LIMIT 1024u
+#define DEFAULT_FLUSH_TIMEOUT_MS 2000u
+#define DEFAULT_SEND_TIMEOUT_MS 60000u
 
 struct mim_session {
   mim_client *client;
@@ -50,6 +54,9 @@ struct mim_session {
   void *user;
   mim_subscription *sub;
   atomic_bool closing; /* set by mim_leave: deliver nothing more */
+  mim_outbox *outbox;  /* sends (see outbox.h) */
+  void (*on_send_result)(mim_session *, const char *, mim_status, const char *, void *);
+  uint32_t flush_timeout_ms;
 
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -405,6 +412,7 @@ MIM_API void mim_join_options_init(mim_join_options *options) {
 }
 
 static void session_free(mim_session *s) {
+  mim_outbox_close(s->outbox, 0);
   for (size_t i = 0; i < s->npending; i++)
     free_packed(&s->pending[i]);
   free(s->pending);
@@ -416,6 +424,31 @@ static void session_free(mim_session *s) {
   free(s->input_topic);
   free(s->display_name);
   free(s);
+}
+
+static void on_outbox_result(void *owner, const char *id, mim_status status, const char *detail) {
+  mim_session *s = owner;
+  if (s->on_send_result)
+    s->on_send_result(s, id, status, detail, s->user);
+}
+
+/* Client-only: push to list <chat> (capped, with TTL), then publish on topic <chat>.
+ * Push before publish: a joiner that fetched the list before our push is subscribed
+ * already and gets the publish; one that fetched after sees it in the list.
+ * Moderated: publish on "<chat>-input" only. */
+static mim_status session_outbox(mim_session *s, const mim_join_options *o) {
+  bool moderated = s->mode == MIM_CHAT_MODERATED;
+  mim_outbox_config cfg = {
+      .client = s->client,
+      .cache = s->cache,
+      .list = moderated ? NULL : s->chat,
+      .topic = moderated ? s->input_topic : s->chat,
+      .write_options = {.ttl_ms = s->ttl_ms, .refresh_ttl = true, .truncate_to = s->history_cap},
+      .limit = o && o->outbox_limit ? o->outbox_limit : DEFAULT_OUTBOX_LIMIT,
+      .send_timeout_ms = o && o->send_timeout_ms ? o->send_timeout_ms : DEFAULT_SEND_TIMEOUT_MS,
+      .on_result = on_outbox_result,
+      .owner = s};
+  return mim_outbox_new(&cfg, &s->outbox);
 }
 
 /* A new session, or NULL (detail set) when out of memory. */
@@ -443,8 +476,11 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
   s->input_topic = malloc(n + sizeof "-input");
   if (s->input_topic)
     snprintf(s->input_topic, n + sizeof "-input", "%s-input", chat_id);
+  s->on_send_result = o ? o->on_send_result : NULL;
+  s->flush_timeout_ms = o && o->flush_timeout_ms ? o->flush_timeout_ms : DEFAULT_FLUSH_TIMEOUT_MS;
   if (!s->cache || !s->chat || !s->display_name || !s->input_topic ||
-      mim_idset_init(&s->delivered, s->history_cap + DEDUP_WINDOW) != MIM_OK) {
+      mim_idset_init(&s->delivered, s->history_cap + DEDUP_WINDOW) != MIM_OK ||
+      session_outbox(s, o) != MIM_OK) {
     session_free(s);
     mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
     return NULL;
@@ -535,6 +571,9 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
 MIM_API void mim_leave(mim_session *session) {
   if (!session)
     return;
+  /* Flush first (the subscription does not matter for it), reporting what is left. */
+  mim_outbox_close(session->outbox, session->flush_timeout_ms);
+  session->outbox = NULL;
   session_quiesce(session);
   session_free(session);
 }
@@ -560,20 +599,38 @@ static mim_status values_to_list(const mim_session *s, const mim_list_values *va
       return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
     }
   }
-  for (size_t i = 0; i < values->count; i++) {
+  /* A send retried after its push's answer was lost leaves the message twice in the
+   * list: keep the first copy only. */
+  mim_idset seen;
+  if (mim_idset_init(&seen, values->count + 1) != MIM_OK) {
+    mim_message_list_free(list);
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+  }
+  mim_status st = MIM_OK;
+  for (size_t i = 0; i < values->count && st == MIM_OK; i++) {
     const mim_bytes *v = &values->values[i];
     mim_envelope env;
     bool ok = parse_value(s->chat, v->data, v->len, &env);
+    if (ok && mim_idset_contains(&seen, env.id)) {
+      mim_envelope_clear(&env);
+      continue;
+    }
+    if (ok)
+      st = mim_idset_add(&seen, env.id);
     mim_message *m = &list->messages[list->count];
     fill_message(m, ok ? &env : NULL, s->chat, "", v->data, v->len, 0, true);
     bool packed = pack_message(m);
     if (ok)
       mim_envelope_clear(&env);
-    if (!packed) {
-      mim_message_list_free(list);
-      return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
-    }
-    list->count++;
+    if (!packed)
+      st = MIM_ERR_NO_MEMORY;
+    else
+      list->count++;
+  }
+  mim_idset_free(&seen);
+  if (st != MIM_OK) {
+    mim_message_list_free(list);
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
   }
   *out = list;
   return MIM_OK;
@@ -627,18 +684,9 @@ MIM_API mim_status mim_send(mim_session *session, const char *text,
   st = new_envelope(session, text, id, &json, &len);
   if (st != MIM_OK)
     return st;
-  if (session->mode == MIM_CHAT_MODERATED) {
-    st = mim_topic_publish_text(session->client, session->cache, session->input_topic, json);
-  } else {
-    /* Push before publish: a joiner that fetched the list before our push is subscribed
-     * already and gets the publish; one that fetched after sees it in the list. */
-    mim_list_write_options wo = {
-        .ttl_ms = session->ttl_ms, .refresh_ttl = true, .truncate_to = session->history_cap};
-    st = mim_list_push_back(session->client, session->cache, session->chat, json, len, &wo, NULL);
-    if (st == MIM_OK)
-      st = mim_topic_publish_text(session->client, session->cache, session->chat, json);
-  }
-  free(json);
+  /* On the event thread (a callback) waiting for the attempt would deadlock. */
+  bool wait = !mim_transport_on_event_thread(mim_client_transport(session->client));
+  st = mim_outbox_send(session->outbox, id, json, len, wait);
   if (st == MIM_OK && id_out)
     memcpy(id_out, id, MIM_ENVELOPE_ID_SIZE);
   return st;

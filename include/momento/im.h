@@ -76,6 +76,20 @@ typedef struct mim_join_options {
    * (MIM_ERR_RESOURCE_EXHAUSTED: messages were lost). Not called after mim_leave. */
   void (*on_event)(mim_session *session, mim_subscription_state state, mim_status status,
                    const char *detail, void *user);
+  /* ---- sending (see mim_send) ---- */
+  uint32_t outbox_limit;     /* messages queued at most; 0 = 1024 */
+  uint32_t flush_timeout_ms; /* how long mim_leave waits for the outbox; 0 = 2000 */
+  uint32_t send_timeout_ms;  /* retries of a message stop this long after mim_send;
+                              * 0 = 60000 */
+  /* Optional: the final outcome of each message for which mim_send returned MIM_OK,
+   * exactly once, with its id: MIM_OK when it was sent (client-only: pushed to the list
+   * and published; moderated: published on "<chat>-input"), else the last error (a
+   * status not worth retrying, the send timeout passed, or MIM_ERR_CANCELLED from
+   * mim_leave for what the flush did not send). Runs on the event thread (or, for
+   * leave's reports, in mim_leave's thread); must return quickly; may call mim_send
+   * (which then queues without waiting), must not call other blocking functions. */
+  void (*on_send_result)(mim_session *session, const char *message_id, mim_status status,
+                         const char *detail, void *user);
 } mim_join_options;
 
 /* Fills *options with defaults. */
@@ -112,19 +126,45 @@ typedef struct mim_message_list {
 MIM_API void mim_message_list_free(mim_message_list *list);
 
 /* The current history: the last `last_n` messages of the list (0 = all kept), foreign
- * values included (from_history true, sequence 0). Fetches from the server. *out owned
+ * values included (from_history true, sequence 0); a message held twice by the list (a
+ * retried send) is returned once, so fewer than last_n may come back. Fetches from the
+ * server. *out owned
  * by the caller. Blocking. Errors: MIM_ERR_INVALID_ARGUMENT, list errors. */
 MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_list **out);
 
 /* Length of a message id including its NUL. */
 #define MIM_MESSAGE_ID_SIZE 33
 
-/* Sends text (valid UTF-8). Client-only mode: pushes the envelope to the list (truncated
- * to history_cap, with TTL) and publishes it on the topic. Moderated mode: publishes it
- * on "<chat>-input". id_out (may be NULL) receives the new message's id. Blocking.
- * Errors: MIM_ERR_INVALID_ARGUMENT (NULL, not UTF-8, envelope over 256 KiB), call errors.
- * Client-only mode: if the push succeeded but the publish failed, the message is in the
- * history and live subscribers get it at their next gap-fill (or never). */
+/* Sends text (valid UTF-8), at least once. Client-only mode: pushes the envelope to the
+ * list (truncated to history_cap, with TTL), then publishes it on the topic. Moderated
+ * mode: publishes it on "<chat>-input". id_out (may be NULL) receives the new message's
+ * id whenever MIM_OK is returned.
+ *
+ * Outbox. The message is queued in the session's outbox (at most outbox_limit
+ * messages), which sends one message at a time, oldest first, so a sender's messages
+ * keep their order. A send that fails with UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED
+ * (connection lost), INTERNAL or UNKNOWN is retried with exponential backoff (50 ms
+ * doubling to 2 s, with jitter) until it succeeds or send_timeout_ms has passed since
+ * mim_send; after a successful push only the publish is retried.
+ *
+ * Blocking: mim_send waits for the first attempt of this message, unless an earlier
+ * message is being retried (then it returns once queued) or it is called on the event
+ * thread (from a callback; then it returns once queued). It returns:
+ *   MIM_OK - sent, or the first attempt failed with a retryable status and the message
+ *            is queued for retry; on_send_result reports the final outcome either way;
+ *   an error - the first attempt failed with a status not worth retrying (e.g.
+ *            PERMISSION_DENIED, NOT_FOUND): nothing is queued and on_send_result does
+ *            not run for it;
+ *   MIM_ERR_RESOURCE_EXHAUSTED - the outbox is full; MIM_ERR_INVALID_ARGUMENT - NULL,
+ *            not UTF-8, envelope over 256 KiB.
+ * So when every send returns quickly the behaviour is the old synchronous one, and under
+ * faults sends are queued instead of failing.
+ *
+ * Duplicates. A retry can repeat what the server did but could not confirm: the list
+ * may hold the message twice, the topic may carry it twice. Receivers drop repeats by
+ * id (mim_join's delivered-id set, mim_history), so each message is shown once.
+ * Client-only mode: if the push succeeded but the publish finally failed, the message
+ * is in the history and live subscribers get it at their next gap-fill (or never). */
 MIM_API mim_status mim_send(mim_session *session, const char *text,
                             char id_out[MIM_MESSAGE_ID_SIZE]);
 
@@ -133,8 +173,14 @@ MIM_API mim_status mim_send(mim_session *session, const char *text,
  * such message is in the history. Blocking. */
 MIM_API mim_status mim_remove_message(mim_session *session, const char *message_id);
 
-/* Leaves the chat: unsubscribes and frees the session. When it returns no callback of the
- * session runs. Must not be called from the session's own callback. NULL is ignored. */
+/* Leaves the chat: first flushes the outbox, waiting up to flush_timeout_ms for the
+ * queued messages to be sent (each reported through on_send_result as usual), then
+ * reports every message still queued through on_send_result with MIM_ERR_CANCELLED
+ * (nothing is dropped silently; the one in flight at that moment may still reach the
+ * server), waits for that call to end (its deadline) and for a pending backoff timer (at
+ * most 2 s), unsubscribes and frees the session. When it returns no callback of the
+ * session runs. Must not be called from the session's own callback, nor while another
+ * thread is in mim_send on it. NULL is ignored. */
 MIM_API void mim_leave(mim_session *session);
 
 /* ---- Moderation (server-mediated pattern) ---- */

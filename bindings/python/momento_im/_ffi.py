@@ -78,6 +78,10 @@ class JoinOptions(Structure):
         ("history_cap", c_uint32),
         ("history_ttl_ms", c_uint64),
         ("on_event", ON_EVENT),
+        ("outbox_limit", c_uint32),
+        ("flush_timeout_ms", c_uint32),
+        ("send_timeout_ms", c_uint32),
+        ("on_send_result", c_void_p),  # not exposed yet (NULL)
     ]
 
 

@@ -1,0 +1,345 @@
+/* The outbox of an IM session: see outbox.h.
+ *
+ * Threading. The queue is shared by the caller threads (mim_outbox_send, close) and the
+ * event thread (completions, backoff timers), so it is guarded by mu. Only the head is
+ * ever in flight. `busy` says an attempt or a backoff timer for the head is
+ * outstanding; `tokens` counts the chains of callbacks (caller kick, push, publish,
+ * timer) still to come that will touch the outbox: close waits for zero before
+ * freeing. The head is never freed while busy. */
+#include "outbox.h"
+
+#include "client_internal.h"
+#include "envelope.h"
+#include "error.h"
+
+#include <momento/topics.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BACKOFF_BASE_MS 50
+#define BACKOFF_MAX_MS 2000
+
+typedef enum waiter_state {
+  NO_WAITER = 0,
+  WAITING = 1,  /* mim_outbox_send waits for the first attempt */
+  ANSWERED = 2, /* it got its answer (queued or succeeded) and returned */
+  HANDED = 3    /* final failure of the first attempt: the waiter owns and frees it */
+} waiter_state;
+
+typedef struct entry {
+  struct entry *next;
+  char id[MIM_ENVELOPE_ID_SIZE];
+  char *json;
+  size_t len;
+  bool pushed;     /* the list push succeeded: only the publish is left */
+  unsigned failures;
+  int64_t enqueued_ms;
+  waiter_state waiter;
+  mim_status status; /* for the waiter */
+  char detail[256];
+} entry;
+
+struct mim_outbox {
+  mim_client *client;
+  char *cache, *list, *topic;
+  mim_list_write_options wo;
+  uint32_t limit;
+  int64_t send_timeout_ms;
+  mim_outbox_result_fn on_result;
+  void *owner;
+
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  entry *head, *tail;
+  size_t count;
+  bool busy;
+  bool failing; /* the head failed at least once and is being retried */
+  bool closed;
+  int tokens;
+  uint64_t rng;
+};
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool mim_outbox_retryable(mim_status st) {
+  return st == MIM_ERR_UNAVAILABLE || st == MIM_ERR_DEADLINE_EXCEEDED ||
+         st == MIM_ERR_CANCELLED || st == MIM_ERR_INTERNAL || st == MIM_ERR_UNKNOWN;
+}
+
+/* Full-jitter exponential backoff: a delay in [d/2, d], d = base * 2^(failures-1). */
+static int64_t backoff_ms_locked(mim_outbox *ob, unsigned failures) {
+  int64_t d = BACKOFF_BASE_MS;
+  for (unsigned i = 1; i < failures && d < BACKOFF_MAX_MS; i++)
+    d *= 2;
+  if (d > BACKOFF_MAX_MS)
+    d = BACKOFF_MAX_MS;
+  ob->rng ^= ob->rng << 13;
+  ob->rng ^= ob->rng >> 7;
+  ob->rng ^= ob->rng << 17;
+  return d / 2 + (int64_t)(ob->rng % (uint64_t)(d / 2 + 1));
+}
+
+static void attempt_done(mim_outbox *ob, mim_status st, const char *detail);
+
+/* Starts the next step of the head's send (holding a token). */
+static void issue(mim_outbox *ob, entry *e);
+
+static void on_publish(void *user, mim_status st, const char *detail) {
+  attempt_done(user, st, detail);
+}
+
+static void on_push(void *user, mim_status st, const char *detail, uint32_t new_length) {
+  (void)new_length;
+  mim_outbox *ob = user;
+  if (st != MIM_OK) {
+    attempt_done(ob, st, detail);
+    return;
+  }
+  pthread_mutex_lock(&ob->mu);
+  bool closed = ob->closed;
+  entry *e = ob->head;
+  if (!closed)
+    e->pushed = true;
+  pthread_mutex_unlock(&ob->mu);
+  if (closed)
+    attempt_done(ob, MIM_ERR_CANCELLED, "the session left");
+  else
+    issue(ob, e);
+}
+
+static void issue(mim_outbox *ob, entry *e) {
+  mim_status st;
+  if (ob->list && !e->pushed)
+    st = mim_list_push_back_async(ob->client, ob->cache, ob->list, e->json, e->len, &ob->wo,
+                                  on_push, ob);
+  else
+    st = mim_topic_publish_text_async(ob->client, ob->cache, ob->topic, e->json, on_publish,
+                                      ob);
+  if (st != MIM_OK)
+    attempt_done(ob, st, mim_last_error_detail()); /* no callback will come */
+}
+
+/* Passes the caller's token to an attempt of the head when one can start; otherwise
+ * gives the token back. */
+static void continue_with_token(mim_outbox *ob) {
+  pthread_mutex_lock(&ob->mu);
+  entry *e = NULL;
+  if (!ob->closed && !ob->busy && ob->head) {
+    ob->busy = true;
+    e = ob->head;
+  } else {
+    ob->tokens--;
+    pthread_cond_broadcast(&ob->cv);
+  }
+  pthread_mutex_unlock(&ob->mu);
+  if (e)
+    issue(ob, e);
+}
+
+static void on_timer(void *user) {
+  mim_outbox *ob = user;
+  pthread_mutex_lock(&ob->mu);
+  ob->busy = false;
+  pthread_mutex_unlock(&ob->mu);
+  continue_with_token(ob);
+}
+
+/* Schedules the next attempt of the head (mu held). false when no timer can be set. */
+static bool schedule_retry_locked(mim_outbox *ob, entry *e) {
+  int64_t delay = backoff_ms_locked(ob, e->failures);
+  /* Not cancelled by close (a timer pointer may dangle once it has run): close waits
+   * for it instead, at most BACKOFF_MAX_MS. */
+  return mim_transport_timer(mim_client_transport(ob->client), delay, on_timer, ob, NULL) ==
+         MIM_OK;
+}
+
+static void pop_head_locked(mim_outbox *ob) {
+  ob->head = ob->head->next;
+  if (!ob->head)
+    ob->tail = NULL;
+  ob->count--;
+  ob->busy = false;
+  ob->failing = false;
+  pthread_cond_broadcast(&ob->cv);
+}
+
+static void attempt_done(mim_outbox *ob, mim_status st, const char *detail) {
+  pthread_mutex_lock(&ob->mu);
+  if (ob->closed) {
+    /* close has reported the head already: only the token is left to return. */
+    ob->busy = false;
+    ob->tokens--;
+    pthread_cond_broadcast(&ob->cv);
+    pthread_mutex_unlock(&ob->mu);
+    return;
+  }
+  entry *e = ob->head;
+  if (st != MIM_OK) {
+    e->failures++;
+    bool in_time = now_ms() - e->enqueued_ms < ob->send_timeout_ms;
+    if (mim_outbox_retryable(st) && in_time && schedule_retry_locked(ob, e)) {
+      mim_log(MIM_LOG_INFO, "send %s: %s, retry %u", e->id, mim_status_name(st), e->failures);
+      ob->failing = true;
+      if (e->waiter == WAITING) {
+        e->waiter = ANSWERED;
+        e->status = MIM_OK;
+        pthread_cond_broadcast(&ob->cv);
+      }
+      pthread_mutex_unlock(&ob->mu); /* the timer holds the token now */
+      return;
+    }
+  }
+  pop_head_locked(ob);
+  bool report = true;
+  if (e->waiter == WAITING && st != MIM_OK) {
+    e->waiter = HANDED; /* mim_outbox_send returns the error and frees e */
+    e->status = st;
+    snprintf(e->detail, sizeof e->detail, "%s", detail ? detail : "");
+    report = false;
+  } else if (e->waiter == WAITING) {
+    e->waiter = ANSWERED;
+    e->status = MIM_OK;
+  }
+  pthread_mutex_unlock(&ob->mu);
+  if (report) {
+    if (st != MIM_OK)
+      mim_log(MIM_LOG_WARN, "send %s failed after %u attempts: %s", e->id, e->failures,
+              mim_status_name(st));
+    if (ob->on_result)
+      ob->on_result(ob->owner, e->id, st, detail ? detail : "");
+    free(e->json);
+    free(e);
+  }
+  continue_with_token(ob);
+}
+
+mim_status mim_outbox_new(const mim_outbox_config *cfg, mim_outbox **out) {
+  mim_outbox *ob = calloc(1, sizeof *ob);
+  if (!ob)
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+  ob->client = cfg->client;
+  ob->cache = strdup(cfg->cache);
+  ob->topic = strdup(cfg->topic);
+  ob->list = cfg->list ? strdup(cfg->list) : NULL;
+  ob->wo = cfg->write_options;
+  ob->limit = cfg->limit;
+  ob->send_timeout_ms = cfg->send_timeout_ms;
+  ob->on_result = cfg->on_result;
+  ob->owner = cfg->owner;
+  ob->rng = (uint64_t)now_ms() * 0x9E3779B97F4A7C15ull | 1u;
+  pthread_mutex_init(&ob->mu, NULL);
+  pthread_cond_init(&ob->cv, NULL);
+  if (!ob->cache || !ob->topic || (cfg->list && !ob->list)) {
+    mim_outbox_close(ob, 0);
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+  }
+  *out = ob;
+  return MIM_OK;
+}
+
+/* Appends a new entry (mu held). */
+static mim_status enqueue_locked(mim_outbox *ob, entry *e) {
+  if (ob->closed)
+    return mim_fail(MIM_ERR_CANCELLED, "mim_send: the session is leaving");
+  if (ob->count >= ob->limit)
+    return mim_fail(MIM_ERR_RESOURCE_EXHAUSTED, "mim_send: outbox full (%u messages queued)",
+                    (unsigned)ob->limit);
+  if (ob->tail)
+    ob->tail->next = e;
+  else
+    ob->head = e;
+  ob->tail = e;
+  ob->count++;
+  return MIM_OK;
+}
+
+mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t len, bool wait) {
+  entry *e = calloc(1, sizeof *e);
+  if (!e) {
+    free(json);
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+  }
+  snprintf(e->id, sizeof e->id, "%s", id);
+  e->json = json;
+  e->len = len;
+  e->enqueued_ms = now_ms();
+  pthread_mutex_lock(&ob->mu);
+  mim_status st = enqueue_locked(ob, e);
+  if (st != MIM_OK) {
+    pthread_mutex_unlock(&ob->mu);
+    free(json);
+    free(e);
+    return st;
+  }
+  /* Behind a message being retried the first attempt may be far away: do not wait. */
+  e->waiter = wait && !ob->failing ? WAITING : NO_WAITER;
+  ob->tokens++;
+  pthread_mutex_unlock(&ob->mu);
+  continue_with_token(ob);
+  if (!wait)
+    return MIM_OK;
+  pthread_mutex_lock(&ob->mu);
+  while (e->waiter == WAITING)
+    pthread_cond_wait(&ob->cv, &ob->mu);
+  bool handed = e->waiter == HANDED;
+  pthread_mutex_unlock(&ob->mu);
+  if (!handed)
+    return MIM_OK; /* e belongs to the queue (or was freed after its result) */
+  st = mim_fail_with_detail(e->status, e->detail);
+  free(e->json);
+  free(e);
+  return st;
+}
+
+void mim_outbox_close(mim_outbox *ob, int64_t flush_ms) {
+  if (!ob)
+    return;
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += flush_ms / 1000;
+  until.tv_nsec += (flush_ms % 1000) * 1000000;
+  if (until.tv_nsec >= 1000000000) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000;
+  }
+  pthread_mutex_lock(&ob->mu);
+  while (ob->head && pthread_cond_timedwait(&ob->cv, &ob->mu, &until) == 0) {
+  }
+  ob->closed = true;
+  entry *left = ob->head;
+  ob->head = ob->tail = NULL;
+  ob->count = 0;
+  pthread_mutex_unlock(&ob->mu);
+  /* Nothing is dropped silently: each message still queued gets its result. The one in
+   * flight may still reach the server. */
+  for (entry *e = left; e; e = e->next) {
+    mim_log(MIM_LOG_WARN, "send %s not completed before leaving", e->id);
+    if (ob->on_result)
+      ob->on_result(ob->owner, e->id, MIM_ERR_CANCELLED,
+                    "the session left before the message was sent (flush timeout)");
+  }
+  pthread_mutex_lock(&ob->mu);
+  while (ob->tokens > 0)
+    pthread_cond_wait(&ob->cv, &ob->mu);
+  pthread_mutex_unlock(&ob->mu);
+  while (left) {
+    entry *next = left->next;
+    free(left->json);
+    free(left);
+    left = next;
+  }
+  pthread_mutex_destroy(&ob->mu);
+  pthread_cond_destroy(&ob->cv);
+  free(ob->cache);
+  free(ob->list);
+  free(ob->topic);
+  free(ob);
+}

@@ -1,0 +1,61 @@
+/* Internal: the outbox of an IM session. Messages are sent one at a time, oldest first
+ * (so each sender's messages keep their order), and a send that failed with a status
+ * worth retrying (connection lost, deadline, server hiccup) is retried with exponential
+ * backoff and jitter until it succeeds or its send timeout passes. Every message that
+ * was accepted gets exactly one final result through the result function.
+ *
+ * Client-only mode sends = list push, then topic publish; a retry after a successful
+ * push only re-publishes. A push whose answer was lost is pushed again: the list may
+ * then hold the message twice, and readers drop the repeat by id. Moderated mode sends =
+ * publish on the input topic. */
+#ifndef MIM_LIB_OUTBOX_H
+#define MIM_LIB_OUTBOX_H
+
+#include <momento/client.h>
+#include <momento/list.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mim_outbox mim_outbox;
+
+/* Final result of one message (id is 32 hex digits). Runs on the client's event thread,
+ * or in the thread of mim_outbox_send (a start that failed at once) or of
+ * mim_outbox_close (messages not sent before the flush deadline). */
+typedef void (*mim_outbox_result_fn)(void *owner, const char *id, mim_status status,
+                                     const char *detail);
+
+typedef struct mim_outbox_config {
+  mim_client *client;
+  const char *cache;
+  const char *list;  /* push here first; NULL = publish only (moderated input) */
+  const char *topic; /* then publish here */
+  mim_list_write_options write_options;
+  uint32_t limit;           /* messages queued at most (> 0) */
+  int64_t send_timeout_ms;  /* no new attempt once a message is older than this */
+  mim_outbox_result_fn on_result; /* may be NULL */
+  void *owner;
+} mim_outbox_config;
+
+/* MIM_ERR_NO_MEMORY. Strings of cfg are copied. */
+mim_status mim_outbox_new(const mim_outbox_config *cfg, mim_outbox **out);
+
+/* Queues json (ownership taken, also on error) of message id. When wait is true and
+ * no earlier message is being retried, blocks until the first attempt has finished:
+ * its success gives MIM_OK (and a result MIM_OK later), a failure worth retrying gives
+ * MIM_OK (queued; the result comes later), any other failure is returned (detail set)
+ * and has no result call. Otherwise returns MIM_OK once queued.
+ * MIM_ERR_RESOURCE_EXHAUSTED when `limit` messages are queued; MIM_ERR_CANCELLED after
+ * close began. */
+mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t len, bool wait);
+
+/* Waits up to flush_ms for the queue to empty, then reports each message still queued
+ * with MIM_ERR_CANCELLED, waits for the call in flight (bounded by its deadline) and
+ * frees. NULL is ignored. Must not be called on the event thread. */
+void mim_outbox_close(mim_outbox *ob, int64_t flush_ms);
+
+/* True for statuses a send is retried on. */
+bool mim_outbox_retryable(mim_status status);
+
+#endif
