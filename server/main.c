@@ -1,6 +1,7 @@
 /* mim-local: a Momento-compatible development server (lists, control plane, ping,
  * topics, disposable tokens) on the gRPC core server API.
  * See `mim-local --help` for the flags. */
+#include "persist.h"
 #include "svc.h"
 #include "util.h"
 
@@ -39,7 +40,12 @@ typedef struct options {
   uint64_t default_ttl_ms;
   const char *tls_cert;
   const char *tls_key;
+  const char *data_dir;
+  persist_fsync fsync_mode;
 } options;
+
+/* --data-dir: the persistence of the store and topics (NULL: memory only). */
+static persist *g_persist;
 
 static void usage(FILE *out) {
   fputs("usage: mim-local [options]\n"
@@ -63,6 +69,9 @@ static void usage(FILE *out) {
         "  --default-ttl-ms N       list TTL when a request gives 0 (default 86400000)\n"
         "  --tls-cert PEM --tls-key PEM   serve TLS instead of plaintext\n"
         "  --log-level L            error|warn|info|debug (default info)\n"
+        "  --data-dir DIR           keep caches, lists and topic sequence state in DIR\n"
+        "                           (log + snapshot) across restarts\n"
+        "  --fsync MODE             always|interval|never (default interval: every 100 ms)\n"
         "signals: SIGTERM/SIGINT stop cleanly; SIGUSR1 ends every subscription stream\n"
         "(UNAVAILABLE) and keeps serving, to test client resume.\n",
         out);
@@ -99,7 +108,9 @@ enum {
   OPT_LOG,
   OPT_HELP,
   OPT_REPLAY_BYTES,
-  OPT_QUEUE_BYTES
+  OPT_QUEUE_BYTES,
+  OPT_DATA_DIR,
+  OPT_FSYNC
 };
 
 static const struct option g_long[] = {
@@ -123,6 +134,8 @@ static const struct option g_long[] = {
     {"help", no_argument, NULL, OPT_HELP},
     {"replay-bytes", required_argument, NULL, OPT_REPLAY_BYTES},
     {"max-queue-bytes", required_argument, NULL, OPT_QUEUE_BYTES},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"fsync", required_argument, NULL, OPT_FSYNC},
     {NULL, 0, NULL, 0},
 };
 
@@ -174,6 +187,11 @@ static bool set_option(options *o, int opt, const char *arg) {
   case OPT_NO_AUTH:
     o->no_auth = true;
     return true;
+  case OPT_DATA_DIR:
+    o->data_dir = arg;
+    return arg[0] != '\0';
+  case OPT_FSYNC:
+    return persist_parse_fsync(arg, &o->fsync_mode);
   case OPT_TLS_CERT:
     o->tls_cert = arg;
     return true;
@@ -218,7 +236,8 @@ static int parse_args(int argc, char **argv, options *o) {
                  .max_list_length = 100000,
                  .max_subscribers = 10000,
                  .max_queue = 8192,
-                 .default_ttl_ms = 86400000ULL};
+                 .default_ttl_ms = 86400000ULL,
+                 .fsync_mode = PERSIST_FSYNC_INTERVAL};
   int opt;
   while ((opt = getopt_long(argc, argv, "", g_long, NULL)) != -1) {
     if (opt == OPT_HELP) {
@@ -331,6 +350,9 @@ static bool write_root_key(const app *a, const char *path) {
 
 static void sweep_tick(void *arg) {
   store_sweep(arg);
+  if (g_persist && persist_wants_compaction(g_persist)) {
+    store_compact(arg, g_persist);
+  }
 }
 
 static bool cache_exists(void *arg, const char *cache) {
@@ -366,6 +388,13 @@ static bool app_init(app *a, const options *o) {
     return false;
   }
   a->store = store_new(o->default_ttl_ms, o->max_list_length);
+  if (a->store && o->data_dir) {
+    g_persist = persist_open(o->data_dir, o->fsync_mode, a->store);
+    if (!g_persist) {
+      return false;
+    }
+    store_set_persist(a->store, g_persist);
+  }
   pubsub_config pc = {.replay = o->replay,
                       .replay_bytes = o->replay_bytes,
                       .max_queue_bytes = o->max_queue_bytes,
@@ -375,12 +404,21 @@ static bool app_init(app *a, const options *o) {
                       .tick = sweep_tick,
                       .tick_arg = a->store,
                       .cache_exists = cache_exists,
-                      .cache_arg = a->store};
+                      .cache_arg = a->store,
+                      .persist = g_persist};
   a->ps = a->store ? pubsub_new(&pc) : NULL;
   return a->ps && create_caches(a, o);
 }
 
 static void app_free(app *a) {
+  if (a->ps) {
+    pubsub_persist_topics(a->ps); /* exact numbers: a clean restart leaves no gap */
+  }
+  if (a->store) {
+    store_set_persist(a->store, NULL);
+  }
+  persist_close(g_persist);
+  g_persist = NULL;
   pubsub_free(a->ps);
   store_free(a->store);
   memset(&a->key, 0, sizeof a->key);

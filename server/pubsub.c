@@ -2,6 +2,7 @@
  * reference-counted slice shared by the replay ring and every subscriber queue. */
 #include "pubsub.h"
 
+#include "persist.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -22,6 +23,7 @@ typedef struct topic {
   pthread_mutex_t mu;
   uint64_t page;
   uint64_t last_seq; /* 0 = nothing published yet */
+  uint64_t reserved; /* --data-dir: sequence numbers below this are on record */
   ring_item *ring;   /* holds seqs (last_seq - ring_len, last_seq] */
   size_t ring_cap, ring_len, ring_head;
   size_t ring_max;       /* the ring grows on demand up to this (--replay) */
@@ -133,6 +135,12 @@ static topic *topic_get(pubsub *ps, const char *cache, const char *name) {
   }
   if (!t) {
     t = topic_new(ps->cfg.replay, ps->cfg.replay_bytes);
+    uint64_t page, next;
+    if (t && ps->cfg.persist && persist_topic_get(ps->cfg.persist, cache, name, &page, &next)) {
+      t->page = page; /* the incarnation survives a restart */
+      t->last_seq = next - 1;
+      t->reserved = next;
+    }
     if (t && !srv_hmap_put(&ps->topics, key, klen, t)) {
       topic_unref(t);
       t = NULL;
@@ -343,6 +351,11 @@ ps_result pubsub_publish(pubsub *ps, const char *cache, const char *name,
   bool orphan = orphaned_locked(ps, t, cache);
   if (!orphan && !t->dead) {
     uint64_t seq = ++t->last_seq;
+    if (ps->cfg.persist && seq >= t->reserved) {
+      /* One record per block: after a crash numbering goes on from the block's end. */
+      t->reserved = seq + PERSIST_SEQ_BLOCK;
+      persist_topic_set(ps->cfg.persist, cache, name, t->page, t->reserved);
+    }
     grpc_slice msg = pack_topic_item(seq, t->page, value, publisher_id);
     ring_push_locked(t, seq, msg);
     fan_out(ps, t, seq, msg); /* unlocks the topic */
@@ -609,6 +622,27 @@ void pubsub_end_streams(pubsub *ps, grpc_status_code code, const char *msg) {
     /* The reference taken above kept s alive through sub_detach's own unref. */
     sub_unref(s); // NOLINT(clang-analyzer-unix.Malloc): refcount not modelled
   }
+}
+
+static bool persist_topic(void *ctx, srv_hentry *e) {
+  pubsub *ps = ctx;
+  topic *t = e->val;
+  const char *cache = (const char *)e->key;
+  pthread_mutex_lock(&t->mu);
+  if (!atomic_load(&t->dead) && t->last_seq > 0) {
+    persist_topic_set(ps->cfg.persist, cache, cache + strlen(cache) + 1, t->page, t->last_seq + 1);
+  }
+  pthread_mutex_unlock(&t->mu);
+  return false;
+}
+
+void pubsub_persist_topics(pubsub *ps) {
+  if (!ps->cfg.persist) {
+    return;
+  }
+  pthread_rwlock_rdlock(&ps->lock);
+  srv_hmap_filter(&ps->topics, persist_topic, ps);
+  pthread_rwlock_unlock(&ps->lock);
 }
 
 void pubsub_shutdown(pubsub *ps) {

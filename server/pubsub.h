@@ -30,6 +30,8 @@ typedef struct pubsub_config {
    * topic created while its cache was being deleted does not outlive it. */
   bool (*cache_exists)(void *arg, const char *cache);
   void *cache_arg;
+  /* --data-dir (NULL: memory only): topics resume their page and sequence numbers. */
+  struct persist *persist;
 } pubsub_config;
 
 typedef enum { PS_OK = 0, PS_TOO_MANY, PS_GONE, PS_NOMEM } ps_result;
@@ -48,6 +50,9 @@ void pubsub_drop_cache(pubsub *ps, const char *cache);
 /* Ends every open subscription stream with this status, keeping topics, sequence
  * numbers, pages and replay rings (used by SIGUSR1 to test client resume). */
 void pubsub_end_streams(pubsub *ps, grpc_status_code code, const char *msg);
+/* Records every topic's exact next sequence number (clean shutdown, after the rpc layer
+ * stopped), so a restart continues without a gap. No-op without persistence. */
+void pubsub_persist_topics(pubsub *ps);
 /* Stops the heartbeat thread and ends every stream (UNAVAILABLE). */
 void pubsub_shutdown(pubsub *ps);
 /* Frees everything; after pubsub_shutdown and after the rpc layer drained. */

@@ -2,6 +2,7 @@
  * the periodic sweep. An emptied list no longer exists (as in Momento). */
 #include "store.h"
 
+#include "persist.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -24,7 +25,24 @@ struct store {
   srv_hmap caches; /* cache name -> st_cache */
   uint64_t default_ttl_ms;
   size_t max_list_len;
+  persist *p; /* --data-dir, or NULL */
 };
+
+/* Monotonic expiry <-> wall clock, for the data directory (restarts reset the former). */
+static int64_t mono_to_wall(int64_t mono) {
+  return srv_wall_ms() + (mono - srv_mono_ms());
+}
+
+static int64_t wall_to_mono(int64_t wall) {
+  return srv_mono_ms() + (wall - srv_wall_ms());
+}
+
+/* Records a list's whole content (after retain, remove, erase). */
+static void log_list(const store *s, const char *cache, st_bytes key, const st_list *l) {
+  if (s->p) {
+    persist_list_set(s->p, cache, key, l->v, l->len, mono_to_wall(l->expires_ms));
+  }
+}
 
 static void list_free(void *p) {
   st_list *l = p;
@@ -84,6 +102,8 @@ st_result store_cache_create(store *s, const char *name) {
       if (!srv_hmap_put(&s->caches, name, strlen(name), c)) {
         cache_free(c);
         r = ST_NOMEM;
+      } else if (s->p) {
+        persist_cache(s->p, true, name);
       }
     }
   }
@@ -94,6 +114,9 @@ st_result store_cache_create(store *s, const char *name) {
 st_result store_cache_delete(store *s, const char *name) {
   pthread_rwlock_wrlock(&s->lock);
   st_cache *c = srv_hmap_remove(&s->caches, name, strlen(name));
+  if (c && s->p) {
+    persist_cache(s->p, false, name);
+  }
   pthread_rwlock_unlock(&s->lock);
   if (!c) {
     return ST_NO_CACHE;
@@ -291,7 +314,7 @@ static void resolve_range(st_range r, size_t len, size_t *b, size_t *e) {
 
 /* ---- list operations ---- */
 
-static st_result push_locked(store *s, st_cache *c, st_bytes key, const st_bytes *vals, size_t n,
+static st_result push_locked(store *s, st_cache *c, const char *cache, st_bytes key, const st_bytes *vals, size_t n,
                              bool front, st_ttl ttl, uint32_t truncate, uint32_t *len) {
   st_list *l = find_list(c, key);
   size_t cur = l ? l->len : 0;
@@ -325,6 +348,9 @@ static st_result push_locked(store *s, st_cache *c, st_bytes key, const st_bytes
     size_t excess = l->len - truncate;
     list_cut(l, front ? truncate : 0, excess);
   }
+  if (s->p) {
+    persist_push(s->p, cache, key, vals, n, front, created, truncate, mono_to_wall(l->expires_ms));
+  }
   *len = (uint32_t)l->len;
   drop_if_empty(c, key, l);
   return ST_OK;
@@ -336,7 +362,7 @@ st_result store_list_push(store *s, const char *cache, st_bytes key, const st_by
   if (!c) {
     return ST_NO_CACHE;
   }
-  st_result r = push_locked(s, c, key, vals, n, front, ttl, truncate, len);
+  st_result r = push_locked(s, c, cache, key, vals, n, front, ttl, truncate, len);
   close_cache(s, c);
   return r;
 }
@@ -405,6 +431,7 @@ st_result store_list_retain(store *s, const char *cache, st_bytes key, st_range 
     if (ttl.refresh) {
       l->expires_ms = expiry_for(s, ttl.ttl_ms);
     }
+    log_list(s, cache, key, l);
     *len = (uint32_t)l->len;
     drop_if_empty(c, key, l);
   }
@@ -431,6 +458,7 @@ st_result store_list_remove_value(store *s, const char *cache, st_bytes key, st_
       }
     }
     l->len = w;
+    log_list(s, cache, key, l);
     *len = (uint32_t)w;
     drop_if_empty(c, key, l);
   }
@@ -475,6 +503,7 @@ st_result store_list_erase(store *s, const char *cache, st_bytes key, const st_e
     } else {
       erase_ranges(l, ranges, n);
     }
+    log_list(s, cache, key, l);
     *len = (uint32_t)l->len;
     drop_if_empty(c, key, l);
   }
@@ -494,6 +523,9 @@ st_result store_list_pop(store *s, const char *cache, st_bytes key, bool front,
     *out = l->v[at]; /* ownership moves to the caller */
     memmove(l->v + at, l->v + at + 1, (l->len - at - 1) * sizeof *l->v);
     l->len--;
+    if (s->p) {
+      persist_pop(s->p, cache, key, front);
+    }
     *len = (uint32_t)l->len;
     drop_if_empty(c, key, l);
   }
@@ -509,6 +541,9 @@ st_result store_item_delete(store *s, const char *cache, st_bytes key) {
   st_list *l = srv_hmap_remove(&c->lists, key.data, key.len);
   if (l) {
     list_free(l);
+    if (s->p) {
+      persist_item_delete(s->p, cache, key);
+    }
   }
   close_cache(s, c);
   return ST_OK;
@@ -526,4 +561,80 @@ st_result store_item_ttl(store *s, const char *cache, st_bytes key, uint64_t *re
   }
   close_cache(s, c);
   return l ? ST_OK : ST_MISSING;
+}
+
+/* ---- persistence ---- */
+
+void store_set_persist(store *s, persist *p) {
+  pthread_rwlock_wrlock(&s->lock);
+  s->p = p;
+  pthread_rwlock_unlock(&s->lock);
+}
+
+typedef struct snap_ctx {
+  persist *p;
+  const char *cache;
+  int64_t now;
+} snap_ctx;
+
+static bool snapshot_list(void *ctx, srv_hentry *e) {
+  snap_ctx *sc = ctx;
+  st_list *l = e->val;
+  if (l->expires_ms > sc->now && l->len) {
+    persist_snapshot_list(sc->p, sc->cache, (st_bytes){e->key, e->klen}, l->v, l->len,
+                          mono_to_wall(l->expires_ms));
+  }
+  return false;
+}
+
+static bool snapshot_cache(void *ctx, srv_hentry *e) {
+  snap_ctx *sc = ctx;
+  persist_snapshot_cache(sc->p, (const char *)e->key);
+  snap_ctx lc = {sc->p, (const char *)e->key, sc->now};
+  srv_hmap_filter(&((st_cache *)e->val)->lists, snapshot_list, &lc);
+  return false;
+}
+
+bool store_compact(store *s, persist *p) {
+  pthread_rwlock_wrlock(&s->lock); /* every list operation holds it shared */
+  snap_ctx sc = {p, NULL, srv_mono_ms()};
+  persist_snapshot_begin(p);
+  srv_hmap_filter(&s->caches, snapshot_cache, &sc);
+  bool ok = persist_snapshot_end(p);
+  pthread_rwlock_unlock(&s->lock);
+  return ok;
+}
+
+st_result store_restore_list(store *s, const char *cache, st_bytes key, const st_bytes *vals,
+                             size_t n, bool front, bool fresh, uint32_t truncate,
+                             int64_t expires_wall) {
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_result r = ST_OK;
+  st_list *l = srv_hmap_get(&c->lists, key.data, key.len);
+  if (l && fresh) {
+    list_cut(l, 0, l->len);
+  }
+  if (!l) {
+    l = calloc(1, sizeof *l);
+    if (!l || !srv_hmap_put(&c->lists, key.data, key.len, l)) {
+      free(l);
+      l = NULL;
+      r = ST_NOMEM;
+    }
+  }
+  if (l && !list_insert(l, vals, n, front)) {
+    r = ST_NOMEM;
+  }
+  if (l) {
+    if (truncate && l->len > truncate) {
+      list_cut(l, front ? truncate : 0, l->len - truncate);
+    }
+    l->expires_ms = wall_to_mono(expires_wall);
+    drop_if_empty(c, key, l);
+  }
+  close_cache(s, c);
+  return r;
 }

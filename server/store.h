@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 typedef struct store store;
+struct persist;
 
 typedef enum {
   ST_OK = 0,
@@ -71,5 +72,15 @@ st_result store_list_pop(store *s, const char *cache, st_bytes key, bool front,
                          ProtobufCBinaryData *out, uint32_t *len);
 st_result store_item_delete(store *s, const char *cache, st_bytes key);
 st_result store_item_ttl(store *s, const char *cache, st_bytes key, uint64_t *remaining_ms);
+
+/* --data-dir: from now on every mutation is recorded in p (NULL: none). */
+void store_set_persist(store *s, struct persist *p);
+/* Writes every cache and live list into a snapshot of p (store held exclusively). */
+bool store_compact(store *s, struct persist *p);
+/* Replay: replace (fresh) or extend (front/back) a list, truncate it, set its wall-clock
+ * expiry (ms since the epoch); an empty result removes the list. Not recorded. */
+st_result store_restore_list(store *s, const char *cache, st_bytes key, const st_bytes *vals,
+                             size_t n, bool front, bool fresh, uint32_t truncate,
+                             int64_t expires_wall);
 
 #endif

@@ -1,0 +1,60 @@
+/* mim-local: optional persistence (--data-dir). An append-only log of mutations
+ * (DIR/log) on top of a snapshot (DIR/snapshot), both in the same record format:
+ *   u32 payload length, u32 CRC-32 of the payload, payload (little-endian fields).
+ * Startup replays snapshot then log into the store, stops at the first torn or corrupt
+ * record, and compacts everything into a fresh snapshot. See server/README.md.
+ *
+ * Thread-safe: one mutex over the files and the topic table. Lock order: store table ->
+ * cache -> persist, and topic -> persist. */
+#ifndef MIM_SERVER_PERSIST_H
+#define MIM_SERVER_PERSIST_H
+
+#include "store.h"
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct persist persist;
+
+typedef enum { PERSIST_FSYNC_ALWAYS, PERSIST_FSYNC_INTERVAL, PERSIST_FSYNC_NEVER } persist_fsync;
+
+/* Sequence numbers a topic may use before it must log a new high-water mark. */
+#define PERSIST_SEQ_BLOCK 1024
+
+/* Parses "always|interval|never". */
+bool persist_parse_fsync(const char *s, persist_fsync *out);
+
+/* Opens (creating) dir, replays its snapshot and log into s, compacts. NULL on error. */
+persist *persist_open(const char *dir, persist_fsync mode, store *s);
+/* Flushes, fsyncs and closes (after the last writer is gone). */
+void persist_close(persist *p);
+
+/* Mutation records (called by store.c under its locks; errors are logged, not fatal:
+ * memory stays authoritative). Expiries are wall-clock ms since the epoch. */
+void persist_cache(persist *p, bool create, const char *name);
+void persist_push(persist *p, const char *cache, st_bytes key, const st_bytes *vals, size_t n,
+                  bool front, bool fresh, uint32_t truncate, int64_t expires_wall);
+void persist_list_set(persist *p, const char *cache, st_bytes key, const ProtobufCBinaryData *v,
+                      size_t n, int64_t expires_wall);
+void persist_pop(persist *p, const char *cache, st_bytes key, bool front);
+void persist_item_delete(persist *p, const char *cache, st_bytes key);
+
+/* Topic state: the page and the first sequence number to use after a restart. */
+bool persist_topic_get(persist *p, const char *cache, const char *topic, uint64_t *page,
+                       uint64_t *next_seq);
+void persist_topic_set(persist *p, const char *cache, const char *topic, uint64_t page,
+                       uint64_t next_seq);
+
+/* Compaction, driven by store_compact: true when the log outgrew its threshold. */
+bool persist_wants_compaction(persist *p);
+/* Between begin and end the caller (holding the store exclusively) emits every cache
+ * and live list; end adds the topics, fsyncs, renames and truncates the log. */
+bool persist_snapshot_begin(persist *p);
+void persist_snapshot_cache(persist *p, const char *name);
+void persist_snapshot_list(persist *p, const char *cache, st_bytes key,
+                           const ProtobufCBinaryData *v, size_t n, int64_t expires_wall);
+bool persist_snapshot_end(persist *p);
+
+#endif
