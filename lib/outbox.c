@@ -35,7 +35,7 @@ typedef struct entry {
   char id[MIM_ENVELOPE_ID_SIZE];
   char *json;
   size_t len;
-  bool pushed;     /* the list push succeeded: only the publish is left */
+  bool pushed; /* the list push succeeded: only the publish is left */
   unsigned failures;
   int64_t enqueued_ms;
   waiter_state waiter;
@@ -70,8 +70,8 @@ static int64_t now_ms(void) {
 }
 
 bool mim_outbox_retryable(mim_status st) {
-  return st == MIM_ERR_UNAVAILABLE || st == MIM_ERR_DEADLINE_EXCEEDED ||
-         st == MIM_ERR_CANCELLED || st == MIM_ERR_INTERNAL || st == MIM_ERR_UNKNOWN;
+  return st == MIM_ERR_UNAVAILABLE || st == MIM_ERR_DEADLINE_EXCEEDED || st == MIM_ERR_CANCELLED ||
+         st == MIM_ERR_INTERNAL || st == MIM_ERR_UNKNOWN;
 }
 
 /* Full-jitter exponential backoff: a delay in [d/2, d], d = base * 2^(failures-1). */
@@ -121,8 +121,7 @@ static void issue(mim_outbox *ob, entry *e) {
     st = mim_list_push_back_async(ob->client, ob->cache, ob->list, e->json, e->len, &ob->wo,
                                   on_push, ob);
   else
-    st = mim_topic_publish_text_async(ob->client, ob->cache, ob->topic, e->json, on_publish,
-                                      ob);
+    st = mim_topic_publish_text_async(ob->client, ob->cache, ob->topic, e->json, on_publish, ob);
   if (st != MIM_OK)
     attempt_done(ob, st, mim_last_error_detail()); /* no callback will come */
 }
@@ -157,8 +156,7 @@ static bool schedule_retry_locked(mim_outbox *ob, entry *e) {
   int64_t delay = backoff_ms_locked(ob, e->failures);
   /* Not cancelled by close (a timer pointer may dangle once it has run): close waits
    * for it instead, at most BACKOFF_MAX_MS. */
-  return mim_transport_timer(mim_client_transport(ob->client), delay, on_timer, ob, NULL) ==
-         MIM_OK;
+  return mim_transport_timer(mim_client_transport(ob->client), delay, on_timer, ob, NULL) == MIM_OK;
 }
 
 static void pop_head_locked(mim_outbox *ob) {

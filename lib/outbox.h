@@ -32,8 +32,8 @@ typedef struct mim_outbox_config {
   const char *list;  /* push here first; NULL = publish only (moderated input) */
   const char *topic; /* then publish here */
   mim_list_write_options write_options;
-  uint32_t limit;           /* messages queued at most (> 0) */
-  int64_t send_timeout_ms;  /* no new attempt once a message is older than this */
+  uint32_t limit;                 /* messages queued at most (> 0) */
+  int64_t send_timeout_ms;        /* no new attempt once a message is older than this */
   mim_outbox_result_fn on_result; /* may be NULL */
   void *owner;
 } mim_outbox_config;
