@@ -42,6 +42,7 @@ typedef struct options {
   const char *tls_key;
   const char *data_dir;
   persist_fsync fsync_mode;
+  uint64_t compact_bytes;
 } options;
 
 /* --data-dir: the persistence of the store and topics (NULL: memory only). */
@@ -72,6 +73,8 @@ static void usage(FILE *out) {
         "  --data-dir DIR           keep caches, lists and topic sequence state in DIR\n"
         "                           (log + snapshot) across restarts\n"
         "  --fsync MODE             always|interval|never (default interval: every 100 ms)\n"
+        "  --compact-bytes N        compact the log into a snapshot beyond N bytes\n"
+        "                           (default 67108864)\n"
         "signals: SIGTERM/SIGINT stop cleanly; SIGUSR1 ends every subscription stream\n"
         "(UNAVAILABLE) and keeps serving, to test client resume.\n",
         out);
@@ -110,7 +113,8 @@ enum {
   OPT_REPLAY_BYTES,
   OPT_QUEUE_BYTES,
   OPT_DATA_DIR,
-  OPT_FSYNC
+  OPT_FSYNC,
+  OPT_COMPACT
 };
 
 static const struct option g_long[] = {
@@ -136,6 +140,7 @@ static const struct option g_long[] = {
     {"max-queue-bytes", required_argument, NULL, OPT_QUEUE_BYTES},
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"fsync", required_argument, NULL, OPT_FSYNC},
+    {"compact-bytes", required_argument, NULL, OPT_COMPACT},
     {NULL, 0, NULL, 0},
 };
 
@@ -161,6 +166,8 @@ static bool set_number(options *o, int opt, const char *arg) {
     return parse_num(arg, 1ULL << 40, &v) && v > 0 && ((o->replay_bytes = v), true);
   case OPT_QUEUE_BYTES:
     return parse_num(arg, 1ULL << 40, &v) && v > 0 && ((o->max_queue_bytes = v), true);
+  case OPT_COMPACT:
+    return parse_num(arg, 1ULL << 40, &v) && v > 0 && ((o->compact_bytes = v), true);
   case OPT_TTL:
     return parse_num(arg, 100ULL * 365 * 24 * 3600 * 1000, &v) && v > 0 &&
            ((o->default_ttl_ms = v), true);
@@ -389,7 +396,7 @@ static bool app_init(app *a, const options *o) {
   }
   a->store = store_new(o->default_ttl_ms, o->max_list_length);
   if (a->store && o->data_dir) {
-    g_persist = persist_open(o->data_dir, o->fsync_mode, a->store);
+    g_persist = persist_open(o->data_dir, o->fsync_mode, o->compact_bytes, a->store);
     if (!g_persist) {
       return false;
     }

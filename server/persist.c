@@ -29,7 +29,6 @@ enum {
 };
 
 #define MAGIC 0x314d494dU /* "MIM1" */
-#define COMPACT_BYTES (64u << 20)
 #define MAX_RECORD (1u << 30)
 #define FSYNC_INTERVAL_MS 100
 
@@ -50,6 +49,7 @@ struct persist {
   persist_fsync mode;
   uint64_t gen;
   uint64_t log_bytes;
+  uint64_t compact_bytes;
   bool dirty;
   srv_hmap topics; /* "cache\0topic" -> topic_state */
   buf snap;        /* snapshot being built (between begin and end) */
@@ -610,7 +610,7 @@ void persist_topic_set(persist *p, const char *cache, const char *topic, uint64_
 
 bool persist_wants_compaction(persist *p) {
   pthread_mutex_lock(&p->mu);
-  bool big = p->log_bytes > COMPACT_BYTES;
+  bool big = p->log_bytes > p->compact_bytes;
   pthread_mutex_unlock(&p->mu);
   return big;
 }
@@ -762,7 +762,7 @@ static void destroy(persist *p) {
   free(p);
 }
 
-persist *persist_open(const char *dir, persist_fsync mode, store *s) {
+persist *persist_open(const char *dir, persist_fsync mode, uint64_t compact_bytes, store *s) {
   if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
     srv_log(LOG_ERROR, "persist: cannot create the data directory: %s", strerror(errno));
     return NULL;
@@ -773,6 +773,7 @@ persist *persist_open(const char *dir, persist_fsync mode, store *s) {
   }
   p->dir = strdup(dir);
   p->mode = mode;
+  p->compact_bytes = compact_bytes ? compact_bytes : PERSIST_COMPACT_BYTES;
   p->log_fd = -1;
   pthread_mutex_init(&p->mu, NULL);
   pthread_condattr_t ca;

@@ -26,8 +26,12 @@ typedef enum { PERSIST_FSYNC_ALWAYS, PERSIST_FSYNC_INTERVAL, PERSIST_FSYNC_NEVER
 /* Parses "always|interval|never". */
 bool persist_parse_fsync(const char *s, persist_fsync *out);
 
-/* Opens (creating) dir, replays its snapshot and log into s, compacts. NULL on error. */
-persist *persist_open(const char *dir, persist_fsync mode, store *s);
+/* Default log size that triggers a compaction. */
+#define PERSIST_COMPACT_BYTES (64u << 20)
+
+/* Opens (creating) dir, replays its snapshot and log into s, compacts. The log is
+ * compacted again when it outgrows compact_bytes (0: the default). NULL on error. */
+persist *persist_open(const char *dir, persist_fsync mode, uint64_t compact_bytes, store *s);
 /* Flushes, fsyncs and closes (after the last writer is gone). */
 void persist_close(persist *p);
 

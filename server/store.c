@@ -314,8 +314,9 @@ static void resolve_range(st_range r, size_t len, size_t *b, size_t *e) {
 
 /* ---- list operations ---- */
 
-static st_result push_locked(store *s, st_cache *c, const char *cache, st_bytes key, const st_bytes *vals, size_t n,
-                             bool front, st_ttl ttl, uint32_t truncate, uint32_t *len) {
+static st_result push_locked(store *s, st_cache *c, const char *cache, st_bytes key,
+                             const st_bytes *vals, size_t n, bool front, st_ttl ttl,
+                             uint32_t truncate, uint32_t *len) {
   st_list *l = find_list(c, key);
   size_t cur = l ? l->len : 0;
   size_t after = cur + n;
