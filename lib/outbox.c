@@ -23,12 +23,12 @@
 #define BACKOFF_BASE_MS 50
 #define BACKOFF_MAX_MS 2000
 
-typedef enum waiter_state {
-  NO_WAITER = 0,
-  WAITING = 1,  /* mim_outbox_send waits for the first attempt */
-  ANSWERED = 2, /* it got its answer (queued or succeeded) and returned */
-  HANDED = 3    /* final failure of the first attempt: the waiter owns and frees it */
-} waiter_state;
+/* A mim_outbox_send waiting for the first attempt of its message (on its stack). */
+typedef struct waiter {
+  bool done;
+  mim_status status; /* MIM_OK: sent or queued for retry */
+  char detail[256];
+} waiter;
 
 typedef struct entry {
   struct entry *next;
@@ -38,9 +38,7 @@ typedef struct entry {
   bool pushed; /* the list push succeeded: only the publish is left */
   unsigned failures;
   int64_t enqueued_ms;
-  waiter_state waiter;
-  mim_status status; /* for the waiter */
-  char detail[256];
+  waiter *waiter; /* NULL when nobody waits (any more) */
 } entry;
 
 struct mim_outbox {
@@ -169,6 +167,17 @@ static void pop_head_locked(mim_outbox *ob) {
   pthread_cond_broadcast(&ob->cv);
 }
 
+/* Wakes the mim_outbox_send waiting for e, if any (mu held). */
+static void answer_locked(mim_outbox *ob, entry *e, mim_status st, const char *detail) {
+  if (!e->waiter)
+    return;
+  e->waiter->status = st;
+  snprintf(e->waiter->detail, sizeof e->waiter->detail, "%s", detail ? detail : "");
+  e->waiter->done = true;
+  e->waiter = NULL;
+  pthread_cond_broadcast(&ob->cv);
+}
+
 static void attempt_done(mim_outbox *ob, mim_status st, const char *detail) {
   pthread_mutex_lock(&ob->mu);
   if (ob->closed) {
@@ -186,26 +195,18 @@ static void attempt_done(mim_outbox *ob, mim_status st, const char *detail) {
     if (mim_outbox_retryable(st) && in_time && schedule_retry_locked(ob, e)) {
       mim_log(MIM_LOG_INFO, "send %s: %s, retry %u", e->id, mim_status_name(st), e->failures);
       ob->failing = true;
-      if (e->waiter == WAITING) {
-        e->waiter = ANSWERED;
-        e->status = MIM_OK;
-        pthread_cond_broadcast(&ob->cv);
-      }
+      /* Callers waiting for a first attempt behind (or of) this one now only wait for
+       * the retry: tell them their message is queued. */
+      for (entry *w = e; w; w = w->next)
+        answer_locked(ob, w, MIM_OK, "");
       pthread_mutex_unlock(&ob->mu); /* the timer holds the token now */
       return;
     }
   }
   pop_head_locked(ob);
-  bool report = true;
-  if (e->waiter == WAITING && st != MIM_OK) {
-    e->waiter = HANDED; /* mim_outbox_send returns the error and frees e */
-    e->status = st;
-    snprintf(e->detail, sizeof e->detail, "%s", detail ? detail : "");
-    report = false;
-  } else if (e->waiter == WAITING) {
-    e->waiter = ANSWERED;
-    e->status = MIM_OK;
-  }
+  /* A first attempt that failed for good is the waiting mim_send's to return. */
+  bool report = !(e->waiter && st != MIM_OK);
+  answer_locked(ob, e, st, detail);
   pthread_mutex_unlock(&ob->mu);
   if (report) {
     if (st != MIM_OK)
@@ -213,9 +214,9 @@ static void attempt_done(mim_outbox *ob, mim_status st, const char *detail) {
               mim_status_name(st));
     if (ob->on_result)
       ob->on_result(ob->owner, e->id, st, detail ? detail : "");
-    free(e->json);
-    free(e);
   }
+  free(e->json);
+  free(e);
   continue_with_token(ob);
 }
 
@@ -278,23 +279,19 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
     return st;
   }
   /* Behind a message being retried the first attempt may be far away: do not wait. */
-  e->waiter = wait && !ob->failing ? WAITING : NO_WAITER;
+  waiter w = {.done = false};
+  bool waiting = wait && !ob->failing;
+  e->waiter = waiting ? &w : NULL;
   ob->tokens++;
   pthread_mutex_unlock(&ob->mu);
-  continue_with_token(ob);
-  if (!wait)
+  continue_with_token(ob); /* e may be freed from here on */
+  if (!waiting)
     return MIM_OK;
   pthread_mutex_lock(&ob->mu);
-  while (e->waiter == WAITING)
+  while (!w.done)
     pthread_cond_wait(&ob->cv, &ob->mu);
-  bool handed = e->waiter == HANDED;
   pthread_mutex_unlock(&ob->mu);
-  if (!handed)
-    return MIM_OK; /* e belongs to the queue (or was freed after its result) */
-  st = mim_fail_with_detail(e->status, e->detail);
-  free(e->json);
-  free(e);
-  return st;
+  return w.status == MIM_OK ? MIM_OK : mim_fail_with_detail(w.status, w.detail);
 }
 
 void mim_outbox_close(mim_outbox *ob, int64_t flush_ms) {
@@ -312,6 +309,8 @@ void mim_outbox_close(mim_outbox *ob, int64_t flush_ms) {
   while (ob->head && pthread_cond_timedwait(&ob->cv, &ob->mu, &until) == 0) {
   }
   ob->closed = true;
+  for (entry *e = ob->head; e; e = e->next) /* (misuse: a mim_send still waiting) */
+    answer_locked(ob, e, MIM_ERR_CANCELLED, "the session is leaving");
   entry *left = ob->head;
   ob->head = ob->tail = NULL;
   ob->count = 0;
