@@ -6,7 +6,8 @@
  *           "c", 3 none); bits 2-3 "cache" metadata (0 instant-messaging, 1 other,
  *           2 a cache that does not exist, 3 the next byte N then N raw bytes)
  *   rest:   the serialized request message.
- * The state is rebuilt for every input so a crash reproduces from its input alone.
+ * The state (caches, lists, topics) is rebuilt for every input so a crash reproduces
+ * from its input alone.
  * Checked: no sanitizer finding, every unary call finished exactly once with a
  * well-formed response, a subscription stream ends when its client goes away.
  *
@@ -153,6 +154,8 @@ static void write_seeds(const char *dir) {
 
 /* ---- the harness ---- */
 
+static void app_start(void);
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
@@ -170,39 +173,57 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     write_seeds(seeds);
     exit(0);
   }
+  app_start();
   return 0;
 }
 
+/* One pubsub for the whole run (its heartbeat thread is costly to start per input, and
+ * memory grows with every thread a sanitized process creates); a fresh store per input,
+ * and every topic dropped after it, so each input starts from the same state. */
+static app g_app;
+
 static bool exists_cb(void *arg, const char *cache) {
-  return store_cache_exists(arg, cache);
+  (void)arg;
+  return store_cache_exists(g_app.store, cache);
 }
 
-static void app_init(app *a) {
-  memset(a, 0, sizeof *a);
-  a->key = g_key;
-  snprintf(a->endpoint, sizeof a->endpoint, "127.0.0.1:1");
-  a->max_message_bytes = 4096;
-  /* Small limits so a fuzz input cannot make the state large. */
-  a->store = store_new(60000, 64);
+static void app_start(void) {
+  g_app.key = g_key;
+  snprintf(g_app.endpoint, sizeof g_app.endpoint, "127.0.0.1:1");
+  g_app.max_message_bytes = 4096;
   pubsub_config pc = {.replay = 8,
                       .replay_bytes = 16384,
                       .max_queue = 64,
                       .max_queue_bytes = 65536,
                       .max_subscribers = 4,
                       .heartbeat_ms = 3600000,
-                      .cache_exists = exists_cb,
-                      .cache_arg = a->store};
-  a->ps = a->store ? pubsub_new(&pc) : NULL;
-  if (!a->ps || store_cache_create(a->store, CACHE) != ST_OK ||
-      store_cache_create(a->store, OTHER) != ST_OK) {
+                      .cache_exists = exists_cb};
+  g_app.ps = pubsub_new(&pc);
+  if (!g_app.ps) {
     abort();
   }
 }
 
-static void app_free(app *a) {
-  pubsub_shutdown(a->ps);
-  pubsub_free(a->ps);
-  store_free(a->store);
+/* Small limits so a fuzz input cannot make the state large. */
+static app *app_begin(void) {
+  g_app.store = store_new(60000, 64);
+  if (!g_app.store || store_cache_create(g_app.store, CACHE) != ST_OK ||
+      store_cache_create(g_app.store, OTHER) != ST_OK) {
+    abort();
+  }
+  return &g_app;
+}
+
+static void app_end(void) {
+  size_t n = 0;
+  char **names = store_cache_names(g_app.store, &n);
+  for (size_t i = 0; i < n; i++) {
+    pubsub_drop_cache(g_app.ps, names[i]);
+    free(names[i]);
+  }
+  free(names);
+  store_free(g_app.store);
+  g_app.store = NULL;
 }
 
 /* Runs one call on a; returns its outcome after the client went away. */
@@ -243,10 +264,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     msg += 1 + cache_len;
     len -= 1 + cache_len;
   }
-  app a;
-  app_init(&a);
+  app *a = app_begin();
   /* A push first, so list handlers also meet an existing list. */
-  run_call(&a, 0, g_tokens[0], CACHE, strlen(CACHE),
+  run_call(a, 0, g_tokens[0], CACHE, strlen(CACHE),
            (const uint8_t *)"\x0a\x01"
                             "c\x12\x01m",
            6);
@@ -256,13 +276,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const uint8_t req[] = "\x0a\x11" CACHE "\x12\x01"
                                  "c";
     sub = fake_call_new(g_tokens[0], NULL, 0);
-    svc_dispatch(&a, sub, g_methods[SUBSCRIBE_METHOD], req, sizeof req - 1);
+    svc_dispatch(a, sub, g_methods[SUBSCRIBE_METHOD], req, sizeof req - 1);
   }
-  run_call(&a, method, tok < 3 ? g_tokens[tok] : NULL, cache, cache_len, msg, len);
+  run_call(a, method, tok < 3 ? g_tokens[tok] : NULL, cache, cache_len, msg, len);
   if (sub) {
     fake_call_close(sub);
     srv_call_unref(sub);
   }
-  app_free(&a);
+  app_end();
   return 0;
 }
