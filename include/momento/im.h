@@ -85,9 +85,10 @@ typedef struct mim_join_options {
    * exactly once, with its id: MIM_OK when it was sent (client-only: pushed to the list
    * and published; moderated: published on "<chat>-input"), else the last error (a
    * status not worth retrying, the send timeout passed, or MIM_ERR_CANCELLED from
-   * mim_leave for what the flush did not send). Runs on the event thread (or, for
-   * leave's reports, in mim_leave's thread); must return quickly; may call mim_send
-   * (which then queues without waiting), must not call other blocking functions. */
+   * mim_leave for what the flush did not send). Runs on the event thread, or in the
+   * thread of mim_leave (its reports) or of mim_send (when a call could not even be
+   * started); must return quickly; may call mim_send (on the event thread it queues
+   * without waiting), must not call other blocking functions of the client. */
   void (*on_send_result)(mim_session *session, const char *message_id, mim_status status,
                          const char *detail, void *user);
 } mim_join_options;

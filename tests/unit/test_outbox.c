@@ -368,7 +368,7 @@ static void test_leave_reports_pending(void **state) {
   for (int i = 0; i < 5; i++) {
     assert_string_equal(f.slog.results[i].id, ids[i]);
     assert_int_equal(f.slog.results[i].status, MIM_ERR_CANCELLED);
-    assert_true(f.slog.results[i].at_ms - t0 < 500 + 400);
+    assert_true(f.slog.results[i].at_ms - t0 < 500 + 1000); /* flush + slack */
   }
   pthread_mutex_unlock(&f.slog.mu);
   assert_int_equal(mim_local_signal(f.srv, SIGCONT), 0);
