@@ -26,6 +26,7 @@ enum {
   REC_LIST_POP,   /* cache, key, u8 front */
   REC_ITEM_DEL,   /* cache, key */
   REC_TOPIC,      /* cache, topic, u64 page, u64 next sequence number */
+  REC_RING,       /* cache, topic, u32 n, n x (u64 seq, bytes packed item) */
 };
 
 #define MAGIC 0x314d494dU /* "MIM1" */
@@ -34,7 +35,17 @@ enum {
 
 typedef struct topic_state {
   uint64_t page, next_seq;
+  uint8_t *ring; /* REC_RING body (u32 n, items) kept for the topic's next incarnation */
+  size_t ring_len;
 } topic_state;
+
+static void topic_state_free(void *v) {
+  topic_state *t = v;
+  if (t) {
+    free(t->ring);
+    free(t);
+  }
+}
 
 typedef struct buf {
   uint8_t *d;
@@ -287,7 +298,7 @@ static bool topic_put_locked(persist *p, const char *cache, const char *topic, u
   }
   topic_state *t = srv_hmap_get(&p->topics, key, klen);
   if (!t) {
-    t = malloc(sizeof *t);
+    t = calloc(1, sizeof *t);
     if (!t || !srv_hmap_put(&p->topics, key, klen, t)) {
       free(t);
       return false;
@@ -302,10 +313,52 @@ static bool drop_cache_topic(void *ctx, srv_hentry *e) {
   const char *cache = ctx;
   size_t n = strlen(cache);
   if (e->klen > n && memcmp(e->key, cache, n + 1) == 0) {
-    free(e->val);
+    topic_state_free(e->val);
     return true;
   }
   return false;
+}
+
+/* Walks a ring body (u32 n, n x (u64 seq, bytes)); fn may be NULL. false if malformed
+ * or its sequence numbers are not consecutive. *last gets the last one (0: empty). */
+static bool ring_walk(const uint8_t *d, size_t len, uint64_t *last,
+                      void (*fn)(void *ctx, uint64_t seq, st_bytes msg), void *ctx) {
+  rd r = {d, len, false};
+  uint32_t n = (uint32_t)get_le(&r, 4);
+  *last = 0;
+  for (uint32_t i = 0; i < n && !r.bad; i++) {
+    uint64_t seq = get_le(&r, 8);
+    st_bytes msg = get_bytes(&r);
+    if (r.bad || seq == 0 || (i > 0 && seq != *last + 1)) {
+      return false;
+    }
+    *last = seq;
+    if (fn) {
+      fn(ctx, seq, msg);
+    }
+  }
+  return !r.bad && r.left == 0;
+}
+
+/* Keeps a copy of a ring body for cache/topic (which must have a topic record). */
+static bool ring_put_locked(persist *p, const char *cache, const char *topic, const uint8_t *d,
+                            size_t len) {
+  char key[1024];
+  size_t klen = topic_key(key, sizeof key, cache, topic);
+  topic_state *t = klen ? srv_hmap_get(&p->topics, key, klen) : NULL;
+  uint64_t last;
+  if (!t || !ring_walk(d, len, &last, NULL, NULL)) {
+    return t != NULL; /* no topic: ignore the ring; malformed: a bad record */
+  }
+  uint8_t *copy = malloc(len ? len : 1);
+  if (!copy) {
+    return false;
+  }
+  memcpy(copy, d, len);
+  free(t->ring);
+  t->ring = copy;
+  t->ring_len = len;
+  return true;
 }
 
 /* ---- replay ---- */
@@ -406,6 +459,11 @@ static bool apply(persist *p, store *s, const uint8_t *d, size_t n, uint64_t *ge
     uint64_t page = get_le(&r, 8), next = get_le(&r, 8);
     return !r.bad && topic_put_locked(p, cache, topic, page, next);
   }
+  case REC_RING:
+    if (!get_name(&r, cache, sizeof cache) || !get_name(&r, topic, sizeof topic)) {
+      return false;
+    }
+    return ring_put_locked(p, cache, topic, r.p, r.left);
   default:
     return false;
   }
@@ -606,6 +664,48 @@ void persist_topic_set(persist *p, const char *cache, const char *topic, uint64_
   free(b.d);
 }
 
+void persist_topic_ring(persist *p, const char *cache, const char *topic, size_t n,
+                        const uint64_t *seqs, const st_bytes *msgs) {
+  buf b = {0};
+  rec_begin(&b, REC_RING);
+  put_str(&b, cache);
+  put_str(&b, topic);
+  size_t body = b.len;
+  put_u32(&b, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) {
+    put_u64(&b, seqs[i]);
+    put_bytes(&b, msgs[i].data, msgs[i].len);
+  }
+  rec_seal(&b, 0);
+  pthread_mutex_lock(&p->mu);
+  if (!b.oom) {
+    ring_put_locked(p, cache, topic, b.d + body, b.len - body);
+  }
+  log_write_locked(p, &b);
+  pthread_mutex_unlock(&p->mu);
+  free(b.d);
+}
+
+void persist_topic_take_ring(persist *p, const char *cache, const char *topic, uint64_t last_seq,
+                             void (*fn)(void *ctx, uint64_t seq, st_bytes msg), void *ctx) {
+  char key[1024];
+  size_t klen = topic_key(key, sizeof key, cache, topic);
+  pthread_mutex_lock(&p->mu);
+  topic_state *t = klen ? srv_hmap_get(&p->topics, key, klen) : NULL;
+  uint64_t last = 0;
+  /* Only a ring that ends right before the next number continues the topic (after a
+   * crash the numbering jumped to the end of its block: the ring is stale). */
+  if (t && t->ring && ring_walk(t->ring, t->ring_len, &last, NULL, NULL) && last == last_seq) {
+    ring_walk(t->ring, t->ring_len, &last, fn, ctx);
+  }
+  if (t) {
+    free(t->ring);
+    t->ring = NULL;
+    t->ring_len = 0;
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
 /* ---- compaction ---- */
 
 bool persist_wants_compaction(persist *p) {
@@ -662,6 +762,16 @@ static bool snapshot_topic(void *ctx, srv_hentry *e) {
   buf tmp = {0};
   put_topic(&tmp, cache, topic, t->page, t->next_seq);
   rec_seal(&tmp, 0);
+  if (t->ring) {
+    size_t at = tmp.len;
+    put_u32(&tmp, 0);
+    put_u32(&tmp, 0);
+    put_u8(&tmp, REC_RING);
+    put_str(&tmp, cache);
+    put_str(&tmp, topic);
+    buf_put(&tmp, t->ring, t->ring_len);
+    rec_seal(&tmp, at);
+  }
   if (tmp.oom) {
     p->snap.oom = true;
   }
@@ -755,7 +865,7 @@ static void destroy(persist *p) {
   if (p->log_fd >= 0) {
     close(p->log_fd);
   }
-  srv_hmap_destroy(&p->topics, free);
+  srv_hmap_destroy(&p->topics, topic_state_free);
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);
   free(p->dir);

@@ -51,6 +51,15 @@ bool persist_topic_get(persist *p, const char *cache, const char *topic, uint64_
 void persist_topic_set(persist *p, const char *cache, const char *topic, uint64_t page,
                        uint64_t next_seq);
 
+/* The replay ring at a clean stop: n items, consecutive sequence numbers, each the
+ * packed subscription item. */
+void persist_topic_ring(persist *p, const char *cache, const char *topic, size_t n,
+                        const uint64_t *seqs, const st_bytes *msgs);
+/* Hands a kept ring to fn, oldest first, if it ends at last_seq (else drops it); the
+ * copy here is freed either way. */
+void persist_topic_take_ring(persist *p, const char *cache, const char *topic, uint64_t last_seq,
+                             void (*fn)(void *ctx, uint64_t seq, st_bytes msg), void *ctx);
+
 /* Compaction, driven by store_compact: true when the log outgrew its threshold. */
 bool persist_wants_compaction(persist *p);
 /* Between begin and end the caller (holding the store exclusively) emits every cache

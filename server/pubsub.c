@@ -109,6 +109,15 @@ static size_t topic_key(char *buf, size_t cap, const char *cache, const char *to
   return a + 1 + b;
 }
 
+static void ring_push_locked(topic *t, uint64_t seq, grpc_slice msg);
+
+/* --data-dir: a ring kept at the last clean stop goes back into the new topic. */
+static void restore_ring_item(void *ctx, uint64_t seq, st_bytes msg) {
+  grpc_slice s = grpc_slice_from_copied_buffer((const char *)msg.data, msg.len);
+  ring_push_locked(ctx, seq, s);
+  grpc_slice_unref(s);
+}
+
 /* Finds or creates the topic and returns it with a reference (NULL on OOM). */
 static topic *topic_get(pubsub *ps, const char *cache, const char *name) {
   char key[1024];
@@ -140,6 +149,7 @@ static topic *topic_get(pubsub *ps, const char *cache, const char *name) {
       t->page = page; /* the incarnation survives a restart */
       t->last_seq = next - 1;
       t->reserved = next;
+      persist_topic_take_ring(ps->cfg.persist, cache, name, t->last_seq, restore_ring_item, t);
     }
     if (t && !srv_hmap_put(&ps->topics, key, klen, t)) {
       topic_unref(t);
@@ -628,9 +638,22 @@ static bool persist_topic(void *ctx, srv_hentry *e) {
   pubsub *ps = ctx;
   topic *t = e->val;
   const char *cache = (const char *)e->key;
+  const char *name = cache + strlen(cache) + 1;
   pthread_mutex_lock(&t->mu);
   if (!atomic_load(&t->dead) && t->last_seq > 0) {
-    persist_topic_set(ps->cfg.persist, cache, cache + strlen(cache) + 1, t->page, t->last_seq + 1);
+    persist_topic_set(ps->cfg.persist, cache, name, t->page, t->last_seq + 1);
+    uint64_t *seqs = malloc((t->ring_len + 1) * sizeof *seqs);
+    st_bytes *msgs = malloc((t->ring_len + 1) * sizeof *msgs);
+    if (seqs && msgs) {
+      for (size_t i = 0; i < t->ring_len; i++) {
+        ring_item *it = &t->ring[(t->ring_head + i) % t->ring_cap];
+        seqs[i] = it->seq;
+        msgs[i] = (st_bytes){GRPC_SLICE_START_PTR(it->msg), GRPC_SLICE_LENGTH(it->msg)};
+      }
+      persist_topic_ring(ps->cfg.persist, cache, name, t->ring_len, seqs, msgs);
+    }
+    free(seqs);
+    free(msgs);
   }
   pthread_mutex_unlock(&t->mu);
   return false;

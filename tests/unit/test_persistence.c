@@ -185,7 +185,8 @@ static void create_cache(fixture *f, const char *name) {
 
 /* Subscribes (resume_at, page), publishes one marker and returns the subscriber once
  * the marker arrived; the caller checks and frees it. */
-static raw_sub *resume_and_mark(fixture *f, const char *topic, uint64_t resume_at, uint64_t page) {
+static raw_sub *resume_and_mark(fixture *f, const char *topic, uint64_t resume_at, uint64_t page,
+                                uint64_t marker_seq) {
   raw_sub *s = calloc(1, sizeof *s);
   assert_non_null(s);
   raw_sub_init(s);
@@ -195,7 +196,8 @@ static raw_sub *resume_and_mark(fixture *f, const char *topic, uint64_t resume_a
   int64_t deadline = raw_now_ms() + WAIT_MS;
   for (;;) {
     pthread_mutex_lock(&s->mu);
-    bool done = s->items > 0 || s->closed; /* the marker (the ring starts empty) */
+    /* marker_seq 0: unknown, the first item is the marker (nothing to replay). */
+    bool done = (marker_seq ? s->last_seq >= marker_seq : s->items > 0) || s->closed;
     size_t n = s->items;
     pthread_mutex_unlock(&s->mu);
     if (done || raw_now_ms() > deadline) {
@@ -274,10 +276,29 @@ static void test_clean_restart(void **state) {
   }
   assert_list(f, CACHE, "short", "<missing>");
   /* Resuming right after the last message: nothing lost, no discontinuity, same page. */
-  raw_sub *s = resume_and_mark(f, "t", last + 1, page);
+  raw_sub *s = resume_and_mark(f, "t", last + 1, page, last + 1);
   assert_int_equal(s->discontinuities, 0);
   assert_int_equal(s->first_seq, last + 1);
   assert_int_equal(s->last_seq, last + 1);
+  assert_int_equal(s->items, 1);
+  assert_int_equal(s->page, page);
+  free_sub(s);
+  /* The replay ring was kept at the clean stop: an older resume replays from it. */
+  s = resume_and_mark(f, "t", 2, page, last + 2);
+  assert_int_equal(s->discontinuities, 0);
+  assert_int_equal(s->first_seq, 2);
+  assert_int_equal(s->last_seq, last + 2);
+  assert_int_equal(s->items, last + 1);
+  assert_int_equal(s->bad_order, 0);
+  free_sub(s);
+  /* A crash now: the ring kept at the earlier clean stop is stale (numbering jumps to
+   * the reserved block's end) and must not be replayed as if contiguous. */
+  kill9(f);
+  start(f, "interval");
+  s = resume_and_mark(f, "t", 2, page, 0);
+  assert_int_equal(s->discontinuities, 1);
+  assert_int_equal(s->items, 1);
+  assert_true(s->last_seq > last + 2);
   assert_int_equal(s->page, page);
   free_sub(s);
   stop(f);
@@ -311,7 +332,7 @@ static void test_kill9_with_fsync_always(void **state) {
   assert_list(f, CACHE, "k", want);
   /* After a crash numbering goes on from the reserved block (documented): strictly
    * increasing, same page, and a resume reports the possible gap. */
-  raw_sub *s = resume_and_mark(f, "t", last + 1, page);
+  raw_sub *s = resume_and_mark(f, "t", last + 1, page, 0);
   assert_int_equal(s->page, page);
   assert_true(s->last_seq > last);
   assert_int_equal(s->discontinuities, 1);
