@@ -21,6 +21,12 @@ need_pc cmocka libcmocka-dev
 need_cmd openssl openssl
 # examples/chat is tested in a real terminal (tests/scripts/chat_tmux.sh).
 need_cmd tmux tmux
+need_cmd c++ g++
+# Fuzzing (make check runs each harness briefly): clang with its libFuzzer runtime.
+need_cmd clang clang
+if command -v clang >/dev/null 2>&1 && [ ! -e "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ]; then
+  missing+=(libclang-rt-14-dev)
+fi
 # Interop tests with the official Momento Node.js SDK.
 need_cmd node nodejs
 need_cmd npm npm
