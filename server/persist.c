@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -470,7 +469,7 @@ static bool apply(persist *p, store *s, const uint8_t *d, size_t n, uint64_t *ge
 }
 
 /* Replays a file; returns the length of its valid prefix. *gen gets its header's
- * generation (0 if none). skip: parse and check only (a stale log). */
+ * generation (0 if none). */
 static size_t replay_file(persist *p, store *s, const uint8_t *d, size_t len, uint64_t *gen,
                           const char *what) {
   size_t off = 0;
@@ -732,7 +731,7 @@ bool persist_snapshot_begin(persist *p) {
   return true;
 }
 
-/* Appends one record, built by fill, to the snapshot buffer. */
+/* Appends a cache record to the snapshot buffer. */
 void persist_snapshot_cache(persist *p, const char *name) {
   size_t at = p->snap.len;
   put_u32(&p->snap, 0);
