@@ -14,7 +14,11 @@
  * live items whose id was not delivered yet, then live items flow directly, each checked
  * against the delivered set. Because the subscription is confirmed before the fetch, and
  * senders push to the list before publishing, every message is either in the fetched list
- * or arrives live afterwards: nothing is missed, and the id set removes the overlap. */
+ * or arrives live afterwards: nothing is missed, and the id set removes the overlap.
+ *
+ * Send. mim_send hands the envelope to the session's outbox (outbox.c), which sends one
+ * message at a time and retries transient failures; a retry may store or publish a
+ * message twice, which the id set above (and mim_history) hides from readers. */
 #include "client_internal.h"
 #include "envelope.h"
 #include "error.h"
