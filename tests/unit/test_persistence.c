@@ -30,6 +30,7 @@
 #define M_POP_FRONT "/cache_client.Scs/ListPopFront"
 #define M_REMOVE "/cache_client.Scs/ListRemove"
 #define M_CREATE "/control_client.ScsControl/CreateCache"
+#define M_DELETE "/control_client.ScsControl/DeleteCache"
 
 typedef struct fixture {
   char dir[64];    /* temp dir: secret + data/ */
@@ -181,6 +182,12 @@ static void create_cache(fixture *f, const char *name) {
   ControlClient__CreateCacheRequest r = CONTROL_CLIENT____CREATE_CACHE_REQUEST__INIT;
   r.cache_name = (char *)name;
   assert_int_equal(raw_call(f->t, M_CREATE, NULL, &r.base, NULL, NULL), MIM_OK);
+}
+
+static void delete_cache(fixture *f, const char *name) {
+  ControlClient__DeleteCacheRequest r = CONTROL_CLIENT____DELETE_CACHE_REQUEST__INIT;
+  r.cache_name = (char *)name;
+  assert_int_equal(raw_call(f->t, M_DELETE, NULL, &r.base, NULL, NULL), MIM_OK);
 }
 
 /* Subscribes (resume_at, page), publishes one marker and returns the subscriber once
@@ -462,6 +469,30 @@ static void test_stale_log_is_skipped(void **state) {
   stop(f);
 }
 
+/* A deleted cache stays deleted; recreated, it starts empty with a new topic page. */
+static void test_cache_delete_survives(void **state) {
+  fixture *f = *state;
+  start(f, "interval");
+  create_cache(f, "gone");
+  push(f, "gone", "l", "v", 0);
+  uint64_t page = 0, last = 0;
+  publish_seen(f, "t", 2, &page, &last); /* on CACHE: kept */
+  delete_cache(f, "gone");
+  stop(f);
+  start(f, "interval");
+  CacheClient__ListPushBackRequest r = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
+  r.list_name = (ProtobufCBinaryData){1, (uint8_t *)"l"};
+  r.value = (ProtobufCBinaryData){1, (uint8_t *)"w"};
+  assert_int_equal(raw_call(f->t, M_PUSH, "gone", &r.base, NULL, NULL), MIM_ERR_NOT_FOUND);
+  create_cache(f, "gone");
+  assert_list(f, "gone", "l", "<missing>");
+  raw_sub *s = resume_and_mark(f, "t", last + 1, page, last + 1);
+  assert_int_equal(s->discontinuities, 0);
+  assert_int_equal(s->page, page);
+  free_sub(s);
+  stop(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_clean_restart, fixture_setup, fixture_teardown),
@@ -471,6 +502,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_compaction_while_serving, fixture_setup,
                                       fixture_teardown),
       cmocka_unit_test_setup_teardown(test_stale_log_is_skipped, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_cache_delete_survives, fixture_setup, fixture_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
