@@ -19,7 +19,7 @@
 #define DEFAULT_DEADLINE_MS 15000
 #define DEFAULT_TTL_MS (24ULL * 3600 * 1000)
 #define MAX_CACHE_NAME 255
-#define MAX_AUTH_TOKEN (7 * 1024)
+#define MAX_AUTH_TOKEN ((size_t)7 * 1024)
 
 struct mim_client {
   mim_credentials *creds; /* owns the auth token; zeroed when freed */
@@ -145,7 +145,7 @@ static void client_destroy(mim_client *c) {
  * the same host: a longer token could never work and would cut other clients' calls. */
 static mim_status check_token_size(const mim_credentials *creds) {
   if (strlen(mim_credentials_auth_token(creds)) > MAX_AUTH_TOKEN)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "auth token is longer than %d bytes",
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "auth token is longer than %zu bytes",
                     MAX_AUTH_TOKEN);
   return MIM_OK;
 }

@@ -24,6 +24,8 @@ need_cmd tmux tmux
 need_cmd c++ g++
 # Fuzzing (make check runs each harness briefly): clang with its libFuzzer runtime.
 need_cmd clang clang
+need_cmd clang-tidy clang-tidy
+need_cmd cppcheck cppcheck
 if command -v clang >/dev/null 2>&1 && [ ! -e "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ]; then
   missing+=(libclang-rt-14-dev)
 fi
