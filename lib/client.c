@@ -236,11 +236,26 @@ MIM_API mim_status mim_client_ping(mim_client *client) {
   return st;
 }
 
-static mim_status check_cache_name(const char *name) {
-  if (!name || !*name)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "cache name is %s", name ? "empty" : "NULL");
-  if (strlen(name) > MAX_CACHE_NAME)
+mim_status mim_check_name(const char *what, const char *name) {
+  if (!name)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is NULL", what);
+  if (!*name)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is empty", what);
+  return MIM_OK;
+}
+
+/* The cache name travels as gRPC metadata, which only carries printable ASCII and is
+ * limited in size: refuse what gRPC would refuse (or turn into a dropped connection). */
+mim_status mim_check_cache_name(const char *cache) {
+  mim_status st = mim_check_name("cache name", cache);
+  if (st != MIM_OK)
+    return st;
+  size_t n = strnlen(cache, MAX_CACHE_NAME + 1);
+  if (n > MAX_CACHE_NAME)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "cache name is longer than %d bytes", MAX_CACHE_NAME);
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)cache[i] < 0x20 || (unsigned char)cache[i] > 0x7e)
+      return mim_fail(MIM_ERR_INVALID_ARGUMENT, "cache name byte %zu is not printable ASCII", i);
   return MIM_OK;
 }
 
@@ -248,7 +263,7 @@ MIM_API mim_status mim_cache_create(mim_client *client, const char *cache_name) 
   mim_clear_error();
   if (!client)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
-  mim_status st = check_cache_name(cache_name);
+  mim_status st = mim_check_cache_name(cache_name);
   if (st != MIM_OK)
     return st;
   ControlClient__CreateCacheRequest req = CONTROL_CLIENT____CREATE_CACHE_REQUEST__INIT;
@@ -265,7 +280,7 @@ MIM_API mim_status mim_cache_delete(mim_client *client, const char *cache_name) 
   mim_clear_error();
   if (!client)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
-  mim_status st = check_cache_name(cache_name);
+  mim_status st = mim_check_cache_name(cache_name);
   if (st != MIM_OK)
     return st;
   ControlClient__DeleteCacheRequest req = CONTROL_CLIENT____DELETE_CACHE_REQUEST__INIT;

@@ -12,6 +12,12 @@ mim_transport *mim_client_transport(const mim_client *client);
 /* Deadline for calls that do not specify one (ms, > 0). */
 int64_t mim_client_deadline_ms(const mim_client *client);
 
+/* Argument checks shared by the modules: NULL or empty names, and cache names (which
+ * travel as metadata: at most 255 bytes of printable ASCII). MIM_ERR_INVALID_ARGUMENT
+ * with a detail naming `what`. */
+mim_status mim_check_name(const char *what, const char *name);
+mim_status mim_check_cache_name(const char *cache);
+
 /* Whether the client's channels use TLS (after MIM_TLS_AUTO was resolved). */
 bool mim_client_uses_tls(const mim_client *client);
 

@@ -55,38 +55,12 @@
 
 /* ---- validation ---- */
 
-static mim_status check_name(const char *what, const char *name) {
-  if (!name)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is NULL", what);
-  if (!*name)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is empty", what);
-  return MIM_OK;
-}
-
-#define MIM_MAX_CACHE_NAME 255 /* what mim_cache_create accepts */
-
-/* The cache name travels as gRPC metadata, which only carries printable ASCII and is
- * limited in size: refuse what gRPC would refuse (or turn into a dropped connection). */
-static mim_status check_cache_name(const char *cache) {
-  mim_status st = check_name("cache name", cache);
-  if (st != MIM_OK)
-    return st;
-  size_t n = strnlen(cache, MIM_MAX_CACHE_NAME + 1);
-  if (n > MIM_MAX_CACHE_NAME)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "cache name is longer than %d bytes",
-                    MIM_MAX_CACHE_NAME);
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)cache[i] < 0x20 || (unsigned char)cache[i] > 0x7e)
-      return mim_fail(MIM_ERR_INVALID_ARGUMENT, "cache name byte %zu is not printable ASCII", i);
-  return MIM_OK;
-}
-
 static mim_status check_target(const mim_client *c, const char *cache, const char *topic) {
   mim_clear_error();
   if (!c)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
-  mim_status st = check_cache_name(cache);
-  return st == MIM_OK ? check_name("topic name", topic) : st;
+  mim_status st = mim_check_cache_name(cache);
+  return st == MIM_OK ? mim_check_name("topic name", topic) : st;
 }
 
 /* Length of the UTF-8 sequence starting with lead byte b (0 if b cannot start one). */
