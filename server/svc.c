@@ -201,6 +201,18 @@ static void mint(app *a, srv_call *call, const Token__GenerateDisposableTokenReq
     srv_call_fail(call, GRPC_STATUS_INTERNAL, "could not mint a token");
     return;
   }
+  /* Never hand out a token this server would refuse: protobuf-c decodes some
+   * permission encodings (e.g. a field numbered 0 in a long tag) that it cannot
+   * re-encode into something it decodes again. */
+  auth_claims check;
+  const char *why = NULL;
+  if (!auth_verify(&a->key, tok, strlen(tok), &check, &why)) {
+    explicit_bzero(tok, strlen(tok));
+    free(tok);
+    srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "permissions cannot be encoded in a token");
+    return;
+  }
+  auth_claims_clear(&check);
   Token__GenerateDisposableTokenResponse resp = TOKEN____GENERATE_DISPOSABLE_TOKEN_RESPONSE__INIT;
   resp.api_key = tok;
   resp.endpoint = a->endpoint;

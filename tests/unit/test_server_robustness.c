@@ -455,8 +455,8 @@ static void test_concat_zero_values(void **state) {
   static const uint8_t req[] = {0x0a, 0x02, 'z', '0', 0x18, 0x02};
   for (size_t i = 0; i < 2; i++) {
     char detail[256] = "";
-    mim_status st = raw_call_bytes(root, methods[i], CACHE, req, sizeof req, NULL, NULL, detail,
-                                   sizeof detail);
+    mim_status st =
+        raw_call_bytes(root, methods[i], CACHE, req, sizeof req, NULL, NULL, detail, sizeof detail);
     if (st != MIM_OK && st != MIM_ERR_INVALID_ARGUMENT) {
       fprintf(stderr, "%s with no values: %s (%s)\n", methods[i], mim_status_name(st), detail);
     }
@@ -464,6 +464,34 @@ static void test_concat_zero_values(void **state) {
   }
   assert_int_equal(push_back(root, CACHE, "z0", "v", 1), MIM_OK);
   assert_int_equal(fetch_count("z0", 0, 10), 1);
+  assert_serving();
+}
+
+/* protobuf-c decodes a field numbered 0 written with a two-byte tag but cannot re-encode
+ * it into something it decodes again: the server must refuse to mint such a token
+ * rather than hand out one it will later reject (found by fuzz_server_request). */
+static void test_mint_unencodable_permissions(void **state) {
+  (void)state;
+  static const uint8_t req[] = {
+      0x0a, 0x02, 0x08, 0x3c, /* expires { valid_for_seconds: 60 } */
+      0x1a, 0x0f,             /* permissions (15 bytes) */
+      0x12, 0x0a,             /*   explicit */
+      0x0a, 0x08,             /*     permissions[0] */
+      0x0a, 0x06,             /*       cache_permissions */
+      0x08, 0x01,             /*         role: CacheReadWrite */
+      0x12, 0x00,             /*         all_caches {} */
+      0x22, 0x00,             /*         all_items {} */
+      0x80, 0x00, 0x01,       /*   field 0 (varint 1) with a two-byte tag */
+  };
+  char detail[256] = "";
+  uint8_t *resp = NULL;
+  size_t resp_len = 0;
+  mim_status st =
+      raw_call_bytes(root, M_TOKEN, NULL, req, sizeof req, &resp, &resp_len, detail, sizeof detail);
+  free(resp);
+  if (st != MIM_ERR_INVALID_ARGUMENT)
+    fprintf(stderr, "mint with field 0: %s (%s)\n", mim_status_name(st), detail);
+  assert_int_equal(st, MIM_ERR_INVALID_ARGUMENT);
   assert_serving();
 }
 
@@ -1015,6 +1043,7 @@ int main(void) {
       cmocka_unit_test(test_garbage_subscribe),
       cmocka_unit_test(test_empty_requests),
       cmocka_unit_test(test_concat_zero_values),
+      cmocka_unit_test(test_mint_unencodable_permissions),
       cmocka_unit_test(test_oversize_publish),
       cmocka_unit_test(test_oversize_list),
       cmocka_unit_test(test_huge_frame),
