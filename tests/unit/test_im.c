@@ -14,6 +14,7 @@
 #include <momento/im.h>
 
 #include "mim_local.h"
+#include "test_client.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -29,17 +30,6 @@
 
 static mim_local *srv;
 static mim_client *root;
-
-static mim_client *client_from_key(const char *key) {
-  mim_client_options o;
-  mim_client_options_init(&o);
-  o.api_key = key;
-  o.tls = MIM_TLS_OFF;
-  o.default_deadline_ms = 10000;
-  mim_client *c = NULL;
-  assert_int_equal(mim_client_create(&o, &c), MIM_OK);
-  return c;
-}
 
 /* A fresh chat id per test. */
 static const char *new_chat(char *buf, size_t n, const char *tag) {
@@ -295,7 +285,7 @@ static void test_join_errors(void **state) {
   new_chat(b, sizeof b, "perm-b");
   mim_disposable_token *t = NULL;
   assert_int_equal(mim_token_generate_client_only(root, CACHE, a, 600, "user-a", &t), MIM_OK);
-  mim_client *cl = client_from_key(t->credential);
+  mim_client *cl = test_client_from_key(t->credential);
   st = mim_join(cl, CACHE, b, NULL, on_message, &c, &s);
   assert_int_equal(st, MIM_ERR_PERMISSION_DENIED);
   /* ... and can join its own. */
@@ -315,7 +305,7 @@ static void test_send_receive(void **state) {
   assert_int_equal(mim_token_generate_client_only(root, CACHE, chat, 600, "tok-alice", &ta),
                    MIM_OK);
   assert_int_equal(mim_token_generate_client_only(root, CACHE, chat, 600, "tok-bob", &tb), MIM_OK);
-  mim_client *ca = client_from_key(ta->credential), *cb = client_from_key(tb->credential);
+  mim_client *ca = test_client_from_key(ta->credential), *cb = test_client_from_key(tb->credential);
   collector a, b;
   collector_init(&a);
   collector_init(&b);
@@ -439,8 +429,8 @@ static void test_join_merge_concurrent_sender(void **state) {
   (void)state;
   char chat[64];
   new_chat(chat, sizeof chat, "merge");
-  mim_client *sender_client = client_from_key(srv->root_key);
-  mim_client *joiner_client = client_from_key(srv->root_key);
+  mim_client *sender_client = test_client_from_key(srv->root_key);
+  mim_client *joiner_client = test_client_from_key(srv->root_key);
   collector sc, jc;
   collector_init(&sc);
   collector_init(&jc);
@@ -576,7 +566,7 @@ static void test_remove_message(void **state) {
    * cannot. */
   mim_disposable_token *t = NULL;
   assert_int_equal(mim_token_generate_moderated(root, CACHE, chat, 600, "mod-user", &t), MIM_OK);
-  mim_client *cl = client_from_key(t->credential);
+  mim_client *cl = test_client_from_key(t->credential);
   collector b;
   collector_init(&b);
   mim_session *sb = join(cl, chat, "bob", 0, MIM_CHAT_MODERATED, &b);
@@ -709,7 +699,7 @@ static void test_moderated_mode(void **state) {
   mim_disposable_token *ta = NULL, *tb = NULL;
   assert_int_equal(mim_token_generate_moderated(root, CACHE, chat, 600, "user-a", &ta), MIM_OK);
   assert_int_equal(mim_token_generate_moderated(root, CACHE, chat, 600, "user-b", &tb), MIM_OK);
-  mim_client *ca = client_from_key(ta->credential), *cb = client_from_key(tb->credential);
+  mim_client *ca = test_client_from_key(ta->credential), *cb = test_client_from_key(tb->credential);
   collector a, b;
   collector_init(&a);
   collector_init(&b);
@@ -886,8 +876,8 @@ static void test_leave_while_streaming(void **state) {
   (void)state;
   char chat[64];
   new_chat(chat, sizeof chat, "leave");
-  mim_client *pc = client_from_key(srv->root_key);
-  mim_client *lc = client_from_key(srv->root_key);
+  mim_client *pc = test_client_from_key(srv->root_key);
+  mim_client *lc = test_client_from_key(srv->root_key);
   collector pcol;
   collector_init(&pcol);
   pump_args *p = calloc(1, sizeof *p);
@@ -935,8 +925,8 @@ static void run_reconnect_test(int replay) {
   mim_local_opts o = {.caches = caches, .replay = replay, .set_replay = 1, .heartbeat_ms = 500};
   mim_local *s2 = NULL;
   assert_int_equal(mim_local_start(&o, &s2), 0);
-  mim_client *sender = client_from_key(s2->root_key);
-  mim_client *receiver = client_from_key(s2->root_key);
+  mim_client *sender = test_client_from_key(s2->root_key);
+  mim_client *receiver = test_client_from_key(s2->root_key);
   collector sc, rc;
   collector_init(&sc);
   collector_init(&rc);
@@ -1002,8 +992,8 @@ static void test_overflow_gap_larger_than_cap(void **state) {
   mim_local_opts o = {.caches = caches, .replay = 0, .set_replay = 1, .extra_args = extra};
   mim_local *s2 = NULL;
   assert_int_equal(mim_local_start(&o, &s2), 0);
-  mim_client *sender = client_from_key(s2->root_key);
-  mim_client *receiver = client_from_key(s2->root_key);
+  mim_client *sender = test_client_from_key(s2->root_key);
+  mim_client *receiver = test_client_from_key(s2->root_key);
   collector sc, rc;
   collector_init(&sc);
   collector_init(&rc);
@@ -1077,7 +1067,7 @@ static int setup(void **state) {
   mim_local_opts o = {.caches = caches};
   if (mim_local_start(&o, &srv) != 0)
     return -1;
-  root = client_from_key(srv->root_key);
+  root = test_client_from_key(srv->root_key);
   return 0;
 }
 

@@ -13,6 +13,7 @@
 // clang-format on
 
 #include "mim_local.h"
+#include "test_client.h"
 
 #include <momento/list.h>
 #include <momento/token.h>
@@ -30,17 +31,6 @@
 static mim_local *srv;
 static mim_client *root;
 
-static mim_client *client_from_key(const char *key) {
-  mim_client_options o;
-  mim_client_options_init(&o);
-  o.api_key = key;
-  o.tls = MIM_TLS_OFF;
-  o.default_deadline_ms = 10000;
-  mim_client *c = NULL;
-  assert_int_equal(mim_client_create(&o, &c), MIM_OK);
-  return c;
-}
-
 static int setup(void **state) {
   (void)state;
   const char *caches[] = {CACHE, NULL};
@@ -48,7 +38,7 @@ static int setup(void **state) {
   if (mim_local_start(&o, &srv) != 0) {
     return -1;
   }
-  root = client_from_key(srv->root_key);
+  root = test_client_from_key(srv->root_key);
   return 0;
 }
 
@@ -274,7 +264,7 @@ static mim_client *policy_client(policy p) {
                       ? mim_token_generate_client_only(root, CACHE, OWN_CHAT, 3600, "alice", &tok)
                       : mim_token_generate_moderated(root, CACHE, OWN_CHAT, 3600, "alice", &tok);
   assert_int_equal(st, MIM_OK);
-  mim_client *c = client_from_key(tok->credential);
+  mim_client *c = test_client_from_key(tok->credential);
   mim_disposable_token_free(tok);
   return c;
 }

@@ -10,6 +10,7 @@
 // clang-format on
 
 #include "mim_local.h"
+#include "test_client.h"
 
 #include <momento/list.h>
 #include <momento/token.h>
@@ -24,24 +25,13 @@
 static mim_local *srv;
 static mim_client *root;
 
-static mim_client *client_from_key(const char *key) {
-  mim_client_options o;
-  mim_client_options_init(&o);
-  o.api_key = key;
-  o.tls = MIM_TLS_OFF;
-  o.default_deadline_ms = 10000;
-  mim_client *c = NULL;
-  assert_int_equal(mim_client_create(&o, &c), MIM_OK);
-  return c;
-}
-
 static int setup(void **state) {
   (void)state;
   const char *caches[] = {CACHE, OTHER_CACHE, NULL};
   mim_local_opts o = {.caches = caches};
   if (mim_local_start(&o, &srv) != 0)
     return -1;
-  root = client_from_key(srv->root_key);
+  root = test_client_from_key(srv->root_key);
   return 0;
 }
 
@@ -149,7 +139,7 @@ static void test_client_only_policy(void **state) {
   mim_disposable_token *t = NULL;
   assert_int_equal(mim_token_generate_client_only(root, CACHE, "room-a", 3600, "alice", &t),
                    MIM_OK);
-  mim_client *c = client_from_key(t->credential);
+  mim_client *c = test_client_from_key(t->credential);
   /* Own chat: read and write. */
   assert_int_equal(push(c, CACHE, "room-a"), MIM_OK);
   assert_int_equal(fetch(c, CACHE, "room-a"), MIM_OK);
@@ -184,7 +174,7 @@ static void test_moderated_policy(void **state) {
   assert_int_equal(push(root, CACHE, "room-m"), MIM_OK);
   mim_disposable_token *t = NULL;
   assert_int_equal(mim_token_generate_moderated(root, CACHE, "room-m", 3600, "bob", &t), MIM_OK);
-  mim_client *c = client_from_key(t->credential);
+  mim_client *c = test_client_from_key(t->credential);
   /* Own chat: read only. */
   assert_int_equal(fetch(c, CACHE, "room-m"), MIM_OK);
   assert_int_equal(mim_list_length(c, CACHE, "room-m", NULL, NULL), MIM_OK);
@@ -217,7 +207,7 @@ static void test_custom_grants(void **state) {
   mim_disposable_token *t = NULL;
   assert_int_equal(mim_token_generate(root, p, 600, "carol", &t), MIM_OK);
   mim_permissions_free(p); /* the token does not depend on the builder */
-  mim_client *c = client_from_key(t->credential);
+  mim_client *c = test_client_from_key(t->credential);
   assert_int_equal(fetch(c, CACHE, "pre-1"), MIM_OK);
   assert_int_equal(fetch(c, CACHE, "pre-"), MIM_OK);
   assert_int_equal(push(c, CACHE, "pre-1"), MIM_ERR_PERMISSION_DENIED);
@@ -232,7 +222,7 @@ static void test_expired_token(void **state) {
   (void)state;
   mim_disposable_token *t = NULL;
   assert_int_equal(mim_token_generate_client_only(root, CACHE, "room-e", 1, "eve", &t), MIM_OK);
-  mim_client *c = client_from_key(t->credential);
+  mim_client *c = test_client_from_key(t->credential);
   assert_int_equal(fetch(c, CACHE, "room-e"), MIM_OK);
   /* Wait (bounded) until the wall clock is past valid_until, then the server must say no. */
   time_t give_up = time(NULL) + 10;
@@ -258,14 +248,14 @@ static void test_garbled_key(void **state) {
   bad[n / 2] = bad[n / 2] == 'A' ? 'B' : 'A';
   char *key = NULL;
   assert_int_equal(mim_credentials_encode_v1(t->endpoint, bad, &key), MIM_OK);
-  mim_client *c = client_from_key(key);
+  mim_client *c = test_client_from_key(key);
   assert_int_equal(fetch(c, CACHE, "room-g"), MIM_ERR_UNAUTHENTICATED);
   mim_client_free(c);
   free(key);
   /* Truncated token. */
   bad[n - 3] = '\0';
   assert_int_equal(mim_credentials_encode_v1(t->endpoint, bad, &key), MIM_OK);
-  c = client_from_key(key);
+  c = test_client_from_key(key);
   assert_int_equal(push(c, CACHE, "room-g"), MIM_ERR_UNAUTHENTICATED);
   mim_client_free(c);
   free(key);
