@@ -546,6 +546,11 @@ static void log_write_locked(persist *p, buf *b) {
   }
   if (!write_all(p->log_fd, b->d, b->len)) {
     srv_log(LOG_ERROR, "persist: log write failed: %s", strerror(errno));
+    /* Cut a torn record off: replay stops at the first bad one, so every later record
+     * appended behind it would be lost at the next start. */
+    if (ftruncate(p->log_fd, (off_t)p->log_bytes) != 0) {
+      srv_log(LOG_ERROR, "persist: cannot cut a torn log record: %s", strerror(errno));
+    }
     return;
   }
   p->log_bytes += b->len;
