@@ -128,8 +128,10 @@ static void vendor_error(const body *b, char *out, size_t cap) {
 static mim_status parse_answer(const body *b, char **credential, uint64_t *expires_at) {
   json_error_t err;
   json_t *root = json_loadb(b->data, b->len, 0, &err);
+  /* Not err.text: jansson quotes the text near the error, which may be the token. */
   if (!root)
-    return mim_fail(MIM_ERR_PROTOCOL, "token URL answered with invalid JSON (%s)", err.text);
+    return mim_fail(MIM_ERR_PROTOCOL, "token URL answered with invalid JSON (error at byte %d)",
+                    err.position);
   const char *tok = json_string_value(json_object_get(root, "token"));
   json_t *exp = json_object_get(root, "expires_at");
   mim_status st = MIM_OK;
