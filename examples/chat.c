@@ -15,6 +15,8 @@
 #define _GNU_SOURCE /* asprintf */
 #include <momento/im.h>
 
+#include "key_file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -260,22 +262,6 @@ static void discard_pending(chat_state *st) {
   st->n_pending = st->cap_pending = 0;
 }
 
-/* Reads a small file (a key) without its trailing newline; NULL on failure. */
-static char *read_key_file(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return NULL;
-  char buf[16384];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-    n--;
-  buf[n] = '\0';
-  char *key = n ? strdup(buf) : NULL;
-  memset(buf, 0, sizeof buf);
-  return key;
-}
-
 /* 0 ok, 1 help printed, 2 usage error (printed). */
 static int parse_args(int argc, char **argv, options *o) {
   enum { O_CACHE = 256, O_ENDPOINT, O_PLAIN, O_KEYFILE, O_TOKENURL, O_MOD, O_HIST, O_HELP };
@@ -394,7 +380,7 @@ static mim_client *make_client(const options *o, chat_state *st) {
   mim_status s = mim_client_create(&co, &client);
   if (key) {
     memset(key, 0, strlen(key));
-    free(key);
+    free_key(key);
   }
   if (s != MIM_OK) {
     fprintf(stderr, "chat: %s: %s (%s)\n",

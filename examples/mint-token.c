@@ -11,6 +11,8 @@
  */
 #include <momento/im.h>
 
+#include "key_file.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -29,21 +31,6 @@ static void usage(FILE *out) {
                "  --plaintext          no TLS (default: TLS unless the endpoint is loopback)\n"
                "  --key-file PATH      privileged key (default: MOMENTO_API_KEY)\n"
                "  --valid-for SECONDS  lifetime of the token (default 3600)\n");
-}
-
-static char *read_key_file(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return NULL;
-  char buf[16384];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-    n--;
-  buf[n] = '\0';
-  char *key = n ? strdup(buf) : NULL;
-  memset(buf, 0, sizeof buf);
-  return key;
 }
 
 int main(int argc, char **argv) {
@@ -124,7 +111,7 @@ int main(int argc, char **argv) {
   mim_status st = mim_client_create(&o, &client);
   if (key) {
     memset(key, 0, strlen(key));
-    free(key);
+    free_key(key);
   }
   mim_disposable_token *tok = NULL;
   if (st == MIM_OK)

@@ -12,6 +12,8 @@
  */
 #include <momento/im.h>
 
+#include "key_file.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -256,21 +258,6 @@ static void free_words(word_list *wl) {
   free(wl->words);
 }
 
-static char *read_key_file(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return NULL;
-  char buf[16384];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-    n--;
-  buf[n] = '\0';
-  char *key = n ? strdup(buf) : NULL;
-  memset(buf, 0, sizeof buf);
-  return key;
-}
-
 static bool parse_count(const char *arg, const char *flag, unsigned long max, unsigned long *out) {
   char *end;
   errno = 0;
@@ -393,7 +380,7 @@ static mim_client *make_client(const options *o) {
   mim_status st = mim_client_create(&co, &client);
   if (key) {
     memset(key, 0, strlen(key));
-    free(key);
+    free_key(key);
   }
   if (st != MIM_OK) {
     fprintf(stderr, "moderator: cannot create the client: %s (%s)\n", mim_status_name(st),

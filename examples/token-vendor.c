@@ -20,6 +20,8 @@
 #include <momento/client.h>
 #include <momento/token.h>
 
+#include "key_file.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
@@ -199,26 +201,8 @@ static bool parse_args(int argc, char **argv, args *a) {
   return a->key_file != NULL;
 }
 
-/* The first line of the key file, without trailing whitespace. */
-static char *read_key(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return NULL;
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t n = getline(&line, &cap, f);
-  fclose(f);
-  if (n <= 0) {
-    free(line);
-    return NULL;
-  }
-  while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
-    line[--n] = '\0';
-  return line;
-}
-
 static mim_client *make_client(const args *a) {
-  char *key = read_key(a->key_file);
+  char *key = read_key_file(a->key_file);
   if (!key) {
     fprintf(stderr, "token-vendor: cannot read key file %s\n", a->key_file);
     return NULL;
@@ -231,7 +215,7 @@ static mim_client *make_client(const args *a) {
   mim_client *c = NULL;
   mim_status st = mim_client_create(&o, &c);
   explicit_bzero(key, strlen(key));
-  free(key);
+  free_key(key);
   if (st != MIM_OK)
     fprintf(stderr, "token-vendor: client: %s: %s\n", mim_status_name(st), mim_last_error_detail());
   return c;

@@ -11,6 +11,8 @@
  */
 #include <momento/im.h>
 
+#include "key_file.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,32 +163,19 @@ static mim_client *moderator_client(mim_client *root) {
   return c;
 }
 
-static char *read_file(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return NULL;
-  char buf[4096];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-    n--;
-  buf[n] = '\0';
-  return strdup(buf);
-}
-
 int main(int argc, char **argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: %s ENDPOINT ROOT_KEY_FILE\n", argv[0]);
     return 2;
   }
   endpoint = argv[1];
-  char *root_key = read_file(argv[2]);
+  char *root_key = read_key_file(argv[2]);
   if (!root_key) {
     perror(argv[2]);
     return 1;
   }
   mim_client *root = client_from_key(root_key);
-  free(root_key);
+  free_key(root_key);
   mim_status st = mim_cache_create(root, CACHE);
   if (st != MIM_OK && st != MIM_ERR_ALREADY_EXISTS)
     die("mim_cache_create", st);
