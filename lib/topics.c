@@ -625,6 +625,7 @@ static void handle_item(mim_subscription *s, const CacheClient__Pubsub__TopicIte
     if (!item.data) {
       mim_log(MIM_LOG_ERROR, "topics: out of memory; dropped value %llu on %s",
               (unsigned long long)seq, s->topic);
+      notify_discontinuity(s, seq - 1, seq + 1, page); /* so the subscriber can recover it */
       return;
     }
   } else {
