@@ -378,10 +378,7 @@ static mim_client *make_client(const options *o, chat_state *st) {
   co.log_user = st;
   mim_client *client = NULL;
   mim_status s = mim_client_create(&co, &client);
-  if (key) {
-    memset(key, 0, strlen(key));
-    free_key(key);
-  }
+  free_key(key);
   if (s != MIM_OK) {
     fprintf(stderr, "chat: %s: %s (%s)\n",
             o->token_url ? "cannot get a token from the token URL" : "cannot create the client",

@@ -109,10 +109,7 @@ int main(int argc, char **argv) {
   o.tls = plaintext ? MIM_TLS_OFF : MIM_TLS_AUTO;
   mim_client *client = NULL;
   mim_status st = mim_client_create(&o, &client);
-  if (key) {
-    memset(key, 0, strlen(key));
-    free_key(key);
-  }
+  free_key(key);
   mim_disposable_token *tok = NULL;
   if (st == MIM_OK)
     st = moderated

@@ -378,10 +378,7 @@ static mim_client *make_client(const options *o) {
   co.log_level = MIM_LOG_WARN;
   mim_client *client = NULL;
   mim_status st = mim_client_create(&co, &client);
-  if (key) {
-    memset(key, 0, strlen(key));
-    free_key(key);
-  }
+  free_key(key);
   if (st != MIM_OK) {
     fprintf(stderr, "moderator: cannot create the client: %s (%s)\n", mim_status_name(st),
             mim_last_error_detail());
