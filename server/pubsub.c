@@ -283,7 +283,8 @@ static void sub_on_close(void *user) {
  * discontinuity {last = the last seq the client will have received, new = seq - 1
  * (positioned just before this item), page} tells it which sequence numbers it lost.
  * Memory per subscriber stays bounded. */
-static bool deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slice msg) {
+static bool deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slice msg,
+                           int64_t now_ms) {
   size_t bytes = 0;
   size_t n = srv_stream_pending(s->call, &bytes);
   if (n >= ps->cfg.max_queue || bytes + GRPC_SLICE_LENGTH(msg) > ps->cfg.max_queue_bytes) {
@@ -295,7 +296,7 @@ static bool deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slic
   }
   bool kick = false;
   srv_stream_enqueue(s->call, msg, seq, &kick);
-  atomic_store(&s->last_sent_ms, srv_mono_ms());
+  atomic_store(&s->last_sent_ms, now_ms);
   return kick;
 }
 
@@ -305,9 +306,10 @@ static bool deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slic
 static void fan_out(pubsub *ps, topic *t, uint64_t seq, grpc_slice msg) {
   srv_call **kick = t->nsubs ? malloc(t->nsubs * sizeof *kick) : NULL;
   size_t nkick = 0;
+  int64_t now_ms = srv_mono_ms(); /* one clock read per publish, not per subscriber */
   for (size_t i = 0; i < t->nsubs; i++) {
     srv_call *call = t->subs[i]->call;
-    if (deliver_locked(ps, t, t->subs[i], seq, msg)) {
+    if (deliver_locked(ps, t, t->subs[i], seq, msg, now_ms)) {
       if (kick) {
         srv_call_ref(call);
         kick[nkick++] = call;
