@@ -820,6 +820,10 @@ bool persist_snapshot_end(persist *p) {
   if (ok) {
     p->gen++;
     ok = reset_log(p, p->gen);
+    if (!ok) {
+      /* Records appended to a log without its header are skipped at the next start. */
+      srv_log(LOG_ERROR, "persist: cannot restart the log after a snapshot: %s", strerror(errno));
+    }
   } else {
     srv_log(LOG_ERROR, "persist: cannot write the snapshot; keeping the log");
   }
