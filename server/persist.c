@@ -261,7 +261,12 @@ static uint8_t *slurp(const char *path, size_t *len) {
       }
       got += (size_t)r;
     }
-    *len = got;
+    if (got < (size_t)st.st_size) {
+      free(d); /* a partial file replayed and compacted would lose its tail for good */
+      d = NULL;
+      errno = EIO;
+    }
+    *len = d ? got : 0;
   }
   close(fd);
   return d;
@@ -518,8 +523,12 @@ static bool load(persist *p, store *s) {
   char *snap_path = path_in(p, "snapshot"), *log_path = path_in(p, "log");
   bool ok = snap_path && log_path;
   size_t slen = 0, llen = 0;
+  /* Only a missing file means "nothing yet": on any other failure the start must fail,
+   * since the compaction that follows would overwrite the data with an empty store. */
   uint8_t *snap = ok ? slurp(snap_path, &slen) : NULL;
+  ok = ok && (snap || errno == ENOENT);
   uint8_t *log = ok ? slurp(log_path, &llen) : NULL;
+  ok = ok && (log || errno == ENOENT);
   uint64_t sgen = 0, lgen = 0;
   if (snap) {
     replay_file(p, s, snap, slen, &sgen, "snapshot");
