@@ -75,7 +75,13 @@ static bool save_secret(const auth_key *key, const char *path) {
   }
   hex[n++] = '\n';
   bool ok = write(fd, hex, n) == (ssize_t)n;
-  close(fd);
+  ok = close(fd) == 0 && ok;
+  explicit_bzero(hex, sizeof hex);
+  if (!ok) {
+    /* A partial file would be read at the next start as a short (weaker) raw secret. */
+    srv_log(LOG_ERROR, "cannot write auth secret file %s", path);
+    unlink(path);
+  }
   return ok;
 }
 
