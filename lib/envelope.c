@@ -229,10 +229,9 @@ mim_status mim_idset_init(mim_idset *set, size_t capacity) {
   return MIM_OK;
 }
 
-mim_status mim_idset_reserve(mim_idset *set, size_t capacity) {
+void mim_idset_reserve(mim_idset *set, size_t capacity) {
   if (capacity > set->capacity)
     set->capacity = capacity;
-  return MIM_OK;
 }
 
 bool mim_idset_contains(const mim_idset *set, const char *id) {
@@ -256,7 +255,9 @@ static void evict_oldest(mim_idset *set) {
   free(old);
 }
 
-mim_status mim_idset_add(mim_idset *set, const char *id) {
+mim_status mim_idset_add(mim_idset *set, const char *id, bool *added) {
+  if (added)
+    *added = false;
   if (mim_idset_contains(set, id))
     return MIM_OK;
   size_t len = strlen(id);
@@ -280,6 +281,8 @@ mim_status mim_idset_add(mim_idset *set, const char *id) {
     set->oldest = n;
   set->newest = n;
   set->count++;
+  if (added)
+    *added = true;
   return MIM_OK;
 }
 

@@ -69,10 +69,11 @@ typedef struct mim_idset {
 /* Initializes an empty set holding at most capacity (> 0) ids. MIM_ERR_NO_MEMORY. */
 mim_status mim_idset_init(mim_idset *set, size_t capacity);
 /* Raises the capacity (never lowers it); memory grows only as ids are added. */
-mim_status mim_idset_reserve(mim_idset *set, size_t capacity);
+void mim_idset_reserve(mim_idset *set, size_t capacity);
 bool mim_idset_contains(const mim_idset *set, const char *id);
-/* Adds id (no-op when present), evicting the oldest id when full. MIM_ERR_NO_MEMORY. */
-mim_status mim_idset_add(mim_idset *set, const char *id);
+/* Adds id (no-op when present), evicting the oldest id when full. added (may be NULL)
+ * tells whether id was new, so a caller needs one lookup, not two. MIM_ERR_NO_MEMORY. */
+mim_status mim_idset_add(mim_idset *set, const char *id, bool *added);
 void mim_idset_free(mim_idset *set);
 
 #endif

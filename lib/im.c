@@ -186,13 +186,15 @@ static void deliver(mim_session *s, const mim_message *m) {
 /* Delivers a chat message unless its id was delivered already. */
 static void deliver_once(mim_session *s, const mim_message *m) {
   if (m->kind == MIM_MESSAGE_CHAT) {
-    if (mim_idset_contains(&s->delivered, m->id)) {
+    bool added = false;
+    if (mim_idset_add(&s->delivered, m->id, &added) != MIM_OK) {
+      /* Delivered anyway: a possible duplicate beats a lost message. */
+      mim_log(MIM_LOG_WARN, "chat %s: out of memory remembering a message id", s->chat);
+    } else if (!added) {
       mim_log(MIM_LOG_DEBUG, "chat %s: duplicate of %s (%s) skipped", s->chat, m->id,
               m->from_history ? "history" : "live");
       return;
     }
-    if (mim_idset_add(&s->delivered, m->id) != MIM_OK)
-      mim_log(MIM_LOG_WARN, "chat %s: out of memory remembering a message id", s->chat);
   }
   deliver(s, m);
 }
@@ -219,8 +221,7 @@ static void report_lost_gap(mim_session *s, bool list_full_of_unknown) {
  * are delivered on the first (join) fetch only: they have no id to de-duplicate by. */
 static void deliver_history(mim_session *s, const mim_list_values *values) {
   size_t cap = s->history_cap > values->count ? s->history_cap : values->count;
-  if (mim_idset_reserve(&s->delivered, cap + DEDUP_WINDOW) != MIM_OK)
-    mim_log(MIM_LOG_WARN, "chat %s: out of memory growing the id set", s->chat);
+  mim_idset_reserve(&s->delivered, cap + DEDUP_WINDOW);
   bool any_known = false;
   size_t known_before = s->delivered.count;
   for (size_t i = 0; i < values->count; i++) {
@@ -620,7 +621,7 @@ static mim_status values_to_list(const mim_session *s, const mim_list_values *va
       continue;
     }
     if (ok)
-      st = mim_idset_add(&seen, env.id);
+      st = mim_idset_add(&seen, env.id, NULL);
     mim_message *m = &list->messages[list->count];
     fill_message(m, ok ? &env : NULL, s->chat, "", v->data, v->len, 0, true);
     bool packed = pack_message(m);

@@ -161,7 +161,7 @@ static void on_input(void *user, const mim_topic_item *item) {
   }
   size_t len = 0;
   char *json = apply_filter(m, c, &env, item, &len);
-  if (mim_idset_add(&c->forwarded, env.id) != MIM_OK)
+  if (mim_idset_add(&c->forwarded, env.id, NULL) != MIM_OK)
     mim_log(MIM_LOG_WARN, "moderator: out of memory remembering message ids");
   mim_envelope_clear(&env);
   if (json)
