@@ -30,6 +30,9 @@ enum {
 
 #define MAGIC 0x314d494dU /* "MIM1" */
 #define MAX_RECORD (1u << 30)
+/* Test hook (documented in server/README.md): a smaller record limit, so the limit can be
+ * tested at its boundary without gigabyte records. */
+#define MAX_RECORD_ENV "MIM_LOCAL_MAX_RECORD_BYTES"
 #define FSYNC_INTERVAL_MS 100
 
 typedef struct topic_state {
@@ -50,7 +53,12 @@ typedef struct buf {
   uint8_t *d;
   size_t len, cap;
   bool oom;
+  bool too_big; /* a record exceeds g_max_record: the reader would stop at it */
 } buf;
+
+/* Largest record payload, the same for writing and reading. One data directory per
+ * process, set by persist_open. */
+static uint32_t g_max_record = MAX_RECORD;
 
 struct persist {
   pthread_mutex_t mu;
@@ -61,6 +69,10 @@ struct persist {
   uint64_t log_bytes;
   uint64_t compact_bytes;
   bool dirty;
+  /* The log cannot take records: it lost its header (a failed restart after a snapshot)
+   * or holds a torn record that could not be cut. Records appended to it would not be
+   * replayed, so writes are refused until a compaction rewrites it. */
+  bool broken;
   srv_hmap topics; /* "cache\0topic" -> topic_state */
   buf snap;        /* snapshot being built (between begin and end) */
   pthread_t thread;
@@ -146,13 +158,14 @@ static void put_str(buf *b, const char *s) {
   put_bytes(b, s, strlen(s));
 }
 
-/* Starts a record: room for its length and CRC, then the type. */
-static void rec_begin(buf *b, uint8_t type) {
-  b->len = 0;
-  b->oom = false;
+/* Starts a record at the end of b: room for its length and CRC, then the type. Returns
+ * its offset for rec_seal. */
+static size_t rec_begin(buf *b, uint8_t type) {
+  size_t at = b->len;
   put_u32(b, 0);
   put_u32(b, 0);
   put_u8(b, type);
+  return at;
 }
 
 /* Fills in length and CRC of the record that starts at offset at. */
@@ -161,6 +174,10 @@ static void rec_seal(buf *b, size_t at) {
     return;
   }
   size_t n = b->len - at - 8;
+  if (n > g_max_record) {
+    b->too_big = true; /* never written: replay would stop at it */
+    return;
+  }
   uint32_t crc = crc32_ieee(b->d + at + 8, n);
   for (int i = 0; i < 4; i++) {
     b->d[at + i] = (uint8_t)(n >> (8 * i));
@@ -484,7 +501,7 @@ static size_t replay_file(persist *p, store *s, const uint8_t *d, size_t len, ui
         (uint32_t)(d[off] | d[off + 1] << 8 | d[off + 2] << 16 | (uint32_t)d[off + 3] << 24);
     uint32_t crc =
         (uint32_t)(d[off + 4] | d[off + 5] << 8 | d[off + 6] << 16 | (uint32_t)d[off + 7] << 24);
-    if (n == 0 || n > MAX_RECORD || n > len - off - 8) {
+    if (n == 0 || n > g_max_record || n > len - off - 8) {
       break; /* torn tail */
     }
     if (crc32_ieee(d + off + 8, n) != crc) {
@@ -548,59 +565,76 @@ static bool load(persist *p, store *s) {
 
 /* ---- writing ---- */
 
-static void log_write_locked(persist *p, buf *b) {
-  if (b->oom || p->log_fd < 0) {
-    srv_log(LOG_ERROR, "persist: cannot record a mutation (out of memory or no log)");
-    return;
+/* Cuts what a failed append left behind: replay stops at the first bad record, so
+ * every later record appended behind a torn one would be lost at the next start. */
+static void cut_tail_locked(persist *p) {
+  if (ftruncate(p->log_fd, (off_t)p->log_bytes) != 0) {
+    srv_log(LOG_ERROR, "persist: cannot cut a torn log record: %s", strerror(errno));
+    p->broken = true;
+  }
+}
+
+/* Appends the sealed records in b. Anything but PERSIST_OK means nothing was recorded
+ * and the caller must not apply the change (memory and disk must agree). */
+static persist_rc log_write_locked(persist *p, buf *b) {
+  if (b->too_big) {
+    srv_log(LOG_WARN, "persist: refused a record larger than %u bytes", g_max_record);
+    return PERSIST_TOO_BIG;
+  }
+  if (b->oom || p->log_fd < 0 || p->broken) {
+    srv_log(LOG_ERROR, "persist: cannot record a mutation (%s)",
+            b->oom ? "out of memory" : "the log is not writable");
+    return PERSIST_FAILED;
   }
   if (!write_all(p->log_fd, b->d, b->len)) {
     srv_log(LOG_ERROR, "persist: log write failed: %s", strerror(errno));
-    /* Cut a torn record off: replay stops at the first bad one, so every later record
-     * appended behind it would be lost at the next start. */
-    if (ftruncate(p->log_fd, (off_t)p->log_bytes) != 0) {
-      srv_log(LOG_ERROR, "persist: cannot cut a torn log record: %s", strerror(errno));
-    }
-    return;
+    cut_tail_locked(p);
+    return PERSIST_FAILED;
+  }
+  if (p->mode == PERSIST_FSYNC_ALWAYS && fdatasync(p->log_fd) != 0) {
+    /* Not known to be on disk: under "always" that cannot be acknowledged. */
+    srv_log(LOG_ERROR, "persist: log fdatasync failed: %s", strerror(errno));
+    cut_tail_locked(p);
+    return PERSIST_FAILED;
   }
   p->log_bytes += b->len;
-  if (p->mode == PERSIST_FSYNC_ALWAYS) {
-    fdatasync(p->log_fd);
-  } else {
-    p->dirty = true;
-  }
+  p->dirty = p->mode != PERSIST_FSYNC_ALWAYS;
+  return PERSIST_OK;
 }
 
-/* Builds the record in a local buffer (outside the lock) and appends it. */
-static void emit(persist *p, buf *b) {
-  rec_seal(b, 0);
+/* Appends the records built in b (outside the lock) and frees b. */
+static persist_rc emit(persist *p, buf *b) {
   pthread_mutex_lock(&p->mu);
-  log_write_locked(p, b);
+  persist_rc rc = log_write_locked(p, b);
   pthread_mutex_unlock(&p->mu);
   free(b->d);
+  return rc;
 }
 
-void persist_cache(persist *p, bool create, const char *name) {
+persist_rc persist_cache(persist *p, bool create, const char *name) {
   buf b = {0};
   rec_begin(&b, create ? REC_CACHE_NEW : REC_CACHE_DEL);
   put_str(&b, name);
   rec_seal(&b, 0);
   pthread_mutex_lock(&p->mu);
-  if (!create) {
+  persist_rc rc = log_write_locked(p, &b);
+  if (rc == PERSIST_OK && !create) {
     srv_hmap_filter(&p->topics, drop_cache_topic, (void *)name);
   }
-  log_write_locked(p, &b);
   pthread_mutex_unlock(&p->mu);
   free(b.d);
+  return rc;
 }
 
-static void put_list_head(buf *b, uint8_t type, const char *cache, st_bytes key) {
-  rec_begin(b, type);
+static size_t put_list_head(buf *b, uint8_t type, const char *cache, st_bytes key) {
+  size_t at = rec_begin(b, type);
   put_str(b, cache);
   put_bytes(b, key.data, key.len);
+  return at;
 }
 
-void persist_push(persist *p, const char *cache, st_bytes key, const st_bytes *vals, size_t n,
-                  bool front, bool fresh, uint32_t truncate, int64_t expires_wall) {
+persist_rc persist_push(persist *p, const char *cache, st_bytes key, const st_bytes *vals, size_t n,
+                        bool front, bool fresh, uint32_t truncate, int64_t expires_wall) {
   buf b = {0};
   put_list_head(&b, REC_LIST_PUSH, cache, key);
   put_u8(&b, (uint8_t)((front ? 1 : 0) | (fresh ? 2 : 0)));
@@ -610,37 +644,63 @@ void persist_push(persist *p, const char *cache, st_bytes key, const st_bytes *v
   for (size_t i = 0; i < n; i++) {
     put_bytes(&b, vals[i].data, vals[i].len);
   }
-  emit(p, &b);
+  rec_seal(&b, 0);
+  return emit(p, &b);
 }
 
+/* A list's whole content as a list-set record followed, when it would not fit in one
+ * record, by push-back records: a long list never makes a record the reader refuses.
+ * Only a single value too large on its own leaves b->too_big set. */
 static void put_list_set(buf *b, const char *cache, st_bytes key, const ProtobufCBinaryData *v,
                          size_t n, int64_t expires_wall) {
-  put_list_head(b, REC_LIST_SET, cache, key);
-  put_u64(b, (uint64_t)expires_wall);
-  put_u32(b, (uint32_t)n);
-  for (size_t i = 0; i < n; i++) {
-    put_bytes(b, v[i].data, v[i].len);
-  }
+  size_t i = 0;
+  bool first = true;
+  do {
+    /* type, cache, key, [flags, truncate,] expiry, count */
+    size_t size = 1 + 4 + strlen(cache) + 4 + key.len + (first ? 0 : 5) + 8 + 4;
+    size_t end = i;
+    while (end < n && size + 4 + v[end].len <= g_max_record) {
+      size += 4 + v[end].len;
+      end++;
+    }
+    if (end == i && i < n) {
+      end = i + 1; /* too large alone: rec_seal flags it */
+    }
+    size_t at = put_list_head(b, first ? REC_LIST_SET : REC_LIST_PUSH, cache, key);
+    if (!first) {
+      put_u8(b, 0); /* back, onto the list the set record started */
+      put_u32(b, 0);
+    }
+    put_u64(b, (uint64_t)expires_wall);
+    put_u32(b, (uint32_t)(end - i));
+    for (; i < end; i++) {
+      put_bytes(b, v[i].data, v[i].len);
+    }
+    rec_seal(b, at);
+    first = false;
+  } while (i < n);
 }
 
-void persist_list_set(persist *p, const char *cache, st_bytes key, const ProtobufCBinaryData *v,
-                      size_t n, int64_t expires_wall) {
+persist_rc persist_list_set(persist *p, const char *cache, st_bytes key,
+                            const ProtobufCBinaryData *v, size_t n, int64_t expires_wall) {
   buf b = {0};
   put_list_set(&b, cache, key, v, n, expires_wall);
-  emit(p, &b);
+  return emit(p, &b);
 }
 
-void persist_pop(persist *p, const char *cache, st_bytes key, bool front) {
+persist_rc persist_pop(persist *p, const char *cache, st_bytes key, bool front) {
   buf b = {0};
   put_list_head(&b, REC_LIST_POP, cache, key);
   put_u8(&b, front ? 1 : 0);
-  emit(p, &b);
+  rec_seal(&b, 0);
+  return emit(p, &b);
 }
 
-void persist_item_delete(persist *p, const char *cache, st_bytes key) {
+persist_rc persist_item_delete(persist *p, const char *cache, st_bytes key) {
   buf b = {0};
   put_list_head(&b, REC_ITEM_DEL, cache, key);
-  emit(p, &b);
+  rec_seal(&b, 0);
+  return emit(p, &b);
 }
 
 static void put_topic(buf *b, const char *cache, const char *topic, uint64_t page, uint64_t next) {
@@ -665,16 +725,20 @@ bool persist_topic_get(persist *p, const char *cache, const char *topic, uint64_
   return t != NULL;
 }
 
-void persist_topic_set(persist *p, const char *cache, const char *topic, uint64_t page,
-                       uint64_t next_seq) {
+persist_rc persist_topic_set(persist *p, const char *cache, const char *topic, uint64_t page,
+                             uint64_t next_seq) {
   buf b = {0};
   put_topic(&b, cache, topic, page, next_seq);
   rec_seal(&b, 0);
   pthread_mutex_lock(&p->mu);
-  topic_put_locked(p, cache, topic, page, next_seq);
-  log_write_locked(p, &b);
+  persist_rc rc = log_write_locked(p, &b);
+  if (rc == PERSIST_OK && !topic_put_locked(p, cache, topic, page, next_seq)) {
+    /* On record but not in the table the next snapshot is built from. */
+    rc = PERSIST_FAILED;
+  }
   pthread_mutex_unlock(&p->mu);
   free(b.d);
+  return rc;
 }
 
 void persist_topic_ring(persist *p, const char *cache, const char *topic, size_t n,
@@ -691,10 +755,10 @@ void persist_topic_ring(persist *p, const char *cache, const char *topic, size_t
   }
   rec_seal(&b, 0);
   pthread_mutex_lock(&p->mu);
-  if (!b.oom) {
+  if (!b.oom && !b.too_big) {
     ring_put_locked(p, cache, topic, b.d + body, b.len - body);
   }
-  log_write_locked(p, &b);
+  log_write_locked(p, &b); /* at a clean stop: a ring that is not kept costs a discontinuity */
   pthread_mutex_unlock(&p->mu);
   free(b.d);
 }
@@ -723,7 +787,7 @@ void persist_topic_take_ring(persist *p, const char *cache, const char *topic, u
 
 bool persist_wants_compaction(persist *p) {
   pthread_mutex_lock(&p->mu);
-  bool big = p->log_bytes > p->compact_bytes;
+  bool big = p->log_bytes > p->compact_bytes || p->broken; /* a rewrite repairs it */
   pthread_mutex_unlock(&p->mu);
   return big;
 }
@@ -759,10 +823,8 @@ void persist_snapshot_list(persist *p, const char *cache, st_bytes key,
                            const ProtobufCBinaryData *v, size_t n, int64_t expires_wall) {
   buf tmp = {0};
   put_list_set(&tmp, cache, key, v, n, expires_wall);
-  rec_seal(&tmp, 0);
-  if (tmp.oom) {
-    p->snap.oom = true;
-  }
+  p->snap.oom |= tmp.oom;
+  p->snap.too_big |= tmp.too_big;
   buf_put(&p->snap, tmp.d, tmp.len);
   free(tmp.d);
 }
@@ -785,9 +847,8 @@ static bool snapshot_topic(void *ctx, srv_hentry *e) {
     buf_put(&tmp, t->ring, t->ring_len);
     rec_seal(&tmp, at);
   }
-  if (tmp.oom) {
-    p->snap.oom = true;
-  }
+  p->snap.oom |= tmp.oom;
+  p->snap.too_big |= tmp.too_big;
   buf_put(&p->snap, tmp.d, tmp.len);
   free(tmp.d);
   return false;
@@ -812,26 +873,50 @@ static bool write_snapshot(persist *p) {
   return ok;
 }
 
-/* Empties the log and starts it with the new generation's header. */
+/* Replaces the log with one that holds only the new generation's header: written to
+ * log.tmp, synced, renamed over the log. On failure the old log stays as it was. */
 static bool reset_log(persist *p, uint64_t gen) {
   buf h = {0};
   put_header(&h, gen);
-  bool ok = !h.oom && ftruncate(p->log_fd, 0) == 0 && write_all(p->log_fd, h.d, h.len) &&
-            fdatasync(p->log_fd) == 0;
-  p->log_bytes = h.len;
+  char *tmp = path_in(p, "log.tmp"), *dst = path_in(p, "log");
+  int fd = !h.oom && tmp && dst
+               ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600)
+               : -1;
+  bool ok = fd >= 0 && write_all(fd, h.d, h.len) && fdatasync(fd) == 0 && rename(tmp, dst) == 0;
+  if (ok) {
+    fsync_dir(p);
+    /* dup2 swaps the file behind the same descriptor number at once, so the fsync
+     * thread (which uses the number outside the lock) never sees a closed one. */
+    ok = dup2(fd, p->log_fd) >= 0;
+  } else if (tmp) {
+    unlink(tmp);
+  }
+  if (fd >= 0) {
+    close(fd);
+  }
+  if (ok) {
+    p->log_bytes = h.len;
+  }
+  free(tmp);
+  free(dst);
   free(h.d);
   return ok;
 }
 
 bool persist_snapshot_end(persist *p) {
   srv_hmap_filter(&p->topics, snapshot_topic, p);
-  bool ok = !p->snap.oom && write_snapshot(p);
+  bool ok = !p->snap.oom && !p->snap.too_big && write_snapshot(p);
   if (ok) {
     p->gen++;
     ok = reset_log(p, p->gen);
+    /* The old log's generation is now older than the snapshot's: records appended to
+     * it would be skipped at the next start, so refuse writes until a retry works. */
+    p->broken = !ok;
     if (!ok) {
-      /* Records appended to a log without its header are skipped at the next start. */
-      srv_log(LOG_ERROR, "persist: cannot restart the log after a snapshot: %s", strerror(errno));
+      srv_log(LOG_ERROR,
+              "persist: cannot restart the log after a snapshot: %s; refusing "
+              "writes until a compaction succeeds",
+              strerror(errno));
     }
   } else {
     srv_log(LOG_ERROR, "persist: cannot write the snapshot; keeping the log");
@@ -901,6 +986,9 @@ persist *persist_open(const char *dir, persist_fsync mode, uint64_t compact_byte
   p->dir = strdup(dir);
   p->mode = mode;
   p->compact_bytes = compact_bytes ? compact_bytes : PERSIST_COMPACT_BYTES;
+  const char *max = getenv(MAX_RECORD_ENV);
+  unsigned long long m = max ? strtoull(max, NULL, 10) : 0;
+  g_max_record = m >= 64 && m <= MAX_RECORD ? (uint32_t)m : MAX_RECORD;
   p->log_fd = -1;
   pthread_mutex_init(&p->mu, NULL);
   pthread_condattr_t ca;

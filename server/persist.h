@@ -35,21 +35,30 @@ persist *persist_open(const char *dir, persist_fsync mode, uint64_t compact_byte
 /* Flushes, fsyncs and closes (after the last writer is gone). */
 void persist_close(persist *p);
 
-/* Mutation records (called by store.c under its locks; errors are logged, not fatal:
- * memory stays authoritative). Expiries are wall-clock ms since the epoch. */
-void persist_cache(persist *p, bool create, const char *name);
-void persist_push(persist *p, const char *cache, st_bytes key, const st_bytes *vals, size_t n,
-                  bool front, bool fresh, uint32_t truncate, int64_t expires_wall);
-void persist_list_set(persist *p, const char *cache, st_bytes key, const ProtobufCBinaryData *v,
-                      size_t n, int64_t expires_wall);
-void persist_pop(persist *p, const char *cache, st_bytes key, bool front);
-void persist_item_delete(persist *p, const char *cache, st_bytes key);
+/* Result of recording a mutation. */
+typedef enum {
+  PERSIST_OK = 0,
+  PERSIST_FAILED,  /* not recorded (write error, disk full, out of memory, log unusable) */
+  PERSIST_TOO_BIG, /* a record would exceed the limit the reader accepts */
+} persist_rc;
+
+/* Mutation records (called by store.c under its locks, before the change is applied
+ * or acknowledged). Anything but PERSIST_OK means nothing was recorded: the caller must
+ * leave memory unchanged and fail the request. Expiries are wall-clock ms since the
+ * epoch. */
+persist_rc persist_cache(persist *p, bool create, const char *name);
+persist_rc persist_push(persist *p, const char *cache, st_bytes key, const st_bytes *vals, size_t n,
+                        bool front, bool fresh, uint32_t truncate, int64_t expires_wall);
+persist_rc persist_list_set(persist *p, const char *cache, st_bytes key,
+                            const ProtobufCBinaryData *v, size_t n, int64_t expires_wall);
+persist_rc persist_pop(persist *p, const char *cache, st_bytes key, bool front);
+persist_rc persist_item_delete(persist *p, const char *cache, st_bytes key);
 
 /* Topic state: the page and the first sequence number to use after a restart. */
 bool persist_topic_get(persist *p, const char *cache, const char *topic, uint64_t *page,
                        uint64_t *next_seq);
-void persist_topic_set(persist *p, const char *cache, const char *topic, uint64_t page,
-                       uint64_t next_seq);
+persist_rc persist_topic_set(persist *p, const char *cache, const char *topic, uint64_t page,
+                             uint64_t next_seq);
 
 /* The replay ring at a clean stop: n items, consecutive sequence numbers, each the
  * packed subscription item. */

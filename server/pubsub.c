@@ -361,13 +361,19 @@ ps_result pubsub_publish(pubsub *ps, const char *cache, const char *name,
   pthread_mutex_lock(&t->mu);
   ps_result r = PS_GONE;
   bool orphan = orphaned_locked(ps, t, cache);
-  if (!orphan && !t->dead) {
+  bool unrecorded = false;
+  if (!orphan && !t->dead && ps->cfg.persist && t->last_seq + 1 >= t->reserved) {
+    /* One record per block: after a crash numbering goes on from the block's end. A
+     * block that is not on record cannot be used (a restart would reuse its numbers). */
+    uint64_t reserve = t->last_seq + 1 + PERSIST_SEQ_BLOCK;
+    unrecorded = persist_topic_set(ps->cfg.persist, cache, name, t->page, reserve) != PERSIST_OK;
+    t->reserved = unrecorded ? t->reserved : reserve;
+  }
+  if (unrecorded) {
+    pthread_mutex_unlock(&t->mu);
+    r = PS_UNRECORDED;
+  } else if (!orphan && !t->dead) {
     uint64_t seq = ++t->last_seq;
-    if (ps->cfg.persist && seq >= t->reserved) {
-      /* One record per block: after a crash numbering goes on from the block's end. */
-      t->reserved = seq + PERSIST_SEQ_BLOCK;
-      persist_topic_set(ps->cfg.persist, cache, name, t->page, t->reserved);
-    }
     grpc_slice msg = pack_topic_item(seq, t->page, value, publisher_id);
     ring_push_locked(t, seq, msg);
     fan_out(ps, t, seq, msg); /* unlocks the topic */

@@ -34,7 +34,8 @@ typedef struct pubsub_config {
   struct persist *persist;
 } pubsub_config;
 
-typedef enum { PS_OK = 0, PS_TOO_MANY, PS_GONE, PS_NOMEM } ps_result;
+/* PS_UNRECORDED: --data-dir could not record the topic's sequence state; not published. */
+typedef enum { PS_OK = 0, PS_TOO_MANY, PS_GONE, PS_NOMEM, PS_UNRECORDED } ps_result;
 
 /* Starts the heartbeat thread. */
 pubsub *pubsub_new(const pubsub_config *cfg);

@@ -28,6 +28,15 @@ static bool scs_ok(scs_ctx *x, st_result r) {
   case ST_TOO_LONG:
     srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "list would exceed the length limit");
     return false;
+  case ST_IO:
+    /* Retryable: the list was left as it was, so a retry cannot apply it twice. */
+    srv_call_fail(x->call, GRPC_STATUS_UNAVAILABLE,
+                  "the server could not record the write in its data directory; nothing changed");
+    return false;
+  case ST_TOO_BIG:
+    srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  "the write exceeds the data directory's record limit; nothing changed");
+    return false;
   default:
     srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return false;

@@ -37,11 +37,8 @@ static int64_t wall_to_mono(int64_t wall) {
   return srv_mono_ms() + (wall - srv_wall_ms());
 }
 
-/* Records a list's whole content (after retain, remove, erase). */
-static void log_list(const store *s, const char *cache, st_bytes key, const st_list *l) {
-  if (s->p) {
-    persist_list_set(s->p, cache, key, l->v, l->len, mono_to_wall(l->expires_ms));
-  }
+static st_result from_persist(persist_rc rc) {
+  return rc == PERSIST_OK ? ST_OK : (rc == PERSIST_TOO_BIG ? ST_TOO_BIG : ST_IO);
 }
 
 static void list_free(void *p) {
@@ -102,8 +99,8 @@ st_result store_cache_create(store *s, const char *name) {
       if (!srv_hmap_put(&s->caches, name, strlen(name), c)) {
         cache_free(c);
         r = ST_NOMEM;
-      } else if (s->p) {
-        persist_cache(s->p, true, name);
+      } else if (s->p && (r = from_persist(persist_cache(s->p, true, name))) != ST_OK) {
+        cache_free(srv_hmap_remove(&s->caches, name, strlen(name)));
       }
     }
   }
@@ -113,13 +110,14 @@ st_result store_cache_create(store *s, const char *name) {
 
 st_result store_cache_delete(store *s, const char *name) {
   pthread_rwlock_wrlock(&s->lock);
-  st_cache *c = srv_hmap_remove(&s->caches, name, strlen(name));
-  if (c && s->p) {
-    persist_cache(s->p, false, name);
+  st_cache *c = srv_hmap_get(&s->caches, name, strlen(name));
+  st_result r = !c ? ST_NO_CACHE : (s->p ? from_persist(persist_cache(s->p, false, name)) : ST_OK);
+  if (r == ST_OK) {
+    srv_hmap_remove(&s->caches, name, strlen(name));
   }
   pthread_rwlock_unlock(&s->lock);
-  if (!c) {
-    return ST_NO_CACHE;
+  if (r != ST_OK) {
+    return r;
   }
   cache_free(c); /* no operation holds it: they run under the read lock */
   return ST_OK;
@@ -327,6 +325,7 @@ static st_result push_locked(store *s, st_cache *c, const char *cache, st_bytes 
     return ST_TOO_LONG;
   }
   bool created = false;
+  int64_t old_expiry = l ? l->expires_ms : 0;
   if (!l) {
     l = calloc(1, sizeof *l);
     if (!l || !srv_hmap_put(&c->lists, key.data, key.len, l)) {
@@ -344,13 +343,23 @@ static st_result push_locked(store *s, st_cache *c, const char *cache, st_bytes 
   if (created || ttl.refresh) {
     l->expires_ms = expiry_for(s, ttl.ttl_ms);
   }
+  if (s->p) {
+    /* Recorded before the truncation frees anything, so a failure can be undone. */
+    st_result r = from_persist(persist_push(s->p, cache, key, vals, n, front, created, truncate,
+                                            mono_to_wall(l->expires_ms)));
+    if (r != ST_OK) {
+      list_cut(l, front ? 0 : l->len - n, n);
+      l->expires_ms = old_expiry;
+      if (created) {
+        list_free(srv_hmap_remove(&c->lists, key.data, key.len));
+      }
+      return r;
+    }
+  }
   if (truncate && l->len > truncate) {
     /* Push back truncates the front, push front truncates the back. */
     size_t excess = l->len - truncate;
     list_cut(l, front ? truncate : 0, excess);
-  }
-  if (s->p) {
-    persist_push(s->p, cache, key, vals, n, front, created, truncate, mono_to_wall(l->expires_ms));
   }
   *len = (uint32_t)l->len;
   drop_if_empty(c, key, l);
@@ -417,99 +426,116 @@ st_result store_list_length(store *s, const char *cache, st_bytes key, uint32_t 
   return l ? ST_OK : ST_MISSING;
 }
 
-st_result store_list_retain(store *s, const char *cache, st_bytes key, st_range r, st_ttl ttl,
-                            uint32_t *len) {
+/* Keeps the elements not marked dead and sets the expiry, after recording the result
+ * (the whole list) when persisting: if that fails the list is left as it was. */
+static st_result commit_kept(store *s, st_cache *c, const char *cache, st_bytes key, st_list *l,
+                             const bool *dead, int64_t expires_ms, uint32_t *len) {
+  ProtobufCBinaryData *kept = malloc((l->len + 1) * sizeof *kept);
+  if (!kept) {
+    return ST_NOMEM;
+  }
+  size_t w = 0;
+  for (size_t i = 0; i < l->len; i++) {
+    if (!dead[i]) {
+      kept[w++] = l->v[i]; /* shares the data until the change is committed */
+    }
+  }
+  st_result r =
+      s->p ? from_persist(persist_list_set(s->p, cache, key, kept, w, mono_to_wall(expires_ms)))
+           : ST_OK;
+  if (r == ST_OK) {
+    for (size_t i = 0; i < l->len; i++) {
+      if (dead[i]) {
+        free(l->v[i].data);
+      }
+    }
+    if (w) {
+      memcpy(l->v, kept, w * sizeof *kept);
+    }
+    l->len = w;
+    l->expires_ms = expires_ms;
+    *len = (uint32_t)w;
+    drop_if_empty(c, key, l);
+  }
+  free(kept);
+  return r;
+}
+
+/* Which elements an operation removes: one flag per element. */
+typedef void (*mark_fn)(const st_list *l, bool *dead, const void *arg);
+
+/* The shared body of retain, remove and erase. */
+static st_result list_rewrite(store *s, const char *cache, st_bytes key, st_ttl ttl, mark_fn mark,
+                              const void *arg, uint32_t *len) {
   st_cache *c = open_cache(s, cache);
   if (!c) {
     return ST_NO_CACHE;
   }
+  st_result r = ST_MISSING;
   st_list *l = find_list(c, key);
-  if (l) {
-    size_t b, e;
-    resolve_range(r, l->len, &b, &e);
-    list_cut(l, e, l->len - e);
-    list_cut(l, 0, b);
-    if (ttl.refresh) {
-      l->expires_ms = expiry_for(s, ttl.ttl_ms);
-    }
-    log_list(s, cache, key, l);
-    *len = (uint32_t)l->len;
-    drop_if_empty(c, key, l);
+  bool *dead = l ? calloc(l->len + 1, sizeof *dead) : NULL;
+  if (l && !dead) {
+    r = ST_NOMEM;
+  } else if (l) {
+    mark(l, dead, arg);
+    int64_t expires = ttl.refresh ? expiry_for(s, ttl.ttl_ms) : l->expires_ms;
+    r = commit_kept(s, c, cache, key, l, dead, expires, len);
   }
+  free(dead);
   close_cache(s, c);
-  return l ? ST_OK : ST_MISSING;
+  return r;
+}
+
+static void mark_outside(const st_list *l, bool *dead, const void *arg) {
+  size_t b, e;
+  resolve_range(*(const st_range *)arg, l->len, &b, &e);
+  for (size_t i = 0; i < l->len; i++) {
+    dead[i] = i < b || i >= e;
+  }
+}
+
+st_result store_list_retain(store *s, const char *cache, st_bytes key, st_range r, st_ttl ttl,
+                            uint32_t *len) {
+  return list_rewrite(s, cache, key, ttl, mark_outside, &r, len);
+}
+
+static void mark_value(const st_list *l, bool *dead, const void *arg) {
+  const st_bytes *value = arg;
+  for (size_t i = 0; i < l->len; i++) {
+    dead[i] = l->v[i].len == value->len &&
+              (value->len == 0 || memcmp(l->v[i].data, value->data, value->len) == 0);
+  }
 }
 
 st_result store_list_remove_value(store *s, const char *cache, st_bytes key, st_bytes value,
                                   uint32_t *len) {
-  st_cache *c = open_cache(s, cache);
-  if (!c) {
-    return ST_NO_CACHE;
-  }
-  st_list *l = find_list(c, key);
-  if (l) {
-    size_t w = 0;
-    for (size_t i = 0; i < l->len; i++) {
-      bool match = l->v[i].len == value.len &&
-                   (value.len == 0 || memcmp(l->v[i].data, value.data, value.len) == 0);
-      if (match) {
-        free(l->v[i].data);
-      } else {
-        l->v[w++] = l->v[i];
-      }
-    }
-    l->len = w;
-    log_list(s, cache, key, l);
-    *len = (uint32_t)w;
-    drop_if_empty(c, key, l);
-  }
-  close_cache(s, c);
-  return l ? ST_OK : ST_MISSING;
+  return list_rewrite(s, cache, key, (st_ttl){0, false}, mark_value, &value, len);
 }
 
-/* Marks the ranges (indices of the list before erasing) and compacts. */
-static void erase_ranges(st_list *l, const st_erase *ranges, size_t n) {
-  bool *dead = calloc(l->len + 1, sizeof *dead);
-  if (!dead) {
-    return;
-  }
-  for (size_t i = 0; i < n; i++) {
-    uint64_t end = (uint64_t)ranges[i].begin + ranges[i].count;
-    for (uint64_t k = ranges[i].begin; k < end && k < l->len; k++) {
+typedef struct erase_arg {
+  const st_erase *ranges;
+  size_t n;
+  bool all;
+} erase_arg;
+
+/* The ranges are indices of the list before erasing. */
+static void mark_ranges(const st_list *l, bool *dead, const void *arg) {
+  const erase_arg *ea = arg;
+  for (size_t i = 0; i < ea->n; i++) {
+    uint64_t end = (uint64_t)ea->ranges[i].begin + ea->ranges[i].count;
+    for (uint64_t k = ea->ranges[i].begin; k < end && k < l->len; k++) {
       dead[k] = true;
     }
   }
-  size_t w = 0;
-  for (size_t i = 0; i < l->len; i++) {
-    if (dead[i]) {
-      free(l->v[i].data);
-    } else {
-      l->v[w++] = l->v[i];
-    }
+  for (size_t i = 0; ea->all && i < l->len; i++) {
+    dead[i] = true;
   }
-  l->len = w;
-  free(dead);
 }
 
 st_result store_list_erase(store *s, const char *cache, st_bytes key, const st_erase *ranges,
                            size_t n, bool all, uint32_t *len) {
-  st_cache *c = open_cache(s, cache);
-  if (!c) {
-    return ST_NO_CACHE;
-  }
-  st_list *l = find_list(c, key);
-  if (l) {
-    if (all) {
-      list_cut(l, 0, l->len);
-    } else {
-      erase_ranges(l, ranges, n);
-    }
-    log_list(s, cache, key, l);
-    *len = (uint32_t)l->len;
-    drop_if_empty(c, key, l);
-  }
-  close_cache(s, c);
-  return l ? ST_OK : ST_MISSING;
+  erase_arg ea = {ranges, n, all};
+  return list_rewrite(s, cache, key, (st_ttl){0, false}, mark_ranges, &ea, len);
 }
 
 st_result store_list_pop(store *s, const char *cache, st_bytes key, bool front,
@@ -519,19 +545,20 @@ st_result store_list_pop(store *s, const char *cache, st_bytes key, bool front,
     return ST_NO_CACHE;
   }
   st_list *l = find_list(c, key);
-  if (l) {
+  st_result r = l ? ST_OK : ST_MISSING;
+  if (l && s->p) {
+    r = from_persist(persist_pop(s->p, cache, key, front));
+  }
+  if (l && r == ST_OK) {
     size_t at = front ? 0 : l->len - 1;
     *out = l->v[at]; /* ownership moves to the caller */
     memmove(l->v + at, l->v + at + 1, (l->len - at - 1) * sizeof *l->v);
     l->len--;
-    if (s->p) {
-      persist_pop(s->p, cache, key, front);
-    }
     *len = (uint32_t)l->len;
     drop_if_empty(c, key, l);
   }
   close_cache(s, c);
-  return l ? ST_OK : ST_MISSING;
+  return r;
 }
 
 st_result store_item_delete(store *s, const char *cache, st_bytes key) {
@@ -539,15 +566,15 @@ st_result store_item_delete(store *s, const char *cache, st_bytes key) {
   if (!c) {
     return ST_NO_CACHE;
   }
-  st_list *l = srv_hmap_remove(&c->lists, key.data, key.len);
-  if (l) {
-    list_free(l);
-    if (s->p) {
-      persist_item_delete(s->p, cache, key);
+  st_result r = ST_OK;
+  if (srv_hmap_get(&c->lists, key.data, key.len)) {
+    r = s->p ? from_persist(persist_item_delete(s->p, cache, key)) : ST_OK;
+    if (r == ST_OK) {
+      list_free(srv_hmap_remove(&c->lists, key.data, key.len));
     }
   }
   close_cache(s, c);
-  return ST_OK;
+  return r;
 }
 
 st_result store_item_ttl(store *s, const char *cache, st_bytes key, uint64_t *remaining_ms) {

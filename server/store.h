@@ -19,6 +19,8 @@ typedef enum {
   ST_EXISTS,   /* the cache already exists */
   ST_TOO_LONG, /* the list would exceed the length limit */
   ST_NOMEM,
+  ST_IO,      /* --data-dir: the change could not be recorded; nothing was changed */
+  ST_TOO_BIG, /* --data-dir: the change exceeds the log's record limit; nothing changed */
 } st_result;
 
 typedef struct st_bytes {

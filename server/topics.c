@@ -66,6 +66,9 @@ static void publish(app *a, srv_call *call, const CacheClient__Pubsub__PublishRe
       srv_call_reply(call, &resp.base);
     } else if (res == PS_GONE) {
       srv_call_fail(call, GRPC_STATUS_NOT_FOUND, "cache not found: %s", cache);
+    } else if (res == PS_UNRECORDED) {
+      srv_call_fail(call, GRPC_STATUS_UNAVAILABLE,
+                    "the server could not record the topic state in its data directory");
     } else {
       srv_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     }

@@ -16,9 +16,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -493,6 +495,163 @@ static void test_cache_delete_survives(void **state) {
   stop(f);
 }
 
+/* Pushes a value of n bytes (all c); returns the status. */
+static mim_status try_push(fixture *f, const char *list, char c, size_t n) {
+  static uint8_t v[8192];
+  assert_true(n <= sizeof v);
+  memset(v, c, n);
+  CacheClient__ListPushBackRequest r = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
+  r.list_name = (ProtobufCBinaryData){strlen(list), (uint8_t *)list};
+  r.value = (ProtobufCBinaryData){n, v};
+  return raw_call(f->t, M_PUSH, CACHE, &r.base, NULL, NULL);
+}
+
+/* assert_list for long lists. */
+static void assert_long_list(fixture *f, const char *list, const char *want) {
+  static char got[70000];
+  fetch(f, CACHE, list, got, sizeof got);
+  assert_string_equal(got, want);
+}
+
+/* Appends a value (n times c) to a comma-joined list like the one fetch builds. */
+static void want_add(char *want, size_t cap, char c, size_t n) {
+  size_t at = strlen(want);
+  if (at) {
+    assert_true(at + 1 < cap);
+    want[at++] = ',';
+  }
+  assert_true(at + n < cap);
+  memset(want + at, c, n);
+  want[at + n] = '\0';
+}
+
+/* A log that cannot grow (RLIMIT_FSIZE, inherited by the server, with SIGXFSZ ignored:
+ * writes past the limit fail with EFBIG as on a full disk): a write that could not be
+ * logged is refused (UNAVAILABLE) and not applied; what was acknowledged, and only
+ * that, is there after a restart. */
+static void test_unlogged_write_is_refused(void **state) {
+  fixture *f = *state;
+  struct rlimit old;
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+  void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+  struct rlimit lim = {8192, old.rlim_max};
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+  start(f, "always");
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0); /* only the server keeps it */
+  signal(SIGXFSZ, old_sig);
+
+  static char want[32768];
+  want[0] = '\0';
+  mim_status st = MIM_OK;
+  int acked = 0;
+  for (int i = 0; i < 40 && st == MIM_OK; i++) { /* 40 x 512 bytes: well past the limit */
+    st = try_push(f, "k", (char)('a' + i % 26), 512);
+    if (st == MIM_OK) {
+      want_add(want, sizeof want, (char)('a' + i % 26), 512);
+      acked++;
+    }
+  }
+  assert_int_equal(st, MIM_ERR_UNAVAILABLE);
+  assert_true(acked > 0);
+  assert_long_list(f, "k", want); /* memory agrees with the log */
+  /* Fill the rest with the smallest records until they fail too. */
+  for (int i = 0; i < 200 && (st = try_push(f, "k", '.', 1)) == MIM_OK; i++) {
+    want_add(want, sizeof want, '.', 1);
+  }
+  assert_int_equal(st, MIM_ERR_UNAVAILABLE);
+  /* Records at least as large: a new list, a topic's first publish (the record of its
+   * sequence block, 47 bytes like the last push). */
+  assert_int_equal(try_push(f, "new", 'n', 1), MIM_ERR_UNAVAILABLE);
+  assert_list(f, CACHE, "new", "<missing>");
+  assert_int_equal(raw_publish(f->t, CACHE, "topic-x", "m", 1, true), MIM_ERR_UNAVAILABLE);
+  assert_long_list(f, "k", want);
+  kill9(f);
+
+  start(f, "always");
+  assert_long_list(f, "k", want);
+  assert_list(f, CACHE, "new", "<missing>");
+  stop(f);
+}
+
+/* The log cannot be restarted after a snapshot (DIR/log.tmp is in the way): writes are
+ * refused until a later compaction works, and a crash in between loses nothing that
+ * was acknowledged. */
+static void test_failed_log_restart_refuses_writes(void **state) {
+  fixture *f = *state;
+  start_with(f, "interval", "4096");
+  char tmp[160];
+  snprintf(tmp, sizeof tmp, "%s/log.tmp", f->data);
+  assert_int_equal(mkdir(tmp, 0700), 0);
+  static char want[65536];
+  want[0] = '\0';
+  int64_t deadline = raw_now_ms() + WAIT_MS;
+  mim_status st = MIM_OK;
+  int i = 0;
+  /* The once-a-second tick compacts once the log passes 4096 bytes. */
+  while (st == MIM_OK && raw_now_ms() < deadline && strlen(want) + 600 < sizeof want) {
+    char c = (char)('a' + i++ % 26);
+    st = try_push(f, "k", c, 256);
+    if (st == MIM_OK) {
+      want_add(want, sizeof want, c, 256);
+      usleep(20000);
+    }
+  }
+  assert_int_equal(st, MIM_ERR_UNAVAILABLE);
+  assert_int_equal(try_push(f, "k", '!', 1), MIM_ERR_UNAVAILABLE);
+  assert_long_list(f, "k", want);
+  assert_int_equal(rmdir(tmp), 0);
+  deadline = raw_now_ms() + WAIT_MS;
+  while ((st = try_push(f, "k", '+', 1)) != MIM_OK && raw_now_ms() < deadline) {
+    usleep(20000);
+  }
+  assert_int_equal(st, MIM_OK);
+  want_add(want, sizeof want, '+', 1);
+  kill9(f);
+  start(f, "interval");
+  assert_long_list(f, "k", want);
+  stop(f);
+}
+
+/* A record the reader would refuse is never written: at the limit it is written and
+ * read back; one byte over, the write fails and changes nothing. A list whose whole
+ * content exceeds the limit is split over several records. The limit is lowered for
+ * the test through the server's MIM_LOCAL_MAX_RECORD_BYTES test hook. */
+static void test_record_limit_boundary(void **state) {
+  fixture *f = *state;
+  assert_int_equal(setenv("MIM_LOCAL_MAX_RECORD_BYTES", "1024", 1), 0);
+  start(f, "interval");
+  /* A push record: type, cache, key, flags, truncate, expiry, count, value. */
+  size_t overhead = 1 + 4 + strlen(CACHE) + 4 + 1 + 1 + 4 + 8 + 4 + 4;
+  size_t fits = 1024 - overhead;
+  assert_int_equal(try_push(f, "b", 'x', fits + 1), MIM_ERR_RESOURCE_EXHAUSTED);
+  assert_list(f, CACHE, "b", "<missing>");
+  assert_int_equal(try_push(f, "b", 'x', fits), MIM_OK);
+  static char want[8192], want_c[8192];
+  want[0] = want_c[0] = '\0';
+  want_add(want, sizeof want, 'x', fits);
+  for (int i = 0; i < 6; i++) {
+    assert_int_equal(try_push(f, "c", (char)('a' + i), 400), MIM_OK);
+    if (i != 2) {
+      want_add(want_c, sizeof want_c, (char)('a' + i), 400);
+    }
+  }
+  /* ListRemove records the whole list (5 x 400 bytes): split over records. */
+  char gone[401];
+  memset(gone, 'c', 400);
+  gone[400] = '\0';
+  remove_value(f, "c", gone);
+  assert_list(f, CACHE, "c", want_c);
+  kill9(f);
+  start(f, "interval"); /* the same limit when reading */
+  assert_list(f, CACHE, "b", want);
+  assert_list(f, CACHE, "c", want_c);
+  stop(f); /* the snapshot holds the split list too */
+  start(f, "interval");
+  assert_list(f, CACHE, "c", want_c);
+  stop(f);
+  unsetenv("MIM_LOCAL_MAX_RECORD_BYTES");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_clean_restart, fixture_setup, fixture_teardown),
@@ -503,6 +662,11 @@ int main(void) {
                                       fixture_teardown),
       cmocka_unit_test_setup_teardown(test_stale_log_is_skipped, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_cache_delete_survives, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_unlogged_write_is_refused, fixture_setup,
+                                      fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_failed_log_restart_refuses_writes, fixture_setup,
+                                      fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_record_limit_boundary, fixture_setup, fixture_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
