@@ -8,6 +8,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,9 @@ typedef PermissionMessages__PermissionsType__TopicPermissions TopicGrant;
 #define TOKEN_PREFIX "mim1."
 #define PAYLOAD_VERSION 1
 #define MAC_LEN 32
+/* Verified-token cache: direct-mapped slots; tokens longer than this are not cached. */
+#define VCACHE_SLOTS 256
+#define VCACHE_MAX_TOKEN 2048
 
 /* ---- secret ---- */
 
@@ -86,7 +91,9 @@ static bool save_secret(const auth_key *key, const char *path) {
 }
 
 bool auth_key_init(auth_key *key, const char *path) {
+  static atomic_uint_fast64_t next_id = 1;
   memset(key, 0, sizeof *key);
+  key->id = atomic_fetch_add(&next_id, 1);
   if (path && access(path, F_OK) == 0) {
     return load_secret(key, path);
   }
@@ -185,6 +192,81 @@ static uint8_t *check_mac(const auth_key *key, const char *tok, size_t len, size
   return ok ? srv_b64_decode(tok + pre, signed_len - pre, plen) : NULL;
 }
 
+/*
+ * The cache of verified tokens. Every call carries the same token for its lifetime, and
+ * recomputing its HMAC was 5.6 % of mim-local's CPU (perf, bench_mim --only tput). A slot
+ * holds a token whose MAC was verified under key id, and its decoded payload. A hit
+ * needs the whole token to be equal, compared with CRYPTO_memcmp: the slot index comes
+ * from the caller's own bytes, so timing reveals nothing about a cached token. Expiry
+ * and permissions live in the payload and are parsed on every call as before. Tokens
+ * are secrets: a replaced slot is wiped.
+ */
+typedef struct vslot {
+  uint64_t key_id; /* 0 = empty */
+  char *token;
+  size_t len;
+  uint8_t *payload;
+  size_t plen;
+} vslot;
+
+static vslot vcache[VCACHE_SLOTS];
+static pthread_mutex_t vcache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t vcache_index(const char *tok, size_t len) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  for (size_t i = 0; i < len; i++) {
+    h = (h ^ (uint8_t)tok[i]) * 1099511628211ULL;
+  }
+  return (size_t)(h % VCACHE_SLOTS);
+}
+
+static void vslot_wipe(vslot *v) {
+  if (v->token) {
+    explicit_bzero(v->token, v->len);
+    free(v->token);
+  }
+  free(v->payload);
+  memset(v, 0, sizeof *v);
+}
+
+/* A copy of the payload of a cached token equal to tok, or NULL. */
+static uint8_t *vcache_get(const auth_key *key, const char *tok, size_t len, size_t *plen) {
+  vslot *v = &vcache[vcache_index(tok, len)];
+  uint8_t *copy = NULL;
+  pthread_mutex_lock(&vcache_mu);
+  if (v->key_id == key->id && v->len == len && CRYPTO_memcmp(v->token, tok, len) == 0) {
+    copy = malloc(v->plen ? v->plen : 1);
+    if (copy) {
+      memcpy(copy, v->payload, v->plen);
+      *plen = v->plen;
+    }
+  }
+  pthread_mutex_unlock(&vcache_mu);
+  return copy;
+}
+
+/* Remembers a token whose MAC was just verified (best effort: skipped without memory). */
+static void vcache_put(const auth_key *key, const char *tok, size_t len, const uint8_t *payload,
+                       size_t plen) {
+  if (len > VCACHE_MAX_TOKEN || key->id == 0) {
+    return;
+  }
+  char *t = malloc(len);
+  uint8_t *p = malloc(plen ? plen : 1);
+  if (!t || !p) {
+    free(t);
+    free(p);
+    return;
+  }
+  memcpy(t, tok, len);
+  memcpy(p, payload, plen);
+  vslot *v = &vcache[vcache_index(tok, len)];
+  pthread_mutex_lock(&vcache_mu);
+  vslot_wipe(v);
+  *v = (vslot){key->id, t, len, p, plen};
+  pthread_mutex_unlock(&vcache_mu);
+}
+
 static bool parse_payload(const uint8_t *p, size_t len, auth_claims *out) {
   if (len < 11 || p[0] != PAYLOAD_VERSION) {
     return false;
@@ -220,7 +302,13 @@ bool auth_verify(const auth_key *key, const char *token, size_t len, auth_claims
     return false;
   }
   size_t plen = 0;
-  uint8_t *payload = check_mac(key, token, len, &plen);
+  uint8_t *payload = vcache_get(key, token, len, &plen);
+  if (!payload) {
+    payload = check_mac(key, token, len, &plen);
+    if (payload) {
+      vcache_put(key, token, len, payload, plen);
+    }
+  }
   if (!payload) {
     *why = "invalid auth token (malformed or bad signature)";
     return false;

@@ -25,6 +25,7 @@ typedef struct auth_claims {
 typedef struct auth_key {
   uint8_t secret[64];
   size_t len;
+  uint64_t id; /* unique per auth_key_init: tokens verified under it are cached by it */
 } auth_key;
 
 /* Loads the secret from path if it exists (64 hex chars = 32 bytes, or raw bytes of at
@@ -35,7 +36,9 @@ bool auth_key_init(auth_key *key, const char *path);
 char *auth_mint(const auth_key *key, const PermissionMessages__Permissions *perms,
                 const char *token_id, uint64_t expires);
 
-/* Verifies a token. On false, *why says what is wrong (static text, no token). */
+/* Verifies a token. On false, *why says what is wrong (static text, no token). A token
+ * whose MAC checked out is remembered (a small cache, compared in constant time), so
+ * the next call with it skips the HMAC; its expiry and claims are still read every time. */
 bool auth_verify(const auth_key *key, const char *token, size_t len, auth_claims *out,
                  const char **why);
 void auth_claims_clear(auth_claims *c);
