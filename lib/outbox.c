@@ -22,6 +22,10 @@
 
 #define BACKOFF_BASE_MS 50
 #define BACKOFF_MAX_MS 2000
+/* UNAUTHENTICATED retries of one message (client with a token URL): the backoffs add up
+ * to ~3 s, time enough for a fresh token; a vendor that keeps handing out tokens the
+ * server refuses is not waited for until the send timeout. */
+#define MAX_AUTH_RETRIES 6
 
 /* A mim_outbox_send waiting for the first attempt of its message (on its stack). */
 typedef struct waiter {
@@ -37,6 +41,7 @@ typedef struct entry {
   size_t len;
   bool pushed; /* the list push succeeded: only the publish is left */
   unsigned failures;
+  unsigned auth_failures; /* of them UNAUTHENTICATED */
   int64_t enqueued_ms;
   waiter *waiter; /* NULL when nobody waits (any more) */
 } entry;
@@ -86,6 +91,14 @@ static int64_t backoff_ms_locked(mim_outbox *ob, unsigned failures) {
 }
 
 static void attempt_done(mim_outbox *ob, mim_status st, const char *detail);
+
+/* A refused token is worth a retry only when the client can replace it: with a token
+ * URL the transport has already asked for a fresh one when the call was refused, so the
+ * retry after the backoff goes out with it. Counts the failure (mu held). */
+static bool auth_retryable_locked(mim_outbox *ob, entry *e, mim_status st) {
+  return st == MIM_ERR_UNAUTHENTICATED && mim_client_refreshes_tokens(ob->client) &&
+         ++e->auth_failures <= MAX_AUTH_RETRIES;
+}
 
 /* Starts the next step of the head's send (holding a token). */
 static void issue(mim_outbox *ob, entry *e);
@@ -192,7 +205,8 @@ static void attempt_done(mim_outbox *ob, mim_status st, const char *detail) {
   if (st != MIM_OK) {
     e->failures++;
     bool in_time = now_ms() - e->enqueued_ms < ob->send_timeout_ms;
-    if (mim_outbox_retryable(st) && in_time && schedule_retry_locked(ob, e)) {
+    bool retryable = mim_outbox_retryable(st) || auth_retryable_locked(ob, e, st);
+    if (retryable && in_time && schedule_retry_locked(ob, e)) {
       mim_log(MIM_LOG_INFO, "send %s: %s, retry %u", e->id, mim_status_name(st), e->failures);
       ob->failing = true;
       /* Callers waiting for a first attempt behind (or of) this one now only wait for

@@ -55,7 +55,9 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
  * frees. NULL is ignored. Must not be called on the event thread. */
 void mim_outbox_close(mim_outbox *ob, int64_t flush_ms);
 
-/* True for statuses a send is retried on. */
+/* True for statuses a send is retried on. Also retried, a few times: UNAUTHENTICATED
+ * when the client fetches its tokens from a token URL (the refusal makes it fetch a
+ * fresh one). */
 bool mim_outbox_retryable(mim_status status);
 
 #endif

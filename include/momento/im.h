@@ -146,7 +146,9 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
  * keep their order. A send that fails with UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED
  * (connection lost), INTERNAL or UNKNOWN is retried with exponential backoff (50 ms
  * doubling to 2 s, with jitter) until it succeeds or send_timeout_ms has passed since
- * mim_send; after a successful push only the publish is retried.
+ * mim_send; after a successful push only the publish is retried. UNAUTHENTICATED is
+ * retried too, a few times, when the client gets its tokens from a token_url (the
+ * refusal makes it fetch a fresh token); with a fixed credential it is final.
  *
  * Blocking: mim_send waits for the first attempt of this message, unless an earlier
  * message is being retried (then it returns once queued) or it is called on the event

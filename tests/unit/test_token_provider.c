@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <momento/client.h>
+#include <momento/im.h>
 #include <momento/list.h>
 #include <momento/token.h>
 #include <momento/topics.h>
@@ -604,6 +605,83 @@ static void test_refused_list_call_refreshes(void **state) {
   vendor_stop(&v);
 }
 
+/* ---- the IM outbox ---- */
+
+typedef struct results {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  char id[MIM_MESSAGE_ID_SIZE];
+  mim_status status;
+  int count;
+} results;
+
+static void on_send_result(mim_session *session, const char *id, mim_status status,
+                           const char *detail, void *user) {
+  (void)session;
+  (void)detail;
+  results *r = user;
+  pthread_mutex_lock(&r->mu);
+  snprintf(r->id, sizeof r->id, "%s", id);
+  r->status = status;
+  r->count++;
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
+static void ignore_message(mim_session *session, const mim_message *msg, void *user) {
+  (void)session;
+  (void)msg;
+  (void)user;
+}
+
+/* A message sent after the session's token expired (no refresh ahead of time): the push
+ * is refused with UNAUTHENTICATED, the client fetches a fresh token, and the outbox
+ * retries, so the message is sent. */
+static void test_outbox_retries_after_token_refresh(void **state) {
+  (void)state;
+  vendor v;
+  vendor_start(&v, 2);
+  char url[256];
+  token_url(&v, "chat=outbox-auth&user=erin&mode=client", url, sizeof url);
+  mim_client *c = NULL;
+  assert_int_equal(url_client(url, -1, &c), MIM_OK);
+  results r = {.count = 0};
+  pthread_mutex_init(&r.mu, NULL);
+  pthread_cond_init(&r.cv, NULL);
+  mim_join_options jo;
+  mim_join_options_init(&jo);
+  jo.on_send_result = on_send_result;
+  mim_session *s = NULL;
+  /* A 2-second token can expire before the join on a slow machine; the refusal fetches
+   * a fresh one. */
+  mim_status st = MIM_ERR_UNAUTHENTICATED;
+  for (int attempt = 0; attempt < 10 && st == MIM_ERR_UNAUTHENTICATED; attempt++) {
+    if (attempt > 0)
+      sleep_ms(300);
+    st = mim_join(c, CACHE, "outbox-auth", &jo, ignore_message, &r, &s);
+  }
+  assert_int_equal(st, MIM_OK);
+  unsigned before = mim_client_token_fetches(c);
+  /* Waits for the clock, not for a race: the token (2 s, whole seconds) must be expired. */
+  sleep_ms(3200);
+  char id[MIM_MESSAGE_ID_SIZE];
+  assert_int_equal(mim_send(s, "after expiry", id), MIM_OK);
+  struct timespec until = abs_after_ms(WAIT_MS);
+  pthread_mutex_lock(&r.mu);
+  while (r.count == 0 && pthread_cond_timedwait(&r.cv, &r.mu, &until) == 0) {
+  }
+  assert_int_equal(r.count, 1);
+  assert_string_equal(r.id, id);
+  assert_int_equal(r.status, MIM_OK);
+  pthread_mutex_unlock(&r.mu);
+  assert_true(mim_client_token_fetches(c) > before);
+  mim_leave(s);
+  mim_client_free(c);
+  pthread_mutex_destroy(&r.mu);
+  pthread_cond_destroy(&r.cv);
+  vendor_stop(&v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_vendor_answers),
@@ -615,6 +693,7 @@ int main(void) {
       cmocka_unit_test(test_subscription_survives_expiry_on_refusal),
       cmocka_unit_test(test_refused_publish_refreshes),
       cmocka_unit_test(test_refused_list_call_refreshes),
+      cmocka_unit_test(test_outbox_retries_after_token_refresh),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
