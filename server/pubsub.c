@@ -500,29 +500,46 @@ ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const 
 
 /* ---- cache deletion and shutdown ---- */
 
+/* Topics are taken out of the table in fixed batches: nothing to allocate, so no topic
+ * of a deleted cache is left behind with its subscribers waiting. */
+#define DROP_BATCH 64
+
 typedef struct drop_ctx {
   const char *cache;
   size_t len;
-  topic **out;
-  size_t n, cap;
+  topic *out[DROP_BATCH];
+  size_t n;
 } drop_ctx;
 
 static bool take_topic_of_cache(void *ctx, srv_hentry *e) {
   drop_ctx *d = ctx;
-  if (e->klen <= d->len || memcmp(e->key, d->cache, d->len + 1) != 0) {
-    return false;
-  }
-  if (d->n == d->cap) {
-    size_t cap = d->cap ? d->cap * 2 : 8;
-    topic **no = realloc(d->out, cap * sizeof *no);
-    if (!no) {
-      return false; /* keep it; it will be reset on a later delete */
-    }
-    d->out = no;
-    d->cap = cap;
+  if (d->n == DROP_BATCH || e->klen <= d->len || memcmp(e->key, d->cache, d->len + 1) != 0) {
+    return false; /* a full batch: the next pass takes it */
   }
   d->out[d->n++] = e->val;
   return true;
+}
+
+/* Ends the streams one subscriber at a time, without allocating (kill_topic when out of
+ * memory). sub_detach takes each out of t->subs; one already being detached elsewhere is
+ * skipped. The topic is dead, so none are added: at most nsubs rounds. */
+static void detach_each(topic *t, grpc_status_code code, const char *msg) {
+  for (;;) {
+    sub *s = NULL;
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < t->nsubs && !s; i++) {
+      if (!atomic_load(&t->subs[i]->detached)) {
+        s = t->subs[i];
+        atomic_fetch_add(&s->refs, 1);
+      }
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (!s) {
+      return;
+    }
+    sub_detach(s, code, msg);
+    sub_unref(s);
+  }
 }
 
 /* Marks a topic dead and ends its subscribers' streams. */
@@ -531,6 +548,11 @@ static void kill_topic(topic *t, grpc_status_code code, const char *msg) {
   t->dead = true;
   size_t n = t->nsubs;
   sub **copy = n ? malloc(n * sizeof *copy) : NULL;
+  if (n && !copy) {
+    pthread_mutex_unlock(&t->mu);
+    detach_each(t, code, msg); /* no memory for the copy: must not leave them hanging */
+    return;
+  }
   if (copy) {
     memcpy(copy, t->subs, n * sizeof *copy);
     for (size_t i = 0; i < n; i++) {
@@ -546,15 +568,17 @@ static void kill_topic(topic *t, grpc_status_code code, const char *msg) {
 }
 
 void pubsub_drop_cache(pubsub *ps, const char *cache) {
-  drop_ctx d = {cache, strlen(cache), NULL, 0, 0};
-  pthread_rwlock_wrlock(&ps->lock);
-  srv_hmap_filter(&ps->topics, take_topic_of_cache, &d);
-  pthread_rwlock_unlock(&ps->lock);
-  for (size_t i = 0; i < d.n; i++) {
-    kill_topic(d.out[i], GRPC_STATUS_NOT_FOUND, "cache was deleted");
-    topic_unref(d.out[i]);
-  }
-  free(d.out);
+  drop_ctx d = {.cache = cache, .len = strlen(cache)};
+  do {
+    d.n = 0;
+    pthread_rwlock_wrlock(&ps->lock);
+    srv_hmap_filter(&ps->topics, take_topic_of_cache, &d);
+    pthread_rwlock_unlock(&ps->lock);
+    for (size_t i = 0; i < d.n; i++) {
+      kill_topic(d.out[i], GRPC_STATUS_NOT_FOUND, "cache was deleted");
+      topic_unref(d.out[i]);
+    }
+  } while (d.n == DROP_BATCH);
 }
 
 /* ---- heartbeat thread ---- */
