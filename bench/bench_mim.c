@@ -2,13 +2,21 @@
  * on_item, mim_send -> on_message, async publish throughput, mim_join of 100 messages,
  * memory per idle session) and the raw gRPC unary round trip (mim_client_ping).
  * Prints one JSON object per system on stdout; writes sorted latency samples (us) to
- * --samples-dir for the CDF plot. Every wait has a deadline. */
+ * --samples-dir for the CDF plot. Every wait has a deadline.
+ * Two more figures, each run on its own by bench/run.sh (fresh processes, clean RSS):
+ *   --only fanout --subs N --procs P --messages M: one topic publish to N topic
+ *     subscriptions spread over P subscriber processes (this program again, with
+ *     --fanout-sub K; each holds one mim_client per FANOUT_SUBS_PER_CLIENT subscriptions),
+ *     time until the last subscriber has it (bench_common.h);
+ *   --only scale --chats N: one client joins N chats (idle), then mim_send ->
+ *     on_message latency in one of them and RSS per joined session. */
 #include <stdbool.h>
 
 #include "bench_common.h"
 #include <momento/im.h>
 
 #define WAIT_MS 10000
+#define FANOUT_SUBS_PER_CLIENT 100
 
 static struct {
   const char *endpoint, *key, *cache, *samples_dir;
@@ -234,6 +242,108 @@ static void bench_memory(double *client_per, double *server_per) {
   mim_client_free(c);
 }
 
+static void on_fanout_item(void *user, const mim_topic_item *item) {
+  fanout_sub_arrived(user, item->data, item->len);
+}
+
+static void fanout_topic(char *buf, size_t len, long subs) {
+  snprintf(buf, len, "fanout-%ld", subs);
+}
+
+/* Subscriber process of the fan-out figure: k subscriptions to the topic. */
+static int fanout_child(long k, long subs) {
+  char topic[64];
+  fanout_topic(topic, sizeof(topic), subs);
+  fanout_sub st;
+  fanout_sub_init(&st, k);
+  long nclients = (k + FANOUT_SUBS_PER_CLIENT - 1) / FANOUT_SUBS_PER_CLIENT;
+  mim_client **clients = calloc((size_t)nclients, sizeof(*clients));
+  mim_subscription **subs_v = calloc((size_t)k, sizeof(*subs_v));
+  for (long i = 0; i < nclients; i++)
+    clients[i] = make_client();
+  mim_subscription_callbacks cb = {.on_item = on_fanout_item, .user = &st};
+  for (long i = 0; i < k; i++) {
+    mim_status rc =
+        mim_topic_subscribe(clients[i % nclients], cfg.cache, topic, NULL, &cb, &subs_v[i]);
+    if (rc != MIM_OK)
+      die("fan-out subscribe", rc);
+  }
+  fanout_sub_serve();
+  for (long i = 0; i < k; i++)
+    mim_topic_unsubscribe(subs_v[i]);
+  for (long i = 0; i < nclients; i++)
+    mim_client_free(clients[i]);
+  free(subs_v);
+  free(clients);
+  fanout_sub_free(&st);
+  return 0;
+}
+
+typedef struct fanout_pub {
+  mim_client *c;
+  char topic[64];
+} fanout_pub;
+
+static int fanout_publish(void *user, long seq, const char *payload) {
+  (void)seq;
+  fanout_pub *p = user;
+  mim_status st = mim_topic_publish_text(p->c, cfg.cache, p->topic, payload);
+  if (st != MIM_OK)
+    fprintf(stderr, "bench_mim: fan-out publish: %s\n", mim_status_name(st));
+  return st == MIM_OK ? 0 : -1;
+}
+
+/* Latency (mim_send -> on_message) in one of `chats` joined chats, and RSS per session. */
+static void bench_scale(long chats, const char *payload) {
+  mim_client *rx = make_client(), *tx = make_client();
+  mim_session **ss = calloc((size_t)chats + 10, sizeof(*ss));
+  counter idle, rcnt, scnt;
+  counter_init(&idle);
+  counter_init(&rcnt);
+  counter_init(&scnt);
+  char chat[64];
+  for (int i = 0; i < 10; i++) { /* warm-up, as in bench_memory */
+    snprintf(chat, sizeof(chat), "scale%ld-w%d", chats, i);
+    ss[chats + i] = join(rx, chat, on_message, &idle);
+  }
+  long c0 = bench_rss_bytes(0);
+  for (long i = 0; i < chats; i++) {
+    snprintf(chat, sizeof(chat), "scale%ld-%ld", chats, i);
+    ss[i] = join(rx, chat, on_message, i == 0 ? &rcnt : &idle);
+  }
+  long c1 = bench_rss_bytes(0);
+  snprintf(chat, sizeof(chat), "scale%ld-0", chats);
+  mim_session *tx_s = join(tx, chat, on_message, &scnt);
+  bench_samples lat;
+  bench_samples_init(&lat, (size_t)cfg.count);
+  for (long i = 0; i < cfg.warmup + cfg.count; i++) {
+    long before = rcnt.n;
+    int64_t t0 = bench_now_ns();
+    mim_status st = mim_send(tx_s, payload, NULL);
+    if (st != MIM_OK)
+      die("mim_send", st);
+    if (counter_wait(&rcnt, before + 1, WAIT_MS) <= before)
+      die("no on_message", MIM_OK);
+    pthread_mutex_lock(&rcnt.mu);
+    int64_t t1 = rcnt.last_ns;
+    pthread_mutex_unlock(&rcnt.mu);
+    if (i >= cfg.warmup)
+      bench_samples_add(&lat, t1 - t0);
+  }
+  printf("{\"system\":\"libmomento-im\",\"kind\":\"scale\",\"chats\":%ld,", chats);
+  bench_json_stats(stdout, "latency", &lat);
+  printf(",\"rss_client\":%ld,\"rss_client_per_session\":%.0f}\n", c1,
+         (double)(c1 - c0) / (double)chats);
+  fflush(stdout);
+  mim_leave(tx_s);
+  for (long i = 0; i < chats + 10; i++)
+    mim_leave(ss[i]);
+  free(ss);
+  free(lat.v);
+  mim_client_free(tx);
+  mim_client_free(rx);
+}
+
 int main(int argc, char **argv) {
   cfg.endpoint = bench_arg_str(argc, argv, "--endpoint", NULL);
   const char *key_file = bench_arg_str(argc, argv, "--key-file", NULL);
@@ -263,6 +373,25 @@ int main(int argc, char **argv) {
 
   char *payload = malloc((size_t)cfg.payload + 1);
   bench_payload(payload, (size_t)cfg.payload);
+  /* --only PHASE runs one phase (for perf); the others report n 0. fanout and scale run
+   * only when asked for and print their own line. */
+  const char *only = bench_arg_str(argc, argv, "--only", NULL);
+  long fanout_k = bench_arg(argc, argv, "--fanout-sub", 0);
+  if (fanout_k > 0)
+    return fanout_child(fanout_k, bench_arg(argc, argv, "--subs", 100));
+  if (only && strcmp(only, "fanout") == 0) {
+    fanout_pub pub = {.c = make_client()};
+    fanout_topic(pub.topic, sizeof(pub.topic), bench_arg(argc, argv, "--subs", 100));
+    int rc = fanout_main(argc, argv, "libmomento-im", fanout_publish, &pub, (size_t)cfg.payload);
+    mim_client_free(pub.c);
+    free(payload);
+    return rc;
+  }
+  if (only && strcmp(only, "scale") == 0) {
+    bench_scale(bench_arg(argc, argv, "--chats", 1), payload);
+    free(payload);
+    return 0;
+  }
   mim_client *tx = make_client(), *rx = make_client();
 
   bench_samples lat, send_lat, joins, ping;
@@ -273,8 +402,6 @@ int main(int argc, char **argv) {
   double sends = 0, recvs = 0, mem_c = 0, mem_s = 0;
   long received = 0, failed = 0;
 
-  /* --only PHASE runs one phase (for perf); the others report n 0. */
-  const char *only = bench_arg_str(argc, argv, "--only", NULL);
 #define PHASE(name) (!only || strcmp(only, name) == 0)
   if (PHASE("ping"))
     bench_ping(tx, &ping);

@@ -1,13 +1,18 @@
 /* Bench of NATS core pub/sub with nats.c against a running nats-server on loopback:
  * publish -> subscriber callback latency (one in flight, SendAsap so nothing waits in the
  * client's buffer), buffered publish throughput, memory per idle subscription. NATS core
- * keeps no history, so there is no join figure. Output like bench_mim. */
+ * keeps no history, so there is no join figure. Output like bench_mim.
+ * --only fanout / --only scale: the fan-out and chat-count figures, as in bench_mim.c
+ * (a fan-out subscriber process holds one connection per FANOUT_SUBS_PER_CONN
+ * subscriptions, with nats.c's global delivery pool instead of a thread per
+ * subscription; scale: N subscriptions on one connection, on distinct subjects). */
 #include <stdbool.h>
 
 #include "bench_common.h"
 #include <nats/nats.h>
 
 #define WAIT_MS 10000
+#define FANOUT_SUBS_PER_CONN 100
 
 static struct {
   const char *url, *samples_dir;
@@ -21,10 +26,11 @@ static void check(natsStatus s, const char *what) {
   }
 }
 
-static natsConnection *connect_nats(bool send_asap) {
+static natsConnection *connect_nats_opts(bool send_asap, bool global_delivery) {
   natsOptions *o = NULL;
   natsConnection *nc = NULL;
   check(natsOptions_Create(&o), "options");
+  check(natsOptions_UseGlobalMessageDelivery(o, global_delivery), "global delivery");
   check(natsOptions_SetURL(o, cfg.url), "url");
   check(natsOptions_SetSendAsap(o, send_asap), "sendasap");
   /* the throughput run may queue all messages before the callback drains them */
@@ -32,6 +38,10 @@ static natsConnection *connect_nats(bool send_asap) {
   check(natsConnection_Connect(&nc, o), "connect");
   natsOptions_Destroy(o);
   return nc;
+}
+
+static natsConnection *connect_nats(bool send_asap) {
+  return connect_nats_opts(send_asap, false);
 }
 
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *user) {
@@ -118,6 +128,100 @@ static void bench_memory(double *client_per, double *server_per) {
   natsConnection_Destroy(nc);
 }
 
+static void on_fanout_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *user) {
+  (void)nc;
+  (void)sub;
+  fanout_sub_arrived(user, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+  natsMsg_Destroy(msg);
+}
+
+static int fanout_child(long k, long subs) {
+  char subj[64];
+  snprintf(subj, sizeof(subj), "fanout.%ld", subs);
+  fanout_sub st;
+  fanout_sub_init(&st, k);
+  long nconns = (k + FANOUT_SUBS_PER_CONN - 1) / FANOUT_SUBS_PER_CONN;
+  natsConnection **conns = calloc((size_t)nconns, sizeof(*conns));
+  natsSubscription **sv = calloc((size_t)k, sizeof(*sv));
+  for (long i = 0; i < nconns; i++)
+    conns[i] = connect_nats_opts(true, true);
+  for (long i = 0; i < k; i++)
+    check(natsConnection_Subscribe(&sv[i], conns[i % nconns], subj, on_fanout_msg, &st),
+          "subscribe");
+  for (long i = 0; i < nconns; i++)
+    check(natsConnection_Flush(conns[i]), "flush"); /* the server has the interest now */
+  fanout_sub_serve();
+  for (long i = 0; i < k; i++)
+    natsSubscription_Destroy(sv[i]);
+  for (long i = 0; i < nconns; i++)
+    natsConnection_Destroy(conns[i]);
+  free(sv);
+  free(conns);
+  fanout_sub_free(&st);
+  return 0;
+}
+
+typedef struct fanout_pub {
+  natsConnection *nc;
+  char subj[64];
+} fanout_pub;
+
+static int fanout_publish(void *user, long seq, const char *payload) {
+  (void)seq;
+  fanout_pub *p = user;
+  return natsConnection_PublishString(p->nc, p->subj, payload) == NATS_OK ? 0 : -1;
+}
+
+/* Publish -> callback latency on one of `chats` subscriptions of one connection. */
+static void bench_scale(long chats, const char *payload) {
+  counter cnt;
+  counter_init(&cnt);
+  natsConnection *rx = connect_nats(true), *tx = connect_nats(true);
+  natsSubscription **subs = calloc((size_t)chats + 10, sizeof(*subs));
+  char subj[64];
+  for (long i = 0; i < 10; i++) { /* warm-up, as in bench_memory */
+    snprintf(subj, sizeof(subj), "scale.%ld.w%ld", chats, i);
+    check(natsConnection_Subscribe(&subs[chats + i], rx, subj, on_idle, NULL), "subscribe");
+  }
+  check(natsConnection_Flush(rx), "flush");
+  long c0 = bench_rss_bytes(0);
+  for (long i = 0; i < chats; i++) {
+    snprintf(subj, sizeof(subj), "scale.%ld.%ld", chats, i);
+    check(natsConnection_Subscribe(&subs[i], rx, subj, i == 0 ? on_msg : on_idle,
+                                   i == 0 ? &cnt : NULL),
+          "subscribe");
+  }
+  check(natsConnection_Flush(rx), "flush");
+  long c1 = bench_rss_bytes(0);
+  snprintf(subj, sizeof(subj), "scale.%ld.0", chats);
+  bench_samples lat;
+  bench_samples_init(&lat, (size_t)cfg.count);
+  for (long i = 0; i < cfg.warmup + cfg.count; i++) {
+    int64_t t0 = bench_now_ns();
+    check(natsConnection_Publish(tx, subj, payload, (int)cfg.payload), "publish");
+    if (counter_wait(&cnt, i + 1, WAIT_MS) <= i) {
+      fprintf(stderr, "bench_nats: message lost\n");
+      exit(1);
+    }
+    pthread_mutex_lock(&cnt.mu);
+    int64_t t1 = cnt.last_ns;
+    pthread_mutex_unlock(&cnt.mu);
+    if (i >= cfg.warmup)
+      bench_samples_add(&lat, t1 - t0);
+  }
+  printf("{\"system\":\"NATS (nats.c)\",\"kind\":\"scale\",\"chats\":%ld,", chats);
+  bench_json_stats(stdout, "latency", &lat);
+  printf(",\"rss_client\":%ld,\"rss_client_per_session\":%.0f}\n", c1,
+         (double)(c1 - c0) / (double)chats);
+  fflush(stdout);
+  for (long i = 0; i < chats + 10; i++)
+    natsSubscription_Destroy(subs[i]);
+  free(subs);
+  free(lat.v);
+  natsConnection_Destroy(tx);
+  natsConnection_Destroy(rx);
+}
+
 int main(int argc, char **argv) {
   cfg.url = bench_arg_str(argc, argv, "--url", "nats://127.0.0.1:4222");
   cfg.samples_dir = bench_arg_str(argc, argv, "--samples-dir", NULL);
@@ -129,6 +233,25 @@ int main(int argc, char **argv) {
   cfg.payload = bench_arg(argc, argv, "--payload", 100);
   char *payload = malloc((size_t)cfg.payload + 1);
   bench_payload(payload, (size_t)cfg.payload);
+  const char *only = bench_arg_str(argc, argv, "--only", NULL);
+  long fanout_k = bench_arg(argc, argv, "--fanout-sub", 0);
+  int rc = -1;
+  if (fanout_k > 0) {
+    rc = fanout_child(fanout_k, bench_arg(argc, argv, "--subs", 100));
+  } else if (only && strcmp(only, "fanout") == 0) {
+    fanout_pub pub = {.nc = connect_nats(true)};
+    snprintf(pub.subj, sizeof(pub.subj), "fanout.%ld", bench_arg(argc, argv, "--subs", 100));
+    rc = fanout_main(argc, argv, "NATS (nats.c)", fanout_publish, &pub, (size_t)cfg.payload);
+    natsConnection_Destroy(pub.nc);
+  } else if (only && strcmp(only, "scale") == 0) {
+    bench_scale(bench_arg(argc, argv, "--chats", 1), payload);
+    rc = 0;
+  }
+  if (rc >= 0) {
+    free(payload);
+    nats_Close();
+    return rc;
+  }
 
   bench_samples lat;
   bench_samples_init(&lat, (size_t)cfg.count);

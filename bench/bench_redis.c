@@ -1,7 +1,11 @@
 /* Bench of Redis pub/sub + lists with hiredis against a running redis-server on loopback:
  * PUBLISH -> subscriber latency (one in flight), pipelined PUBLISH throughput with a
  * window, join = SUBSCRIBE + LRANGE 0 -1 of 100, memory per idle subscription.
- * Output like bench_mim: one JSON object on stdout, samples in --samples-dir. */
+ * Output like bench_mim: one JSON object on stdout, samples in --samples-dir.
+ * --only fanout / --only scale: the fan-out and chat-count figures, as in bench_mim.c.
+ * A Redis connection subscribed twice to one channel gets a message once, so a fan-out
+ * subscriber is a connection here (a subscriber process polls its K connections); scale:
+ * N channels subscribed on one connection. */
 #include <stdarg.h>
 #include <stdbool.h>
 
@@ -176,6 +180,113 @@ static void bench_memory(double *client_per, double *server_per) {
   redisFree(sub);
 }
 
+/* Reads what is buffered on c: every complete pub/sub message counts as an arrival. */
+static int fanout_drain(redisContext *c, fanout_sub *st) {
+  if (redisBufferRead(c) != REDIS_OK)
+    return -1;
+  for (;;) {
+    redisReply *r = NULL;
+    if (redisGetReplyFromReader(c, (void **)&r) != REDIS_OK)
+      return -1;
+    if (!r)
+      return 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[2]->type == REDIS_REPLY_STRING)
+      fanout_sub_arrived(st, r->element[2]->str, r->element[2]->len);
+    freeReplyObject(r);
+  }
+}
+
+static int fanout_child(long k, long subs) {
+  fanout_sub st;
+  fanout_sub_init(&st, k);
+  redisContext **cs = calloc((size_t)k, sizeof(*cs));
+  struct pollfd *pf = calloc((size_t)k + 1, sizeof(*pf));
+  for (long i = 0; i < k; i++) {
+    cs[i] = connect_redis();
+    command(cs[i], "SUBSCRIBE fanout-%ld", subs); /* returns once confirmed */
+    pf[i] = (struct pollfd){.fd = cs[i]->fd, .events = POLLIN};
+  }
+  pf[k] = (struct pollfd){.fd = 0, .events = POLLIN};
+  fanout_write_line("ready\n");
+  bool quit = false;
+  while (!quit) {
+    if (poll(pf, (nfds_t)k + 1, -1) < 0 && errno != EINTR)
+      break;
+    for (long i = 0; i < k; i++)
+      if (pf[i].revents && fanout_drain(cs[i], &st) != 0)
+        quit = true;
+    char buf[64];
+    if (pf[k].revents && read(0, buf, sizeof(buf)) <= 0)
+      quit = true; /* the coordinator closed our stdin */
+  }
+  for (long i = 0; i < k; i++)
+    redisFree(cs[i]);
+  free(cs);
+  free(pf);
+  fanout_sub_free(&st);
+  return 0;
+}
+
+typedef struct fanout_pub {
+  redisContext *c;
+  char channel[64];
+} fanout_pub;
+
+static int fanout_publish(void *user, long seq, const char *payload) {
+  (void)seq;
+  fanout_pub *p = user;
+  redisReply *r = redisCommand(p->c, "PUBLISH %s %s", p->channel, payload);
+  int ok = r && r->type == REDIS_REPLY_INTEGER;
+  freeReplyObject(r);
+  return ok ? 0 : -1;
+}
+
+/* PUBLISH -> receiver latency on one of `chats` channels subscribed on one connection. */
+static void bench_scale(long chats, const char *payload) {
+  receiver rv;
+  long total = cfg.warmup + cfg.count;
+  rv.sub = connect_redis();
+  command(rv.sub, "SUBSCRIBE scale-%ld-w", chats); /* warm-up */
+  long c0 = bench_rss_bytes(0);
+  for (long i = 0; i < chats; i++)
+    redisAppendCommand(rv.sub, "SUBSCRIBE scale-%ld-%ld", chats, i);
+  for (long i = 0; i < chats; i++) {
+    redisReply *r = NULL;
+    if (redisGetReply(rv.sub, (void **)&r) != REDIS_OK)
+      exit(1);
+    freeReplyObject(r);
+  }
+  long c1 = bench_rss_bytes(0);
+  counter_init(&rv.cnt);
+  rv.want = total;
+  pthread_create(&rv.th, NULL, receive_loop, &rv);
+  redisContext *pub = connect_redis();
+  bench_samples lat;
+  bench_samples_init(&lat, (size_t)cfg.count);
+  for (long i = 0; i < total; i++) {
+    int64_t t0 = bench_now_ns();
+    command(pub, "PUBLISH scale-%ld-0 %b", chats, payload, (size_t)cfg.payload);
+    if (counter_wait(&rv.cnt, i + 1, WAIT_MS) <= i) {
+      fprintf(stderr, "bench_redis: message lost\n");
+      exit(1);
+    }
+    pthread_mutex_lock(&rv.cnt.mu);
+    int64_t t1 = rv.cnt.last_ns;
+    pthread_mutex_unlock(&rv.cnt.mu);
+    if (i >= cfg.warmup)
+      bench_samples_add(&lat, t1 - t0);
+  }
+  receiver_join(&rv);
+  redisFree(pub);
+  printf("{\"system\":\"Redis (hiredis)\",\"kind\":\"scale\",\"chats\":%ld,", chats);
+  bench_json_stats(stdout, "latency", &lat);
+  printf(",\"rss_client\":%ld,\"rss_client_per_session\":%.0f}\n", c1,
+         (double)(c1 - c0) / (double)chats);
+  fflush(stdout);
+  free(lat.v);
+}
+
 int main(int argc, char **argv) {
   cfg.port = (int)bench_arg(argc, argv, "--port", 6379);
   cfg.samples_dir = bench_arg_str(argc, argv, "--samples-dir", NULL);
@@ -189,6 +300,24 @@ int main(int argc, char **argv) {
   cfg.payload = bench_arg(argc, argv, "--payload", 100);
   char *payload = malloc((size_t)cfg.payload + 1);
   bench_payload(payload, (size_t)cfg.payload);
+  const char *only = bench_arg_str(argc, argv, "--only", NULL);
+  long fanout_k = bench_arg(argc, argv, "--fanout-sub", 0);
+  int rc = -1;
+  if (fanout_k > 0) {
+    rc = fanout_child(fanout_k, bench_arg(argc, argv, "--subs", 100));
+  } else if (only && strcmp(only, "fanout") == 0) {
+    fanout_pub pub = {.c = connect_redis()};
+    snprintf(pub.channel, sizeof(pub.channel), "fanout-%ld", bench_arg(argc, argv, "--subs", 100));
+    rc = fanout_main(argc, argv, "Redis (hiredis)", fanout_publish, &pub, (size_t)cfg.payload);
+    redisFree(pub.c);
+  } else if (only && strcmp(only, "scale") == 0) {
+    bench_scale(bench_arg(argc, argv, "--chats", 1), payload);
+    rc = 0;
+  }
+  if (rc >= 0) {
+    free(payload);
+    return rc;
+  }
 
   bench_samples lat, joins;
   bench_samples_init(&lat, (size_t)cfg.count);

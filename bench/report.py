@@ -71,6 +71,39 @@ def aggregate(lines):
     return out
 
 
+def aggregate_by(lines, key):
+    """Fan-out / scaling lines: one entry per (system, key value), every figure the
+    median over the rounds, the per-round lines under "rounds"."""
+    groups = {}
+    for line in lines:
+        groups.setdefault((line["system"], line[key]), []).append(line)
+    out = []
+    for (name, k), runs in groups.items():
+        agg = {"system": name, key: k}
+        for field in runs[0]:
+            if field in ("system", "round", key):
+                continue
+            vals = [r.get(field) for r in runs]
+            if isinstance(vals[0], dict):
+                agg[field] = {x: median_of([v.get(x) for v in vals if v]) for x in vals[0]}
+            elif isinstance(vals[0], str):
+                agg[field] = vals[0]
+            else:
+                agg[field] = median_of(vals)
+        agg["rounds"] = runs
+        out.append(agg)
+    out.sort(key=lambda a: a[key])
+    return out
+
+
+def systems_in_order(entries):
+    seen = []
+    for e in entries:
+        if e["system"] not in seen:
+            seen.append(e["system"])
+    return seen
+
+
 def row(s):
     lat = s.get("latency") or {}
     join = s.get("join") or {}
@@ -88,14 +121,82 @@ HEADER = ["system", "latency p50 µs", "p90", "p99", "max", "sends/s", "received
           "join p50 µs", "join p99", "client KiB/session", "server KiB/sub"]
 
 
+def core_table(systems):
+    out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for s in systems:
+        out.append("| " + " | ".join(row(s)) + " |")
+    return out
+
+
+def ms(us):
+    if us is None or us < 0:
+        return "—"
+    return f"{us / 1000:.2f}" if us < 100000 else f"{us / 1000:.0f}"
+
+
+def fanout_table(doc):
+    entries = doc.get("fanout") or []
+    counts = sorted({e["subs"] for e in entries})
+    if not entries:
+        return []
+    head = ["system"] + [f"{n:,} subs p50 / p99 ms" for n in counts]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in systems_in_order(entries):
+        cells = [name]
+        for n in counts:
+            e = next((x for x in entries if x["system"] == name and x["subs"] == n), None)
+            if not e:
+                cells.append("not run")
+                continue
+            lat = e.get("latency") or {}
+            cell = f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))}"
+            if e.get("incomplete"):
+                cell += f" ({e['incomplete']} of {e['messages']} timed out)"
+            cells.append(cell)
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def scaling_tables(doc):
+    entries = doc.get("scaling") or []
+    if not entries:
+        return []
+    counts = sorted({e["chats"] for e in entries})
+    head = ["system"] + [f"{n:,} chats p50 / p99 µs" for n in counts]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    names = systems_in_order(entries)
+    find = lambda name, n: next((x for x in entries if x["system"] == name and x["chats"] == n), None)
+    for name in names:
+        cells = [name]
+        for n in counts:
+            e = find(name, n)
+            lat = (e or {}).get("latency") or {}
+            cells.append(f"{fmt(lat.get('p50'))} / {fmt(lat.get('p99'))}" if e else "not run")
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    head = ["system"] + [f"{n:,} chats: KiB/session (RSS MiB)" for n in counts]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        cells = [name]
+        for n in counts:
+            e = find(name, n)
+            if not e:
+                cells.append("not run")
+                continue
+            per, rss = e.get("rss_client_per_session"), e.get("rss_client")
+            cells.append(f"{per / 1024:.1f} ({rss / 1048576:.1f})" if per is not None and rss else "—")
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
 def markdown(doc):
     m = doc["machine"]
     p = doc["params"]
     out = [f"# Benchmark results ({doc['mode']} run)", ""]
     out.append(f"Run {doc['date']} on {m['nproc']} × {m['cpu_model']} ({m['kernel']}); "
-               f"load average before/after: {m['loadavg_before']} / {m['loadavg_after']}. "
-               f"Placement: servers pinned to CPU {p['server_cpu']}, clients to CPU "
-               f"{p['client_cpu']} (taskset). Payload {p['payload']} B, "
+               f"load average before/after: {m['loadavg_before']} / {m['loadavg_after']}; "
+               f"the whole run took {doc.get('wall_s', '?')} s. "
+               f"Payload {p['payload']} B, "
                f"{p['warmup']} warm-up + {p['count']} timed round trips, "
                f"{p['tput']} messages for throughput (window {p['window']}), "
                f"{p['joins']} joins, {p['sessions']} idle sessions. Each figure is the median "
@@ -107,15 +208,26 @@ def markdown(doc):
                "systems within this table only, and rerun `make bench` on an idle machine "
                "for real figures.")
     out.append("")
-    out.append("| " + " | ".join(HEADER) + " |")
-    out.append("|" + "---|" * len(HEADER))
-    for s in doc["systems"]:
-        out.append("| " + " | ".join(row(s)) + " |")
+    pl = doc["placements"]
+    out.append(f"## Same core: servers and clients pinned to CPU {pl['same']['server_cpu']} "
+               f"(taskset)")
     out.append("")
+    out += core_table(doc["systems"])
+    out.append("")
+    if doc.get("systems_split"):
+        out.append(f"## Split cores: servers on CPU {pl['split']['server_cpu']}, clients on "
+                   f"CPU {pl['split']['client_cpu']}")
+        out.append("")
+        out.append("Waking a thread on the other core costs ≈ 40–50 µs per hop on this VM "
+                   "(/work/shared/BENCHMARKING.md), so one-in-flight latency usually rises "
+                   "and throughput rises (two cores work).")
+        out.append("")
+        out += core_table(doc["systems_split"])
+        out.append("")
     lib = doc["library"]
     out.append(f"Library size: `{lib['so']}` {lib['so_bytes']:,} B "
                f"({lib['so_stripped_bytes']:,} B stripped). mim-local RSS at the end of our "
-               f"run: {fmt(doc.get('mim_local_rss_end'))} B.")
+               f"same-core run: {fmt(doc.get('mim_local_rss_end'))} B.")
     out.append("")
     out.append("What the columns mean:")
     out.append("- latency: publish → subscriber callback, 1 sender + 1 receiver (two "
@@ -124,12 +236,13 @@ def markdown(doc):
                "`publish` → `onItem`; NATS: `natsConnection_Publish` (SendAsap) → callback; "
                "Redis: `PUBLISH` → message read by a receiver thread. raw gRPC ping: one "
                "unary `mim_client_ping` round trip (our transport's floor).")
-    for s in doc["systems"]:
-        if s.get("latency_send"):
-            d = s["latency_send"]
-            out.append(f"- {s['system']} `mim_send` → `on_message` (list push + publish of "
-                       f"the envelope, full IM path): p50 {d['p50']} µs, p90 {d['p90']}, "
-                       f"p99 {d['p99']}, max {d['max']}.")
+    for key, title in (("systems", "same core"), ("systems_split", "split cores")):
+        for s in doc.get(key) or []:
+            if s.get("latency_send"):
+                d = s["latency_send"]
+                out.append(f"- {s['system']} `mim_send` → `on_message` (list push + publish "
+                           f"of the envelope, full IM path), {title}: p50 {d['p50']} µs, "
+                           f"p90 {d['p90']}, p99 {d['p99']}, max {d['max']}.")
     out.append("- sends/s: one client, async publishes with up to `window` in flight "
                "(NATS: buffered publishes + one flush; it has no publish reply); received/s: "
                "messages counted at one subscriber / time from the first send to the last "
@@ -147,10 +260,64 @@ def markdown(doc):
                "subscriptions on one connection), and the same for the server process. "
                "RSS is page-granular; small per-item figures are approximate.")
     out.append("")
-    out.append("Not measured yet (later versions): fan-out to 1/100/1,000 subscribers, "
-               "latency and memory at 1/10/100/1,000 chats, split-core placement.")
-    out.append("")
-    out.append("![latency CDF and throughput](latest.png)")
+    fo = fanout_table(doc)
+    if fo:
+        xp = pl[p["extra_placement"]]
+        out.append(f"## Fan-out: one message to N subscribers (placement "
+                   f"{p['extra_placement']}: server CPU {xp['server_cpu']}, publisher and "
+                   f"subscriber processes CPU {xp['client_cpu']})")
+        out.append("")
+        out += fo
+        out.append("")
+        out.append(f"Time from just before the publish call until the last of the N "
+                   f"subscribers has the message, one message in flight (the next is sent "
+                   f"when all have it, or after a timeout: then it counts as timed out, not "
+                   f"as a sample). The N subscribers are spread over "
+                   f"{p['fanout_procs']} processes (fewer when N is smaller); each process "
+                   f"reports, per message, the CLOCK_MONOTONIC time at which the last of its "
+                   f"subscribers had it, and the publisher takes the maximum. Timed messages: "
+                   f"{p['fanout_messages']} for 1 and 100 subscribers, "
+                   f"{p['fanout_messages_big']} for 1,000 (Node SDK: "
+                   f"{p.get('node_fanout_messages_big') or p['fanout_messages_big']}), after "
+                   f"10 warm-up messages; 100-byte payload carrying the sequence number and "
+                   f"send time.")
+        out.append("- libmomento-im: each subscriber is a topic subscription "
+                   "(`mim_topic_subscribe`, one gRPC stream each), one `mim_client` per 100 "
+                   "subscriptions in each process; published with `mim_topic_publish_text`.")
+        out.append("- Node SDK: the same with one `TopicClient` per 100 subscriptions (the "
+                   "SDK's limit per stream connection), published with `publish`.")
+        out.append("- NATS: each subscriber is a subscription (the server sends one MSG per "
+                   "subscription), one connection per 100 subscriptions, nats.c's global "
+                   "delivery thread pool instead of one thread per subscription.")
+        out.append("- Redis: each subscriber is a connection (a connection subscribed twice "
+                   "to a channel gets a message once); each process polls its connections "
+                   "in one thread.")
+        out.append("")
+    sc = scaling_tables(doc)
+    if sc:
+        out.append(f"## Scaling: one client holding 1 … 1,000 chats (placement "
+                   f"{p['extra_placement']})")
+        out.append("")
+        out += sc
+        out.append("")
+        out.append(f"One client process holds N idle chats (after 10 warm-up ones), then "
+                   f"the latency of {p['scale_count']} messages (after "
+                   f"{p['scale_warmup']} warm-up, one in flight) is measured in one of them; "
+                   f"KiB/session is the client's RSS growth over the N divided by N (page "
+                   f"granular: at 1 chat it is mostly noise), RSS the client's total. "
+                   f"libmomento-im: N `mim_join`ed chats, latency `mim_send` → `on_message` "
+                   f"from a second client (list push + publish: compare with the "
+                   f"`mim_send` figure above, not with the publish latency); Node SDK: N "
+                   f"topic subscriptions on one `TopicClient` (stream connections = "
+                   f"N/100 rounded up), `publish` → `onItem`; NATS: N subscriptions on "
+                   f"distinct subjects on one connection; Redis: N channels subscribed on one "
+                   f"connection; both publish → callback from a second connection.")
+        out.append("")
+    for note in doc.get("notes") or []:
+        out.append(f"- {note}")
+    if doc.get("notes"):
+        out.append("")
+    out.append("![latency CDF, throughput, fan-out, scaling](latest.png)")
     out.append("")
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
     if doc["mode"] == "full" and os.path.exists(notes):
@@ -170,10 +337,10 @@ def plot(doc, samples, out_png, workdir):
              "grpc-ping": "raw gRPC ping", "node-sdk": "Node SDK",
              "nats": "NATS", "redis": "Redis"}
     for key, title in names.items():
-        vals = []  # all rounds pooled
+        vals = []  # all same-core rounds pooled
         for rd in sorted(os.listdir(samples)):
             path = os.path.join(samples, rd, key + ".txt")
-            if os.path.exists(path):
+            if rd.startswith("same-") and os.path.exists(path):
                 with open(path) as f:
                     vals += [float(x) for x in f if x.strip()]
         vals.sort()
@@ -185,18 +352,39 @@ def plot(doc, samples, out_png, workdir):
                 f.write(f"{v} {(i + 1) / len(vals)}\n")
         curves.append((dat, title))
     bars = os.path.join(workdir, "tput.dat")
+    split = {s["system"]: s for s in doc.get("systems_split") or []}
     with open(bars, "w") as f:
         for i, s in enumerate(doc["systems"]):
             if s.get("sends_per_s"):
                 name = s["system"].split(" (")[0]
-                f.write(f"{i} \"{name}\" {s['sends_per_s']} {s.get('recv_per_s', 0)}\n")
+                sp = split.get(s["system"], {}).get("sends_per_s") or 0
+                f.write(f"{i} \"{name}\" {s['sends_per_s']} {s.get('recv_per_s', 0)} {sp}\n")
+    # fan-out p99 and scaling p50, one data block per system
+    def series(entries, key, field, path):
+        titles = []
+        with open(path, "w") as f:
+            for name in systems_in_order(entries):
+                pts = [(e[key], (e.get("latency") or {}).get(field)) for e in entries
+                       if e["system"] == name]
+                pts = [(x, y) for x, y in pts if y is not None and y > 0]
+                if not pts:
+                    continue
+                for x, y in sorted(pts):
+                    f.write(f"{x} {y}\n")
+                f.write("\n\n")
+                titles.append(name.split(" (")[0])
+        return titles
+    fo_dat = os.path.join(workdir, "fanout.dat")
+    fo_titles = series(doc.get("fanout") or [], "subs", "p99", fo_dat)
+    sc_dat = os.path.join(workdir, "scale.dat")
+    sc_titles = series(doc.get("scaling") or [], "chats", "p50", sc_dat)
     script = [
-        "set terminal pngcairo size 1400,600 font ',10'" if _has_cairo(gp)
-        else "set terminal png size 1400,600",
+        "set terminal pngcairo size 1400,1000 font ',10'" if _has_cairo(gp)
+        else "set terminal png size 1400,1000",
         f"set output '{out_png}'",
         "set termoption noenhanced",
-        "set multiplot layout 1,2",
-        "set title 'publish → receive latency CDF (µs, log scale)'",
+        "set multiplot layout 2,2",
+        "set title 'publish → receive latency CDF, same core (µs, log scale)'",
         "set logscale x", "set xlabel 'µs'", "set ylabel 'fraction'", "set key bottom right",
         "set grid",
         "plot " + ", ".join(f"'{d}' using 1:2 with lines lw 2 title '{t}'" for d, t in curves),
@@ -205,9 +393,26 @@ def plot(doc, samples, out_png, workdir):
         "set style data histogram", "set style histogram clustered gap 1",
         "set style fill solid 0.8 border -1", "set xtics rotate by -20", "set key top right",
         "set yrange [100:*]",
-        f"plot '{bars}' using 3:xtic(2) title 'sends/s', '' using 4 title 'received/s'",
-        "unset multiplot",
+        f"plot '{bars}' using 3:xtic(2) title 'sends/s same core', '' using 4 title "
+        f"'received/s same core', '' using 5 title 'sends/s split cores'",
+        "set style data linespoints", "unset xtics", "set xtics", "set xtics norotate",
+        "set yrange [*:*]", "set logscale xy", "set key top left",
     ]
+    if fo_titles:
+        script += [
+            "set title 'fan-out: p99 until the last subscriber has it (µs)'",
+            "set xlabel 'subscribers'", "set ylabel 'µs'",
+            "plot " + ", ".join(f"'{fo_dat}' index {i} using 1:2 with linespoints lw 2 "
+                                f"title '{t}'" for i, t in enumerate(fo_titles)),
+        ]
+    if sc_titles:
+        script += [
+            "set title 'scaling: p50 latency in one chat while holding N chats (µs)'",
+            "set xlabel 'chats held by the client'", "set ylabel 'µs'",
+            "plot " + ", ".join(f"'{sc_dat}' index {i} using 1:2 with linespoints lw 2 "
+                                f"title '{t}'" for i, t in enumerate(sc_titles)),
+        ]
+    script.append("unset multiplot")
     r = subprocess.run([gp], input="\n".join(script), text=True, capture_output=True)
     if r.returncode != 0:
         print("bench: gnuplot failed: " + r.stderr, file=sys.stderr)
@@ -223,39 +428,64 @@ def _has_cairo(gp):
 def main():
     ap = argparse.ArgumentParser()
     for a in ["mode", "results", "samples", "out", "so", "so-stripped", "server-cpu",
-              "client-cpu", "mim-local-rss-end"]:
+              "client-cpu", "split-client-cpu", "mim-local-rss-end", "placements",
+              "extra-placement", "fanout-subs", "chats", "node-fanout-subs", "node-chats",
+              "node-fanout-messages-big"]:
         ap.add_argument("--" + a)
-    for a in ["payload", "count", "warmup", "tput", "window", "joins", "sessions", "rounds"]:
+    for a in ["payload", "count", "warmup", "tput", "window", "joins", "sessions", "rounds",
+              "fanout-procs", "fanout-messages", "fanout-messages-big", "scale-count",
+              "scale-warmup", "wall-s"]:
         ap.add_argument("--" + a, type=int)
     ap.add_argument("--loadavg-before", default=None)
     a = ap.parse_args()
-    systems = []
+    lines = []
     with open(a.results) as f:
         for line in f:
             line = line.strip()
             if line.startswith("{"):
-                systems.append(json.loads(line))
-    systems = aggregate(systems)
+                lines.append(json.loads(line))
+    placements = (a.placements or "same").split()
+    core = {pl: aggregate([x for x in lines if "kind" not in x and x.get("placement") == pl])
+            for pl in placements}
+    split_cpu = {"same": a.client_cpu, "split": a.split_client_cpu}
+    ints = lambda v: [int(x) for x in (v or "").split()]
     doc = {
         "mode": a.mode,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "wall_s": a.wall_s,
         "machine": {"nproc": os.cpu_count(), "cpu_model": cpu_model(),
                     "kernel": platform.platform(),
                     "loadavg_before": os.environ.get("BENCH_LOADAVG_BEFORE", "?"),
                     "loadavg_after": loadavg(), "busy": True},
+        "placements": {pl: {"server_cpu": a.server_cpu, "client_cpu": split_cpu[pl],
+                            "pinning": f"taskset -c {a.server_cpu} (servers), taskset -c "
+                                       f"{split_cpu[pl]} (clients)"}
+                       for pl in ("same", "split")},
         "params": {"server_cpu": a.server_cpu, "client_cpu": a.client_cpu,
+                   "split_client_cpu": a.split_client_cpu, "placements_run": placements,
+                   "extra_placement": a.extra_placement,
                    "pinning": f"taskset -c {a.server_cpu} (servers), taskset -c "
                               f"{a.client_cpu} (clients)",
                    "payload": a.payload, "count": a.count, "warmup": a.warmup,
                    "tput": a.tput, "window": a.window, "joins": a.joins,
-                   "sessions": a.sessions, "rounds": a.rounds},
+                   "sessions": a.sessions, "rounds": a.rounds,
+                   "fanout_procs": a.fanout_procs, "fanout_subs": ints(a.fanout_subs),
+                   "node_fanout_subs": ints(a.node_fanout_subs),
+                   "fanout_messages": a.fanout_messages,
+                   "fanout_messages_big": a.fanout_messages_big,
+                   "node_fanout_messages_big": int(a.node_fanout_messages_big)
+                   if a.node_fanout_messages_big else None,
+                   "chats": ints(a.chats), "node_chats": ints(a.node_chats),
+                   "scale_count": a.scale_count, "scale_warmup": a.scale_warmup},
         "library": {"so": os.path.basename(a.so), "so_bytes": os.path.getsize(a.so),
                     "so_stripped_bytes": os.path.getsize(a.so_stripped)},
         "mim_local_rss_end": int(a.mim_local_rss_end) if a.mim_local_rss_end else None,
-        "systems": systems,
-        "not_measured": ["fan-out 1/100/1000", "scaling 1/10/100/1000 chats",
-                         "split-core placement"],
+        "systems": core.get("same", []),
+        "systems_split": core.get("split", []),
+        "fanout": aggregate_by([x for x in lines if x.get("kind") == "fanout"], "subs"),
+        "scaling": aggregate_by([x for x in lines if x.get("kind") == "scale"], "chats"),
     }
+    doc["notes"] = missing_notes(doc)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "latest.json"), "w") as f:
         json.dump(doc, f, indent=2)
@@ -265,10 +495,26 @@ def main():
     if a.mode == "full":
         plot(doc, a.samples, os.path.abspath(os.path.join(a.out, "latest.png")),
              os.path.dirname(a.samples))
-    print(markdown(doc).split("\n\n")[3], file=sys.stderr)  # the table
+    text = markdown(doc)
+    print(text[text.index("## Same core"):text.index("Library size")], file=sys.stderr)
     if a.mode == "smoke":
         return smoke_check(doc)
     return 0
+
+
+def missing_notes(doc):
+    """Says which requested fan-out / scaling figure produced no line (a failed run)."""
+    p = doc["params"]
+    notes = []
+    for kind, key, want, node_want in (("fanout", "subs", p["fanout_subs"], p["node_fanout_subs"]),
+                                       ("scaling", "chats", p["chats"], p["node_chats"])):
+        have = {(e["system"], e[key]) for e in doc[kind]}
+        for name in systems_in_order(doc[kind]):
+            for n in (node_want if name.startswith("Node SDK") else want):
+                if (name, n) not in have:
+                    notes.append(f"{kind} {n} {key}: no result for {name} (it failed; "
+                                 f"see the run's log)")
+    return notes
 
 
 def smoke_check(doc):
@@ -284,7 +530,24 @@ def smoke_check(doc):
         ("libmomento-im memory", lambda: by["libmomento-im"]["rss_client_per_session"] >= 0),
         ("raw gRPC ping", lambda: by["raw gRPC ping"]["latency"]["n"] == doc["params"]["count"]),
         ("library size", lambda: doc["library"]["so_bytes"] > 0),
+        ("placements recorded", lambda: doc["placements"]["same"]["client_cpu"] is not None
+         and all(s["rounds"][0]["placement"] == "same" for s in doc["systems"])),
     ]
+    if "split" in doc["params"]["placements_run"]:
+        split = {s["system"]: s for s in doc["systems_split"]}
+        checks.append(("split placement latency", lambda: split["libmomento-im"]["latency"]["n"]
+                       == doc["params"]["count"] and split["raw gRPC ping"]["latency"]["n"]
+                       == doc["params"]["count"]))
+    fan = {e["subs"]: e for e in doc["fanout"] if e["system"] == "libmomento-im"}
+    for n in doc["params"]["fanout_subs"]:
+        checks.append((f"fan-out to {n}", lambda n=n: fan[n]["incomplete"] == 0
+                       and fan[n]["latency"]["n"] == fan[n]["messages"]
+                       and 0 < fan[n]["latency"]["p50"] <= fan[n]["latency"]["p99"]))
+    sc = {e["chats"]: e for e in doc["scaling"] if e["system"] == "libmomento-im"}
+    for n in doc["params"]["chats"]:
+        checks.append((f"scaling {n} chats", lambda n=n: sc[n]["latency"]["n"]
+                       == doc["params"]["scale_count"] and sc[n]["rss_client"] > 0
+                       and "rss_client_per_session" in sc[n]))
     for name, fn in checks:
         try:
             good = bool(fn())

@@ -6,8 +6,15 @@
 #   smoke: our stack + raw gRPC ping with tiny counts, no external servers; writes
 #          $MIM_BUILD/bench-smoke/latest.json and checks it.
 # Every server is started here on loopback on a free port and stopped by the EXIT trap.
-# Placement: servers and clients are pinned with taskset (BENCH_SERVER_CPU,
-# BENCH_CLIENT_CPU; default both 0 = "same core"); the placement is recorded.
+# Each round runs, for every system in turn:
+#   1. the latency/throughput/join/memory set twice: placement "same" (server and client
+#      pinned to CPU $BENCH_SERVER_CPU, default 0) and "split" (server on
+#      $BENCH_SERVER_CPU, client on $BENCH_SPLIT_CLIENT_CPU, default 1; skipped on a
+#      1-CPU machine); see /work/shared/BENCHMARKING.md for why both;
+#   2. fan-out (1/100/1,000 subscribers over $BENCH_FANOUT_PROCS processes) and scaling
+#      (latency + RSS with 1/10/100/1,000 chats), in placement $BENCH_EXTRA_PLACEMENT
+#      (default split: the subscriber processes and the server get a core each).
+# The placement of every figure is recorded in the JSON.
 set -euo pipefail
 MODE=${1:-full}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,7 +22,13 @@ cd "$ROOT"
 B=${MIM_BUILD:-build}
 MAKE=${MAKE:-make}
 SCPU=${BENCH_SERVER_CPU:-0}
-CCPU=${BENCH_CLIENT_CPU:-0}
+SAME_CCPU=${BENCH_CLIENT_CPU:-0}
+SPLIT_CCPU=${BENCH_SPLIT_CLIENT_CPU:-1}
+PLACEMENTS="same split"
+[ "$(nproc)" -ge 2 ] || PLACEMENTS=same
+EXTRA_PLACEMENT=${BENCH_EXTRA_PLACEMENT:-split}
+[ "$(nproc)" -ge 2 ] || EXTRA_PLACEMENT=same
+FANOUT_PROCS=${BENCH_FANOUT_PROCS:-4}
 PAYLOAD=100
 export BENCH_LOADAVG_BEFORE
 BENCH_LOADAVG_BEFORE=$(cut -d" " -f1-3 /proc/loadavg)
@@ -29,10 +42,20 @@ full)
   NODE_TPUT=${BENCH_NODE_TPUT:-5000}
   WINDOW=${BENCH_WINDOW:-256}
   ROUNDS=${BENCH_ROUNDS:-3} JOINS=${BENCH_JOINS:-300} SESSIONS=${BENCH_SESSIONS:-1000}
+  # fan-out: subscriber counts and timed messages (one in flight) per count
+  FANOUT_SUBS=${BENCH_FANOUT_SUBS:-"1 100 1000"} FANOUT_MSGS=${BENCH_FANOUT_MSGS:-200}
+  FANOUT_MSGS_BIG=${BENCH_FANOUT_MSGS_BIG:-50} # for 1,000 subscribers
+  NODE_FANOUT_SUBS=${BENCH_NODE_FANOUT_SUBS:-"1 100 1000"}
+  NODE_FANOUT_MSGS_BIG=${BENCH_NODE_FANOUT_MSGS_BIG:-20}
+  # scaling: chats held by one client, and timed messages in one of them
+  CHATS=${BENCH_CHATS:-"1 10 100 1000"} NODE_CHATS=${BENCH_NODE_CHATS:-"1 10 100 1000"}
+  SCALE_COUNT=${BENCH_SCALE_COUNT:-500} SCALE_WARMUP=${BENCH_SCALE_WARMUP:-50}
   ;;
 smoke)
   OUT=$B/bench-smoke
   COUNT=50 WARMUP=10 TPUT=500 WINDOW=64 JOINS=5 SESSIONS=20 ROUNDS=1
+  FANOUT_SUBS="1 8" FANOUT_MSGS=5 FANOUT_MSGS_BIG=5 FANOUT_PROCS=2
+  CHATS="1 10" SCALE_COUNT=20 SCALE_WARMUP=5
   ;;
 *)
   echo "usage: bench/run.sh full|smoke" >&2
@@ -50,7 +73,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-log() { echo "bench: $*" >&2; }
+log() { echo "bench: [${SECONDS}s] $*" >&2; }
 
 # A free loopback port: bind port 0, read it back, release it.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -96,7 +119,7 @@ BIN=$B/bench
 RESULTS=$WORK/results.jsonl
 : >"$RESULTS"
 
-start_mim_local() { # sets MIM_PID, MIM_EP, MIMDIR
+start_mim_local() { # name: sets MIM_PID, MIM_EP, MIMDIR
   MIMDIR=$WORK/mim-$1
   mkdir -p "$MIMDIR"
   taskset -c "$SCPU" "$B/bin/mim-local" --host 127.0.0.1 --port 0 --port-file "$MIMDIR/port" \
@@ -109,59 +132,138 @@ start_mim_local() { # sets MIM_PID, MIM_EP, MIMDIR
   MIM_EP=127.0.0.1:$(cat "$MIMDIR/port")
 }
 
-# One round runs every system once, one after the other (so a busy spell of the machine
-# hits one round, and the report takes each figure's median over the rounds).
-run_round() { # round number
-  local r=$1 dir=$SAMPLES/round$1
+start_nats() { # sets NATS_PID, NATS_URL
+  local port
+  port=$(free_port)
+  taskset -c "$SCPU" nats-server -a 127.0.0.1 -p "$port" >"$WORK/nats.log" 2>&1 &
+  NATS_PID=$!
+  PIDS+=("$NATS_PID")
+  wait_port "$port"
+  NATS_URL=nats://127.0.0.1:$port
+}
+
+start_redis() { # sets REDIS_PID, REDIS_PORT
+  REDIS_PORT=$(free_port)
+  taskset -c "$SCPU" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
+    --appendonly no --daemonize no --logfile "$WORK/redis.log" &
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
+  wait_port "$REDIS_PORT"
+}
+
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# Every JSON line gets its round and placement.
+tag() { sed "s/^{/{\"round\":$1,\"placement\":\"$2\",/" >>"$RESULTS"; }
+
+node_sdk() { # args...: the Node SDK bench with the interop tests' install
+  NODE_PATH=$ROOT/tests/interop/node_modules taskset -c "$CCPU" node bench/node/bench_sdk.js "$@"
+}
+
+# The latency/throughput/join/memory set: every system once, one after the other.
+run_core_set() { # round placement
+  local r=$1 pl=$2 dir=$SAMPLES/$2-round$1
   mkdir -p "$dir"
   local common=(--count "$COUNT" --warmup "$WARMUP" --tput "$TPUT" --sessions "$SESSIONS"
     --payload "$PAYLOAD" --samples-dir "$dir")
-  start_mim_local "$r"
-  log "round $r: libmomento-im + raw gRPC ping (mim-local $MIM_EP, pid $MIM_PID)"
+  start_mim_local "$pl-$r"
+  log "round $r ($pl: server CPU $SCPU, client CPU $CCPU): libmomento-im + raw gRPC ping"
   taskset -c "$CCPU" "$BIN/bench_mim" --endpoint "$MIM_EP" --key-file "$MIMDIR/key" \
     --cache bench --server-pid "$MIM_PID" --window "$WINDOW" --joins "$JOINS" "${common[@]}" |
-    sed "s/^{/{\"round\":$r,/" >>"$RESULTS"
-  MIM_RSS_END=$(awk '/VmRSS/ {print $2*1024}' "/proc/$MIM_PID/status")
-  [ "$MODE" = full ] || { kill "$MIM_PID"; return 0; }
+    tag "$r" "$pl"
+  [ "$pl" != same ] || MIM_RSS_END=$(awk '/VmRSS/ {print $2*1024}' "/proc/$MIM_PID/status")
+  [ "$MODE" = full ] || { stop "$MIM_PID"; return 0; }
 
-  log "round $r: official Node SDK"
-  NODE_PATH=$ROOT/tests/interop/node_modules taskset -c "$CCPU" node bench/node/bench_sdk.js \
-    --endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench --server-pid "$MIM_PID" \
-    --window "$WINDOW" --joins "$JOINS" "${common[@]}" --tput "$NODE_TPUT" |
-    sed "s/^{/{\"round\":$r,/" >>"$RESULTS" || log "Node SDK bench failed (see above)"
-  kill "$MIM_PID"
+  log "round $r ($pl): official Node SDK"
+  node_sdk --endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench --server-pid "$MIM_PID" \
+    --window "$WINDOW" --joins "$JOINS" "${common[@]}" --tput "$NODE_TPUT" | tag "$r" "$pl" ||
+    log "Node SDK bench failed (see above)"
+  stop "$MIM_PID"
 
-  log "round $r: NATS"
-  local nport rport
-  nport=$(free_port)
-  taskset -c "$SCPU" nats-server -a 127.0.0.1 -p "$nport" >"$WORK/nats.log" 2>&1 &
-  NATS_PID=$!
-  PIDS+=("$NATS_PID")
-  wait_port "$nport"
-  taskset -c "$CCPU" "$BIN/bench_nats" --url "nats://127.0.0.1:$nport" --server-pid "$NATS_PID" \
-    "${common[@]}" | sed "s/^{/{\"round\":$r,/" >>"$RESULTS"
-  kill "$NATS_PID"
+  log "round $r ($pl): NATS"
+  start_nats
+  taskset -c "$CCPU" "$BIN/bench_nats" --url "$NATS_URL" --server-pid "$NATS_PID" \
+    "${common[@]}" | tag "$r" "$pl"
+  stop "$NATS_PID"
 
-  log "round $r: Redis"
-  rport=$(free_port)
-  taskset -c "$SCPU" redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
-    --daemonize no --logfile "$WORK/redis.log" &
-  REDIS_PID=$!
-  PIDS+=("$REDIS_PID")
-  wait_port "$rport"
-  taskset -c "$CCPU" "$BIN/bench_redis" --port "$rport" --server-pid "$REDIS_PID" \
-    --window "$WINDOW" --joins "$JOINS" "${common[@]}" | sed "s/^{/{\"round\":$r,/" >>"$RESULTS"
-  kill "$REDIS_PID"
+  log "round $r ($pl): Redis"
+  start_redis
+  taskset -c "$CCPU" "$BIN/bench_redis" --port "$REDIS_PORT" --server-pid "$REDIS_PID" \
+    --window "$WINDOW" --joins "$JOINS" "${common[@]}" | tag "$r" "$pl"
+  stop "$REDIS_PID"
 }
 
-for r in $(seq "$ROUNDS"); do run_round "$r"; done
+# Fan-out and scaling of one system: prog args... are the program and its connection
+# options; each figure is a fresh client process (clean RSS).
+run_extra_system() { # round placement fanout-subs chats prog args...
+  local r=$1 pl=$2 subs=$3 chats=$4 n m
+  shift 4
+  for n in $subs; do
+    m=$FANOUT_MSGS
+    [ "$n" -lt 1000 ] || m=$FANOUT_MSGS_BIG
+    case $1 in node_sdk) [ "$n" -lt 1000 ] || m=${NODE_FANOUT_MSGS_BIG:-$m} ;; esac
+    "$@" --only fanout --subs "$n" --procs "$FANOUT_PROCS" --messages "$m" \
+      --payload "$PAYLOAD" | tag "$r" "$pl" || log "fan-out to $n failed: $*"
+  done
+  for n in $chats; do
+    "$@" --only scale --chats "$n" --count "$SCALE_COUNT" --warmup "$SCALE_WARMUP" \
+      --payload "$PAYLOAD" | tag "$r" "$pl" || log "scale $n chats failed: $*"
+  done
+}
+
+run_extra() { # round
+  local r=$1 pl=$EXTRA_PLACEMENT
+  start_mim_local "extra-$r"
+  log "round $r ($pl): fan-out + scaling, libmomento-im"
+  run_extra_system "$r" "$pl" "$FANOUT_SUBS" "$CHATS" taskset -c "$CCPU" "$BIN/bench_mim" \
+    --endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench
+  if [ "$MODE" = full ]; then
+    log "round $r ($pl): fan-out + scaling, Node SDK"
+    run_extra_system "$r" "$pl" "$NODE_FANOUT_SUBS" "$NODE_CHATS" node_sdk \
+      --endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench
+  fi
+  stop "$MIM_PID"
+  [ "$MODE" = full ] || return 0
+  log "round $r ($pl): fan-out + scaling, NATS"
+  start_nats
+  run_extra_system "$r" "$pl" "$FANOUT_SUBS" "$CHATS" taskset -c "$CCPU" "$BIN/bench_nats" \
+    --url "$NATS_URL"
+  stop "$NATS_PID"
+  log "round $r ($pl): fan-out + scaling, Redis"
+  start_redis
+  run_extra_system "$r" "$pl" "$FANOUT_SUBS" "$CHATS" taskset -c "$CCPU" "$BIN/bench_redis" \
+    --port "$REDIS_PORT"
+  stop "$REDIS_PID"
+}
+
+placement_cpu() { # placement: the client CPU
+  case $1 in same) echo "$SAME_CCPU" ;; split) echo "$SPLIT_CCPU" ;; esac
+}
+
+T_START=$(date +%s)
+for r in $(seq "$ROUNDS"); do
+  for pl in $PLACEMENTS; do
+    CCPU=$(placement_cpu "$pl")
+    run_core_set "$r" "$pl"
+  done
+  CCPU=$(placement_cpu "$EXTRA_PLACEMENT")
+  run_extra "$r"
+done
+
 
 # ---- report ----
 SO=$B/lib/libmomento-im.so.$(sed -n 's/^VERSION_\(MAJOR\|MINOR\|PATCH\) := //p' Makefile | paste -sd.)
 STRIPPED=$WORK/stripped.so
 strip -o "$STRIPPED" "$SO" 2>/dev/null || cp "$SO" "$STRIPPED"
 python3 bench/report.py --mode "$MODE" --results "$RESULTS" --samples "$SAMPLES" --out "$OUT" \
-  --so "$SO" --so-stripped "$STRIPPED" --server-cpu "$SCPU" --client-cpu "$CCPU" \
+  --so "$SO" --so-stripped "$STRIPPED" --server-cpu "$SCPU" --client-cpu "$SAME_CCPU" \
+  --split-client-cpu "$SPLIT_CCPU" --placements "$PLACEMENTS" --extra-placement "$EXTRA_PLACEMENT" \
+  --fanout-procs "$FANOUT_PROCS" --fanout-subs "$FANOUT_SUBS" --chats "$CHATS" \
+  --node-fanout-subs "${NODE_FANOUT_SUBS:-}" --node-chats "${NODE_CHATS:-}" \
+  --fanout-messages "$FANOUT_MSGS" --fanout-messages-big "$FANOUT_MSGS_BIG" \
+  --node-fanout-messages-big "${NODE_FANOUT_MSGS_BIG:-}" \
+  --scale-count "$SCALE_COUNT" --scale-warmup "$SCALE_WARMUP" \
+  --wall-s "$(($(date +%s) - T_START))" \
   --payload "$PAYLOAD" --count "$COUNT" --warmup "$WARMUP" --tput "$TPUT" --window "$WINDOW" \
   --joins "$JOINS" --sessions "$SESSIONS" --rounds "$ROUNDS" --mim-local-rss-end "$MIM_RSS_END"
 log "wrote $OUT/latest.json"

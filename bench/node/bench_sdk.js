@@ -5,8 +5,14 @@
 // RSS per idle subscription. Prints one JSON line; writes sorted samples (us).
 // The SDK comes from the interop tests' pinned install: run with
 // NODE_PATH=tests/interop/node_modules (bench/run.sh does).
+// --only fanout --subs N --procs P --messages M and --only scale --chats N: the fan-out
+// and chat-count figures, the same protocol as bench_common.h (subscriber processes are
+// this script again with --fanout-sub K, one TopicClient per 100 subscriptions, since
+// the SDK allows 100 streams per connection; process.hrtime is CLOCK_MONOTONIC).
 
 const fs = require('node:fs');
+const childProcess = require('node:child_process');
+const readline = require('node:readline');
 const path = require('node:path');
 const sdk = require('@gomomento/sdk');
 
@@ -40,9 +46,10 @@ function creds() {
       tokenEndpoint: cfg.endpoint, secureConnection: false},
   });
 }
-function topicClient() {
-  return new sdk.TopicClient({configuration: sdk.TopicConfigurations.Default.latest(logger),
-    credentialProvider: creds()});
+function topicClient(streamConnections) {
+  let configuration = sdk.TopicConfigurations.Default.latest(logger);
+  if (streamConnections) configuration = configuration.withNumStreamConnections(streamConnections);
+  return new sdk.TopicClient({configuration, credentialProvider: creds()});
 }
 
 function stats(ns) {
@@ -181,7 +188,126 @@ function save(name, st) {
     st.sorted.map(v => (v / 1000).toFixed(1)).join('\n') + '\n');
 }
 
+// ---- fan-out (see bench_common.h for the protocol) ----
+const fanoutTopic = () => `fanout-${Number(arg('--subs', 100))}`;
+
+async function fanoutChild(k) {
+  const count = new Map(), last = new Map();
+  const clients = Array.from({length: Math.ceil(k / 100)}, () => topicClient());
+  const onItem = item => {
+    const t = now();
+    const seq = parseInt(String(item.value()).slice(0, 24), 10);
+    const n = (count.get(seq) || 0) + 1;
+    count.set(seq, n);
+    if (!last.has(seq) || t > last.get(seq)) last.set(seq, t);
+    if (n === k) process.stdout.write(`${seq} ${last.get(seq)}\n`);
+  };
+  const subs = [];
+  for (let i = 0; i < k; i++) {
+    const r = await clients[i % clients.length].subscribe(cfg.cache, fanoutTopic(), {onItem, onError: () => {}});
+    if (!(r instanceof sdk.TopicSubscribe.Subscription)) throw new Error(`subscribe: ${r}`);
+    subs.push(r);
+  }
+  process.stdout.write('ready\n');
+  process.stdin.resume();
+  process.stdin.on('end', () => process.exit(0));
+}
+
+function fanoutPayload(seq, t0) {
+  const head = `${seq} ${t0} `;
+  return head + '.'.repeat(Math.max(0, cfg.payload - head.length));
+}
+
+async function fanoutMain() {
+  const subs = Number(arg('--subs', 100));
+  const procs = Math.min(subs, Number(arg('--procs', 4)));
+  const messages = Number(arg('--messages', 100));
+  const warmup = Number(arg('--fanout-warmup', 10));
+  const timeoutMs = Number(arg('--fanout-timeout-ms', 2000));
+  const tx = topicClient();
+  const t0setup = now();
+  let ready = 0, waiter = null, current = null;
+  const children = [];
+  for (let i = 0; i < procs; i++) {
+    const k = Math.floor(subs / procs) + (i < subs % procs ? 1 : 0);
+    const child = childProcess.spawn(process.execPath, [__filename, ...process.argv.slice(2), '--fanout-sub', String(k)],
+      {stdio: ['pipe', 'pipe', 'inherit']});
+    readline.createInterface({input: child.stdout}).on('line', line => {
+      if (line === 'ready') ready++;
+      else if (current) {
+        const [seq, t] = line.split(' ');
+        if (Number(seq) === current.seq) {
+          current.reported++;
+          const tn = BigInt(t);
+          if (tn > current.last) current.last = tn;
+        }
+      }
+      if (waiter) waiter();
+    });
+    children.push(child);
+  }
+  const until = (cond, ms) => new Promise(resolve => {
+    if (cond()) return resolve(true);
+    const t = setTimeout(() => { waiter = null; resolve(false); }, ms);
+    waiter = () => { if (cond()) { clearTimeout(t); waiter = null; resolve(true); } };
+  });
+  if (!(await until(() => ready >= procs, 120000))) throw new Error('fan-out subscribers not ready');
+  const setupMs = Number(now() - t0setup) / 1e6;
+  const out = [];
+  let incomplete = 0;
+  for (let seq = 0; seq < warmup + messages; seq++) {
+    const t0 = now();
+    current = {seq, reported: 0, last: 0n};
+    const r = await tx.publish(cfg.cache, fanoutTopic(), fanoutPayload(seq, t0));
+    const ok = r instanceof sdk.TopicPublish.Success && await until(() => current.reported >= procs, timeoutMs);
+    if (seq < warmup) continue;
+    if (ok) out.push(current.last - t0);
+    else incomplete++;
+  }
+  for (const c of children) c.stdin.end();
+  await Promise.all(children.map(c => new Promise(resolve => {
+    if (c.exitCode !== null) return resolve();
+    const t = setTimeout(() => { c.kill('SIGKILL'); resolve(); }, 5000);
+    c.on('exit', () => { clearTimeout(t); resolve(); });
+  })));
+  const st = stats(out);
+  process.stdout.write(JSON.stringify({system: `Node SDK (@gomomento/sdk ${sdkVersion()})`, kind: 'fanout',
+    subs, procs, messages, incomplete, setup_ms: Math.round(setupMs),
+    latency: {n: st.n, p50: st.p50, p90: st.p90, p99: st.p99, max: st.max}}) + '\n');
+}
+
+// ---- latency in one of N subscribed topics, and RSS per subscription ----
+async function scaleMain() {
+  const chats = Number(arg('--chats', 1));
+  const rx = topicClient(Math.ceil((chats + 10) / 100)), tx = topicClient();
+  const subs = [];
+  for (let i = 0; i < 10; i++) subs.push(await subscribe(rx, `scale${chats}-w${i}`));
+  if (global.gc) global.gc();
+  const c0 = process.memoryUsage().rss;
+  for (let i = 0; i < chats; i++) subs.push(await subscribe(rx, `scale${chats}-${i}`));
+  if (global.gc) global.gc();
+  const c1 = process.memoryUsage().rss;
+  const s = subs[10];
+  const out = [];
+  for (let i = 0; i < cfg.warmup + cfg.count; i++) {
+    const t0 = now();
+    const arrived = s.until(i + 1);
+    await publishOk(tx, `scale${chats}-0`);
+    await arrived;
+    if (i >= cfg.warmup) out.push(s.last - t0);
+  }
+  for (const x of subs) x.sub.unsubscribe();
+  const st = stats(out);
+  process.stdout.write(JSON.stringify({system: `Node SDK (@gomomento/sdk ${sdkVersion()})`, kind: 'scale',
+    chats, latency: {n: st.n, p50: st.p50, p90: st.p90, p99: st.p99, max: st.max},
+    rss_client: c1, rss_client_per_session: Math.round((c1 - c0) / chats)}) + '\n');
+}
+
 async function main() {
+  const only = arg('--only');
+  if (arg('--fanout-sub')) return fanoutChild(Number(arg('--fanout-sub')));
+  if (only === 'fanout') { await fanoutMain(); process.exit(0); }
+  if (only === 'scale') { await scaleMain(); process.exit(0); }
   const tx = topicClient(), rx = topicClient();
   const cache = await sdk.CacheClient.create({configuration: sdk.Configurations.Laptop.v1(logger),
     credentialProvider: creds(), defaultTtlSeconds: 600});
