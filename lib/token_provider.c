@@ -115,6 +115,26 @@ static void setup_handle(CURL *h, const char *url, body *b, char *errbuf,
   curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)abort_flag);
 }
 
+/* Zeroes and frees the receive buffer (it held the vendor's answer, token included). */
+static void body_free(body *b) {
+  if (b->data)
+    explicit_bzero(b->data, b->len);
+  free(b->data);
+  b->data = NULL;
+  b->len = 0;
+}
+
+/* Zeroes the bytes of a JSON string value before its object is freed. A jansson string
+ * keeps its value in a heap buffer of its own (copied or taken over from the parser,
+ * never shared or interned), which json_decref frees without zeroing; while we hold the
+ * only reference to the parsed document nothing else reads it, so writing through the
+ * const pointer is safe. (The parser's own scratch buffers are jansson's business and
+ * are not reachable from here.) */
+static void wipe_json_string(json_t *s) {
+  if (json_is_string(s))
+    explicit_bzero((char *)json_string_value(s), json_string_length(s));
+}
+
 /* A refusal's "error" field, when the vendor sent one (it names what was wrong). */
 static void vendor_error(const body *b, char *out, size_t cap) {
   out[0] = '\0';
@@ -122,17 +142,20 @@ static void vendor_error(const body *b, char *out, size_t cap) {
   const char *msg = json_string_value(json_object_get(root, "error"));
   if (msg)
     snprintf(out, cap, ": %.200s", msg);
+  wipe_json_string(json_object_get(root, "token")); /* should a refusal carry one */
   json_decref(root);
 }
 
-static mim_status parse_answer(const body *b, char **credential, uint64_t *expires_at) {
+mim_status mim_token_parse_answer(const char *data, size_t len, char **credential,
+                                  uint64_t *expires_at) {
   json_error_t err;
-  json_t *root = json_loadb(b->data, b->len, 0, &err);
+  json_t *root = json_loadb(data, len, 0, &err);
   /* Not err.text: jansson quotes the text near the error, which may be the token. */
   if (!root)
     return mim_fail(MIM_ERR_PROTOCOL, "token URL answered with invalid JSON (error at byte %d)",
                     err.position);
-  const char *tok = json_string_value(json_object_get(root, "token"));
+  json_t *tok_json = json_object_get(root, "token");
+  const char *tok = json_string_value(tok_json);
   json_t *exp = json_object_get(root, "expires_at");
   mim_status st = MIM_OK;
   if (!tok || !*tok)
@@ -143,6 +166,7 @@ static mim_status parse_answer(const body *b, char **credential, uint64_t *expir
     st = mim_fail(MIM_ERR_NO_MEMORY, "out of memory copying the token");
   else
     *expires_at = (uint64_t)json_integer_value(exp);
+  wipe_json_string(tok_json);
   json_decref(root);
   return st;
 }
@@ -178,7 +202,7 @@ static mim_status fetch(const char *url, const atomic_bool *abort_flag, char **c
   body b = {.data = malloc(MAX_BODY)};
   CURL *h = curl_easy_init();
   if (!b.data || !h) {
-    free(b.data);
+    body_free(&b);
     curl_easy_cleanup(h);
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory fetching a token");
   }
@@ -187,10 +211,9 @@ static mim_status fetch(const char *url, const atomic_bool *abort_flag, char **c
   CURLcode rc = curl_easy_perform(h);
   mim_status st = check_response(h, rc, &b, errbuf);
   if (st == MIM_OK)
-    st = parse_answer(&b, credential, expires_at);
+    st = mim_token_parse_answer(b.data, b.len, credential, expires_at);
   curl_easy_cleanup(h);
-  explicit_bzero(b.data, MAX_BODY);
-  free(b.data);
+  body_free(&b);
   return st;
 }
 

@@ -24,6 +24,11 @@ typedef struct mim_token_provider mim_token_provider;
  * expected JSON), MIM_ERR_NO_MEMORY. */
 mim_status mim_token_fetch(const char *url, char **credential, uint64_t *expires_at);
 
+/* Parses a vendor's answer (len bytes of JSON) as mim_token_fetch does, with the same
+ * results. jansson's copy of the token is zeroed before the document is freed. */
+mim_status mim_token_parse_answer(const char *data, size_t len, char **credential,
+                                  uint64_t *expires_at);
+
 /* Starts refreshing the token that expires at expires_at (epoch s) into t. margin_ms:
  * 0 = refresh at 80% of each token's remaining lifetime; > 0 = that long before expiry;
  * < 0 = only when asked (mim_token_provider_refresh). Failed fetches are retried with

@@ -20,8 +20,10 @@
 
 #include "client_internal.h"
 #include "mim_local.h"
+#include "token_provider.h"
 
 #include <fcntl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -520,12 +522,77 @@ static void test_secrets_zeroed_on_free(void **state) {
   assert_true(checked > 0);
 }
 
+/* jansson's copy of a fetched token. jansson allocates through functions we can swap: the
+ * blocks it frees while parsing a vendor answer are looked at before they go. Its string
+ * value is the one block that holds the decoded token from its first byte (the parser's
+ * scratch buffers hold the raw text behind the opening quote); that one must be zeroed. */
+static struct {
+  const char *secret;
+  int freed_with_secret;
+} g_json_watch;
+
+#define WATCH_HEADER 16 /* keeps the block size; aligned like malloc */
+
+static void *watch_malloc(size_t n) {
+  unsigned char *p = malloc(n + WATCH_HEADER);
+  if (!p)
+    return NULL;
+  memcpy(p, &n, sizeof n);
+  return p + WATCH_HEADER;
+}
+
+static void watch_free(void *v) {
+  if (!v)
+    return;
+  unsigned char *p = (unsigned char *)v - WATCH_HEADER;
+  size_t n;
+  memcpy(&n, p, sizeof n);
+  size_t sl = strlen(g_json_watch.secret);
+  if (n >= sl && memcmp(v, g_json_watch.secret, sl) == 0)
+    g_json_watch.freed_with_secret++;
+  free(p);
+}
+
+static void test_token_answer_parse_zeroes_jansson_copy(void **state) {
+  (void)state;
+  const char *token = "vendor-token-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJ";
+  char answer[256];
+  int len =
+      snprintf(answer, sizeof answer, "{\"token\": \"%s\", \"expires_at\": 4102444800}", token);
+  g_json_watch.secret = token;
+  json_set_alloc_funcs(watch_malloc, watch_free);
+
+  /* Control: parsed and freed without zeroing, jansson's copy is seen. */
+  g_json_watch.freed_with_secret = 0;
+  json_t *plain = json_loadb(answer, (size_t)len, 0, NULL);
+  bool parsed = plain != NULL;
+  json_decref(plain);
+  int control = g_json_watch.freed_with_secret;
+
+  g_json_watch.freed_with_secret = 0;
+  char *cred = NULL;
+  uint64_t exp = 0;
+  mim_status st = mim_token_parse_answer(answer, (size_t)len, &cred, &exp);
+  int after = g_json_watch.freed_with_secret;
+  json_set_alloc_funcs(malloc, free);
+
+  assert_true(parsed);
+  assert_int_equal(control, 1);
+  assert_int_equal(st, MIM_OK);
+  assert_string_equal(cred, token);
+  assert_int_equal(exp, 4102444800u);
+  assert_int_equal(after, 0);
+  explicit_bzero(cred, strlen(cred));
+  free(cred);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_leak_search_finds_pieces),
       cmocka_unit_test(test_no_secret_in_logs),
       cmocka_unit_test(test_tls_default),
       cmocka_unit_test(test_secrets_zeroed_on_free),
+      cmocka_unit_test(test_token_answer_parse_zeroes_jansson_copy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
