@@ -10,8 +10,9 @@ The shared library is found through the MOMENTO_IM_LIB environment variable, els
 build/lib of the repository this package sits in, else the system loader
 (ctypes.util.find_library("momento-im")). No C extension is compiled.
 
-Threads: ``on_message`` and ``on_event`` run on the library's event thread, one at a
-time. They must return quickly and must not call blocking methods of the client or its
+Threads: ``on_message``, ``on_event`` and ``on_send_result`` run on the library's event
+thread, one at a time (``on_send_result`` also in the thread of ``leave``, for the
+messages it reports, or of ``send``, when a call could not even be started). They must return quickly and must not call blocking methods of the client or its
 sessions (``send``, ``history``, ``leave``, ``ping``, ``close``...): those raise
 RuntimeError there, because in C they would deadlock. Hand work to another thread
 (e.g. a queue.Queue) instead. An exception raised by a callback is logged on the
@@ -228,12 +229,15 @@ class _SessionState:
     The client holds it until mim_leave returned, so the callbacks cannot be garbage
     collected while the library may call them."""
 
-    def __init__(self, on_message, on_event):
+    def __init__(self, on_message, on_event, on_send_result=None):
         self.handle = _Handle("session has left the chat")
         self.user_on_message = on_message
         self.user_on_event = on_event
+        self.user_on_send_result = on_send_result
         self.c_on_message = _ffi.ON_MESSAGE(self._on_message)
         self.c_on_event = _ffi.ON_EVENT(self._on_event) if on_event else None
+        self.c_on_send_result = (_ffi.ON_SEND_RESULT(self._on_send_result)
+                                 if on_send_result else None)
 
     def _on_message(self, _session, msg, _user):
         _local.in_callback = True
@@ -254,9 +258,21 @@ class _SessionState:
         finally:
             _local.in_callback = False
 
+    def _on_send_result(self, _session, message_id, status, detail, _user):
+        # Also runs in the thread of leave() or send(): restore that thread's flag.
+        was = _in_callback()
+        _local.in_callback = True
+        try:
+            name = lib.mim_status_name(status).decode() if status else "MIM_OK"
+            self.user_on_send_result(_s(message_id), name, _s(detail))
+        except BaseException:
+            _log.exception("momento_im: on_send_result raised; ignored")
+        finally:
+            _local.in_callback = was
+
     def release(self):
-        self.user_on_message = self.user_on_event = None
-        self.c_on_message = self.c_on_event = None
+        self.user_on_message = self.user_on_event = self.user_on_send_result = None
+        self.c_on_message = self.c_on_event = self.c_on_send_result = None
 
 
 class Session:
@@ -395,19 +411,33 @@ class Client:
             _check(lib.mim_cache_delete(h, data))
 
     def join(self, cache, chat, on_message, display_name=None, mode="client",
-             history_cap=100, history_ttl_ms=0, on_event=None):
+             history_cap=100, history_ttl_ms=0, on_event=None, on_send_result=None,
+             outbox_limit=0, flush_timeout_ms=0, send_timeout_ms=0):
         """Joins `chat` in `cache`: on_message(Message) gets the history (from_history
         True, oldest first; delivered before join returns), then live messages, each
         once. mode: "client" or "moderated". on_event(state, status_name, detail), if
-        given, sees subscription state changes. Returns a Session."""
+        given, sees subscription state changes.
+
+        Sending (see mim_send in im.h): messages go through an outbox that retries
+        failures worth retrying. on_send_result(message_id, status_name, detail), if
+        given, gets the final outcome of every message send() accepted, exactly once:
+        "MIM_OK" when it was sent, else the last error ("MIM_ERR_CANCELLED" for what
+        leave() could not flush). outbox_limit (0 = 1024 messages), flush_timeout_ms
+        (how long leave() waits for the outbox; 0 = 2000) and send_timeout_ms (how long
+        a message is retried; 0 = 60000) tune it. Returns a Session."""
         _refuse_in_callback("Client.join")
         if not callable(on_message):
             raise _invalid("on_message must be callable")
         if mode not in _MODES:
             raise _invalid("mode must be 'client' or 'moderated'")
-        if not 0 <= history_cap < 2 ** 32:
-            raise _invalid("history_cap out of range")
-        state = _SessionState(on_message, on_event)
+        if on_send_result is not None and not callable(on_send_result):
+            raise _invalid("on_send_result must be callable")
+        for what, value in (("history_cap", history_cap), ("outbox_limit", outbox_limit),
+                            ("flush_timeout_ms", flush_timeout_ms),
+                            ("send_timeout_ms", send_timeout_ms)):
+            if not 0 <= value < 2 ** 32:
+                raise _invalid("%s out of range" % what)
+        state = _SessionState(on_message, on_event, on_send_result)
         opts = _ffi.JoinOptions()
         lib.mim_join_options_init(byref(opts))
         name = _b(display_name, "display_name")
@@ -417,6 +447,11 @@ class Client:
         opts.history_ttl_ms = int(history_ttl_ms)
         if state.c_on_event:
             opts.on_event = state.c_on_event
+        if state.c_on_send_result:
+            opts.on_send_result = state.c_on_send_result
+        opts.outbox_limit = outbox_limit
+        opts.flush_timeout_ms = flush_timeout_ms
+        opts.send_timeout_ms = send_timeout_ms
         out = c_void_p()
         cache_b, chat_b = _b(cache, "cache"), _b(chat, "chat")
         # close() waits for this block, then leaves the session registered here.

@@ -68,6 +68,9 @@ class Message(Structure):
 ON_MESSAGE = CFUNCTYPE(None, c_void_p, POINTER(Message), c_void_p)
 # void (*on_event)(mim_session *, mim_subscription_state, mim_status, const char *, void *)
 ON_EVENT = CFUNCTYPE(None, c_void_p, c_int, c_int, c_char_p, c_void_p)
+# void (*on_send_result)(mim_session *, const char *message_id, mim_status status,
+#                        const char *detail, void *user)
+ON_SEND_RESULT = CFUNCTYPE(None, c_void_p, c_char_p, c_int, c_char_p, c_void_p)
 
 
 class JoinOptions(Structure):
@@ -81,7 +84,7 @@ class JoinOptions(Structure):
         ("outbox_limit", c_uint32),
         ("flush_timeout_ms", c_uint32),
         ("send_timeout_ms", c_uint32),
-        ("on_send_result", c_void_p),  # not exposed yet (NULL)
+        ("on_send_result", ON_SEND_RESULT),
     ]
 
 

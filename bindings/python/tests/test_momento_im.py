@@ -138,7 +138,9 @@ int main(void) {
   O(mim_message, raw); O(mim_message, raw_len);
   S(mim_join_options); O(mim_join_options, display_name); O(mim_join_options, mode);
   O(mim_join_options, history_cap); O(mim_join_options, history_ttl_ms);
-  O(mim_join_options, on_event);
+  O(mim_join_options, on_event); O(mim_join_options, outbox_limit);
+  O(mim_join_options, flush_timeout_ms); O(mim_join_options, send_timeout_ms);
+  O(mim_join_options, on_send_result);
   S(mim_message_list); O(mim_message_list, count); O(mim_message_list, messages);
   S(mim_disposable_token); O(mim_disposable_token, credential);
   O(mim_disposable_token, api_key); O(mim_disposable_token, endpoint);
@@ -175,7 +177,7 @@ def test_abi_matches_headers(tmp_path):
             attr = "from_" if what == "from" else what
             assert getattr(STRUCTS[name], attr).offset == value, "%s.%s" % (name, what)
         checked += 1
-    assert checked == 42
+    assert checked == 46
 
 
 def test_version():
@@ -284,6 +286,54 @@ def test_second_client_sees_history(server, client, chat):
             mid = s2.send("from bob")
             live = inbox.wait_for(lambda ms: len(ms) >= 4)[3]
             assert (live.id, live.publisher_id, live.from_history) == (mid, "bob", False)
+
+
+class Results:
+    """Collects on_send_result calls: (message_id, status_name, detail)."""
+
+    def __init__(self):
+        self.cv = threading.Condition()
+        self.items = []
+
+    def __call__(self, message_id, status_name, detail):
+        with self.cv:
+            self.items.append((message_id, status_name, detail))
+            self.cv.notify_all()
+
+    def wait_for(self, pred, timeout=WAIT_S):
+        with self.cv:
+            assert self.cv.wait_for(lambda: pred(self.items), timeout), self.items
+            return list(self.items)
+
+
+def test_on_send_result_reports_every_message(server, chat):
+    """Sent messages are reported MIM_OK; one still queued when the session leaves (the
+    server is frozen) is reported MIM_ERR_CANCELLED. Each exactly once, with its id."""
+    results = Results()
+    with mim.Client(api_key=server["key"], deadline_ms=300) as c:
+        s = c.join(CACHE, chat, lambda m: None, on_send_result=results,
+                   flush_timeout_ms=200, send_timeout_ms=60_000)
+        ids = [s.send("r%d" % i) for i in range(3)]
+        got = results.wait_for(lambda items: len(items) >= 3)
+        assert [(i, st) for i, st, _ in got] == [(i, "MIM_OK") for i in ids]
+        os.kill(server["pid"], signal.SIGSTOP)
+        try:
+            # The first attempt times out (retryable): send returns, the message queued.
+            stuck = s.send("stuck")
+            s.leave()  # flushes for 200 ms, then reports what is left
+        finally:
+            os.kill(server["pid"], signal.SIGCONT)
+        got = results.wait_for(lambda items: len(items) >= 4)
+        assert len(got) == 4
+        assert got[3][:2] == (stuck, "MIM_ERR_CANCELLED")
+        assert got[3][2]  # a detail says why
+
+
+def test_on_send_result_must_be_callable(client, chat):
+    with pytest.raises(mim.InvalidArgumentError):
+        client.join(CACHE, chat, lambda m: None, on_send_result=42)
+    with pytest.raises(mim.InvalidArgumentError):
+        client.join(CACHE, chat, lambda m: None, flush_timeout_ms=-1)
 
 
 def test_history(client, chat):
