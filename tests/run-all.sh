@@ -13,6 +13,99 @@ mkdir -p "$LOGDIR"
 passed=0
 failed=0
 failed_names=()
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+# Sanitizer runs (make check SANITIZE=...): every report must fail the test that caused it,
+# also one printed by a child process (mim-local, examples) whose exit status a test may not
+# look at. So each runtime also writes its reports to $SANDIR/<test>.<pid>, and any such
+# file fails that test (see sanitizer_reports). UBSan is built with -fno-sanitize-recover,
+# and halts here too. TSan reads tests/tsan.supp (gRPC/absl internals only, documented
+# there); LSan reads tests/lsan.supp.
+SANITIZE=${SANITIZE:-}
+SANDIR=$LOGDIR/sanitizer
+# Scripts that do not run in sanitizer mode, each with the reason (printed as "skip").
+declare -A SAN_SKIP=()
+if [ -n "$SANITIZE" ]; then
+  rm -rf "$SANDIR"
+  mkdir -p "$SANDIR"
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=0:strict_string_checks=1}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_suppressions=0}
+  export TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$ROOT/tests/tsan.supp:halt_on_error=0:exitcode=66:second_deadlock_stack=1:history_size=4:print_suppressions=0}
+  SAN_SKIP[fuzz]="the libFuzzer harnesses are always built with ASan+UBSan; the plain make check runs them"
+  SAN_SKIP[lint]="static analysis; the same result as in the plain make check"
+  SAN_SKIP[bench_smoke]="timing harness; the plain make check runs it"
+fi
+
+# Valgrind runs (make check-valgrind, MIM_VALGRIND=1): every C test program runs under
+# memcheck, and so does each mim-local a test starts (MIM_LOCAL_BIN points at
+# tests/valgrind/mim-local, which execs valgrind on $B/bin/mim-local). Any memcheck error
+# or definite leak fails the test: valgrind exits 99 and its per-process log in $SANDIR
+# says "ERROR SUMMARY: N" with N > 0 (checked for servers whose exit status a test may
+# ignore). The shell scripts only start programs of their own (examples, the README
+# program, node, python) and are skipped, printed as "skip".
+MIM_VALGRIND=${MIM_VALGRIND:-}
+WRAP=()
+if [ -n "$MIM_VALGRIND" ]; then
+  SANDIR=$LOGDIR/valgrind
+  rm -rf "$SANDIR"
+  mkdir -p "$SANDIR"
+  LIMIT=${MIM_TEST_TIMEOUT:-900}
+  export MIM_VG_DIR=$SANDIR MIM_LOCAL_BIN=$ROOT/tests/valgrind/mim-local
+  export MIM_VG_BIN=${MIM_VG_BIN:-$B/bin/mim-local}
+  # Timing bounds in tests that honour it are widened (valgrind runs ~20-50x slower).
+  export MIM_TEST_SLOW=${MIM_TEST_SLOW:-1}
+  WRAP=("$ROOT/tests/valgrind/memcheck")
+  MIM_RUN_SCRIPTS=${MIM_RUN_SCRIPTS:-0}
+fi
+MIM_RUN_SCRIPTS=${MIM_RUN_SCRIPTS:-1}
+
+# The chaos test (test_chaos: 10 senders x 1000 messages through a connection-cutting
+# proxy) runs with fewer messages per sender in instrumented runs, which are 2-50x slower;
+# every check of it still runs. An explicit MIM_CHAOS_* setting wins.
+if [ -n "$MIM_VALGRIND" ]; then
+  export MIM_CHAOS_MSGS=${MIM_CHAOS_MSGS:-50} MIM_CHAOS_RESTART_MSGS=${MIM_CHAOS_RESTART_MSGS:-50}
+elif [ -n "$SANITIZE" ]; then
+  export MIM_CHAOS_MSGS=${MIM_CHAOS_MSGS:-200} MIM_CHAOS_RESTART_MSGS=${MIM_CHAOS_RESTART_MSGS:-100}
+fi
+
+# Adds the sanitizer's own SANITIZE-mode options for one test: reports go to files too.
+san_env() { # name
+  export MIM_VG_NAME=$1
+  [ -n "$SANITIZE" ] || return 0
+  local p=$SANDIR/$1 v
+  for v in ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS; do
+    export "$v=${!v}:log_path=$p"
+  done
+  # The Python binding loads our instrumented .so into an uninstrumented interpreter: the
+  # sanitizer runtime must be loaded first. LSan is off there, since CPython keeps its own
+  # objects until exit (the C tests check our leaks).
+  if [ "$1" = python ]; then
+    local rt lib pre=
+    case $SANITIZE in *address*) rt="libasan.so libubsan.so" ;; *thread*) rt=libtsan.so ;; *) rt= ;; esac
+    for lib in $rt; do pre="$pre:$(${CC:-cc} -print-file-name="$lib")"; done
+    export LD_PRELOAD=${pre#:} ASAN_OPTIONS=$ASAN_OPTIONS:detect_leaks=0
+  fi
+}
+
+# Appends every sanitizer report file a test left to its log; non-zero if there was one.
+sanitizer_reports() { # name log
+  local files f
+  if [ -n "$MIM_VALGRIND" ]; then
+    files=
+    for f in "$SANDIR/$1".*; do
+      [ -f "$f" ] || continue
+      # A process SIGKILLed by a crash test writes no summary: nothing to judge there.
+      if grep -qE 'ERROR SUMMARY: [1-9]' "$f"; then files="$files $f"; fi
+    done
+  elif [ -n "$SANITIZE" ]; then
+    files=$(ls "$SANDIR/$1".* 2>/dev/null)
+  fi
+  [ -n "${files:-}" ] || return 0
+  { echo "---- ${SANITIZE:-valgrind} reports ----"; cat $files; } >>"$2"
+  echo "[  FAILED  ] 1 test: sanitizer report" >>"$2"
+  return 1
+}
 
 count_output() { # name log rc
   local name=$1 log=$2 rc=$3 p f line
@@ -44,11 +137,23 @@ count_output() { # name log rc
   fi
 }
 
+# MIM_TEST_FILTER=REGEX runs only the tests whose name matches (grep -E), e.g. to repeat
+# one failure in a sanitizer build.
+MIM_TEST_FILTER=${MIM_TEST_FILTER:-}
+
 run_one() { # name command...
   local name=$1; shift
   local log=$LOGDIR/$name.log rc
-  timeout --kill-after=10 "$LIMIT" "$@" >"$log" 2>&1
+  if [ -n "$MIM_TEST_FILTER" ] && ! grep -qE -- "$MIM_TEST_FILTER" <<<"$name"; then
+    return
+  fi
+  if [ -n "${SAN_SKIP[$name]:-}" ]; then
+    echo "skip $name (SANITIZE=$SANITIZE: ${SAN_SKIP[$name]})"
+    return
+  fi
+  (san_env "$name" && exec timeout --kill-after=10 "$LIMIT" "${WRAP[@]}" "$@") >"$log" 2>&1
   rc=$?
+  sanitizer_reports "$name" "$log" || { [ "$rc" -ne 0 ] || rc=1; }
   count_output "$name" "$log" "$rc"
 }
 
@@ -56,8 +161,13 @@ for t in "$B"/tests/test_*; do
   [ -x "$t" ] || continue
   run_one "$(basename "$t")" "$t"
 done
+WRAP=()
 for s in tests/scripts/*.sh; do
   [ -f "$s" ] || continue
+  if [ "$MIM_RUN_SCRIPTS" = 0 ]; then
+    echo "skip $(basename "$s" .sh) (valgrind run: C test programs only)"
+    continue
+  fi
   run_one "$(basename "$s" .sh)" bash "$s"
 done
 
