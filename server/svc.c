@@ -96,6 +96,9 @@ static void create_cache(app *a, srv_call *call, const uint8_t *req, size_t len)
     st_result res = store_cache_create(a->store, name);
     if (res == ST_EXISTS) {
       srv_call_fail(call, GRPC_STATUS_ALREADY_EXISTS, "cache already exists: %s", name);
+    } else if (res == ST_IO || res == ST_TOO_BIG) {
+      srv_call_fail(call, GRPC_STATUS_UNAVAILABLE,
+                    "the server could not record the write in its data directory");
     } else if (res != ST_OK) {
       srv_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     } else {
@@ -115,7 +118,11 @@ static void delete_cache(app *a, srv_call *call, const uint8_t *req, size_t len)
     return;
   }
   if (svc_name(call, "cache_name", r->cache_name, strlen(r->cache_name), name)) {
-    if (store_cache_delete(a->store, name) != ST_OK) {
+    st_result res = store_cache_delete(a->store, name);
+    if (res == ST_IO || res == ST_TOO_BIG) {
+      srv_call_fail(call, GRPC_STATUS_UNAVAILABLE,
+                    "the server could not record the write in its data directory");
+    } else if (res != ST_OK) {
       srv_call_fail(call, GRPC_STATUS_NOT_FOUND, "cache not found: %s", name);
     } else {
       pubsub_drop_cache(a->ps, name);

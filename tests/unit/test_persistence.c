@@ -495,15 +495,19 @@ static void test_cache_delete_survives(void **state) {
   stop(f);
 }
 
-/* Pushes a value of n bytes (all c); returns the status. */
-static mim_status try_push(fixture *f, const char *list, char c, size_t n) {
+/* Pushes a value of n bytes (all c) onto cache/list; returns the status. */
+static mim_status try_push_to(fixture *f, const char *cache, const char *list, char c, size_t n) {
   static uint8_t v[8192];
   assert_true(n <= sizeof v);
   memset(v, c, n);
   CacheClient__ListPushBackRequest r = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
   r.list_name = (ProtobufCBinaryData){strlen(list), (uint8_t *)list};
   r.value = (ProtobufCBinaryData){n, v};
-  return raw_call(f->t, M_PUSH, CACHE, &r.base, NULL, NULL);
+  return raw_call(f->t, M_PUSH, cache, &r.base, NULL, NULL);
+}
+
+static mim_status try_push(fixture *f, const char *list, char c, size_t n) {
+  return try_push_to(f, CACHE, list, c, n);
 }
 
 /* assert_list for long lists. */
@@ -564,12 +568,19 @@ static void test_unlogged_write_is_refused(void **state) {
   assert_int_equal(try_push(f, "new", 'n', 1), MIM_ERR_UNAVAILABLE);
   assert_list(f, CACHE, "new", "<missing>");
   assert_int_equal(raw_publish(f->t, CACHE, "topic-x", "m", 1, true), MIM_ERR_UNAVAILABLE);
+  /* A cache whose record (62 bytes) does not fit either: not created. */
+  const char *long_cache = "a-cache-whose-name-makes-its-record-62-bytes-long";
+  ControlClient__CreateCacheRequest cr = CONTROL_CLIENT____CREATE_CACHE_REQUEST__INIT;
+  cr.cache_name = (char *)long_cache;
+  assert_int_equal(raw_call(f->t, M_CREATE, NULL, &cr.base, NULL, NULL), MIM_ERR_UNAVAILABLE);
+  assert_int_equal(try_push_to(f, long_cache, "l", 'v', 1), MIM_ERR_NOT_FOUND);
   assert_long_list(f, "k", want);
   kill9(f);
 
   start(f, "always");
   assert_long_list(f, "k", want);
   assert_list(f, CACHE, "new", "<missing>");
+  assert_int_equal(try_push_to(f, long_cache, "l", 'v', 1), MIM_ERR_NOT_FOUND);
   stop(f);
 }
 
