@@ -317,7 +317,9 @@ static void bench_scale(long chats, const char *payload) {
   bench_samples lat;
   bench_samples_init(&lat, (size_t)cfg.count);
   for (long i = 0; i < cfg.warmup + cfg.count; i++) {
+    pthread_mutex_lock(&rcnt.mu);
     long before = rcnt.n;
+    pthread_mutex_unlock(&rcnt.mu);
     int64_t t0 = bench_now_ns();
     mim_status st = mim_send(tx_s, payload, NULL);
     if (st != MIM_OK)

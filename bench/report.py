@@ -258,7 +258,10 @@ def markdown(doc):
     out.append("- memory: RSS growth divided by the count of idle subscriptions opened on "
                "one client (libmomento-im: joined sessions on distinct chats; NATS/Redis: "
                "subscriptions on one connection), and the same for the server process. "
-               "RSS is page-granular; small per-item figures are approximate.")
+               "RSS is page-granular; small per-item figures are approximate. This "
+               "process has run the other phases first and reuses their freed heap, so "
+               "the client figure reads low: the scaling table below measures it again in a "
+               "fresh process.")
     out.append("")
     fo = fanout_table(doc)
     if fo:
@@ -278,7 +281,8 @@ def markdown(doc):
                    f"subscribers had it, and the publisher takes the maximum. Timed messages: "
                    f"{p['fanout_messages']} for 1 and 100 subscribers, "
                    f"{p['fanout_messages_big']} for 1,000 (Node SDK: "
-                   f"{p.get('node_fanout_messages_big') or p['fanout_messages_big']}), after "
+                   f"{p.get('node_fanout_messages_big') or p['fanout_messages_big']}; with fewer "
+                   f"than 100 samples p99 is the maximum), after "
                    f"10 warm-up messages; 100-byte payload carrying the sequence number and "
                    f"send time.")
         out.append("- libmomento-im: each subscriber is a topic subscription "
