@@ -55,6 +55,11 @@ struct chaos_proxy {
   bool stop;
   bool paused;
   bool pause_changed;
+  bool hold;    /* forward nothing on any connection */
+  bool cut_all; /* cut every open connection at the next round */
+  /* Control requests made / taken into account by the thread (see sync_control). */
+  uint64_t requested, applied;
+  pthread_cond_t applied_cv;
   chaos_proxy_stats stats;
 };
 
@@ -244,7 +249,7 @@ static size_t count_conns(const chaos_proxy *p) {
 }
 
 /* The poll set: wake pipe, listeners, then two entries per connection, in list order. */
-static struct pollfd *build_pollset(chaos_proxy *p, int64_t now, size_t *n_out) {
+static struct pollfd *build_pollset(chaos_proxy *p, int64_t now, bool hold, size_t *n_out) {
   size_t n = 1 + (size_t)p->nlisteners + 2 * count_conns(p);
   struct pollfd *fds = calloc(n, sizeof *fds);
   if (!fds)
@@ -257,7 +262,7 @@ static struct pollfd *build_pollset(chaos_proxy *p, int64_t now, size_t *n_out) 
     short ce = 0, ue = 0;
     if (c->connecting) {
       ue = POLLOUT;
-    } else if (!stalled(c, now)) {
+    } else if (!hold && !stalled(c, now)) {
       ce = (short)((c->up.len == 0 ? POLLIN : 0) | (c->down.len ? POLLOUT : 0));
       ue = (short)((c->down.len == 0 ? POLLIN : 0) | (c->up.len ? POLLOUT : 0));
     }
@@ -273,16 +278,26 @@ static void *run(void *arg) {
   chaos_proxy *p = arg;
   for (;;) {
     pthread_mutex_lock(&p->mu);
-    bool stop = p->stop, paused = p->paused, changed = p->pause_changed;
+    bool stop = p->stop, paused = p->paused, changed = p->pause_changed, hold = p->hold;
+    bool cut_all = p->cut_all;
+    uint64_t requested = p->requested;
     p->pause_changed = false;
+    p->cut_all = false;
     pthread_mutex_unlock(&p->mu);
     if (stop)
       break;
     int64_t now = now_ms();
     if (changed)
       apply_pause(p, paused, now);
+    for (; cut_all && p->conns; count(p, &p->stats.cut, 1))
+      close_conn(p, &p->conns);
+    /* From here on this round forwards nothing that a hold forbids. */
+    pthread_mutex_lock(&p->mu);
+    p->applied = requested;
+    pthread_cond_broadcast(&p->applied_cv);
+    pthread_mutex_unlock(&p->mu);
     size_t n = 0;
-    struct pollfd *fds = build_pollset(p, now, &n);
+    struct pollfd *fds = build_pollset(p, now, hold, &n);
     if (!fds) {
       struct timespec ts = {0, 10 * 1000000L};
       nanosleep(&ts, NULL); /* out of memory: try again shortly */
@@ -365,6 +380,7 @@ chaos_proxy *chaos_proxy_start(int target_port, const chaos_proxy_opts *opts) {
   p->paused = p->o.start_paused != 0;
   p->wake[0] = p->wake[1] = -1;
   pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->applied_cv, NULL);
   p->nlisteners = p->o.listeners < 1 ? 1 : p->o.listeners;
   if (p->nlisteners > MAX_LISTENERS)
     p->nlisteners = MAX_LISTENERS;
@@ -384,6 +400,7 @@ chaos_proxy *chaos_proxy_start(int target_port, const chaos_proxy_opts *opts) {
       close(p->wake[1]);
     }
     pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->applied_cv);
     free(p);
     return NULL;
   }
@@ -417,6 +434,33 @@ void chaos_proxy_resume(chaos_proxy *p) {
   set_paused(p, false);
 }
 
+/* Waits (at most 5 s) until the thread has started a round after the request that was
+ * just made under p->mu (which the caller holds), so the request is in force. */
+static void sync_control_locked(chaos_proxy *p) {
+  uint64_t mine = ++p->requested;
+  wake(p);
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 5;
+  while (p->applied < mine && !p->stop)
+    if (pthread_cond_timedwait(&p->applied_cv, &p->mu, &until) != 0)
+      break;
+}
+
+void chaos_proxy_hold(chaos_proxy *p, int hold) {
+  pthread_mutex_lock(&p->mu);
+  p->hold = hold != 0;
+  sync_control_locked(p);
+  pthread_mutex_unlock(&p->mu);
+}
+
+void chaos_proxy_cut_all(chaos_proxy *p) {
+  pthread_mutex_lock(&p->mu);
+  p->cut_all = true;
+  sync_control_locked(p);
+  pthread_mutex_unlock(&p->mu);
+}
+
 void chaos_proxy_get_stats(chaos_proxy *p, chaos_proxy_stats *out) {
   pthread_mutex_lock(&p->mu);
   *out = p->stats;
@@ -436,5 +480,6 @@ void chaos_proxy_stop(chaos_proxy *p) {
   close(p->wake[0]);
   close(p->wake[1]);
   pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->applied_cv);
   free(p);
 }

@@ -63,6 +63,12 @@ int chaos_proxy_port(const chaos_proxy *p, int listener);
 void chaos_proxy_pause(chaos_proxy *p);
 void chaos_proxy_resume(chaos_proxy *p);
 
+/* Scripted faults, independent of the random ones: hold (non-zero) stops forwarding on
+ * every connection until released (0); cut_all cuts every open connection now (counted
+ * as cuts). Each returns once it is in force (waits for the proxy thread, at most 5 s). */
+void chaos_proxy_hold(chaos_proxy *p, int hold);
+void chaos_proxy_cut_all(chaos_proxy *p);
+
 /* A consistent copy of the counters. */
 void chaos_proxy_get_stats(chaos_proxy *p, chaos_proxy_stats *out);
 
