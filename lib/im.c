@@ -9,7 +9,7 @@
  * to drop to zero) and the join handshake.
  *
  * Merge. While a fetch of the list is outstanding (the join fetch, or a refetch after a
- * reconnect or a discontinuity) live items are buffered. When the fetch completes, list
+ * discontinuity) live items are buffered. When the fetch completes, list
  * values whose id was not delivered yet are delivered (oldest first), then the buffered
  * live items whose id was not delivered yet, then live items flow directly, each checked
  * against the delivered set. Because the subscription is confirmed before the fetch, and
@@ -75,14 +75,18 @@ struct mim_session {
   bool joined;         /* history of the join was delivered */
   bool fetching;       /* a list fetch is outstanding */
   bool refetch_wanted; /* another fetch is needed after the current one */
-  bool reconnecting;   /* saw RECONNECTING; refetch at the next CONNECTED */
   /* Discontinuities since the last fetch started (gap_*), and those the outstanding
-   * fetch must cover (fetch_gap_*): how many values the topic skipped, and whether a gap
-   * of unknown size was reported. */
+   * fetch must cover (fetch_gap_*): how many values the topic skipped, whether a gap
+   * of unknown size was reported, and the id of the last message delivered before the
+   * first of them (the anchor; "" = none or too long to keep): when the refetched list
+   * still holds the anchor, it holds everything pushed after it, so the gap is covered. */
   uint64_t gap_missed, fetch_gap_missed;
   bool gap_unknown, fetch_gap_unknown;
-  mim_status close_status; /* the subscription closed before the join completed */
-  mim_message *pending;    /* packed messages (see pack_message) */
+  char gap_anchor[MIM_MESSAGE_ID_SIZE], fetch_gap_anchor[MIM_MESSAGE_ID_SIZE];
+  char last_id[MIM_MESSAGE_ID_SIZE]; /* last chat message delivered ("" = none) */
+  uint64_t page;                     /* sequence page of the last live value */
+  mim_status close_status;           /* the subscription closed before the join completed */
+  mim_message *pending;              /* packed messages (see pack_message) */
   size_t npending, pending_cap;
   mim_idset delivered;
 };
@@ -195,26 +199,39 @@ static void deliver_once(mim_session *s, const mim_message *m) {
               m->from_history ? "history" : "live");
       return;
     }
+    size_t n = strlen(m->id);
+    if (n < sizeof s->last_id)
+      memcpy(s->last_id, m->id, n + 1);
+    else
+      s->last_id[0] = '\0'; /* not an id we could look for later */
   }
   deliver(s, m);
 }
 
 /* After a fetch that followed a discontinuity: tells the user when messages of the gap
- * were lost for sure (the topic skipped more values than the list keeps), or probably
- * (the list is full and none of it had been delivered: the start of the gap was
- * truncated away). After a plain reconnect the topic replays the rest: nothing to say. */
-static void report_lost_gap(mim_session *s, bool list_full_of_unknown) {
+ * were probably lost. With an anchor (see struct mim_session): when the list no longer
+ * holds it (truncated away, or the server lost the list: a restart without persistence).
+ * Without one: when the topic skipped more values than the list keeps, or the list is
+ * full and none of it had been delivered (the start of the gap was truncated away). */
+static void report_lost_gap(mim_session *s, bool list_full_of_unknown, bool anchor_found) {
   bool gap = s->fetch_gap_missed > 0 || s->fetch_gap_unknown;
   if (!s->joined || !gap)
     return;
-  if (s->fetch_gap_missed > s->history_cap || list_full_of_unknown) {
-    char detail[160];
+  bool lost = s->fetch_gap_anchor[0] ? !anchor_found
+                                     : s->fetch_gap_missed > s->history_cap || list_full_of_unknown;
+  if (!lost)
+    return;
+  char detail[200];
+  if (s->fetch_gap_anchor[0] && s->fetch_gap_missed <= s->history_cap)
+    snprintf(detail, sizeof detail,
+             "the history no longer holds the last message delivered before the gap: "
+             "messages may have been lost");
+  else
     snprintf(detail, sizeof detail,
              "gap of %llu values%s larger than the history cap %u: some messages were lost",
              (unsigned long long)s->fetch_gap_missed, s->fetch_gap_unknown ? " (or more)" : "",
              (unsigned)s->history_cap);
-    emit_event(s, MIM_SUB_CONNECTED, MIM_ERR_RESOURCE_EXHAUSTED, detail);
-  }
+  emit_event(s, MIM_SUB_CONNECTED, MIM_ERR_RESOURCE_EXHAUSTED, detail);
 }
 
 /* Delivers the list values not delivered yet, oldest first. Foreign values in the list
@@ -222,7 +239,7 @@ static void report_lost_gap(mim_session *s, bool list_full_of_unknown) {
 static void deliver_history(mim_session *s, const mim_list_values *values) {
   size_t cap = s->history_cap > values->count ? s->history_cap : values->count;
   mim_idset_reserve(&s->delivered, cap + DEDUP_WINDOW);
-  bool any_known = false;
+  bool any_known = false, anchor_found = false;
   size_t known_before = s->delivered.count;
   for (size_t i = 0; i < values->count; i++) {
     const mim_bytes *v = &values->values[i];
@@ -230,6 +247,8 @@ static void deliver_history(mim_session *s, const mim_list_values *values) {
     mim_message m;
     if (parse_value(s->chat, v->data, v->len, &env)) {
       any_known = any_known || mim_idset_contains(&s->delivered, env.id);
+      anchor_found =
+          anchor_found || (s->fetch_gap_anchor[0] && !strcmp(env.id, s->fetch_gap_anchor));
       fill_message(&m, &env, s->chat, "", v->data, v->len, 0, true);
       deliver_once(s, &m);
       mim_envelope_clear(&env);
@@ -238,7 +257,8 @@ static void deliver_history(mim_session *s, const mim_list_values *values) {
       deliver(s, &m);
     }
   }
-  report_lost_gap(s, known_before > 0 && !any_known && values->count >= s->history_cap);
+  report_lost_gap(s, known_before > 0 && !any_known && values->count >= s->history_cap,
+                  anchor_found);
 }
 
 static void drain_pending(mim_session *s) {
@@ -327,8 +347,10 @@ static void start_fetch(mim_session *s) {
   s->fetching = true;
   s->fetch_gap_missed = s->gap_missed;
   s->fetch_gap_unknown = s->gap_unknown;
+  memcpy(s->fetch_gap_anchor, s->gap_anchor, sizeof s->gap_anchor);
   s->gap_missed = 0;
   s->gap_unknown = false;
+  s->gap_anchor[0] = '\0';
   pthread_mutex_lock(&s->mu);
   s->inflight++;
   pthread_mutex_unlock(&s->mu);
@@ -361,6 +383,7 @@ static void on_item(void *user, const mim_topic_item *item) {
   mim_message m;
   fill_message(&m, ok ? &env : NULL, s->chat, item->publisher_id, item->data, item->len,
                item->sequence, false);
+  s->page = item->sequence_page;
   if (!s->joined || s->fetching)
     buffer_item(s, &m);
   else
@@ -373,12 +396,18 @@ static void on_discontinuity(void *user, uint64_t last, uint64_t next, uint64_t 
   mim_session *s = user;
   mim_log(MIM_LOG_INFO, "chat %s: discontinuity %llu -> %llu (page %llu); refetching history",
           s->chat, (unsigned long long)last, (unsigned long long)next, (unsigned long long)page);
+  /* The anchor of the gaps the next fetch covers: the last message delivered before the
+   * first of them. */
+  if (s->gap_missed == 0 && !s->gap_unknown)
+    memcpy(s->gap_anchor, s->last_id, sizeof s->last_id);
   /* Same page and a known position: the values in between are the gap. Otherwise
-   * (first stream lost blind, topic reset) its size is unknown. */
-  if (last > 0 && next > last)
+   * (first stream lost blind, topic reset: numbers of another page) its size is
+   * unknown. */
+  if (last > 0 && next > last && (s->page == 0 || page == s->page))
     s->gap_missed += next - last - 1;
   else
     s->gap_unknown = true;
+  s->page = page;
   if (!atomic_load(&s->closing))
     start_fetch(s);
 }
@@ -389,16 +418,13 @@ static void on_state(void *user, mim_subscription_state state, mim_status status
   emit_event(s, state, status, detail);
   if (atomic_load(&s->closing))
     return;
+  /* A reconnect fetches nothing: the resumed stream replays what was missed, in order,
+   * or reports a discontinuity, which fetches. Fetching here too would deliver the
+   * list's newest messages before the older ones the replay is still bringing. */
   if (state == MIM_SUB_CONNECTED && !s->confirmed) {
     /* Confirmed: from now on nothing published is missed, so fetch the history. */
     s->confirmed = true;
     start_fetch(s);
-  } else if (state == MIM_SUB_CONNECTED && s->reconnecting) {
-    /* The topic replays what it still has; the list covers what it no longer has. */
-    s->reconnecting = false;
-    start_fetch(s);
-  } else if (state == MIM_SUB_RECONNECTING) {
-    s->reconnecting = true;
   } else if (state == MIM_SUB_CLOSED && !s->joined) {
     s->close_status = status != MIM_OK ? status : MIM_ERR_UNAVAILABLE;
     if (!s->fetching) {

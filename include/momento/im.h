@@ -72,8 +72,12 @@ typedef struct mim_join_options {
   /* Optional, runs on the event thread: every state change of the subscription
    * (RECONNECTING, CONNECTED, CLOSED with the reason), and with state CONNECTED and a
    * non-OK status when a gap could not be filled: the refetch of the list failed
-   * (its status), or after a discontinuity the gap was larger than the history cap
-   * (MIM_ERR_RESOURCE_EXHAUSTED: messages were lost). Not called after mim_leave. */
+   * (its status), or after a discontinuity the refetched list no longer holds the last
+   * message delivered before the gap (truncated away by newer ones, or the server lost
+   * the chat: restarted without persistence) or, when nothing had been delivered, the
+   * gap was larger than the history cap (MIM_ERR_RESOURCE_EXHAUSTED: messages may have
+   * been lost; also when that message was removed with mim_remove_message). Not called
+   * after mim_leave. */
   void (*on_event)(mim_session *session, mim_subscription_state state, mim_status status,
                    const char *detail, void *user);
   /* ---- sending (see mim_send) ---- */
@@ -104,10 +108,11 @@ MIM_API void mim_join_options_init(mim_join_options *options);
  * No gap, no duplicate: live values arriving before the history was delivered are held
  * back, then delivered unless their id was in the history. Delivered ids are remembered
  * in a bounded set (the larger of history_cap and the fetched list length, plus 4096
- * more), so duplicates are removed within that window. After the subscription
- * reconnects or reports a discontinuity, the list is fetched again and the messages in
- * it that were not delivered yet are delivered (from_history true; foreign list values
- * only on the join), live values being held back meanwhile.
+ * more), so duplicates are removed within that window. When the subscription
+ * reconnects, the topic replays what was missed, in order; when it cannot (it reports a
+ * discontinuity), the list is fetched again and the messages in it that were not
+ * delivered yet are delivered (from_history true; foreign list values only on the
+ * join), live values being held back meanwhile.
  * Order: history in list order, then live values in topic order. A message recovered by a
  * gap-fill, or one truncated out of the list while the join ran and then received live,
  * can come after newer messages (still exactly once).
