@@ -582,7 +582,8 @@ static persist_rc log_write_locked(persist *p, buf *b) {
     return PERSIST_TOO_BIG;
   }
   if (b->oom || p->log_fd < 0 || p->broken) {
-    srv_log(LOG_ERROR, "persist: cannot record a mutation (%s)",
+    /* A broken log was reported when it broke: one line per refused write would flood. */
+    srv_log(p->broken && !b->oom ? LOG_DEBUG : LOG_ERROR, "persist: cannot record a mutation (%s)",
             b->oom ? "out of memory" : "the log is not writable");
     return PERSIST_FAILED;
   }
@@ -888,7 +889,9 @@ static bool reset_log(persist *p, uint64_t gen) {
     /* dup2 swaps the file behind the same descriptor number at once, so the fsync
      * thread (which uses the number outside the lock) never sees a closed one. */
     ok = dup2(fd, p->log_fd) >= 0;
-  } else if (tmp) {
+  }
+  int err = errno; /* for the caller's message, past the clean-up below */
+  if (!ok && tmp) {
     unlink(tmp);
   }
   if (fd >= 0) {
@@ -900,6 +903,7 @@ static bool reset_log(persist *p, uint64_t gen) {
   free(tmp);
   free(dst);
   free(h.d);
+  errno = err;
   return ok;
 }
 
