@@ -7,13 +7,24 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <stdlib.h>
+
+int test_time_scale(void) {
+  const char *v = getenv("MIM_TEST_TIME_SCALE");
+  int n = v ? atoi(v) : 0;
+  if (n > 0)
+    return n;
+  const char *san = getenv("SANITIZE");
+  const char *slow = getenv("MIM_TEST_SLOW");
+  return (san && *san) || (slow && *slow) ? 3 : 1;
+}
 
 mim_client *test_client_from_key(const char *key) {
   mim_client_options o;
   mim_client_options_init(&o);
   o.api_key = key;
   o.tls = MIM_TLS_OFF;
-  o.default_deadline_ms = 10000;
+  o.default_deadline_ms = 10000 * (int64_t)test_time_scale();
   mim_client *c = NULL;
   mim_status st = mim_client_create(&o, &c);
   if (st != MIM_OK)
