@@ -28,6 +28,7 @@ declare -A SAN_SKIP=()
 if [ -n "$SANITIZE" ]; then
   rm -rf "$SANDIR"
   mkdir -p "$SANDIR"
+  LIMIT=${MIM_TEST_TIMEOUT:-600} # TSan runs the test programs 5-15x slower
   export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=0:strict_string_checks=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_suppressions=0}
@@ -137,14 +138,14 @@ count_output() { # name log rc
   fi
 }
 
-# MIM_TEST_FILTER=REGEX runs only the tests whose name matches (grep -E), e.g. to repeat
+# MIM_RUN_ONLY=REGEX runs only the tests whose name matches (grep -E), e.g. to repeat
 # one failure in a sanitizer build.
-MIM_TEST_FILTER=${MIM_TEST_FILTER:-}
+MIM_RUN_ONLY=${MIM_RUN_ONLY:-}
 
 run_one() { # name command...
   local name=$1; shift
   local log=$LOGDIR/$name.log rc
-  if [ -n "$MIM_TEST_FILTER" ] && ! grep -qE -- "$MIM_TEST_FILTER" <<<"$name"; then
+  if [ -n "$MIM_RUN_ONLY" ] && ! grep -qE -- "$MIM_RUN_ONLY" <<<"$name"; then
     return
   fi
   if [ -n "${SAN_SKIP[$name]:-}" ]; then
