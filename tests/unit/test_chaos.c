@@ -522,7 +522,10 @@ static void test_chaos_proxy(void **state) {
   for (int k = 0; k < nsenders; k++)
     assert_int_equal(pthread_create(&th[k], NULL, sender_main, &sc.senders[k]), 0);
 
-  /* Half way (half of the messages sent): two more receivers join, through the chaos. */
+  /* Half way (half of the messages sent): two more receivers join. The chaos pauses
+   * meanwhile so that the join takes milliseconds: a message sent just before it can
+   * only be missed if `history_cap` newer ones were pushed during the join, and the
+   * check below (nothing sent after the join began is missing) stays exact. */
   long half = (long)nsenders * nmsgs / 2;
   while (total_sent(sc.senders, nsenders) < half && mono_ms() < deadline) {
     struct timespec ts = {0, 20 * 1000000L};
@@ -536,7 +539,9 @@ static void test_chaos_proxy(void **state) {
       p->sent_before_join[k] = (int)sc.senders[k].sent_ok;
       pthread_mutex_unlock(&sc.senders[k].mu);
     }
+    chaos_proxy_pause(sc.proxy);
     join_failures += join(p, deadline);
+    chaos_proxy_resume(sc.proxy);
   }
   for (int k = 0; k < nsenders; k++)
     pthread_join(th[k], NULL);
