@@ -1,5 +1,6 @@
 /* Spawns and stops mim-local for tests; see mim_local.h. */
 #include "mim_local.h"
+#include "time_scale.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,8 +24,9 @@
 #endif
 
 #define MAX_ARGS 128
-#define STOP_TIMEOUT_MS 10000
-#define DEFAULT_START_TIMEOUT_MS 10000
+/* Longer in slow runs: mim-local under valgrind takes seconds to start and to exit. */
+#define STOP_TIMEOUT_MS (10000 * test_time_scale())
+#define DEFAULT_START_TIMEOUT_MS (10000 * test_time_scale())
 #define READY_LINE "mim-local listening on "
 
 static long long now_ms(void) {
