@@ -315,8 +315,13 @@ static void *run(void *arg) {
     for (conn **link = &p->conns; *link; i += 2) {
       conn *c = *link;
       bool alive = true;
-      if (rc > 0 && (fds[i].revents || fds[i + 1].revents)) {
-        alive = pump(p, c, fds[i].revents, fds[i + 1].revents);
+      short cev = rc > 0 ? fds[i].revents : 0, uev = rc > 0 ? fds[i + 1].revents : 0;
+      if ((cev || uev) && (hold || stalled(c, now)) && !c->connecting) {
+        /* Polled without events: only a hang-up or an error shows; forward nothing. */
+        alive = false;
+        count(p, &p->stats.closed, 1);
+      } else if (cev || uev) {
+        alive = pump(p, c, cev, uev);
         if (!alive)
           count(p, &p->stats.closed, 1);
       }
