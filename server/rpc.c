@@ -41,6 +41,9 @@ void __tsan_release(void *addr);
 #endif
 
 #define MAX_CQ_THREADS 8
+#define MAX_HOT_METHODS 16
+#define GENERIC_REQUESTS 4 /* outstanding generic requests */
+#define HOT_REQUESTS 2     /* outstanding requests per registered (hot) method */
 
 typedef struct srv_tag {
   void (*fn)(struct srv_tag *tag, bool ok);
@@ -64,6 +67,8 @@ struct srv_rpc {
    * checks cq_closed; srv_rpc_stop sets cq_closed under it exclusively. */
   pthread_rwlock_t batch_lock;
   bool cq_closed;
+  void *hot[MAX_HOT_METHODS]; /* grpc_server_register_method handles of srv_hot_methods */
+  size_t nhot;
 };
 
 typedef struct qitem {
@@ -74,7 +79,9 @@ typedef struct qitem {
 struct srv_call {
   srv_rpc *rpc;
   grpc_call *call;
-  grpc_call_details details;
+  int hot;                   /* index in srv_hot_methods, or -1 for a generic call */
+  gpr_timespec hot_deadline; /* filled by grpc_server_request_registered_call; unused */
+  grpc_call_details details; /* generic calls only */
   grpc_metadata_array md;
   grpc_byte_buffer *recv_buf;
   grpc_byte_buffer *write_buf; /* the one SEND_MESSAGE in flight on a stream */
@@ -93,7 +100,7 @@ struct srv_call {
   void *on_close_user;
 };
 
-static void post_request(srv_rpc *rpc);
+static void post_request(srv_rpc *rpc, int hot);
 
 /* ---- call lifetime ---- */
 
@@ -393,15 +400,8 @@ static void on_close_done(srv_tag *tag, bool ok) {
   srv_call_unref(c);
 }
 
-static void on_recv_done(srv_tag *tag, bool ok) {
-  srv_call *c = CONTAINER(tag, srv_call, recv_tag);
-  char method[256];
-  size_t mlen = GRPC_SLICE_LENGTH(c->details.method);
-  if (mlen >= sizeof method) {
-    mlen = sizeof method - 1;
-  }
-  memcpy(method, GRPC_SLICE_START_PTR(c->details.method), mlen);
-  method[mlen] = '\0';
+/* Hands the request (c->recv_buf) to the service; ok = false when it never arrived. */
+static void handle_request(srv_call *c, const char *method, bool ok) {
   if (!ok) {
     srv_log(LOG_DEBUG, "%s: request not received", method);
   } else if (!c->recv_buf) {
@@ -418,6 +418,18 @@ static void on_recv_done(srv_tag *tag, bool ok) {
       grpc_slice_unref(all);
     }
   }
+}
+
+static void on_recv_done(srv_tag *tag, bool ok) {
+  srv_call *c = CONTAINER(tag, srv_call, recv_tag);
+  char method[256];
+  size_t mlen = GRPC_SLICE_LENGTH(c->details.method);
+  if (mlen >= sizeof method) {
+    mlen = sizeof method - 1;
+  }
+  memcpy(method, GRPC_SLICE_START_PTR(c->details.method), mlen);
+  method[mlen] = '\0';
+  handle_request(c, method, ok);
   srv_call_unref(c);
 }
 
@@ -427,6 +439,11 @@ static void start_call(srv_call *c) {
   close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   close_op.data.recv_close_on_server.cancelled = &c->cancelled;
   if (!start_batch(c, &close_op, 1, &c->close_tag)) {
+    return;
+  }
+  if (c->hot >= 0) {
+    /* The request message came with the call: no receive batch, no extra completion. */
+    handle_request(c, srv_hot_methods[c->hot], true);
     return;
   }
   grpc_op recv_op;
@@ -440,7 +457,7 @@ static void on_new_call(srv_tag *tag, bool ok) {
   srv_call *c = CONTAINER(tag, srv_call, new_tag);
   srv_rpc *rpc = c->rpc;
   if (ok && !atomic_load(&rpc->stopping)) {
-    post_request(rpc);
+    post_request(rpc, c->hot);
   }
   if (ok) {
     start_call(c);
@@ -448,13 +465,16 @@ static void on_new_call(srv_tag *tag, bool ok) {
   srv_call_unref(c); /* the request's own reference */
 }
 
-static void post_request(srv_rpc *rpc) {
+/* Asks for the next call: of hot method number hot (its request message read with it),
+ * or any other (hot = -1). */
+static void post_request(srv_rpc *rpc, int hot) {
   srv_call *c = calloc(1, sizeof *c);
   if (!c) {
     srv_log(LOG_ERROR, "out of memory accepting a call");
     return;
   }
   c->rpc = rpc;
+  c->hot = hot;
   atomic_init(&c->refs, 1);
   pthread_mutex_init(&c->mu, NULL);
   grpc_call_details_init(&c->details);
@@ -465,8 +485,11 @@ static void post_request(srv_rpc *rpc) {
   c->write_tag.fn = on_write_done;
   c->status_tag.fn = on_status_done;
   HANDOFF_RELEASE(&c->new_tag);
-  grpc_call_error err = grpc_server_request_call(rpc->server, &c->call, &c->details, &c->md,
-                                                 rpc->cq, rpc->cq, &c->new_tag);
+  grpc_call_error err = hot >= 0 ? grpc_server_request_registered_call(
+                                       rpc->server, rpc->hot[hot], &c->call, &c->hot_deadline,
+                                       &c->md, &c->recv_buf, rpc->cq, rpc->cq, &c->new_tag)
+                                 : grpc_server_request_call(rpc->server, &c->call, &c->details,
+                                                            &c->md, rpc->cq, rpc->cq, &c->new_tag);
   if (err != GRPC_CALL_OK) {
     srv_log(LOG_ERROR, "grpc_server_request_call failed (%d)", (int)err);
     srv_call_unref(c);
@@ -560,6 +583,24 @@ static int bind_port(srv_rpc *rpc, const srv_rpc_config *cfg) {
  * found (another Abseil) nothing changes. A library must not flip this for its host
  * process, but mim-local is its own process.
  */
+/*
+ * The busiest methods are registered so that a call arrives with its request message
+ * already read (GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER): one batch and one
+ * completion-queue event less per call than the generic path (request_call, then a
+ * receive batch). Every other method still takes the generic path.
+ */
+static void register_hot_methods(srv_rpc *rpc) {
+  for (size_t i = 0; srv_hot_methods[i] && rpc->nhot < MAX_HOT_METHODS; i++) {
+    void *h = grpc_server_register_method(rpc->server, srv_hot_methods[i], NULL,
+                                          GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    if (!h) {
+      srv_log(LOG_WARN, "cannot register %s; it takes the generic path", srv_hot_methods[i]);
+      break; /* indexes must match srv_hot_methods: stop at the first failure */
+    }
+    rpc->hot[rpc->nhot++] = h;
+  }
+}
+
 static void absl_deadlock_detection_off(void) {
   static const char *const names[] = {
       "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
@@ -593,6 +634,7 @@ srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
   rpc->cq = grpc_completion_queue_create_for_next(NULL);
   rpc->server = create_server(cfg);
   grpc_server_register_completion_queue(rpc->server, rpc->cq, NULL);
+  register_hot_methods(rpc);
   *bound_port = bind_port(rpc, cfg);
   if (*bound_port == 0) {
     grpc_server_destroy(rpc->server);
@@ -610,8 +652,13 @@ srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
   }
   grpc_server_start(rpc->server);
   /* A few outstanding requests so bursts of new calls do not wait on one another. */
-  for (int i = 0; i < 4; i++) {
-    post_request(rpc);
+  for (int i = 0; i < GENERIC_REQUESTS; i++) {
+    post_request(rpc, -1);
+  }
+  for (size_t m = 0; m < rpc->nhot; m++) {
+    for (int i = 0; i < HOT_REQUESTS; i++) {
+      post_request(rpc, (int)m);
+    }
   }
   int n = cfg->cq_threads > 0 && cfg->cq_threads <= MAX_CQ_THREADS ? cfg->cq_threads : 2;
   for (int i = 0; i < n; i++) {

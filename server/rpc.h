@@ -18,6 +18,11 @@ typedef struct srv_call srv_call;
 typedef void (*srv_dispatch_fn)(void *app, srv_call *call, const char *method, const uint8_t *req,
                                 size_t req_len);
 
+/* The methods worth registering with gRPC so their calls arrive with the request
+ * already read (one completion less per call); NULL-terminated. Defined by the service
+ * (svc.c); calls to any other method take the generic path. */
+extern const char *const srv_hot_methods[];
+
 typedef struct srv_rpc_config {
   const char *host;
   int port;

@@ -246,6 +246,16 @@ static void gen_token(app *a, srv_call *call, const uint8_t *req, size_t len) {
 
 /* ---- dispatch ---- */
 
+/* What clients call most: ping, publish, subscribe, and the IM list calls. */
+const char *const srv_hot_methods[] = {
+    "/cache_client.Ping/Ping",
+    "/cache_client.pubsub.Pubsub/Publish",
+    "/cache_client.pubsub.Pubsub/Subscribe",
+    "/cache_client.Scs/ListPushBack",
+    "/cache_client.Scs/ListFetch",
+    NULL,
+};
+
 typedef void (*handler_fn)(app *a, srv_call *call, const uint8_t *req, size_t len);
 
 static const struct {
