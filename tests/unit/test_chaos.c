@@ -21,6 +21,7 @@
 
 #include "chaos_proxy.h"
 #include "mim_local.h"
+#include "time_scale.h"
 
 #include <ftw.h>
 #include <pthread.h>
@@ -37,6 +38,9 @@
 #define MAX_SENDERS 10
 #define MAX_MSGS 1000
 #define MAX_RECEIVERS 8
+/* Deadlines and the proxy's timings are multiplied by test_time_scale() (instrumented
+ * runs); the message counts by MIM_CHAOS_MSGS / MIM_CHAOS_RESTART_MSGS (tests/run-all.sh
+ * lowers them there); the checks stay the same. */
 #define CALL_DEADLINE_MS 5000
 #define SEND_TIMEOUT_MS 60000 /* outbox retries give up after this */
 #define JOIN_TRIES 20
@@ -220,7 +224,7 @@ static mim_client *new_client(const char *endpoint, const char *key) {
   o.api_key = key;
   o.cache_host = o.control_host = o.token_host = endpoint;
   o.tls = MIM_TLS_OFF;
-  o.default_deadline_ms = CALL_DEADLINE_MS;
+  o.default_deadline_ms = (int64_t)CALL_DEADLINE_MS * test_time_scale();
   mim_client *c = NULL;
   assert_int_equal(mim_client_create(&o, &c), MIM_OK);
   return c;
@@ -240,8 +244,8 @@ static int join(party *p, int64_t deadline) {
   o.on_event = on_event;
   o.on_send_result = on_send_result;
   o.outbox_limit = MAX_MSGS + 16;
-  o.send_timeout_ms = SEND_TIMEOUT_MS;
-  o.flush_timeout_ms = 5000;
+  o.send_timeout_ms = (uint32_t)(SEND_TIMEOUT_MS * test_time_scale());
+  o.flush_timeout_ms = (uint32_t)(5000 * test_time_scale());
   int failures = 0;
   for (int i = 0; i < JOIN_TRIES && mono_ms() < deadline; i++) {
     mim_status st = mim_join(p->client, CACHE, CHAT, &o, on_message, p, &p->session);
@@ -478,6 +482,18 @@ static int check_list(mim_client *c, uint32_t cap, int nsenders, int nmsgs, bool
   return repeats;
 }
 
+/* Slower runs get proportionally longer-lived connections and stalls: a connection must
+ * live long enough to do some work between cuts. */
+static void scale_chaos(chaos_proxy_opts *po) {
+  int k = test_time_scale();
+  po->cut_min_ms *= k;
+  po->cut_max_ms *= k;
+  po->stall_min_ms *= k;
+  po->stall_max_ms *= k;
+  po->stall_gap_min_ms *= k;
+  po->stall_gap_max_ms *= k;
+}
+
 /* ---- test 1: cuts and stalls ---- */
 
 static void test_chaos_proxy(void **state) {
@@ -487,12 +503,13 @@ static void test_chaos_proxy(void **state) {
   history_cap = 200;
   reset_log_counts();
   mim_set_log_callback(count_log, MIM_LOG_DEBUG, NULL);
-  int64_t t0 = mono_ms(), deadline = t0 + 150000;
+  int64_t t0 = mono_ms(), deadline = t0 + 150000 * (int64_t)test_time_scale();
   scene_t0 = t0;
 
   start_server(0, 0);
   chaos_proxy_opts po;
   chaos_proxy_opts_init(&po);
+  scale_chaos(&po);
   po.seed = 8;
   po.start_paused = 1; /* everyone joins first; chaos from the first message on */
   po.listeners = nsenders + nearly + nlate; /* a connection per client (see the proxy) */
@@ -651,7 +668,7 @@ static void run_restart(bool persist) {
   history_cap = 1000; /* the list can hold every message: with persistence, all must be there */
   reset_log_counts();
   mim_set_log_callback(count_log, MIM_LOG_DEBUG, NULL);
-  int64_t t0 = mono_ms(), deadline = t0 + 90000;
+  int64_t t0 = mono_ms(), deadline = t0 + 90000 * (int64_t)test_time_scale();
   scene_t0 = t0;
   if (persist) {
     snprintf(sc.data_dir, sizeof sc.data_dir, "/tmp/mim-chaos-XXXXXX");
@@ -818,7 +835,7 @@ static void test_reconnect_far_behind_keeps_order(void **state) {
   history_cap = 5;
   reset_log_counts();
   mim_set_log_callback(count_log, MIM_LOG_DEBUG, NULL);
-  int64_t deadline = mono_ms() + 30000;
+  int64_t deadline = mono_ms() + 30000 * (int64_t)test_time_scale();
   start_server(0, 0);
   chaos_proxy_opts po;
   chaos_proxy_opts_init(&po);
