@@ -139,7 +139,8 @@ def fanout_table(doc):
     counts = sorted({e["subs"] for e in entries})
     if not entries:
         return []
-    head = ["system"] + [f"{n:,} subs p50 / p99 ms" for n in counts]
+    head = ["system"] + [f"{n:,} subscriber{'s' if n != 1 else ''} p50 / p99 ms"
+                         for n in counts]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in systems_in_order(entries):
         cells = [name]
@@ -162,7 +163,8 @@ def scaling_tables(doc):
     if not entries:
         return []
     counts = sorted({e["chats"] for e in entries})
-    head = ["system"] + [f"{n:,} chats p50 / p99 µs" for n in counts]
+    chats = lambda n: f"{n:,} chat{'s' if n != 1 else ''}"
+    head = ["system"] + [f"{chats(n)} p50 / p99 µs" for n in counts]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     names = systems_in_order(entries)
     find = lambda name, n: next((x for x in entries if x["system"] == name and x["chats"] == n), None)
@@ -174,7 +176,7 @@ def scaling_tables(doc):
             cells.append(f"{fmt(lat.get('p50'))} / {fmt(lat.get('p99'))}" if e else "not run")
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
-    head = ["system"] + [f"{n:,} chats: KiB/session (RSS MiB)" for n in counts]
+    head = ["system"] + [f"{chats(n)}: KiB/session (RSS MiB)" for n in counts]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
         cells = [name]
