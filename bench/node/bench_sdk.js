@@ -226,7 +226,7 @@ async function fanoutMain() {
   const timeoutMs = Number(arg('--fanout-timeout-ms', 2000));
   const tx = topicClient();
   const t0setup = now();
-  let ready = 0, waiter = null, current = null;
+  let ready = 0, exited = 0, waiter = null, current = null;
   const children = [];
   for (let i = 0; i < procs; i++) {
     const k = Math.floor(subs / procs) + (i < subs % procs ? 1 : 0);
@@ -244,6 +244,7 @@ async function fanoutMain() {
       }
       if (waiter) waiter();
     });
+    child.on('exit', () => { exited++; if (waiter) waiter(); });
     children.push(child);
   }
   const until = (cond, ms) => new Promise(resolve => {
@@ -251,7 +252,11 @@ async function fanoutMain() {
     const t = setTimeout(() => { waiter = null; resolve(false); }, ms);
     waiter = () => { if (cond()) { clearTimeout(t); waiter = null; resolve(true); } };
   });
-  if (!(await until(() => ready >= procs, 120000))) throw new Error('fan-out subscribers not ready');
+  // a subscriber process that died (it printed why) ends the wait at once
+  if (!(await until(() => ready >= procs || exited > 0, 120000)) || exited > 0) {
+    for (const c of children) c.kill('SIGKILL');
+    throw new Error('fan-out subscribers not ready');
+  }
   const setupMs = Number(now() - t0setup) / 1e6;
   const out = [];
   let incomplete = 0;
