@@ -71,10 +71,11 @@ struct mim_session {
 
   /* Event-thread state (see the top of the file). Live items are buffered in pending
    * until joined, and while a fetch is outstanding. */
-  bool confirmed;      /* the subscription was confirmed once (join fetch started) */
-  bool joined;         /* history of the join was delivered */
-  bool fetching;       /* a list fetch is outstanding */
-  bool refetch_wanted; /* another fetch is needed after the current one */
+  bool confirmed;       /* the subscription was confirmed once (join fetch started) */
+  bool joined;          /* history of the join was delivered */
+  bool fetching;        /* a list fetch is outstanding */
+  bool refetch_wanted;  /* another fetch is needed after the current one */
+  bool blind_reconnect; /* the stream was lost before any value: fetch at CONNECTED */
   /* Discontinuities since the last fetch started (gap_*), and those the outstanding
    * fetch must cover (fetch_gap_*): how many values the topic skipped, whether a gap
    * of unknown size was reported, and the id of the last message delivered before the
@@ -418,13 +419,20 @@ static void on_state(void *user, mim_subscription_state state, mim_status status
   emit_event(s, state, status, detail);
   if (atomic_load(&s->closing))
     return;
-  /* A reconnect fetches nothing: the resumed stream replays what was missed, in order,
-   * or reports a discontinuity, which fetches. Fetching here too would deliver the
-   * list's newest messages before the older ones the replay is still bringing. */
+  /* A reconnect fetches only when the stream was lost before any value or discontinuity
+   * (page still 0): it then resumes live only and nothing replays the gap. Otherwise the
+   * resumed stream replays what was missed, in order, or reports a discontinuity, which
+   * fetches; fetching here too would deliver the list's newest messages before the
+   * older ones the replay is still bringing. */
   if (state == MIM_SUB_CONNECTED && !s->confirmed) {
     /* Confirmed: from now on nothing published is missed, so fetch the history. */
     s->confirmed = true;
     start_fetch(s);
+  } else if (state == MIM_SUB_CONNECTED && s->blind_reconnect) {
+    s->blind_reconnect = false;
+    start_fetch(s);
+  } else if (state == MIM_SUB_RECONNECTING) {
+    s->blind_reconnect = s->page == 0;
   } else if (state == MIM_SUB_CLOSED && !s->joined) {
     s->close_status = status != MIM_OK ? status : MIM_ERR_UNAVAILABLE;
     if (!s->fetching) {
