@@ -8,7 +8,8 @@
 set -u
 B=${MIM_BUILD:-build}
 LIMIT=${MIM_TEST_TIMEOUT:-300}
-LOGDIR=$B/test-logs
+# Valgrind runs use the plain build: their logs go elsewhere than a plain run's.
+LOGDIR=$B/test-logs${MIM_VALGRIND:+-valgrind}
 mkdir -p "$LOGDIR"
 passed=0
 failed=0
@@ -29,7 +30,7 @@ if [ -n "$SANITIZE" ]; then
   rm -rf "$SANDIR"
   mkdir -p "$SANDIR"
   LIMIT=${MIM_TEST_TIMEOUT:-600} # TSan runs the test programs 5-15x slower
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=0:strict_string_checks=1}
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_suppressions=0}
   export TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$ROOT/tests/tsan.supp:halt_on_error=0:exitcode=66:second_deadlock_stack=1:history_size=4:print_suppressions=0}
