@@ -102,6 +102,10 @@ sanitizer_reports() { # name log
     done
   elif [ -n "$SANITIZE" ]; then
     files=$(ls "$SANDIR/$1".* 2>/dev/null)
+    # GCC's libubsan ignores log_path: its reports (also a child's) land in the log.
+    if grep -qaE 'runtime error: |ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer' "$2"; then
+      [ -n "$files" ] || { echo "[  FAILED  ] 1 test: sanitizer report in the output" >>"$2"; return 1; }
+    fi
   fi
   [ -n "${files:-}" ] || return 0
   { echo "---- ${SANITIZE:-valgrind} reports ----"; cat $files; } >>"$2"
