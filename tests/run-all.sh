@@ -18,10 +18,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 # Sanitizer runs (make check SANITIZE=...): every report must fail the test that caused it,
 # also one printed by a child process (mim-local, examples) whose exit status a test may not
-# look at. So each runtime also writes its reports to $SANDIR/<test>.<pid>, and any such
-# file fails that test (see sanitizer_reports). UBSan is built with -fno-sanitize-recover,
-# and halts here too. TSan reads tests/tsan.supp (gRPC/absl internals only, documented
-# there); LSan reads tests/lsan.supp.
+# look at. So ASan, LSan and TSan also write their reports to $SANDIR/<test>.<pid>, and any
+# such file fails that test; so does a report in the test's output (GCC's UBSan ignores
+# log_path and prints to stderr, which child servers share with the test). UBSan is built
+# with -fno-sanitize-recover and halts here too. TSan reads tests/tsan.supp (gRPC, Abseil
+# and OpenSSL internals only, documented there); LSan reads tests/lsan.supp. Every C test
+# program runs in every mode; the scripts in SAN_SKIP below are skipped, printed.
 SANITIZE=${SANITIZE:-}
 SANDIR=$LOGDIR/sanitizer
 # Scripts that do not run in sanitizer mode, each with the reason (printed as "skip").
