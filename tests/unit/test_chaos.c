@@ -4,8 +4,12 @@
  *    by every receiver, the history keeps the last N in order, and no client is restarted;
  *  - mim-local is killed (SIGKILL) and restarted on the same port mid-chat, without and
  *    with --data-dir: clients reconnect by themselves; without persistence what was lost
- *    is reported to the app (on_event), with persistence nothing is lost.
- * Each run prints a "chaos:" summary line with its figures. Every wait has a deadline;
+ *    is reported to the app (on_event), with persistence nothing is lost;
+ *  - a receiver whose connection comes back far behind (more than the history cap) gets
+ *    the missed messages in order (regression: the list used to be shown first).
+ * Each run prints a "chaos:" summary line with its figures. Knobs for experiments:
+ * MIM_CHAOS_MSGS, MIM_CHAOS_RESTART_MSGS (messages per sender), MIM_CHAOS_FILTER (cmocka
+ * test filter), MIM_CHAOS_VERBOSE=1 (progress on stderr). Every wait has a deadline;
  * servers and proxy are stopped on every path (cmocka teardown after a failed assert). */
 /* cmocka.h needs these first, in this order. */
 // clang-format off
@@ -296,8 +300,8 @@ static long total_sent(party *senders, int n) {
   return t;
 }
 
-/* Progress lines on stderr every second while `until` is in the future (env
- * MIM_CHAOS_VERBOSE=1), to see where time goes. */
+/* A progress line on stderr at most once a second (env MIM_CHAOS_VERBOSE=1), to see
+ * where the time goes. */
 static void progress(party *senders, int ns, party *receivers, int nr, chaos_proxy *proxy,
                      int64_t t0) {
   static int64_t last;
