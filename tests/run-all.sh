@@ -53,6 +53,18 @@ fi
 # program, node, python) and are skipped, printed as "skip".
 MIM_VALGRIND=${MIM_VALGRIND:-}
 WRAP=()
+# TSan in GCC 12 / clang 14 maps its shadow memory at fixed places and dies with
+# "unexpected memory mapping" when the kernel randomizes mmap with more than 28 bits
+# (newer kernels' default on some distributions). Then run everything without ASLR
+# (setarch -R is inherited by the servers a test starts). Not needed on a kernel with 28.
+# MIM_TSAN_SETARCH=1 forces it.
+SCRIPT_WRAP=()
+if [[ $SANITIZE == *thread* ]] && { [ "${MIM_TSAN_SETARCH:-}" = 1 ] ||
+  [ "$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo 0)" -gt 28 ]; }; then
+  SCRIPT_WRAP=(setarch "$(uname -m)" -R)
+  WRAP=("${SCRIPT_WRAP[@]}")
+  echo "run-all: TSan programs run under setarch -R (no ASLR)"
+fi
 if [ -n "$MIM_VALGRIND" ]; then
   SANDIR=$LOGDIR/valgrind
   rm -rf "$SANDIR"
@@ -172,7 +184,7 @@ for t in "$B"/tests/test_*; do
   [ -x "$t" ] || continue
   run_one "$(basename "$t")" "$t"
 done
-WRAP=()
+WRAP=("${SCRIPT_WRAP[@]}")
 for s in tests/scripts/*.sh; do
   [ -f "$s" ] || continue
   if [ "$MIM_RUN_SCRIPTS" = 0 ]; then
