@@ -72,8 +72,9 @@ if [ -n "$MIM_VALGRIND" ]; then
   LIMIT=${MIM_TEST_TIMEOUT:-900}
   export MIM_VG_DIR=$SANDIR MIM_LOCAL_BIN=$ROOT/tests/valgrind/mim-local
   export MIM_VG_BIN=${MIM_VG_BIN:-$B/bin/mim-local}
-  # Timing bounds in tests that honour it are widened (valgrind runs ~20-50x slower).
-  export MIM_TEST_SLOW=${MIM_TEST_SLOW:-1}
+  # Timing bounds in tests that honour these are widened (valgrind runs ~20-50x slower):
+  # MIM_TEST_SLOW by some tests' own rules, MIM_TEST_TIME_SCALE by test_time_scale().
+  export MIM_TEST_SLOW=${MIM_TEST_SLOW:-1} MIM_TEST_TIME_SCALE=${MIM_TEST_TIME_SCALE:-10}
   WRAP=("$ROOT/tests/valgrind/memcheck")
   MIM_RUN_SCRIPTS=${MIM_RUN_SCRIPTS:-0}
 fi
