@@ -3,7 +3,9 @@
  *    reason and a zeroed envelope; an envelope has usable text strings, and building it
  *    again gives bytes that parse back to the same fields (build → parse round trip);
  *  - the input split at NUL bytes into id / from / text, built and parsed back;
- *  - mim_utf8_text_valid agrees with jansson's own UTF-8 check. */
+ *  - mim_utf8_text_valid agrees with jansson's own UTF-8 check;
+ *  - the jansson-free fast path (mim_envelope_parse_canonical) accepts nothing jansson
+ *    rejects and reads the same fields (differential check). */
 #include "envelope.h"
 
 #include <jansson.h>
@@ -102,8 +104,28 @@ static void utf8_agrees(const uint8_t *data, size_t size) {
   }
 }
 
+static void fast_path_agrees(const uint8_t *data, size_t size) {
+  mim_envelope fast;
+  if (!mim_envelope_parse_canonical(data, size, &fast)) {
+    if (fast.id || fast.from || fast.text || fast.ts) {
+      fail("fast path refused but left fields");
+    }
+    return;
+  }
+  mim_envelope slow;
+  const char *why = NULL;
+  if (!mim_envelope_parse_json(data, size, &slow, &why)) {
+    fprintf(stderr, "jansson: %s\n", why);
+    fail("fast path accepted what jansson rejects");
+  }
+  same(&fast, &slow);
+  mim_envelope_clear(&fast);
+  mim_envelope_clear(&slow);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   parse_arbitrary(data, size);
+  fast_path_agrees(data, size);
   build_split(data, size);
   utf8_agrees(data, size);
   return 0;

@@ -48,6 +48,13 @@ mim_status mim_envelope_build(const char *id, const char *from, const char *text
  * foreign, *env is zeroed and *reason (may be NULL) names why (static string). */
 bool mim_envelope_parse(const uint8_t *data, size_t len, mim_envelope *env, const char **reason);
 
+/* The two halves of mim_envelope_parse, exposed for the fuzz harness that checks they
+ * agree. _canonical reads only the exact form mim_envelope_build writes (no jansson; false
+ * with *env zeroed for anything else); _json reads any JSON with jansson. */
+bool mim_envelope_parse_canonical(const uint8_t *data, size_t len, mim_envelope *env);
+bool mim_envelope_parse_json(const uint8_t *data, size_t len, mim_envelope *env,
+                             const char **reason);
+
 /* Frees the strings of *env and zeroes it. NULL is ignored. */
 void mim_envelope_clear(mim_envelope *env);
 
