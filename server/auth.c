@@ -283,7 +283,13 @@ static bool parse_payload(const uint8_t *p, size_t len, auth_claims *out) {
   if (!perms) {
     return false;
   }
-  out->token_id = strndup((const char *)p + 11, id_len);
+  /* The id field is not NUL-terminated (the next byte is the permissions): copy exactly
+   * id_len bytes rather than let strndup look for a terminator. */
+  out->token_id = malloc(id_len + 1);
+  if (out->token_id) {
+    memcpy(out->token_id, p + 11, id_len);
+    out->token_id[id_len] = '\0';
+  }
   out->expires = exp;
   out->super_user = perms->kind_case == PERMISSION_MESSAGES__PERMISSIONS__KIND_SUPER_USER;
   if (out->super_user) {
