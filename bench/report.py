@@ -4,6 +4,7 @@ and (full mode, gnuplot) latest.png. Smoke mode also checks the figures are pres
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import shutil
@@ -533,7 +534,9 @@ def smoke_check(doc):
         ("libmomento-im throughput", lambda: by["libmomento-im"]["received"] == doc["params"]["tput"]
          and by["libmomento-im"]["sends_per_s"] > 0),
         ("libmomento-im join", lambda: by["libmomento-im"]["join"]["n"] == doc["params"]["joins"]),
-        ("libmomento-im memory", lambda: by["libmomento-im"]["rss_client_per_session"] >= 0),
+        # RSS moves by pages and glibc may return freed heap meanwhile: with the smoke's
+        # 20 sessions the growth can even be negative, so only check that it was measured.
+        ("libmomento-im memory", lambda: math.isfinite(by["libmomento-im"]["rss_client_per_session"])),
         ("raw gRPC ping", lambda: by["raw gRPC ping"]["latency"]["n"] == doc["params"]["count"]),
         ("library size", lambda: doc["library"]["so_bytes"] > 0),
         ("placements recorded", lambda: doc["placements"]["same"]["client_cpu"] is not None
