@@ -25,6 +25,7 @@
 
 #include "chaos_proxy.h"
 #include "mim_local.h"
+#include "test_clock.h"
 #include "time_scale.h"
 
 #include <ftw.h>
@@ -50,24 +51,6 @@
 #define JOIN_TRIES 20
 
 /* ---- time ---- */
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static struct timespec abs_after_ms(int64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
 
 /* ---- library log: counts of what the library did under faults ---- */
 
@@ -210,8 +193,8 @@ static void tick(void);
 static long wait_for(party *p, const long *field, long target, int64_t deadline) {
   pthread_mutex_lock(&p->mu);
   long v = *field;
-  while (v < target && mono_ms() < deadline) {
-    struct timespec ts = abs_after_ms(100);
+  while (v < target && test_mono_ms() < deadline) {
+    struct timespec ts = test_abs_after_ms(100);
     pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     v = *field;
     pthread_mutex_unlock(&p->mu);
@@ -251,7 +234,7 @@ static int join(party *p, int64_t deadline) {
   o.send_timeout_ms = (uint32_t)(SEND_TIMEOUT_MS * test_time_scale());
   o.flush_timeout_ms = (uint32_t)(5000 * test_time_scale());
   int failures = 0;
-  for (int i = 0; i < JOIN_TRIES && mono_ms() < deadline; i++) {
+  for (int i = 0; i < JOIN_TRIES && test_mono_ms() < deadline; i++) {
     mim_status st = mim_join(p->client, CACHE, CHAT, &o, on_message, p, &p->session);
     if (st == MIM_OK)
       return failures;
@@ -305,9 +288,9 @@ static long total_sent(party *senders, int n) {
 static void progress(party *senders, int ns, party *receivers, int nr, chaos_proxy *proxy,
                      int64_t t0) {
   static int64_t last;
-  if (!getenv("MIM_CHAOS_VERBOSE") || mono_ms() - last < 1000)
+  if (!getenv("MIM_CHAOS_VERBOSE") || test_mono_ms() - last < 1000)
     return;
-  last = mono_ms();
+  last = test_mono_ms();
   long ok = 0, minr = -1;
   for (int k = 0; k < ns; k++) {
     pthread_mutex_lock(&senders[k].mu);
@@ -324,7 +307,7 @@ static void progress(party *senders, int ns, party *receivers, int nr, chaos_pro
   if (proxy)
     chaos_proxy_get_stats(proxy, &ps);
   fprintf(stderr, "%6.1fs: started=%ld sent_ok=%ld min_received=%ld accepted=%llu open=%llu\n",
-          (double)(mono_ms() - t0) / 1000.0, total_started(senders, ns), ok, minr,
+          (double)(test_mono_ms() - t0) / 1000.0, total_started(senders, ns), ok, minr,
           (unsigned long long)ps.accepted, (unsigned long long)ps.open);
 }
 
@@ -507,7 +490,7 @@ static void test_chaos_proxy(void **state) {
   history_cap = 200;
   reset_log_counts();
   mim_set_log_callback(count_log, MIM_LOG_DEBUG, NULL);
-  int64_t t0 = mono_ms(), deadline = t0 + 150000 * (int64_t)test_time_scale();
+  int64_t t0 = test_mono_ms(), deadline = t0 + 150000 * (int64_t)test_time_scale();
   scene_t0 = t0;
 
   start_server(0, 0);
@@ -548,7 +531,7 @@ static void test_chaos_proxy(void **state) {
    * only be missed if `history_cap` newer ones were pushed during the join, and the
    * check below (nothing sent after the join began is missing) stays exact. */
   long half = (long)nsenders * nmsgs / 2;
-  while (total_sent(sc.senders, nsenders) < half && mono_ms() < deadline) {
+  while (total_sent(sc.senders, nsenders) < half && test_mono_ms() < deadline) {
     struct timespec ts = {0, 20 * 1000000L};
     nanosleep(&ts, NULL); /* polls the senders' progress counters */
     tick();
@@ -566,7 +549,7 @@ static void test_chaos_proxy(void **state) {
   }
   for (int k = 0; k < nsenders; k++)
     pthread_join(th[k], NULL);
-  int64_t t_sent = mono_ms();
+  int64_t t_sent = test_mono_ms();
 
   /* Every send finally succeeds (outbox retries), then every receiver has everything. */
   long sent_ok = 0, sent_failed = 0, send_errors = 0;
@@ -589,14 +572,14 @@ static void test_chaos_proxy(void **state) {
     party *p = &sc.receivers[i];
     pthread_mutex_lock(&p->mu);
     for (int k = 0; k < nsenders; k++) {
-      while (!p->shown[k][nmsgs - 1] && mono_ms() < deadline) {
-        struct timespec ts = abs_after_ms(100);
+      while (!p->shown[k][nmsgs - 1] && test_mono_ms() < deadline) {
+        struct timespec ts = test_abs_after_ms(100);
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
       }
     }
     pthread_mutex_unlock(&p->mu);
   }
-  int64_t t_done = mono_ms();
+  int64_t t_done = test_mono_ms();
   chaos_proxy_pause(sc.proxy);
   chaos_proxy_stats ps;
   chaos_proxy_get_stats(sc.proxy, &ps);
@@ -672,7 +655,7 @@ static void run_restart(bool persist) {
   history_cap = 1000; /* the list can hold every message: with persistence, all must be there */
   reset_log_counts();
   mim_set_log_callback(count_log, MIM_LOG_DEBUG, NULL);
-  int64_t t0 = mono_ms(), deadline = t0 + 90000 * (int64_t)test_time_scale();
+  int64_t t0 = test_mono_ms(), deadline = t0 + 90000 * (int64_t)test_time_scale();
   scene_t0 = t0;
   if (persist) {
     snprintf(sc.data_dir, sizeof sc.data_dir, "/tmp/mim-chaos-XXXXXX");
@@ -700,17 +683,17 @@ static void run_restart(bool persist) {
   for (int k = 0; k < nsenders; k++)
     assert_int_equal(pthread_create(&th[k], NULL, sender_main, &sc.senders[k]), 0);
   long total = (long)nsenders * nmsgs;
-  while (total_sent(sc.senders, nsenders) < total * 3 / 8 && mono_ms() < deadline) {
+  while (total_sent(sc.senders, nsenders) < total * 3 / 8 && test_mono_ms() < deadline) {
     struct timespec ts = {0, 5 * 1000000L};
     nanosleep(&ts, NULL); /* polls the senders' progress counters */
   }
   long sent_at_kill = total_sent(sc.senders, nsenders);
-  int64_t t_kill = mono_ms();
+  int64_t t_kill = test_mono_ms();
   assert_int_equal(mim_local_kill(sc.srv), 137);
   sc.srv = NULL;
   start_server(port, 1);
   assert_int_equal(sc.srv->port, port);
-  int64_t t_up = mono_ms();
+  int64_t t_up = test_mono_ms();
   for (int k = 0; k < nsenders; k++)
     pthread_join(th[k], NULL);
 
@@ -736,13 +719,13 @@ static void run_restart(bool persist) {
     party *p = all[a];
     pthread_mutex_lock(&p->mu);
     for (int k = 0; k < nsenders; k++)
-      while (!p->shown[k][nmsgs - 1] && mono_ms() < deadline) {
-        struct timespec ts = abs_after_ms(100);
+      while (!p->shown[k][nmsgs - 1] && test_mono_ms() < deadline) {
+        struct timespec ts = test_abs_after_ms(100);
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
       }
     pthread_mutex_unlock(&p->mu);
   }
-  int64_t t_done = mono_ms();
+  int64_t t_done = test_mono_ms();
 
   mim_client *direct = new_client(endpoint, sc.srv->root_key);
   int list_repeats = check_list(direct, history_cap, nsenders, nmsgs, persist);
@@ -839,7 +822,7 @@ static void test_reconnect_far_behind_keeps_order(void **state) {
   history_cap = 5;
   reset_log_counts();
   mim_set_log_callback(count_log, MIM_LOG_DEBUG, NULL);
-  int64_t deadline = mono_ms() + 30000 * (int64_t)test_time_scale();
+  int64_t deadline = test_mono_ms() + 30000 * (int64_t)test_time_scale();
   start_server(0, 0);
   chaos_proxy_opts po;
   chaos_proxy_opts_init(&po);

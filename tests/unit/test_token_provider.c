@@ -10,6 +10,7 @@
 
 #include "client_internal.h"
 #include "mim_local.h"
+#include "test_clock.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -49,30 +50,6 @@ typedef struct vendor {
 } vendor;
 
 /* ---- time ---- */
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms) {
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-    ;
-}
-
-static struct timespec abs_after_ms(int64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
 
 /* ---- the vendor process ---- */
 
@@ -121,11 +98,11 @@ static void vendor_start_with_key(vendor *v, int valid_for, const char *key_file
   assert_true(v->pid >= 0);
   if (v->pid == 0)
     exec_vendor(v, vf, key_file ? key_file : srv->key_file);
-  int64_t deadline = mono_ms() + 10000;
-  while (!(v->port = read_port(v->port_file)) && mono_ms() < deadline) {
+  int64_t deadline = test_mono_ms() + 10000;
+  while (!(v->port = read_port(v->port_file)) && test_mono_ms() < deadline) {
     int st;
     assert_int_equal(waitpid(v->pid, &st, WNOHANG), 0); /* it must not have exited */
-    sleep_ms(20);
+    test_sleep_ms(20);
   }
   assert_true(v->port > 0);
 }
@@ -139,13 +116,13 @@ static void vendor_stop(vendor *v) {
   kill(v->pid, SIGTERM);
   int st = 0;
   pid_t r = 0;
-  for (int64_t deadline = mono_ms() + 10000; (r = waitpid(v->pid, &st, WNOHANG)) == 0;) {
-    if (mono_ms() > deadline) {
+  for (int64_t deadline = test_mono_ms() + 10000; (r = waitpid(v->pid, &st, WNOHANG)) == 0;) {
+    if (test_mono_ms() > deadline) {
       kill(v->pid, SIGKILL);
       waitpid(v->pid, &st, 0);
       fail_msg("token-vendor did not stop on SIGTERM");
     }
-    sleep_ms(20);
+    test_sleep_ms(20);
   }
   unlink(v->port_file);
   rmdir(v->dir);
@@ -409,9 +386,9 @@ static void test_silent_url_times_out(void **state) {
   char url[128];
   snprintf(url, sizeof url, "http://127.0.0.1:%d/token", ntohs(a.sin_port));
   mim_client *c = NULL;
-  int64_t t0 = mono_ms();
+  int64_t t0 = test_mono_ms();
   assert_int_equal(url_client(url, 0, &c), MIM_ERR_UNAVAILABLE);
-  int64_t took = mono_ms() - t0;
+  int64_t took = test_mono_ms() - t0;
   close(fd);
   assert_null(c);
   assert_non_null(strstr(mim_last_error_detail(), "Timeout"));
@@ -466,7 +443,7 @@ static void on_state(void *user, mim_subscription_state s, mim_status st, const 
 /* Waits until more than `count` items arrived or the subscription closed; false on
  * timeout. */
 static bool wait_beyond(rec *r, int count, int64_t ms) {
-  struct timespec until = abs_after_ms(ms);
+  struct timespec until = test_abs_after_ms(ms);
   pthread_mutex_lock(&r->mu);
   int rc = 0;
   while (r->count <= count && !r->closed && rc == 0)
@@ -500,7 +477,7 @@ static unsigned run_expiry(const char *chat, int64_t margin_ms) {
   mim_status st = MIM_ERR_UNAUTHENTICATED;
   for (int attempt = 0; attempt < 10 && st == MIM_ERR_UNAUTHENTICATED; attempt++) {
     if (attempt > 0)
-      sleep_ms(300);
+      test_sleep_ms(300);
     st = mim_topic_subscribe(sub_client, CACHE, chat, NULL, &cb, &sub);
   }
   assert_int_equal(st, MIM_OK);
@@ -510,7 +487,7 @@ static unsigned run_expiry(const char *chat, int64_t margin_ms) {
     char msg[16];
     snprintf(msg, sizeof msg, "m%d", i);
     assert_int_equal(mim_topic_publish_text(pub, CACHE, chat, msg), MIM_OK);
-    sleep_ms(PUBLISH_EVERY_MS); /* paces the publisher over the tokens' lifetimes */
+    test_sleep_ms(PUBLISH_EVERY_MS); /* paces the publisher over the tokens' lifetimes */
   }
   assert_true(wait_beyond(&r, MESSAGES - 1, WAIT_MS));
   /* Nothing beyond the last value may follow (a duplicate would). */
@@ -551,7 +528,7 @@ static void test_subscription_survives_expiry_on_refusal(void **state) {
 
 /* Publishes until the status is (or is not, with want_ok false) MIM_OK; bounded. */
 static bool publish_until(mim_client *c, const char *topic, bool want_ok) {
-  for (int64_t deadline = mono_ms() + 8000; mono_ms() < deadline; sleep_ms(100)) {
+  for (int64_t deadline = test_mono_ms() + 8000; test_mono_ms() < deadline; test_sleep_ms(100)) {
     mim_status st = mim_topic_publish_text(c, CACHE, topic, "x");
     if (want_ok ? st == MIM_OK : st == MIM_ERR_UNAUTHENTICATED)
       return true;
@@ -580,7 +557,7 @@ static void test_refused_publish_refreshes(void **state) {
 
 /* The same for a list call: any call refused for its token triggers the refresh. */
 static bool push_until(mim_client *c, const char *list, bool want_ok) {
-  for (int64_t deadline = mono_ms() + 8000; mono_ms() < deadline; sleep_ms(100)) {
+  for (int64_t deadline = test_mono_ms() + 8000; test_mono_ms() < deadline; test_sleep_ms(100)) {
     mim_status st = mim_list_push_back(c, CACHE, list, "x", 1, NULL, NULL);
     if (want_ok ? st == MIM_OK : st == MIM_ERR_UNAUTHENTICATED)
       return true;
@@ -657,16 +634,16 @@ static void test_outbox_retries_after_token_refresh(void **state) {
   mim_status st = MIM_ERR_UNAUTHENTICATED;
   for (int attempt = 0; attempt < 10 && st == MIM_ERR_UNAUTHENTICATED; attempt++) {
     if (attempt > 0)
-      sleep_ms(300);
+      test_sleep_ms(300);
     st = mim_join(c, CACHE, "outbox-auth", &jo, ignore_message, &r, &s);
   }
   assert_int_equal(st, MIM_OK);
   unsigned before = mim_client_token_fetches(c);
   /* Waits for the clock, not for a race: the token (2 s, whole seconds) must be expired. */
-  sleep_ms(3200);
+  test_sleep_ms(3200);
   char id[MIM_MESSAGE_ID_SIZE];
   assert_int_equal(mim_send(s, "after expiry", id), MIM_OK);
-  struct timespec until = abs_after_ms(WAIT_MS);
+  struct timespec until = test_abs_after_ms(WAIT_MS);
   pthread_mutex_lock(&r.mu);
   while (r.count == 0 && pthread_cond_timedwait(&r.cv, &r.mu, &until) == 0) {
   }

@@ -8,6 +8,7 @@
 
 #include "grpc_test_server.h"
 #include "mim_local.h"
+#include "test_clock.h"
 
 #include <momento/client.h>
 #include <momento/token.h>
@@ -30,24 +31,6 @@
 static mim_local *srv; /* the file's server: auth on, short heartbeats */
 
 /* ---- time ---- */
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static struct timespec abs_after_ms(int64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
 
 /* ---- recorder: what a subscription's callbacks saw ---- */
 
@@ -182,7 +165,7 @@ static mim_subscription_callbacks callbacks(rec *r) {
 
 /* Waits until *field >= target (read under r->mu); returns the last value seen. */
 static int rec_wait(rec *r, const int *field, int target, int timeout_ms) {
-  struct timespec until = abs_after_ms(timeout_ms);
+  struct timespec until = test_abs_after_ms(timeout_ms);
   pthread_mutex_lock(&r->mu);
   while (*field < target && pthread_cond_timedwait(&r->cv, &r->mu, &until) == 0) {
   }
@@ -372,12 +355,12 @@ static void test_heartbeats_arrive(void **state) {
   (void)state;
   mim_client *c = root_client();
   rec *r = rec_new();
-  int64_t t0 = mono_ms();
+  int64_t t0 = test_mono_ms();
   mim_subscription *sub = subscribe(c, "quiet", r, NULL);
   /* One at once (the confirmation), then one per HEARTBEAT_MS on the idle stream. */
   assert_true(rec_get(r, &r->heartbeats) >= 1);
   assert_true(rec_wait(r, &r->heartbeats, 4, WAIT_MS) >= 4);
-  assert_true(mono_ms() - t0 >= 2 * HEARTBEAT_MS);
+  assert_true(test_mono_ms() - t0 >= 2 * HEARTBEAT_MS);
   assert_int_equal(rec_get(r, &r->items), 0);
   mim_topic_unsubscribe(sub);
   rec_free(r);
@@ -416,7 +399,7 @@ static void publish_cb(void *user, mim_status st, const char *detail) {
 }
 
 static int pub_wait(pub_waiter *w, int target) {
-  struct timespec until = abs_after_ms(WAIT_MS);
+  struct timespec until = test_abs_after_ms(WAIT_MS);
   pthread_mutex_lock(&w->mu);
   while (w->done < target && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0) {
   }
@@ -770,8 +753,9 @@ static void test_reconnect_after_restart(void **state) {
   pthread_mutex_unlock(&r->mu);
 
   /* The publisher's channel reconnects on its own; delivery continues. */
-  int64_t until = mono_ms() + RECONNECT_MS;
-  while (mim_topic_publish_text(pc, CACHE, "restart", "after") != MIM_OK && mono_ms() < until) {
+  int64_t until = test_mono_ms() + RECONNECT_MS;
+  while (mim_topic_publish_text(pc, CACHE, "restart", "after") != MIM_OK &&
+         test_mono_ms() < until) {
     struct timespec ts = {0, 50 * 1000000L};
     nanosleep(&ts, NULL); /* retry pacing while the publisher's channel reconnects */
   }
@@ -799,10 +783,10 @@ static void test_unconfirmed_first_attempt_times_out(void **state) {
   rec *r = rec_new();
   mim_subscription_callbacks cb = callbacks(r);
   mim_subscription *sub = NULL;
-  int64_t t0 = mono_ms();
+  int64_t t0 = test_mono_ms();
   assert_int_equal(mim_topic_subscribe(c, CACHE, "stuck", NULL, &cb, &sub),
                    MIM_ERR_DEADLINE_EXCEEDED);
-  int64_t took = mono_ms() - t0;
+  int64_t took = test_mono_ms() - t0;
   assert_null(sub);
   assert_true(took >= 500 && took < 600 + 3000);
   assert_int_equal(rec_get(r, &r->nstates), 0);
@@ -859,8 +843,8 @@ static void test_backoff_grows_and_resets(void **state) {
   mim_set_log_callback(capture_delays, MIM_LOG_INFO, NULL);
   assert_true(mim_local_stop(s) >= 0);
   /* Server gone: attempts fail fast; wait for a few of them. */
-  int64_t until = mono_ms() + RECONNECT_MS;
-  while (delays_count() < 7 && mono_ms() < until) {
+  int64_t until = test_mono_ms() + RECONNECT_MS;
+  while (delays_count() < 7 && test_mono_ms() < until) {
     struct timespec ts = {0, 20 * 1000000L};
     nanosleep(&ts, NULL); /* polling a counter the event thread advances */
   }
@@ -903,9 +887,9 @@ static void test_watchdog_frozen_server(void **state) {
   mim_subscription *sub = subscribe(c, "frozen", r, &so);
   assert_int_equal(rec_wait(r, &r->heartbeats, 2, WAIT_MS), 2);
   assert_int_equal(mim_local_signal(s, SIGSTOP), 0);
-  int64_t t0 = mono_ms();
+  int64_t t0 = test_mono_ms();
   assert_int_equal(rec_wait(r, &r->reconnecting, 1, WAIT_MS), 1);
-  int64_t noticed = mono_ms() - t0;
+  int64_t noticed = test_mono_ms() - t0;
   assert_int_equal(mim_local_signal(s, SIGCONT), 0);
   assert_true(noticed <= 4 * HEARTBEAT_MS + 2000);
   pthread_mutex_lock(&r->mu);
@@ -940,8 +924,8 @@ static void *flood_main(void *arg) {
 }
 
 static void wait_published(flood *f, int target) {
-  int64_t until = mono_ms() + WAIT_MS;
-  while (atomic_load(&f->published) < target && mono_ms() < until) {
+  int64_t until = test_mono_ms() + WAIT_MS;
+  while (atomic_load(&f->published) < target && test_mono_ms() < until) {
     struct timespec ts = {0, 1000000L};
     nanosleep(&ts, NULL); /* polling a counter another thread advances */
   }

@@ -1,0 +1,19 @@
+/* Clock helpers shared by the test programs: elapsed time, deadlines for condition
+ * waits, and sleeps that survive signals. Plain POSIX; thread-safe. */
+#ifndef MIM_TESTS_TEST_CLOCK_H
+#define MIM_TESTS_TEST_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+/* CLOCK_MONOTONIC in milliseconds: for measuring elapsed time and bounding loops. */
+int64_t test_mono_ms(void);
+
+/* CLOCK_REALTIME now + ms, as pthread_cond_timedwait wants its deadline. */
+struct timespec test_abs_after_ms(int64_t ms);
+
+/* Sleeps ms milliseconds, resuming after signals. For pacing a scenario (e.g. letting a
+ * token expire), never for waiting on a result: wait on the result with a deadline. */
+void test_sleep_ms(int64_t ms);
+
+#endif
