@@ -5,7 +5,11 @@
  * Items arrive on the client's event thread, where blocking calls are not allowed, so
  * forwarding is a chain of async calls: list push back, then (from its completion)
  * publish. Push comes first for the same reason as in mim_send: a joiner that fetched
- * the list before the push is subscribed already and sees the publish. */
+ * the list before the push is subscribed already and sees the publish.
+ *
+ * One chain at a time per chat, in input order (later inputs wait in a queue): two
+ * chains in flight could complete in either order, so list and topic would reorder a
+ * sender's messages (mim_send keeps them in order up to "<chat>-input"). */
 #include "envelope.h"
 #include "error.h"
 
@@ -22,12 +26,17 @@
  * stored twice. */
 #define FORWARD_DEDUP_WINDOW 4096u
 
+typedef struct forward forward;
+
 typedef struct mod_chat {
   mim_moderator *mod;
   char *chat;
   char *input_topic;
   mim_subscription *sub;
   mim_idset forwarded; /* event thread only */
+  /* Under mod->mu: whether a chain is in flight, and the forwards waiting for it. */
+  bool busy;
+  forward *queue_head, *queue_tail;
 } mod_chat;
 
 struct mim_moderator {
@@ -42,25 +51,45 @@ struct mim_moderator {
 
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  int inflight; /* forward chains (push, publish) not finished */
+  int inflight; /* forwards (queued or in their push, publish chain) not finished */
 };
 
 /* One message on its way to list and topic. */
-typedef struct forward {
+struct forward {
   mim_moderator *mod;
-  const mod_chat *chat;
+  mod_chat *chat;
   char *json;
   size_t len;
-} forward;
+  forward *next; /* in chat->queue */
+};
 
+static bool forward_push(forward *f);
+
+/* Ends f's chain and starts the chat's next queued forward, if any (in a loop, not by
+ * recursion, when pushes cannot even be started). */
 static void forward_done(forward *f) {
-  mim_moderator *m = f->mod;
-  free(f->json);
-  free(f);
-  pthread_mutex_lock(&m->mu);
-  m->inflight--;
-  pthread_cond_broadcast(&m->cv);
-  pthread_mutex_unlock(&m->mu); /* last touch: mim_moderator_stop may free m now */
+  while (f) {
+    mim_moderator *m = f->mod;
+    mod_chat *c = f->chat;
+    free(f->json);
+    free(f);
+    pthread_mutex_lock(&m->mu);
+    f = c->queue_head;
+    if (f) {
+      c->queue_head = f->next;
+      if (!c->queue_head)
+        c->queue_tail = NULL;
+    } else {
+      c->busy = false;
+    }
+    m->inflight--;
+    pthread_cond_broadcast(&m->cv);
+    /* Without a next forward this is the last touch: mim_moderator_stop may free m now
+     * (with one, inflight still counts it). */
+    pthread_mutex_unlock(&m->mu);
+    if (f && forward_push(f))
+      return;
+  }
 }
 
 static void on_published(void *user, mim_status status, const char *detail) {
@@ -89,8 +118,20 @@ static void on_pushed(void *user, mim_status status, const char *detail, uint32_
   }
 }
 
-/* Starts push + publish of an envelope; takes ownership of json. */
-static void forward_start(mim_moderator *m, const mod_chat *c, char *json, size_t len) {
+/* Starts f's chain with the list push; false (f not finished yet) when it could not. */
+static bool forward_push(forward *f) {
+  mim_moderator *m = f->mod;
+  mim_list_write_options wo = {.refresh_ttl = true, .truncate_to = m->history_cap};
+  mim_status st = mim_list_push_back_async(m->client, m->cache, f->chat->chat, f->json, f->len, &wo,
+                                           on_pushed, f);
+  if (st != MIM_OK)
+    mim_log(MIM_LOG_WARN, "moderator: push to %s not started: %s", f->chat->chat,
+            mim_status_name(st));
+  return st == MIM_OK;
+}
+
+/* Forwards an envelope after the chat's earlier ones; takes ownership of json. */
+static void forward_start(mim_moderator *m, mod_chat *c, char *json, size_t len) {
   forward *f = malloc(sizeof *f);
   if (!f) {
     free(json);
@@ -100,14 +141,18 @@ static void forward_start(mim_moderator *m, const mod_chat *c, char *json, size_
   *f = (forward){.mod = m, .chat = c, .json = json, .len = len};
   pthread_mutex_lock(&m->mu);
   m->inflight++;
-  pthread_mutex_unlock(&m->mu);
-  mim_list_write_options wo = {.refresh_ttl = true, .truncate_to = m->history_cap};
-  mim_status st =
-      mim_list_push_back_async(m->client, m->cache, c->chat, json, len, &wo, on_pushed, f);
-  if (st != MIM_OK) {
-    mim_log(MIM_LOG_WARN, "moderator: push to %s not started: %s", c->chat, mim_status_name(st));
-    forward_done(f);
+  bool queued = c->busy;
+  if (queued) {
+    if (c->queue_tail)
+      c->queue_tail->next = f;
+    else
+      c->queue_head = f;
+    c->queue_tail = f;
   }
+  c->busy = true;
+  pthread_mutex_unlock(&m->mu);
+  if (!queued && !forward_push(f))
+    forward_done(f);
 }
 
 /* Runs the filter; returns the envelope to forward (malloc'd) or NULL to drop. */

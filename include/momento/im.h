@@ -213,7 +213,8 @@ typedef mim_moderation_verdict (*mim_moderation_fn)(const mim_message *msg, char
  * the message's id, from and timestamp. Foreign inputs (not an envelope) and repeats of
  * a recently forwarded id are dropped without calling the filter (logged at
  * MIM_LOG_DEBUG). Each forward pushes to the list, then publishes; failures are logged
- * (MIM_LOG_WARN). The client needs read/write on those lists and publish/subscribe on
+ * (MIM_LOG_WARN). A chat's forwards run one at a time in input order, so list and topic
+ * keep the order of "<chat>-input" (and so each sender's order). The client needs read/write on those lists and publish/subscribe on
  * those topics. Blocking until every subscription is confirmed. *out owned by the
  * caller: release with mim_moderator_stop. Errors: MIM_ERR_INVALID_ARGUMENT and
  * subscription errors. */
