@@ -15,7 +15,9 @@
 #include <momento/im.h>
 
 #include "mim_local.h"
+#include "time_scale.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -63,6 +65,46 @@ static void on_log(mim_log_level level, const char *message, void *user) {
 static void pause_ms(int ms) {
   struct timespec d = {ms / 1000, (long)(ms % 1000) * 1000000L};
   nanosleep(&d, NULL);
+}
+
+/* Whether every thread of process pid is stopped (state T in /proc/pid/task/N/stat). */
+static bool all_threads_stopped(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+  DIR *d = opendir(path);
+  if (!d)
+    return false;
+  bool stopped = true;
+  struct dirent *de;
+  while (stopped && (de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.')
+      continue;
+    char stat_path[96], buf[512];
+    snprintf(stat_path, sizeof stat_path, "/proc/%d/task/%.32s/stat", (int)pid, de->d_name);
+    FILE *f = fopen(stat_path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+      fclose(f);
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')'); /* the name before it may hold anything */
+    if (close_paren && close_paren[1] == ' ' && close_paren[2] != 'T' && close_paren[2] != 't')
+      stopped = false; /* (a thread that exited meanwhile reads as empty: skipped) */
+  }
+  closedir(d);
+  return stopped;
+}
+
+/* Freezes the server. kill() only starts a group stop: each server thread stops when
+ * it next runs, so on a loaded machine a thread woken by a request can still answer it
+ * after kill() returned. Waits until every thread is stopped. */
+static void freeze_server(const mim_local *srv) {
+  assert_int_equal(mim_local_signal(srv, SIGSTOP), 0);
+  int64_t deadline = mono_ms() + 10000 * test_time_scale();
+  while (!all_threads_stopped(srv->pid)) {
+    assert_true(mono_ms() < deadline);
+    struct timespec d = {0, 1000000L}; /* polling /proc: there is nothing to block on */
+    nanosleep(&d, NULL);
+  }
 }
 
 /* ---- what a session saw: messages received and send results ---- */
@@ -268,7 +310,7 @@ static void test_frozen_server(void **state) {
   char ids[25][MIM_MESSAGE_ID_SIZE];
   send_range(f.ss, 0, 5, ids);
   int r0 = atomic_load(&retries);
-  assert_int_equal(mim_local_signal(f.srv, SIGSTOP), 0);
+  freeze_server(f.srv);
   int64_t t0 = mono_ms();
   send_range(f.ss, 5, 20, ids); /* the first one times out and queues; the rest queue */
   int64_t left = SEND_DEADLINE_MS + 300 - (mono_ms() - t0); /* the first attempt expires */
@@ -343,7 +385,7 @@ static void test_outbox_full(void **state) {
   fixture f;
   fixture_start(&f, "full", 4, 0);
   char ids[5][MIM_MESSAGE_ID_SIZE];
-  assert_int_equal(mim_local_signal(f.srv, SIGSTOP), 0);
+  freeze_server(f.srv);
   send_range(f.ss, 0, 4, ids);
   char extra[MIM_MESSAGE_ID_SIZE] = "";
   assert_int_equal(mim_send(f.ss, "m004", extra), MIM_ERR_RESOURCE_EXHAUSTED);
@@ -360,7 +402,7 @@ static void test_leave_reports_pending(void **state) {
   fixture f;
   fixture_start(&f, "leave", 0, 500);
   char ids[5][MIM_MESSAGE_ID_SIZE];
-  assert_int_equal(mim_local_signal(f.srv, SIGSTOP), 0);
+  freeze_server(f.srv);
   send_range(f.ss, 0, 5, ids);
   int64_t t0 = mono_ms();
   mim_leave(f.ss);
@@ -396,7 +438,7 @@ static void test_not_retried(void **state) {
   assert_true(mono_ms() - t0 < SEND_DEADLINE_MS);
   assert_string_equal(id, "");
   /* Frozen: the first attempt times out, the message is queued, the retry is refused. */
-  assert_int_equal(mim_local_signal(srv, SIGSTOP), 0);
+  freeze_server(srv);
   int r0 = atomic_load(&retries);
   assert_int_equal(mim_send(s, "later", id), MIM_OK);
   assert_int_equal(atomic_load(&retries), r0 + 1); /* queued after a timeout */
