@@ -306,6 +306,31 @@ class Results:
             return list(self.items)
 
 
+def _all_threads_stopped(pid):
+    """Whether every thread of pid is in state T (/proc/<pid>/task/<tid>/stat)."""
+    task = "/proc/%d/task" % pid
+    for tid in os.listdir(task):
+        try:
+            with open(os.path.join(task, tid, "stat")) as f:
+                stat = f.read()
+        except OSError:
+            continue  # the thread exited meanwhile
+        if stat[stat.rindex(")") + 2] not in "Tt":  # the name before ")" may hold anything
+            return False
+    return True
+
+
+def _freeze(pid):
+    """SIGSTOPs pid and waits until it is really stopped: kill() only starts a group
+    stop, which each thread enters when it next runs, so on a loaded machine a server
+    thread woken by a request could still answer it after kill() returned."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + WAIT_S
+    while not _all_threads_stopped(pid):
+        assert time.monotonic() < deadline, "mim-local did not stop"
+        time.sleep(0.001)  # polling /proc: there is nothing to block on
+
+
 def test_on_send_result_reports_every_message(server, chat):
     """Sent messages are reported MIM_OK; one still queued when the session leaves (the
     server is frozen) is reported MIM_ERR_CANCELLED. Each exactly once, with its id."""
@@ -316,10 +341,13 @@ def test_on_send_result_reports_every_message(server, chat):
         ids = [s.send("r%d" % i) for i in range(3)]
         got = results.wait_for(lambda items: len(items) >= 3)
         assert [(i, st) for i, st, _ in got] == [(i, "MIM_OK") for i in ids]
-        os.kill(server["pid"], signal.SIGSTOP)
+        _freeze(server["pid"])
         try:
-            # The first attempt times out (retryable): send returns, the message queued.
+            # The first attempt times out (retryable): send returns, the message queued,
+            # not reported yet.
             stuck = s.send("stuck")
+            with results.cv:
+                assert len(results.items) == 3, results.items
             s.leave()  # flushes for 200 ms, then reports what is left
         finally:
             os.kill(server["pid"], signal.SIGCONT)
