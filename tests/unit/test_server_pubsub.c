@@ -13,6 +13,7 @@
 
 #include "controlclient.pb-c.h"
 #include "raw_client.h"
+#include "time_scale.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -1022,7 +1023,7 @@ static int child_main(int port, const char *topic, int n) {
   for (int i = 0; i < n; i++) {
     raw_sub_init(&subs[i]);
     if (raw_subscribe(t, CACHE, topic, 0, 0, &subs[i]) != MIM_OK ||
-        !raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, 10000)) {
+        !raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, 10000 * test_time_scale())) {
       return 4;
     }
   }
