@@ -819,6 +819,50 @@ static void test_moderator_stop_in_flight(void **state) {
 }
 
 /* One moderator for two chats: each message goes to its own chat only. */
+/* The moderator keeps a sender's order: inputs arrive one after another on
+ * "<chat>-input" and must reach topic and list in that order (concurrent forwards could
+ * finish out of order). */
+static void test_moderator_keeps_order(void **state) {
+  (void)state;
+  enum { N = 60 };
+  char chat[64];
+  new_chat(chat, sizeof chat, "modorder");
+  atomic_int calls = 0;
+  const char *chats[] = {chat};
+  mim_moderator *mod = NULL;
+  assert_int_equal(mim_moderator_start(root, CACHE, chats, 1, N, accept_all, &calls, &mod), MIM_OK);
+  collector a;
+  collector_init(&a);
+  mim_session *sa = join(root, chat, "alice", N, MIM_CHAT_MODERATED, &a);
+  char ids[N][MIM_MESSAGE_ID_SIZE];
+  for (int i = 0; i < N; i++) {
+    char text[16];
+    snprintf(text, sizeof text, "o%02d", i);
+    assert_int_equal(mim_send(sa, text, ids[i]), MIM_OK);
+  }
+  /* In order, the last one arriving means every one has. */
+  assert_true(wait_id(&a, ids[N - 1], WAIT_MS));
+  /* Compared under the lock, asserted outside it (a failure must not leave it held). */
+  pthread_mutex_lock(&a.mu);
+  size_t n = a.n;
+  int first_out_of_order = -1;
+  for (int i = 0; i < N && (size_t)i < n && first_out_of_order < 0; i++)
+    if (strcmp(a.recs[i].id, ids[i]) != 0)
+      first_out_of_order = i;
+  pthread_mutex_unlock(&a.mu);
+  assert_int_equal(n, N);
+  assert_int_equal(first_out_of_order, -1);
+  mim_message_list *h = NULL;
+  assert_int_equal(mim_history(sa, 0, &h), MIM_OK);
+  assert_int_equal(h->count, N);
+  for (int i = 0; i < N; i++)
+    assert_string_equal(h->messages[i].id, ids[i]);
+  mim_message_list_free(h);
+  mim_moderator_stop(mod);
+  mim_leave(sa);
+  collector_free(&a);
+}
+
 static void test_moderator_two_chats(void **state) {
   (void)state;
   char c1[64], c2[64];
@@ -1098,6 +1142,7 @@ int main(void) {
       cmocka_unit_test(test_moderated_mode),
       cmocka_unit_test(test_moderator_stop_in_flight),
       cmocka_unit_test(test_moderator_two_chats),
+      cmocka_unit_test(test_moderator_keeps_order),
       cmocka_unit_test(test_leave_while_streaming),
       cmocka_unit_test(test_reconnect_gap_fill_from_list),
       cmocka_unit_test(test_reconnect_with_replay),
