@@ -248,9 +248,56 @@ static int join(party *p, int64_t deadline) {
 
 /* ---- senders ---- */
 
+/* Every sender stops at the gate before its middle message until the late receivers
+ * have joined: with nothing in flight meanwhile, "everything sent after the join began
+ * is shown" is an exact check. (mim_send only queues: with senders running, thousands of
+ * queued messages could be pushed between the snapshot and the join's subscription, and
+ * those beyond history_cap rightly missed.) */
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool closed;
+  int waiting; /* senders at the gate */
+} send_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
+
+static void send_gate_set(bool closed) {
+  pthread_mutex_lock(&send_gate.mu);
+  send_gate.closed = closed;
+  pthread_cond_broadcast(&send_gate.cv);
+  pthread_mutex_unlock(&send_gate.mu);
+}
+
+/* Bounded: a failed test that never reopens the gate must not hang the senders. */
+static void send_gate_pass(void) {
+  int64_t until = test_mono_ms() + 120000L * test_time_scale();
+  pthread_mutex_lock(&send_gate.mu);
+  send_gate.waiting++;
+  pthread_cond_broadcast(&send_gate.cv);
+  while (send_gate.closed && test_mono_ms() < until) {
+    struct timespec ts = test_abs_after_ms(100);
+    pthread_cond_timedwait(&send_gate.cv, &send_gate.mu, &ts);
+  }
+  send_gate.waiting--;
+  pthread_mutex_unlock(&send_gate.mu);
+}
+
+/* true when n senders are at the gate before the deadline. */
+static bool send_gate_wait_for(int n, int64_t deadline) {
+  pthread_mutex_lock(&send_gate.mu);
+  while (send_gate.waiting < n && test_mono_ms() < deadline) {
+    struct timespec ts = test_abs_after_ms(100);
+    pthread_cond_timedwait(&send_gate.cv, &send_gate.mu, &ts);
+  }
+  bool all = send_gate.waiting >= n;
+  pthread_mutex_unlock(&send_gate.mu);
+  return all;
+}
+
 static void *sender_main(void *arg) {
   party *p = arg;
   for (int q = 0; q < p->nmsgs; q++) {
+    if (q == p->nmsgs / 2)
+      send_gate_pass();
     char text[32];
     snprintf(text, sizeof text, "s%d-%d", p->index, q);
     atomic_fetch_add(&p->started, 1);
@@ -522,19 +569,17 @@ static void test_chaos_proxy(void **state) {
   }
 
   chaos_proxy_resume(sc.proxy);
+  send_gate_set(true);
   pthread_t th[MAX_SENDERS];
   for (int k = 0; k < nsenders; k++)
     assert_int_equal(pthread_create(&th[k], NULL, sender_main, &sc.senders[k]), 0);
 
-  /* Half way (half of the messages sent): two more receivers join. The chaos pauses
-   * meanwhile so that the join takes milliseconds: a message sent just before it can
-   * only be missed if `history_cap` newer ones were pushed during the join, and the
-   * check below (nothing sent after the join began is missing) stays exact. */
-  long half = (long)nsenders * nmsgs / 2;
-  while (total_sent(sc.senders, nsenders) < half && test_mono_ms() < deadline) {
-    struct timespec ts = {0, 20 * 1000000L};
-    nanosleep(&ts, NULL); /* polls the senders' progress counters */
-    tick();
+  /* Half way (every sender at its gate, everything before it confirmed): two more
+   * receivers join, the chaos paused meanwhile, then the senders go on. */
+  assert_true(send_gate_wait_for(nsenders, deadline));
+  for (int k = 0; k < nsenders; k++) {
+    party *sp = &sc.senders[k];
+    assert_int_equal(wait_for(sp, &sp->sent_ok, nmsgs / 2, deadline), nmsgs / 2);
   }
   for (int i = nearly; i < nearly + nlate; i++) {
     party *p = &sc.receivers[i];
@@ -547,6 +592,7 @@ static void test_chaos_proxy(void **state) {
     join_failures += join(p, deadline);
     chaos_proxy_resume(sc.proxy);
   }
+  send_gate_set(false);
   for (int k = 0; k < nsenders; k++)
     pthread_join(th[k], NULL);
   int64_t t_sent = test_mono_ms();
