@@ -74,6 +74,12 @@ int mim_local_kill(mim_local *s);
 /* Sends sig to the server without waiting (e.g. SIGUSR1 test controls). 0 or -1. */
 int mim_local_signal(const mim_local *s, int sig);
 
+/* SIGSTOP, then waits until every thread of the server is stopped: kill() only starts a
+ * group stop and each thread stops when it next runs, so on a loaded machine a thread
+ * woken by a request could still answer it after kill() returned. timeout_ms is scaled by
+ * test_time_scale(). 0 when frozen, -1 on error or timeout. Thaw with SIGCONT. */
+int mim_local_freeze(const mim_local *s, int timeout_ms);
+
 /* Non-zero while the server process is still running (it is not reaped). */
 int mim_local_alive(mim_local *s);
 

@@ -15,6 +15,7 @@
 #include <momento/im.h>
 
 #include "mim_local.h"
+#include "test_clock.h"
 #include "time_scale.h"
 
 #include <dirent.h>
@@ -32,12 +33,6 @@
 /* Call deadline of senders: short, so attempts against a frozen server time out (longer
  * in sanitizer builds, which are slow). */
 #define SEND_DEADLINE_MS (getenv("SANITIZE") && *getenv("SANITIZE") ? 4000 : 1000)
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void deadline_after(struct timespec *ts, int ms) {
   clock_gettime(CLOCK_REALTIME, ts);
@@ -67,44 +62,8 @@ static void pause_ms(int ms) {
   nanosleep(&d, NULL);
 }
 
-/* Whether every thread of process pid is stopped (state T in /proc/pid/task/N/stat). */
-static bool all_threads_stopped(pid_t pid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-  DIR *d = opendir(path);
-  if (!d)
-    return false;
-  bool stopped = true;
-  struct dirent *de;
-  while (stopped && (de = readdir(d)) != NULL) {
-    if (de->d_name[0] == '.')
-      continue;
-    char stat_path[96], buf[512];
-    snprintf(stat_path, sizeof stat_path, "/proc/%d/task/%.32s/stat", (int)pid, de->d_name);
-    FILE *f = fopen(stat_path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-      fclose(f);
-    buf[n] = '\0';
-    const char *close_paren = strrchr(buf, ')'); /* the name before it may hold anything */
-    if (close_paren && close_paren[1] == ' ' && close_paren[2] != 'T' && close_paren[2] != 't')
-      stopped = false; /* (a thread that exited meanwhile reads as empty: skipped) */
-  }
-  closedir(d);
-  return stopped;
-}
-
-/* Freezes the server. kill() only starts a group stop: each server thread stops when
- * it next runs, so on a loaded machine a thread woken by a request can still answer it
- * after kill() returned. Waits until every thread is stopped. */
 static void freeze_server(const mim_local *srv) {
-  assert_int_equal(mim_local_signal(srv, SIGSTOP), 0);
-  int64_t deadline = mono_ms() + 10000 * test_time_scale();
-  while (!all_threads_stopped(srv->pid)) {
-    assert_true(mono_ms() < deadline);
-    struct timespec d = {0, 1000000L}; /* polling /proc: there is nothing to block on */
-    nanosleep(&d, NULL);
-  }
+  assert_int_equal(mim_local_freeze(srv, 10000), 0);
 }
 
 /* ---- what a session saw: messages received and send results ---- */
@@ -144,7 +103,7 @@ static void add_rec(log_t *l, rec *arr, size_t *n, const char *id, const char *t
     snprintf(r->id, sizeof r->id, "%s", id);
     snprintf(r->text, sizeof r->text, "%s", text);
     r->status = st;
-    r->at_ms = mono_ms();
+    r->at_ms = test_mono_ms();
   }
   pthread_cond_broadcast(&l->cv);
   pthread_mutex_unlock(&l->mu);
@@ -311,9 +270,9 @@ static void test_frozen_server(void **state) {
   send_range(f.ss, 0, 5, ids);
   int r0 = atomic_load(&retries);
   freeze_server(f.srv);
-  int64_t t0 = mono_ms();
+  int64_t t0 = test_mono_ms();
   send_range(f.ss, 5, 20, ids); /* the first one times out and queues; the rest queue */
-  int64_t left = SEND_DEADLINE_MS + 300 - (mono_ms() - t0); /* the first attempt expires */
+  int64_t left = SEND_DEADLINE_MS + 300 - (test_mono_ms() - t0); /* the first attempt expires */
   if (left > 0)
     pause_ms((int)left);
   assert_int_equal(mim_local_signal(f.srv, SIGCONT), 0);
@@ -404,7 +363,7 @@ static void test_leave_reports_pending(void **state) {
   char ids[5][MIM_MESSAGE_ID_SIZE];
   freeze_server(f.srv);
   send_range(f.ss, 0, 5, ids);
-  int64_t t0 = mono_ms();
+  int64_t t0 = test_mono_ms();
   mim_leave(f.ss);
   f.ss = NULL;
   pthread_mutex_lock(&f.slog.mu);
@@ -433,9 +392,9 @@ static void test_not_retried(void **state) {
   log_init(&l);
   mim_session *s = join(c, "denied", 0, 0, &l);
   char id[MIM_MESSAGE_ID_SIZE] = "";
-  int64_t t0 = mono_ms();
+  int64_t t0 = test_mono_ms();
   assert_int_equal(mim_send(s, "no", id), MIM_ERR_PERMISSION_DENIED);
-  assert_true(mono_ms() - t0 < SEND_DEADLINE_MS);
+  assert_true(test_mono_ms() - t0 < SEND_DEADLINE_MS);
   assert_string_equal(id, "");
   /* Frozen: the first attempt times out, the message is queued, the retry is refused. */
   freeze_server(srv);

@@ -779,7 +779,7 @@ static void test_unconfirmed_first_attempt_times_out(void **state) {
   (void)state;
   mim_local *s = start_private(0);
   mim_client *c = client_with_deadline(s, s->root_key, 600);
-  assert_int_equal(mim_local_signal(s, SIGSTOP), 0);
+  assert_int_equal(mim_local_freeze(s, 10000), 0);
   rec *r = rec_new();
   mim_subscription_callbacks cb = callbacks(r);
   mim_subscription *sub = NULL;
@@ -886,7 +886,7 @@ static void test_watchdog_frozen_server(void **state) {
       .heartbeat_timeout_ms = 4 * HEARTBEAT_MS, .backoff_initial_ms = 50, .backoff_max_ms = 200};
   mim_subscription *sub = subscribe(c, "frozen", r, &so);
   assert_int_equal(rec_wait(r, &r->heartbeats, 2, WAIT_MS), 2);
-  assert_int_equal(mim_local_signal(s, SIGSTOP), 0);
+  assert_int_equal(mim_local_freeze(s, 10000), 0);
   int64_t t0 = test_mono_ms();
   assert_int_equal(rec_wait(r, &r->reconnecting, 1, WAIT_MS), 1);
   int64_t noticed = test_mono_ms() - t0;
