@@ -806,28 +806,45 @@ static void test_unconfirmed_first_attempt_times_out(void **state) {
 
 /* ---- backoff: full jitter under a growing cap, reset by a confirmed stream ---- */
 
-/* Re-subscribe delays the library logged ("... re-subscribing in N ms"), in order. */
+/* Re-subscribe delays the library logged ("... re-subscribing in N ms"), in order, with
+ * CONNECTED_MARK wherever the subscription reported CONNECTED (a confirmed stream), so
+ * that the check can look at the first delay after each confirmation: on a loaded
+ * machine a stream can also be lost between the test's steps. */
+#define CONNECTED_MARK (-1)
 static struct {
   pthread_mutex_t mu;
   int n;
   long long delay[256];
 } delays = {PTHREAD_MUTEX_INITIALIZER, 0, {0}};
 
+static void delays_add(long long v) {
+  pthread_mutex_lock(&delays.mu);
+  if (delays.n < 256)
+    delays.delay[delays.n++] = v;
+  pthread_mutex_unlock(&delays.mu);
+}
+
 static void capture_delays(mim_log_level level, const char *msg, void *user) {
   (void)level;
   (void)user;
   const char *p = strstr(msg, "re-subscribing in ");
-  if (!p || !strstr(msg, "backoff"))
-    return;
-  pthread_mutex_lock(&delays.mu);
-  if (delays.n < 256)
-    delays.delay[delays.n++] = atoll(p + strlen("re-subscribing in "));
-  pthread_mutex_unlock(&delays.mu);
+  if (p && strstr(msg, "stream of backoff lost"))
+    delays_add(atoll(p + strlen("re-subscribing in ")));
 }
 
+static void on_state_marking(void *user, mim_subscription_state st, mim_status status,
+                             const char *detail) {
+  if (st == MIM_SUB_CONNECTED)
+    delays_add(CONNECTED_MARK);
+  on_state(user, st, status, detail);
+}
+
+/* Delays logged so far, not counting the marks. */
 static int delays_count(void) {
   pthread_mutex_lock(&delays.mu);
-  int n = delays.n;
+  int n = 0;
+  for (int i = 0; i < delays.n; i++)
+    n += delays.delay[i] != CONNECTED_MARK;
   pthread_mutex_unlock(&delays.mu);
   return n;
 }
@@ -839,8 +856,11 @@ static void test_backoff_grows_and_resets(void **state) {
   mim_client *c = client_for(s, s->root_key);
   rec *r = rec_new();
   mim_subscribe_options so = {.backoff_initial_ms = 20, .backoff_max_ms = 160};
-  mim_subscription *sub = subscribe(c, "backoff", r, &so);
   mim_set_log_callback(capture_delays, MIM_LOG_INFO, NULL);
+  mim_subscription_callbacks cb = callbacks(r);
+  cb.on_state = on_state_marking;
+  mim_subscription *sub = NULL;
+  assert_int_equal(mim_topic_subscribe(c, CACHE, "backoff", &so, &cb, &sub), MIM_OK);
   assert_true(mim_local_stop(s) >= 0);
   /* Server gone: attempts fail fast; wait for a few of them. */
   int64_t until = test_mono_ms() + RECONNECT_MS;
@@ -850,24 +870,36 @@ static void test_backoff_grows_and_resets(void **state) {
   }
   s = start_private(port);
   assert_true(rec_wait(r, &r->connected, 2, RECONNECT_MS) >= 2);
-  int before_reset = delays_count();
-  assert_true(before_reset >= 7);
+  assert_true(delays_count() >= 7);
   /* A confirmed stream resets the backoff: the next loss starts at the initial cap. */
   assert_int_equal(mim_local_signal(s, SIGUSR1), 0);
   assert_true(rec_wait(r, &r->connected, 3, RECONNECT_MS) >= 3);
   mim_set_log_callback(NULL, MIM_LOG_ERROR, NULL);
   pthread_mutex_lock(&delays.mu);
+  /* The outage: delays after the first confirmation, up to the next, under a cap that
+   * doubles from 20 to 160. */
+  assert_int_equal(delays.delay[0], CONNECTED_MARK);
   long long cap = 20, max_seen = 0;
-  for (int i = 0; i < 7; i++) {
+  int i = 1, in_outage = 0;
+  for (; i < delays.n && delays.delay[i] != CONNECTED_MARK; i++, in_outage++) {
     assert_true(delays.delay[i] >= 0);
     assert_true(delays.delay[i] <= cap);
     if (delays.delay[i] > max_seen)
       max_seen = delays.delay[i];
     cap = cap * 2 > 160 ? 160 : cap * 2;
   }
+  assert_true(in_outage >= 7);
   assert_true(max_seen > 20); /* the cap did grow (7 uniform draws all <= 20: ~never) */
-  assert_true(delays.n > before_reset);
-  assert_true(delays.delay[before_reset] <= 20);
+  /* Every loss right after a confirmation (the restart's, then SIGUSR1's) is back at the
+   * initial cap. */
+  int resets = 0;
+  for (; i + 1 < delays.n; i++) {
+    if (delays.delay[i] == CONNECTED_MARK && delays.delay[i + 1] != CONNECTED_MARK) {
+      assert_true(delays.delay[i + 1] <= 20);
+      resets++;
+    }
+  }
+  assert_true(resets >= 1);
   pthread_mutex_unlock(&delays.mu);
   mim_topic_unsubscribe(sub);
   rec_free(r);
