@@ -440,7 +440,10 @@ static void test_compaction_while_serving(void **state) {
     usleep(20000);
   }
   assert_true(file_size(f, "log") <= 4096);
-  assert_true(file_size(f, "snapshot") > 60 * 90);
+  /* A compaction ran (the tick may come part-way through the pushes on a slow run, so
+   * the rest is still in the log): every value is in one of the two files. */
+  assert_true(file_size(f, "snapshot") > 0);
+  assert_true(file_size(f, "snapshot") + file_size(f, "log") > 60 * 90);
   assert_list(f, CACHE, "big", want);
   kill9(f);
   start(f, "interval");
