@@ -10,6 +10,7 @@
 #include "transport.h"
 
 #include "error.h"
+#include "tsan_handoff.h" /* a call handed to the event/cq thread via gRPC */
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -112,29 +113,6 @@ struct mim_transport {
   bool wake_pending;
   event_tag wake_tag;
 };
-
-/*
- * A call is built on the caller's thread and then handled on the event thread; the
- * completion queue orders the two, but inside uninstrumented libgrpc, so ThreadSanitizer
- * cannot see it. These annotations describe that hand-off (no-ops in normal builds).
- */
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MIM_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define MIM_TSAN 1
-#endif
-#ifdef MIM_TSAN
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define HANDOFF_RELEASE(p) __tsan_release(p)
-#define HANDOFF_ACQUIRE(p) __tsan_acquire(p)
-#else
-#define HANDOFF_RELEASE(p) ((void)(p))
-#define HANDOFF_ACQUIRE(p) ((void)(p))
-#endif
 
 /* The transport whose event thread is the current thread (NULL elsewhere). */
 static _Thread_local mim_transport *tls_event_transport;

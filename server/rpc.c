@@ -3,6 +3,7 @@
  * reference on its srv_call, so a call is freed when the last of them lets go. */
 #include "rpc.h"
 
+#include "tsan_handoff.h" /* a call handed to the event/cq thread via gRPC */
 #include "util.h"
 
 #include <dlfcn.h>
@@ -16,29 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A tag passed to grpc_call_start_batch / grpc_server_request_call comes back from
- * grpc_completion_queue_next on some cq_thread, and what the starting thread wrote before
- * the batch (e.g. final_buf) is read there. The completion queue orders the two inside
- * uninstrumented libgrpc, invisible to ThreadSanitizer: these annotations state that
- * hand-off (no-ops in other builds). */
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SRV_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define SRV_TSAN 1
-#endif
-#ifdef SRV_TSAN
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define HANDOFF_RELEASE(p) __tsan_release(p)
-#define HANDOFF_ACQUIRE(p) __tsan_acquire(p)
-#else
-#define HANDOFF_RELEASE(p) ((void)(p))
-#define HANDOFF_ACQUIRE(p) ((void)(p))
-#endif
 
 #define MAX_CQ_THREADS 8
 #define MAX_HOT_METHODS 16
