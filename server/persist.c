@@ -384,18 +384,30 @@ static bool ring_put_locked(persist *p, const char *cache, const char *topic, co
 
 /* ---- replay ---- */
 
-static bool replay_list_set(store *s, rd *r, const char *cache, st_bytes key) {
-  int64_t exp = (int64_t)get_le(r, 8);
+/* A count, then that many values (pointing into the record); NULL when the record is
+ * short or out of memory. Free the array (not the values). */
+static st_bytes *get_values(rd *r, uint32_t *count) {
   uint32_t n = (uint32_t)get_le(r, 4);
   if (r->bad || n > r->left / 4) {
-    return false;
+    return NULL;
   }
   st_bytes *vals = calloc(n ? n : 1, sizeof *vals);
   if (!vals) {
-    return false;
+    return NULL;
   }
   for (uint32_t i = 0; i < n; i++) {
     vals[i] = get_bytes(r);
+  }
+  *count = n;
+  return vals;
+}
+
+static bool replay_list_set(store *s, rd *r, const char *cache, st_bytes key) {
+  int64_t exp = (int64_t)get_le(r, 8);
+  uint32_t n = 0;
+  st_bytes *vals = get_values(r, &n);
+  if (!vals) {
+    return false;
   }
   bool ok = !r->bad && store_restore_list(s, cache, key, vals, n, false, true, 0, exp) != ST_NOMEM;
   free(vals);
@@ -406,16 +418,10 @@ static bool replay_push(store *s, rd *r, const char *cache, st_bytes key) {
   uint8_t flags = (uint8_t)get_le(r, 1);
   uint32_t truncate = (uint32_t)get_le(r, 4);
   int64_t exp = (int64_t)get_le(r, 8);
-  uint32_t n = (uint32_t)get_le(r, 4);
-  if (r->bad || n > r->left / 4) {
-    return false;
-  }
-  st_bytes *vals = calloc(n ? n : 1, sizeof *vals);
+  uint32_t n = 0;
+  st_bytes *vals = get_values(r, &n);
   if (!vals) {
     return false;
-  }
-  for (uint32_t i = 0; i < n; i++) {
-    vals[i] = get_bytes(r);
   }
   bool ok = !r->bad && store_restore_list(s, cache, key, vals, n, flags & 1, flags & 2, truncate,
                                           exp) != ST_NOMEM;
