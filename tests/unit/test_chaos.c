@@ -293,6 +293,20 @@ static bool send_gate_wait_for(int n, int64_t deadline) {
   return all;
 }
 
+/* Waits (bounded) until every sender has nmsgs confirmed, then adds up the outcomes. */
+static void sum_send_results(party *senders, int nsenders, int nmsgs, int64_t deadline, long *ok,
+                             long *failed, long *errors) {
+  for (int k = 0; k < nsenders; k++) {
+    party *p = &senders[k];
+    wait_for(p, &p->sent_ok, nmsgs, deadline);
+    pthread_mutex_lock(&p->mu);
+    *ok += p->sent_ok;
+    *failed += p->sent_failed;
+    *errors += p->send_errors;
+    pthread_mutex_unlock(&p->mu);
+  }
+}
+
 static void *sender_main(void *arg) {
   party *p = arg;
   for (int q = 0; q < p->nmsgs; q++) {
@@ -599,15 +613,7 @@ static void test_chaos_proxy(void **state) {
 
   /* Every send finally succeeds (outbox retries), then every receiver has everything. */
   long sent_ok = 0, sent_failed = 0, send_errors = 0;
-  for (int k = 0; k < nsenders; k++) {
-    party *p = &sc.senders[k];
-    wait_for(p, &p->sent_ok, nmsgs, deadline);
-    pthread_mutex_lock(&p->mu);
-    sent_ok += p->sent_ok;
-    sent_failed += p->sent_failed;
-    send_errors += p->send_errors;
-    pthread_mutex_unlock(&p->mu);
-  }
+  sum_send_results(sc.senders, nsenders, nmsgs, deadline, &sent_ok, &sent_failed, &send_errors);
   long total = (long)nsenders * nmsgs;
   for (int i = 0; i < nearly; i++)
     wait_for(&sc.receivers[i], &sc.receivers[i].distinct, total, deadline);
@@ -744,15 +750,7 @@ static void run_restart(bool persist) {
     pthread_join(th[k], NULL);
 
   long sent_ok = 0, sent_failed = 0, send_errors = 0;
-  for (int k = 0; k < nsenders; k++) {
-    party *p = &sc.senders[k];
-    wait_for(p, &p->sent_ok, nmsgs, deadline);
-    pthread_mutex_lock(&p->mu);
-    sent_ok += p->sent_ok;
-    sent_failed += p->sent_failed;
-    send_errors += p->send_errors;
-    pthread_mutex_unlock(&p->mu);
-  }
+  sum_send_results(sc.senders, nsenders, nmsgs, deadline, &sent_ok, &sent_failed, &send_errors);
   /* Each sender's last message comes live after the restart, after the gap-fill (if any)
    * and its report: once every party shows them, it has shown all it ever will. */
   party *all[MAX_SENDERS + MAX_RECEIVERS];
