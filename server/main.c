@@ -470,6 +470,19 @@ static bool announce(app *a, const options *o, int port) {
   return true;
 }
 
+/* Test hook (server/README.md): MIM_LOCAL_SHUTDOWN_PAUSE_MS=N (at most 10000) waits N ms
+ * after the subscription streams ended and before the rpc layer stops, so a test can
+ * reliably re-subscribe in that window and see it refused. */
+static void shutdown_pause_for_tests(void) {
+  const char *v = getenv("MIM_LOCAL_SHUTDOWN_PAUSE_MS");
+  long ms = v ? strtol(v, NULL, 10) : 0;
+  if (ms > 0) {
+    struct timespec ts = {.tv_sec = (ms > 10000 ? 10000 : ms) / 1000,
+                          .tv_nsec = ((ms > 10000 ? 10000 : ms) % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
 /* Waits for SIGINT/SIGTERM. SIGUSR1 (for tests) cuts every subscription stream with
  * UNAVAILABLE and keeps serving, so clients exercise their resume path. */
 static int wait_for_signal(app *a, const sigset_t *set) {
@@ -508,6 +521,7 @@ int main(int argc, char **argv) {
   }
   if (a.ps) {
     pubsub_shutdown(a.ps);
+    shutdown_pause_for_tests();
   }
   srv_rpc_stop(rpc, 2000);
   app_free(&a);

@@ -52,6 +52,7 @@ struct pubsub {
   pthread_mutex_t subs_mu;
   sub *subs;
   size_t nsubs;
+  bool closed; /* under subs_mu: shutting down, no new subscriber is linked */
   grpc_slice heartbeat;
   pthread_t thread;
   pthread_mutex_t tick_mu;
@@ -240,6 +241,20 @@ static void send_discontinuity(sub *s, uint64_t last, uint64_t next, uint64_t pa
   grpc_slice_unref(msg);
 }
 
+static void unlink_sub(pubsub *ps, sub *s) {
+  pthread_mutex_lock(&ps->subs_mu);
+  if (s->prev) {
+    s->prev->next = s->next;
+  } else {
+    ps->subs = s->next;
+  }
+  if (s->next) {
+    s->next->prev = s->prev;
+  }
+  ps->nsubs--;
+  pthread_mutex_unlock(&ps->subs_mu);
+}
+
 /* Removes s from its topic and from the list of all subscribers, then ends its stream.
  * Only the first caller does anything; it drops the membership reference. */
 static void sub_detach(sub *s, grpc_status_code code, const char *msg) {
@@ -255,18 +270,7 @@ static void sub_detach(sub *s, grpc_status_code code, const char *msg) {
     }
   }
   pthread_mutex_unlock(&t->mu);
-  pubsub *ps = s->ps;
-  pthread_mutex_lock(&ps->subs_mu);
-  if (s->prev) {
-    s->prev->next = s->next;
-  } else {
-    ps->subs = s->next;
-  }
-  if (s->next) {
-    s->next->prev = s->prev;
-  }
-  ps->nsubs--;
-  pthread_mutex_unlock(&ps->subs_mu);
+  unlink_sub(s->ps, s);
   srv_stream_finish(s->call, code, msg, true);
   sub_unref(s);
 }
@@ -421,15 +425,21 @@ static void queue_replay_locked(topic *t, sub *s, uint64_t resume_at, uint64_t p
   }
 }
 
-static void link_sub(pubsub *ps, sub *s) {
+/* false once the server is shutting down: pubsub_shutdown has ended (or is ending) the
+ * streams of the list, and one linked after it would stay open until the grace ran out. */
+static bool link_sub(pubsub *ps, sub *s) {
   pthread_mutex_lock(&ps->subs_mu);
-  s->next = ps->subs;
-  if (ps->subs) {
-    ps->subs->prev = s;
+  bool open = !ps->closed;
+  if (open) {
+    s->next = ps->subs;
+    if (ps->subs) {
+      ps->subs->prev = s;
+    }
+    ps->subs = s;
+    ps->nsubs++;
   }
-  ps->subs = s;
-  ps->nsubs++;
   pthread_mutex_unlock(&ps->subs_mu);
+  return open;
 }
 
 static bool topic_add_sub(topic *t, sub *s) {
@@ -457,11 +467,16 @@ static ps_result attach_locked(pubsub *ps, topic *t, sub *s, uint64_t resume_at,
   if (!topic_add_sub(t, s)) {
     return PS_NOMEM;
   }
+  /* Linked before the close callback is armed: sub_on_close unlinks. */
+  if (!link_sub(ps, s)) {
+    t->nsubs--;
+    return PS_STOPPING;
+  }
   if (!srv_stream_on_close(s->call, sub_on_close, s)) {
     t->nsubs--; /* the client is already gone: nothing to serve */
+    unlink_sub(ps, s);
     return PS_GONE;
   }
-  link_sub(ps, s);
   /* The first item confirms the subscription: everything published from now on is
    * queued behind it, since publishers take this same topic lock. */
   send_item(s, ps->heartbeat, 0);
@@ -709,6 +724,9 @@ void pubsub_shutdown(pubsub *ps) {
     pthread_join(ps->thread, NULL);
     ps->thread_started = false;
   }
+  pthread_mutex_lock(&ps->subs_mu);
+  ps->closed = true;
+  pthread_mutex_unlock(&ps->subs_mu);
   pubsub_end_streams(ps, GRPC_STATUS_UNAVAILABLE, "server shutting down");
 }
 

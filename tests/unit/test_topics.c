@@ -907,6 +907,30 @@ static void test_backoff_grows_and_resets(void **state) {
   assert_int_equal(mim_local_stop(s), 0);
 }
 
+/* A subscription that comes back while the server shuts down is refused: it must not be
+ * told CONNECTED by a dying server (nor hold its shutdown until the grace runs out). The
+ * hook widens the window between the streams' end and the rpc layer's stop to 800 ms,
+ * in which the client retries every 10-20 ms. */
+static void test_shutdown_refuses_new_subscriptions(void **state) {
+  (void)state;
+  setenv("MIM_LOCAL_SHUTDOWN_PAUSE_MS", "800", 1);
+  mim_local *s = start_private(0);
+  unsetenv("MIM_LOCAL_SHUTDOWN_PAUSE_MS");
+  mim_client *c = client_for(s, s->root_key);
+  rec *r = rec_new();
+  mim_subscribe_options so = {.backoff_initial_ms = 10, .backoff_max_ms = 20};
+  mim_subscription *sub = subscribe(c, "dying", r, &so);
+  assert_int_equal(rec_wait(r, &r->connected, 1, WAIT_MS), 1);
+  assert_int_equal(mim_local_stop(s), 0);
+  assert_true(rec_wait(r, &r->reconnecting, 1, WAIT_MS) >= 1);
+  pthread_mutex_lock(&r->mu);
+  assert_int_equal(r->connected, 1);
+  pthread_mutex_unlock(&r->mu);
+  mim_topic_unsubscribe(sub);
+  rec_free(r);
+  mim_client_free(c);
+}
+
 /* ---- heartbeat watchdog: a frozen server ---- */
 
 static void test_watchdog_frozen_server(void **state) {
@@ -1134,6 +1158,7 @@ int main(void) {
       cmocka_unit_test(test_reconnect_after_restart),
       cmocka_unit_test(test_watchdog_frozen_server),
       cmocka_unit_test(test_backoff_grows_and_resets),
+      cmocka_unit_test(test_shutdown_refuses_new_subscriptions),
       cmocka_unit_test(test_unconfirmed_first_attempt_times_out),
       cmocka_unit_test(test_unsubscribe_races_flood),
       cmocka_unit_test(test_concurrent_subscribers),
