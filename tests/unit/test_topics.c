@@ -734,7 +734,8 @@ static void test_reconnect_after_restart(void **state) {
   uint64_t old_page = mim_subscription_sequence_page(sub);
 
   assert_true(mim_local_stop(s) >= 0);
-  assert_int_equal(rec_wait(r, &r->reconnecting, 1, WAIT_MS), 1);
+  /* (more than one when a slow stop let the client retry meanwhile) */
+  assert_true(rec_wait(r, &r->reconnecting, 1, WAIT_MS) >= 1);
   s = start_private(port);
   assert_int_equal(s->port, port);
   assert_true(rec_wait(r, &r->connected, 2, RECONNECT_MS) >= 2);
