@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,7 +228,51 @@ static void remove_files(mim_local *s) {
   s->dir[0] = '\0';
 }
 
+/* Servers started and not yet stopped. A failed cmocka assertion leaves its test
+ * without reaching mim_local_stop; at exit the ones left are killed and freed, so the
+ * failure is not followed by a leak report and a stray process. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static mim_local *live_head;
+static pthread_once_t live_once = PTHREAD_ONCE_INIT;
+
+static void kill_leftovers(void) {
+  for (int i = 0; i < 4096; i++) { /* bounded: each pass removes one */
+    pthread_mutex_lock(&live_mu);
+    mim_local *s = live_head;
+    pthread_mutex_unlock(&live_mu);
+    if (s == NULL)
+      return;
+    fprintf(stderr, "mim_local: pid %d still running at exit (its test ended early); killing it\n",
+            (int)s->pid);
+    (void)mim_local_kill(s);
+  }
+}
+
+static void register_atexit(void) {
+  (void)atexit(kill_leftovers);
+}
+
+static void live_add(mim_local *s) {
+  (void)pthread_once(&live_once, register_atexit);
+  pthread_mutex_lock(&live_mu);
+  s->next_live = live_head;
+  live_head = s;
+  pthread_mutex_unlock(&live_mu);
+}
+
+static void live_remove(mim_local *s) {
+  pthread_mutex_lock(&live_mu);
+  for (mim_local **p = &live_head; *p != NULL; p = &(*p)->next_live) {
+    if (*p == s) {
+      *p = s->next_live;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&live_mu);
+}
+
 static void release(mim_local *s) {
+  live_remove(s);
   if (s->out_fd >= 0) {
     close(s->out_fd);
   }
@@ -426,6 +471,7 @@ int mim_local_start(const mim_local_opts *opts, mim_local **out) {
     release(s);
     return -1;
   }
+  live_add(s);
   int timeout = o->start_timeout_ms > 0 ? o->start_timeout_ms : DEFAULT_START_TIMEOUT_MS;
   if (wait_ready(s, timeout, bin) != 0) {
     (void)mim_local_kill(s);

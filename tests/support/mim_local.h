@@ -55,6 +55,7 @@ typedef struct mim_local {
   int out_fd; /* read end of the child's stdout pipe (forwarded to ours), or -1 */
   int reaped; /* waitpid done; wstatus valid */
   int wstatus;
+  struct mim_local *next_live; /* the helper's list of servers not stopped yet */
 } mim_local;
 
 /* Spawns the server and waits (bounded) until it is listening: it has printed
@@ -62,6 +63,9 @@ typedef struct mim_local {
  * Returns 0 and *out on success; -1 (message on stderr, child reaped, files removed)
  * if it could not start, exited early, or missed the deadline. */
 int mim_local_start(const mim_local_opts *opts, mim_local **out);
+
+/* Servers still running when the process exits (a test failed before stopping its
+ * server) are killed and freed by an atexit handler, with a line on stderr. */
 
 /* SIGTERM, wait up to 10 s, then SIGKILL. Frees s and removes its files.
  * Returns the exit code if the server exited by itself (0 = clean), 128+signal if a signal

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -129,6 +130,34 @@ static void test_kill_ends_the_process(void **state) {
   assert_int_equal(errno, ESRCH);
 }
 
+/* A test that fails before mim_local_stop: the process's exit kills and frees the server
+ * (removing its files), even a frozen one. */
+static void test_exit_kills_a_server_left_running(void **state) {
+  (void)state;
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t child = fork();
+  assert_true(child >= 0);
+  if (child == 0) {
+    close(fds[0]);
+    mim_local *s = NULL;
+    if (mim_local_start(NULL, &s) != 0 || mim_local_freeze(s, 10000) != 0)
+      _exit(3);
+    ssize_t n = write(fds[1], s->dir, sizeof s->dir);
+    exit(n == (ssize_t)sizeof s->dir ? 0 : 4); /* exit, not _exit: atexit handlers run */
+  }
+  close(fds[1]);
+  char dir[sizeof((mim_local *)NULL)->dir] = "";
+  ssize_t n = read(fds[0], dir, sizeof dir);
+  close(fds[0]);
+  int st = 0;
+  assert_int_equal(waitpid(child, &st, 0), child); /* bounded: the handler uses SIGKILL */
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_int_equal(n, (ssize_t)sizeof dir);
+  assert_false(path_exists(dir));
+}
+
 static void test_missing_binary_fails_fast(void **state) {
   (void)state;
   mim_local_opts o = {.binary = "/nonexistent/mim-local", .start_timeout_ms = 5000};
@@ -150,6 +179,7 @@ int main(void) {
       cmocka_unit_test(test_flags_are_accepted),
       cmocka_unit_test(test_two_servers_get_different_ports),
       cmocka_unit_test(test_kill_ends_the_process),
+      cmocka_unit_test(test_exit_kills_a_server_left_running),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
