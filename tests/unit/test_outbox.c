@@ -84,9 +84,15 @@ typedef struct log {
   size_t nresults;
 } log_t;
 
+/* Error-checking, so a teardown can release the lock an assertion left held by this
+ * thread (unlocking one held by another thread is refused). */
 static void log_init(log_t *l) {
   memset(l, 0, sizeof *l);
-  pthread_mutex_init(&l->mu, NULL);
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+  pthread_mutex_init(&l->mu, &a);
+  pthread_mutexattr_destroy(&a);
   pthread_cond_init(&l->cv, NULL);
 }
 
@@ -236,146 +242,158 @@ typedef struct fixture {
   log_t rlog, slog;
   mim_session *rs, *ss;
   char port_arg[16];
+  bool started; /* the logs are initialised */
 } fixture;
 
 static void fixture_start(fixture *f, const char *chat, uint32_t limit, uint32_t flush_ms) {
-  memset(f, 0, sizeof *f);
   f->srv = start_server(0, f->port_arg, true);
   log_init(&f->rlog);
   log_init(&f->slog);
+  f->started = true;
   f->rc = new_client(f->srv->root_key, 10000);
   f->sc = new_client(f->srv->root_key, SEND_DEADLINE_MS);
   f->rs = join(f->rc, chat, 0, 0, &f->rlog);
   f->ss = join(f->sc, chat, limit, flush_ms, &f->slog);
 }
 
-static void fixture_stop(fixture *f) {
+/* The fixture lives on the heap and is torn down by cmocka even when an assertion ended
+ * the test early: its sessions' callbacks must never write into a reused stack frame. */
+static int fixture_setup(void **state) {
+  *state = calloc(1, sizeof(fixture));
+  return *state ? 0 : -1;
+}
+
+static int fixture_teardown(void **state) {
+  fixture *f = *state;
+  if (f->srv)
+    (void)mim_local_signal(f->srv, SIGCONT); /* a test may have failed while it was frozen */
+  if (f->started) { /* an assertion may have left a log locked: the callbacks need it */
+    (void)pthread_mutex_unlock(&f->rlog.mu);
+    (void)pthread_mutex_unlock(&f->slog.mu);
+  }
   mim_leave(f->ss);
   mim_leave(f->rs);
   mim_client_free(f->sc);
   mim_client_free(f->rc);
-  log_free(&f->rlog);
-  log_free(&f->slog);
-  if (f->srv)
-    assert_int_equal(mim_local_stop(f->srv), 0);
+  if (f->started) {
+    log_free(&f->rlog);
+    log_free(&f->slog);
+  }
+  int rc = f->srv ? mim_local_stop(f->srv) : 0;
+  free(f);
+  return rc == 0 ? 0 : -1;
 }
 
 /* ---- tests ---- */
 
 static void test_frozen_server(void **state) {
-  (void)state;
-  fixture f;
-  fixture_start(&f, "frozen", 0, 0);
+  fixture *f = *state;
+  fixture_start(f, "frozen", 0, 0);
   char ids[25][MIM_MESSAGE_ID_SIZE];
-  send_range(f.ss, 0, 5, ids);
+  send_range(f->ss, 0, 5, ids);
   int r0 = atomic_load(&retries);
-  freeze_server(f.srv);
+  freeze_server(f->srv);
   int64_t t0 = test_mono_ms();
-  send_range(f.ss, 5, 20, ids); /* the first one times out and queues; the rest queue */
+  send_range(f->ss, 5, 20, ids); /* the first one times out and queues; the rest queue */
   int64_t left = SEND_DEADLINE_MS + 300 - (test_mono_ms() - t0); /* the first attempt expires */
   if (left > 0)
     pause_ms((int)left);
-  assert_int_equal(mim_local_signal(f.srv, SIGCONT), 0);
-  assert_all_sent(&f.slog, ids, 25);
+  assert_int_equal(mim_local_signal(f->srv, SIGCONT), 0);
+  assert_all_sent(&f->slog, ids, 25);
   assert_true(atomic_load(&retries) > r0);
-  assert_received_in_order(&f.rlog, ids, 25);
-  assert_received_in_order(&f.slog, ids, 25); /* the sender sees its own once too */
-  assert_history(f.rs, ids, 25);
-  fixture_stop(&f);
+  assert_received_in_order(&f->rlog, ids, 25);
+  assert_received_in_order(&f->slog, ids, 25); /* the sender sees its own once too */
+  assert_history(f->rs, ids, 25);
 }
 
 static void test_streams_cut(void **state) {
-  (void)state;
-  fixture f;
-  fixture_start(&f, "cut", 0, 0);
+  fixture *f = *state;
+  fixture_start(f, "cut", 0, 0);
   char ids[30][MIM_MESSAGE_ID_SIZE];
   for (int k = 0; k < 3; k++) {
-    assert_int_equal(mim_local_signal(f.srv, SIGUSR1), 0);
-    send_range(f.ss, k * 10, 10, ids);
+    assert_int_equal(mim_local_signal(f->srv, SIGUSR1), 0);
+    send_range(f->ss, k * 10, 10, ids);
   }
-  assert_all_sent(&f.slog, ids, 30);
-  assert_received_in_order(&f.rlog, ids, 30);
-  assert_history(f.rs, ids, 30);
-  fixture_stop(&f);
+  assert_all_sent(&f->slog, ids, 30);
+  assert_received_in_order(&f->rlog, ids, 30);
+  assert_history(f->rs, ids, 30);
 }
 
 static void test_server_restart(void **state) {
-  (void)state;
-  fixture f;
-  fixture_start(&f, "restart", 0, 0);
-  int port = f.srv->port;
+  fixture *f = *state;
+  fixture_start(f, "restart", 0, 0);
+  int port = f->srv->port;
   char ids[13][MIM_MESSAGE_ID_SIZE];
-  send_range(f.ss, 0, 3, ids);
-  assert_true(wait_count(&f.rlog, &f.rlog.nmsgs, 3, WAIT_MS));
-  assert_int_equal(mim_local_kill(f.srv), 128 + SIGKILL);
-  f.srv = NULL;
-  send_range(f.ss, 3, 10, ids); /* refused at once: all queued */
-  pthread_mutex_lock(&f.slog.mu);
-  size_t before = f.slog.nresults;
-  pthread_mutex_unlock(&f.slog.mu);
-  assert_int_equal(before, 3);
+  send_range(f->ss, 0, 3, ids);
+  assert_true(wait_count(&f->rlog, &f->rlog.nmsgs, 3, WAIT_MS));
+  /* on_send_result runs after mim_send has returned: wait for all three reports. */
+  assert_true(wait_count(&f->slog, &f->slog.nresults, 3, WAIT_MS));
   int r0 = atomic_load(&retries);
-  f.srv = start_server(port, f.port_arg, true);
-  /* Queued sends go out once the server is back; the new server's list holds them. */
-  assert_all_sent(&f.slog, ids, 13);
+  assert_int_equal(mim_local_kill(f->srv), 128 + SIGKILL);
+  f->srv = NULL;
+  send_range(f->ss, 3, 10, ids); /* refused at once: all queued */
+  pthread_mutex_lock(&f->slog.mu);
+  size_t before = f->slog.nresults;
+  pthread_mutex_unlock(&f->slog.mu);
+  assert_int_equal(before, 3);
+  /* The first refusal scheduled a retry; the server may be back before it runs, so
+   * later attempts need not fail again. */
   assert_true(atomic_load(&retries) > r0);
+  f->srv = start_server(port, f->port_arg, true);
+  /* Queued sends go out once the server is back; the new server's list holds them. */
+  assert_all_sent(&f->slog, ids, 13);
   mim_message_list *h = NULL;
-  assert_int_equal(mim_history(f.rs, 0, &h), MIM_OK);
+  assert_int_equal(mim_history(f->rs, 0, &h), MIM_OK);
   assert_int_equal(h->count, 10);
   for (int i = 0; i < 10; i++)
     assert_string_equal(h->messages[i].id, ids[3 + i]);
   mim_message_list_free(h);
   /* The receiver's subscription reconnects by itself and gets each of them once. */
-  assert_true(wait_count(&f.rlog, &f.rlog.nmsgs, 13, WAIT_MS));
-  pthread_mutex_lock(&f.rlog.mu);
-  assert_int_equal(f.rlog.nmsgs, 13);
+  assert_true(wait_count(&f->rlog, &f->rlog.nmsgs, 13, WAIT_MS));
+  pthread_mutex_lock(&f->rlog.mu);
+  assert_int_equal(f->rlog.nmsgs, 13);
   for (int i = 0; i < 13; i++) {
     int seen = 0;
-    for (size_t j = 0; j < f.rlog.nmsgs; j++)
-      seen += strcmp(f.rlog.msgs[j].id, ids[i]) == 0;
+    for (size_t j = 0; j < f->rlog.nmsgs; j++)
+      seen += strcmp(f->rlog.msgs[j].id, ids[i]) == 0;
     assert_int_equal(seen, 1);
   }
-  pthread_mutex_unlock(&f.rlog.mu);
-  fixture_stop(&f);
+  pthread_mutex_unlock(&f->rlog.mu);
 }
 
 static void test_outbox_full(void **state) {
-  (void)state;
-  fixture f;
-  fixture_start(&f, "full", 4, 0);
+  fixture *f = *state;
+  fixture_start(f, "full", 4, 0);
   char ids[5][MIM_MESSAGE_ID_SIZE];
-  freeze_server(f.srv);
-  send_range(f.ss, 0, 4, ids);
+  freeze_server(f->srv);
+  send_range(f->ss, 0, 4, ids);
   char extra[MIM_MESSAGE_ID_SIZE] = "";
-  assert_int_equal(mim_send(f.ss, "m004", extra), MIM_ERR_RESOURCE_EXHAUSTED);
+  assert_int_equal(mim_send(f->ss, "m004", extra), MIM_ERR_RESOURCE_EXHAUSTED);
   assert_string_equal(extra, "");
-  assert_int_equal(mim_local_signal(f.srv, SIGCONT), 0);
-  assert_all_sent(&f.slog, ids, 4);
+  assert_int_equal(mim_local_signal(f->srv, SIGCONT), 0);
+  assert_all_sent(&f->slog, ids, 4);
   assert_true(atomic_load(&retries) > 0);
-  assert_received_in_order(&f.rlog, ids, 4);
-  fixture_stop(&f);
+  assert_received_in_order(&f->rlog, ids, 4);
 }
 
 static void test_leave_reports_pending(void **state) {
-  (void)state;
-  fixture f;
-  fixture_start(&f, "leave", 0, 500);
+  fixture *f = *state;
+  fixture_start(f, "leave", 0, 500);
   char ids[5][MIM_MESSAGE_ID_SIZE];
-  freeze_server(f.srv);
-  send_range(f.ss, 0, 5, ids);
+  freeze_server(f->srv);
+  send_range(f->ss, 0, 5, ids);
   int64_t t0 = test_mono_ms();
-  mim_leave(f.ss);
-  f.ss = NULL;
-  pthread_mutex_lock(&f.slog.mu);
-  assert_int_equal(f.slog.nresults, 5);
+  mim_leave(f->ss);
+  f->ss = NULL;
+  pthread_mutex_lock(&f->slog.mu);
+  assert_int_equal(f->slog.nresults, 5);
   for (int i = 0; i < 5; i++) {
-    assert_string_equal(f.slog.results[i].id, ids[i]);
-    assert_int_equal(f.slog.results[i].status, MIM_ERR_CANCELLED);
-    assert_true(f.slog.results[i].at_ms - t0 < 500 + 1000); /* flush + slack */
+    assert_string_equal(f->slog.results[i].id, ids[i]);
+    assert_int_equal(f->slog.results[i].status, MIM_ERR_CANCELLED);
+    assert_true(f->slog.results[i].at_ms - t0 < 500 + 1000); /* flush + slack */
   }
-  pthread_mutex_unlock(&f.slog.mu);
-  assert_int_equal(mim_local_signal(f.srv, SIGCONT), 0);
-  fixture_stop(&f);
+  pthread_mutex_unlock(&f->slog.mu);
+  assert_int_equal(mim_local_signal(f->srv, SIGCONT), 0);
 }
 
 /* A status not worth retrying (PERMISSION_DENIED: a moderated user pushing to the list)
@@ -455,9 +473,12 @@ static void test_list_duplicates_dropped(void **state) {
 int main(void) {
   mim_set_log_callback(on_log, MIM_LOG_INFO, NULL);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_frozen_server),           cmocka_unit_test(test_streams_cut),
-      cmocka_unit_test(test_server_restart),          cmocka_unit_test(test_outbox_full),
-      cmocka_unit_test(test_leave_reports_pending),   cmocka_unit_test(test_not_retried),
+      cmocka_unit_test_setup_teardown(test_frozen_server, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_streams_cut, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_server_restart, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_outbox_full, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_leave_reports_pending, fixture_setup, fixture_teardown),
+      cmocka_unit_test(test_not_retried),
       cmocka_unit_test(test_list_duplicates_dropped),
   };
   if (getenv("MIM_TEST_FILTER"))
