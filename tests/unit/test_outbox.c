@@ -470,14 +470,16 @@ static void test_list_duplicates_dropped(void **state) {
   assert_int_equal(mim_local_stop(srv), 0);
 }
 
+#define FIXTURE_TEST(t) cmocka_unit_test_setup_teardown(t, fixture_setup, fixture_teardown)
+
 int main(void) {
   mim_set_log_callback(on_log, MIM_LOG_INFO, NULL);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_frozen_server, fixture_setup, fixture_teardown),
-      cmocka_unit_test_setup_teardown(test_streams_cut, fixture_setup, fixture_teardown),
-      cmocka_unit_test_setup_teardown(test_server_restart, fixture_setup, fixture_teardown),
-      cmocka_unit_test_setup_teardown(test_outbox_full, fixture_setup, fixture_teardown),
-      cmocka_unit_test_setup_teardown(test_leave_reports_pending, fixture_setup, fixture_teardown),
+      FIXTURE_TEST(test_frozen_server),
+      FIXTURE_TEST(test_streams_cut),
+      FIXTURE_TEST(test_server_restart),
+      FIXTURE_TEST(test_outbox_full),
+      FIXTURE_TEST(test_leave_reports_pending),
       cmocka_unit_test(test_not_retried),
       cmocka_unit_test(test_list_duplicates_dropped),
   };
