@@ -82,18 +82,25 @@ typedef struct log {
   size_t nmsgs;
   rec results[MAX_RECS];
   size_t nresults;
+  bool test_holds; /* the test thread holds mu (only that thread reads or writes this) */
 } log_t;
 
-/* Error-checking, so a teardown can release the lock an assertion left held by this
- * thread (unlocking one held by another thread is refused). */
 static void log_init(log_t *l) {
   memset(l, 0, sizeof *l);
-  pthread_mutexattr_t a;
-  pthread_mutexattr_init(&a);
-  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-  pthread_mutex_init(&l->mu, &a);
-  pthread_mutexattr_destroy(&a);
+  pthread_mutex_init(&l->mu, NULL);
   pthread_cond_init(&l->cv, NULL);
+}
+
+/* The test thread's lock: it remembers holding it, so the teardown after an assertion
+ * failed inside can release it (the callbacks need it to finish). */
+static void log_lock(log_t *l) {
+  pthread_mutex_lock(&l->mu);
+  l->test_holds = true;
+}
+
+static void log_unlock(log_t *l) {
+  l->test_holds = false;
+  pthread_mutex_unlock(&l->mu);
 }
 
 static void log_free(log_t *l) {
@@ -198,7 +205,7 @@ static void send_range(mim_session *s, int first, int n, char ids[][MIM_MESSAGE_
 /* Every id got exactly one result, MIM_OK. */
 static void assert_all_sent(log_t *l, char ids[][MIM_MESSAGE_ID_SIZE], int n) {
   assert_true(wait_count(l, &l->nresults, (size_t)n, WAIT_MS));
-  pthread_mutex_lock(&l->mu);
+  log_lock(l);
   assert_int_equal(l->nresults, n);
   for (int i = 0; i < n; i++) {
     int seen = 0;
@@ -209,13 +216,13 @@ static void assert_all_sent(log_t *l, char ids[][MIM_MESSAGE_ID_SIZE], int n) {
       }
     assert_int_equal(seen, 1);
   }
-  pthread_mutex_unlock(&l->mu);
+  log_unlock(l);
 }
 
 /* The receiver got m000..m<n-1> exactly once each, in order. */
 static void assert_received_in_order(log_t *l, char ids[][MIM_MESSAGE_ID_SIZE], int n) {
   assert_true(wait_count(l, &l->nmsgs, (size_t)n, WAIT_MS));
-  pthread_mutex_lock(&l->mu);
+  log_lock(l);
   assert_int_equal(l->nmsgs, n);
   for (int i = 0; i < n; i++) {
     char text[32];
@@ -223,7 +230,7 @@ static void assert_received_in_order(log_t *l, char ids[][MIM_MESSAGE_ID_SIZE], 
     assert_string_equal(l->msgs[i].id, ids[i]);
     assert_string_equal(l->msgs[i].text, text);
   }
-  pthread_mutex_unlock(&l->mu);
+  log_unlock(l);
 }
 
 /* mim_history holds m000..m<n-1> once each, in order. */
@@ -267,10 +274,11 @@ static int fixture_teardown(void **state) {
   fixture *f = *state;
   if (f->srv)
     (void)mim_local_signal(f->srv, SIGCONT); /* a test may have failed while it was frozen */
-  if (f->started) { /* an assertion may have left a log locked: the callbacks need it */
-    (void)pthread_mutex_unlock(&f->rlog.mu);
-    (void)pthread_mutex_unlock(&f->slog.mu);
-  }
+  /* An assertion failed while a log was locked: the callbacks need it. */
+  if (f->rlog.test_holds)
+    log_unlock(&f->rlog);
+  if (f->slog.test_holds)
+    log_unlock(&f->slog);
   mim_leave(f->ss);
   mim_leave(f->rs);
   mim_client_free(f->sc);
@@ -332,9 +340,9 @@ static void test_server_restart(void **state) {
   assert_int_equal(mim_local_kill(f->srv), 128 + SIGKILL);
   f->srv = NULL;
   send_range(f->ss, 3, 10, ids); /* refused at once: all queued */
-  pthread_mutex_lock(&f->slog.mu);
+  log_lock(&f->slog);
   size_t before = f->slog.nresults;
-  pthread_mutex_unlock(&f->slog.mu);
+  log_unlock(&f->slog);
   assert_int_equal(before, 3);
   /* The first refusal scheduled a retry; the server may be back before it runs, so
    * later attempts need not fail again. */
@@ -350,7 +358,7 @@ static void test_server_restart(void **state) {
   mim_message_list_free(h);
   /* The receiver's subscription reconnects by itself and gets each of them once. */
   assert_true(wait_count(&f->rlog, &f->rlog.nmsgs, 13, WAIT_MS));
-  pthread_mutex_lock(&f->rlog.mu);
+  log_lock(&f->rlog);
   assert_int_equal(f->rlog.nmsgs, 13);
   for (int i = 0; i < 13; i++) {
     int seen = 0;
@@ -358,7 +366,7 @@ static void test_server_restart(void **state) {
       seen += strcmp(f->rlog.msgs[j].id, ids[i]) == 0;
     assert_int_equal(seen, 1);
   }
-  pthread_mutex_unlock(&f->rlog.mu);
+  log_unlock(&f->rlog);
 }
 
 static void test_outbox_full(void **state) {
@@ -385,14 +393,14 @@ static void test_leave_reports_pending(void **state) {
   int64_t t0 = test_mono_ms();
   mim_leave(f->ss);
   f->ss = NULL;
-  pthread_mutex_lock(&f->slog.mu);
+  log_lock(&f->slog);
   assert_int_equal(f->slog.nresults, 5);
   for (int i = 0; i < 5; i++) {
     assert_string_equal(f->slog.results[i].id, ids[i]);
     assert_int_equal(f->slog.results[i].status, MIM_ERR_CANCELLED);
     assert_true(f->slog.results[i].at_ms - t0 < 500 + 1000); /* flush + slack */
   }
-  pthread_mutex_unlock(&f->slog.mu);
+  log_unlock(&f->slog);
   assert_int_equal(mim_local_signal(f->srv, SIGCONT), 0);
 }
 
@@ -422,12 +430,12 @@ static void test_not_retried(void **state) {
   assert_int_equal(mim_local_signal(srv, SIGCONT), 0);
   assert_true(wait_count(&l, &l.nresults, 1, WAIT_MS));
   mim_leave(s);
-  pthread_mutex_lock(&l.mu);
+  log_lock(&l);
   assert_int_equal(l.nresults, 1);
   assert_int_equal(atomic_load(&retries), r0 + 1); /* the refusal was not retried */
   assert_string_equal(l.results[0].id, id);
   assert_int_equal(l.results[0].status, MIM_ERR_PERMISSION_DENIED);
-  pthread_mutex_unlock(&l.mu);
+  log_unlock(&l);
   log_free(&l);
   mim_client_free(c);
   mim_disposable_token_free(t);
@@ -453,11 +461,11 @@ static void test_list_duplicates_dropped(void **state) {
   log_t l;
   log_init(&l);
   mim_session *s = join(c, "dups", 0, 0, &l);
-  pthread_mutex_lock(&l.mu);
+  log_lock(&l);
   assert_int_equal(l.nmsgs, 2);
   assert_string_equal(l.msgs[0].text, "one");
   assert_string_equal(l.msgs[1].text, "two");
-  pthread_mutex_unlock(&l.mu);
+  log_unlock(&l);
   mim_message_list *h = NULL;
   assert_int_equal(mim_history(s, 0, &h), MIM_OK);
   assert_int_equal(h->count, 2);
