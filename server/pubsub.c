@@ -425,19 +425,17 @@ static void queue_replay_locked(topic *t, sub *s, uint64_t resume_at, uint64_t p
   }
 }
 
-/* false once the server is shutting down: pubsub_shutdown has ended (or is ending) the
- * streams of the list, and one linked after it would stay open until the grace ran out. */
+/* Returns false when the server is shutting down: pubsub_shutdown has ended (or is
+ * ending) the streams of the list, so the caller must end this one itself. */
 static bool link_sub(pubsub *ps, sub *s) {
   pthread_mutex_lock(&ps->subs_mu);
-  bool open = !ps->closed;
-  if (open) {
-    s->next = ps->subs;
-    if (ps->subs) {
-      ps->subs->prev = s;
-    }
-    ps->subs = s;
-    ps->nsubs++;
+  s->next = ps->subs;
+  if (ps->subs) {
+    ps->subs->prev = s;
   }
+  ps->subs = s;
+  ps->nsubs++;
+  bool open = !ps->closed;
   pthread_mutex_unlock(&ps->subs_mu);
   return open;
 }
@@ -457,7 +455,8 @@ static bool topic_add_sub(topic *t, sub *s) {
 }
 
 /* Under the topic lock: registers s everywhere and queues heartbeat + replay. */
-static ps_result attach_locked(pubsub *ps, topic *t, sub *s, uint64_t resume_at, uint64_t page) {
+static ps_result attach_locked(pubsub *ps, topic *t, sub *s, uint64_t resume_at, uint64_t page,
+                               bool *shutting_down) {
   if (t->dead) {
     return PS_GONE;
   }
@@ -467,15 +466,16 @@ static ps_result attach_locked(pubsub *ps, topic *t, sub *s, uint64_t resume_at,
   if (!topic_add_sub(t, s)) {
     return PS_NOMEM;
   }
-  /* Linked before the close callback is armed: sub_on_close unlinks. */
-  if (!link_sub(ps, s)) {
-    t->nsubs--;
-    return PS_STOPPING;
-  }
   if (!srv_stream_on_close(s->call, sub_on_close, s)) {
     t->nsubs--; /* the client is already gone: nothing to serve */
-    unlink_sub(ps, s);
     return PS_GONE;
+  }
+  if (!link_sub(ps, s)) {
+    /* No publisher may reach it (it was added last, under this lock); the caller ends
+     * the stream, which is now owned here like any other. */
+    t->nsubs--;
+    *shutting_down = true;
+    return PS_OK;
   }
   /* The first item confirms the subscription: everything published from now on is
    * queued behind it, since publishers take this same topic lock. */
@@ -500,10 +500,17 @@ ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const 
   atomic_init(&s->last_sent_ms, srv_mono_ms());
   pthread_mutex_lock(&t->mu);
   bool orphan = orphaned_locked(ps, t, cache);
-  ps_result r = orphan ? PS_GONE : attach_locked(ps, t, s, resume_at, page);
+  bool shutting_down = false;
+  ps_result r = orphan ? PS_GONE : attach_locked(ps, t, s, resume_at, page, &shutting_down);
   pthread_mutex_unlock(&t->mu);
   if (orphan) {
     kill_topic(t, GRPC_STATUS_NOT_FOUND, "cache was deleted");
+  }
+  if (shutting_down) {
+    /* Fully attached, so ended like the others: no heartbeat went out, the client sees
+     * UNAVAILABLE rather than a confirmation from a server about to exit. */
+    sub_detach(s, GRPC_STATUS_UNAVAILABLE, "server shutting down");
+    srv_log(LOG_INFO, "a subscription to %s/%s arrived during shutdown; ended it", cache, name);
   }
   if (r != PS_OK) {
     srv_call_unref(call);

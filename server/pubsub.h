@@ -34,9 +34,8 @@ typedef struct pubsub_config {
   struct persist *persist;
 } pubsub_config;
 
-/* PS_UNRECORDED: --data-dir could not record the topic's sequence state; not published.
- * PS_STOPPING: the server is shutting down; no new subscription is accepted. */
-typedef enum { PS_OK = 0, PS_TOO_MANY, PS_GONE, PS_NOMEM, PS_UNRECORDED, PS_STOPPING } ps_result;
+/* PS_UNRECORDED: --data-dir could not record the topic's sequence state; not published. */
+typedef enum { PS_OK = 0, PS_TOO_MANY, PS_GONE, PS_NOMEM, PS_UNRECORDED } ps_result;
 
 /* Starts the heartbeat thread. */
 pubsub *pubsub_new(const pubsub_config *cfg);
@@ -55,8 +54,8 @@ void pubsub_end_streams(pubsub *ps, grpc_status_code code, const char *msg);
 /* Records every topic's exact next sequence number (clean shutdown, after the rpc layer
  * stopped), so a restart continues without a gap. No-op without persistence. */
 void pubsub_persist_topics(pubsub *ps);
-/* Stops the heartbeat thread and ends every stream (UNAVAILABLE); subscriptions that
- * arrive afterwards are refused (PS_STOPPING). */
+/* Stops the heartbeat thread and ends every stream (UNAVAILABLE); a subscription that
+ * arrives afterwards is ended the same way before anything is sent on it. */
 void pubsub_shutdown(pubsub *ps);
 /* Frees everything; after pubsub_shutdown and after the rpc layer drained. */
 void pubsub_free(pubsub *ps);

@@ -100,8 +100,6 @@ static void subscribe(app *a, srv_call *call, const CacheClient__Pubsub__Subscri
     srv_call_fail(call, GRPC_STATUS_NOT_FOUND, "cache not found: %s", cache);
   } else if (res == PS_NOMEM) {
     srv_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-  } else if (res == PS_STOPPING) {
-    srv_call_fail(call, GRPC_STATUS_UNAVAILABLE, "server shutting down");
   } else {
     srv_log(LOG_DEBUG, "subscribed to %s/%s (resume_at %llu)", cache, topic,
             (unsigned long long)r->resume_at_topic_sequence_number);
