@@ -476,9 +476,9 @@ static bool announce(app *a, const options *o, int port) {
 static void shutdown_pause_for_tests(void) {
   const char *v = getenv("MIM_LOCAL_SHUTDOWN_PAUSE_MS");
   long ms = v ? strtol(v, NULL, 10) : 0;
+  ms = ms > 10000 ? 10000 : ms;
   if (ms > 0) {
-    struct timespec ts = {.tv_sec = (ms > 10000 ? 10000 : ms) / 1000,
-                          .tv_nsec = ((ms > 10000 ? 10000 : ms) % 1000) * 1000000L};
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
 }
