@@ -253,7 +253,7 @@ $(FZ)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIBA)
 # tests/scripts/bench_smoke.sh). bench/run.sh installs the peers' Debian packages when
 # missing and then builds the peer programs through `bench-peers` (pkg-config is read then).
 BENCH_B := $(B)/bench
-BENCH_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -O2 -g -Iinclude -Ibench \
+BENCH_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -O2 -g -Iinclude -Ilib -Ibench \
   $(SAN_FLAGS)
 .PHONY: bench bench-smoke bench-build bench-peers
 bench-build: $(BENCH_B)/bench_mim

@@ -4,6 +4,8 @@
 #ifndef MIM_BENCH_COMMON_H
 #define MIM_BENCH_COMMON_H
 
+#include "abs_time.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -148,14 +150,7 @@ static inline void counter_bump(counter *c) {
 
 /* Waits until c->n >= want (or the deadline); returns c->n. */
 static inline long counter_wait(counter *c, long want, int ms) {
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += ms / 1000;
-  dl.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (dl.tv_nsec >= 1000000000L) {
-    dl.tv_sec++;
-    dl.tv_nsec -= 1000000000L;
-  }
+  struct timespec dl = mim_abs_time_after_ms(ms);
   pthread_mutex_lock(&c->mu);
   while (c->n < want)
     if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT)

@@ -19,6 +19,7 @@
  * Send. mim_send hands the envelope to the session's outbox (outbox.c), which sends one
  * message at a time and retries transient failures; a retry may store or publish a
  * message twice, which the id set above (and mim_history) hides from readers. */
+#include "abs_time.h"
 #include "client_internal.h"
 #include "envelope.h"
 #include "error.h"
@@ -555,15 +556,7 @@ static mim_status check_join_args(mim_client *client, const char *cache, const c
 /* Waits for the join to finish. The subscribe and the fetch each have the client's
  * deadline; the bound here only guards against a lower layer that never answers. */
 static mim_status wait_join(mim_session *s, char *detail, size_t detail_size) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  int64_t ms = 3 * mim_client_deadline_ms(s->client) + 5000;
-  until.tv_sec += ms / 1000;
-  until.tv_nsec += (ms % 1000) * 1000000;
-  if (until.tv_nsec >= 1000000000) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000;
-  }
+  struct timespec until = mim_abs_time_after_ms(3 * mim_client_deadline_ms(s->client) + 5000);
   pthread_mutex_lock(&s->mu);
   while (!s->join_done) {
     if (pthread_cond_timedwait(&s->cv, &s->mu, &until) != 0 && !s->join_done) {

@@ -8,6 +8,7 @@
  * freeing. The head is never freed while busy. */
 #include "outbox.h"
 
+#include "abs_time.h"
 #include "client_internal.h"
 #include "envelope.h"
 #include "error.h"
@@ -311,14 +312,7 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
 void mim_outbox_close(mim_outbox *ob, int64_t flush_ms) {
   if (!ob)
     return;
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += flush_ms / 1000;
-  until.tv_nsec += (flush_ms % 1000) * 1000000;
-  if (until.tv_nsec >= 1000000000) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000;
-  }
+  struct timespec until = mim_abs_time_after_ms(flush_ms);
   pthread_mutex_lock(&ob->mu);
   while (ob->head && pthread_cond_timedwait(&ob->cv, &ob->mu, &until) == 0) {
   }

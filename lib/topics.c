@@ -31,6 +31,7 @@
  * first item of that new stream has a sequence above 1 it first reports
  * on_discontinuity(0, seq, page) as a conservative "values may have been missed" signal.
  */
+#include "abs_time.h"
 #include "client_internal.h"
 #include "error.h"
 #include "pb.h"
@@ -848,18 +849,6 @@ MIM_API mim_status mim_topic_subscribe_async(mim_client *client, const char *cac
   return MIM_OK;
 }
 
-static struct timespec abs_after_ms(int64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
-
 MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, const char *topic,
                                        const mim_subscribe_options *options,
                                        const mim_subscription_callbacks *callbacks,
@@ -881,7 +870,7 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
   }
   /* The watchdog enforces the deadline on the event thread (and reports its own detail);
    * waiting a little longer here only guards against one that could not be armed. */
-  struct timespec until = abs_after_ms(s->confirm_timeout_ms + 1000);
+  struct timespec until = mim_abs_time_after_ms(s->confirm_timeout_ms + 1000);
   char detail[DETAIL_LEN] = "";
   pthread_mutex_lock(&s->mu);
   while (!s->first_done) {

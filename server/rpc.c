@@ -3,6 +3,7 @@
  * reference on its srv_call, so a call is freed when the last of them lets go. */
 #include "rpc.h"
 
+#include "abs_time.h"
 #include "tsan_handoff.h" /* a call handed to the event/cq thread via gRPC */
 #include "util.h"
 
@@ -648,14 +649,7 @@ srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
 }
 
 static bool wait_shutdown(srv_rpc *rpc, int ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  struct timespec ts = mim_abs_time_after_ms(ms);
   pthread_mutex_lock(&rpc->mu);
   while (!rpc->shutdown_done) {
     if (pthread_cond_timedwait(&rpc->cv, &rpc->mu, &ts) != 0) {

@@ -1,6 +1,7 @@
 /* Raw mim-local client for tests: see raw_client.h. */
 #include "raw_client.h"
 
+#include "abs_time.h"
 #include "cacheping.pb-c.h"
 #include "cachepubsub.pb-c.h"
 #include "error.h"
@@ -307,16 +308,6 @@ void raw_sub_set_block(raw_sub *s, bool block) {
   pthread_mutex_unlock(&s->mu);
 }
 
-static void deadline_ts(struct timespec *ts, int timeout_ms) {
-  clock_gettime(CLOCK_REALTIME, ts);
-  ts->tv_sec += timeout_ms / 1000;
-  ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
-}
-
 static size_t counter_locked(const raw_sub *s, raw_counter which) {
   switch (which) {
   case RAW_HEARTBEATS:
@@ -329,8 +320,7 @@ static size_t counter_locked(const raw_sub *s, raw_counter which) {
 }
 
 bool raw_sub_wait(raw_sub *s, raw_counter which, size_t n, int timeout_ms) {
-  struct timespec ts;
-  deadline_ts(&ts, timeout_ms);
+  struct timespec ts = mim_abs_time_after_ms(timeout_ms);
   pthread_mutex_lock(&s->mu);
   int rc = 0;
   while (counter_locked(s, which) < n && !s->closed && rc == 0) {
@@ -342,8 +332,7 @@ bool raw_sub_wait(raw_sub *s, raw_counter which, size_t n, int timeout_ms) {
 }
 
 bool raw_sub_wait_blocking(raw_sub *s, int timeout_ms) {
-  struct timespec ts;
-  deadline_ts(&ts, timeout_ms);
+  struct timespec ts = mim_abs_time_after_ms(timeout_ms);
   pthread_mutex_lock(&s->mu);
   int rc = 0;
   while (!s->blocking && !s->closed && rc == 0) {
@@ -355,8 +344,7 @@ bool raw_sub_wait_blocking(raw_sub *s, int timeout_ms) {
 }
 
 bool raw_sub_wait_closed(raw_sub *s, int timeout_ms) {
-  struct timespec ts;
-  deadline_ts(&ts, timeout_ms);
+  struct timespec ts = mim_abs_time_after_ms(timeout_ms);
   pthread_mutex_lock(&s->mu);
   int rc = 0;
   while (!s->closed && rc == 0) {

@@ -3,14 +3,13 @@
 #ifndef MIM_TESTS_TEST_CLOCK_H
 #define MIM_TESTS_TEST_CLOCK_H
 
+#include "abs_time.h" /* mim_abs_time_after_ms: deadlines for condition waits */
+
 #include <stdint.h>
 #include <time.h>
 
 /* CLOCK_MONOTONIC in milliseconds: for measuring elapsed time and bounding loops. */
 int64_t test_mono_ms(void);
-
-/* CLOCK_REALTIME now + ms, as pthread_cond_timedwait wants its deadline. */
-struct timespec test_abs_after_ms(int64_t ms);
 
 /* Sleeps ms milliseconds, resuming after signals. For pacing a scenario (e.g. letting a
  * token expire), never for waiting on a result: wait on the result with a deadline. */

@@ -194,7 +194,7 @@ static long wait_for(party *p, const long *field, long target, int64_t deadline)
   pthread_mutex_lock(&p->mu);
   long v = *field;
   while (v < target && test_mono_ms() < deadline) {
-    struct timespec ts = test_abs_after_ms(100);
+    struct timespec ts = mim_abs_time_after_ms(100);
     pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     v = *field;
     pthread_mutex_unlock(&p->mu);
@@ -274,7 +274,7 @@ static void send_gate_pass(void) {
   send_gate.waiting++;
   pthread_cond_broadcast(&send_gate.cv);
   while (send_gate.closed && test_mono_ms() < until) {
-    struct timespec ts = test_abs_after_ms(100);
+    struct timespec ts = mim_abs_time_after_ms(100);
     pthread_cond_timedwait(&send_gate.cv, &send_gate.mu, &ts);
   }
   send_gate.waiting--;
@@ -285,7 +285,7 @@ static void send_gate_pass(void) {
 static bool send_gate_wait_for(int n, int64_t deadline) {
   pthread_mutex_lock(&send_gate.mu);
   while (send_gate.waiting < n && test_mono_ms() < deadline) {
-    struct timespec ts = test_abs_after_ms(100);
+    struct timespec ts = mim_abs_time_after_ms(100);
     pthread_cond_timedwait(&send_gate.cv, &send_gate.mu, &ts);
   }
   bool all = send_gate.waiting >= n;
@@ -625,7 +625,7 @@ static void test_chaos_proxy(void **state) {
     pthread_mutex_lock(&p->mu);
     for (int k = 0; k < nsenders; k++) {
       while (!p->shown[k][nmsgs - 1] && test_mono_ms() < deadline) {
-        struct timespec ts = test_abs_after_ms(100);
+        struct timespec ts = mim_abs_time_after_ms(100);
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
       }
     }
@@ -764,7 +764,7 @@ static void run_restart(bool persist) {
     pthread_mutex_lock(&p->mu);
     for (int k = 0; k < nsenders; k++)
       while (!p->shown[k][nmsgs - 1] && test_mono_ms() < deadline) {
-        struct timespec ts = test_abs_after_ms(100);
+        struct timespec ts = mim_abs_time_after_ms(100);
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
       }
     pthread_mutex_unlock(&p->mu);

@@ -13,6 +13,7 @@
 
 #include <momento/im.h>
 
+#include "abs_time.h"
 #include "mim_local.h"
 #include "test_client.h"
 
@@ -36,16 +37,6 @@ static const char *new_chat(char *buf, size_t n, const char *tag) {
   static atomic_int counter;
   snprintf(buf, n, "chat-%s-%d", tag, atomic_fetch_add(&counter, 1));
   return buf;
-}
-
-static void deadline_after(struct timespec *ts, int ms) {
-  clock_gettime(CLOCK_REALTIME, ts);
-  ts->tv_sec += ms / 1000;
-  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
 }
 
 /* ---- a collector of delivered messages ---- */
@@ -167,8 +158,7 @@ static size_t ncount(collector *c) {
 
 /* Waits until at least n messages were collected; false on timeout. */
 static bool wait_count(collector *c, size_t n, int ms) {
-  struct timespec until;
-  deadline_after(&until, ms);
+  struct timespec until = mim_abs_time_after_ms(ms);
   pthread_mutex_lock(&c->mu);
   int rc = 0;
   while (c->n < n && rc != ETIMEDOUT)
@@ -191,8 +181,7 @@ static long find_id(collector *c, const char *id, size_t from) {
 
 /* Waits until a message with this id was collected; false on timeout. */
 static bool wait_id(collector *c, const char *id, int ms) {
-  struct timespec until;
-  deadline_after(&until, ms);
+  struct timespec until = mim_abs_time_after_ms(ms);
   for (;;) {
     if (find_id(c, id, 0) >= 0)
       return true;
@@ -443,8 +432,7 @@ static void test_join_merge_concurrent_sender(void **state) {
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, sender_main, args), 0);
   /* Join while the sender is in full swing. */
-  struct timespec until;
-  deadline_after(&until, WAIT_MS);
+  struct timespec until = mim_abs_time_after_ms(WAIT_MS);
   while (atomic_load(&args->sent) < 200) {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -985,8 +973,7 @@ static void run_reconnect_test(int replay) {
   for (int i = 20; i < 60; i++)
     assert_int_equal(mim_send(ss, "during", ids[i]), MIM_OK);
   /* The receiver must see a reconnect, and then every message exactly once. */
-  struct timespec until;
-  deadline_after(&until, WAIT_MS);
+  struct timespec until = mim_abs_time_after_ms(WAIT_MS);
   pthread_mutex_lock(&rc.mu);
   int err = 0;
   while (rc.events[MIM_SUB_RECONNECTING] == 0 && err != ETIMEDOUT)
@@ -1073,8 +1060,7 @@ static void test_overflow_gap_larger_than_cap(void **state) {
     delivered += k;
   }
   /* The report follows the refetch, which may complete after the sentinel arrived. */
-  struct timespec until;
-  deadline_after(&until, WAIT_MS);
+  struct timespec until = mim_abs_time_after_ms(WAIT_MS);
   pthread_mutex_lock(&rc.mu);
   int err = 0;
   while (rc.lost_gaps == 0 && err != ETIMEDOUT)

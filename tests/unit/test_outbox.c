@@ -34,16 +34,6 @@
  * in sanitizer builds, which are slow). */
 #define SEND_DEADLINE_MS (getenv("SANITIZE") && *getenv("SANITIZE") ? 4000 : 1000)
 
-static void deadline_after(struct timespec *ts, int ms) {
-  clock_gettime(CLOCK_REALTIME, ts);
-  ts->tv_sec += ms / 1000;
-  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
-}
-
 /* Retries scheduled by the outbox (counted from its log), to check a fault was hit. */
 static atomic_int retries;
 
@@ -139,8 +129,7 @@ static void on_send_result(mim_session *s, const char *id, mim_status st, const 
 
 /* Waits until *count >= n (bounded). */
 static bool wait_count(log_t *l, const size_t *count, size_t n, int ms) {
-  struct timespec until;
-  deadline_after(&until, ms);
+  struct timespec until = mim_abs_time_after_ms(ms);
   pthread_mutex_lock(&l->mu);
   while (*count < n && pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0) {
   }

@@ -443,7 +443,7 @@ static void on_state(void *user, mim_subscription_state s, mim_status st, const 
 /* Waits until more than `count` items arrived or the subscription closed; false on
  * timeout. */
 static bool wait_beyond(rec *r, int count, int64_t ms) {
-  struct timespec until = test_abs_after_ms(ms);
+  struct timespec until = mim_abs_time_after_ms(ms);
   pthread_mutex_lock(&r->mu);
   int rc = 0;
   while (r->count <= count && !r->closed && rc == 0)
@@ -643,7 +643,7 @@ static void test_outbox_retries_after_token_refresh(void **state) {
   test_sleep_ms(3200);
   char id[MIM_MESSAGE_ID_SIZE];
   assert_int_equal(mim_send(s, "after expiry", id), MIM_OK);
-  struct timespec until = test_abs_after_ms(WAIT_MS);
+  struct timespec until = mim_abs_time_after_ms(WAIT_MS);
   pthread_mutex_lock(&r.mu);
   while (r.count == 0 && pthread_cond_timedwait(&r.cv, &r.mu, &until) == 0) {
   }

@@ -165,7 +165,7 @@ static mim_subscription_callbacks callbacks(rec *r) {
 
 /* Waits until *field >= target (read under r->mu); returns the last value seen. */
 static int rec_wait(rec *r, const int *field, int target, int timeout_ms) {
-  struct timespec until = test_abs_after_ms(timeout_ms);
+  struct timespec until = mim_abs_time_after_ms(timeout_ms);
   pthread_mutex_lock(&r->mu);
   while (*field < target && pthread_cond_timedwait(&r->cv, &r->mu, &until) == 0) {
   }
@@ -399,7 +399,7 @@ static void publish_cb(void *user, mim_status st, const char *detail) {
 }
 
 static int pub_wait(pub_waiter *w, int target) {
-  struct timespec until = test_abs_after_ms(WAIT_MS);
+  struct timespec until = mim_abs_time_after_ms(WAIT_MS);
   pthread_mutex_lock(&w->mu);
   while (w->done < target && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0) {
   }

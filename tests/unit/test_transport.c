@@ -65,14 +65,7 @@ static void waiter_bump(waiter *w) {
 
 /* Waits until count >= target or timeout; returns the count seen. */
 static int waiter_wait(waiter *w, int target, int timeout_ms) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += timeout_ms / 1000;
-  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  struct timespec until = mim_abs_time_after_ms(timeout_ms);
   pthread_mutex_lock(&w->mu);
   while (w->count < target) {
     if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)

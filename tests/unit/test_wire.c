@@ -786,8 +786,8 @@ static json_t *topic_grant(int role, const char *cache, const char *topic) {
 
 static json_t *token_request(uint32_t secs, const char *token_id, json_t *grants) {
   return json_pack("{s:{s:i}, s:s, s:{s:{s:o}}, s:s}", "expires", "valid_for_seconds", (int)secs,
-                   "auth_token", "wire-test-token", "permissions", "explicit", "permissions", grants, "token_id",
-                   token_id);
+                   "auth_token", "wire-test-token", "permissions", "explicit", "permissions",
+                   grants, "token_id", token_id);
 }
 
 static void expect_minted(const mim_disposable_token *t) {
