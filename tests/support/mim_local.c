@@ -235,10 +235,14 @@ static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
 static mim_local *live_head;
 static pthread_once_t live_once = PTHREAD_ONCE_INIT;
 
+/* Only servers this process started: a forked child that exits holds copies of its
+ * parent's handles. */
 static void kill_leftovers(void) {
   for (int i = 0; i < 4096; i++) { /* bounded: each pass removes one */
     pthread_mutex_lock(&live_mu);
     mim_local *s = live_head;
+    while (s != NULL && s->started_by != getpid())
+      s = s->next_live;
     pthread_mutex_unlock(&live_mu);
     if (s == NULL)
       return;
@@ -254,6 +258,7 @@ static void register_atexit(void) {
 
 static void live_add(mim_local *s) {
   (void)pthread_once(&live_once, register_atexit);
+  s->started_by = getpid();
   pthread_mutex_lock(&live_mu);
   s->next_live = live_head;
   live_head = s;

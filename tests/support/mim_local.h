@@ -56,6 +56,7 @@ typedef struct mim_local {
   int reaped; /* waitpid done; wstatus valid */
   int wstatus;
   struct mim_local *next_live; /* the helper's list of servers not stopped yet */
+  pid_t started_by;            /* the process that started it (the list's owner) */
 } mim_local;
 
 /* Spawns the server and waits (bounded) until it is listening: it has printed

@@ -131,9 +131,11 @@ static void test_kill_ends_the_process(void **state) {
 }
 
 /* A test that fails before mim_local_stop: the process's exit kills and frees the server
- * (removing its files), even a frozen one. */
+ * (removing its files), even a frozen one, but not one its parent started before the fork. */
 static void test_exit_kills_a_server_left_running(void **state) {
   (void)state;
+  mim_local *parents = NULL;
+  assert_int_equal(mim_local_start(NULL, &parents), 0);
   int fds[2];
   assert_int_equal(pipe(fds), 0);
   pid_t child = fork();
@@ -156,6 +158,9 @@ static void test_exit_kills_a_server_left_running(void **state) {
   assert_int_equal(WEXITSTATUS(st), 0);
   assert_int_equal(n, (ssize_t)sizeof dir);
   assert_false(path_exists(dir));
+  assert_true(mim_local_alive(parents));
+  assert_true(path_exists(parents->dir));
+  assert_int_equal(mim_local_stop(parents), 0);
 }
 
 static void test_missing_binary_fails_fast(void **state) {
