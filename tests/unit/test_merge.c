@@ -140,22 +140,41 @@ static void confirm(fixture *f) {
   assert_true(mim_merge_fetch_begin(&f->mg));
 }
 
-/* A joined merge over an empty chat. */
-static fixture *joined(void **state, uint32_t history_cap) {
+/* A merge whose join fetch is outstanding (the test's state, for the teardown). */
+static fixture *joining(void **state, uint32_t history_cap) {
   fixture *f = new_fixture(history_cap);
   *state = f;
   confirm(f);
+  return f;
+}
+
+/* A joined merge over an empty chat. */
+static fixture *joined(void **state, uint32_t history_cap) {
+  fixture *f = joining(state, history_cap);
   assert_false(page_done(f, ""));
   assert_true(mim_merge_joined(&f->mg));
   return f;
 }
 
+/* A discontinuity, the refetch it asks for, and that fetch's page. */
+static void gap_refetch(fixture *f, uint64_t last, uint64_t next, uint64_t page,
+                        const char *entries) {
+  assert_true(mim_merge_discontinuity(&f->mg, last, next, page));
+  assert_true(mim_merge_fetch_begin(&f->mg));
+  assert_false(page_done(f, entries));
+}
+
+/* Exactly one report so far: messages were probably lost. */
+static void assert_one_loss(const fixture *f, const char *detail_part) {
+  assert_int_equal(f->nreports, 1);
+  assert_int_equal(f->report_status[0], MIM_ERR_RESOURCE_EXHAUSTED);
+  assert_non_null(strstr(f->report_detail[0], detail_part));
+}
+
 /* ---- join ---- */
 
 static void test_join_history_overlapping_live(void **state) {
-  fixture *f = new_fixture(100);
-  *state = f;
-  confirm(f);
+  fixture *f = joining(state, 100);
   live(f, "m3", 1);
   live(f, "m4", 2);
   assert_string_equal(take_seen(f), ""); /* buffered until the history is in */
@@ -178,9 +197,7 @@ static void test_live_before_confirmation_is_buffered(void **state) {
 }
 
 static void test_empty_history(void **state) {
-  fixture *f = new_fixture(100);
-  *state = f;
-  confirm(f);
+  fixture *f = joining(state, 100);
   live(f, "m1", 1);
   assert_false(page_done(f, ""));
   assert_true(mim_merge_joined(&f->mg));
@@ -190,9 +207,7 @@ static void test_empty_history(void **state) {
 }
 
 static void test_duplicates_dropped(void **state) {
-  fixture *f = new_fixture(100);
-  *state = f;
-  confirm(f);
+  fixture *f = joining(state, 100);
   live(f, "m2", 1);
   live(f, "m2", 2); /* a retried publish */
   assert_false(page_done(f, "m1 m1 m2"));
@@ -203,38 +218,34 @@ static void test_duplicates_dropped(void **state) {
   assert_string_equal(take_seen(f), "m3");
 }
 
-/* The join fetch failed: the session fails the join, so nothing is reported here and
- * nothing buffered is delivered. */
-static void test_join_fetch_failure(void **state) {
-  fixture *f = new_fixture(100);
-  *state = f;
-  confirm(f);
-  live(f, "m1", 1);
-  assert_false(mim_merge_fetch_done(&f->mg, MIM_ERR_UNAVAILABLE, "down", NULL));
+/* Not joined, no fetch outstanding, nothing delivered or reported. */
+static void assert_join_failed_quietly(fixture *f) {
   assert_false(mim_merge_joined(&f->mg));
   assert_false(mim_merge_fetching(&f->mg));
   assert_string_equal(take_seen(f), "");
   assert_int_equal(f->nreports, 0);
 }
 
+/* The join fetch failed: the session fails the join, so nothing is reported here and
+ * nothing buffered is delivered. */
+static void test_join_fetch_failure(void **state) {
+  fixture *f = joining(state, 100);
+  live(f, "m1", 1);
+  assert_false(mim_merge_fetch_done(&f->mg, MIM_ERR_UNAVAILABLE, "down", NULL));
+  assert_join_failed_quietly(f);
+}
+
 static void test_join_fetch_not_started(void **state) {
-  fixture *f = new_fixture(100);
-  *state = f;
-  confirm(f);
+  fixture *f = joining(state, 100);
   live(f, "m1", 1);
   mim_merge_fetch_not_started(&f->mg, MIM_ERR_NO_MEMORY, "out of memory");
-  assert_false(mim_merge_joined(&f->mg));
-  assert_false(mim_merge_fetching(&f->mg));
-  assert_string_equal(take_seen(f), "");
-  assert_int_equal(f->nreports, 0);
+  assert_join_failed_quietly(f);
 }
 
 /* ---- foreign values ---- */
 
 static void test_foreign_values(void **state) {
-  fixture *f = new_fixture(100);
-  *state = f;
-  confirm(f);
+  fixture *f = joining(state, 100);
   live_bytes(f, "plain", 1, PAGE);
   assert_false(page_done(f, "F:old m1 F:{\"v\":1}"));
   assert_string_equal(take_seen(f), "F:old* m1* F:{\"v\":1}* F:plain");
@@ -250,9 +261,7 @@ static void test_foreign_values(void **state) {
 }
 
 static void test_binary_foreign_value_has_empty_text(void **state) {
-  fixture *f = new_fixture(100);
-  *state = f;
-  confirm(f);
+  fixture *f = joining(state, 100);
   assert_false(page_done(f, ""));
   const char bin[] = {'a', (char)0xff, 'b', 0};
   live_bytes(f, bin, 1, PAGE);
@@ -282,9 +291,7 @@ static void test_gap_covered_by_anchor(void **state) {
   fixture *f = joined(state, 3);
   live(f, "m1", 1);
   take_seen(f);
-  assert_true(mim_merge_discontinuity(&f->mg, 1, 6, PAGE));
-  assert_true(mim_merge_fetch_begin(&f->mg));
-  assert_false(page_done(f, "m1 m2 m3"));
+  gap_refetch(f, 1, 6, PAGE, "m1 m2 m3");
   assert_string_equal(take_seen(f), "m2* m3*");
   assert_int_equal(f->nreports, 0);
 }
@@ -298,9 +305,7 @@ static void test_gap_no_longer_in_list_reported(void **state) {
   assert_true(mim_merge_fetch_begin(&f->mg));
   assert_false(page_done(f, "m4 m5 m6"));
   assert_string_equal(take_seen(f), "m4* m5* m6*");
-  assert_int_equal(f->nreports, 1);
-  assert_int_equal(f->report_status[0], MIM_ERR_RESOURCE_EXHAUSTED);
-  assert_non_null(strstr(f->report_detail[0], "no longer holds the last message"));
+  assert_one_loss(f, "no longer holds the last message");
 }
 
 /* mim-local restarted without persistence: the topic starts a new page and the list
@@ -317,9 +322,7 @@ static void test_restart_without_persistence_reported(void **state) {
   live_bytes(f, "x", 1, PAGE + 1);
   assert_false(page_done(f, ""));
   assert_string_equal(take_seen(f), "F:x");
-  assert_int_equal(f->nreports, 1);
-  assert_int_equal(f->report_status[0], MIM_ERR_RESOURCE_EXHAUSTED);
-  assert_non_null(strstr(f->report_detail[0], "no longer holds the last message"));
+  assert_one_loss(f, "no longer holds the last message");
 }
 
 /* Nothing delivered before the gap (no anchor): judged by the gap's size. */
@@ -327,9 +330,7 @@ static void test_gap_larger_than_cap_without_anchor(void **state) {
   fixture *f = joined(state, 3);
   live_bytes(f, "x", 1, PAGE); /* foreign: no id to anchor on */
   take_seen(f);
-  assert_true(mim_merge_discontinuity(&f->mg, 1, 10, PAGE));
-  assert_true(mim_merge_fetch_begin(&f->mg));
-  assert_false(page_done(f, "m7 m8 m9"));
+  gap_refetch(f, 1, 10, PAGE, "m7 m8 m9");
   assert_string_equal(take_seen(f), "m7* m8* m9*");
   assert_int_equal(f->nreports, 1);
   assert_string_equal(f->report_detail[0],
@@ -340,9 +341,7 @@ static void test_gap_within_cap_without_anchor_not_reported(void **state) {
   fixture *f = joined(state, 5);
   live_bytes(f, "x", 1, PAGE);
   take_seen(f);
-  assert_true(mim_merge_discontinuity(&f->mg, 1, 4, PAGE));
-  assert_true(mim_merge_fetch_begin(&f->mg));
-  assert_false(page_done(f, "m2 m3"));
+  gap_refetch(f, 1, 4, PAGE, "m2 m3");
   assert_string_equal(take_seen(f), "m2* m3*");
   assert_int_equal(f->nreports, 0);
 }
@@ -354,12 +353,9 @@ static void test_full_list_of_unknown_reported(void **state) {
   const char *long_id = "a123456789b123456789c123456789d123456789";
   live(f, long_id, 1);
   assert_string_equal(take_seen(f), long_id);
-  assert_true(mim_merge_discontinuity(&f->mg, 1, 3, PAGE));
-  assert_true(mim_merge_fetch_begin(&f->mg));
-  assert_false(page_done(f, "m3 m4 m5"));
+  gap_refetch(f, 1, 3, PAGE, "m3 m4 m5");
   assert_string_equal(take_seen(f), "m3* m4* m5*");
-  assert_int_equal(f->nreports, 1);
-  assert_non_null(strstr(f->report_detail[0], "gap of 1 values larger"));
+  assert_one_loss(f, "gap of 1 values larger");
 }
 
 /* A discontinuity during a fetch: one more fetch after it, which carries the gap. */
@@ -387,12 +383,9 @@ static void test_anchor_is_before_the_first_gap(void **state) {
   live(f, "m1", 1);
   assert_true(mim_merge_discontinuity(&f->mg, 1, 3, PAGE)); /* fetch not begun yet */
   live(f, "m3", 3);
-  assert_true(mim_merge_discontinuity(&f->mg, 3, 5, PAGE));
-  assert_true(mim_merge_fetch_begin(&f->mg));
-  assert_false(page_done(f, "m2 m3 m4"));
+  gap_refetch(f, 3, 5, PAGE, "m2 m3 m4");
   assert_string_equal(take_seen(f), "m1 m3 m2* m4*");
-  assert_int_equal(f->nreports, 1);
-  assert_non_null(strstr(f->report_detail[0], "no longer holds the last message"));
+  assert_one_loss(f, "no longer holds the last message");
 }
 
 /* Sequence numbers of another page (the topic was reset) say nothing about the gap's
@@ -400,9 +393,7 @@ static void test_anchor_is_before_the_first_gap(void **state) {
 static void test_topic_reset_gap_size_unknown(void **state) {
   fixture *f = joined(state, 5);
   live(f, "m1", 1);
-  assert_true(mim_merge_discontinuity(&f->mg, 1, 100, PAGE + 1));
-  assert_true(mim_merge_fetch_begin(&f->mg));
-  assert_false(page_done(f, ""));
+  gap_refetch(f, 1, 100, PAGE + 1, "");
   assert_int_equal(f->nreports, 1);
   assert_string_equal(f->report_detail[0],
                       "the history no longer holds the last message delivered before the gap: "
@@ -413,13 +404,9 @@ static void test_topic_reset_gap_size_unknown(void **state) {
 static void test_first_discontinuity_without_position_unknown(void **state) {
   fixture *f = joined(state, 2);
   live_bytes(f, "x", 1, 0); /* page 0: no position yet */
-  assert_true(mim_merge_discontinuity(&f->mg, 0, 50, PAGE));
-  assert_true(mim_merge_fetch_begin(&f->mg));
-  assert_false(page_done(f, "m1"));
+  gap_refetch(f, 0, 50, PAGE, "m1");
   assert_int_equal(f->nreports, 0); /* unknown size, no anchor: nothing to judge by */
-  assert_true(mim_merge_discontinuity(&f->mg, 50, 60, PAGE));
-  assert_true(mim_merge_fetch_begin(&f->mg));
-  assert_false(page_done(f, "m1 m2"));
+  gap_refetch(f, 50, 60, PAGE, "m1 m2");
   assert_int_equal(f->nreports, 0); /* the anchor m1 is there */
 }
 
