@@ -78,12 +78,10 @@ static int teardown(void **state) {
 /* The deliveries so far, space-separated, then forgotten. */
 static const char *take_seen(fixture *f) {
   static char all[MAX_SEEN * 82];
+  size_t used = 0;
   all[0] = '\0';
-  for (int i = 0; i < f->nseen; i++) {
-    if (i)
-      strcat(all, " ");
-    strcat(all, f->seen[i]);
-  }
+  for (int i = 0; i < f->nseen; i++)
+    used += (size_t)snprintf(all + used, sizeof all - used, "%s%s", i ? " " : "", f->seen[i]);
   f->nseen = 0;
   return all;
 }
