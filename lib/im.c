@@ -1,28 +1,23 @@
-/* The IM session: join (subscribe, then fetch history), the history + live merge with no
- * gap and no duplicate, send, history, remove, leave, and gap-fill after reconnects.
+/* The IM session: join (subscribe, then fetch history), send, history, remove, leave;
+ * the history + live merge and its gap-fill after reconnects live in merge.c, which
+ * this file feeds with subscription events and list fetches.
  *
  * Threading. Everything that merges and delivers messages runs on the client's event
  * thread, which runs callbacks one at a time: subscription callbacks and list fetch
- * completions. So the merge state (fetch flags, pending buffer, delivered-id set) is
- * only ever touched from that thread and needs no lock. The mutex guards what the
- * caller's threads share with it: the count of fetches in flight (mim_leave waits for it
- * to drop to zero) and the join handshake.
- *
- * Merge. While a fetch of the list is outstanding (the join fetch, or a refetch after a
- * discontinuity) live items are buffered. When the fetch completes, list
- * values whose id was not delivered yet are delivered (oldest first), then the buffered
- * live items whose id was not delivered yet, then live items flow directly, each checked
- * against the delivered set. Because the subscription is confirmed before the fetch, and
- * senders push to the list before publishing, every message is either in the fetched list
- * or arrives live afterwards: nothing is missed, and the id set removes the overlap.
+ * completions. So the merge (which takes no lock, see merge.h) is only ever called from
+ * that thread and needs no lock: the event thread is what serializes it. The mutex
+ * guards what the caller's threads share with it: the count of fetches in flight
+ * (mim_leave waits for it to drop to zero) and the join handshake.
  *
  * Send. mim_send hands the envelope to the session's outbox (outbox.c), which sends one
  * message at a time and retries transient failures; a retry may store or publish a
- * message twice, which the id set above (and mim_history) hides from readers. */
+ * message twice, which the merge's id set (and mim_history) hides from readers. */
 #include "abs_time.h"
 #include "client_internal.h"
 #include "envelope.h"
 #include "error.h"
+#include "merge.h"
+#include "message.h"
 #include "outbox.h"
 
 #include <momento/im.h>
@@ -36,12 +31,6 @@
 #include <time.h>
 
 #define DEFAULT_HISTORY_CAP 100u
-/* Extra ids remembered beyond the list size: live messages delivered since, plus slack
- * for senders whose push and publish interleave with other senders. */
-#define DEDUP_WINDOW 4096u
-/* Live items buffered while a fetch is outstanding; beyond this they are dropped and
- * recovered from the list by another fetch. */
-#define MAX_PENDING 65536u
 #define DEFAULT_OUTBOX_LIMIT 1024u
 #define DEFAULT_FLUSH_TIMEOUT_MS 2000u
 #define DEFAULT_SEND_TIMEOUT_MS 60000u
@@ -71,27 +60,9 @@ struct mim_session {
   mim_status join_status;
   char join_detail[256];
 
-  /* Event-thread state (see the top of the file). Live items are buffered in pending
-   * until joined, and while a fetch is outstanding. */
-  bool confirmed;       /* the subscription was confirmed once (join fetch started) */
-  bool joined;          /* history of the join was delivered */
-  bool fetching;        /* a list fetch is outstanding */
-  bool refetch_wanted;  /* another fetch is needed after the current one */
-  bool blind_reconnect; /* the stream was lost before any value: fetch at CONNECTED */
-  /* Discontinuities since the last fetch started (gap_*), and those the outstanding
-   * fetch must cover (fetch_gap_*): how many values the topic skipped, whether a gap
-   * of unknown size was reported, and the id of the last message delivered before the
-   * first of them (the anchor; "" = none or too long to keep): when the refetched list
-   * still holds the anchor, it holds everything pushed after it, so the gap is covered. */
-  uint64_t gap_missed, fetch_gap_missed;
-  bool gap_unknown, fetch_gap_unknown;
-  char gap_anchor[MIM_MESSAGE_ID_SIZE], fetch_gap_anchor[MIM_MESSAGE_ID_SIZE];
-  char last_id[MIM_MESSAGE_ID_SIZE]; /* last chat message delivered ("" = none) */
-  uint64_t page;                     /* sequence page of the last live value */
-  mim_status close_status;           /* the subscription closed before the join completed */
-  mim_message *pending;              /* packed messages (see pack_message) */
-  size_t npending, pending_cap;
-  mim_idset delivered;
+  /* Event-thread state (see the top of the file). */
+  mim_merge merge;
+  mim_status close_status; /* the subscription closed before the join completed */
 };
 
 /* ---- messages ---- */
@@ -100,80 +71,13 @@ static const char *or_empty(const char *s) {
   return s ? s : "";
 }
 
-/* Points the text of a foreign message at its bytes when they are printable text. */
-static const char *foreign_text(const uint8_t *raw, size_t len) {
-  return raw && mim_utf8_text_valid(raw, len) ? (const char *)raw : "";
-}
-
-/* Fills *m from a parsed envelope (env NULL = foreign). Pointers borrow from env/raw. */
-static void fill_message(mim_message *m, const mim_envelope *env, const char *chat,
-                         const char *publisher_id, const uint8_t *raw, size_t raw_len,
-                         uint64_t sequence, bool from_history) {
-  memset(m, 0, sizeof *m);
-  m->kind = env ? MIM_MESSAGE_CHAT : MIM_MESSAGE_FOREIGN;
-  m->id = env ? env->id : "";
-  m->chat = chat;
-  m->from = env ? env->from : "";
-  m->publisher_id = or_empty(publisher_id);
-  m->text = env ? env->text : foreign_text(raw, raw_len);
-  m->timestamp_ms = env ? env->ts : 0;
-  m->sequence = sequence;
-  m->from_history = from_history;
-  m->raw = raw ? raw : (const uint8_t *)"";
-  m->raw_len = raw ? raw_len : 0;
-}
-
-static char *put_str(char **cursor, const char *s) {
-  size_t n = strlen(s) + 1;
-  char *at = *cursor;
-  memcpy(at, s, n);
-  *cursor += n;
-  return at;
-}
-
-/* Copies *m into one malloc'd block that starts with the raw bytes, so freeing
- * (void *)m->raw frees the whole message. false when out of memory. */
-static bool pack_message(mim_message *m) {
-  size_t need = m->raw_len + 1 + strlen(m->id) + strlen(m->chat) + strlen(m->from) +
-                strlen(m->publisher_id) + 5;
-  bool text_is_raw = m->text == (const char *)m->raw;
-  if (!text_is_raw)
-    need += strlen(m->text) + 1;
-  char *block = malloc(need);
-  if (!block)
-    return false;
-  memcpy(block, m->raw, m->raw_len);
-  block[m->raw_len] = '\0';
-  char *cur = block + m->raw_len + 1;
-  m->id = put_str(&cur, m->id);
-  m->chat = put_str(&cur, m->chat);
-  m->from = put_str(&cur, m->from);
-  m->publisher_id = put_str(&cur, m->publisher_id);
-  m->text = text_is_raw ? block : put_str(&cur, m->text);
-  m->raw = (const uint8_t *)block;
-  return true;
-}
-
-static void free_packed(mim_message *m) {
-  free((void *)m->raw);
-}
-
 MIM_API void mim_message_list_free(mim_message_list *list) {
   if (!list)
     return;
   for (size_t i = 0; i < list->count; i++)
-    free_packed(&list->messages[i]);
+    mim_message_free_packed(&list->messages[i]);
   free(list->messages);
   free(list);
-}
-
-/* Parses one value; logs why it is foreign. true with *env filled for an envelope. */
-static bool parse_value(const char *chat, const uint8_t *data, size_t len, mim_envelope *env) {
-  const char *reason = NULL;
-  if (mim_envelope_parse(data, len, env, &reason))
-    return true;
-  mim_log(MIM_LOG_DEBUG, "chat %s: foreign value of %zu bytes: %s", chat, len, reason);
-  return false;
 }
 
 /* ---- delivery (event thread) ---- */
@@ -190,111 +94,13 @@ static void deliver(mim_session *s, const mim_message *m) {
   s->on_message(s, m, s->user);
 }
 
-/* Delivers a chat message unless its id was delivered already. */
-static void deliver_once(mim_session *s, const mim_message *m) {
-  if (m->kind == MIM_MESSAGE_CHAT) {
-    bool added = false;
-    if (mim_idset_add(&s->delivered, m->id, &added) != MIM_OK) {
-      /* Delivered anyway: a possible duplicate beats a lost message. */
-      mim_log(MIM_LOG_WARN, "chat %s: out of memory remembering a message id", s->chat);
-    } else if (!added) {
-      mim_log(MIM_LOG_DEBUG, "chat %s: duplicate of %s (%s) skipped", s->chat, m->id,
-              m->from_history ? "history" : "live");
-      return;
-    }
-    size_t n = strlen(m->id);
-    if (n < sizeof s->last_id)
-      memcpy(s->last_id, m->id, n + 1);
-    else
-      s->last_id[0] = '\0'; /* not an id we could look for later */
-  }
-  deliver(s, m);
+/* The merge's sink. */
+static void merge_deliver(void *user, const mim_message *m) {
+  deliver(user, m);
 }
 
-/* After a fetch that followed a discontinuity: tells the user when messages of the gap
- * were probably lost. With an anchor (see struct mim_session): when the list no longer
- * holds it (truncated away, or the server lost the list: a restart without persistence).
- * Without one: when the topic skipped more values than the list keeps, or the list is
- * full and none of it had been delivered (the start of the gap was truncated away). */
-static void report_lost_gap(mim_session *s, bool list_full_of_unknown, bool anchor_found) {
-  bool gap = s->fetch_gap_missed > 0 || s->fetch_gap_unknown;
-  if (!s->joined || !gap)
-    return;
-  bool lost = s->fetch_gap_anchor[0] ? !anchor_found
-                                     : s->fetch_gap_missed > s->history_cap || list_full_of_unknown;
-  if (!lost)
-    return;
-  char detail[200];
-  if (s->fetch_gap_anchor[0] && s->fetch_gap_missed <= s->history_cap)
-    snprintf(detail, sizeof detail,
-             "the history no longer holds the last message delivered before the gap: "
-             "messages may have been lost");
-  else
-    snprintf(detail, sizeof detail,
-             "gap of %llu values%s larger than the history cap %u: some messages were lost",
-             (unsigned long long)s->fetch_gap_missed, s->fetch_gap_unknown ? " (or more)" : "",
-             (unsigned)s->history_cap);
-  emit_event(s, MIM_SUB_CONNECTED, MIM_ERR_RESOURCE_EXHAUSTED, detail);
-}
-
-/* Delivers the list values not delivered yet, oldest first. Foreign values in the list
- * are delivered on the first (join) fetch only: they have no id to de-duplicate by. */
-static void deliver_history(mim_session *s, const mim_list_values *values) {
-  size_t cap = s->history_cap > values->count ? s->history_cap : values->count;
-  mim_idset_reserve(&s->delivered, cap + DEDUP_WINDOW);
-  bool any_known = false, anchor_found = false;
-  size_t known_before = s->delivered.count;
-  for (size_t i = 0; i < values->count; i++) {
-    const mim_bytes *v = &values->values[i];
-    mim_envelope env;
-    mim_message m;
-    if (parse_value(s->chat, v->data, v->len, &env)) {
-      any_known = any_known || mim_idset_contains(&s->delivered, env.id);
-      anchor_found =
-          anchor_found || (s->fetch_gap_anchor[0] && !strcmp(env.id, s->fetch_gap_anchor));
-      fill_message(&m, &env, s->chat, "", v->data, v->len, 0, true);
-      deliver_once(s, &m);
-      mim_envelope_clear(&env);
-    } else if (!s->joined) {
-      fill_message(&m, NULL, s->chat, "", v->data, v->len, 0, true);
-      deliver(s, &m);
-    }
-  }
-  report_lost_gap(s, known_before > 0 && !any_known && values->count >= s->history_cap,
-                  anchor_found);
-}
-
-static void drain_pending(mim_session *s) {
-  for (size_t i = 0; i < s->npending; i++) {
-    deliver_once(s, &s->pending[i]);
-    free_packed(&s->pending[i]);
-  }
-  s->npending = 0;
-}
-
-static void buffer_item(mim_session *s, const mim_message *m) {
-  if (s->npending >= MAX_PENDING) {
-    /* Recover it from the list with one more fetch instead of growing without bound. */
-    s->refetch_wanted = true;
-    mim_log(MIM_LOG_WARN, "chat %s: live buffer full; refetching", s->chat);
-    return;
-  }
-  if (s->npending == s->pending_cap) {
-    size_t n = s->pending_cap ? s->pending_cap * 2 : 64;
-    mim_message *p = realloc(s->pending, n * sizeof *p);
-    if (!p) {
-      s->refetch_wanted = true;
-      return;
-    }
-    s->pending = p;
-    s->pending_cap = n;
-  }
-  mim_message copy = *m;
-  if (!pack_message(&copy)) {
-    s->refetch_wanted = true;
-    return;
-  }
-  s->pending[s->npending++] = copy;
+static void merge_report(void *user, mim_status status, const char *detail) {
+  emit_event(user, MIM_SUB_CONNECTED, status, detail);
 }
 
 /* ---- fetches (join and gap-fill) ---- */
@@ -312,26 +118,13 @@ static void join_finished_locked(mim_session *s, mim_status status, const char *
 static void on_fetch(void *user, mim_status status, const char *detail,
                      const mim_list_values *values) {
   mim_session *s = user;
-  bool joining = !s->joined;
+  bool joining = !mim_merge_joined(&s->merge);
   if (joining && status == MIM_OK && s->close_status != MIM_OK) {
     status = s->close_status;
     detail = "the subscription closed while joining";
   }
-  if (status == MIM_OK) {
-    deliver_history(s, values);
-  } else if (!joining) {
-    mim_log(MIM_LOG_WARN, "chat %s: history refetch failed: %s", s->chat, mim_status_name(status));
-    emit_event(s, MIM_SUB_CONNECTED, status, detail);
-  }
-  if (status == MIM_OK || !joining) {
-    s->joined = true;
-    drain_pending(s);
-  }
-  s->fetching = false;
-  if (s->joined && s->refetch_wanted && !atomic_load(&s->closing)) {
-    s->refetch_wanted = false;
+  if (mim_merge_fetch_done(&s->merge, status, detail, values) && !atomic_load(&s->closing))
     start_fetch(s);
-  }
   pthread_mutex_lock(&s->mu);
   if (joining)
     join_finished_locked(s, status, detail);
@@ -343,17 +136,8 @@ static void on_fetch(void *user, mim_status status, const char *detail,
 /* Starts a fetch of the whole list (event thread); live items are buffered until it
  * completes. One at a time: a trigger during a fetch asks for another one after it. */
 static void start_fetch(mim_session *s) {
-  if (s->fetching) {
-    s->refetch_wanted = true;
+  if (!mim_merge_fetch_begin(&s->merge))
     return;
-  }
-  s->fetching = true;
-  s->fetch_gap_missed = s->gap_missed;
-  s->fetch_gap_unknown = s->gap_unknown;
-  memcpy(s->fetch_gap_anchor, s->gap_anchor, sizeof s->gap_anchor);
-  s->gap_missed = 0;
-  s->gap_unknown = false;
-  s->gap_anchor[0] = '\0';
   pthread_mutex_lock(&s->mu);
   s->inflight++;
   pthread_mutex_unlock(&s->mu);
@@ -362,13 +146,9 @@ static void start_fetch(mim_session *s) {
     return;
   /* No completion will run: undo, and deliver what was buffered. */
   const char *detail = mim_last_error_detail();
-  s->fetching = false;
-  if (s->joined) {
-    emit_event(s, MIM_SUB_CONNECTED, st, detail);
-    drain_pending(s);
-  }
+  mim_merge_fetch_not_started(&s->merge, st, detail);
   pthread_mutex_lock(&s->mu);
-  if (!s->joined)
+  if (!mim_merge_joined(&s->merge))
     join_finished_locked(s, st, detail);
   s->inflight--;
   pthread_cond_broadcast(&s->cv);
@@ -379,39 +159,13 @@ static void start_fetch(mim_session *s) {
 
 static void on_item(void *user, const mim_topic_item *item) {
   mim_session *s = user;
-  if (atomic_load(&s->closing))
-    return;
-  mim_envelope env;
-  bool ok = parse_value(s->chat, item->data, item->len, &env);
-  mim_message m;
-  fill_message(&m, ok ? &env : NULL, s->chat, item->publisher_id, item->data, item->len,
-               item->sequence, false);
-  s->page = item->sequence_page;
-  if (!s->joined || s->fetching)
-    buffer_item(s, &m);
-  else
-    deliver_once(s, &m);
-  if (ok)
-    mim_envelope_clear(&env);
+  if (!atomic_load(&s->closing))
+    mim_merge_live(&s->merge, item);
 }
 
 static void on_discontinuity(void *user, uint64_t last, uint64_t next, uint64_t page) {
   mim_session *s = user;
-  mim_log(MIM_LOG_INFO, "chat %s: discontinuity %llu -> %llu (page %llu); refetching history",
-          s->chat, (unsigned long long)last, (unsigned long long)next, (unsigned long long)page);
-  /* The anchor of the gaps the next fetch covers: the last message delivered before the
-   * first of them. */
-  if (s->gap_missed == 0 && !s->gap_unknown)
-    memcpy(s->gap_anchor, s->last_id, sizeof s->last_id);
-  /* Same page and a known position: the values in between are the gap. Otherwise
-   * (first stream lost blind, topic reset: numbers of another page) its size is
-   * unknown. */
-  if (last > 0 && next > last && (s->page == 0 || page == s->page))
-    s->gap_missed += next - last - 1;
-  else
-    s->gap_unknown = true;
-  s->page = page;
-  if (!atomic_load(&s->closing))
+  if (mim_merge_discontinuity(&s->merge, last, next, page) && !atomic_load(&s->closing))
     start_fetch(s);
 }
 
@@ -421,23 +175,11 @@ static void on_state(void *user, mim_subscription_state state, mim_status status
   emit_event(s, state, status, detail);
   if (atomic_load(&s->closing))
     return;
-  /* A reconnect fetches only when the stream was lost before any value or discontinuity
-   * (page still 0): it then resumes live only and nothing replays the gap. Otherwise the
-   * resumed stream replays what was missed, in order, or reports a discontinuity, which
-   * fetches; fetching here too would deliver the list's newest messages before the
-   * older ones the replay is still bringing. */
-  if (state == MIM_SUB_CONNECTED && !s->confirmed) {
-    /* Confirmed: from now on nothing published is missed, so fetch the history. */
-    s->confirmed = true;
+  if (mim_merge_state(&s->merge, state)) {
     start_fetch(s);
-  } else if (state == MIM_SUB_CONNECTED && s->blind_reconnect) {
-    s->blind_reconnect = false;
-    start_fetch(s);
-  } else if (state == MIM_SUB_RECONNECTING) {
-    s->blind_reconnect = s->page == 0;
-  } else if (state == MIM_SUB_CLOSED && !s->joined) {
+  } else if (state == MIM_SUB_CLOSED && !mim_merge_joined(&s->merge)) {
     s->close_status = status != MIM_OK ? status : MIM_ERR_UNAVAILABLE;
-    if (!s->fetching) {
+    if (!mim_merge_fetching(&s->merge)) {
       pthread_mutex_lock(&s->mu);
       join_finished_locked(s, s->close_status, detail);
       pthread_mutex_unlock(&s->mu);
@@ -454,10 +196,7 @@ MIM_API void mim_join_options_init(mim_join_options *options) {
 
 static void session_free(mim_session *s) {
   mim_outbox_close(s->outbox, 0);
-  for (size_t i = 0; i < s->npending; i++)
-    free_packed(&s->pending[i]);
-  free(s->pending);
-  mim_idset_free(&s->delivered);
+  mim_merge_free(&s->merge);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   free(s->cache);
@@ -519,8 +258,9 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
     snprintf(s->input_topic, n + sizeof "-input", "%s-input", chat_id);
   s->on_send_result = o ? o->on_send_result : NULL;
   s->flush_timeout_ms = o && o->flush_timeout_ms ? o->flush_timeout_ms : DEFAULT_FLUSH_TIMEOUT_MS;
+  mim_merge_sink sink = {.deliver = merge_deliver, .report = merge_report, .user = s};
   if (!s->cache || !s->chat || !s->display_name || !s->input_topic ||
-      mim_idset_init(&s->delivered, s->history_cap + DEDUP_WINDOW) != MIM_OK ||
+      mim_merge_init(&s->merge, s->chat, s->history_cap, &sink) != MIM_OK ||
       session_outbox(s, o) != MIM_OK) {
     session_free(s);
     mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
@@ -643,7 +383,7 @@ static mim_status values_to_list(const mim_session *s, const mim_list_values *va
   for (size_t i = 0; i < values->count && st == MIM_OK; i++) {
     const mim_bytes *v = &values->values[i];
     mim_envelope env;
-    bool ok = parse_value(s->chat, v->data, v->len, &env);
+    bool ok = mim_message_parse(s->chat, v->data, v->len, &env);
     if (ok && mim_idset_contains(&seen, env.id)) {
       mim_envelope_clear(&env);
       continue;
@@ -651,8 +391,8 @@ static mim_status values_to_list(const mim_session *s, const mim_list_values *va
     if (ok)
       st = mim_idset_add(&seen, env.id, NULL);
     mim_message *m = &list->messages[list->count];
-    fill_message(m, ok ? &env : NULL, s->chat, "", v->data, v->len, 0, true);
-    bool packed = pack_message(m);
+    mim_message_fill(m, ok ? &env : NULL, s->chat, "", v->data, v->len, 0, true);
+    bool packed = mim_message_pack(m);
     if (ok)
       mim_envelope_clear(&env);
     if (!packed)

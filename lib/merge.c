@@ -1,0 +1,259 @@
+/* The history + live merge and its gap accounting (see merge.h for what it promises and
+ * who may call it when). */
+#include "merge.h"
+
+#include "error.h"
+#include "message.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Extra ids remembered beyond the list size: live messages delivered since, plus slack
+ * for senders whose push and publish interleave with other senders. */
+#define DEDUP_WINDOW 4096u
+/* Live items buffered while a fetch is outstanding; beyond this they are dropped and
+ * recovered from the list by another fetch. */
+#define MAX_PENDING 65536u
+
+mim_status mim_merge_init(mim_merge *mg, const char *chat, uint32_t history_cap,
+                          const mim_merge_sink *sink) {
+  memset(mg, 0, sizeof *mg);
+  mg->chat = chat;
+  mg->history_cap = history_cap;
+  mg->sink = *sink;
+  return mim_idset_init(&mg->delivered, (size_t)history_cap + DEDUP_WINDOW);
+}
+
+void mim_merge_free(mim_merge *mg) {
+  for (size_t i = 0; i < mg->npending; i++)
+    mim_message_free_packed(&mg->pending[i]);
+  free(mg->pending);
+  mg->pending = NULL;
+  mg->npending = mg->pending_cap = 0;
+  mim_idset_free(&mg->delivered);
+}
+
+bool mim_merge_joined(const mim_merge *mg) {
+  return mg->joined;
+}
+
+bool mim_merge_fetching(const mim_merge *mg) {
+  return mg->fetching;
+}
+
+/* ---- delivery ---- */
+
+static void remember_last(mim_merge *mg, const char *id) {
+  size_t n = strlen(id);
+  if (n < sizeof mg->last_id)
+    memcpy(mg->last_id, id, n + 1);
+  else
+    mg->last_id[0] = '\0'; /* not an id we could look for later */
+}
+
+/* Delivers a chat message unless its id was delivered already; foreign ones always. */
+static void deliver_once(mim_merge *mg, const mim_message *m) {
+  if (m->kind == MIM_MESSAGE_CHAT) {
+    bool added = false;
+    if (mim_idset_add(&mg->delivered, m->id, &added) != MIM_OK) {
+      /* Delivered anyway: a possible duplicate beats a lost message. */
+      mim_log(MIM_LOG_WARN, "chat %s: out of memory remembering a message id", mg->chat);
+    } else if (!added) {
+      mim_log(MIM_LOG_DEBUG, "chat %s: duplicate of %s (%s) skipped", mg->chat, m->id,
+              m->from_history ? "history" : "live");
+      return;
+    }
+    remember_last(mg, m->id);
+  }
+  mg->sink.deliver(mg->sink.user, m);
+}
+
+/* After a fetch that followed a discontinuity: tells the user when messages of the gap
+ * were probably lost. With an anchor (see struct mim_merge): when the list no longer
+ * holds it (truncated away, or the server lost the list: a restart without persistence).
+ * Without one: when the topic skipped more values than the list keeps, or the list is
+ * full and none of it had been delivered (the start of the gap was truncated away). */
+static void report_lost_gap(mim_merge *mg, bool list_full_of_unknown, bool anchor_found) {
+  bool gap = mg->fetch_gap_missed > 0 || mg->fetch_gap_unknown;
+  if (!mg->joined || !gap)
+    return;
+  bool lost = mg->fetch_gap_anchor[0]
+                  ? !anchor_found
+                  : mg->fetch_gap_missed > mg->history_cap || list_full_of_unknown;
+  if (!lost)
+    return;
+  char detail[200];
+  if (mg->fetch_gap_anchor[0] && mg->fetch_gap_missed <= mg->history_cap)
+    snprintf(detail, sizeof detail,
+             "the history no longer holds the last message delivered before the gap: "
+             "messages may have been lost");
+  else
+    snprintf(detail, sizeof detail,
+             "gap of %llu values%s larger than the history cap %u: some messages were lost",
+             (unsigned long long)mg->fetch_gap_missed, mg->fetch_gap_unknown ? " (or more)" : "",
+             (unsigned)mg->history_cap);
+  mg->sink.report(mg->sink.user, MIM_ERR_RESOURCE_EXHAUSTED, detail);
+}
+
+/* Delivers the list values not delivered yet, oldest first. Foreign values in the list
+ * are delivered on the first (join) fetch only: they have no id to de-duplicate by. */
+static void deliver_history(mim_merge *mg, const mim_list_values *values) {
+  size_t cap = mg->history_cap > values->count ? mg->history_cap : values->count;
+  mim_idset_reserve(&mg->delivered, cap + DEDUP_WINDOW);
+  bool any_known = false, anchor_found = false;
+  size_t known_before = mg->delivered.count;
+  for (size_t i = 0; i < values->count; i++) {
+    const mim_bytes *v = &values->values[i];
+    mim_envelope env;
+    mim_message m;
+    if (mim_message_parse(mg->chat, v->data, v->len, &env)) {
+      any_known = any_known || mim_idset_contains(&mg->delivered, env.id);
+      anchor_found =
+          anchor_found || (mg->fetch_gap_anchor[0] && !strcmp(env.id, mg->fetch_gap_anchor));
+      mim_message_fill(&m, &env, mg->chat, "", v->data, v->len, 0, true);
+      deliver_once(mg, &m);
+      mim_envelope_clear(&env);
+    } else if (!mg->joined) {
+      mim_message_fill(&m, NULL, mg->chat, "", v->data, v->len, 0, true);
+      mg->sink.deliver(mg->sink.user, &m);
+    }
+  }
+  report_lost_gap(mg, known_before > 0 && !any_known && values->count >= mg->history_cap,
+                  anchor_found);
+}
+
+static void drain_pending(mim_merge *mg) {
+  for (size_t i = 0; i < mg->npending; i++) {
+    deliver_once(mg, &mg->pending[i]);
+    mim_message_free_packed(&mg->pending[i]);
+  }
+  mg->npending = 0;
+}
+
+/* Keeps a copy of m until the outstanding fetch completes. When it cannot, the item is
+ * dropped and recovered from the list by one more fetch. */
+static void buffer_item(mim_merge *mg, const mim_message *m) {
+  if (mg->npending >= MAX_PENDING) {
+    /* Instead of growing without bound. */
+    mg->refetch_wanted = true;
+    mim_log(MIM_LOG_WARN, "chat %s: live buffer full; refetching", mg->chat);
+    return;
+  }
+  if (mg->npending == mg->pending_cap) {
+    size_t n = mg->pending_cap ? mg->pending_cap * 2 : 64;
+    mim_message *p = realloc(mg->pending, n * sizeof *p);
+    if (!p) {
+      mg->refetch_wanted = true;
+      return;
+    }
+    mg->pending = p;
+    mg->pending_cap = n;
+  }
+  mim_message copy = *m;
+  if (!mim_message_pack(&copy)) {
+    mg->refetch_wanted = true;
+    return;
+  }
+  mg->pending[mg->npending++] = copy;
+}
+
+/* ---- subscription events ---- */
+
+void mim_merge_live(mim_merge *mg, const mim_topic_item *item) {
+  mim_envelope env;
+  bool ok = mim_message_parse(mg->chat, item->data, item->len, &env);
+  mim_message m;
+  mim_message_fill(&m, ok ? &env : NULL, mg->chat, item->publisher_id, item->data, item->len,
+                   item->sequence, false);
+  mg->page = item->sequence_page;
+  if (!mg->joined || mg->fetching)
+    buffer_item(mg, &m);
+  else
+    deliver_once(mg, &m);
+  if (ok)
+    mim_envelope_clear(&env);
+}
+
+bool mim_merge_discontinuity(mim_merge *mg, uint64_t last, uint64_t next, uint64_t page) {
+  mim_log(MIM_LOG_INFO, "chat %s: discontinuity %llu -> %llu (page %llu); refetching history",
+          mg->chat, (unsigned long long)last, (unsigned long long)next, (unsigned long long)page);
+  /* The anchor of the gaps the next fetch covers: the last message delivered before the
+   * first of them. */
+  if (mg->gap_missed == 0 && !mg->gap_unknown)
+    memcpy(mg->gap_anchor, mg->last_id, sizeof mg->last_id);
+  /* Same page and a known position: the values in between are the gap. Otherwise
+   * (first stream lost blind, topic reset: numbers of another page) its size is
+   * unknown. */
+  if (last > 0 && next > last && (mg->page == 0 || page == mg->page))
+    mg->gap_missed += next - last - 1;
+  else
+    mg->gap_unknown = true;
+  mg->page = page;
+  return true;
+}
+
+bool mim_merge_state(mim_merge *mg, mim_subscription_state state) {
+  /* A reconnect fetches only when the stream was lost before any value or discontinuity
+   * (page still 0): it then resumes live only and nothing replays the gap. Otherwise the
+   * resumed stream replays what was missed, in order, or reports a discontinuity, which
+   * fetches; fetching here too would deliver the list's newest messages before the
+   * older ones the replay is still bringing. */
+  if (state == MIM_SUB_CONNECTED && !mg->confirmed) {
+    /* Confirmed: from now on nothing published is missed, so fetch the history. */
+    mg->confirmed = true;
+    return true;
+  }
+  if (state == MIM_SUB_CONNECTED && mg->blind_reconnect) {
+    mg->blind_reconnect = false;
+    return true;
+  }
+  if (state == MIM_SUB_RECONNECTING)
+    mg->blind_reconnect = mg->page == 0;
+  return false;
+}
+
+/* ---- fetches ---- */
+
+bool mim_merge_fetch_begin(mim_merge *mg) {
+  if (mg->fetching) {
+    mg->refetch_wanted = true;
+    return false;
+  }
+  mg->fetching = true;
+  mg->fetch_gap_missed = mg->gap_missed;
+  mg->fetch_gap_unknown = mg->gap_unknown;
+  memcpy(mg->fetch_gap_anchor, mg->gap_anchor, sizeof mg->gap_anchor);
+  mg->gap_missed = 0;
+  mg->gap_unknown = false;
+  mg->gap_anchor[0] = '\0';
+  return true;
+}
+
+bool mim_merge_fetch_done(mim_merge *mg, mim_status status, const char *detail,
+                          const mim_list_values *values) {
+  bool joining = !mg->joined;
+  if (status == MIM_OK) {
+    deliver_history(mg, values);
+  } else if (!joining) {
+    mim_log(MIM_LOG_WARN, "chat %s: history refetch failed: %s", mg->chat, mim_status_name(status));
+    mg->sink.report(mg->sink.user, status, detail);
+  }
+  if (status == MIM_OK || !joining) {
+    mg->joined = true;
+    drain_pending(mg);
+  }
+  mg->fetching = false;
+  if (!mg->joined || !mg->refetch_wanted)
+    return false;
+  mg->refetch_wanted = false;
+  return true;
+}
+
+void mim_merge_fetch_not_started(mim_merge *mg, mim_status status, const char *detail) {
+  mg->fetching = false;
+  if (!mg->joined)
+    return;
+  mg->sink.report(mg->sink.user, status, detail);
+  drain_pending(mg);
+}
