@@ -1,8 +1,8 @@
 /* mim-local: a Momento-compatible development server (lists, control plane, ping,
  * topics, disposable tokens) on the gRPC core server API.
  * See `mim-local --help` for the flags. */
+#include "dispatch.h"
 #include "persist.h"
-#include "svc.h"
 #include "util.h"
 
 #include <errno.h>
@@ -438,8 +438,13 @@ static srv_rpc *start_rpc(app *a, const options *o, int *port) {
   if (o->tls_cert && (!cert || !key)) {
     srv_log(LOG_ERROR, "cannot read the TLS certificate or key");
   } else {
-    srv_rpc_config rc = {o->host, o->port,      cert, key, o->max_message_bytes + 65536,
-                         2,       svc_dispatch, a};
+    srv_rpc_config rc = {.host = o->host,
+                         .port = o->port,
+                         .tls_cert_pem = cert,
+                         .tls_key_pem = key,
+                         .max_receive_bytes = o->max_message_bytes + 65536,
+                         .cq_threads = 2};
+    dispatch_configure(&rc, a);
     rpc = srv_rpc_start(&rc, port);
   }
   free(cert);

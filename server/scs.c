@@ -1,7 +1,8 @@
 /* mim-local: cache_client.Scs (lists, Delete, ItemGetTtl). Every request carries the
  * cache in the "cache" metadata and its key (list name / cache key) in field 1. */
+#include "handlers.h"
+
 #include "cacheclient.pb-c.h"
-#include "svc.h"
 #include "util.h"
 
 #include <stdlib.h>
