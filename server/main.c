@@ -2,6 +2,7 @@
  * topics, disposable tokens) on the gRPC core server API.
  * See `mim-local --help` for the flags. */
 #include "dispatch.h"
+#include "housekeeping.h"
 #include "persist.h"
 #include "util.h"
 
@@ -47,6 +48,8 @@ typedef struct options {
 
 /* --data-dir: the persistence of the store and topics (NULL: memory only). */
 static persist *g_persist;
+/* The once-a-second sweep and compaction check (NULL until app_init started it). */
+static housekeeping *g_housekeeping;
 
 static void usage(FILE *out) {
   fputs("usage: mim-local [options]\n"
@@ -355,13 +358,6 @@ static bool write_root_key(const app *a, const char *path) {
 
 /* ---- startup and shutdown ---- */
 
-static void sweep_tick(void *arg) {
-  store_sweep(arg);
-  if (g_persist && persist_wants_compaction(g_persist)) {
-    store_compact(arg, g_persist);
-  }
-}
-
 static bool cache_exists(void *arg, const char *cache) {
   return store_cache_exists(arg, cache);
 }
@@ -408,13 +404,12 @@ static bool app_init(app *a, const options *o) {
                       .max_queue = o->max_queue,
                       .max_subscribers = o->max_subscribers,
                       .heartbeat_ms = o->heartbeat_ms,
-                      .tick = sweep_tick,
-                      .tick_arg = a->store,
                       .cache_exists = cache_exists,
                       .cache_arg = a->store,
                       .persist = g_persist};
   a->ps = a->store ? pubsub_new(&pc) : NULL;
-  return a->ps && create_caches(a, o);
+  g_housekeeping = a->ps ? housekeeping_start(a->store, g_persist) : NULL;
+  return g_housekeeping && create_caches(a, o);
 }
 
 static void app_free(app *a) {
@@ -524,6 +519,8 @@ int main(int argc, char **argv) {
     srv_log(LOG_INFO, "signal %d: shutting down", sig);
     rc = 0;
   }
+  housekeeping_stop(g_housekeeping); /* before anything it works on goes away */
+  g_housekeeping = NULL;
   if (a.ps) {
     pubsub_shutdown(a.ps);
     shutdown_pause_for_tests();

@@ -620,7 +620,6 @@ static void *heartbeat_thread(void *arg) {
   pubsub *ps = arg;
   int tick_ms = ps->cfg.heartbeat_ms / 4;
   tick_ms = tick_ms < 10 ? 10 : (tick_ms > 250 ? 250 : tick_ms);
-  int64_t last_tick = srv_mono_ms();
   pthread_mutex_lock(&ps->tick_mu);
   while (!ps->stopping) {
     struct timespec ts;
@@ -634,10 +633,6 @@ static void *heartbeat_thread(void *arg) {
     }
     pthread_mutex_unlock(&ps->tick_mu);
     heartbeat_idle(ps);
-    if (ps->cfg.tick && srv_mono_ms() - last_tick >= 1000) {
-      last_tick = srv_mono_ms();
-      ps->cfg.tick(ps->cfg.tick_arg);
-    }
     pthread_mutex_lock(&ps->tick_mu);
   }
   pthread_mutex_unlock(&ps->tick_mu);
