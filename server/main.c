@@ -4,6 +4,7 @@
 #include "dispatch.h"
 #include "housekeeping.h"
 #include "persist.h"
+#include "recovery.h"
 #include "util.h"
 
 #include <errno.h>
@@ -392,7 +393,7 @@ static bool app_init(app *a, const options *o) {
   }
   a->store = store_new(o->default_ttl_ms, o->max_list_length);
   if (a->store && o->data_dir) {
-    g_persist = persist_open(o->data_dir, o->fsync_mode, o->compact_bytes, a->store);
+    g_persist = recovery_open(o->data_dir, o->fsync_mode, o->compact_bytes, a->store);
     if (!g_persist) {
       return false;
     }
