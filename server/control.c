@@ -22,14 +22,26 @@ static bool control_auth(app *a, srv_call *call) {
   return ok;
 }
 
-void control_create_cache(app *a, srv_call *call, const uint8_t *req, size_t len) {
-  ControlClient__CreateCacheRequest *r;
-  char name[SVC_MAX_NAME];
-  if (!control_auth(a, call) ||
-      !(r = svc_unpack(call, &control_client____create_cache_request__descriptor, req, len))) {
-    return;
+/* The super-user check, then the request's cache_name (create and delete both carry
+ * one) validated into name; false when the call was failed. */
+static bool cache_name_request(app *a, srv_call *call, const ProtobufCMessageDescriptor *desc,
+                               const uint8_t *req, size_t len, char *name) {
+  ProtobufCMessage *m;
+  if (!control_auth(a, call) || !(m = svc_unpack(call, desc, req, len))) {
+    return false;
   }
-  if (svc_name(call, "cache_name", r->cache_name, strlen(r->cache_name), name)) {
+  const ProtobufCFieldDescriptor *f =
+      protobuf_c_message_descriptor_get_field_by_name(desc, "cache_name");
+  const char *cache = f ? *(char *const *)(const void *)((const char *)m + f->offset) : "";
+  bool ok = svc_name(call, "cache_name", cache, strlen(cache), name);
+  protobuf_c_message_free_unpacked(m, NULL);
+  return ok;
+}
+
+void control_create_cache(app *a, srv_call *call, const uint8_t *req, size_t len) {
+  char name[SVC_MAX_NAME];
+  if (cache_name_request(a, call, &control_client____create_cache_request__descriptor, req, len,
+                         name)) {
     st_result res = store_cache_create(a->store, name);
     if (res == ST_EXISTS) {
       srv_call_fail(call, GRPC_STATUS_ALREADY_EXISTS, "cache already exists: %s", name);
@@ -44,17 +56,12 @@ void control_create_cache(app *a, srv_call *call, const uint8_t *req, size_t len
       srv_call_reply(call, &resp.base);
     }
   }
-  control_client____create_cache_request__free_unpacked(r, NULL);
 }
 
 void control_delete_cache(app *a, srv_call *call, const uint8_t *req, size_t len) {
-  ControlClient__DeleteCacheRequest *r;
   char name[SVC_MAX_NAME];
-  if (!control_auth(a, call) ||
-      !(r = svc_unpack(call, &control_client____delete_cache_request__descriptor, req, len))) {
-    return;
-  }
-  if (svc_name(call, "cache_name", r->cache_name, strlen(r->cache_name), name)) {
+  if (cache_name_request(a, call, &control_client____delete_cache_request__descriptor, req, len,
+                         name)) {
     st_result res = store_cache_delete(a->store, name);
     if (res == ST_IO || res == ST_TOO_BIG) {
       srv_call_fail(call, GRPC_STATUS_UNAVAILABLE,
@@ -68,7 +75,6 @@ void control_delete_cache(app *a, srv_call *call, const uint8_t *req, size_t len
       srv_call_reply(call, &resp.base);
     }
   }
-  control_client____delete_cache_request__free_unpacked(r, NULL);
 }
 
 void control_list_caches(app *a, srv_call *call, const uint8_t *req, size_t len) {

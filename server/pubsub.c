@@ -3,6 +3,7 @@
 #include "pubsub.h"
 
 #include "persist.h"
+#include "topic_state.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -99,17 +100,6 @@ static topic *topic_new(size_t replay, size_t replay_bytes) {
   return t;
 }
 
-static size_t topic_key(char *buf, size_t cap, const char *cache, const char *topic_name) {
-  size_t a = strlen(cache), b = strlen(topic_name);
-  if (a + 1 + b > cap) {
-    return 0;
-  }
-  memcpy(buf, cache, a);
-  buf[a] = '\0';
-  memcpy(buf + a + 1, topic_name, b);
-  return a + 1 + b;
-}
-
 static void ring_push_locked(topic *t, uint64_t seq, grpc_slice msg);
 
 /* --data-dir: a ring kept at the last clean stop goes back into the new topic. */
@@ -122,7 +112,7 @@ static void restore_ring_item(void *ctx, uint64_t seq, st_bytes msg) {
 /* Finds or creates the topic and returns it with a reference (NULL on OOM). */
 static topic *topic_get(pubsub *ps, const char *cache, const char *name) {
   char key[1024];
-  size_t klen = topic_key(key, sizeof key, cache, name);
+  size_t klen = topic_state_key(key, sizeof key, cache, name);
   if (klen == 0) {
     return NULL;
   }

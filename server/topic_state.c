@@ -30,7 +30,7 @@ size_t topic_states_count(const topic_states *ts) {
   return ts->map.count;
 }
 
-static size_t topic_key(char *out, size_t cap, const char *cache, const char *topic) {
+size_t topic_state_key(char *out, size_t cap, const char *cache, const char *topic) {
   size_t a = strlen(cache), b = strlen(topic);
   if (a + 1 + b > cap) {
     return 0;
@@ -43,14 +43,14 @@ static size_t topic_key(char *out, size_t cap, const char *cache, const char *to
 
 static entry *find(topic_states *ts, const char *cache, const char *topic) {
   char key[1024];
-  size_t klen = topic_key(key, sizeof key, cache, topic);
+  size_t klen = topic_state_key(key, sizeof key, cache, topic);
   return klen ? srv_hmap_get(&ts->map, key, klen) : NULL;
 }
 
 bool topic_states_set(topic_states *ts, const char *cache, const char *topic, uint64_t page,
                       uint64_t next_seq) {
   char key[1024];
-  size_t klen = topic_key(key, sizeof key, cache, topic);
+  size_t klen = topic_state_key(key, sizeof key, cache, topic);
   if (!klen) {
     return false;
   }

@@ -21,6 +21,10 @@ typedef struct topic_states {
   srv_hmap map; /* "cache\0topic" -> entry */
 } topic_states;
 
+/* Writes the table key of a topic, "cache\0topic", into out; its length, or 0 if it
+ * does not fit in cap bytes. pubsub's own topic table uses the same keys. */
+size_t topic_state_key(char *out, size_t cap, const char *cache, const char *topic);
+
 /* Called with each item of a kept ring, oldest first. */
 typedef void (*topic_ring_fn)(void *ctx, uint64_t seq, st_bytes msg);
 
