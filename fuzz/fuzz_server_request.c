@@ -1,5 +1,5 @@
 /* libFuzzer harness: mim-local's request handling. Each input is one decoded-message →
- * handler step through svc_dispatch (the same entry the gRPC layer calls), with an
+ * handler step through dispatch_call (the same entry the gRPC layer calls), with an
  * in-memory store and topics, a fake call (fuzz/fake_rpc.c) and a real token:
  *   byte 0: method (index into g_methods)
  *   byte 1: bits 0-1 token (0 super-user, 1 client-only for chat "c", 2 moderated for
@@ -14,6 +14,7 @@
  * MIM_FUZZ_WRITE_SEEDS=DIR writes a seed corpus (one valid request per method) into
  * DIR and exits. */
 #include "auth.h"
+#include "dispatch.h"
 #include "fake_rpc.h"
 #include "perms.h"
 #include "svc.h"
@@ -230,7 +231,7 @@ static void app_end(void) {
 static void run_call(app *a, size_t method, const char *token, const char *cache, size_t cache_len,
                      const uint8_t *msg, size_t len) {
   srv_call *call = fake_call_new(token, cache, cache_len);
-  svc_dispatch(a, call, g_methods[method], msg, len);
+  dispatch_call(a, call, g_methods[method], msg, len);
   fake_call_info r = fake_call_result(call);
   if (!r.streaming && r.finished != 1) {
     fprintf(stderr, "%s: unary call finished %d times\n", g_methods[method], r.finished);
@@ -276,7 +277,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const uint8_t req[] = "\x0a\x11" CACHE "\x12\x01"
                                  "c";
     sub = fake_call_new(g_tokens[0], NULL, 0);
-    svc_dispatch(a, sub, g_methods[SUBSCRIBE_METHOD], req, sizeof req - 1);
+    dispatch_call(a, sub, g_methods[SUBSCRIBE_METHOD], req, sizeof req - 1);
   }
   run_call(a, method, tok < 3 ? g_tokens[tok] : NULL, cache, cache_len, msg, len);
   if (sub) {

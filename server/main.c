@@ -1,8 +1,10 @@
 /* mim-local: a Momento-compatible development server (lists, control plane, ping,
  * topics, disposable tokens) on the gRPC core server API.
  * See `mim-local --help` for the flags. */
+#include "dispatch.h"
+#include "housekeeping.h"
 #include "persist.h"
-#include "svc.h"
+#include "recovery.h"
 #include "util.h"
 
 #include <errno.h>
@@ -47,6 +49,8 @@ typedef struct options {
 
 /* --data-dir: the persistence of the store and topics (NULL: memory only). */
 static persist *g_persist;
+/* The once-a-second sweep and compaction check (NULL until app_init started it). */
+static housekeeping *g_housekeeping;
 
 static void usage(FILE *out) {
   fputs("usage: mim-local [options]\n"
@@ -355,13 +359,6 @@ static bool write_root_key(const app *a, const char *path) {
 
 /* ---- startup and shutdown ---- */
 
-static void sweep_tick(void *arg) {
-  store_sweep(arg);
-  if (g_persist && persist_wants_compaction(g_persist)) {
-    store_compact(arg, g_persist);
-  }
-}
-
 static bool cache_exists(void *arg, const char *cache) {
   return store_cache_exists(arg, cache);
 }
@@ -396,7 +393,7 @@ static bool app_init(app *a, const options *o) {
   }
   a->store = store_new(o->default_ttl_ms, o->max_list_length);
   if (a->store && o->data_dir) {
-    g_persist = persist_open(o->data_dir, o->fsync_mode, o->compact_bytes, a->store);
+    g_persist = recovery_open(o->data_dir, o->fsync_mode, o->compact_bytes, a->store);
     if (!g_persist) {
       return false;
     }
@@ -408,13 +405,12 @@ static bool app_init(app *a, const options *o) {
                       .max_queue = o->max_queue,
                       .max_subscribers = o->max_subscribers,
                       .heartbeat_ms = o->heartbeat_ms,
-                      .tick = sweep_tick,
-                      .tick_arg = a->store,
                       .cache_exists = cache_exists,
                       .cache_arg = a->store,
                       .persist = g_persist};
   a->ps = a->store ? pubsub_new(&pc) : NULL;
-  return a->ps && create_caches(a, o);
+  g_housekeeping = a->ps ? housekeeping_start(a->store, g_persist) : NULL;
+  return g_housekeeping && create_caches(a, o);
 }
 
 static void app_free(app *a) {
@@ -438,8 +434,13 @@ static srv_rpc *start_rpc(app *a, const options *o, int *port) {
   if (o->tls_cert && (!cert || !key)) {
     srv_log(LOG_ERROR, "cannot read the TLS certificate or key");
   } else {
-    srv_rpc_config rc = {o->host, o->port,      cert, key, o->max_message_bytes + 65536,
-                         2,       svc_dispatch, a};
+    srv_rpc_config rc = {.host = o->host,
+                         .port = o->port,
+                         .tls_cert_pem = cert,
+                         .tls_key_pem = key,
+                         .max_receive_bytes = o->max_message_bytes + 65536,
+                         .cq_threads = 2};
+    dispatch_configure(&rc, a);
     rpc = srv_rpc_start(&rc, port);
   }
   free(cert);
@@ -519,6 +520,8 @@ int main(int argc, char **argv) {
     srv_log(LOG_INFO, "signal %d: shutting down", sig);
     rc = 0;
   }
+  housekeeping_stop(g_housekeeping); /* before anything it works on goes away */
+  g_housekeeping = NULL;
   if (a.ps) {
     pubsub_shutdown(a.ps);
     shutdown_pause_for_tests();

@@ -1,15 +1,20 @@
 /* mim-local: optional persistence (--data-dir). An append-only log of mutations
- * (DIR/log) on top of a snapshot (DIR/snapshot), both in the same record format:
+ * (DIR/log) on top of a snapshot (DIR/snapshot), both in the same record format
+ * (record.h):
  *   u32 payload length, u32 CRC-32 of the payload, payload (little-endian fields).
- * Startup replays snapshot then log into the store, stops at the first torn or corrupt
- * record, and compacts everything into a fresh snapshot. See server/README.md.
+ * It knows records and files, not the store: startup hands every record of snapshot
+ * then log to a replay callback (recovery.c), stopping at the first torn or corrupt
+ * one; recovery then compacts everything into a fresh snapshot. It also keeps pubsub's
+ * topic state (topic_state.h), since a topic record and its table entry must change
+ * together. See server/README.md.
  *
  * Thread-safe: one mutex over the files and the topic table. Lock order: store table ->
  * cache -> persist, and topic -> persist. */
 #ifndef MIM_SERVER_PERSIST_H
 #define MIM_SERVER_PERSIST_H
 
-#include "store.h"
+#include "bytes.h"
+#include "topic_state.h"
 
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
@@ -29,9 +34,21 @@ bool persist_parse_fsync(const char *s, persist_fsync *out);
 /* Default log size that triggers a compaction. */
 #define PERSIST_COMPACT_BYTES (64u << 20)
 
-/* Opens (creating) dir, replays its snapshot and log into s, compacts. The log is
- * compacted again when it outgrows compact_bytes (0: the default). NULL on error. */
-persist *persist_open(const char *dir, persist_fsync mode, uint64_t compact_bytes, store *s);
+/* How startup hands back what the files hold. apply gets each record's payload (type
+ * byte first) except the headers, in file order, before persist_open returns; false
+ * when the record is malformed (replay stops there, the rest is dropped). */
+typedef struct persist_replay {
+  bool (*apply)(void *ctx, persist *p, const uint8_t *rec, size_t len);
+  void *ctx;
+} persist_replay;
+
+/* Opens (creating) dir and replays its snapshot and log through replay (the caller
+ * compacts next: store_compact). The log is compacted again when it outgrows
+ * compact_bytes (0: the default). NULL on error. */
+persist *persist_open(const char *dir, persist_fsync mode, uint64_t compact_bytes,
+                      const persist_replay *replay);
+/* For the startup log line: topics with a state, and the files' generation. */
+void persist_stats(persist *p, size_t *topics, uint64_t *generation);
 /* Flushes, fsyncs and closes (after the last writer is gone). */
 void persist_close(persist *p);
 
@@ -67,7 +84,16 @@ void persist_topic_ring(persist *p, const char *cache, const char *topic, size_t
 /* Hands a kept ring to fn, oldest first, if it ends at last_seq (else drops it); the
  * copy here is freed either way. */
 void persist_topic_take_ring(persist *p, const char *cache, const char *topic, uint64_t last_seq,
-                             void (*fn)(void *ctx, uint64_t seq, st_bytes msg), void *ctx);
+                             topic_ring_fn fn, void *ctx);
+
+/* Replay of the topic records (recovery.c, during persist_open): fill the topic table
+ * without recording anything. false: out of memory, or a malformed ring. */
+bool persist_restore_topic(persist *p, const char *cache, const char *topic, uint64_t page,
+                           uint64_t next_seq);
+bool persist_restore_ring(persist *p, const char *cache, const char *topic, const uint8_t *body,
+                          size_t len);
+/* A cache-deleted record: its topics start afresh. */
+void persist_restore_cache_deleted(persist *p, const char *cache);
 
 /* Compaction, driven by store_compact: true when the log outgrew its threshold. */
 bool persist_wants_compaction(persist *p);

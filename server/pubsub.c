@@ -3,6 +3,7 @@
 #include "pubsub.h"
 
 #include "persist.h"
+#include "topic_state.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -99,17 +100,6 @@ static topic *topic_new(size_t replay, size_t replay_bytes) {
   return t;
 }
 
-static size_t topic_key(char *buf, size_t cap, const char *cache, const char *topic_name) {
-  size_t a = strlen(cache), b = strlen(topic_name);
-  if (a + 1 + b > cap) {
-    return 0;
-  }
-  memcpy(buf, cache, a);
-  buf[a] = '\0';
-  memcpy(buf + a + 1, topic_name, b);
-  return a + 1 + b;
-}
-
 static void ring_push_locked(topic *t, uint64_t seq, grpc_slice msg);
 
 /* --data-dir: a ring kept at the last clean stop goes back into the new topic. */
@@ -122,7 +112,7 @@ static void restore_ring_item(void *ctx, uint64_t seq, st_bytes msg) {
 /* Finds or creates the topic and returns it with a reference (NULL on OOM). */
 static topic *topic_get(pubsub *ps, const char *cache, const char *name) {
   char key[1024];
-  size_t klen = topic_key(key, sizeof key, cache, name);
+  size_t klen = topic_state_key(key, sizeof key, cache, name);
   if (klen == 0) {
     return NULL;
   }
@@ -620,7 +610,6 @@ static void *heartbeat_thread(void *arg) {
   pubsub *ps = arg;
   int tick_ms = ps->cfg.heartbeat_ms / 4;
   tick_ms = tick_ms < 10 ? 10 : (tick_ms > 250 ? 250 : tick_ms);
-  int64_t last_tick = srv_mono_ms();
   pthread_mutex_lock(&ps->tick_mu);
   while (!ps->stopping) {
     struct timespec ts;
@@ -634,10 +623,6 @@ static void *heartbeat_thread(void *arg) {
     }
     pthread_mutex_unlock(&ps->tick_mu);
     heartbeat_idle(ps);
-    if (ps->cfg.tick && srv_mono_ms() - last_tick >= 1000) {
-      last_tick = srv_mono_ms();
-      ps->cfg.tick(ps->cfg.tick_arg);
-    }
     pthread_mutex_lock(&ps->tick_mu);
   }
   pthread_mutex_unlock(&ps->tick_mu);

@@ -24,8 +24,6 @@ typedef struct pubsub_config {
   size_t max_queue_bytes; /* ... or bytes queued */
   size_t max_subscribers; /* per topic */
   int heartbeat_ms;
-  void (*tick)(void *arg); /* called about once a second from the heartbeat thread */
-  void *tick_arg;
   /* Whether a cache still exists (NULL: always); checked under the topic lock so a
    * topic created while its cache was being deleted does not outlive it. */
   bool (*cache_exists)(void *arg, const char *cache);

@@ -37,6 +37,7 @@ struct srv_rpc {
   int nthreads;
   srv_dispatch_fn dispatch;
   void *app;
+  const char *const *hot_methods; /* from srv_rpc_config; NULL-terminated or NULL */
   atomic_bool stopping;
   srv_tag shutdown_tag;
   pthread_mutex_t mu;
@@ -46,7 +47,7 @@ struct srv_rpc {
    * checks cq_closed; srv_rpc_stop sets cq_closed under it exclusively. */
   pthread_rwlock_t batch_lock;
   bool cq_closed;
-  void *hot[MAX_HOT_METHODS]; /* grpc_server_register_method handles of srv_hot_methods */
+  void *hot[MAX_HOT_METHODS]; /* grpc_server_register_method handles of hot_methods */
   size_t nhot;
 };
 
@@ -58,7 +59,7 @@ typedef struct qitem {
 struct srv_call {
   srv_rpc *rpc;
   grpc_call *call;
-  int hot;                   /* index in srv_hot_methods, or -1 for a generic call */
+  int hot;                   /* index in hot_methods, or -1 for a generic call */
   gpr_timespec hot_deadline; /* filled by grpc_server_request_registered_call; unused */
   grpc_call_details details; /* generic calls only */
   grpc_metadata_array md;
@@ -422,7 +423,7 @@ static void start_call(srv_call *c) {
   }
   if (c->hot >= 0) {
     /* The request message came with the call: no receive batch, no extra completion. */
-    handle_request(c, srv_hot_methods[c->hot], true);
+    handle_request(c, c->rpc->hot_methods[c->hot], true);
     return;
   }
   grpc_op recv_op;
@@ -569,12 +570,13 @@ static int bind_port(srv_rpc *rpc, const srv_rpc_config *cfg) {
  * receive batch). Every other method still takes the generic path.
  */
 static void register_hot_methods(srv_rpc *rpc) {
-  for (size_t i = 0; srv_hot_methods[i] && rpc->nhot < MAX_HOT_METHODS; i++) {
-    void *h = grpc_server_register_method(rpc->server, srv_hot_methods[i], NULL,
+  const char *const *names = rpc->hot_methods;
+  for (size_t i = 0; names && names[i] && rpc->nhot < MAX_HOT_METHODS; i++) {
+    void *h = grpc_server_register_method(rpc->server, names[i], NULL,
                                           GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     if (!h) {
-      srv_log(LOG_WARN, "cannot register %s; it takes the generic path", srv_hot_methods[i]);
-      break; /* indexes must match srv_hot_methods: stop at the first failure */
+      srv_log(LOG_WARN, "cannot register %s; it takes the generic path", names[i]);
+      break; /* indexes must match hot_methods: stop at the first failure */
     }
     rpc->hot[rpc->nhot++] = h;
   }
@@ -606,6 +608,7 @@ srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
   }
   rpc->dispatch = cfg->dispatch;
   rpc->app = cfg->app;
+  rpc->hot_methods = cfg->hot_methods;
   rpc->shutdown_tag.fn = on_shutdown_done;
   pthread_mutex_init(&rpc->mu, NULL);
   pthread_cond_init(&rpc->cv, NULL);

@@ -18,11 +18,6 @@ typedef struct srv_call srv_call;
 typedef void (*srv_dispatch_fn)(void *app, srv_call *call, const char *method, const uint8_t *req,
                                 size_t req_len);
 
-/* The methods worth registering with gRPC so their calls arrive with the request
- * already read (one completion less per call); NULL-terminated. Defined by the service
- * (svc.c); calls to any other method take the generic path. */
-extern const char *const srv_hot_methods[];
-
 typedef struct srv_rpc_config {
   const char *host;
   int port;
@@ -32,6 +27,11 @@ typedef struct srv_rpc_config {
   int cq_threads;
   srv_dispatch_fn dispatch;
   void *app;
+  /* The methods worth registering with gRPC so their calls arrive with the request
+   * already read (one completion less per call); NULL-terminated (NULL: none). Named by
+   * the dispatcher; calls to any other method take the generic path. Must outlive the
+   * server. */
+  const char *const *hot_methods;
 } srv_rpc_config;
 
 /* Binds and starts serving; *bound_port gets the port actually bound. NULL on failure

@@ -1,7 +1,8 @@
 /* mim-local: cache_client.Scs (lists, Delete, ItemGetTtl). Every request carries the
  * cache in the "cache" metadata and its key (list name / cache key) in field 1. */
+#include "handlers.h"
+
 #include "cacheclient.pb-c.h"
-#include "svc.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -43,8 +44,10 @@ static bool scs_ok(scs_ctx *x, st_result r) {
   }
 }
 
-/* Replies found{list_length} or missing for the responses shaped that way. */
-#define REPLY_LEN(x, res, len, Camel, UPPER)                                                       \
+/* Replies found or missing for the responses shaped that way (a oneof of a Found and a
+ * Missing message): fill is the statement that sets found's fields; oneof / ONEOF name
+ * the response's case field (list or result). */
+#define REPLY_FOUND(x, res, Camel, UPPER, oneof, ONEOF, fill)                                      \
   do {                                                                                             \
     CacheClient__##Camel##Response resp = CACHE_CLIENT____##UPPER##_RESPONSE__INIT;                \
     CacheClient__##Camel##Response__Found found =                                                  \
@@ -52,15 +55,19 @@ static bool scs_ok(scs_ctx *x, st_result r) {
     CacheClient__##Camel##Response__Missing missing =                                              \
         CACHE_CLIENT____##UPPER##_RESPONSE____MISSING__INIT;                                       \
     if ((res) == ST_OK) {                                                                          \
-      found.list_length = (len);                                                                   \
-      resp.list_case = CACHE_CLIENT____##UPPER##_RESPONSE__LIST_FOUND;                             \
+      fill;                                                                                        \
+      resp.oneof##_case = CACHE_CLIENT____##UPPER##_RESPONSE__##ONEOF##_FOUND;                     \
       resp.found = &found;                                                                         \
     } else {                                                                                       \
-      resp.list_case = CACHE_CLIENT____##UPPER##_RESPONSE__LIST_MISSING;                           \
+      resp.oneof##_case = CACHE_CLIENT____##UPPER##_RESPONSE__##ONEOF##_MISSING;                   \
       resp.missing = &missing;                                                                     \
     }                                                                                              \
     srv_call_reply((x)->call, &resp.base);                                                         \
   } while (0)
+
+/* Replies found{list_length} or missing. */
+#define REPLY_LEN(x, res, len, Camel, UPPER)                                                       \
+  REPLY_FOUND(x, res, Camel, UPPER, list, LIST, found.list_length = (len))
 
 static bool values_fit(scs_ctx *x, const ProtobufCBinaryData *v, size_t n) {
   for (size_t i = 0; i < n; i++) {
@@ -136,21 +143,7 @@ static void op_fetch(scs_ctx *x, const void *req) {
   size_t n = 0;
   st_result res = store_list_fetch(x->a->store, x->cache, x->key, rg, &vals, &n);
   if (scs_ok(x, res)) {
-    CacheClient__ListFetchResponse resp = CACHE_CLIENT____LIST_FETCH_RESPONSE__INIT;
-    CacheClient__ListFetchResponse__Found found =
-        CACHE_CLIENT____LIST_FETCH_RESPONSE____FOUND__INIT;
-    CacheClient__ListFetchResponse__Missing missing =
-        CACHE_CLIENT____LIST_FETCH_RESPONSE____MISSING__INIT;
-    if (res == ST_OK) {
-      found.n_values = n;
-      found.values = vals;
-      resp.list_case = CACHE_CLIENT____LIST_FETCH_RESPONSE__LIST_FOUND;
-      resp.found = &found;
-    } else {
-      resp.list_case = CACHE_CLIENT____LIST_FETCH_RESPONSE__LIST_MISSING;
-      resp.missing = &missing;
-    }
-    srv_call_reply(x->call, &resp.base);
+    REPLY_FOUND(x, res, ListFetch, LIST_FETCH, list, LIST, found.n_values = n; found.values = vals);
   }
   store_values_free(vals, n);
 }
@@ -160,20 +153,7 @@ static void op_length(scs_ctx *x, const void *req) {
   uint32_t len = 0;
   st_result res = store_list_length(x->a->store, x->cache, x->key, &len);
   if (scs_ok(x, res)) {
-    CacheClient__ListLengthResponse resp = CACHE_CLIENT____LIST_LENGTH_RESPONSE__INIT;
-    CacheClient__ListLengthResponse__Found found =
-        CACHE_CLIENT____LIST_LENGTH_RESPONSE____FOUND__INIT;
-    CacheClient__ListLengthResponse__Missing missing =
-        CACHE_CLIENT____LIST_LENGTH_RESPONSE____MISSING__INIT;
-    if (res == ST_OK) {
-      found.length = len;
-      resp.list_case = CACHE_CLIENT____LIST_LENGTH_RESPONSE__LIST_FOUND;
-      resp.found = &found;
-    } else {
-      resp.list_case = CACHE_CLIENT____LIST_LENGTH_RESPONSE__LIST_MISSING;
-      resp.missing = &missing;
-    }
-    srv_call_reply(x->call, &resp.base);
+    REPLY_FOUND(x, res, ListLength, LIST_LENGTH, list, LIST, found.length = len);
   }
 }
 
@@ -229,55 +209,21 @@ static void op_erase(scs_ctx *x, const void *req) {
   }
 }
 
-static void op_pop_front(scs_ctx *x, const void *req) {
-  (void)req;
-  ProtobufCBinaryData v = {0, NULL};
-  uint32_t len = 0;
-  st_result res = store_list_pop(x->a->store, x->cache, x->key, true, &v, &len);
-  if (scs_ok(x, res)) {
-    CacheClient__ListPopFrontResponse resp = CACHE_CLIENT____LIST_POP_FRONT_RESPONSE__INIT;
-    CacheClient__ListPopFrontResponse__Found found =
-        CACHE_CLIENT____LIST_POP_FRONT_RESPONSE____FOUND__INIT;
-    CacheClient__ListPopFrontResponse__Missing missing =
-        CACHE_CLIENT____LIST_POP_FRONT_RESPONSE____MISSING__INIT;
-    if (res == ST_OK) {
-      found.front = v;
-      found.list_length = len;
-      resp.list_case = CACHE_CLIENT____LIST_POP_FRONT_RESPONSE__LIST_FOUND;
-      resp.found = &found;
-    } else {
-      resp.list_case = CACHE_CLIENT____LIST_POP_FRONT_RESPONSE__LIST_MISSING;
-      resp.missing = &missing;
-    }
-    srv_call_reply(x->call, &resp.base);
+/* ListPopFront and ListPopBack differ only in their types and the end they pop. */
+#define DEFINE_POP(name, Camel, UPPER, end, is_front)                                              \
+  static void name(scs_ctx *x, const void *req) {                                                  \
+    (void)req;                                                                                     \
+    ProtobufCBinaryData v = {0, NULL};                                                             \
+    uint32_t len = 0;                                                                              \
+    st_result res = store_list_pop(x->a->store, x->cache, x->key, is_front, &v, &len);             \
+    if (scs_ok(x, res)) {                                                                          \
+      REPLY_FOUND(x, res, Camel, UPPER, list, LIST, found.end = v; found.list_length = len);       \
+    }                                                                                              \
+    free(v.data);                                                                                  \
   }
-  free(v.data);
-}
 
-static void op_pop_back(scs_ctx *x, const void *req) {
-  (void)req;
-  ProtobufCBinaryData v = {0, NULL};
-  uint32_t len = 0;
-  st_result res = store_list_pop(x->a->store, x->cache, x->key, false, &v, &len);
-  if (scs_ok(x, res)) {
-    CacheClient__ListPopBackResponse resp = CACHE_CLIENT____LIST_POP_BACK_RESPONSE__INIT;
-    CacheClient__ListPopBackResponse__Found found =
-        CACHE_CLIENT____LIST_POP_BACK_RESPONSE____FOUND__INIT;
-    CacheClient__ListPopBackResponse__Missing missing =
-        CACHE_CLIENT____LIST_POP_BACK_RESPONSE____MISSING__INIT;
-    if (res == ST_OK) {
-      found.back = v;
-      found.list_length = len;
-      resp.list_case = CACHE_CLIENT____LIST_POP_BACK_RESPONSE__LIST_FOUND;
-      resp.found = &found;
-    } else {
-      resp.list_case = CACHE_CLIENT____LIST_POP_BACK_RESPONSE__LIST_MISSING;
-      resp.missing = &missing;
-    }
-    srv_call_reply(x->call, &resp.base);
-  }
-  free(v.data);
-}
+DEFINE_POP(op_pop_front, ListPopFront, LIST_POP_FRONT, front, true)
+DEFINE_POP(op_pop_back, ListPopBack, LIST_POP_BACK, back, false)
 
 static void op_delete(scs_ctx *x, const void *req) {
   (void)req;
@@ -292,20 +238,8 @@ static void op_item_ttl(scs_ctx *x, const void *req) {
   uint64_t left = 0;
   st_result res = store_item_ttl(x->a->store, x->cache, x->key, &left);
   if (scs_ok(x, res)) {
-    CacheClient__ItemGetTtlResponse resp = CACHE_CLIENT____ITEM_GET_TTL_RESPONSE__INIT;
-    CacheClient__ItemGetTtlResponse__Found found =
-        CACHE_CLIENT____ITEM_GET_TTL_RESPONSE____FOUND__INIT;
-    CacheClient__ItemGetTtlResponse__Missing missing =
-        CACHE_CLIENT____ITEM_GET_TTL_RESPONSE____MISSING__INIT;
-    if (res == ST_OK) {
-      found.remaining_ttl_millis = left;
-      resp.result_case = CACHE_CLIENT____ITEM_GET_TTL_RESPONSE__RESULT_FOUND;
-      resp.found = &found;
-    } else {
-      resp.result_case = CACHE_CLIENT____ITEM_GET_TTL_RESPONSE__RESULT_MISSING;
-      resp.missing = &missing;
-    }
-    srv_call_reply(x->call, &resp.base);
+    REPLY_FOUND(x, res, ItemGetTtl, ITEM_GET_TTL, result, RESULT,
+                found.remaining_ttl_millis = left);
   }
 }
 

@@ -4,6 +4,8 @@
 #ifndef MIM_SERVER_STORE_H
 #define MIM_SERVER_STORE_H
 
+#include "bytes.h"
+
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,11 +24,6 @@ typedef enum {
   ST_IO,      /* --data-dir: the change could not be recorded; nothing was changed */
   ST_TOO_BIG, /* --data-dir: the change exceeds the log's record limit; nothing changed */
 } st_result;
-
-typedef struct st_bytes {
-  const uint8_t *data;
-  size_t len;
-} st_bytes;
 
 /* Slice bounds: absent = open end; negative counts from the end (like Python). */
 typedef struct st_range {

@@ -1,5 +1,6 @@
-/* mim-local: the application state shared by the service handlers, the method table
- * and the checks every handler starts with (auth, request decoding, cache metadata). */
+/* mim-local: the application state shared by the service handlers and the checks every
+ * handler starts with (auth, request decoding, name validation). Below the handlers:
+ * it knows none of them. */
 #ifndef MIM_SERVER_SVC_H
 #define MIM_SERVER_SVC_H
 
@@ -22,9 +23,6 @@ typedef struct app {
   size_t max_message_bytes;
 } app;
 
-/* srv_dispatch_fn for srv_rpc_config. */
-void svc_dispatch(void *app, srv_call *call, const char *method, const uint8_t *req, size_t len);
-
 /* Verifies the caller's token into *claims; on failure fails the call UNAUTHENTICATED
  * and returns false. With --no-auth every caller is super-user (a valid token still
  * contributes its token id). fallback_token (may be NULL) is used when the metadata
@@ -36,10 +34,5 @@ void *svc_unpack(srv_call *call, const ProtobufCMessageDescriptor *desc, const u
 /* Copies a name into buf (NUL-terminated); false (call failed INVALID_ARGUMENT) if it is
  * empty, too long, contains a NUL or is not UTF-8. what names it in the error message. */
 bool svc_name(srv_call *call, const char *what, const char *s, size_t len, char *buf);
-
-/* Handlers: each finishes the call. */
-void scs_handle(app *a, srv_call *call, const char *method, const uint8_t *req, size_t len);
-void topics_publish(app *a, srv_call *call, const uint8_t *req, size_t len);
-void topics_subscribe(app *a, srv_call *call, const uint8_t *req, size_t len);
 
 #endif

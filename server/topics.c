@@ -1,5 +1,6 @@
 /* mim-local: cache_client.pubsub.Pubsub handlers (auth, validation, then pubsub.c). */
-#include "svc.h"
+#include "handlers.h"
+
 #include "util.h"
 
 #include <string.h>
