@@ -313,9 +313,12 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
 }
 
 void mim_outbox_close(mim_outbox *ob, int64_t flush_ms) {
+  mim_outbox_close_until(ob, mim_abs_time_after_ms(flush_ms));
+}
+
+void mim_outbox_close_until(mim_outbox *ob, struct timespec until) {
   if (!ob)
     return;
-  struct timespec until = mim_abs_time_after_ms(flush_ms);
   pthread_mutex_lock(&ob->mu);
   while (ob->head && pthread_cond_timedwait(&ob->cv, &ob->mu, &until) == 0) {
   }

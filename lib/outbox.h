@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct mim_outbox mim_outbox;
 
@@ -57,6 +58,10 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
  * with MIM_ERR_CANCELLED, waits for the call in flight (bounded by its deadline) and
  * frees. NULL is ignored. Must not be called on the event thread. */
 void mim_outbox_close(mim_outbox *ob, int64_t flush_ms);
+
+/* mim_outbox_close with the flush ending at `until` (CLOCK_REALTIME, see abs_time.h):
+ * several outboxes closed one after another share one flush time. */
+void mim_outbox_close_until(mim_outbox *ob, struct timespec until);
 
 /* True for statuses a send is retried on. Also retried, a few times: UNAUTHENTICATED
  * when the client fetches its tokens from a token URL (the refusal makes it fetch a
