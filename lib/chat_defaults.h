@@ -5,10 +5,6 @@
 #ifndef MIM_LIB_CHAT_DEFAULTS_H
 #define MIM_LIB_CHAT_DEFAULTS_H
 
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 /* Messages a chat's list keeps when the caller says 0. */
 #define MIM_DEFAULT_HISTORY_CAP 100u
 /* Outbox (see outbox.h): messages queued at most, how long leave/stop waits for them,
@@ -22,12 +18,6 @@
 
 /* The input topic of chat_id, malloc'd (the caller frees it), or NULL when out of
  * memory. */
-static inline char *mim_chat_input_topic(const char *chat_id) {
-  size_t n = strlen(chat_id) + sizeof MIM_INPUT_TOPIC_SUFFIX;
-  char *name = malloc(n);
-  if (name)
-    snprintf(name, n, "%s" MIM_INPUT_TOPIC_SUFFIX, chat_id);
-  return name;
-}
+char *mim_chat_input_topic(const char *chat_id);
 
 #endif
