@@ -265,7 +265,8 @@ MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
                                        mim_moderator **out);
 
 /* Stops and frees: unsubscribes (no filter call runs after that), then waits up to
- * flush_timeout_ms for the queued forwards to be done (each reported as usual), reports
+ * flush_timeout_ms (all chats together) for the queued forwards to be done (each
+ * reported as usual), reports
  * every forward still queued with MIM_ERR_CANCELLED (the one in flight at that moment
  * may still reach the server), and waits for that call to end (its deadline) and for a
  * pending backoff timer (at most 2 s). When it returns no callback of the moderator runs.
