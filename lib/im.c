@@ -13,6 +13,7 @@
  * message at a time and retries transient failures; a retry may store or publish a
  * message twice, which the merge's id set (and mim_history) hides from readers. */
 #include "abs_time.h"
+#include "chat_defaults.h"
 #include "client_internal.h"
 #include "envelope.h"
 #include "error.h"
@@ -30,10 +31,6 @@
 #include <string.h>
 #include <time.h>
 
-#define DEFAULT_HISTORY_CAP 100u
-#define DEFAULT_OUTBOX_LIMIT 1024u
-#define DEFAULT_FLUSH_TIMEOUT_MS 2000u
-#define DEFAULT_SEND_TIMEOUT_MS 60000u
 
 struct mim_session {
   mim_client *client;
@@ -224,8 +221,8 @@ static mim_status session_outbox(mim_session *s, const mim_join_options *o) {
       .list = moderated ? NULL : s->chat,
       .topic = moderated ? s->input_topic : s->chat,
       .write_options = {.ttl_ms = s->ttl_ms, .refresh_ttl = true, .truncate_to = s->history_cap},
-      .limit = o && o->outbox_limit ? o->outbox_limit : DEFAULT_OUTBOX_LIMIT,
-      .send_timeout_ms = o && o->send_timeout_ms ? o->send_timeout_ms : DEFAULT_SEND_TIMEOUT_MS,
+      .limit = o && o->outbox_limit ? o->outbox_limit : MIM_DEFAULT_OUTBOX_LIMIT,
+      .send_timeout_ms = o && o->send_timeout_ms ? o->send_timeout_ms : MIM_DEFAULT_SEND_TIMEOUT_MS,
       .on_result = on_outbox_result,
       .owner = s};
   return mim_outbox_new(&cfg, &s->outbox);
@@ -246,18 +243,16 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
   s->on_message = on_message;
   s->user = user;
   s->mode = o ? o->mode : MIM_CHAT_CLIENT_ONLY;
-  s->history_cap = o && o->history_cap ? o->history_cap : DEFAULT_HISTORY_CAP;
+  s->history_cap = o && o->history_cap ? o->history_cap : MIM_DEFAULT_HISTORY_CAP;
   s->ttl_ms = o ? o->history_ttl_ms : 0;
   s->on_event = o ? o->on_event : NULL;
-  size_t n = strlen(chat_id);
   s->cache = strdup(cache);
   s->chat = strdup(chat_id);
   s->display_name = strdup(o && o->display_name ? o->display_name : "anonymous");
-  s->input_topic = malloc(n + sizeof "-input");
-  if (s->input_topic)
-    snprintf(s->input_topic, n + sizeof "-input", "%s-input", chat_id);
+  s->input_topic = mim_chat_input_topic(chat_id);
   s->on_send_result = o ? o->on_send_result : NULL;
-  s->flush_timeout_ms = o && o->flush_timeout_ms ? o->flush_timeout_ms : DEFAULT_FLUSH_TIMEOUT_MS;
+  s->flush_timeout_ms =
+      o && o->flush_timeout_ms ? o->flush_timeout_ms : MIM_DEFAULT_FLUSH_TIMEOUT_MS;
   mim_merge_sink sink = {.deliver = merge_deliver, .report = merge_report, .user = s};
   if (!s->cache || !s->chat || !s->display_name || !s->input_topic ||
       mim_merge_init(&s->merge, s->chat, s->history_cap, &sink) != MIM_OK ||

@@ -2,31 +2,32 @@
  * user's filter on each message, and forwards what it accepts to list <chat> and topic
  * <chat>, keeping the message's id, sender name and timestamp.
  *
- * Items arrive on the client's event thread, where blocking calls are not allowed, so
- * forwarding is a chain of async calls: list push back, then (from its completion)
- * publish. Push comes first for the same reason as in mim_send: a joiner that fetched
- * the list before the push is subscribed already and sees the publish.
+ * Forwarding is the outbox's job (outbox.h), one outbox per chat, the same chain as
+ * mim_send's in client-only mode: list push, then publish (push first for the same reason:
+ * a joiner that fetched the list before the push is subscribed already and sees the
+ * publish), retried with backoff when the server is briefly away, each outcome reported
+ * once. Items arrive on the client's event thread, where blocking is not allowed, so
+ * inputs are queued without waiting for their first attempt.
  *
- * One chain at a time per chat, in input order (later inputs wait in a queue): two
+ * One forward at a time per chat, in input order (the outbox sends its head only): two
  * chains in flight could complete in either order, so list and topic would reorder a
  * sender's messages (mim_send keeps them in order up to "<chat>-input"). */
+#include "abs_time.h"
+#include "chat_defaults.h"
 #include "envelope.h"
 #include "error.h"
+#include "outbox.h"
 
 #include <momento/im.h>
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_HISTORY_CAP 100u
 /* Ids recently forwarded per chat: a repeated input (a client retrying a publish) is not
  * stored twice. */
 #define FORWARD_DEDUP_WINDOW 4096u
-
-typedef struct forward forward;
 
 typedef struct mod_chat {
   mim_moderator *mod;
@@ -34,129 +35,46 @@ typedef struct mod_chat {
   char *input_topic;
   mim_subscription *sub;
   mim_idset forwarded; /* event thread only */
-  /* Under mod->mu: whether a chain is in flight, and the forwards waiting for it. */
-  bool busy;
-  forward *queue_head, *queue_tail;
+  mim_outbox *outbox;  /* this chat's forwards, in input order */
 } mod_chat;
 
 struct mim_moderator {
   mim_client *client;
   char *cache;
-  uint32_t history_cap;
+  mim_moderator_options options;
   mim_moderation_fn filter;
   void *user;
   size_t n_chats;
   mod_chat *chats;
   atomic_bool stopping;
-
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int inflight; /* forwards (queued or in their push, publish chain) not finished */
 };
 
-/* One message on its way to list and topic. */
-struct forward {
-  mim_moderator *mod;
-  mod_chat *chat;
-  char *json;
-  size_t len;
-  forward *next; /* in chat->queue */
-};
-
-static bool forward_push(forward *f);
-
-/* Ends f's chain and starts the chat's next queued forward, if any (in a loop, not by
- * recursion, when pushes cannot even be started). */
-static void forward_done(forward *f) {
-  while (f) {
-    mim_moderator *m = f->mod;
-    mod_chat *c = f->chat;
-    free(f->json);
-    free(f);
-    pthread_mutex_lock(&m->mu);
-    f = c->queue_head;
-    if (f) {
-      c->queue_head = f->next;
-      if (!c->queue_head)
-        c->queue_tail = NULL;
-    } else {
-      c->busy = false;
-    }
-    m->inflight--;
-    pthread_cond_broadcast(&m->cv);
-    /* Without a next forward this is the last touch: mim_moderator_stop may free m now
-     * (with one, inflight still counts it). */
-    pthread_mutex_unlock(&m->mu);
-    if (f && forward_push(f))
-      return;
-  }
+/* The one report of an accepted input: from the outbox, or for one that never got there. */
+static void report_forward(mod_chat *c, const char *id, mim_status status, const char *detail) {
+  mim_moderator *m = c->mod;
+  if (m->options.on_forward_result)
+    m->options.on_forward_result(m, c->chat, id, status, detail ? detail : "", m->user);
 }
 
-static void on_published(void *user, mim_status status, const char *detail) {
-  forward *f = user;
-  if (status != MIM_OK)
-    mim_log(MIM_LOG_WARN, "moderator: publish on %s failed: %s %s", f->chat->chat,
-            mim_status_name(status), detail);
-  forward_done(f);
+/* (The outbox has logged a failure already.) */
+static void on_forward_result(void *owner, const char *id, mim_status status, const char *detail) {
+  report_forward(owner, id, status, detail);
 }
 
-static void on_pushed(void *user, mim_status status, const char *detail, uint32_t new_length) {
-  forward *f = user;
-  (void)new_length;
-  if (status != MIM_OK) {
-    mim_log(MIM_LOG_WARN, "moderator: push to list %s failed: %s %s", f->chat->chat,
-            mim_status_name(status), detail);
-    forward_done(f);
+/* Queues an accepted envelope after the chat's earlier ones; takes ownership of json. */
+static void forward(mod_chat *c, const char *id, char *json, size_t len) {
+  /* Never wait here: this is the event thread, which runs the attempt itself. */
+  mim_status st = mim_outbox_send(c->outbox, id, json, len, false);
+  if (st == MIM_OK)
     return;
-  }
-  mim_status st = mim_topic_publish_text_async(f->mod->client, f->mod->cache, f->chat->chat,
-                                               f->json, on_published, f);
-  if (st != MIM_OK) {
-    mim_log(MIM_LOG_WARN, "moderator: publish on %s not started: %s", f->chat->chat,
-            mim_status_name(st));
-    forward_done(f);
-  }
+  mim_log(MIM_LOG_WARN, "moderator: message %s for %s dropped: %s", id, c->chat,
+          mim_last_error_detail());
+  report_forward(c, id, st, mim_last_error_detail());
 }
 
-/* Starts f's chain with the list push; false (f not finished yet) when it could not. */
-static bool forward_push(forward *f) {
-  mim_moderator *m = f->mod;
-  mim_list_write_options wo = {.refresh_ttl = true, .truncate_to = m->history_cap};
-  mim_status st = mim_list_push_back_async(m->client, m->cache, f->chat->chat, f->json, f->len, &wo,
-                                           on_pushed, f);
-  if (st != MIM_OK)
-    mim_log(MIM_LOG_WARN, "moderator: push to %s not started: %s", f->chat->chat,
-            mim_status_name(st));
-  return st == MIM_OK;
-}
-
-/* Forwards an envelope after the chat's earlier ones; takes ownership of json. */
-static void forward_start(mim_moderator *m, mod_chat *c, char *json, size_t len) {
-  forward *f = malloc(sizeof *f);
-  if (!f) {
-    free(json);
-    mim_log(MIM_LOG_ERROR, "moderator: out of memory; dropped a message for %s", c->chat);
-    return;
-  }
-  *f = (forward){.mod = m, .chat = c, .json = json, .len = len};
-  pthread_mutex_lock(&m->mu);
-  m->inflight++;
-  bool queued = c->busy;
-  if (queued) {
-    if (c->queue_tail)
-      c->queue_tail->next = f;
-    else
-      c->queue_head = f;
-    c->queue_tail = f;
-  }
-  c->busy = true;
-  pthread_mutex_unlock(&m->mu);
-  if (!queued && !forward_push(f))
-    forward_done(f);
-}
-
-/* Runs the filter; returns the envelope to forward (malloc'd) or NULL to drop. */
-static char *apply_filter(mim_moderator *m, const mod_chat *c, const mim_envelope *env,
+/* Runs the filter; returns the envelope to forward (malloc'd) or NULL to drop. An
+ * accepted message whose envelope cannot be built gets its one report here. */
+static char *apply_filter(mim_moderator *m, mod_chat *c, const mim_envelope *env,
                           const mim_topic_item *item, size_t *len) {
   mim_message msg = {.kind = MIM_MESSAGE_CHAT,
                      .id = env->id,
@@ -180,8 +98,10 @@ static char *apply_filter(mim_moderator *m, const mod_chat *c, const mim_envelop
     st = mim_envelope_build(env->id, env->from, text, env->ts, &json, len);
   else if (v != MIM_MODERATION_REJECT)
     mim_log(MIM_LOG_WARN, "moderator: unknown verdict %d; message %s dropped", (int)v, env->id);
-  if (st != MIM_OK)
+  if (st != MIM_OK) {
     mim_log(MIM_LOG_WARN, "moderator: message %s dropped: %s", env->id, mim_last_error_detail());
+    report_forward(c, env->id, st, mim_last_error_detail());
+  }
   free(new_text);
   return json;
 }
@@ -208,9 +128,9 @@ static void on_input(void *user, const mim_topic_item *item) {
   char *json = apply_filter(m, c, &env, item, &len);
   if (mim_idset_add(&c->forwarded, env.id, NULL) != MIM_OK)
     mim_log(MIM_LOG_WARN, "moderator: out of memory remembering message ids");
-  mim_envelope_clear(&env);
   if (json)
-    forward_start(m, c, json, len);
+    forward(c, env.id, json, len);
+  mim_envelope_clear(&env);
 }
 
 static void on_input_state(void *user, mim_subscription_state state, mim_status status,
@@ -231,49 +151,83 @@ static void on_input_gap(void *user, uint64_t last, uint64_t next, uint64_t page
 
 /* ---- lifetime ---- */
 
+MIM_API void mim_moderator_options_init(mim_moderator_options *options) {
+  if (options)
+    memset(options, 0, sizeof *options);
+}
+
 static void moderator_free(mim_moderator *m) {
   for (size_t i = 0; m->chats && i < m->n_chats; i++) {
+    mim_outbox_close(m->chats[i].outbox, 0);
     free(m->chats[i].chat);
     free(m->chats[i].input_topic);
     mim_idset_free(&m->chats[i].forwarded);
   }
   free(m->chats);
   free(m->cache);
-  pthread_mutex_destroy(&m->mu);
-  pthread_cond_destroy(&m->cv);
   free(m);
+}
+
+/* The options with every 0 replaced by its default. */
+static mim_moderator_options effective_options(const mim_moderator_options *o) {
+  mim_moderator_options e = {0};
+  if (o)
+    e = *o;
+  e.history_cap = e.history_cap ? e.history_cap : MIM_DEFAULT_HISTORY_CAP;
+  e.outbox_limit = e.outbox_limit ? e.outbox_limit : MIM_DEFAULT_OUTBOX_LIMIT;
+  e.flush_timeout_ms = e.flush_timeout_ms ? e.flush_timeout_ms : MIM_DEFAULT_FLUSH_TIMEOUT_MS;
+  e.send_timeout_ms = e.send_timeout_ms ? e.send_timeout_ms : MIM_DEFAULT_SEND_TIMEOUT_MS;
+  return e;
+}
+
+/* The chat's outbox: push to list <chat> (capped), then publish on topic <chat>. */
+static mim_status chat_outbox(mim_moderator *m, mod_chat *c) {
+  mim_outbox_config cfg = {
+      .client = m->client,
+      .cache = m->cache,
+      .list = c->chat,
+      .topic = c->chat,
+      .what = "forward",
+      .write_options = {.refresh_ttl = true, .truncate_to = m->options.history_cap},
+      .limit = m->options.outbox_limit,
+      .send_timeout_ms = m->options.send_timeout_ms,
+      .on_result = on_forward_result,
+      .owner = c};
+  return mim_outbox_new(&cfg, &c->outbox);
+}
+
+/* Fills chat i of m; false when out of memory (what was set is freed with m). */
+static bool chat_init(mim_moderator *m, size_t i, const char *chat_id) {
+  mod_chat *c = &m->chats[i];
+  c->mod = m;
+  c->chat = strdup(chat_id);
+  c->input_topic = mim_chat_input_topic(chat_id);
+  m->n_chats++;
+  return c->chat && c->input_topic &&
+         mim_idset_init(&c->forwarded, FORWARD_DEDUP_WINDOW) == MIM_OK &&
+         chat_outbox(m, c) == MIM_OK;
 }
 
 /* A new moderator (not subscribed yet), or NULL (detail set) when out of memory. */
 static mim_moderator *moderator_new(mim_client *client, const char *cache,
-                                    const char *const *chat_ids, size_t n, uint32_t cap,
-                                    mim_moderation_fn filter, void *user) {
+                                    const char *const *chat_ids, size_t n,
+                                    const mim_moderator_options *options, mim_moderation_fn filter,
+                                    void *user) {
   mim_moderator *m = calloc(1, sizeof *m);
   if (!m) {
     mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
     return NULL;
   }
-  pthread_mutex_init(&m->mu, NULL);
-  pthread_cond_init(&m->cv, NULL);
   atomic_init(&m->stopping, false);
   m->client = client;
-  m->history_cap = cap ? cap : DEFAULT_HISTORY_CAP;
+  m->options = effective_options(options);
   m->filter = filter;
   m->user = user;
   m->cache = strdup(cache);
   m->chats = calloc(n, sizeof *m->chats);
   bool ok = m->cache && m->chats;
-  for (size_t i = 0; ok && i < n; i++) {
-    mod_chat *c = &m->chats[i];
-    size_t len = strlen(chat_ids[i]) + sizeof "-input";
-    c->mod = m;
-    c->chat = strdup(chat_ids[i]);
-    c->input_topic = malloc(len);
-    m->n_chats++;
-    ok = c->chat && c->input_topic && mim_idset_init(&c->forwarded, FORWARD_DEDUP_WINDOW) == MIM_OK;
-    if (c->input_topic)
-      snprintf(c->input_topic, len, "%s-input", chat_ids[i]);
-  }
+  for (size_t i = 0; ok && i < n; i++)
+    ok = chat_init(m, i, chat_ids[i]);
   if (!ok) {
     moderator_free(m);
     mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
@@ -293,15 +247,16 @@ static mim_status check_start_args(mim_client *client, const char *cache,
   return MIM_OK;
 }
 
-MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
-                                       const char *const *chat_ids, size_t n_chats,
-                                       uint32_t history_cap, mim_moderation_fn filter, void *user,
-                                       mim_moderator **out) {
+MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const char *cache,
+                                                    const char *const *chat_ids, size_t n_chats,
+                                                    const mim_moderator_options *options,
+                                                    mim_moderation_fn filter, void *user,
+                                                    mim_moderator **out) {
   mim_clear_error();
   mim_status st = check_start_args(client, cache, chat_ids, n_chats, filter, out);
   if (st != MIM_OK)
     return st;
-  mim_moderator *m = moderator_new(client, cache, chat_ids, n_chats, history_cap, filter, user);
+  mim_moderator *m = moderator_new(client, cache, chat_ids, n_chats, options, filter, user);
   if (!m)
     return MIM_ERR_NO_MEMORY;
   for (size_t i = 0; i < n_chats && st == MIM_OK; i++) {
@@ -322,6 +277,16 @@ MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
   return MIM_OK;
 }
 
+MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
+                                       const char *const *chat_ids, size_t n_chats,
+                                       uint32_t history_cap, mim_moderation_fn filter, void *user,
+                                       mim_moderator **out) {
+  mim_moderator_options o;
+  mim_moderator_options_init(&o);
+  o.history_cap = history_cap;
+  return mim_moderator_start_with_options(client, cache, chat_ids, n_chats, &o, filter, user, out);
+}
+
 MIM_API void mim_moderator_stop(mim_moderator *moderator) {
   mim_moderator *m = moderator;
   if (!m)
@@ -331,11 +296,12 @@ MIM_API void mim_moderator_stop(mim_moderator *moderator) {
     mim_topic_unsubscribe(m->chats[i].sub);
     m->chats[i].sub = NULL;
   }
-  /* Let started forwards finish so list and topic stay consistent (each ends within the
-   * client's deadline). */
-  pthread_mutex_lock(&m->mu);
-  while (m->inflight > 0)
-    pthread_cond_wait(&m->cv, &m->mu);
-  pthread_mutex_unlock(&m->mu);
+  /* No input comes any more: flush the forwards queued, every chat within one flush time,
+   * so list and topic stay consistent; the outboxes report what is left. */
+  struct timespec until = mim_abs_time_after_ms(m->options.flush_timeout_ms);
+  for (size_t i = 0; i < m->n_chats; i++) {
+    mim_outbox_close_until(m->chats[i].outbox, until);
+    m->chats[i].outbox = NULL;
+  }
   moderator_free(m);
 }

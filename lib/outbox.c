@@ -1,4 +1,4 @@
-/* The outbox of an IM session: see outbox.h.
+/* The outbox of a session or of a moderated chat: see outbox.h.
  *
  * Threading. The queue is shared by the caller threads (mim_outbox_send, close) and the
  * event thread (completions, backoff timers), so it is guarded by mu. Only the head is
@@ -50,6 +50,7 @@ typedef struct entry {
 struct mim_outbox {
   mim_client *client;
   char *cache, *list, *topic;
+  const char *what;
   mim_list_write_options wo;
   uint32_t limit;
   int64_t send_timeout_ms;
@@ -122,7 +123,7 @@ static void on_push(void *user, mim_status st, const char *detail, uint32_t new_
     e->pushed = true;
   pthread_mutex_unlock(&ob->mu);
   if (closed)
-    attempt_done(ob, MIM_ERR_CANCELLED, "the session left");
+    attempt_done(ob, MIM_ERR_CANCELLED, "the outbox closed");
   else
     issue(ob, e);
 }
@@ -208,7 +209,8 @@ static void attempt_done(mim_outbox *ob, mim_status st, const char *detail) {
     bool in_time = now_ms() - e->enqueued_ms < ob->send_timeout_ms;
     bool retryable = mim_outbox_retryable(st) || auth_retryable_locked(ob, e, st);
     if (retryable && in_time && schedule_retry_locked(ob, e)) {
-      mim_log(MIM_LOG_INFO, "send %s: %s, retry %u", e->id, mim_status_name(st), e->failures);
+      mim_log(MIM_LOG_INFO, "%s %s: %s, retry %u", ob->what, e->id, mim_status_name(st),
+              e->failures);
       ob->failing = true;
       /* Callers waiting for a first attempt behind (or of) this one now only wait for
        * the retry: tell them their message is queued. */
@@ -225,7 +227,7 @@ static void attempt_done(mim_outbox *ob, mim_status st, const char *detail) {
   pthread_mutex_unlock(&ob->mu);
   if (report) {
     if (st != MIM_OK)
-      mim_log(MIM_LOG_WARN, "send %s failed after %u attempts: %s", e->id, e->failures,
+      mim_log(MIM_LOG_WARN, "%s %s failed after %u attempts: %s", ob->what, e->id, e->failures,
               mim_status_name(st));
     if (ob->on_result)
       ob->on_result(ob->owner, e->id, st, detail ? detail : "");
@@ -243,6 +245,7 @@ mim_status mim_outbox_new(const mim_outbox_config *cfg, mim_outbox **out) {
   ob->cache = strdup(cfg->cache);
   ob->topic = strdup(cfg->topic);
   ob->list = cfg->list ? strdup(cfg->list) : NULL;
+  ob->what = cfg->what ? cfg->what : "send";
   ob->wo = cfg->write_options;
   ob->limit = cfg->limit;
   ob->send_timeout_ms = cfg->send_timeout_ms;
@@ -262,10 +265,10 @@ mim_status mim_outbox_new(const mim_outbox_config *cfg, mim_outbox **out) {
 /* Appends a new entry (mu held). */
 static mim_status enqueue_locked(mim_outbox *ob, entry *e) {
   if (ob->closed)
-    return mim_fail(MIM_ERR_CANCELLED, "mim_send: the session is leaving");
+    return mim_fail(MIM_ERR_CANCELLED, "%s %s: the outbox is closing", ob->what, e->id);
   if (ob->count >= ob->limit)
-    return mim_fail(MIM_ERR_RESOURCE_EXHAUSTED, "mim_send: outbox full (%u messages queued)",
-                    (unsigned)ob->limit);
+    return mim_fail(MIM_ERR_RESOURCE_EXHAUSTED, "%s %s: outbox full (%u messages queued)", ob->what,
+                    e->id, (unsigned)ob->limit);
   if (ob->tail)
     ob->tail->next = e;
   else
@@ -310,15 +313,18 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
 }
 
 void mim_outbox_close(mim_outbox *ob, int64_t flush_ms) {
+  mim_outbox_close_until(ob, mim_abs_time_after_ms(flush_ms));
+}
+
+void mim_outbox_close_until(mim_outbox *ob, struct timespec until) {
   if (!ob)
     return;
-  struct timespec until = mim_abs_time_after_ms(flush_ms);
   pthread_mutex_lock(&ob->mu);
   while (ob->head && pthread_cond_timedwait(&ob->cv, &ob->mu, &until) == 0) {
   }
   ob->closed = true;
   for (entry *e = ob->head; e; e = e->next) /* (misuse: a mim_send still waiting) */
-    answer_locked(ob, e, MIM_ERR_CANCELLED, "the session is leaving");
+    answer_locked(ob, e, MIM_ERR_CANCELLED, "the outbox is closing");
   entry *left = ob->head;
   ob->head = ob->tail = NULL;
   ob->count = 0;
@@ -326,10 +332,10 @@ void mim_outbox_close(mim_outbox *ob, int64_t flush_ms) {
   /* Nothing is dropped silently: each message still queued gets its result. The one in
    * flight may still reach the server. */
   for (entry *e = left; e; e = e->next) {
-    mim_log(MIM_LOG_WARN, "send %s not completed before leaving", e->id);
+    mim_log(MIM_LOG_WARN, "%s %s not completed before the outbox closed", ob->what, e->id);
     if (ob->on_result)
       ob->on_result(ob->owner, e->id, MIM_ERR_CANCELLED,
-                    "the session left before the message was sent (flush timeout)");
+                    "closed (leave or stop) before the message was sent (flush timeout)");
   }
   pthread_mutex_lock(&ob->mu);
   while (ob->tokens > 0)

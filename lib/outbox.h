@@ -1,13 +1,15 @@
-/* Internal: the outbox of an IM session. Messages are sent one at a time, oldest first
- * (so each sender's messages keep their order), and a send that failed with a status
- * worth retrying (connection lost, deadline, server hiccup) is retried with exponential
- * backoff and jitter until it succeeds or its send timeout passes. Every message that
- * was accepted gets exactly one final result through the result function.
+/* Internal: an outbox, the one send path of the library. An IM session has one (mim_send)
+ * and the moderator one per chat (its forwards). Messages are sent one at a time, oldest
+ * first (so each sender's messages, and a moderated chat's inputs, keep their order), and a
+ * send that failed with a status worth retrying (connection lost, deadline, server hiccup)
+ * is retried with exponential backoff and jitter until it succeeds or its send timeout
+ * passes. Every message that was accepted gets exactly one final result through the
+ * result function.
  *
- * Client-only mode sends = list push, then topic publish; a retry after a successful
- * push only re-publishes. A push whose answer was lost is pushed again: the list may
- * then hold the message twice, and readers drop the repeat by id. Moderated mode sends =
- * publish on the input topic. */
+ * With a list (client-only sessions, moderator forwards) a send = list push, then topic
+ * publish; a retry after a successful push only re-publishes. A push whose answer was
+ * lost is pushed again: the list may then hold the message twice, and readers drop the
+ * repeat by id. Without a list (moderated sessions) a send = publish on the input topic. */
 #ifndef MIM_LIB_OUTBOX_H
 #define MIM_LIB_OUTBOX_H
 
@@ -17,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct mim_outbox mim_outbox;
 
@@ -31,6 +34,7 @@ typedef struct mim_outbox_config {
   const char *cache;
   const char *list;  /* push here first; NULL = publish only (moderated input) */
   const char *topic; /* then publish here */
+  const char *what;  /* names a message in logs and errors: "send" (NULL), "forward" */
   mim_list_write_options write_options;
   uint32_t limit;                 /* messages queued at most (> 0) */
   int64_t send_timeout_ms;        /* no new attempt once a message is older than this */
@@ -38,7 +42,7 @@ typedef struct mim_outbox_config {
   void *owner;
 } mim_outbox_config;
 
-/* MIM_ERR_NO_MEMORY. Strings of cfg are copied. */
+/* MIM_ERR_NO_MEMORY. Strings of cfg are copied (what is not: a string literal). */
 mim_status mim_outbox_new(const mim_outbox_config *cfg, mim_outbox **out);
 
 /* Queues json (ownership taken, also on error) of message id. When wait is true and
@@ -54,6 +58,10 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
  * with MIM_ERR_CANCELLED, waits for the call in flight (bounded by its deadline) and
  * frees. NULL is ignored. Must not be called on the event thread. */
 void mim_outbox_close(mim_outbox *ob, int64_t flush_ms);
+
+/* mim_outbox_close with the flush ending at `until` (CLOCK_REALTIME, see abs_time.h):
+ * several outboxes closed one after another share one flush time. */
+void mim_outbox_close_until(mim_outbox *ob, struct timespec until);
 
 /* True for statuses a send is retried on. Also retried, a few times: UNAUTHENTICATED
  * when the client fetches its tokens from a token URL (the refusal makes it fetch a

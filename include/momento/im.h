@@ -50,10 +50,10 @@ typedef struct mim_message {
   const char *from;         /* sender display name as claimed by the sender */
   const char *publisher_id; /* trusted token id of the publisher (live only; "" otherwise) */
   const char *text;
-  int64_t timestamp_ms;     /* sender's clock, epoch ms */
-  uint64_t sequence;        /* topic sequence number (0 for history) */
-  bool from_history;        /* true: fetched from the list; false: live */
-  const uint8_t *raw;       /* the value as received */
+  int64_t timestamp_ms; /* sender's clock, epoch ms */
+  uint64_t sequence;    /* topic sequence number (0 for history) */
+  bool from_history;    /* true: fetched from the list; false: live */
+  const uint8_t *raw;   /* the value as received */
   size_t raw_len;
 } mim_message;
 
@@ -67,8 +67,8 @@ typedef enum mim_chat_mode {
 typedef struct mim_join_options {
   const char *display_name; /* "from" of messages we send; NULL = "anonymous" */
   mim_chat_mode mode;
-  uint32_t history_cap;     /* list is truncated to the last N; 0 = 100 */
-  uint64_t history_ttl_ms;  /* TTL of the list; 0 = server default */
+  uint32_t history_cap;    /* list is truncated to the last N; 0 = 100 */
+  uint64_t history_ttl_ms; /* TTL of the list; 0 = server default */
   /* Optional, runs on the event thread: every state change of the subscription
    * (RECONNECTING, CONNECTED, CLOSED with the reason), and with state CONNECTED and a
    * non-OK status when a gap could not be filled: the refetch of the list failed
@@ -121,8 +121,8 @@ MIM_API void mim_join_options_init(mim_join_options *options);
  * Errors: MIM_ERR_INVALID_ARGUMENT, subscription and list errors (no callback runs
  * after a failed join returns). */
 MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *chat_id,
-                            const mim_join_options *options, mim_on_message on_message,
-                            void *user, mim_session **out);
+                            const mim_join_options *options, mim_on_message on_message, void *user,
+                            mim_session **out);
 
 /* An owned list of messages (oldest first). Free with mim_message_list_free. */
 typedef struct mim_message_list {
@@ -196,9 +196,9 @@ MIM_API void mim_leave(mim_session *session);
 typedef struct mim_moderator mim_moderator;
 
 typedef enum mim_moderation_verdict {
-  MIM_MODERATION_ACCEPT = 0, /* push + publish as is */
-  MIM_MODERATION_REWRITE = 1,/* push + publish with *new_text instead */
-  MIM_MODERATION_REJECT = 2  /* drop it */
+  MIM_MODERATION_ACCEPT = 0,  /* push + publish as is */
+  MIM_MODERATION_REWRITE = 1, /* push + publish with *new_text instead */
+  MIM_MODERATION_REJECT = 2   /* drop it */
 } mim_moderation_verdict;
 
 /* Decides on one message from "<chat>-input". To rewrite, set *new_text to a malloc'd
@@ -208,24 +208,70 @@ typedef enum mim_moderation_verdict {
 typedef mim_moderation_verdict (*mim_moderation_fn)(const mim_message *msg, char **new_text,
                                                     void *user);
 
+/* Final outcome of one forward: the moderator pushed message_id to list chat_id and
+ * published it on topic chat_id (MIM_OK), or gave up (the last error). Called exactly once
+ * for each input the filter accepted or rewrote (repeats and foreign inputs are not
+ * forwarded and get no call), with the moderator's `user`. Runs on the client's event
+ * thread, or in the thread of mim_moderator_stop (forwards its flush did not send:
+ * MIM_ERR_CANCELLED). Pointers are valid only during the call. Must return quickly and
+ * must not call blocking functions of the client nor mim_moderator_stop. */
+typedef void (*mim_forward_result_fn)(mim_moderator *moderator, const char *chat_id,
+                                      const char *message_id, mim_status status, const char *detail,
+                                      void *user);
+
+typedef struct mim_moderator_options {
+  uint32_t history_cap;      /* lists are truncated to the last N; 0 = 100 */
+  uint32_t outbox_limit;     /* forwards queued per chat at most; 0 = 1024 */
+  uint32_t flush_timeout_ms; /* how long mim_moderator_stop waits for them; 0 = 2000 */
+  uint32_t send_timeout_ms;  /* retries of a forward stop this long after its input
+                              * arrived; 0 = 60000 */
+  mim_forward_result_fn on_forward_result; /* optional */
+} mim_moderator_options;
+
+/* Fills *options with defaults. */
+MIM_API void mim_moderator_options_init(mim_moderator_options *options);
+
 /* Subscribes to "<chat>-input" for each of the chats and forwards what the filter
- * accepts to list <chat> (capped to history_cap, default 100) and topic <chat>, keeping
- * the message's id, from and timestamp. Foreign inputs (not an envelope) and repeats of
- * a recently forwarded id are dropped without calling the filter (logged at
- * MIM_LOG_DEBUG). Each forward pushes to the list, then publishes; failures are logged
- * (MIM_LOG_WARN). A chat's forwards run one at a time in input order, so list and topic
- * keep the order of "<chat>-input" (and so each sender's order). The client needs read/write on those lists and publish/subscribe on
- * those topics. Blocking until every subscription is confirmed. *out owned by the
- * caller: release with mim_moderator_stop. Errors: MIM_ERR_INVALID_ARGUMENT and
- * subscription errors. */
+ * accepts to list <chat> (capped to history_cap) and topic <chat>, keeping the message's
+ * id, from and timestamp. Foreign inputs (not an envelope) and repeats of a recently
+ * forwarded id are dropped without calling the filter (logged at MIM_LOG_DEBUG).
+ *
+ * Forwarding goes through an outbox per chat, like mim_send's: a forward pushes to the
+ * list, then publishes; a chat's forwards run one at a time in input order, so list and
+ * topic keep the order of "<chat>-input" (and so each sender's order). A forward that
+ * fails with a status worth retrying (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED,
+ * INTERNAL, UNKNOWN; UNAUTHENTICATED a few times with a token_url) is retried with
+ * exponential backoff (50 ms doubling to 2 s, with jitter) until it succeeds or
+ * send_timeout_ms has passed; after a successful push only the publish is retried (a
+ * push whose answer was lost may leave the message twice in the list: readers drop the
+ * repeat by id). Each outcome goes to on_forward_result; failures are also logged
+ * (MIM_LOG_WARN). When outbox_limit forwards of a chat are queued, an accepted input is
+ * dropped and reported with MIM_ERR_RESOURCE_EXHAUSTED.
+ *
+ * The client needs read/write on those lists and publish/subscribe on those topics.
+ * Blocking until every subscription is confirmed. *out owned by the caller: release
+ * with mim_moderator_stop. options may be NULL (defaults). Errors:
+ * MIM_ERR_INVALID_ARGUMENT, MIM_ERR_NO_MEMORY and subscription errors. */
+MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const char *cache,
+                                                    const char *const *chat_ids, size_t n_chats,
+                                                    const mim_moderator_options *options,
+                                                    mim_moderation_fn filter, void *user,
+                                                    mim_moderator **out);
+
+/* mim_moderator_start_with_options with the defaults and this history_cap (0 = 100). */
 MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
                                        const char *const *chat_ids, size_t n_chats,
-                                       uint32_t history_cap, mim_moderation_fn filter,
-                                       void *user, mim_moderator **out);
+                                       uint32_t history_cap, mim_moderation_fn filter, void *user,
+                                       mim_moderator **out);
 
-/* Stops and frees: unsubscribes, then waits for forwards already started to finish.
- * No filter call runs after it returns. Must not be called from the filter. NULL is
- * ignored. */
+/* Stops and frees: unsubscribes (no filter call runs after that), then waits up to
+ * flush_timeout_ms (all chats together) for the queued forwards to be done (each
+ * reported as usual), reports
+ * every forward still queued with MIM_ERR_CANCELLED (the one in flight at that moment
+ * may still reach the server), and waits for that call to end (its deadline) and for a
+ * pending backoff timer (at most 2 s). When it returns no callback of the moderator runs.
+ * Must not be called from the filter or from on_forward_result (nor any other callback
+ * of the client). NULL is ignored. */
 MIM_API void mim_moderator_stop(mim_moderator *moderator);
 
 #ifdef __cplusplus
