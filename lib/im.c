@@ -31,7 +31,6 @@
 #include <string.h>
 #include <time.h>
 
-
 struct mim_session {
   mim_client *client;
   char *cache;
