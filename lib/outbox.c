@@ -8,8 +8,8 @@
  * freeing. The head is never freed while busy. */
 #include "outbox.h"
 
-#include "abs_time.h"
 #include "client_internal.h"
+#include "clock.h"
 #include "envelope.h"
 #include "error.h"
 
@@ -66,12 +66,6 @@ struct mim_outbox {
   int tokens;
   uint64_t rng;
 };
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 bool mim_outbox_retryable(mim_status st) {
   return st == MIM_ERR_UNAVAILABLE || st == MIM_ERR_DEADLINE_EXCEEDED || st == MIM_ERR_CANCELLED ||
@@ -205,7 +199,7 @@ static void attempt_done(mim_outbox *ob, mim_status st, const char *detail) {
   entry *e = ob->head;
   if (st != MIM_OK) {
     e->failures++;
-    bool in_time = now_ms() - e->enqueued_ms < ob->send_timeout_ms;
+    bool in_time = cmn_mono_ms() - e->enqueued_ms < ob->send_timeout_ms;
     bool retryable = mim_outbox_retryable(st) || auth_retryable_locked(ob, e, st);
     if (retryable && in_time && schedule_retry_locked(ob, e)) {
       mim_log(MIM_LOG_INFO, "send %s: %s, retry %u", e->id, mim_status_name(st), e->failures);
@@ -248,9 +242,9 @@ mim_status mim_outbox_new(const mim_outbox_config *cfg, mim_outbox **out) {
   ob->send_timeout_ms = cfg->send_timeout_ms;
   ob->on_result = cfg->on_result;
   ob->owner = cfg->owner;
-  ob->rng = (uint64_t)now_ms() * 0x9E3779B97F4A7C15ull | 1u;
+  ob->rng = (uint64_t)cmn_mono_ms() * 0x9E3779B97F4A7C15ull | 1u;
   pthread_mutex_init(&ob->mu, NULL);
-  pthread_cond_init(&ob->cv, NULL);
+  cmn_cond_init_monotonic(&ob->cv); /* close waits on it with a deadline */
   if (!ob->cache || !ob->topic || (cfg->list && !ob->list)) {
     mim_outbox_close(ob, 0);
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
@@ -284,7 +278,7 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
   snprintf(e->id, sizeof e->id, "%s", id);
   e->json = json;
   e->len = len;
-  e->enqueued_ms = now_ms();
+  e->enqueued_ms = cmn_mono_ms();
   pthread_mutex_lock(&ob->mu);
   mim_status st = enqueue_locked(ob, e);
   if (st != MIM_OK) {
@@ -312,7 +306,7 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
 void mim_outbox_close(mim_outbox *ob, int64_t flush_ms) {
   if (!ob)
     return;
-  struct timespec until = mim_abs_time_after_ms(flush_ms);
+  struct timespec until = cmn_deadline_after_ms(flush_ms);
   pthread_mutex_lock(&ob->mu);
   while (ob->head && pthread_cond_timedwait(&ob->cv, &ob->mu, &until) == 0) {
   }

@@ -31,8 +31,8 @@
  * first item of that new stream has a sequence above 1 it first reports
  * on_discontinuity(0, seq, page) as a conservative "values may have been missed" signal.
  */
-#include "abs_time.h"
 #include "client_internal.h"
+#include "clock.h"
 #include "error.h"
 #include "pb.h"
 
@@ -260,12 +260,6 @@ struct mim_subscription {
   size_t scratch_cap;
 };
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sub_ref(mim_subscription *s) {
   atomic_fetch_add(&s->refs, 1);
 }
@@ -405,7 +399,7 @@ static mim_status start_stream(mim_subscription *s) {
     sub_unref_not_last(s); /* the stream never started; the caller holds one */
     return st;
   }
-  s->last_rx_ms = mono_ms();
+  s->last_rx_ms = cmn_mono_ms();
   disarm_timer(s, &s->watchdog_timer);
   arm_watchdog(s, current_silence_limit(s));
   return MIM_OK;
@@ -544,7 +538,7 @@ static void watchdog_fired(void *user) {
   s->watchdog_timer = NULL;
   if (!closing && s->call && !s->watchdog_tripped) {
     int64_t limit = current_silence_limit(s);
-    int64_t quiet = mono_ms() - s->last_rx_ms;
+    int64_t quiet = cmn_mono_ms() - s->last_rx_ms;
     if (quiet < limit) {
       arm_watchdog(s, limit - quiet); /* something arrived since: wait for the rest */
     } else {
@@ -667,7 +661,7 @@ static void stream_message(void *user, const uint8_t *msg, size_t len) {
   pthread_mutex_unlock(&s->mu);
   if (closing || s->watchdog_tripped || s->stream_error != MIM_OK)
     return;
-  s->last_rx_ms = mono_ms();
+  s->last_rx_ms = cmn_mono_ms();
   ProtobufCMessage *m = NULL;
   if (mim_pb_unpack(&cache_client__pubsub____subscription_item__descriptor, msg, len, &m) !=
       MIM_OK) {
@@ -797,8 +791,8 @@ static mim_subscription *sub_new(mim_client *c, const char *cache, const char *t
     return NULL;
   }
   pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
-  atomic_init(&s->refs, 1); /* the owner's */
+  cmn_cond_init_monotonic(&s->cv); /* the first-confirmation wait has a deadline */
+  atomic_init(&s->refs, 1);        /* the owner's */
   atomic_init(&s->last_seq, 0);
   atomic_init(&s->last_page, 0);
   s->t = mim_client_transport(c);
@@ -815,7 +809,7 @@ static mim_subscription *sub_new(mim_client *c, const char *cache, const char *t
     s->resume_next = o->resume_at;
     s->resume_page = o->sequence_page;
   }
-  s->rng = ((uint64_t)(uintptr_t)s ^ (uint64_t)mono_ms() * 0x9E3779B97F4A7C15ULL) | 1;
+  s->rng = ((uint64_t)(uintptr_t)s ^ (uint64_t)cmn_mono_ms() * 0x9E3779B97F4A7C15ULL) | 1;
   s->state = MIM_SUB_CONNECTING;
   return s;
 }
@@ -870,7 +864,7 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
   }
   /* The watchdog enforces the deadline on the event thread (and reports its own detail);
    * waiting a little longer here only guards against one that could not be armed. */
-  struct timespec until = mim_abs_time_after_ms(s->confirm_timeout_ms + 1000);
+  struct timespec until = cmn_deadline_after_ms(s->confirm_timeout_ms + 1000);
   char detail[DETAIL_LEN] = "";
   pthread_mutex_lock(&s->mu);
   while (!s->first_done) {
