@@ -35,6 +35,7 @@
 #include "clock.h"
 #include "error.h"
 #include "pb.h"
+#include "utf8.h"
 
 #include <cachepubsub.pb-c.h>
 #include <common.pb-c.h>
@@ -62,40 +63,6 @@ static mim_status check_target(const mim_client *c, const char *cache, const cha
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
   mim_status st = mim_check_cache_name(cache);
   return st == MIM_OK ? mim_check_name("topic name", topic) : st;
-}
-
-/* Length of the UTF-8 sequence starting with lead byte b (0 if b cannot start one). */
-static size_t utf8_seq_len(unsigned char b) {
-  if (b < 0x80)
-    return 1;
-  if (b >= 0xC2 && b <= 0xDF)
-    return 2;
-  if (b >= 0xE0 && b <= 0xEF)
-    return 3;
-  if (b >= 0xF0 && b <= 0xF4)
-    return 4;
-  return 0;
-}
-
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF.
- * Returns the offset of the first bad byte, or SIZE_MAX when s is valid. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t len) {
-  size_t i = 0;
-  while (i < len) {
-    size_t n = utf8_seq_len(s[i]);
-    if (n == 0 || n > len - i)
-      return i;
-    for (size_t k = 1; k < n; k++)
-      if ((s[i + k] & 0xC0) != 0x80)
-        return i;
-    /* Second-byte ranges exclude overlongs (E0, F0), surrogates (ED), > U+10FFFF (F4). */
-    unsigned char b0 = s[i], b1 = n > 1 ? s[i + 1] : 0;
-    if ((b0 == 0xE0 && b1 < 0xA0) || (b0 == 0xED && b1 > 0x9F) || (b0 == 0xF0 && b1 < 0x90) ||
-        (b0 == 0xF4 && b1 > 0x8F))
-      return i;
-    i += n;
-  }
-  return SIZE_MAX;
 }
 
 /* ---- publish ---- */
@@ -127,7 +94,7 @@ static mim_status check_publish(const mim_client *c, const char *cache, const ch
   if (is_text) {
     if (!data)
       return mim_fail(MIM_ERR_INVALID_ARGUMENT, "text is NULL");
-    size_t bad = utf8_invalid_at(data, strlen(data));
+    size_t bad = cmn_utf8_invalid_at(data, strlen(data));
     if (bad != SIZE_MAX)
       return mim_fail(MIM_ERR_INVALID_ARGUMENT,
                       "text is not valid UTF-8 (byte %zu); publish it as binary", bad);
@@ -630,7 +597,7 @@ static void handle_item(mim_subscription *s, const CacheClient__Pubsub__TopicIte
     item.data = (const uint8_t *)text;
     item.len = strlen(text);
     /* The promise is "text is UTF-8": a foreign publisher's bad text arrives as bytes. */
-    if (utf8_invalid_at(item.data, item.len) != SIZE_MAX) {
+    if (cmn_utf8_invalid_at(item.data, item.len) != SIZE_MAX) {
       mim_log(MIM_LOG_DEBUG, "topics: value %llu on %s is not valid UTF-8; delivered as binary",
               (unsigned long long)seq, s->topic);
       item.is_binary = true;
