@@ -8,6 +8,7 @@
  * freeing. The head is never freed while busy. */
 #include "outbox.h"
 
+#include "backoff.h"
 #include "client_internal.h"
 #include "clock.h"
 #include "envelope.h"
@@ -24,8 +25,8 @@
 #define BACKOFF_BASE_MS 50
 #define BACKOFF_MAX_MS 2000
 /* UNAUTHENTICATED retries of one message (client with a token URL): the backoffs add up
- * to ~3 s, time enough for a fresh token; a vendor that keeps handing out tokens the
- * server refuses is not waited for until the send timeout. */
+ * to ~3 s at most (~1.6 s on average), time enough for a fresh token; a vendor that keeps handing
+ * out tokens the server refuses is not waited for until the send timeout. */
 #define MAX_AUTH_RETRIES 6
 
 /* A mim_outbox_send waiting for the first attempt of its message (on its stack). */
@@ -64,7 +65,7 @@ struct mim_outbox {
   bool failing; /* the head failed at least once and is being retried */
   bool closed;
   int tokens;
-  uint64_t rng;
+  cmn_rng rng; /* backoff jitter */
 };
 
 bool mim_outbox_retryable(mim_status st) {
@@ -72,17 +73,9 @@ bool mim_outbox_retryable(mim_status st) {
          st == MIM_ERR_INTERNAL || st == MIM_ERR_UNKNOWN;
 }
 
-/* Full-jitter exponential backoff: a delay in [d/2, d], d = base * 2^(failures-1). */
+/* Full-jitter exponential backoff: a delay in [0, d], d = min(max, base * 2^(failures-1)). */
 static int64_t backoff_ms_locked(mim_outbox *ob, unsigned failures) {
-  int64_t d = BACKOFF_BASE_MS;
-  for (unsigned i = 1; i < failures && d < BACKOFF_MAX_MS; i++)
-    d *= 2;
-  if (d > BACKOFF_MAX_MS)
-    d = BACKOFF_MAX_MS;
-  ob->rng ^= ob->rng << 13;
-  ob->rng ^= ob->rng >> 7;
-  ob->rng ^= ob->rng << 17;
-  return d / 2 + (int64_t)(ob->rng % (uint64_t)(d / 2 + 1));
+  return cmn_backoff_full_jitter_ms(&ob->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS, failures - 1);
 }
 
 static void attempt_done(mim_outbox *ob, mim_status st, const char *detail);
@@ -242,7 +235,7 @@ mim_status mim_outbox_new(const mim_outbox_config *cfg, mim_outbox **out) {
   ob->send_timeout_ms = cfg->send_timeout_ms;
   ob->on_result = cfg->on_result;
   ob->owner = cfg->owner;
-  ob->rng = (uint64_t)cmn_mono_ms() * 0x9E3779B97F4A7C15ull | 1u;
+  cmn_rng_seed(&ob->rng);
   pthread_mutex_init(&ob->mu, NULL);
   cmn_cond_init_monotonic(&ob->cv); /* close waits on it with a deadline */
   if (!ob->cache || !ob->topic || (cfg->list && !ob->list)) {

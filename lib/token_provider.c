@@ -7,6 +7,7 @@
  */
 #include "token_provider.h"
 
+#include "backoff.h"
 #include "clock.h"
 #include "error.h"
 
@@ -261,11 +262,8 @@ static void after_fetch(mim_token_provider *p, mim_status st, uint64_t expires_a
             (long long)((int64_t)expires_at - cmn_wall_ms() / 1000));
     return;
   }
-  int64_t delay = RETRY_MIN_MS;
-  for (int i = 0; i < p->failures && delay < RETRY_MAX_MS; i++)
-    delay *= 2;
-  if (delay > RETRY_MAX_MS)
-    delay = RETRY_MAX_MS;
+  /* No jitter: one provider per client retries one vendor, nothing to spread out. */
+  int64_t delay = cmn_backoff_ceiling_ms(RETRY_MIN_MS, RETRY_MAX_MS, (unsigned)p->failures);
   p->failures++;
   p->next_ms = cmn_mono_ms() + delay;
   mim_log(MIM_LOG_WARN, "token: refresh failed (%s: %s); retrying in %lld ms", mim_status_name(st),

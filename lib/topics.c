@@ -31,6 +31,7 @@
  * first item of that new stream has a sequence above 1 it first reports
  * on_discontinuity(0, seq, page) as a conservative "values may have been missed" signal.
  */
+#include "backoff.h"
 #include "client_internal.h"
 #include "clock.h"
 #include "error.h"
@@ -222,7 +223,7 @@ struct mim_subscription {
   bool blind_stream; /* current stream re-subscribed live-only after a loss */
   int attempt;       /* failed attempts since the last confirmation */
   int64_t last_rx_ms;
-  uint64_t rng;
+  cmn_rng rng;
   uint8_t *scratch; /* NUL-terminated copy of a binary value */
   size_t scratch_cap;
 };
@@ -406,26 +407,13 @@ static bool retryable(mim_status st) {
   }
 }
 
-/* xorshift64*: jitter needs no cryptographic quality. */
-static uint64_t next_random(mim_subscription *s) {
-  uint64_t x = s->rng;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  s->rng = x;
-  return x * 0x2545F4914F6CDD1DULL;
-}
-
 /* Exponential backoff with full jitter: uniform in [0, min(max, initial * 2^attempt)]. */
 static int64_t backoff_delay(mim_subscription *s) {
-  int64_t cap = s->backoff_initial_ms;
-  for (int i = 0; i < s->attempt && cap < s->backoff_max_ms; i++)
-    cap *= 2;
-  if (cap > s->backoff_max_ms)
-    cap = s->backoff_max_ms;
+  int64_t delay = cmn_backoff_full_jitter_ms(&s->rng, s->backoff_initial_ms, s->backoff_max_ms,
+                                             (unsigned)s->attempt);
   if (s->attempt < 62)
     s->attempt++;
-  return (int64_t)(next_random(s) % (uint64_t)(cap + 1));
+  return delay;
 }
 
 static void schedule_reconnect(mim_subscription *s, mim_status status, const char *detail) {
@@ -776,7 +764,7 @@ static mim_subscription *sub_new(mim_client *c, const char *cache, const char *t
     s->resume_next = o->resume_at;
     s->resume_page = o->sequence_page;
   }
-  s->rng = ((uint64_t)(uintptr_t)s ^ (uint64_t)cmn_mono_ms() * 0x9E3779B97F4A7C15ULL) | 1;
+  cmn_rng_seed(&s->rng);
   s->state = MIM_SUB_CONNECTING;
   return s;
 }
