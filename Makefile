@@ -123,10 +123,11 @@ $(OBJ)/common/%.o: common/%.c
 	@$(if $(V),:,echo "  CC     $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -fvisibility=hidden -MMD -MP -c -o $@ $<
 
+# Without -Ilib: mim-local includes only its own headers, common/ and the generated code.
 $(OBJ)/server/%.o: server/%.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  CC     $<")
-	$(Q)$(CC) $(ALL_CFLAGS) -Iserver -MMD -MP -c -o $@ $<
+	$(Q)$(CC) $(filter-out -Ilib,$(ALL_CFLAGS)) -Iserver -MMD -MP -c -o $@ $<
 
 $(OBJ)/tests/support/%.o: tests/support/%.c
 	@mkdir -p $(dir $@)

@@ -5,6 +5,7 @@
 #include "cacheping.pb-c.h"
 #include "controlclient.pb-c.h"
 #include "token.pb-c.h"
+#include "utf8.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -49,7 +50,7 @@ bool svc_name(srv_call *call, const char *what, const char *s, size_t len, char 
     srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s is missing or empty", what);
     return false;
   }
-  if (len >= SVC_MAX_NAME || memchr(s, '\0', len) || !srv_utf8_valid(s, len)) {
+  if (len >= SVC_MAX_NAME || memchr(s, '\0', len) || !cmn_utf8_valid(s, len)) {
     srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s is invalid or too long", what);
     return false;
   }
@@ -188,7 +189,7 @@ static void mint(app *a, srv_call *call, const Token__GenerateDisposableTokenReq
                   MAX_TOKEN_ID_BYTES);
     return;
   }
-  if (!srv_utf8_valid(r->token_id, strlen(r->token_id))) {
+  if (!cmn_utf8_valid(r->token_id, strlen(r->token_id))) {
     srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "token_id is not valid UTF-8");
     return;
   }
