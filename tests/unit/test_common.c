@@ -161,51 +161,62 @@ static void test_b64_encode_rfc4648(void **state) {
   assert_null(cmn_b64_encode(hi, 2, CMN_B64_EITHER));
 }
 
-/* Decodes text and compares with want (NULL: must fail with result r). */
-static void expect_decode(const char *text, cmn_b64_alphabet a, cmn_b64_padding p, const char *want,
-                          cmn_b64_result r) {
+/* One decoding case: want is NULL when the text must be refused with result r. */
+typedef struct decode_case {
+  const char *text;
+  cmn_b64_alphabet alphabet;
+  cmn_b64_padding padding;
+  const char *want;
+  cmn_b64_result r;
+} decode_case;
+
+static void expect_decode(const decode_case *c) {
   uint8_t *out = (uint8_t *)"sentinel";
   size_t len = 99, bad = 99;
-  cmn_b64_result got = cmn_b64_decode(text, strlen(text), a, p, &out, &len, &bad);
-  if (got != r)
-    fail_msg("decode \"%s\" (alphabet %d, padding %d): result %d, want %d", text, a, p, got, r);
-  if (!want) {
+  cmn_b64_result got =
+      cmn_b64_decode(c->text, strlen(c->text), c->alphabet, c->padding, &out, &len, &bad);
+  if (got != c->r)
+    fail_msg("decode \"%s\" (alphabet %d, padding %d): result %d, want %d", c->text, c->alphabet,
+             c->padding, got, c->r);
+  if (!c->want) {
     assert_null(out);
     return;
   }
-  assert_int_equal(len, strlen(want));
-  assert_memory_equal(out, want, len);
+  assert_int_equal(len, strlen(c->want));
+  assert_memory_equal(out, c->want, len);
   assert_int_equal(out[len], 0);
   free(out);
 }
 
-static void test_b64_decode_padding_optional(void **state) {
-  (void)state;
-  const cmn_b64_padding opt = CMN_B64_PAD_OPTIONAL;
-  expect_decode("Zm9vYg==", CMN_B64_STD, opt, "foob", CMN_B64_OK);
-  expect_decode("Zm9vYg", CMN_B64_STD, opt, "foob", CMN_B64_OK);
-  expect_decode("Zm9vYmE=", CMN_B64_STD, opt, "fooba", CMN_B64_OK);
-  expect_decode("", CMN_B64_STD, opt, "", CMN_B64_OK);
-  expect_decode("Zm9vYg=", CMN_B64_STD, opt, NULL, CMN_B64_BAD_LENGTH); /* half padding */
-  expect_decode("Zm9vY", CMN_B64_STD, opt, NULL, CMN_B64_BAD_LENGTH);   /* 6 bits left */
-  expect_decode("Zg===", CMN_B64_STD, opt, NULL, CMN_B64_BAD_CHAR);     /* third '=' is data */
-  expect_decode("Zm9v=Yg", CMN_B64_STD, opt, NULL, CMN_B64_BAD_CHAR);
-  expect_decode("-_8", CMN_B64_STD, opt, NULL, CMN_B64_BAD_CHAR);
-  expect_decode("+/8", CMN_B64_URL, opt, NULL, CMN_B64_BAD_CHAR);
-  expect_decode("-_8", CMN_B64_URL, opt, "\xfb\xff", CMN_B64_OK);
-  expect_decode("-_8=", CMN_B64_URL, opt, "\xfb\xff", CMN_B64_OK);
-}
+#define OPT CMN_B64_PAD_OPTIONAL
+#define IGN CMN_B64_PAD_IGNORED
 
-/* mim-local's lenient mode: either alphabet, any trailing '=' run dropped. */
-static void test_b64_decode_lenient(void **state) {
+static void test_b64_decode_modes(void **state) {
   (void)state;
-  const cmn_b64_padding ign = CMN_B64_PAD_IGNORED;
-  expect_decode("+_8", CMN_B64_EITHER, ign, "\xfb\xff", CMN_B64_OK);
-  expect_decode("-/8====", CMN_B64_EITHER, ign, "\xfb\xff", CMN_B64_OK);
-  expect_decode("Zg=", CMN_B64_EITHER, ign, "f", CMN_B64_OK);
-  expect_decode("====", CMN_B64_EITHER, ign, "", CMN_B64_OK);
-  expect_decode("Zm9vY", CMN_B64_EITHER, ign, NULL, CMN_B64_BAD_LENGTH);
-  expect_decode("Zm 9v", CMN_B64_EITHER, ign, NULL, CMN_B64_BAD_CHAR);
+  static const decode_case cases[] = {
+      /* the library's mode: one named alphabet, padding optional but complete */
+      {"Zm9vYg==", CMN_B64_STD, OPT, "foob", CMN_B64_OK},
+      {"Zm9vYg", CMN_B64_STD, OPT, "foob", CMN_B64_OK},
+      {"Zm9vYmE=", CMN_B64_STD, OPT, "fooba", CMN_B64_OK},
+      {"", CMN_B64_STD, OPT, "", CMN_B64_OK},
+      {"Zm9vYg=", CMN_B64_STD, OPT, NULL, CMN_B64_BAD_LENGTH}, /* half padding */
+      {"Zm9vY", CMN_B64_STD, OPT, NULL, CMN_B64_BAD_LENGTH},   /* 6 bits left */
+      {"Zg===", CMN_B64_STD, OPT, NULL, CMN_B64_BAD_CHAR},     /* third '=' is data */
+      {"Zm9v=Yg", CMN_B64_STD, OPT, NULL, CMN_B64_BAD_CHAR},
+      {"-_8", CMN_B64_STD, OPT, NULL, CMN_B64_BAD_CHAR},
+      {"+/8", CMN_B64_URL, OPT, NULL, CMN_B64_BAD_CHAR},
+      {"-_8", CMN_B64_URL, OPT, "\xfb\xff", CMN_B64_OK},
+      {"-_8=", CMN_B64_URL, OPT, "\xfb\xff", CMN_B64_OK},
+      /* mim-local's lenient mode: either alphabet, any trailing '=' run dropped */
+      {"+_8", CMN_B64_EITHER, IGN, "\xfb\xff", CMN_B64_OK},
+      {"-/8====", CMN_B64_EITHER, IGN, "\xfb\xff", CMN_B64_OK},
+      {"Zg=", CMN_B64_EITHER, IGN, "f", CMN_B64_OK},
+      {"====", CMN_B64_EITHER, IGN, "", CMN_B64_OK},
+      {"Zm9vY", CMN_B64_EITHER, IGN, NULL, CMN_B64_BAD_LENGTH},
+      {"Zm 9v", CMN_B64_EITHER, IGN, NULL, CMN_B64_BAD_CHAR},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    expect_decode(&cases[i]);
 }
 
 static void test_b64_check_reports_where(void **state) {
@@ -303,8 +314,7 @@ int main(void) {
       cmocka_unit_test(test_utf8_cases),
       cmocka_unit_test(test_utf8_every_code_point),
       cmocka_unit_test(test_b64_encode_rfc4648),
-      cmocka_unit_test(test_b64_decode_padding_optional),
-      cmocka_unit_test(test_b64_decode_lenient),
+      cmocka_unit_test(test_b64_decode_modes),
       cmocka_unit_test(test_b64_check_reports_where),
       cmocka_unit_test(test_b64_round_trip_every_length),
       cmocka_unit_test(test_backoff_ceiling),
