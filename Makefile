@@ -23,6 +23,9 @@ OBJ := $(B)/obj
 
 # Libraries the library itself links against.
 LIB_PKGS := grpc libprotobuf-c openssl jansson libcurl
+# mim-local needs no HTTP client and no JSON: its own objects, the common floor and the
+# generated protobuf code link against these only.
+SERVER_PKGS := grpc libprotobuf-c openssl
 TEST_PKGS := cmocka
 
 # SANITIZE=address,undefined or SANITIZE=thread builds everything instrumented.
@@ -39,9 +42,10 @@ OPT ?= -O2
 WARN := -Wall -Wextra -Werror
 CFLAGS ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -fPIC \
-  -Iinclude -Ilib -isystem $(GEN) $(SAN_FLAGS) $(CFLAGS) \
+  -Iinclude -Ilib -Icommon -isystem $(GEN) $(SAN_FLAGS) $(CFLAGS) \
   $(shell $(PKG_CONFIG) --cflags $(LIB_PKGS) 2>/dev/null)
 LIB_LDLIBS := $(shell $(PKG_CONFIG) --libs $(LIB_PKGS) 2>/dev/null) -lpthread
+SERVER_LDLIBS := $(shell $(PKG_CONFIG) --libs $(SERVER_PKGS) 2>/dev/null) -lpthread
 TEST_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
 TEST_LDLIBS := $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
 LDFLAGS_ALL := $(SAN_FLAGS) $(LDFLAGS)
@@ -50,9 +54,20 @@ PROTOS := $(wildcard lib/proto/*.proto)
 PROTO_C := $(patsubst lib/proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS))
 PROTO_H := $(PROTO_C:.c=.h)
 PROTO_OBJ := $(patsubst $(GEN)/%.c,$(OBJ)/gen/%.o,$(PROTO_C))
+# The generated code on its own, for mim-local (the library carries the objects itself).
+PROTO_LIB := $(B)/lib/libmim-proto.a
+
+# The floor shared by the library and mim-local (common/): clocks, UTF-8, base64,
+# backoff. No library or server state, so both can link it.
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(patsubst common/%.c,$(OBJ)/common/%.o,$(COMMON_SRC))
+COMMON_LIB := $(B)/lib/libmim-common.a
 
 LIB_SRC := $(wildcard lib/*.c)
-LIB_OBJ := $(patsubst lib/%.c,$(OBJ)/lib/%.o,$(LIB_SRC)) $(PROTO_OBJ)
+LIB_OWN_OBJ := $(patsubst lib/%.c,$(OBJ)/lib/%.o,$(LIB_SRC))
+# Both libmomento-im.so and libmomento-im.a are self contained: a user links one file,
+# so they take the common and generated objects in, not the two archives.
+LIB_OBJ := $(LIB_OWN_OBJ) $(COMMON_OBJ) $(PROTO_OBJ)
 
 SONAME := libmomento-im.so.$(VERSION_MAJOR)
 SHARED := $(B)/lib/libmomento-im.so.$(VERSION)
@@ -80,7 +95,7 @@ EXAMPLE_LDLIBS := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null)
 all: lib server examples
 examples: $(EXAMPLE_BIN)
 
-lib: $(SHARED) $(STATIC) $(B)/lib/libmomento-im.pc
+lib: $(SHARED) $(STATIC) $(B)/lib/libmomento-im.pc $(COMMON_LIB) $(PROTO_LIB)
 server: $(SERVER_BIN)
 tests: $(UNIT_BIN)
 
@@ -102,10 +117,17 @@ $(OBJ)/lib/%.o: lib/%.c
 	@$(if $(V),:,echo "  CC     $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -DMIM_BUILDING_LIBRARY -fvisibility=hidden -MMD -MP -c -o $@ $<
 
+# Hidden like the library's own objects: libmomento-im.so exports only the mim_ API.
+$(OBJ)/common/%.o: common/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC     $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -fvisibility=hidden -MMD -MP -c -o $@ $<
+
+# Without -Ilib: mim-local includes only its own headers, common/ and the generated code.
 $(OBJ)/server/%.o: server/%.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  CC     $<")
-	$(Q)$(CC) $(ALL_CFLAGS) -Iserver -MMD -MP -c -o $@ $<
+	$(Q)$(CC) $(filter-out -Ilib,$(ALL_CFLAGS)) -Iserver -MMD -MP -c -o $@ $<
 
 $(OBJ)/tests/support/%.o: tests/support/%.c
 	@mkdir -p $(dir $@)
@@ -125,6 +147,18 @@ $(STATIC): $(LIB_OBJ)
 	@$(if $(V),:,echo "  AR     $@")
 	$(Q)ar rcs $@ $^
 
+$(COMMON_LIB): $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@
+	@$(if $(V),:,echo "  AR     $@")
+	$(Q)ar rcs $@ $^
+
+$(PROTO_LIB): $(PROTO_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@
+	@$(if $(V),:,echo "  AR     $@")
+	$(Q)ar rcs $@ $^
+
 # The .pc names install paths, so `make install` writes it for the PREFIX it is given;
 # the copy in build/ is for the default PREFIX.
 PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
@@ -135,10 +169,10 @@ $(B)/lib/libmomento-im.pc: pkgconfig/libmomento-im.pc.in Makefile
 	@mkdir -p $(dir $@)
 	$(Q)$(PC_SED) > $@
 
-$(SERVER_BIN): $(SERVER_OBJ) $(STATIC)
+$(SERVER_BIN): $(SERVER_OBJ) $(COMMON_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  LD     $@")
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(SERVER_OBJ) $(STATIC) $(LIB_LDLIBS)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(SERVER_OBJ) $(COMMON_LIB) $(PROTO_LIB) $(SERVER_LDLIBS)
 
 $(B)/tests/%: tests/unit/%.c $(TESTLIB_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
@@ -214,13 +248,17 @@ FUZZ_SECONDS ?= 60
 FZ := $(B)/fuzz
 FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -g -O1 \
   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
-  -fno-omit-frame-pointer -Iinclude -Ilib -Iserver -isystem $(GEN) \
+  -fno-omit-frame-pointer -Iinclude -Ilib -Icommon -Iserver -isystem $(GEN) \
   $(shell $(PKG_CONFIG) --cflags $(LIB_PKGS) 2>/dev/null)
 FUZZ_LIBA := $(FZ)/libmim-fuzz.a
 FUZZ_LIBA_OBJ := $(patsubst lib/%.c,$(FZ)/obj/lib/%.o,$(LIB_SRC)) \
-  $(patsubst $(GEN)/%.c,$(FZ)/obj/gen/%.o,$(PROTO_C)) \
   $(patsubst server/%.c,$(FZ)/obj/server/%.o,$(filter-out server/main.c server/rpc.c,$(SERVER_SRC))) \
   $(FZ)/obj/fake_rpc.o
+# The same two archives as the normal build, instrumented: linked after FUZZ_LIBA.
+FUZZ_COMMON_LIB := $(FZ)/libmim-common.a
+FUZZ_COMMON_OBJ := $(patsubst common/%.c,$(FZ)/obj/common/%.o,$(COMMON_SRC))
+FUZZ_PROTO_LIB := $(FZ)/libmim-proto.a
+FUZZ_PROTO_OBJ := $(patsubst $(GEN)/%.c,$(FZ)/obj/gen/%.o,$(PROTO_C))
 FUZZ_BIN := $(patsubst fuzz/%.c,$(FZ)/%,$(wildcard fuzz/fuzz_*.c))
 
 .PHONY: fuzz fuzz-build
@@ -228,7 +266,7 @@ fuzz-build: $(FUZZ_BIN)
 fuzz:
 	@MIM_BUILD=$(B) MIM_FUZZ_SECONDS=$(FUZZ_SECONDS) tests/scripts/fuzz.sh
 
-$(FUZZ_LIBA_OBJ): | $(PROTO_H)
+$(FUZZ_LIBA_OBJ) $(FUZZ_PROTO_OBJ): | $(PROTO_H)
 $(FZ)/obj/gen/%.o: $(GEN)/%.c $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -w -c -o $@ $<
@@ -238,14 +276,24 @@ $(FZ)/obj/lib/%.o: lib/%.c
 $(FZ)/obj/server/%.o: server/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+$(FZ)/obj/common/%.o: common/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
 $(FZ)/obj/fake_rpc.o: fuzz/fake_rpc.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
 $(FUZZ_LIBA): $(FUZZ_LIBA_OBJ)
 	$(Q)rm -f $@
 	ar rcs $@ $^
-$(FZ)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIBA)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIBA) $(LIB_LDLIBS)
+$(FUZZ_COMMON_LIB): $(FUZZ_COMMON_OBJ)
+	$(Q)rm -f $@
+	ar rcs $@ $^
+$(FUZZ_PROTO_LIB): $(FUZZ_PROTO_OBJ)
+	$(Q)rm -f $@
+	ar rcs $@ $^
+$(FZ)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIBA) $(FUZZ_COMMON_LIB) $(FUZZ_PROTO_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIBA) $(FUZZ_COMMON_LIB) \
+	  $(FUZZ_PROTO_LIB) $(LIB_LDLIBS)
 -include $(shell find $(FZ)/obj -name '*.d' 2>/dev/null)
 
 # ---- bench/ (issue 7): `make bench` runs every system and writes bench/results/latest.*;
@@ -253,7 +301,7 @@ $(FZ)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIBA)
 # tests/scripts/bench_smoke.sh). bench/run.sh installs the peers' Debian packages when
 # missing and then builds the peer programs through `bench-peers` (pkg-config is read then).
 BENCH_B := $(B)/bench
-BENCH_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -O2 -g -Iinclude -Ilib -Ibench \
+BENCH_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -O2 -g -Iinclude -Ilib -Icommon -Ibench \
   $(SAN_FLAGS)
 .PHONY: bench bench-smoke bench-build bench-peers
 bench-build: $(BENCH_B)/bench_mim

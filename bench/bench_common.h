@@ -4,7 +4,7 @@
 #ifndef MIM_BENCH_COMMON_H
 #define MIM_BENCH_COMMON_H
 
-#include "abs_time.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -136,7 +136,7 @@ typedef struct counter {
 static inline void counter_init(counter *c) {
   memset(c, 0, sizeof(*c));
   pthread_mutex_init(&c->mu, NULL);
-  pthread_cond_init(&c->cv, NULL);
+  cmn_cond_init_monotonic(&c->cv);
 }
 
 static inline void counter_bump(counter *c) {
@@ -150,7 +150,7 @@ static inline void counter_bump(counter *c) {
 
 /* Waits until c->n >= want (or the deadline); returns c->n. */
 static inline long counter_wait(counter *c, long want, int ms) {
-  struct timespec dl = mim_abs_time_after_ms(ms);
+  struct timespec dl = cmn_deadline_after_ms(ms);
   pthread_mutex_lock(&c->mu);
   while (c->n < want)
     if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT)

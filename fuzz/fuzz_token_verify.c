@@ -11,6 +11,7 @@
  * MIM_FUZZ_WRITE_SEEDS=DIR writes seeds (payloads of both policies and super-user, in
  * both modes) into DIR and exits. */
 #include "auth.h"
+#include "base64.h"
 #include "perms.h"
 #include "util.h"
 
@@ -81,7 +82,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 /* "mim1." + b64url(payload) + "." + b64url(HMAC-SHA256(key, everything before)). */
 static char *sign(const uint8_t *payload, size_t len) {
-  char *p64 = srv_b64_encode(payload, len, true);
+  char *p64 = cmn_b64_encode(payload, len, CMN_B64_URL);
   if (!p64) {
     return NULL;
   }
@@ -94,7 +95,7 @@ static char *sign(const uint8_t *payload, size_t len) {
     int n = snprintf(tok, cap, "mim1.%s", p64);
     if (HMAC(EVP_sha256(), g_key.secret, (int)g_key.len, (const uint8_t *)tok, (size_t)n, mac,
              &mac_len)) {
-      m64 = srv_b64_encode(mac, sizeof mac, true);
+      m64 = cmn_b64_encode(mac, sizeof mac, CMN_B64_URL);
     }
     if (m64) {
       snprintf(tok + n, cap - (size_t)n, ".%s", m64);

@@ -8,13 +8,13 @@
  * buffers cannot be reached, so that part is best effort. No detail or log line ever
  * contains input bytes: details name the problem and, at most, a byte offset.
  */
+#include "base64.h"
 #include "error.h"
 
 #include <momento/credentials.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,77 +93,32 @@ static void trim(const char **s, size_t *n) {
 
 /* ---- base64 ---- */
 
-typedef enum b64_alphabet { B64_STD, B64_URL } b64_alphabet;
-
-static bool b64_char_ok(unsigned char c, b64_alphabet alpha) {
-  if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
-    return true;
-  if (alpha == B64_STD)
-    return c == '+' || c == '/';
-  return c == '-' || c == '_';
-}
-
-/* Checks the alphabet and the length, then returns the count of data characters
- * (without '=' padding), or 0 when the input is not valid base64 (the detail is
- * recorded; the status is MIM_ERR_INVALID_ARGUMENT). Padding is optional but, when
- * present, must complete the last quantum. */
-static size_t b64_data_len(const char *in, size_t len, b64_alphabet alpha, const char *what) {
-  size_t pad = 0;
-  while (pad < 2 && len > pad && in[len - 1 - pad] == '=')
-    pad++;
-  size_t n = len - pad;
-  for (size_t i = 0; i < n; i++) {
-    if (!b64_char_ok((unsigned char)in[i], alpha)) {
-      mim_fail(MIM_ERR_INVALID_ARGUMENT,
-               "%s is not valid base64%s (unexpected character at offset %zu)", what,
-               alpha == B64_URL ? "url" : "", i);
-      return 0;
-    }
-  }
-  if (n == 0) {
+/* True when in[0..len) is base64 in the named alphabet; padding is optional but, when
+ * present, must complete the last quantum. Else records the detail (the status is
+ * MIM_ERR_INVALID_ARGUMENT) naming what was bad. */
+static bool b64_ok(const char *in, size_t len, cmn_b64_alphabet alpha, const char *what) {
+  size_t n = 0, bad = 0;
+  cmn_b64_result r = cmn_b64_check(in, len, alpha, CMN_B64_PAD_OPTIONAL, &n, &bad);
+  if (r == CMN_B64_BAD_CHAR)
+    mim_fail(MIM_ERR_INVALID_ARGUMENT,
+             "%s is not valid base64%s (unexpected character at offset %zu)", what,
+             alpha == CMN_B64_URL ? "url" : "", bad);
+  else if (n == 0)
     mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is not valid base64: no data", what);
-    return 0;
-  }
-  if (n % 4 == 1 || (pad > 0 && (n + pad) % 4 != 0)) {
+  else if (r == CMN_B64_BAD_LENGTH)
     mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is not valid base64: length does not fit (truncated?)",
              what);
-    return 0;
-  }
-  return n;
+  return r == CMN_B64_OK && n > 0;
 }
 
-/* Decodes standard or url-safe base64 with optional padding into a NUL-terminated
- * malloc'd buffer. The caller zeroes and frees *out (free_secret with *out_len + 1). */
-static mim_status b64_decode(const char *in, size_t len, b64_alphabet alpha, const char *what,
+/* Decodes base64 (as b64_ok accepts it) into a NUL-terminated malloc'd buffer. The
+ * caller zeroes and frees *out (free_secret with *out_len + 1). */
+static mim_status b64_decode(const char *in, size_t len, cmn_b64_alphabet alpha, const char *what,
                              unsigned char **out, size_t *out_len) {
-  size_t n = b64_data_len(in, len, alpha, what);
-  if (n == 0)
+  if (!b64_ok(in, len, alpha, what))
     return MIM_ERR_INVALID_ARGUMENT;
-  size_t padded = (n + 3) / 4 * 4;
-  unsigned char *buf = malloc(padded);
-  unsigned char *dec = malloc(padded / 4 * 3 + 1);
-  if (!buf || !dec) {
-    free(buf);
-    free(dec);
+  if (cmn_b64_decode(in, len, alpha, CMN_B64_PAD_OPTIONAL, out, out_len, NULL) != CMN_B64_OK)
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory decoding %s", what);
-  }
-  /* EVP_DecodeBlock wants the standard alphabet and whole quanta. */
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)in[i];
-    buf[i] = c == '-' ? '+' : c == '_' ? '/' : c;
-  }
-  memset(buf + n, '=', padded - n);
-  int got = EVP_DecodeBlock(dec, buf, (int)padded);
-  free_secret(buf, padded);
-  if (got < 0) {
-    free_secret(dec, padded / 4 * 3 + 1);
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is not valid base64", what);
-  }
-  /* EVP_DecodeBlock counts padding as zero bytes; drop them. */
-  size_t missing = (padded - n) == 0 ? 0 : (padded - n) == 1 ? 1 : 2;
-  *out_len = (size_t)got - missing;
-  dec[*out_len] = '\0';
-  *out = dec;
   return MIM_OK;
 }
 
@@ -404,7 +359,7 @@ static void scrub_member(json_t *obj, const char *name) {
 static mim_status parse_v1(const char *key, size_t len, mim_credentials **out) {
   unsigned char *dec = NULL;
   size_t dec_len = 0;
-  mim_status st = b64_decode(key, len, B64_STD, "key", &dec, &dec_len);
+  mim_status st = b64_decode(key, len, CMN_B64_STD, "key", &dec, &dec_len);
   if (st != MIM_OK)
     return st;
   json_t *root = NULL;
@@ -428,7 +383,7 @@ static mim_status parse_v1(const char *key, size_t len, mim_credentials **out) {
 static mim_status jwt_segment(const char *seg, size_t len, const char *what, json_t **out) {
   unsigned char *dec = NULL;
   size_t dec_len = 0;
-  mim_status st = b64_decode(seg, len, B64_URL, what, &dec, &dec_len);
+  mim_status st = b64_decode(seg, len, CMN_B64_URL, what, &dec, &dec_len);
   if (st != MIM_OK)
     return st;
   st = parse_object(dec, dec_len, what, out);
@@ -462,7 +417,7 @@ static mim_status parse_jwt(const char *key, size_t len, mim_credentials **out) 
   json_t *header = NULL, *claims = NULL;
   mim_status st = jwt_segment(key, (size_t)(d1 - key), "JWT header", &header);
   json_decref(header);
-  if (st == MIM_OK && b64_data_len(d2 + 1, sig_len, B64_URL, "JWT signature") == 0)
+  if (st == MIM_OK && !b64_ok(d2 + 1, sig_len, CMN_B64_URL, "JWT signature"))
     st = MIM_ERR_INVALID_ARGUMENT;
   if (st == MIM_OK)
     st = jwt_segment(d1 + 1, (size_t)(d2 - d1 - 1), "JWT claims", &claims);
@@ -621,16 +576,11 @@ MIM_API const char *mim_credentials_auth_token(const mim_credentials *creds) {
 /* Base64 (standard alphabet, padded) of the JSON text; json is zeroed by the caller.
  * Refuses results the parser would reject as too long, so encoding round-trips. */
 static mim_status b64_encode(const char *json, size_t len, char **out) {
-  size_t enc_len = (len + 2) / 3 * 4;
-  if (enc_len > MIM_CRED_MAX_INPUT)
+  if (cmn_b64_encoded_len(len, CMN_B64_STD) > MIM_CRED_MAX_INPUT)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "credential would be longer than %zu bytes",
                     MIM_CRED_MAX_INPUT);
-  char *b = malloc(enc_len + 1);
-  if (!b)
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory encoding credential");
-  EVP_EncodeBlock((unsigned char *)b, (const unsigned char *)json, (int)len);
-  *out = b;
-  return MIM_OK;
+  *out = cmn_b64_encode(json, len, CMN_B64_STD);
+  return *out ? MIM_OK : mim_fail(MIM_ERR_NO_MEMORY, "out of memory encoding credential");
 }
 
 MIM_API mim_status mim_credentials_encode_v1(const char *endpoint, const char *auth_token,

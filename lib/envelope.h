@@ -35,9 +35,6 @@ typedef struct mim_envelope {
  * the random generator fails. */
 mim_status mim_envelope_new_id(char id[MIM_ENVELOPE_ID_SIZE]);
 
-/* Current wall-clock time in epoch milliseconds. */
-int64_t mim_envelope_now_ms(void);
-
 /* Serializes an envelope (compact JSON) into a malloc'd NUL-terminated string *out of
  * *out_len bytes. Errors: MIM_ERR_INVALID_ARGUMENT (NULL, invalid UTF-8, id empty or too
  * long, result larger than MIM_ENVELOPE_MAX_BYTES), MIM_ERR_NO_MEMORY. */

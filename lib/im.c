@@ -12,9 +12,9 @@
  * Send. mim_send hands the envelope to the session's outbox (outbox.c), which sends one
  * message at a time and retries transient failures; a retry may store or publish a
  * message twice, which the merge's id set (and mim_history) hides from readers. */
-#include "abs_time.h"
 #include "chat_defaults.h"
 #include "client_internal.h"
+#include "clock.h"
 #include "envelope.h"
 #include "error.h"
 #include "merge.h"
@@ -236,7 +236,7 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
     return NULL;
   }
   pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
+  cmn_cond_init_monotonic(&s->cv); /* wait_join waits on it with a deadline */
   atomic_init(&s->closing, false);
   s->client = client;
   s->on_message = on_message;
@@ -290,7 +290,7 @@ static mim_status check_join_args(mim_client *client, const char *cache, const c
 /* Waits for the join to finish. The subscribe and the fetch each have the client's
  * deadline; the bound here only guards against a lower layer that never answers. */
 static mim_status wait_join(mim_session *s, char *detail, size_t detail_size) {
-  struct timespec until = mim_abs_time_after_ms(3 * mim_client_deadline_ms(s->client) + 5000);
+  struct timespec until = cmn_deadline_after_ms(3 * mim_client_deadline_ms(s->client) + 5000);
   pthread_mutex_lock(&s->mu);
   while (!s->join_done) {
     if (pthread_cond_timedwait(&s->cv, &s->mu, &until) != 0 && !s->join_done) {
@@ -434,7 +434,7 @@ static mim_status new_envelope(const mim_session *s, const char *text,
   mim_status st = mim_envelope_new_id(id);
   if (st != MIM_OK)
     return st;
-  return mim_envelope_build(id, s->display_name, text, mim_envelope_now_ms(), json, len);
+  return mim_envelope_build(id, s->display_name, text, cmn_wall_ms(), json, len);
 }
 
 MIM_API mim_status mim_send(mim_session *session, const char *text,

@@ -12,8 +12,8 @@
  * One forward at a time per chat, in input order (the outbox sends its head only): two
  * chains in flight could complete in either order, so list and topic would reorder a
  * sender's messages (mim_send keeps them in order up to "<chat>-input"). */
-#include "abs_time.h"
 #include "chat_defaults.h"
+#include "clock.h"
 #include "envelope.h"
 #include "error.h"
 #include "outbox.h"
@@ -298,7 +298,7 @@ MIM_API void mim_moderator_stop(mim_moderator *moderator) {
   }
   /* No input comes any more: flush the forwards queued, every chat within one flush time,
    * so list and topic stay consistent; the outboxes report what is left. */
-  struct timespec until = mim_abs_time_after_ms(m->options.flush_timeout_ms);
+  struct timespec until = cmn_deadline_after_ms(m->options.flush_timeout_ms);
   for (size_t i = 0; i < m->n_chats; i++) {
     mim_outbox_close_until(m->chats[i].outbox, until);
     m->chats[i].outbox = NULL;

@@ -8,8 +8,9 @@
  * freeing. The head is never freed while busy. */
 #include "outbox.h"
 
-#include "abs_time.h"
+#include "backoff.h"
 #include "client_internal.h"
+#include "clock.h"
 #include "envelope.h"
 #include "error.h"
 
@@ -24,8 +25,8 @@
 #define BACKOFF_BASE_MS 50
 #define BACKOFF_MAX_MS 2000
 /* UNAUTHENTICATED retries of one message (client with a token URL): the backoffs add up
- * to ~3 s, time enough for a fresh token; a vendor that keeps handing out tokens the
- * server refuses is not waited for until the send timeout. */
+ * to ~3 s at most (~1.6 s on average), time enough for a fresh token; a vendor that keeps handing
+ * out tokens the server refuses is not waited for until the send timeout. */
 #define MAX_AUTH_RETRIES 6
 
 /* A mim_outbox_send waiting for the first attempt of its message (on its stack). */
@@ -65,31 +66,17 @@ struct mim_outbox {
   bool failing; /* the head failed at least once and is being retried */
   bool closed;
   int tokens;
-  uint64_t rng;
+  cmn_rng rng; /* backoff jitter */
 };
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 bool mim_outbox_retryable(mim_status st) {
   return st == MIM_ERR_UNAVAILABLE || st == MIM_ERR_DEADLINE_EXCEEDED || st == MIM_ERR_CANCELLED ||
          st == MIM_ERR_INTERNAL || st == MIM_ERR_UNKNOWN;
 }
 
-/* Full-jitter exponential backoff: a delay in [d/2, d], d = base * 2^(failures-1). */
+/* Full-jitter exponential backoff: a delay in [0, d], d = min(max, base * 2^(failures-1)). */
 static int64_t backoff_ms_locked(mim_outbox *ob, unsigned failures) {
-  int64_t d = BACKOFF_BASE_MS;
-  for (unsigned i = 1; i < failures && d < BACKOFF_MAX_MS; i++)
-    d *= 2;
-  if (d > BACKOFF_MAX_MS)
-    d = BACKOFF_MAX_MS;
-  ob->rng ^= ob->rng << 13;
-  ob->rng ^= ob->rng >> 7;
-  ob->rng ^= ob->rng << 17;
-  return d / 2 + (int64_t)(ob->rng % (uint64_t)(d / 2 + 1));
+  return cmn_backoff_full_jitter_ms(&ob->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS, failures - 1);
 }
 
 static void attempt_done(mim_outbox *ob, mim_status st, const char *detail);
@@ -206,7 +193,7 @@ static void attempt_done(mim_outbox *ob, mim_status st, const char *detail) {
   entry *e = ob->head;
   if (st != MIM_OK) {
     e->failures++;
-    bool in_time = now_ms() - e->enqueued_ms < ob->send_timeout_ms;
+    bool in_time = cmn_mono_ms() - e->enqueued_ms < ob->send_timeout_ms;
     bool retryable = mim_outbox_retryable(st) || auth_retryable_locked(ob, e, st);
     if (retryable && in_time && schedule_retry_locked(ob, e)) {
       mim_log(MIM_LOG_INFO, "%s %s: %s, retry %u", ob->what, e->id, mim_status_name(st),
@@ -251,9 +238,9 @@ mim_status mim_outbox_new(const mim_outbox_config *cfg, mim_outbox **out) {
   ob->send_timeout_ms = cfg->send_timeout_ms;
   ob->on_result = cfg->on_result;
   ob->owner = cfg->owner;
-  ob->rng = (uint64_t)now_ms() * 0x9E3779B97F4A7C15ull | 1u;
+  cmn_rng_seed(&ob->rng);
   pthread_mutex_init(&ob->mu, NULL);
-  pthread_cond_init(&ob->cv, NULL);
+  cmn_cond_init_monotonic(&ob->cv); /* close waits on it with a deadline */
   if (!ob->cache || !ob->topic || (cfg->list && !ob->list)) {
     mim_outbox_close(ob, 0);
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
@@ -287,7 +274,7 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
   snprintf(e->id, sizeof e->id, "%s", id);
   e->json = json;
   e->len = len;
-  e->enqueued_ms = now_ms();
+  e->enqueued_ms = cmn_mono_ms();
   pthread_mutex_lock(&ob->mu);
   mim_status st = enqueue_locked(ob, e);
   if (st != MIM_OK) {
@@ -313,7 +300,7 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
 }
 
 void mim_outbox_close(mim_outbox *ob, int64_t flush_ms) {
-  mim_outbox_close_until(ob, mim_abs_time_after_ms(flush_ms));
+  mim_outbox_close_until(ob, cmn_deadline_after_ms(flush_ms));
 }
 
 void mim_outbox_close_until(mim_outbox *ob, struct timespec until) {

@@ -59,8 +59,8 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
  * frees. NULL is ignored. Must not be called on the event thread. */
 void mim_outbox_close(mim_outbox *ob, int64_t flush_ms);
 
-/* mim_outbox_close with the flush ending at `until` (CLOCK_REALTIME, see abs_time.h):
- * several outboxes closed one after another share one flush time. */
+/* mim_outbox_close with the flush ending at `until` (CLOCK_MONOTONIC, from cmn_deadline_after_ms in
+ * common/clock.h): several outboxes closed one after another share one flush time. */
 void mim_outbox_close_until(mim_outbox *ob, struct timespec until);
 
 /* True for statuses a send is retried on. Also retried, a few times: UNAUTHENTICATED

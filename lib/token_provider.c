@@ -7,6 +7,8 @@
  */
 #include "token_provider.h"
 
+#include "backoff.h"
+#include "clock.h"
 #include "error.h"
 
 #include <curl/curl.h>
@@ -49,18 +51,6 @@ typedef struct body {
   size_t len;
   bool too_big;
 } body;
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result = CURLE_FAILED_INIT;
@@ -229,11 +219,11 @@ mim_status mim_token_fetch(const char *url, char **credential, uint64_t *expires
 static int64_t next_refresh(const mim_token_provider *p, uint64_t expires_at) {
   if (p->margin_ms < 0)
     return INT64_MAX;
-  int64_t life = (int64_t)expires_at * 1000 - wall_ms();
+  int64_t life = (int64_t)expires_at * 1000 - cmn_wall_ms();
   int64_t wait = p->margin_ms > 0 ? life - p->margin_ms : life / 5 * 4;
   if (wait < MIN_REFRESH_WAIT_MS)
     wait = MIN_REFRESH_WAIT_MS;
-  return mono_ms() + wait;
+  return cmn_mono_ms() + wait;
 }
 
 /* One fetch, installed into the transport. Runs unlocked on the worker. */
@@ -258,27 +248,24 @@ static void wait_until(mim_token_provider *p, int64_t when_ms) {
     pthread_cond_wait(&p->cv, &p->mu);
     return;
   }
-  struct timespec ts = {.tv_sec = when_ms / 1000, .tv_nsec = (when_ms % 1000) * 1000000};
+  struct timespec ts = cmn_deadline_after_ms(when_ms - cmn_mono_ms());
   pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 }
 
 static void after_fetch(mim_token_provider *p, mim_status st, uint64_t expires_at) {
   if (st == MIM_OK) {
     p->failures = 0;
-    p->last_ok_ms = mono_ms();
+    p->last_ok_ms = cmn_mono_ms();
     p->next_ms = next_refresh(p, expires_at);
     atomic_fetch_add(&p->fetches, 1);
     mim_log(MIM_LOG_INFO, "token: installed a fresh token (expires in %lld s)",
-            (long long)((int64_t)expires_at - wall_ms() / 1000));
+            (long long)((int64_t)expires_at - cmn_wall_ms() / 1000));
     return;
   }
-  int64_t delay = RETRY_MIN_MS;
-  for (int i = 0; i < p->failures && delay < RETRY_MAX_MS; i++)
-    delay *= 2;
-  if (delay > RETRY_MAX_MS)
-    delay = RETRY_MAX_MS;
+  /* No jitter: one provider per client retries one vendor, nothing to spread out. */
+  int64_t delay = cmn_backoff_ceiling_ms(RETRY_MIN_MS, RETRY_MAX_MS, (unsigned)p->failures);
   p->failures++;
-  p->next_ms = mono_ms() + delay;
+  p->next_ms = cmn_mono_ms() + delay;
   mim_log(MIM_LOG_WARN, "token: refresh failed (%s: %s); retrying in %lld ms", mim_status_name(st),
           mim_last_error_detail(), (long long)delay);
 }
@@ -287,7 +274,7 @@ static void *worker_main(void *arg) {
   mim_token_provider *p = arg;
   pthread_mutex_lock(&p->mu);
   while (!p->stop) {
-    if (mono_ms() < p->next_ms) {
+    if (cmn_mono_ms() < p->next_ms) {
       wait_until(p, p->next_ms);
       continue;
     }
@@ -305,12 +292,7 @@ static void *worker_main(void *arg) {
 }
 
 static bool init_sync(mim_token_provider *p) {
-  pthread_condattr_t attr;
-  if (pthread_condattr_init(&attr) != 0)
-    return false;
-  bool ok = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
-            pthread_cond_init(&p->cv, &attr) == 0;
-  pthread_condattr_destroy(&attr);
+  bool ok = cmn_cond_init_monotonic(&p->cv) == 0;
   if (ok && pthread_mutex_init(&p->mu, NULL) != 0) {
     pthread_cond_destroy(&p->cv);
     ok = false;
@@ -328,7 +310,7 @@ mim_status mim_token_provider_start(const char *url, int64_t margin_ms, uint64_t
   }
   p->t = t;
   p->margin_ms = margin_ms;
-  p->last_ok_ms = mono_ms();
+  p->last_ok_ms = cmn_mono_ms();
   p->next_ms = next_refresh(p, expires_at);
   atomic_init(&p->abort, false);
   atomic_init(&p->fetches, 1); /* the caller's initial fetch */
@@ -350,7 +332,7 @@ mim_status mim_token_provider_start(const char *url, int64_t margin_ms, uint64_t
 
 void mim_token_provider_refresh(mim_token_provider *p) {
   pthread_mutex_lock(&p->mu);
-  int64_t now = mono_ms();
+  int64_t now = cmn_mono_ms();
   /* After failures the retry backoff stands: refusals must not hammer a broken vendor. */
   if (!p->stop && !p->fetching && p->failures == 0 && now - p->last_ok_ms >= RECENT_MS &&
       p->next_ms > now) {

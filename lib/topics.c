@@ -31,10 +31,12 @@
  * first item of that new stream has a sequence above 1 it first reports
  * on_discontinuity(0, seq, page) as a conservative "values may have been missed" signal.
  */
-#include "abs_time.h"
+#include "backoff.h"
 #include "client_internal.h"
+#include "clock.h"
 #include "error.h"
 #include "pb.h"
+#include "utf8.h"
 
 #include <cachepubsub.pb-c.h>
 #include <common.pb-c.h>
@@ -62,40 +64,6 @@ static mim_status check_target(const mim_client *c, const char *cache, const cha
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
   mim_status st = mim_check_cache_name(cache);
   return st == MIM_OK ? mim_check_name("topic name", topic) : st;
-}
-
-/* Length of the UTF-8 sequence starting with lead byte b (0 if b cannot start one). */
-static size_t utf8_seq_len(unsigned char b) {
-  if (b < 0x80)
-    return 1;
-  if (b >= 0xC2 && b <= 0xDF)
-    return 2;
-  if (b >= 0xE0 && b <= 0xEF)
-    return 3;
-  if (b >= 0xF0 && b <= 0xF4)
-    return 4;
-  return 0;
-}
-
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF.
- * Returns the offset of the first bad byte, or SIZE_MAX when s is valid. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t len) {
-  size_t i = 0;
-  while (i < len) {
-    size_t n = utf8_seq_len(s[i]);
-    if (n == 0 || n > len - i)
-      return i;
-    for (size_t k = 1; k < n; k++)
-      if ((s[i + k] & 0xC0) != 0x80)
-        return i;
-    /* Second-byte ranges exclude overlongs (E0, F0), surrogates (ED), > U+10FFFF (F4). */
-    unsigned char b0 = s[i], b1 = n > 1 ? s[i + 1] : 0;
-    if ((b0 == 0xE0 && b1 < 0xA0) || (b0 == 0xED && b1 > 0x9F) || (b0 == 0xF0 && b1 < 0x90) ||
-        (b0 == 0xF4 && b1 > 0x8F))
-      return i;
-    i += n;
-  }
-  return SIZE_MAX;
 }
 
 /* ---- publish ---- */
@@ -127,7 +95,7 @@ static mim_status check_publish(const mim_client *c, const char *cache, const ch
   if (is_text) {
     if (!data)
       return mim_fail(MIM_ERR_INVALID_ARGUMENT, "text is NULL");
-    size_t bad = utf8_invalid_at(data, strlen(data));
+    size_t bad = cmn_utf8_invalid_at(data, strlen(data));
     if (bad != SIZE_MAX)
       return mim_fail(MIM_ERR_INVALID_ARGUMENT,
                       "text is not valid UTF-8 (byte %zu); publish it as binary", bad);
@@ -255,16 +223,10 @@ struct mim_subscription {
   bool blind_stream; /* current stream re-subscribed live-only after a loss */
   int attempt;       /* failed attempts since the last confirmation */
   int64_t last_rx_ms;
-  uint64_t rng;
+  cmn_rng rng;
   uint8_t *scratch; /* NUL-terminated copy of a binary value */
   size_t scratch_cap;
 };
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sub_ref(mim_subscription *s) {
   atomic_fetch_add(&s->refs, 1);
@@ -405,7 +367,7 @@ static mim_status start_stream(mim_subscription *s) {
     sub_unref_not_last(s); /* the stream never started; the caller holds one */
     return st;
   }
-  s->last_rx_ms = mono_ms();
+  s->last_rx_ms = cmn_mono_ms();
   disarm_timer(s, &s->watchdog_timer);
   arm_watchdog(s, current_silence_limit(s));
   return MIM_OK;
@@ -445,26 +407,13 @@ static bool retryable(mim_status st) {
   }
 }
 
-/* xorshift64*: jitter needs no cryptographic quality. */
-static uint64_t next_random(mim_subscription *s) {
-  uint64_t x = s->rng;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  s->rng = x;
-  return x * 0x2545F4914F6CDD1DULL;
-}
-
 /* Exponential backoff with full jitter: uniform in [0, min(max, initial * 2^attempt)]. */
 static int64_t backoff_delay(mim_subscription *s) {
-  int64_t cap = s->backoff_initial_ms;
-  for (int i = 0; i < s->attempt && cap < s->backoff_max_ms; i++)
-    cap *= 2;
-  if (cap > s->backoff_max_ms)
-    cap = s->backoff_max_ms;
+  int64_t delay = cmn_backoff_full_jitter_ms(&s->rng, s->backoff_initial_ms, s->backoff_max_ms,
+                                             (unsigned)s->attempt);
   if (s->attempt < 62)
     s->attempt++;
-  return (int64_t)(next_random(s) % (uint64_t)(cap + 1));
+  return delay;
 }
 
 static void schedule_reconnect(mim_subscription *s, mim_status status, const char *detail) {
@@ -544,7 +493,7 @@ static void watchdog_fired(void *user) {
   s->watchdog_timer = NULL;
   if (!closing && s->call && !s->watchdog_tripped) {
     int64_t limit = current_silence_limit(s);
-    int64_t quiet = mono_ms() - s->last_rx_ms;
+    int64_t quiet = cmn_mono_ms() - s->last_rx_ms;
     if (quiet < limit) {
       arm_watchdog(s, limit - quiet); /* something arrived since: wait for the rest */
     } else {
@@ -636,7 +585,7 @@ static void handle_item(mim_subscription *s, const CacheClient__Pubsub__TopicIte
     item.data = (const uint8_t *)text;
     item.len = strlen(text);
     /* The promise is "text is UTF-8": a foreign publisher's bad text arrives as bytes. */
-    if (utf8_invalid_at(item.data, item.len) != SIZE_MAX) {
+    if (cmn_utf8_invalid_at(item.data, item.len) != SIZE_MAX) {
       mim_log(MIM_LOG_DEBUG, "topics: value %llu on %s is not valid UTF-8; delivered as binary",
               (unsigned long long)seq, s->topic);
       item.is_binary = true;
@@ -667,7 +616,7 @@ static void stream_message(void *user, const uint8_t *msg, size_t len) {
   pthread_mutex_unlock(&s->mu);
   if (closing || s->watchdog_tripped || s->stream_error != MIM_OK)
     return;
-  s->last_rx_ms = mono_ms();
+  s->last_rx_ms = cmn_mono_ms();
   ProtobufCMessage *m = NULL;
   if (mim_pb_unpack(&cache_client__pubsub____subscription_item__descriptor, msg, len, &m) !=
       MIM_OK) {
@@ -797,8 +746,8 @@ static mim_subscription *sub_new(mim_client *c, const char *cache, const char *t
     return NULL;
   }
   pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
-  atomic_init(&s->refs, 1); /* the owner's */
+  cmn_cond_init_monotonic(&s->cv); /* the first-confirmation wait has a deadline */
+  atomic_init(&s->refs, 1);        /* the owner's */
   atomic_init(&s->last_seq, 0);
   atomic_init(&s->last_page, 0);
   s->t = mim_client_transport(c);
@@ -815,7 +764,7 @@ static mim_subscription *sub_new(mim_client *c, const char *cache, const char *t
     s->resume_next = o->resume_at;
     s->resume_page = o->sequence_page;
   }
-  s->rng = ((uint64_t)(uintptr_t)s ^ (uint64_t)mono_ms() * 0x9E3779B97F4A7C15ULL) | 1;
+  cmn_rng_seed(&s->rng);
   s->state = MIM_SUB_CONNECTING;
   return s;
 }
@@ -870,7 +819,7 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
   }
   /* The watchdog enforces the deadline on the event thread (and reports its own detail);
    * waiting a little longer here only guards against one that could not be armed. */
-  struct timespec until = mim_abs_time_after_ms(s->confirm_timeout_ms + 1000);
+  struct timespec until = cmn_deadline_after_ms(s->confirm_timeout_ms + 1000);
   char detail[DETAIL_LEN] = "";
   pthread_mutex_lock(&s->mu);
   while (!s->first_done) {

@@ -1,6 +1,7 @@
 /* mim-local: token minting/verification and the permission rules of the spec. */
 #include "auth.h"
 
+#include "base64.h"
 #include "util.h"
 
 #include <errno.h>
@@ -146,7 +147,7 @@ static uint8_t *build_payload(const Perms *perms, const char *id, uint64_t expir
 char *auth_mint(const auth_key *key, const Perms *perms, const char *token_id, uint64_t expires) {
   size_t plen;
   uint8_t *payload = build_payload(perms, token_id ? token_id : "", expires, &plen);
-  char *p64 = payload ? srv_b64_encode(payload, plen, true) : NULL;
+  char *p64 = payload ? cmn_b64_encode(payload, plen, CMN_B64_URL) : NULL;
   free(payload);
   if (!p64) {
     return NULL;
@@ -159,7 +160,7 @@ char *auth_mint(const auth_key *key, const Perms *perms, const char *token_id, u
   if (tok) {
     snprintf(tok, signed_len + 1, "%s%s", TOKEN_PREFIX, p64);
     if (mac(key, tok, signed_len, m)) {
-      m64 = srv_b64_encode(m, MAC_LEN, true);
+      m64 = cmn_b64_encode(m, MAC_LEN, CMN_B64_URL);
     }
   }
   free(p64);
@@ -170,6 +171,14 @@ char *auth_mint(const auth_key *key, const Perms *perms, const char *token_id, u
   snprintf(tok + signed_len, cap - signed_len, ".%s", m64);
   free(m64);
   return tok;
+}
+
+/* Token parts decode leniently, as they always have here: either alphabet, any trailing
+ * '=' (a later issue makes token decoding canonical-only). NULL when not base64. */
+static uint8_t *b64_decode_lenient(const char *text, size_t len, size_t *out_len) {
+  uint8_t *out = NULL;
+  cmn_b64_decode(text, len, CMN_B64_EITHER, CMN_B64_PAD_IGNORED, &out, out_len, NULL);
+  return out;
 }
 
 /* Checks the MAC of "mim1.<payload>.<mac>"; returns the decoded payload or NULL. */
@@ -184,12 +193,12 @@ static uint8_t *check_mac(const auth_key *key, const char *tok, size_t len, size
   }
   size_t signed_len = (size_t)(dot - tok);
   size_t mlen = 0;
-  uint8_t *given = srv_b64_decode(dot + 1, len - signed_len - 1, &mlen);
+  uint8_t *given = b64_decode_lenient(dot + 1, len - signed_len - 1, &mlen);
   uint8_t want[MAC_LEN];
   bool ok = given && mlen == MAC_LEN && mac(key, tok, signed_len, want) &&
             CRYPTO_memcmp(given, want, MAC_LEN) == 0;
   free(given);
-  return ok ? srv_b64_decode(tok + pre, signed_len - pre, plen) : NULL;
+  return ok ? b64_decode_lenient(tok + pre, signed_len - pre, plen) : NULL;
 }
 
 /*

@@ -1,7 +1,7 @@
 /* mim-local: the once-a-second housekeeping thread (see housekeeping.h). */
 #include "housekeeping.h"
 
-#include "abs_time.h"
+#include "clock.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -29,7 +29,7 @@ static void *housekeeping_thread(void *arg) {
   housekeeping *h = arg;
   pthread_mutex_lock(&h->mu);
   while (!h->stopping) {
-    struct timespec until = mim_abs_time_after_ms(HOUSEKEEPING_INTERVAL_MS);
+    struct timespec until = cmn_deadline_after_ms(HOUSEKEEPING_INTERVAL_MS);
     pthread_cond_timedwait(&h->cv, &h->mu, &until);
     if (h->stopping) {
       break;
@@ -51,7 +51,7 @@ housekeeping *housekeeping_start(store *s, persist *p) {
   h->s = s;
   h->p = p;
   pthread_mutex_init(&h->mu, NULL);
-  pthread_cond_init(&h->cv, NULL);
+  cmn_cond_init_monotonic(&h->cv); /* the thread waits on it with a deadline */
   if (pthread_create(&h->thread, NULL, housekeeping_thread, h) != 0) {
     pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->mu);

@@ -1,6 +1,7 @@
 /* mim-local: a Momento-compatible development server (lists, control plane, ping,
  * topics, disposable tokens) on the gRPC core server API.
  * See `mim-local --help` for the flags. */
+#include "base64.h"
 #include "dispatch.h"
 #include "housekeeping.h"
 #include "persist.h"
@@ -339,7 +340,7 @@ static bool write_root_key(const app *a, const char *path) {
   char *b64 = NULL;
   if (json) {
     snprintf(json, jlen, "{\"endpoint\":\"%s\",\"api_key\":\"%s\"}", a->endpoint, tok);
-    b64 = srv_b64_encode((const uint8_t *)json, strlen(json), false);
+    b64 = cmn_b64_encode(json, strlen(json), CMN_B64_STD);
   }
   free(tok);
   free(json);

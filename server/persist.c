@@ -3,6 +3,8 @@
  * acknowledged write whatever the fsync policy; fsync only guards against power loss. */
 #include "persist.h"
 
+#include "clock.h"
+
 #include "record.h"
 #include "topic_state.h"
 #include "util.h"
@@ -522,11 +524,7 @@ static void *fsync_thread(void *arg) {
   persist *p = arg;
   pthread_mutex_lock(&p->mu);
   while (!p->stopping) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += FSYNC_INTERVAL_MS * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
+    struct timespec ts = cmn_deadline_after_ms(FSYNC_INTERVAL_MS);
     pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     if (p->dirty) {
       p->dirty = false;
@@ -567,11 +565,7 @@ persist *persist_open(const char *dir, persist_fsync mode, uint64_t compact_byte
   rec_limit_init();
   p->log_fd = -1;
   pthread_mutex_init(&p->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&p->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  cmn_cond_init_monotonic(&p->cv);
   topic_states_init(&p->topics);
   char *log_path = p->dir ? path_in(p, "log") : NULL;
   bool ok = log_path && load(p, replay);

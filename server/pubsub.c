@@ -2,6 +2,7 @@
  * reference-counted slice shared by the replay ring and every subscriber queue. */
 #include "pubsub.h"
 
+#include "clock.h"
 #include "persist.h"
 #include "topic_state.h"
 #include "util.h"
@@ -213,7 +214,7 @@ static void sub_unref(sub *s) {
 
 static void send_item(sub *s, grpc_slice msg, uint64_t seq) {
   srv_stream_send(s->call, msg, seq);
-  atomic_store(&s->last_sent_ms, srv_mono_ms());
+  atomic_store(&s->last_sent_ms, cmn_mono_ms());
 }
 
 static void send_discontinuity(sub *s, uint64_t last, uint64_t next, uint64_t page) {
@@ -300,7 +301,7 @@ static bool deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slic
 static void fan_out(pubsub *ps, topic *t, uint64_t seq, grpc_slice msg) {
   srv_call **kick = t->nsubs ? malloc(t->nsubs * sizeof *kick) : NULL;
   size_t nkick = 0;
-  int64_t now_ms = srv_mono_ms(); /* one clock read per publish, not per subscriber */
+  int64_t now_ms = cmn_mono_ms(); /* one clock read per publish, not per subscriber */
   for (size_t i = 0; i < t->nsubs; i++) {
     srv_call *call = t->subs[i]->call;
     if (deliver_locked(ps, t, t->subs[i], seq, msg, now_ms)) {
@@ -487,7 +488,7 @@ ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const 
   s->t = t;
   s->call = call;
   srv_call_ref(call);
-  atomic_init(&s->last_sent_ms, srv_mono_ms());
+  atomic_init(&s->last_sent_ms, cmn_mono_ms());
   pthread_mutex_lock(&t->mu);
   bool orphan = orphaned_locked(ps, t, cache);
   bool shutting_down = false;
@@ -596,7 +597,7 @@ void pubsub_drop_cache(pubsub *ps, const char *cache) {
 /* ---- heartbeat thread ---- */
 
 static void heartbeat_idle(pubsub *ps) {
-  int64_t now = srv_mono_ms();
+  int64_t now = cmn_mono_ms();
   pthread_mutex_lock(&ps->subs_mu);
   for (sub *s = ps->subs; s; s = s->next) {
     if (now - atomic_load(&s->last_sent_ms) >= ps->cfg.heartbeat_ms) {
@@ -612,11 +613,7 @@ static void *heartbeat_thread(void *arg) {
   tick_ms = tick_ms < 10 ? 10 : (tick_ms > 250 ? 250 : tick_ms);
   pthread_mutex_lock(&ps->tick_mu);
   while (!ps->stopping) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += (long)tick_ms * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
+    struct timespec ts = cmn_deadline_after_ms(tick_ms);
     pthread_cond_timedwait(&ps->tick_cv, &ps->tick_mu, &ts);
     if (ps->stopping) {
       break;
@@ -642,11 +639,7 @@ pubsub *pubsub_new(const pubsub_config *cfg) {
   srv_hmap_init(&ps->topics);
   pthread_mutex_init(&ps->subs_mu, NULL);
   pthread_mutex_init(&ps->tick_mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&ps->tick_cv, &ca);
-  pthread_condattr_destroy(&ca);
+  cmn_cond_init_monotonic(&ps->tick_cv);
   CacheClient__Pubsub__Heartbeat hb = CACHE_CLIENT__PUBSUB____HEARTBEAT__INIT;
   CacheClient__Pubsub__SubscriptionItem it = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__INIT;
   it.kind_case = CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__KIND_HEARTBEAT;

@@ -3,7 +3,7 @@
  * reference on its srv_call, so a call is freed when the last of them lets go. */
 #include "rpc.h"
 
-#include "abs_time.h"
+#include "clock.h"
 #include "tsan_handoff.h" /* a call handed to the event/cq thread via gRPC */
 #include "util.h"
 
@@ -611,7 +611,7 @@ srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
   rpc->hot_methods = cfg->hot_methods;
   rpc->shutdown_tag.fn = on_shutdown_done;
   pthread_mutex_init(&rpc->mu, NULL);
-  pthread_cond_init(&rpc->cv, NULL);
+  cmn_cond_init_monotonic(&rpc->cv); /* wait_shutdown waits on it with a deadline */
   pthread_rwlock_init(&rpc->batch_lock, NULL);
   rpc->cq = grpc_completion_queue_create_for_next(NULL);
   rpc->server = create_server(cfg);
@@ -652,7 +652,7 @@ srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
 }
 
 static bool wait_shutdown(srv_rpc *rpc, int ms) {
-  struct timespec ts = mim_abs_time_after_ms(ms);
+  struct timespec ts = cmn_deadline_after_ms(ms);
   pthread_mutex_lock(&rpc->mu);
   while (!rpc->shutdown_done) {
     if (pthread_cond_timedwait(&rpc->cv, &rpc->mu, &ts) != 0) {

@@ -2,6 +2,7 @@
  * the periodic sweep. An emptied list no longer exists (as in Momento). */
 #include "store.h"
 
+#include "clock.h"
 #include "persist.h"
 #include "util.h"
 
@@ -30,11 +31,11 @@ struct store {
 
 /* Monotonic expiry <-> wall clock, for the data directory (restarts reset the former). */
 static int64_t mono_to_wall(int64_t mono) {
-  return srv_wall_ms() + (mono - srv_mono_ms());
+  return cmn_wall_ms() + (mono - cmn_mono_ms());
 }
 
 static int64_t wall_to_mono(int64_t wall) {
-  return srv_mono_ms() + (wall - srv_wall_ms());
+  return cmn_mono_ms() + (wall - cmn_wall_ms());
 }
 
 static st_result from_persist(persist_rc rc) {
@@ -181,7 +182,7 @@ static bool sweep_cache(void *ctx, srv_hentry *e) {
 }
 
 void store_sweep(store *s) {
-  int64_t now = srv_mono_ms();
+  int64_t now = cmn_mono_ms();
   pthread_rwlock_rdlock(&s->lock);
   srv_hmap_filter(&s->caches, sweep_cache, &now);
   pthread_rwlock_unlock(&s->lock);
@@ -209,7 +210,7 @@ static void close_cache(store *s, st_cache *c) {
 /* The live list under key, dropping it first if it expired. */
 static st_list *find_list(st_cache *c, st_bytes key) {
   st_list *l = srv_hmap_get(&c->lists, key.data, key.len);
-  if (l && l->expires_ms <= srv_mono_ms()) {
+  if (l && l->expires_ms <= cmn_mono_ms()) {
     list_free(srv_hmap_remove(&c->lists, key.data, key.len));
     l = NULL;
   }
@@ -227,7 +228,7 @@ static int64_t expiry_for(const store *s, uint64_t ttl_ms) {
   if (ttl > (uint64_t)INT64_MAX / 4) {
     ttl = (uint64_t)INT64_MAX / 4;
   }
-  return srv_mono_ms() + (int64_t)ttl;
+  return cmn_mono_ms() + (int64_t)ttl;
 }
 
 static bool dup_value(ProtobufCBinaryData *dst, const uint8_t *data, size_t len) {
@@ -584,7 +585,7 @@ st_result store_item_ttl(store *s, const char *cache, st_bytes key, uint64_t *re
   }
   st_list *l = find_list(c, key);
   if (l) {
-    int64_t left = l->expires_ms - srv_mono_ms();
+    int64_t left = l->expires_ms - cmn_mono_ms();
     *remaining_ms = left > 0 ? (uint64_t)left : 0;
   }
   close_cache(s, c);
@@ -625,7 +626,7 @@ static bool snapshot_cache(void *ctx, srv_hentry *e) {
 
 bool store_compact(store *s, persist *p) {
   pthread_rwlock_wrlock(&s->lock); /* every list operation holds it shared */
-  snap_ctx sc = {p, NULL, srv_mono_ms()};
+  snap_ctx sc = {p, NULL, cmn_mono_ms()};
   persist_snapshot_begin(p);
   srv_hmap_filter(&s->caches, snapshot_cache, &sc);
   bool ok = persist_snapshot_end(p);

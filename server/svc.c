@@ -2,6 +2,7 @@
  * name validation). Each one fails the call itself, so a handler just returns. */
 #include "svc.h"
 
+#include "utf8.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -45,7 +46,7 @@ bool svc_name(srv_call *call, const char *what, const char *s, size_t len, char 
     srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s is missing or empty", what);
     return false;
   }
-  if (len >= SVC_MAX_NAME || memchr(s, '\0', len) || !srv_utf8_valid(s, len)) {
+  if (len >= SVC_MAX_NAME || memchr(s, '\0', len) || !cmn_utf8_valid(s, len)) {
     srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s is invalid or too long", what);
     return false;
   }

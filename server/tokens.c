@@ -1,6 +1,7 @@
 /* mim-local: token.Token (GenerateDisposableToken): mints a token no wider than the
  * caller's own permissions. */
 #include "handlers.h"
+#include "utf8.h"
 
 #include "token.pb-c.h"
 #include "util.h"
@@ -29,7 +30,7 @@ static void mint(app *a, srv_call *call, const Token__GenerateDisposableTokenReq
                   MAX_TOKEN_ID_BYTES);
     return;
   }
-  if (!srv_utf8_valid(r->token_id, strlen(r->token_id))) {
+  if (!cmn_utf8_valid(r->token_id, strlen(r->token_id))) {
     srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "token_id is not valid UTF-8");
     return;
   }

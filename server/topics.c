@@ -1,5 +1,6 @@
 /* mim-local: cache_client.pubsub.Pubsub handlers (auth, validation, then pubsub.c). */
 #include "handlers.h"
+#include "utf8.h"
 
 #include "util.h"
 
@@ -36,7 +37,7 @@ static bool value_ok(app *a, srv_call *call, const CacheClient__Pubsub__TopicVal
   }
   if (v->kind_case == CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_TEXT) {
     n = strlen(v->text);
-    if (!srv_utf8_valid(v->text, n)) {
+    if (!cmn_utf8_valid(v->text, n)) {
       srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "text value is not valid UTF-8");
       return false;
     }

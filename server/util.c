@@ -1,5 +1,7 @@
-/* mim-local: logging, clocks, randomness, base64 and a hash map. */
+/* mim-local: logging, randomness and a hash map. */
 #include "util.h"
+
+#include "clock.h"
 
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -44,20 +46,6 @@ void srv_log(srv_log_level level, const char *fmt, ...) {
           ts.tv_nsec / 1000000, g_level_names[level], line);
 }
 
-static int64_t clock_ms(clockid_t id) {
-  struct timespec ts;
-  clock_gettime(id, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t srv_mono_ms(void) {
-  return clock_ms(CLOCK_MONOTONIC);
-}
-
-int64_t srv_wall_ms(void) {
-  return clock_ms(CLOCK_REALTIME);
-}
-
 bool srv_random(void *buf, size_t len) {
   return RAND_bytes(buf, (int)len) == 1;
 }
@@ -66,138 +54,12 @@ uint64_t srv_random_page(void) {
   uint64_t v = 0;
   while (v == 0) {
     if (!srv_random(&v, sizeof v)) {
-      v = (uint64_t)srv_wall_ms() ^ ((uint64_t)clock_ms(CLOCK_MONOTONIC) << 20);
+      v = (uint64_t)cmn_wall_ms() ^ ((uint64_t)cmn_mono_ms() << 20);
     }
     /* JavaScript SDKs hold uint64 fields in doubles: stay exact there. */
     v &= (1ULL << 53) - 1;
   }
   return v;
-}
-
-static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-char *srv_b64_encode(const uint8_t *data, size_t len, bool url) {
-  const char *alpha = url ? b64_url : b64_std;
-  char *out = malloc((len + 2) / 3 * 4 + 1);
-  if (!out) {
-    return NULL;
-  }
-  size_t o = 0;
-  for (size_t i = 0; i < len; i += 3) {
-    uint32_t v = (uint32_t)data[i] << 16;
-    size_t n = len - i < 3 ? len - i : 3;
-    if (n > 1) {
-      v |= (uint32_t)data[i + 1] << 8;
-    }
-    if (n > 2) {
-      v |= data[i + 2];
-    }
-    for (size_t k = 0; k < 4; k++) {
-      if (k <= n) {
-        out[o++] = alpha[(v >> (18 - 6 * k)) & 63];
-      } else if (!url) {
-        out[o++] = '=';
-      }
-    }
-  }
-  out[o] = '\0';
-  return out;
-}
-
-static int b64_value(char c) {
-  if (c >= 'A' && c <= 'Z') {
-    return c - 'A';
-  }
-  if (c >= 'a' && c <= 'z') {
-    return c - 'a' + 26;
-  }
-  if (c >= '0' && c <= '9') {
-    return c - '0' + 52;
-  }
-  if (c == '+' || c == '-') {
-    return 62;
-  }
-  if (c == '/' || c == '_') {
-    return 63;
-  }
-  return -1;
-}
-
-uint8_t *srv_b64_decode(const char *text, size_t text_len, size_t *out_len) {
-  while (text_len > 0 && text[text_len - 1] == '=') {
-    text_len--;
-  }
-  if (text_len % 4 == 1) {
-    return NULL;
-  }
-  uint8_t *out = malloc(text_len / 4 * 3 + 3);
-  if (!out) {
-    return NULL;
-  }
-  size_t o = 0;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < text_len; i++) {
-    int v = b64_value(text[i]);
-    if (v < 0) {
-      free(out);
-      return NULL;
-    }
-    acc = (acc << 6) | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (uint8_t)(acc >> bits);
-    }
-  }
-  out[o] = '\0';
-  *out_len = o;
-  return out;
-}
-
-/* Length of the sequence starting with lead byte c and the allowed range of the
- * second byte (narrowed for E0, ED, F0, F4), or 0 if c cannot start one. */
-static size_t utf8_seq(uint8_t c, uint8_t *lo, uint8_t *hi) {
-  *lo = 0x80;
-  *hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    return 2;
-  }
-  if (c >= 0xE0 && c <= 0xEF) {
-    *lo = c == 0xE0 ? 0xA0 : 0x80;
-    *hi = c == 0xED ? 0x9F : 0xBF;
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    *lo = c == 0xF0 ? 0x90 : 0x80;
-    *hi = c == 0xF4 ? 0x8F : 0xBF;
-    return 4;
-  }
-  return 0;
-}
-
-bool srv_utf8_valid(const char *str, size_t n) {
-  const uint8_t *s = (const uint8_t *)str;
-  size_t i = 0;
-  while (i < n) {
-    if (s[i] < 0x80) {
-      i++;
-      continue;
-    }
-    uint8_t lo, hi;
-    size_t len = utf8_seq(s[i], &lo, &hi);
-    if (len == 0 || i + len > n || s[i + 1] < lo || s[i + 1] > hi) {
-      return false;
-    }
-    for (size_t k = 2; k < len; k++) {
-      if ((s[i + k] & 0xC0) != 0x80) {
-        return false;
-      }
-    }
-    i += len;
-  }
-  return true;
 }
 
 static uint64_t hash_bytes(const void *key, size_t len) {

@@ -1,4 +1,5 @@
-/* mim-local: small shared helpers (logging, clocks, base64, a byte-keyed hash map). */
+/* mim-local: small shared helpers (logging, randomness, a byte-keyed hash map). Clocks,
+ * base64 and UTF-8 validation live in common/. */
 #ifndef MIM_SERVER_UTIL_H
 #define MIM_SERVER_UTIL_H
 
@@ -15,25 +16,10 @@ bool srv_log_parse_level(const char *name, srv_log_level *out);
 /* One line to stderr. Never pass a token or secret. */
 void srv_log(srv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Milliseconds of the monotonic clock / of the wall clock since the epoch. */
-int64_t srv_mono_ms(void);
-int64_t srv_wall_ms(void);
-
 /* Fills buf with cryptographically random bytes; false on failure. */
 bool srv_random(void *buf, size_t len);
 /* A random non-zero sequence page below 2^53 (exact in a JavaScript number). */
 uint64_t srv_random_page(void);
-
-/* Base64 (url = '-' '_' without padding; else standard with padding). The result is a
- * malloc'd NUL-terminated string, NULL on allocation failure. */
-char *srv_b64_encode(const uint8_t *data, size_t len, bool url);
-/* Decodes either alphabet, padding optional; returns a malloc'd buffer (NUL-terminated
- * for convenience) and its length, or NULL when the input is not base64. */
-uint8_t *srv_b64_decode(const char *text, size_t text_len, size_t *out_len);
-
-/* True when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF):
- * proto3 string fields must be, and clients may fail to decode anything else. */
-bool srv_utf8_valid(const char *s, size_t n);
 
 /* Hash map from byte strings to pointers. Not thread-safe; callers lock. */
 typedef struct srv_hentry {

@@ -5,6 +5,8 @@
 #define _GNU_SOURCE
 #include "chaos_proxy.h"
 
+#include "clock.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -62,12 +64,6 @@ struct chaos_proxy {
   pthread_cond_t applied_cv;
   chaos_proxy_stats stats;
 };
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* xorshift64*: a tiny seeded generator, good enough for schedules. */
 static uint64_t rng_next(chaos_proxy *p) {
@@ -286,7 +282,7 @@ static void *run(void *arg) {
     pthread_mutex_unlock(&p->mu);
     if (stop)
       break;
-    int64_t now = now_ms();
+    int64_t now = cmn_mono_ms();
     if (changed)
       apply_pause(p, paused, now);
     for (; cut_all && p->conns; count(p, &p->stats.cut, 1))
@@ -304,7 +300,7 @@ static void *run(void *arg) {
       continue;
     }
     int rc = poll(fds, n, wait_ms(p, now));
-    now = now_ms();
+    now = cmn_mono_ms();
     if (rc > 0 && (fds[0].revents & POLLIN)) {
       char tmp[64];
       while (read(p->wake[0], tmp, sizeof tmp) > 0) {
@@ -385,7 +381,7 @@ chaos_proxy *chaos_proxy_start(int target_port, const chaos_proxy_opts *opts) {
   p->paused = p->o.start_paused != 0;
   p->wake[0] = p->wake[1] = -1;
   pthread_mutex_init(&p->mu, NULL);
-  pthread_cond_init(&p->applied_cv, NULL);
+  cmn_cond_init_monotonic(&p->applied_cv);
   p->nlisteners = p->o.listeners < 1 ? 1 : p->o.listeners;
   if (p->nlisteners > MAX_LISTENERS)
     p->nlisteners = MAX_LISTENERS;
@@ -444,9 +440,7 @@ void chaos_proxy_resume(chaos_proxy *p) {
 static void sync_control_locked(chaos_proxy *p) {
   uint64_t mine = ++p->requested;
   wake(p);
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += 5;
+  struct timespec until = cmn_deadline_after_ms(5000);
   while (p->applied < mine && !p->stop)
     if (pthread_cond_timedwait(&p->applied_cv, &p->mu, &until) != 0)
       break;

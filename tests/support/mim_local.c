@@ -1,5 +1,7 @@
 /* Spawns and stops mim-local for tests; see mim_local.h. */
 #include "mim_local.h"
+
+#include "clock.h"
 #include "time_scale.h"
 
 #include <dirent.h>
@@ -30,12 +32,6 @@
 #define STOP_TIMEOUT_MS (10000 * test_time_scale())
 #define DEFAULT_START_TIMEOUT_MS (10000 * test_time_scale())
 #define READY_LINE "mim-local listening on "
-
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int open_pidfd(pid_t pid) {
 #if defined(__linux__) && defined(SYS_pidfd_open)
@@ -407,7 +403,7 @@ static int spawn(mim_local *s, const char **args) {
 static int wait_ready(mim_local *s, int timeout_ms, const char *bin) {
   char out[4096] = "";
   size_t out_len = 0;
-  long long deadline = now_ms() + timeout_ms;
+  long long deadline = cmn_mono_ms() + timeout_ms;
   for (;;) {
     int line_port = port_from_ready_line(out);
     if (line_port > 0 && files_ready(s, line_port)) {
@@ -418,7 +414,7 @@ static int wait_ready(mim_local *s, int timeout_ms, const char *bin) {
               decode_status(s));
       return -1;
     }
-    long long left = deadline - now_ms();
+    long long left = deadline - cmn_mono_ms();
     if (left <= 0) {
       fprintf(stderr, "mim_local: %s not ready after %d ms (%s)\n", bin, timeout_ms,
               line_port > 0 ? "port/root key file missing" : "no 'listening on' line");
@@ -488,9 +484,9 @@ int mim_local_start(const mim_local_opts *opts, mim_local **out) {
 
 /* Waits up to timeout_ms for the child to exit (forwarding its output); 1 if reaped. */
 static int wait_exit(mim_local *s, int timeout_ms) {
-  long long deadline = now_ms() + timeout_ms;
+  long long deadline = cmn_mono_ms() + timeout_ms;
   while (!try_reap(s, WNOHANG)) {
-    long long left = deadline - now_ms();
+    long long left = deadline - cmn_mono_ms();
     if (left <= 0) {
       return 0;
     }
@@ -569,9 +565,9 @@ static int all_threads_stopped(pid_t pid) {
 int mim_local_freeze(const mim_local *s, int timeout_ms) {
   if (mim_local_signal(s, SIGSTOP) != 0)
     return -1;
-  long long deadline = now_ms() + (long long)timeout_ms * test_time_scale();
+  long long deadline = cmn_mono_ms() + (long long)timeout_ms * test_time_scale();
   while (!all_threads_stopped(s->pid)) {
-    if (now_ms() >= deadline)
+    if (cmn_mono_ms() >= deadline)
       return -1;
     struct timespec d = {0, 1000000L}; /* polling /proc: there is nothing to block on */
     nanosleep(&d, NULL);

@@ -1,9 +1,9 @@
 /* Raw mim-local client for tests: see raw_client.h. */
 #include "raw_client.h"
 
-#include "abs_time.h"
 #include "cacheping.pb-c.h"
 #include "cachepubsub.pb-c.h"
+#include "clock.h"
 #include "error.h"
 
 #include <dirent.h>
@@ -16,12 +16,6 @@
 #include <unistd.h>
 
 #define RAW_DEADLINE_MS 10000
-
-int64_t raw_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 char *raw_root_token(const mim_local *srv) {
   mim_credentials *c = NULL;
@@ -150,7 +144,7 @@ mim_status raw_publish(mim_transport *t, const char *cache, const char *topic, c
 void raw_sub_init(raw_sub *s) {
   memset(s, 0, sizeof *s);
   pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
+  cmn_cond_init_monotonic(&s->cv);
 }
 
 void raw_sub_destroy(raw_sub *s) {
@@ -213,7 +207,7 @@ static bool record_locked(raw_sub *s, const CacheClient__Pubsub__SubscriptionIte
     const uint8_t *v = value_bytes(it->item->value, &vlen);
     s->value_bytes += vlen;
     s->value_hash = raw_value_hash(s->value_hash, v, vlen);
-    s->last_item_ms = raw_now_ms();
+    s->last_item_ms = cmn_mono_ms();
     return s->cancel_at_items && s->items == s->cancel_at_items;
   }
   default:
@@ -320,7 +314,7 @@ static size_t counter_locked(const raw_sub *s, raw_counter which) {
 }
 
 bool raw_sub_wait(raw_sub *s, raw_counter which, size_t n, int timeout_ms) {
-  struct timespec ts = mim_abs_time_after_ms(timeout_ms);
+  struct timespec ts = cmn_deadline_after_ms(timeout_ms);
   pthread_mutex_lock(&s->mu);
   int rc = 0;
   while (counter_locked(s, which) < n && !s->closed && rc == 0) {
@@ -332,7 +326,7 @@ bool raw_sub_wait(raw_sub *s, raw_counter which, size_t n, int timeout_ms) {
 }
 
 bool raw_sub_wait_blocking(raw_sub *s, int timeout_ms) {
-  struct timespec ts = mim_abs_time_after_ms(timeout_ms);
+  struct timespec ts = cmn_deadline_after_ms(timeout_ms);
   pthread_mutex_lock(&s->mu);
   int rc = 0;
   while (!s->blocking && !s->closed && rc == 0) {
@@ -344,7 +338,7 @@ bool raw_sub_wait_blocking(raw_sub *s, int timeout_ms) {
 }
 
 bool raw_sub_wait_closed(raw_sub *s, int timeout_ms) {
-  struct timespec ts = mim_abs_time_after_ms(timeout_ms);
+  struct timespec ts = cmn_deadline_after_ms(timeout_ms);
   pthread_mutex_lock(&s->mu);
   int rc = 0;
   while (!s->closed && rc == 0) {
@@ -425,10 +419,10 @@ int raw_proc_sockets(pid_t pid) {
 }
 
 int raw_wait_sockets_at_most(pid_t pid, int max, int timeout_ms) {
-  int64_t deadline = raw_now_ms() + timeout_ms;
+  int64_t deadline = cmn_mono_ms() + timeout_ms;
   int n = raw_proc_sockets(pid);
   /* No event tells us when the server closed a socket: poll every 10 ms until the deadline. */
-  while (n > max && raw_now_ms() < deadline) {
+  while (n > max && cmn_mono_ms() < deadline) {
     struct timespec ts = {0, 10 * 1000 * 1000};
     nanosleep(&ts, NULL);
     n = raw_proc_sockets(pid);

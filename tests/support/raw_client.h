@@ -18,14 +18,13 @@
 #include "mim_local.h"
 #include "transport.h"
 
+#include "clock.h" /* cmn_mono_ms */
+
 #include <protobuf-c/protobuf-c.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* Monotonic milliseconds. */
-int64_t raw_now_ms(void);
 
 /* The root key's token (malloc'd; caller frees), or NULL. */
 char *raw_root_token(const mim_local *srv);
@@ -93,7 +92,7 @@ typedef struct raw_sub {
   size_t cancel_at_items; /* > 0: the callback cancels the stream when items reaches it */
   bool block;             /* true: on_message waits (on the event thread!) until cleared */
   bool blocking;          /* set while on_message is waiting because of block */
-  int64_t last_item_ms;   /* raw_now_ms() of the last item */
+  int64_t last_item_ms;   /* cmn_mono_ms() of the last item */
   int64_t deadline_ms;    /* stream deadline (set before subscribing); 0 = none */
 } raw_sub;
 

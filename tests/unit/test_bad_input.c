@@ -16,6 +16,7 @@
 
 #include <momento/im.h>
 
+#include "clock.h"
 #include "mim_local.h"
 
 #include <pthread.h>
@@ -71,9 +72,9 @@ static struct {
 /* Messages delivered to the joined session: foreign ones are what we look for. */
 static struct {
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  pthread_cond_t cv; /* made in setup, on CLOCK_MONOTONIC */
   int foreign_text, foreign_binary, chat;
-} seen = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+} seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void on_message(mim_session *s, const mim_message *m, void *user) {
   (void)s;
@@ -724,9 +725,7 @@ static const row im_rows[] = {IM_ROWS(ENT_ROW)};
 
 /* Waits until the session saw both foreign values (bounded). */
 static mim_status wait_foreign(void) {
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += WAIT_MS / 1000;
+  struct timespec dl = cmn_deadline_after_ms(WAIT_MS);
   pthread_mutex_lock(&seen.mu);
   int rc = 0;
   while ((seen.foreign_text < 2 || seen.foreign_binary < 1) && rc == 0)
@@ -825,6 +824,7 @@ static mim_client *expired_client(void) {
 
 static int setup(void **state) {
   (void)state;
+  cmn_cond_init_monotonic(&seen.cv);
   static const char *const caches[] = {CACHE, NULL};
   mim_local_opts o = {.caches = caches};
   if (mim_local_start(&o, &g.srv) != 0)

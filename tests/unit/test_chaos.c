@@ -115,7 +115,7 @@ static void party_init(party *p, int index) {
   memset(p, 0, sizeof *p);
   p->index = index;
   pthread_mutex_init(&p->mu, NULL);
-  pthread_cond_init(&p->cv, NULL);
+  cmn_cond_init_monotonic(&p->cv);
   for (int k = 0; k < MAX_SENDERS; k++)
     p->first[k] = p->last[k] = -1;
 }
@@ -193,8 +193,8 @@ static void tick(void);
 static long wait_for(party *p, const long *field, long target, int64_t deadline) {
   pthread_mutex_lock(&p->mu);
   long v = *field;
-  while (v < target && test_mono_ms() < deadline) {
-    struct timespec ts = mim_abs_time_after_ms(100);
+  while (v < target && cmn_mono_ms() < deadline) {
+    struct timespec ts = cmn_deadline_after_ms(100);
     pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     v = *field;
     pthread_mutex_unlock(&p->mu);
@@ -234,7 +234,7 @@ static int join(party *p, int64_t deadline) {
   o.send_timeout_ms = (uint32_t)(SEND_TIMEOUT_MS * test_time_scale());
   o.flush_timeout_ms = (uint32_t)(5000 * test_time_scale());
   int failures = 0;
-  for (int i = 0; i < JOIN_TRIES && test_mono_ms() < deadline; i++) {
+  for (int i = 0; i < JOIN_TRIES && cmn_mono_ms() < deadline; i++) {
     mim_status st = mim_join(p->client, CACHE, CHAT, &o, on_message, p, &p->session);
     if (st == MIM_OK)
       return failures;
@@ -255,10 +255,10 @@ static int join(party *p, int64_t deadline) {
  * those beyond history_cap rightly missed.) */
 static struct {
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  pthread_cond_t cv; /* made in main, on CLOCK_MONOTONIC */
   bool closed;
   int waiting; /* senders at the gate */
-} send_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
+} send_gate = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void send_gate_set(bool closed) {
   pthread_mutex_lock(&send_gate.mu);
@@ -269,12 +269,12 @@ static void send_gate_set(bool closed) {
 
 /* Bounded: a failed test that never reopens the gate must not hang the senders. */
 static void send_gate_pass(void) {
-  int64_t until = test_mono_ms() + 120000L * test_time_scale();
+  int64_t until = cmn_mono_ms() + 120000L * test_time_scale();
   pthread_mutex_lock(&send_gate.mu);
   send_gate.waiting++;
   pthread_cond_broadcast(&send_gate.cv);
-  while (send_gate.closed && test_mono_ms() < until) {
-    struct timespec ts = mim_abs_time_after_ms(100);
+  while (send_gate.closed && cmn_mono_ms() < until) {
+    struct timespec ts = cmn_deadline_after_ms(100);
     pthread_cond_timedwait(&send_gate.cv, &send_gate.mu, &ts);
   }
   send_gate.waiting--;
@@ -284,8 +284,8 @@ static void send_gate_pass(void) {
 /* true when n senders are at the gate before the deadline. */
 static bool send_gate_wait_for(int n, int64_t deadline) {
   pthread_mutex_lock(&send_gate.mu);
-  while (send_gate.waiting < n && test_mono_ms() < deadline) {
-    struct timespec ts = mim_abs_time_after_ms(100);
+  while (send_gate.waiting < n && cmn_mono_ms() < deadline) {
+    struct timespec ts = cmn_deadline_after_ms(100);
     pthread_cond_timedwait(&send_gate.cv, &send_gate.mu, &ts);
   }
   bool all = send_gate.waiting >= n;
@@ -349,9 +349,9 @@ static long total_sent(party *senders, int n) {
 static void progress(party *senders, int ns, party *receivers, int nr, chaos_proxy *proxy,
                      int64_t t0) {
   static int64_t last;
-  if (!getenv("MIM_CHAOS_VERBOSE") || test_mono_ms() - last < 1000)
+  if (!getenv("MIM_CHAOS_VERBOSE") || cmn_mono_ms() - last < 1000)
     return;
-  last = test_mono_ms();
+  last = cmn_mono_ms();
   long ok = 0, minr = -1;
   for (int k = 0; k < ns; k++) {
     pthread_mutex_lock(&senders[k].mu);
@@ -368,7 +368,7 @@ static void progress(party *senders, int ns, party *receivers, int nr, chaos_pro
   if (proxy)
     chaos_proxy_get_stats(proxy, &ps);
   fprintf(stderr, "%6.1fs: started=%ld sent_ok=%ld min_received=%ld accepted=%llu open=%llu\n",
-          (double)(test_mono_ms() - t0) / 1000.0, total_started(senders, ns), ok, minr,
+          (double)(cmn_mono_ms() - t0) / 1000.0, total_started(senders, ns), ok, minr,
           (unsigned long long)ps.accepted, (unsigned long long)ps.open);
 }
 
@@ -551,7 +551,7 @@ static void test_chaos_proxy(void **state) {
   history_cap = 200;
   reset_log_counts();
   mim_set_log_callback(count_log, MIM_LOG_DEBUG, NULL);
-  int64_t t0 = test_mono_ms(), deadline = t0 + 150000 * (int64_t)test_time_scale();
+  int64_t t0 = cmn_mono_ms(), deadline = t0 + 150000 * (int64_t)test_time_scale();
   scene_t0 = t0;
 
   start_server(0, 0);
@@ -609,7 +609,7 @@ static void test_chaos_proxy(void **state) {
   send_gate_set(false);
   for (int k = 0; k < nsenders; k++)
     pthread_join(th[k], NULL);
-  int64_t t_sent = test_mono_ms();
+  int64_t t_sent = cmn_mono_ms();
 
   /* Every send finally succeeds (outbox retries), then every receiver has everything. */
   long sent_ok = 0, sent_failed = 0, send_errors = 0;
@@ -624,14 +624,14 @@ static void test_chaos_proxy(void **state) {
     party *p = &sc.receivers[i];
     pthread_mutex_lock(&p->mu);
     for (int k = 0; k < nsenders; k++) {
-      while (!p->shown[k][nmsgs - 1] && test_mono_ms() < deadline) {
-        struct timespec ts = mim_abs_time_after_ms(100);
+      while (!p->shown[k][nmsgs - 1] && cmn_mono_ms() < deadline) {
+        struct timespec ts = cmn_deadline_after_ms(100);
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
       }
     }
     pthread_mutex_unlock(&p->mu);
   }
-  int64_t t_done = test_mono_ms();
+  int64_t t_done = cmn_mono_ms();
   chaos_proxy_pause(sc.proxy);
   chaos_proxy_stats ps;
   chaos_proxy_get_stats(sc.proxy, &ps);
@@ -707,7 +707,7 @@ static void run_restart(bool persist) {
   history_cap = 1000; /* the list can hold every message: with persistence, all must be there */
   reset_log_counts();
   mim_set_log_callback(count_log, MIM_LOG_DEBUG, NULL);
-  int64_t t0 = test_mono_ms(), deadline = t0 + 90000 * (int64_t)test_time_scale();
+  int64_t t0 = cmn_mono_ms(), deadline = t0 + 90000 * (int64_t)test_time_scale();
   scene_t0 = t0;
   if (persist) {
     snprintf(sc.data_dir, sizeof sc.data_dir, "/tmp/mim-chaos-XXXXXX");
@@ -735,17 +735,17 @@ static void run_restart(bool persist) {
   for (int k = 0; k < nsenders; k++)
     assert_int_equal(pthread_create(&th[k], NULL, sender_main, &sc.senders[k]), 0);
   long total = (long)nsenders * nmsgs;
-  while (total_sent(sc.senders, nsenders) < total * 3 / 8 && test_mono_ms() < deadline) {
+  while (total_sent(sc.senders, nsenders) < total * 3 / 8 && cmn_mono_ms() < deadline) {
     struct timespec ts = {0, 5 * 1000000L};
     nanosleep(&ts, NULL); /* polls the senders' progress counters */
   }
   long sent_at_kill = total_sent(sc.senders, nsenders);
-  int64_t t_kill = test_mono_ms();
+  int64_t t_kill = cmn_mono_ms();
   assert_int_equal(mim_local_kill(sc.srv), 137);
   sc.srv = NULL;
   start_server(port, 1);
   assert_int_equal(sc.srv->port, port);
-  int64_t t_up = test_mono_ms();
+  int64_t t_up = cmn_mono_ms();
   for (int k = 0; k < nsenders; k++)
     pthread_join(th[k], NULL);
 
@@ -763,13 +763,13 @@ static void run_restart(bool persist) {
     party *p = all[a];
     pthread_mutex_lock(&p->mu);
     for (int k = 0; k < nsenders; k++)
-      while (!p->shown[k][nmsgs - 1] && test_mono_ms() < deadline) {
-        struct timespec ts = mim_abs_time_after_ms(100);
+      while (!p->shown[k][nmsgs - 1] && cmn_mono_ms() < deadline) {
+        struct timespec ts = cmn_deadline_after_ms(100);
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
       }
     pthread_mutex_unlock(&p->mu);
   }
-  int64_t t_done = test_mono_ms();
+  int64_t t_done = cmn_mono_ms();
 
   mim_client *direct = new_client(endpoint, sc.srv->root_key);
   int list_repeats = check_list(direct, history_cap, nsenders, nmsgs, persist);
@@ -866,7 +866,7 @@ static void test_reconnect_far_behind_keeps_order(void **state) {
   history_cap = 5;
   reset_log_counts();
   mim_set_log_callback(count_log, MIM_LOG_DEBUG, NULL);
-  int64_t deadline = test_mono_ms() + 30000 * (int64_t)test_time_scale();
+  int64_t deadline = cmn_mono_ms() + 30000 * (int64_t)test_time_scale();
   start_server(0, 0);
   chaos_proxy_opts po;
   chaos_proxy_opts_init(&po);
@@ -915,6 +915,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_reconnect_far_behind_keeps_order, teardown),
   };
   /* MIM_CHAOS_FILTER=test_restart* runs only the matching tests (experiments). */
+  cmn_cond_init_monotonic(&send_gate.cv);
   if (getenv("MIM_CHAOS_FILTER"))
     cmocka_set_test_filter(getenv("MIM_CHAOS_FILTER"));
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,13 +37,6 @@ static void test_new_id(void **state) {
   assert_string_not_equal(a, b);
 }
 
-static void test_now_ms(void **state) {
-  (void)state;
-  int64_t t = mim_envelope_now_ms();
-  assert_true(t > 1600000000000LL); /* after 2020 */
-  assert_true(mim_envelope_now_ms() >= t);
-}
-
 static void test_build_exact_format(void **state) {
   (void)state;
   char *json = NULL;
@@ -439,7 +432,6 @@ static void test_idset_window(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_new_id),
-      cmocka_unit_test(test_now_ms),
       cmocka_unit_test(test_build_exact_format),
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_build_empty_text),

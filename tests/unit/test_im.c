@@ -13,7 +13,7 @@
 
 #include <momento/im.h>
 
-#include "abs_time.h"
+#include "clock.h"
 #include "mim_local.h"
 #include "test_client.h"
 
@@ -70,7 +70,7 @@ typedef struct collector {
 static void collector_init(collector *c) {
   memset(c, 0, sizeof *c);
   pthread_mutex_init(&c->mu, NULL);
-  pthread_cond_init(&c->cv, NULL);
+  cmn_cond_init_monotonic(&c->cv);
 }
 
 static void collector_free(collector *c) {
@@ -158,7 +158,7 @@ static size_t ncount(collector *c) {
 
 /* Waits until at least n messages were collected; false on timeout. */
 static bool wait_count(collector *c, size_t n, int ms) {
-  struct timespec until = mim_abs_time_after_ms(ms);
+  struct timespec until = cmn_deadline_after_ms(ms);
   pthread_mutex_lock(&c->mu);
   int rc = 0;
   while (c->n < n && rc != ETIMEDOUT)
@@ -181,7 +181,7 @@ static long find_id(collector *c, const char *id, size_t from) {
 
 /* Waits until a message with this id was collected; false on timeout. */
 static bool wait_id(collector *c, const char *id, int ms) {
-  struct timespec until = mim_abs_time_after_ms(ms);
+  struct timespec until = cmn_deadline_after_ms(ms);
   for (;;) {
     if (find_id(c, id, 0) >= 0)
       return true;
@@ -432,11 +432,9 @@ static void test_join_merge_concurrent_sender(void **state) {
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, sender_main, args), 0);
   /* Join while the sender is in full swing. */
-  struct timespec until = mim_abs_time_after_ms(WAIT_MS);
+  int64_t until = cmn_mono_ms() + WAIT_MS;
   while (atomic_load(&args->sent) < 200) {
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    assert_true(now.tv_sec <= until.tv_sec);
+    assert_true(cmn_mono_ms() <= until);
     struct timespec d = {0, 1000000};
     nanosleep(&d, NULL);
   }
@@ -973,7 +971,7 @@ static void run_reconnect_test(int replay) {
   for (int i = 20; i < 60; i++)
     assert_int_equal(mim_send(ss, "during", ids[i]), MIM_OK);
   /* The receiver must see a reconnect, and then every message exactly once. */
-  struct timespec until = mim_abs_time_after_ms(WAIT_MS);
+  struct timespec until = cmn_deadline_after_ms(WAIT_MS);
   pthread_mutex_lock(&rc.mu);
   int err = 0;
   while (rc.events[MIM_SUB_RECONNECTING] == 0 && err != ETIMEDOUT)
@@ -1060,7 +1058,7 @@ static void test_overflow_gap_larger_than_cap(void **state) {
     delivered += k;
   }
   /* The report follows the refetch, which may complete after the sentinel arrived. */
-  struct timespec until = mim_abs_time_after_ms(WAIT_MS);
+  struct timespec until = cmn_deadline_after_ms(WAIT_MS);
   pthread_mutex_lock(&rc.mu);
   int err = 0;
   while (rc.lost_gaps == 0 && err != ETIMEDOUT)

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 // clang-format on
 
+#include "clock.h"
 #include "mim_local.h"
 
 #include <arpa/inet.h>
@@ -47,12 +48,6 @@ static int teardown(void **state) {
   int rc = mim_local_stop(srv);
   srv = NULL;
   return rc;
-}
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void push_str(const char *list, const char *v, bool back) {
@@ -235,9 +230,9 @@ static void test_ttl_expiry(void **state) {
   mim_list_write_options o = {.ttl_ms = 300, .refresh_ttl = true};
   assert_int_equal(mim_list_push_back(cli, CACHE, "short", "a", 1, &o, NULL), MIM_OK);
   /* Poll (bounded) until the server reports it gone. */
-  int64_t deadline = now_ms() + 5000;
+  int64_t deadline = cmn_mono_ms() + 5000;
   bool found = true;
-  while (found && now_ms() < deadline) {
+  while (found && cmn_mono_ms() < deadline) {
     uint32_t len;
     assert_int_equal(mim_list_length(cli, CACHE, "short", &len, &found), MIM_OK);
     if (found) {
@@ -451,7 +446,7 @@ typedef struct waiter {
 static void waiter_init(waiter *w) {
   memset(w, 0, sizeof *w);
   pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
+  cmn_cond_init_monotonic(&w->cv);
 }
 
 static void waiter_destroy(waiter *w) {
@@ -461,9 +456,7 @@ static void waiter_destroy(waiter *w) {
 
 /* Waits (bounded) until calls reaches n; returns the count seen. */
 static int waiter_wait(waiter *w, int n) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += 10;
+  struct timespec until = cmn_deadline_after_ms(10000);
   pthread_mutex_lock(&w->mu);
   while (w->calls < n) {
     if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0)
@@ -659,9 +652,9 @@ static void test_free_cancels_pending_async(void **state) {
   waiter_init(&w);
   assert_int_equal(mim_list_fetch_async(c, CACHE, "l", NULL, on_fetch, &w), MIM_OK);
   assert_int_equal(mim_list_push_back_async(c, CACHE, "l", "a", 1, NULL, on_write, &w), MIM_OK);
-  int64_t t0 = now_ms();
+  int64_t t0 = cmn_mono_ms();
   mim_client_free(c); /* must not wait for the 60 s deadline */
-  assert_true(now_ms() - t0 < 10000);
+  assert_true(cmn_mono_ms() - t0 < 10000);
   pthread_mutex_lock(&w.mu);
   assert_int_equal(w.calls, 2); /* both callbacks ran before free returned */
   assert_int_equal(w.status, MIM_ERR_CANCELLED);

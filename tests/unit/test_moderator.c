@@ -54,7 +54,7 @@ static struct probe {
   /* Topic observer: items carrying watch_id, and all items. */
   char watch_id[MIM_MESSAGE_ID_SIZE];
   int watched_items, items;
-} probe = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} probe = {.mu = PTHREAD_MUTEX_INITIALIZER}; /* cv: made in main, on the monotonic clock */
 
 static void probe_reset(void) {
   pthread_mutex_lock(&probe.mu);
@@ -80,7 +80,7 @@ static void probe_release(void) {
 
 /* Waits (bounded, scaled) until *flag is true. */
 static bool wait_flag(const bool *flag) {
-  struct timespec until = mim_abs_time_after_ms((int64_t)WAIT_MS * test_time_scale());
+  struct timespec until = cmn_deadline_after_ms((int64_t)WAIT_MS * test_time_scale());
   pthread_mutex_lock(&probe.mu);
   while (!*flag && pthread_cond_timedwait(&probe.cv, &probe.mu, &until) == 0) {
   }
@@ -91,7 +91,7 @@ static bool wait_flag(const bool *flag) {
 
 /* Waits (bounded, scaled) until *count >= n. */
 static bool wait_count(const int *count, int n) {
-  struct timespec until = mim_abs_time_after_ms((int64_t)WAIT_MS * test_time_scale());
+  struct timespec until = cmn_deadline_after_ms((int64_t)WAIT_MS * test_time_scale());
   pthread_mutex_lock(&probe.mu);
   while (*count < n && pthread_cond_timedwait(&probe.cv, &probe.mu, &until) == 0) {
   }
@@ -351,6 +351,7 @@ static void test_one_report_per_forward(void **state) {
 #define FIXTURE_TEST(t) cmocka_unit_test_setup_teardown(t, fixture_setup, fixture_teardown)
 
 int main(void) {
+  cmn_cond_init_monotonic(&probe.cv); /* waited on with deadlines */
   mim_set_log_callback(on_log, MIM_LOG_INFO, NULL);
   const struct CMUnitTest tests[] = {
       FIXTURE_TEST(test_forward_retried_after_unavailable),

@@ -78,7 +78,7 @@ typedef struct log {
 static void log_init(log_t *l) {
   memset(l, 0, sizeof *l);
   pthread_mutex_init(&l->mu, NULL);
-  pthread_cond_init(&l->cv, NULL);
+  cmn_cond_init_monotonic(&l->cv);
 }
 
 /* The test thread's lock: it remembers holding it, so the teardown after an assertion
@@ -106,7 +106,7 @@ static void add_rec(log_t *l, rec *arr, size_t *n, const char *id, const char *t
     snprintf(r->id, sizeof r->id, "%s", id);
     snprintf(r->text, sizeof r->text, "%s", text);
     r->status = st;
-    r->at_ms = test_mono_ms();
+    r->at_ms = cmn_mono_ms();
   }
   pthread_cond_broadcast(&l->cv);
   pthread_mutex_unlock(&l->mu);
@@ -129,7 +129,7 @@ static void on_send_result(mim_session *s, const char *id, mim_status st, const 
 
 /* Waits until *count >= n (bounded). */
 static bool wait_count(log_t *l, const size_t *count, size_t n, int ms) {
-  struct timespec until = mim_abs_time_after_ms(ms);
+  struct timespec until = cmn_deadline_after_ms(ms);
   pthread_mutex_lock(&l->mu);
   while (*count < n && pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0) {
   }
@@ -290,9 +290,9 @@ static void test_frozen_server(void **state) {
   send_range(f->ss, 0, 5, ids);
   int r0 = atomic_load(&retries);
   freeze_server(f->srv);
-  int64_t t0 = test_mono_ms();
+  int64_t t0 = cmn_mono_ms();
   send_range(f->ss, 5, 20, ids); /* the first one times out and queues; the rest queue */
-  int64_t left = SEND_DEADLINE_MS + 300 - (test_mono_ms() - t0); /* the first attempt expires */
+  int64_t left = SEND_DEADLINE_MS + 300 - (cmn_mono_ms() - t0); /* the first attempt expires */
   if (left > 0)
     pause_ms((int)left);
   assert_int_equal(mim_local_signal(f->srv, SIGCONT), 0);
@@ -379,7 +379,7 @@ static void test_leave_reports_pending(void **state) {
   char ids[5][MIM_MESSAGE_ID_SIZE];
   freeze_server(f->srv);
   send_range(f->ss, 0, 5, ids);
-  int64_t t0 = test_mono_ms();
+  int64_t t0 = cmn_mono_ms();
   mim_leave(f->ss);
   f->ss = NULL;
   log_lock(&f->slog);
@@ -407,9 +407,9 @@ static void test_not_retried(void **state) {
   log_init(&l);
   mim_session *s = join(c, "denied", 0, 0, &l);
   char id[MIM_MESSAGE_ID_SIZE] = "";
-  int64_t t0 = test_mono_ms();
+  int64_t t0 = cmn_mono_ms();
   assert_int_equal(mim_send(s, "no", id), MIM_ERR_PERMISSION_DENIED);
-  assert_true(test_mono_ms() - t0 < SEND_DEADLINE_MS);
+  assert_true(cmn_mono_ms() - t0 < SEND_DEADLINE_MS);
   assert_string_equal(id, "");
   /* Frozen: the first attempt times out, the message is queued, the retry is refused. */
   freeze_server(srv);

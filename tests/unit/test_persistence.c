@@ -202,14 +202,14 @@ static raw_sub *resume_and_mark(fixture *f, const char *topic, uint64_t resume_a
   assert_int_equal(raw_subscribe(f->t, CACHE, topic, resume_at, page, s), MIM_OK);
   assert_true(raw_sub_wait(s, RAW_HEARTBEATS, 1, WAIT_MS));
   assert_int_equal(raw_publish(f->t, CACHE, topic, "marker", 6, true), MIM_OK);
-  int64_t deadline = raw_now_ms() + WAIT_MS;
+  int64_t deadline = cmn_mono_ms() + WAIT_MS;
   for (;;) {
     pthread_mutex_lock(&s->mu);
     /* marker_seq 0: unknown, the first item is the marker (nothing to replay). */
     bool done = (marker_seq ? s->last_seq >= marker_seq : s->items > 0) || s->closed;
     size_t n = s->items;
     pthread_mutex_unlock(&s->mu);
-    if (done || raw_now_ms() > deadline) {
+    if (done || cmn_mono_ms() > deadline) {
       break;
     }
     raw_sub_wait(s, RAW_ITEMS, n + 1, 100);
@@ -259,7 +259,7 @@ static void test_clean_restart(void **state) {
   push(f, CACHE, "l2", "x", 0);
   push(f, CACHE, "l2", "y", 0);
   pop_front(f, "l2");
-  int64_t short_pushed = raw_now_ms();
+  int64_t short_pushed = cmn_mono_ms();
   push(f, CACHE, "short", "s", 1500);
   assert_list(f, CACHE, "short", "s");
   uint64_t page = 0, last = 0;
@@ -280,7 +280,7 @@ static void test_clean_restart(void **state) {
   assert_list(f, CACHE, "l2", "y");
   /* The short list's TTL kept counting across the restart: gone 1.5 s after its push. */
   int64_t wait_until = short_pushed + 1600;
-  while (raw_now_ms() < wait_until) {
+  while (cmn_mono_ms() < wait_until) {
     usleep(20000);
   }
   assert_list(f, CACHE, "short", "<missing>");
@@ -435,8 +435,8 @@ static void test_compaction_while_serving(void **state) {
   }
   assert_true(file_size(f, "log") > 4096 || file_size(f, "snapshot") > 4096);
   /* The heartbeat thread's once-a-second tick compacts. */
-  int64_t deadline = raw_now_ms() + WAIT_MS;
-  while (file_size(f, "log") > 4096 && raw_now_ms() < deadline) {
+  int64_t deadline = cmn_mono_ms() + WAIT_MS;
+  while (file_size(f, "log") > 4096 && cmn_mono_ms() < deadline) {
     usleep(20000);
   }
   assert_true(file_size(f, "log") <= 4096);
@@ -598,11 +598,11 @@ static void test_failed_log_restart_refuses_writes(void **state) {
   assert_int_equal(mkdir(tmp, 0700), 0);
   static char want[65536];
   want[0] = '\0';
-  int64_t deadline = raw_now_ms() + WAIT_MS;
+  int64_t deadline = cmn_mono_ms() + WAIT_MS;
   mim_status st = MIM_OK;
   int i = 0;
   /* The once-a-second tick compacts once the log passes 4096 bytes. */
-  while (st == MIM_OK && raw_now_ms() < deadline && strlen(want) + 600 < sizeof want) {
+  while (st == MIM_OK && cmn_mono_ms() < deadline && strlen(want) + 600 < sizeof want) {
     char c = (char)('a' + i++ % 26);
     st = try_push(f, "k", c, 256);
     if (st == MIM_OK) {
@@ -614,8 +614,8 @@ static void test_failed_log_restart_refuses_writes(void **state) {
   assert_int_equal(try_push(f, "k", '!', 1), MIM_ERR_UNAVAILABLE);
   assert_long_list(f, "k", want);
   assert_int_equal(rmdir(tmp), 0);
-  deadline = raw_now_ms() + WAIT_MS;
-  while ((st = try_push(f, "k", '+', 1)) != MIM_OK && raw_now_ms() < deadline) {
+  deadline = cmn_mono_ms() + WAIT_MS;
+  while ((st = try_push(f, "k", '+', 1)) != MIM_OK && cmn_mono_ms() < deadline) {
     usleep(20000);
   }
   assert_int_equal(st, MIM_OK);

@@ -73,9 +73,9 @@ static int start_server(mim_local **out) {
  * means a stream the server never finished (a leaked subscriber). MIM_TEST_SLOW=1
  * (valgrind runs) lifts the time bound. */
 static int stop_server(mim_local *s) {
-  int64_t t0 = raw_now_ms();
+  int64_t t0 = cmn_mono_ms();
   int rc = mim_local_stop(s);
-  int64_t ms = raw_now_ms() - t0;
+  int64_t ms = cmn_mono_ms() - t0;
   if (rc != 0) {
     fprintf(stderr, "mim-local exit status %d (want 0)\n", rc);
     return -1;
@@ -283,7 +283,7 @@ static void test_cancel_during_flood(void **state) {
   }
   static flooder f = {.topic = "flood", .value_len = 512};
   assert_int_equal(pthread_create(&f.th, NULL, flood_main, &f), 0);
-  int64_t t0 = raw_now_ms();
+  int64_t t0 = cmn_mono_ms();
   /* Cancel subscriber i once it has seen about 5*i items: spread over the flood. */
   for (int i = 0; i < N; i++) {
     assert_true(raw_sub_wait(&subs[i], RAW_ITEMS, (size_t)(5 * i + 1), WAIT_MS));
@@ -296,14 +296,14 @@ static void test_cancel_during_flood(void **state) {
   }
   /* The flood goes on after all its subscribers left. */
   long before = atomic_load(&f.published);
-  int64_t deadline = raw_now_ms() + WAIT_MS;
-  while (atomic_load(&f.published) < before + 100 && raw_now_ms() < deadline) {
+  int64_t deadline = cmn_mono_ms() + WAIT_MS;
+  while (atomic_load(&f.published) < before + 100 && cmn_mono_ms() < deadline) {
     assert_int_equal(raw_ping(root), MIM_OK);
   }
   atomic_store(&f.stop, true);
   pthread_join(f.th, NULL);
   fprintf(stderr, "flood: %ld publishes in %lld ms while %d subscribers were cancelled\n",
-          atomic_load(&f.published), (long long)(raw_now_ms() - t0), N);
+          atomic_load(&f.published), (long long)(cmn_mono_ms() - t0), N);
   if (atomic_load(&f.failed)) {
     fprintf(stderr, "flood publisher failed: %s\n", mim_status_name(f.first_failure));
   }
@@ -325,7 +325,7 @@ static void test_thousand_subscribers(void **state) {
   mim_transport *ts[TRANSPORTS];
   raw_sub *subs = calloc(N, sizeof *subs);
   assert_non_null(subs);
-  int64_t t0 = raw_now_ms();
+  int64_t t0 = cmn_mono_ms();
   int base = raw_proc_sockets(srv->pid);
   for (int i = 0; i < TRANSPORTS; i++) {
     ts[i] = raw_connect_own(srv, NULL); /* TRANSPORTS separate TCP connections */
@@ -339,7 +339,7 @@ static void test_thousand_subscribers(void **state) {
   for (int i = 0; i < N; i++) {
     assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
   }
-  int64_t t1 = raw_now_ms();
+  int64_t t1 = cmn_mono_ms();
   int during = raw_proc_sockets(srv->pid);
   assert_true(during >= base + TRANSPORTS);
   size_t want_bytes = 0;
@@ -349,11 +349,11 @@ static void test_thousand_subscribers(void **state) {
     want_bytes += (size_t)len;
     assert_int_equal(raw_publish(root, CACHE, "thousand", v, (size_t)len, true), MIM_OK);
   }
-  int64_t t2 = raw_now_ms();
+  int64_t t2 = cmn_mono_ms();
   for (int i = 0; i < N; i++) {
     assert_true(raw_sub_wait(&subs[i], RAW_ITEMS, MSGS, WAIT_MS));
   }
-  int64_t t3 = raw_now_ms();
+  int64_t t3 = cmn_mono_ms();
   for (int i = 0; i < N; i++) {
     raw_sub *s = &subs[i];
     pthread_mutex_lock(&s->mu);
@@ -373,7 +373,7 @@ static void test_thousand_subscribers(void **state) {
     close_and_check(&subs[i], MIM_ERR_CANCELLED);
     raw_sub_destroy(&subs[i]);
   }
-  int64_t t4 = raw_now_ms();
+  int64_t t4 = cmn_mono_ms();
   for (int i = 0; i < TRANSPORTS; i++) {
     mim_transport_free(ts[i]);
   }
@@ -385,8 +385,8 @@ static void test_thousand_subscribers(void **state) {
           "1000 subscribers: subscribe %lld ms, publish %d %lld ms, all delivered +%lld ms, "
           "cancel %lld ms, total %lld ms\n",
           (long long)(t1 - t0), MSGS, (long long)(t2 - t1), (long long)(t3 - t2),
-          (long long)(t4 - t3), (long long)(raw_now_ms() - t0));
-  assert_true(slow_mode() || raw_now_ms() - t0 < 30000); /* bounded */
+          (long long)(t4 - t3), (long long)(cmn_mono_ms() - t0));
+  assert_true(slow_mode() || cmn_mono_ms() - t0 < 30000); /* bounded */
   assert_topic_works("thousand");
   assert_serving();
 }
@@ -460,7 +460,7 @@ static void test_slow_subscriber(void **state) {
   long rss0 = raw_proc_kib(s2->pid, "VmRSS");
   uint8_t *v = calloc(1, VALUE);
   assert_non_null(v);
-  int64_t t0 = raw_now_ms();
+  int64_t t0 = cmn_mono_ms();
   for (int i = 0; i < MSGS; i++) {
     assert_int_equal(raw_publish(pub, CACHE, "slow", v, VALUE, false), MIM_OK);
     /* Paced by the fast reader: the server drops what a reader falls MAX_QUEUE items
@@ -471,11 +471,11 @@ static void test_slow_subscriber(void **state) {
       assert_true(raw_sub_wait(&fast, RAW_ITEMS, WARM + i + 1, WAIT_MS));
     }
   }
-  int64_t t1 = raw_now_ms();
+  int64_t t1 = cmn_mono_ms();
   free(v);
   /* The fast reader got every message, in order, while the slow one was stuck. */
   assert_true(raw_sub_wait(&fast, RAW_ITEMS, TOTAL, WAIT_MS));
-  int64_t t2 = raw_now_ms();
+  int64_t t2 = cmn_mono_ms();
   long hwm = raw_proc_kib(s2->pid, "VmHWM");
   long rss1 = raw_proc_kib(s2->pid, "VmRSS");
   assert_true(raw_sub_wait_blocking(&slow, WAIT_MS));
@@ -505,13 +505,13 @@ static void test_slow_subscriber(void **state) {
   bool ended = slow.closed && slow.close_status != MIM_ERR_CANCELLED;
   pthread_mutex_unlock(&slow.mu);
   assert_true(disc || ended);
-  int64_t deadline = raw_now_ms() + WAIT_MS;
+  int64_t deadline = cmn_mono_ms() + WAIT_MS;
   for (;;) {
     pthread_mutex_lock(&slow.mu);
     bool done = slow.last_seq == TOTAL || slow.closed;
     size_t n = slow.items;
     pthread_mutex_unlock(&slow.mu);
-    if (done || raw_now_ms() > deadline) {
+    if (done || cmn_mono_ms() > deadline) {
       break;
     }
     raw_sub_wait(&slow, RAW_ITEMS, n + 1, 100);
@@ -584,7 +584,7 @@ static void test_concurrent_publishers(void **state) {
     assert_true(raw_sub_wait(&subs[i], RAW_HEARTBEATS, 1, WAIT_MS));
   }
   static pub_thread pubs[PUBS];
-  int64_t t0 = raw_now_ms();
+  int64_t t0 = cmn_mono_ms();
   for (int i = 0; i < PUBS; i++) {
     pubs[i] = (pub_thread){.server = s2, .id = i, .n = EACH};
     assert_int_equal(pthread_create(&pubs[i].th, NULL, pub_main, &pubs[i]), 0);
@@ -602,7 +602,7 @@ static void test_concurrent_publishers(void **state) {
     }
   }
   fprintf(stderr, "%d publishers x %d messages to %d subscribers in %lld ms\n", PUBS, EACH, SUBS,
-          (long long)(raw_now_ms() - t0));
+          (long long)(cmn_mono_ms() - t0));
   for (int i = 0; i < SUBS; i++) {
     raw_sub_cancel(&subs[i]);
     close_and_check(&subs[i], MIM_ERR_CANCELLED);
@@ -631,13 +631,13 @@ static void check_resume(const char *topic, uint64_t resume_at, uint64_t page, s
   assert_true(raw_sub_wait(s, RAW_HEARTBEATS, 1, WAIT_MS));
   assert_int_equal(raw_publish(root, CACHE, topic, "marker", 6, true), MIM_OK);
   /* Wait for the marker: everything replayed precedes it. */
-  int64_t deadline = raw_now_ms() + WAIT_MS;
+  int64_t deadline = cmn_mono_ms() + WAIT_MS;
   for (;;) {
     pthread_mutex_lock(&s->mu);
     bool done = s->last_seq == marker_seq || s->closed;
     size_t n = s->items;
     pthread_mutex_unlock(&s->mu);
-    if (done || raw_now_ms() > deadline) {
+    if (done || cmn_mono_ms() > deadline) {
       break;
     }
     raw_sub_wait(s, RAW_ITEMS, n + 1, 100);
@@ -842,11 +842,11 @@ static mim_status try_subscribe(mim_transport *t, const char *topic, raw_sub *s,
 /* Fills the topic up to --max-subscribers again, waiting (bounded) for the server to
  * release the slots of cancelled streams; fails if a slot never comes back. */
 static void refill(mim_transport *t, const char *topic, raw_sub *subs, int n, int64_t deadline_ms) {
-  int64_t deadline = raw_now_ms() + WAIT_MS;
+  int64_t deadline = cmn_mono_ms() + WAIT_MS;
   for (int i = 0; i < n; i++) {
     mim_status st;
     while ((st = try_subscribe(t, topic, &subs[i], deadline_ms)) == MIM_ERR_RESOURCE_EXHAUSTED &&
-           raw_now_ms() < deadline) {
+           cmn_mono_ms() < deadline) {
       /* the server has not yet seen an earlier cancel: try again */
     }
     if (st != MIM_OK) {
@@ -989,10 +989,10 @@ static void test_heartbeats_on_idle_streams(void **state) {
   assert_non_null(t);
   static raw_sub s;
   raw_sub_init(&s);
-  int64_t t0 = raw_now_ms();
+  int64_t t0 = cmn_mono_ms();
   assert_int_equal(raw_subscribe(t, CACHE, "idle", 0, 0, &s), MIM_OK);
   assert_true(raw_sub_wait(&s, RAW_HEARTBEATS, 5, WAIT_MS)); /* the first, then idle ones */
-  int64_t took = raw_now_ms() - t0;
+  int64_t took = cmn_mono_ms() - t0;
   fprintf(stderr, "5 heartbeats at --heartbeat-ms 100 in %lld ms\n", (long long)took);
   assert_true(took >= 300); /* not a burst: paced by the idle interval */
   raw_sub_cancel(&s);

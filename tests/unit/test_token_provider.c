@@ -98,8 +98,8 @@ static void vendor_start_with_key(vendor *v, int valid_for, const char *key_file
   assert_true(v->pid >= 0);
   if (v->pid == 0)
     exec_vendor(v, vf, key_file ? key_file : srv->key_file);
-  int64_t deadline = test_mono_ms() + 10000;
-  while (!(v->port = read_port(v->port_file)) && test_mono_ms() < deadline) {
+  int64_t deadline = cmn_mono_ms() + 10000;
+  while (!(v->port = read_port(v->port_file)) && cmn_mono_ms() < deadline) {
     int st;
     assert_int_equal(waitpid(v->pid, &st, WNOHANG), 0); /* it must not have exited */
     test_sleep_ms(20);
@@ -116,8 +116,8 @@ static void vendor_stop(vendor *v) {
   kill(v->pid, SIGTERM);
   int st = 0;
   pid_t r = 0;
-  for (int64_t deadline = test_mono_ms() + 10000; (r = waitpid(v->pid, &st, WNOHANG)) == 0;) {
-    if (test_mono_ms() > deadline) {
+  for (int64_t deadline = cmn_mono_ms() + 10000; (r = waitpid(v->pid, &st, WNOHANG)) == 0;) {
+    if (cmn_mono_ms() > deadline) {
       kill(v->pid, SIGKILL);
       waitpid(v->pid, &st, 0);
       fail_msg("token-vendor did not stop on SIGTERM");
@@ -386,9 +386,9 @@ static void test_silent_url_times_out(void **state) {
   char url[128];
   snprintf(url, sizeof url, "http://127.0.0.1:%d/token", ntohs(a.sin_port));
   mim_client *c = NULL;
-  int64_t t0 = test_mono_ms();
+  int64_t t0 = cmn_mono_ms();
   assert_int_equal(url_client(url, 0, &c), MIM_ERR_UNAVAILABLE);
-  int64_t took = test_mono_ms() - t0;
+  int64_t took = cmn_mono_ms() - t0;
   close(fd);
   assert_null(c);
   assert_non_null(strstr(mim_last_error_detail(), "Timeout"));
@@ -443,7 +443,7 @@ static void on_state(void *user, mim_subscription_state s, mim_status st, const 
 /* Waits until more than `count` items arrived or the subscription closed; false on
  * timeout. */
 static bool wait_beyond(rec *r, int count, int64_t ms) {
-  struct timespec until = mim_abs_time_after_ms(ms);
+  struct timespec until = cmn_deadline_after_ms(ms);
   pthread_mutex_lock(&r->mu);
   int rc = 0;
   while (r->count <= count && !r->closed && rc == 0)
@@ -468,7 +468,7 @@ static unsigned run_expiry(const char *chat, int64_t margin_ms) {
   mim_client *pub = root_client();
   rec r = {.count = 0};
   pthread_mutex_init(&r.mu, NULL);
-  pthread_cond_init(&r.cv, NULL);
+  cmn_cond_init_monotonic(&r.cv);
   mim_subscription_callbacks cb = {
       .on_item = on_item, .on_discontinuity = on_discontinuity, .on_state = on_state, .user = &r};
   mim_subscription *sub = NULL;
@@ -528,7 +528,7 @@ static void test_subscription_survives_expiry_on_refusal(void **state) {
 
 /* Publishes until the status is (or is not, with want_ok false) MIM_OK; bounded. */
 static bool publish_until(mim_client *c, const char *topic, bool want_ok) {
-  for (int64_t deadline = test_mono_ms() + 8000; test_mono_ms() < deadline; test_sleep_ms(100)) {
+  for (int64_t deadline = cmn_mono_ms() + 8000; cmn_mono_ms() < deadline; test_sleep_ms(100)) {
     mim_status st = mim_topic_publish_text(c, CACHE, topic, "x");
     if (want_ok ? st == MIM_OK : st == MIM_ERR_UNAUTHENTICATED)
       return true;
@@ -557,7 +557,7 @@ static void test_refused_publish_refreshes(void **state) {
 
 /* The same for a list call: any call refused for its token triggers the refresh. */
 static bool push_until(mim_client *c, const char *list, bool want_ok) {
-  for (int64_t deadline = test_mono_ms() + 8000; test_mono_ms() < deadline; test_sleep_ms(100)) {
+  for (int64_t deadline = cmn_mono_ms() + 8000; cmn_mono_ms() < deadline; test_sleep_ms(100)) {
     mim_status st = mim_list_push_back(c, CACHE, list, "x", 1, NULL, NULL);
     if (want_ok ? st == MIM_OK : st == MIM_ERR_UNAUTHENTICATED)
       return true;
@@ -624,7 +624,7 @@ static void test_outbox_retries_after_token_refresh(void **state) {
   assert_int_equal(url_client(url, -1, &c), MIM_OK);
   results r = {.count = 0};
   pthread_mutex_init(&r.mu, NULL);
-  pthread_cond_init(&r.cv, NULL);
+  cmn_cond_init_monotonic(&r.cv);
   mim_join_options jo;
   mim_join_options_init(&jo);
   jo.on_send_result = on_send_result;
@@ -643,7 +643,7 @@ static void test_outbox_retries_after_token_refresh(void **state) {
   test_sleep_ms(3200);
   char id[MIM_MESSAGE_ID_SIZE];
   assert_int_equal(mim_send(s, "after expiry", id), MIM_OK);
-  struct timespec until = mim_abs_time_after_ms(WAIT_MS);
+  struct timespec until = cmn_deadline_after_ms(WAIT_MS);
   pthread_mutex_lock(&r.mu);
   while (r.count == 0 && pthread_cond_timedwait(&r.cv, &r.mu, &until) == 0) {
   }

@@ -69,7 +69,7 @@ static rec *rec_new(void) {
   rec *r = calloc(1, sizeof *r);
   assert_non_null(r);
   pthread_mutex_init(&r->mu, NULL);
-  pthread_cond_init(&r->cv, NULL);
+  cmn_cond_init_monotonic(&r->cv);
   return r;
 }
 
@@ -165,7 +165,7 @@ static mim_subscription_callbacks callbacks(rec *r) {
 
 /* Waits until *field >= target (read under r->mu); returns the last value seen. */
 static int rec_wait(rec *r, const int *field, int target, int timeout_ms) {
-  struct timespec until = mim_abs_time_after_ms(timeout_ms);
+  struct timespec until = cmn_deadline_after_ms(timeout_ms);
   pthread_mutex_lock(&r->mu);
   while (*field < target && pthread_cond_timedwait(&r->cv, &r->mu, &until) == 0) {
   }
@@ -355,12 +355,12 @@ static void test_heartbeats_arrive(void **state) {
   (void)state;
   mim_client *c = root_client();
   rec *r = rec_new();
-  int64_t t0 = test_mono_ms();
+  int64_t t0 = cmn_mono_ms();
   mim_subscription *sub = subscribe(c, "quiet", r, NULL);
   /* One at once (the confirmation), then one per HEARTBEAT_MS on the idle stream. */
   assert_true(rec_get(r, &r->heartbeats) >= 1);
   assert_true(rec_wait(r, &r->heartbeats, 4, WAIT_MS) >= 4);
-  assert_true(test_mono_ms() - t0 >= 2 * HEARTBEAT_MS);
+  assert_true(cmn_mono_ms() - t0 >= 2 * HEARTBEAT_MS);
   assert_int_equal(rec_get(r, &r->items), 0);
   mim_topic_unsubscribe(sub);
   rec_free(r);
@@ -399,7 +399,7 @@ static void publish_cb(void *user, mim_status st, const char *detail) {
 }
 
 static int pub_wait(pub_waiter *w, int target) {
-  struct timespec until = mim_abs_time_after_ms(WAIT_MS);
+  struct timespec until = cmn_deadline_after_ms(WAIT_MS);
   pthread_mutex_lock(&w->mu);
   while (w->done < target && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0) {
   }
@@ -415,7 +415,7 @@ static void test_async_publish(void **state) {
   mim_subscription *sub = subscribe(c, "async", r, NULL);
   pub_waiter w = {.done = 0};
   pthread_mutex_init(&w.mu, NULL);
-  pthread_cond_init(&w.cv, NULL);
+  cmn_cond_init_monotonic(&w.cv);
   const int n = 20;
   for (int i = 0; i < n; i++) {
     char text[16];
@@ -478,7 +478,7 @@ static void test_wire_paths_and_metadata(void **state) {
   expect_last_call(ts, "/cache_client.pubsub.Pubsub/Publish", "c1");
   pub_waiter w = {.done = 0};
   pthread_mutex_init(&w.mu, NULL);
-  pthread_cond_init(&w.cv, NULL);
+  cmn_cond_init_monotonic(&w.cv);
   assert_int_equal(mim_topic_publish_binary_async(c, "c2", "t", "\0", 1, publish_cb, &w), MIM_OK);
   assert_int_equal(pub_wait(&w, 1), 1);
   assert_int_equal(w.last, MIM_ERR_UNIMPLEMENTED);
@@ -754,9 +754,8 @@ static void test_reconnect_after_restart(void **state) {
   pthread_mutex_unlock(&r->mu);
 
   /* The publisher's channel reconnects on its own; delivery continues. */
-  int64_t until = test_mono_ms() + RECONNECT_MS;
-  while (mim_topic_publish_text(pc, CACHE, "restart", "after") != MIM_OK &&
-         test_mono_ms() < until) {
+  int64_t until = cmn_mono_ms() + RECONNECT_MS;
+  while (mim_topic_publish_text(pc, CACHE, "restart", "after") != MIM_OK && cmn_mono_ms() < until) {
     struct timespec ts = {0, 50 * 1000000L};
     nanosleep(&ts, NULL); /* retry pacing while the publisher's channel reconnects */
   }
@@ -784,10 +783,10 @@ static void test_unconfirmed_first_attempt_times_out(void **state) {
   rec *r = rec_new();
   mim_subscription_callbacks cb = callbacks(r);
   mim_subscription *sub = NULL;
-  int64_t t0 = test_mono_ms();
+  int64_t t0 = cmn_mono_ms();
   assert_int_equal(mim_topic_subscribe(c, CACHE, "stuck", NULL, &cb, &sub),
                    MIM_ERR_DEADLINE_EXCEEDED);
-  int64_t took = test_mono_ms() - t0;
+  int64_t took = cmn_mono_ms() - t0;
   assert_null(sub);
   assert_true(took >= 500 && took < 600 + 3000);
   assert_int_equal(rec_get(r, &r->nstates), 0);
@@ -864,8 +863,8 @@ static void test_backoff_grows_and_resets(void **state) {
   assert_int_equal(mim_topic_subscribe(c, CACHE, "backoff", &so, &cb, &sub), MIM_OK);
   assert_true(mim_local_stop(s) >= 0);
   /* Server gone: attempts fail fast; wait for a few of them. */
-  int64_t until = test_mono_ms() + RECONNECT_MS;
-  while (delays_count() < 7 && test_mono_ms() < until) {
+  int64_t until = cmn_mono_ms() + RECONNECT_MS;
+  while (delays_count() < 7 && cmn_mono_ms() < until) {
     struct timespec ts = {0, 20 * 1000000L};
     nanosleep(&ts, NULL); /* polling a counter the event thread advances */
   }
@@ -944,9 +943,9 @@ static void test_watchdog_frozen_server(void **state) {
   mim_subscription *sub = subscribe(c, "frozen", r, &so);
   assert_int_equal(rec_wait(r, &r->heartbeats, 2, WAIT_MS), 2);
   assert_int_equal(mim_local_freeze(s, 10000), 0);
-  int64_t t0 = test_mono_ms();
+  int64_t t0 = cmn_mono_ms();
   assert_int_equal(rec_wait(r, &r->reconnecting, 1, WAIT_MS), 1);
-  int64_t noticed = test_mono_ms() - t0;
+  int64_t noticed = cmn_mono_ms() - t0;
   assert_int_equal(mim_local_signal(s, SIGCONT), 0);
   assert_true(noticed <= 4 * HEARTBEAT_MS + 2000);
   pthread_mutex_lock(&r->mu);
@@ -981,8 +980,8 @@ static void *flood_main(void *arg) {
 }
 
 static void wait_published(flood *f, int target) {
-  int64_t until = test_mono_ms() + WAIT_MS;
-  while (atomic_load(&f->published) < target && test_mono_ms() < until) {
+  int64_t until = cmn_mono_ms() + WAIT_MS;
+  while (atomic_load(&f->published) < target && cmn_mono_ms() < until) {
     struct timespec ts = {0, 1000000L};
     nanosleep(&ts, NULL); /* polling a counter another thread advances */
   }

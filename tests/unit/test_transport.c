@@ -47,7 +47,7 @@ typedef struct waiter {
 
 static void waiter_init(waiter *w) {
   pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
+  cmn_cond_init_monotonic(&w->cv);
   w->count = 0;
 }
 
@@ -65,7 +65,7 @@ static void waiter_bump(waiter *w) {
 
 /* Waits until count >= target or timeout; returns the count seen. */
 static int waiter_wait(waiter *w, int target, int timeout_ms) {
-  struct timespec until = mim_abs_time_after_ms(timeout_ms);
+  struct timespec until = cmn_deadline_after_ms(timeout_ms);
   pthread_mutex_lock(&w->mu);
   while (w->count < target) {
     if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
@@ -291,9 +291,9 @@ static void test_status_mapping(void **state) {
 
 static void test_unary_deadline(void **state) {
   fixture *f = *state;
-  int64_t start = test_mono_ms();
+  int64_t start = cmn_mono_ms();
   assert_int_equal(sync_call(f, "/test.Hang/Unary", NULL, 200, NULL, 0), MIM_ERR_DEADLINE_EXCEEDED);
-  int64_t took = test_mono_ms() - start;
+  int64_t took = cmn_mono_ms() - start;
   assert_true(took >= 150);
   assert_true(took < 3000);
   assert_true(strlen(mim_last_error_detail()) > 0);
@@ -309,8 +309,8 @@ static void test_unary_cancel(void **state) {
                    MIM_OK);
   assert_non_null(call);
   /* Make sure the server really has the call before cancelling it. */
-  int64_t until = test_mono_ms() + WAIT_MS;
-  while (grpc_test_server_call_count(f->server) < 1 && test_mono_ms() < until)
+  int64_t until = cmn_mono_ms() + WAIT_MS;
+  while (grpc_test_server_call_count(f->server) < 1 && cmn_mono_ms() < until)
     waiter_wait(&r.w, 1, 5);
   assert_int_equal(waiter_count(&r.w), 0);
   mim_call_cancel(call);
@@ -367,11 +367,11 @@ static void test_closed_port_unavailable(void **state) {
   mim_transport *t = make_transport(host, NULL);
   uint8_t *resp;
   size_t len;
-  int64_t start = test_mono_ms();
+  int64_t start = cmn_mono_ms();
   assert_int_equal(mim_transport_unary_sync(t, MIM_HOST_CACHE, "/cache_client.Ping/Ping", NULL,
                                             NULL, 0, 3000, &resp, &len),
                    MIM_ERR_UNAVAILABLE);
-  assert_true(test_mono_ms() - start < 3000);
+  assert_true(cmn_mono_ms() - start < 3000);
   mim_transport_free(t);
 }
 
@@ -525,10 +525,10 @@ static void test_stream_deadline(void **state) {
   fixture *f = *state;
   stream_result r;
   stream_result_init(&r);
-  int64_t start = test_mono_ms();
+  int64_t start = cmn_mono_ms();
   assert_int_equal(start_stream(f, "/test.Stream/Hang", NULL, 300, &r), MIM_OK);
   assert_int_equal(waiter_wait(&r.closed, 1, WAIT_MS), 1);
-  int64_t took = test_mono_ms() - start;
+  int64_t took = cmn_mono_ms() - start;
   assert_int_equal(r.status, MIM_ERR_DEADLINE_EXCEEDED);
   assert_int_equal(r.n, 1);
   assert_true(took >= 250 && took < 3000);
@@ -570,7 +570,7 @@ static void timer_fired(void *user) {
   timer_arg *a = user;
   timer_result *r = a->r;
   if (r->n < 8) {
-    r->fired_at[r->n] = test_mono_ms();
+    r->fired_at[r->n] = cmn_mono_ms();
     r->order[r->n] = a->id;
   }
   r->n++;
@@ -582,7 +582,7 @@ static void test_timer_foreign_thread(void **state) {
   timer_result r = {0};
   waiter_init(&r.w);
   timer_arg a1 = {&r, 1}, a2 = {&r, 2}, a3 = {&r, 3};
-  int64_t start = test_mono_ms();
+  int64_t start = cmn_mono_ms();
   /* Added out of order; the 40 ms one becomes the earliest after the loop went to sleep. */
   assert_int_equal(mim_transport_timer(f->t, 300, timer_fired, &a3, NULL), MIM_OK);
   assert_int_equal(mim_transport_timer(f->t, 120, timer_fired, &a2, NULL), MIM_OK);
@@ -599,7 +599,7 @@ static void test_timer_foreign_thread(void **state) {
   assert_true(r.fired_at[2] - start < 300 + slack_ms());
 
   /* "Soon": a zero delay posted while the loop sleeps with no deadline. */
-  int64_t t0 = test_mono_ms();
+  int64_t t0 = cmn_mono_ms();
   assert_int_equal(mim_transport_timer(f->t, 0, timer_fired, &a1, NULL), MIM_OK);
   assert_int_equal(waiter_wait(&r.w, 4, WAIT_MS), 4);
   assert_true(r.fired_at[3] - t0 < slack_ms() / 3);
@@ -634,7 +634,7 @@ static void nested_timer(void *user) {
   r->nested_cancel = mim_timer_cancel(r->self); /* inside its own callback: false at once */
   static timer_arg child;
   child = (timer_arg){r, 2};
-  r->fired_at[0] = test_mono_ms();
+  r->fired_at[0] = cmn_mono_ms();
   r->n++;
   mim_transport_timer(r->t, 30, timer_fired, &child, NULL);
 }
@@ -713,12 +713,12 @@ static void test_free_with_calls_in_flight(void **state) {
   assert_int_equal(mim_transport_timer(t, 60000, timer_fired, &ta2, NULL), MIM_OK);
   /* Let the server see all three calls, so they are truly in flight. */
   assert_int_equal(waiter_wait(&s.messages, 1, WAIT_MS), 1);
-  int64_t until = test_mono_ms() + WAIT_MS;
-  while (grpc_test_server_call_count(f->server) < before + 3 && test_mono_ms() < until)
+  int64_t until = cmn_mono_ms() + WAIT_MS;
+  while (grpc_test_server_call_count(f->server) < before + 3 && cmn_mono_ms() < until)
     waiter_wait(&s.closed, 1, 5);
-  int64_t start = test_mono_ms();
+  int64_t start = cmn_mono_ms();
   mim_transport_free(t);
-  assert_true(test_mono_ms() - start < 2000);
+  assert_true(cmn_mono_ms() - start < 2000);
   assert_int_equal(waiter_count(&u1.w), 1);
   assert_int_equal(u1.status, MIM_ERR_CANCELLED);
   assert_int_equal(waiter_count(&u2.w), 1);

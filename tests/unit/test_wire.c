@@ -27,6 +27,8 @@
 
 #include <momento/im.h>
 
+#include "clock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -67,12 +69,6 @@ static struct {
   long offset; /* how far the record file has been consumed */
   mim_client *cli;
 } W = {.pid = -1, .out_fd = -1};
-
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *wire_dir(void) {
   const char *d = getenv("MIM_WIRE_DIR");
@@ -139,7 +135,7 @@ static int spawn_server(const char *script) {
 static int wait_ready(void) {
   char out[2048] = "";
   size_t len = 0;
-  long long deadline = now_ms() + START_TIMEOUT_MS;
+  long long deadline = cmn_mono_ms() + START_TIMEOUT_MS;
   for (;;) {
     const char *line = strstr(out, READY_LINE);
     if (line != NULL && strchr(line, '\n') != NULL) {
@@ -149,7 +145,7 @@ static int wait_ready(void) {
       snprintf(W.endpoint, sizeof W.endpoint, "127.0.0.1:%d", port);
       return 0;
     }
-    long long left = deadline - now_ms();
+    long long left = deadline - cmn_mono_ms();
     if (left <= 0 || len + 1 >= sizeof out) {
       fprintf(stderr, "wire: server not ready after %d ms\n", START_TIMEOUT_MS);
       return -1;
@@ -173,13 +169,13 @@ static void stop_server(void) {
   if (W.pid <= 0)
     return;
   kill(W.pid, SIGTERM);
-  long long deadline = now_ms() + STOP_TIMEOUT_MS;
+  long long deadline = cmn_mono_ms() + STOP_TIMEOUT_MS;
   for (;;) {
     int st;
     pid_t r = waitpid(W.pid, &st, WNOHANG);
     if (r == W.pid || (r < 0 && errno != EINTR))
       break;
-    if (now_ms() >= deadline) {
+    if (cmn_mono_ms() >= deadline) {
       fprintf(stderr, "wire: server ignored SIGTERM; killing it\n");
       kill(W.pid, SIGKILL);
       waitpid(W.pid, &st, 0);
@@ -624,11 +620,7 @@ typedef struct sub_log {
 static void sub_log_init(sub_log *l) {
   memset(l, 0, sizeof *l);
   pthread_mutex_init(&l->mu, NULL);
-  pthread_condattr_t a;
-  pthread_condattr_init(&a);
-  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-  pthread_cond_init(&l->cv, &a);
-  pthread_condattr_destroy(&a);
+  cmn_cond_init_monotonic(&l->cv);
 }
 
 static void sub_log_destroy(sub_log *l) {
@@ -660,9 +652,7 @@ static void on_heartbeat(void *user) {
 
 /* Waits until at least n items arrived; false on timeout. */
 static bool wait_items(sub_log *l, int n) {
-  struct timespec dl;
-  clock_gettime(CLOCK_MONOTONIC, &dl);
-  dl.tv_sec += WAIT_TIMEOUT_MS / 1000;
+  struct timespec dl = cmn_deadline_after_ms(WAIT_TIMEOUT_MS);
   pthread_mutex_lock(&l->mu);
   int rc = 0;
   while (l->n < n && rc != ETIMEDOUT)

@@ -1,11 +1,11 @@
-/* Internal (library and mim-local): annotations for a hand-off through a gRPC completion
+/* Shared floor (library and mim-local): annotations for a hand-off through a gRPC completion
  * queue. What one thread writes before grpc_call_start_batch (or request_call) is read by
  * the thread that gets the tag back from grpc_completion_queue_next; the queue orders
  * the two inside uninstrumented libgrpc, invisible to ThreadSanitizer. HANDOFF_RELEASE
  * before starting the batch and HANDOFF_ACQUIRE on the tag when it comes back state that
  * order. No-ops in builds without ThreadSanitizer. */
-#ifndef MIM_LIB_TSAN_HANDOFF_H
-#define MIM_LIB_TSAN_HANDOFF_H
+#ifndef MIM_COMMON_TSAN_HANDOFF_H
+#define MIM_COMMON_TSAN_HANDOFF_H
 
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
