@@ -661,20 +661,13 @@ MIM_API mim_status mim_item_ttl(mim_client *client, const char *cache, const cha
 
 /* ---- async ---- */
 
-typedef struct write_call {
-  mim_pb_pending call; /* first: pb_call.h hands it back to write_done */
-  bool back;
-  mim_list_write_cb cb;
-  void *user;
-} write_call;
-
 /* Runs on the event thread. */
-static void write_done(mim_pb_pending *pending, mim_status st, const char *detail,
+static void write_done(const mim_pb_pending *call, mim_status st, const char *detail,
                        const ProtobufCMessage *resp) {
-  write_call *w = (write_call *)pending;
-  if (w->cb)
-    w->cb(w->user, st, detail, st == MIM_OK ? push_length(w->back, resp) : 0);
-  free(w);
+  mim_list_write_cb cb = (mim_list_write_cb)call->user_fn;
+  bool back = call->method == &push_back_method;
+  if (cb)
+    cb(call->user, st, detail, st == MIM_OK ? push_length(back, resp) : 0);
 }
 
 static mim_status push_async(bool back, mim_client *c, const char *cache, const char *list,
@@ -683,19 +676,11 @@ static mim_status push_async(bool back, mim_client *c, const char *cache, const 
   mim_status st = check_push(c, cache, list, value, len);
   if (st != MIM_OK)
     return st;
-  write_call *w = calloc(1, sizeof *w);
-  if (!w)
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory starting a push");
-  w->back = back;
-  w->cb = cb;
-  w->user = user;
   mim_list_write_options eff = write_opts(c, o);
   push_msg m;
-  st = mim_pb_call_async(c, push_method(back), cache,
-                         push_request(back, list, value, len, &eff, &m), write_done, &w->call);
-  if (st != MIM_OK)
-    free(w); /* write_done will not run */
-  return st;
+  return mim_pb_call_async(c, push_method(back), cache,
+                           push_request(back, list, value, len, &eff, &m), write_done,
+                           (mim_pb_user_fn)cb, user);
 }
 
 MIM_API mim_status mim_list_push_back_async(mim_client *client, const char *cache, const char *list,
@@ -712,26 +697,18 @@ MIM_API mim_status mim_list_push_front_async(mim_client *client, const char *cac
   return push_async(false, client, cache, list, value, len, options, cb, user);
 }
 
-typedef struct fetch_call {
-  mim_pb_pending call; /* first: pb_call.h hands it back to fetch_done */
-  mim_list_fetch_cb cb;
-  void *user;
-} fetch_call;
-
 /* Runs on the event thread; a result that cannot be turned into values is described
  * through the event thread's own detail. */
-static void fetch_done(mim_pb_pending *pending, mim_status st, const char *detail,
+static void fetch_done(const mim_pb_pending *call, mim_status st, const char *detail,
                        const ProtobufCMessage *resp) {
-  fetch_call *f = (fetch_call *)pending;
   mim_list_values *values = NULL;
   if (st == MIM_OK) {
     st = fetch_result((const CacheClient__ListFetchResponse *)resp, &values);
     if (st != MIM_OK)
       detail = mim_last_error_detail();
   }
-  f->cb(f->user, st, detail, values);
+  ((mim_list_fetch_cb)call->user_fn)(call->user, st, detail, values);
   mim_list_values_free(values);
-  free(f);
 }
 
 MIM_API mim_status mim_list_fetch_async(mim_client *client, const char *cache, const char *list,
@@ -744,15 +721,7 @@ MIM_API mim_status mim_list_fetch_async(mim_client *client, const char *cache, c
     st = check_range(range);
   if (st != MIM_OK)
     return st;
-  fetch_call *f = calloc(1, sizeof *f);
-  if (!f)
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory starting a fetch");
-  f->cb = cb;
-  f->user = user;
   CacheClient__ListFetchRequest req;
-  st = mim_pb_call_async(client, &fetch_method, cache, fetch_request(list, range, &req), fetch_done,
-                         &f->call);
-  if (st != MIM_OK)
-    free(f); /* fetch_done will not run */
-  return st;
+  return mim_pb_call_async(client, &fetch_method, cache, fetch_request(list, range, &req),
+                           fetch_done, (mim_pb_user_fn)cb, user);
 }

@@ -34,7 +34,7 @@ typedef struct mim_pb_method {
   const ProtobufCMessageDescriptor *response;
   /* The response carries a secret (a minted key): the blocking form zeroes its copy of
    * the bytes once decoded. The callback form decodes from the transport's buffer,
-   * which it does not own, so secret methods are only called with mim_pb_call. */
+   * which it does not own, so it refuses secret methods (MIM_ERR_INVALID_ARGUMENT). */
   bool secret_response;
 } mim_pb_method;
 
@@ -48,32 +48,35 @@ typedef struct mim_pb_method {
 mim_status mim_pb_call(mim_client *client, const mim_pb_method *method, const char *cache,
                        const ProtobufCMessage *request, ProtobufCMessage **resp);
 
-/* The record of one call in flight. Callers embed it as the FIRST member of their own
- * context struct, so the completion gets that context back by a cast and a call costs
- * one allocation (the caller's). mim_pb_call_async fills it in. */
-typedef struct mim_pb_pending mim_pb_pending;
+/* A module's own completion callback (mim_list_write_cb, mim_publish_cb, ...), stored
+ * untyped for the call; the module's done function casts it back to its real type
+ * before calling it (any function pointer may round-trip through another). */
+typedef void (*mim_pb_user_fn)(void);
+
+/* What a completion gets back: the module's callback and its user pointer, and the
+ * method that was called. Owned by the helper; valid during the completion only. */
+typedef struct mim_pb_pending {
+  const mim_pb_method *method;
+  mim_pb_user_fn user_fn; /* may be NULL: the user gave no callback */
+  void *user;
+} mim_pb_pending;
 
 /* Completion, on the client's event thread (the rules of transport callbacks apply: do
  * not block, no blocking calls). status is MIM_OK or the failure; detail is "" on MIM_OK,
  * else the server's message or ours (never NULL). response is the decoded response on
- * MIM_OK (NULL when the method's response is NULL, and always on failure); it is
- * borrowed: valid only during the call, freed by the helper afterwards. pending is
- * handed back to its owner: free it here if it was allocated. */
-typedef void (*mim_pb_done_fn)(mim_pb_pending *pending, mim_status status, const char *detail,
+ * MIM_OK (NULL when the method's response is NULL, and always on failure); like pending
+ * it is borrowed: valid only during the call, freed by the helper afterwards. */
+typedef void (*mim_pb_done_fn)(const mim_pb_pending *pending, mim_status status, const char *detail,
                                const ProtobufCMessage *response);
 
-struct mim_pb_pending {
-  const mim_pb_method *method;
-  mim_pb_done_fn done;
-};
-
-/* Starts a call; request is packed (copied) before this returns. On MIM_OK done will run
- * exactly once, possibly before this returns, and pending must stay valid until it does.
- * On any other return done will not run and pending is the caller's again (detail set).
- * Errors: MIM_ERR_NO_MEMORY, and the transport's (e.g. MIM_ERR_CANCELLED while the
+/* Starts a call; request is packed (copied) before this returns, so it may live on the
+ * caller's stack. On MIM_OK done runs exactly once, possibly before this returns, with
+ * user_fn and user as given. On any other return done will not run (detail set).
+ * Errors: MIM_ERR_INVALID_ARGUMENT (a secret_response method), MIM_ERR_NO_MEMORY, and
+ * the transport's (e.g. MIM_ERR_CANCELLED while the
  * client is being freed). Thread-safe; may be called from transport callbacks. */
 mim_status mim_pb_call_async(mim_client *client, const mim_pb_method *method, const char *cache,
                              const ProtobufCMessage *request, mim_pb_done_fn done,
-                             mim_pb_pending *pending);
+                             mim_pb_user_fn user_fn, void *user);
 
 #endif

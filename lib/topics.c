@@ -169,19 +169,12 @@ MIM_API mim_status mim_topic_publish_binary(mim_client *client, const char *cach
   return publish_sync(client, cache, topic, false, data, len);
 }
 
-typedef struct publish_call {
-  mim_pb_pending call; /* first: pb_call.h hands it back to publish_done */
-  mim_publish_cb cb;
-  void *user;
-} publish_call;
-
-static void publish_done(mim_pb_pending *pending, mim_status st, const char *detail,
+static void publish_done(const mim_pb_pending *call, mim_status st, const char *detail,
                          const ProtobufCMessage *resp) {
   (void)resp; /* common._Empty */
-  publish_call *p = (publish_call *)pending;
-  if (p->cb)
-    p->cb(p->user, st, detail);
-  free(p);
+  mim_publish_cb cb = (mim_publish_cb)call->user_fn;
+  if (cb)
+    cb(call->user, st, detail);
 }
 
 static mim_status publish_async(mim_client *c, const char *cache, const char *topic, bool is_text,
@@ -189,18 +182,10 @@ static mim_status publish_async(mim_client *c, const char *cache, const char *to
   mim_status st = check_publish(c, cache, topic, is_text, data, len);
   if (st != MIM_OK)
     return st;
-  publish_call *p = calloc(1, sizeof *p);
-  if (!p)
-    return mim_fail(MIM_ERR_NO_MEMORY, "publish: out of memory");
-  p->cb = cb;
-  p->user = user;
   publish_msg m;
-  st = mim_pb_call_async(c, &publish_method, cache,
-                         publish_request(cache, topic, is_text, data, len, &m), publish_done,
-                         &p->call);
-  if (st != MIM_OK)
-    free(p); /* publish_done will not run */
-  return st;
+  return mim_pb_call_async(c, &publish_method, cache,
+                           publish_request(cache, topic, is_text, data, len, &m), publish_done,
+                           (mim_pb_user_fn)cb, user);
 }
 
 MIM_API mim_status mim_topic_publish_text_async(mim_client *client, const char *cache,

@@ -38,6 +38,9 @@ static const mim_pb_method hang = {MIM_HOST_CACHE, "/test.Hang/Unary",
 static const mim_pb_method bad_path = {MIM_HOST_CACHE, "no-slash",
                                        &cache_client____list_push_back_response__descriptor, false};
 
+static const mim_pb_method echo_secret = {
+    MIM_HOST_CACHE, "/test.Echo/Unary", &cache_client____list_push_back_response__descriptor, true};
+
 typedef struct fixture {
   grpc_test_server *server;
   mim_client *client;
@@ -145,13 +148,13 @@ static void test_sync_client_deadline(void **state) {
 /* ---- callback form ---- */
 
 typedef struct waiter {
-  mim_pb_pending call; /* first, as pb_call.h asks */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int calls;
   mim_status status;
   char detail[256];
   bool had_response;
+  bool saw_marker; /* the user_fn given at the start came back */
   uint32_t length;
   mim_client *client; /* for the nested blocking call */
   mim_status nested;  /* what that call returned */
@@ -170,14 +173,18 @@ static void waiter_destroy(waiter *w) {
   pthread_cond_destroy(&w->cv);
 }
 
-static void done(mim_pb_pending *pending, mim_status status, const char *detail,
+/* Stands in for a module's callback: only its address travels. */
+static void marker(void) {}
+
+static void done(const mim_pb_pending *pending, mim_status status, const char *detail,
                  const ProtobufCMessage *response) {
-  waiter *w = (waiter *)pending;
+  waiter *w = pending->user;
   pthread_mutex_lock(&w->mu);
   w->calls++;
   w->status = status;
   snprintf(w->detail, sizeof w->detail, "%s", detail ? detail : "(null)");
   w->had_response = response != NULL;
+  w->saw_marker = pending->user_fn == marker;
   if (response && response->descriptor == &cache_client____list_push_back_response__descriptor)
     w->length = ((const CacheClient__ListPushBackResponse *)response)->list_length;
   pthread_cond_broadcast(&w->cv);
@@ -185,9 +192,9 @@ static void done(mim_pb_pending *pending, mim_status status, const char *detail,
 }
 
 /* Tries a blocking call from the event thread before reporting. */
-static void done_nested(mim_pb_pending *pending, mim_status status, const char *detail,
+static void done_nested(const mim_pb_pending *pending, mim_status status, const char *detail,
                         const ProtobufCMessage *response) {
-  waiter *w = (waiter *)pending;
+  waiter *w = pending->user;
   CacheClient__ListPushBackResponse req = length_msg(1);
   w->nested = mim_pb_call(w->client, &echo_method, "c", &req.base, NULL);
   done(pending, status, detail, response);
@@ -205,7 +212,7 @@ static void test_async_round_trip(void **state) {
   waiter w;
   waiter_init(&w, f->client);
   CacheClient__ListPushBackResponse req = length_msg(99);
-  assert_int_equal(mim_pb_call_async(f->client, &echo_method, "c", &req.base, done, &w.call),
+  assert_int_equal(mim_pb_call_async(f->client, &echo_method, "c", &req.base, done, marker, &w),
                    MIM_OK);
   wait_done(&w);
   assert_int_equal(w.calls, 1);
@@ -213,6 +220,7 @@ static void test_async_round_trip(void **state) {
   assert_string_equal(w.detail, "");
   assert_true(w.had_response);
   assert_int_equal(w.length, 99);
+  assert_true(w.saw_marker);
   waiter_destroy(&w);
 }
 
@@ -221,7 +229,7 @@ static void test_async_undecodable(void **state) {
   waiter w;
   waiter_init(&w, f->client);
   CacheClient__ListPushBackResponse req = length_msg(99);
-  assert_int_equal(mim_pb_call_async(f->client, &echo_as_fetch, "c", &req.base, done, &w.call),
+  assert_int_equal(mim_pb_call_async(f->client, &echo_as_fetch, "c", &req.base, done, marker, &w),
                    MIM_OK);
   wait_done(&w);
   assert_int_equal(w.status, MIM_ERR_PROTOCOL);
@@ -235,7 +243,8 @@ static void test_async_server_status(void **state) {
   waiter w;
   waiter_init(&w, f->client);
   CacheClient__ListPushBackResponse req = length_msg(1);
-  assert_int_equal(mim_pb_call_async(f->client, &not_found, "c", &req.base, done, &w.call), MIM_OK);
+  assert_int_equal(mim_pb_call_async(f->client, &not_found, "c", &req.base, done, marker, &w),
+                   MIM_OK);
   wait_done(&w);
   assert_int_equal(w.status, MIM_ERR_NOT_FOUND);
   assert_string_equal(w.detail, "cache not found");
@@ -248,13 +257,29 @@ static void test_async_refused_start(void **state) {
   waiter w;
   waiter_init(&w, f->client);
   CacheClient__ListPushBackResponse req = length_msg(1);
-  assert_int_equal(mim_pb_call_async(f->client, &bad_path, "c", &req.base, done, &w.call),
+  assert_int_equal(mim_pb_call_async(f->client, &bad_path, "c", &req.base, done, marker, &w),
                    MIM_ERR_INVALID_ARGUMENT);
   /* The completion never runs; a call that follows completes normally. */
-  assert_int_equal(mim_pb_call_async(f->client, &echo_method, "c", &req.base, done, &w.call),
+  assert_int_equal(mim_pb_call_async(f->client, &echo_method, "c", &req.base, done, marker, &w),
                    MIM_OK);
   wait_done(&w);
   assert_int_equal(w.calls, 1);
+  waiter_destroy(&w);
+}
+
+static void test_async_refuses_secret_response(void **state) {
+  fixture *f = *state;
+  waiter w;
+  waiter_init(&w, f->client);
+  CacheClient__ListPushBackResponse req = length_msg(1);
+  assert_int_equal(mim_pb_call_async(f->client, &echo_secret, "c", &req.base, done, marker, &w),
+                   MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(grpc_test_server_call_count(f->server), 0);
+  /* The blocking form takes it (and zeroes its copy of the answer). */
+  ProtobufCMessage *resp = NULL;
+  assert_int_equal(mim_pb_call(f->client, &echo_secret, "c", &req.base, &resp), MIM_OK);
+  assert_int_equal(((CacheClient__ListPushBackResponse *)resp)->list_length, 1);
+  mim_pb_free(resp);
   waiter_destroy(&w);
 }
 
@@ -263,8 +288,8 @@ static void test_sync_from_event_thread(void **state) {
   waiter w;
   waiter_init(&w, f->client);
   CacheClient__ListPushBackResponse req = length_msg(5);
-  assert_int_equal(mim_pb_call_async(f->client, &echo_method, "c", &req.base, done_nested, &w.call),
-                   MIM_OK);
+  assert_int_equal(
+      mim_pb_call_async(f->client, &echo_method, "c", &req.base, done_nested, marker, &w), MIM_OK);
   wait_done(&w);
   assert_int_equal(w.status, MIM_OK);
   assert_int_equal(w.nested, MIM_ERR_FAILED_PRECONDITION);
@@ -282,6 +307,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_async_undecodable, setup, teardown),
       cmocka_unit_test_setup_teardown(test_async_server_status, setup, teardown),
       cmocka_unit_test_setup_teardown(test_async_refused_start, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_async_refuses_secret_response, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sync_from_event_thread, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
