@@ -169,43 +169,36 @@ static mim_status fetch_result(const CacheClient__ListFetchResponse *r, mim_list
 
 /* ---- request builders (shared by sync and async forms) ---- */
 
-/* Either push request, in the caller's storage. */
-typedef union push_msg {
-  CacheClient__ListPushBackRequest back;
-  CacheClient__ListPushFrontRequest front;
-} push_msg;
-
-static const ProtobufCMessage *push_request(bool back, const char *list, const void *value,
-                                            size_t len, const mim_list_write_options *o,
-                                            push_msg *m) {
-  if (back) {
-    CacheClient__ListPushBackRequest req = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
-    req.list_name = name_bin(list);
-    req.value = bin(value, len);
-    req.ttl_milliseconds = o->ttl_ms;
-    req.refresh_ttl = o->refresh_ttl;
-    req.truncate_front_to_size = o->truncate_to;
-    m->back = req;
-    return &m->back.base;
-  }
-  CacheClient__ListPushFrontRequest req = CACHE_CLIENT____LIST_PUSH_FRONT_REQUEST__INIT;
-  req.list_name = name_bin(list);
-  req.value = bin(value, len);
-  req.ttl_milliseconds = o->ttl_ms;
-  req.refresh_ttl = o->refresh_ttl;
-  req.truncate_back_to_size = o->truncate_to;
-  m->front = req;
-  return &m->front.base;
+/* The PushBack and PushFront requests encode alike (field 5 truncates the other end),
+ * and so do the two Concatenate requests: one message of each serves both ends, as one
+ * pop request serves both pops. The method alone says which end is written. */
+static const ProtobufCMessage *push_request(const char *list, const void *value, size_t len,
+                                            const mim_list_write_options *o,
+                                            CacheClient__ListPushBackRequest *req) {
+  CacheClient__ListPushBackRequest init = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
+  *req = init;
+  req->list_name = name_bin(list);
+  req->value = bin(value, len);
+  req->ttl_milliseconds = o->ttl_ms;
+  req->refresh_ttl = o->refresh_ttl;
+  req->truncate_front_to_size = o->truncate_to;
+  return &req->base;
 }
 
 static const mim_pb_method *push_method(bool back) {
   return back ? &push_back_method : &push_front_method;
 }
 
-/* Both push responses carry list_length only. */
-static uint32_t push_length(bool back, const ProtobufCMessage *m) {
-  return back ? ((const CacheClient__ListPushBackResponse *)m)->list_length
-              : ((const CacheClient__ListPushFrontResponse *)m)->list_length;
+/* All four write responses (push and concatenate, either end) carry list_length only. */
+static uint32_t written_length(const ProtobufCMessage *m) {
+  const ProtobufCMessageDescriptor *d = m->descriptor;
+  if (d == &cache_client____list_push_back_response__descriptor)
+    return ((const CacheClient__ListPushBackResponse *)m)->list_length;
+  if (d == &cache_client____list_push_front_response__descriptor)
+    return ((const CacheClient__ListPushFrontResponse *)m)->list_length;
+  if (d == &cache_client____list_concatenate_back_response__descriptor)
+    return ((const CacheClient__ListConcatenateBackResponse *)m)->list_length;
+  return ((const CacheClient__ListConcatenateFrontResponse *)m)->list_length;
 }
 
 /* Unbounded ends are sent explicitly, as the official SDKs do. */
@@ -253,12 +246,11 @@ static mim_status push(bool back, mim_client *c, const char *cache, const char *
   if (st != MIM_OK)
     return st;
   mim_list_write_options eff = write_opts(c, o);
-  push_msg m;
+  CacheClient__ListPushBackRequest req;
   ProtobufCMessage *resp;
-  st = mim_pb_call(c, push_method(back), cache, push_request(back, list, value, len, &eff, &m),
-                   &resp);
+  st = mim_pb_call(c, push_method(back), cache, push_request(list, value, len, &eff, &req), &resp);
   if (st == MIM_OK)
-    set_u32(new_length, push_length(back, resp));
+    set_u32(new_length, written_length(resp));
   mim_pb_free(resp);
   return st;
 }
@@ -287,43 +279,20 @@ static mim_status check_values(const mim_bytes *values, size_t count) {
   return MIM_OK;
 }
 
-/* Either concatenate request, in the caller's storage; vals is only pointed at. */
-typedef union concat_msg {
-  CacheClient__ListConcatenateBackRequest back;
-  CacheClient__ListConcatenateFrontRequest front;
-} concat_msg;
-
-static const ProtobufCMessage *concat_request(bool back, const char *list,
-                                              ProtobufCBinaryData *vals, size_t count,
-                                              const mim_list_write_options *o, concat_msg *m) {
-  if (back) {
-    CacheClient__ListConcatenateBackRequest req =
-        CACHE_CLIENT____LIST_CONCATENATE_BACK_REQUEST__INIT;
-    req.list_name = name_bin(list);
-    req.n_values = count;
-    req.values = vals;
-    req.ttl_milliseconds = o->ttl_ms;
-    req.refresh_ttl = o->refresh_ttl;
-    req.truncate_front_to_size = o->truncate_to;
-    m->back = req;
-    return &m->back.base;
-  }
-  CacheClient__ListConcatenateFrontRequest req =
-      CACHE_CLIENT____LIST_CONCATENATE_FRONT_REQUEST__INIT;
-  req.list_name = name_bin(list);
-  req.n_values = count;
-  req.values = vals;
-  req.ttl_milliseconds = o->ttl_ms;
-  req.refresh_ttl = o->refresh_ttl;
-  req.truncate_back_to_size = o->truncate_to;
-  m->front = req;
-  return &m->front.base;
-}
-
-/* Both concatenate responses carry list_length only. */
-static uint32_t concat_length(bool back, const ProtobufCMessage *m) {
-  return back ? ((const CacheClient__ListConcatenateBackResponse *)m)->list_length
-              : ((const CacheClient__ListConcatenateFrontResponse *)m)->list_length;
+/* vals is only pointed at. */
+static const ProtobufCMessage *concat_request(const char *list, ProtobufCBinaryData *vals,
+                                              size_t count, const mim_list_write_options *o,
+                                              CacheClient__ListConcatenateBackRequest *req) {
+  CacheClient__ListConcatenateBackRequest init =
+      CACHE_CLIENT____LIST_CONCATENATE_BACK_REQUEST__INIT;
+  *req = init;
+  req->list_name = name_bin(list);
+  req->n_values = count;
+  req->values = vals;
+  req->ttl_milliseconds = o->ttl_ms;
+  req->refresh_ttl = o->refresh_ttl;
+  req->truncate_front_to_size = o->truncate_to;
+  return &req->base;
 }
 
 static mim_status concat(bool back, mim_client *c, const char *cache, const char *list,
@@ -341,13 +310,13 @@ static mim_status concat(bool back, mim_client *c, const char *cache, const char
   for (size_t i = 0; i < count; i++)
     vals[i] = bin(values[i].data, values[i].len);
   mim_list_write_options eff = write_opts(c, o);
-  concat_msg m;
+  CacheClient__ListConcatenateBackRequest req;
   ProtobufCMessage *resp;
   st = mim_pb_call(c, back ? &concat_back_method : &concat_front_method, cache,
-                   concat_request(back, list, vals, count, &eff, &m), &resp);
+                   concat_request(list, vals, count, &eff, &req), &resp);
   free(vals);
   if (st == MIM_OK)
-    set_u32(new_length, concat_length(back, resp));
+    set_u32(new_length, written_length(resp));
   mim_pb_free(resp);
   return st;
 }
@@ -665,9 +634,8 @@ MIM_API mim_status mim_item_ttl(mim_client *client, const char *cache, const cha
 static void write_done(const mim_pb_pending *call, mim_status st, const char *detail,
                        const ProtobufCMessage *resp) {
   mim_list_write_cb cb = (mim_list_write_cb)call->user_fn;
-  bool back = call->method == &push_back_method;
   if (cb)
-    cb(call->user, st, detail, st == MIM_OK ? push_length(back, resp) : 0);
+    cb(call->user, st, detail, st == MIM_OK ? written_length(resp) : 0);
 }
 
 static mim_status push_async(bool back, mim_client *c, const char *cache, const char *list,
@@ -677,10 +645,9 @@ static mim_status push_async(bool back, mim_client *c, const char *cache, const 
   if (st != MIM_OK)
     return st;
   mim_list_write_options eff = write_opts(c, o);
-  push_msg m;
-  return mim_pb_call_async(c, push_method(back), cache,
-                           push_request(back, list, value, len, &eff, &m), write_done,
-                           (mim_pb_user_fn)cb, user);
+  CacheClient__ListPushBackRequest req;
+  return mim_pb_call_async(c, push_method(back), cache, push_request(list, value, len, &eff, &req),
+                           write_done, (mim_pb_user_fn)cb, user);
 }
 
 MIM_API mim_status mim_list_push_back_async(mim_client *client, const char *cache, const char *list,
