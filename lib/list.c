@@ -102,6 +102,26 @@ static mim_status no_result(const ProtobufCMessage *resp) {
                   resp->descriptor->short_name);
 }
 
+/* Reads a found-or-missing response (a oneof of a Found and a Missing message, the shape
+ * mim-local's REPLY_FOUND writes): runs `use` with f pointing at the Found message,
+ * nothing for Missing, and sets st to a protocol error for neither. oneof / ONEOF name
+ * the response's case field (list or result). */
+#define READ_FOUND(m, st, Camel, UPPER, oneof, ONEOF, f, use)                                      \
+  do {                                                                                             \
+    const CacheClient__##Camel##Response *r_ = (const CacheClient__##Camel##Response *)(m);        \
+    if (r_->oneof##_case == CACHE_CLIENT____##UPPER##_RESPONSE__##ONEOF##_FOUND) {                 \
+      /* NOLINTNEXTLINE(bugprone-macro-parentheses): f is the name being declared */               \
+      const CacheClient__##Camel##Response__Found *f = r_->found;                                  \
+      use;                                                                                         \
+    } else if (r_->oneof##_case != CACHE_CLIENT____##UPPER##_RESPONSE__##ONEOF##_MISSING) {        \
+      (st) = no_result(m);                                                                         \
+    }                                                                                              \
+  } while (0)
+
+/* Reads found{list_length} or missing into *new_length (left at 0 for missing). */
+#define READ_LENGTH(m, st, Camel, UPPER, new_length)                                               \
+  READ_FOUND(m, st, Camel, UPPER, list, LIST, f_, set_u32(new_length, f_->list_length))
+
 static void set_u32(uint32_t *out, uint32_t v) {
   if (out)
     *out = v;
@@ -204,29 +224,32 @@ static uint32_t written_length(const ProtobufCMessage *m) {
 /* Unbounded ends are sent explicitly, as the official SDKs do. */
 static Common__Unbounded unbounded = COMMON____UNBOUNDED__INIT;
 
-static void fetch_range(CacheClient__ListFetchRequest *req, const mim_list_range *r) {
-  if (r && r->has_start) {
-    req->start_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__START_INDEX_INCLUSIVE_START;
-    req->inclusive_start = r->start;
-  } else {
-    req->start_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__START_INDEX_UNBOUNDED_START;
-    req->unbounded_start = &unbounded;
-  }
-  if (r && r->has_end) {
-    req->end_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__END_INDEX_EXCLUSIVE_END;
-    req->exclusive_end = r->end;
-  } else {
-    req->end_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__END_INDEX_UNBOUNDED_END;
-    req->unbounded_end = &unbounded;
-  }
-}
+/* Fills the range oneofs of a ListFetch or ListRetain request (UPPER names which; the
+ * fields are the same in both). */
+#define SET_RANGE(req, r, UPPER)                                                                   \
+  do {                                                                                             \
+    if ((r) && (r)->has_start) {                                                                   \
+      (req)->start_index_case = CACHE_CLIENT____##UPPER##_REQUEST__START_INDEX_INCLUSIVE_START;    \
+      (req)->inclusive_start = (r)->start;                                                         \
+    } else {                                                                                       \
+      (req)->start_index_case = CACHE_CLIENT____##UPPER##_REQUEST__START_INDEX_UNBOUNDED_START;    \
+      (req)->unbounded_start = &unbounded;                                                         \
+    }                                                                                              \
+    if ((r) && (r)->has_end) {                                                                     \
+      (req)->end_index_case = CACHE_CLIENT____##UPPER##_REQUEST__END_INDEX_EXCLUSIVE_END;          \
+      (req)->exclusive_end = (r)->end;                                                             \
+    } else {                                                                                       \
+      (req)->end_index_case = CACHE_CLIENT____##UPPER##_REQUEST__END_INDEX_UNBOUNDED_END;          \
+      (req)->unbounded_end = &unbounded;                                                           \
+    }                                                                                              \
+  } while (0)
 
 static const ProtobufCMessage *fetch_request(const char *list, const mim_list_range *range,
                                              CacheClient__ListFetchRequest *req) {
   CacheClient__ListFetchRequest init = CACHE_CLIENT____LIST_FETCH_REQUEST__INIT;
   *req = init;
   req->list_name = name_bin(list);
-  fetch_range(req, range);
+  SET_RANGE(req, range, LIST_FETCH);
   return &req->base;
 }
 
@@ -368,37 +391,16 @@ MIM_API mim_status mim_list_length(mim_client *client, const char *cache, const 
   req.list_name = name_bin(list);
   ProtobufCMessage *m;
   st = mim_pb_call(client, &length_method, cache, &req.base, &m);
-  if (st != MIM_OK)
-    return st;
-  const CacheClient__ListLengthResponse *r = (const CacheClient__ListLengthResponse *)m;
-  if (r->list_case == CACHE_CLIENT____LIST_LENGTH_RESPONSE__LIST_FOUND) {
-    set_u32(length, r->found->length);
-    set_bool(found, true);
-  } else if (r->list_case != CACHE_CLIENT____LIST_LENGTH_RESPONSE__LIST_MISSING) {
-    st = no_result(m);
-  }
+  if (st == MIM_OK)
+    READ_FOUND(m, st, ListLength, LIST_LENGTH, list, LIST, f, {
+      set_u32(length, f->length);
+      set_bool(found, true);
+    });
   mim_pb_free(m);
   return st;
 }
 
 /* ---- retain / remove / erase ---- */
-
-static void retain_range(CacheClient__ListRetainRequest *req, const mim_list_range *r) {
-  if (r && r->has_start) {
-    req->start_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__START_INDEX_INCLUSIVE_START;
-    req->inclusive_start = r->start;
-  } else {
-    req->start_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__START_INDEX_UNBOUNDED_START;
-    req->unbounded_start = &unbounded;
-  }
-  if (r && r->has_end) {
-    req->end_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__END_INDEX_EXCLUSIVE_END;
-    req->exclusive_end = r->end;
-  } else {
-    req->end_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__END_INDEX_UNBOUNDED_END;
-    req->unbounded_end = &unbounded;
-  }
-}
 
 MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const char *list,
                                    const mim_list_range *range,
@@ -412,18 +414,13 @@ MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const 
   const mim_list_write_options eff = write_opts(client, options), *o = &eff;
   CacheClient__ListRetainRequest req = CACHE_CLIENT____LIST_RETAIN_REQUEST__INIT;
   req.list_name = name_bin(list);
-  retain_range(&req, range);
+  SET_RANGE(&req, range, LIST_RETAIN);
   req.ttl_milliseconds = o->ttl_ms;
   req.refresh_ttl = o->refresh_ttl;
   ProtobufCMessage *m;
   st = mim_pb_call(client, &retain_method, cache, &req.base, &m);
-  if (st != MIM_OK)
-    return st;
-  const CacheClient__ListRetainResponse *r = (const CacheClient__ListRetainResponse *)m;
-  if (r->list_case == CACHE_CLIENT____LIST_RETAIN_RESPONSE__LIST_FOUND)
-    set_u32(new_length, r->found->list_length);
-  else if (r->list_case != CACHE_CLIENT____LIST_RETAIN_RESPONSE__LIST_MISSING)
-    st = no_result(m);
+  if (st == MIM_OK)
+    READ_LENGTH(m, st, ListRetain, LIST_RETAIN, new_length);
   mim_pb_free(m);
   return st;
 }
@@ -442,13 +439,8 @@ MIM_API mim_status mim_list_remove_value(mim_client *client, const char *cache, 
   req.all_elements_with_value = bin(value, len);
   ProtobufCMessage *m;
   st = mim_pb_call(client, &remove_method, cache, &req.base, &m);
-  if (st != MIM_OK)
-    return st;
-  const CacheClient__ListRemoveResponse *r = (const CacheClient__ListRemoveResponse *)m;
-  if (r->list_case == CACHE_CLIENT____LIST_REMOVE_RESPONSE__LIST_FOUND)
-    set_u32(new_length, r->found->list_length);
-  else if (r->list_case != CACHE_CLIENT____LIST_REMOVE_RESPONSE__LIST_MISSING)
-    st = no_result(m);
+  if (st == MIM_OK)
+    READ_LENGTH(m, st, ListRemove, LIST_REMOVE, new_length);
   mim_pb_free(m);
   return st;
 }
@@ -511,13 +503,8 @@ MIM_API mim_status mim_list_erase(mim_client *client, const char *cache, const c
   st = mim_pb_call(client, &erase_method, cache, &req.base, &m);
   free(rs);
   free(rp);
-  if (st != MIM_OK)
-    return st;
-  const CacheClient__ListEraseResponse *r = (const CacheClient__ListEraseResponse *)m;
-  if (r->list_case == CACHE_CLIENT____LIST_ERASE_RESPONSE__LIST_FOUND)
-    set_u32(new_length, r->found->list_length);
-  else if (r->list_case != CACHE_CLIENT____LIST_ERASE_RESPONSE__LIST_MISSING)
-    st = no_result(m);
+  if (st == MIM_OK)
+    READ_LENGTH(m, st, ListErase, LIST_ERASE, new_length);
   mim_pb_free(m);
   return st;
 }
@@ -553,26 +540,14 @@ static mim_status pop(bool front, mim_client *c, const char *cache, const char *
   req.list_name = name_bin(list);
   ProtobufCMessage *m;
   st = mim_pb_call(c, front ? &pop_front_method : &pop_back_method, cache, &req.base, &m);
-  if (st != MIM_OK)
-    return st;
   const ProtobufCBinaryData *v = NULL;
-  int which;
-  if (front) {
-    const CacheClient__ListPopFrontResponse *r = (const CacheClient__ListPopFrontResponse *)m;
-    which = (int)r->list_case;
-    if (r->list_case == CACHE_CLIENT____LIST_POP_FRONT_RESPONSE__LIST_FOUND)
-      v = &r->found->front;
-  } else {
-    const CacheClient__ListPopBackResponse *r = (const CacheClient__ListPopBackResponse *)m;
-    which = (int)r->list_case;
-    if (r->list_case == CACHE_CLIENT____LIST_POP_BACK_RESPONSE__LIST_FOUND)
-      v = &r->found->back;
-  }
+  if (st == MIM_OK && front)
+    READ_FOUND(m, st, ListPopFront, LIST_POP_FRONT, list, LIST, f, v = &f->front);
+  else if (st == MIM_OK)
+    READ_FOUND(m, st, ListPopBack, LIST_POP_BACK, list, LIST, f, v = &f->back);
   if (v) {
     st = give_value(v, value, len);
     set_bool(found, st == MIM_OK);
-  } else if (which != 2) { /* 2 = missing in both oneofs */
-    st = no_result(m);
   }
   mim_pb_free(m);
   return st;
@@ -614,16 +589,12 @@ MIM_API mim_status mim_item_ttl(mim_client *client, const char *cache, const cha
   req.cache_key = name_bin(key);
   ProtobufCMessage *m;
   st = mim_pb_call(client, &item_ttl_method, cache, &req.base, &m);
-  if (st != MIM_OK)
-    return st;
-  const CacheClient__ItemGetTtlResponse *r = (const CacheClient__ItemGetTtlResponse *)m;
-  if (r->result_case == CACHE_CLIENT____ITEM_GET_TTL_RESPONSE__RESULT_FOUND) {
-    if (remaining_ms)
-      *remaining_ms = r->found->remaining_ttl_millis;
-    set_bool(found, true);
-  } else if (r->result_case != CACHE_CLIENT____ITEM_GET_TTL_RESPONSE__RESULT_MISSING) {
-    st = no_result(m);
-  }
+  if (st == MIM_OK)
+    READ_FOUND(m, st, ItemGetTtl, ITEM_GET_TTL, result, RESULT, f, {
+      if (remaining_ms)
+        *remaining_ms = f->remaining_ttl_millis;
+      set_bool(found, true);
+    });
   mim_pb_free(m);
   return st;
 }

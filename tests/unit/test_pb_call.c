@@ -207,14 +207,22 @@ static void wait_done(waiter *w) {
   pthread_mutex_unlock(&w->mu);
 }
 
+/* Starts method with a request of list_length n and, when it started, waits for the
+ * completion fn. w is initialized here (waiter_destroy it after). Returns the start's
+ * status. */
+static mim_status call_and_wait(fixture *f, const mim_pb_method *method, uint32_t n,
+                                mim_pb_done_fn fn, waiter *w) {
+  waiter_init(w, f->client);
+  CacheClient__ListPushBackResponse req = length_msg(n);
+  mim_status st = mim_pb_call_async(f->client, method, "c", &req.base, fn, marker, w);
+  if (st == MIM_OK)
+    wait_done(w);
+  return st;
+}
+
 static void test_async_round_trip(void **state) {
-  fixture *f = *state;
   waiter w;
-  waiter_init(&w, f->client);
-  CacheClient__ListPushBackResponse req = length_msg(99);
-  assert_int_equal(mim_pb_call_async(f->client, &echo_method, "c", &req.base, done, marker, &w),
-                   MIM_OK);
-  wait_done(&w);
+  assert_int_equal(call_and_wait(*state, &echo_method, 99, done, &w), MIM_OK);
   assert_int_equal(w.calls, 1);
   assert_int_equal(w.status, MIM_OK);
   assert_string_equal(w.detail, "");
@@ -225,13 +233,8 @@ static void test_async_round_trip(void **state) {
 }
 
 static void test_async_undecodable(void **state) {
-  fixture *f = *state;
   waiter w;
-  waiter_init(&w, f->client);
-  CacheClient__ListPushBackResponse req = length_msg(99);
-  assert_int_equal(mim_pb_call_async(f->client, &echo_as_fetch, "c", &req.base, done, marker, &w),
-                   MIM_OK);
-  wait_done(&w);
+  assert_int_equal(call_and_wait(*state, &echo_as_fetch, 99, done, &w), MIM_OK);
   assert_int_equal(w.status, MIM_ERR_PROTOCOL);
   assert_non_null(strstr(w.detail, "could not decode"));
   assert_false(w.had_response);
@@ -239,13 +242,8 @@ static void test_async_undecodable(void **state) {
 }
 
 static void test_async_server_status(void **state) {
-  fixture *f = *state;
   waiter w;
-  waiter_init(&w, f->client);
-  CacheClient__ListPushBackResponse req = length_msg(1);
-  assert_int_equal(mim_pb_call_async(f->client, &not_found, "c", &req.base, done, marker, &w),
-                   MIM_OK);
-  wait_done(&w);
+  assert_int_equal(call_and_wait(*state, &not_found, 1, done, &w), MIM_OK);
   assert_int_equal(w.status, MIM_ERR_NOT_FOUND);
   assert_string_equal(w.detail, "cache not found");
   assert_false(w.had_response);
@@ -255,42 +253,29 @@ static void test_async_server_status(void **state) {
 static void test_async_refused_start(void **state) {
   fixture *f = *state;
   waiter w;
-  waiter_init(&w, f->client);
-  CacheClient__ListPushBackResponse req = length_msg(1);
-  assert_int_equal(mim_pb_call_async(f->client, &bad_path, "c", &req.base, done, marker, &w),
-                   MIM_ERR_INVALID_ARGUMENT);
-  /* The completion never runs; a call that follows completes normally. */
-  assert_int_equal(mim_pb_call_async(f->client, &echo_method, "c", &req.base, done, marker, &w),
-                   MIM_OK);
-  wait_done(&w);
+  assert_int_equal(call_and_wait(f, &bad_path, 1, done, &w), MIM_ERR_INVALID_ARGUMENT);
+  waiter_destroy(&w);
+  /* The refused completion never runs, and the secret one is refused before any call. */
+  assert_int_equal(call_and_wait(f, &echo_secret, 1, done, &w), MIM_ERR_INVALID_ARGUMENT);
+  waiter_destroy(&w);
+  assert_int_equal(call_and_wait(f, &echo_method, 1, done, &w), MIM_OK);
   assert_int_equal(w.calls, 1);
+  assert_int_equal(grpc_test_server_call_count(f->server), 1);
   waiter_destroy(&w);
 }
 
-static void test_async_refuses_secret_response(void **state) {
+static void test_sync_secret_response(void **state) {
   fixture *f = *state;
-  waiter w;
-  waiter_init(&w, f->client);
   CacheClient__ListPushBackResponse req = length_msg(1);
-  assert_int_equal(mim_pb_call_async(f->client, &echo_secret, "c", &req.base, done, marker, &w),
-                   MIM_ERR_INVALID_ARGUMENT);
-  assert_int_equal(grpc_test_server_call_count(f->server), 0);
-  /* The blocking form takes it (and zeroes its copy of the answer). */
   ProtobufCMessage *resp = NULL;
   assert_int_equal(mim_pb_call(f->client, &echo_secret, "c", &req.base, &resp), MIM_OK);
   assert_int_equal(((CacheClient__ListPushBackResponse *)resp)->list_length, 1);
   mim_pb_free(resp);
-  waiter_destroy(&w);
 }
 
 static void test_sync_from_event_thread(void **state) {
-  fixture *f = *state;
   waiter w;
-  waiter_init(&w, f->client);
-  CacheClient__ListPushBackResponse req = length_msg(5);
-  assert_int_equal(
-      mim_pb_call_async(f->client, &echo_method, "c", &req.base, done_nested, marker, &w), MIM_OK);
-  wait_done(&w);
+  assert_int_equal(call_and_wait(*state, &echo_method, 5, done_nested, &w), MIM_OK);
   assert_int_equal(w.status, MIM_OK);
   assert_int_equal(w.nested, MIM_ERR_FAILED_PRECONDITION);
   waiter_destroy(&w);
@@ -307,7 +292,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_async_undecodable, setup, teardown),
       cmocka_unit_test_setup_teardown(test_async_server_status, setup, teardown),
       cmocka_unit_test_setup_teardown(test_async_refused_start, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_async_refuses_secret_response, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_sync_secret_response, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sync_from_event_thread, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
