@@ -44,7 +44,7 @@ typedef struct mim_pb_method {
  * Errors: the transport's (with the server's message as detail), MIM_ERR_NO_MEMORY,
  * MIM_ERR_PROTOCOL ("could not decode <message>"); *resp is then NULL and the calling
  * thread's detail is set. From a transport callback (the client's event thread) it fails
- * with MIM_ERR_FAILED_PRECONDITION: waiting there would deadlock. */
+ * with MIM_ERR_FAILED_PRECONDITION: waiting there would deadlock. Thread-safe. */
 mim_status mim_pb_call(mim_client *client, const mim_pb_method *method, const char *cache,
                        const ProtobufCMessage *request, ProtobufCMessage **resp);
 
@@ -73,8 +73,8 @@ typedef void (*mim_pb_done_fn)(const mim_pb_pending *pending, mim_status status,
  * caller's stack. On MIM_OK done runs exactly once, possibly before this returns, with
  * user_fn and user as given. On any other return done will not run (detail set).
  * Errors: MIM_ERR_INVALID_ARGUMENT (a secret_response method), MIM_ERR_NO_MEMORY, and
- * the transport's (e.g. MIM_ERR_CANCELLED while the
- * client is being freed). Thread-safe; may be called from transport callbacks. */
+ * the transport's (e.g. MIM_ERR_CANCELLED while the client is being freed).
+ * Thread-safe; may be called from transport callbacks. */
 mim_status mim_pb_call_async(mim_client *client, const mim_pb_method *method, const char *cache,
                              const ProtobufCMessage *request, mim_pb_done_fn done,
                              mim_pb_user_fn user_fn, void *user);
