@@ -6,7 +6,7 @@
  */
 #include "client_internal.h"
 #include "error.h"
-#include "pb.h"
+#include "pb_call.h"
 #include "token_provider.h"
 
 #include <arpa/inet.h>
@@ -223,17 +223,15 @@ const char *mim_client_endpoint(const mim_client *client) {
   return ep ? ep : "";
 }
 
+static const mim_pb_method ping_method = {MIM_HOST_CACHE, "/cache_client.Ping/Ping",
+                                          &cache_client____ping_response__descriptor, false};
+
 MIM_API mim_status mim_client_ping(mim_client *client) {
   mim_clear_error();
   if (!client)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
   CacheClient__PingRequest req = CACHE_CLIENT____PING_REQUEST__INIT;
-  ProtobufCMessage *resp = NULL;
-  mim_status st = mim_pb_unary_sync(client->transport, MIM_HOST_CACHE, "/cache_client.Ping/Ping",
-                                    NULL, &req.base, client->deadline_ms,
-                                    &cache_client____ping_response__descriptor, &resp);
-  mim_pb_free(resp);
-  return st;
+  return mim_pb_call(client, &ping_method, NULL, &req.base, NULL);
 }
 
 mim_status mim_check_name(const char *what, const char *name) {
@@ -259,7 +257,16 @@ mim_status mim_check_cache_name(const char *cache) {
   return MIM_OK;
 }
 
-MIM_API mim_status mim_cache_create(mim_client *client, const char *cache_name) {
+static const mim_pb_method create_cache_method = {
+    MIM_HOST_CONTROL, "/control_client.ScsControl/CreateCache",
+    &control_client____create_cache_response__descriptor, false};
+static const mim_pb_method delete_cache_method = {
+    MIM_HOST_CONTROL, "/control_client.ScsControl/DeleteCache",
+    &control_client____delete_cache_response__descriptor, false};
+
+/* Both control requests are just cache_name = 1, so one encoding serves both methods. */
+static mim_status cache_control(mim_client *client, const mim_pb_method *method,
+                                const char *cache_name) {
   mim_clear_error();
   if (!client)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
@@ -268,29 +275,15 @@ MIM_API mim_status mim_cache_create(mim_client *client, const char *cache_name) 
     return st;
   ControlClient__CreateCacheRequest req = CONTROL_CLIENT____CREATE_CACHE_REQUEST__INIT;
   req.cache_name = (char *)cache_name; /* protobuf-c wants non-const; only read */
-  ProtobufCMessage *resp = NULL;
-  st = mim_pb_unary_sync(
-      client->transport, MIM_HOST_CONTROL, "/control_client.ScsControl/CreateCache", NULL,
-      &req.base, client->deadline_ms, &control_client____create_cache_response__descriptor, &resp);
-  mim_pb_free(resp);
-  return st;
+  return mim_pb_call(client, method, NULL, &req.base, NULL);
+}
+
+MIM_API mim_status mim_cache_create(mim_client *client, const char *cache_name) {
+  return cache_control(client, &create_cache_method, cache_name);
 }
 
 MIM_API mim_status mim_cache_delete(mim_client *client, const char *cache_name) {
-  mim_clear_error();
-  if (!client)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
-  mim_status st = mim_check_cache_name(cache_name);
-  if (st != MIM_OK)
-    return st;
-  ControlClient__DeleteCacheRequest req = CONTROL_CLIENT____DELETE_CACHE_REQUEST__INIT;
-  req.cache_name = (char *)cache_name;
-  ProtobufCMessage *resp = NULL;
-  st = mim_pb_unary_sync(
-      client->transport, MIM_HOST_CONTROL, "/control_client.ScsControl/DeleteCache", NULL,
-      &req.base, client->deadline_ms, &control_client____delete_cache_response__descriptor, &resp);
-  mim_pb_free(resp);
-  return st;
+  return cache_control(client, &delete_cache_method, cache_name);
 }
 
 bool mim_client_token_rejected(mim_client *client) {

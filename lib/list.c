@@ -5,7 +5,7 @@
  */
 #include "client_internal.h"
 #include "error.h"
-#include "pb.h"
+#include "pb_call.h"
 
 #include <cacheclient.pb-c.h>
 #include <common.pb-c.h>
@@ -63,19 +63,64 @@ static mim_list_write_options write_opts(const mim_client *c, const mim_list_wri
   return eff;
 }
 
-/* ---- calls ---- */
+/* ---- methods ---- */
 
-static mim_status scs_call(mim_client *c, const char *cache, const char *method,
-                           const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
-                           ProtobufCMessage **resp) {
-  return mim_pb_unary_sync(mim_client_transport(c), MIM_HOST_CACHE, method, cache, req,
-                           mim_client_deadline_ms(c), rd, resp);
-}
+#define SCS_METHOD(name, response)                                                                 \
+  { MIM_HOST_CACHE, SCS name, &(response), false }
+
+static const mim_pb_method push_back_method =
+    SCS_METHOD("ListPushBack", cache_client____list_push_back_response__descriptor);
+static const mim_pb_method push_front_method =
+    SCS_METHOD("ListPushFront", cache_client____list_push_front_response__descriptor);
+static const mim_pb_method concat_back_method =
+    SCS_METHOD("ListConcatenateBack", cache_client____list_concatenate_back_response__descriptor);
+static const mim_pb_method concat_front_method =
+    SCS_METHOD("ListConcatenateFront", cache_client____list_concatenate_front_response__descriptor);
+static const mim_pb_method fetch_method =
+    SCS_METHOD("ListFetch", cache_client____list_fetch_response__descriptor);
+static const mim_pb_method length_method =
+    SCS_METHOD("ListLength", cache_client____list_length_response__descriptor);
+static const mim_pb_method retain_method =
+    SCS_METHOD("ListRetain", cache_client____list_retain_response__descriptor);
+static const mim_pb_method remove_method =
+    SCS_METHOD("ListRemove", cache_client____list_remove_response__descriptor);
+static const mim_pb_method erase_method =
+    SCS_METHOD("ListErase", cache_client____list_erase_response__descriptor);
+static const mim_pb_method pop_front_method =
+    SCS_METHOD("ListPopFront", cache_client____list_pop_front_response__descriptor);
+static const mim_pb_method pop_back_method =
+    SCS_METHOD("ListPopBack", cache_client____list_pop_back_response__descriptor);
+static const mim_pb_method delete_method =
+    SCS_METHOD("Delete", cache_client____delete_response__descriptor);
+static const mim_pb_method item_ttl_method =
+    SCS_METHOD("ItemGetTtl", cache_client____item_get_ttl_response__descriptor);
+
+/* ---- results ---- */
 
 static mim_status no_result(const ProtobufCMessage *resp) {
   return mim_fail(MIM_ERR_PROTOCOL, "%s has neither found nor missing",
                   resp->descriptor->short_name);
 }
+
+/* Reads a found-or-missing response (a oneof of a Found and a Missing message, the shape
+ * mim-local's REPLY_FOUND writes): runs `use` with f pointing at the Found message,
+ * nothing for Missing, and sets st to a protocol error for neither. oneof / ONEOF name
+ * the response's case field (list or result). */
+#define READ_FOUND(m, st, Camel, UPPER, oneof, ONEOF, f, use)                                      \
+  do {                                                                                             \
+    const CacheClient__##Camel##Response *r_ = (const CacheClient__##Camel##Response *)(m);        \
+    if (r_->oneof##_case == CACHE_CLIENT____##UPPER##_RESPONSE__##ONEOF##_FOUND) {                 \
+      /* NOLINTNEXTLINE(bugprone-macro-parentheses): f is the name being declared */               \
+      const CacheClient__##Camel##Response__Found *f = r_->found;                                  \
+      use;                                                                                         \
+    } else if (r_->oneof##_case != CACHE_CLIENT____##UPPER##_RESPONSE__##ONEOF##_MISSING) {        \
+      (st) = no_result(m);                                                                         \
+    }                                                                                              \
+  } while (0)
+
+/* Reads found{list_length} or missing into *new_length (left at 0 for missing). */
+#define READ_LENGTH(m, st, Camel, UPPER, new_length)                                               \
+  READ_FOUND(m, st, Camel, UPPER, list, LIST, f_, set_u32(new_length, f_->list_length))
 
 static void set_u32(uint32_t *out, uint32_t v) {
   if (out)
@@ -144,100 +189,91 @@ static mim_status fetch_result(const CacheClient__ListFetchResponse *r, mim_list
 
 /* ---- request builders (shared by sync and async forms) ---- */
 
-static mim_status pack_push(bool back, const char *list, const void *value, size_t len,
-                            const mim_list_write_options *o, mim_pb_buf *buf) {
-  if (back) {
-    CacheClient__ListPushBackRequest req = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
-    req.list_name = name_bin(list);
-    req.value = bin(value, len);
-    req.ttl_milliseconds = o->ttl_ms;
-    req.refresh_ttl = o->refresh_ttl;
-    req.truncate_front_to_size = o->truncate_to;
-    return mim_pb_pack(&req.base, buf);
-  }
-  CacheClient__ListPushFrontRequest req = CACHE_CLIENT____LIST_PUSH_FRONT_REQUEST__INIT;
-  req.list_name = name_bin(list);
-  req.value = bin(value, len);
-  req.ttl_milliseconds = o->ttl_ms;
-  req.refresh_ttl = o->refresh_ttl;
-  req.truncate_back_to_size = o->truncate_to;
-  return mim_pb_pack(&req.base, buf);
+/* The PushBack and PushFront requests encode alike (field 5 truncates the other end),
+ * and so do the two Concatenate requests: one message of each serves both ends, as one
+ * pop request serves both pops. The method alone says which end is written. */
+static const ProtobufCMessage *push_request(const char *list, const void *value, size_t len,
+                                            const mim_list_write_options *o,
+                                            CacheClient__ListPushBackRequest *req) {
+  CacheClient__ListPushBackRequest init = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
+  *req = init;
+  req->list_name = name_bin(list);
+  req->value = bin(value, len);
+  req->ttl_milliseconds = o->ttl_ms;
+  req->refresh_ttl = o->refresh_ttl;
+  req->truncate_front_to_size = o->truncate_to;
+  return &req->base;
 }
 
-static const ProtobufCMessageDescriptor *push_resp_desc(bool back) {
-  return back ? &cache_client____list_push_back_response__descriptor
-              : &cache_client____list_push_front_response__descriptor;
+static const mim_pb_method *push_method(bool back) {
+  return back ? &push_back_method : &push_front_method;
 }
 
-/* Both push responses carry list_length only. */
-static uint32_t push_length(bool back, const ProtobufCMessage *m) {
-  return back ? ((const CacheClient__ListPushBackResponse *)m)->list_length
-              : ((const CacheClient__ListPushFrontResponse *)m)->list_length;
+/* All four write responses (push and concatenate, either end) carry list_length only. */
+static uint32_t written_length(const ProtobufCMessage *m) {
+  const ProtobufCMessageDescriptor *d = m->descriptor;
+  if (d == &cache_client____list_push_back_response__descriptor)
+    return ((const CacheClient__ListPushBackResponse *)m)->list_length;
+  if (d == &cache_client____list_push_front_response__descriptor)
+    return ((const CacheClient__ListPushFrontResponse *)m)->list_length;
+  if (d == &cache_client____list_concatenate_back_response__descriptor)
+    return ((const CacheClient__ListConcatenateBackResponse *)m)->list_length;
+  return ((const CacheClient__ListConcatenateFrontResponse *)m)->list_length;
 }
 
 /* Unbounded ends are sent explicitly, as the official SDKs do. */
 static Common__Unbounded unbounded = COMMON____UNBOUNDED__INIT;
 
-static void fetch_range(CacheClient__ListFetchRequest *req, const mim_list_range *r) {
-  if (r && r->has_start) {
-    req->start_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__START_INDEX_INCLUSIVE_START;
-    req->inclusive_start = r->start;
-  } else {
-    req->start_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__START_INDEX_UNBOUNDED_START;
-    req->unbounded_start = &unbounded;
-  }
-  if (r && r->has_end) {
-    req->end_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__END_INDEX_EXCLUSIVE_END;
-    req->exclusive_end = r->end;
-  } else {
-    req->end_index_case = CACHE_CLIENT____LIST_FETCH_REQUEST__END_INDEX_UNBOUNDED_END;
-    req->unbounded_end = &unbounded;
-  }
-}
+/* Fills the range oneofs of a ListFetch or ListRetain request (UPPER names which; the
+ * fields are the same in both). */
+#define SET_RANGE(req, r, UPPER)                                                                   \
+  do {                                                                                             \
+    if ((r) && (r)->has_start) {                                                                   \
+      (req)->start_index_case = CACHE_CLIENT____##UPPER##_REQUEST__START_INDEX_INCLUSIVE_START;    \
+      (req)->inclusive_start = (r)->start;                                                         \
+    } else {                                                                                       \
+      (req)->start_index_case = CACHE_CLIENT____##UPPER##_REQUEST__START_INDEX_UNBOUNDED_START;    \
+      (req)->unbounded_start = &unbounded;                                                         \
+    }                                                                                              \
+    if ((r) && (r)->has_end) {                                                                     \
+      (req)->end_index_case = CACHE_CLIENT____##UPPER##_REQUEST__END_INDEX_EXCLUSIVE_END;          \
+      (req)->exclusive_end = (r)->end;                                                             \
+    } else {                                                                                       \
+      (req)->end_index_case = CACHE_CLIENT____##UPPER##_REQUEST__END_INDEX_UNBOUNDED_END;          \
+      (req)->unbounded_end = &unbounded;                                                           \
+    }                                                                                              \
+  } while (0)
 
-static mim_status pack_fetch(const char *list, const mim_list_range *range, mim_pb_buf *buf) {
-  CacheClient__ListFetchRequest req = CACHE_CLIENT____LIST_FETCH_REQUEST__INIT;
-  req.list_name = name_bin(list);
-  fetch_range(&req, range);
-  return mim_pb_pack(&req.base, buf);
-}
-
-static mim_status call_packed(mim_client *c, const char *cache, const char *method, mim_pb_buf *buf,
-                              const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp) {
-  uint8_t *bytes = NULL;
-  size_t len = 0;
-  mim_status st =
-      mim_transport_unary_sync(mim_client_transport(c), MIM_HOST_CACHE, method, cache, buf->data,
-                               buf->len, mim_client_deadline_ms(c), &bytes, &len);
-  mim_pb_buf_release(buf);
-  *resp = NULL;
-  if (st == MIM_OK)
-    st = mim_pb_unpack(rd, bytes, len, resp);
-  free(bytes);
-  return st;
+static const ProtobufCMessage *fetch_request(const char *list, const mim_list_range *range,
+                                             CacheClient__ListFetchRequest *req) {
+  CacheClient__ListFetchRequest init = CACHE_CLIENT____LIST_FETCH_REQUEST__INIT;
+  *req = init;
+  req->list_name = name_bin(list);
+  SET_RANGE(req, range, LIST_FETCH);
+  return &req->base;
 }
 
 /* ---- push / concat ---- */
+
+static mim_status check_push(const mim_client *c, const char *cache, const char *list,
+                             const void *value, size_t len) {
+  mim_status st = check_target(c, cache, "list name", list);
+  return st == MIM_OK ? check_value(value, len) : st;
+}
 
 static mim_status push(bool back, mim_client *c, const char *cache, const char *list,
                        const void *value, size_t len, const mim_list_write_options *o,
                        uint32_t *new_length) {
   set_u32(new_length, 0);
-  mim_status st = check_target(c, cache, "list name", list);
-  if (st == MIM_OK)
-    st = check_value(value, len);
-  mim_pb_buf buf;
-  if (st == MIM_OK) {
-    mim_list_write_options eff = write_opts(c, o);
-    st = pack_push(back, list, value, len, &eff, &buf);
-  }
+  mim_status st = check_push(c, cache, list, value, len);
   if (st != MIM_OK)
     return st;
+  mim_list_write_options eff = write_opts(c, o);
+  CacheClient__ListPushBackRequest req;
   ProtobufCMessage *resp;
-  st = call_packed(c, cache, back ? SCS "ListPushBack" : SCS "ListPushFront", &buf,
-                   push_resp_desc(back), &resp);
+  st = mim_pb_call(c, push_method(back), cache, push_request(list, value, len, &eff, &req), &resp);
   if (st == MIM_OK)
-    set_u32(new_length, push_length(back, resp));
+    set_u32(new_length, written_length(resp));
   mim_pb_free(resp);
   return st;
 }
@@ -266,28 +302,20 @@ static mim_status check_values(const mim_bytes *values, size_t count) {
   return MIM_OK;
 }
 
-static mim_status pack_concat(bool back, const char *list, const ProtobufCBinaryData *vals,
-                              size_t count, const mim_list_write_options *o, mim_pb_buf *buf) {
-  if (back) {
-    CacheClient__ListConcatenateBackRequest req =
-        CACHE_CLIENT____LIST_CONCATENATE_BACK_REQUEST__INIT;
-    req.list_name = name_bin(list);
-    req.n_values = count;
-    req.values = (ProtobufCBinaryData *)vals;
-    req.ttl_milliseconds = o->ttl_ms;
-    req.refresh_ttl = o->refresh_ttl;
-    req.truncate_front_to_size = o->truncate_to;
-    return mim_pb_pack(&req.base, buf);
-  }
-  CacheClient__ListConcatenateFrontRequest req =
-      CACHE_CLIENT____LIST_CONCATENATE_FRONT_REQUEST__INIT;
-  req.list_name = name_bin(list);
-  req.n_values = count;
-  req.values = (ProtobufCBinaryData *)vals;
-  req.ttl_milliseconds = o->ttl_ms;
-  req.refresh_ttl = o->refresh_ttl;
-  req.truncate_back_to_size = o->truncate_to;
-  return mim_pb_pack(&req.base, buf);
+/* vals is only pointed at. */
+static const ProtobufCMessage *concat_request(const char *list, ProtobufCBinaryData *vals,
+                                              size_t count, const mim_list_write_options *o,
+                                              CacheClient__ListConcatenateBackRequest *req) {
+  CacheClient__ListConcatenateBackRequest init =
+      CACHE_CLIENT____LIST_CONCATENATE_BACK_REQUEST__INIT;
+  *req = init;
+  req->list_name = name_bin(list);
+  req->n_values = count;
+  req->values = vals;
+  req->ttl_milliseconds = o->ttl_ms;
+  req->refresh_ttl = o->refresh_ttl;
+  req->truncate_front_to_size = o->truncate_to;
+  return &req->base;
 }
 
 static mim_status concat(bool back, mim_client *c, const char *cache, const char *list,
@@ -304,20 +332,14 @@ static mim_status concat(bool back, mim_client *c, const char *cache, const char
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory for %zu values", count);
   for (size_t i = 0; i < count; i++)
     vals[i] = bin(values[i].data, values[i].len);
-  mim_pb_buf buf;
   mim_list_write_options eff = write_opts(c, o);
-  st = pack_concat(back, list, vals, count, &eff, &buf);
-  free(vals);
-  if (st != MIM_OK)
-    return st;
+  CacheClient__ListConcatenateBackRequest req;
   ProtobufCMessage *resp;
-  st = call_packed(c, cache, back ? SCS "ListConcatenateBack" : SCS "ListConcatenateFront", &buf,
-                   back ? &cache_client____list_concatenate_back_response__descriptor
-                        : &cache_client____list_concatenate_front_response__descriptor,
-                   &resp);
+  st = mim_pb_call(c, back ? &concat_back_method : &concat_front_method, cache,
+                   concat_request(list, vals, count, &eff, &req), &resp);
+  free(vals);
   if (st == MIM_OK)
-    set_u32(new_length, back ? ((CacheClient__ListConcatenateBackResponse *)resp)->list_length
-                             : ((CacheClient__ListConcatenateFrontResponse *)resp)->list_length);
+    set_u32(new_length, written_length(resp));
   mim_pb_free(resp);
   return st;
 }
@@ -347,16 +369,13 @@ MIM_API mim_status mim_list_fetch(mim_client *client, const char *cache, const c
     st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
   if (st == MIM_OK)
     st = check_range(range);
-  mim_pb_buf buf;
-  if (st == MIM_OK)
-    st = pack_fetch(list, range, &buf);
   if (st != MIM_OK)
     return st;
+  CacheClient__ListFetchRequest req;
   ProtobufCMessage *resp;
-  st = call_packed(client, cache, SCS "ListFetch", &buf,
-                   &cache_client____list_fetch_response__descriptor, &resp);
+  st = mim_pb_call(client, &fetch_method, cache, fetch_request(list, range, &req), &resp);
   if (st == MIM_OK)
-    st = fetch_result((CacheClient__ListFetchResponse *)resp, out);
+    st = fetch_result((const CacheClient__ListFetchResponse *)resp, out);
   mim_pb_free(resp);
   return st;
 }
@@ -371,39 +390,17 @@ MIM_API mim_status mim_list_length(mim_client *client, const char *cache, const 
   CacheClient__ListLengthRequest req = CACHE_CLIENT____LIST_LENGTH_REQUEST__INIT;
   req.list_name = name_bin(list);
   ProtobufCMessage *m;
-  st = scs_call(client, cache, SCS "ListLength", &req.base,
-                &cache_client____list_length_response__descriptor, &m);
-  if (st != MIM_OK)
-    return st;
-  const CacheClient__ListLengthResponse *r = (const CacheClient__ListLengthResponse *)m;
-  if (r->list_case == CACHE_CLIENT____LIST_LENGTH_RESPONSE__LIST_FOUND) {
-    set_u32(length, r->found->length);
-    set_bool(found, true);
-  } else if (r->list_case != CACHE_CLIENT____LIST_LENGTH_RESPONSE__LIST_MISSING) {
-    st = no_result(m);
-  }
+  st = mim_pb_call(client, &length_method, cache, &req.base, &m);
+  if (st == MIM_OK)
+    READ_FOUND(m, st, ListLength, LIST_LENGTH, list, LIST, f, {
+      set_u32(length, f->length);
+      set_bool(found, true);
+    });
   mim_pb_free(m);
   return st;
 }
 
 /* ---- retain / remove / erase ---- */
-
-static void retain_range(CacheClient__ListRetainRequest *req, const mim_list_range *r) {
-  if (r && r->has_start) {
-    req->start_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__START_INDEX_INCLUSIVE_START;
-    req->inclusive_start = r->start;
-  } else {
-    req->start_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__START_INDEX_UNBOUNDED_START;
-    req->unbounded_start = &unbounded;
-  }
-  if (r && r->has_end) {
-    req->end_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__END_INDEX_EXCLUSIVE_END;
-    req->exclusive_end = r->end;
-  } else {
-    req->end_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__END_INDEX_UNBOUNDED_END;
-    req->unbounded_end = &unbounded;
-  }
-}
 
 MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const char *list,
                                    const mim_list_range *range,
@@ -417,19 +414,13 @@ MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const 
   const mim_list_write_options eff = write_opts(client, options), *o = &eff;
   CacheClient__ListRetainRequest req = CACHE_CLIENT____LIST_RETAIN_REQUEST__INIT;
   req.list_name = name_bin(list);
-  retain_range(&req, range);
+  SET_RANGE(&req, range, LIST_RETAIN);
   req.ttl_milliseconds = o->ttl_ms;
   req.refresh_ttl = o->refresh_ttl;
   ProtobufCMessage *m;
-  st = scs_call(client, cache, SCS "ListRetain", &req.base,
-                &cache_client____list_retain_response__descriptor, &m);
-  if (st != MIM_OK)
-    return st;
-  const CacheClient__ListRetainResponse *r = (const CacheClient__ListRetainResponse *)m;
-  if (r->list_case == CACHE_CLIENT____LIST_RETAIN_RESPONSE__LIST_FOUND)
-    set_u32(new_length, r->found->list_length);
-  else if (r->list_case != CACHE_CLIENT____LIST_RETAIN_RESPONSE__LIST_MISSING)
-    st = no_result(m);
+  st = mim_pb_call(client, &retain_method, cache, &req.base, &m);
+  if (st == MIM_OK)
+    READ_LENGTH(m, st, ListRetain, LIST_RETAIN, new_length);
   mim_pb_free(m);
   return st;
 }
@@ -447,15 +438,9 @@ MIM_API mim_status mim_list_remove_value(mim_client *client, const char *cache, 
   req.remove_case = CACHE_CLIENT____LIST_REMOVE_REQUEST__REMOVE_ALL_ELEMENTS_WITH_VALUE;
   req.all_elements_with_value = bin(value, len);
   ProtobufCMessage *m;
-  st = scs_call(client, cache, SCS "ListRemove", &req.base,
-                &cache_client____list_remove_response__descriptor, &m);
-  if (st != MIM_OK)
-    return st;
-  const CacheClient__ListRemoveResponse *r = (const CacheClient__ListRemoveResponse *)m;
-  if (r->list_case == CACHE_CLIENT____LIST_REMOVE_RESPONSE__LIST_FOUND)
-    set_u32(new_length, r->found->list_length);
-  else if (r->list_case != CACHE_CLIENT____LIST_REMOVE_RESPONSE__LIST_MISSING)
-    st = no_result(m);
+  st = mim_pb_call(client, &remove_method, cache, &req.base, &m);
+  if (st == MIM_OK)
+    READ_LENGTH(m, st, ListRemove, LIST_REMOVE, new_length);
   mim_pb_free(m);
   return st;
 }
@@ -515,17 +500,11 @@ MIM_API mim_status mim_list_erase(mim_client *client, const char *cache, const c
   req.list_name = name_bin(list);
   erase_body(&req, ranges, n, &all, &some, rs, rp);
   ProtobufCMessage *m;
-  st = scs_call(client, cache, SCS "ListErase", &req.base,
-                &cache_client____list_erase_response__descriptor, &m);
+  st = mim_pb_call(client, &erase_method, cache, &req.base, &m);
   free(rs);
   free(rp);
-  if (st != MIM_OK)
-    return st;
-  const CacheClient__ListEraseResponse *r = (const CacheClient__ListEraseResponse *)m;
-  if (r->list_case == CACHE_CLIENT____LIST_ERASE_RESPONSE__LIST_FOUND)
-    set_u32(new_length, r->found->list_length);
-  else if (r->list_case != CACHE_CLIENT____LIST_ERASE_RESPONSE__LIST_MISSING)
-    st = no_result(m);
+  if (st == MIM_OK)
+    READ_LENGTH(m, st, ListErase, LIST_ERASE, new_length);
   mim_pb_free(m);
   return st;
 }
@@ -560,30 +539,15 @@ static mim_status pop(bool front, mim_client *c, const char *cache, const char *
   CacheClient__ListPopFrontRequest req = CACHE_CLIENT____LIST_POP_FRONT_REQUEST__INIT;
   req.list_name = name_bin(list);
   ProtobufCMessage *m;
-  st = scs_call(c, cache, front ? SCS "ListPopFront" : SCS "ListPopBack", &req.base,
-                front ? &cache_client____list_pop_front_response__descriptor
-                      : &cache_client____list_pop_back_response__descriptor,
-                &m);
-  if (st != MIM_OK)
-    return st;
+  st = mim_pb_call(c, front ? &pop_front_method : &pop_back_method, cache, &req.base, &m);
   const ProtobufCBinaryData *v = NULL;
-  int which;
-  if (front) {
-    const CacheClient__ListPopFrontResponse *r = (const CacheClient__ListPopFrontResponse *)m;
-    which = (int)r->list_case;
-    if (r->list_case == CACHE_CLIENT____LIST_POP_FRONT_RESPONSE__LIST_FOUND)
-      v = &r->found->front;
-  } else {
-    const CacheClient__ListPopBackResponse *r = (const CacheClient__ListPopBackResponse *)m;
-    which = (int)r->list_case;
-    if (r->list_case == CACHE_CLIENT____LIST_POP_BACK_RESPONSE__LIST_FOUND)
-      v = &r->found->back;
-  }
+  if (st == MIM_OK && front)
+    READ_FOUND(m, st, ListPopFront, LIST_POP_FRONT, list, LIST, f, v = &f->front);
+  else if (st == MIM_OK)
+    READ_FOUND(m, st, ListPopBack, LIST_POP_BACK, list, LIST, f, v = &f->back);
   if (v) {
     st = give_value(v, value, len);
     set_bool(found, st == MIM_OK);
-  } else if (which != 2) { /* 2 = missing in both oneofs */
-    st = no_result(m);
   }
   mim_pb_free(m);
   return st;
@@ -608,8 +572,7 @@ MIM_API mim_status mim_item_delete(mim_client *client, const char *cache, const 
   CacheClient__DeleteRequest req = CACHE_CLIENT____DELETE_REQUEST__INIT;
   req.cache_key = name_bin(key);
   ProtobufCMessage *m;
-  st = scs_call(client, cache, SCS "Delete", &req.base,
-                &cache_client____delete_response__descriptor, &m);
+  st = mim_pb_call(client, &delete_method, cache, &req.base, &m);
   mim_pb_free(m);
   return st;
 }
@@ -625,115 +588,37 @@ MIM_API mim_status mim_item_ttl(mim_client *client, const char *cache, const cha
   CacheClient__ItemGetTtlRequest req = CACHE_CLIENT____ITEM_GET_TTL_REQUEST__INIT;
   req.cache_key = name_bin(key);
   ProtobufCMessage *m;
-  st = scs_call(client, cache, SCS "ItemGetTtl", &req.base,
-                &cache_client____item_get_ttl_response__descriptor, &m);
-  if (st != MIM_OK)
-    return st;
-  const CacheClient__ItemGetTtlResponse *r = (const CacheClient__ItemGetTtlResponse *)m;
-  if (r->result_case == CACHE_CLIENT____ITEM_GET_TTL_RESPONSE__RESULT_FOUND) {
-    if (remaining_ms)
-      *remaining_ms = r->found->remaining_ttl_millis;
-    set_bool(found, true);
-  } else if (r->result_case != CACHE_CLIENT____ITEM_GET_TTL_RESPONSE__RESULT_MISSING) {
-    st = no_result(m);
-  }
+  st = mim_pb_call(client, &item_ttl_method, cache, &req.base, &m);
+  if (st == MIM_OK)
+    READ_FOUND(m, st, ItemGetTtl, ITEM_GET_TTL, result, RESULT, f, {
+      if (remaining_ms)
+        *remaining_ms = f->remaining_ttl_millis;
+      set_bool(found, true);
+    });
   mim_pb_free(m);
   return st;
 }
 
 /* ---- async ---- */
 
-typedef enum async_kind { ASYNC_PUSH_BACK, ASYNC_PUSH_FRONT, ASYNC_FETCH } async_kind;
-
-typedef struct async_ctx {
-  async_kind kind;
-  mim_list_write_cb write_cb;
-  mim_list_fetch_cb fetch_cb;
-  void *user;
-} async_ctx;
-
-/* Runs on the event thread. Decoding errors are reported through the thread-local detail
- * of the event thread, which is private to it. */
-static void write_done(async_ctx *a, mim_status st, const char *detail, const uint8_t *resp,
-                       size_t len) {
-  bool back = a->kind == ASYNC_PUSH_BACK;
-  uint32_t n = 0;
-  if (st == MIM_OK) {
-    ProtobufCMessage *m;
-    st = mim_pb_unpack(push_resp_desc(back), resp, len, &m);
-    if (st == MIM_OK) {
-      n = push_length(back, m);
-      mim_pb_free(m);
-    } else {
-      detail = mim_last_error_detail();
-    }
-  }
-  if (a->write_cb)
-    a->write_cb(a->user, st, st == MIM_OK ? "" : detail ? detail : "", n);
-}
-
-static void fetch_done(async_ctx *a, mim_status st, const char *detail, const uint8_t *resp,
-                       size_t len) {
-  mim_list_values *values = NULL;
-  if (st == MIM_OK) {
-    ProtobufCMessage *m;
-    st = mim_pb_unpack(&cache_client____list_fetch_response__descriptor, resp, len, &m);
-    if (st == MIM_OK) {
-      st = fetch_result((CacheClient__ListFetchResponse *)m, &values);
-      mim_pb_free(m);
-    }
-    if (st != MIM_OK)
-      detail = mim_last_error_detail();
-  }
-  a->fetch_cb(a->user, st, st == MIM_OK ? "" : detail ? detail : "", values);
-  mim_list_values_free(values);
-}
-
-static void async_done(void *user, mim_status st, const char *detail, const uint8_t *resp,
-                       size_t len) {
-  async_ctx *a = user;
-  mim_clear_error();
-  if (a->kind == ASYNC_FETCH)
-    fetch_done(a, st, detail, resp, len);
-  else
-    write_done(a, st, detail, resp, len);
-  free(a);
-}
-
-/* Starts the call; on failure the context is freed and the callback never runs. */
-static mim_status start_async(mim_client *c, const char *cache, const char *method, mim_pb_buf *buf,
-                              async_ctx *a) {
-  mim_status st =
-      mim_transport_unary(mim_client_transport(c), MIM_HOST_CACHE, method, cache, buf->data,
-                          buf->len, mim_client_deadline_ms(c), async_done, a, NULL);
-  mim_pb_buf_release(buf);
-  if (st != MIM_OK)
-    free(a);
-  return st;
+/* Runs on the event thread. */
+static void write_done(const mim_pb_pending *call, mim_status st, const char *detail,
+                       const ProtobufCMessage *resp) {
+  mim_list_write_cb cb = (mim_list_write_cb)call->user_fn;
+  if (cb)
+    cb(call->user, st, detail, st == MIM_OK ? written_length(resp) : 0);
 }
 
 static mim_status push_async(bool back, mim_client *c, const char *cache, const char *list,
                              const void *value, size_t len, const mim_list_write_options *o,
                              mim_list_write_cb cb, void *user) {
-  mim_status st = check_target(c, cache, "list name", list);
-  if (st == MIM_OK)
-    st = check_value(value, len);
+  mim_status st = check_push(c, cache, list, value, len);
   if (st != MIM_OK)
     return st;
-  async_ctx *a = calloc(1, sizeof *a);
-  if (!a)
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory starting a push");
-  a->kind = back ? ASYNC_PUSH_BACK : ASYNC_PUSH_FRONT;
-  a->write_cb = cb;
-  a->user = user;
-  mim_pb_buf buf;
   mim_list_write_options eff = write_opts(c, o);
-  st = pack_push(back, list, value, len, &eff, &buf);
-  if (st != MIM_OK) {
-    free(a);
-    return st;
-  }
-  return start_async(c, cache, back ? SCS "ListPushBack" : SCS "ListPushFront", &buf, a);
+  CacheClient__ListPushBackRequest req;
+  return mim_pb_call_async(c, push_method(back), cache, push_request(list, value, len, &eff, &req),
+                           write_done, (mim_pb_user_fn)cb, user);
 }
 
 MIM_API mim_status mim_list_push_back_async(mim_client *client, const char *cache, const char *list,
@@ -750,6 +635,20 @@ MIM_API mim_status mim_list_push_front_async(mim_client *client, const char *cac
   return push_async(false, client, cache, list, value, len, options, cb, user);
 }
 
+/* Runs on the event thread; a result that cannot be turned into values is described
+ * through the event thread's own detail. */
+static void fetch_done(const mim_pb_pending *call, mim_status st, const char *detail,
+                       const ProtobufCMessage *resp) {
+  mim_list_values *values = NULL;
+  if (st == MIM_OK) {
+    st = fetch_result((const CacheClient__ListFetchResponse *)resp, &values);
+    if (st != MIM_OK)
+      detail = mim_last_error_detail();
+  }
+  ((mim_list_fetch_cb)call->user_fn)(call->user, st, detail, values);
+  mim_list_values_free(values);
+}
+
 MIM_API mim_status mim_list_fetch_async(mim_client *client, const char *cache, const char *list,
                                         const mim_list_range *range, mim_list_fetch_cb cb,
                                         void *user) {
@@ -760,17 +659,7 @@ MIM_API mim_status mim_list_fetch_async(mim_client *client, const char *cache, c
     st = check_range(range);
   if (st != MIM_OK)
     return st;
-  async_ctx *a = calloc(1, sizeof *a);
-  if (!a)
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory starting a fetch");
-  a->kind = ASYNC_FETCH;
-  a->fetch_cb = cb;
-  a->user = user;
-  mim_pb_buf buf;
-  st = pack_fetch(list, range, &buf);
-  if (st != MIM_OK) {
-    free(a);
-    return st;
-  }
-  return start_async(client, cache, SCS "ListFetch", &buf, a);
+  CacheClient__ListFetchRequest req;
+  return mim_pb_call_async(client, &fetch_method, cache, fetch_request(list, range, &req),
+                           fetch_done, (mim_pb_user_fn)cb, user);
 }

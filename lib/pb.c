@@ -46,24 +46,3 @@ void mim_pb_free(ProtobufCMessage *msg) {
   if (msg)
     protobuf_c_message_free_unpacked(msg, NULL);
 }
-
-mim_status mim_pb_unary_sync(mim_transport *t, mim_host_kind host, const char *method,
-                             const char *cache_name, const ProtobufCMessage *req,
-                             int64_t deadline_ms, const ProtobufCMessageDescriptor *resp_desc,
-                             ProtobufCMessage **resp) {
-  *resp = NULL;
-  mim_pb_buf buf;
-  mim_status st = mim_pb_pack(req, &buf);
-  if (st != MIM_OK)
-    return st;
-  uint8_t *bytes = NULL;
-  size_t len = 0;
-  st = mim_transport_unary_sync(t, host, method, cache_name, buf.data, buf.len, deadline_ms, &bytes,
-                                &len);
-  mim_pb_buf_release(&buf);
-  if (st != MIM_OK)
-    return st;
-  st = mim_pb_unpack(resp_desc, bytes, len, resp);
-  free(bytes);
-  return st;
-}

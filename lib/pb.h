@@ -1,5 +1,6 @@
 /*
  * Internal: protobuf-c helpers shared by the modules (list, topics, token, client).
+ * Unary calls go through pb_call.h, which builds on these.
  *
  * Packing: small messages go into a buffer on the caller's stack, large ones into the
  * heap; either way release the buffer with mim_pb_buf_release (which also zeroes it, so
@@ -15,8 +16,6 @@
  */
 #ifndef MIM_LIB_PB_H
 #define MIM_LIB_PB_H
-
-#include "transport.h"
 
 #include <momento/common.h>
 #include <protobuf-c/protobuf-c.h>
@@ -47,14 +46,5 @@ mim_status mim_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *
 
 /* Frees an unpacked message. NULL is ignored. */
 void mim_pb_free(ProtobufCMessage *msg);
-
-/* Blocking unary call with protobuf in and out: packs req, calls method on the plane
- * host (cache_name sent as "cache" metadata when not NULL), and unpacks the response as
- * resp_desc into *resp (free with mim_pb_free). deadline_ms <= 0 = no deadline.
- * On failure the thread's error detail is set and *resp is NULL. */
-mim_status mim_pb_unary_sync(mim_transport *t, mim_host_kind host, const char *method,
-                             const char *cache_name, const ProtobufCMessage *req,
-                             int64_t deadline_ms, const ProtobufCMessageDescriptor *resp_desc,
-                             ProtobufCMessage **resp);
 
 #endif

@@ -6,7 +6,7 @@
 #include "chat_defaults.h"
 #include "client_internal.h"
 #include "error.h"
-#include "pb.h"
+#include "pb_call.h"
 
 #include <momento/token.h>
 #include <permissionmessages.pb-c.h>
@@ -273,34 +273,51 @@ MIM_API void mim_disposable_token_free(mim_disposable_token *token) {
   free(token);
 }
 
-/* Packs the request. The grants array is linked for packing only. */
-static mim_status pack_request(const mim_client *client, const mim_permissions *perms,
-                               uint32_t valid_for_seconds, const char *token_id, mim_pb_buf *buf) {
-  PermType **types = calloc(perms->n, sizeof *types);
-  if (!types)
+/* The response carries the minted key: its bytes are zeroed once decoded. */
+static const mim_pb_method generate_method = {
+    MIM_HOST_TOKEN, "/token.Token/GenerateDisposableToken",
+    &token____generate_disposable_token_response__descriptor, true};
+
+/* A token request and every message it points at, in the caller's storage. */
+typedef struct token_msg {
+  PermType **types; /* malloc'd; the caller frees it after the call */
+  PermissionMessages__ExplicitPermissions ex;
+  PermissionMessages__Permissions perms;
+  Token__GenerateDisposableTokenRequest__Expires expires;
+  Token__GenerateDisposableTokenRequest req;
+} token_msg;
+
+/* Links the request in m. The grants and the client's key are only pointed at, so m
+ * must not outlive perms or the call. */
+static mim_status token_request(const mim_client *client, const mim_permissions *perms,
+                                uint32_t valid_for_seconds, const char *token_id, token_msg *m) {
+  m->types = calloc(perms->n, sizeof *m->types);
+  if (!m->types)
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory building permissions");
   for (size_t i = 0; i < perms->n; i++)
-    types[i] = &perms->grants[i]->type;
+    m->types[i] = &perms->grants[i]->type;
   PermissionMessages__ExplicitPermissions ex = PERMISSION_MESSAGES__EXPLICIT_PERMISSIONS__INIT;
-  ex.n_permissions = perms->n;
-  ex.permissions = types;
+  m->ex = ex;
+  m->ex.n_permissions = perms->n;
+  m->ex.permissions = m->types;
   PermissionMessages__Permissions p = PERMISSION_MESSAGES__PERMISSIONS__INIT;
-  p.kind_case = PERMISSION_MESSAGES__PERMISSIONS__KIND_EXPLICIT;
-  p.explicit_ = &ex;
+  m->perms = p;
+  m->perms.kind_case = PERMISSION_MESSAGES__PERMISSIONS__KIND_EXPLICIT;
+  m->perms.explicit_ = &m->ex;
   Token__GenerateDisposableTokenRequest__Expires exp =
       TOKEN____GENERATE_DISPOSABLE_TOKEN_REQUEST__EXPIRES__INIT;
-  exp.valid_for_seconds = valid_for_seconds;
+  m->expires = exp;
+  m->expires.valid_for_seconds = valid_for_seconds;
   Token__GenerateDisposableTokenRequest req = TOKEN____GENERATE_DISPOSABLE_TOKEN_REQUEST__INIT;
-  req.expires = &exp;
-  req.permissions = &p;
+  m->req = req;
+  m->req.expires = &m->expires;
+  m->req.permissions = &m->perms;
   /* The official SDKs put the caller's own key in the body (and send no metadata); we
    * send both, so either kind of server accepts the call. */
-  req.auth_token = (char *)mim_client_auth_token(client); /* only read while packing */
+  m->req.auth_token = (char *)mim_client_auth_token(client); /* only read while packing */
   if (token_id)
-    req.token_id = (char *)token_id; /* only read while packing */
-  mim_status st = mim_pb_pack(&req.base, buf);
-  free(types);
-  return st;
+    m->req.token_id = (char *)token_id; /* only read while packing */
+  return MIM_OK;
 }
 
 static mim_status make_token(const mim_client *client,
@@ -331,18 +348,12 @@ static mim_status make_token(const mim_client *client,
   return MIM_OK;
 }
 
-/* Unpacks the response, builds the token, and zeroes every copy of the secret it saw. */
-static mim_status finish(const mim_client *client, uint8_t *bytes, size_t len,
+/* Builds the token from the response, zeroes the key the response held and frees it
+ * (the call already zeroed the response bytes). */
+static mim_status finish(const mim_client *client, ProtobufCMessage *m,
                          mim_disposable_token **out) {
-  ProtobufCMessage *m = NULL;
-  mim_status st =
-      mim_pb_unpack(&token____generate_disposable_token_response__descriptor, bytes, len, &m);
-  if (bytes)
-    explicit_bzero(bytes, len);
-  if (st != MIM_OK)
-    return st;
   Token__GenerateDisposableTokenResponse *r = (Token__GenerateDisposableTokenResponse *)m;
-  st = make_token(client, r, out);
+  mim_status st = make_token(client, r, out);
   if (r->api_key)
     explicit_bzero(r->api_key, strlen(r->api_key));
   mim_pb_free(m);
@@ -362,20 +373,14 @@ MIM_API mim_status mim_token_generate(mim_client *client, const mim_permissions 
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "perms grants nothing");
   if (valid_for_seconds == 0)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "valid_for_seconds is 0");
-  mim_pb_buf buf;
-  mim_status st = pack_request(client, perms, valid_for_seconds, token_id, &buf);
+  token_msg m;
+  mim_status st = token_request(client, perms, valid_for_seconds, token_id, &m);
   if (st != MIM_OK)
     return st;
-  uint8_t *bytes = NULL;
-  size_t len = 0;
-  st = mim_transport_unary_sync(mim_client_transport(client), MIM_HOST_TOKEN,
-                                "/token.Token/GenerateDisposableToken", NULL, buf.data, buf.len,
-                                mim_client_deadline_ms(client), &bytes, &len);
-  mim_pb_buf_release(&buf);
-  if (st == MIM_OK)
-    st = finish(client, bytes, len, out);
-  free(bytes);
-  return st;
+  ProtobufCMessage *resp;
+  st = mim_pb_call(client, &generate_method, NULL, &m.req.base, &resp);
+  free(m.types);
+  return st == MIM_OK ? finish(client, resp, out) : st;
 }
 
 /* ---- the two policies ---- */

@@ -36,6 +36,7 @@
 #include "clock.h"
 #include "error.h"
 #include "pb.h"
+#include "pb_call.h"
 #include "utf8.h"
 
 #include <cachepubsub.pb-c.h>
@@ -68,9 +69,18 @@ static mim_status check_target(const mim_client *c, const char *cache, const cha
 
 /* ---- publish ---- */
 
-/* Packs a publish request; value is text when is_text (data NUL-terminated) else bytes. */
-static mim_status pack_publish(const char *cache, const char *topic, bool is_text, const void *data,
-                               size_t len, mim_pb_buf *buf) {
+/* The response is common._Empty: nothing in it is read. */
+static const mim_pb_method publish_method = {MIM_HOST_CACHE, PUBLISH_PATH, NULL, false};
+
+/* A publish request and the value it points at, in the caller's storage. */
+typedef struct publish_msg {
+  CacheClient__Pubsub__TopicValue value;
+  CacheClient__Pubsub__PublishRequest req;
+} publish_msg;
+
+/* Fills m; value is text when is_text (data NUL-terminated) else bytes. */
+static const ProtobufCMessage *publish_request(const char *cache, const char *topic, bool is_text,
+                                               const void *data, size_t len, publish_msg *m) {
   CacheClient__Pubsub__TopicValue v = CACHE_CLIENT__PUBSUB____TOPIC_VALUE__INIT;
   if (is_text) {
     v.kind_case = CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_TEXT;
@@ -81,10 +91,12 @@ static mim_status pack_publish(const char *cache, const char *topic, bool is_tex
     v.binary.data = (uint8_t *)data;
   }
   CacheClient__Pubsub__PublishRequest req = CACHE_CLIENT__PUBSUB____PUBLISH_REQUEST__INIT;
-  req.cache_name = (char *)cache;
-  req.topic = (char *)topic;
-  req.value = &v;
-  return mim_pb_pack(&req.base, buf);
+  m->value = v;
+  m->req = req;
+  m->req.cache_name = (char *)cache;
+  m->req.topic = (char *)topic;
+  m->req.value = &m->value;
+  return &m->req.base;
 }
 
 static mim_status check_publish(const mim_client *c, const char *cache, const char *topic,
@@ -110,17 +122,9 @@ static mim_status publish_sync(mim_client *c, const char *cache, const char *top
   mim_status st = check_publish(c, cache, topic, is_text, data, len);
   if (st != MIM_OK)
     return st;
-  mim_pb_buf buf;
-  st = pack_publish(cache, topic, is_text, data, len, &buf);
-  if (st != MIM_OK)
-    return st;
-  uint8_t *resp = NULL;
-  size_t resp_len = 0;
-  st = mim_transport_unary_sync(mim_client_transport(c), MIM_HOST_CACHE, PUBLISH_PATH, cache,
-                                buf.data, buf.len, mim_client_deadline_ms(c), &resp, &resp_len);
-  mim_pb_buf_release(&buf);
-  free(resp); /* common._Empty: nothing to read */
-  return st;
+  publish_msg m;
+  return mim_pb_call(c, &publish_method, cache,
+                     publish_request(cache, topic, is_text, data, len, &m), NULL);
 }
 
 MIM_API mim_status mim_topic_publish_text(mim_client *client, const char *cache, const char *topic,
@@ -133,19 +137,12 @@ MIM_API mim_status mim_topic_publish_binary(mim_client *client, const char *cach
   return publish_sync(client, cache, topic, false, data, len);
 }
 
-typedef struct publish_ctx {
-  mim_publish_cb cb;
-  void *user;
-} publish_ctx;
-
-static void publish_done(void *user, mim_status st, const char *detail, const uint8_t *resp,
-                         size_t len) {
-  (void)resp;
-  (void)len;
-  publish_ctx *p = user;
-  if (p->cb)
-    p->cb(p->user, st, st == MIM_OK ? "" : detail ? detail : "");
-  free(p);
+static void publish_done(const mim_pb_pending *call, mim_status st, const char *detail,
+                         const ProtobufCMessage *resp) {
+  (void)resp; /* common._Empty */
+  mim_publish_cb cb = (mim_publish_cb)call->user_fn;
+  if (cb)
+    cb(call->user, st, detail);
 }
 
 static mim_status publish_async(mim_client *c, const char *cache, const char *topic, bool is_text,
@@ -153,21 +150,10 @@ static mim_status publish_async(mim_client *c, const char *cache, const char *to
   mim_status st = check_publish(c, cache, topic, is_text, data, len);
   if (st != MIM_OK)
     return st;
-  publish_ctx *p = calloc(1, sizeof *p);
-  if (!p)
-    return mim_fail(MIM_ERR_NO_MEMORY, "publish: out of memory");
-  p->cb = cb;
-  p->user = user;
-  mim_pb_buf buf;
-  st = pack_publish(cache, topic, is_text, data, len, &buf);
-  if (st == MIM_OK) {
-    st = mim_transport_unary(mim_client_transport(c), MIM_HOST_CACHE, PUBLISH_PATH, cache, buf.data,
-                             buf.len, mim_client_deadline_ms(c), publish_done, p, NULL);
-    mim_pb_buf_release(&buf);
-  }
-  if (st != MIM_OK)
-    free(p); /* the callback will not run */
-  return st;
+  publish_msg m;
+  return mim_pb_call_async(c, &publish_method, cache,
+                           publish_request(cache, topic, is_text, data, len, &m), publish_done,
+                           (mim_pb_user_fn)cb, user);
 }
 
 MIM_API mim_status mim_topic_publish_text_async(mim_client *client, const char *cache,
