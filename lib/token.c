@@ -430,15 +430,13 @@ MIM_API mim_status mim_token_generate_moderated(mim_client *client, const char *
   mim_status st = check_chat(cache, chat_id);
   if (st != MIM_OK)
     return st;
-  size_t n = strlen(chat_id) + sizeof MIM_INPUT_TOPIC_SUFFIX;
-  char *input = malloc(n);
+  char *input = mim_chat_input_topic(chat_id);
   mim_permissions *p = mim_permissions_new();
   if (!input || !p) {
     free(input);
     mim_permissions_free(p);
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory building permissions");
   }
-  snprintf(input, n, "%s" MIM_INPUT_TOPIC_SUFFIX, chat_id);
   st = mim_permissions_add_cache(p, MIM_CACHE_READ_ONLY, cache, chat_id, false);
   if (st == MIM_OK)
     st = mim_permissions_add_topic(p, MIM_TOPIC_PUBLISH_ONLY, cache, input, false);
