@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Ranges one ListErase may carry. */
+#define SCS_MAX_ERASE_RANGES 10000
+
 typedef struct scs_ctx {
   app *a;
   srv_call *call;
@@ -193,6 +196,12 @@ static void op_erase(scs_ctx *x, const void *req) {
     return;
   }
   size_t n = all ? 0 : r->some->n_ranges;
+  if (n > SCS_MAX_ERASE_RANGES) {
+    /* Bounds the sort the store does per request (Momento publishes no limit). */
+    srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT,
+                  "ListErase takes at most %d ranges, got %zu", SCS_MAX_ERASE_RANGES, n);
+    return;
+  }
   st_erase *ranges = calloc(n + 1, sizeof *ranges);
   if (!ranges) {
     srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");

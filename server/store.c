@@ -513,30 +513,74 @@ st_result store_list_remove_value(store *s, const char *cache, st_bytes key, st_
   return list_rewrite(s, cache, key, (st_ttl){0, false}, mark_value, &value, len);
 }
 
+/* An erase range as [begin, end): begin + count may exceed 32 bits. */
+typedef struct erase_span {
+  uint64_t begin, end;
+} erase_span;
+
 typedef struct erase_arg {
-  const st_erase *ranges;
+  const erase_span *spans; /* sorted, disjoint */
   size_t n;
   bool all;
 } erase_arg;
 
-/* The ranges are indices of the list before erasing. */
-static void mark_ranges(const st_list *l, bool *dead, const void *arg) {
-  const erase_arg *ea = arg;
-  for (size_t i = 0; i < ea->n; i++) {
-    uint64_t end = (uint64_t)ea->ranges[i].begin + ea->ranges[i].count;
-    for (uint64_t k = ea->ranges[i].begin; k < end && k < l->len; k++) {
-      dead[k] = true;
+static int cmp_span(const void *a, const void *b) {
+  const erase_span *x = a, *y = b;
+  return (x->begin > y->begin) - (x->begin < y->begin);
+}
+
+/* Sorts the ranges and merges those that overlap or touch, so that marking them costs
+ * O(list length) however many ranges overlap. Runs before any lock is taken: its cost
+ * depends only on the request. NULL on OOM. */
+static erase_span *coalesce_ranges(const st_erase *ranges, size_t n, size_t *out_n) {
+  erase_span *sp = calloc(n + 1, sizeof *sp);
+  if (!sp) {
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    sp[i] = (erase_span){ranges[i].begin, (uint64_t)ranges[i].begin + ranges[i].count};
+  }
+  if (n > 1) {
+    qsort(sp, n, sizeof *sp, cmp_span);
+  }
+  size_t w = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (sp[i].end == sp[i].begin) {
+      continue;
+    }
+    if (w > 0 && sp[i].begin <= sp[w - 1].end) {
+      sp[w - 1].end = sp[i].end > sp[w - 1].end ? sp[i].end : sp[w - 1].end;
+    } else {
+      sp[w++] = sp[i];
     }
   }
-  for (size_t i = 0; ea->all && i < l->len; i++) {
-    dead[i] = true;
+  *out_n = w;
+  return sp;
+}
+
+/* The ranges are indices of the list before erasing; each element is marked once. */
+static void mark_ranges(const st_list *l, bool *dead, const void *arg) {
+  const erase_arg *ea = arg;
+  for (size_t i = 0; i < ea->n && ea->spans[i].begin < l->len; i++) {
+    uint64_t end = ea->spans[i].end < l->len ? ea->spans[i].end : l->len;
+    memset(dead + ea->spans[i].begin, 1, (size_t)(end - ea->spans[i].begin) * sizeof *dead);
+  }
+  if (ea->all && l->len) {
+    memset(dead, 1, l->len * sizeof *dead);
   }
 }
 
 st_result store_list_erase(store *s, const char *cache, st_bytes key, const st_erase *ranges,
                            size_t n, bool all, uint32_t *len) {
-  erase_arg ea = {ranges, n, all};
-  return list_rewrite(s, cache, key, (st_ttl){0, false}, mark_ranges, &ea, len);
+  erase_arg ea = {NULL, 0, all};
+  erase_span *spans = coalesce_ranges(ranges, all ? 0 : n, &ea.n);
+  if (!spans) {
+    return ST_NOMEM;
+  }
+  ea.spans = spans;
+  st_result r = list_rewrite(s, cache, key, (st_ttl){0, false}, mark_ranges, &ea, len);
+  free(spans);
+  return r;
 }
 
 st_result store_list_pop(store *s, const char *cache, st_bytes key, bool front,
