@@ -427,23 +427,61 @@ st_result store_list_length(store *s, const char *cache, st_bytes key, uint32_t 
   return l ? ST_OK : ST_MISSING;
 }
 
-/* Keeps the elements not marked dead and sets the expiry, after recording the result
- * (the whole list) when persisting: if that fails the list is left as it was. */
+/* The smallest record that turns the list into kept[0..w): the format has no record for
+ * "remove these elements", so a cut at one end is an empty push that truncates (a few
+ * bytes whatever the list's size), an emptied list an item delete, a change of expiry
+ * alone an empty push, and only a change in the middle rewrites the whole list. */
+static persist_rc record_kept(store *s, const char *cache, st_bytes key, const st_list *l,
+                              const bool *dead, const ProtobufCBinaryData *kept, size_t w,
+                              int64_t expires_ms) {
+  int64_t wall = mono_to_wall(expires_ms);
+  if (w == 0) {
+    return persist_item_delete(s->p, cache, key);
+  }
+  if (w == l->len) {
+    return persist_push(s->p, cache, key, NULL, 0, false, false, 0, wall);
+  }
+  size_t first = 0;
+  while (dead[first]) {
+    first++;
+  }
+  /* w alive elements in a row from the first alive one are all of them. */
+  bool contiguous = true;
+  for (size_t i = first; contiguous && i < first + w; i++) {
+    contiguous = !dead[i];
+  }
+  if (contiguous && (first == 0 || first + w == l->len)) {
+    /* Pushing nothing at the front truncates the back, and the other way round. */
+    return persist_push(s->p, cache, key, NULL, 0, first == 0, false, (uint32_t)w, wall);
+  }
+  return persist_list_set(s->p, cache, key, kept, w, wall);
+}
+
+/* Keeps the elements not marked dead and sets the expiry, after recording the change
+ * when persisting: if that fails the list is left as it was. A request that changes
+ * nothing writes nothing. */
 static st_result commit_kept(store *s, st_cache *c, const char *cache, st_bytes key, st_list *l,
                              const bool *dead, int64_t expires_ms, uint32_t *len) {
+  size_t w = 0;
+  for (size_t i = 0; i < l->len; i++) {
+    w += !dead[i];
+  }
+  if (w == l->len && expires_ms == l->expires_ms) {
+    *len = (uint32_t)w;
+    return ST_OK;
+  }
   ProtobufCBinaryData *kept = malloc((l->len + 1) * sizeof *kept);
   if (!kept) {
     return ST_NOMEM;
   }
-  size_t w = 0;
+  w = 0;
   for (size_t i = 0; i < l->len; i++) {
     if (!dead[i]) {
       kept[w++] = l->v[i]; /* shares the data until the change is committed */
     }
   }
   st_result r =
-      s->p ? from_persist(persist_list_set(s->p, cache, key, kept, w, mono_to_wall(expires_ms)))
-           : ST_OK;
+      s->p ? from_persist(record_kept(s, cache, key, l, dead, kept, w, expires_ms)) : ST_OK;
   if (r == ST_OK) {
     for (size_t i = 0; i < l->len; i++) {
       if (dead[i]) {

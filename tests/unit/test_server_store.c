@@ -273,10 +273,156 @@ static void test_erase_ranges_union(void **state) {
   assert_int_equal(mim_local_stop(srv), 0);
 }
 
+/* ---- item 9: only real changes reach the data directory ---- */
+
+typedef struct data_dir {
+  char dir[64];  /* temp dir */
+  char data[96]; /* the --data-dir inside it */
+  char log[128]; /* its log file */
+} data_dir;
+
+static void data_dir_make(data_dir *d) {
+  snprintf(d->dir, sizeof d->dir, "/tmp/mim-store-XXXXXX");
+  assert_non_null(mkdtemp(d->dir));
+  snprintf(d->data, sizeof d->data, "%s/data", d->dir);
+  snprintf(d->log, sizeof d->log, "%s/log", d->data);
+}
+
+static void remove_tree(const char *path) {
+  DIR *dir = opendir(path);
+  if (!dir) {
+    unlink(path);
+    return;
+  }
+  struct dirent *e;
+  while ((e = readdir(dir))) {
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+      char sub[512];
+      snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+      remove_tree(sub);
+    }
+  }
+  closedir(dir);
+  rmdir(path);
+}
+
+static mim_local *start_persistent(const data_dir *d) {
+  const char *caches[] = {CACHE, NULL};
+  const char *extra[] = {"--data-dir", d->data, "--fsync", "never", NULL};
+  mim_local_opts o = {.caches = caches, .extra_args = extra, .log_level = "warn"};
+  mim_local *srv = NULL;
+  assert_int_equal(mim_local_start(&o, &srv), 0);
+  return srv;
+}
+
+static long file_bytes(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* ListRetain of [start, end) (INT32_MIN / INT32_MAX: open); ttl_ms > 0 refreshes. */
+static void retain(mim_transport *t, const char *list, int32_t start, int32_t end,
+                   uint64_t ttl_ms) {
+  CacheClient__ListRetainRequest r = CACHE_CLIENT____LIST_RETAIN_REQUEST__INIT;
+  r.list_name = name_of(list);
+  if (start != INT32_MIN) {
+    r.start_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__START_INDEX_INCLUSIVE_START;
+    r.inclusive_start = start;
+  }
+  if (end != INT32_MAX) {
+    r.end_index_case = CACHE_CLIENT____LIST_RETAIN_REQUEST__END_INDEX_EXCLUSIVE_END;
+    r.exclusive_end = end;
+  }
+  r.ttl_milliseconds = ttl_ms;
+  r.refresh_ttl = ttl_ms > 0;
+  assert_int_equal(raw_call(t, M_RETAIN, CACHE, &r.base, NULL, NULL), MIM_OK);
+}
+
+/* ListRemove of the value concat() made for index i (vlen bytes). */
+static void remove_index(mim_transport *t, const char *list, uint32_t i, size_t vlen) {
+  uint8_t *v = malloc(vlen);
+  assert_non_null(v);
+  memset(v, 'x', vlen);
+  v[0] = (uint8_t)(i >> 24);
+  v[1] = (uint8_t)(i >> 16);
+  v[2] = (uint8_t)(i >> 8);
+  v[3] = (uint8_t)i;
+  CacheClient__ListRemoveRequest r = CACHE_CLIENT____LIST_REMOVE_REQUEST__INIT;
+  r.list_name = name_of(list);
+  r.remove_case = CACHE_CLIENT____LIST_REMOVE_REQUEST__REMOVE_ALL_ELEMENTS_WITH_VALUE;
+  r.all_elements_with_value = (ProtobufCBinaryData){vlen, v};
+  assert_int_equal(raw_call(t, M_REMOVE, CACHE, &r.base, NULL, NULL), MIM_OK);
+  free(v);
+}
+
+/* Asserts the log grew by at most max bytes since *size, and moves *size on. */
+static void assert_log_growth(const data_dir *d, long *size, long max, const char *what) {
+  long now = file_bytes(d->log);
+  printf("%-40s log %ld -> %ld bytes (+%ld)\n", what, *size, now, now - *size);
+  assert_true(now >= *size && now - *size <= max);
+  *size = now;
+}
+
+/* A 200 KiB list: requests that change nothing leave the log as it was (before: each
+ * rewrote the whole list, +200 KiB per request); a cut at one end, a TTL refresh or an
+ * emptied list log a few bytes; and after a restart the list is what the requests made
+ * of it. */
+static void test_unchanged_list_is_not_logged(void **state) {
+  (void)state;
+  enum { N = 200, VLEN = 1024, SMALL = 256 };
+  data_dir d;
+  data_dir_make(&d);
+  mim_local *srv = start_persistent(&d);
+  mim_transport *t = raw_connect(srv, NULL);
+  assert_non_null(t);
+  concat(t, "L", 0, N, VLEN);
+  concat(t, "M", 0, 10, VLEN);
+  long size = file_bytes(d.log);
+  assert_true(size > N * VLEN);
+  remove_index(t, "L", N + 5, VLEN);
+  assert_log_growth(&d, &size, 0, "ListRemove of an absent value");
+  retain(t, "L", INT32_MIN, INT32_MAX, 0);
+  assert_log_growth(&d, &size, 0, "ListRetain of the whole list");
+  retain(t, "L", -N - 50, N + 50, 0);
+  assert_log_growth(&d, &size, 0, "ListRetain beyond both ends");
+  const uint32_t past_end[1][2] = {{N, 100}};
+  assert_int_equal(erase(t, "L", past_end, 1, NULL), MIM_OK);
+  assert_log_growth(&d, &size, 0, "ListErase past the end");
+  retain(t, "L", 50, INT32_MAX, 0); /* 50..199 */
+  assert_log_growth(&d, &size, SMALL, "ListRetain cutting the front");
+  retain(t, "L", 0, 100, 0); /* 50..149 */
+  assert_log_growth(&d, &size, SMALL, "ListRetain cutting the back");
+  retain(t, "L", INT32_MIN, INT32_MAX, 3600000);
+  assert_log_growth(&d, &size, SMALL, "ListRetain refreshing the TTL only");
+  retain(t, "L", 10, 90, 0); /* 60..139: both ends, the whole list is logged */
+  remove_index(t, "L", 100, VLEN);
+  const uint32_t all_of_m[1][2] = {{0, 10}};
+  assert_int_equal(erase(t, "M", all_of_m, 1, NULL), MIM_OK);
+  size = file_bytes(d.log);
+  mim_transport_free(t);
+  assert_int_equal(mim_local_stop(srv), 0);
+
+  srv = start_persistent(&d);
+  t = raw_connect(srv, NULL);
+  assert_non_null(t);
+  uint32_t *got = NULL;
+  assert_int_equal(fetch_indices(t, "L", &got), 79);
+  for (uint32_t i = 0, want = 60; i < 79; i++, want++) {
+    want += want == 100;
+    assert_int_equal(got[i], want);
+  }
+  free(got);
+  assert_int_equal(fetch_indices(t, "M", &got), -1);
+  mim_transport_free(t);
+  assert_int_equal(mim_local_stop(srv), 0);
+  remove_tree(d.dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_erase_many_overlapping_ranges),
       cmocka_unit_test(test_erase_ranges_union),
+      cmocka_unit_test(test_unchanged_list_is_not_logged),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
