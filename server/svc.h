@@ -28,7 +28,9 @@ typedef struct app {
  * contributes its token id). fallback_token (may be NULL) is used when the metadata
  * carries none. */
 bool svc_auth(app *a, srv_call *call, const char *fallback_token, auth_claims *claims);
-/* Decodes the request; on failure fails the call INVALID_ARGUMENT and returns NULL. */
+/* Decodes the request; on failure fails the call INVALID_ARGUMENT and returns NULL. A
+ * string field (nested ones too) holding a NUL is such a failure: protobuf-c would hand
+ * it over cut at the NUL. */
 void *svc_unpack(srv_call *call, const ProtobufCMessageDescriptor *desc, const uint8_t *req,
                  size_t len);
 /* Copies a name into buf (NUL-terminated); false (call failed INVALID_ARGUMENT) if it is

@@ -418,11 +418,178 @@ static void test_unchanged_list_is_not_logged(void **state) {
   remove_tree(d.dir);
 }
 
+/* ---- item 12: strings are taken whole or refused, never cut at a NUL ---- */
+
+#define M_PUBLISH "/cache_client.pubsub.Pubsub/Publish"
+#define M_SUBSCRIBE "/cache_client.pubsub.Pubsub/Subscribe"
+#define M_CREATE "/control_client.ScsControl/CreateCache"
+#define M_TOKEN "/token.Token/GenerateDisposableToken"
+
+/* A hand-built request: the library and protobuf-c both cut strings at a NUL. */
+typedef struct wire {
+  uint8_t b[512];
+  size_t n;
+} wire;
+
+static void wire_varint(wire *w, uint64_t v) {
+  do {
+    assert_true(w->n < sizeof w->b);
+    w->b[w->n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+    v >>= 7;
+  } while (v);
+}
+
+static void wire_bytes(wire *w, unsigned field, const void *d, size_t len) {
+  wire_varint(w, (uint64_t)field << 3 | 2);
+  wire_varint(w, len);
+  assert_true(w->n + len <= sizeof w->b);
+  memcpy(w->b + w->n, d, len);
+  w->n += len;
+}
+
+/* _PublishRequest {cache_name 1, topic 2, value 3 {text 1 | binary 2}}. */
+static mim_status publish_raw(mim_transport *t, const char *cache, size_t clen, const char *topic,
+                              size_t tlen, const char *value, size_t vlen, bool text) {
+  wire v = {0}, w = {0};
+  wire_bytes(&v, text ? 1 : 2, value, vlen);
+  wire_bytes(&w, 1, cache, clen);
+  wire_bytes(&w, 2, topic, tlen);
+  wire_bytes(&w, 3, v.b, v.n);
+  char detail[256] = "";
+  mim_status st = raw_call_bytes(t, M_PUBLISH, NULL, w.b, w.n, NULL, NULL, detail, sizeof detail);
+  printf("publish (%s, %zu bytes): %d %s\n", text ? "text" : "binary", vlen, (int)st, detail);
+  return st;
+}
+
+/* A NUL inside any string field of a request (nested ones included) is refused with
+ * INVALID_ARGUMENT on every path, one test each below. Before, each was cut at the NUL
+ * and taken for something else ("abc\0def" delivered as "abc", topic "t\0x" published
+ * on "t", cache "new\0x" created as "new", token id "al\0ice" minted as "al"). Bytes
+ * fields keep their NULs. */
+static mim_local *nul_srv;
+
+static int nul_setup(void **state) {
+  const char *caches[] = {CACHE, NULL};
+  mim_local_opts o = {.caches = caches, .log_level = "warn"};
+  *state = NULL;
+  if (mim_local_start(&o, &nul_srv) != 0) {
+    return -1;
+  }
+  *state = raw_connect(nul_srv, NULL);
+  return *state ? 0 : -1;
+}
+
+static int nul_teardown(void **state) {
+  if (*state) {
+    mim_transport_free(*state);
+  }
+  return mim_local_stop(nul_srv) == 0 ? 0 : -1;
+}
+
+/* Publish: text with a NUL is refused (nothing delivered); binary keeps it. */
+static void test_nul_in_published_text(void **state) {
+  mim_transport *t = *state;
+  raw_sub sub;
+  raw_sub_init(&sub);
+  assert_int_equal(raw_subscribe(t, CACHE, "t", 0, 0, &sub), MIM_OK);
+  assert_true(raw_sub_wait(&sub, RAW_HEARTBEATS, 1, 10000));
+  mim_status text = publish_raw(t, CACHE, 5, "t", 1, "abc\0def", 7, true);
+  assert_int_equal(publish_raw(t, CACHE, 5, "t", 1, "abc\0def", 7, false), MIM_OK);
+  assert_int_equal(publish_raw(t, CACHE, 5, "t", 1, "ok", 2, true), MIM_OK);
+  assert_true(raw_sub_wait(&sub, RAW_ITEMS, 2, 10000));
+  raw_sub_cancel(&sub);
+  assert_true(raw_sub_wait_closed(&sub, 10000));
+  pthread_mutex_lock(&sub.mu);
+  size_t items = sub.items, bytes = sub.value_bytes;
+  uint64_t hash = sub.value_hash;
+  pthread_mutex_unlock(&sub.mu);
+  printf("subscriber: %zu items, %zu bytes\n", items, bytes);
+  assert_int_equal(text, MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(items, 2);
+  assert_int_equal(bytes, 9);
+  assert_true(hash == raw_value_hash(raw_value_hash(0, (const uint8_t *)"abc\0def", 7),
+                                     (const uint8_t *)"ok", 2));
+  raw_sub_destroy(&sub);
+}
+
+/* Publish: a topic or cache name with a NUL is refused, not taken for its prefix. */
+static void test_nul_in_publish_names(void **state) {
+  mim_transport *t = *state;
+  assert_int_equal(publish_raw(t, CACHE, 5, "t\0x", 3, "a", 1, true), MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(publish_raw(t, CACHE "\0x", 7, "t", 1, "a", 1, true), MIM_ERR_INVALID_ARGUMENT);
+}
+
+static void test_nul_in_subscribe_topic(void **state) {
+  wire w = {0};
+  wire_bytes(&w, 1, CACHE, 5);
+  wire_bytes(&w, 2, "t\0x", 3);
+  assert_int_equal(raw_stream_status(*state, M_SUBSCRIBE, NULL, w.b, w.n, 10000, NULL),
+                   MIM_ERR_INVALID_ARGUMENT);
+}
+
+static void test_nul_in_created_cache_name(void **state) {
+  mim_transport *t = *state;
+  wire w = {0};
+  wire_bytes(&w, 1, "new\0x", 5);
+  mim_status bad = raw_call_bytes(t, M_CREATE, NULL, w.b, w.n, NULL, NULL, NULL, 0);
+  w.n = 0;
+  wire_bytes(&w, 1, "new", 3); /* not created by the refused request */
+  assert_int_equal(raw_call_bytes(t, M_CREATE, NULL, w.b, w.n, NULL, NULL, NULL, 0), MIM_OK);
+  assert_int_equal(bad, MIM_ERR_INVALID_ARGUMENT);
+}
+
+/* GenerateDisposableToken {expires 1 {valid_for_seconds 1}, permissions 3, token_id 4}. */
+static void test_nul_in_token_id(void **state) {
+  static const uint8_t su_perms[] = {0x08, 0x00}; /* Permissions{super_user} */
+  wire ex = {0}, w = {0};
+  wire_varint(&ex, 1 << 3);
+  wire_varint(&ex, 60);
+  wire_bytes(&w, 1, ex.b, ex.n);
+  wire_bytes(&w, 3, su_perms, sizeof su_perms);
+  size_t common = w.n;
+  wire_bytes(&w, 4, "alice", 5);
+  assert_int_equal(raw_call_bytes(*state, M_TOKEN, NULL, w.b, w.n, NULL, NULL, NULL, 0), MIM_OK);
+  w.n = common;
+  wire_bytes(&w, 4, "al\0ice", 6);
+  assert_int_equal(raw_call_bytes(*state, M_TOKEN, NULL, w.b, w.n, NULL, NULL, NULL, 0),
+                   MIM_ERR_INVALID_ARGUMENT);
+}
+
+/* List values are bytes: a NUL stays. */
+static void test_nul_in_list_value(void **state) {
+  mim_transport *t = *state;
+  CacheClient__ListConcatenateBackRequest r = CACHE_CLIENT____LIST_CONCATENATE_BACK_REQUEST__INIT;
+  ProtobufCBinaryData v = {7, (uint8_t *)"abc\0def"};
+  r.list_name = name_of("nul");
+  r.values = &v;
+  r.n_values = 1;
+  assert_int_equal(raw_call(t, M_CONCAT, CACHE, &r.base, NULL, NULL), MIM_OK);
+  CacheClient__ListFetchRequest fr = CACHE_CLIENT____LIST_FETCH_REQUEST__INIT;
+  fr.list_name = name_of("nul");
+  uint8_t *resp = NULL;
+  size_t len = 0;
+  assert_int_equal(raw_call(t, M_FETCH, CACHE, &fr.base, &resp, &len), MIM_OK);
+  CacheClient__ListFetchResponse *m = cache_client____list_fetch_response__unpack(NULL, len, resp);
+  free(resp);
+  assert_non_null(m);
+  assert_int_equal(m->list_case, CACHE_CLIENT____LIST_FETCH_RESPONSE__LIST_FOUND);
+  assert_int_equal(m->found->n_values, 1);
+  assert_int_equal(m->found->values[0].len, 7);
+  assert_memory_equal(m->found->values[0].data, "abc\0def", 7);
+  cache_client____list_fetch_response__free_unpacked(m, NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_erase_many_overlapping_ranges),
       cmocka_unit_test(test_erase_ranges_union),
       cmocka_unit_test(test_unchanged_list_is_not_logged),
+      cmocka_unit_test_setup_teardown(test_nul_in_published_text, nul_setup, nul_teardown),
+      cmocka_unit_test_setup_teardown(test_nul_in_publish_names, nul_setup, nul_teardown),
+      cmocka_unit_test_setup_teardown(test_nul_in_subscribe_topic, nul_setup, nul_teardown),
+      cmocka_unit_test_setup_teardown(test_nul_in_created_cache_name, nul_setup, nul_teardown),
+      cmocka_unit_test_setup_teardown(test_nul_in_token_id, nul_setup, nul_teardown),
+      cmocka_unit_test_setup_teardown(test_nul_in_list_value, nul_setup, nul_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
