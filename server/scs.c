@@ -292,6 +292,11 @@ static bool scs_admit(scs_ctx *x, const ProtobufCMessage *m, auth_cache_verb ver
     return false;
   }
   x->key = request_key(m);
+  if (x->key.len > SVC_MAX_KEY) {
+    srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT,
+                  "list name / cache key of %zu bytes exceeds %d", x->key.len, SVC_MAX_KEY);
+    return false;
+  }
   if (x->key.len == 0) {
     srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT, "%s is missing or empty",
                   m->descriptor == &cache_client____delete_request__descriptor ||

@@ -86,10 +86,16 @@ void store_values_free(ProtobufCBinaryData *v, size_t n) {
 /* ---- caches ---- */
 
 st_result store_cache_create(store *s, const char *name) {
+  return store_cache_create_capped(s, name, 0);
+}
+
+st_result store_cache_create_capped(store *s, const char *name, size_t max_caches) {
   st_result r = ST_OK;
   pthread_rwlock_wrlock(&s->lock);
   if (srv_hmap_get(&s->caches, name, strlen(name))) {
     r = ST_EXISTS;
+  } else if (max_caches && s->caches.count >= max_caches) {
+    r = ST_TOO_MANY;
   } else {
     st_cache *c = calloc(1, sizeof *c);
     if (!c) {

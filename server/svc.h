@@ -13,6 +13,11 @@
 #include <stdbool.h>
 
 #define SVC_MAX_NAME 256
+/* Longest list name / cache key in bytes (hosted Momento documents none below its 1 MB
+ * item size; names are kept in every record and hash table, so mim-local caps them). */
+#define SVC_MAX_KEY 4096
+/* Caches CreateCache may make: hosted Momento's default quota per account. */
+#define SVC_DEFAULT_MAX_CACHES 10
 
 typedef struct app {
   store *store;
@@ -21,6 +26,7 @@ typedef struct app {
   bool no_auth;
   char endpoint[300]; /* "HOST:PORT" handed out with tokens */
   size_t max_message_bytes;
+  size_t max_caches; /* CreateCache refuses beyond it; 0 = SVC_DEFAULT_MAX_CACHES */
 } app;
 
 /* Verifies the caller's token into *claims; on failure fails the call UNAUTHENTICATED

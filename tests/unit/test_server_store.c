@@ -579,6 +579,124 @@ static void test_nul_in_list_value(void **state) {
   cache_client____list_fetch_response__free_unpacked(m, NULL);
 }
 
+/* ---- item 10: ListCaches pages, cache count and list name limits ---- */
+
+#define M_LIST_CACHES "/control_client.ScsControl/ListCaches"
+#define M_DELETE "/control_client.ScsControl/DeleteCache"
+#define M_PUSH "/cache_client.Scs/ListPushBack"
+
+/* One ListCaches page after token: names appended to all[*n], the next token into next. */
+static size_t list_caches_page(mim_transport *t, const char *token, char (*all)[16], size_t *n,
+                               size_t cap, char *next, size_t next_cap) {
+  ControlClient__ListCachesRequest r = CONTROL_CLIENT____LIST_CACHES_REQUEST__INIT;
+  r.next_token = (char *)token;
+  uint8_t *resp = NULL;
+  size_t len = 0;
+  assert_int_equal(raw_call(t, M_LIST_CACHES, NULL, &r.base, &resp, &len), MIM_OK);
+  ControlClient__ListCachesResponse *m =
+      control_client____list_caches_response__unpack(NULL, len, resp);
+  free(resp);
+  assert_non_null(m);
+  size_t got = m->n_cache;
+  for (size_t i = 0; i < m->n_cache; i++) {
+    assert_true(*n < cap);
+    snprintf(all[(*n)++], sizeof all[0], "%s", m->cache[i]->cache_name);
+  }
+  snprintf(next, next_cap, "%s", m->next_token ? m->next_token : "");
+  control_client____list_caches_response__free_unpacked(m, NULL);
+  return got;
+}
+
+/* 150 caches come back in pages of at most 100, each once, in order, following
+ * next_token (before: all in one reply, next_token empty, so ~16,000 caches exceeded a
+ * client's 4 MiB receive limit). CreateCache stops at 10, so the caches come from
+ * --cache, 50 per start (the helper passes at most 128 arguments), kept in a data
+ * directory across the starts. */
+static void test_list_caches_pages(void **state) {
+  (void)state;
+  enum { N = 150, PER_START = 50, PAGE = 100 };
+  static char names[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(names[i], sizeof names[i], "c%03d", i);
+  }
+  data_dir d;
+  data_dir_make(&d);
+  const char *extra[] = {"--data-dir", d.data, "--fsync", "never", NULL};
+  mim_local *srv = NULL;
+  for (int from = 0; from < N; from += PER_START) {
+    const char *caches[PER_START + 1];
+    for (int i = 0; i < PER_START; i++) {
+      caches[i] = names[from + i];
+    }
+    caches[PER_START] = NULL;
+    mim_local_opts o = {.caches = caches, .extra_args = extra, .log_level = "warn"};
+    if (srv) {
+      assert_int_equal(mim_local_stop(srv), 0);
+    }
+    assert_int_equal(mim_local_start(&o, &srv), 0);
+  }
+  mim_transport *t = raw_connect(srv, NULL);
+  assert_non_null(t);
+  static char seen[N + 1][16];
+  size_t n = 0;
+  char token[64] = "";
+  int pages = 0;
+  do {
+    size_t got = list_caches_page(t, token, seen, &n, N + 1, token, sizeof token);
+    printf("page %d: %zu caches, next_token \"%s\"\n", pages, got, token);
+    assert_true(got <= PAGE);
+    assert_true(++pages <= N / PAGE + 1);
+  } while (token[0]);
+  assert_int_equal(n, N);
+  for (size_t i = 0; i < N; i++) {
+    assert_string_equal(seen[i], names[i]);
+  }
+  mim_transport_free(t);
+  assert_int_equal(mim_local_stop(srv), 0);
+  remove_tree(d.dir);
+}
+
+static mim_status cache_call(mim_transport *t, const char *method, const char *name) {
+  ControlClient__CreateCacheRequest r = CONTROL_CLIENT____CREATE_CACHE_REQUEST__INIT;
+  r.cache_name = (char *)name; /* DeleteCache's request has the same one field */
+  return raw_call(t, method, NULL, &r.base, NULL, NULL);
+}
+
+/* CreateCache stops at hosted Momento's 10 caches with RESOURCE_EXHAUSTED (those of
+ * --cache count too); deleting one makes room again. */
+static void test_cache_count_limit(void **state) {
+  mim_transport *t = *state; /* nul_setup's server: one cache, CACHE */
+  char name[32];
+  for (int i = 1; i < 10; i++) {
+    snprintf(name, sizeof name, "extra-%d", i);
+    assert_int_equal(cache_call(t, M_CREATE, name), MIM_OK);
+  }
+  assert_int_equal(cache_call(t, M_CREATE, "one-too-many"), MIM_ERR_RESOURCE_EXHAUSTED);
+  assert_int_equal(cache_call(t, M_CREATE, "extra-1"), MIM_ERR_ALREADY_EXISTS);
+  assert_int_equal(cache_call(t, M_DELETE, "extra-1"), MIM_OK);
+  assert_int_equal(cache_call(t, M_CREATE, "one-too-many"), MIM_OK);
+}
+
+static mim_status push_named(mim_transport *t, size_t name_len) {
+  char *name = malloc(name_len);
+  assert_non_null(name);
+  memset(name, 'n', name_len);
+  CacheClient__ListPushBackRequest r = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
+  r.list_name = (ProtobufCBinaryData){name_len, (uint8_t *)name};
+  r.value = (ProtobufCBinaryData){1, (uint8_t *)"v"};
+  mim_status st = raw_call(t, M_PUSH, CACHE, &r.base, NULL, NULL);
+  free(name);
+  return st;
+}
+
+/* List names / cache keys: at most 4096 bytes (before: a 1 MB name was accepted). */
+static void test_list_name_limit(void **state) {
+  mim_transport *t = *state;
+  assert_int_equal(push_named(t, 4096), MIM_OK);
+  assert_int_equal(push_named(t, 4097), MIM_ERR_INVALID_ARGUMENT);
+  assert_int_equal(push_named(t, 1000000), MIM_ERR_INVALID_ARGUMENT);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_erase_many_overlapping_ranges),
@@ -590,6 +708,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_nul_in_created_cache_name, nul_setup, nul_teardown),
       cmocka_unit_test_setup_teardown(test_nul_in_token_id, nul_setup, nul_teardown),
       cmocka_unit_test_setup_teardown(test_nul_in_list_value, nul_setup, nul_teardown),
+      cmocka_unit_test(test_list_caches_pages),
+      cmocka_unit_test_setup_teardown(test_cache_count_limit, nul_setup, nul_teardown),
+      cmocka_unit_test_setup_teardown(test_list_name_limit, nul_setup, nul_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
