@@ -1,7 +1,9 @@
-/* mim-local's cache lists under attack and at their limits: a ListErase of many
- * overlapping ranges costs O(list) once and leaves the cache to other callers; a
- * request that changes nothing writes nothing to the data directory, and a cut at one
- * end writes a few bytes, not the whole list. */
+/* mim-local's cache lists and names under attack and at their limits (issue 13): a
+ * ListErase of many overlapping ranges costs O(list) once and leaves the cache to other
+ * callers (item 4); a request that changes nothing writes nothing to the data directory,
+ * a cut at one end a few bytes (item 9); a NUL inside a string field is refused on every
+ * path, never cut at (item 12); ListCaches pages by next_token, CreateCache stops at 10
+ * caches and list names at 4 KiB (item 10). */
 // clang-format off
 #include <stdarg.h>
 #include <stddef.h>
