@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Ranges one ListErase may carry. */
+#define SCS_MAX_ERASE_RANGES 10000
+
 typedef struct scs_ctx {
   app *a;
   srv_call *call;
@@ -193,6 +196,12 @@ static void op_erase(scs_ctx *x, const void *req) {
     return;
   }
   size_t n = all ? 0 : r->some->n_ranges;
+  if (n > SCS_MAX_ERASE_RANGES) {
+    /* Bounds the sort the store does per request (Momento publishes no limit). */
+    srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT,
+                  "ListErase takes at most %d ranges, got %zu", SCS_MAX_ERASE_RANGES, n);
+    return;
+  }
   st_erase *ranges = calloc(n + 1, sizeof *ranges);
   if (!ranges) {
     srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -283,6 +292,11 @@ static bool scs_admit(scs_ctx *x, const ProtobufCMessage *m, auth_cache_verb ver
     return false;
   }
   x->key = request_key(m);
+  if (x->key.len > SVC_MAX_KEY) {
+    srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT,
+                  "list name / cache key of %zu bytes exceeds %d", x->key.len, SVC_MAX_KEY);
+    return false;
+  }
   if (x->key.len == 0) {
     srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT, "%s is missing or empty",
                   m->descriptor == &cache_client____delete_request__descriptor ||

@@ -86,10 +86,16 @@ void store_values_free(ProtobufCBinaryData *v, size_t n) {
 /* ---- caches ---- */
 
 st_result store_cache_create(store *s, const char *name) {
+  return store_cache_create_capped(s, name, 0);
+}
+
+st_result store_cache_create_capped(store *s, const char *name, size_t max_caches) {
   st_result r = ST_OK;
   pthread_rwlock_wrlock(&s->lock);
   if (srv_hmap_get(&s->caches, name, strlen(name))) {
     r = ST_EXISTS;
+  } else if (max_caches && s->caches.count >= max_caches) {
+    r = ST_TOO_MANY;
   } else {
     st_cache *c = calloc(1, sizeof *c);
     if (!c) {
@@ -427,23 +433,61 @@ st_result store_list_length(store *s, const char *cache, st_bytes key, uint32_t 
   return l ? ST_OK : ST_MISSING;
 }
 
-/* Keeps the elements not marked dead and sets the expiry, after recording the result
- * (the whole list) when persisting: if that fails the list is left as it was. */
+/* The smallest record that turns the list into kept[0..w): the format has no record for
+ * "remove these elements", so a cut at one end is an empty push that truncates (a few
+ * bytes whatever the list's size), an emptied list an item delete, a change of expiry
+ * alone an empty push, and only a change in the middle rewrites the whole list. */
+static persist_rc record_kept(store *s, const char *cache, st_bytes key, const st_list *l,
+                              const bool *dead, const ProtobufCBinaryData *kept, size_t w,
+                              int64_t expires_ms) {
+  int64_t wall = mono_to_wall(expires_ms);
+  if (w == 0) {
+    return persist_item_delete(s->p, cache, key);
+  }
+  if (w == l->len) {
+    return persist_push(s->p, cache, key, NULL, 0, false, false, 0, wall);
+  }
+  size_t first = 0;
+  while (dead[first]) {
+    first++;
+  }
+  /* w alive elements in a row from the first alive one are all of them. */
+  bool contiguous = true;
+  for (size_t i = first; contiguous && i < first + w; i++) {
+    contiguous = !dead[i];
+  }
+  if (contiguous && (first == 0 || first + w == l->len)) {
+    /* Pushing nothing at the front truncates the back, and the other way round. */
+    return persist_push(s->p, cache, key, NULL, 0, first == 0, false, (uint32_t)w, wall);
+  }
+  return persist_list_set(s->p, cache, key, kept, w, wall);
+}
+
+/* Keeps the elements not marked dead and sets the expiry, after recording the change
+ * when persisting: if that fails the list is left as it was. A request that changes
+ * nothing writes nothing. */
 static st_result commit_kept(store *s, st_cache *c, const char *cache, st_bytes key, st_list *l,
                              const bool *dead, int64_t expires_ms, uint32_t *len) {
+  size_t w = 0;
+  for (size_t i = 0; i < l->len; i++) {
+    w += !dead[i];
+  }
+  if (w == l->len && expires_ms == l->expires_ms) {
+    *len = (uint32_t)w;
+    return ST_OK;
+  }
   ProtobufCBinaryData *kept = malloc((l->len + 1) * sizeof *kept);
   if (!kept) {
     return ST_NOMEM;
   }
-  size_t w = 0;
+  w = 0;
   for (size_t i = 0; i < l->len; i++) {
     if (!dead[i]) {
       kept[w++] = l->v[i]; /* shares the data until the change is committed */
     }
   }
   st_result r =
-      s->p ? from_persist(persist_list_set(s->p, cache, key, kept, w, mono_to_wall(expires_ms)))
-           : ST_OK;
+      s->p ? from_persist(record_kept(s, cache, key, l, dead, kept, w, expires_ms)) : ST_OK;
   if (r == ST_OK) {
     for (size_t i = 0; i < l->len; i++) {
       if (dead[i]) {
@@ -513,30 +557,74 @@ st_result store_list_remove_value(store *s, const char *cache, st_bytes key, st_
   return list_rewrite(s, cache, key, (st_ttl){0, false}, mark_value, &value, len);
 }
 
+/* An erase range as [begin, end): begin + count may exceed 32 bits. */
+typedef struct erase_span {
+  uint64_t begin, end;
+} erase_span;
+
 typedef struct erase_arg {
-  const st_erase *ranges;
+  const erase_span *spans; /* sorted, disjoint */
   size_t n;
   bool all;
 } erase_arg;
 
-/* The ranges are indices of the list before erasing. */
-static void mark_ranges(const st_list *l, bool *dead, const void *arg) {
-  const erase_arg *ea = arg;
-  for (size_t i = 0; i < ea->n; i++) {
-    uint64_t end = (uint64_t)ea->ranges[i].begin + ea->ranges[i].count;
-    for (uint64_t k = ea->ranges[i].begin; k < end && k < l->len; k++) {
-      dead[k] = true;
+static int cmp_span(const void *a, const void *b) {
+  const erase_span *x = a, *y = b;
+  return (x->begin > y->begin) - (x->begin < y->begin);
+}
+
+/* Sorts the ranges and merges those that overlap or touch, so that marking them costs
+ * O(list length) however many ranges overlap. Runs before any lock is taken: its cost
+ * depends only on the request. NULL on OOM. */
+static erase_span *coalesce_ranges(const st_erase *ranges, size_t n, size_t *out_n) {
+  erase_span *sp = calloc(n + 1, sizeof *sp);
+  if (!sp) {
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    sp[i] = (erase_span){ranges[i].begin, (uint64_t)ranges[i].begin + ranges[i].count};
+  }
+  if (n > 1) {
+    qsort(sp, n, sizeof *sp, cmp_span);
+  }
+  size_t w = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (sp[i].end == sp[i].begin) {
+      continue;
+    }
+    if (w > 0 && sp[i].begin <= sp[w - 1].end) {
+      sp[w - 1].end = sp[i].end > sp[w - 1].end ? sp[i].end : sp[w - 1].end;
+    } else {
+      sp[w++] = sp[i];
     }
   }
-  for (size_t i = 0; ea->all && i < l->len; i++) {
-    dead[i] = true;
+  *out_n = w;
+  return sp;
+}
+
+/* The ranges are indices of the list before erasing; each element is marked once. */
+static void mark_ranges(const st_list *l, bool *dead, const void *arg) {
+  const erase_arg *ea = arg;
+  for (size_t i = 0; i < ea->n && ea->spans[i].begin < l->len; i++) {
+    uint64_t end = ea->spans[i].end < l->len ? ea->spans[i].end : l->len;
+    memset(dead + ea->spans[i].begin, 1, (size_t)(end - ea->spans[i].begin) * sizeof *dead);
+  }
+  if (ea->all && l->len) {
+    memset(dead, 1, l->len * sizeof *dead);
   }
 }
 
 st_result store_list_erase(store *s, const char *cache, st_bytes key, const st_erase *ranges,
                            size_t n, bool all, uint32_t *len) {
-  erase_arg ea = {ranges, n, all};
-  return list_rewrite(s, cache, key, (st_ttl){0, false}, mark_ranges, &ea, len);
+  erase_arg ea = {NULL, 0, all};
+  erase_span *spans = coalesce_ranges(ranges, all ? 0 : n, &ea.n);
+  if (!spans) {
+    return ST_NOMEM;
+  }
+  ea.spans = spans;
+  st_result r = list_rewrite(s, cache, key, (st_ttl){0, false}, mark_ranges, &ea, len);
+  free(spans);
+  return r;
 }
 
 st_result store_list_pop(store *s, const char *cache, st_bytes key, bool front,

@@ -21,8 +21,9 @@ typedef enum {
   ST_EXISTS,   /* the cache already exists */
   ST_TOO_LONG, /* the list would exceed the length limit */
   ST_NOMEM,
-  ST_IO,      /* --data-dir: the change could not be recorded; nothing was changed */
-  ST_TOO_BIG, /* --data-dir: the change exceeds the log's record limit; nothing changed */
+  ST_IO,       /* --data-dir: the change could not be recorded; nothing was changed */
+  ST_TOO_BIG,  /* --data-dir: the change exceeds the log's record limit; nothing changed */
+  ST_TOO_MANY, /* there are as many caches as allowed already */
 } st_result;
 
 /* Slice bounds: absent = open end; negative counts from the end (like Python). */
@@ -45,6 +46,9 @@ store *store_new(uint64_t default_ttl_ms, size_t max_list_len);
 void store_free(store *s);
 
 st_result store_cache_create(store *s, const char *name);
+/* The same, refused with ST_TOO_MANY when max_caches (> 0) caches exist already
+ * (checked and created under one lock, so concurrent creates cannot overshoot). */
+st_result store_cache_create_capped(store *s, const char *name, size_t max_caches);
 st_result store_cache_delete(store *s, const char *name);
 bool store_cache_exists(store *s, const char *name);
 /* malloc'd array of malloc'd names, sorted; NULL with *n = 0 when empty. */

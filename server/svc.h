@@ -13,6 +13,11 @@
 #include <stdbool.h>
 
 #define SVC_MAX_NAME 256
+/* Longest list name / cache key in bytes (hosted Momento documents none below its 1 MB
+ * item size; names are kept in every record and hash table, so mim-local caps them). */
+#define SVC_MAX_KEY 4096
+/* Caches CreateCache may make: hosted Momento's default quota per account. */
+#define SVC_DEFAULT_MAX_CACHES 10
 
 typedef struct app {
   store *store;
@@ -21,6 +26,7 @@ typedef struct app {
   bool no_auth;
   char endpoint[300]; /* "HOST:PORT" handed out with tokens */
   size_t max_message_bytes;
+  size_t max_caches; /* CreateCache refuses beyond it; 0 = SVC_DEFAULT_MAX_CACHES */
 } app;
 
 /* Verifies the caller's token into *claims; on failure fails the call UNAUTHENTICATED
@@ -28,7 +34,9 @@ typedef struct app {
  * contributes its token id). fallback_token (may be NULL) is used when the metadata
  * carries none. */
 bool svc_auth(app *a, srv_call *call, const char *fallback_token, auth_claims *claims);
-/* Decodes the request; on failure fails the call INVALID_ARGUMENT and returns NULL. */
+/* Decodes the request; on failure fails the call INVALID_ARGUMENT and returns NULL. A
+ * string field (nested ones too) holding a NUL is such a failure: protobuf-c would hand
+ * it over cut at the NUL. */
 void *svc_unpack(srv_call *call, const ProtobufCMessageDescriptor *desc, const uint8_t *req,
                  size_t len);
 /* Copies a name into buf (NUL-terminated); false (call failed INVALID_ARGUMENT) if it is

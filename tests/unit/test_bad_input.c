@@ -408,10 +408,9 @@ static mim_status huge_value_push(void) {
     mim_list_push_back(g.root, g.huge + HUGE_LEN - 256, "l", "v", 1, NULL, NULL))                  \
   X(push_back_255_byte_cache_name, MIM_ERR_NOT_FOUND,                                              \
     mim_list_push_back(g.root, g.huge + HUGE_LEN - 255, "l", "v", 1, NULL, NULL))                  \
-  /* a list name is a key in the request body: up to the server's message limit */                 \
-  X(push_back_huge_list_name_ok, MIM_OK,                                                           \
-    mim_list_push_back(g.root, CACHE, g.huge, "v", 1, NULL, NULL))                                 \
-  X(item_delete_huge_key_ok, MIM_OK, mim_item_delete(g.root, CACHE, g.huge))                       \
+  /* a list name / cache key: at most 4096 bytes (mim-local refuses more) */                       \
+  X(push_back_huge_list_name, INV, mim_list_push_back(g.root, CACHE, g.huge, "v", 1, NULL, NULL))  \
+  X(item_delete_huge_key, INV, mim_item_delete(g.root, CACHE, g.huge))                             \
   X(push_back_huge_value, MIM_ERR_RESOURCE_EXHAUSTED, huge_value_push())                           \
   X(push_back_binary_value_ok, MIM_OK,                                                             \
     mim_list_push_back(g.root, CACHE, "bin", g.binary, sizeof g.binary, NULL, NULL))               \
