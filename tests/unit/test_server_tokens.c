@@ -267,9 +267,187 @@ static void test_one_spelling_per_token(void **state) {
   free(good);
 }
 
+/* ---- item 1: only an API key mints ---- */
+
+typedef struct minted {
+  mim_status st;
+  char *api_key; /* malloc'd raw token on MIM_OK */
+  uint64_t valid_until;
+} minted;
+
+/* Publish+subscribe on every topic and read-write on every item of CACHE. */
+typedef struct chat_perms {
+  PermissionMessages__PermissionsType__CacheSelector sel;
+  PermissionMessages__PermissionsType__All all;
+  PermissionMessages__PermissionsType__CachePermissions cp;
+  PermissionMessages__PermissionsType__TopicPermissions tp;
+  PermissionMessages__PermissionsType g[2];
+  PermissionMessages__PermissionsType *gs[2];
+  PermissionMessages__ExplicitPermissions ex;
+  PermissionMessages__Permissions p;
+} chat_perms;
+
+static void chat_perms_init(chat_perms *c) {
+  c->sel = (PermissionMessages__PermissionsType__CacheSelector)
+      PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_SELECTOR__INIT;
+  c->sel.kind_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_SELECTOR__KIND_CACHE_NAME;
+  c->sel.cache_name = (char *)CACHE;
+  c->all =
+      (PermissionMessages__PermissionsType__All)PERMISSION_MESSAGES__PERMISSIONS_TYPE__ALL__INIT;
+  c->cp = (PermissionMessages__PermissionsType__CachePermissions)
+      PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__INIT;
+  c->cp.role = PERMISSION_MESSAGES__CACHE_ROLE__CacheReadWrite;
+  c->cp.cache_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__CACHE_CACHE_SELECTOR;
+  c->cp.cache_selector = &c->sel;
+  c->tp = (PermissionMessages__PermissionsType__TopicPermissions)
+      PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_PERMISSIONS__INIT;
+  c->tp.role = PERMISSION_MESSAGES__TOPIC_ROLE__TopicReadWrite;
+  c->tp.cache_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_PERMISSIONS__CACHE_CACHE_SELECTOR;
+  c->tp.cache_selector = &c->sel;
+  c->tp.topic_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__TOPIC_PERMISSIONS__TOPIC_ALL_TOPICS;
+  c->tp.all_topics = &c->all;
+  for (int i = 0; i < 2; i++) {
+    c->g[i] = (PermissionMessages__PermissionsType)PERMISSION_MESSAGES__PERMISSIONS_TYPE__INIT;
+    c->gs[i] = &c->g[i];
+  }
+  c->g[0].kind_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__KIND_CACHE_PERMISSIONS;
+  c->g[0].cache_permissions = &c->cp;
+  c->g[1].kind_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__KIND_TOPIC_PERMISSIONS;
+  c->g[1].topic_permissions = &c->tp;
+  c->ex = (PermissionMessages__ExplicitPermissions)PERMISSION_MESSAGES__EXPLICIT_PERMISSIONS__INIT;
+  c->ex.n_permissions = 2;
+  c->ex.permissions = c->gs;
+  c->p = (PermissionMessages__Permissions)PERMISSION_MESSAGES__PERMISSIONS__INIT;
+  c->p.kind_case = PERMISSION_MESSAGES__PERMISSIONS__KIND_EXPLICIT;
+  c->p.explicit_ = &c->ex;
+}
+
+/* GenerateDisposableToken on t (its own token in the metadata, or body_token in the body). */
+static minted mint_with(mim_transport *t, const char *body_token,
+                        const PermissionMessages__Permissions *perms, uint32_t valid_for,
+                        const char *token_id) {
+  Token__GenerateDisposableTokenRequest__Expires e =
+      TOKEN____GENERATE_DISPOSABLE_TOKEN_REQUEST__EXPIRES__INIT;
+  e.valid_for_seconds = valid_for;
+  Token__GenerateDisposableTokenRequest r = TOKEN____GENERATE_DISPOSABLE_TOKEN_REQUEST__INIT;
+  r.expires = &e;
+  r.permissions = (PermissionMessages__Permissions *)perms;
+  r.auth_token = (char *)(body_token ? body_token : "");
+  r.token_id = (char *)token_id;
+  minted m = {0};
+  uint8_t *resp = NULL;
+  size_t resp_len = 0;
+  m.st = raw_call(t, M_TOKEN, NULL, &r.base, &resp, &resp_len);
+  if (m.st == MIM_OK) {
+    Token__GenerateDisposableTokenResponse *g =
+        token____generate_disposable_token_response__unpack(NULL, resp_len, resp);
+    assert_non_null(g);
+    m.api_key = strdup(g->api_key);
+    assert_non_null(m.api_key);
+    m.valid_until = g->valid_until;
+    token____generate_disposable_token_response__free_unpacked(g, NULL);
+  }
+  free(resp);
+  return m;
+}
+
+/* The expiry written in a token's payload (epoch seconds). */
+static uint64_t token_expiry(const char *tok) {
+  const char *p64 = tok + 5, *dot = strrchr(tok, '.');
+  uint8_t *p = NULL;
+  size_t n = 0;
+  assert_int_equal(
+      cmn_b64_decode(p64, (size_t)(dot - p64), CMN_B64_URL, CMN_B64_PAD_OPTIONAL, &p, &n, NULL),
+      CMN_B64_OK);
+  assert_true(n > 9);
+  uint64_t exp = 0;
+  for (int i = 1; i <= 8; i++) {
+    exp = exp << 8 | p[i];
+  }
+  free(p);
+  return exp;
+}
+
+/* Whether the mint got want (says what it got on stderr if not); frees m. */
+static bool refused_with(minted m, mim_status want, const char *what) {
+  if (m.st != want) {
+    fprintf(stderr, "%s: %s (want %s)", what, mim_status_name(m.st), mim_status_name(want));
+    if (m.st == MIM_OK) {
+      fprintf(stderr, ", minted a token valid until %llu (now %lld)",
+              (unsigned long long)m.valid_until, (long long)time(NULL));
+    }
+    fputc('\n', stderr);
+  }
+  free(m.api_key);
+  return m.st == want;
+}
+
+/* A disposable token cannot mint at all: not a longer-lived child, not another identity,
+ * not even a narrower copy of itself; in the metadata or in the request body alike. */
+static void test_disposable_token_cannot_mint(void **state) {
+  (void)state;
+  chat_perms cp;
+  chat_perms_init(&cp);
+  minted alice = mint_with(root, NULL, &cp.p, 60, "alice");
+  assert_int_equal(alice.st, MIM_OK);
+  mim_transport *t = raw_connect(srv, alice.api_key);
+  assert_non_null(t);
+  assert_int_equal(push_back(t, "alice-list"), MIM_OK); /* alice's token works */
+  size_t wrong = 0;
+  wrong += !refused_with(mint_with(t, NULL, &cp.p, UINT32_MAX, "alice"), MIM_ERR_PERMISSION_DENIED,
+                         "60 s token minting for 2^32-1 s");
+  wrong += !refused_with(mint_with(t, NULL, &cp.p, 30, "moderator"), MIM_ERR_PERMISSION_DENIED,
+                         "alice minting token_id \"moderator\"");
+  wrong += !refused_with(mint_with(t, NULL, &cp.p, 10, "alice"), MIM_ERR_PERMISSION_DENIED,
+                         "alice minting a copy of herself");
+  mim_transport_free(t);
+  mim_transport *anon = raw_connect(srv, "");
+  assert_non_null(anon);
+  wrong +=
+      !refused_with(mint_with(anon, alice.api_key, &cp.p, 30, "moderator"),
+                    MIM_ERR_PERMISSION_DENIED, "alice's token in the body minting \"moderator\"");
+  mim_transport_free(anon);
+  assert_int_equal(wrong, 0);
+  free(alice.api_key);
+}
+
+/* The API key mints, but never a child that outlives it, nor a super-user token (which
+ * could mint again). */
+static void test_api_key_children_bounded(void **state) {
+  (void)state;
+  char *root_tok = raw_root_token(srv);
+  assert_non_null(root_tok);
+  uint64_t root_exp = token_expiry(root_tok);
+  free(root_tok);
+  chat_perms cp;
+  chat_perms_init(&cp);
+  minted m = mint_with(root, NULL, &cp.p, UINT32_MAX, "long-lived");
+  assert_int_equal(m.st, MIM_OK);
+  if (m.valid_until > root_exp) {
+    fprintf(stderr, "child valid until %llu, its parent until %llu\n",
+            (unsigned long long)m.valid_until, (unsigned long long)root_exp);
+  }
+  assert_true(m.valid_until <= root_exp);
+  assert_int_equal(token_expiry(m.api_key), m.valid_until); /* the reply tells the truth */
+  free(m.api_key);
+  /* An ordinary lifetime is not shortened. */
+  uint64_t before = (uint64_t)time(NULL);
+  m = mint_with(root, NULL, &cp.p, 60, "bob");
+  assert_int_equal(m.st, MIM_OK);
+  assert_in_range(m.valid_until, before + 60, (uint64_t)time(NULL) + 60);
+  free(m.api_key);
+  PermissionMessages__Permissions su = PERMISSION_MESSAGES__PERMISSIONS__INIT;
+  su.kind_case = PERMISSION_MESSAGES__PERMISSIONS__KIND_SUPER_USER;
+  su.super_user = PERMISSION_MESSAGES__SUPER_USER_PERMISSIONS__SuperUser;
+  assert_true(refused_with(mint_with(root, NULL, &su, 60, "su-child"), MIM_ERR_INVALID_ARGUMENT,
+                           "the root key minting a super-user token"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_one_spelling_per_token),
+      cmocka_unit_test(test_disposable_token_cannot_mint),
+      cmocka_unit_test(test_api_key_children_bounded),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
