@@ -12,7 +12,9 @@
 
 #include "base64.h"
 #include "cacheclient.pb-c.h"
+#include "clock.h"
 #include "raw_client.h"
+#include "test_clock.h"
 #include "time_scale.h"
 #include "token.pb-c.h"
 
@@ -443,11 +445,79 @@ static void test_api_key_children_bounded(void **state) {
                            "the root key minting a super-user token"));
 }
 
+/* ---- item 2: a subscription ends with its token ---- */
+
+static bool sub_closed(raw_sub *s) {
+  pthread_mutex_lock(&s->mu);
+  bool closed = s->closed;
+  pthread_mutex_unlock(&s->mu);
+  return closed;
+}
+
+/* Subscribed with a token valid 2 s while root publishes every 50 ms: the stream ends
+ * UNAUTHENTICATED within a heartbeat-thread tick of the expiry (bound: 1 s, scaled), and
+ * no item published after the expiry reaches it. */
+static void test_subscription_ends_at_token_expiry(void **state) {
+  (void)state;
+  const char *topic = "expiring";
+  chat_perms cp;
+  chat_perms_init(&cp);
+  minted m = mint_with(root, NULL, &cp.p, 2, "short-lived");
+  assert_int_equal(m.st, MIM_OK);
+  int64_t expiry_ms = (int64_t)m.valid_until * 1000;
+  mim_transport *t = raw_connect(srv, m.api_key);
+  assert_non_null(t);
+  raw_sub *s = calloc(1, sizeof *s); /* leaked if an assertion fails: its stream may run */
+  assert_non_null(s);
+  raw_sub_init(s);
+  assert_int_equal(raw_subscribe(t, CACHE, topic, 0, 0, s), MIM_OK);
+  assert_true(raw_sub_wait(s, RAW_HEARTBEATS, 1, 5000));
+  int64_t bound_ms = 1000LL * test_time_scale();
+  uint64_t seq = 0, first_after = 0; /* a fresh topic numbers from 1 */
+  int64_t closed_at = 0;
+  while (cmn_wall_ms() < expiry_ms + bound_ms + 1000) {
+    int64_t at = cmn_wall_ms();
+    assert_int_equal(raw_publish(root, CACHE, topic, "x", 1, true), MIM_OK);
+    seq++;
+    if (at >= expiry_ms && first_after == 0) {
+      first_after = seq;
+    }
+    if (sub_closed(s)) {
+      closed_at = cmn_wall_ms();
+      break;
+    }
+    test_sleep_ms(50);
+  }
+  pthread_mutex_lock(&s->mu);
+  size_t items = s->items;
+  uint64_t last = s->last_seq;
+  bool closed = s->closed;
+  mim_status st = s->close_status;
+  pthread_mutex_unlock(&s->mu);
+  fprintf(stderr,
+          "token expiry: %zu items delivered (last seq %llu), first publish after expiry seq "
+          "%llu, stream %s %s %lld ms after expiry\n",
+          items, (unsigned long long)last, (unsigned long long)first_after,
+          closed ? "ended" : "still open", closed ? mim_status_name(st) : "",
+          (long long)((closed ? closed_at : cmn_wall_ms()) - expiry_ms));
+  assert_true(items > 0);       /* it did deliver while the token was valid */
+  assert_true(first_after > 0); /* and publishing went on past the expiry */
+  assert_true(last < first_after);
+  assert_true(closed);
+  assert_int_equal(st, MIM_ERR_UNAUTHENTICATED);
+  assert_true(closed_at - expiry_ms <= bound_ms);
+  raw_sub_destroy(s);
+  free(s);
+  mim_transport_free(t);
+  free(m.api_key);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_one_spelling_per_token),
       cmocka_unit_test(test_disposable_token_cannot_mint),
       cmocka_unit_test(test_api_key_children_bounded),
+      cmocka_unit_test(test_subscription_ends_at_token_expiry),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
