@@ -614,6 +614,9 @@ void pubsub_drop_cache(pubsub *ps, const char *cache) {
 static size_t heartbeat_idle_locked(pubsub *ps, int64_t now, int64_t wall, sub **expired) {
   size_t n = 0;
   for (sub *s = ps->subs; s; s = s->next) {
+    if (atomic_load(&s->detached)) {
+      continue; /* being ended elsewhere: not collected again by the next pass */
+    }
     if (wall >= s->expires_ms) {
       if (n < EXPIRE_BATCH) {
         atomic_fetch_add(&s->refs, 1);

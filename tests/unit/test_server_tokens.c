@@ -454,15 +454,17 @@ static bool sub_closed(raw_sub *s) {
   return closed;
 }
 
-/* Subscribed with a token valid 2 s while root publishes every 50 ms: the stream ends
- * UNAUTHENTICATED within a heartbeat-thread tick of the expiry (bound: 1 s, scaled), and
- * no item published after the expiry reaches it. */
+/* Subscribed with a token valid 2 s while root publishes every 50 ms (both scaled by
+ * test_time_scale()): the stream ends UNAUTHENTICATED within a heartbeat-thread tick of
+ * the expiry (bound: 1 s, scaled), and no item published after the expiry reaches it. */
 static void test_subscription_ends_at_token_expiry(void **state) {
   (void)state;
   const char *topic = "expiring";
   chat_perms cp;
   chat_perms_init(&cp);
-  minted m = mint_with(root, NULL, &cp.p, 2, "short-lived");
+  /* 2 s, longer where everything runs slower (valgrind), so it outlives the set-up. */
+  int scale = test_time_scale();
+  minted m = mint_with(root, NULL, &cp.p, (uint32_t)(2 * scale), "short-lived");
   assert_int_equal(m.st, MIM_OK);
   int64_t expiry_ms = (int64_t)m.valid_until * 1000;
   mim_transport *t = raw_connect(srv, m.api_key);
@@ -471,8 +473,8 @@ static void test_subscription_ends_at_token_expiry(void **state) {
   assert_non_null(s);
   raw_sub_init(s);
   assert_int_equal(raw_subscribe(t, CACHE, topic, 0, 0, s), MIM_OK);
-  assert_true(raw_sub_wait(s, RAW_HEARTBEATS, 1, 5000));
-  int64_t bound_ms = 1000LL * test_time_scale();
+  assert_true(raw_sub_wait(s, RAW_HEARTBEATS, 1, 5000 * scale));
+  int64_t bound_ms = 1000LL * scale;
   uint64_t seq = 0, first_after = 0; /* a fresh topic numbers from 1 */
   int64_t closed_at = 0;
   while (cmn_wall_ms() < expiry_ms + bound_ms + 1000) {
@@ -486,7 +488,7 @@ static void test_subscription_ends_at_token_expiry(void **state) {
       closed_at = cmn_wall_ms();
       break;
     }
-    test_sleep_ms(50);
+    test_sleep_ms(50LL * scale);
   }
   pthread_mutex_lock(&s->mu);
   size_t items = s->items;
