@@ -58,11 +58,33 @@ static int char_value(char c, cmn_b64_alphabet alphabet) {
 
 /* The count of trailing '=' the padding rule removes. */
 static size_t padding_len(const char *text, size_t len, cmn_b64_padding padding) {
-  size_t max = padding == CMN_B64_PAD_OPTIONAL ? 2 : len;
+  size_t max = padding == CMN_B64_PAD_IGNORED ? len : 2;
   size_t pad = 0;
   while (pad < max && pad < len && text[len - 1 - pad] == '=')
     pad++;
   return pad;
+}
+
+/* Whether pad '=' fit a text of len characters under the padding rule. */
+static bool padding_fits(size_t len, size_t pad, cmn_b64_alphabet alphabet,
+                         cmn_b64_padding padding) {
+  if (padding == CMN_B64_PAD_IGNORED)
+    return true;
+  if (padding == CMN_B64_PAD_OPTIONAL)
+    return pad == 0 || len % 4 == 0;
+  /* Canonical: the padding the encoder writes, no more and no less. */
+  if (alphabet == CMN_B64_STD)
+    return len % 4 == 0;
+  return alphabet == CMN_B64_URL && pad == 0;
+}
+
+/* Whether the bits the last of n data characters carries beyond the last whole byte
+ * are zero (a decoder drops them, so any other value is a second spelling). */
+static bool spare_bits_zero(const char *text, size_t n, cmn_b64_alphabet alphabet) {
+  if (n % 4 == 0)
+    return true;
+  int spare = n % 4 == 2 ? 4 : 2; /* 12 bits hold one byte, 18 bits hold two */
+  return (char_value(text[n - 1], alphabet) & ((1 << spare) - 1)) == 0;
 }
 
 cmn_b64_result cmn_b64_check(const char *text, size_t len, cmn_b64_alphabet alphabet,
@@ -78,8 +100,11 @@ cmn_b64_result cmn_b64_check(const char *text, size_t len, cmn_b64_alphabet alph
     }
   }
   /* One character leftover holds 6 bits, not a byte; padding must end a quantum. */
-  bool pad_fits = padding == CMN_B64_PAD_IGNORED || pad == 0 || len % 4 == 0;
-  return n % 4 == 1 || !pad_fits ? CMN_B64_BAD_LENGTH : CMN_B64_OK;
+  if (n % 4 == 1 || !padding_fits(len, pad, alphabet, padding))
+    return CMN_B64_BAD_LENGTH;
+  if (padding == CMN_B64_PAD_CANONICAL && !spare_bits_zero(text, n, alphabet))
+    return CMN_B64_BAD_BITS;
+  return CMN_B64_OK;
 }
 
 cmn_b64_result cmn_b64_decode(const char *text, size_t len, cmn_b64_alphabet alphabet,

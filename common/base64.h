@@ -1,8 +1,9 @@
 /* Shared floor: base64 (RFC 4648) encoding and decoding. Decoding takes the alphabet
  * and the padding rule from the caller, because the callers differ on purpose: the
- * library's credential parser wants one named alphabet, mim-local still accepts either
- * (a later issue makes its token decoding canonical-only). No logging: a caller that
- * reports a failure names what was bad from the result and offset given back. */
+ * library's credential parser wants one named alphabet, mim-local's token verifier
+ * accepts only the one canonical encoding (so one token has one spelling). No logging:
+ * a caller that reports a failure names what was bad from the result and offset given
+ * back. */
 #ifndef MIM_COMMON_BASE64_H
 #define MIM_COMMON_BASE64_H
 
@@ -17,13 +18,19 @@ typedef enum cmn_b64_alphabet {
 
 typedef enum cmn_b64_padding {
   CMN_B64_PAD_OPTIONAL, /* none, or exactly the one or two '=' completing the last quantum */
-  CMN_B64_PAD_IGNORED   /* any run of trailing '=' is dropped unchecked */
+  CMN_B64_PAD_IGNORED,  /* any run of trailing '=' is dropped unchecked */
+  /* Exactly what cmn_b64_encode writes: the '=' completing the last quantum for
+   * CMN_B64_STD, none for CMN_B64_URL, and the unused low bits of the last character
+   * zero, so that every byte string has one encoding. CMN_B64_EITHER has no canonical
+   * form: every text is CMN_B64_BAD_LENGTH. */
+  CMN_B64_PAD_CANONICAL
 } cmn_b64_padding;
 
 typedef enum cmn_b64_result {
   CMN_B64_OK,
   CMN_B64_BAD_CHAR,   /* a character outside the alphabet (offset in *bad_at) */
   CMN_B64_BAD_LENGTH, /* the data length cannot be base64, or the padding does not fit */
+  CMN_B64_BAD_BITS,   /* CMN_B64_PAD_CANONICAL only: unused bits of the last character set */
   CMN_B64_NO_MEMORY
 } cmn_b64_result;
 
@@ -36,8 +43,8 @@ char *cmn_b64_encode(const void *data, size_t len, cmn_b64_alphabet alphabet);
 
 /* Checks text[0..len) without decoding. *data_chars gets the count of characters left
  * once the padding rule has removed the padding (set whatever the result); on
- * CMN_B64_BAD_CHAR *bad_at gets the offset of the first bad character. Trailing bits
- * of the last quantum are not required to be zero. */
+ * CMN_B64_BAD_CHAR *bad_at gets the offset of the first bad character. The unused
+ * bits of the last character must be zero only under CMN_B64_PAD_CANONICAL. */
 cmn_b64_result cmn_b64_check(const char *text, size_t len, cmn_b64_alphabet alphabet,
                              cmn_b64_padding padding, size_t *data_chars, size_t *bad_at);
 

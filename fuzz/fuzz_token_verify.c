@@ -6,7 +6,8 @@
  *     parser and the permission checks see arbitrary claims; bit 1 sets the expiry
  *     (bytes 1..8 of the payload) to the far future so most payloads verify.
  * A verified token is checked against list/topic calls, minting coverage both ways,
- * and re-minted from its claims, which must verify to the same claims.
+ * and re-minted from its claims, which must verify to the same claims; the same text
+ * with a '=' appended must not verify (one spelling per token).
  *
  * MIM_FUZZ_WRITE_SEEDS=DIR writes seeds (payloads of both policies and super-user, in
  * both modes) into DIR and exits. */
@@ -172,6 +173,22 @@ static void remint(const auth_claims *c, size_t perms_len) {
   free(tok);
 }
 
+/* A verified token has exactly one accepted spelling: padding makes it another. */
+static void check_one_spelling(const char *tok, size_t len) {
+  char *padded = malloc(len + 1);
+  if (!padded) {
+    return;
+  }
+  memcpy(padded, tok, len);
+  padded[len] = '=';
+  auth_claims c;
+  const char *why = NULL;
+  if (auth_verify(&g_key, padded, len + 1, &c, &why)) {
+    fail("a verified token still verified with '=' appended");
+  }
+  free(padded);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) {
     return 0;
@@ -209,6 +226,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *why = NULL;
   if (auth_verify(&g_key, tok, len, &c, &why)) {
     check_claims(&c);
+    check_one_spelling(tok, len);
     /* Mode 1: the payload is known; its permissions follow the 11-byte header and id. */
     size_t id_len = size >= 11 ? ((size_t)data[9] << 8 | data[10]) : 0;
     if ((mode & 1) && c.perms && size >= 11 + id_len) {

@@ -173,11 +173,13 @@ char *auth_mint(const auth_key *key, const Perms *perms, const char *token_id, u
   return tok;
 }
 
-/* Token parts decode leniently, as they always have here: either alphabet, any trailing
- * '=' (a later issue makes token decoding canonical-only). NULL when not base64. */
-static uint8_t *b64_decode_lenient(const char *text, size_t len, size_t *out_len) {
+/* Token parts decode only in the spelling auth_mint writes (url alphabet, no '=', zero
+ * spare bits): a token has exactly one accepted string, so nothing keyed on the string
+ * (the verified-token cache, a client's or proxy's token cache or log) can be fooled by
+ * a second spelling. NULL when not canonical base64. */
+static uint8_t *b64_decode_canonical(const char *text, size_t len, size_t *out_len) {
   uint8_t *out = NULL;
-  cmn_b64_decode(text, len, CMN_B64_EITHER, CMN_B64_PAD_IGNORED, &out, out_len, NULL);
+  cmn_b64_decode(text, len, CMN_B64_URL, CMN_B64_PAD_CANONICAL, &out, out_len, NULL);
   return out;
 }
 
@@ -193,12 +195,12 @@ static uint8_t *check_mac(const auth_key *key, const char *tok, size_t len, size
   }
   size_t signed_len = (size_t)(dot - tok);
   size_t mlen = 0;
-  uint8_t *given = b64_decode_lenient(dot + 1, len - signed_len - 1, &mlen);
+  uint8_t *given = b64_decode_canonical(dot + 1, len - signed_len - 1, &mlen);
   uint8_t want[MAC_LEN];
   bool ok = given && mlen == MAC_LEN && mac(key, tok, signed_len, want) &&
             CRYPTO_memcmp(given, want, MAC_LEN) == 0;
   free(given);
-  return ok ? b64_decode_lenient(tok + pre, signed_len - pre, plen) : NULL;
+  return ok ? b64_decode_canonical(tok + pre, signed_len - pre, plen) : NULL;
 }
 
 /*

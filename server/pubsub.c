@@ -41,6 +41,8 @@ struct sub {
   atomic_int refs; /* one for membership, one for the stream close callback */
   atomic_bool detached;
   atomic_llong last_sent_ms;
+  int64_t expires_ms; /* wall clock: its token's expiry (INT64_MAX: none); the stream
+                       * then ends UNAUTHENTICATED and gets nothing more */
   pubsub *ps;
   topic *t;
   srv_call *call;
@@ -279,7 +281,10 @@ static void sub_on_close(void *user) {
  * (positioned just before this item), page} tells it which sequence numbers it lost.
  * Memory per subscriber stays bounded. */
 static bool deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slice msg,
-                           int64_t now_ms) {
+                           int64_t now_ms, int64_t wall_ms) {
+  if (wall_ms >= s->expires_ms) {
+    return false; /* its token has expired: the heartbeat thread ends the stream */
+  }
   size_t bytes = 0;
   size_t n = srv_stream_pending(s->call, &bytes);
   if (n >= ps->cfg.max_queue || bytes + GRPC_SLICE_LENGTH(msg) > ps->cfg.max_queue_bytes) {
@@ -301,10 +306,11 @@ static bool deliver_locked(pubsub *ps, topic *t, sub *s, uint64_t seq, grpc_slic
 static void fan_out(pubsub *ps, topic *t, uint64_t seq, grpc_slice msg) {
   srv_call **kick = t->nsubs ? malloc(t->nsubs * sizeof *kick) : NULL;
   size_t nkick = 0;
-  int64_t now_ms = cmn_mono_ms(); /* one clock read per publish, not per subscriber */
+  /* Clock reads once per publish, not per subscriber. */
+  int64_t now_ms = cmn_mono_ms(), wall_ms = cmn_wall_ms();
   for (size_t i = 0; i < t->nsubs; i++) {
     srv_call *call = t->subs[i]->call;
-    if (deliver_locked(ps, t, t->subs[i], seq, msg, now_ms)) {
+    if (deliver_locked(ps, t, t->subs[i], seq, msg, now_ms, wall_ms)) {
       if (kick) {
         srv_call_ref(call);
         kick[nkick++] = call;
@@ -476,7 +482,7 @@ static ps_result attach_locked(pubsub *ps, topic *t, sub *s, uint64_t resume_at,
 }
 
 ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const char *name,
-                           uint64_t resume_at, uint64_t page) {
+                           uint64_t resume_at, uint64_t page, uint64_t token_expires) {
   sub *s = calloc(1, sizeof *s);
   topic *t = s ? topic_get(ps, cache, name) : NULL;
   if (!t) {
@@ -489,6 +495,9 @@ ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const 
   s->call = call;
   srv_call_ref(call);
   atomic_init(&s->last_sent_ms, cmn_mono_ms());
+  s->expires_ms = token_expires == 0 || token_expires >= (uint64_t)(INT64_MAX / 1000)
+                      ? INT64_MAX
+                      : (int64_t)token_expires * 1000;
   pthread_mutex_lock(&t->mu);
   bool orphan = orphaned_locked(ps, t, cache);
   bool shutting_down = false;
@@ -596,15 +605,46 @@ void pubsub_drop_cache(pubsub *ps, const char *cache) {
 
 /* ---- heartbeat thread ---- */
 
-static void heartbeat_idle(pubsub *ps) {
-  int64_t now = cmn_mono_ms();
-  pthread_mutex_lock(&ps->subs_mu);
+/* Subscribers whose token expired are ended in batches taken under subs_mu and
+ * detached after it (sub_detach takes the topic lock, which comes first). */
+#define EXPIRE_BATCH 64
+
+/* Heartbeats the idle subscribers and collects up to EXPIRE_BATCH expired ones (with a
+ * reference each); returns how many. */
+static size_t heartbeat_idle_locked(pubsub *ps, int64_t now, int64_t wall, sub **expired) {
+  size_t n = 0;
   for (sub *s = ps->subs; s; s = s->next) {
-    if (now - atomic_load(&s->last_sent_ms) >= ps->cfg.heartbeat_ms) {
+    if (atomic_load(&s->detached)) {
+      continue; /* being ended elsewhere: not collected again by the next pass */
+    }
+    if (wall >= s->expires_ms) {
+      if (n < EXPIRE_BATCH) {
+        atomic_fetch_add(&s->refs, 1);
+        expired[n++] = s;
+      }
+    } else if (now - atomic_load(&s->last_sent_ms) >= ps->cfg.heartbeat_ms) {
       send_item(s, ps->heartbeat, 0);
     }
   }
-  pthread_mutex_unlock(&ps->subs_mu);
+  return n;
+}
+
+/* One tick: heartbeats, then every subscription whose token has expired ends with
+ * UNAUTHENTICATED (the client fetches a fresh token and resumes). A pass per batch:
+ * each is one walk of the list, as the heartbeats are. */
+static void heartbeat_idle(pubsub *ps) {
+  sub *expired[EXPIRE_BATCH];
+  size_t n;
+  do {
+    int64_t now = cmn_mono_ms(), wall = cmn_wall_ms();
+    pthread_mutex_lock(&ps->subs_mu);
+    n = heartbeat_idle_locked(ps, now, wall, expired);
+    pthread_mutex_unlock(&ps->subs_mu);
+    for (size_t i = 0; i < n; i++) {
+      sub_detach(expired[i], GRPC_STATUS_UNAUTHENTICATED, "auth token has expired");
+      sub_unref(expired[i]); // NOLINT(clang-analyzer-unix.Malloc): refcount not modelled
+    }
+  } while (n == EXPIRE_BATCH);
 }
 
 static void *heartbeat_thread(void *arg) {

@@ -41,9 +41,11 @@ pubsub *pubsub_new(const pubsub_config *cfg);
 ps_result pubsub_publish(pubsub *ps, const char *cache, const char *topic,
                          const CacheClient__Pubsub__TopicValue *value, const char *publisher_id);
 /* Turns call into a subscription stream; on PS_OK the stream is owned here. On other
- * results the caller fails the call. */
+ * results the caller fails the call. token_expires (epoch seconds, 0 = never) is when
+ * the subscriber's token ends: from then on nothing more is delivered, and within one
+ * heartbeat-thread tick (at most 250 ms) the stream ends with UNAUTHENTICATED. */
 ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const char *topic,
-                           uint64_t resume_at, uint64_t page);
+                           uint64_t resume_at, uint64_t page, uint64_t token_expires);
 /* Resets every topic of a deleted cache; their subscribers' streams end (NOT_FOUND). */
 void pubsub_drop_cache(pubsub *ps, const char *cache);
 /* Ends every open subscription stream with this status, keeping topics, sequence

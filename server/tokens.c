@@ -1,5 +1,7 @@
-/* mim-local: token.Token (GenerateDisposableToken): mints a token no wider than the
- * caller's own permissions. */
+/* mim-local: token.Token (GenerateDisposableToken). As in hosted Momento, only an API
+ * key mints: here that is a super-user token (the root key). A disposable token (always
+ * explicit permissions) cannot mint at all, so it can never hand out a child that
+ * outlives it or carries another token id (the publisher id receivers trust). */
 #include "handlers.h"
 #include "utf8.h"
 
@@ -11,6 +13,37 @@
 #include <time.h>
 
 #define MAX_TOKEN_ID_BYTES 256
+
+/* Who may mint what; fails the call and returns false otherwise. */
+static bool minting_allowed(srv_call *call, const Token__GenerateDisposableTokenRequest *r,
+                            const auth_claims *caller) {
+  if (!caller->super_user) {
+    srv_call_fail(call, GRPC_STATUS_PERMISSION_DENIED,
+                  "a disposable token cannot mint tokens; mint with an API key (the root key)");
+    return false;
+  }
+  /* A super-user token could mint again: a disposable one must stay explicit. */
+  if (r->permissions->kind_case != PERMISSION_MESSAGES__PERMISSIONS__KIND_EXPLICIT) {
+    srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                  "a disposable token needs explicit permissions (super-user is for API keys)");
+    return false;
+  }
+  /* Always true for a super-user caller; kept so that the rule holds by construction
+   * should minting ever be opened to explicit callers. */
+  if (!auth_covers(caller, r->permissions)) {
+    srv_call_fail(call, GRPC_STATUS_PERMISSION_DENIED,
+                  "requested permissions exceed the caller's permissions");
+    return false;
+  }
+  return true;
+}
+
+/* A child never outlives the token that minted it. expires is 0 only for a --no-auth
+ * caller without a token, which has no lifetime to inherit. */
+static uint64_t child_expiry(const auth_claims *caller, uint32_t valid_for_seconds) {
+  uint64_t until = (uint64_t)time(NULL) + valid_for_seconds;
+  return caller->expires != 0 && caller->expires < until ? caller->expires : until;
+}
 
 static void mint(app *a, srv_call *call, const Token__GenerateDisposableTokenRequest *r,
                  const auth_claims *caller) {
@@ -34,18 +67,11 @@ static void mint(app *a, srv_call *call, const Token__GenerateDisposableTokenReq
     srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "token_id is not valid UTF-8");
     return;
   }
-  if (!caller->super_user && !caller->perms) {
-    srv_call_fail(call, GRPC_STATUS_PERMISSION_DENIED, "token lacks permission to mint tokens");
+  if (!minting_allowed(call, r, caller)) {
     return;
   }
-  if (!auth_covers(caller, r->permissions)) {
-    srv_call_fail(call, GRPC_STATUS_PERMISSION_DENIED,
-                  "requested permissions exceed the caller's permissions");
-    return;
-  }
-  uint64_t until = (uint64_t)time(NULL) + r->expires->valid_for_seconds;
-  bool su = r->permissions->kind_case == PERMISSION_MESSAGES__PERMISSIONS__KIND_SUPER_USER;
-  char *tok = auth_mint(&a->key, su ? NULL : r->permissions, r->token_id, until);
+  uint64_t until = child_expiry(caller, r->expires->valid_for_seconds);
+  char *tok = auth_mint(&a->key, r->permissions, r->token_id, until);
   if (!tok) {
     srv_call_fail(call, GRPC_STATUS_INTERNAL, "could not mint a token");
     return;
@@ -67,8 +93,8 @@ static void mint(app *a, srv_call *call, const Token__GenerateDisposableTokenReq
   resp.endpoint = a->endpoint;
   resp.valid_until = until;
   srv_call_reply(call, &resp.base);
-  srv_log(LOG_INFO, "minted a token (id \"%s\", valid %u s)", r->token_id,
-          r->expires->valid_for_seconds);
+  srv_log(LOG_INFO, "minted a token (id \"%s\", valid until %llu)", r->token_id,
+          (unsigned long long)until);
   free(tok);
 }
 

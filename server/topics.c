@@ -93,9 +93,11 @@ static void subscribe(app *a, srv_call *call, const CacheClient__Pubsub__Subscri
   if (!topic_admit(a, call, r->cache_name, r->topic, VERB_SUBSCRIBE, cache, topic, &claims)) {
     return;
   }
+  /* The stream ends when the token does (with --no-auth a token never runs out). */
+  uint64_t expires = a->no_auth ? 0 : claims.expires;
   auth_claims_clear(&claims);
   ps_result res = pubsub_subscribe(a->ps, call, cache, topic, r->resume_at_topic_sequence_number,
-                                   r->sequence_page);
+                                   r->sequence_page, expires);
   if (res == PS_TOO_MANY) {
     srv_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many subscribers on topic %s", topic);
   } else if (res == PS_GONE) {

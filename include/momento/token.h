@@ -62,9 +62,11 @@ MIM_API void mim_disposable_token_free(mim_disposable_token *token);
 /* Mints a token with these permissions, valid for valid_for_seconds (> 0), carrying
  * token_id (may be NULL or "": no id). perms must hold at least one grant and is not
  * needed afterwards. The credential names the endpoint the server returned, or the
- * client's own endpoint when the server returned none. Blocking. Errors:
- * MIM_ERR_INVALID_ARGUMENT, MIM_ERR_PERMISSION_DENIED (the client's own key cannot grant
- * that), MIM_ERR_PROTOCOL (unusable response), and call errors. */
+ * client's own endpoint when the server returned none. Only an API key mints: the
+ * client must hold one (as in hosted Momento, a disposable token cannot mint at all), and
+ * the token never outlives that key (valid_until says when it ends). Blocking. Errors:
+ * MIM_ERR_INVALID_ARGUMENT, MIM_ERR_PERMISSION_DENIED (the client's own key cannot mint,
+ * or cannot grant that), MIM_ERR_PROTOCOL (unusable response), and call errors. */
 MIM_API mim_status mim_token_generate(mim_client *client, const mim_permissions *perms,
                                       uint32_t valid_for_seconds, const char *token_id,
                                       mim_disposable_token **out);

@@ -219,6 +219,58 @@ static void test_b64_decode_modes(void **state) {
     expect_decode(&cases[i]);
 }
 
+#define CAN CMN_B64_PAD_CANONICAL
+
+static const char url_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int decode_char(char c) {
+  const char *at = strchr(url_alphabet, c);
+  assert_non_null(at);
+  return (int)(at - url_alphabet);
+}
+
+static char encode_char(int v) {
+  return url_alphabet[v & 63];
+}
+
+/* mim-local's token mode: one spelling per byte string, as the encoder writes it. */
+static void test_b64_canonical_only(void **state) {
+  (void)state;
+  static const decode_case cases[] = {
+      {"Zm9vYg", CMN_B64_URL, CAN, "foob", CMN_B64_OK},
+      {"Zm9vYmE", CMN_B64_URL, CAN, "fooba", CMN_B64_OK},
+      {"-_8", CMN_B64_URL, CAN, "\xfb\xff", CMN_B64_OK},
+      {"", CMN_B64_URL, CAN, "", CMN_B64_OK},
+      {"Zm9vYg==", CMN_B64_STD, CAN, "foob", CMN_B64_OK},
+      {"Zm9vYg==", CMN_B64_URL, CAN, NULL, CMN_B64_BAD_LENGTH}, /* padding added */
+      {"Zm9vYmE=", CMN_B64_URL, CAN, NULL, CMN_B64_BAD_LENGTH},
+      {"Zm9vYg", CMN_B64_STD, CAN, NULL, CMN_B64_BAD_LENGTH}, /* padding left out */
+      {"+/8", CMN_B64_URL, CAN, NULL, CMN_B64_BAD_CHAR},      /* the other alphabet */
+      {"Zm9vYh", CMN_B64_URL, CAN, NULL, CMN_B64_BAD_BITS},   /* 'h': a spare bit set */
+      {"Zm9vYmF", CMN_B64_URL, CAN, NULL, CMN_B64_BAD_BITS},
+      {"-_9", CMN_B64_URL, CAN, NULL, CMN_B64_BAD_BITS},
+      {"Zg", CMN_B64_EITHER, CAN, NULL, CMN_B64_BAD_LENGTH}, /* no canonical form */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    expect_decode(&cases[i]);
+  /* Every encoding the encoder writes is canonical; setting any spare bit is refused. */
+  uint8_t data[8] = {0xff, 0x00, 0xa5, 0x5a, 0x01, 0x80, 0x7e, 0xe7};
+  for (size_t len = 0; len <= sizeof data; len++) {
+    char *e = cmn_b64_encode(data, len, CMN_B64_URL);
+    assert_non_null(e);
+    size_t n = strlen(e), chars = 0;
+    assert_int_equal(cmn_b64_check(e, n, CMN_B64_URL, CAN, &chars, NULL), CMN_B64_OK);
+    for (int bit = 0; n % 4 != 0 && bit < (n % 4 == 2 ? 4 : 2); bit++) {
+      char saved = e[n - 1];
+      e[n - 1] = encode_char(decode_char(saved) ^ (1 << bit));
+      assert_int_equal(cmn_b64_check(e, n, CMN_B64_URL, CAN, &chars, NULL), CMN_B64_BAD_BITS);
+      e[n - 1] = saved;
+    }
+    free(e);
+  }
+}
+
 static void test_b64_check_reports_where(void **state) {
   (void)state;
   size_t n = 0, bad = 0;
@@ -315,6 +367,7 @@ int main(void) {
       cmocka_unit_test(test_utf8_every_code_point),
       cmocka_unit_test(test_b64_encode_rfc4648),
       cmocka_unit_test(test_b64_decode_modes),
+      cmocka_unit_test(test_b64_canonical_only),
       cmocka_unit_test(test_b64_check_reports_where),
       cmocka_unit_test(test_b64_round_trip_every_length),
       cmocka_unit_test(test_backoff_ceiling),

@@ -262,7 +262,8 @@ static void test_vendor_answers(void **state) {
   vendor_stop(&v);
 }
 
-/* A vendor whose own key may not mint answers 502 with the status name, not the key. */
+/* A vendor whose own key may not mint (a disposable token never may) answers 502 with
+ * the status name, not the key. */
 static void test_vendor_mint_failure(void **state) {
   (void)state;
   mim_client *root = root_client();
@@ -279,9 +280,9 @@ static void test_vendor_mint_failure(void **state) {
   vendor v;
   vendor_start_with_key(&v, 600, key_file);
   reply r;
-  /* It may pass on its own grants (room1), not grant another chat. */
+  /* Not even its own grants (room1), let alone another chat. */
   http_get(&v, "/token?chat=room1&user=alice&mode=client", &r);
-  assert_int_equal(r.code, 200);
+  assert_int_equal(r.code, 502);
   http_get(&v, "/token?chat=room2&user=alice&mode=client", &r);
   assert_int_equal(r.code, 502);
   json_t *j = json_loads(r.body, 0, NULL);
@@ -454,10 +455,11 @@ static bool wait_beyond(rec *r, int count, int64_t ms) {
 }
 
 /* Publishes MESSAGES values for ~5 s with a root client while a token-URL client with
- * 2-second tokens is subscribed; the server cuts every stream midway, after the first
- * token has expired, so the re-subscribe needs a fresh one. Every value must arrive
- * exactly once and in order. Returns the subscriber's token fetches. */
-static unsigned run_expiry(const char *chat, int64_t margin_ms) {
+ * 2-second tokens is subscribed; the server ends each stream when its token expires, and
+ * with cut also cuts every stream midway, after the first token has expired, so the
+ * re-subscribe needs a fresh one. Every value must arrive exactly once and in order.
+ * Returns the subscriber's token fetches. */
+static unsigned run_expiry(const char *chat, int64_t margin_ms, bool cut) {
   vendor v;
   vendor_start(&v, 2);
   char url[256], query[128];
@@ -482,7 +484,7 @@ static unsigned run_expiry(const char *chat, int64_t margin_ms) {
   }
   assert_int_equal(st, MIM_OK);
   for (int i = 0; i < MESSAGES; i++) {
-    if (i == CUT_AT)
+    if (cut && i == CUT_AT)
       assert_int_equal(mim_local_signal(srv, SIGUSR1), 0);
     char msg[16];
     snprintf(msg, sizeof msg, "m%d", i);
@@ -512,7 +514,7 @@ static unsigned run_expiry(const char *chat, int64_t margin_ms) {
 /* Refreshed ahead of expiry (80% of the lifetime): several fetches in 5 s. */
 static void test_subscription_survives_expiry_proactive(void **state) {
   (void)state;
-  unsigned fetches = run_expiry("exp-ahead", 0);
+  unsigned fetches = run_expiry("exp-ahead", 0, true);
   fprintf(stderr, "proactive: %u token fetches\n", fetches);
   assert_true(fetches >= 3);
 }
@@ -521,8 +523,17 @@ static void test_subscription_survives_expiry_proactive(void **state) {
  * expired), the client fetches a fresh token and the subscription resumes. */
 static void test_subscription_survives_expiry_on_refusal(void **state) {
   (void)state;
-  unsigned fetches = run_expiry("exp-refused", -1);
+  unsigned fetches = run_expiry("exp-refused", -1, true);
   fprintf(stderr, "on refusal: %u token fetches\n", fetches);
+  assert_true(fetches >= 2);
+}
+
+/* No cut and no refresh ahead of time: the server itself ends the stream when the token
+ * expires (UNAUTHENTICATED); the client fetches a fresh token and resumes where it was. */
+static void test_subscription_ended_at_expiry_resumes(void **state) {
+  (void)state;
+  unsigned fetches = run_expiry("exp-ended", -1, false);
+  fprintf(stderr, "ended at expiry: %u token fetches\n", fetches);
   assert_true(fetches >= 2);
 }
 
@@ -668,6 +679,7 @@ int main(void) {
       cmocka_unit_test(test_silent_url_times_out),
       cmocka_unit_test(test_subscription_survives_expiry_proactive),
       cmocka_unit_test(test_subscription_survives_expiry_on_refusal),
+      cmocka_unit_test(test_subscription_ended_at_expiry_resumes),
       cmocka_unit_test(test_refused_publish_refreshes),
       cmocka_unit_test(test_refused_list_call_refreshes),
       cmocka_unit_test(test_outbox_retries_after_token_refresh),
