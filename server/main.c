@@ -512,6 +512,9 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGPIPE);
   sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
+  /* A file-size limit (RLIMIT_FSIZE) must not kill the server: with SIGXFSZ ignored a
+   * write past it fails with EFBIG, which the log handles like a full disk. */
+  signal(SIGXFSZ, SIG_IGN);
   grpc_init();
   app a;
   int port = 0, rc = 1;
