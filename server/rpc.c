@@ -512,12 +512,13 @@ static grpc_arg int_arg(char *key, int value) {
 }
 
 static grpc_server *create_server(const srv_rpc_config *cfg) {
-  grpc_arg args[5];
+  grpc_arg args[6];
   char k_max[] = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
   char k_ping[] = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
   char k_strikes[] = GRPC_ARG_HTTP2_MAX_PING_STRIKES;
   char k_permit[] = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
   char k_reuse[] = GRPC_ARG_ALLOW_REUSEPORT;
+  char k_algos[] = GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET;
   /* Clients (the official SDKs) send keepalive pings often; tolerate them. */
   args[0] = int_arg(k_max, (int)cfg->max_receive_bytes);
   args[1] = int_arg(k_ping, 1000);
@@ -525,7 +526,11 @@ static grpc_server *create_server(const srv_rpc_config *cfg) {
   args[3] = int_arg(k_permit, 1);
   /* Without this a second server on a busy port would silently share it. */
   args[4] = int_arg(k_reuse, 0);
-  grpc_channel_args ca = {5, args};
+  /* Identity only: gRPC core 1.51 inflates a compressed message completely before it
+   * checks its size (1 MB of gzip became 1 GiB). Momento's clients never compress
+   * requests; any other grpc-encoding is refused (UNIMPLEMENTED) as the call starts. */
+  args[5] = int_arg(k_algos, 1 << GRPC_COMPRESS_NONE);
+  grpc_channel_args ca = {6, args};
   return grpc_server_create(&ca, NULL);
 }
 

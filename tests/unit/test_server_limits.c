@@ -1,0 +1,300 @@
+/* mim-local under attacks on the transport rather than the API: a gzip bomb, a rapid
+ * reset flood (HEADERS + RST_STREAM pairs) and file-descriptor exhaustion. Each test
+ * starts its own server on loopback, keeps a Ping going on a connection of its own
+ * during the attack, and checks that the server answers it in time and that its memory
+ * (VmRSS) comes back afterwards. Counts and times are bounded; under valgrind the
+ * floods are smaller, the checks the same. */
+// clang-format off
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+// clang-format on
+
+#include "raw_client.h"
+#include "time_scale.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define PING_BOUND_MS 100 /* the bound, scaled by test_time_scale() */
+#define M_FETCH "/cache_client.Scs/ListFetch"
+
+/* ---- a Ping loop on its own connection ---- */
+
+typedef struct pinger {
+  pthread_t thread;
+  mim_transport *t;
+  atomic_bool stop;
+  atomic_long max_ms; /* slowest answer */
+  atomic_long pings, failures;
+} pinger;
+
+static void *ping_loop(void *arg) {
+  pinger *p = arg;
+  while (!atomic_load(&p->stop)) {
+    int64_t t0 = cmn_mono_ms();
+    mim_status st = raw_ping(p->t);
+    long ms = (long)(cmn_mono_ms() - t0);
+    atomic_fetch_add(st == MIM_OK ? &p->pings : &p->failures, 1);
+    if (ms > atomic_load(&p->max_ms)) {
+      atomic_store(&p->max_ms, ms);
+    }
+    usleep(5000);
+  }
+  return NULL;
+}
+
+static void pinger_start(pinger *p, const mim_local *srv) {
+  memset(p, 0, sizeof *p);
+  p->t = raw_connect_own(srv, NULL);
+  assert_non_null(p->t);
+  assert_int_equal(raw_ping(p->t), MIM_OK); /* connected before the attack starts */
+  assert_int_equal(pthread_create(&p->thread, NULL, ping_loop, p), 0);
+}
+
+/* Stops the loop and checks every Ping during the attack was answered in time. */
+static void pinger_check(pinger *p, const char *what) {
+  int64_t deadline = cmn_mono_ms() + 10000L * test_time_scale();
+  while (atomic_load(&p->pings) + atomic_load(&p->failures) < 3 && cmn_mono_ms() < deadline) {
+    usleep(5000); /* a short attack: still see a few answers */
+  }
+  atomic_store(&p->stop, true);
+  pthread_join(p->thread, NULL);
+  mim_transport_free(p->t);
+  long bound = (long)PING_BOUND_MS * test_time_scale();
+  printf("%s: %ld pings, %ld failed, slowest %ld ms (bound %ld ms)\n", what, atomic_load(&p->pings),
+         atomic_load(&p->failures), atomic_load(&p->max_ms), bound);
+  assert_true(atomic_load(&p->pings) > 0);
+  assert_int_equal(atomic_load(&p->failures), 0);
+  assert_true(atomic_load(&p->max_ms) <= bound);
+}
+
+/* A Ping on a fresh connection, answered within the bound. */
+static void assert_fresh_ping(const mim_local *srv) {
+  mim_transport *t = raw_connect_own(srv, NULL);
+  assert_non_null(t);
+  int64_t t0 = cmn_mono_ms();
+  mim_status st = raw_ping(t);
+  long ms = (long)(cmn_mono_ms() - t0);
+  mim_transport_free(t);
+  printf("fresh ping: status %d in %ld ms\n", (int)st, ms);
+  assert_int_equal(st, MIM_OK);
+  assert_true(ms <= (long)PING_BOUND_MS * test_time_scale());
+}
+
+/* Waits (bounded) until the server's RSS is back within 10 % of base; returns it. */
+static long rss_settle(const mim_local *srv, long base_kib) {
+  long rss = raw_proc_kib(srv->pid, "VmRSS");
+  int64_t deadline = cmn_mono_ms() + 5000L * test_time_scale();
+  while (rss > base_kib + base_kib / 10 && cmn_mono_ms() < deadline) {
+    usleep(100000);
+    rss = raw_proc_kib(srv->pid, "VmRSS");
+  }
+  return rss;
+}
+
+static void assert_rss_back(const mim_local *srv, long base_kib, const char *what) {
+  long peak = raw_proc_kib(srv->pid, "VmHWM");
+  long rss = rss_settle(srv, base_kib);
+  printf("%s: RSS %ld KiB before, peak %ld KiB, %ld KiB after\n", what, base_kib, peak, rss);
+  assert_true(rss > 0 && rss <= base_kib + base_kib / 10);
+}
+
+/* The server's RSS once it served a few calls (so first-use allocations are in). */
+static long warm_rss(const mim_local *srv) {
+  mim_transport *t = raw_connect_own(srv, NULL);
+  assert_non_null(t);
+  for (int i = 0; i < 20; i++) {
+    assert_int_equal(raw_ping(t), MIM_OK);
+  }
+  mim_transport_free(t);
+  usleep(200000);
+  return raw_proc_kib(srv->pid, "VmRSS");
+}
+
+static mim_local *start_server(void) {
+  const char *caches[] = {"limits", NULL};
+  mim_local_opts o = {.caches = caches, .log_level = "warn"};
+  mim_local *srv = NULL;
+  assert_int_equal(mim_local_start(&o, &srv), 0);
+  return srv;
+}
+
+/* ---- gzip bomb ---- */
+
+#define BOMB_CHUNK (1u << 20)
+#define BOMB_CHUNKS 1024u /* 1 GiB inflated */
+
+/* A gzip stream of BOMB_CHUNKS x BOMB_CHUNK zero bytes without deflating all of it:
+ * after a full flush deflate starts afresh on a byte boundary, so the compressed form of
+ * one flushed chunk can be repeated. The trailer's CRC is combined, not computed. */
+static uint8_t *gzip_bomb(size_t *len) {
+  uint8_t *zeros = calloc(1, BOMB_CHUNK);
+  uint8_t *one = malloc(BOMB_CHUNK);
+  assert_non_null(zeros);
+  assert_non_null(one);
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY), Z_OK);
+  z.next_in = zeros;
+  z.avail_in = BOMB_CHUNK;
+  z.next_out = one;
+  z.avail_out = BOMB_CHUNK;
+  assert_int_equal(deflate(&z, Z_FULL_FLUSH), Z_OK);
+  assert_int_equal(z.avail_in, 0);
+  size_t one_len = BOMB_CHUNK - z.avail_out;
+  deflateEnd(&z);
+  uint32_t crc1 = (uint32_t)crc32(0, zeros, BOMB_CHUNK);
+  free(zeros);
+
+  size_t cap = 10 + one_len * BOMB_CHUNKS + 2 + 8;
+  uint8_t *out = malloc(cap);
+  assert_non_null(out);
+  static const uint8_t header[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+  memcpy(out, header, sizeof header);
+  size_t at = sizeof header;
+  uLong crc = 0;
+  for (unsigned i = 0; i < BOMB_CHUNKS; i++) {
+    memcpy(out + at, one, one_len);
+    at += one_len;
+    crc = crc32_combine(crc, crc1, BOMB_CHUNK);
+  }
+  out[at++] = 0x03; /* a final, empty fixed-Huffman block */
+  out[at++] = 0x00;
+  uint32_t size = (uint32_t)((uint64_t)BOMB_CHUNK * BOMB_CHUNKS);
+  for (int i = 0; i < 4; i++) {
+    out[at++] = (uint8_t)(crc >> (8 * i));
+  }
+  for (int i = 0; i < 4; i++) {
+    out[at++] = (uint8_t)(size >> (8 * i));
+  }
+  free(one);
+  *len = at;
+  return out;
+}
+
+/* A unary call with an already gzip-compressed request, through gRPC core: the buffer is
+ * marked compressed, so the channel (default algorithm gzip) sends it as it is, with
+ * grpc-encoding: gzip and the compressed flag. Returns the status; detail gets the text. */
+static grpc_status_code send_compressed(const char *endpoint, const uint8_t *gz, size_t len,
+                                        char *detail, size_t n) {
+  grpc_arg arg;
+  memset(&arg, 0, sizeof arg);
+  arg.type = GRPC_ARG_INTEGER;
+  arg.key = (char *)GRPC_COMPRESSION_CHANNEL_DEFAULT_ALGORITHM;
+  arg.value.integer = GRPC_COMPRESS_GZIP;
+  grpc_channel_args args = {1, &arg};
+  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  grpc_channel *ch = grpc_channel_create(endpoint, creds, &args);
+  grpc_channel_credentials_release(creds);
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+  grpc_slice method = grpc_slice_from_static_string(M_FETCH);
+  gpr_timespec deadline = gpr_time_add(
+      gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30L * test_time_scale(), GPR_TIMESPAN));
+  grpc_call *call =
+      grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, deadline, NULL);
+  grpc_slice payload = grpc_slice_from_copied_buffer((const char *)gz, len);
+  grpc_byte_buffer *bb = grpc_raw_compressed_byte_buffer_create(&payload, 1, GRPC_COMPRESS_GZIP);
+  grpc_slice_unref(payload);
+  grpc_metadata_array md, trailing;
+  grpc_metadata_array_init(&md);
+  grpc_metadata_array_init(&trailing);
+  grpc_byte_buffer *resp = NULL;
+  grpc_status_code status = GRPC_STATUS_UNKNOWN;
+  grpc_slice details = grpc_empty_slice();
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = bb;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &md;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &resp;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &trailing;
+  ops[5].data.recv_status_on_client.status = &status;
+  ops[5].data.recv_status_on_client.status_details = &details;
+  int tag = 1;
+  assert_int_equal(grpc_call_start_batch(call, ops, 6, &tag, NULL), GRPC_CALL_OK);
+  grpc_event ev = grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+  assert_int_equal(ev.type, GRPC_OP_COMPLETE);
+  snprintf(detail, n, "%.*s", (int)GRPC_SLICE_LENGTH(details),
+           (const char *)GRPC_SLICE_START_PTR(details));
+  grpc_slice_unref(details);
+  grpc_byte_buffer_destroy(bb);
+  if (resp) {
+    grpc_byte_buffer_destroy(resp);
+  }
+  grpc_metadata_array_destroy(&md);
+  grpc_metadata_array_destroy(&trailing);
+  grpc_call_unref(call);
+  grpc_channel_destroy(ch);
+  grpc_completion_queue_shutdown(cq);
+  while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN) {
+  }
+  grpc_completion_queue_destroy(cq);
+  return status;
+}
+
+/* A 1 MB request that inflates to 1 GiB is refused as it arrives, unauthenticated and
+ * before anything decompresses it: the server's memory stays flat. */
+static void test_gzip_bomb_refused(void **state) {
+  (void)state;
+  size_t len = 0;
+  uint8_t *gz = gzip_bomb(&len);
+  printf("gzip bomb: %zu bytes inflating to %u MiB\n", len, BOMB_CHUNKS * (BOMB_CHUNK >> 20));
+  assert_true(len < (1u << 20) + 65536); /* under --max-message-bytes + 64 KiB */
+  mim_local *srv = start_server();
+  long base = warm_rss(srv);
+  pinger p;
+  pinger_start(&p, srv);
+  char detail[256];
+  grpc_status_code st = GRPC_STATUS_OK;
+  for (int i = 0; i < 4; i++) { /* four in a row: one that slipped through would show */
+    st = send_compressed(srv->endpoint, gz, len, detail, sizeof detail);
+    printf("gzip bomb %d: status %d \"%s\"\n", i, (int)st, detail);
+    if (st != GRPC_STATUS_UNIMPLEMENTED) {
+      break;
+    }
+  }
+  pinger_check(&p, "during the gzip bomb");
+  long peak = raw_proc_kib(srv->pid, "VmHWM");
+  printf("gzip bomb: RSS %ld KiB at the start, peak %ld KiB\n", base, peak);
+  assert_int_equal(st, GRPC_STATUS_UNIMPLEMENTED);
+  assert_non_null(strstr(detail, "gzip"));
+  assert_true(peak < base + 65536L); /* never inflated: the peak stays near the start */
+  assert_rss_back(srv, base, "gzip bomb");
+  assert_fresh_ping(srv);
+  assert_int_equal(mim_local_stop(srv), 0);
+  free(gz);
+}
+
+int main(void) {
+  grpc_init();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_gzip_bomb_refused),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  grpc_shutdown();
+  return rc;
+}
