@@ -35,6 +35,7 @@
 
 #define PING_BOUND_MS 100 /* the bound, scaled by test_time_scale() */
 #define M_FETCH "/cache_client.Scs/ListFetch"
+#define M_PING "/cache_client.Ping/Ping" /* registered by the server: the path that leaked */
 
 /* ---- a Ping loop on its own connection ---- */
 
@@ -289,10 +290,186 @@ static void test_gzip_bomb_refused(void **state) {
   free(gz);
 }
 
+/* ---- rapid reset ---- */
+
+/* One HTTP/2 frame header (RFC 9113 4.1) at p. */
+static uint8_t *h2_frame(uint8_t *p, uint32_t len, uint8_t type, uint8_t flags, uint32_t stream) {
+  p[0] = (uint8_t)(len >> 16);
+  p[1] = (uint8_t)(len >> 8);
+  p[2] = (uint8_t)len;
+  p[3] = type;
+  p[4] = flags;
+  p[5] = (uint8_t)(stream >> 24);
+  p[6] = (uint8_t)(stream >> 16);
+  p[7] = (uint8_t)(stream >> 8);
+  p[8] = (uint8_t)stream;
+  return p + 9;
+}
+
+/* HPACK literal without indexing, new name (RFC 7541 6.2.2); both strings < 127 bytes. */
+static size_t hpack_literal(uint8_t *p, const char *name, const char *value) {
+  size_t n = strlen(name), v = strlen(value);
+  p[0] = 0x00;
+  p[1] = (uint8_t)n;
+  memcpy(p + 2, name, n);
+  p[2 + n] = (uint8_t)v;
+  memcpy(p + 3 + n, value, v);
+  return 3 + n + v;
+}
+
+/* A gRPC request's header block: POST, http (static table entries), the rest literal. */
+static size_t request_headers(uint8_t *p) {
+  size_t n = 0;
+  p[n++] = 0x83; /* :method POST */
+  p[n++] = 0x86; /* :scheme http */
+  n += hpack_literal(p + n, ":path", M_PING);
+  n += hpack_literal(p + n, ":authority", "localhost");
+  n += hpack_literal(p + n, "content-type", "application/grpc");
+  n += hpack_literal(p + n, "te", "trailers");
+  n += hpack_literal(p + n, "cache", "limits");
+  return n;
+}
+
+static int tcp_connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return -1;
+  }
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+typedef struct drain {
+  pthread_t thread;
+  int fd;
+  atomic_size_t bytes;
+  uint8_t first[512]; /* the start of what the server sent: its SETTINGS frame */
+  size_t first_len;
+} drain;
+
+/* SETTINGS_MAX_CONCURRENT_STREAMS (id 3) from the server's first frame; -1 if absent. */
+static long advertised_max_streams(const drain *d) {
+  const uint8_t *f = d->first;
+  if (d->first_len < 9 || f[3] != 4) {
+    return -1;
+  }
+  size_t len = ((size_t)f[0] << 16) | ((size_t)f[1] << 8) | f[2];
+  for (size_t at = 9; at + 6 <= 9 + len && at + 6 <= d->first_len; at += 6) {
+    if (f[at] == 0 && f[at + 1] == 3) {
+      return (long)(((uint32_t)f[at + 2] << 24) | ((uint32_t)f[at + 3] << 16) |
+                    ((uint32_t)f[at + 4] << 8) | f[at + 5]);
+    }
+  }
+  return -1;
+}
+
+/* Reads and drops whatever the server sends, so its writes never stall the flood. */
+static void *drain_loop(void *arg) {
+  drain *d = arg;
+  uint8_t buf[16384];
+  ssize_t r;
+  while ((r = read(d->fd, buf, sizeof buf)) > 0) {
+    size_t keep = sizeof d->first - d->first_len;
+    keep = keep < (size_t)r ? keep : (size_t)r;
+    memcpy(d->first + d->first_len, buf, keep);
+    d->first_len += keep;
+    atomic_fetch_add(&d->bytes, (size_t)r);
+  }
+  return NULL;
+}
+
+static bool write_all_fd(int fd, const uint8_t *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) {
+      continue;
+    }
+    if (w <= 0) {
+      return false;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return true;
+}
+
+#define RESET_BATCH 500
+
+/* Sends pairs HEADERS + RST_STREAM(CANCEL) on one connection: the "rapid reset" pattern.
+ * Returns how many pairs went out before the server closed the connection. */
+static long rapid_reset(int port, long pairs, long *max_streams) {
+  int fd = tcp_connect(port);
+  assert_true(fd >= 0);
+  drain d = {.fd = fd};
+  assert_int_equal(pthread_create(&d.thread, NULL, drain_loop, &d), 0);
+  uint8_t hdr[256];
+  size_t hlen = request_headers(hdr);
+  size_t pair = 9 + hlen + 9 + 4;
+  uint8_t *buf = malloc(24 + 9 + 9 + pair * RESET_BATCH);
+  assert_non_null(buf);
+  uint8_t *p = buf;
+  memcpy(p, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+  p = h2_frame(p + 24, 0, 4, 0, 0); /* SETTINGS, empty */
+  p = h2_frame(p, 0, 4, 1, 0);      /* SETTINGS ACK for the server's */
+  bool ok = write_all_fd(fd, buf, (size_t)(p - buf));
+  long sent = 0;
+  uint32_t stream = 1;
+  while (ok && sent < pairs) {
+    p = buf;
+    for (int i = 0; i < RESET_BATCH && sent + i < pairs; i++, stream += 2) {
+      p = h2_frame(p, (uint32_t)hlen, 1, 0x4, stream); /* HEADERS, END_HEADERS */
+      memcpy(p, hdr, hlen);
+      p = h2_frame(p + hlen, 4, 3, 0, stream); /* RST_STREAM */
+      static const uint8_t cancel[4] = {0, 0, 0, 8};
+      memcpy(p, cancel, 4);
+      p += 4;
+    }
+    ok = write_all_fd(fd, buf, (size_t)(p - buf));
+    sent += ok ? (long)((size_t)(p - buf) / pair) : 0;
+  }
+  free(buf);
+  shutdown(fd, SHUT_RDWR);
+  pthread_join(d.thread, NULL);
+  close(fd);
+  *max_streams = advertised_max_streams(&d);
+  return sent;
+}
+
+/* 100,000 HEADERS + RST_STREAM pairs (10,000 under valgrind) on one connection: the
+ * server keeps answering Ping on another, gives the memory back, and advertises a
+ * stream limit. */
+static void test_rapid_reset_flood(void **state) {
+  (void)state;
+  long pairs = test_time_scale() > 3 || getenv("MIM_VALGRIND") ? 10000 : 100000;
+  mim_local *srv = start_server();
+  long base = warm_rss(srv);
+  pinger p;
+  pinger_start(&p, srv);
+  int64_t t0 = cmn_mono_ms();
+  long max_streams = 0;
+  long sent = rapid_reset(srv->port, pairs, &max_streams);
+  printf("rapid reset: %ld of %ld pairs sent in %ld ms; RSS %ld KiB before, %ld KiB now, peak %ld "
+         "KiB\n",
+         sent, pairs, (long)(cmn_mono_ms() - t0), base, raw_proc_kib(srv->pid, "VmRSS"),
+         raw_proc_kib(srv->pid, "VmHWM"));
+  pinger_check(&p, "during the rapid reset");
+  printf("rapid reset: the server advertised MAX_CONCURRENT_STREAMS %ld\n", max_streams);
+  assert_int_equal(max_streams, 2048);
+  assert_rss_back(srv, base, "rapid reset");
+  assert_fresh_ping(srv);
+  assert_int_equal(mim_local_stop(srv), 0);
+}
+
 int main(void) {
   grpc_init();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_gzip_bomb_refused),
+      cmocka_unit_test(test_rapid_reset_flood),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   grpc_shutdown();
