@@ -1,6 +1,7 @@
 /* mim-local: a Momento-compatible development server (lists, control plane, ping,
  * topics, disposable tokens) on the gRPC core server API.
  * See `mim-local --help` for the flags. */
+#include "accept.h"
 #include "base64.h"
 #include "dispatch.h"
 #include "housekeeping.h"
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -492,6 +494,28 @@ static bool announce(app *a, const options *o, int port) {
   return true;
 }
 
+/* Every connection holds a file descriptor: a soft limit of 1,024 (the usual default)
+ * would cap the server far below what the machine allows. Raise it to the hard limit
+ * and say what the server runs with. */
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    return;
+  }
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      srv_log(LOG_WARN, "cannot raise the file descriptor limit from %llu: %s",
+              (unsigned long long)was, strerror(errno));
+      getrlimit(RLIMIT_NOFILE, &rl);
+    }
+  }
+  int limit = rl.rlim_cur > (rlim_t)INT32_MAX ? INT32_MAX : (int)rl.rlim_cur;
+  srv_log(LOG_INFO, "file descriptor limit %d; new connections are refused with %d left", limit,
+          srv_acceptor_reserve(limit));
+}
+
 /* Test hook (server/README.md): MIM_LOCAL_SHUTDOWN_PAUSE_MS=N (at most 10000) waits N ms
  * after the subscription streams ended and before the rpc layer stops, so a test can
  * reliably re-subscribe in that window and see it refused. */
@@ -546,6 +570,7 @@ int main(int argc, char **argv) {
   /* A file-size limit (RLIMIT_FSIZE) must not kill the server: with SIGXFSZ ignored a
    * write past it fails with EFBIG, which the log handles like a full disk. */
   signal(SIGXFSZ, SIG_IGN);
+  raise_fd_limit();
   grpc_init();
   app a;
   int port = 0, rc = 1;

@@ -3,6 +3,7 @@
  * reference on its srv_call, so a call is freed when the last of them lets go. */
 #include "rpc.h"
 
+#include "accept.h"
 #include "clock.h"
 #include "tsan_handoff.h" /* a call handed to the event/cq thread via gRPC */
 #include "util.h"
@@ -49,6 +50,7 @@ struct srv_rpc {
   bool cq_closed;
   void *hot[MAX_HOT_METHODS]; /* grpc_server_register_method handles of hot_methods */
   size_t nhot;
+  srv_acceptor *acceptor; /* plaintext: our accept loop (NULL under TLS: gRPC's) */
 };
 
 typedef struct qitem {
@@ -568,7 +570,15 @@ static grpc_server_credentials *make_creds(const srv_rpc_config *cfg) {
   return grpc_insecure_server_credentials_create();
 }
 
+/* Plaintext connections come through our own accept loop (accept.h: gRPC core 1.51
+ * stops accepting for good at the first EMFILE); TLS ones through gRPC's listener,
+ * since gRPC takes a connected descriptor only for plaintext. */
 static int bind_port(srv_rpc *rpc, const srv_rpc_config *cfg) {
+  if (!cfg->tls_cert_pem || !cfg->tls_key_pem) {
+    int port = 0;
+    rpc->acceptor = srv_acceptor_bind(cfg->host, cfg->port, &port);
+    return rpc->acceptor ? port : 0;
+  }
   char addr[300];
   bool v6 = strchr(cfg->host, ':') != NULL;
   snprintf(addr, sizeof addr, v6 ? "[%s]:%d" : "%s:%d", cfg->host, cfg->port);
@@ -652,6 +662,7 @@ srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
   register_hot_methods(rpc);
   *bound_port = bind_port(rpc, cfg);
   if (*bound_port == 0) {
+    srv_acceptor_stop(rpc->acceptor);
     grpc_server_destroy(rpc->server);
     rpc->server = NULL;
     grpc_completion_queue_shutdown(rpc->cq);
@@ -681,6 +692,10 @@ srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
       rpc->nthreads++;
     }
   }
+  if (rpc->acceptor && !srv_acceptor_run(rpc->acceptor, rpc->server)) {
+    srv_rpc_stop(rpc, 0);
+    return NULL;
+  }
   return rpc;
 }
 
@@ -702,6 +717,8 @@ void srv_rpc_stop(srv_rpc *rpc, int grace_ms) {
     return;
   }
   atomic_store(&rpc->stopping, true);
+  srv_acceptor_stop(rpc->acceptor); /* no connection may arrive during the shutdown */
+  rpc->acceptor = NULL;
   grpc_server_shutdown_and_notify(rpc->server, rpc->cq, &rpc->shutdown_tag);
   if (!wait_shutdown(rpc, grace_ms)) {
     srv_log(LOG_WARN, "calls still open after %d ms; cancelling them", grace_ms);

@@ -4,6 +4,7 @@
  * during the attack, and checks that the server answers it in time and that its memory
  * (VmRSS) comes back afterwards. Counts and times are bounded; under valgrind the
  * floods are smaller, the checks the same. */
+#define _GNU_SOURCE /* prlimit */
 // clang-format off
 #include <stdarg.h>
 #include <stddef.h>
@@ -465,11 +466,77 @@ static void test_rapid_reset_flood(void **state) {
   assert_int_equal(mim_local_stop(srv), 0);
 }
 
+/* ---- file descriptors ---- */
+
+#define FD_LIMIT 160     /* the server's RLIMIT_NOFILE for the attack */
+#define FD_ATTACKERS 300 /* idle connections opened against it */
+
+/* "Max open files" soft and hard limits of pid, from /proc/PID/limits. */
+static void proc_nofile(pid_t pid, long *soft, long *hard) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%ld/limits", (long)pid);
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  *soft = *hard = -1;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "Max open files", 14) == 0) {
+      assert_int_equal(sscanf(line + 14, "%ld %ld", soft, hard), 2);
+    }
+  }
+  fclose(f);
+}
+
+/* Started with a low soft limit on file descriptors, the server raises it to the hard
+ * one. Then, held to FD_LIMIT, FD_ATTACKERS idle connections must neither stop it
+ * from serving the connection it has nor, once they are gone, from accepting new ones. */
+static void test_fd_exhaustion_recovers(void **state) {
+  (void)state;
+  struct rlimit old, low;
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+  low = (struct rlimit){old.rlim_cur < 200 ? old.rlim_cur : 200, old.rlim_max};
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+  mim_local *srv = start_server();
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0); /* only the server starts low */
+  long soft = 0, hard = 0;
+  proc_nofile(srv->pid, &soft, &hard);
+  printf("fd limit: started at %ld, the server runs with %ld (hard %ld)\n", (long)low.rlim_cur,
+         soft, hard);
+  assert_int_equal(soft, hard);
+
+  struct rlimit cap = {FD_LIMIT, FD_LIMIT};
+  assert_int_equal(prlimit(srv->pid, RLIMIT_NOFILE, &cap, NULL), 0);
+  int base_sockets = raw_proc_sockets(srv->pid);
+  pinger p;
+  pinger_start(&p, srv);
+  int fds[FD_ATTACKERS];
+  int opened = 0;
+  for (int i = 0; i < FD_ATTACKERS; i++) {
+    fds[i] = tcp_connect(srv->port);
+    opened += fds[i] >= 0;
+  }
+  usleep(1000000 * test_time_scale()); /* the server accepts what it will */
+  int held = raw_proc_sockets(srv->pid);
+  printf("fd exhaustion: %d of %d connections opened, server holds %d sockets (limit %d)\n", opened,
+         FD_ATTACKERS, held, FD_LIMIT);
+  for (int i = 0; i < FD_ATTACKERS; i++) {
+    if (fds[i] >= 0) {
+      close(fds[i]);
+    }
+  }
+  int left = raw_wait_sockets_at_most(srv->pid, base_sockets + 1, 10000 * test_time_scale());
+  printf("fd exhaustion: %d sockets after the close (%d before)\n", left, base_sockets);
+  pinger_check(&p, "during fd exhaustion");
+  assert_true(held < FD_LIMIT);
+  assert_fresh_ping(srv);
+  assert_int_equal(mim_local_stop(srv), 0);
+}
+
 int main(void) {
   grpc_init();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_gzip_bomb_refused),
       cmocka_unit_test(test_rapid_reset_flood),
+      cmocka_unit_test(test_fd_exhaustion_recovers),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   grpc_shutdown();
