@@ -46,6 +46,7 @@ typedef struct pinger {
   atomic_bool stop;
   atomic_long max_ms; /* slowest answer */
   atomic_long pings, failures;
+  atomic_long slow; /* answers slower than the bound */
 } pinger;
 
 static void *ping_loop(void *arg) {
@@ -57,6 +58,9 @@ static void *ping_loop(void *arg) {
     atomic_fetch_add(st == MIM_OK ? &p->pings : &p->failures, 1);
     if (ms > atomic_load(&p->max_ms)) {
       atomic_store(&p->max_ms, ms);
+    }
+    if (ms > (long)PING_BOUND_MS * test_time_scale()) {
+      atomic_fetch_add(&p->slow, 1);
     }
     usleep(5000);
   }
@@ -71,7 +75,30 @@ static void pinger_start(pinger *p, const mim_local *srv) {
   assert_int_equal(pthread_create(&p->thread, NULL, ping_loop, p), 0);
 }
 
-/* Stops the loop and checks every Ping during the attack was answered in time. */
+/* Under sanitizers and valgrind the allocator is not glibc's (nothing is trimmed, and
+ * RSS holds shadow memory): there the memory checks are left out. */
+static bool rss_meaningful(void) {
+  const char *san = getenv("SANITIZE");
+  return !getenv("MIM_VALGRIND") && !getenv("MIM_TEST_SLOW") && !(san && *san);
+}
+
+/* True while more threads wait to run than the machine has cores (1-minute load
+ * average): then a thread of the server can be kept off the CPU for seconds whatever
+ * it does, and a latency bound says nothing about the server. */
+static bool machine_oversubscribed(double *load) {
+  FILE *f = fopen("/proc/loadavg", "r");
+  *load = 0;
+  if (!f) {
+    return false;
+  }
+  bool got = fscanf(f, "%lf", load) == 1;
+  fclose(f);
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  return got && cores > 0 && *load > (double)cores;
+}
+
+/* Stops the loop and checks every Ping during the attack was answered, and in time
+ * unless the machine is oversubscribed (then the times are printed, not checked). */
 static void pinger_check(pinger *p, const char *what) {
   int64_t deadline = cmn_mono_ms() + 10000L * test_time_scale();
   while (atomic_load(&p->pings) + atomic_load(&p->failures) < 3 && cmn_mono_ms() < deadline) {
@@ -81,11 +108,17 @@ static void pinger_check(pinger *p, const char *what) {
   pthread_join(p->thread, NULL);
   mim_transport_free(p->t);
   long bound = (long)PING_BOUND_MS * test_time_scale();
-  printf("%s: %ld pings, %ld failed, slowest %ld ms (bound %ld ms)\n", what, atomic_load(&p->pings),
-         atomic_load(&p->failures), atomic_load(&p->max_ms), bound);
+  printf("%s: %ld pings, %ld failed, %ld slower than %ld ms, slowest %ld ms\n", what,
+         atomic_load(&p->pings), atomic_load(&p->failures), atomic_load(&p->slow), bound,
+         atomic_load(&p->max_ms));
   assert_true(atomic_load(&p->pings) > 0);
   assert_int_equal(atomic_load(&p->failures), 0);
-  assert_true(atomic_load(&p->max_ms) <= bound);
+  double load = 0;
+  if (machine_oversubscribed(&load)) {
+    printf("%s: load average %.1f exceeds the cores: latency not checked\n", what, load);
+  } else {
+    assert_true(atomic_load(&p->max_ms) <= bound);
+  }
 }
 
 /* A Ping on a fresh connection, answered within the bound. */
@@ -98,7 +131,10 @@ static void assert_fresh_ping(const mim_local *srv) {
   mim_transport_free(t);
   printf("fresh ping: status %d in %ld ms\n", (int)st, ms);
   assert_int_equal(st, MIM_OK);
-  assert_true(ms <= (long)PING_BOUND_MS * test_time_scale());
+  double load = 0;
+  if (!machine_oversubscribed(&load)) {
+    assert_true(ms <= (long)PING_BOUND_MS * test_time_scale());
+  }
 }
 
 /* Waits (bounded) until the server's RSS is back within 10 % of base; returns it. */
@@ -116,7 +152,10 @@ static void assert_rss_back(const mim_local *srv, long base_kib, const char *wha
   long peak = raw_proc_kib(srv->pid, "VmHWM");
   long rss = rss_settle(srv, base_kib);
   printf("%s: RSS %ld KiB before, peak %ld KiB, %ld KiB after\n", what, base_kib, peak, rss);
-  assert_true(rss > 0 && rss <= base_kib + base_kib / 10);
+  assert_true(rss > 0);
+  if (rss_meaningful()) {
+    assert_true(rss <= base_kib + base_kib / 10);
+  }
 }
 
 /* The server's RSS once it served a few calls (so first-use allocations are in). */
@@ -284,7 +323,9 @@ static void test_gzip_bomb_refused(void **state) {
   printf("gzip bomb: RSS %ld KiB at the start, peak %ld KiB\n", base, peak);
   assert_int_equal(st, GRPC_STATUS_UNIMPLEMENTED);
   assert_non_null(strstr(detail, "gzip"));
-  assert_true(peak < base + 65536L); /* never inflated: the peak stays near the start */
+  if (rss_meaningful()) {
+    assert_true(peak < base + 65536L); /* never inflated: the peak stays near the start */
+  }
   assert_rss_back(srv, base, "gzip bomb");
   assert_fresh_ping(srv);
   assert_int_equal(mim_local_stop(srv), 0);
@@ -442,8 +483,8 @@ static long rapid_reset(int port, long pairs, long *max_streams) {
 }
 
 /* 100,000 HEADERS + RST_STREAM pairs (10,000 under valgrind) on one connection: the
- * server keeps answering Ping on another, gives the memory back, and advertises a
- * stream limit. */
+ * server keeps answering Ping on another, gives the memory back (the peak stays far
+ * below the 1.2 GB it took when reset streams leaked), and advertises a stream limit. */
 static void test_rapid_reset_flood(void **state) {
   (void)state;
   long pairs = test_time_scale() > 3 || getenv("MIM_VALGRIND") ? 10000 : 100000;
@@ -458,7 +499,11 @@ static void test_rapid_reset_flood(void **state) {
          "KiB\n",
          sent, pairs, (long)(cmn_mono_ms() - t0), base, raw_proc_kib(srv->pid, "VmRSS"),
          raw_proc_kib(srv->pid, "VmHWM"));
+  long peak = raw_proc_kib(srv->pid, "VmHWM");
   pinger_check(&p, "during the rapid reset");
+  if (rss_meaningful()) {
+    assert_true(peak < base + 128L * 1024);
+  }
   printf("rapid reset: the server advertised MAX_CONCURRENT_STREAMS %ld\n", max_streams);
   assert_int_equal(max_streams, 2048);
   assert_rss_back(srv, base, "rapid reset");
