@@ -1,6 +1,7 @@
 /* mim-local: a Momento-compatible development server (lists, control plane, ping,
  * topics, disposable tokens) on the gRPC core server API.
  * See `mim-local --help` for the flags. */
+#include "accept.h"
 #include "base64.h"
 #include "dispatch.h"
 #include "housekeeping.h"
@@ -12,16 +13,19 @@
 #include <getopt.h>
 #include <grpc/grpc.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_CACHES 64
 #define ROOT_KEY_VALID_SECONDS (10ULL * 365 * 24 * 3600)
+#define TRIM_INTERVAL_S 2
 
 typedef struct options {
   const char *host;
@@ -46,6 +50,8 @@ typedef struct options {
   const char *data_dir;
   persist_fsync fsync_mode;
   uint64_t compact_bytes;
+  int max_streams;     /* per connection */
+  size_t memory_quota; /* gRPC core's resource quota, bytes */
 } options;
 
 /* --data-dir: the persistence of the store and topics (NULL: memory only). */
@@ -80,6 +86,10 @@ static void usage(FILE *out) {
         "  --fsync MODE             always|interval|never (default interval: every 100 ms)\n"
         "  --compact-bytes N        compact the log into a snapshot beyond N bytes\n"
         "                           (default 67108864)\n"
+        "  --max-streams-per-connection N  concurrent HTTP/2 streams per connection\n"
+        "                           (default 2048)\n"
+        "  --memory-quota-bytes N   memory gRPC may use for connections and calls\n"
+        "                           (default 1073741824)\n"
         "signals: SIGTERM/SIGINT stop cleanly; SIGUSR1 ends every subscription stream\n"
         "(UNAVAILABLE) and keeps serving, to test client resume.\n",
         out);
@@ -119,7 +129,9 @@ enum {
   OPT_QUEUE_BYTES,
   OPT_DATA_DIR,
   OPT_FSYNC,
-  OPT_COMPACT
+  OPT_COMPACT,
+  OPT_MAX_STREAMS,
+  OPT_MEMORY_QUOTA
 };
 
 static const struct option g_long[] = {
@@ -146,6 +158,8 @@ static const struct option g_long[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"fsync", required_argument, NULL, OPT_FSYNC},
     {"compact-bytes", required_argument, NULL, OPT_COMPACT},
+    {"max-streams-per-connection", required_argument, NULL, OPT_MAX_STREAMS},
+    {"memory-quota-bytes", required_argument, NULL, OPT_MEMORY_QUOTA},
     {NULL, 0, NULL, 0},
 };
 
@@ -173,6 +187,10 @@ static bool set_number(options *o, int opt, const char *arg) {
     return parse_num(arg, 1ULL << 40, &v) && v > 0 && ((o->max_queue_bytes = v), true);
   case OPT_COMPACT:
     return parse_num(arg, 1ULL << 40, &v) && v > 0 && ((o->compact_bytes = v), true);
+  case OPT_MAX_STREAMS:
+    return parse_num(arg, INT32_MAX, &v) && v > 0 && ((o->max_streams = (int)v), true);
+  case OPT_MEMORY_QUOTA:
+    return parse_num(arg, 1ULL << 44, &v) && v >= (16u << 20) && ((o->memory_quota = v), true);
   case OPT_TTL:
     return parse_num(arg, 100ULL * 365 * 24 * 3600 * 1000, &v) && v > 0 &&
            ((o->default_ttl_ms = v), true);
@@ -249,6 +267,8 @@ static int parse_args(int argc, char **argv, options *o) {
                  .max_subscribers = 10000,
                  .max_queue = 8192,
                  .default_ttl_ms = 86400000ULL,
+                 .max_streams = 2048,
+                 .memory_quota = 1u << 30,
                  .fsync_mode = PERSIST_FSYNC_INTERVAL};
   int opt;
   while ((opt = getopt_long(argc, argv, "", g_long, NULL)) != -1) {
@@ -440,6 +460,8 @@ static srv_rpc *start_rpc(app *a, const options *o, int *port) {
                          .tls_cert_pem = cert,
                          .tls_key_pem = key,
                          .max_receive_bytes = o->max_message_bytes + 65536,
+                         .max_streams_per_connection = o->max_streams,
+                         .memory_quota_bytes = o->memory_quota,
                          .cq_threads = 2};
     dispatch_configure(&rc, a);
     rpc = srv_rpc_start(&rc, port);
@@ -472,6 +494,28 @@ static bool announce(app *a, const options *o, int port) {
   return true;
 }
 
+/* Every connection holds a file descriptor: a soft limit of 1,024 (the usual default)
+ * would cap the server far below what the machine allows. Raise it to the hard limit
+ * and say what the server runs with. */
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    return;
+  }
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      srv_log(LOG_WARN, "cannot raise the file descriptor limit from %llu: %s",
+              (unsigned long long)was, strerror(errno));
+      getrlimit(RLIMIT_NOFILE, &rl);
+    }
+  }
+  int limit = rl.rlim_cur > (rlim_t)INT32_MAX ? INT32_MAX : (int)rl.rlim_cur;
+  srv_log(LOG_INFO, "file descriptor limit %d; new connections are refused with %d left", limit,
+          srv_acceptor_reserve(limit));
+}
+
 /* Test hook (server/README.md): MIM_LOCAL_SHUTDOWN_PAUSE_MS=N (at most 10000) waits N ms
  * after the subscription streams ended and before the rpc layer stops, so a test can
  * reliably re-subscribe in that window and see it refused. */
@@ -486,16 +530,27 @@ static void shutdown_pause_for_tests(void) {
 }
 
 /* Waits for SIGINT/SIGTERM. SIGUSR1 (for tests) cuts every subscription stream with
- * UNAVAILABLE and keeps serving, so clients exercise their resume path. */
+ * UNAVAILABLE and keeps serving, so clients exercise their resume path. Every
+ * TRIM_INTERVAL_S it hands free heap memory back to the system: glibc trims only the
+ * top of the main arena by itself, so what a burst (a flood of reset streams, a big
+ * request) left free in the gRPC threads' arenas would stay resident for good. */
 static int wait_for_signal(app *a, const sigset_t *set) {
-  int sig = 0;
-  while (sigwait(set, &sig) == 0 && (sig == SIGPIPE || sig == SIGUSR1)) {
-    if (sig == SIGUSR1) {
+  const struct timespec every = {.tv_sec = TRIM_INTERVAL_S, .tv_nsec = 0};
+  for (;;) {
+    int sig = sigtimedwait(set, NULL, &every);
+    if (sig < 0) {
+      if (errno == EAGAIN) {
+        malloc_trim(0);
+      } else if (errno != EINTR) {
+        return 0;
+      }
+    } else if (sig == SIGUSR1) {
       srv_log(LOG_INFO, "SIGUSR1: cutting every subscription stream");
       pubsub_end_streams(a->ps, GRPC_STATUS_UNAVAILABLE, "stream cut for test");
+    } else if (sig != SIGPIPE) {
+      return sig;
     }
   }
-  return sig;
 }
 
 int main(int argc, char **argv) {
@@ -512,6 +567,10 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGPIPE);
   sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
+  /* A file-size limit (RLIMIT_FSIZE) must not kill the server: with SIGXFSZ ignored a
+   * write past it fails with EFBIG, which the log handles like a full disk. */
+  signal(SIGXFSZ, SIG_IGN);
+  raise_fd_limit();
   grpc_init();
   app a;
   int port = 0, rc = 1;

@@ -3,6 +3,7 @@
  * reference on its srv_call, so a call is freed when the last of them lets go. */
 #include "rpc.h"
 
+#include "accept.h"
 #include "clock.h"
 #include "tsan_handoff.h" /* a call handed to the event/cq thread via gRPC */
 #include "util.h"
@@ -49,6 +50,7 @@ struct srv_rpc {
   bool cq_closed;
   void *hot[MAX_HOT_METHODS]; /* grpc_server_register_method handles of hot_methods */
   size_t nhot;
+  srv_acceptor *acceptor; /* plaintext: our accept loop (NULL under TLS: gRPC's) */
 };
 
 typedef struct qitem {
@@ -402,6 +404,11 @@ static void handle_request(srv_call *c, const char *method, bool ok) {
 
 static void on_recv_done(srv_tag *tag, bool ok) {
   srv_call *c = CONTAINER(tag, srv_call, recv_tag);
+  if (c->hot >= 0) { /* registered: gRPC fills no call details */
+    handle_request(c, c->rpc->hot_methods[c->hot], ok);
+    srv_call_unref(c);
+    return;
+  }
   char method[256];
   size_t mlen = GRPC_SLICE_LENGTH(c->details.method);
   if (mlen >= sizeof method) {
@@ -419,11 +426,6 @@ static void start_call(srv_call *c) {
   close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   close_op.data.recv_close_on_server.cancelled = &c->cancelled;
   if (!start_batch(c, &close_op, 1, &c->close_tag)) {
-    return;
-  }
-  if (c->hot >= 0) {
-    /* The request message came with the call: no receive batch, no extra completion. */
-    handle_request(c, c->rpc->hot_methods[c->hot], true);
     return;
   }
   grpc_op recv_op;
@@ -467,7 +469,7 @@ static void post_request(srv_rpc *rpc, int hot) {
   HANDOFF_RELEASE(&c->new_tag);
   grpc_call_error err = hot >= 0 ? grpc_server_request_registered_call(
                                        rpc->server, rpc->hot[hot], &c->call, &c->hot_deadline,
-                                       &c->md, &c->recv_buf, rpc->cq, rpc->cq, &c->new_tag)
+                                       &c->md, NULL, rpc->cq, rpc->cq, &c->new_tag)
                                  : grpc_server_request_call(rpc->server, &c->call, &c->details,
                                                             &c->md, rpc->cq, rpc->cq, &c->new_tag);
   if (err != GRPC_CALL_OK) {
@@ -511,22 +513,53 @@ static grpc_arg int_arg(char *key, int value) {
   return a;
 }
 
+static grpc_arg quota_arg(char *key, grpc_resource_quota *quota) {
+  grpc_arg a;
+  memset(&a, 0, sizeof a);
+  a.type = GRPC_ARG_POINTER;
+  a.key = key;
+  a.value.pointer.p = quota;
+  a.value.pointer.vtable = grpc_resource_quota_arg_vtable();
+  return a;
+}
+
 static grpc_server *create_server(const srv_rpc_config *cfg) {
-  grpc_arg args[5];
+  grpc_arg args[8];
+  size_t n = 0;
   char k_max[] = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
   char k_ping[] = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
   char k_strikes[] = GRPC_ARG_HTTP2_MAX_PING_STRIKES;
   char k_permit[] = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
   char k_reuse[] = GRPC_ARG_ALLOW_REUSEPORT;
+  char k_algos[] = GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET;
+  char k_streams[] = GRPC_ARG_MAX_CONCURRENT_STREAMS;
+  char k_quota[] = GRPC_ARG_RESOURCE_QUOTA;
+  args[n++] = int_arg(k_max, (int)cfg->max_receive_bytes);
   /* Clients (the official SDKs) send keepalive pings often; tolerate them. */
-  args[0] = int_arg(k_max, (int)cfg->max_receive_bytes);
-  args[1] = int_arg(k_ping, 1000);
-  args[2] = int_arg(k_strikes, 0);
-  args[3] = int_arg(k_permit, 1);
+  args[n++] = int_arg(k_ping, 1000);
+  args[n++] = int_arg(k_strikes, 0);
+  args[n++] = int_arg(k_permit, 1);
   /* Without this a second server on a busy port would silently share it. */
-  args[4] = int_arg(k_reuse, 0);
-  grpc_channel_args ca = {5, args};
-  return grpc_server_create(&ca, NULL);
+  args[n++] = int_arg(k_reuse, 0);
+  /* Identity only: gRPC core 1.51 inflates a compressed message completely before it
+   * checks its size (1 MB of gzip became 1 GiB). Momento's clients never compress
+   * requests; any other grpc-encoding is refused (UNIMPLEMENTED) as the call starts. */
+  args[n++] = int_arg(k_algos, 1 << GRPC_COMPRESS_NONE);
+  if (cfg->max_streams_per_connection > 0) {
+    args[n++] = int_arg(k_streams, cfg->max_streams_per_connection);
+  }
+  grpc_resource_quota *quota = NULL;
+  if (cfg->memory_quota_bytes > 0) {
+    quota = grpc_resource_quota_create("mim-local");
+    grpc_resource_quota_resize(quota, cfg->memory_quota_bytes);
+    args[n++] = quota_arg(k_quota, quota);
+  }
+  grpc_channel_args ca = {n, args};
+  grpc_server *server = grpc_server_create(&ca, NULL);
+  if (quota) {
+    grpc_resource_quota_unref(quota); /* the server holds its own reference */
+  }
+  return server;
 }
 
 static grpc_server_credentials *make_creds(const srv_rpc_config *cfg) {
@@ -537,7 +570,15 @@ static grpc_server_credentials *make_creds(const srv_rpc_config *cfg) {
   return grpc_insecure_server_credentials_create();
 }
 
+/* Plaintext connections come through our own accept loop (accept.h: gRPC core 1.51
+ * stops accepting for good at the first EMFILE); TLS ones through gRPC's listener,
+ * since gRPC takes a connected descriptor only for plaintext. */
 static int bind_port(srv_rpc *rpc, const srv_rpc_config *cfg) {
+  if (!cfg->tls_cert_pem || !cfg->tls_key_pem) {
+    int port = 0;
+    rpc->acceptor = srv_acceptor_bind(cfg->host, cfg->port, &port);
+    return rpc->acceptor ? port : 0;
+  }
   char addr[300];
   bool v6 = strchr(cfg->host, ':') != NULL;
   snprintf(addr, sizeof addr, v6 ? "[%s]:%d" : "%s:%d", cfg->host, cfg->port);
@@ -564,16 +605,18 @@ static int bind_port(srv_rpc *rpc, const srv_rpc_config *cfg) {
  * process, but mim-local is its own process.
  */
 /*
- * The busiest methods are registered so that a call arrives with its request message
- * already read (GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER): one batch and one
- * completion-queue event less per call than the generic path (request_call, then a
- * receive batch). Every other method still takes the generic path.
+ * The busiest methods are registered, so gRPC matches their calls against requests
+ * waiting for that method instead of one shared queue; the request message is then
+ * read with a receive batch as on the generic path. Not with
+ * GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER (the message read with the call, one
+ * completion less): in gRPC core 1.51 every stream of such a method that the client
+ * resets before its message arrived stays allocated (~12 KB each): 100,000
+ * HEADERS + RST_STREAM pairs grew RSS by 1.2 GB for good and stalled Ping for 10 s.
  */
 static void register_hot_methods(srv_rpc *rpc) {
   const char *const *names = rpc->hot_methods;
   for (size_t i = 0; names && names[i] && rpc->nhot < MAX_HOT_METHODS; i++) {
-    void *h = grpc_server_register_method(rpc->server, names[i], NULL,
-                                          GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    void *h = grpc_server_register_method(rpc->server, names[i], NULL, GRPC_SRM_PAYLOAD_NONE, 0);
     if (!h) {
       srv_log(LOG_WARN, "cannot register %s; it takes the generic path", names[i]);
       break; /* indexes must match hot_methods: stop at the first failure */
@@ -619,6 +662,7 @@ srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
   register_hot_methods(rpc);
   *bound_port = bind_port(rpc, cfg);
   if (*bound_port == 0) {
+    srv_acceptor_stop(rpc->acceptor);
     grpc_server_destroy(rpc->server);
     rpc->server = NULL;
     grpc_completion_queue_shutdown(rpc->cq);
@@ -648,6 +692,10 @@ srv_rpc *srv_rpc_start(const srv_rpc_config *cfg, int *bound_port) {
       rpc->nthreads++;
     }
   }
+  if (rpc->acceptor && !srv_acceptor_run(rpc->acceptor, rpc->server)) {
+    srv_rpc_stop(rpc, 0);
+    return NULL;
+  }
   return rpc;
 }
 
@@ -669,6 +717,8 @@ void srv_rpc_stop(srv_rpc *rpc, int grace_ms) {
     return;
   }
   atomic_store(&rpc->stopping, true);
+  srv_acceptor_stop(rpc->acceptor); /* no connection may arrive during the shutdown */
+  rpc->acceptor = NULL;
   grpc_server_shutdown_and_notify(rpc->server, rpc->cq, &rpc->shutdown_tag);
   if (!wait_shutdown(rpc, grace_ms)) {
     srv_log(LOG_WARN, "calls still open after %d ms; cancelling them", grace_ms);

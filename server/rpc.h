@@ -24,6 +24,10 @@ typedef struct srv_rpc_config {
   const char *tls_cert_pem; /* both set: TLS; else plaintext */
   const char *tls_key_pem;
   size_t max_receive_bytes;
+  /* HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection (0: gRPC's default, none). */
+  int max_streams_per_connection;
+  /* Memory gRPC core may use for transports and calls (its resource quota); 0: none. */
+  size_t memory_quota_bytes;
   int cq_threads;
   srv_dispatch_fn dispatch;
   void *app;
