@@ -451,9 +451,10 @@ MIM_API mim_status mim_send(mim_session *session, const char *text,
   st = new_envelope(session, text, id, &json, &len);
   if (st != MIM_OK)
     return st;
-  /* On the event thread (a callback) waiting for the attempt would deadlock. */
-  bool wait = !mim_transport_on_event_thread(mim_client_transport(session->client));
-  st = mim_outbox_send(session->outbox, id, json, len, wait);
+  /* On the event thread (a callback) waiting for the attempt would deadlock. Elsewhere
+   * the wait is short: a hung network must not hold the caller (the outbox goes on). */
+  bool on_event = mim_transport_on_event_thread(mim_client_transport(session->client));
+  st = mim_outbox_send(session->outbox, id, json, len, on_event ? 0 : MIM_SEND_WAIT_MS);
   if (st == MIM_OK && id_out)
     memcpy(id_out, id, MIM_ENVELOPE_ID_SIZE);
   return st;

@@ -64,7 +64,7 @@ static void on_forward_result(void *owner, const char *id, mim_status status, co
 /* Queues an accepted envelope after the chat's earlier ones; takes ownership of json. */
 static void forward(mod_chat *c, const char *id, char *json, size_t len) {
   /* Never wait here: this is the event thread, which runs the attempt itself. */
-  mim_status st = mim_outbox_send(c->outbox, id, json, len, false);
+  mim_status st = mim_outbox_send(c->outbox, id, json, len, 0);
   if (st == MIM_OK)
     return;
   mim_log(MIM_LOG_WARN, "moderator: message %s for %s dropped: %s", id, c->chat,

@@ -141,6 +141,9 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
 /* Length of a message id including its NUL. */
 #define MIM_MESSAGE_ID_SIZE 33
 
+/* The longest mim_send waits for the first attempt of a message, in ms (see mim_send). */
+#define MIM_SEND_WAIT_MS 50
+
 /* Sends text (valid UTF-8), at least once. Client-only mode: pushes the envelope to the
  * list (truncated to history_cap, with TTL), then publishes it on the topic. Moderated
  * mode: publishes it on "<chat>-input". id_out (may be NULL) receives the new message's
@@ -155,18 +158,22 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
  * retried too, a few times, when the client gets its tokens from a token_url (the
  * refusal makes it fetch a fresh token); with a fixed credential it is final.
  *
- * Blocking: mim_send waits for the first attempt of this message, unless an earlier
- * message is being retried (then it returns once queued) or it is called on the event
- * thread (from a callback; then it returns once queued). It returns:
- *   MIM_OK - sent, or the first attempt failed with a retryable status and the message
- *            is queued for retry; on_send_result reports the final outcome either way;
- *   an error - the first attempt failed with a status not worth retrying (e.g.
- *            PERMISSION_DENIED, NOT_FOUND): nothing is queued and on_send_result does
- *            not run for it;
+ * Bounded wait: mim_send waits for the first attempt of this message, but never longer
+ * than MIM_SEND_WAIT_MS, whatever the network does (a hung server or connection); it
+ * returns once queued without waiting at all when an earlier message is being retried
+ * or when called on the event thread (from a callback). It returns:
+ *   MIM_OK - sent; or queued (the first attempt failed with a retryable status, or had
+ *            not finished within MIM_SEND_WAIT_MS): the outbox goes on sending it and
+ *            on_send_result reports the final outcome either way, which can then also
+ *            be a status not worth retrying such as PERMISSION_DENIED;
+ *   an error - the first attempt failed within MIM_SEND_WAIT_MS with a status not worth
+ *            retrying (e.g. PERMISSION_DENIED, NOT_FOUND): nothing is queued and
+ *            on_send_result does not run for it;
  *   MIM_ERR_RESOURCE_EXHAUSTED - the outbox is full; MIM_ERR_INVALID_ARGUMENT - NULL,
  *            not UTF-8, envelope over 256 KiB.
- * So when every send returns quickly the behaviour is the old synchronous one, and under
- * faults sends are queued instead of failing.
+ * So a fast refusal is returned at once, and a slow or hung network never holds the
+ * caller for more than MIM_SEND_WAIT_MS (plus building the envelope): rely on
+ * on_send_result for the outcome of every send that returned MIM_OK.
  *
  * Duplicates. A retry can repeat what the server did but could not confirm: the list
  * may hold the message twice, the topic may carry it twice. Receivers drop repeats by
