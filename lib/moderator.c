@@ -13,6 +13,7 @@
  * chains in flight could complete in either order, so list and topic would reorder a
  * sender's messages (mim_send keeps them in order up to "<chat>-input"). */
 #include "chat_defaults.h"
+#include "client_internal.h"
 #include "clock.h"
 #include "envelope.h"
 #include "error.h"
@@ -287,10 +288,7 @@ MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
   return mim_moderator_start_with_options(client, cache, chat_ids, n_chats, &o, filter, user, out);
 }
 
-MIM_API void mim_moderator_stop(mim_moderator *moderator) {
-  mim_moderator *m = moderator;
-  if (!m)
-    return;
+static void stop_now(mim_moderator *m) {
   atomic_store(&m->stopping, true);
   for (size_t i = 0; i < m->n_chats; i++) {
     mim_topic_unsubscribe(m->chats[i].sub);
@@ -304,4 +302,25 @@ MIM_API void mim_moderator_stop(mim_moderator *moderator) {
     m->chats[i].outbox = NULL;
   }
   moderator_free(m);
+}
+
+static void stop_job(void *arg) {
+  stop_now(arg);
+}
+
+MIM_API void mim_moderator_stop(mim_moderator *moderator) {
+  mim_moderator *m = moderator;
+  if (!m)
+    return;
+  if (!mim_transport_on_event_thread(mim_client_transport(m->client))) {
+    stop_now(m);
+    return;
+  }
+  /* From a callback: the stop waits for the event thread, so it runs on a thread of its
+   * own; the filter is not called any more from now on. */
+  if (atomic_exchange(&m->stopping, true))
+    return;
+  if (mim_client_run_detached(m->client, stop_job, m) != MIM_OK)
+    mim_log(MIM_LOG_ERROR, "mim_moderator_stop from a callback: %s; the moderator is not freed",
+            mim_last_error_detail());
 }

@@ -117,9 +117,11 @@ MIM_API void mim_join_options_init(mim_join_options *options);
  * gap-fill, or one truncated out of the list while the join ran and then received live,
  * can come after newer messages (still exactly once).
  * on_message must return quickly and must not call blocking functions of the client
- * (mim_send, mim_history, mim_leave, ...); hand work to another thread instead.
+ * (mim_history, mim_remove_message, ...); hand work to another thread instead. It may
+ * call mim_send (it queues without waiting) and mim_leave (deferred, see there).
  * Errors: MIM_ERR_INVALID_ARGUMENT, subscription and list errors (no callback runs
- * after a failed join returns). */
+ * after a failed join returns); MIM_ERR_CANCELLED when a callback of this session
+ * called mim_leave before mim_join returned (the session is freed, *out not set). */
 MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *chat_id,
                             const mim_join_options *options, mim_on_message on_message, void *user,
                             mim_session **out);
@@ -194,8 +196,16 @@ MIM_API mim_status mim_remove_message(mim_session *session, const char *message_
  * (nothing is dropped silently; the one in flight at that moment may still reach the
  * server), waits for that call to end (its deadline) and for a pending backoff timer (at
  * most 2 s), unsubscribes and frees the session. When it returns no callback of the
- * session runs. Must not be called from the session's own callback, nor while another
- * thread is in mim_send on it. NULL is ignored. */
+ * session runs. Must not be called while another thread is in mim_send on it. NULL is
+ * ignored.
+ *
+ * From a callback (any callback of this client, e.g. the session's own on_message or
+ * on_event) it cannot wait for the event thread it runs on, so it is deferred: it returns
+ * at once, no on_message or on_event of the session runs after that, and the rest (flush,
+ * on_send_result reports, unsubscribe, free) runs on a library thread once the callback
+ * has returned; mim_client_free waits for it. During mim_join (history delivery, or the
+ * first on_event) the leave is done by mim_join, which returns MIM_ERR_CANCELLED. Calling
+ * it again for the same session from a callback does nothing more. */
 MIM_API void mim_leave(mim_session *session);
 
 /* ---- Moderation (server-mediated pattern) ---- */
@@ -277,8 +287,10 @@ MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
  * every forward still queued with MIM_ERR_CANCELLED (the one in flight at that moment
  * may still reach the server), and waits for that call to end (its deadline) and for a
  * pending backoff timer (at most 2 s). When it returns no callback of the moderator runs.
- * Must not be called from the filter or from on_forward_result (nor any other callback
- * of the client). NULL is ignored. */
+ * NULL is ignored. From a callback of the client (e.g. the filter) it is deferred, as
+ * mim_leave is: it returns at once, the filter is not called any more, and the rest runs
+ * on a library thread (on_forward_result still reports each forward);
+ * mim_client_free waits for it. */
 MIM_API void mim_moderator_stop(mim_moderator *moderator);
 
 #ifdef __cplusplus

@@ -315,9 +315,9 @@ static void test_send_bounded_when_frozen(void **state) {
     int64_t t0 = cmn_mono_ms();
     send_range(f->ss, i, 1, ids);
     int64_t took = cmn_mono_ms() - t0;
-    if (took >= 100 * test_time_scale())
+    if (took >= (int64_t)100 * test_time_scale())
       fprintf(stderr, "mim_send %d took %lld ms with the server frozen\n", i, (long long)took);
-    assert_true(took < 100 * test_time_scale());
+    assert_true(took < (int64_t)100 * test_time_scale());
   }
   pause_ms(300);
   assert_int_equal(mim_local_signal(f->srv, SIGCONT), 0);
