@@ -120,3 +120,40 @@ bool mim_pb_find_bytes(const uint8_t *data, size_t len, const uint32_t *path, si
   *out_len = n;
   return true;
 }
+
+#define MAX_NESTING 32
+
+/* The first string field at or under desc (wire bytes data/len) holding a NUL byte. */
+static const char *nul_in_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                  size_t len, int depth) {
+  const uint8_t *p = data, *end = data + len;
+  while (p < end && depth < MAX_NESTING) {
+    uint64_t key, n;
+    if (!read_varint(&p, end, &key))
+      return NULL; /* malformed: protobuf-c says so */
+    unsigned wire_type = (unsigned)(key & 7);
+    if (wire_type != 2) {
+      if (!skip_value(&p, end, wire_type))
+        return NULL;
+      continue;
+    }
+    if (!read_varint(&p, end, &n) || (uint64_t)(end - p) < n || key >> 3 > UINT32_MAX)
+      return NULL;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3));
+    const char *bad = NULL;
+    if (f && f->type == PROTOBUF_C_TYPE_STRING && n && memchr(p, 0, (size_t)n))
+      bad = f->name;
+    else if (f && f->type == PROTOBUF_C_TYPE_MESSAGE)
+      bad = nul_in_strings(f->descriptor, p, (size_t)n, depth + 1);
+    if (bad)
+      return bad;
+    p += n;
+  }
+  return NULL;
+}
+
+const char *mim_pb_nul_in_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                  size_t len) {
+  return data ? nul_in_strings(desc, data, len, 0) : NULL;
+}

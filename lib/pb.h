@@ -55,6 +55,12 @@ void mim_pb_free(ProtobufCMessage *msg);
  * occurrences of a message field is not modelled, so callers check the result against
  * what protobuf-c decoded). True with *out and *out_len pointing into data when found;
  * false when absent or data is malformed. */
+/* The name of the first string field in data (a desc, nested messages included) that
+ * holds a NUL byte, or NULL. protobuf-c would cut such a string at the NUL and hand over
+ * a different value; callers refuse the message instead. */
+const char *mim_pb_nul_in_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                  size_t len);
+
 bool mim_pb_find_bytes(const uint8_t *data, size_t len, const uint32_t *path, size_t depth,
                        const uint8_t **out, size_t *out_len);
 

@@ -201,6 +201,11 @@ static const char wire_text_item[] = {0x0a, 0x14, /* item, 20 bytes */
                                       0x1a, 0x03, 'p',  0,    'q', /* publisher_id */
                                       0x20, 0x01};                 /* sequence_page 1 */
 
+/* A _GenerateDisposableTokenResponse, encoded by hand: api_key "ab\0cd",
+ * endpoint "127.0.0.1", valid_until 1. */
+static const char nul_token_response[] = {0x0a, 0x05, 'a', 'b', 0,   'c', 'd', 0x12, 0x09, '1',
+                                          '2',  '7',  '.', '0', '.', '0', '.', '1',  0x18, 0x01};
+
 static void stream_next(srv_call *c) {
   if (c->stream_sent < c->stream_total) {
     char msg[32];
@@ -236,6 +241,8 @@ static void handle_request(srv_call *c) {
              has_metadata(c, "cache", "wire-text")) {
     c->stream_total = -1; /* one item, then the stream stays open until cancelled */
     send_bytes(c, wire_text_item, sizeof wire_text_item);
+  } else if (strcmp(m, "/token.Token/GenerateDisposableToken") == 0) {
+    finish(c, buffer_from(nul_token_response, sizeof nul_token_response), GRPC_STATUS_OK, "");
   } else if (strcmp(m, "/test.Hang/Unary") == 0) {
     /* never answer: RECV_CLOSE_ON_SERVER completes when the client gives up */
   } else {
