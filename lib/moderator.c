@@ -21,6 +21,7 @@
 
 #include <momento/im.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,12 @@ struct mim_moderator {
   size_t n_chats;
   mod_chat *chats;
   atomic_bool stopping;
+
+  /* A stop from a callback runs on another thread: it must see what start wrote (the
+   * subscriptions), and one asked before start returned is start's to do. */
+  pthread_mutex_t mu;
+  bool started;    /* mim_moderator_start_with_options has returned it */
+  bool stop_asked; /* mim_moderator_stop was called from a callback before that */
 };
 
 /* The one report of an accepted input: from the outbox, or for one that never got there. */
@@ -166,6 +173,7 @@ static void moderator_free(mim_moderator *m) {
   }
   free(m->chats);
   free(m->cache);
+  pthread_mutex_destroy(&m->mu);
   free(m);
 }
 
@@ -220,6 +228,7 @@ static mim_moderator *moderator_new(mim_client *client, const char *cache,
     return NULL;
   }
   atomic_init(&m->stopping, false);
+  pthread_mutex_init(&m->mu, NULL);
   m->client = client;
   m->options = effective_options(options);
   m->filter = filter;
@@ -248,6 +257,8 @@ static mim_status check_start_args(mim_client *client, const char *cache,
   return MIM_OK;
 }
 
+static void stop_now(mim_moderator *m);
+
 MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const char *cache,
                                                     const char *const *chat_ids, size_t n_chats,
                                                     const mim_moderator_options *options,
@@ -268,10 +279,17 @@ MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const ch
                                       .user = c};
     st = mim_topic_subscribe(client, cache, c->input_topic, NULL, &cbs, &c->sub);
   }
+  pthread_mutex_lock(&m->mu);
+  m->started = true;
+  bool stop_asked = m->stop_asked;
+  pthread_mutex_unlock(&m->mu);
+  if (st == MIM_OK && stop_asked)
+    st = mim_fail(MIM_ERR_CANCELLED,
+                  "mim_moderator_stop was called from a callback during the start");
   if (st != MIM_OK) {
     char detail[256];
     snprintf(detail, sizeof detail, "%s", mim_last_error_detail());
-    mim_moderator_stop(m);
+    stop_now(m);
     return mim_fail_with_detail(st, detail);
   }
   *out = m;
@@ -290,6 +308,8 @@ MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
 
 static void stop_now(mim_moderator *m) {
   atomic_store(&m->stopping, true);
+  pthread_mutex_lock(&m->mu); /* (from a job: what start wrote is visible after this) */
+  pthread_mutex_unlock(&m->mu);
   for (size_t i = 0; i < m->n_chats; i++) {
     mim_topic_unsubscribe(m->chats[i].sub);
     m->chats[i].sub = NULL;
@@ -320,6 +340,12 @@ MIM_API void mim_moderator_stop(mim_moderator *moderator) {
    * own; the filter is not called any more from now on. */
   if (atomic_exchange(&m->stopping, true))
     return;
+  pthread_mutex_lock(&m->mu);
+  bool started = m->started;
+  m->stop_asked = true;
+  pthread_mutex_unlock(&m->mu);
+  if (!started)
+    return; /* start is still subscribing: it stops and returns MIM_ERR_CANCELLED */
   if (mim_client_run_detached(m->client, stop_job, m) != MIM_OK)
     mim_log(MIM_LOG_ERROR, "mim_moderator_stop from a callback: %s; the moderator is not freed",
             mim_last_error_detail());
