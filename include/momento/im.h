@@ -146,10 +146,10 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
 /* The longest mim_send waits for the first attempt of a message, in ms (see mim_send). */
 #define MIM_SEND_WAIT_MS 50
 
-/* Sends text (valid UTF-8), at least once. Client-only mode: pushes the envelope to the
- * list (truncated to history_cap, with TTL), then publishes it on the topic. Moderated
- * mode: publishes it on "<chat>-input". id_out (may be NULL) receives the new message's
- * id whenever MIM_OK is returned.
+/* Sends text (valid UTF-8; a C string, so it holds no NUL byte), at least once.
+ * Client-only mode: pushes the envelope to the list (truncated to history_cap, with TTL),
+ * then publishes it on the topic. Moderated mode: publishes it on "<chat>-input". id_out
+ * (may be NULL) receives the new message's id whenever MIM_OK is returned.
  *
  * Outbox. The message is queued in the session's outbox (at most outbox_limit
  * messages), which sends one message at a time, oldest first, so a sender's messages
@@ -268,7 +268,9 @@ MIM_API void mim_moderator_options_init(mim_moderator_options *options);
  * The client needs read/write on those lists and publish/subscribe on those topics.
  * Blocking until every subscription is confirmed. *out owned by the caller: release
  * with mim_moderator_stop. options may be NULL (defaults). Errors:
- * MIM_ERR_INVALID_ARGUMENT, MIM_ERR_NO_MEMORY and subscription errors. */
+ * MIM_ERR_INVALID_ARGUMENT, MIM_ERR_NO_MEMORY and subscription errors;
+ * MIM_ERR_CANCELLED when a callback called mim_moderator_stop on it before this returned
+ * (it is then stopped and freed). */
 MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const char *cache,
                                                     const char *const *chat_ids, size_t n_chats,
                                                     const mim_moderator_options *options,
