@@ -2,7 +2,7 @@
  * (issue 13 item 13): mim_leave from on_message (live and during the history delivery of
  * mim_join) and from on_event, and mim_moderator_stop from the filter. None may hang:
  * each is deferred, no callback of the session runs after it, mim_join returns and
- * mim_client_free returns. Every call that could hang runs on a helper thread with a
+ * mim_client_free returns. mim_client_free from a callback is refused at once. Every call that could hang runs on a helper thread with a
  * bounded wait; a timeout aborts the program (CMOCKA_TEST_ABORT) instead of hanging. */
 /* cmocka.h needs these first, in this order. */
 // clang-format off
@@ -261,6 +261,42 @@ static void test_leave_from_on_event_reconnecting(void **state) {
   assert_int_equal(atomic_load(&p.after_leave), 0);
 }
 
+/* mim_client_free from a callback cannot free what the callback runs on: it logs and
+ * returns at once (the client stays usable and is freed later from outside). */
+typedef struct free_probe {
+  mim_client *client;
+  atomic_bool returned;
+} free_probe;
+
+static void free_on_message(mim_session *s, const mim_message *m, void *user) {
+  (void)s;
+  (void)m;
+  free_probe *p = user;
+  if (!atomic_load(&p->returned)) {
+    mim_client_free(p->client); /* refused */
+    atomic_store(&p->returned, true);
+  }
+}
+
+static void test_client_free_from_callback_refused(void **state) {
+  (void)state;
+  mim_client *root = test_client_from_key(srv->root_key);
+  const char *texts[] = {"free me"};
+  send_texts(root, "free", texts, 1);
+  free_probe p = {.client = test_client_from_key(srv->root_key)};
+  atomic_init(&p.returned, false);
+  mim_session *s = NULL;
+  assert_int_equal(mim_join(p.client, CACHE, "free", NULL, free_on_message, &p, &s), MIM_OK);
+  assert_true(atomic_load(&p.returned)); /* history is delivered before mim_join returns */
+  mim_message_list *h = NULL;
+  assert_int_equal(mim_history(s, 0, &h), MIM_OK); /* the client still works */
+  assert_int_equal(h->count, 1);
+  mim_message_list_free(h);
+  mim_leave(s);
+  run_bounded("mim_client_free", client_free_fn, p.client, WAIT_MS);
+  mim_client_free(root);
+}
+
 /* ---- a moderator stopped from its own filter ---- */
 
 typedef struct mod_probe {
@@ -331,6 +367,7 @@ int main(void) {
       cmocka_unit_test(test_leave_from_on_message_history),
       cmocka_unit_test(test_leave_from_on_event_while_joining),
       cmocka_unit_test(test_leave_from_on_event_reconnecting),
+      cmocka_unit_test(test_client_free_from_callback_refused),
       cmocka_unit_test(test_moderator_stop_from_filter),
   };
   if (getenv("MIM_TEST_FILTER"))
