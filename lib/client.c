@@ -2,7 +2,8 @@
  * The client handle: a credential, a transport (channels + event thread) and defaults.
  * Immutable after mim_client_create, so sharing it between threads needs no locking;
  * the transport and the token provider (which replaces the transport's auth token from
- * its own thread) are thread-safe on their own.
+ * its own thread) are thread-safe on their own. The one mutable part is the count of
+ * detached jobs (a leave or stop called from a callback), under its own mutex.
  */
 #include "client_internal.h"
 #include "error.h"
@@ -12,6 +13,7 @@
 #include <arpa/inet.h>
 #include <cacheping.pb-c.h>
 #include <controlclient.pb-c.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,10 @@ struct mim_client {
   int64_t deadline_ms;
   uint64_t ttl_ms;
   bool tls;
+
+  pthread_mutex_t jobs_mu;
+  pthread_cond_t jobs_cv;
+  int jobs; /* detached jobs still running: mim_client_free waits for them */
 };
 
 MIM_API void mim_client_options_init(mim_client_options *options) {
@@ -130,12 +136,24 @@ static mim_status start_transport(const mim_client_options *o, mim_client *c) {
 }
 
 /* Frees a client that is not running callbacks on the caller's thread. */
+/* Waits for the detached jobs: they use the transport. Each one is bounded (a leave or
+ * stop: its flush time, a call deadline and a backoff timer). */
+static void wait_jobs(mim_client *c) {
+  pthread_mutex_lock(&c->jobs_mu);
+  while (c->jobs > 0)
+    pthread_cond_wait(&c->jobs_cv, &c->jobs_mu);
+  pthread_mutex_unlock(&c->jobs_mu);
+}
+
 static void client_destroy(mim_client *c) {
+  wait_jobs(c);
   /* The provider's worker installs tokens into the transport: stop it first. */
   mim_token_provider_stop(c->tokens);
   mim_transport_free(c->transport);
   mim_token_provider_free(c->tokens);
   mim_credentials_free(c->creds);
+  pthread_mutex_destroy(&c->jobs_mu);
+  pthread_cond_destroy(&c->jobs_cv);
   explicit_bzero(c, sizeof *c);
   free(c);
 }
@@ -160,6 +178,8 @@ MIM_API mim_status mim_client_create(const mim_client_options *options, mim_clie
   mim_client *c = calloc(1, sizeof *c);
   if (!c)
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory creating client");
+  pthread_mutex_init(&c->jobs_mu, NULL);
+  pthread_cond_init(&c->jobs_cv, NULL);
   c->deadline_ms = options && options->default_deadline_ms > 0 ? options->default_deadline_ms
                                                                : DEFAULT_DEADLINE_MS;
   c->ttl_ms = options && options->default_ttl_ms ? options->default_ttl_ms : DEFAULT_TTL_MS;
@@ -299,4 +319,47 @@ bool mim_client_refreshes_tokens(const mim_client *client) {
 
 unsigned mim_client_token_fetches(const mim_client *client) {
   return client->tokens ? mim_token_provider_fetches(client->tokens) : 0;
+}
+
+typedef struct job {
+  mim_client *client;
+  void (*fn)(void *);
+  void *arg;
+} job;
+
+static void *job_main(void *p) {
+  job j = *(job *)p;
+  free(p);
+  j.fn(j.arg);
+  pthread_mutex_lock(&j.client->jobs_mu);
+  j.client->jobs--;
+  pthread_cond_broadcast(&j.client->jobs_cv);
+  pthread_mutex_unlock(&j.client->jobs_mu); /* last touch: the client may be freed now */
+  return NULL;
+}
+
+mim_status mim_client_run_detached(mim_client *client, void (*fn)(void *), void *arg) {
+  job *j = malloc(sizeof *j);
+  if (!j)
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+  *j = (job){.client = client, .fn = fn, .arg = arg};
+  pthread_mutex_lock(&client->jobs_mu);
+  client->jobs++;
+  pthread_mutex_unlock(&client->jobs_mu);
+  pthread_attr_t attr;
+  pthread_t tid;
+  int rc = pthread_attr_init(&attr);
+  if (rc == 0) {
+    (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&tid, &attr, job_main, j);
+    pthread_attr_destroy(&attr);
+  }
+  if (rc == 0)
+    return MIM_OK;
+  free(j);
+  pthread_mutex_lock(&client->jobs_mu);
+  client->jobs--;
+  pthread_cond_broadcast(&client->jobs_cv);
+  pthread_mutex_unlock(&client->jobs_mu);
+  return mim_fail(MIM_ERR_RESOURCE_EXHAUSTED, "cannot start a thread (error %d)", rc);
 }

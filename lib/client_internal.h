@@ -40,6 +40,13 @@ bool mim_client_token_rejected(mim_client *client);
 /* True when the client fetches its tokens from a URL (a rejected token can be replaced). */
 bool mim_client_refreshes_tokens(const mim_client *client);
 
+/* Runs fn(arg) on a new detached thread: work a callback asked for that must not run on
+ * the event thread because it waits for that thread (mim_leave, mim_moderator_stop).
+ * mim_client_free waits until every such job has returned, so fn must finish in bounded
+ * time and must not free the client. MIM_ERR_RESOURCE_EXHAUSTED (no thread) or
+ * MIM_ERR_NO_MEMORY: fn does not run. */
+mim_status mim_client_run_detached(mim_client *client, void (*fn)(void *), void *arg);
+
 /* Tokens fetched from the token URL so far (the first one included); 0 without one. */
 unsigned mim_client_token_fetches(const mim_client *client);
 

@@ -31,6 +31,8 @@
 #include <string.h>
 #include <time.h>
 
+#define LEFT_IN_JOIN "mim_leave was called from a callback during the join"
+
 struct mim_session {
   mim_client *client;
   char *cache;
@@ -51,8 +53,11 @@ struct mim_session {
 
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  int inflight;   /* list fetches whose completion has not finished */
-  bool join_done; /* the join fetch completed (join_status says how) */
+  int inflight;       /* list fetches whose completion has not finished */
+  bool join_done;     /* the join fetch completed (join_status says how) */
+  bool join_returned; /* mim_join has taken its result: a leave from a callback is deferred
+                       * to a thread; before that, mim_join does it */
+  bool leave_asked;   /* mim_leave was called from a callback */
   mim_status join_status;
   char join_detail[256];
 
@@ -304,6 +309,8 @@ static mim_status wait_join(mim_session *s, char *detail, size_t detail_size) {
   return st;
 }
 
+static void leave_now(mim_session *s);
+
 MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *chat_id,
                             const mim_join_options *options, mim_on_message on_message, void *user,
                             mim_session **out) {
@@ -326,6 +333,14 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
   }
   char detail[sizeof s->join_detail];
   st = wait_join(s, detail, sizeof detail);
+  pthread_mutex_lock(&s->mu);
+  s->join_returned = true;
+  bool left = s->leave_asked;
+  pthread_mutex_unlock(&s->mu);
+  if (left) {
+    leave_now(s);
+    return mim_fail(MIM_ERR_CANCELLED, LEFT_IN_JOIN);
+  }
   if (st != MIM_OK) {
     session_quiesce(s);
     session_free(s);
@@ -335,14 +350,47 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
   return MIM_OK;
 }
 
+/* The whole leave; not on the event thread (it waits for it). */
+static void leave_now(mim_session *s) {
+  /* Flush first (the subscription does not matter for it), reporting what is left. */
+  mim_outbox_close(s->outbox, s->flush_timeout_ms);
+  s->outbox = NULL;
+  session_quiesce(s);
+  session_free(s);
+}
+
+static void leave_job(void *arg) {
+  leave_now(arg);
+}
+
+/* mim_leave on the event thread (from a callback): waiting there for the outbox, the
+ * subscription or a fetch would wait for ourselves. Stop delivering at once; the rest
+ * runs on a thread of its own, or in mim_join when the join has not returned yet (the
+ * caller does not own the session before that). */
+static void leave_deferred(mim_session *s) {
+  atomic_store(&s->closing, true);
+  pthread_mutex_lock(&s->mu);
+  bool repeated = s->leave_asked;
+  s->leave_asked = true;
+  bool joined = s->join_returned;
+  /* Nothing more is started for a closing session: wake mim_join now. */
+  if (!joined && !s->join_done)
+    join_finished_locked(s, MIM_ERR_CANCELLED, LEFT_IN_JOIN);
+  pthread_mutex_unlock(&s->mu);
+  if (repeated || !joined)
+    return;
+  if (mim_client_run_detached(s->client, leave_job, s) != MIM_OK)
+    mim_log(MIM_LOG_ERROR, "mim_leave from a callback: %s; the session of chat %s is not freed",
+            mim_last_error_detail(), s->chat);
+}
+
 MIM_API void mim_leave(mim_session *session) {
   if (!session)
     return;
-  /* Flush first (the subscription does not matter for it), reporting what is left. */
-  mim_outbox_close(session->outbox, session->flush_timeout_ms);
-  session->outbox = NULL;
-  session_quiesce(session);
-  session_free(session);
+  if (mim_transport_on_event_thread(mim_client_transport(session->client)))
+    leave_deferred(session);
+  else
+    leave_now(session);
 }
 
 /* ---- history, send, remove ---- */
@@ -451,9 +499,10 @@ MIM_API mim_status mim_send(mim_session *session, const char *text,
   st = new_envelope(session, text, id, &json, &len);
   if (st != MIM_OK)
     return st;
-  /* On the event thread (a callback) waiting for the attempt would deadlock. */
-  bool wait = !mim_transport_on_event_thread(mim_client_transport(session->client));
-  st = mim_outbox_send(session->outbox, id, json, len, wait);
+  /* On the event thread (a callback) waiting for the attempt would deadlock. Elsewhere
+   * the wait is short: a hung network must not hold the caller (the outbox goes on). */
+  bool on_event = mim_transport_on_event_thread(mim_client_transport(session->client));
+  st = mim_outbox_send(session->outbox, id, json, len, on_event ? 0 : MIM_SEND_WAIT_MS);
   if (st == MIM_OK && id_out)
     memcpy(id_out, id, MIM_ENVELOPE_ID_SIZE);
   return st;

@@ -13,6 +13,7 @@
  * chains in flight could complete in either order, so list and topic would reorder a
  * sender's messages (mim_send keeps them in order up to "<chat>-input"). */
 #include "chat_defaults.h"
+#include "client_internal.h"
 #include "clock.h"
 #include "envelope.h"
 #include "error.h"
@@ -20,6 +21,7 @@
 
 #include <momento/im.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +49,12 @@ struct mim_moderator {
   size_t n_chats;
   mod_chat *chats;
   atomic_bool stopping;
+
+  /* A stop from a callback runs on another thread: it must see what start wrote (the
+   * subscriptions), and one asked before start returned is start's to do. */
+  pthread_mutex_t mu;
+  bool started;    /* mim_moderator_start_with_options has returned it */
+  bool stop_asked; /* mim_moderator_stop was called from a callback before that */
 };
 
 /* The one report of an accepted input: from the outbox, or for one that never got there. */
@@ -64,7 +72,7 @@ static void on_forward_result(void *owner, const char *id, mim_status status, co
 /* Queues an accepted envelope after the chat's earlier ones; takes ownership of json. */
 static void forward(mod_chat *c, const char *id, char *json, size_t len) {
   /* Never wait here: this is the event thread, which runs the attempt itself. */
-  mim_status st = mim_outbox_send(c->outbox, id, json, len, false);
+  mim_status st = mim_outbox_send(c->outbox, id, json, len, 0);
   if (st == MIM_OK)
     return;
   mim_log(MIM_LOG_WARN, "moderator: message %s for %s dropped: %s", id, c->chat,
@@ -165,6 +173,7 @@ static void moderator_free(mim_moderator *m) {
   }
   free(m->chats);
   free(m->cache);
+  pthread_mutex_destroy(&m->mu);
   free(m);
 }
 
@@ -219,6 +228,7 @@ static mim_moderator *moderator_new(mim_client *client, const char *cache,
     return NULL;
   }
   atomic_init(&m->stopping, false);
+  pthread_mutex_init(&m->mu, NULL);
   m->client = client;
   m->options = effective_options(options);
   m->filter = filter;
@@ -247,6 +257,8 @@ static mim_status check_start_args(mim_client *client, const char *cache,
   return MIM_OK;
 }
 
+static void stop_now(mim_moderator *m);
+
 MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const char *cache,
                                                     const char *const *chat_ids, size_t n_chats,
                                                     const mim_moderator_options *options,
@@ -267,10 +279,17 @@ MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const ch
                                       .user = c};
     st = mim_topic_subscribe(client, cache, c->input_topic, NULL, &cbs, &c->sub);
   }
+  pthread_mutex_lock(&m->mu);
+  m->started = true;
+  bool stop_asked = m->stop_asked;
+  pthread_mutex_unlock(&m->mu);
+  if (st == MIM_OK && stop_asked)
+    st = mim_fail(MIM_ERR_CANCELLED,
+                  "mim_moderator_stop was called from a callback during the start");
   if (st != MIM_OK) {
     char detail[256];
     snprintf(detail, sizeof detail, "%s", mim_last_error_detail());
-    mim_moderator_stop(m);
+    stop_now(m);
     return mim_fail_with_detail(st, detail);
   }
   *out = m;
@@ -287,11 +306,10 @@ MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
   return mim_moderator_start_with_options(client, cache, chat_ids, n_chats, &o, filter, user, out);
 }
 
-MIM_API void mim_moderator_stop(mim_moderator *moderator) {
-  mim_moderator *m = moderator;
-  if (!m)
-    return;
+static void stop_now(mim_moderator *m) {
   atomic_store(&m->stopping, true);
+  pthread_mutex_lock(&m->mu); /* (from a job: what start wrote is visible after this) */
+  pthread_mutex_unlock(&m->mu);
   for (size_t i = 0; i < m->n_chats; i++) {
     mim_topic_unsubscribe(m->chats[i].sub);
     m->chats[i].sub = NULL;
@@ -304,4 +322,31 @@ MIM_API void mim_moderator_stop(mim_moderator *moderator) {
     m->chats[i].outbox = NULL;
   }
   moderator_free(m);
+}
+
+static void stop_job(void *arg) {
+  stop_now(arg);
+}
+
+MIM_API void mim_moderator_stop(mim_moderator *moderator) {
+  mim_moderator *m = moderator;
+  if (!m)
+    return;
+  if (!mim_transport_on_event_thread(mim_client_transport(m->client))) {
+    stop_now(m);
+    return;
+  }
+  /* From a callback: the stop waits for the event thread, so it runs on a thread of its
+   * own; the filter is not called any more from now on. */
+  if (atomic_exchange(&m->stopping, true))
+    return;
+  pthread_mutex_lock(&m->mu);
+  bool started = m->started;
+  m->stop_asked = true;
+  pthread_mutex_unlock(&m->mu);
+  if (!started)
+    return; /* start is still subscribing: it stops and returns MIM_ERR_CANCELLED */
+  if (mim_client_run_detached(m->client, stop_job, m) != MIM_OK)
+    mim_log(MIM_LOG_ERROR, "mim_moderator_stop from a callback: %s; the moderator is not freed",
+            mim_last_error_detail());
 }

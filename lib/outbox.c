@@ -265,7 +265,22 @@ static mim_status enqueue_locked(mim_outbox *ob, entry *e) {
   return MIM_OK;
 }
 
-mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t len, bool wait) {
+/* Waits for w (mu held) until `until`. On timeout the message stays queued and its
+ * waiter is detached, so its outcome goes to the result function like any other. e is
+ * alive while w is not done: an entry is freed only after its waiter was answered. */
+static void wait_first_attempt_locked(mim_outbox *ob, entry *e, waiter *w,
+                                      const struct timespec *until) {
+  while (!w->done) {
+    if (pthread_cond_timedwait(&ob->cv, &ob->mu, until) != 0 && !w->done) {
+      e->waiter = NULL;
+      w->done = true;
+      w->status = MIM_OK;
+    }
+  }
+}
+
+mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t len,
+                           int64_t wait_ms) {
   entry *e = calloc(1, sizeof *e);
   if (!e) {
     free(json);
@@ -275,6 +290,7 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
   e->json = json;
   e->len = len;
   e->enqueued_ms = cmn_mono_ms();
+  struct timespec until = cmn_deadline_after_ms(wait_ms);
   pthread_mutex_lock(&ob->mu);
   mim_status st = enqueue_locked(ob, e);
   if (st != MIM_OK) {
@@ -285,16 +301,15 @@ mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t le
   }
   /* Behind a message being retried the first attempt may be far away: do not wait. */
   waiter w = {.done = false};
-  bool waiting = wait && !ob->failing;
+  bool waiting = wait_ms > 0 && !ob->failing;
   e->waiter = waiting ? &w : NULL;
   ob->tokens++;
   pthread_mutex_unlock(&ob->mu);
-  continue_with_token(ob); /* e may be freed from here on */
+  continue_with_token(ob); /* e may be freed from here on unless w is still waited for */
   if (!waiting)
     return MIM_OK;
   pthread_mutex_lock(&ob->mu);
-  while (!w.done)
-    pthread_cond_wait(&ob->cv, &ob->mu);
+  wait_first_attempt_locked(ob, e, &w, &until);
   pthread_mutex_unlock(&ob->mu);
   return w.status == MIM_OK ? MIM_OK : mim_fail_with_detail(w.status, w.detail);
 }

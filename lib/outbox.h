@@ -45,14 +45,15 @@ typedef struct mim_outbox_config {
 /* MIM_ERR_NO_MEMORY. Strings of cfg are copied (what is not: a string literal). */
 mim_status mim_outbox_new(const mim_outbox_config *cfg, mim_outbox **out);
 
-/* Queues json (ownership taken, also on error) of message id. When wait is true and
- * no earlier message is being retried, blocks until the first attempt has finished:
- * its success gives MIM_OK (and a result MIM_OK later), a failure worth retrying gives
- * MIM_OK (queued; the result comes later), any other failure is returned (detail set)
- * and has no result call. Otherwise returns MIM_OK once queued.
- * MIM_ERR_RESOURCE_EXHAUSTED when `limit` messages are queued; MIM_ERR_CANCELLED after
- * close began. */
-mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t len, bool wait);
+/* Queues json (ownership taken, also on error) of message id. When wait_ms > 0 and
+ * no earlier message is being retried, blocks until the first attempt has finished, but
+ * at most wait_ms (a hung network must not hold the caller): its success gives MIM_OK
+ * (and a result MIM_OK later), a failure worth retrying gives MIM_OK (queued; the
+ * result comes later), any other failure is returned (detail set) and has no result
+ * call. When wait_ms passes first, or wait_ms is 0, returns MIM_OK once queued (the
+ * result comes later). MIM_ERR_RESOURCE_EXHAUSTED when `limit` messages are queued;
+ * MIM_ERR_CANCELLED after close began. */
+mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t len, int64_t wait_ms);
 
 /* Waits up to flush_ms for the queue to empty, then reports each message still queued
  * with MIM_ERR_CANCELLED, waits for the call in flight (bounded by its deadline) and

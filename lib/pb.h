@@ -19,6 +19,7 @@
 
 #include <momento/common.h>
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,5 +47,21 @@ mim_status mim_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *
 
 /* Frees an unpacked message. NULL is ignored. */
 void mim_pb_free(ProtobufCMessage *msg);
+
+/* protobuf-c hands string fields over as C strings, so a NUL inside one cuts it. This
+ * finds the bytes of a length-delimited field on the wire instead: path[0] is a field
+ * number in data, path[1] one inside that field's last occurrence, and so on (the last
+ * occurrence of each, as for a singular field; protobuf's merging of repeated
+ * occurrences of a message field is not modelled, so callers check the result against
+ * what protobuf-c decoded). True with *out and *out_len pointing into data when found;
+ * false when absent or data is malformed. */
+/* The name of the first string field in data (a desc, nested messages included) that
+ * holds a NUL byte, or NULL. protobuf-c would cut such a string at the NUL and hand over
+ * a different value; callers refuse the message instead. */
+const char *mim_pb_nul_in_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                  size_t len);
+
+bool mim_pb_find_bytes(const uint8_t *data, size_t len, const uint32_t *path, size_t depth,
+                       const uint8_t **out, size_t *out_len);
 
 #endif

@@ -7,11 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Decodes a response (NULL when the method does not read it). */
+/* Decodes a response (NULL when the method does not read it). A string with a NUL
+ * inside (a name, a key) would reach us cut at the NUL, a different value: refused. */
 static mim_status decode(const mim_pb_method *method, const uint8_t *bytes, size_t len,
                          ProtobufCMessage **out) {
   *out = NULL;
-  return method->response ? mim_pb_unpack(method->response, bytes, len, out) : MIM_OK;
+  if (!method->response)
+    return MIM_OK;
+  const char *bad = mim_pb_nul_in_strings(method->response, bytes, len);
+  if (bad)
+    return mim_fail(MIM_ERR_PROTOCOL, "%s: field %s of the response holds a NUL byte", method->path,
+                    bad);
+  return mim_pb_unpack(method->response, bytes, len, out);
 }
 
 mim_status mim_pb_call(mim_client *client, const mim_pb_method *method, const char *cache,

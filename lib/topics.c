@@ -535,7 +535,71 @@ static const uint8_t *nul_terminated(mim_subscription *s, const uint8_t *data, s
   return s->scratch;
 }
 
-static void handle_item(mim_subscription *s, const CacheClient__Pubsub__TopicItem *it) {
+/* Where the strings of an item sit in a _SubscriptionItem on the wire. */
+static const uint32_t TEXT_PATH[] = {1, 2, 1};   /* item.value.text */
+static const uint32_t PUBLISHER_PATH[] = {1, 3}; /* item.publisher_id */
+
+/* A string field with its length from the wire: protobuf-c's C string `decoded` stops
+ * at the first NUL. The wire bytes are used only when they agree with it up to there;
+ * else (no NUL in it, or an encoding the finder does not follow) decoded is right. */
+static size_t wire_string(const uint8_t *msg, size_t len, const uint32_t *path, size_t depth,
+                          const char *decoded, const uint8_t **bytes) {
+  size_t c_len = strlen(decoded);
+  const uint8_t *p = NULL;
+  size_t n = 0;
+  *bytes = (const uint8_t *)decoded;
+  if (mim_pb_find_bytes(msg, len, path, depth, &p, &n) && n > c_len && p[c_len] == 0 &&
+      memcmp(p, decoded, c_len) == 0) {
+    *bytes = p;
+    return n;
+  }
+  return c_len;
+}
+
+/* The trusted sender id: one with a NUL inside is not a token id the server made, and
+ * cutting it at the NUL could make it look like another one. */
+static const char *publisher_of(const mim_subscription *s, const uint8_t *msg, size_t len,
+                                const char *decoded) {
+  if (!decoded)
+    return "";
+  const uint8_t *bytes;
+  if (wire_string(msg, len, PUBLISHER_PATH, 2, decoded, &bytes) == strlen(decoded))
+    return decoded;
+  mim_log(MIM_LOG_WARN,
+          "topics: a value on %s has a publisher id with a NUL inside; "
+          "delivered without one",
+          s->topic);
+  return "";
+}
+
+/* Fills the value of item from it (its text with the length on the wire); false when
+ * out of memory. */
+static bool item_value(mim_subscription *s, const CacheClient__Pubsub__TopicValue *v,
+                       const uint8_t *msg, size_t len, mim_topic_item *item) {
+  if (v && v->kind_case == CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_BINARY) {
+    item->is_binary = true;
+    item->len = v->binary.len;
+    item->data = nul_terminated(s, v->binary.data, v->binary.len);
+    return item->data != NULL;
+  }
+  const char *text =
+      v && v->kind_case == CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_TEXT && v->text ? v->text : "";
+  const uint8_t *bytes;
+  item->len = wire_string(msg, len, TEXT_PATH, 3, text, &bytes);
+  item->data = bytes == (const uint8_t *)text ? bytes : nul_terminated(s, bytes, item->len);
+  if (!item->data)
+    return false;
+  /* The promise is "text is UTF-8": a foreign publisher's bad text arrives as bytes. */
+  if (cmn_utf8_invalid_at(item->data, item->len) != SIZE_MAX) {
+    mim_log(MIM_LOG_DEBUG, "topics: value %llu on %s is not valid UTF-8; delivered as binary",
+            (unsigned long long)item->sequence, s->topic);
+    item->is_binary = true;
+  }
+  return true;
+}
+
+static void handle_item(mim_subscription *s, const CacheClient__Pubsub__TopicItem *it,
+                        const uint8_t *msg, size_t len) {
   uint64_t seq = it->topic_sequence_number, page = it->sequence_page;
   /* A replay may overlap what we already delivered: drop duplicates within a page. */
   if (s->have_position && page == s->resume_page && seq < s->resume_next)
@@ -552,30 +616,12 @@ static void handle_item(mim_subscription *s, const CacheClient__Pubsub__TopicIte
   atomic_store(&s->last_page, page);
   mim_topic_item item = {.sequence = seq,
                          .sequence_page = page,
-                         .publisher_id = it->publisher_id ? it->publisher_id : ""};
-  const CacheClient__Pubsub__TopicValue *v = it->value;
-  if (v && v->kind_case == CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_BINARY) {
-    item.is_binary = true;
-    item.len = v->binary.len;
-    item.data = nul_terminated(s, v->binary.data, v->binary.len);
-    if (!item.data) {
-      mim_log(MIM_LOG_ERROR, "topics: out of memory; dropped value %llu on %s",
-              (unsigned long long)seq, s->topic);
-      notify_discontinuity(s, seq - 1, seq + 1, page); /* so the subscriber can recover it */
-      return;
-    }
-  } else {
-    const char *text =
-        v && v->kind_case == CACHE_CLIENT__PUBSUB____TOPIC_VALUE__KIND_TEXT && v->text ? v->text
-                                                                                       : "";
-    item.data = (const uint8_t *)text;
-    item.len = strlen(text);
-    /* The promise is "text is UTF-8": a foreign publisher's bad text arrives as bytes. */
-    if (cmn_utf8_invalid_at(item.data, item.len) != SIZE_MAX) {
-      mim_log(MIM_LOG_DEBUG, "topics: value %llu on %s is not valid UTF-8; delivered as binary",
-              (unsigned long long)seq, s->topic);
-      item.is_binary = true;
-    }
+                         .publisher_id = publisher_of(s, msg, len, it->publisher_id)};
+  if (!item_value(s, it->value, msg, len, &item)) {
+    mim_log(MIM_LOG_ERROR, "topics: out of memory; dropped value %llu on %s",
+            (unsigned long long)seq, s->topic);
+    notify_discontinuity(s, seq - 1, seq + 1, page); /* so the subscriber can recover it */
+    return;
   }
   notify_item(s, &item);
 }
@@ -617,7 +663,7 @@ static void stream_message(void *user, const uint8_t *msg, size_t len) {
   const CacheClient__Pubsub__SubscriptionItem *item = (const void *)m;
   switch (item->kind_case) {
   case CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__KIND_ITEM:
-    handle_item(s, item->item);
+    handle_item(s, item->item, msg, len);
     break;
   case CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__KIND_DISCONTINUITY:
     handle_discontinuity(s, item->discontinuity);

@@ -85,8 +85,10 @@ MIM_API mim_status mim_client_create(const mim_client_options *options, mim_clie
 
 /* Cancels everything still in flight (their callbacks run with MIM_ERR_CANCELLED),
  * waits for running callbacks, stops the event thread and frees the client. Sessions and
- * subscriptions must be left/unsubscribed first. Must not be called from a callback.
- * NULL is ignored. */
+ * subscriptions must be left/unsubscribed first; a mim_leave or mim_moderator_stop
+ * deferred from a callback is waited for (each is bounded by its flush time, a call
+ * deadline and a backoff). Must not be called from a callback (there it logs an error
+ * and does nothing). NULL is ignored. */
 MIM_API void mim_client_free(mim_client *client);
 
 /* Round trip to the cache host's Ping. Errors: any call status. Blocking. */

@@ -49,7 +49,9 @@ typedef enum mim_status {
   MIM_ERR_INTERNAL = 12,      /* server or library bug; detail says more */
   MIM_ERR_UNKNOWN = 13,       /* an error the server did not classify */
   MIM_ERR_NO_MEMORY = 14,     /* an allocation failed */
-  MIM_ERR_PROTOCOL = 15       /* the server sent bytes we could not decode */
+  MIM_ERR_PROTOCOL = 15       /* the server sent bytes we could not decode (also: a
+                               * string field of a response, e.g. a minted key or a
+                               * name, holding a NUL byte, which would arrive cut) */
 } mim_status;
 
 /* Name of a status ("MIM_ERR_NOT_FOUND"). Never NULL; unknown values give

@@ -117,9 +117,11 @@ MIM_API void mim_join_options_init(mim_join_options *options);
  * gap-fill, or one truncated out of the list while the join ran and then received live,
  * can come after newer messages (still exactly once).
  * on_message must return quickly and must not call blocking functions of the client
- * (mim_send, mim_history, mim_leave, ...); hand work to another thread instead.
+ * (mim_history, mim_remove_message, ...); hand work to another thread instead. It may
+ * call mim_send (it queues without waiting) and mim_leave (deferred, see there).
  * Errors: MIM_ERR_INVALID_ARGUMENT, subscription and list errors (no callback runs
- * after a failed join returns). */
+ * after a failed join returns); MIM_ERR_CANCELLED when a callback of this session
+ * called mim_leave before mim_join returned (the session is freed, *out not set). */
 MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *chat_id,
                             const mim_join_options *options, mim_on_message on_message, void *user,
                             mim_session **out);
@@ -141,10 +143,13 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
 /* Length of a message id including its NUL. */
 #define MIM_MESSAGE_ID_SIZE 33
 
-/* Sends text (valid UTF-8), at least once. Client-only mode: pushes the envelope to the
- * list (truncated to history_cap, with TTL), then publishes it on the topic. Moderated
- * mode: publishes it on "<chat>-input". id_out (may be NULL) receives the new message's
- * id whenever MIM_OK is returned.
+/* The longest mim_send waits for the first attempt of a message, in ms (see mim_send). */
+#define MIM_SEND_WAIT_MS 50
+
+/* Sends text (valid UTF-8; a C string, so it holds no NUL byte), at least once.
+ * Client-only mode: pushes the envelope to the list (truncated to history_cap, with TTL),
+ * then publishes it on the topic. Moderated mode: publishes it on "<chat>-input". id_out
+ * (may be NULL) receives the new message's id whenever MIM_OK is returned.
  *
  * Outbox. The message is queued in the session's outbox (at most outbox_limit
  * messages), which sends one message at a time, oldest first, so a sender's messages
@@ -155,18 +160,22 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
  * retried too, a few times, when the client gets its tokens from a token_url (the
  * refusal makes it fetch a fresh token); with a fixed credential it is final.
  *
- * Blocking: mim_send waits for the first attempt of this message, unless an earlier
- * message is being retried (then it returns once queued) or it is called on the event
- * thread (from a callback; then it returns once queued). It returns:
- *   MIM_OK - sent, or the first attempt failed with a retryable status and the message
- *            is queued for retry; on_send_result reports the final outcome either way;
- *   an error - the first attempt failed with a status not worth retrying (e.g.
- *            PERMISSION_DENIED, NOT_FOUND): nothing is queued and on_send_result does
- *            not run for it;
+ * Bounded wait: mim_send waits for the first attempt of this message, but never longer
+ * than MIM_SEND_WAIT_MS, whatever the network does (a hung server or connection); it
+ * returns once queued without waiting at all when an earlier message is being retried
+ * or when called on the event thread (from a callback). It returns:
+ *   MIM_OK - sent; or queued (the first attempt failed with a retryable status, or had
+ *            not finished within MIM_SEND_WAIT_MS): the outbox goes on sending it and
+ *            on_send_result reports the final outcome either way, which can then also
+ *            be a status not worth retrying such as PERMISSION_DENIED;
+ *   an error - the first attempt failed within MIM_SEND_WAIT_MS with a status not worth
+ *            retrying (e.g. PERMISSION_DENIED, NOT_FOUND): nothing is queued and
+ *            on_send_result does not run for it;
  *   MIM_ERR_RESOURCE_EXHAUSTED - the outbox is full; MIM_ERR_INVALID_ARGUMENT - NULL,
  *            not UTF-8, envelope over 256 KiB.
- * So when every send returns quickly the behaviour is the old synchronous one, and under
- * faults sends are queued instead of failing.
+ * So a fast refusal is returned at once, and a slow or hung network never holds the
+ * caller for more than MIM_SEND_WAIT_MS (plus building the envelope): rely on
+ * on_send_result for the outcome of every send that returned MIM_OK.
  *
  * Duplicates. A retry can repeat what the server did but could not confirm: the list
  * may hold the message twice, the topic may carry it twice. Receivers drop repeats by
@@ -187,8 +196,16 @@ MIM_API mim_status mim_remove_message(mim_session *session, const char *message_
  * (nothing is dropped silently; the one in flight at that moment may still reach the
  * server), waits for that call to end (its deadline) and for a pending backoff timer (at
  * most 2 s), unsubscribes and frees the session. When it returns no callback of the
- * session runs. Must not be called from the session's own callback, nor while another
- * thread is in mim_send on it. NULL is ignored. */
+ * session runs. Must not be called while another thread is in mim_send on it. NULL is
+ * ignored.
+ *
+ * From a callback (any callback of this client, e.g. the session's own on_message or
+ * on_event) it cannot wait for the event thread it runs on, so it is deferred: it returns
+ * at once, no on_message or on_event of the session runs after that, and the rest (flush,
+ * on_send_result reports, unsubscribe, free) runs on a library thread once the callback
+ * has returned; mim_client_free waits for it. During mim_join (history delivery, or the
+ * first on_event) the leave is done by mim_join, which returns MIM_ERR_CANCELLED. Calling
+ * it again for the same session from a callback does nothing more. */
 MIM_API void mim_leave(mim_session *session);
 
 /* ---- Moderation (server-mediated pattern) ---- */
@@ -251,7 +268,9 @@ MIM_API void mim_moderator_options_init(mim_moderator_options *options);
  * The client needs read/write on those lists and publish/subscribe on those topics.
  * Blocking until every subscription is confirmed. *out owned by the caller: release
  * with mim_moderator_stop. options may be NULL (defaults). Errors:
- * MIM_ERR_INVALID_ARGUMENT, MIM_ERR_NO_MEMORY and subscription errors. */
+ * MIM_ERR_INVALID_ARGUMENT, MIM_ERR_NO_MEMORY and subscription errors;
+ * MIM_ERR_CANCELLED when a callback called mim_moderator_stop on it before this returned
+ * (it is then stopped and freed). */
 MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const char *cache,
                                                     const char *const *chat_ids, size_t n_chats,
                                                     const mim_moderator_options *options,
@@ -270,8 +289,10 @@ MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
  * every forward still queued with MIM_ERR_CANCELLED (the one in flight at that moment
  * may still reach the server), and waits for that call to end (its deadline) and for a
  * pending backoff timer (at most 2 s). When it returns no callback of the moderator runs.
- * Must not be called from the filter or from on_forward_result (nor any other callback
- * of the client). NULL is ignored. */
+ * NULL is ignored. From a callback of the client (e.g. the filter) it is deferred, as
+ * mim_leave is: it returns at once, the filter is not called any more, and the rest runs
+ * on a library thread (on_forward_result still reports each forward);
+ * mim_client_free waits for it. */
 MIM_API void mim_moderator_stop(mim_moderator *moderator);
 
 #ifdef __cplusplus

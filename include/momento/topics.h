@@ -23,8 +23,10 @@ extern "C" {
 typedef struct mim_subscription mim_subscription;
 
 /* Publishes a UTF-8 text / binary value on a topic. Blocking (client default deadline).
- * Errors: as for list calls; MIM_ERR_INVALID_ARGUMENT also for text that is not valid
- * UTF-8 (use binary for arbitrary bytes). */
+ * Text is a C string: the value is its bytes up to the terminating NUL, so it cannot
+ * hold a NUL byte; a value with NUL bytes inside goes as binary, which sends exactly
+ * len bytes. Errors: as for list calls; MIM_ERR_INVALID_ARGUMENT also for text that is
+ * not valid UTF-8 (use binary for arbitrary bytes). */
 MIM_API mim_status mim_topic_publish_text(mim_client *client, const char *cache, const char *topic,
                                           const char *text);
 MIM_API mim_status mim_topic_publish_binary(mim_client *client, const char *cache,
@@ -37,17 +39,21 @@ MIM_API mim_status mim_topic_publish_text_async(mim_client *client, const char *
                                                 const char *topic, const char *text,
                                                 mim_publish_cb cb, void *user);
 MIM_API mim_status mim_topic_publish_binary_async(mim_client *client, const char *cache,
-                                                  const char *topic, const void *data,
-                                                  size_t len, mim_publish_cb cb, void *user);
+                                                  const char *topic, const void *data, size_t len,
+                                                  mim_publish_cb cb, void *user);
 
-/* One received value. All pointers are valid only during the callback. */
+/* One received value. All pointers are valid only during the callback. The value is
+ * data/len, exactly as on the wire, text too: text from another publisher may hold NUL
+ * bytes (U+0000 is valid UTF-8), so use len, never strlen. */
 typedef struct mim_topic_item {
   uint64_t sequence;        /* topic sequence number (grows by one per message) */
   uint64_t sequence_page;   /* topic incarnation */
-  const char *publisher_id; /* token id of the publisher: the trusted sender identity */
+  const char *publisher_id; /* token id of the publisher: the trusted sender identity
+                               ("" when the server sent none, or one with a NUL inside,
+                               which no token id has) */
   bool is_binary;           /* false: data is valid UTF-8 text (text that is not valid
                                UTF-8 on the wire is delivered as binary) */
-  const uint8_t *data;      /* NUL-terminated for convenience */
+  const uint8_t *data;      /* len bytes, plus a NUL after them for convenience */
   size_t len;
 } mim_topic_item;
 
@@ -74,19 +80,18 @@ typedef struct mim_subscription_callbacks {
   /* The server's keep-alive on an idle stream. Optional. */
   void (*on_heartbeat)(void *user);
   /* State changes; `status`/`detail` say why a stream was lost or closed (MIM_OK else). */
-  void (*on_state)(void *user, mim_subscription_state state, mim_status status,
-                   const char *detail);
+  void (*on_state)(void *user, mim_subscription_state state, mim_status status, const char *detail);
   void *user;
 } mim_subscription_callbacks;
 
 typedef struct mim_subscribe_options {
-  uint64_t resume_at;            /* 0 = live only; else resume at this sequence number */
-  uint64_t sequence_page;        /* page the resume_at belongs to */
-  int64_t heartbeat_timeout_ms;  /* silence that counts as a dead stream; 0 = 30000 */
+  uint64_t resume_at;           /* 0 = live only; else resume at this sequence number */
+  uint64_t sequence_page;       /* page the resume_at belongs to */
+  int64_t heartbeat_timeout_ms; /* silence that counts as a dead stream; 0 = 30000 */
   /* Re-subscribe delays: attempt n (0-based since the last confirmed stream) waits a
    * uniformly random time in [0, min(max, initial * 2^n)] ("full jitter"). */
-  int64_t backoff_initial_ms;    /* 0 = 100 */
-  int64_t backoff_max_ms;        /* 0 = 5000 */
+  int64_t backoff_initial_ms; /* 0 = 100 */
+  int64_t backoff_max_ms;     /* 0 = 5000 */
 } mim_subscribe_options;
 
 /* Subscribes and waits until the server confirmed the subscription (its first item) or

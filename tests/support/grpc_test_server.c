@@ -160,7 +160,7 @@ static void finish(srv_call *c, grpc_byte_buffer *msg, grpc_status_code code, co
 }
 
 /* Sends one message (with initial metadata the first time). */
-static void send_one(srv_call *c, const char *text) {
+static void send_bytes(srv_call *c, const char *bytes, size_t len) {
   grpc_op ops[2];
   size_t n = 0;
   if (!c->sent_initial) {
@@ -169,11 +169,42 @@ static void send_one(srv_call *c, const char *text) {
   }
   if (c->send_buf)
     grpc_byte_buffer_destroy(c->send_buf);
-  c->send_buf = buffer_from(text, strlen(text));
+  c->send_buf = buffer_from(bytes, len);
   op_init(&ops[n], GRPC_OP_SEND_MESSAGE);
   ops[n++].data.send_message.send_message = c->send_buf;
   start(c, ops, n, &c->send_tag);
 }
+
+static void send_one(srv_call *c, const char *text) {
+  send_bytes(c, text, strlen(text));
+}
+
+/* Whether the call carries request metadata key with this value. */
+static bool has_metadata(const srv_call *c, const char *key, const char *value) {
+  char k[MD_LEN], v[MD_LEN];
+  for (size_t i = 0; i < c->md.count; i++) {
+    slice_to_buf(c->md.metadata[i].key, k, sizeof k);
+    slice_to_buf(c->md.metadata[i].value, v, sizeof v);
+    if (strcmp(k, key) == 0 && strcmp(v, value) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* A _SubscriptionItem, encoded by hand (protobuf-c packs text with strlen): item
+ * {topic_sequence_number 1, value {text "abc\0def"}, publisher_id "p\0q",
+ * sequence_page 1}. */
+static const char wire_text_item[] = {0x0a, 0x14, /* item, 20 bytes */
+                                      0x08, 0x01, /* topic_sequence_number 1 */
+                                      0x12, 0x09, 0x0a, 0x07, 'a', 'b',
+                                      'c',  0,    'd',  'e',  'f', /* value { text } */
+                                      0x1a, 0x03, 'p',  0,    'q', /* publisher_id */
+                                      0x20, 0x01};                 /* sequence_page 1 */
+
+/* A _GenerateDisposableTokenResponse, encoded by hand: api_key "ab\0cd",
+ * endpoint "127.0.0.1", valid_until 1. */
+static const char nul_token_response[] = {0x0a, 0x05, 'a', 'b', 0,   'c', 'd', 0x12, 0x09, '1',
+                                          '2',  '7',  '.', '0', '.', '0', '.', '1',  0x18, 0x01};
 
 static void stream_next(srv_call *c) {
   if (c->stream_sent < c->stream_total) {
@@ -206,6 +237,12 @@ static void handle_request(srv_call *c) {
   } else if (strcmp(m, "/test.Stream/Hang") == 0) {
     c->stream_total = -1; /* send_tag completions must not continue the stream */
     send_one(c, "first");
+  } else if (strcmp(m, "/cache_client.pubsub.Pubsub/Subscribe") == 0 &&
+             has_metadata(c, "cache", "wire-text")) {
+    c->stream_total = -1; /* one item, then the stream stays open until cancelled */
+    send_bytes(c, wire_text_item, sizeof wire_text_item);
+  } else if (strcmp(m, "/token.Token/GenerateDisposableToken") == 0) {
+    finish(c, buffer_from(nul_token_response, sizeof nul_token_response), GRPC_STATUS_OK, "");
   } else if (strcmp(m, "/test.Hang/Unary") == 0) {
     /* never answer: RECV_CLOSE_ON_SERVER completes when the client gives up */
   } else {

@@ -9,6 +9,11 @@
  *   /test.Stream/Count        request is a decimal N; streams "msg-0".."msg-<N-1>", OK
  *   /test.Stream/Hang         sends one message "first", then never ends (until cancel)
  *   /test.Hang/Unary          never answers (until the client cancels or times out)
+ *   /cache_client.pubsub.Pubsub/Subscribe with metadata cache "wire-text": streams one
+ *                             item whose text value is "abc\0def" (7 bytes) and whose
+ *                             publisher_id is "p\0q", then never ends (until cancel)
+ *   /token.Token/GenerateDisposableToken  answers a token response whose api_key is
+ *                             "ab\0cd" (a NUL inside), OK
  *   anything else             UNIMPLEMENTED
  *
  * The request metadata of the most recent call is kept and readable from any thread.

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 // clang-format on
 
+#include "grpc_test_server.h"
 #include "mim_local.h"
 #include "test_client.h"
 
@@ -237,6 +238,29 @@ static void test_expired_token(void **state) {
   mim_disposable_token_free(t);
 }
 
+/* A minted key with a NUL inside would reach us cut at the NUL (protobuf-c strings):
+ * the response is refused instead of handing out a different key. */
+static void test_key_with_nul_refused(void **state) {
+  (void)state;
+  grpc_test_server *ts = grpc_test_server_start();
+  assert_non_null(ts);
+  mim_client_options o;
+  mim_client_options_init(&o);
+  o.api_key = srv->root_key;
+  o.token_host = grpc_test_server_address(ts);
+  o.tls = MIM_TLS_OFF;
+  o.default_deadline_ms = 5000;
+  mim_client *c = NULL;
+  assert_int_equal(mim_client_create(&o, &c), MIM_OK);
+  mim_disposable_token *t = NULL;
+  assert_int_equal(mim_token_generate_client_only(c, "cache", "chat", 60, NULL, &t),
+                   MIM_ERR_PROTOCOL);
+  assert_null(t);
+  assert_non_null(strstr(mim_last_error_detail(), "api_key"));
+  mim_client_free(c);
+  grpc_test_server_stop(ts);
+}
+
 static void test_garbled_key(void **state) {
   (void)state;
   mim_disposable_token *t = NULL;
@@ -273,6 +297,7 @@ int main(void) {
       cmocka_unit_test(test_custom_grants),
       cmocka_unit_test(test_expired_token),
       cmocka_unit_test(test_garbled_key),
+      cmocka_unit_test(test_key_with_nul_refused),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -343,7 +343,7 @@ def test_on_send_result_reports_every_message(server, chat):
         assert [(i, st) for i, st, _ in got] == [(i, "MIM_OK") for i in ids]
         _freeze(server["pid"])
         try:
-            # The first attempt times out (retryable): send returns, the message queued,
+            # send returns within MIM_SEND_WAIT_MS (im.h), the message queued,
             # not reported yet.
             stuck = s.send("stuck")
             with results.cv:
