@@ -46,6 +46,7 @@ typedef struct options {
   const char *data_dir;
   persist_fsync fsync_mode;
   uint64_t compact_bytes;
+  bool recover;
 } options;
 
 /* --data-dir: the persistence of the store and topics (NULL: memory only). */
@@ -80,6 +81,8 @@ static void usage(FILE *out) {
         "  --fsync MODE             always|interval|never (default interval: every 100 ms)\n"
         "  --compact-bytes N        compact the log into a snapshot beyond N bytes\n"
         "                           (default 67108864)\n"
+        "  --recover                start on damaged --data-dir files: copy them to\n"
+        "                           DIR/damaged-<time>/, load every intact record\n"
         "signals: SIGTERM/SIGINT stop cleanly; SIGUSR1 ends every subscription stream\n"
         "(UNAVAILABLE) and keeps serving, to test client resume.\n",
         out);
@@ -119,7 +122,8 @@ enum {
   OPT_QUEUE_BYTES,
   OPT_DATA_DIR,
   OPT_FSYNC,
-  OPT_COMPACT
+  OPT_COMPACT,
+  OPT_RECOVER
 };
 
 static const struct option g_long[] = {
@@ -146,6 +150,7 @@ static const struct option g_long[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"fsync", required_argument, NULL, OPT_FSYNC},
     {"compact-bytes", required_argument, NULL, OPT_COMPACT},
+    {"recover", no_argument, NULL, OPT_RECOVER},
     {NULL, 0, NULL, 0},
 };
 
@@ -198,6 +203,9 @@ static bool set_option(options *o, int opt, const char *arg) {
     return true;
   case OPT_NO_AUTH:
     o->no_auth = true;
+    return true;
+  case OPT_RECOVER:
+    o->recover = true;
     return true;
   case OPT_DATA_DIR:
     o->data_dir = arg;
@@ -394,7 +402,7 @@ static bool app_init(app *a, const options *o) {
   }
   a->store = store_new(o->default_ttl_ms, o->max_list_length);
   if (a->store && o->data_dir) {
-    g_persist = recovery_open(o->data_dir, o->fsync_mode, o->compact_bytes, a->store);
+    g_persist = recovery_open(o->data_dir, o->fsync_mode, o->compact_bytes, o->recover, a->store);
     if (!g_persist) {
       return false;
     }

@@ -114,13 +114,15 @@ static size_t cache_count(store *s) {
   return n;
 }
 
-persist *recovery_open(const char *dir, persist_fsync mode, uint64_t compact_bytes, store *s) {
-  persist_replay replay = {apply, s};
+persist *recovery_open(const char *dir, persist_fsync mode, uint64_t compact_bytes, bool recover,
+                       store *s) {
+  persist_replay replay = {apply, s, recover};
   persist *p = persist_open(dir, mode, compact_bytes, &replay);
   if (!p) {
     return NULL;
   }
-  /* Compact at once: a clean snapshot, and a log without its torn or corrupt tail. */
+  /* Compact at once: a clean snapshot, and a log without a record cut short at its end
+   * (damaged files got here only with recover, and a copy of them was kept). */
   if (!store_compact(s, p)) {
     srv_log(LOG_ERROR, "persist: cannot open the data directory");
     persist_close(p);
