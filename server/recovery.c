@@ -6,6 +6,13 @@
 
 #include <stdlib.h>
 
+/* persist_replay.ctx */
+typedef struct replay_ctx {
+  store *s;
+  bool recover;
+  size_t recreated; /* caches recreated for their intact list records (--recover) */
+} replay_ctx;
+
 static bool replay_list_set(store *s, rec_reader *r, const char *cache, st_bytes key) {
   int64_t exp = (int64_t)rec_get_le(r, 8);
   uint32_t n = 0;
@@ -75,9 +82,23 @@ static bool replay_topic(persist *p, rec_reader *r, uint8_t type) {
   return !r->bad && persist_restore_topic(p, cache, topic, page, next);
 }
 
+/* --recover: a list's content for a cache whose creation record was lost in a damaged
+ * region recreates the cache, so the intact record is not dropped with it. (List
+ * records are written under the cache's lock, so they never follow its deletion;
+ * topic records may, and recreate nothing.) */
+static bool ensure_cache(replay_ctx *c, rec_reader r) {
+  char cache[1024];
+  if (!c->recover || !rec_get_name(&r, cache, sizeof cache) || store_cache_exists(c->s, cache)) {
+    return true;
+  }
+  c->recreated++;
+  return store_cache_create(c->s, cache) != ST_NOMEM;
+}
+
 /* persist_replay.apply: one record's payload; false if it is malformed. */
 static bool apply(void *ctx, persist *p, const uint8_t *d, size_t n) {
-  store *s = ctx;
+  replay_ctx *c = ctx;
+  store *s = c->s;
   rec_reader r = {d, n, false};
   uint8_t type = (uint8_t)rec_get_le(&r, 1);
   char cache[1024];
@@ -93,6 +114,7 @@ static bool apply(void *ctx, persist *p, const uint8_t *d, size_t n) {
     return true;
   case REC_LIST_SET:
   case REC_LIST_PUSH:
+    return ensure_cache(c, r) && replay_list(s, &r, type);
   case REC_LIST_POP:
   case REC_ITEM_DEL:
     return replay_list(s, &r, type);
@@ -116,10 +138,15 @@ static size_t cache_count(store *s) {
 
 persist *recovery_open(const char *dir, persist_fsync mode, uint64_t compact_bytes, bool recover,
                        store *s) {
-  persist_replay replay = {apply, s, recover};
+  replay_ctx ctx = {s, recover, 0};
+  persist_replay replay = {apply, &ctx, recover};
   persist *p = persist_open(dir, mode, compact_bytes, &replay);
   if (!p) {
     return NULL;
+  }
+  if (ctx.recreated) {
+    srv_log(LOG_WARN, "persist: --recover: recreated %zu caches whose creation record was lost",
+            ctx.recreated);
   }
   /* Compact at once: a clean snapshot, and a log without a record cut short at its end
    * (damaged files got here only with recover, and a copy of them was kept). */

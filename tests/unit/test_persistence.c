@@ -985,6 +985,26 @@ static void test_random_bytes_over_log(void **state) {
   free_files(&before);
 }
 
+/* A damaged cache-creation record: with --recover the intact list records after it
+ * bring the cache back instead of being dropped with it. */
+static void test_damaged_cache_record(void **state) {
+  fixture *f = *state;
+  start(f, "interval");
+  create_cache(f, "made");
+  push(f, "made", "l", "kept", 0);
+  push(f, "made", "l", "too", 0);
+  kill9(f);
+  flip_bit(f, "log", find_in(f, "log", "made")); /* the first: the cache record */
+  data_files before = save_files(f);
+  assert_refused(f, "log");
+  assert_files_unchanged(f, &before);
+  start_recover(f);
+  assert_kept_aside(f, &before);
+  assert_list(f, "made", "l", "kept,too");
+  stop(f);
+  free_files(&before);
+}
+
 /* Only a record cut short at the end of the log is a torn write: a whole final record
  * that fails its CRC, or does not parse, is damage. */
 static void test_bad_final_record_is_damage(void **state) {
@@ -1021,6 +1041,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_random_bytes_over_log, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_bad_final_record_is_damage, fixture_setup,
                                       fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_damaged_cache_record, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_compaction_while_serving, fixture_setup,
                                       fixture_teardown),
       cmocka_unit_test_setup_teardown(test_stale_log_is_skipped, fixture_setup, fixture_teardown),
