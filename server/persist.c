@@ -305,7 +305,7 @@ static bool load(persist *p, const persist_replay *rp) {
   if (ok && snap) {
     replay_records(p, rp, snap, slen, sstart, &fs[0]);
   }
-  if (ok && log && llen > 0 && log_is_current(&fs[0], snap, sknown, sgen, lknown, lgen)) {
+  if (ok && log && llen > 0 && log_is_current(&fs[0], snap != NULL, sknown, sgen, lknown, lgen)) {
     replay_records(p, rp, log, llen, lstart, &fs[1]);
   }
   p->gen = (sgen > lgen ? sgen : lgen);
