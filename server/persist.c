@@ -160,6 +160,22 @@ static size_t scan_header(const uint8_t *d, size_t len, file_scan *fs, uint64_t 
   return next;
 }
 
+/* Whether what is left from a bad record on (no record follows) is what a crash
+ * mid-append leaves: a record cut short, or zeros where the file grew but its data
+ * never reached the disk (a power loss on some file systems). Not damage: logged. */
+static bool torn_tail(const file_scan *fs, const uint8_t *d, size_t len, size_t off, rec_frame fr) {
+  bool zeros = true;
+  for (size_t i = off; i < len && zeros; i++) {
+    zeros = d[i] == 0;
+  }
+  if (fr != REC_FRAME_SHORT && !zeros) {
+    return false;
+  }
+  srv_log(zeros ? LOG_WARN : LOG_INFO, "persist: %s/%s: dropped %s from offset %zu to its end",
+          fs->dir, fs->what, zeros ? "zero bytes" : "a record cut short", off);
+  return true;
+}
+
 /* Replays the records of a file from off on, past any damage (every region found is
  * recorded in fs). */
 static void replay_records(persist *p, const persist_replay *rp, const uint8_t *d, size_t len,
@@ -178,9 +194,7 @@ static void replay_records(persist *p, const persist_replay *rp, const uint8_t *
       continue;
     }
     size_t next = skip_damage(d, len, off, fr, n);
-    if (next == len && fr == REC_FRAME_SHORT && fs->tail_ok) {
-      srv_log(LOG_INFO, "persist: %s/%s: dropped a record cut short at offset %zu (%zu bytes)",
-              fs->dir, fs->what, off, len - off);
+    if (next == len && fs->tail_ok && torn_tail(fs, d, len, off, fr)) {
       return;
     }
     damage(fs, off, next,

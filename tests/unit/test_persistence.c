@@ -985,6 +985,27 @@ static void test_random_bytes_over_log(void **state) {
   free_files(&before);
 }
 
+/* Zeros after the last record (the file grew, its data never reached the disk: a power
+ * loss mid-append on some file systems) are a torn tail too, not damage. */
+static void test_zero_tail_is_torn(void **state) {
+  fixture *f = *state;
+  start(f, "interval");
+  push(f, CACHE, "k", "v", 0);
+  kill9(f);
+  char log_path[160];
+  data_path(f, "log", log_path, sizeof log_path);
+  int fd = open(log_path, O_WRONLY | O_APPEND);
+  assert_true(fd >= 0);
+  static const uint8_t zeros[100];
+  assert_int_equal(write(fd, zeros, sizeof zeros), (ssize_t)sizeof zeros);
+  close(fd);
+  start(f, "interval");
+  char none[512];
+  assert_int_equal(damaged_dirs(f, none, sizeof none), 0);
+  assert_list(f, CACHE, "k", "v");
+  stop(f);
+}
+
 /* A damaged cache-creation record: with --recover the intact list records after it
  * bring the cache back instead of being dropped with it. */
 static void test_damaged_cache_record(void **state) {
@@ -1042,6 +1063,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_final_record_is_damage, fixture_setup,
                                       fixture_teardown),
       cmocka_unit_test_setup_teardown(test_damaged_cache_record, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_zero_tail_is_torn, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_compaction_while_serving, fixture_setup,
                                       fixture_teardown),
       cmocka_unit_test_setup_teardown(test_stale_log_is_skipped, fixture_setup, fixture_teardown),
