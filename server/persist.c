@@ -163,12 +163,12 @@ static size_t scan_header(const uint8_t *d, size_t len, file_scan *fs, uint64_t 
 /* Whether what is left from a bad record on (no record follows) is what a crash
  * mid-append leaves: a record cut short, or zeros where the file grew but its data
  * never reached the disk (a power loss on some file systems). Not damage: logged. */
-static bool torn_tail(const file_scan *fs, const uint8_t *d, size_t len, size_t off, rec_frame fr) {
+static bool torn_tail(const file_scan *fs, const uint8_t *d, size_t len, size_t off) {
   bool zeros = true;
   for (size_t i = off; i < len && zeros; i++) {
     zeros = d[i] == 0;
   }
-  if (fr != REC_FRAME_SHORT && !zeros) {
+  if (!zeros && !rec_torn_at(d, len, off)) {
     return false;
   }
   srv_log(zeros ? LOG_WARN : LOG_INFO, "persist: %s/%s: dropped %s from offset %zu to its end",
@@ -194,7 +194,7 @@ static void replay_records(persist *p, const persist_replay *rp, const uint8_t *
       continue;
     }
     size_t next = skip_damage(d, len, off, fr, n);
-    if (next == len && fs->tail_ok && torn_tail(fs, d, len, off, fr)) {
+    if (next == len && fs->tail_ok && torn_tail(fs, d, len, off)) {
       return;
     }
     damage(fs, off, next,

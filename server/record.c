@@ -204,20 +204,32 @@ rec_frame rec_frame_at(const uint8_t *d, size_t len, size_t off, uint32_t *n) {
   return rec_crc32(d + off + 8, *n) == le32(d + off + 4) ? REC_FRAME_OK : REC_FRAME_BAD;
 }
 
-bool rec_plausible_at(const uint8_t *d, size_t len, size_t off) {
-  if (off > len || len - off < 8 + 5) {
+/* A record's head as far as it is there: length, type, first field (the cache name). */
+static bool head_in_range(const uint8_t *d, size_t have) {
+  uint32_t n = have >= 4 ? le32(d) : 5;
+  if (n < 5 || n > g_limit) {
     return false;
   }
-  uint32_t n = le32(d + off);
-  uint8_t type = d[off + 8];
-  uint32_t name = le32(d + off + 9);
+  if (have >= 9 && (d[8] < REC_CACHE_NEW || d[8] > REC_RING)) {
+    return false;
+  }
+  uint32_t name = have >= 13 ? le32(d + 9) : 1;
+  return name > 0 && name <= REC_NAME_MAX && name <= n - 5;
+}
+
+bool rec_plausible_at(const uint8_t *d, size_t len, size_t off) {
   /* The cheap checks first: the CRC is computed only for the rare offset that passes. */
-  if (n < 5 || n > g_limit || n > len - off - 8 || type < REC_CACHE_NEW || type > REC_RING ||
-      name == 0 || name > n - 5) {
+  if (off > len || len - off < 8 + 5 || !head_in_range(d + off, 13) ||
+      le32(d + off) > len - off - 8) {
     return false;
   }
   uint32_t m;
   return rec_frame_at(d, len, off, &m) == REC_FRAME_OK;
+}
+
+bool rec_torn_at(const uint8_t *d, size_t len, size_t off) {
+  size_t have = off < len ? len - off : 0;
+  return have > 0 && (have < 8 || le32(d + off) > have - 8) && head_in_range(d + off, have);
 }
 
 size_t rec_resync(const uint8_t *d, size_t len, size_t from) {

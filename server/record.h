@@ -27,6 +27,9 @@ enum {
 
 #define REC_MAGIC 0x314d494dU /* "MIM1" */
 
+/* Longest cache or topic name replay reads back (longer ones make a record malformed). */
+#define REC_NAME_MAX 1023
+
 /* Largest record payload, the same for writing and reading. One data directory per
  * process: rec_limit_init sets it when the directory is opened. */
 uint32_t rec_limit(void);
@@ -88,6 +91,11 @@ rec_frame rec_frame_at(const uint8_t *d, size_t len, size_t off, uint32_t *n);
 bool rec_plausible_at(const uint8_t *d, size_t len, size_t off);
 /* The first offset from `from` on where rec_plausible_at holds; len if none. */
 size_t rec_resync(const uint8_t *d, size_t len, size_t from);
+/* True if the bytes from off to the end can be the start of a record whose write was
+ * cut short: the length runs past the end, and the length, type and first field's
+ * length, as far as present, are in range (random bytes pass with odds below 2^-30
+ * once 13 bytes are there; fewer cannot hold a record). */
+bool rec_torn_at(const uint8_t *d, size_t len, size_t off);
 /* The header record at the start of a file: true with its generation and length if it
  * is whole and checks out (length, CRC, type, magic). */
 bool rec_read_header(const uint8_t *d, size_t len, uint64_t *gen, size_t *hlen);

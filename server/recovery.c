@@ -42,7 +42,7 @@ static bool replay_push(store *s, rec_reader *r, const char *cache, st_bytes key
 
 /* The records about one list: cache, key, then what the type says. */
 static bool replay_list(store *s, rec_reader *r, uint8_t type) {
-  char cache[1024];
+  char cache[REC_NAME_MAX + 1];
   if (!rec_get_name(r, cache, sizeof cache)) {
     return false;
   }
@@ -71,7 +71,7 @@ static bool replay_list(store *s, rec_reader *r, uint8_t type) {
 
 /* Pubsub's records: they fill the topic table persist keeps for pubsub. */
 static bool replay_topic(persist *p, rec_reader *r, uint8_t type) {
-  char cache[1024], topic[1024];
+  char cache[REC_NAME_MAX + 1], topic[REC_NAME_MAX + 1];
   if (!rec_get_name(r, cache, sizeof cache) || !rec_get_name(r, topic, sizeof topic)) {
     return false;
   }
@@ -87,7 +87,7 @@ static bool replay_topic(persist *p, rec_reader *r, uint8_t type) {
  * records are written under the cache's lock, so they never follow its deletion;
  * topic records may, and recreate nothing.) */
 static bool ensure_cache(replay_ctx *c, rec_reader r) {
-  char cache[1024];
+  char cache[REC_NAME_MAX + 1];
   if (!c->recover || !rec_get_name(&r, cache, sizeof cache) || store_cache_exists(c->s, cache)) {
     return true;
   }
@@ -101,7 +101,7 @@ static bool apply(void *ctx, persist *p, const uint8_t *d, size_t n) {
   store *s = c->s;
   rec_reader r = {d, n, false};
   uint8_t type = (uint8_t)rec_get_le(&r, 1);
-  char cache[1024];
+  char cache[REC_NAME_MAX + 1];
   switch (type) {
   case REC_CACHE_NEW:
     return rec_get_name(&r, cache, sizeof cache) && store_cache_create(s, cache) != ST_NOMEM;

@@ -985,6 +985,39 @@ static void test_random_bytes_over_log(void **state) {
   free_files(&before);
 }
 
+/* Random bytes behind an intact header, the first four of which read as a length that
+ * runs past the end (a quarter of random words are at most the 1 GiB record limit):
+ * they must not pass for a torn final record and be dropped without a word. */
+static void test_random_bytes_after_header(void **state) {
+  fixture *f = *state;
+  start(f, "interval");
+  push(f, CACHE, "kept", "k0", 0);
+  stop(f);
+  start(f, "interval"); /* "kept" is in the snapshot now */
+  push(f, CACHE, "lost", "l0", 0);
+  kill9(f);
+  char log_path[160];
+  data_path(f, "log", log_path, sizeof log_path);
+  static uint8_t d[21 + 65536];
+  file_bytes b = read_bytes(log_path);
+  assert_true(b.len > 21);
+  memcpy(d, b.d, 21); /* the header */
+  free(b.d);
+  fill_random(d + 21, sizeof d - 21, 5);
+  const uint8_t mib[4] = {0, 0, 0x10, 0}; /* 1 MiB */
+  memcpy(d + 21, mib, 4);
+  write_bytes(log_path, d, sizeof d);
+  data_files before = save_files(f);
+  assert_refused(f, "log");
+  assert_files_unchanged(f, &before);
+  start_recover(f);
+  assert_kept_aside(f, &before);
+  assert_list(f, CACHE, "kept", "k0");
+  assert_list(f, CACHE, "lost", "<missing>");
+  stop(f);
+  free_files(&before);
+}
+
 /* Zeros after the last record (the file grew, its data never reached the disk: a power
  * loss mid-append on some file systems) are a torn tail too, not damage. */
 static void test_zero_tail_is_torn(void **state) {
@@ -1064,6 +1097,8 @@ int main(void) {
                                       fixture_teardown),
       cmocka_unit_test_setup_teardown(test_damaged_cache_record, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_zero_tail_is_torn, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_random_bytes_after_header, fixture_setup,
+                                      fixture_teardown),
       cmocka_unit_test_setup_teardown(test_compaction_while_serving, fixture_setup,
                                       fixture_teardown),
       cmocka_unit_test_setup_teardown(test_stale_log_is_skipped, fixture_setup, fixture_teardown),
