@@ -84,8 +84,9 @@ static bool replay_topic(persist *p, rec_reader *r, uint8_t type) {
 
 /* --recover: a list's content for a cache whose creation record was lost in a damaged
  * region recreates the cache, so the intact record is not dropped with it. (List
- * records are written under the cache's lock, so they never follow its deletion;
- * topic records may, and recreate nothing.) */
+ * records are written under the store's read lock, which a cache deletion holds for
+ * writing while it logs, so they never follow the deletion; topic records may, and
+ * recreate nothing.) */
 static bool ensure_cache(replay_ctx *c, rec_reader r) {
   char cache[REC_NAME_MAX + 1];
   if (!c->recover || !rec_get_name(&r, cache, sizeof cache) || store_cache_exists(c->s, cache)) {
