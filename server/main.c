@@ -52,6 +52,7 @@ typedef struct options {
   uint64_t compact_bytes;
   int max_streams;     /* per connection */
   size_t memory_quota; /* gRPC core's resource quota, bytes */
+  bool recover;
 } options;
 
 /* --data-dir: the persistence of the store and topics (NULL: memory only). */
@@ -90,6 +91,8 @@ static void usage(FILE *out) {
         "                           (default 2048)\n"
         "  --memory-quota-bytes N   memory gRPC may use for connections and calls\n"
         "                           (default 1073741824)\n"
+        "  --recover                start on damaged --data-dir files: copy them to\n"
+        "                           DIR/damaged-<time>/, load every intact record\n"
         "signals: SIGTERM/SIGINT stop cleanly; SIGUSR1 ends every subscription stream\n"
         "(UNAVAILABLE) and keeps serving, to test client resume.\n",
         out);
@@ -131,7 +134,8 @@ enum {
   OPT_FSYNC,
   OPT_COMPACT,
   OPT_MAX_STREAMS,
-  OPT_MEMORY_QUOTA
+  OPT_MEMORY_QUOTA,
+  OPT_RECOVER
 };
 
 static const struct option g_long[] = {
@@ -160,6 +164,7 @@ static const struct option g_long[] = {
     {"compact-bytes", required_argument, NULL, OPT_COMPACT},
     {"max-streams-per-connection", required_argument, NULL, OPT_MAX_STREAMS},
     {"memory-quota-bytes", required_argument, NULL, OPT_MEMORY_QUOTA},
+    {"recover", no_argument, NULL, OPT_RECOVER},
     {NULL, 0, NULL, 0},
 };
 
@@ -216,6 +221,9 @@ static bool set_option(options *o, int opt, const char *arg) {
     return true;
   case OPT_NO_AUTH:
     o->no_auth = true;
+    return true;
+  case OPT_RECOVER:
+    o->recover = true;
     return true;
   case OPT_DATA_DIR:
     o->data_dir = arg;
@@ -414,7 +422,7 @@ static bool app_init(app *a, const options *o) {
   }
   a->store = store_new(o->default_ttl_ms, o->max_list_length);
   if (a->store && o->data_dir) {
-    g_persist = recovery_open(o->data_dir, o->fsync_mode, o->compact_bytes, a->store);
+    g_persist = recovery_open(o->data_dir, o->fsync_mode, o->compact_bytes, o->recover, a->store);
     if (!g_persist) {
       return false;
     }

@@ -109,48 +109,195 @@ static void fsync_dir(const persist *p) {
 
 /* ---- replay ---- */
 
-/* The header's generation (the first record of a file, and only there). */
-static bool read_header(const uint8_t *d, size_t n, uint64_t *gen) {
-  rec_reader r = {d + 1, n - 1, false};
-  if (rec_get_le(&r, 4) != REC_MAGIC) {
-    return false;
+/* Damaged regions logged one by one per file; more are only counted. */
+#define DAMAGE_LINES 10
+
+/* What start-up found in one file. */
+typedef struct file_scan {
+  const char *dir;
+  const char *what;  /* "snapshot" or "log" */
+  bool tail_ok;      /* a record cut short at the end is a crash mid-append (the log) */
+  size_t damaged;    /* damaged regions */
+  size_t first_bad;  /* offset of the first */
+  size_t lost_bytes; /* bytes in damaged regions */
+  size_t after;      /* intact records read after the first damaged region */
+} file_scan;
+
+static void damage(file_scan *fs, size_t off, size_t to, const char *why) {
+  if (fs->damaged++ == 0) {
+    fs->first_bad = off;
   }
-  *gen = rec_get_le(&r, 8);
-  return !r.bad;
+  fs->lost_bytes += to - off;
+  if (fs->damaged <= DAMAGE_LINES) {
+    srv_log(LOG_ERROR, "persist: %s/%s: damaged at offset %zu (%s): %zu bytes unreadable", fs->dir,
+            fs->what, off, why, to - off);
+  }
 }
 
-/* Replays a file; returns the length of its valid prefix. *gen gets its header's
- * generation (0 if none). */
-static size_t replay_file(persist *p, const persist_replay *rp, const uint8_t *d, size_t len,
-                          uint64_t *gen, const char *what) {
-  size_t off = 0;
-  *gen = 0;
-  while (off + 8 <= len) {
-    uint32_t n =
-        (uint32_t)(d[off] | d[off + 1] << 8 | d[off + 2] << 16 | (uint32_t)d[off + 3] << 24);
-    uint32_t crc =
-        (uint32_t)(d[off + 4] | d[off + 5] << 8 | d[off + 6] << 16 | (uint32_t)d[off + 7] << 24);
-    if (n == 0 || n > rec_limit() || n > len - off - 8) {
-      break; /* torn tail */
+/* Where reading can go on after a bad record at off: right behind it if its length
+ * still leads to a record (a flipped bit in its payload), else at the next offset
+ * where a record checks out. A fresh scan could find a record-like value inside the
+ * damaged record's payload, so the record's own length is tried first. */
+static size_t skip_damage(const uint8_t *d, size_t len, size_t off, rec_frame fr, uint32_t n) {
+  if (fr != REC_FRAME_SHORT && n > 0 && n <= rec_limit() && n <= len - off - 8 &&
+      rec_plausible_at(d, len, off + 8 + n)) {
+    return off + 8 + n;
+  }
+  return rec_resync(d, len, off + 1);
+}
+
+/* Reads the header; returns where the records start (past the damage if it is bad). */
+static size_t scan_header(const uint8_t *d, size_t len, file_scan *fs, uint64_t *gen, bool *known) {
+  size_t hlen = 0;
+  *known = len > 0 && rec_read_header(d, len, gen, &hlen);
+  if (*known || len == 0) {
+    return hlen; /* an empty log: created, then a crash before the first compaction */
+  }
+  uint32_t n;
+  rec_frame fr = rec_frame_at(d, len, 0, &n);
+  size_t next = fr == REC_FRAME_OK && d[8] != REC_HEADER ? 0 : skip_damage(d, len, 0, fr, n);
+  damage(fs, 0, next, "bad or missing header");
+  return next;
+}
+
+/* Whether what is left from a bad record on (no record follows) is what a crash
+ * mid-append leaves: a record cut short, or zeros where the file grew but its data
+ * never reached the disk (a power loss on some file systems). Not damage: logged. */
+static bool torn_tail(const file_scan *fs, const uint8_t *d, size_t len, size_t off) {
+  bool zeros = true;
+  for (size_t i = off; i < len && zeros; i++) {
+    zeros = d[i] == 0;
+  }
+  if (!zeros && !rec_torn_at(d, len, off)) {
+    return false;
+  }
+  srv_log(zeros ? LOG_WARN : LOG_INFO, "persist: %s/%s: dropped %s from offset %zu to its end",
+          fs->dir, fs->what, zeros ? "zero bytes" : "a record cut short", off);
+  return true;
+}
+
+/* Replays the records of a file from off on, past any damage (every region found is
+ * recorded in fs). */
+static void replay_records(persist *p, const persist_replay *rp, const uint8_t *d, size_t len,
+                           size_t off, file_scan *fs) {
+  while (off < len) {
+    uint32_t n;
+    rec_frame fr = rec_frame_at(d, len, off, &n);
+    if (fr == REC_FRAME_OK) {
+      /* A header is only valid as the first record. */
+      if (d[off + 8] != REC_HEADER && rp->apply(rp->ctx, p, d + off + 8, n)) {
+        fs->after += fs->damaged > 0;
+      } else {
+        damage(fs, off, off + 8 + n, "a record that does not parse");
+      }
+      off += 8 + n;
+      continue;
     }
-    if (rec_crc32(d + off + 8, n) != crc) {
-      srv_log(LOG_WARN, "persist: %s: bad CRC at offset %zu; ignoring the rest", what, off);
+    size_t next = skip_damage(d, len, off, fr, n);
+    if (next == len && fs->tail_ok && torn_tail(fs, d, len, off)) {
+      return;
+    }
+    damage(fs, off, next,
+           fr == REC_FRAME_SHORT ? "a record that runs past the end" : "bad length or CRC");
+    off = next;
+  }
+}
+
+/* Writes a new file with exactly d[0..len), synced. */
+static bool write_new_file(const char *path, const uint8_t *d, size_t len) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return false;
+  }
+  bool ok = write_all(fd, d, len) && fsync(fd) == 0;
+  return close(fd) == 0 && ok;
+}
+
+/* A new DIR/damaged-<UTC time>[-k] directory into out. */
+static bool make_damaged_dir(const persist *p, char *out, size_t cap) {
+  char stamp[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
+  for (int k = 0; k < 100; k++) {
+    snprintf(out, cap, k ? "%s/damaged-%s-%d" : "%s/damaged-%s", p->dir, stamp, k);
+    if (mkdir(out, 0700) == 0) {
+      return true;
+    }
+    if (errno != EEXIST) {
       break;
     }
-    bool is_header = d[off + 8] == REC_HEADER;
-    if (off == 0 ? !is_header : is_header) {
-      break; /* a file starts with exactly one header */
-    }
-    if (is_header ? !read_header(d + off + 8, n, gen) : !rp->apply(rp->ctx, p, d + off + 8, n)) {
-      srv_log(LOG_WARN, "persist: %s: bad record at offset %zu; ignoring the rest", what, off);
-      break;
-    }
-    off += 8 + n;
   }
-  if (off < len) {
-    srv_log(LOG_WARN, "persist: %s: dropped %zu trailing bytes", what, len - off);
+  srv_log(LOG_ERROR, "persist: cannot create %s: %s", out, strerror(errno));
+  return false;
+}
+
+/* --recover: copies both files, exactly as they were read, into a new directory before
+ * the compaction that follows replaces them. */
+static bool keep_damaged(const persist *p, const uint8_t *snap, size_t slen, const uint8_t *log,
+                         size_t llen) {
+  char dir[4096], path[4200];
+  if (!make_damaged_dir(p, dir, sizeof dir)) {
+    return false;
   }
-  return off;
+  bool ok = true;
+  if (snap) {
+    snprintf(path, sizeof path, "%s/snapshot", dir);
+    ok = write_new_file(path, snap, slen);
+  }
+  if (ok && log) {
+    snprintf(path, sizeof path, "%s/log", dir);
+    ok = write_new_file(path, log, llen);
+  }
+  if (!ok) {
+    srv_log(LOG_ERROR, "persist: cannot keep a copy of the damaged files in %s: %s", dir,
+            strerror(errno));
+    return false;
+  }
+  fsync_dir(p);
+  srv_log(LOG_WARN, "persist: --recover: the damaged files, as read, are kept in %s", dir);
+  return true;
+}
+
+/* Damage found: refuse to start (the files stay as they are), or with --recover keep
+ * a copy of them and go on with every intact record. */
+static bool judge_damage(const persist *p, const persist_replay *rp, const file_scan *fs,
+                         const uint8_t *snap, size_t slen, const uint8_t *log, size_t llen) {
+  size_t after = fs[0].after + fs[1].after, lost = fs[0].lost_bytes + fs[1].lost_bytes;
+  const file_scan *first = fs[0].damaged ? &fs[0] : &fs[1];
+  if (!rp->recover) {
+    srv_log(LOG_ERROR,
+            "persist: %s/%s is damaged (first at offset %zu; %zu bytes unreadable in all, "
+            "%zu intact records after the damage): refusing to start, the files are left "
+            "unchanged. Start with --recover to keep a copy of them in %s/damaged-<time>/ "
+            "and load every intact record",
+            first->dir, first->what, first->first_bad, lost, after, first->dir);
+    return false;
+  }
+  if (!keep_damaged(p, snap, slen, log, llen)) {
+    return false;
+  }
+  srv_log(LOG_WARN,
+          "persist: --recover: loaded what is intact; %zu unreadable bytes skipped, %zu intact "
+          "records read after the damage",
+          lost, after);
+  return true;
+}
+
+/* Whether the log belongs on top of the snapshot: a log of an older generation was
+ * compacted into it already (a crash between the snapshot's rename and the log's
+ * truncation). A newer log means the snapshot it was built on is missing or old. */
+static bool log_is_current(file_scan *ss, bool have_snap, bool sknown, uint64_t sgen, bool lknown,
+                           uint64_t lgen) {
+  if (!lknown || (have_snap && !sknown)) {
+    return true; /* unknown generations (damaged headers): keep every record there is */
+  }
+  if (lgen > sgen) {
+    srv_log(LOG_ERROR, "persist: %s/log is of generation %llu, but the snapshot %s", ss->dir,
+            (unsigned long long)lgen, have_snap ? "is older" : "is missing");
+    damage(ss, 0, 0, have_snap ? "older than the log" : "missing");
+  }
+  return lgen >= sgen;
 }
 
 static bool load(persist *p, const persist_replay *rp) {
@@ -163,16 +310,22 @@ static bool load(persist *p, const persist_replay *rp) {
   ok = ok && (snap || errno == ENOENT);
   uint8_t *log = ok ? slurp(log_path, &llen) : NULL;
   ok = ok && (log || errno == ENOENT);
+  file_scan fs[2] = {{.dir = p->dir, .what = "snapshot"},
+                     {.dir = p->dir, .what = "log", .tail_ok = true}};
   uint64_t sgen = 0, lgen = 0;
-  if (snap) {
-    replay_file(p, rp, snap, slen, &sgen, "snapshot");
+  bool sknown = false, lknown = false;
+  size_t sstart = ok && snap ? scan_header(snap, slen, &fs[0], &sgen, &sknown) : 0;
+  size_t lstart = ok && log ? scan_header(log, llen, &fs[1], &lgen, &lknown) : 0;
+  if (ok && snap) {
+    replay_records(p, rp, snap, slen, sstart, &fs[0]);
   }
-  if (log && rec_file_gen(log, llen) >= sgen && rec_file_gen(log, llen) > 0) {
-    /* A log older than the snapshot was compacted into it already (a crash between the
-     * snapshot's rename and the log's truncation). */
-    replay_file(p, rp, log, llen, &lgen, "log");
+  if (ok && log && llen > 0 && log_is_current(&fs[0], snap != NULL, sknown, sgen, lknown, lgen)) {
+    replay_records(p, rp, log, llen, lstart, &fs[1]);
   }
   p->gen = (sgen > lgen ? sgen : lgen);
+  if (ok && fs[0].damaged + fs[1].damaged) {
+    ok = judge_damage(p, rp, fs, snap, slen, log, llen);
+  }
   free(snap);
   free(log);
   free(snap_path);

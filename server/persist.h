@@ -2,9 +2,10 @@
  * (DIR/log) on top of a snapshot (DIR/snapshot), both in the same record format
  * (record.h):
  *   u32 payload length, u32 CRC-32 of the payload, payload (little-endian fields).
- * It knows records and files, not the store: startup hands every record of snapshot
- * then log to a replay callback (recovery.c), stopping at the first torn or corrupt
- * one; recovery then compacts everything into a fresh snapshot. It also keeps pubsub's
+ * It knows records and files, not the store: startup hands every intact record of
+ * snapshot then log to a replay callback (recovery.c), refusing to start on damage
+ * unless told to recover (persist_replay); recovery then compacts everything into a
+ * fresh snapshot. It also keeps pubsub's
  * topic state (topic_state.h), since a topic record and its table entry must change
  * together. See server/README.md.
  *
@@ -36,10 +37,15 @@ bool persist_parse_fsync(const char *s, persist_fsync *out);
 
 /* How startup hands back what the files hold. apply gets each record's payload (type
  * byte first) except the headers, in file order, before persist_open returns; false
- * when the record is malformed (replay stops there, the rest is dropped). */
+ * when the record is malformed (counted as damage, like a bad CRC or length). Reading
+ * goes on past damage to every intact record. Damage (anything but a record cut short
+ * at the end of the log, a crash mid-append) makes persist_open fail and leaves the
+ * files unchanged, unless recover is set: then both files are first copied, as read,
+ * into DIR/damaged-<time>/, and persist_open goes on with the intact records. */
 typedef struct persist_replay {
   bool (*apply)(void *ctx, persist *p, const uint8_t *rec, size_t len);
   void *ctx;
+  bool recover;
 } persist_replay;
 
 /* Opens (creating) dir and replays its snapshot and log through replay (the caller

@@ -183,16 +183,76 @@ st_bytes *rec_get_values(rec_reader *r, uint32_t *count) {
   return vals;
 }
 
-/* The header's generation without applying anything. */
-uint64_t rec_file_gen(const uint8_t *d, size_t len) {
-  if (len < 8 + 13 || d[8] != REC_HEADER) {
-    return 0;
+/* ---- checks at start-up ---- */
+
+static uint32_t le32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+rec_frame rec_frame_at(const uint8_t *d, size_t len, size_t off, uint32_t *n) {
+  *n = 0;
+  if (off > len || len - off < 8) {
+    return REC_FRAME_SHORT;
+  }
+  *n = le32(d + off);
+  if (*n == 0 || *n > g_limit) {
+    return REC_FRAME_BAD;
+  }
+  if (*n > len - off - 8) {
+    return REC_FRAME_SHORT;
+  }
+  return rec_crc32(d + off + 8, *n) == le32(d + off + 4) ? REC_FRAME_OK : REC_FRAME_BAD;
+}
+
+/* A record's head as far as it is there: length, type, first field (the cache name). */
+static bool head_in_range(const uint8_t *d, size_t have) {
+  uint32_t n = have >= 4 ? le32(d) : 5;
+  if (n < 5 || n > g_limit) {
+    return false;
+  }
+  if (have >= 9 && (d[8] < REC_CACHE_NEW || d[8] > REC_RING)) {
+    return false;
+  }
+  uint32_t name = have >= 13 ? le32(d + 9) : 1;
+  return name > 0 && name <= REC_NAME_MAX && name <= n - 5;
+}
+
+bool rec_plausible_at(const uint8_t *d, size_t len, size_t off) {
+  /* The cheap checks first: the CRC is computed only for the rare offset that passes. */
+  if (off > len || len - off < 8 + 5 || !head_in_range(d + off, 13) ||
+      le32(d + off) > len - off - 8) {
+    return false;
+  }
+  uint32_t m;
+  return rec_frame_at(d, len, off, &m) == REC_FRAME_OK;
+}
+
+bool rec_torn_at(const uint8_t *d, size_t len, size_t off) {
+  size_t have = off < len ? len - off : 0;
+  return have > 0 && (have < 8 || le32(d + off) > have - 8) && head_in_range(d + off, have);
+}
+
+size_t rec_resync(const uint8_t *d, size_t len, size_t from) {
+  for (size_t off = from; off < len; off++) {
+    if (rec_plausible_at(d, len, off)) {
+      return off;
+    }
+  }
+  return len;
+}
+
+bool rec_read_header(const uint8_t *d, size_t len, uint64_t *gen, size_t *hlen) {
+  uint32_t n;
+  if (rec_frame_at(d, len, 0, &n) != REC_FRAME_OK || n != 13 || d[8] != REC_HEADER) {
+    return false;
   }
   rec_reader r = {d + 9, 12, false};
   if (rec_get_le(&r, 4) != REC_MAGIC) {
-    return 0;
+    return false;
   }
-  return rec_get_le(&r, 8);
+  *gen = rec_get_le(&r, 8);
+  *hlen = 8 + 13;
+  return !r.bad;
 }
 
 void rec_put_header(rec_buf *b, uint64_t gen) {

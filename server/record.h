@@ -27,6 +27,9 @@ enum {
 
 #define REC_MAGIC 0x314d494dU /* "MIM1" */
 
+/* Longest cache or topic name replay reads back (longer ones make a record malformed). */
+#define REC_NAME_MAX 1023
+
 /* Largest record payload, the same for writing and reading. One data directory per
  * process: rec_limit_init sets it when the directory is opened. */
 uint32_t rec_limit(void);
@@ -72,7 +75,29 @@ bool rec_get_name(rec_reader *r, char *out, size_t cap);
 /* A count, then that many values (pointing into the record); NULL when the record is
  * short or out of memory. Free the array (not the values). */
 st_bytes *rec_get_values(rec_reader *r, uint32_t *count);
-/* The generation of a file's header record without reading further (0: none). */
-uint64_t rec_file_gen(const uint8_t *d, size_t len);
+/* What a file holds at an offset (damage checks at start-up). */
+typedef enum {
+  REC_FRAME_OK,    /* length in range and the CRC matches */
+  REC_FRAME_SHORT, /* fewer than 8 bytes left, or the length runs past the end */
+  REC_FRAME_BAD,   /* length 0 or over rec_limit(), or the CRC does not match */
+} rec_frame;
+
+/* Checks the record at off of a file of len bytes; *n gets its payload length. */
+rec_frame rec_frame_at(const uint8_t *d, size_t len, size_t off, uint32_t *n);
+/* True if a record that is not a header starts at off: its frame checks out, its type
+ * is known and its first field (every such record starts with a cache name) fits. A
+ * CRC match on random bytes has odds of 2^-32; the other checks make a false match
+ * rarer still, and cheap to reject before the CRC is computed. */
+bool rec_plausible_at(const uint8_t *d, size_t len, size_t off);
+/* The first offset from `from` on where rec_plausible_at holds; len if none. */
+size_t rec_resync(const uint8_t *d, size_t len, size_t from);
+/* True if the bytes from off to the end can be the start of a record whose write was
+ * cut short: the length runs past the end, and the length, type and first field's
+ * length, as far as present, are in range (random bytes pass with odds below 2^-30
+ * once 13 bytes are there; fewer cannot hold a record). */
+bool rec_torn_at(const uint8_t *d, size_t len, size_t off);
+/* The header record at the start of a file: true with its generation and length if it
+ * is whole and checks out (length, CRC, type, magic). */
+bool rec_read_header(const uint8_t *d, size_t len, uint64_t *gen, size_t *hlen);
 
 #endif

@@ -6,6 +6,13 @@
 
 #include <stdlib.h>
 
+/* persist_replay.ctx */
+typedef struct replay_ctx {
+  store *s;
+  bool recover;
+  size_t recreated; /* caches recreated for their intact list records (--recover) */
+} replay_ctx;
+
 static bool replay_list_set(store *s, rec_reader *r, const char *cache, st_bytes key) {
   int64_t exp = (int64_t)rec_get_le(r, 8);
   uint32_t n = 0;
@@ -35,7 +42,7 @@ static bool replay_push(store *s, rec_reader *r, const char *cache, st_bytes key
 
 /* The records about one list: cache, key, then what the type says. */
 static bool replay_list(store *s, rec_reader *r, uint8_t type) {
-  char cache[1024];
+  char cache[REC_NAME_MAX + 1];
   if (!rec_get_name(r, cache, sizeof cache)) {
     return false;
   }
@@ -64,7 +71,7 @@ static bool replay_list(store *s, rec_reader *r, uint8_t type) {
 
 /* Pubsub's records: they fill the topic table persist keeps for pubsub. */
 static bool replay_topic(persist *p, rec_reader *r, uint8_t type) {
-  char cache[1024], topic[1024];
+  char cache[REC_NAME_MAX + 1], topic[REC_NAME_MAX + 1];
   if (!rec_get_name(r, cache, sizeof cache) || !rec_get_name(r, topic, sizeof topic)) {
     return false;
   }
@@ -75,12 +82,27 @@ static bool replay_topic(persist *p, rec_reader *r, uint8_t type) {
   return !r->bad && persist_restore_topic(p, cache, topic, page, next);
 }
 
+/* --recover: a list's content for a cache whose creation record was lost in a damaged
+ * region recreates the cache, so the intact record is not dropped with it. (List
+ * records are written under the store's read lock, which a cache deletion holds for
+ * writing while it logs, so they never follow the deletion; topic records may, and
+ * recreate nothing.) */
+static bool ensure_cache(replay_ctx *c, rec_reader r) {
+  char cache[REC_NAME_MAX + 1];
+  if (!c->recover || !rec_get_name(&r, cache, sizeof cache) || store_cache_exists(c->s, cache)) {
+    return true;
+  }
+  c->recreated++;
+  return store_cache_create(c->s, cache) != ST_NOMEM;
+}
+
 /* persist_replay.apply: one record's payload; false if it is malformed. */
 static bool apply(void *ctx, persist *p, const uint8_t *d, size_t n) {
-  store *s = ctx;
+  replay_ctx *c = ctx;
+  store *s = c->s;
   rec_reader r = {d, n, false};
   uint8_t type = (uint8_t)rec_get_le(&r, 1);
-  char cache[1024];
+  char cache[REC_NAME_MAX + 1];
   switch (type) {
   case REC_CACHE_NEW:
     return rec_get_name(&r, cache, sizeof cache) && store_cache_create(s, cache) != ST_NOMEM;
@@ -93,6 +115,7 @@ static bool apply(void *ctx, persist *p, const uint8_t *d, size_t n) {
     return true;
   case REC_LIST_SET:
   case REC_LIST_PUSH:
+    return ensure_cache(c, r) && replay_list(s, &r, type);
   case REC_LIST_POP:
   case REC_ITEM_DEL:
     return replay_list(s, &r, type);
@@ -114,13 +137,20 @@ static size_t cache_count(store *s) {
   return n;
 }
 
-persist *recovery_open(const char *dir, persist_fsync mode, uint64_t compact_bytes, store *s) {
-  persist_replay replay = {apply, s};
+persist *recovery_open(const char *dir, persist_fsync mode, uint64_t compact_bytes, bool recover,
+                       store *s) {
+  replay_ctx ctx = {s, recover, 0};
+  persist_replay replay = {apply, &ctx, recover};
   persist *p = persist_open(dir, mode, compact_bytes, &replay);
   if (!p) {
     return NULL;
   }
-  /* Compact at once: a clean snapshot, and a log without its torn or corrupt tail. */
+  if (ctx.recreated) {
+    srv_log(LOG_WARN, "persist: --recover: recreated %zu caches whose creation record was lost",
+            ctx.recreated);
+  }
+  /* Compact at once: a clean snapshot, and a log without a record cut short at its end
+   * (damaged files got here only with recover, and a copy of them was kept). */
   if (!store_compact(s, p)) {
     srv_log(LOG_ERROR, "persist: cannot open the data directory");
     persist_close(p);

@@ -9,10 +9,13 @@
 #include "persist.h"
 #include "store.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* s must not record yet (no store_set_persist): replayed changes are already on disk.
- * NULL on error (logged). */
-persist *recovery_open(const char *dir, persist_fsync mode, uint64_t compact_bytes, store *s);
+ * NULL on error (logged), including damaged files without recover (--recover: keep a
+ * copy of them and load every intact record; see persist_replay). */
+persist *recovery_open(const char *dir, persist_fsync mode, uint64_t compact_bytes, bool recover,
+                       store *s);
 
 #endif
