@@ -67,6 +67,25 @@ mim_host_kind raw_host_of(const char *method) {
   return MIM_HOST_CACHE;
 }
 
+PermissionMessages__Permissions *raw_grant_all_caches(raw_grant *g) {
+  permission_messages__permissions_type__cache_permissions__init(&g->cache);
+  permission_messages__permissions_type__all__init(&g->all);
+  g->cache.role = PERMISSION_MESSAGES__CACHE_ROLE__CacheReadWrite;
+  g->cache.cache_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__CACHE_ALL_CACHES;
+  g->cache.all_caches = &g->all;
+  permission_messages__permissions_type__init(&g->type);
+  g->type.kind_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__KIND_CACHE_PERMISSIONS;
+  g->type.cache_permissions = &g->cache;
+  g->types[0] = &g->type;
+  permission_messages__explicit_permissions__init(&g->explicit_);
+  g->explicit_.n_permissions = 1;
+  g->explicit_.permissions = g->types;
+  permission_messages__permissions__init(&g->perms);
+  g->perms.kind_case = PERMISSION_MESSAGES__PERMISSIONS__KIND_EXPLICIT;
+  g->perms.explicit_ = &g->explicit_;
+  return &g->perms;
+}
+
 uint8_t *raw_pack(const ProtobufCMessage *m, size_t *len) {
   *len = protobuf_c_message_get_packed_size(m);
   uint8_t *buf = malloc(*len ? *len : 1);

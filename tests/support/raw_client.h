@@ -19,12 +19,26 @@
 #include "transport.h"
 
 #include "clock.h" /* cmn_mono_ms */
+#include "permissionmessages.pb-c.h"
 
 #include <protobuf-c/protobuf-c.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* An explicit grant of read-write on every cache, the usual thing for the root key to
+ * mint (a super-user token may not be minted). Lives in the caller's raw_grant. */
+typedef struct raw_grant {
+  PermissionMessages__PermissionsType__CachePermissions cache;
+  PermissionMessages__PermissionsType__All all;
+  PermissionMessages__PermissionsType type;
+  PermissionMessages__PermissionsType *types[1];
+  PermissionMessages__ExplicitPermissions explicit_;
+  PermissionMessages__Permissions perms;
+} raw_grant;
+/* Fills g and returns its Permissions message (valid as long as g is). */
+PermissionMessages__Permissions *raw_grant_all_caches(raw_grant *g);
 
 /* The root key's token (malloc'd; caller frees), or NULL. */
 char *raw_root_token(const mim_local *srv);

@@ -147,28 +147,13 @@ static mim_status subscribe_status(mim_transport *t, const char *cache, const ch
 /* Mints a read-write token for every cache (the root key may; a disposable token never
  * mints); body_token is the body's auth_token. */
 static mim_status gen_token(mim_transport *t, const char *body_token) {
-  PermissionMessages__PermissionsType__CachePermissions cp =
-      PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__INIT;
-  cp.role = PERMISSION_MESSAGES__CACHE_ROLE__CacheReadWrite;
-  cp.cache_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__CACHE_ALL_CACHES;
-  PermissionMessages__PermissionsType__All all = PERMISSION_MESSAGES__PERMISSIONS_TYPE__ALL__INIT;
-  cp.all_caches = &all;
-  PermissionMessages__PermissionsType g = PERMISSION_MESSAGES__PERMISSIONS_TYPE__INIT;
-  g.kind_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__KIND_CACHE_PERMISSIONS;
-  g.cache_permissions = &cp;
-  PermissionMessages__PermissionsType *gs[] = {&g};
-  PermissionMessages__ExplicitPermissions ex = PERMISSION_MESSAGES__EXPLICIT_PERMISSIONS__INIT;
-  ex.n_permissions = 1;
-  ex.permissions = gs;
-  PermissionMessages__Permissions p = PERMISSION_MESSAGES__PERMISSIONS__INIT;
-  p.kind_case = PERMISSION_MESSAGES__PERMISSIONS__KIND_EXPLICIT;
-  p.explicit_ = &ex;
+  raw_grant grant;
   Token__GenerateDisposableTokenRequest__Expires e =
       TOKEN____GENERATE_DISPOSABLE_TOKEN_REQUEST__EXPIRES__INIT;
   e.valid_for_seconds = 60;
   Token__GenerateDisposableTokenRequest r = TOKEN____GENERATE_DISPOSABLE_TOKEN_REQUEST__INIT;
   r.expires = &e;
-  r.permissions = &p;
+  r.permissions = raw_grant_all_caches(&grant);
   r.auth_token = (char *)body_token;
   r.token_id = (char *)"robust-test";
   return raw_call(t, M_TOKEN, NULL, &r.base, NULL, NULL);

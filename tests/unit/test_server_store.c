@@ -14,7 +14,6 @@
 
 #include "cacheclient.pb-c.h"
 #include "controlclient.pb-c.h"
-#include "permissionmessages.pb-c.h"
 #include "raw_client.h"
 #include "time_scale.h"
 
@@ -548,38 +547,17 @@ static void test_nul_in_created_cache_name(void **state) {
 }
 
 /* GenerateDisposableToken {expires 1 {valid_for_seconds 1}, permissions 3, token_id 4}. */
-/* Packs an explicit grant (read-write on every cache) into buf: what the root key may
- * mint (a super-user token may not be minted at all). Returns its length. */
-static size_t pack_all_caches_grant(uint8_t *buf, size_t cap) {
-  PermissionMessages__PermissionsType__CachePermissions cp =
-      PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__INIT;
-  cp.role = PERMISSION_MESSAGES__CACHE_ROLE__CacheReadWrite;
-  cp.cache_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__CACHE_PERMISSIONS__CACHE_ALL_CACHES;
-  PermissionMessages__PermissionsType__All all = PERMISSION_MESSAGES__PERMISSIONS_TYPE__ALL__INIT;
-  cp.all_caches = &all;
-  PermissionMessages__PermissionsType g = PERMISSION_MESSAGES__PERMISSIONS_TYPE__INIT;
-  g.kind_case = PERMISSION_MESSAGES__PERMISSIONS_TYPE__KIND_CACHE_PERMISSIONS;
-  g.cache_permissions = &cp;
-  PermissionMessages__PermissionsType *gs[] = {&g};
-  PermissionMessages__ExplicitPermissions ex = PERMISSION_MESSAGES__EXPLICIT_PERMISSIONS__INIT;
-  ex.n_permissions = 1;
-  ex.permissions = gs;
-  PermissionMessages__Permissions p = PERMISSION_MESSAGES__PERMISSIONS__INIT;
-  p.kind_case = PERMISSION_MESSAGES__PERMISSIONS__KIND_EXPLICIT;
-  p.explicit_ = &ex;
-  size_t n = permission_messages__permissions__get_packed_size(&p);
-  assert_true(n <= cap);
-  return permission_messages__permissions__pack(&p, buf);
-}
-
 static void test_nul_in_token_id(void **state) {
-  uint8_t perms[64];
-  size_t perms_len = pack_all_caches_grant(perms, sizeof perms);
+  raw_grant grant; /* the root key may not mint a super-user token */
+  size_t perms_len;
+  uint8_t *perms = raw_pack(&raw_grant_all_caches(&grant)->base, &perms_len);
+  assert_non_null(perms);
   wire ex = {0}, w = {0};
   wire_varint(&ex, 1 << 3);
   wire_varint(&ex, 60);
   wire_bytes(&w, 1, ex.b, ex.n);
   wire_bytes(&w, 3, perms, perms_len);
+  free(perms);
   size_t common = w.n;
   wire_bytes(&w, 4, "alice", 5);
   assert_int_equal(raw_call_bytes(*state, M_TOKEN, NULL, w.b, w.n, NULL, NULL, NULL, 0), MIM_OK);
