@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -343,7 +344,8 @@ static int build_argv(const mim_local_opts *o, mim_local *s, const char *bin, co
 }
 
 /* In the child: only async-signal-safe calls from here to exec (the parent may have threads). */
-static void exec_child(const char **args, int out_w, int devnull, pid_t parent) {
+static void exec_child(const char **args, int out_w, int devnull, pid_t parent,
+                       long long file_size_limit) {
 #ifdef __linux__
   /* Dies with the test: a crashed or aborted test must not leave a server behind. */
   prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -353,13 +355,26 @@ static void exec_child(const char **args, int out_w, int devnull, pid_t parent) 
 #else
   (void)parent;
 #endif
+  if (file_size_limit > 0) {
+    struct rlimit lim;
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    if (getrlimit(RLIMIT_FSIZE, &lim) != 0 || sigaction(SIGXFSZ, &dfl, NULL) != 0) {
+      _exit(125);
+    }
+    lim.rlim_cur = (rlim_t)file_size_limit;
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) {
+      _exit(125);
+    }
+  }
   dup2(devnull, STDIN_FILENO);
   dup2(out_w, STDOUT_FILENO);
   execv(args[0], (char *const *)args);
   _exit(127);
 }
 
-static int spawn(mim_local *s, const char **args) {
+static int spawn(mim_local *s, const char **args, long long file_size_limit) {
   int pipefd[2];
   if (pipe(pipefd) != 0) {
     return -1;
@@ -376,7 +391,7 @@ static int spawn(mim_local *s, const char **args) {
   pid_t pid = fork();
   if (pid == 0) {
     close(pipefd[0]);
-    exec_child(args, pipefd[1], devnull, parent);
+    exec_child(args, pipefd[1], devnull, parent, file_size_limit);
   }
   close(pipefd[1]);
   close(devnull);
@@ -467,7 +482,7 @@ int mim_local_start(const mim_local_opts *opts, mim_local **out) {
     release(s);
     return -1;
   }
-  if (spawn(s, args) != 0) {
+  if (spawn(s, args, o->file_size_limit) != 0) {
     perror("mim_local: spawn");
     release(s);
     return -1;

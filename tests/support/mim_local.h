@@ -41,6 +41,10 @@ typedef struct mim_local_opts {
   int start_timeout_ms;
   /* Override the binary path (tests of this helper); NULL = environment/default. */
   const char *binary;
+  /* > 0: the server alone runs with this RLIMIT_FSIZE soft limit (bytes) and SIGXFSZ at
+   * its default action, as a shell would start it. Set in the child, so the test
+   * process (whose log may already be larger) never holds the limit. */
+  long long file_size_limit;
 } mim_local_opts;
 
 typedef struct mim_local {

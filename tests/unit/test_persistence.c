@@ -100,15 +100,24 @@ static int fixture_teardown(void **state) {
   return 0;
 }
 
-static void start_with(fixture *f, const char *fsync_mode, const char *compact_bytes) {
+/* file_size_limit > 0: the server's RLIMIT_FSIZE (see mim_local_opts). */
+static void start_limited(fixture *f, const char *fsync_mode, const char *compact_bytes,
+                          long long file_size_limit) {
   const char *caches[] = {CACHE, NULL};
   const char *extra[] = {
       "--data-dir", f->data,           "--fsync",     fsync_mode, "--auth-secret-file",
       f->secret,    "--compact-bytes", compact_bytes, NULL};
-  mim_local_opts o = {.caches = caches, .extra_args = extra, .log_level = "warn"};
+  mim_local_opts o = {.caches = caches,
+                      .extra_args = extra,
+                      .log_level = "warn",
+                      .file_size_limit = file_size_limit};
   assert_int_equal(mim_local_start(&o, &f->srv), 0);
   f->t = raw_connect(f->srv, NULL);
   assert_non_null(f->t);
+}
+
+static void start_with(fixture *f, const char *fsync_mode, const char *compact_bytes) {
+  start_limited(f, fsync_mode, compact_bytes, 0);
 }
 
 static void start(fixture *f, const char *fsync_mode) {
@@ -517,21 +526,14 @@ static void want_add(char *want, size_t cap, char c, size_t n) {
   want[at + n] = '\0';
 }
 
-/* A log that cannot grow (RLIMIT_FSIZE, inherited by the server): a write that could
+/* A log that cannot grow (RLIMIT_FSIZE, set in the server only): a write that could
  * not be logged is refused (UNAVAILABLE) and not applied; what was acknowledged, and
  * only that, is there after a restart. The server is started with SIGXFSZ at its
  * default action (kill), as a shell starts it: mim-local must ignore the signal itself
  * and see EFBIG like a full disk, not die. */
 static void test_unlogged_write_is_refused(void **state) {
   fixture *f = *state;
-  struct rlimit old;
-  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-  void (*old_sig)(int) = signal(SIGXFSZ, SIG_DFL);
-  struct rlimit lim = {8192, old.rlim_max};
-  assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-  start(f, "always");
-  assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0); /* only the server keeps it */
-  signal(SIGXFSZ, old_sig);
+  start_limited(f, "always", "67108864", 8192);
 
   static char want[32768];
   want[0] = '\0';
