@@ -75,9 +75,10 @@ static void pinger_start(pinger *p, const mim_local *srv) {
   assert_int_equal(pthread_create(&p->thread, NULL, ping_loop, p), 0);
 }
 
-/* Under sanitizers and valgrind the allocator is not glibc's (nothing is trimmed, and
- * RSS holds shadow memory): there the memory checks are left out. */
-static bool rss_meaningful(void) {
+/* False under sanitizers and valgrind. There the allocator is not glibc's (nothing is
+ * trimmed, and RSS holds shadow memory), so the memory checks are left out; and the
+ * server runs several times slower, see pinger_check. */
+static bool plain_build(void) {
   const char *san = getenv("SANITIZE");
   return !getenv("MIM_VALGRIND") && !getenv("MIM_TEST_SLOW") && !(san && *san);
 }
@@ -98,8 +99,11 @@ static bool machine_oversubscribed(double *load) {
 }
 
 /* Stops the loop and checks every Ping during the attack was answered, and in time
- * unless the machine is oversubscribed (then the times are printed, not checked). */
-static void pinger_check(pinger *p, const char *what) {
+ * unless the machine is oversubscribed (then the times are printed, not checked).
+ * cpu_bound: the attack costs the server CPU per frame that gRPC core 1.51 cannot shed
+ * (the rapid reset); an instrumented server (sanitizers, valgrind) spends 5-50x that,
+ * so there the times are printed, not checked: the plain build checks them. */
+static void pinger_check(pinger *p, const char *what, bool cpu_bound) {
   int64_t deadline = cmn_mono_ms() + 10000L * test_time_scale();
   while (atomic_load(&p->pings) + atomic_load(&p->failures) < 3 && cmn_mono_ms() < deadline) {
     usleep(5000); /* a short attack: still see a few answers */
@@ -116,6 +120,8 @@ static void pinger_check(pinger *p, const char *what) {
   double load = 0;
   if (machine_oversubscribed(&load)) {
     printf("%s: load average %.1f exceeds the cores: latency not checked\n", what, load);
+  } else if (cpu_bound && !plain_build()) {
+    printf("%s: instrumented server: latency not checked\n", what);
   } else {
     assert_true(atomic_load(&p->max_ms) <= bound);
   }
@@ -153,7 +159,7 @@ static void assert_rss_back(const mim_local *srv, long base_kib, const char *wha
   long rss = rss_settle(srv, base_kib);
   printf("%s: RSS %ld KiB before, peak %ld KiB, %ld KiB after\n", what, base_kib, peak, rss);
   assert_true(rss > 0);
-  if (rss_meaningful()) {
+  if (plain_build()) {
     assert_true(rss <= base_kib + base_kib / 10);
   }
 }
@@ -318,12 +324,12 @@ static void test_gzip_bomb_refused(void **state) {
       break;
     }
   }
-  pinger_check(&p, "during the gzip bomb");
+  pinger_check(&p, "during the gzip bomb", false);
   long peak = raw_proc_kib(srv->pid, "VmHWM");
   printf("gzip bomb: RSS %ld KiB at the start, peak %ld KiB\n", base, peak);
   assert_int_equal(st, GRPC_STATUS_UNIMPLEMENTED);
   assert_non_null(strstr(detail, "gzip"));
-  if (rss_meaningful()) {
+  if (plain_build()) {
     assert_true(peak < base + 65536L); /* never inflated: the peak stays near the start */
   }
   assert_rss_back(srv, base, "gzip bomb");
@@ -503,8 +509,8 @@ static void test_rapid_reset_flood(void **state) {
          sent, pairs, (long)(cmn_mono_ms() - t0), base, raw_proc_kib(srv->pid, "VmRSS"),
          raw_proc_kib(srv->pid, "VmHWM"));
   long peak = raw_proc_kib(srv->pid, "VmHWM");
-  pinger_check(&p, "during the rapid reset");
-  if (rss_meaningful()) {
+  pinger_check(&p, "during the rapid reset", true);
+  if (plain_build()) {
     assert_true(peak < base + 128L * 1024);
   }
   printf("rapid reset: the server advertised MAX_CONCURRENT_STREAMS %ld\n", max_streams);
@@ -573,7 +579,7 @@ static void test_fd_exhaustion_recovers(void **state) {
   }
   int left = raw_wait_sockets_at_most(srv->pid, base_sockets + 1, 10000 * test_time_scale());
   printf("fd exhaustion: %d sockets after the close (%d before)\n", left, base_sockets);
-  pinger_check(&p, "during fd exhaustion");
+  pinger_check(&p, "during fd exhaustion", false);
   assert_true(held < FD_LIMIT);
   assert_fresh_ping(srv);
   assert_int_equal(mim_local_stop(srv), 0);
