@@ -2,8 +2,9 @@
  * (issue 13 item 13): mim_leave from on_message (live and during the history delivery of
  * mim_join) and from on_event, and mim_moderator_stop from the filter. None may hang:
  * each is deferred, no callback of the session runs after it, mim_join returns and
- * mim_client_free returns. mim_client_free from a callback is refused at once. Every call that could hang runs on a helper thread with a
- * bounded wait; a timeout aborts the program (CMOCKA_TEST_ABORT) instead of hanging. */
+ * mim_client_free returns. mim_client_free from a callback is refused at once. Every call that
+ * could hang runs on a helper thread with a bounded wait; a timeout aborts the program
+ * (CMOCKA_TEST_ABORT) instead of hanging. */
 /* cmocka.h needs these first, in this order. */
 // clang-format off
 #include <stdarg.h>
