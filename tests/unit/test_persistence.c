@@ -100,6 +100,14 @@ static int fixture_teardown(void **state) {
   return 0;
 }
 
+/* Appends n bytes to the file at path (a torn or bad tail written behind the server). */
+static void append_bytes(const char *path, const void *bytes, size_t n) {
+  int fd = open(path, O_WRONLY | O_APPEND);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, bytes, n), (ssize_t)n);
+  close(fd);
+}
+
 /* file_size_limit > 0: the server's RLIMIT_FSIZE (see mim_local_opts). */
 static void start_limited(fixture *f, const char *fsync_mode, const char *compact_bytes,
                           long long file_size_limit) {
@@ -346,11 +354,8 @@ static void test_kill9_with_fsync_always(void **state) {
   /* A torn record at the tail: a length that promises more than the file holds. */
   char log_path[160];
   snprintf(log_path, sizeof log_path, "%s/log", f->data);
-  int fd = open(log_path, O_WRONLY | O_APPEND);
-  assert_true(fd >= 0);
   const uint8_t torn[] = {0x40, 0, 0, 0, 0x12, 0x34, 0x56, 0x78, 4, 'k'};
-  assert_int_equal(write(fd, torn, sizeof torn), (ssize_t)sizeof torn);
-  close(fd);
+  append_bytes(log_path, torn, sizeof torn);
 
   start(f, "always"); /* a torn tail is a crash mid-append, not damage */
   char none[512];
@@ -799,6 +804,17 @@ static void start_recover(fixture *f) {
   assert_non_null(f->t);
 }
 
+/* The damaged directory is refused without --recover (the files untouched), then
+ * started with --recover (the damaged files kept aside exactly as they were). */
+static void refuse_then_recover(fixture *f, const char *damaged_file) {
+  data_files before = save_files(f);
+  assert_refused(f, damaged_file);
+  assert_files_unchanged(f, &before);
+  start_recover(f);
+  assert_kept_aside(f, &before);
+  free_files(&before);
+}
+
 /* Flips one bit of the byte at off. */
 static void flip_bit(const fixture *f, const char *name, size_t off) {
   char path[160];
@@ -837,11 +853,7 @@ static void test_damaged_log_header(void **state) {
   push(f, CACHE, "k", "also", 0);
   kill9(f);
   flip_bit(f, "log", 12); /* in the "MIM1" magic */
-  data_files before = save_files(f);
-  assert_refused(f, "log");
-  assert_files_unchanged(f, &before);
-  start_recover(f);
-  assert_kept_aside(f, &before);
+  refuse_then_recover(f, "log");
   assert_list(f, "made", "l", "kept");
   assert_list(f, CACHE, "k", "also");
   stop(f);
@@ -849,7 +861,6 @@ static void test_damaged_log_header(void **state) {
   start(f, "interval");
   assert_list(f, "made", "l", "kept");
   stop(f);
-  free_files(&before);
 }
 
 /* One flipped bit mid-log: before, that record and all 501 intact ones after it were
@@ -866,11 +877,7 @@ static void test_damaged_log_middle(void **state) {
   char log_path[160];
   data_path(f, "log", log_path, sizeof log_path);
   assert_true(corrupt(log_path, "damaged"));
-  data_files before = save_files(f);
-  assert_refused(f, "log");
-  assert_files_unchanged(f, &before);
-  start_recover(f);
-  assert_kept_aside(f, &before);
+  refuse_then_recover(f, "log");
   assert_list(f, CACHE, "c", "one");
   assert_long_list(f, "after", want);
   push(f, CACHE, "c", "four", 0);
@@ -879,7 +886,6 @@ static void test_damaged_log_middle(void **state) {
   assert_list(f, CACHE, "c", "one,four");
   assert_long_list(f, "after", want);
   stop(f);
-  free_files(&before);
 }
 
 /* Offset of needle in the file (asserts it is there). */
@@ -913,18 +919,13 @@ static void test_damaged_snapshot(void **state) {
   push(f, CACHE, "e", "echo", 0);
   stop(f);
   flip_bit(f, "snapshot", find_in(f, "snapshot", "bravo-damaged") + 3);
-  data_files before = save_files(f);
-  assert_refused(f, "snapshot");
-  assert_files_unchanged(f, &before);
-  start_recover(f);
-  assert_kept_aside(f, &before);
+  refuse_then_recover(f, "snapshot");
   assert_list(f, CACHE, "a", "alpha");
   assert_list(f, CACHE, "b", "<missing>");
   assert_list(f, CACHE, "c", "charlie");
   assert_list(f, CACHE, "d", "delta");
   assert_list(f, CACHE, "e", "echo"); /* the log on top of it */
   stop(f);
-  free_files(&before);
 }
 
 static void fill_random(uint8_t *d, size_t n, unsigned seed) {
@@ -957,16 +958,11 @@ static void test_random_bytes_over_log(void **state) {
   free(b.d);
   assert_memory_equal(want, "v0,", 3);
   memmove(want, want + 3, strlen(want + 3) + 1);
-  data_files before = save_files(f);
-  assert_refused(f, "log");
-  assert_files_unchanged(f, &before);
-  start_recover(f);
-  assert_kept_aside(f, &before);
+  refuse_then_recover(f, "log");
   assert_list(f, CACHE, "before", "b0");
   assert_list(f, CACHE, "gone", "<missing>");
   assert_long_list(f, "after", want);
   stop(f);
-  free_files(&before);
   /* Now all of it: the log is all random. */
   char dir[512];
   assert_int_equal(damaged_dirs(f, dir, sizeof dir), 1);
@@ -978,15 +974,10 @@ static void test_random_bytes_over_log(void **state) {
   fill_random(b.d, b.len, 11);
   write_bytes(log_path, b.d, b.len);
   free(b.d);
-  before = save_files(f);
-  assert_refused(f, "log");
-  assert_files_unchanged(f, &before);
-  start_recover(f);
-  assert_kept_aside(f, &before);
+  refuse_then_recover(f, "log");
   assert_long_list(f, "after", want);
   assert_list(f, CACHE, "lost", "<missing>");
   stop(f);
-  free_files(&before);
 }
 
 /* Random bytes behind an intact header, the first four of which read as a length that
@@ -1011,15 +1002,10 @@ static void test_random_bytes_after_header(void **state) {
   const uint8_t mib[4] = {0, 0, 0x10, 0}; /* 1 MiB */
   memcpy(d + 21, mib, 4);
   write_bytes(log_path, d, sizeof d);
-  data_files before = save_files(f);
-  assert_refused(f, "log");
-  assert_files_unchanged(f, &before);
-  start_recover(f);
-  assert_kept_aside(f, &before);
+  refuse_then_recover(f, "log");
   assert_list(f, CACHE, "kept", "k0");
   assert_list(f, CACHE, "lost", "<missing>");
   stop(f);
-  free_files(&before);
 }
 
 /* Zeros after the last record (the file grew, its data never reached the disk: a power
@@ -1031,11 +1017,8 @@ static void test_zero_tail_is_torn(void **state) {
   kill9(f);
   char log_path[160];
   data_path(f, "log", log_path, sizeof log_path);
-  int fd = open(log_path, O_WRONLY | O_APPEND);
-  assert_true(fd >= 0);
   static const uint8_t zeros[100];
-  assert_int_equal(write(fd, zeros, sizeof zeros), (ssize_t)sizeof zeros);
-  close(fd);
+  append_bytes(log_path, zeros, sizeof zeros);
   start(f, "interval");
   char none[512];
   assert_int_equal(damaged_dirs(f, none, sizeof none), 0);
@@ -1053,14 +1036,9 @@ static void test_damaged_cache_record(void **state) {
   push(f, "made", "l", "too", 0);
   kill9(f);
   flip_bit(f, "log", find_in(f, "log", "made")); /* the first: the cache record */
-  data_files before = save_files(f);
-  assert_refused(f, "log");
-  assert_files_unchanged(f, &before);
-  start_recover(f);
-  assert_kept_aside(f, &before);
+  refuse_then_recover(f, "log");
   assert_list(f, "made", "l", "kept,too");
   stop(f);
-  free_files(&before);
 }
 
 /* Only a record cut short at the end of the log is a torn write: a whole final record
@@ -1072,20 +1050,12 @@ static void test_bad_final_record_is_damage(void **state) {
   kill9(f);
   char log_path[160];
   data_path(f, "log", log_path, sizeof log_path);
-  int fd = open(log_path, O_WRONLY | O_APPEND);
-  assert_true(fd >= 0);
   /* Length 2, a CRC that does not match, type 5 and one byte. */
   const uint8_t bad[] = {2, 0, 0, 0, 0x12, 0x34, 0x56, 0x78, 5, 1};
-  assert_int_equal(write(fd, bad, sizeof bad), (ssize_t)sizeof bad);
-  close(fd);
-  data_files before = save_files(f);
-  assert_refused(f, "log");
-  assert_files_unchanged(f, &before);
-  start_recover(f);
-  assert_kept_aside(f, &before);
+  append_bytes(log_path, bad, sizeof bad);
+  refuse_then_recover(f, "log");
   assert_list(f, CACHE, "k", "v");
   stop(f);
-  free_files(&before);
 }
 
 int main(void) {
