@@ -132,6 +132,7 @@ static mim_status start_transport(const mim_client_options *o, mim_client *c) {
   cfg.ca_file = o ? o->ca_file : NULL;
   cfg.on_unauthenticated = token_refused;
   cfg.hook_user = c;
+  cfg.loop = o ? o->loop : NULL;
   return mim_transport_create(&cfg, &c->transport);
 }
 
@@ -216,6 +217,16 @@ MIM_API void mim_client_free(mim_client *client) {
     return;
   }
   client_destroy(client);
+}
+
+void mim_loop_fd_ready(mim_client *client, int fd, unsigned events) {
+  if (client)
+    mim_transport_loop_fd_ready(client->transport, fd, events);
+}
+
+void mim_loop_timeout(mim_client *client) {
+  if (client)
+    mim_transport_loop_timeout(client->transport);
 }
 
 mim_transport *mim_client_transport(const mim_client *client) {

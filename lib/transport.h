@@ -23,6 +23,7 @@
 #define MIM_LIB_TRANSPORT_H
 
 #include <momento/credentials.h>
+#include <momento/loop.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,11 @@ typedef struct mim_transport_config {
    * (mim_transport_set_auth_token). NULL = nothing to do. */
   void (*on_unauthenticated)(void *user);
   void *hook_user;
+  /* NULL: the transport runs its own event thread. Otherwise the application's loop
+   * drives it (see <momento/loop.h>; the event thread is then the thread calling
+   * mim_transport_create). Copied. A transport that cannot be driven from outside
+   * (TRANSPORT=grpc) fails with MIM_ERR_UNIMPLEMENTED. */
+  const mim_loop_hooks *loop;
 } mim_transport_config;
 
 /* Creates channels (lazily connected) and starts the event thread. At least one host
@@ -122,5 +128,10 @@ mim_status mim_transport_timer(mim_transport *t, int64_t delay_ms, void (*cb)(vo
  * already ran or is running (from another thread: this waits until it returned; from
  * the event thread inside that very callback: returns at once). */
 bool mim_timer_cancel(mim_timer *timer);
+
+/* Loop mode: what mim_loop_fd_ready and mim_loop_timeout hand to the transport. Loop
+ * thread only; ignored by a transport that runs its own thread. */
+void mim_transport_loop_fd_ready(mim_transport *t, int fd, unsigned events);
+void mim_transport_loop_timeout(mim_transport *t);
 
 #endif

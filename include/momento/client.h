@@ -15,6 +15,7 @@
 
 #include <momento/common.h>
 #include <momento/credentials.h>
+#include <momento/loop.h>
 #include <stdbool.h>
 
 #ifdef __cplusplus
@@ -66,6 +67,10 @@ typedef struct mim_client_options {
   mim_log_fn log_fn;
   mim_log_level log_level;
   void *log_user;
+  /* NULL (default): the client runs its own event thread. Otherwise the application's
+   * event loop drives the client and no library thread exists (see <momento/loop.h>);
+   * the hooks are copied. */
+  const mim_loop_hooks *loop;
 } mim_client_options;
 
 /* Fills *options with defaults (everything unset, MIM_TLS_AUTO). */

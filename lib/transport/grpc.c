@@ -914,6 +914,10 @@ mim_status mim_transport_create(const mim_transport_config *config, mim_transpor
   *out = NULL;
   if (!config->hosts[0] && !config->hosts[1] && !config->hosts[2])
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "transport: no host configured");
+  if (config->loop)
+    return mim_fail(MIM_ERR_UNIMPLEMENTED,
+                    "the gRPC core transport cannot be driven by an application's event loop "
+                    "(built with TRANSPORT=grpc)");
   mim_transport *t = calloc(1, sizeof *t);
   if (!t)
     return mim_fail(MIM_ERR_NO_MEMORY, "transport: out of memory");
@@ -989,4 +993,16 @@ mim_status mim_transport_set_auth_token(mim_transport *t, const char *auth_token
   pthread_mutex_unlock(&t->mu);
   grpc_slice_unref(old);
   return MIM_OK;
+}
+
+/* gRPC core exposes no descriptors: loop mode is refused at create, so these never
+ * have work to do. */
+void mim_transport_loop_fd_ready(mim_transport *t, int fd, unsigned events) {
+  (void)t;
+  (void)fd;
+  (void)events;
+}
+
+void mim_transport_loop_timeout(mim_transport *t) {
+  (void)t;
 }

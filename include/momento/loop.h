@@ -1,0 +1,71 @@
+/*
+ * Driving the library from the application's own event loop.
+ *
+ * By default a client runs one event thread of its own: network I/O, timers and every
+ * callback (on_message, on_send_result, ...) happen there. An application that already
+ * has an event loop (libuv, libevent, a GUI toolkit, a game loop) can instead give the
+ * client a mim_loop_hooks in mim_client_options.loop. The client then creates no thread
+ * at all. It tells the application, through the hooks, which file descriptors to watch
+ * and when its next timer is due; the application calls mim_loop_fd_ready when a
+ * watched descriptor is ready and mim_loop_timeout when the timer expires.
+ *
+ * The loop thread is the thread that called mim_client_create. In loop mode:
+ *   - every callback of the client and its sessions runs on the loop thread, inside
+ *     mim_loop_fd_ready, mim_loop_timeout or a blocking call made on the loop thread;
+ *   - the hooks are called on the loop thread only (inside mim_client_create, the two
+ *     functions below, mim_client_free and calls made on the loop thread);
+ *   - non-blocking calls (mim_send, mim_join_async) never wait for the network: their
+ *     outcome comes through callbacks;
+ *   - a blocking call (mim_join, mim_history, list calls, ...) made on the loop thread
+ *     runs the client's events itself until it completes or its deadline passes, so
+ *     other callbacks of this client can run inside it; made from a callback it fails
+ *     with MIM_ERR_FAILED_PRECONDITION (it would wait for itself);
+ *   - calls from other threads are allowed: they hand their work to the loop thread
+ *     (which notices through a watched descriptor) and a blocking one waits for it, so
+ *     it only completes while the application keeps its loop running.
+ *
+ * Adapters for libuv and libevent: <momento/loop_uv.h>, <momento/loop_event.h>.
+ */
+#ifndef MOMENTO_LOOP_H
+#define MOMENTO_LOOP_H
+
+#include <momento/common.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Readiness and interest bits. */
+#define MIM_LOOP_READ 1u
+#define MIM_LOOP_WRITE 2u
+
+typedef struct mim_client mim_client;
+
+typedef struct mim_loop_hooks {
+  /* Watch fd for `events` (MIM_LOOP_READ and/or MIM_LOOP_WRITE), replacing any earlier
+   * interest for this fd; events == 0 means stop watching it (the library may close the
+   * descriptor right after this returns). Called on the loop thread; must not call back
+   * into the library. Required. */
+  void (*watch_fd)(void *user, int fd, unsigned events);
+  /* Call mim_loop_timeout after timeout_ms (0 = as soon as possible, from the loop, not
+   * from inside this hook); -1 = no timer is needed. Each call replaces the previous one.
+   * Called on the loop thread; must not call back into the library. Required. */
+  void (*set_timer)(void *user, int64_t timeout_ms);
+  void *user;
+} mim_loop_hooks;
+
+/* A watched descriptor is ready: events is what the loop saw (MIM_LOOP_READ and/or
+ * MIM_LOOP_WRITE; report errors and hang-ups as MIM_LOOP_READ). Runs the client's due
+ * work and callbacks on the calling thread, which must be the loop thread. Unknown
+ * descriptors are ignored. client NULL is ignored. */
+MIM_API void mim_loop_fd_ready(mim_client *client, int fd, unsigned events);
+
+/* The timer last asked for through set_timer expired. Same rules as mim_loop_fd_ready. */
+MIM_API void mim_loop_timeout(mim_client *client);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * Internal: the gRPC-over-HTTP/2 rules that do not depend on a connection: message
+ * framing (5-byte prefix), status from trailers or from the HTTP status, grpc-message
+ * percent-encoding, grpc-timeout. Pure functions and a small reassembly buffer: no I/O,
+ * no threads, so the fuzzers and unit tests can drive them directly.
+ */
+#ifndef MIM_LIB_H2_GRPC_WIRE_H
+#define MIM_LIB_H2_GRPC_WIRE_H
+
+#include <momento/common.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Largest message the transport sends or accepts (bytes after the 5-byte prefix). */
+#define MIM_GRPC_MAX_MESSAGE ((size_t)16 * 1024 * 1024)
+#define MIM_GRPC_PREFIX_LEN 5
+
+/* Writes the prefix of an uncompressed message of len bytes into out. */
+void mim_grpc_prefix(uint8_t out[MIM_GRPC_PREFIX_LEN], size_t len);
+
+/* Reassembles messages from DATA frame payloads of one stream. */
+typedef struct mim_grpc_reader {
+  uint8_t prefix[MIM_GRPC_PREFIX_LEN];
+  size_t prefix_len; /* bytes of the prefix seen so far */
+  uint8_t *buf;      /* the message being assembled (malloc'd, reused) */
+  size_t need;       /* its length from the prefix */
+  size_t have;       /* bytes of it seen so far */
+  size_t cap;
+  size_t max; /* limit for this reader; 0 = MIM_GRPC_MAX_MESSAGE */
+} mim_grpc_reader;
+
+/* Called once per complete message; bytes valid during the call only. Return false to
+ * stop (the feed returns MIM_ERR_CANCELLED and the reader must not be fed again). */
+typedef bool (*mim_grpc_message_fn)(void *user, const uint8_t *msg, size_t len);
+
+void mim_grpc_reader_init(mim_grpc_reader *r, size_t max);
+void mim_grpc_reader_free(mim_grpc_reader *r);
+
+/* Feeds bytes; calls on_message for each message completed. Errors (the stream must then
+ * be reset): a compressed message (flag 1: we never ask for compression) gives
+ * MIM_ERR_INTERNAL "compressed message received but no compression was negotiated"; a
+ * flag other than 0/1, MIM_ERR_INTERNAL; a message longer than max,
+ * MIM_ERR_RESOURCE_EXHAUSTED naming both sizes; no memory, MIM_ERR_NO_MEMORY. detail
+ * (cap bytes, may be NULL) gets the message. */
+mim_status mim_grpc_reader_feed(mim_grpc_reader *r, const uint8_t *data, size_t len,
+                                mim_grpc_message_fn on_message, void *user, char *detail,
+                                size_t detail_cap);
+
+/* True when a message is partly received (the stream ended inside a message = error). */
+bool mim_grpc_reader_partial(const mim_grpc_reader *r);
+
+/* Maps a gRPC status code (the grpc-status value, 0..16) to mim_status; anything else is
+ * MIM_ERR_UNKNOWN. */
+mim_status mim_status_from_grpc_code(long code);
+
+/* The status gRPC assigns to a response that has an HTTP status but no grpc-status:
+ * 400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 UNIMPLEMENTED,
+ * 429/502/503/504 UNAVAILABLE, anything else UNKNOWN (gRPC's http-grpc-status-mapping). */
+mim_status mim_status_from_http(int http_status);
+
+/* Parses a grpc-status header value (decimal, no sign, no spaces); false if malformed. */
+bool mim_grpc_parse_status(const uint8_t *value, size_t len, long *code);
+
+/* Percent-decodes a grpc-message value into out (cap bytes, always NUL-terminated,
+ * truncated to fit). Invalid escapes are kept literally, as gRPC does. NUL bytes that
+ * decoding produces are replaced by '?' so the result is a C string. */
+void mim_grpc_decode_message(const uint8_t *value, size_t len, char *out, size_t cap);
+
+/* Formats a grpc-timeout value for a deadline ms from now ("<n>m", or "<n>S" when n
+ * would need more than 8 digits). out needs 12 bytes. ms <= 0 gives "1m". */
+void mim_grpc_timeout_value(int64_t ms, char out[12]);
+
+/* Checks the response's content-type: "application/grpc" optionally followed by "+..."
+ * or ";...". */
+bool mim_grpc_content_type_ok(const uint8_t *value, size_t len);
+
+#endif
