@@ -95,14 +95,19 @@ SERVER_BIN := $(B)/bin/mim-local
 
 # Each tests/unit/test_*.c is one cmocka program linked against the static library
 # (so internal functions are reachable).
-UNIT_SRC := $(wildcard tests/unit/test_*.c)
+# tests/unit/test_h2_*.c test the HTTP/2 transport's own parts (lib/h2, lib/loop, loop
+# mode) and exist only in TRANSPORT=h2 builds.
+UNIT_SRC := $(filter-out $(if $(filter grpc,$(TRANSPORT)),tests/unit/test_h2_%.c,),\
+  $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 # Shared helpers for tests (starting mim-local on a free port, etc.).
 TESTLIB_SRC := $(wildcard tests/support/*.c)
 TESTLIB_OBJ := $(patsubst tests/support/%.c,$(OBJ)/tests/support/%.o,$(TESTLIB_SRC))
 
 # Each examples/*.c is one program linked against the static library.
-EXAMPLE_SRC := $(wildcard examples/*.c)
+# examples/loop_*.c drive a client from libuv / libevent: loop mode needs TRANSPORT=h2.
+EXAMPLE_SRC := $(filter-out $(if $(filter grpc,$(TRANSPORT)),examples/loop_%.c,),\
+  $(wildcard examples/*.c))
 EXAMPLE_BIN := $(patsubst examples/%.c,$(B)/examples/%,$(EXAMPLE_SRC))
 # Extra packages examples may use (token-vendor serves HTTP with libmicrohttpd).
 EXAMPLE_LDLIBS := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null)
