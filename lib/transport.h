@@ -57,12 +57,28 @@ mim_status mim_transport_create(const mim_transport_config *config, mim_transpor
 
 /* Cancels every call still in flight, waits until their callbacks have run (each gets
  * MIM_ERR_CANCELLED), stops the event thread and frees everything. Must not be called
- * from a transport callback (that is logged and ignored). Pending timers are dropped
+ * from a transport callback (that is logged and ignored); in loop mode it must be
+ * called on the loop thread (it drives the loop until the callbacks have run). Pending timers are dropped
  * without running. NULL is ignored. */
 void mim_transport_free(mim_transport *t);
 
-/* True when called on t's event thread (inside a transport callback). */
+/* True when called on t's event thread: inside a transport callback, or (loop mode)
+ * anywhere on the application's loop thread. Waiting there for the transport without
+ * driving it would wait forever. */
 bool mim_transport_on_event_thread(const mim_transport *t);
+
+/* True in loop mode on the loop thread outside any transport callback: a blocking call
+ * made there must drive the loop itself (mim_transport_run_until) instead of waiting on
+ * a condition variable. Always false for a transport with its own thread. Inside a
+ * callback (on_event_thread && !must_drive) a blocking call must fail instead. */
+bool mim_transport_must_drive(const mim_transport *t);
+
+/* Only when mim_transport_must_drive: runs the transport's events on the calling thread
+ * (callbacks included) until done(arg) returns true (checked after every event) or the
+ * monotonic clock (cmn_mono_ms) reaches deadline_ms. Returns done(arg). Elsewhere it
+ * returns done(arg) at once without running anything. */
+bool mim_transport_run_until(mim_transport *t, bool (*done)(void *arg), void *arg,
+                             int64_t deadline_ms);
 
 /* Replaces the auth token used by calls started from now on. Thread-safe. */
 mim_status mim_transport_set_auth_token(mim_transport *t, const char *auth_token);

@@ -1006,3 +1006,15 @@ void mim_transport_loop_fd_ready(mim_transport *t, int fd, unsigned events) {
 void mim_transport_loop_timeout(mim_transport *t) {
   (void)t;
 }
+
+bool mim_transport_must_drive(const mim_transport *t) {
+  (void)t;
+  return false;
+}
+
+bool mim_transport_run_until(mim_transport *t, bool (*done)(void *arg), void *arg,
+                             int64_t deadline_ms) {
+  (void)t;
+  (void)deadline_ms;
+  return done(arg);
+}
