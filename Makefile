@@ -330,7 +330,10 @@ $(FZ)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIBA) $(FUZZ_COMMON_LIB) $(FUZZ_PROTO_LIB)
 BENCH_B := $(B)/bench
 BENCH_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -O2 -g -Iinclude -Ilib -Icommon -Ibench \
   $(SAN_FLAGS)
-.PHONY: bench bench-smoke bench-build bench-peers
+.PHONY: bench bench-smoke bench-build bench-peers bench-footprint
+# Shared libraries, RSS, threads and RSS per idle session of this build (bench/footprint.sh).
+bench-footprint: lib server
+	bench/footprint.sh $(B)
 bench-build: $(BENCH_B)/bench_mim
 bench-peers: $(BENCH_B)/bench_redis $(BENCH_B)/bench_nats
 bench: lib server
