@@ -334,6 +334,10 @@ BENCH_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -O2
 # Shared libraries, RSS, threads and RSS per idle session of this build (bench/footprint.sh).
 bench-footprint: lib server
 	bench/footprint.sh $(B)
+# The build dir of this TRANSPORT (bench/run.sh builds the other transport's row there).
+.PHONY: print-build-dir
+print-build-dir:
+	@echo $(B)
 bench-build: $(BENCH_B)/bench_mim
 bench-peers: $(BENCH_B)/bench_redis $(BENCH_B)/bench_nats
 bench: lib server
