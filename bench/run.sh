@@ -43,7 +43,7 @@ BENCH_LOADAVG_BEFORE=$(cut -d" " -f1-3 /proc/loadavg)
 
 case $MODE in
 full)
-  OUT=bench/results
+  OUT=${BENCH_OUT:-bench/results}
   COUNT=${BENCH_COUNT:-5000} WARMUP=${BENCH_WARMUP:-500} TPUT=${BENCH_TPUT:-50000}
   # The Node SDK publishes a few hundred messages/s here: its throughput run gets fewer
   # messages so the whole bench stays within minutes (the count is in the JSON).
@@ -105,8 +105,13 @@ wait_port() { # port: wait up to 10 s until something listens
   return 1
 }
 
+# BENCH_PEERS=0 (full mode): our transport rows only, no Node SDK / NATS / Redis (and no
+# packages installed for them): a quick transport comparison.
+PEERS=${BENCH_PEERS:-1}
+[ "$MODE" = full ] || PEERS=0
+
 # ---- packages and programs ----
-if [ "$MODE" = full ]; then
+if [ "$PEERS" = 1 ]; then
   missing=()
   command -v nats-server >/dev/null || missing+=(nats-server)
   command -v redis-server >/dev/null || missing+=(redis-server)
@@ -251,7 +256,7 @@ run_core_set() { # round placement
   for row in "${FAILED_ROWS[@]}"; do
     echo "{\"system\":\"$(row_name "${row%% *}")\",\"failed\":\"${row#* }\"}" | tag "$r" "$pl"
   done
-  [ "$MODE" = full ] || return 0
+  [ "$PEERS" = 1 ] || return 0
 
   start_mim_local "$pl-$r"
 
@@ -298,13 +303,13 @@ run_extra() { # round
   log "round $r ($pl): fan-out + scaling, libmomento-im"
   run_extra_system "$r" "$pl" "$FANOUT_SUBS" "$CHATS" taskset -c "$CCPU" "$BIN/bench_mim" \
     --endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench --system "$(row_name "$THIS_T")"
-  if [ "$MODE" = full ]; then
+  if [ "$PEERS" = 1 ]; then
     log "round $r ($pl): fan-out + scaling, Node SDK"
     run_extra_system "$r" "$pl" "$NODE_FANOUT_SUBS" "$NODE_CHATS" node_sdk \
       --endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench
   fi
   stop "$MIM_PID"
-  [ "$MODE" = full ] || return 0
+  [ "$PEERS" = 1 ] || return 0
   log "round $r ($pl): fan-out + scaling, NATS"
   start_nats
   run_extra_system "$r" "$pl" "$FANOUT_SUBS" "$CHATS" taskset -c "$CCPU" "$BIN/bench_nats" \
