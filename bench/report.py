@@ -377,6 +377,17 @@ def markdown(doc):
                    "to a channel gets a message once); each process polls its connections "
                    "in one thread.")
         out.append("")
+    ft = footprint_table(doc)
+    if ft:
+        out.append("## Footprint per transport build (bench/footprint.sh)")
+        out.append("")
+        out += ft
+        out.append("")
+        out.append("A process linked against the build's libmomento-im.so holds one client "
+                   "with one joined session against a fresh mim-local (plaintext, and TLS "
+                   "with a throwaway self-signed certificate); the per-session figure is "
+                   "the RSS growth over 100 more joined sessions, divided by 100.")
+        out.append("")
     sc = scaling_tables(doc)
     if sc:
         out.append(f"## Scaling: one client holding 1 … 1,000 chats (placement "
@@ -518,7 +529,7 @@ def main():
     for a in ["mode", "results", "samples", "out", "so", "so-stripped", "server-cpu",
               "client-cpu", "split-client-cpu", "mim-local-rss-end", "placements",
               "extra-placement", "fanout-subs", "chats", "node-fanout-subs", "node-chats",
-              "node-fanout-messages-big"]:
+              "node-fanout-messages-big", "footprint"]:
         ap.add_argument("--" + a)
     for a in ["payload", "count", "warmup", "tput", "window", "joins", "sessions", "rounds",
               "fanout-procs", "fanout-messages", "fanout-messages-big", "scale-count",
@@ -573,6 +584,7 @@ def main():
         "fanout": aggregate_by([x for x in lines if x.get("kind") == "fanout"], "subs"),
         "scaling": aggregate_by([x for x in lines if x.get("kind") == "scale"], "chats"),
     }
+    doc["footprint"] = read_footprints(a.footprint)
     doc["notes"] = missing_notes(doc)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "latest.json"), "w") as f:
@@ -588,6 +600,46 @@ def main():
     if a.mode == "smoke":
         return smoke_check(doc)
     return 0
+
+
+def read_footprints(arg):
+    """ "transport=path.json ..." (bench/footprint.sh's output per transport build) →
+    {row name: doc}."""
+    rows = {"h2": "mim (h2)", "grpc": "mim (grpc core)"}
+    out = {}
+    for item in (arg or "").split():
+        name, _, path = item.partition("=")
+        try:
+            with open(path) as f:
+                out[rows.get(name, name)] = json.load(f)
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def footprint_table(doc):
+    fp = doc.get("footprint") or {}
+    if not fp:
+        return []
+    names = list(fp)
+    mib = lambda kib: f"{kib / 1024:.1f} MiB"
+    lines = [
+        ("shared libraries loaded by libmomento-im.so (ldd)",
+         lambda f: f"{f['shared_libraries']} ({f['shared_libraries_bytes'] / 1048576:.1f} MiB)"),
+        ("libstdc++ / libgrpc / libcurl among them",
+         lambda f: " / ".join("yes" if f[k] else "no" for k in ("libstdcxx", "libgrpc", "libcurl"))),
+        ("RSS, 1 client + 1 joined session, plaintext", lambda f: mib(f["plaintext"]["rss_one_session_kib"])),
+        ("RSS, 1 client + 1 joined session, TLS", lambda f: mib(f["tls"]["rss_one_session_kib"])),
+        ("threads (plaintext / TLS)", lambda f: f"{f['plaintext']['threads_one_session']} / "
+                                                f"{f['tls']['threads_one_session']}"),
+        ("RSS per idle joined session (plaintext / TLS)",
+         lambda f: f"{f['plaintext']['rss_per_session_bytes'] / 1024:.1f} / "
+                   f"{f['tls']['rss_per_session_bytes'] / 1024:.1f} KiB"),
+    ]
+    out = ["| footprint | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for title, fn in lines:
+        out.append(f"| {title} | " + " | ".join(fn(fp[n]) for n in names) + " |")
+    return out
 
 
 def missing_notes(doc):

@@ -142,7 +142,7 @@ FAILED_ROWS=() # "transport reason"
 if [ "$MODE" = full ]; then
   OTHER_B=$($MAKE -s --no-print-directory TRANSPORT="$OTHER_T" print-build-dir)
   log "building the $OTHER_T transport in $OTHER_B"
-  if $MAKE -s TRANSPORT="$OTHER_T" lib bench-build >"$WORK/build-$OTHER_T.log" 2>&1; then
+  if $MAKE -s TRANSPORT="$OTHER_T" lib server bench-build >"$WORK/build-$OTHER_T.log" 2>&1; then
     ROWS+=("$OTHER_T $OTHER_B/bench")
   else
     log "the $OTHER_T build failed (its row is marked failed): $(tail -n 3 "$WORK/build-$OTHER_T.log" | tr '\n' ' ')"
@@ -337,6 +337,21 @@ for r in $(seq "$ROUNDS"); do
 done
 
 
+# ---- footprint of each transport build (full mode): bench/footprint.sh ----
+FOOTPRINTS=()
+if [ "$MODE" = full ]; then
+  for row in "${ROWS[@]}"; do
+    t=${row%% *} dir=$(dirname "${row#* }")
+    log "footprint of the $t build ($dir)"
+    if bench/footprint.sh "$dir" >"$WORK/footprint-$t.md"; then
+      cp "$dir/footprint/latest.json" "$WORK/footprint-$t.json"
+      FOOTPRINTS+=("$t=$WORK/footprint-$t.json")
+    else
+      log "footprint of the $t build failed"
+    fi
+  done
+fi
+
 # ---- report ----
 SO=$B/lib/libmomento-im.so.$(sed -n 's/^VERSION_\(MAJOR\|MINOR\|PATCH\) := //p' Makefile | paste -sd.)
 STRIPPED=$WORK/stripped.so
@@ -351,5 +366,6 @@ python3 bench/report.py --mode "$MODE" --results "$RESULTS" --samples "$SAMPLES"
   --scale-count "$SCALE_COUNT" --scale-warmup "$SCALE_WARMUP" \
   --wall-s "$(($(date +%s) - T_START))" \
   --payload "$PAYLOAD" --count "$COUNT" --warmup "$WARMUP" --tput "$TPUT" --window "$WINDOW" \
-  --joins "$JOINS" --sessions "$SESSIONS" --rounds "$ROUNDS" --mim-local-rss-end "$MIM_RSS_END"
+  --joins "$JOINS" --sessions "$SESSIONS" --rounds "$ROUNDS" --mim-local-rss-end "$MIM_RSS_END" \
+  --footprint "${FOOTPRINTS[*]:-}"
 log "wrote $OUT/latest.json"
