@@ -57,8 +57,7 @@ start_mim_local() { # name extra-args...: sets MIM_PID, MIM_EP, MIMDIR
     --root-key-file "$MIMDIR/key" --cache bench --log-level warn "$@" >"$MIMDIR/log" 2>&1 &
   MIM_PID=$!
   PIDS+=("$MIM_PID")
-  local i
-  for i in $(seq 100); do [ -s "$MIMDIR/port" ] && break; sleep 0.1; done
+  for _ in $(seq 100); do [ -s "$MIMDIR/port" ] && break; sleep 0.1; done
   [ -s "$MIMDIR/port" ] || { echo "footprint: mim-local did not start" >&2; cat "$MIMDIR/log" >&2; exit 1; }
   MIM_EP=127.0.0.1:$(cat "$MIMDIR/port")
 }

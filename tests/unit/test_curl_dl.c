@@ -102,8 +102,9 @@ static int missing_curl_child(const char *url) {
   return curl_mapped() ? 4 : 0;
 }
 
-/* In a child process: the library loads libcurl once per process, and this process must
- * still be able to load the real one afterwards. Runs before any token URL is used. */
+/* In a child process: the library tries to load libcurl once per process, and this
+ * process must still load the real one afterwards. Runs first: no client exists yet, so
+ * the child is forked from a single-threaded process. */
 static void test_missing_curl_is_named(void **state) {
   (void)state;
   char url[128];
@@ -133,10 +134,11 @@ static void test_token_url_loads_curl(void **state) {
 }
 
 int main(void) {
-  /* In this order: the last one loads libcurl for good. */
+  /* In this order: the fork comes while this process has no client (so no library
+   * thread), and the last one loads libcurl for good. */
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_key_client_never_loads_curl),
       cmocka_unit_test(test_missing_curl_is_named),
+      cmocka_unit_test(test_key_client_never_loads_curl),
       cmocka_unit_test(test_token_url_loads_curl),
   };
   return cmocka_run_group_tests(tests, start_server, stop_server);
