@@ -33,7 +33,10 @@ OBJ := $(B)/obj
 
 # Libraries the library itself links against.
 TRANSPORT_PKGS := $(if $(filter grpc,$(TRANSPORT)),grpc,libnghttp2)
-LIB_PKGS := $(TRANSPORT_PKGS) libprotobuf-c openssl jansson libcurl
+LIB_PKGS := $(TRANSPORT_PKGS) libprotobuf-c openssl jansson
+# libcurl serves token URLs only: lib/curl_dl.c dlopen()s it on the first token fetch, so
+# the library needs its headers but does not link it (nor does the .pc require it).
+CURL_PKG := libcurl
 # mim-local needs no HTTP client and no JSON: its own objects, the common floor and the
 # generated protobuf code link against these only.
 SERVER_PKGS := grpc libprotobuf-c openssl
@@ -55,8 +58,8 @@ WARN := -Wall -Wextra -Werror
 CFLAGS ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -fPIC \
   -Iinclude -Ilib -Icommon -isystem $(GEN) $(SAN_FLAGS) $(CFLAGS) \
-  $(shell $(PKG_CONFIG) --cflags $(LIB_PKGS) 2>/dev/null)
-LIB_LDLIBS := $(shell $(PKG_CONFIG) --libs $(LIB_PKGS) 2>/dev/null) -lpthread
+  $(shell $(PKG_CONFIG) --cflags $(LIB_PKGS) $(CURL_PKG) 2>/dev/null)
+LIB_LDLIBS := $(shell $(PKG_CONFIG) --libs $(LIB_PKGS) 2>/dev/null) -lpthread -ldl
 SERVER_LDLIBS := $(shell $(PKG_CONFIG) --libs $(SERVER_PKGS) 2>/dev/null) -lpthread
 TEST_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
 TEST_LDLIBS := $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
@@ -199,7 +202,10 @@ $(B)/tests/%: tests/unit/%.c $(TESTLIB_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  LD     $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests/support -o $@ $< $(TESTLIB_OBJ) $(STATIC) \
-	  $(LDFLAGS_ALL) $(LIB_LDLIBS) $(TEST_LDLIBS)
+	  $(LDFLAGS_ALL) $(LIB_LDLIBS) $(TEST_LDLIBS) $(TEST_EXTRA_LDLIBS)
+# test_token_provider calls the token vendor with libcurl itself; every other test runs
+# without libcurl linked, as applications do (test_curl_dl checks when it gets loaded).
+$(B)/tests/test_token_provider: TEST_EXTRA_LDLIBS := $(shell $(PKG_CONFIG) --libs $(CURL_PKG) 2>/dev/null)
 
 $(B)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
@@ -270,7 +276,7 @@ FZ := $(B)/fuzz
 FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -g -O1 \
   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
   -fno-omit-frame-pointer -Iinclude -Ilib -Icommon -Iserver -isystem $(GEN) \
-  $(shell $(PKG_CONFIG) --cflags $(LIB_PKGS) 2>/dev/null)
+  $(shell $(PKG_CONFIG) --cflags $(LIB_PKGS) $(CURL_PKG) 2>/dev/null)
 FUZZ_LIBA := $(FZ)/libmim-fuzz.a
 FUZZ_LIBA_OBJ := $(patsubst lib/%.c,$(FZ)/obj/lib/%.o,$(LIB_SRC)) \
   $(patsubst server/%.c,$(FZ)/obj/server/%.o,$(filter-out server/main.c server/rpc.c,$(SERVER_SRC))) \
@@ -324,7 +330,14 @@ $(FZ)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIBA) $(FUZZ_COMMON_LIB) $(FUZZ_PROTO_LIB)
 BENCH_B := $(B)/bench
 BENCH_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -O2 -g -Iinclude -Ilib -Icommon -Ibench \
   $(SAN_FLAGS)
-.PHONY: bench bench-smoke bench-build bench-peers
+.PHONY: bench bench-smoke bench-build bench-peers bench-footprint
+# Shared libraries, RSS, threads and RSS per idle session of this build (bench/footprint.sh).
+bench-footprint: lib server
+	bench/footprint.sh $(B)
+# The build dir of this TRANSPORT (bench/run.sh builds the other transport's row there).
+.PHONY: print-build-dir
+print-build-dir:
+	@echo $(B)
 bench-build: $(BENCH_B)/bench_mim
 bench-peers: $(BENCH_B)/bench_redis $(BENCH_B)/bench_nats
 bench: lib server

@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 static inline int64_t bench_now_ns(void) {
   struct timespec ts;
@@ -99,6 +101,35 @@ static inline long bench_rss_bytes(pid_t pid) {
     }
   fclose(f);
   return kb < 0 ? -1 : kb * 1024;
+}
+
+/* CPU time (user + system, every thread) this process has used, in ns. */
+static inline int64_t bench_cpu_self_ns(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0)
+    return -1;
+  return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
+         ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+}
+
+/* CPU time (utime + stime, every thread) of another process from /proc/PID/stat, in ns;
+ * -1 when it cannot be read. Clock-tick granular (10 ms): measure over long loops. */
+static inline int64_t bench_cpu_proc_ns(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  FILE *f = pid > 0 ? fopen(path, "r") : NULL;
+  if (!f)
+    return -1;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  /* Fields after the command name (which may hold spaces), from field 3 on. */
+  const char *p = strrchr(buf, ')');
+  unsigned long long ut = 0, st = 0;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    return -1;
+  long hz = sysconf(_SC_CLK_TCK);
+  return (int64_t)((ut + st) * (1000000000ULL / (unsigned long long)(hz > 0 ? hz : 100)));
 }
 
 /* A 100-byte (by default) printable payload. */

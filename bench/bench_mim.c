@@ -9,7 +9,12 @@
  *     --fanout-sub K; each holds one mim_client per FANOUT_SUBS_PER_CLIENT subscriptions),
  *     time until the last subscriber has it (bench_common.h);
  *   --only scale --chats N: one client joins N chats (idle), then mim_send ->
- *     on_message latency in one of them and RSS per joined session. */
+ *     on_message latency in one of them and RSS per joined session.
+ * --system NAME names the rows (bench/run.sh runs this program once per transport build:
+ * "mim (grpc core)", "mim (h2)"); --tag T suffixes the sample files. Client CPU (getrusage,
+ * every thread of this process) is measured around the timed ping loop (per blocking call)
+ * and around pipelined publishes with no subscriber (per async publish); server CPU
+ * (/proc/PID/stat) per message around the throughput run and per publish. */
 #include <stdbool.h>
 
 #include "bench_common.h"
@@ -19,7 +24,7 @@
 #define FANOUT_SUBS_PER_CLIENT 100
 
 static struct {
-  const char *endpoint, *key, *cache, *samples_dir;
+  const char *endpoint, *key, *cache, *samples_dir, *system, *tag;
   long count, warmup, tput, window, joins, sessions, server_pid, payload;
 } cfg;
 
@@ -61,7 +66,8 @@ static void save_samples(const char *name, bench_samples *s) {
   if (!cfg.samples_dir)
     return;
   char path[512];
-  snprintf(path, sizeof(path), "%s/%s.txt", cfg.samples_dir, name);
+  snprintf(path, sizeof(path), "%s/%s%s%s.txt", cfg.samples_dir, name, *cfg.tag ? "@" : "",
+           cfg.tag);
   bench_write_samples(path, s);
 }
 
@@ -147,12 +153,53 @@ static void on_published(void *user, mim_status st, const char *detail) {
 }
 
 /* Async publishes with up to cfg.window in flight; a second client counts arrivals. */
+/* Async publishes of n messages with up to cfg.window in flight, until all completed. */
+static void publish_window(mim_client *tx, const char *topic, const char *payload, long n,
+                           counter *pub) {
+  for (long i = 0; i < n; i++) {
+    pthread_mutex_lock(&pub->mu);
+    while (pub->inflight >= cfg.window)
+      pthread_cond_wait(&pub->cv, &pub->mu);
+    pub->inflight++;
+    pthread_mutex_unlock(&pub->mu);
+    mim_status st = mim_topic_publish_text_async(tx, cfg.cache, topic, payload, on_published, pub);
+    if (st != MIM_OK)
+      die("publish_async", st);
+  }
+  pthread_mutex_lock(&pub->mu);
+  while (pub->inflight > 0)
+    pthread_cond_wait(&pub->cv, &pub->mu);
+  pthread_mutex_unlock(&pub->mu);
+}
+
+static double per_op_us(int64_t ns0, int64_t ns1, long n) {
+  return ns0 < 0 || ns1 < 0 || n <= 0 ? -1 : (double)(ns1 - ns0) / 1000.0 / (double)n;
+}
+
+/* Client CPU per pipelined async publish, nobody subscribed (so this process only sends
+ * and completes), and mim-local's CPU per publish meanwhile. */
+static void bench_publish_cpu(mim_client *tx, const char *payload, double *client_us,
+                              double *server_us) {
+  counter pub;
+  counter_init(&pub);
+  long warm = cfg.tput / 10;
+  publish_window(tx, "cpu", payload, warm, &pub);
+  int64_t c0 = bench_cpu_self_ns(), s0 = bench_cpu_proc_ns((pid_t)cfg.server_pid);
+  publish_window(tx, "cpu", payload, cfg.tput, &pub);
+  int64_t c1 = bench_cpu_self_ns(), s1 = bench_cpu_proc_ns((pid_t)cfg.server_pid);
+  if (pub.failed)
+    fprintf(stderr, "bench_mim: %ld publishes failed\n", pub.failed);
+  *client_us = per_op_us(c0, c1, cfg.tput);
+  *server_us = per_op_us(s0, s1, cfg.tput);
+}
+
 static void bench_throughput(mim_client *tx, mim_client *rx, const char *payload, double *sends,
-                             double *recvs, long *received, long *failed) {
+                             double *recvs, long *received, long *failed, double *server_us) {
   counter rcnt, pub;
   counter_init(&rcnt);
   counter_init(&pub);
   mim_subscription *sub = subscribe(rx, "tput", &rcnt);
+  int64_t s0 = bench_cpu_proc_ns((pid_t)cfg.server_pid);
   int64_t t0 = bench_now_ns();
   for (long i = 0; i < cfg.tput; i++) {
     pthread_mutex_lock(&pub.mu);
@@ -175,6 +222,7 @@ static void bench_throughput(mim_client *tx, mim_client *rx, const char *payload
   pthread_mutex_lock(&rcnt.mu);
   int64_t t_recv = rcnt.last_ns;
   pthread_mutex_unlock(&rcnt.mu);
+  *server_us = per_op_us(s0, bench_cpu_proc_ns((pid_t)cfg.server_pid), cfg.tput);
   *sends = (double)cfg.tput / ((double)(t_sent - t0) / 1e9);
   *recvs = (double)*received / ((double)(t_recv - t0) / 1e9);
   mim_topic_unsubscribe(sub);
@@ -205,8 +253,12 @@ static void bench_join(mim_client *tx, mim_client *rx, const char *payload, benc
   mim_leave(ss);
 }
 
-static void bench_ping(mim_client *c, bench_samples *out) {
+/* Blocking unary round trips; *cpu_us is this process's CPU per timed call. */
+static void bench_ping(mim_client *c, bench_samples *out, double *cpu_us) {
+  int64_t c0 = 0;
   for (long i = 0; i < cfg.warmup + cfg.count; i++) {
+    if (i == cfg.warmup)
+      c0 = bench_cpu_self_ns();
     int64_t t0 = bench_now_ns();
     mim_status st = mim_client_ping(c);
     if (st != MIM_OK)
@@ -214,6 +266,7 @@ static void bench_ping(mim_client *c, bench_samples *out) {
     if (i >= cfg.warmup)
       bench_samples_add(out, bench_now_ns() - t0);
   }
+  *cpu_us = per_op_us(c0, bench_cpu_self_ns(), cfg.count);
 }
 
 /* RSS growth per idle joined session: in this process and in mim-local. */
@@ -332,7 +385,7 @@ static void bench_scale(long chats, const char *payload) {
     if (i >= cfg.warmup)
       bench_samples_add(&lat, t1 - t0);
   }
-  printf("{\"system\":\"libmomento-im\",\"kind\":\"scale\",\"chats\":%ld,", chats);
+  printf("{\"system\":\"%s\",\"kind\":\"scale\",\"chats\":%ld,", cfg.system, chats);
   bench_json_stats(stdout, "latency", &lat);
   printf(",\"rss_client\":%ld,\"rss_client_per_session\":%.0f}\n", c1,
          (double)(c1 - c0) / (double)chats);
@@ -359,6 +412,8 @@ int main(int argc, char **argv) {
   cfg.sessions = bench_arg(argc, argv, "--sessions", 1000);
   cfg.server_pid = bench_arg(argc, argv, "--server-pid", 0);
   cfg.payload = bench_arg(argc, argv, "--payload", 100);
+  cfg.system = bench_arg_str(argc, argv, "--system", "libmomento-im");
+  cfg.tag = bench_arg_str(argc, argv, "--tag", "");
   if (!cfg.endpoint || !key_file) {
     fprintf(stderr, "usage: bench_mim --endpoint HOST:PORT --key-file FILE [--count N ...]\n");
     return 2;
@@ -384,7 +439,7 @@ int main(int argc, char **argv) {
   if (only && strcmp(only, "fanout") == 0) {
     fanout_pub pub = {.c = make_client()};
     fanout_topic(pub.topic, sizeof(pub.topic), bench_arg(argc, argv, "--subs", 100));
-    int rc = fanout_main(argc, argv, "libmomento-im", fanout_publish, &pub, (size_t)cfg.payload);
+    int rc = fanout_main(argc, argv, cfg.system, fanout_publish, &pub, (size_t)cfg.payload);
     mim_client_free(pub.c);
     free(payload);
     return rc;
@@ -402,17 +457,20 @@ int main(int argc, char **argv) {
   bench_samples_init(&joins, (size_t)cfg.joins);
   bench_samples_init(&ping, (size_t)cfg.count);
   double sends = 0, recvs = 0, mem_c = 0, mem_s = 0;
+  double cpu_call = -1, cpu_pub = -1, srv_msg = -1, srv_pub = -1;
   long received = 0, failed = 0;
 
 #define PHASE(name) (!only || strcmp(only, name) == 0)
   if (PHASE("ping"))
-    bench_ping(tx, &ping);
+    bench_ping(tx, &ping, &cpu_call);
   if (PHASE("latency"))
     bench_topic_latency(tx, rx, payload, &lat);
   if (PHASE("send"))
     bench_send_latency(tx, rx, payload, &send_lat);
   if (PHASE("tput"))
-    bench_throughput(tx, rx, payload, &sends, &recvs, &received, &failed);
+    bench_throughput(tx, rx, payload, &sends, &recvs, &received, &failed, &srv_msg);
+  if (PHASE("pubcpu"))
+    bench_publish_cpu(tx, payload, &cpu_pub, &srv_pub);
   if (PHASE("join"))
     bench_join(tx, rx, payload, &joins);
   if (PHASE("memory"))
@@ -422,19 +480,26 @@ int main(int argc, char **argv) {
   save_samples("libmomento-im", &lat);
   save_samples("libmomento-im-send", &send_lat);
   save_samples("grpc-ping", &ping);
-  printf("{\"system\":\"libmomento-im\",");
+  printf("{\"system\":\"%s\",", cfg.system);
   bench_json_stats(stdout, "latency", &lat);
   printf(",");
   bench_json_stats(stdout, "latency_send", &send_lat);
   printf(",");
   bench_json_stats(stdout, "join", &joins);
+  printf(",");
+  bench_json_stats(stdout, "ping", &ping);
+  printf(",\"cpu_per_call_us\":%.1f,\"cpu_per_publish_us\":%.1f,\"server_cpu_per_msg_us\":%.1f,"
+         "\"server_cpu_per_publish_us\":%.1f",
+         cpu_call, cpu_pub, srv_msg, srv_pub);
   printf(",\"sends_per_s\":%.0f,\"recv_per_s\":%.0f,\"tput_messages\":%ld,\"received\":%ld,"
          "\"publish_failed\":%ld,\"window\":%ld,\"sessions\":%ld,"
          "\"rss_client_per_session\":%.0f,\"rss_server_per_sub\":%.0f}\n",
          sends, recvs, cfg.tput, received, failed, cfg.window, cfg.sessions, mem_c, mem_s);
-  printf("{\"system\":\"raw gRPC ping\",");
-  bench_json_stats(stdout, "latency", &ping);
-  printf("}\n");
+  if (!*cfg.tag) { /* the one-transport layout of earlier runs */
+    printf("{\"system\":\"raw gRPC ping\",");
+    bench_json_stats(stdout, "latency", &ping);
+    printf("}\n");
+  }
   fflush(stdout);
   mim_client_free(tx);
   mim_client_free(rx);

@@ -68,12 +68,18 @@ def aggregate(lines):
     out = []
     for name, runs in by.items():
         agg = {"system": name}
-        for key in runs[0]:
+        # A row can fail in some rounds (e.g. the h2 transport): the figures are the
+        # medians over the rounds that measured them; "failed" only if every round failed.
+        good = [r for r in runs if not r.get("failed")] or runs
+        template = good[0]
+        for key in template:
             if key in ("system", "round"):
                 continue
-            vals = [r.get(key) for r in runs]
-            if isinstance(vals[0], dict):
-                agg[key] = {k: median_of([v.get(k) for v in vals if v]) for k in vals[0]}
+            vals = [r.get(key) for r in good]
+            if isinstance(template[key], dict):
+                agg[key] = {k: median_of([v.get(k) for v in vals if v]) for k in template[key]}
+            elif isinstance(template[key], str):
+                agg[key] = template[key]
             else:
                 agg[key] = median_of(vals)
         agg["rounds"] = runs
@@ -115,6 +121,8 @@ def systems_in_order(entries):
 
 
 def row(s):
+    if s.get("failed"):
+        return [s["system"], f"failed: {s['failed']}"] + [""] * (len(HEADER) - 2)
     lat = s.get("latency") or {}
     join = s.get("join") or {}
     kib = lambda b: "—" if b is None or b < 0 else f"{b / 1024:.1f}"
@@ -135,6 +143,40 @@ def core_table(systems):
     out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for s in systems:
         out.append("| " + " | ".join(row(s)) + " |")
+    return out
+
+
+TRANSPORT_HEADER = ["transport row", "ping p50 / p99 µs", "publish→on_item p50 / p99 µs",
+                    "mim_send→on_message p50 / p99 µs", "client CPU µs per blocking call "
+                    "(getrusage / perf stat)", "client CPU µs per async publish (getrusage / "
+                    "perf stat)", "sends/s", "server CPU µs per message (1 subscriber)",
+                    "server CPU µs per publish (no subscriber)"]
+
+
+def pair(d):
+    d = d or {}
+    return f"{fmt(d.get('p50'))} / {fmt(d.get('p99'))}"
+
+
+def transport_table(systems):
+    """The library once per transport build (issue 14): latency, client CPU and the
+    server's CPU side by side."""
+    rows = [s for s in systems if s["system"].startswith("mim (")]
+    if not rows:
+        return []
+    out = ["| " + " | ".join(TRANSPORT_HEADER) + " |", "|" + "---|" * len(TRANSPORT_HEADER)]
+    for s in rows:
+        if s.get("failed"):
+            cells = [s["system"], f"failed: {s['failed']}"] + [""] * (len(TRANSPORT_HEADER) - 2)
+        else:
+            cells = [s["system"], pair(s.get("ping")), pair(s.get("latency")),
+                     pair(s.get("latency_send")),
+                     f"{fmt(s.get('cpu_per_call_us'))} / {fmt(s.get('perf_cpu_per_call_us'))}",
+                     f"{fmt(s.get('cpu_per_publish_us'))} / "
+                     f"{fmt(s.get('perf_cpu_per_publish_us'))}",
+                     fmt(s.get("sends_per_s")), fmt(s.get("server_cpu_per_msg_us")),
+                     fmt(s.get("server_cpu_per_publish_us"))]
+        out.append("| " + " | ".join(cells) + " |")
     return out
 
 
@@ -231,6 +273,23 @@ def markdown(doc):
     out.append("")
     out += core_table(doc["systems"])
     out.append("")
+    tt = transport_table(doc["systems"])
+    if tt:
+        out.append("### The library per transport, same core")
+        out.append("")
+        out += tt
+        out.append("")
+        out.append("Each transport row runs against its own fresh mim-local (the same "
+                   "binary). Client CPU: every thread of the bench process, per timed "
+                   "`mim_client_ping` (blocking unary call) and per pipelined "
+                   "`mim_topic_publish_text_async` with nobody subscribed (window "
+                   f"{p['window']}); getrusage around the timed loop, and `perf stat -e "
+                   "task-clock` over two whole runs of different lengths (their difference "
+                   "per op, so start-up cancels out; — when perf is unavailable). Server "
+                   "CPU: mim-local's utime + stime (/proc/PID/stat, 10 ms ticks) over the "
+                   "throughput run (publish + delivery to one subscriber) and over the "
+                   "no-subscriber publishes.")
+        out.append("")
     if doc.get("systems_split"):
         out.append(f"## Split cores: servers on CPU {pl['split']['server_cpu']}, clients on "
                    f"CPU {pl['split']['client_cpu']}")
@@ -241,6 +300,10 @@ def markdown(doc):
         out.append("")
         out += core_table(doc["systems_split"])
         out.append("")
+        tt = transport_table(doc["systems_split"])
+        if tt:
+            out += tt
+            out.append("")
     lib = doc["library"]
     out.append(f"Library size: `{lib['so']}` {lib['so_bytes']:,} B "
                f"({lib['so_stripped_bytes']:,} B stripped). mim-local RSS at the end of our "
@@ -314,6 +377,17 @@ def markdown(doc):
                    "to a channel gets a message once); each process polls its connections "
                    "in one thread.")
         out.append("")
+    ft = footprint_table(doc)
+    if ft:
+        out.append("## Footprint per transport build (bench/footprint.sh)")
+        out.append("")
+        out += ft
+        out.append("")
+        out.append("A process linked against the build's libmomento-im.so holds one client "
+                   "with one joined session against a fresh mim-local (plaintext, and TLS "
+                   "with a throwaway self-signed certificate); the per-session figure is "
+                   "the RSS growth over 100 more joined sessions, divided by 100.")
+        out.append("")
     sc = scaling_tables(doc)
     if sc:
         out.append(f"## Scaling: one client holding 1 … 1,000 chats (placement "
@@ -355,8 +429,12 @@ def plot(doc, samples, out_png, workdir):
     curves = []
     names = {"libmomento-im": "libmomento-im (publish→on_item)",
              "libmomento-im-send": "libmomento-im (mim_send→on_message)",
-             "grpc-ping": "raw gRPC ping", "node-sdk": "Node SDK",
-             "nats": "NATS", "redis": "Redis"}
+             "grpc-ping": "raw gRPC ping"}
+    for t, label in (("h2", "h2"), ("grpc", "grpc core")):
+        names[f"libmomento-im@{t}"] = f"mim ({label}) publish→on_item"
+        names[f"libmomento-im-send@{t}"] = f"mim ({label}) mim_send→on_message"
+        names[f"grpc-ping@{t}"] = f"mim ({label}) ping"
+    names.update({"node-sdk": "Node SDK", "nats": "NATS", "redis": "Redis"})
     for key, title in names.items():
         vals = []  # all same-core rounds pooled
         for rd in sorted(os.listdir(samples)):
@@ -451,7 +529,7 @@ def main():
     for a in ["mode", "results", "samples", "out", "so", "so-stripped", "server-cpu",
               "client-cpu", "split-client-cpu", "mim-local-rss-end", "placements",
               "extra-placement", "fanout-subs", "chats", "node-fanout-subs", "node-chats",
-              "node-fanout-messages-big"]:
+              "node-fanout-messages-big", "footprint"]:
         ap.add_argument("--" + a)
     for a in ["payload", "count", "warmup", "tput", "window", "joins", "sessions", "rounds",
               "fanout-procs", "fanout-messages", "fanout-messages-big", "scale-count",
@@ -506,6 +584,7 @@ def main():
         "fanout": aggregate_by([x for x in lines if x.get("kind") == "fanout"], "subs"),
         "scaling": aggregate_by([x for x in lines if x.get("kind") == "scale"], "chats"),
     }
+    doc["footprint"] = read_footprints(a.footprint)
     doc["notes"] = missing_notes(doc)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "latest.json"), "w") as f:
@@ -521,6 +600,46 @@ def main():
     if a.mode == "smoke":
         return smoke_check(doc)
     return 0
+
+
+def read_footprints(arg):
+    """ "transport=path.json ..." (bench/footprint.sh's output per transport build) →
+    {row name: doc}."""
+    rows = {"h2": "mim (h2)", "grpc": "mim (grpc core)"}
+    out = {}
+    for item in (arg or "").split():
+        name, _, path = item.partition("=")
+        try:
+            with open(path) as f:
+                out[rows.get(name, name)] = json.load(f)
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def footprint_table(doc):
+    fp = doc.get("footprint") or {}
+    if not fp:
+        return []
+    names = list(fp)
+    mib = lambda kib: f"{kib / 1024:.1f} MiB"
+    lines = [
+        ("shared libraries loaded by libmomento-im.so (ldd)",
+         lambda f: f"{f['shared_libraries']} ({f['shared_libraries_bytes'] / 1048576:.1f} MiB)"),
+        ("libstdc++ / libgrpc / libcurl among them",
+         lambda f: " / ".join("yes" if f[k] else "no" for k in ("libstdcxx", "libgrpc", "libcurl"))),
+        ("RSS, 1 client + 1 joined session, plaintext", lambda f: mib(f["plaintext"]["rss_one_session_kib"])),
+        ("RSS, 1 client + 1 joined session, TLS", lambda f: mib(f["tls"]["rss_one_session_kib"])),
+        ("threads (plaintext / TLS)", lambda f: f"{f['plaintext']['threads_one_session']} / "
+                                                f"{f['tls']['threads_one_session']}"),
+        ("RSS per idle joined session (plaintext / TLS)",
+         lambda f: f"{f['plaintext']['rss_per_session_bytes'] / 1024:.1f} / "
+                   f"{f['tls']['rss_per_session_bytes'] / 1024:.1f} KiB"),
+    ]
+    out = ["| footprint | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for title, fn in lines:
+        out.append(f"| {title} | " + " | ".join(fn(fp[n]) for n in names) + " |")
+    return out
 
 
 def missing_notes(doc):
@@ -541,32 +660,40 @@ def missing_notes(doc):
 def smoke_check(doc):
     """The smoke run passes when both our systems reported every figure."""
     by = {s["system"]: s for s in doc["systems"]}
+    # The one transport row the smoke measures (the given build), named by its transport.
+    mim = next((s["system"] for s in doc["systems"] if s["system"].startswith("mim (")), "mim")
     ok = fail = 0
     checks = [
-        ("libmomento-im latency", lambda: by["libmomento-im"]["latency"]["n"] == doc["params"]["count"]),
-        ("libmomento-im mim_send latency", lambda: by["libmomento-im"]["latency_send"]["n"] == doc["params"]["count"]),
-        ("libmomento-im throughput", lambda: by["libmomento-im"]["received"] == doc["params"]["tput"]
-         and by["libmomento-im"]["sends_per_s"] > 0),
-        ("libmomento-im join", lambda: by["libmomento-im"]["join"]["n"] == doc["params"]["joins"]),
+        ("mim row named by transport", lambda: mim in ("mim (h2)", "mim (grpc core)")
+         and not by[mim].get("failed")),
+        ("libmomento-im latency", lambda: by[mim]["latency"]["n"] == doc["params"]["count"]),
+        ("libmomento-im mim_send latency", lambda: by[mim]["latency_send"]["n"] == doc["params"]["count"]),
+        ("libmomento-im throughput", lambda: by[mim]["received"] == doc["params"]["tput"]
+         and by[mim]["sends_per_s"] > 0),
+        ("libmomento-im join", lambda: by[mim]["join"]["n"] == doc["params"]["joins"]),
         # RSS moves by pages and glibc may return freed heap meanwhile: with the smoke's
         # 20 sessions the growth can even be negative, so only check that it was measured.
-        ("libmomento-im memory", lambda: math.isfinite(by["libmomento-im"]["rss_client_per_session"])),
-        ("raw gRPC ping", lambda: by["raw gRPC ping"]["latency"]["n"] == doc["params"]["count"]),
+        ("libmomento-im memory", lambda: math.isfinite(by[mim]["rss_client_per_session"])),
+        ("ping", lambda: by[mim]["ping"]["n"] == doc["params"]["count"]),
+        ("client CPU per call and per publish", lambda: by[mim]["cpu_per_call_us"] > 0
+         and by[mim]["cpu_per_publish_us"] > 0),
+        # 10 ms ticks: a smoke-sized run may see none, so only check it was read.
+        ("server CPU per message", lambda: by[mim]["server_cpu_per_msg_us"] >= 0),
         ("library size", lambda: doc["library"]["so_bytes"] > 0),
         ("placements recorded", lambda: doc["placements"]["same"]["client_cpu"] is not None
          and all(s["rounds"][0]["placement"] == "same" for s in doc["systems"])),
     ]
     if "split" in doc["params"]["placements_run"]:
         split = {s["system"]: s for s in doc["systems_split"]}
-        checks.append(("split placement latency", lambda: split["libmomento-im"]["latency"]["n"]
-                       == doc["params"]["count"] and split["raw gRPC ping"]["latency"]["n"]
+        checks.append(("split placement latency", lambda: split[mim]["latency"]["n"]
+                       == doc["params"]["count"] and split[mim]["ping"]["n"]
                        == doc["params"]["count"]))
-    fan = {e["subs"]: e for e in doc["fanout"] if e["system"] == "libmomento-im"}
+    fan = {e["subs"]: e for e in doc["fanout"] if e["system"] == mim}
     for n in doc["params"]["fanout_subs"]:
         checks.append((f"fan-out to {n}", lambda n=n: fan[n]["incomplete"] == 0
                        and fan[n]["latency"]["n"] == fan[n]["messages"]
                        and 0 < fan[n]["latency"]["p50"] <= fan[n]["latency"]["p99"]))
-    sc = {e["chats"]: e for e in doc["scaling"] if e["system"] == "libmomento-im"}
+    sc = {e["chats"]: e for e in doc["scaling"] if e["system"] == mim}
     for n in doc["params"]["chats"]:
         checks.append((f"scaling {n} chats", lambda n=n: sc[n]["latency"]["n"]
                        == doc["params"]["scale_count"] and sc[n]["rss_client"] > 0

@@ -15,6 +15,14 @@
 #      (latency + RSS with 1/10/100/1,000 chats), in placement $BENCH_EXTRA_PLACEMENT
 #      (default split: the subscriber processes and the server get a core each).
 # The placement of every figure is recorded in the JSON.
+# Transports (issue 14): the library is measured once per transport build in the same run,
+# each row against its own fresh mim-local (the same server binary): "mim (h2)" and
+# "mim (grpc core)". The build given (MIM_BUILD) is one; full mode also builds the other
+# (make TRANSPORT=...); a row whose build or run fails is marked failed and the others are
+# kept. Smoke mode measures the given build only. Client CPU per blocking call and per
+# async publish comes from getrusage inside bench_mim and, when `perf` works, from
+# `perf stat -e task-clock` (difference of two runs of different lengths, so start-up
+# cancels out); server CPU per message from /proc/PID/stat.
 set -euo pipefail
 MODE=${1:-full}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,7 +43,7 @@ BENCH_LOADAVG_BEFORE=$(cut -d" " -f1-3 /proc/loadavg)
 
 case $MODE in
 full)
-  OUT=bench/results
+  OUT=${BENCH_OUT:-bench/results}
   COUNT=${BENCH_COUNT:-5000} WARMUP=${BENCH_WARMUP:-500} TPUT=${BENCH_TPUT:-50000}
   # The Node SDK publishes a few hundred messages/s here: its throughput run gets fewer
   # messages so the whole bench stays within minutes (the count is in the JSON).
@@ -63,6 +71,15 @@ smoke)
   ;;
 esac
 
+DEFAULT_T=$(sed -n 's/^DEFAULT_TRANSPORT := //p' Makefile)
+transport_of() { # build dir: the transport it was built with (its name says so, else default)
+  case $(basename "$1") in transport-h2) echo h2 ;; transport-grpc) echo grpc ;; *) echo "$DEFAULT_T" ;; esac
+}
+row_name() { case $1 in h2) echo "mim (h2)" ;; grpc) echo "mim (grpc core)" ;; esac; }
+THIS_T=$(transport_of "$B")
+OTHER_T=h2
+[ "$THIS_T" = grpc ] || OTHER_T=grpc
+
 WORK=$(mktemp -d /tmp/mim-bench.XXXXXX)
 SAMPLES=$WORK/samples
 mkdir -p "$SAMPLES" "$OUT"
@@ -88,8 +105,13 @@ wait_port() { # port: wait up to 10 s until something listens
   return 1
 }
 
+# BENCH_PEERS=0 (full mode): our transport rows only, no Node SDK / NATS / Redis (and no
+# packages installed for them): a quick transport comparison.
+PEERS=${BENCH_PEERS:-1}
+[ "$MODE" = full ] || PEERS=0
+
 # ---- packages and programs ----
-if [ "$MODE" = full ]; then
+if [ "$PEERS" = 1 ]; then
   missing=()
   command -v nats-server >/dev/null || missing+=(nats-server)
   command -v redis-server >/dev/null || missing+=(redis-server)
@@ -109,11 +131,26 @@ if [ "$MODE" = full ]; then
     log "npm ci in tests/interop"
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error) >&2
   fi
-  $MAKE -s B="$B" bench-build bench-peers >&2
+  $MAKE -s B="$B" TRANSPORT="$THIS_T" bench-build bench-peers >&2
 else
-  $MAKE -s B="$B" bench-build >&2
+  $MAKE -s B="$B" TRANSPORT="$THIS_T" bench-build >&2
 fi
 BIN=$B/bench
+# Rows: "transport bench-dir", the given build first.
+ROWS=("$THIS_T $BIN")
+FAILED_ROWS=() # "transport reason"
+if [ "$MODE" = full ]; then
+  OTHER_B=$($MAKE -s --no-print-directory TRANSPORT="$OTHER_T" print-build-dir)
+  log "building the $OTHER_T transport in $OTHER_B"
+  if $MAKE -s TRANSPORT="$OTHER_T" lib server bench-build >"$WORK/build-$OTHER_T.log" 2>&1; then
+    ROWS+=("$OTHER_T $OTHER_B/bench")
+  else
+    log "the $OTHER_T build failed (its row is marked failed): $(tail -n 3 "$WORK/build-$OTHER_T.log" | tr '\n' ' ')"
+    FAILED_ROWS+=("$OTHER_T build failed")
+  fi
+fi
+PERF=0
+[ "$MODE" = full ] && perf stat -x, -e task-clock -- true >/dev/null 2>&1 && PERF=1
 
 # ---- mim-local ----
 RESULTS=$WORK/results.jsonl
@@ -156,6 +193,52 @@ stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 # Every JSON line gets its round and placement.
 tag() { sed "s/^{/{\"round\":$1,\"placement\":\"$2\",/" >>"$RESULTS"; }
 
+# task-clock ms of one bench_mim run under perf stat (every thread), or nothing.
+perf_ms() { # bench-dir args...
+  local bin=$1 out=$WORK/perf.$$
+  shift
+  taskset -c "$CCPU" perf stat -x, -e task-clock -o "$out" -- "$bin/bench_mim" "$@" >/dev/null 2>&1 ||
+    return 1
+  awk -F, '$3 == "task-clock" {print $1}' "$out"
+}
+
+# perf stat's CPU per op: runs N and N/5 ops, (difference) / (4N/5) in µs; -1 when not run.
+perf_per_op() { # bench-dir phase count-flag N mim-args...
+  local bin=$1 phase=$2 flag=$3 n=$4 a b
+  shift 4
+  if [ "$PERF" = 1 ] && a=$(perf_ms "$bin" "$@" --only "$phase" "$flag" "$n") &&
+    b=$(perf_ms "$bin" "$@" --only "$phase" "$flag" $((n / 5))) && [ -n "$a" ] && [ -n "$b" ]; then
+    python3 -c "import sys; print(round(($a - $b) * 1000 / ($n - $n // 5), 1))"
+  else
+    echo -1
+  fi
+}
+
+# One transport's row of the core set against a fresh mim-local; a failure becomes a
+# {"failed": ...} row.
+run_mim_row() { # round placement transport bench-dir common-args...
+  local r=$1 pl=$2 t=$3 bin=$4 name out
+  shift 4
+  name=$(row_name "$t")
+  start_mim_local "$pl-$r-$t"
+  log "round $r ($pl: server CPU $SCPU, client CPU $CCPU): $name"
+  local args=(--endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench --server-pid "$MIM_PID"
+    --window "$WINDOW" --joins "$JOINS" --system "$name" --tag "$t")
+  if out=$(timeout 600 taskset -c "$CCPU" "$bin/bench_mim" "${args[@]}" "$@"); then
+    local pc pp
+    pc=$(perf_per_op "$bin" ping --count "$COUNT" "${args[@]}" --warmup "$WARMUP")
+    pp=$(perf_per_op "$bin" pubcpu --tput "$TPUT" "${args[@]}")
+    sed "s/}\$/,\"perf_cpu_per_call_us\":$pc,\"perf_cpu_per_publish_us\":$pp}/" <<<"$out" | tag "$r" "$pl"
+  else
+    log "$name failed in round $r ($pl); its row is marked failed"
+    echo "{\"system\":\"$name\",\"failed\":\"bench_mim exited with an error (see the log)\"}" |
+      tag "$r" "$pl"
+  fi
+  [ "$pl" != same ] || [ "$t" != "$THIS_T" ] ||
+    MIM_RSS_END=$(awk '/VmRSS/ {print $2*1024}' "/proc/$MIM_PID/status")
+  stop "$MIM_PID"
+}
+
 node_sdk() { # args...: the Node SDK bench with the interop tests' install
   NODE_PATH=$ROOT/tests/interop/node_modules taskset -c "$CCPU" node bench/node/bench_sdk.js "$@"
 }
@@ -166,13 +249,16 @@ run_core_set() { # round placement
   mkdir -p "$dir"
   local common=(--count "$COUNT" --warmup "$WARMUP" --tput "$TPUT" --sessions "$SESSIONS"
     --payload "$PAYLOAD" --samples-dir "$dir")
+  local row
+  for row in "${ROWS[@]}"; do
+    run_mim_row "$r" "$pl" ${row} "${common[@]}"
+  done
+  for row in "${FAILED_ROWS[@]}"; do
+    echo "{\"system\":\"$(row_name "${row%% *}")\",\"failed\":\"${row#* }\"}" | tag "$r" "$pl"
+  done
+  [ "$PEERS" = 1 ] || return 0
+
   start_mim_local "$pl-$r"
-  log "round $r ($pl: server CPU $SCPU, client CPU $CCPU): libmomento-im + raw gRPC ping"
-  taskset -c "$CCPU" "$BIN/bench_mim" --endpoint "$MIM_EP" --key-file "$MIMDIR/key" \
-    --cache bench --server-pid "$MIM_PID" --window "$WINDOW" --joins "$JOINS" "${common[@]}" |
-    tag "$r" "$pl"
-  [ "$pl" != same ] || MIM_RSS_END=$(awk '/VmRSS/ {print $2*1024}' "/proc/$MIM_PID/status")
-  [ "$MODE" = full ] || { stop "$MIM_PID"; return 0; }
 
   log "round $r ($pl): official Node SDK"
   node_sdk --endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench --server-pid "$MIM_PID" \
@@ -216,14 +302,14 @@ run_extra() { # round
   start_mim_local "extra-$r"
   log "round $r ($pl): fan-out + scaling, libmomento-im"
   run_extra_system "$r" "$pl" "$FANOUT_SUBS" "$CHATS" taskset -c "$CCPU" "$BIN/bench_mim" \
-    --endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench
-  if [ "$MODE" = full ]; then
+    --endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench --system "$(row_name "$THIS_T")"
+  if [ "$PEERS" = 1 ]; then
     log "round $r ($pl): fan-out + scaling, Node SDK"
     run_extra_system "$r" "$pl" "$NODE_FANOUT_SUBS" "$NODE_CHATS" node_sdk \
       --endpoint "$MIM_EP" --key-file "$MIMDIR/key" --cache bench
   fi
   stop "$MIM_PID"
-  [ "$MODE" = full ] || return 0
+  [ "$PEERS" = 1 ] || return 0
   log "round $r ($pl): fan-out + scaling, NATS"
   start_nats
   run_extra_system "$r" "$pl" "$FANOUT_SUBS" "$CHATS" taskset -c "$CCPU" "$BIN/bench_nats" \
@@ -251,6 +337,21 @@ for r in $(seq "$ROUNDS"); do
 done
 
 
+# ---- footprint of each transport build (full mode): bench/footprint.sh ----
+FOOTPRINTS=()
+if [ "$MODE" = full ]; then
+  for row in "${ROWS[@]}"; do
+    t=${row%% *} dir=$(dirname "${row#* }")
+    log "footprint of the $t build ($dir)"
+    if bench/footprint.sh "$dir" >"$WORK/footprint-$t.md"; then
+      cp "$dir/footprint/latest.json" "$WORK/footprint-$t.json"
+      FOOTPRINTS+=("$t=$WORK/footprint-$t.json")
+    else
+      log "footprint of the $t build failed"
+    fi
+  done
+fi
+
 # ---- report ----
 SO=$B/lib/libmomento-im.so.$(sed -n 's/^VERSION_\(MAJOR\|MINOR\|PATCH\) := //p' Makefile | paste -sd.)
 STRIPPED=$WORK/stripped.so
@@ -265,5 +366,6 @@ python3 bench/report.py --mode "$MODE" --results "$RESULTS" --samples "$SAMPLES"
   --scale-count "$SCALE_COUNT" --scale-warmup "$SCALE_WARMUP" \
   --wall-s "$(($(date +%s) - T_START))" \
   --payload "$PAYLOAD" --count "$COUNT" --warmup "$WARMUP" --tput "$TPUT" --window "$WINDOW" \
-  --joins "$JOINS" --sessions "$SESSIONS" --rounds "$ROUNDS" --mim-local-rss-end "$MIM_RSS_END"
+  --joins "$JOINS" --sessions "$SESSIONS" --rounds "$ROUNDS" --mim-local-rss-end "$MIM_RSS_END" \
+  --footprint "${FOOTPRINTS[*]:-}"
 log "wrote $OUT/latest.json"

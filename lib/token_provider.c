@@ -9,9 +9,9 @@
 
 #include "backoff.h"
 #include "clock.h"
+#include "curl_dl.h"
 #include "error.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -52,13 +52,6 @@ typedef struct body {
   bool too_big;
 } body;
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result = CURLE_FAILED_INIT;
-
-static void init_curl(void) {
-  curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 /* The body lives in one fixed buffer so no stray copy of a token is left by realloc. */
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user) {
   body *b = user;
@@ -82,27 +75,27 @@ static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_of
   return abort_flag && atomic_load(abort_flag) ? 1 : 0;
 }
 
-static void setup_handle(CURL *h, const char *url, body *b, char *errbuf,
+static void setup_handle(const mim_curl_api *curl, CURL *h, const char *url, body *b, char *errbuf,
                          const atomic_bool *abort_flag) {
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* we are one thread among many */
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, TOTAL_TIMEOUT_MS);
-  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  curl->easy_setopt(h, CURLOPT_URL, url);
+  curl->easy_setopt(h, CURLOPT_HTTPGET, 1L);
+  curl->easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* we are one thread among many */
+  curl->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+  curl->easy_setopt(h, CURLOPT_TIMEOUT_MS, TOTAL_TIMEOUT_MS);
+  curl->easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
   /* Peer and host verification are libcurl's defaults and deliberately left on. */
 #if LIBCURL_VERSION_NUM >= 0x075500
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+  curl->easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "libmomento-im");
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-  curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)abort_flag);
+  curl->easy_setopt(h, CURLOPT_USERAGENT, "libmomento-im");
+  curl->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+  curl->easy_setopt(h, CURLOPT_WRITEDATA, b);
+  curl->easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+  curl->easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  curl->easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl->easy_setopt(h, CURLOPT_XFERINFODATA, (void *)abort_flag);
 }
 
 /* Zeroes and frees the receive buffer (it held the vendor's answer, token included). */
@@ -161,18 +154,19 @@ mim_status mim_token_parse_answer(const char *data, size_t len, char **credentia
   return st;
 }
 
-static mim_status check_response(CURL *h, CURLcode rc, const body *b, char *errbuf) {
+static mim_status check_response(const mim_curl_api *curl, CURL *h, CURLcode rc, const body *b,
+                                 char *errbuf) {
   if (rc != CURLE_OK) {
     size_t n = strlen(errbuf);
     while (n > 0 && (errbuf[n - 1] == ' ' || errbuf[n - 1] == '\n'))
       errbuf[--n] = '\0';
     if (b->too_big)
       return mim_fail(MIM_ERR_PROTOCOL, "token URL answer is larger than %d bytes", MAX_BODY);
-    return mim_fail(MIM_ERR_UNAVAILABLE, "token URL: %s%s%s", curl_easy_strerror(rc),
+    return mim_fail(MIM_ERR_UNAVAILABLE, "token URL: %s%s%s", curl->easy_strerror(rc),
                     errbuf[0] ? ": " : "", errbuf);
   }
   long code = 0;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+  curl->easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
   if (code != 200) {
     char why[220];
     vendor_error(b, why, sizeof why);
@@ -185,24 +179,25 @@ static mim_status fetch(const char *url, const atomic_bool *abort_flag, char **c
                         uint64_t *expires_at) {
   if (!url || !*url)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "token URL is %s", url ? "empty" : "NULL");
-  pthread_once(&curl_once, init_curl);
-  if (curl_init_result != CURLE_OK)
-    return mim_fail(MIM_ERR_INTERNAL, "libcurl could not start: %s",
-                    curl_easy_strerror(curl_init_result));
+  const mim_curl_api *curl = NULL;
+  mim_status loaded = mim_curl_load(&curl);
+  if (loaded != MIM_OK)
+    return loaded;
   body b = {.data = malloc(MAX_BODY)};
-  CURL *h = curl_easy_init();
+  CURL *h = curl->easy_init();
   if (!b.data || !h) {
     body_free(&b);
-    curl_easy_cleanup(h);
+    if (h)
+      curl->easy_cleanup(h);
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory fetching a token");
   }
   char errbuf[CURL_ERROR_SIZE] = "";
-  setup_handle(h, url, &b, errbuf, abort_flag);
-  CURLcode rc = curl_easy_perform(h);
-  mim_status st = check_response(h, rc, &b, errbuf);
+  setup_handle(curl, h, url, &b, errbuf, abort_flag);
+  CURLcode rc = curl->easy_perform(h);
+  mim_status st = check_response(curl, h, rc, &b, errbuf);
   if (st == MIM_OK)
     st = mim_token_parse_answer(b.data, b.len, credential, expires_at);
-  curl_easy_cleanup(h);
+  curl->easy_cleanup(h);
   body_free(&b);
   return st;
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The shared library must export only mim_* symbols (everything else is hidden).
+# The shared library must export only mim_* symbols (everything else is hidden) and must
+# not link libcurl.
 set -u
 B=${MIM_BUILD:-build}
 so=$(ls "$B"/lib/libmomento-im.so.*.*.* 2>/dev/null | head -n1)
@@ -12,6 +13,11 @@ p=0 f=0
 if [ -z "$bad" ] && [ "$count" -gt 0 ]; then p=$((p+1)); else f=$((f+1)); echo "non-mim exports:"; head -n 20 <<<"$bad"; fi
 if [ "$soname" = "libmomento-im.so.0" ]; then p=$((p+1)); else f=$((f+1)); echo "bad soname: $soname"; fi
 if [ -L "$B/lib/libmomento-im.so.0" ] && [ -L "$B/lib/libmomento-im.so" ] && [ -f "$B/lib/libmomento-im.a" ]; then p=$((p+1)); else f=$((f+1)); echo "missing symlinks or static library"; fi
+# libcurl is dlopen()ed for token URLs only (lib/curl_dl.c): never a link-time dependency.
+needed=$(objdump -p "$so" | awk '/NEEDED/ {print $2}')
+if ! grep -q '^libcurl' <<<"$needed"; then p=$((p+1)); else f=$((f+1)); echo "libcurl is in NEEDED"; fi
+pc=$B/lib/libmomento-im.pc
+if [ -f "$pc" ] && ! grep -q 'curl' "$pc"; then p=$((p+1)); else f=$((f+1)); echo "$pc missing or names libcurl"; fi
 echo "exports: $count mim_* symbols, soname $soname"
 echo "$p passed, $f failed"
 [ "$f" -eq 0 ]
