@@ -58,7 +58,8 @@ struct mim_net {
 struct mim_net_conn {
   int fd;
   SSL *ssl;
-  unsigned wants;
+  unsigned read_wants;  /* what the last MIM_NET_AGAIN of a read waits for */
+  unsigned write_wants; /* same for a write; 0 once a write took bytes */
   char peer[HOST_MAX + 8];
   char err[DETAIL_MAX];
 };
@@ -522,7 +523,7 @@ static mim_net_conn *conn_new(const char *peer, int fd) {
   mim_net_conn *c = calloc(1, sizeof *c);
   if (c != NULL) {
     c->fd = fd;
-    c->wants = MIM_LOOP_READ;
+    c->read_wants = MIM_LOOP_READ;
     textf(c->peer, sizeof c->peer, "%s", peer);
   }
   return c;
@@ -731,7 +732,6 @@ static void tls_step(mim_net_dial *d) {
       dial_finish(d, MIM_ERR_UNAVAILABLE, text);
       return;
     }
-    c->wants = MIM_LOOP_READ;
     dial_finish(d, MIM_OK, NULL);
     return;
   }
@@ -852,7 +852,7 @@ const char *mim_net_conn_error(const mim_net_conn *c) {
 }
 
 unsigned mim_net_conn_wants(const mim_net_conn *c) {
-  return c->wants;
+  return c->read_wants | c->write_wants;
 }
 
 static ssize_t sys_fail(mim_net_conn *c, const char *what, int err) {
@@ -864,14 +864,14 @@ static ssize_t sys_fail(mim_net_conn *c, const char *what, int err) {
 
 /* Maps an SSL_read/SSL_write failure: AGAIN with the direction it waits for, 0 for the
  * peer's close_notify, or ERROR with the TLS text. */
-static ssize_t tls_result(mim_net_conn *c, int rc, const char *what) {
+static ssize_t tls_result(mim_net_conn *c, int rc, const char *what, unsigned *wants) {
   int err = SSL_get_error(c->ssl, rc);
   switch (err) {
   case SSL_ERROR_WANT_READ:
-    c->wants = MIM_LOOP_READ;
+    *wants = MIM_LOOP_READ;
     return MIM_NET_AGAIN;
   case SSL_ERROR_WANT_WRITE:
-    c->wants = MIM_LOOP_WRITE;
+    *wants = MIM_LOOP_WRITE;
     return MIM_NET_AGAIN;
   case SSL_ERROR_ZERO_RETURN:
     return 0;
@@ -899,7 +899,7 @@ ssize_t mim_net_conn_read(mim_net_conn *c, void *buf, size_t cap) {
     ERR_clear_error();
     errno = 0;
     int rc = SSL_read_ex(c->ssl, buf, cap, &n);
-    return rc == 1 ? (ssize_t)n : tls_result(c, rc, "reading from");
+    return rc == 1 ? (ssize_t)n : tls_result(c, rc, "reading from", &c->read_wants);
   }
   for (;;) {
     ssize_t n = recv(c->fd, buf, cap, 0);
@@ -907,7 +907,7 @@ ssize_t mim_net_conn_read(mim_net_conn *c, void *buf, size_t cap) {
       return n;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      c->wants = MIM_LOOP_READ;
+      c->read_wants = MIM_LOOP_READ;
       return MIM_NET_AGAIN;
     }
     if (errno != EINTR) {
@@ -922,15 +922,20 @@ ssize_t mim_net_conn_write(mim_net_conn *c, const void *buf, size_t len) {
     ERR_clear_error();
     errno = 0;
     int rc = SSL_write_ex(c->ssl, buf, len, &n);
-    return rc == 1 ? (ssize_t)n : tls_result(c, rc, "writing to");
+    if (rc == 1) {
+      c->write_wants = 0;
+      return (ssize_t)n;
+    }
+    return tls_result(c, rc, "writing to", &c->write_wants);
   }
   for (;;) {
     ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
     if (n >= 0) {
+      c->write_wants = 0;
       return n;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      c->wants = MIM_LOOP_WRITE;
+      c->write_wants = MIM_LOOP_WRITE;
       return MIM_NET_AGAIN;
     }
     if (errno != EINTR) {

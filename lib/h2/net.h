@@ -66,15 +66,26 @@ int mim_net_conn_fd(const mim_net_conn *c);
 #define MIM_NET_AGAIN (-1) /* nothing now: wait for mim_net_conn_wants() */
 #define MIM_NET_ERROR (-2) /* the stream is broken: see mim_net_conn_error() */
 
-/* Reads up to cap bytes: > 0 bytes read, 0 = orderly end of stream, MIM_NET_AGAIN,
- * MIM_NET_ERROR. */
+/* The stream calls below belong to the loop thread (or whoever owns the conn); none is
+ * thread-safe. */
+
+/* Reads up to cap bytes: > 0 bytes read, 0 = orderly end of stream (also a TLS peer that
+ * closes without close_notify: HTTP/2 notices truncation itself), MIM_NET_AGAIN,
+ * MIM_NET_ERROR. After the socket was reported readable, keep reading until
+ * MIM_NET_AGAIN (or 0 / MIM_NET_ERROR): TLS may hold decrypted bytes (SSL_pending) that
+ * the socket no longer shows, so stopping after one read can stall the stream for good. */
 ssize_t mim_net_conn_read(mim_net_conn *c, void *buf, size_t cap);
 
-/* Writes up to len bytes: > 0 bytes taken, MIM_NET_AGAIN, MIM_NET_ERROR. */
+/* Writes up to len bytes: > 0 bytes taken (possibly fewer than len), MIM_NET_AGAIN,
+ * MIM_NET_ERROR. Never raises SIGPIPE. After MIM_NET_AGAIN the next write must offer the
+ * same bytes again, at least as many, from any address (OpenSSL's rule for a retried
+ * SSL_write; harmless for plain TCP). */
 ssize_t mim_net_conn_write(mim_net_conn *c, const void *buf, size_t len);
 
-/* What the stream waits for after MIM_NET_AGAIN (MIM_LOOP_READ and/or MIM_LOOP_WRITE: a
- * TLS read can need the socket writable and the other way round). */
+/* What the stream waits for (MIM_LOOP_READ and/or MIM_LOOP_WRITE): the union of what the
+ * last read and the last write that returned MIM_NET_AGAIN wait for (a TLS read can need
+ * the socket writable and the other way round); a write that takes bytes clears its
+ * part. MIM_LOOP_READ right after the dial. */
 unsigned mim_net_conn_wants(const mim_net_conn *c);
 
 /* Text of the last MIM_NET_ERROR (errno text or the TLS error), naming host:port. */

@@ -363,6 +363,44 @@ static void test_bad_addresses(void **state) {
   }
 }
 
+/* wants() keeps a blocked write's WRITE beside a read's READ until a write goes through. */
+static void test_wants_union(void **state) {
+  fixture *f = *state;
+  int port = 0;
+  int lfd = listen_on("127.0.0.1", 8, &port);
+  char addr[64], detail[512];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+  mim_net_conn *conn = NULL;
+  assert_int_equal(dial_once(f->r, f->net, addr, wait_ms(), detail, sizeof detail, &conn), MIM_OK);
+  assert_int_equal(mim_net_conn_wants(conn), MIM_LOOP_READ);
+  int sfd = accept(lfd, NULL, NULL);
+  assert_true(sfd >= 0);
+  static char chunk[65536];
+  ssize_t n = 0;
+  size_t queued = 0;
+  for (int i = 0; i < 1000 && n != MIM_NET_AGAIN; i++) { /* fill both socket buffers */
+    n = mim_net_conn_write(conn, chunk, sizeof chunk);
+    assert_true(n > 0 || n == MIM_NET_AGAIN);
+    queued += n > 0 ? (size_t)n : 0;
+  }
+  assert_int_equal(n, MIM_NET_AGAIN);
+  assert_int_equal(mim_net_conn_wants(conn), MIM_LOOP_WRITE | MIM_LOOP_READ);
+  char buf[8];
+  assert_int_equal(mim_net_conn_read(conn, buf, sizeof buf), MIM_NET_AGAIN);
+  assert_int_equal(mim_net_conn_wants(conn), MIM_LOOP_WRITE | MIM_LOOP_READ);
+  for (size_t drained = 0; drained < queued;) { /* the peer takes everything */
+    ssize_t r = recv(sfd, chunk, sizeof chunk, 0);
+    assert_true(r > 0);
+    drained += (size_t)r;
+  }
+  assert_true(wait_fd(mim_net_conn_fd(conn), POLLOUT));
+  assert_true(mim_net_conn_write(conn, "x", 1) == 1);
+  assert_int_equal(mim_net_conn_wants(conn), MIM_LOOP_READ);
+  close(sfd);
+  close_conn(f->r, conn);
+  close(lfd);
+}
+
 /* A peer that closed: writing fails with an error, and no SIGPIPE kills the process. */
 static void test_write_after_peer_closed(void **state) {
   fixture *f = *state;
@@ -747,6 +785,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_refused, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_unresolvable, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_bad_addresses, setup_plain, teardown),
+      cmocka_unit_test_setup_teardown(test_wants_union, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_write_after_peer_closed, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_mid_resolution, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_mid_connect, setup_plain, teardown),
