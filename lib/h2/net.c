@@ -324,6 +324,9 @@ void mim_net_free(mim_net *net) {
 
 /* ---- the resolver thread ---- */
 
+int (*mim_net_lookup_fn)(const char *host, const char *port, const struct addrinfo *hints,
+                         struct addrinfo **res) = getaddrinfo;
+
 static void lookup_done(void *arg);
 
 static void resolve_one(mim_net *net, lookup *lk) {
@@ -332,7 +335,7 @@ static void resolve_one(mim_net *net, lookup *lk) {
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICSERV;
   errno = 0;
-  lk->gai_err = getaddrinfo(lk->host, lk->port, &hints, &lk->res);
+  lk->gai_err = mim_net_lookup_fn(lk->host, lk->port, &hints, &lk->res);
   lk->sys_errno = errno;
   if (mim_reactor_post(net->r, lookup_done, lk) == MIM_OK) {
     return;

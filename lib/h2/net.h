@@ -98,4 +98,11 @@ const char *mim_net_conn_peer(const mim_net_conn *c);
  * removed its watch first. NULL ignored. */
 void mim_net_conn_close(mim_net_conn *c);
 
+/* Tests only: the lookup the resolver thread runs (getaddrinfo by default), so a test can
+ * make a name resolve to several addresses. Set it before the first dial of a mim_net;
+ * the list it returns is released with freeaddrinfo. */
+struct addrinfo;
+extern int (*mim_net_lookup_fn)(const char *host, const char *port, const struct addrinfo *hints,
+                                struct addrinfo **res);
+
 #endif

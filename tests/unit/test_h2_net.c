@@ -16,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -426,6 +427,101 @@ static void test_write_after_peer_closed(void **state) {
   close(lfd);
 }
 
+/* ---- several addresses ---- */
+
+/* "two.test" resolves to 127.0.0.1 on g_ports[0] then on g_ports[1] (two real lookups
+ * chained: glibc frees a list node by node). */
+static int g_ports[2];
+
+static int two_addresses(const char *host, const char *port, const struct addrinfo *hints,
+                         struct addrinfo **res) {
+  if (strcmp(host, "two.test") != 0) {
+    return getaddrinfo(host, port, hints, res);
+  }
+  struct addrinfo h = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+  char p0[8], p1[8];
+  snprintf(p0, sizeof p0, "%d", g_ports[0]);
+  snprintf(p1, sizeof p1, "%d", g_ports[1]);
+  struct addrinfo *first = NULL, *second = NULL;
+  int rc = getaddrinfo("127.0.0.1", p0, &h, &first);
+  if (rc != 0) {
+    return rc;
+  }
+  rc = getaddrinfo("127.0.0.1", p1, &h, &second);
+  if (rc != 0) {
+    freeaddrinfo(first);
+    return rc;
+  }
+  struct addrinfo *last = first;
+  while (last->ai_next != NULL) {
+    last = last->ai_next;
+  }
+  last->ai_next = second;
+  *res = first;
+  return 0;
+}
+
+/* The first address never answers: the second is tried after 250 ms and wins. */
+static void test_stalled_address_staggered(void **state) {
+  fixture *f = *state;
+  int stuck = listen_on("127.0.0.1", 0, &g_ports[0]);
+  int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_ports[0])};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(connect(filler, (struct sockaddr *)&a, sizeof a), 0); /* queue full */
+  int lfd = listen_on("127.0.0.1", 8, &g_ports[1]);
+  dial_ctx c;
+  ctx_init(&c, f->r, f->net, "two.test:1", wait_ms());
+  run_dial(&c, true);
+  assert_int_equal(c.st, MIM_OK);
+  assert_true(c.elapsed_ms >= 250);
+  int sfd = accept(lfd, NULL, NULL); /* connected to the second address */
+  assert_true(sfd >= 0);
+  close(sfd);
+  close_conn(f->r, c.conn);
+  ctx_destroy(&c);
+  close(filler);
+  close(stuck);
+  close(lfd);
+}
+
+/* The first address refuses: the second is tried at once, not after the stagger. */
+static void test_refused_address_falls_through(void **state) {
+  fixture *f = *state;
+  int refusing = listen_on("127.0.0.1", -1, &g_ports[0]);
+  int lfd = listen_on("127.0.0.1", 8, &g_ports[1]);
+  dial_ctx c;
+  ctx_init(&c, f->r, f->net, "two.test:1", wait_ms());
+  run_dial(&c, true);
+  assert_int_equal(c.st, MIM_OK);
+  if (test_time_scale() == 1) {
+    assert_true(c.elapsed_ms < 250);
+  }
+  close_conn(f->r, c.conn);
+  ctx_destroy(&c);
+  close(refusing);
+  close(lfd);
+}
+
+/* Both refuse: the failure names the last address tried. */
+static void test_all_addresses_refuse(void **state) {
+  fixture *f = *state;
+  int r0 = listen_on("127.0.0.1", -1, &g_ports[0]);
+  int r1 = listen_on("127.0.0.1", -1, &g_ports[1]);
+  dial_ctx c;
+  ctx_init(&c, f->r, f->net, "two.test:1", wait_ms());
+  run_dial(&c, true);
+  assert_int_equal(c.st, MIM_ERR_UNAVAILABLE);
+  char last[32];
+  snprintf(last, sizeof last, "127.0.0.1:%d", g_ports[1]);
+  assert_non_null(strstr(c.detail, "two.test:1"));
+  assert_non_null(strstr(c.detail, last));
+  assert_non_null(strstr(c.detail, "refused"));
+  ctx_destroy(&c);
+  close(r0);
+  close(r1);
+}
+
 /* ---- cancels ---- */
 
 /* A cancelled dial never calls back; a later dial on the same net still works. */
@@ -775,6 +871,7 @@ static void test_system_roots_load(void **state) {
 }
 
 int main(void) {
+  mim_net_lookup_fn = two_addresses;
   if (test_ca_create(&g_ca) != 0) {
     return 1;
   }
@@ -787,6 +884,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_addresses, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_wants_union, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_write_after_peer_closed, setup_plain, teardown),
+      cmocka_unit_test_setup_teardown(test_stalled_address_staggered, setup_plain, teardown),
+      cmocka_unit_test_setup_teardown(test_refused_address_falls_through, setup_plain, teardown),
+      cmocka_unit_test_setup_teardown(test_all_addresses_refuse, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_mid_resolution, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_mid_connect, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_at_once_numeric, setup_plain, teardown),
