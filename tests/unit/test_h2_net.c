@@ -4,6 +4,7 @@
 #include "h2/net.h"
 
 #include "clock.h"
+#include "mim_local.h"
 #include "test_ca.h"
 #include "time_scale.h"
 
@@ -840,6 +841,27 @@ static void test_tls_write_after_peer_closed(void **state) {
   tls_server_stop(&s);
 }
 
+/* mim-local serves TLS with the test CA's certificate (gRPC core agrees to ALPN h2): the
+ * pairing the conformance tests rely on. */
+static void test_tls_against_mim_local(void **state) {
+  fixture *f = *state;
+  const char *args[] = {"--tls-cert", g_ca.good.cert, "--tls-key", g_ca.good.key, NULL};
+  mim_local_opts o = {.no_auth = 1, .extra_args = args};
+  mim_local *srv = NULL;
+  assert_int_equal(mim_local_start(&o, &srv), 0);
+  char addr[64], detail[512];
+  snprintf(addr, sizeof addr, "localhost:%d", srv->port);
+  mim_net_conn *conn = NULL;
+  mim_status st = dial_once(f->r, f->net, addr, wait_ms(), detail, sizeof detail, &conn);
+  if (st == MIM_OK) {
+    close_conn(f->r, conn);
+  }
+  assert_int_equal(mim_local_stop(srv), 0);
+  if (st != MIM_OK) {
+    fail_msg("%s", detail);
+  }
+}
+
 /* ---- the TLS context ---- */
 
 static void expect_bad_ca_file(mim_reactor *r, const char *path) {
@@ -899,6 +921,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_tls_handshake_timeout, setup_tls, teardown),
       cmocka_unit_test_setup_teardown(test_tls_cancel_mid_handshake, setup_tls, teardown),
       cmocka_unit_test_setup_teardown(test_tls_write_after_peer_closed, setup_tls, teardown),
+      cmocka_unit_test_setup_teardown(test_tls_against_mim_local, setup_tls, teardown),
       cmocka_unit_test_setup_teardown(test_bad_ca_files, setup_tls, teardown),
       cmocka_unit_test_setup_teardown(test_system_roots_load, setup_tls, teardown),
   };
