@@ -30,8 +30,8 @@
 #define HOST_MAX 256
 #define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
-/* One name lookup handed to the resolver thread. `dial` is guarded by net->mu: the loop
- * thread clears it when the dial ends first, so a late result is dropped. */
+/* One name lookup handed to the resolver thread. `dial` is guarded by the resolver's mu:
+ * the loop thread clears it when the dial ends first, so a late result is dropped. */
 typedef struct lookup {
   struct lookup *next;
   char host[HOST_MAX];
@@ -42,17 +42,27 @@ typedef struct lookup {
   int sys_errno;
 } lookup;
 
+/* The resolver thread and its queue. Apart from mim_net: getaddrinfo cannot be
+ * interrupted, so when mim_net_free finds a lookup running it leaves this behind for the
+ * thread, which frees it once the lookup returns (nobody waits for a slow DNS server). */
+typedef struct resolver {
+  mim_reactor *r;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pthread_t thread;
+  bool started;
+  bool busy;     /* inside a lookup */
+  bool stopping; /* mim_net_free has begun: post nothing more */
+  bool detached; /* the thread owns this struct now */
+  lookup *queue_head, *queue_tail;
+  lookup *orphans; /* results that could not be posted (reactor shutting down) */
+} resolver;
+
 struct mim_net {
   mim_reactor *r;
   SSL_CTX *ctx; /* NULL for plaintext */
   BIO_METHOD *bio_method;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  pthread_t thread;
-  bool thread_started;
-  bool stopping;
-  lookup *queue_head, *queue_tail;
-  lookup *orphans; /* results that could not be posted (reactor shutting down) */
+  resolver *res;
 };
 
 struct mim_net_conn {
@@ -273,8 +283,14 @@ mim_status mim_net_create(mim_reactor *r, const mim_net_config *config, mim_net 
     return mim_fail(MIM_ERR_NO_MEMORY, "mim_net_create: out of memory");
   }
   net->r = r;
-  pthread_mutex_init(&net->mu, NULL);
-  pthread_cond_init(&net->cv, NULL);
+  net->res = calloc(1, sizeof *net->res);
+  if (net->res == NULL) {
+    free(net);
+    return mim_fail(MIM_ERR_NO_MEMORY, "mim_net_create: out of memory");
+  }
+  net->res->r = r;
+  pthread_mutex_init(&net->res->mu, NULL);
+  pthread_cond_init(&net->res->cv, NULL);
   if (config->tls) {
     mim_status st = make_ssl_ctx(net, config->ca_file);
     if (st != MIM_OK) {
@@ -301,22 +317,42 @@ static void free_lookup_list(lookup *lk) {
   }
 }
 
+static void resolver_destroy(resolver *rs) {
+  free_lookup_list(rs->queue_head);
+  free_lookup_list(rs->orphans);
+  pthread_cond_destroy(&rs->cv);
+  pthread_mutex_destroy(&rs->mu);
+  free(rs);
+}
+
+/* Stops the resolver: joins an idle thread; one inside getaddrinfo is detached and
+ * frees the resolver itself when the lookup returns. */
+static void resolver_stop(resolver *rs) {
+  pthread_mutex_lock(&rs->mu);
+  rs->stopping = true;
+  pthread_cond_broadcast(&rs->cv);
+  bool join = rs->started && !rs->busy;
+  if (rs->started && rs->busy) {
+    rs->detached = true;
+    pthread_detach(rs->thread);
+  }
+  bool handed_over = rs->detached;
+  pthread_mutex_unlock(&rs->mu);
+  if (join) {
+    pthread_join(rs->thread, NULL);
+  }
+  if (!handed_over) {
+    resolver_destroy(rs);
+  }
+}
+
 void mim_net_free(mim_net *net) {
   if (net == NULL) {
     return;
   }
-  pthread_mutex_lock(&net->mu);
-  net->stopping = true;
-  pthread_cond_broadcast(&net->cv);
-  bool started = net->thread_started;
-  pthread_mutex_unlock(&net->mu);
-  if (started) {
-    pthread_join(net->thread, NULL);
+  if (net->res != NULL) {
+    resolver_stop(net->res);
   }
-  free_lookup_list(net->queue_head);
-  free_lookup_list(net->orphans);
-  pthread_cond_destroy(&net->cv);
-  pthread_mutex_destroy(&net->mu);
   SSL_CTX_free(net->ctx);
   BIO_meth_free(net->bio_method);
   free(net);
@@ -329,7 +365,7 @@ int (*mim_net_lookup_fn)(const char *host, const char *port, const struct addrin
 
 static void lookup_done(void *arg);
 
-static void resolve_one(mim_net *net, lookup *lk) {
+static void run_lookup(lookup *lk) {
   struct addrinfo hints = {0};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -337,48 +373,62 @@ static void resolve_one(mim_net *net, lookup *lk) {
   errno = 0;
   lk->gai_err = mim_net_lookup_fn(lk->host, lk->port, &hints, &lk->res);
   lk->sys_errno = errno;
-  if (mim_reactor_post(net->r, lookup_done, lk) == MIM_OK) {
+}
+
+/* Hands lk's result to the loop; rs->mu held, so mim_net_free (and after it the
+ * reactor's end) cannot come in between. */
+static void deliver_locked(resolver *rs, lookup *lk) {
+  if (rs->stopping) {
+    free_lookup(lk); /* every dial has ended (mim_net_free's contract) */
+    return;
+  }
+  if (mim_reactor_post(rs->r, lookup_done, lk) == MIM_OK) {
     return;
   }
   /* The loop is going away: nobody will run lookup_done. A dial still waiting ends by
-   * its own deadline and unlinks itself; mim_net_free frees what is parked here. */
-  pthread_mutex_lock(&net->mu);
+   * its own deadline and unlinks itself; the resolver's end frees what is parked here. */
   if (lk->dial == NULL) {
     free_lookup(lk);
   } else {
-    lk->next = net->orphans;
-    net->orphans = lk;
+    lk->next = rs->orphans;
+    rs->orphans = lk;
   }
-  pthread_mutex_unlock(&net->mu);
 }
 
 static void *resolver_main(void *arg) {
-  mim_net *net = arg;
-  pthread_mutex_lock(&net->mu);
+  resolver *rs = arg;
+  pthread_mutex_lock(&rs->mu);
   for (;;) {
-    while (!net->stopping && net->queue_head == NULL) {
-      pthread_cond_wait(&net->cv, &net->mu);
+    while (!rs->stopping && rs->queue_head == NULL) {
+      pthread_cond_wait(&rs->cv, &rs->mu);
     }
-    if (net->stopping) {
+    if (rs->stopping) {
       break;
     }
-    lookup *lk = net->queue_head;
-    net->queue_head = lk->next;
-    if (net->queue_head == NULL) {
-      net->queue_tail = NULL;
+    lookup *lk = rs->queue_head;
+    rs->queue_head = lk->next;
+    if (rs->queue_head == NULL) {
+      rs->queue_tail = NULL;
     }
     lk->next = NULL;
-    pthread_mutex_unlock(&net->mu);
-    resolve_one(net, lk);
-    pthread_mutex_lock(&net->mu);
+    rs->busy = true;
+    pthread_mutex_unlock(&rs->mu);
+    run_lookup(lk);
+    pthread_mutex_lock(&rs->mu);
+    rs->busy = false;
+    deliver_locked(rs, lk);
   }
-  pthread_mutex_unlock(&net->mu);
+  bool owner = rs->detached;
+  pthread_mutex_unlock(&rs->mu);
+  if (owner) {
+    resolver_destroy(rs);
+  }
   return NULL;
 }
 
 /* Queues a lookup for d, starting the resolver thread on first need. */
 static mim_status enqueue_lookup(mim_net_dial *d) {
-  mim_net *net = d->net;
+  resolver *rs = d->net->res;
   lookup *lk = calloc(1, sizeof *lk);
   if (lk == NULL) {
     return mim_fail(MIM_ERR_NO_MEMORY, "resolving %s: out of memory", d->host_port);
@@ -386,24 +436,24 @@ static mim_status enqueue_lookup(mim_net_dial *d) {
   textf(lk->host, sizeof lk->host, "%s", d->host);
   textf(lk->port, sizeof lk->port, "%s", d->port);
   lk->dial = d;
-  pthread_mutex_lock(&net->mu);
-  if (!net->thread_started) {
-    if (pthread_create(&net->thread, NULL, resolver_main, net) != 0) {
-      pthread_mutex_unlock(&net->mu);
+  pthread_mutex_lock(&rs->mu);
+  if (!rs->started) {
+    if (pthread_create(&rs->thread, NULL, resolver_main, rs) != 0) {
+      pthread_mutex_unlock(&rs->mu);
       free(lk);
       return mim_fail(MIM_ERR_RESOURCE_EXHAUSTED, "resolving %s: cannot start a thread",
                       d->host_port);
     }
-    net->thread_started = true;
+    rs->started = true;
   }
-  if (net->queue_tail != NULL) {
-    net->queue_tail->next = lk;
+  if (rs->queue_tail != NULL) {
+    rs->queue_tail->next = lk;
   } else {
-    net->queue_head = lk;
+    rs->queue_head = lk;
   }
-  net->queue_tail = lk;
-  pthread_cond_signal(&net->cv);
-  pthread_mutex_unlock(&net->mu);
+  rs->queue_tail = lk;
+  pthread_cond_signal(&rs->cv);
+  pthread_mutex_unlock(&rs->mu);
   d->lookup = lk;
   return MIM_OK;
 }
@@ -413,9 +463,9 @@ static void detach_lookup(mim_net_dial *d) {
   if (d->lookup == NULL) {
     return;
   }
-  pthread_mutex_lock(&d->net->mu);
+  pthread_mutex_lock(&d->net->res->mu);
   d->lookup->dial = NULL;
-  pthread_mutex_unlock(&d->net->mu);
+  pthread_mutex_unlock(&d->net->res->mu);
   d->lookup = NULL;
 }
 

@@ -7,7 +7,9 @@
  *
  * Threading: everything here runs on the reactor's loop thread, except that name
  * resolution of non-numeric hosts happens on one resolver thread per mim_net (started on
- * first need, joined by mim_net_free); its results are posted back to the loop.
+ * first need, stopped by mim_net_free); its results are posted back to the loop. Lookups
+ * run one at a time, in order: a name whose DNS server hangs delays the names after it
+ * (each dial still ends by its own timeout).
  */
 #ifndef MIM_LIB_H2_NET_H
 #define MIM_LIB_H2_NET_H
@@ -33,8 +35,9 @@ typedef struct mim_net_config {
  * ca_file gives MIM_ERR_INVALID_ARGUMENT naming the file. Loop thread not required. */
 mim_status mim_net_create(mim_reactor *r, const mim_net_config *config, mim_net **out);
 
-/* Frees the context and joins the resolver thread (a lookup still running is waited
- * for: getaddrinfo cannot be interrupted; its result is dropped). Every dial must have
+/* Frees the context and stops the resolver thread without waiting for the network: an
+ * idle thread is joined; one inside getaddrinfo (which cannot be interrupted) is detached
+ * and ends by itself when the lookup returns, dropping its result. Every dial must have
  * completed or been cancelled first. Loop thread, or after the reactor stopped. NULL is
  * ignored. */
 void mim_net_free(mim_net *net);

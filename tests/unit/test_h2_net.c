@@ -434,8 +434,33 @@ static void test_write_after_peer_closed(void **state) {
  * chained: glibc frees a list node by node). */
 static int g_ports[2];
 
+/* "slow.test" blocks its lookup until the test opens g_slow (bounded). */
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool entered;
+  bool open;
+} g_slow = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+
+static int slow_lookup(void) {
+  struct timespec until = cmn_deadline_after_ms(wait_ms());
+  pthread_mutex_lock(&g_slow.mu);
+  g_slow.entered = true;
+  pthread_cond_broadcast(&g_slow.cv);
+  while (!g_slow.open) {
+    if (pthread_cond_timedwait(&g_slow.cv, &g_slow.mu, &until) != 0) {
+      break;
+    }
+  }
+  pthread_mutex_unlock(&g_slow.mu);
+  return EAI_AGAIN;
+}
+
 static int two_addresses(const char *host, const char *port, const struct addrinfo *hints,
                          struct addrinfo **res) {
+  if (strcmp(host, "slow.test") == 0) {
+    return slow_lookup();
+  }
   if (strcmp(host, "two.test") != 0) {
     return getaddrinfo(host, port, hints, res);
   }
@@ -550,6 +575,37 @@ static void test_cancel_mid_resolution(void **state) {
   close_conn(f->r, conn);
   ctx_destroy(&c);
   close(lfd);
+}
+
+/* mim_net_free does not wait for a lookup stuck in DNS: the resolver thread is left to
+ * finish alone. */
+static void test_free_during_slow_lookup(void **state) {
+  fixture *f = *state;
+  cmn_cond_init_monotonic(&g_slow.cv);
+  dial_ctx c;
+  ctx_init(&c, f->r, f->net, "slow.test:443", wait_ms());
+  c.cancel_after_ms = 0;
+  run_dial(&c, false);
+  struct timespec until = cmn_deadline_after_ms(wait_ms());
+  pthread_mutex_lock(&g_slow.mu);
+  while (!g_slow.entered && pthread_cond_timedwait(&g_slow.cv, &g_slow.mu, &until) == 0) {
+  }
+  bool entered = g_slow.entered;
+  pthread_mutex_unlock(&g_slow.mu);
+  assert_true(entered);
+  int64_t t0 = cmn_mono_ms();
+  assert_int_equal(mim_reactor_post(f->r, free_net_task, f), MIM_OK);
+  loop_barrier(f->r); /* would time out if mim_net_free waited for the lookup */
+  assert_null(f->net);
+  pthread_mutex_lock(&g_slow.mu);
+  bool still_blocked = !g_slow.open;
+  g_slow.open = true;
+  pthread_cond_broadcast(&g_slow.cv);
+  pthread_mutex_unlock(&g_slow.mu);
+  assert_true(still_blocked);
+  assert_true(cmn_mono_ms() - t0 < wait_ms());
+  assert_int_equal(c.calls, 0);
+  ctx_destroy(&c);
 }
 
 static void test_cancel_mid_connect(void **state) {
@@ -911,6 +967,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_all_addresses_refuse, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_mid_resolution, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_mid_connect, setup_plain, teardown),
+      cmocka_unit_test_setup_teardown(test_free_during_slow_lookup, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_at_once_numeric, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_tls_valid_and_large_echo, setup_tls, teardown),
       cmocka_unit_test_setup_teardown(test_tls_wrong_host, setup_tls, teardown),
