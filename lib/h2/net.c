@@ -7,6 +7,7 @@
 #include "error.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -28,7 +29,6 @@
 #define STAGGER_MS 250
 #define DETAIL_MAX 320
 #define HOST_MAX 256
-#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
 /* One name lookup handed to the resolver thread. `dial` is guarded by the resolver's mu:
  * the loop thread clears it when the dial ends first, so a late result is dropped. */
@@ -230,13 +230,45 @@ static mim_status load_ca_file(SSL_CTX *ctx, const char *path) {
   return MIM_OK;
 }
 
+const char *mim_net_system_ca_dir = "/etc/ssl/certs";
+const char *mim_net_system_ca_file = "/etc/ssl/certs/ca-certificates.crt";
+
+/* True when dir holds OpenSSL's subject-hash links ("1a2b3c4d.0"), which let a lookup
+ * read only the roots a handshake needs. */
+static bool has_hash_links(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d == NULL) {
+    return false;
+  }
+  bool found = false;
+  const struct dirent *e;
+  while (!found && (e = readdir(d)) != NULL) {
+    const char *n = e->d_name;
+    found = strlen(n) == 10 && strspn(n, "0123456789abcdef") == 8 && n[8] == '.' && n[9] >= '0' &&
+            n[9] <= '9';
+  }
+  closedir(d);
+  return found;
+}
+
+/* System roots: the hashed directory when there is one (read lazily: parsing Debian's
+ * whole bundle up front costs about 1.4 MiB of RSS per process), else the bundle file,
+ * else OpenSSL's defaults. */
+static int load_system_roots(SSL_CTX *ctx) {
+  if (has_hash_links(mim_net_system_ca_dir)) {
+    return SSL_CTX_load_verify_dir(ctx, mim_net_system_ca_dir);
+  }
+  if (access(mim_net_system_ca_file, R_OK) == 0) {
+    return SSL_CTX_load_verify_file(ctx, mim_net_system_ca_file);
+  }
+  return SSL_CTX_set_default_verify_paths(ctx);
+}
+
 static mim_status load_roots(SSL_CTX *ctx, const char *ca_file) {
   if (ca_file != NULL) {
     return load_ca_file(ctx, ca_file);
   }
-  int ok = access(SYSTEM_CA_FILE, R_OK) == 0
-               ? SSL_CTX_load_verify_locations(ctx, SYSTEM_CA_FILE, NULL)
-               : SSL_CTX_set_default_verify_paths(ctx);
+  int ok = load_system_roots(ctx);
   ERR_clear_error();
   if (ok != 1) {
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "TLS: cannot load the system CA certificates");

@@ -32,7 +32,10 @@ typedef struct mim_net_config {
 
 /* Creates the shared part: the OpenSSL client context (TLS 1.2+, ALPN "h2", peer
  * verification on, roots from ca_file or the system store). An unreadable or empty
- * ca_file gives MIM_ERR_INVALID_ARGUMENT naming the file. Loop thread not required. */
+ * ca_file gives MIM_ERR_INVALID_ARGUMENT naming the file. The system store is
+ * /etc/ssl/certs read lazily through its hash links when it has them (a handshake loads
+ * only the roots it needs), else /etc/ssl/certs/ca-certificates.crt, else OpenSSL's
+ * default paths. Loop thread not required. */
 mim_status mim_net_create(mim_reactor *r, const mim_net_config *config, mim_net **out);
 
 /* Frees the context and stops the resolver thread without waiting for the network: an
@@ -107,5 +110,9 @@ void mim_net_conn_close(mim_net_conn *c);
 struct addrinfo;
 extern int (*mim_net_lookup_fn)(const char *host, const char *port, const struct addrinfo *hints,
                                 struct addrinfo **res);
+
+/* Tests only: where the system roots are looked for (read by mim_net_create). */
+extern const char *mim_net_system_ca_dir;
+extern const char *mim_net_system_ca_file;
 
 #endif

@@ -20,6 +20,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -28,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define WAIT_MS 10000 /* bound for anything that should happen "soon" */
@@ -940,6 +942,62 @@ static void test_bad_ca_files(void **state) {
   unlink(empty);
 }
 
+/* Dials a server holding the good certificate with "system" roots from dir / file. */
+static mim_status dial_with_system_roots(fixture *f, const char *dir, const char *file) {
+  mim_net_system_ca_dir = dir;
+  mim_net_system_ca_file = file;
+  fixture sys = {.r = f->r};
+  mim_net_config cfg = {.tls = true};
+  assert_int_equal(mim_net_create(f->r, &cfg, &sys.net), MIM_OK);
+  tls_server s;
+  tls_server_start(&s, &g_ca.good, true);
+  char addr[64], detail[512];
+  snprintf(addr, sizeof addr, "localhost:%d", s.port);
+  mim_net_conn *conn = NULL;
+  mim_status st = dial_once(f->r, sys.net, addr, wait_ms(), detail, sizeof detail, &conn);
+  if (st == MIM_OK) {
+    close_conn(f->r, conn);
+  } else {
+    assert_non_null(strstr(detail, "unable to get local issuer"));
+  }
+  tls_server_stop(&s);
+  assert_int_equal(mim_reactor_post(f->r, free_net_task, &sys), MIM_OK);
+  loop_barrier(f->r);
+  return st;
+}
+
+/* The system store: a hashed directory first, else the bundle file, else OpenSSL's
+ * defaults (which do not hold the test CA). */
+static void test_system_roots_order(void **state) {
+  fixture *f = *state;
+  const char *saved_dir = mim_net_system_ca_dir, *saved_file = mim_net_system_ca_file;
+  char hashed[TEST_CA_PATH_MAX + 16], empty[TEST_CA_PATH_MAX + 16], link[TEST_CA_PATH_MAX + 32];
+  snprintf(hashed, sizeof hashed, "%s/hashed", g_ca.dir);
+  snprintf(empty, sizeof empty, "%s/empty", g_ca.dir);
+  assert_int_equal(mkdir(hashed, 0700), 0);
+  assert_int_equal(mkdir(empty, 0700), 0);
+  FILE *fp = fopen(g_ca.ca_file, "r");
+  assert_non_null(fp);
+  X509 *ca = PEM_read_X509(fp, NULL, NULL, NULL);
+  fclose(fp);
+  assert_non_null(ca);
+  snprintf(link, sizeof link, "%s/%08lx.0", hashed, X509_subject_name_hash(ca));
+  X509_free(ca);
+  assert_int_equal(symlink(g_ca.ca_file, link), 0);
+
+  assert_int_equal(dial_with_system_roots(f, hashed, "/nonexistent/ca.crt"), MIM_OK);
+  /* The directory wins over a bundle that lacks the CA. */
+  assert_int_equal(dial_with_system_roots(f, hashed, g_ca.wrong.cert), MIM_OK);
+  assert_int_equal(dial_with_system_roots(f, empty, g_ca.ca_file), MIM_OK);
+  assert_int_equal(dial_with_system_roots(f, empty, "/nonexistent/ca.crt"), MIM_ERR_UNAVAILABLE);
+
+  mim_net_system_ca_dir = saved_dir;
+  mim_net_system_ca_file = saved_file;
+  unlink(link);
+  rmdir(hashed);
+  rmdir(empty);
+}
+
 static void test_system_roots_load(void **state) {
   fixture *f = *state;
   mim_net_config cfg = {.tls = true};
@@ -981,6 +1039,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_tls_against_mim_local, setup_tls, teardown),
       cmocka_unit_test_setup_teardown(test_bad_ca_files, setup_tls, teardown),
       cmocka_unit_test_setup_teardown(test_system_roots_load, setup_tls, teardown),
+      cmocka_unit_test_setup_teardown(test_system_roots_order, setup_tls, teardown),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   test_ca_remove(&g_ca);
