@@ -92,7 +92,9 @@ struct mim_net_dial {
   void *user;
   lookup *lookup;
   struct addrinfo *addrs;
-  struct addrinfo *next_addr;
+  const struct addrinfo **order; /* d->addrs, families interleaved */
+  size_t n_addrs;
+  size_t next_index; /* next address of order to try */
   attempt *attempts;
   size_t n_attempts;
   size_t in_flight;
@@ -531,6 +533,7 @@ static void dial_release(mim_net_dial *d) {
     close_attempt(&d->attempts[i]);
   }
   free(d->attempts);
+  free(d->order);
   if (d->addrs != NULL) {
     freeaddrinfo(d->addrs);
   }
@@ -640,11 +643,15 @@ static void attempt_won(mim_net_dial *d, attempt *a) {
 
 static void start_next(mim_net_dial *d);
 
+static bool has_next(const mim_net_dial *d) {
+  return d->next_index < d->n_addrs;
+}
+
 /* a failed with err: the next address gets its turn now rather than after the stagger. */
 static void attempt_failed(mim_net_dial *d, attempt *a, int err) {
   note_error(d, a, err);
   close_attempt(a);
-  if (d->next_addr != NULL) {
+  if (has_next(d)) {
     cancel_timer(&d->stagger);
     start_next(d);
   } else if (d->in_flight == 0) {
@@ -700,14 +707,13 @@ static int open_attempt(mim_net_dial *d, attempt *a, const struct addrinfo *ai) 
 /* Starts the next untried address; fails the dial when none is left and none is in
  * flight. */
 static void start_next(mim_net_dial *d) {
-  while (d->next_addr != NULL) {
-    const struct addrinfo *ai = d->next_addr;
-    d->next_addr = ai->ai_next;
+  while (has_next(d)) {
+    const struct addrinfo *ai = d->order[d->next_index++];
     attempt *a = &d->attempts[d->n_attempts++];
     a->fd = -1;
     int err = open_attempt(d, a, ai);
     if (err == 0) {
-      if (d->next_addr != NULL &&
+      if (has_next(d) &&
           mim_reactor_timer(d->net->r, STAGGER_MS, on_stagger, d, &d->stagger) != MIM_OK) {
         d->stagger = NULL; /* no timer: the next address waits for this one to fail */
       }
@@ -721,6 +727,28 @@ static void start_next(mim_net_dial *d) {
   }
 }
 
+/* Fills d->order from d->addrs (n entries) alternating address families, starting with
+ * the first one's (RFC 8305 section 4): when one family is broken, the other gets its
+ * turn after one stagger, not after all of the broken family's addresses. */
+static void interleave_families(mim_net_dial *d, size_t n) {
+  int first = d->addrs->ai_family;
+  const struct addrinfo *same = d->addrs;
+  const struct addrinfo *other = d->addrs;
+  size_t k = 0;
+  bool take_same = true;
+  while (k < n) {
+    const struct addrinfo **from = take_same ? &same : &other;
+    while (*from != NULL && ((*from)->ai_family == first) != take_same) {
+      *from = (*from)->ai_next;
+    }
+    if (*from != NULL) {
+      d->order[k++] = *from;
+      *from = (*from)->ai_next;
+    }
+    take_same = !take_same;
+  }
+}
+
 /* Begins connecting to the resolved list d->addrs. */
 static void start_connecting(mim_net_dial *d) {
   size_t n = 0;
@@ -728,11 +756,15 @@ static void start_connecting(mim_net_dial *d) {
     n++;
   }
   d->attempts = calloc(n > 0 ? n : 1, sizeof *d->attempts);
-  if (d->attempts == NULL) {
+  d->order = calloc(n > 0 ? n : 1, sizeof *d->order);
+  if (d->attempts == NULL || d->order == NULL) {
     dial_finish(d, MIM_ERR_NO_MEMORY, "connecting: out of memory");
     return;
   }
-  d->next_addr = d->addrs;
+  if (n > 0) {
+    interleave_families(d, n);
+  }
+  d->n_addrs = n;
   textf(d->last_err, sizeof d->last_err, "resolving %s: no address", d->host_port);
   start_next(d);
 }

@@ -55,10 +55,13 @@ typedef void (*mim_net_dial_cb)(void *user, mim_status status, const char *detai
                                 mim_net_conn *conn);
 
 /* Loop thread only. Starts connecting to host_port ("host:port", "[v6]:port"), trying
- * every resolved address (a later one is started when an earlier one fails or has not
- * connected within 250 ms; the first to connect wins), within timeout_ms in total. The
- * callback runs exactly once unless mim_net_dial_cancel is called first.
- * (Named _start: a function cannot share the name of the mim_net_dial type.) */
+ * every resolved address, the two families alternating (RFC 8305): a later address is
+ * started when an earlier one fails or has not connected within 250 ms; the first to
+ * connect wins. All of it (lookup, connect, TLS handshake) within timeout_ms. The
+ * callback runs exactly once unless mim_net_dial_cancel is called first. Numeric hosts
+ * need no lookup; names go to the resolver thread. A bad host_port gives
+ * MIM_ERR_INVALID_ARGUMENT here (no callback). (Named _start: a function cannot share
+ * the name of the mim_net_dial type.) */
 mim_status mim_net_dial_start(mim_net *net, const char *host_port, int64_t timeout_ms,
                               mim_net_dial_cb cb, void *user, mim_net_dial **out);
 

@@ -458,45 +458,102 @@ static int slow_lookup(void) {
   return EAI_AGAIN;
 }
 
+/* One numeric lookup per (ip, port), chained into one list. */
+static int chain_lookups(const char *const *ips, const int *ports, size_t n,
+                         struct addrinfo **res) {
+  struct addrinfo h = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+  struct addrinfo *head = NULL, **tail = &head;
+  for (size_t i = 0; i < n; i++) {
+    char port[8];
+    snprintf(port, sizeof port, "%d", ports[i]);
+    int rc = getaddrinfo(ips[i], port, &h, tail);
+    if (rc != 0) {
+      if (head != NULL) {
+        freeaddrinfo(head);
+      }
+      return rc;
+    }
+    while (*tail != NULL) {
+      tail = &(*tail)->ai_next;
+    }
+  }
+  *res = head;
+  return 0;
+}
+
+/* "mixed.test": [::1]:g_mixed[0], [::1]:g_mixed[1], 127.0.0.1:g_mixed[2]. */
+static int g_mixed[3];
+
 static int two_addresses(const char *host, const char *port, const struct addrinfo *hints,
                          struct addrinfo **res) {
   if (strcmp(host, "slow.test") == 0) {
     return slow_lookup();
   }
-  if (strcmp(host, "two.test") != 0) {
-    return getaddrinfo(host, port, hints, res);
+  if (strcmp(host, "two.test") == 0) {
+    const char *ips[] = {"127.0.0.1", "127.0.0.1"};
+    return chain_lookups(ips, g_ports, 2, res);
   }
-  struct addrinfo h = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
-  char p0[8], p1[8];
-  snprintf(p0, sizeof p0, "%d", g_ports[0]);
-  snprintf(p1, sizeof p1, "%d", g_ports[1]);
-  struct addrinfo *first = NULL, *second = NULL;
-  int rc = getaddrinfo("127.0.0.1", p0, &h, &first);
-  if (rc != 0) {
-    return rc;
+  if (strcmp(host, "mixed.test") == 0) {
+    const char *ips[] = {"::1", "::1", "127.0.0.1"};
+    return chain_lookups(ips, g_mixed, 3, res);
   }
-  rc = getaddrinfo("127.0.0.1", p1, &h, &second);
-  if (rc != 0) {
-    freeaddrinfo(first);
-    return rc;
+  return getaddrinfo(host, port, hints, res);
+}
+
+/* Fills the accept queue of a backlog-0 listener, so later connects stay in progress. */
+static int stall(const char *ip, int *port, int *filler) {
+  int lfd = listen_on(ip, 0, port);
+  bool v6 = strchr(ip, ':') != NULL;
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t len;
+  if (v6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)*port);
+    a->sin6_addr = in6addr_loopback;
+    len = sizeof *a;
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)*port);
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    len = sizeof *a;
   }
-  struct addrinfo *last = first;
-  while (last->ai_next != NULL) {
-    last = last->ai_next;
-  }
-  last->ai_next = second;
-  *res = first;
-  return 0;
+  *filler = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_int_equal(connect(*filler, (struct sockaddr *)&ss, len), 0);
+  return lfd;
+}
+
+/* IPv6 stalls: the IPv4 address is tried second (families interleaved), not the second
+ * IPv6 one. */
+static void test_families_interleaved(void **state) {
+  fixture *f = *state;
+  int filler = -1;
+  int stuck = stall("::1", &g_mixed[0], &filler);
+  int v6 = listen_on("::1", 8, &g_mixed[1]);
+  int v4 = listen_on("127.0.0.1", 8, &g_mixed[2]);
+  dial_ctx c;
+  ctx_init(&c, f->r, f->net, "mixed.test:1", wait_ms());
+  run_dial(&c, true);
+  assert_int_equal(c.st, MIM_OK);
+  struct pollfd p = {.fd = v4, .events = POLLIN};
+  assert_int_equal(poll(&p, 1, 0), 1); /* the IPv4 listener has the connection */
+  p.fd = v6;
+  assert_int_equal(poll(&p, 1, 0), 0);
+  close_conn(f->r, c.conn);
+  ctx_destroy(&c);
+  close(filler);
+  close(stuck);
+  close(v6);
+  close(v4);
 }
 
 /* The first address never answers: the second is tried after 250 ms and wins. */
 static void test_stalled_address_staggered(void **state) {
   fixture *f = *state;
-  int stuck = listen_on("127.0.0.1", 0, &g_ports[0]);
-  int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_ports[0])};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(connect(filler, (struct sockaddr *)&a, sizeof a), 0); /* queue full */
+  int filler = -1;
+  int stuck = stall("127.0.0.1", &g_ports[0], &filler);
   int lfd = listen_on("127.0.0.1", 8, &g_ports[1]);
   dial_ctx c;
   ctx_init(&c, f->r, f->net, "two.test:1", wait_ms());
@@ -613,13 +670,8 @@ static void test_free_during_slow_lookup(void **state) {
 static void test_cancel_mid_connect(void **state) {
   fixture *f = *state;
   int port = 0;
-  int lfd = listen_on("127.0.0.1", 0, &port);
-  /* One connection fills the accept queue: later SYNs are dropped, so the dial's connect
-   * stays in progress. */
-  int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(connect(filler, (struct sockaddr *)&a, sizeof a), 0);
+  int filler = -1;
+  int lfd = stall("127.0.0.1", &port, &filler); /* the dial's connect stays in progress */
   char addr[64];
   snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
   dial_ctx c;
@@ -1023,6 +1075,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_stalled_address_staggered, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_refused_address_falls_through, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_all_addresses_refuse, setup_plain, teardown),
+      cmocka_unit_test_setup_teardown(test_families_interleaved, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_mid_resolution, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_mid_connect, setup_plain, teardown),
       cmocka_unit_test_setup_teardown(test_free_during_slow_lookup, setup_plain, teardown),
