@@ -676,7 +676,7 @@ static void test_cancel_mid_connect(void **state) {
   snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
   dial_ctx c;
   ctx_init(&c, f->r, f->net, addr, wait_ms());
-  c.cancel_after_ms = 100;
+  c.cancel_after_ms = 100LL * test_time_scale();
   run_dial(&c, false);
   check_cancelled(f, &c);
   ctx_destroy(&c);
@@ -903,12 +903,13 @@ static void test_tls_handshake_timeout(void **state) {
   char addr[64];
   snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
   dial_ctx c;
-  ctx_init(&c, f->r, f->net, addr, 200);
+  int64_t timeout_ms = 200LL * test_time_scale();
+  ctx_init(&c, f->r, f->net, addr, timeout_ms);
   run_dial(&c, true);
   assert_int_equal(c.st, MIM_ERR_DEADLINE_EXCEEDED);
   assert_non_null(strstr(c.detail, "TLS handshake"));
   assert_non_null(strstr(c.detail, addr));
-  assert_true(c.elapsed_ms >= 200);
+  assert_true(c.elapsed_ms >= timeout_ms);
   ctx_destroy(&c);
   close(lfd);
 }
@@ -921,7 +922,7 @@ static void test_tls_cancel_mid_handshake(void **state) {
   snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
   dial_ctx c;
   ctx_init(&c, f->r, f->net, addr, wait_ms());
-  c.cancel_after_ms = 100;
+  c.cancel_after_ms = 100LL * test_time_scale();
   run_dial(&c, false);
   check_cancelled(f, &c);
   ctx_destroy(&c);
