@@ -70,6 +70,7 @@ struct mim_net_conn {
   SSL *ssl;
   unsigned read_wants;  /* what the last MIM_NET_AGAIN of a read waits for */
   unsigned write_wants; /* same for a write; 0 once a write took bytes */
+  bool broken;          /* a fatal TLS or socket error: no close_notify then */
   char peer[HOST_MAX + 8];
   char err[DETAIL_MAX];
 };
@@ -973,6 +974,7 @@ unsigned mim_net_conn_wants(const mim_net_conn *c) {
 }
 
 static ssize_t sys_fail(mim_net_conn *c, const char *what, int err) {
+  c->broken = true;
   char why[128];
   sys_text(err, why, sizeof why);
   textf(c->err, sizeof c->err, "%s %s: %s", what, c->peer, why);
@@ -998,6 +1000,7 @@ static ssize_t tls_result(mim_net_conn *c, int rc, const char *what, unsigned *w
     }
     return 0; /* EOF without close_notify (SSL_OP_IGNORE_UNEXPECTED_EOF) */
   default: {
+    c->broken = true;
     char why[200] = "TLS error";
     unsigned long e = ERR_get_error();
     if (e != 0) {
@@ -1066,8 +1069,9 @@ void mim_net_conn_close(mim_net_conn *c) {
     return;
   }
   if (c->ssl != NULL) {
-    /* One non-blocking attempt: a full socket buffer just skips the close_notify. */
-    if (SSL_is_init_finished(c->ssl)) {
+    /* One non-blocking attempt: a full socket buffer just skips the close_notify. OpenSSL
+     * forbids SSL_shutdown after a fatal error. */
+    if (SSL_is_init_finished(c->ssl) && !c->broken) {
       SSL_shutdown(c->ssl);
     }
     ERR_clear_error();
