@@ -23,6 +23,7 @@
 
 #include "mim_local.h"
 #include "pb.h"
+#include "test_ca.h"
 #include "test_clock.h"
 #include "time_scale.h"
 #include "transport.h"
@@ -871,6 +872,40 @@ static void test_server_restart(void **state) {
   assert_int_equal(mim_local_stop(s.ml), 0);
 }
 
+/* TLS against mim-local --tls-cert/--tls-key (tests/support/test_ca.h): the good
+ * certificate with our CA as ca_file works; a certificate for another host, an expired
+ * one and one from an unknown CA each fail the call with UNAVAILABLE, promptly. */
+static mim_status tls_ping(const test_cert_files *cert, const char *ca_file) {
+  server s = {0};
+  const char *const extra[] = {"--tls-cert", cert->cert, "--tls-key", cert->key, NULL};
+  assert_int_equal(start_mim_local(&s, extra), 0);
+  mim_transport_config cfg = {
+      .hosts = {s.endpoint, NULL, NULL}, .auth_token = "", .plaintext = false, .ca_file = ca_file};
+  mim_transport *t = NULL;
+  assert_int_equal(mim_transport_create(&cfg, &t), MIM_OK);
+  int64_t start = cmn_mono_ms();
+  mim_status st = ping(t, NULL);
+  assert_true(cmn_mono_ms() - start <= 5000 * scale());
+  mim_transport_free(t);
+  assert_int_equal(mim_local_stop(s.ml), 0);
+  return st;
+}
+
+static void test_tls(void **state) {
+  (void)state;
+  test_ca ca;
+  assert_int_equal(test_ca_create(&ca), 0);
+  mim_status good = tls_ping(&ca.good, ca.ca_file);
+  mim_status wrong = tls_ping(&ca.wrong, ca.ca_file);
+  mim_status expired = tls_ping(&ca.expired, ca.ca_file);
+  mim_status untrusted = tls_ping(&ca.untrusted, ca.ca_file);
+  test_ca_remove(&ca);
+  assert_int_equal(good, MIM_OK);
+  assert_int_equal(wrong, MIM_ERR_UNAVAILABLE);
+  assert_int_equal(expired, MIM_ERR_UNAVAILABLE);
+  assert_int_equal(untrusted, MIM_ERR_UNAVAILABLE);
+}
+
 #define CASES()                                                                                    \
   cmocka_unit_test(test_unary_ok), cmocka_unit_test(test_stream_publish),                          \
       cmocka_unit_test(test_stream_end), cmocka_unit_test(test_deadline),                          \
@@ -880,8 +915,9 @@ static void test_server_restart(void **state) {
       cmocka_unit_test(test_concurrent_streams), cmocka_unit_test(test_goaway)
 
 int main(void) {
-  /* Restarting a server on its port is mim-local's case only. */
-  const struct CMUnitTest mim_cases[] = {CASES(), cmocka_unit_test(test_server_restart)};
+  /* Restarting a server on its port and TLS are mim-local's cases only. */
+  const struct CMUnitTest mim_cases[] = {CASES(), cmocka_unit_test(test_server_restart),
+                                         cmocka_unit_test(test_tls)};
   const struct CMUnitTest node_cases[] = {CASES()};
   int failed = cmocka_run_group_tests_name("conformance: mim-local", mim_cases,
                                            group_setup_mim_local, group_teardown_mim_local);
