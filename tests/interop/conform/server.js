@@ -33,6 +33,8 @@
  *                            "cancelled=C peers=P": C = calls (unary or stream) the client
  *                            cancelled so far (grpc-js 'cancelled' event), P = distinct
  *                            client addresses (ip:port, i.e. connections) seen so far
+ *   ListFetch, list_name "conform:stats:N"  the same, but answered only once C >= N (or
+ *                            after 5 s): the server handles a cancel on its own schedule
  * Limits: requests up to 64 MiB, responses unlimited (the client enforces its own).
  */
 const fs = require('node:fs');
@@ -53,6 +55,7 @@ const lists = new Map(); // "cache\0list(base64)" -> [Uint8Array]
 const topics = new Map(); // "cache\0topic" -> {seq, subs: Set<call>}
 const peers = new Set();
 let cancelled = 0;
+const statsWaiters = new Set(); // {min, answer}: stats calls waiting for a cancel count
 let port = 0;
 
 const server = new grpc.Server({
@@ -74,6 +77,7 @@ function track(call) {
     if (call.conformDone) return;
     call.conformDone = true;
     cancelled++;
+    for (const w of [...statsWaiters]) if (cancelled >= w.min) w.answer();
   });
 }
 
@@ -109,16 +113,42 @@ function onPushBack(call, done) {
   finish(call, done, null, new scs._ListPushBackResponse({list_length: list.length}));
 }
 
+function fetchResponse(values) {
+  const Resp = scs._ListFetchResponse;
+  return values ? new Resp({found: new Resp._Found({values})})
+    : new Resp({missing: new Resp._Missing()});
+}
+
+function stats() {
+  return fetchResponse([Buffer.from(`cancelled=${cancelled} peers=${peers.size}`)]);
+}
+
+// "conform:stats:N": answers once N calls were cancelled, or after 5 s.
+function waitStats(call, done, min) {
+  const w = {min};
+  const timer = setTimeout(() => w.answer(), 5000);
+  w.answer = () => {
+    clearTimeout(timer);
+    statsWaiters.delete(w);
+    finish(call, done, null, stats());
+  };
+  if (cancelled >= min) w.answer();
+  else statsWaiters.add(w);
+}
+
 function onFetch(call, done) {
   track(call);
   const name = Buffer.from(call.request.list_name).toString();
-  let values = lists.get(listKey(call, call.request.list_name));
   if (name === 'conform:stats') {
-    values = [Buffer.from(`cancelled=${cancelled} peers=${peers.size}`)];
+    finish(call, done, null, stats());
+    return;
   }
-  const Resp = scs._ListFetchResponse;
-  finish(call, done, null, values ? new Resp({found: new Resp._Found({values})})
-    : new Resp({missing: new Resp._Missing()}));
+  const min = /^conform:stats:(\d+)$/.exec(name);
+  if (min) {
+    waitStats(call, done, Number(min[1]));
+    return;
+  }
+  finish(call, done, null, fetchResponse(lists.get(listKey(call, call.request.list_name))));
 }
 
 function topicOf(cache, name) {
