@@ -108,13 +108,13 @@ static int ensure_node_modules(void) {
 }
 
 /* In the forked child: only async-signal-safe calls (the parent may have threads). */
-static void exec_node(const char *js, const char *port_file, int out_fd) {
+static void exec_node(char *const argv[], int out_fd) {
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   dup2(out_fd, STDOUT_FILENO);
   int devnull = open("/dev/null", O_RDONLY);
   if (devnull >= 0)
     dup2(devnull, STDIN_FILENO);
-  execlp("node", "node", js, port_file, (char *)NULL);
+  execvp("node", argv);
   static const char msg[] = "conformance: cannot run node (not installed?)\n";
   ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
   (void)ignored;
@@ -145,22 +145,32 @@ static int read_listening_line(int fd, char *endpoint, size_t cap) {
   return -1;
 }
 
-static int start_node(server *s) {
-  if (ensure_node_modules() != 0)
+/* Starts server.js, plaintext or (tls not NULL) serving that certificate. */
+static int start_node(server *s, const test_cert_files *tls) {
+  static int modules_ok;
+  if (!modules_ok && ensure_node_modules() != 0)
     return -1;
+  modules_ok = 1;
   snprintf(s->dir, sizeof s->dir, "/tmp/mim-conform-XXXXXX");
   if (!mkdtemp(s->dir))
     return -1;
   char port_file[96], js[512];
   snprintf(port_file, sizeof port_file, "%s/port", s->dir);
   snprintf(js, sizeof js, "%s/tests/interop/conform/server.js", src_root());
+  char *argv[] = {"node", js, port_file, NULL, NULL, NULL, NULL, NULL};
+  if (tls) {
+    argv[3] = "--tls-cert";
+    argv[4] = (char *)tls->cert;
+    argv[5] = "--tls-key";
+    argv[6] = (char *)tls->key;
+  }
   int fds[2];
   if (pipe(fds) != 0)
     return -1;
   s->node_pid = fork();
   if (s->node_pid == 0) {
     close(fds[0]);
-    exec_node(js, port_file, fds[1]);
+    exec_node(argv, fds[1]);
   }
   close(fds[1]);
   s->kind = SRV_GRPC_JS;
@@ -201,7 +211,7 @@ static int group_teardown_mim_local(void **state) {
 static int group_setup_node(void **state) {
   (void)state;
   memset(&g_srv, 0, sizeof g_srv);
-  int rc = start_node(&g_srv);
+  int rc = start_node(&g_srv, NULL);
   if (rc != 0)
     stop_node(&g_srv);
   return rc;
@@ -878,13 +888,21 @@ static void test_server_restart(void **state) {
   assert_int_equal(mim_local_stop(s.ml), 0);
 }
 
-/* TLS against mim-local --tls-cert/--tls-key (tests/support/test_ca.h): the good
- * certificate with our CA as ca_file works; a certificate for another host, an expired
- * one and one from an unknown CA each fail the call with UNAVAILABLE, promptly. */
+/* TLS (tests/support/test_ca.h) against a server of its own of the group's kind
+ * (mim-local --tls-cert/--tls-key, server.js --tls-cert/--tls-key): the good certificate
+ * with our CA as ca_file works; a certificate for another host, an expired one and one
+ * from an unknown CA each fail the call with UNAVAILABLE, promptly. */
 static mim_status tls_ping(const test_cert_files *cert, const char *ca_file) {
   server s = {0};
   const char *const extra[] = {"--tls-cert", cert->cert, "--tls-key", cert->key, NULL};
-  assert_int_equal(start_mim_local(&s, extra), 0);
+  if (g_srv.kind == SRV_GRPC_JS) {
+    int rc = start_node(&s, cert);
+    if (rc != 0)
+      stop_node(&s);
+    assert_int_equal(rc, 0);
+  } else {
+    assert_int_equal(start_mim_local(&s, extra), 0);
+  }
   mim_transport_config cfg = {
       .hosts = {s.endpoint, NULL, NULL}, .auth_token = "", .plaintext = false, .ca_file = ca_file};
   mim_transport *t = NULL;
@@ -893,7 +911,10 @@ static mim_status tls_ping(const test_cert_files *cert, const char *ca_file) {
   mim_status st = ping(t, NULL);
   assert_true(cmn_mono_ms() - start <= 5000 * scale());
   mim_transport_free(t);
-  assert_int_equal(mim_local_stop(s.ml), 0);
+  if (s.kind == SRV_GRPC_JS)
+    stop_node(&s);
+  else
+    assert_int_equal(mim_local_stop(s.ml), 0);
   return st;
 }
 
@@ -918,12 +939,12 @@ static void test_tls(void **state) {
       cmocka_unit_test(test_cancel_unary), cmocka_unit_test(test_cancel_stream),                   \
       cmocka_unit_test(test_trailers_only_error), cmocka_unit_test(test_unimplemented),            \
       cmocka_unit_test(test_large_messages), cmocka_unit_test(test_concurrent_unary),              \
-      cmocka_unit_test(test_concurrent_streams), cmocka_unit_test(test_goaway)
+      cmocka_unit_test(test_concurrent_streams), cmocka_unit_test(test_goaway),                    \
+      cmocka_unit_test(test_tls)
 
 int main(void) {
-  /* Restarting a server on its port and TLS are mim-local's cases only. */
-  const struct CMUnitTest mim_cases[] = {CASES(), cmocka_unit_test(test_server_restart),
-                                         cmocka_unit_test(test_tls)};
+  /* Restarting a server on its port is mim-local's case only. */
+  const struct CMUnitTest mim_cases[] = {CASES(), cmocka_unit_test(test_server_restart)};
   const struct CMUnitTest node_cases[] = {CASES()};
   int failed = cmocka_run_group_tests_name("conformance: mim-local", mim_cases,
                                            group_setup_mim_local, group_teardown_mim_local);

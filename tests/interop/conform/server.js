@@ -4,9 +4,9 @@
  * independent implementation of the Momento services our transport talks to, on
  * @grpc/grpc-js and the official @gomomento/generated-types (pinned in ../package.json).
  *
- *   node server.js PORT_FILE
+ *   node server.js PORT_FILE [--tls-cert PEM --tls-key PEM]
  *
- * Listens on 127.0.0.1 port 0 (plaintext), writes the bound port to PORT_FILE (written
+ * Listens on 127.0.0.1 port 0 (plaintext, or TLS with that certificate), writes the bound port to PORT_FILE (written
  * to PORT_FILE.tmp, then renamed) and prints "conform-server listening on 127.0.0.1:PORT".
  * Exits 0 on SIGTERM/SIGINT (forceShutdown). Everything is kept in memory.
  *
@@ -45,11 +45,18 @@ const {cache_client: {pubsub}} = require('@gomomento/generated-types/dist/cachep
 const {common} = require('@gomomento/generated-types/dist/common');
 
 const FAIL_MESSAGE = 'conform: 100% failed, naïve café\ttab';
-const portFile = process.argv[2];
-if (!portFile) {
-  console.error('usage: node server.js PORT_FILE');
+const [portFile, ...flags] = process.argv.slice(2);
+const tls = {};
+for (let i = 0; i + 1 < flags.length; i += 2) tls[flags[i]] = flags[i + 1];
+if (!portFile || flags.length % 2 || Object.keys(tls).some(k => !/^--tls-(cert|key)$/.test(k)) ||
+    !tls['--tls-cert'] !== !tls['--tls-key']) {
+  console.error('usage: node server.js PORT_FILE [--tls-cert PEM --tls-key PEM]');
   process.exit(2);
 }
+const creds = tls['--tls-cert']
+  ? grpc.ServerCredentials.createSsl(null, [{cert_chain: fs.readFileSync(tls['--tls-cert']),
+    private_key: fs.readFileSync(tls['--tls-key'])}], false)
+  : grpc.ServerCredentials.createInsecure();
 
 const lists = new Map(); // "cache\0list(base64)" -> [Uint8Array]
 const topics = new Map(); // "cache\0topic" -> {seq, subs: Set<call>}
@@ -198,7 +205,7 @@ server.addService(scs.UnimplementedScsService.definition,
 server.addService(pubsub.UnimplementedPubsubService.definition,
   {Publish: onPublish, Subscribe: onSubscribe});
 
-server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => {
+server.bindAsync('127.0.0.1:0', creds, (err, bound) => {
   if (err) {
     console.error(`conform-server: bind failed: ${err.message}`);
     process.exit(1);
