@@ -54,8 +54,8 @@ struct mim_h2_stream {
 
 struct mim_h2_conn {
   nghttp2_session *s;
-  mim_reactor *r;    /* NULL in memory mode */
-  mim_net_conn *nc;  /* NULL in memory mode */
+  mim_reactor *r;   /* NULL in memory mode */
+  mim_net_conn *nc; /* NULL in memory mode */
   mim_watch *watch;
   unsigned interest;
   unsigned read_wants; /* what the last read that returned AGAIN waits for */
@@ -626,7 +626,8 @@ static void keepalive_fire(void *user) {
     return;
   }
   /* An idle connection is never pinged: servers treat that as abuse. */
-  if (c->nstreams > 0 && ping_allowed(c) && nghttp2_submit_ping(c->s, NGHTTP2_FLAG_NONE, NULL) == 0) {
+  if (c->nstreams > 0 && ping_allowed(c) &&
+      nghttp2_submit_ping(c->s, NGHTTP2_FLAG_NONE, NULL) == 0) {
     c->ping_outstanding = true;
     c->pings_without_data++;
     c->last_ping_ms = cmn_mono_ms();
@@ -665,8 +666,7 @@ mim_status mim_h2_conn_create(mim_reactor *r, mim_net_conn *nc, int64_t keepaliv
   return MIM_OK;
 }
 
-mim_status mim_h2_conn_create_mem(const mim_h2_events *events, void *conn_user,
-                                  mim_h2_conn **out) {
+mim_status mim_h2_conn_create_mem(const mim_h2_events *events, void *conn_user, mim_h2_conn **out) {
   *out = NULL;
   mim_h2_conn *c = conn_alloc(events, conn_user);
   if (!c)

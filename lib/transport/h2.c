@@ -64,8 +64,8 @@ struct mim_call {
   mim_timer *deadline_timer;
   pconn *pc;
   mim_h2_stream *stream;
-  mim_call *qnext;         /* endpoint queue */
-  mim_call *prev, *next;   /* t->calls */
+  mim_call *qnext;       /* endpoint queue */
+  mim_call *prev, *next; /* t->calls */
 };
 
 struct pconn {
@@ -80,8 +80,8 @@ struct endpoint {
   pconn *conns;
   mim_net_dial *dial;
   mim_call *qhead, *qtail;
-  unsigned failures;       /* dial failures in a row */
-  int64_t retry_at;        /* no dial before this (monotonic ms) */
+  unsigned failures; /* dial failures in a row */
+  int64_t retry_at;  /* no dial before this (monotonic ms) */
   char last_error[DETAIL_LEN];
 };
 
@@ -304,7 +304,8 @@ static void ep_dial(endpoint *ep) {
   mim_transport *t = ep->t;
   if (ep->dial)
     return;
-  mim_status st = mim_net_dial(t->net, ep->host_port, DIAL_TIMEOUT_MS, on_dialed, ep, &ep->dial);
+  mim_status st =
+      mim_net_dial_start(t->net, ep->host_port, DIAL_TIMEOUT_MS, on_dialed, ep, &ep->dial);
   if (st != MIM_OK) {
     ep->dial = NULL;
     ep_fail_queue(ep, MIM_ERR_UNAVAILABLE, mim_last_error_detail());
@@ -535,8 +536,8 @@ static mim_status call_launch(mim_call *c, mim_call **out_call) {
 /* hold: the caller gets an extra reference on success (released with call_unref). */
 static mim_status unary_start(mim_transport *t, mim_host_kind host, const char *method,
                               const char *cache_name, const uint8_t *request, size_t request_len,
-                              int64_t deadline_ms, mim_unary_cb cb, void *user,
-                              mim_call **out_call, bool hold) {
+                              int64_t deadline_ms, mim_unary_cb cb, void *user, mim_call **out_call,
+                              bool hold) {
   mim_status vst = valid_call(t, host, method, request, request_len);
   if (vst != MIM_OK)
     return vst;
