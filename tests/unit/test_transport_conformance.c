@@ -385,6 +385,7 @@ typedef struct stream_result {
   pthread_mutex_t mu;
   char last_text[64]; /* text of the last item ("" for heartbeats) */
   int items;
+  int undecodable; /* messages that are not a _SubscriptionItem: must stay 0 */
   mim_status status;
   char detail[256];
   mim_call *call;
@@ -406,6 +407,10 @@ static void on_message(void *user, const uint8_t *msg, size_t len) {
     }
     pthread_mutex_unlock(&s->mu);
     mim_pb_free(m);
+  } else {
+    pthread_mutex_lock(&s->mu);
+    s->undecodable++;
+    pthread_mutex_unlock(&s->mu);
   }
   int first = s->messages.count == 0;
   waiter_bump(&s->messages);
@@ -432,6 +437,7 @@ static void stream_init(stream_result *s) {
 }
 
 static void stream_free(stream_result *s) {
+  assert_int_equal(s->undecodable, 0);
   waiter_destroy(&s->messages);
   waiter_destroy(&s->closed);
   pthread_mutex_destroy(&s->mu);
