@@ -50,8 +50,9 @@ typedef struct options {
   const char *data_dir;
   persist_fsync fsync_mode;
   uint64_t compact_bytes;
-  int max_streams;     /* per connection */
-  size_t memory_quota; /* gRPC core's resource quota, bytes */
+  int max_streams;           /* per connection */
+  size_t memory_quota;       /* gRPC core's resource quota, bytes */
+  int max_connection_age_ms; /* test hook: GOAWAY after this long (0: never) */
   bool recover;
 } options;
 
@@ -93,6 +94,8 @@ static void usage(FILE *out) {
         "                           (default 1073741824)\n"
         "  --recover                start on damaged --data-dir files: copy them to\n"
         "                           DIR/damaged-<time>/, load every intact record\n"
+        "  --max-connection-age-ms N  test hook: close each connection gracefully (GOAWAY)\n"
+        "                           after N ms, in-flight calls get 1 s more\n"
         "signals: SIGTERM/SIGINT stop cleanly; SIGUSR1 ends every subscription stream\n"
         "(UNAVAILABLE) and keeps serving, to test client resume.\n",
         out);
@@ -135,7 +138,8 @@ enum {
   OPT_COMPACT,
   OPT_MAX_STREAMS,
   OPT_MEMORY_QUOTA,
-  OPT_RECOVER
+  OPT_RECOVER,
+  OPT_MAX_AGE
 };
 
 static const struct option g_long[] = {
@@ -165,6 +169,7 @@ static const struct option g_long[] = {
     {"max-streams-per-connection", required_argument, NULL, OPT_MAX_STREAMS},
     {"memory-quota-bytes", required_argument, NULL, OPT_MEMORY_QUOTA},
     {"recover", no_argument, NULL, OPT_RECOVER},
+    {"max-connection-age-ms", required_argument, NULL, OPT_MAX_AGE},
     {NULL, 0, NULL, 0},
 };
 
@@ -194,6 +199,8 @@ static bool set_number(options *o, int opt, const char *arg) {
     return parse_num(arg, 1ULL << 40, &v) && v > 0 && ((o->compact_bytes = v), true);
   case OPT_MAX_STREAMS:
     return parse_num(arg, INT32_MAX, &v) && v > 0 && ((o->max_streams = (int)v), true);
+  case OPT_MAX_AGE:
+    return parse_num(arg, INT32_MAX, &v) && v > 0 && ((o->max_connection_age_ms = (int)v), true);
   case OPT_MEMORY_QUOTA:
     return parse_num(arg, 1ULL << 44, &v) && v >= (16u << 20) && ((o->memory_quota = v), true);
   case OPT_TTL:
@@ -470,6 +477,7 @@ static srv_rpc *start_rpc(app *a, const options *o, int *port) {
                          .max_receive_bytes = o->max_message_bytes + 65536,
                          .max_streams_per_connection = o->max_streams,
                          .memory_quota_bytes = o->memory_quota,
+                         .max_connection_age_ms = o->max_connection_age_ms,
                          .cq_threads = 2};
     dispatch_configure(&rc, a);
     rpc = srv_rpc_start(&rc, port);

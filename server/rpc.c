@@ -524,7 +524,7 @@ static grpc_arg quota_arg(char *key, grpc_resource_quota *quota) {
 }
 
 static grpc_server *create_server(const srv_rpc_config *cfg) {
-  grpc_arg args[8];
+  grpc_arg args[10];
   size_t n = 0;
   char k_max[] = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
   char k_ping[] = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
@@ -534,6 +534,8 @@ static grpc_server *create_server(const srv_rpc_config *cfg) {
   char k_algos[] = GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET;
   char k_streams[] = GRPC_ARG_MAX_CONCURRENT_STREAMS;
   char k_quota[] = GRPC_ARG_RESOURCE_QUOTA;
+  char k_age[] = GRPC_ARG_MAX_CONNECTION_AGE_MS;
+  char k_grace[] = GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS;
   args[n++] = int_arg(k_max, (int)cfg->max_receive_bytes);
   /* Clients (the official SDKs) send keepalive pings often; tolerate them. */
   args[n++] = int_arg(k_ping, 1000);
@@ -547,6 +549,10 @@ static grpc_server *create_server(const srv_rpc_config *cfg) {
   args[n++] = int_arg(k_algos, 1 << GRPC_COMPRESS_NONE);
   if (cfg->max_streams_per_connection > 0) {
     args[n++] = int_arg(k_streams, cfg->max_streams_per_connection);
+  }
+  if (cfg->max_connection_age_ms > 0) {
+    args[n++] = int_arg(k_age, cfg->max_connection_age_ms);
+    args[n++] = int_arg(k_grace, 1000);
   }
   grpc_resource_quota *quota = NULL;
   if (cfg->memory_quota_bytes > 0) {

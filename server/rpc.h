@@ -28,6 +28,9 @@ typedef struct srv_rpc_config {
   int max_streams_per_connection;
   /* Memory gRPC core may use for transports and calls (its resource quota); 0: none. */
   size_t memory_quota_bytes;
+  /* Test hook: gRPC core's GRPC_ARG_MAX_CONNECTION_AGE_MS (GOAWAY after that long; 1 s
+   * grace for calls in flight). 0: connections live for ever. */
+  int max_connection_age_ms;
   int cq_threads;
   srv_dispatch_fn dispatch;
   void *app;

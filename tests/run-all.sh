@@ -15,6 +15,9 @@ passed=0
 failed=0
 failed_names=()
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# Test programs that start scripts of the source tree (test_transport_conformance runs
+# tests/interop/conform/server.js) find it here, whatever the working directory.
+export MIM_SRC_ROOT=${MIM_SRC_ROOT:-$ROOT}
 
 # Sanitizer runs (make check SANITIZE=...): every report must fail the test that caused it,
 # also one printed by a child process (mim-local, examples) whose exit status a test may not

@@ -23,13 +23,7 @@ major=$(node -p 'process.versions.node.split(".")[0]')
 [ -x "$MIM_BUILD/bin/mim-local" ] || echo "interop: warning: $MIM_BUILD/bin/mim-local not built; every test will fail"
 
 cd "$DIR" || fail "no $DIR"
-stamp=node_modules/.mim-lock-sha256
-want=$(sha256sum package-lock.json | cut -d' ' -f1)
-if [ ! -d node_modules ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "interop: npm ci (node_modules missing or stale)"
-  npm ci --no-audit --no-fund --loglevel=error || fail "npm ci failed"
-  echo "$want" >"$stamp"
-fi
+bash "$DIR/npm-ci.sh" || fail "npm ci failed"
 
 # Our C library's side of the both-ways tests (test/cpeer.test.js): a small CLI on the
 # static library. A failed build removes any old binary so those tests fail instead of
