@@ -272,7 +272,10 @@ FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -g -
   -fno-omit-frame-pointer -Iinclude -Ilib -Icommon -Iserver -isystem $(GEN) \
   $(shell $(PKG_CONFIG) --cflags $(LIB_PKGS) 2>/dev/null)
 FUZZ_LIBA := $(FZ)/libmim-fuzz.a
-FUZZ_LIBA_OBJ := $(patsubst lib/%.c,$(FZ)/obj/lib/%.o,$(LIB_SRC)) \
+# lib/h2/grpc_wire.c is pure (no transport state), so fuzz_grpc_wire runs whatever the
+# TRANSPORT: it is always in the fuzz library, once.
+FUZZ_LIB_SRC := $(sort $(LIB_SRC) lib/h2/grpc_wire.c)
+FUZZ_LIBA_OBJ := $(patsubst lib/%.c,$(FZ)/obj/lib/%.o,$(FUZZ_LIB_SRC)) \
   $(patsubst server/%.c,$(FZ)/obj/server/%.o,$(filter-out server/main.c server/rpc.c,$(SERVER_SRC))) \
   $(FZ)/obj/fake_rpc.o
 # The same two archives as the normal build, instrumented: linked after FUZZ_LIBA.
