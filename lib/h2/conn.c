@@ -22,7 +22,7 @@
 
 #define DETAIL_LEN 512
 #define READ_CHUNK 16384
-#define OUT_HIGH (256 * 1024) /* stop pulling frames once this much waits */
+#define OUT_HIGH ((size_t)256 * 1024) /* stop pulling frames once this much waits */
 #define MAX_FIXED_HEADERS 8
 #define MAX_EXTRA_HEADERS 8
 #define USER_AGENT "grpc-c-mim/" MIM_VERSION_STRING
@@ -720,7 +720,7 @@ void mim_h2_conn_free(mim_h2_conn *c) {
     mim_timer_cancel(c->ka_timer);
   /* Stream objects go first: nghttp2 does not report their close from session_del. */
   while (c->streams)
-    stream_unlink_free(c->streams);
+    stream_unlink_free(c->streams); // NOLINT(clang-analyzer-unix.Malloc): unlinks before freeing
   nghttp2_session_del(c->s);
   mim_net_conn_close(c->nc);
   free(c->out);

@@ -386,7 +386,7 @@ static void test_goaway_refuses_later_streams(void **state) {
 
 static void test_large_messages(void **state) {
   (void)state;
-  size_t sizes[] = {4 * 1024 * 1024, MIM_GRPC_MAX_MESSAGE, MIM_GRPC_MAX_MESSAGE + 1};
+  size_t sizes[] = {(size_t)4 * 1024 * 1024, MIM_GRPC_MAX_MESSAGE, MIM_GRPC_MAX_MESSAGE + 1};
   for (int i = 0; i < 3; i++) {
     pair p;
     pair_init(&p);
@@ -510,11 +510,11 @@ static void test_deadline_resets_stream(void **state) {
   assert_int_equal(mim_transport_unary(t, MIM_HOST_CACHE, "/test.Hang/Unary", NULL, NULL, 0, 200,
                                        w_unary, &w, NULL),
                    MIM_OK);
-  assert_int_equal(w_wait(&w, 1, 5000 * test_time_scale()), 1);
+  assert_int_equal(w_wait(&w, 1, (int64_t)5000 * test_time_scale()), 1);
   assert_int_equal(w.last, MIM_ERR_DEADLINE_EXCEEDED);
   assert_string_equal(w.detail, "Deadline Exceeded");
   /* The server learns of it through RST_STREAM (or its own grpc-timeout): bounded wait. */
-  int64_t until = cmn_mono_ms() + 5000 * test_time_scale();
+  int64_t until = cmn_mono_ms() + (int64_t)5000 * test_time_scale();
   while (grpc_test_server_finished_count(srv) < 1 && cmn_mono_ms() < until)
     w_wait(&w, 2, 10);
   assert_int_equal(grpc_test_server_finished_count(srv), 1);
@@ -536,9 +536,9 @@ static void test_thousand_streams(void **state) {
         mim_transport_stream(t, MIM_HOST_CACHE, "/test.Stream/Hang", NULL, NULL, 0, 0, &cbs, NULL),
         MIM_OK);
   /* Every stream is open at once: each got its first message. */
-  int64_t until = cmn_mono_ms() + 20000 * test_time_scale();
+  int64_t until = cmn_mono_ms() + (int64_t)20000 * test_time_scale();
   pthread_mutex_lock(&w.mu);
-  struct timespec tick = cmn_deadline_after_ms(20000 * test_time_scale());
+  struct timespec tick = cmn_deadline_after_ms((int64_t)20000 * test_time_scale());
   while (w.msgs < n && cmn_mono_ms() < until && pthread_cond_timedwait(&w.cv, &w.mu, &tick) == 0) {
   }
   int msgs = w.msgs;
@@ -556,7 +556,7 @@ static void test_4mib_echo(void **state) {
   grpc_test_server *srv = grpc_test_server_start();
   assert_non_null(srv);
   mim_transport *t = make_transport(srv);
-  size_t n = 4 * 1024 * 1024 - 64; /* the gRPC server's default receive limit is 4 MiB */
+  size_t n = (size_t)4 * 1024 * 1024 - 64; /* the gRPC server's default receive limit is 4 MiB */
   uint8_t *req = malloc(n);
   assert_non_null(req);
   for (size_t i = 0; i < n; i++)
@@ -564,7 +564,7 @@ static void test_4mib_echo(void **state) {
   uint8_t *resp = NULL;
   size_t len = 0;
   assert_int_equal(mim_transport_unary_sync(t, MIM_HOST_CACHE, "/test.Echo/Unary", NULL, req, n,
-                                            20000 * test_time_scale(), &resp, &len),
+                                            (int64_t)20000 * test_time_scale(), &resp, &len),
                    MIM_OK);
   assert_int_equal(len, n);
   assert_memory_equal(resp, req, n);
