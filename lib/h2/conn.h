@@ -73,10 +73,10 @@ typedef struct mim_h2_header {
 } mim_h2_header;
 
 typedef struct mim_h2_request {
-  const char *path;      /* "/service/method" */
-  const char *authority; /* host:port */
-  bool tls;              /* :scheme https or http */
-  int64_t timeout_ms;    /* > 0: grpc-timeout is sent */
+  const char *path;             /* "/service/method" */
+  const char *authority;        /* host:port */
+  bool tls;                     /* :scheme https or http */
+  int64_t timeout_ms;           /* > 0: grpc-timeout is sent */
   const mim_h2_header *headers; /* after the fixed ones (authorization, cache, ...) */
   size_t header_count;
   /* The whole request body: gRPC prefix + message. Not copied: it must stay valid until
@@ -93,8 +93,7 @@ mim_status mim_h2_conn_create(mim_reactor *r, mim_net_conn *nc, int64_t keepaliv
                               const mim_h2_events *events, void *conn_user, mim_h2_conn **out);
 
 /* Memory mode (see the top of this file). */
-mim_status mim_h2_conn_create_mem(const mim_h2_events *events, void *conn_user,
-                                  mim_h2_conn **out);
+mim_status mim_h2_conn_create_mem(const mim_h2_events *events, void *conn_user, mim_h2_conn **out);
 
 /* Memory mode: feeds bytes from the server. Returns MIM_OK, or the error that failed
  * the connection (its streams then got on_close first). */
