@@ -278,7 +278,13 @@ FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -g -
   -fno-omit-frame-pointer -Iinclude -Ilib -Icommon -Iserver -isystem $(GEN) \
   $(shell $(PKG_CONFIG) --cflags $(LIB_PKGS) $(CURL_PKG) 2>/dev/null)
 FUZZ_LIBA := $(FZ)/libmim-fuzz.a
-FUZZ_LIBA_OBJ := $(patsubst lib/%.c,$(FZ)/obj/lib/%.o,$(LIB_SRC)) \
+# lib/h2 and lib/loop are always in the fuzz library (once), whatever the TRANSPORT, so
+# fuzz_grpc_wire and fuzz_h2_client run in every build; lib/transport/h2.c is not (it
+# would clash with the gRPC core transport).
+FUZZ_LIB_SRC := $(sort $(LIB_SRC) $(wildcard lib/h2/*.c) $(wildcard lib/loop/*.c))
+FUZZ_LDLIBS := $(LIB_LDLIBS) $(if $(filter grpc,$(TRANSPORT)),\
+  $(shell $(PKG_CONFIG) --libs libnghttp2 2>/dev/null),)
+FUZZ_LIBA_OBJ := $(patsubst lib/%.c,$(FZ)/obj/lib/%.o,$(FUZZ_LIB_SRC)) \
   $(patsubst server/%.c,$(FZ)/obj/server/%.o,$(filter-out server/main.c server/rpc.c,$(SERVER_SRC))) \
   $(FZ)/obj/fake_rpc.o
 # The same two archives as the normal build, instrumented: linked after FUZZ_LIBA.
@@ -320,7 +326,7 @@ $(FUZZ_PROTO_LIB): $(FUZZ_PROTO_OBJ)
 	ar rcs $@ $^
 $(FZ)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIBA) $(FUZZ_COMMON_LIB) $(FUZZ_PROTO_LIB)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIBA) $(FUZZ_COMMON_LIB) \
-	  $(FUZZ_PROTO_LIB) $(LIB_LDLIBS)
+	  $(FUZZ_PROTO_LIB) $(FUZZ_LDLIBS)
 -include $(shell find $(FZ)/obj -name '*.d' 2>/dev/null)
 
 # ---- bench/ (issue 7): `make bench` runs every system and writes bench/results/latest.*;

@@ -22,7 +22,7 @@
 
 #define DETAIL_LEN 512
 #define READ_CHUNK 16384
-#define OUT_HIGH (256 * 1024) /* stop pulling frames once this much waits */
+#define OUT_HIGH ((size_t)256 * 1024) /* stop pulling frames once this much waits */
 #define MAX_FIXED_HEADERS 8
 #define MAX_EXTRA_HEADERS 8
 #define USER_AGENT "grpc-c-mim/" MIM_VERSION_STRING
@@ -462,10 +462,15 @@ static void out_fill(mim_h2_conn *c) {
       return;
     }
     if (n == 0)
-      return;
+      break;
     if (!out_append(c, p, (size_t)n))
       conn_mark_dead(c, MIM_ERR_NO_MEMORY, "out of memory writing to %s", c->peer);
   }
+  /* Once our GOAWAY for a connection error is out, nghttp2 reads no more: streams still
+   * open would never end, also after a GOAWAY from the server (a clean drain has none
+   * left). */
+  if (!c->dead && c->nstreams > 0 && !nghttp2_session_want_read(c->s))
+    conn_mark_dead(c, MIM_ERR_UNAVAILABLE, "HTTP/2 protocol error from %s", c->peer);
 }
 
 /* Network mode: writes until nghttp2 has nothing more or the socket is full. */
@@ -682,10 +687,9 @@ mim_status mim_h2_conn_create_mem(const mim_h2_events *events, void *conn_user, 
 }
 
 mim_status mim_h2_conn_mem_recv(mim_h2_conn *c, const uint8_t *data, size_t len) {
-  if (c->dead)
-    return mim_fail_with_detail(c->dead_status, c->dead_detail);
   c->in_io = true;
-  conn_feed(c, data, len);
+  if (!c->dead)
+    conn_feed(c, data, len);
   c->in_io = false;
   if (!c->dead && c->notify_ready && mim_h2_conn_can_submit(c) && c->ev.on_ready) {
     c->notify_ready = false;
@@ -700,7 +704,10 @@ mim_status mim_h2_conn_mem_recv(mim_h2_conn *c, const uint8_t *data, size_t len)
 
 size_t mim_h2_conn_mem_output(mim_h2_conn *c, const uint8_t **out) {
   c->out_off = c->out_len = 0;
-  out_fill(c);
+  if (!c->dead)
+    out_fill(c);
+  if (c->dead)
+    conn_fail_streams(c);
   if (out)
     *out = c->out;
   return c->out_len;
@@ -715,7 +722,7 @@ void mim_h2_conn_free(mim_h2_conn *c) {
     mim_timer_cancel(c->ka_timer);
   /* Stream objects go first: nghttp2 does not report their close from session_del. */
   while (c->streams)
-    stream_unlink_free(c->streams);
+    stream_unlink_free(c->streams); // NOLINT(clang-analyzer-unix.Malloc): unlinks before freeing
   nghttp2_session_del(c->s);
   mim_net_conn_close(c->nc);
   free(c->out);

@@ -49,7 +49,9 @@ void mim_grpc_reader_free(mim_grpc_reader *r);
  * flag other than 0/1, MIM_ERR_INTERNAL; a message longer than max,
  * MIM_ERR_RESOURCE_EXHAUSTED naming both sizes (refused from the prefix, before any
  * allocation); no memory, MIM_ERR_NO_MEMORY; fed again after an error or a stop,
- * MIM_ERR_INTERNAL. detail (cap bytes, may be NULL) gets the message. The buffer grows
+ * MIM_ERR_INTERNAL. detail (cap bytes, may be NULL) gets the message; a stop by the
+ * callback (MIM_ERR_CANCELLED) leaves detail alone, since it may live in what the callback
+ * freed. The buffer grows
  * with the bytes that actually arrive (not with the announced length) and is reused for
  * the following messages. */
 mim_status mim_grpc_reader_feed(mim_grpc_reader *r, const uint8_t *data, size_t len,

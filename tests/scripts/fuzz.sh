@@ -43,7 +43,7 @@ for src in fuzz/fuzz_*.c; do
   else
     failed=$((failed + 1))
     echo "FAIL $name (exit $rc) after ${execs:-?} executions; log: $log"
-    grep -aE 'ERROR|SUMMARY|fuzz_[a-z_]+:|fake_rpc:|Test unit written' "$log" | head -n 10 | sed 's/^/    /'
+    grep -aE 'ERROR|SUMMARY|fuzz_[a-z0-9_]+:|fake_rpc:|Test unit written' "$log" | head -n 10 | sed 's/^/    /'
   fi
 done
 echo "fuzz: $passed passed, $failed failed"
