@@ -492,6 +492,14 @@ static void w_unary(void *u, mim_status st, const char *detail, const uint8_t *r
   w_close(u, st, detail);
 }
 
+static void wait_msgs(waiter *w, int n, int64_t ms) {
+  struct timespec until = cmn_deadline_after_ms(ms);
+  pthread_mutex_lock(&w->mu);
+  while (w->msgs < n && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0) {
+  }
+  pthread_mutex_unlock(&w->mu);
+}
+
 static mim_transport *make_transport(grpc_test_server *srv) {
   mim_transport_config cfg = {
       .hosts = {grpc_test_server_address(srv), NULL, NULL}, .auth_token = "tok", .plaintext = true};
@@ -551,6 +559,66 @@ static void test_thousand_streams(void **state) {
   grpc_test_server_stop(srv);
 }
 
+/* The server allows 10 streams per connection: 30 open streams need three connections. */
+static void test_max_concurrent_streams_overflow(void **state) {
+  (void)state;
+  grpc_test_server_options o = {.max_concurrent_streams = 10};
+  grpc_test_server *srv = grpc_test_server_start_with(&o);
+  assert_non_null(srv);
+  mim_transport *t = make_transport(srv);
+  enum { N = 30 };
+  waiter w;
+  w_init(&w);
+  mim_stream_callbacks cbs = {w_msg, w_close, &w};
+  for (int i = 0; i < N; i++)
+    assert_int_equal(
+        mim_transport_stream(t, MIM_HOST_CACHE, "/test.Stream/Hang", NULL, NULL, 0, 0, &cbs, NULL),
+        MIM_OK);
+  wait_msgs(&w, N, (int64_t)10000 * test_time_scale());
+  assert_int_equal(w.msgs, N);
+  assert_int_equal(w.count, 0);
+  mim_transport_free(t);
+  assert_int_equal(w.count, N);
+  grpc_test_server_stop(srv);
+}
+
+/* The server sends GOAWAY every ~300 ms: calls keep succeeding on fresh connections and a
+ * stream opened before a GOAWAY keeps running through it. */
+static void test_goaway_reconnects(void **state) {
+  (void)state;
+  grpc_test_server_options o = {.max_connection_age_ms = 300, .max_connection_age_grace_ms = 60000};
+  grpc_test_server *srv = grpc_test_server_start_with(&o);
+  assert_non_null(srv);
+  mim_transport *t = make_transport(srv);
+  waiter sw;
+  w_init(&sw);
+  mim_stream_callbacks cbs = {w_msg, w_close, &sw};
+  assert_int_equal(
+      mim_transport_stream(t, MIM_HOST_CACHE, "/test.Stream/Hang", NULL, NULL, 0, 0, &cbs, NULL),
+      MIM_OK);
+  wait_msgs(&sw, 1, (int64_t)5000 * test_time_scale());
+  assert_int_equal(sw.msgs, 1);
+  int64_t end = cmn_mono_ms() + 1500;
+  int calls = 0;
+  while (cmn_mono_ms() < end && calls < 2000) {
+    uint8_t *resp = NULL;
+    size_t len = 0;
+    assert_int_equal(mim_transport_unary_sync(t, MIM_HOST_CACHE, "/test.Echo/Unary", NULL,
+                                              (const uint8_t *)"x", 1,
+                                              (int64_t)5000 * test_time_scale(), &resp, &len),
+                     MIM_OK);
+    assert_int_equal(len, 1);
+    free(resp);
+    calls++;
+  }
+  assert_true(calls > 0);
+  assert_int_equal(sw.count, 0); /* the old stream is still open */
+  mim_transport_free(t);
+  assert_int_equal(sw.count, 1);
+  assert_int_equal(sw.last, MIM_ERR_CANCELLED);
+  grpc_test_server_stop(srv);
+}
+
 static void test_4mib_echo(void **state) {
   (void)state;
   grpc_test_server *srv = grpc_test_server_start();
@@ -588,6 +656,8 @@ int main(void) {
       cmocka_unit_test(test_cancel_sends_rst),
       cmocka_unit_test(test_deadline_resets_stream),
       cmocka_unit_test(test_thousand_streams),
+      cmocka_unit_test(test_max_concurrent_streams_overflow),
+      cmocka_unit_test(test_goaway_reconnects),
       cmocka_unit_test(test_4mib_echo),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
