@@ -70,7 +70,7 @@ struct mim_h2_conn {
   size_t out_len, out_off, out_cap;
   /* keepalive */
   mim_timer *ka_timer;
-  int64_t ka_ms;
+  int64_t ka_ms, ka_timeout_ms;
   bool ping_outstanding;
   int pings_without_data;
   int64_t last_ping_ms;
@@ -624,7 +624,7 @@ static void keepalive_fire(void *user) {
     return;
   if (c->ping_outstanding) {
     conn_mark_dead(c, MIM_ERR_UNAVAILABLE, "keepalive ping to %s not answered within %d ms",
-                   c->peer, MIM_H2_KEEPALIVE_TIMEOUT_MS);
+                   c->peer, (int)c->ka_timeout_ms);
     conn_finish(c);
     return;
   }
@@ -634,7 +634,7 @@ static void keepalive_fire(void *user) {
     c->ping_outstanding = true;
     c->pings_without_data++;
     c->last_ping_ms = cmn_mono_ms();
-    keepalive_arm(c, MIM_H2_KEEPALIVE_TIMEOUT_MS);
+    keepalive_arm(c, c->ka_timeout_ms);
     conn_kick(c);
     return;
   }
@@ -644,7 +644,8 @@ static void keepalive_fire(void *user) {
 /* ---- public ---- */
 
 mim_status mim_h2_conn_create(mim_reactor *r, mim_net_conn *nc, int64_t keepalive_ms,
-                              const mim_h2_events *events, void *conn_user, mim_h2_conn **out) {
+                              int64_t keepalive_timeout_ms, const mim_h2_events *events,
+                              void *conn_user, mim_h2_conn **out) {
   *out = NULL;
   mim_h2_conn *c = conn_alloc(events, conn_user);
   if (!c) {
@@ -654,6 +655,7 @@ mim_status mim_h2_conn_create(mim_reactor *r, mim_net_conn *nc, int64_t keepaliv
   c->r = r;
   c->nc = nc;
   c->ka_ms = keepalive_ms > 0 ? keepalive_ms : MIM_H2_KEEPALIVE_MS;
+  c->ka_timeout_ms = keepalive_timeout_ms > 0 ? keepalive_timeout_ms : MIM_H2_KEEPALIVE_TIMEOUT_MS;
   snprintf(c->peer, sizeof c->peer, "%s", mim_net_conn_peer(nc));
   mim_status st = session_new(c);
   if (st == MIM_OK) {

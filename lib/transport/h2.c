@@ -334,7 +334,7 @@ static void on_dialed(void *user, mim_status status, const char *detail, mim_net
     return;
   }
   pc->ep = ep;
-  if (mim_h2_conn_create(t->r, nc, t->keepalive_ms, &conn_events, pc, &pc->h) != MIM_OK) {
+  if (mim_h2_conn_create(t->r, nc, t->keepalive_ms, 0, &conn_events, pc, &pc->h) != MIM_OK) {
     free(pc);
     ep_fail_queue(ep, MIM_ERR_UNAVAILABLE, mim_last_error_detail());
     return;

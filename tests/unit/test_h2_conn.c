@@ -9,8 +9,14 @@
 #include "grpc_test_server.h"
 #include "h2/conn.h"
 #include "h2/grpc_wire.h"
+#include "loop/reactor.h"
 #include "time_scale.h"
 #include "transport.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
@@ -619,6 +625,126 @@ static void test_goaway_reconnects(void **state) {
   grpc_test_server_stop(srv);
 }
 
+/* ---- keepalive, on a connection driven by a reactor of the test's own ---- */
+
+typedef struct ka_fixture {
+  mim_reactor *r;
+  mim_net *net;
+  mim_net_dial *dial;
+  mim_h2_conn *c;
+  mim_h2_stream *s;
+  char addr[64];
+  int64_t ka_ms, ka_timeout_ms;
+  waiter w; /* stream messages and close */
+  uint8_t body[MIM_GRPC_PREFIX_LEN];
+} ka_fixture;
+
+static void ka_on_close(void *u, mim_status st, const char *detail, const uint8_t *m, size_t len,
+                        bool refused) {
+  (void)m, (void)len, (void)refused;
+  w_close(u, st, detail);
+}
+
+static void ka_on_dead(void *cu, mim_h2_conn *c, mim_status st, const char *detail) {
+  (void)st, (void)detail;
+  ka_fixture *f = cu;
+  mim_h2_conn_free(c);
+  f->c = NULL;
+}
+
+static const mim_h2_events ka_events = {w_msg, ka_on_close, NULL, ka_on_dead, NULL};
+
+static void ka_dialed(void *u, mim_status st, const char *detail, mim_net_conn *nc) {
+  ka_fixture *f = u;
+  f->dial = NULL;
+  if (st != MIM_OK ||
+      mim_h2_conn_create(f->r, nc, f->ka_ms, f->ka_timeout_ms, &ka_events, f, &f->c) != MIM_OK) {
+    w_close(&f->w, st == MIM_OK ? MIM_ERR_INTERNAL : st, detail ? detail : "create failed");
+    return;
+  }
+  mim_grpc_prefix(f->body, 0);
+  mim_h2_request req = {.path = "/test.Stream/Hang",
+                        .authority = f->addr,
+                        .body = f->body,
+                        .body_len = sizeof f->body};
+  if (mim_h2_conn_submit(f->c, &req, &f->w, &f->s) != MIM_OK)
+    w_close(&f->w, MIM_ERR_INTERNAL, "submit failed");
+}
+
+static void ka_start(void *arg) {
+  ka_fixture *f = arg;
+  if (mim_net_dial_start(f->net, f->addr, 5000, ka_dialed, f, &f->dial) != MIM_OK)
+    w_close(&f->w, MIM_ERR_INTERNAL, "dial failed");
+}
+
+static void ka_stop(void *arg) {
+  ka_fixture *f = arg;
+  if (f->dial)
+    mim_net_dial_cancel(f->dial);
+  mim_h2_conn_free(f->c);
+  f->c = NULL;
+  w_close(&f->w, MIM_ERR_CANCELLED, "stopped");
+}
+
+static void ka_run(ka_fixture *f, const char *addr, int64_t ka_ms, int64_t ka_timeout_ms) {
+  memset(f, 0, sizeof *f);
+  w_init(&f->w);
+  snprintf(f->addr, sizeof f->addr, "%s", addr);
+  f->ka_ms = ka_ms;
+  f->ka_timeout_ms = ka_timeout_ms;
+  assert_int_equal(mim_reactor_create(NULL, "ka-test", &f->r), MIM_OK);
+  mim_net_config ncfg = {.tls = false};
+  assert_int_equal(mim_net_create(f->r, &ncfg, &f->net), MIM_OK);
+  assert_int_equal(mim_reactor_post(f->r, ka_start, f), MIM_OK);
+}
+
+static void ka_finish(ka_fixture *f, int closes_before) {
+  assert_int_equal(mim_reactor_post(f->r, ka_stop, f), MIM_OK);
+  assert_int_equal(w_wait(&f->w, closes_before + 1, 10000), closes_before + 1);
+  mim_reactor_free(f->r);
+  mim_net_free(f->net);
+}
+
+/* A server that accepts and then says nothing: the keepalive ping is never answered and
+ * the open stream ends UNAVAILABLE once the ack timeout passed. */
+static void test_keepalive_timeout(void **state) {
+  (void)state;
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(ls >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t alen = sizeof a;
+  assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(ls, 4), 0);
+  assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &alen), 0);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+  ka_fixture f;
+  int64_t start = cmn_mono_ms();
+  ka_run(&f, addr, 100, 300);
+  assert_int_equal(w_wait(&f.w, 1, (int64_t)10000 * test_time_scale()), 1);
+  assert_int_equal(f.w.last, MIM_ERR_UNAVAILABLE);
+  assert_non_null(strstr(f.w.detail, "keepalive"));
+  assert_true(cmn_mono_ms() - start >= 400);
+  ka_finish(&f, 1);
+  close(ls);
+}
+
+/* A gRPC server answers the pings, and they are few enough that it never sends GOAWAY
+ * ENHANCE_YOUR_CALM: the stream outlives several ack timeouts. */
+static void test_keepalive_answered(void **state) {
+  (void)state;
+  grpc_test_server *srv = grpc_test_server_start();
+  assert_non_null(srv);
+  ka_fixture f;
+  ka_run(&f, grpc_test_server_address(srv), 100, 300);
+  wait_msgs(&f.w, 1, (int64_t)5000 * test_time_scale());
+  assert_int_equal(f.w.msgs, 1);
+  assert_int_equal(w_wait(&f.w, 1, 1500), 0); /* still open */
+  ka_finish(&f, 0);
+  assert_int_equal(f.w.last, MIM_ERR_CANCELLED); /* closed by us, not by a failure */
+  grpc_test_server_stop(srv);
+}
+
 static void test_4mib_echo(void **state) {
   (void)state;
   grpc_test_server *srv = grpc_test_server_start();
@@ -658,6 +784,8 @@ int main(void) {
       cmocka_unit_test(test_thousand_streams),
       cmocka_unit_test(test_max_concurrent_streams_overflow),
       cmocka_unit_test(test_goaway_reconnects),
+      cmocka_unit_test(test_keepalive_timeout),
+      cmocka_unit_test(test_keepalive_answered),
       cmocka_unit_test(test_4mib_echo),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
