@@ -64,6 +64,7 @@ struct mim_h2_conn {
   mim_h2_stream *streams;
   size_t nstreams;
   bool in_io, dead, goaway, notify_ready, reported_dead;
+  bool established; /* the server's SETTINGS arrived */
   mim_status dead_status;
   char dead_detail[DETAIL_LEN];
   uint8_t *out;
@@ -356,7 +357,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     break;
   case NGHTTP2_SETTINGS:
     if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
-      c->notify_ready = true;
+      c->notify_ready = c->established = true;
     break;
   case NGHTTP2_PING:
     if (frame->hd.flags & NGHTTP2_FLAG_ACK)
@@ -734,6 +735,10 @@ bool mim_h2_conn_can_submit(const mim_h2_conn *c) {
     return false;
   uint32_t max = nghttp2_session_get_remote_settings(c->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
   return c->nstreams < max;
+}
+
+bool mim_h2_conn_established(const mim_h2_conn *c) {
+  return c->established;
 }
 
 size_t mim_h2_conn_streams(const mim_h2_conn *c) {

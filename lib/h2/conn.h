@@ -113,6 +113,10 @@ void mim_h2_conn_free(mim_h2_conn *c);
  * SETTINGS_MAX_CONCURRENT_STREAMS. */
 bool mim_h2_conn_can_submit(const mim_h2_conn *c);
 
+/* True once the server's SETTINGS arrived: the peer really speaks HTTP/2. A connection
+ * that fails before that counts as a failed connect (backoff, no transparent retry). */
+bool mim_h2_conn_established(const mim_h2_conn *c);
+
 /* Streams submitted and not yet closed. */
 size_t mim_h2_conn_streams(const mim_h2_conn *c);
 

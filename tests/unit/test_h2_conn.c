@@ -15,6 +15,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -745,6 +747,76 @@ static void test_keepalive_answered(void **state) {
   grpc_test_server_stop(srv);
 }
 
+/* ---- a server that accepts connections and drops them at once ---- */
+
+typedef struct dropper {
+  int ls;
+  atomic_int accepts;
+  atomic_bool stop;
+  pthread_t th;
+  char addr[64];
+} dropper;
+
+static void *dropper_main(void *arg) {
+  dropper *d = arg;
+  while (!atomic_load(&d->stop)) {
+    struct pollfd p = {.fd = d->ls, .events = POLLIN};
+    if (poll(&p, 1, 20) <= 0)
+      continue;
+    int fd = accept(d->ls, NULL, NULL);
+    if (fd >= 0) {
+      atomic_fetch_add(&d->accepts, 1);
+      close(fd);
+    }
+  }
+  return NULL;
+}
+
+static void dropper_start(dropper *d) {
+  memset(d, 0, sizeof *d);
+  d->ls = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(d->ls >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t alen = sizeof a;
+  assert_int_equal(bind(d->ls, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(d->ls, 16), 0);
+  assert_int_equal(getsockname(d->ls, (struct sockaddr *)&a, &alen), 0);
+  snprintf(d->addr, sizeof d->addr, "127.0.0.1:%d", ntohs(a.sin_port));
+  assert_int_equal(pthread_create(&d->th, NULL, dropper_main, d), 0);
+}
+
+static void dropper_stop(dropper *d) {
+  atomic_store(&d->stop, true);
+  pthread_join(d->th, NULL);
+  close(d->ls);
+}
+
+/* Connections that die before the server's SETTINGS count as failed connects: calls fail
+ * UNAVAILABLE at once, are not retried, and later calls wait for the backoff instead of
+ * dialling again. */
+static void test_dropped_connections_back_off(void **state) {
+  (void)state;
+  dropper d;
+  dropper_start(&d);
+  mim_transport_config cfg = {.hosts = {d.addr, NULL, NULL}, .plaintext = true};
+  mim_transport *t = NULL;
+  assert_int_equal(mim_transport_create(&cfg, &t), MIM_OK);
+  for (int i = 0; i < 10; i++) {
+    uint8_t *resp = NULL;
+    size_t len = 0;
+    int64_t start = cmn_mono_ms();
+    assert_int_equal(mim_transport_unary_sync(t, MIM_HOST_CACHE, "/cache_client.Ping/Ping", NULL,
+                                              NULL, 0, 3000, &resp, &len),
+                     MIM_ERR_UNAVAILABLE);
+    assert_true(cmn_mono_ms() - start < 3000);
+  }
+  mim_transport_free(t);
+  dropper_stop(&d);
+  /* Ten calls in well under the first backoff ceiling (1 s): a handful of connects. */
+  assert_true(atomic_load(&d.accepts) >= 1);
+  assert_true(atomic_load(&d.accepts) <= (test_time_scale() > 3 ? 5 : 3));
+}
+
 static void test_4mib_echo(void **state) {
   (void)state;
   grpc_test_server *srv = grpc_test_server_start();
@@ -786,6 +858,7 @@ int main(void) {
       cmocka_unit_test(test_goaway_reconnects),
       cmocka_unit_test(test_keepalive_timeout),
       cmocka_unit_test(test_keepalive_answered),
+      cmocka_unit_test(test_dropped_connections_back_off),
       cmocka_unit_test(test_4mib_echo),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
