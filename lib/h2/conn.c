@@ -467,8 +467,10 @@ static void out_fill(mim_h2_conn *c) {
     if (!out_append(c, p, (size_t)n))
       conn_mark_dead(c, MIM_ERR_NO_MEMORY, "out of memory writing to %s", c->peer);
   }
-  /* Once our GOAWAY for a connection error is out, nghttp2 reads no more. */
-  if (!c->dead && !c->goaway && !nghttp2_session_want_read(c->s))
+  /* Once our GOAWAY for a connection error is out, nghttp2 reads no more: streams still
+   * open would never end, also after a GOAWAY from the server (a clean drain has none
+   * left). */
+  if (!c->dead && c->nstreams > 0 && !nghttp2_session_want_read(c->s))
     conn_mark_dead(c, MIM_ERR_UNAVAILABLE, "HTTP/2 protocol error from %s", c->peer);
 }
 
