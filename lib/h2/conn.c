@@ -64,13 +64,14 @@ struct mim_h2_conn {
   mim_h2_stream *streams;
   size_t nstreams;
   bool in_io, dead, goaway, notify_ready, reported_dead;
+  bool established; /* the server's SETTINGS arrived */
   mim_status dead_status;
   char dead_detail[DETAIL_LEN];
   uint8_t *out;
   size_t out_len, out_off, out_cap;
   /* keepalive */
   mim_timer *ka_timer;
-  int64_t ka_ms;
+  int64_t ka_ms, ka_timeout_ms;
   bool ping_outstanding;
   int pings_without_data;
   int64_t last_ping_ms;
@@ -356,7 +357,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     break;
   case NGHTTP2_SETTINGS:
     if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
-      c->notify_ready = true;
+      c->notify_ready = c->established = true;
     break;
   case NGHTTP2_PING:
     if (frame->hd.flags & NGHTTP2_FLAG_ACK)
@@ -626,7 +627,7 @@ static void keepalive_fire(void *user) {
     return;
   if (c->ping_outstanding) {
     conn_mark_dead(c, MIM_ERR_UNAVAILABLE, "keepalive ping to %s not answered within %d ms",
-                   c->peer, MIM_H2_KEEPALIVE_TIMEOUT_MS);
+                   c->peer, (int)c->ka_timeout_ms);
     conn_finish(c);
     return;
   }
@@ -636,7 +637,7 @@ static void keepalive_fire(void *user) {
     c->ping_outstanding = true;
     c->pings_without_data++;
     c->last_ping_ms = cmn_mono_ms();
-    keepalive_arm(c, MIM_H2_KEEPALIVE_TIMEOUT_MS);
+    keepalive_arm(c, c->ka_timeout_ms);
     conn_kick(c);
     return;
   }
@@ -646,7 +647,8 @@ static void keepalive_fire(void *user) {
 /* ---- public ---- */
 
 mim_status mim_h2_conn_create(mim_reactor *r, mim_net_conn *nc, int64_t keepalive_ms,
-                              const mim_h2_events *events, void *conn_user, mim_h2_conn **out) {
+                              int64_t keepalive_timeout_ms, const mim_h2_events *events,
+                              void *conn_user, mim_h2_conn **out) {
   *out = NULL;
   mim_h2_conn *c = conn_alloc(events, conn_user);
   if (!c) {
@@ -656,6 +658,7 @@ mim_status mim_h2_conn_create(mim_reactor *r, mim_net_conn *nc, int64_t keepaliv
   c->r = r;
   c->nc = nc;
   c->ka_ms = keepalive_ms > 0 ? keepalive_ms : MIM_H2_KEEPALIVE_MS;
+  c->ka_timeout_ms = keepalive_timeout_ms > 0 ? keepalive_timeout_ms : MIM_H2_KEEPALIVE_TIMEOUT_MS;
   snprintf(c->peer, sizeof c->peer, "%s", mim_net_conn_peer(nc));
   mim_status st = session_new(c);
   if (st == MIM_OK) {
@@ -734,6 +737,10 @@ bool mim_h2_conn_can_submit(const mim_h2_conn *c) {
     return false;
   uint32_t max = nghttp2_session_get_remote_settings(c->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
   return c->nstreams < max;
+}
+
+bool mim_h2_conn_established(const mim_h2_conn *c) {
+  return c->established;
 }
 
 size_t mim_h2_conn_streams(const mim_h2_conn *c) {

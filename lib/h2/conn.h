@@ -88,9 +88,11 @@ typedef struct mim_h2_request {
 
 /* Network mode: takes ownership of nc (also on failure), watches its fd, sends the
  * client preface and SETTINGS. keepalive_ms: interval of keepalive pings while streams
- * are open (0 = MIM_H2_KEEPALIVE_MS). */
+ * are open (0 = MIM_H2_KEEPALIVE_MS); keepalive_timeout_ms: an unanswered ping fails
+ * the connection after this long (0 = MIM_H2_KEEPALIVE_TIMEOUT_MS). */
 mim_status mim_h2_conn_create(mim_reactor *r, mim_net_conn *nc, int64_t keepalive_ms,
-                              const mim_h2_events *events, void *conn_user, mim_h2_conn **out);
+                              int64_t keepalive_timeout_ms, const mim_h2_events *events,
+                              void *conn_user, mim_h2_conn **out);
 
 /* Memory mode (see the top of this file). */
 mim_status mim_h2_conn_create_mem(const mim_h2_events *events, void *conn_user, mim_h2_conn **out);
@@ -110,6 +112,10 @@ void mim_h2_conn_free(mim_h2_conn *c);
 /* True when a new stream may be submitted now: alive, no GOAWAY, and below the server's
  * SETTINGS_MAX_CONCURRENT_STREAMS. */
 bool mim_h2_conn_can_submit(const mim_h2_conn *c);
+
+/* True once the server's SETTINGS arrived: the peer really speaks HTTP/2. A connection
+ * that fails before that counts as a failed connect (backoff, no transparent retry). */
+bool mim_h2_conn_established(const mim_h2_conn *c);
 
 /* Streams submitted and not yet closed. */
 size_t mim_h2_conn_streams(const mim_h2_conn *c);

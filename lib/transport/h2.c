@@ -312,21 +312,27 @@ static void ep_dial(endpoint *ep) {
   }
 }
 
+/* A connect (or a connection that died before the server's SETTINGS) failed: the
+ * waiting calls fail and the next dial waits for the backoff. */
+static void ep_connect_failed(endpoint *ep, mim_status status, const char *detail) {
+  mim_transport *t = ep->t;
+  snprintf(ep->last_error, sizeof ep->last_error, "%s", detail ? detail : "connect failed");
+  ep->retry_at = cmn_mono_ms() +
+                 cmn_backoff_full_jitter_ms(&t->rng, BACKOFF_BASE_MS, BACKOFF_CAP_MS, ep->failures);
+  ep->failures++;
+  ep_fail_queue(ep, status == MIM_ERR_DEADLINE_EXCEEDED ? MIM_ERR_UNAVAILABLE : status,
+                ep->last_error);
+}
+
 static void on_dialed(void *user, mim_status status, const char *detail, mim_net_conn *nc) {
   endpoint *ep = user;
   mim_transport *t = ep->t;
   ep->dial = NULL;
   if (status != MIM_OK) {
-    snprintf(ep->last_error, sizeof ep->last_error, "%s", detail ? detail : "connect failed");
-    ep->retry_at = cmn_mono_ms() + cmn_backoff_full_jitter_ms(&t->rng, BACKOFF_BASE_MS,
-                                                              BACKOFF_CAP_MS, ep->failures);
-    ep->failures++;
-    ep_fail_queue(ep, status == MIM_ERR_DEADLINE_EXCEEDED ? MIM_ERR_UNAVAILABLE : status,
-                  ep->last_error);
+    ep_connect_failed(ep, status, detail);
     return;
   }
-  ep->failures = 0;
-  ep->retry_at = 0;
+  ep->retry_at = 0; /* failures are forgotten once the server's SETTINGS arrive */
   pconn *pc = calloc(1, sizeof *pc);
   if (!pc) {
     mim_net_conn_close(nc);
@@ -334,7 +340,7 @@ static void on_dialed(void *user, mim_status status, const char *detail, mim_net
     return;
   }
   pc->ep = ep;
-  if (mim_h2_conn_create(t->r, nc, t->keepalive_ms, &conn_events, pc, &pc->h) != MIM_OK) {
+  if (mim_h2_conn_create(t->r, nc, t->keepalive_ms, 0, &conn_events, pc, &pc->h) != MIM_OK) {
     free(pc);
     ep_fail_queue(ep, MIM_ERR_UNAVAILABLE, mim_last_error_detail());
     return;
@@ -381,9 +387,13 @@ static void ev_on_message(void *stream_user, const uint8_t *msg, size_t len) {
 static void ev_on_close(void *stream_user, mim_status st, const char *detail, const uint8_t *msg,
                         size_t len, bool refused) {
   mim_call *c = stream_user;
+  pconn *pc = c->pc;
   c->stream = NULL;
   c->pc = NULL;
-  if (refused && c->retries < MAX_RETRIES && !shutting_down(c->t)) {
+  /* A connection that never got as far as SETTINGS is a failed connect, not a GOAWAY:
+   * retrying at once would hammer a server that accepts and drops connections. */
+  bool established = !pc || mim_h2_conn_established(pc->h);
+  if (refused && established && c->retries < MAX_RETRIES && !shutting_down(c->t)) {
     c->retries++; /* never processed by the server: safe to send again */
     ep_dispatch(c->ep, c);
     return;
@@ -394,6 +404,7 @@ static void ev_on_close(void *stream_user, mim_status st, const char *detail, co
 static void ev_on_ready(void *conn_user, mim_h2_conn *h) {
   (void)h;
   pconn *pc = conn_user;
+  pc->ep->failures = 0;
   ep_drain(pc->ep);
 }
 
@@ -408,8 +419,15 @@ static void ev_on_dead(void *conn_user, mim_h2_conn *h, mim_status st, const cha
   }
   if (st != MIM_OK)
     mim_log(MIM_LOG_DEBUG, "transport: %s", detail);
+  bool established = mim_h2_conn_established(h);
+  char why[DETAIL_LEN];
+  snprintf(why, sizeof why, "%s", detail); /* detail lives in the connection */
   mim_h2_conn_free(h);
   free(pc);
+  if (st != MIM_OK && !established) {
+    ep_connect_failed(ep, st, why);
+    return;
+  }
   if (ep->qhead && !shutting_down(ep->t)) {
     if (ep_free_conn(ep))
       ep_drain(ep);

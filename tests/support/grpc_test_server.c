@@ -322,6 +322,10 @@ static void *server_main(void *arg) {
 }
 
 grpc_test_server *grpc_test_server_start(void) {
+  return grpc_test_server_start_with(NULL);
+}
+
+grpc_test_server *grpc_test_server_start_with(const grpc_test_server_options *o) {
   grpc_test_server *s = calloc(1, sizeof *s);
   if (!s)
     return NULL;
@@ -329,7 +333,22 @@ grpc_test_server *grpc_test_server_start(void) {
   pthread_mutex_init(&s->mu, NULL);
   s->shutdown_tag = (srv_tag){T_SHUTDOWN, NULL};
   s->cq = grpc_completion_queue_create_for_next(NULL);
-  s->server = grpc_server_create(NULL, NULL);
+  grpc_arg args[3];
+  size_t n = 0;
+  if (o && o->max_concurrent_streams > 0)
+    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                           .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                           .value.integer = o->max_concurrent_streams};
+  if (o && o->max_connection_age_ms > 0) {
+    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                           .key = GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                           .value.integer = o->max_connection_age_ms};
+    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                           .key = GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                           .value.integer = o->max_connection_age_grace_ms};
+  }
+  grpc_channel_args chargs = {.num_args = n, .args = args};
+  s->server = grpc_server_create(n ? &chargs : NULL, NULL);
   grpc_server_register_completion_queue(s->server, s->cq, NULL);
   grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
   s->port = grpc_server_add_http2_port(s->server, "127.0.0.1:0", creds);

@@ -29,6 +29,16 @@ typedef struct grpc_test_server grpc_test_server;
 /* Starts a server on 127.0.0.1:<free port>; NULL on failure. */
 grpc_test_server *grpc_test_server_start(void);
 
+/* Server settings for transport tests; 0 = gRPC's default. */
+typedef struct grpc_test_server_options {
+  int max_concurrent_streams;      /* SETTINGS_MAX_CONCURRENT_STREAMS per connection */
+  int max_connection_age_ms;       /* GOAWAY after this age (gRPC adds +-10% jitter) */
+  int max_connection_age_grace_ms; /* then streams still open get this long */
+} grpc_test_server_options;
+
+/* Like grpc_test_server_start, with options (NULL = none). */
+grpc_test_server *grpc_test_server_start_with(const grpc_test_server_options *o);
+
 /* Cancels every call, stops the thread and frees the server. NULL is ignored. */
 void grpc_test_server_stop(grpc_test_server *s);
 

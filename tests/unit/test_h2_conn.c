@@ -9,8 +9,16 @@
 #include "grpc_test_server.h"
 #include "h2/conn.h"
 #include "h2/grpc_wire.h"
+#include "loop/reactor.h"
 #include "time_scale.h"
 #include "transport.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
@@ -492,6 +500,14 @@ static void w_unary(void *u, mim_status st, const char *detail, const uint8_t *r
   w_close(u, st, detail);
 }
 
+static void wait_msgs(waiter *w, int n, int64_t ms) {
+  struct timespec until = cmn_deadline_after_ms(ms);
+  pthread_mutex_lock(&w->mu);
+  while (w->msgs < n && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0) {
+  }
+  pthread_mutex_unlock(&w->mu);
+}
+
 static mim_transport *make_transport(grpc_test_server *srv) {
   mim_transport_config cfg = {
       .hosts = {grpc_test_server_address(srv), NULL, NULL}, .auth_token = "tok", .plaintext = true};
@@ -551,6 +567,256 @@ static void test_thousand_streams(void **state) {
   grpc_test_server_stop(srv);
 }
 
+/* The server allows 10 streams per connection: 30 open streams need three connections. */
+static void test_max_concurrent_streams_overflow(void **state) {
+  (void)state;
+  grpc_test_server_options o = {.max_concurrent_streams = 10};
+  grpc_test_server *srv = grpc_test_server_start_with(&o);
+  assert_non_null(srv);
+  mim_transport *t = make_transport(srv);
+  enum { N = 30 };
+  waiter w;
+  w_init(&w);
+  mim_stream_callbacks cbs = {w_msg, w_close, &w};
+  for (int i = 0; i < N; i++)
+    assert_int_equal(
+        mim_transport_stream(t, MIM_HOST_CACHE, "/test.Stream/Hang", NULL, NULL, 0, 0, &cbs, NULL),
+        MIM_OK);
+  wait_msgs(&w, N, (int64_t)10000 * test_time_scale());
+  assert_int_equal(w.msgs, N);
+  assert_int_equal(w.count, 0);
+  mim_transport_free(t);
+  assert_int_equal(w.count, N);
+  grpc_test_server_stop(srv);
+}
+
+/* The server sends GOAWAY every ~300 ms: calls keep succeeding on fresh connections and a
+ * stream opened before a GOAWAY keeps running through it. */
+static void test_goaway_reconnects(void **state) {
+  (void)state;
+  grpc_test_server_options o = {.max_connection_age_ms = 300, .max_connection_age_grace_ms = 60000};
+  grpc_test_server *srv = grpc_test_server_start_with(&o);
+  assert_non_null(srv);
+  mim_transport *t = make_transport(srv);
+  waiter sw;
+  w_init(&sw);
+  mim_stream_callbacks cbs = {w_msg, w_close, &sw};
+  assert_int_equal(
+      mim_transport_stream(t, MIM_HOST_CACHE, "/test.Stream/Hang", NULL, NULL, 0, 0, &cbs, NULL),
+      MIM_OK);
+  wait_msgs(&sw, 1, (int64_t)5000 * test_time_scale());
+  assert_int_equal(sw.msgs, 1);
+  int64_t end = cmn_mono_ms() + 1500;
+  int calls = 0;
+  while (cmn_mono_ms() < end && calls < 2000) {
+    uint8_t *resp = NULL;
+    size_t len = 0;
+    assert_int_equal(mim_transport_unary_sync(t, MIM_HOST_CACHE, "/test.Echo/Unary", NULL,
+                                              (const uint8_t *)"x", 1,
+                                              (int64_t)5000 * test_time_scale(), &resp, &len),
+                     MIM_OK);
+    assert_int_equal(len, 1);
+    free(resp);
+    calls++;
+  }
+  assert_true(calls > 0);
+  assert_int_equal(sw.count, 0); /* the old stream is still open */
+  mim_transport_free(t);
+  assert_int_equal(sw.count, 1);
+  assert_int_equal(sw.last, MIM_ERR_CANCELLED);
+  grpc_test_server_stop(srv);
+}
+
+/* ---- keepalive, on a connection driven by a reactor of the test's own ---- */
+
+typedef struct ka_fixture {
+  mim_reactor *r;
+  mim_net *net;
+  mim_net_dial *dial;
+  mim_h2_conn *c;
+  mim_h2_stream *s;
+  char addr[64];
+  int64_t ka_ms, ka_timeout_ms;
+  waiter w; /* stream messages and close */
+  uint8_t body[MIM_GRPC_PREFIX_LEN];
+} ka_fixture;
+
+static void ka_on_close(void *u, mim_status st, const char *detail, const uint8_t *m, size_t len,
+                        bool refused) {
+  (void)m, (void)len, (void)refused;
+  w_close(u, st, detail);
+}
+
+static void ka_on_dead(void *cu, mim_h2_conn *c, mim_status st, const char *detail) {
+  (void)st, (void)detail;
+  ka_fixture *f = cu;
+  mim_h2_conn_free(c);
+  f->c = NULL;
+}
+
+static const mim_h2_events ka_events = {w_msg, ka_on_close, NULL, ka_on_dead, NULL};
+
+static void ka_dialed(void *u, mim_status st, const char *detail, mim_net_conn *nc) {
+  ka_fixture *f = u;
+  f->dial = NULL;
+  if (st != MIM_OK ||
+      mim_h2_conn_create(f->r, nc, f->ka_ms, f->ka_timeout_ms, &ka_events, f, &f->c) != MIM_OK) {
+    w_close(&f->w, st == MIM_OK ? MIM_ERR_INTERNAL : st, detail ? detail : "create failed");
+    return;
+  }
+  mim_grpc_prefix(f->body, 0);
+  mim_h2_request req = {.path = "/test.Stream/Hang",
+                        .authority = f->addr,
+                        .body = f->body,
+                        .body_len = sizeof f->body};
+  if (mim_h2_conn_submit(f->c, &req, &f->w, &f->s) != MIM_OK)
+    w_close(&f->w, MIM_ERR_INTERNAL, "submit failed");
+}
+
+static void ka_start(void *arg) {
+  ka_fixture *f = arg;
+  if (mim_net_dial_start(f->net, f->addr, 5000, ka_dialed, f, &f->dial) != MIM_OK)
+    w_close(&f->w, MIM_ERR_INTERNAL, "dial failed");
+}
+
+static void ka_stop(void *arg) {
+  ka_fixture *f = arg;
+  if (f->dial)
+    mim_net_dial_cancel(f->dial);
+  mim_h2_conn_free(f->c);
+  f->c = NULL;
+  w_close(&f->w, MIM_ERR_CANCELLED, "stopped");
+}
+
+static void ka_run(ka_fixture *f, const char *addr, int64_t ka_ms, int64_t ka_timeout_ms) {
+  memset(f, 0, sizeof *f);
+  w_init(&f->w);
+  snprintf(f->addr, sizeof f->addr, "%s", addr);
+  f->ka_ms = ka_ms;
+  f->ka_timeout_ms = ka_timeout_ms;
+  assert_int_equal(mim_reactor_create(NULL, "ka-test", &f->r), MIM_OK);
+  mim_net_config ncfg = {.tls = false};
+  assert_int_equal(mim_net_create(f->r, &ncfg, &f->net), MIM_OK);
+  assert_int_equal(mim_reactor_post(f->r, ka_start, f), MIM_OK);
+}
+
+static void ka_finish(ka_fixture *f, int closes_before) {
+  assert_int_equal(mim_reactor_post(f->r, ka_stop, f), MIM_OK);
+  assert_int_equal(w_wait(&f->w, closes_before + 1, 10000), closes_before + 1);
+  mim_reactor_free(f->r);
+  mim_net_free(f->net);
+}
+
+/* A server that accepts and then says nothing: the keepalive ping is never answered and
+ * the open stream ends UNAVAILABLE once the ack timeout passed. */
+static void test_keepalive_timeout(void **state) {
+  (void)state;
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(ls >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t alen = sizeof a;
+  assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(ls, 4), 0);
+  assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &alen), 0);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+  ka_fixture f;
+  int64_t start = cmn_mono_ms();
+  ka_run(&f, addr, 100, 300);
+  assert_int_equal(w_wait(&f.w, 1, (int64_t)10000 * test_time_scale()), 1);
+  assert_int_equal(f.w.last, MIM_ERR_UNAVAILABLE);
+  assert_non_null(strstr(f.w.detail, "keepalive"));
+  assert_true(cmn_mono_ms() - start >= 400);
+  ka_finish(&f, 1);
+  close(ls);
+}
+
+/* A gRPC server answers the pings, and they are few enough that it never sends GOAWAY
+ * ENHANCE_YOUR_CALM: the stream outlives several ack timeouts. */
+static void test_keepalive_answered(void **state) {
+  (void)state;
+  grpc_test_server *srv = grpc_test_server_start();
+  assert_non_null(srv);
+  ka_fixture f;
+  ka_run(&f, grpc_test_server_address(srv), 100, 300);
+  wait_msgs(&f.w, 1, (int64_t)5000 * test_time_scale());
+  assert_int_equal(f.w.msgs, 1);
+  assert_int_equal(w_wait(&f.w, 1, 1500), 0); /* still open */
+  ka_finish(&f, 0);
+  assert_int_equal(f.w.last, MIM_ERR_CANCELLED); /* closed by us, not by a failure */
+  grpc_test_server_stop(srv);
+}
+
+/* ---- a server that accepts connections and drops them at once ---- */
+
+typedef struct dropper {
+  int ls;
+  atomic_int accepts;
+  atomic_bool stop;
+  pthread_t th;
+  char addr[64];
+} dropper;
+
+static void *dropper_main(void *arg) {
+  dropper *d = arg;
+  while (!atomic_load(&d->stop)) {
+    struct pollfd p = {.fd = d->ls, .events = POLLIN};
+    if (poll(&p, 1, 20) <= 0)
+      continue;
+    int fd = accept(d->ls, NULL, NULL);
+    if (fd >= 0) {
+      atomic_fetch_add(&d->accepts, 1);
+      close(fd);
+    }
+  }
+  return NULL;
+}
+
+static void dropper_start(dropper *d) {
+  memset(d, 0, sizeof *d);
+  d->ls = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(d->ls >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t alen = sizeof a;
+  assert_int_equal(bind(d->ls, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(d->ls, 16), 0);
+  assert_int_equal(getsockname(d->ls, (struct sockaddr *)&a, &alen), 0);
+  snprintf(d->addr, sizeof d->addr, "127.0.0.1:%d", ntohs(a.sin_port));
+  assert_int_equal(pthread_create(&d->th, NULL, dropper_main, d), 0);
+}
+
+static void dropper_stop(dropper *d) {
+  atomic_store(&d->stop, true);
+  pthread_join(d->th, NULL);
+  close(d->ls);
+}
+
+/* Connections that die before the server's SETTINGS count as failed connects: calls fail
+ * UNAVAILABLE at once, are not retried, and later calls wait for the backoff instead of
+ * dialling again. */
+static void test_dropped_connections_back_off(void **state) {
+  (void)state;
+  dropper d;
+  dropper_start(&d);
+  mim_transport_config cfg = {.hosts = {d.addr, NULL, NULL}, .plaintext = true};
+  mim_transport *t = NULL;
+  assert_int_equal(mim_transport_create(&cfg, &t), MIM_OK);
+  for (int i = 0; i < 10; i++) {
+    uint8_t *resp = NULL;
+    size_t len = 0;
+    int64_t start = cmn_mono_ms();
+    assert_int_equal(mim_transport_unary_sync(t, MIM_HOST_CACHE, "/cache_client.Ping/Ping", NULL,
+                                              NULL, 0, 3000, &resp, &len),
+                     MIM_ERR_UNAVAILABLE);
+    assert_true(cmn_mono_ms() - start < 3000);
+  }
+  mim_transport_free(t);
+  dropper_stop(&d);
+  /* Ten calls in well under the first backoff ceiling (1 s): a handful of connects. */
+  assert_true(atomic_load(&d.accepts) >= 1);
+  assert_true(atomic_load(&d.accepts) <= (test_time_scale() > 3 ? 5 : 3));
+}
+
 static void test_4mib_echo(void **state) {
   (void)state;
   grpc_test_server *srv = grpc_test_server_start();
@@ -588,6 +854,11 @@ int main(void) {
       cmocka_unit_test(test_cancel_sends_rst),
       cmocka_unit_test(test_deadline_resets_stream),
       cmocka_unit_test(test_thousand_streams),
+      cmocka_unit_test(test_max_concurrent_streams_overflow),
+      cmocka_unit_test(test_goaway_reconnects),
+      cmocka_unit_test(test_keepalive_timeout),
+      cmocka_unit_test(test_keepalive_answered),
+      cmocka_unit_test(test_dropped_connections_back_off),
       cmocka_unit_test(test_4mib_echo),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
