@@ -78,7 +78,7 @@ COMMON_LIB := $(B)/lib/libmim-common.a
 # lib/loop: the event loop (own thread or the application's); lib/h2: gRPC over HTTP/2 on
 # libnghttp2 + OpenSSL; lib/transport/: the one implementation of lib/transport.h chosen.
 TRANSPORT_SRC := $(if $(filter grpc,$(TRANSPORT)),lib/transport/grpc.c,\
-  lib/transport/h2.c $(wildcard lib/h2/*.c) $(wildcard lib/loop/*.c))
+  $(wildcard lib/transport/h2.c lib/h2/*.c lib/loop/*.c))
 LIB_SRC := $(wildcard lib/*.c) $(TRANSPORT_SRC)
 LIB_OWN_OBJ := $(patsubst lib/%.c,$(OBJ)/lib/%.o,$(LIB_SRC))
 # Both libmomento-im.so and libmomento-im.a are self contained: a user links one file,

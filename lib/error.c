@@ -1,7 +1,6 @@
 /* Status names, the thread-local error detail, the log callback and the version. */
 #include "error.h"
 
-#include <grpc/status.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -110,41 +109,38 @@ void mim_log(mim_log_level level, const char *fmt, ...) {
   fn(level, line, user);
 }
 
-mim_status mim_status_from_grpc(int grpc_code) {
-  switch ((grpc_status_code)grpc_code) {
-  case GRPC_STATUS_OK:
-    return MIM_OK;
-  case GRPC_STATUS_CANCELLED:
-    return MIM_ERR_CANCELLED;
-  case GRPC_STATUS_INVALID_ARGUMENT:
-  case GRPC_STATUS_OUT_OF_RANGE:
-    return MIM_ERR_INVALID_ARGUMENT;
-  case GRPC_STATUS_DEADLINE_EXCEEDED:
-    return MIM_ERR_DEADLINE_EXCEEDED;
-  case GRPC_STATUS_NOT_FOUND:
-    return MIM_ERR_NOT_FOUND;
-  case GRPC_STATUS_ALREADY_EXISTS:
-    return MIM_ERR_ALREADY_EXISTS;
-  case GRPC_STATUS_PERMISSION_DENIED:
-    return MIM_ERR_PERMISSION_DENIED;
-  case GRPC_STATUS_UNAUTHENTICATED:
-    return MIM_ERR_UNAUTHENTICATED;
-  case GRPC_STATUS_RESOURCE_EXHAUSTED:
-    return MIM_ERR_RESOURCE_EXHAUSTED;
-  case GRPC_STATUS_FAILED_PRECONDITION:
-  case GRPC_STATUS_ABORTED:
-    return MIM_ERR_FAILED_PRECONDITION;
-  case GRPC_STATUS_UNIMPLEMENTED:
-    return MIM_ERR_UNIMPLEMENTED;
-  case GRPC_STATUS_INTERNAL:
-  case GRPC_STATUS_DATA_LOSS:
-    return MIM_ERR_INTERNAL;
-  case GRPC_STATUS_UNAVAILABLE:
-    return MIM_ERR_UNAVAILABLE;
-  case GRPC_STATUS_UNKNOWN:
-  default:
+/* gRPC's status codes are fixed by its protocol (0 OK .. 16 UNAUTHENTICATED), so the
+ * table is indexed by the number itself and needs no gRPC header. OUT_OF_RANGE reads as
+ * a bad argument, ABORTED as a failed precondition and DATA_LOSS as internal: the user
+ * acts on them the same way. */
+static const mim_status grpc_code_status[] = {
+    MIM_OK,                      /* 0 OK */
+    MIM_ERR_CANCELLED,           /* 1 CANCELLED */
+    MIM_ERR_UNKNOWN,             /* 2 UNKNOWN */
+    MIM_ERR_INVALID_ARGUMENT,    /* 3 INVALID_ARGUMENT */
+    MIM_ERR_DEADLINE_EXCEEDED,   /* 4 DEADLINE_EXCEEDED */
+    MIM_ERR_NOT_FOUND,           /* 5 NOT_FOUND */
+    MIM_ERR_ALREADY_EXISTS,      /* 6 ALREADY_EXISTS */
+    MIM_ERR_PERMISSION_DENIED,   /* 7 PERMISSION_DENIED */
+    MIM_ERR_RESOURCE_EXHAUSTED,  /* 8 RESOURCE_EXHAUSTED */
+    MIM_ERR_FAILED_PRECONDITION, /* 9 FAILED_PRECONDITION */
+    MIM_ERR_FAILED_PRECONDITION, /* 10 ABORTED */
+    MIM_ERR_INVALID_ARGUMENT,    /* 11 OUT_OF_RANGE */
+    MIM_ERR_UNIMPLEMENTED,       /* 12 UNIMPLEMENTED */
+    MIM_ERR_INTERNAL,            /* 13 INTERNAL */
+    MIM_ERR_UNAVAILABLE,         /* 14 UNAVAILABLE */
+    MIM_ERR_INTERNAL,            /* 15 DATA_LOSS */
+    MIM_ERR_UNAUTHENTICATED,     /* 16 UNAUTHENTICATED */
+};
+
+mim_status mim_status_from_grpc_code(long code) {
+  if (code < 0 || (unsigned long)code >= sizeof grpc_code_status / sizeof grpc_code_status[0])
     return MIM_ERR_UNKNOWN;
-  }
+  return grpc_code_status[code];
+}
+
+mim_status mim_status_from_grpc(int grpc_code) {
+  return mim_status_from_grpc_code(grpc_code);
 }
 
 MIM_API const char *mim_version(void) {

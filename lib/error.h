@@ -22,7 +22,10 @@ void mim_log(mim_log_level level, const char *fmt, ...) __attribute__((format(pr
 /* True when messages at this level would reach a callback (skip costly formatting). */
 int mim_log_enabled(mim_log_level level);
 
-/* Maps a numeric gRPC status code (grpc_status_code) to a mim_status. */
+/* Maps a numeric gRPC status code (0..16, as on the wire in grpc-status) to a mim_status;
+ * any other number is MIM_ERR_UNKNOWN. Both names share one table (lib/error.c): the
+ * int form is what the gRPC core transport holds, the long form what a parser yields. */
 mim_status mim_status_from_grpc(int grpc_code);
+mim_status mim_status_from_grpc_code(long code);
 
 #endif

@@ -19,9 +19,9 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-typedef struct mim_net mim_net;             /* per transport: TLS context + resolver */
-typedef struct mim_net_conn mim_net_conn;   /* one connected byte stream */
-typedef struct mim_net_dial mim_net_dial;   /* one connect attempt in progress */
+typedef struct mim_net mim_net;           /* per transport: TLS context + resolver */
+typedef struct mim_net_conn mim_net_conn; /* one connected byte stream */
+typedef struct mim_net_dial mim_net_dial; /* one connect attempt in progress */
 
 typedef struct mim_net_config {
   bool tls;            /* false: plaintext (h2c with prior knowledge) */
@@ -44,16 +44,17 @@ void mim_net_free(mim_net *net);
  * failed, naming host:port (DNS failure: MIM_ERR_UNAVAILABLE "resolving host:port: ...";
  * refused / unreachable: MIM_ERR_UNAVAILABLE; certificate or hostname mismatch or no
  * ALPN h2: MIM_ERR_UNAVAILABLE with the verification error; timeout:
- * MIM_ERR_DEADLINE_EXCEEDED). Runs on the loop thread, never inside mim_net_dial. */
+ * MIM_ERR_DEADLINE_EXCEEDED). Runs on the loop thread, never inside mim_net_dial_start. */
 typedef void (*mim_net_dial_cb)(void *user, mim_status status, const char *detail,
                                 mim_net_conn *conn);
 
 /* Loop thread only. Starts connecting to host_port ("host:port", "[v6]:port"), trying
  * every resolved address (a later one is started when an earlier one fails or has not
  * connected within 250 ms; the first to connect wins), within timeout_ms in total. The
- * callback runs exactly once unless mim_net_dial_cancel is called first. */
-mim_status mim_net_dial(mim_net *net, const char *host_port, int64_t timeout_ms,
-                        mim_net_dial_cb cb, void *user, mim_net_dial **out);
+ * callback runs exactly once unless mim_net_dial_cancel is called first.
+ * (Named _start: a function cannot share the name of the mim_net_dial type.) */
+mim_status mim_net_dial_start(mim_net *net, const char *host_port, int64_t timeout_ms,
+                              mim_net_dial_cb cb, void *user, mim_net_dial **out);
 
 /* Loop thread only: abandons a dial whose callback has not run; it never will. */
 void mim_net_dial_cancel(mim_net_dial *dial);
@@ -79,7 +80,7 @@ unsigned mim_net_conn_wants(const mim_net_conn *c);
 /* Text of the last MIM_NET_ERROR (errno text or the TLS error), naming host:port. */
 const char *mim_net_conn_error(const mim_net_conn *c);
 
-/* "host:port" this stream is connected to (as given to mim_net_dial). */
+/* "host:port" this stream is connected to (as given to mim_net_dial_start). */
 const char *mim_net_conn_peer(const mim_net_conn *c);
 
 /* Closes (TLS close_notify best effort, never blocking) and frees. The caller must have

@@ -90,8 +90,7 @@ bool mim_timer_cancel(mim_timer *timer);
  * done(arg) returns true (checked after every callback) or the monotonic clock
  * (cmn_mono_ms) reaches deadline_ms. Returns done(arg). Used by blocking calls in
  * external mode. */
-bool mim_reactor_run_until(mim_reactor *r, bool (*done)(void *arg), void *arg,
-                           int64_t deadline_ms);
+bool mim_reactor_run_until(mim_reactor *r, bool (*done)(void *arg), void *arg, int64_t deadline_ms);
 
 /* External mode, loop thread only: the application saw fd ready / the timer expire.
  * Runs what is due. Ignored in own-thread mode and for unknown fds. */

@@ -14,6 +14,7 @@
 #include "error.h"
 
 #include <grpc/status.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,6 +53,22 @@ static void test_status_from_grpc(void **state) {
       fail_msg("grpc code %d -> %d, want %d", cases[i].grpc, mim_status_from_grpc(cases[i].grpc),
                cases[i].want);
   }
+}
+
+/* The long form (what a grpc-status parser yields) and the int form share one table:
+ * they agree everywhere, and values outside int's range are UNKNOWN, not truncated into
+ * a valid code. */
+static void test_status_from_grpc_code(void **state) {
+  (void)state;
+  for (long code = -3; code <= 40; code++)
+    assert_int_equal(mim_status_from_grpc_code(code), mim_status_from_grpc((int)code));
+  assert_int_equal(mim_status_from_grpc_code(GRPC_STATUS_UNAVAILABLE), MIM_ERR_UNAVAILABLE);
+  static const long far[] = {LONG_MIN, -1L, 17L, LONG_MAX, (long)INT_MAX + 1};
+  for (size_t i = 0; i < sizeof far / sizeof far[0]; i++)
+    assert_int_equal(mim_status_from_grpc_code(far[i]), MIM_ERR_UNKNOWN);
+  /* 2^32 + 14 would read as UNAVAILABLE if narrowed to int. */
+  if (sizeof(long) > 4)
+    assert_int_equal(mim_status_from_grpc_code((long)((1LL << 32) + 14)), MIM_ERR_UNKNOWN);
 }
 
 static void test_names_and_texts(void **state) {
@@ -198,9 +215,13 @@ static void test_version(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_status_from_grpc), cmocka_unit_test(test_names_and_texts),
-      cmocka_unit_test(test_detail_basics),    cmocka_unit_test(test_detail_thread_local),
-      cmocka_unit_test(test_log_callback),     cmocka_unit_test(test_version),
+      cmocka_unit_test(test_status_from_grpc),
+      cmocka_unit_test(test_status_from_grpc_code),
+      cmocka_unit_test(test_names_and_texts),
+      cmocka_unit_test(test_detail_basics),
+      cmocka_unit_test(test_detail_thread_local),
+      cmocka_unit_test(test_log_callback),
+      cmocka_unit_test(test_version),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
