@@ -63,6 +63,7 @@ struct mim_session {
   /* mim_join_async: the completion, and whether it has been called (both under mu). */
   mim_join_done_fn on_joined;
   bool join_reported;
+  mim_timer *join_timer; /* async: the join's bound; event thread only once armed */
 
   /* Event-thread state (see the top of the file). */
   mim_merge merge;
@@ -310,6 +311,12 @@ static mim_status check_join_args(mim_client *client, const char *cache, const c
   return MIM_OK;
 }
 
+/* How long a join may take: the subscribe and the fetch each have the client's deadline;
+ * this only guards against a lower layer that never answers. */
+static int64_t join_bound_ms(mim_client *client) {
+  return 3 * mim_client_deadline_ms(client) + 5000;
+}
+
 static bool join_is_done(void *arg) {
   return ((mim_session *)arg)->join_done;
 }
@@ -318,7 +325,7 @@ static bool join_is_done(void *arg) {
  * subscribe and the fetch each have the client's deadline; the bound here only guards
  * against a lower layer that never answers. */
 static mim_status wait_join(mim_session *s, char *detail, size_t detail_size) {
-  struct timespec until = cmn_deadline_after_ms(3 * mim_client_deadline_ms(s->client) + 5000);
+  struct timespec until = cmn_deadline_after_ms(join_bound_ms(s->client));
   pthread_mutex_lock(&s->mu);
   if (!mim_client_wait_locked(s->client, &s->mu, &s->cv, join_is_done, s, &until))
     join_finished_locked(s, MIM_ERR_DEADLINE_EXCEEDED, "join did not complete in time");
@@ -330,6 +337,19 @@ static mim_status wait_join(mim_session *s, char *detail, size_t detail_size) {
 
 static void leave_now(mim_session *s);
 
+/* The bound of an async join, as wait_join's for mim_join (event thread). */
+static void join_timed_out(void *user) {
+  mim_session *s = user;
+  s->join_timer = NULL; /* it has fired: finish_async_join must not cancel it */
+  pthread_mutex_lock(&s->mu);
+  bool fire = !s->join_done;
+  if (fire)
+    join_finished_locked(s, MIM_ERR_DEADLINE_EXCEEDED, "join did not complete in time");
+  pthread_mutex_unlock(&s->mu);
+  if (fire)
+    finish_async_join(s);
+}
+
 /* Creates the session and subscribes. Live items are buffered until the history is
  * delivered. The join fetch starts on the event thread when the subscription is
  * confirmed (on_state CONNECTED), so every piece of merge state stays on that thread. */
@@ -340,10 +360,17 @@ static mim_status join_start(mim_client *client, const char *cache, const char *
   if (!s)
     return MIM_ERR_NO_MEMORY;
   s->on_joined = on_joined; /* before subscribing: callbacks read it */
+  mim_status st = MIM_OK;
+  if (on_joined) /* armed first, so no callback can run before join_timer is set */
+    st = mim_transport_timer(mim_client_transport(client), join_bound_ms(client), join_timed_out, s,
+                             &s->join_timer);
   mim_subscription_callbacks cbs = {
       .on_item = on_item, .on_discontinuity = on_discontinuity, .on_state = on_state, .user = s};
-  mim_status st = mim_topic_subscribe_async(client, cache, chat_id, NULL, &cbs, &s->sub);
+  if (st == MIM_OK)
+    st = mim_topic_subscribe_async(client, cache, chat_id, NULL, &cbs, &s->sub);
   if (st != MIM_OK) {
+    if (s->join_timer)
+      (void)mim_timer_cancel(s->join_timer); /* seconds away: it has not run */
     session_free(s);
     return st; /* detail set by subscribe */
   }
@@ -433,6 +460,10 @@ static void finish_async_join(mim_session *s) {
   pthread_mutex_unlock(&s->mu);
   if (!fire)
     return;
+  /* Serialized with the timer on this thread: it has not run, or it is what calls us. */
+  if (s->join_timer)
+    (void)mim_timer_cancel(s->join_timer);
+  s->join_timer = NULL;
   if (st != MIM_OK)
     atomic_store(&s->closing, true); /* the completion is the last callback */
   s->on_joined(s, st, st == MIM_OK ? "" : detail, s->user);

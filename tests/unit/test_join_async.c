@@ -1,7 +1,7 @@
 /* mim_join_async in thread mode against mim-local: the completion runs once on the event
  * thread after the history; a failed join is reported and freed by the library; a leave
  * from the completion or from on_message during the join; mim_join from a callback is
- * refused at once. */
+ * refused at once; a frozen server ends the join with DEADLINE_EXCEEDED. */
 /* cmocka.h needs these first, in this order. */
 // clang-format off
 #include <stdarg.h>
@@ -18,6 +18,7 @@
 #include "test_client.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -217,6 +218,31 @@ static void blocking_join_from_callback_refused(void **state) {
   probe_destroy(&p);
 }
 
+/* A join against a server that does not answer (frozen) ends with DEADLINE_EXCEEDED
+ * (the subscription's confirmation deadline) and the session is freed by the library. */
+static void join_that_never_answers_times_out(void **state) {
+  (void)state;
+  mim_client_options o;
+  mim_client_options_init(&o);
+  o.api_key = srv->root_key;
+  o.tls = MIM_TLS_OFF;
+  o.default_deadline_ms = 500 * (int64_t)test_time_scale();
+  mim_client *c = NULL;
+  assert_int_equal(mim_client_create(&o, &c), MIM_OK);
+  probe p;
+  probe_init(&p);
+  assert_int_equal(mim_local_freeze(srv, 5000), 0);
+  mim_status st = mim_join_async(c, CACHE, "frozen", NULL, on_message, on_joined, &p);
+  if (st == MIM_OK)
+    wait_for(&p, 0);
+  kill(srv->pid, SIGCONT);
+  assert_int_equal(st, MIM_OK);
+  assert_int_equal(p.joined_calls, 1);
+  assert_int_equal(p.status, MIM_ERR_DEADLINE_EXCEEDED);
+  mim_client_free(c); /* waits for the library's free of the failed session */
+  probe_destroy(&p);
+}
+
 static void bad_arguments(void **state) {
   (void)state;
   probe p;
@@ -254,6 +280,7 @@ int main(void) {
       cmocka_unit_test(leave_from_completion),
       cmocka_unit_test(leave_during_history),
       cmocka_unit_test(blocking_join_from_callback_refused),
+      cmocka_unit_test(join_that_never_answers_times_out),
       cmocka_unit_test(bad_arguments),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
