@@ -146,6 +146,7 @@ int main(int argc, char **argv) {
   co.loop = mim_loop_uv_init(&a.adapter, a.loop);
   if (!co.loop) {
     fprintf(stderr, "loop_uv: %s: %s\n", a.adapter.error_op, uv_strerror(a.adapter.error));
+    free_key(key);
     return 1;
   }
   mim_status st = mim_client_create(&co, &a.client);
