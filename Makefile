@@ -42,6 +42,8 @@ CURL_PKG := libcurl
 SERVER_PKGS := grpc libprotobuf-c openssl
 # Test helpers (tests/support) drive gRPC core directly, whatever the transport.
 TEST_PKGS := cmocka grpc
+# Loop-mode tests (tests/unit/test_h2_loop_*.c) drive clients from libuv and libevent.
+TEST_PKGS += $(if $(filter h2,$(TRANSPORT)),libuv libevent,)
 
 # SANITIZE=address,undefined or SANITIZE=thread builds everything instrumented.
 SANITIZE ?=
@@ -114,6 +116,9 @@ EXAMPLE_SRC := $(filter-out $(if $(filter grpc,$(TRANSPORT)),examples/loop_%.c,)
 EXAMPLE_BIN := $(patsubst examples/%.c,$(B)/examples/%,$(EXAMPLE_SRC))
 # Extra packages examples may use (token-vendor serves HTTP with libmicrohttpd).
 EXAMPLE_LDLIBS := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null)
+# The loop-mode examples link the loop library the application would bring.
+$(B)/examples/loop_uv: EXAMPLE_LDLIBS += $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null)
+$(B)/examples/loop_event: EXAMPLE_LDLIBS += $(shell $(PKG_CONFIG) --libs libevent 2>/dev/null)
 
 .PHONY: all lib server tests examples check deps demo install uninstall clean format lint
 all: lib server examples

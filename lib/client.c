@@ -32,10 +32,23 @@ struct mim_client {
   uint64_t ttl_ms;
   bool tls;
 
+  bool loop_mode; /* the application's loop drives the transport (options->loop) */
+
   pthread_mutex_t jobs_mu;
   pthread_cond_t jobs_cv;
   int jobs; /* detached jobs still running: mim_client_free waits for them */
+  /* Loop mode: deferred jobs wait here (no thread may be started) and run on the loop
+   * thread outside callbacks, where they may drive the loop (see run_loop_jobs). */
+  struct loop_job *queued, *queued_tail;
+  int entry_depth;   /* loop thread only: nesting of mim_loop_fd_ready/mim_loop_timeout */
+  bool running_jobs; /* loop thread only: run_loop_jobs is on the stack */
 };
+
+typedef struct loop_job {
+  struct loop_job *next;
+  void (*fn)(void *);
+  void *arg;
+} loop_job;
 
 MIM_API void mim_client_options_init(mim_client_options *options) {
   if (!options)
@@ -133,13 +146,18 @@ static mim_status start_transport(const mim_client_options *o, mim_client *c) {
   cfg.on_unauthenticated = token_refused;
   cfg.hook_user = c;
   cfg.loop = o ? o->loop : NULL;
+  c->loop_mode = cfg.loop != NULL;
   return mim_transport_create(&cfg, &c->transport);
 }
 
-/* Frees a client that is not running callbacks on the caller's thread. */
+static void run_loop_jobs(mim_client *c);
+
 /* Waits for the detached jobs: they use the transport. Each one is bounded (a leave or
- * stop: its flush time, a call deadline and a backoff timer). */
+ * stop: its flush time, a call deadline and a backoff timer). In loop mode they are
+ * queued, not running: run them here, on the loop thread. */
 static void wait_jobs(mim_client *c) {
+  if (c->loop_mode && c->transport && mim_transport_must_drive(c->transport))
+    run_loop_jobs(c);
   pthread_mutex_lock(&c->jobs_mu);
   while (c->jobs > 0)
     pthread_cond_wait(&c->jobs_cv, &c->jobs_mu);
@@ -211,22 +229,92 @@ MIM_API mim_status mim_client_create(const mim_client_options *options, mim_clie
 MIM_API void mim_client_free(mim_client *client) {
   if (!client)
     return;
-  if (mim_transport_on_event_thread(client->transport)) {
+  if (mim_client_in_callback(client)) {
     /* Freeing from one of its own callbacks would free what the caller still runs on. */
     mim_log(MIM_LOG_ERROR, "mim_client_free called from a client callback: ignored");
+    return;
+  }
+  if (client->loop_mode && !mim_transport_on_event_thread(client->transport)) {
+    /* Only the loop thread can run the loop that the teardown needs. */
+    mim_log(MIM_LOG_ERROR, "mim_client_free of a loop-mode client off its loop thread: ignored");
     return;
   }
   client_destroy(client);
 }
 
-void mim_loop_fd_ready(mim_client *client, int fd, unsigned events) {
-  if (client)
-    mim_transport_loop_fd_ready(client->transport, fd, events);
+/* The application's loop entry points. Jobs deferred by callbacks run when the
+ * outermost entry returns: then the loop thread is outside callbacks and may drive. */
+static void loop_entry_done(mim_client *c) {
+  if (--c->entry_depth == 0 && mim_transport_must_drive(c->transport))
+    run_loop_jobs(c);
 }
 
-void mim_loop_timeout(mim_client *client) {
-  if (client)
-    mim_transport_loop_timeout(client->transport);
+MIM_API void mim_loop_fd_ready(mim_client *client, int fd, unsigned events) {
+  if (!client)
+    return;
+  client->entry_depth++;
+  mim_transport_loop_fd_ready(client->transport, fd, events);
+  loop_entry_done(client);
+}
+
+MIM_API void mim_loop_timeout(mim_client *client) {
+  if (!client)
+    return;
+  client->entry_depth++;
+  mim_transport_loop_timeout(client->transport);
+  loop_entry_done(client);
+}
+
+bool mim_client_loop_mode(const mim_client *client) {
+  return client->loop_mode;
+}
+
+bool mim_client_in_callback(const mim_client *client) {
+  return mim_transport_on_event_thread(client->transport) &&
+         !mim_transport_must_drive(client->transport);
+}
+
+typedef struct locked_pred {
+  pthread_mutex_t *mu;
+  bool (*done)(void *);
+  void *arg;
+} locked_pred;
+
+static bool pred_locked(void *p) {
+  locked_pred *lp = p;
+  pthread_mutex_lock(lp->mu);
+  bool done = lp->done(lp->arg);
+  pthread_mutex_unlock(lp->mu);
+  return done;
+}
+
+static int64_t timespec_ms(const struct timespec *ts) {
+  return (int64_t)ts->tv_sec * 1000 + ts->tv_nsec / 1000000;
+}
+
+/* Drives the loop until done; mu is released meanwhile, as a condition wait does. */
+static bool drive_locked(mim_client *c, pthread_mutex_t *mu, bool (*done)(void *), void *arg,
+                         const struct timespec *until) {
+  locked_pred lp = {.mu = mu, .done = done, .arg = arg};
+  pthread_mutex_unlock(mu);
+  (void)mim_transport_run_until(c->transport, pred_locked, &lp,
+                                until ? timespec_ms(until) : INT64_MAX);
+  mim_client_after_drive(c);
+  pthread_mutex_lock(mu);
+  return done(arg);
+}
+
+bool mim_client_wait_locked(mim_client *c, pthread_mutex_t *mu, pthread_cond_t *cv,
+                            bool (*done)(void *), void *arg, const struct timespec *until) {
+  if (mim_transport_must_drive(c->transport))
+    return drive_locked(c, mu, done, arg, until);
+  while (!done(arg)) {
+    if (!until)
+      pthread_cond_wait(cv, mu);
+    else if (pthread_cond_timedwait(cv, mu, until) != 0)
+      return done(arg);
+  }
+  return true;
 }
 
 mim_transport *mim_client_transport(const mim_client *client) {
@@ -349,7 +437,76 @@ static void *job_main(void *p) {
   return NULL;
 }
 
+/* Wakes the application's loop, so that its mim_loop_timeout runs the queued jobs. */
+static void jobs_wake(void *user) {
+  (void)user;
+}
+
+static void arm_jobs_wake(mim_client *c) {
+  if (mim_transport_timer(c->transport, 0, jobs_wake, c, NULL) != MIM_OK)
+    mim_log(MIM_LOG_WARN, "cannot wake the loop for a deferred job: it runs at the next event");
+}
+
+/* Loop thread, outside callbacks. The outermost runner takes every job, including those
+ * queued by callbacks that run while a job drives the loop. */
+static void run_loop_jobs(mim_client *c) {
+  if (c->running_jobs)
+    return;
+  c->running_jobs = true;
+  for (;;) {
+    pthread_mutex_lock(&c->jobs_mu);
+    loop_job *j = c->queued;
+    if (j) {
+      c->queued = j->next;
+      if (!c->queued)
+        c->queued_tail = NULL;
+    }
+    pthread_mutex_unlock(&c->jobs_mu);
+    if (!j)
+      break;
+    j->fn(j->arg);
+    free(j);
+    pthread_mutex_lock(&c->jobs_mu);
+    c->jobs--;
+    pthread_cond_broadcast(&c->jobs_cv);
+    pthread_mutex_unlock(&c->jobs_mu);
+  }
+  c->running_jobs = false;
+}
+
+void mim_client_after_drive(mim_client *c) {
+  if (!c->loop_mode || !mim_transport_must_drive(c->transport) || c->entry_depth > 0 ||
+      c->running_jobs)
+    return; /* an entry's tail or the runner on the stack takes the new jobs */
+  pthread_mutex_lock(&c->jobs_mu);
+  bool pending = c->queued != NULL;
+  pthread_mutex_unlock(&c->jobs_mu);
+  if (pending)
+    arm_jobs_wake(c); /* a blocking call drove the loop: run them once it has returned */
+}
+
+static mim_status queue_loop_job(mim_client *c, void (*fn)(void *), void *arg) {
+  loop_job *j = calloc(1, sizeof *j);
+  if (!j)
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
+  j->fn = fn;
+  j->arg = arg;
+  pthread_mutex_lock(&c->jobs_mu);
+  if (c->queued_tail)
+    c->queued_tail->next = j;
+  else
+    c->queued = j;
+  c->queued_tail = j;
+  c->jobs++;
+  pthread_mutex_unlock(&c->jobs_mu);
+  if (c->entry_depth == 0)
+    arm_jobs_wake(c); /* not inside an entry (a blocking call drives): come back later */
+  return MIM_OK;
+}
+
 mim_status mim_client_run_detached(mim_client *client, void (*fn)(void *), void *arg) {
+  if (client->loop_mode)
+    return queue_loop_job(client, fn, arg);
   job *j = malloc(sizeof *j);
   if (!j)
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");

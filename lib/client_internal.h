@@ -5,6 +5,9 @@
 #include "transport.h"
 
 #include <momento/client.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <time.h>
 
 /* The client's transport (owned by the client; valid until mim_client_free). */
 mim_transport *mim_client_transport(const mim_client *client);
@@ -40,12 +43,38 @@ bool mim_client_token_rejected(mim_client *client);
 /* True when the client fetches its tokens from a URL (a rejected token can be replaced). */
 bool mim_client_refreshes_tokens(const mim_client *client);
 
-/* Runs fn(arg) on a new detached thread: work a callback asked for that must not run on
- * the event thread because it waits for that thread (mim_leave, mim_moderator_stop).
+/* Runs fn(arg) later, outside the callback that asks for it: work that must not run
+ * inside a callback because it waits for the event thread (mim_leave,
+ * mim_moderator_stop). Thread mode: on a new detached thread. Loop mode (no library
+ * thread may exist): queued, and run on the loop thread outside callbacks, where its
+ * waits drive the loop: when the application's mim_loop_fd_ready / mim_loop_timeout that
+ * ran the callback returns (a zero-delay transport timer wakes the loop when the
+ * callback ran inside a blocking call instead), or in mim_client_free.
  * mim_client_free waits until every such job has returned, so fn must finish in bounded
  * time and must not free the client. MIM_ERR_RESOURCE_EXHAUSTED (no thread) or
  * MIM_ERR_NO_MEMORY: fn does not run. */
 mim_status mim_client_run_detached(mim_client *client, void (*fn)(void *), void *arg);
+
+/* True when the application's loop drives the client (mim_client_options.loop). */
+bool mim_client_loop_mode(const mim_client *client);
+
+/* True inside a callback of the client (on its event thread, not driving the loop): a
+ * blocking call made there must fail with MIM_ERR_FAILED_PRECONDITION. */
+bool mim_client_in_callback(const mim_client *client);
+
+/* The one way the library waits for its event thread. Called with mu held (returns with
+ * it held) until done(arg) (called with mu held) is true or the CLOCK_MONOTONIC instant
+ * *until passes (until NULL: no bound; cv then needs no monotonic clock). Thread mode,
+ * or loop mode off the loop thread: waits on cv, which whoever makes done true must
+ * broadcast. Loop mode on the loop thread outside callbacks: drives the loop
+ * (mim_transport_run_until) with mu released. Returns done(arg). Not inside a
+ * callback (check mim_client_in_callback first). */
+bool mim_client_wait_locked(mim_client *client, pthread_mutex_t *mu, pthread_cond_t *cv,
+                            bool (*done)(void *), void *arg, const struct timespec *until);
+
+/* After driving the loop outside mim_client_wait_locked (a blocking transport call):
+ * makes sure jobs deferred meanwhile run once the application's loop is back. */
+void mim_client_after_drive(mim_client *client);
 
 /* Tokens fetched from the token URL so far (the first one included); 0 without one. */
 unsigned mim_client_token_fetches(const mim_client *client);

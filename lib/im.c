@@ -60,6 +60,10 @@ struct mim_session {
   bool leave_asked;   /* mim_leave was called from a callback */
   mim_status join_status;
   char join_detail[256];
+  /* mim_join_async: the completion, and whether it has been called (both under mu). */
+  mim_join_done_fn on_joined;
+  bool join_reported;
+  mim_timer *join_timer; /* async: the join's bound; event thread only once armed */
 
   /* Event-thread state (see the top of the file). */
   mim_merge merge;
@@ -107,6 +111,7 @@ static void merge_report(void *user, mim_status status, const char *detail) {
 /* ---- fetches (join and gap-fill) ---- */
 
 static void start_fetch(mim_session *s);
+static void finish_async_join(mim_session *s);
 
 /* Ends the join (event thread): mim_join wakes up and returns status. */
 static void join_finished_locked(mim_session *s, mim_status status, const char *detail) {
@@ -126,12 +131,16 @@ static void on_fetch(void *user, mim_status status, const char *detail,
   }
   if (mim_merge_fetch_done(&s->merge, status, detail, values) && !atomic_load(&s->closing))
     start_fetch(s);
+  bool async = s->on_joined != NULL; /* read now: a mim_join may free s below */
   pthread_mutex_lock(&s->mu);
   if (joining)
     join_finished_locked(s, status, detail);
   s->inflight--;
   pthread_cond_broadcast(&s->cv);
-  pthread_mutex_unlock(&s->mu); /* last touch: mim_leave/mim_join may free s now */
+  pthread_mutex_unlock(&s->mu); /* last touch unless async: mim_leave/mim_join may free s */
+  /* An async join's session is freed only by finish_async_join or after it (leave). */
+  if (async && joining)
+    finish_async_join(s);
 }
 
 /* Starts a fetch of the whole list (event thread); live items are buffered until it
@@ -149,11 +158,14 @@ static void start_fetch(mim_session *s) {
   const char *detail = mim_last_error_detail();
   mim_merge_fetch_not_started(&s->merge, st, detail);
   pthread_mutex_lock(&s->mu);
-  if (!mim_merge_joined(&s->merge))
+  bool joining = !mim_merge_joined(&s->merge);
+  if (joining)
     join_finished_locked(s, st, detail);
   s->inflight--;
   pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
+  if (joining)
+    finish_async_join(s);
 }
 
 /* ---- subscription callbacks (event thread) ---- */
@@ -174,8 +186,10 @@ static void on_state(void *user, mim_subscription_state state, mim_status status
                      const char *detail) {
   mim_session *s = user;
   emit_event(s, state, status, detail);
-  if (atomic_load(&s->closing))
+  if (atomic_load(&s->closing)) {
+    finish_async_join(s); /* on_event may have left during an async join */
     return;
+  }
   if (mim_merge_state(&s->merge, state)) {
     start_fetch(s);
   } else if (state == MIM_SUB_CLOSED && !mim_merge_joined(&s->merge)) {
@@ -184,6 +198,7 @@ static void on_state(void *user, mim_subscription_state state, mim_status status
       pthread_mutex_lock(&s->mu);
       join_finished_locked(s, s->close_status, detail);
       pthread_mutex_unlock(&s->mu);
+      finish_async_join(s);
     }
   }
 }
@@ -268,14 +283,18 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
   return s;
 }
 
+static bool no_fetch_inflight(void *arg) {
+  return ((mim_session *)arg)->inflight == 0;
+}
+
 /* Stops all callbacks: no delivery after this returns. */
 static void session_quiesce(mim_session *s) {
   atomic_store(&s->closing, true);
   mim_topic_unsubscribe(s->sub);
   s->sub = NULL;
   pthread_mutex_lock(&s->mu);
-  while (s->inflight > 0)
-    pthread_cond_wait(&s->cv, &s->mu);
+  /* Each fetch has the client's deadline: this ends. */
+  (void)mim_client_wait_locked(s->client, &s->mu, &s->cv, no_fetch_inflight, s, NULL);
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -292,17 +311,24 @@ static mim_status check_join_args(mim_client *client, const char *cache, const c
   return MIM_OK;
 }
 
-/* Waits for the join to finish. The subscribe and the fetch each have the client's
- * deadline; the bound here only guards against a lower layer that never answers. */
+/* How long a join may take: the subscribe and the fetch each have the client's deadline;
+ * this only guards against a lower layer that never answers. */
+static int64_t join_bound_ms(mim_client *client) {
+  return 3 * mim_client_deadline_ms(client) + 5000;
+}
+
+static bool join_is_done(void *arg) {
+  return ((mim_session *)arg)->join_done;
+}
+
+/* Waits for the join to finish (in loop mode on the loop thread: drives the loop). The
+ * subscribe and the fetch each have the client's deadline; the bound here only guards
+ * against a lower layer that never answers. */
 static mim_status wait_join(mim_session *s, char *detail, size_t detail_size) {
-  struct timespec until = cmn_deadline_after_ms(3 * mim_client_deadline_ms(s->client) + 5000);
+  struct timespec until = cmn_deadline_after_ms(join_bound_ms(s->client));
   pthread_mutex_lock(&s->mu);
-  while (!s->join_done) {
-    if (pthread_cond_timedwait(&s->cv, &s->mu, &until) != 0 && !s->join_done) {
-      join_finished_locked(s, MIM_ERR_DEADLINE_EXCEEDED, "join did not complete in time");
-      break;
-    }
-  }
+  if (!mim_client_wait_locked(s->client, &s->mu, &s->cv, join_is_done, s, &until))
+    join_finished_locked(s, MIM_ERR_DEADLINE_EXCEEDED, "join did not complete in time");
   mim_status st = s->join_status;
   snprintf(detail, detail_size, "%s", s->join_detail);
   pthread_mutex_unlock(&s->mu);
@@ -311,6 +337,47 @@ static mim_status wait_join(mim_session *s, char *detail, size_t detail_size) {
 
 static void leave_now(mim_session *s);
 
+/* The bound of an async join, as wait_join's for mim_join (event thread). */
+static void join_timed_out(void *user) {
+  mim_session *s = user;
+  s->join_timer = NULL; /* it has fired: finish_async_join must not cancel it */
+  pthread_mutex_lock(&s->mu);
+  bool fire = !s->join_done;
+  if (fire)
+    join_finished_locked(s, MIM_ERR_DEADLINE_EXCEEDED, "join did not complete in time");
+  pthread_mutex_unlock(&s->mu);
+  if (fire)
+    finish_async_join(s);
+}
+
+/* Creates the session and subscribes. Live items are buffered until the history is
+ * delivered. The join fetch starts on the event thread when the subscription is
+ * confirmed (on_state CONNECTED), so every piece of merge state stays on that thread. */
+static mim_status join_start(mim_client *client, const char *cache, const char *chat_id,
+                             const mim_join_options *options, mim_on_message on_message, void *user,
+                             mim_join_done_fn on_joined, mim_session **out) {
+  mim_session *s = session_new(client, cache, chat_id, options, on_message, user);
+  if (!s)
+    return MIM_ERR_NO_MEMORY;
+  s->on_joined = on_joined; /* before subscribing: callbacks read it */
+  mim_status st = MIM_OK;
+  if (on_joined) /* armed first, so no callback can run before join_timer is set */
+    st = mim_transport_timer(mim_client_transport(client), join_bound_ms(client), join_timed_out, s,
+                             &s->join_timer);
+  mim_subscription_callbacks cbs = {
+      .on_item = on_item, .on_discontinuity = on_discontinuity, .on_state = on_state, .user = s};
+  if (st == MIM_OK)
+    st = mim_topic_subscribe_async(client, cache, chat_id, NULL, &cbs, &s->sub);
+  if (st != MIM_OK) {
+    if (s->join_timer)
+      (void)mim_timer_cancel(s->join_timer); /* seconds away: it has not run */
+    session_free(s);
+    return st; /* detail set by subscribe */
+  }
+  *out = s;
+  return MIM_OK;
+}
+
 MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *chat_id,
                             const mim_join_options *options, mim_on_message on_message, void *user,
                             mim_session **out) {
@@ -318,19 +385,14 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
   mim_status st = check_join_args(client, cache, chat_id, options, on_message, out);
   if (st != MIM_OK)
     return st;
-  mim_session *s = session_new(client, cache, chat_id, options, on_message, user);
-  if (!s)
-    return MIM_ERR_NO_MEMORY;
-  /* Live items are buffered until the history is delivered. The join fetch starts on
-   * the event thread when the subscription is confirmed (on_state CONNECTED), so every
-   * piece of merge state stays on that thread. */
-  mim_subscription_callbacks cbs = {
-      .on_item = on_item, .on_discontinuity = on_discontinuity, .on_state = on_state, .user = s};
-  st = mim_topic_subscribe_async(client, cache, chat_id, NULL, &cbs, &s->sub);
-  if (st != MIM_OK) {
-    session_free(s);
-    return st; /* detail set by subscribe */
-  }
+  if (mim_client_in_callback(client))
+    return mim_fail(MIM_ERR_FAILED_PRECONDITION,
+                    "mim_join called from a callback (it would wait for itself); use "
+                    "mim_join_async");
+  mim_session *s = NULL;
+  st = join_start(client, cache, chat_id, options, on_message, user, NULL, &s);
+  if (st != MIM_OK)
+    return st;
   char detail[sizeof s->join_detail];
   st = wait_join(s, detail, sizeof detail);
   pthread_mutex_lock(&s->mu);
@@ -350,6 +412,19 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
   return MIM_OK;
 }
 
+MIM_API mim_status mim_join_async(mim_client *client, const char *cache, const char *chat_id,
+                                  const mim_join_options *options, mim_on_message on_message,
+                                  mim_join_done_fn on_joined, void *user) {
+  mim_clear_error();
+  mim_session *s = NULL;
+  mim_status st = check_join_args(client, cache, chat_id, options, on_message, &s);
+  if (st == MIM_OK && !on_joined)
+    st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_join_async: NULL on_joined");
+  if (st == MIM_OK)
+    st = join_start(client, cache, chat_id, options, on_message, user, on_joined, &s);
+  return st;
+}
+
 /* The whole leave; not on the event thread (it waits for it). */
 static void leave_now(mim_session *s) {
   /* Flush first (the subscription does not matter for it), reporting what is left. */
@@ -361,6 +436,45 @@ static void leave_now(mim_session *s) {
 
 static void leave_job(void *arg) {
   leave_now(arg);
+}
+
+/* Hands the rest of a leave to a job (the caller is a callback on the event thread). */
+static void leave_later(mim_session *s) {
+  if (mim_client_run_detached(s->client, leave_job, s) != MIM_OK)
+    mim_log(MIM_LOG_ERROR, "mim_leave from a callback: %s; the session of chat %s is not freed",
+            mim_last_error_detail(), s->chat);
+}
+
+/* Event thread, once the join of a mim_join_async session has finished (no-op for
+ * mim_join sessions and after the first call). Calls the completion; a failed or left
+ * join is then freed by a job, since freeing waits for the event thread. */
+static void finish_async_join(mim_session *s) {
+  if (!s->on_joined)
+    return;
+  pthread_mutex_lock(&s->mu);
+  bool fire = s->join_done && !s->join_reported;
+  s->join_reported = s->join_reported || fire;
+  mim_status st = s->leave_asked ? MIM_ERR_CANCELLED : s->join_status;
+  char detail[sizeof s->join_detail];
+  snprintf(detail, sizeof detail, "%s", s->leave_asked ? LEFT_IN_JOIN : s->join_detail);
+  pthread_mutex_unlock(&s->mu);
+  if (!fire)
+    return;
+  /* Serialized with the timer on this thread: it has not run, or it is what calls us. */
+  if (s->join_timer)
+    (void)mim_timer_cancel(s->join_timer);
+  s->join_timer = NULL;
+  if (st != MIM_OK)
+    atomic_store(&s->closing, true); /* the completion is the last callback */
+  s->on_joined(s, st, st == MIM_OK ? "" : detail, s->user);
+  pthread_mutex_lock(&s->mu);
+  s->join_returned = st == MIM_OK && !s->leave_asked; /* the caller owns it from now on */
+  bool free_it = !s->join_returned;
+  pthread_mutex_unlock(&s->mu);
+  if (free_it) {
+    atomic_store(&s->closing, true);
+    leave_later(s);
+  }
 }
 
 /* mim_leave on the event thread (from a callback): waiting there for the outbox, the
@@ -379,15 +493,14 @@ static void leave_deferred(mim_session *s) {
   pthread_mutex_unlock(&s->mu);
   if (repeated || !joined)
     return;
-  if (mim_client_run_detached(s->client, leave_job, s) != MIM_OK)
-    mim_log(MIM_LOG_ERROR, "mim_leave from a callback: %s; the session of chat %s is not freed",
-            mim_last_error_detail(), s->chat);
+  leave_later(s);
 }
 
 MIM_API void mim_leave(mim_session *session) {
   if (!session)
     return;
-  if (mim_transport_on_event_thread(mim_client_transport(session->client)))
+  /* In loop mode on the loop thread outside callbacks the waits drive the loop. */
+  if (mim_client_in_callback(session->client))
     leave_deferred(session);
   else
     leave_now(session);
@@ -499,10 +612,12 @@ MIM_API mim_status mim_send(mim_session *session, const char *text,
   st = new_envelope(session, text, id, &json, &len);
   if (st != MIM_OK)
     return st;
-  /* On the event thread (a callback) waiting for the attempt would deadlock. Elsewhere
-   * the wait is short: a hung network must not hold the caller (the outbox goes on). */
-  bool on_event = mim_transport_on_event_thread(mim_client_transport(session->client));
-  st = mim_outbox_send(session->outbox, id, json, len, on_event ? 0 : MIM_SEND_WAIT_MS);
+  /* On the event thread (a callback) waiting for the attempt would deadlock; in loop mode
+   * mim_send never waits (the outcome comes through on_send_result). Elsewhere the wait
+   * is short: a hung network must not hold the caller (the outbox goes on). */
+  bool no_wait = mim_client_loop_mode(session->client) ||
+                 mim_transport_on_event_thread(mim_client_transport(session->client));
+  st = mim_outbox_send(session->outbox, id, json, len, no_wait ? 0 : MIM_SEND_WAIT_MS);
   if (st == MIM_OK && id_out)
     memcpy(id_out, id, MIM_ENVELOPE_ID_SIZE);
   return st;

@@ -332,7 +332,8 @@ MIM_API void mim_moderator_stop(mim_moderator *moderator) {
   mim_moderator *m = moderator;
   if (!m)
     return;
-  if (!mim_transport_on_event_thread(mim_client_transport(m->client))) {
+  /* In loop mode on the loop thread outside callbacks its waits drive the loop. */
+  if (!mim_client_in_callback(m->client)) {
     stop_now(m);
     return;
   }

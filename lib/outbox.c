@@ -318,12 +318,20 @@ void mim_outbox_close(mim_outbox *ob, int64_t flush_ms) {
   mim_outbox_close_until(ob, cmn_deadline_after_ms(flush_ms));
 }
 
+static bool queue_empty(void *arg) {
+  return ((mim_outbox *)arg)->head == NULL;
+}
+
+static bool no_tokens(void *arg) {
+  return ((mim_outbox *)arg)->tokens == 0;
+}
+
 void mim_outbox_close_until(mim_outbox *ob, struct timespec until) {
   if (!ob)
     return;
   pthread_mutex_lock(&ob->mu);
-  while (ob->head && pthread_cond_timedwait(&ob->cv, &ob->mu, &until) == 0) {
-  }
+  /* In loop mode on the loop thread these waits run the loop. */
+  (void)mim_client_wait_locked(ob->client, &ob->mu, &ob->cv, queue_empty, ob, &until);
   ob->closed = true;
   for (entry *e = ob->head; e; e = e->next) /* (misuse: a mim_send still waiting) */
     answer_locked(ob, e, MIM_ERR_CANCELLED, "the outbox is closing");
@@ -340,8 +348,7 @@ void mim_outbox_close_until(mim_outbox *ob, struct timespec until) {
                     "closed (leave or stop) before the message was sent (flush timeout)");
   }
   pthread_mutex_lock(&ob->mu);
-  while (ob->tokens > 0)
-    pthread_cond_wait(&ob->cv, &ob->mu);
+  (void)mim_client_wait_locked(ob->client, &ob->mu, &ob->cv, no_tokens, ob, NULL);
   pthread_mutex_unlock(&ob->mu);
   while (left) {
     entry *next = left->next;

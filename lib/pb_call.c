@@ -34,6 +34,7 @@ mim_status mim_pb_call(mim_client *client, const mim_pb_method *method, const ch
   /* The transport refuses this on its event thread (FAILED_PRECONDITION). */
   st = mim_transport_unary_sync(mim_client_transport(client), method->host, method->path, cache,
                                 buf.data, buf.len, mim_client_deadline_ms(client), &bytes, &len);
+  mim_client_after_drive(client); /* loop mode: it may have run callbacks that defer jobs */
   mim_pb_buf_release(&buf);
   ProtobufCMessage *msg = NULL;
   if (st == MIM_OK)

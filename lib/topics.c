@@ -830,13 +830,17 @@ MIM_API mim_status mim_topic_subscribe_async(mim_client *client, const char *cac
   return MIM_OK;
 }
 
+static bool first_attempt_done(void *arg) {
+  return ((mim_subscription *)arg)->first_done;
+}
+
 MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, const char *topic,
                                        const mim_subscribe_options *options,
                                        const mim_subscription_callbacks *callbacks,
                                        mim_subscription **out) {
   if (out)
     *out = NULL;
-  if (client && mim_transport_on_event_thread(mim_client_transport(client)))
+  if (client && mim_client_in_callback(client))
     return mim_fail(MIM_ERR_FAILED_PRECONDITION,
                     "mim_topic_subscribe called from a callback; use mim_topic_subscribe_async");
   mim_status st;
@@ -854,13 +858,12 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
   struct timespec until = cmn_deadline_after_ms(s->confirm_timeout_ms + 1000);
   char detail[DETAIL_LEN] = "";
   pthread_mutex_lock(&s->mu);
-  while (!s->first_done) {
-    if (pthread_cond_timedwait(&s->cv, &s->mu, &until) != 0 && !s->first_done) {
-      s->closing = true; /* from now on no callback may run: we report a failure */
-      s->first_done = true;
-      s->first_status = MIM_ERR_DEADLINE_EXCEEDED;
-      snprintf(s->first_detail, sizeof s->first_detail, "subscription not confirmed in time");
-    }
+  /* In loop mode on the loop thread this runs the loop. */
+  if (!mim_client_wait_locked(client, &s->mu, &s->cv, first_attempt_done, s, &until)) {
+    s->closing = true; /* from now on no callback may run: we report a failure */
+    s->first_done = true;
+    s->first_status = MIM_ERR_DEADLINE_EXCEEDED;
+    snprintf(s->first_detail, sizeof s->first_detail, "subscription not confirmed in time");
   }
   st = s->first_status;
   snprintf(detail, sizeof detail, "%s", s->first_detail);

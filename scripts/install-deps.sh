@@ -18,6 +18,9 @@ need_pc libcurl libcurl4-openssl-dev
 need_pc libmicrohttpd libmicrohttpd-dev
 need_pc jansson libjansson-dev
 need_pc cmocka libcmocka-dev
+# Loop mode: the libuv / libevent adapters' tests and examples.
+need_pc libuv libuv1-dev
+need_pc libevent libevent-dev
 need_cmd openssl openssl
 # examples/chat is tested in a real terminal (tests/scripts/chat_tmux.sh).
 need_cmd tmux tmux

@@ -103,7 +103,9 @@ MIM_API void mim_join_options_init(mim_join_options *options);
 /* Joins chat_id in cache: subscribes, fetches history, then calls on_message for each
  * history message (from_history true, oldest first) and afterwards for each live message,
  * each exactly once, on the client's event thread. Blocking until the history has been
- * delivered. *out owned by the caller: release with mim_leave. options may be NULL.
+ * delivered (loop mode on the loop thread: runs the loop meanwhile, see <momento/loop.h>;
+ * from a callback: MIM_ERR_FAILED_PRECONDITION, use mim_join_async). *out owned by the
+ * caller: release with mim_leave. options may be NULL.
  *
  * No gap, no duplicate: live values arriving before the history was delivered are held
  * back, then delivered unless their id was in the history. Delivered ids are remembered
@@ -125,6 +127,32 @@ MIM_API void mim_join_options_init(mim_join_options *options);
 MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *chat_id,
                             const mim_join_options *options, mim_on_message on_message, void *user,
                             mim_session **out);
+
+/* Completion of mim_join_async. Runs exactly once, on the client's event thread (loop
+ * mode: the loop thread), after the history has been delivered through on_message
+ * (status MIM_OK, detail "") or when the join failed (the same errors as mim_join,
+ * MIM_ERR_CANCELLED when a callback of the session called mim_leave before this ran).
+ * Ownership: on MIM_OK the session is the caller's from this call on, exactly as *out
+ * of mim_join (live messages follow; release it with mim_leave, which may be called
+ * from here: it is then deferred as from any callback). On any other status the library
+ * frees the session after this returns: do not keep the pointer, and no callback of it
+ * runs after this one. Same rules as on_message (must return quickly, no blocking
+ * calls of the client). */
+typedef void (*mim_join_done_fn)(mim_session *session, mim_status status, const char *detail,
+                                 void *user);
+
+/* mim_join without waiting: subscribes and returns at once; the join (history fetch and
+ * delivery) goes on on the event thread and ends with on_joined (required), which gets
+ * `user` like on_message. Usable in both modes, also from a callback, and the way to
+ * join from the loop thread without blocking it. Until on_joined has run, the session
+ * exists only through the callbacks' session argument: mim_leave on it from one of them
+ * cancels the join (on_joined then gets MIM_ERR_CANCELLED); do not hand it to another
+ * thread before. Wait for on_joined before mim_client_free. Returns
+ * MIM_ERR_INVALID_ARGUMENT, MIM_ERR_NO_MEMORY or an error starting the subscription, and
+ * then on_joined does not run; MIM_OK: on_joined will run exactly once. */
+MIM_API mim_status mim_join_async(mim_client *client, const char *cache, const char *chat_id,
+                                  const mim_join_options *options, mim_on_message on_message,
+                                  mim_join_done_fn on_joined, void *user);
 
 /* An owned list of messages (oldest first). Free with mim_message_list_free. */
 typedef struct mim_message_list {
@@ -177,6 +205,10 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
  * caller for more than MIM_SEND_WAIT_MS (plus building the envelope): rely on
  * on_send_result for the outcome of every send that returned MIM_OK.
  *
+ * Loop mode (mim_client_options.loop): mim_send never waits, on any thread; it returns
+ * MIM_OK once queued (or an argument / outbox-full error) and every outcome comes
+ * through on_send_result, on the loop thread.
+ *
  * Duplicates. A retry can repeat what the server did but could not confirm: the list
  * may hold the message twice, the topic may carry it twice. Receivers drop repeats by
  * id (mim_join's delivered-id set, mim_history), so each message is shown once.
@@ -204,8 +236,17 @@ MIM_API mim_status mim_remove_message(mim_session *session, const char *message_
  * at once, no on_message or on_event of the session runs after that, and the rest (flush,
  * on_send_result reports, unsubscribe, free) runs on a library thread once the callback
  * has returned; mim_client_free waits for it. During mim_join (history delivery, or the
- * first on_event) the leave is done by mim_join, which returns MIM_ERR_CANCELLED. Calling
- * it again for the same session from a callback does nothing more. */
+ * first on_event) the leave is done by mim_join, which returns MIM_ERR_CANCELLED (for
+ * mim_join_async: its on_joined gets MIM_ERR_CANCELLED, then the library frees the
+ * session). Calling it again for the same session from a callback does nothing more.
+ *
+ * Loop mode: on the loop thread outside callbacks it runs the loop while it waits (other
+ * callbacks of the client may run inside it). From a callback, no thread is started:
+ * the rest of the leave runs on the loop thread once the application's
+ * mim_loop_fd_ready / mim_loop_timeout call that ran the callback returns (it then runs
+ * the loop for the flush, up to flush_timeout_ms plus a call deadline), or in
+ * mim_client_free, whichever comes first. From another thread it waits for the loop
+ * thread to do the work. */
 MIM_API void mim_leave(mim_session *session);
 
 /* ---- Moderation (server-mediated pattern) ---- */

@@ -22,7 +22,25 @@
  *     with MIM_ERR_FAILED_PRECONDITION (it would wait for itself);
  *   - calls from other threads are allowed: they hand their work to the loop thread
  *     (which notices through a watched descriptor) and a blocking one waits for it, so
- *     it only completes while the application keeps its loop running.
+ *     it only completes while the application keeps its loop running; mim_send never
+ *     waits in loop mode, on any thread;
+ *   - work a callback defers (mim_leave or mim_moderator_stop called from a callback)
+ *     starts no thread: it runs on the loop thread right after the mim_loop_fd_ready /
+ *     mim_loop_timeout call that ran the callback has finished its events (a zero-delay
+ *     timer brings the loop back when the callback ran inside a blocking call), or in
+ *     mim_client_free. It runs the loop while it waits (a leave: up to its flush time
+ *     plus a call deadline), so that entry can take that long to return;
+ *   - mim_client_free must be called on the loop thread, outside callbacks (elsewhere it
+ *     is logged and ignored); it runs the loop until the client's calls have ended, and
+ *     when it returns every descriptor has been unwatched (watch_fd(fd, 0)) and the timer
+ *     cleared (set_timer(-1)): the hooks' state can then be released.
+ *
+ * "No library thread" holds for what the client does on its own. Two features still
+ * use a thread in loop mode: a token_url (the token provider refreshes from a thread of
+ * its own, which only installs tokens and runs no callback) and resolving a host name
+ * that is not a numeric address (one resolver thread per client, started on the first
+ * such lookup, so that DNS never blocks the loop; it runs no callback and is joined by
+ * mim_client_free).
  *
  * Adapters for libuv and libevent: <momento/loop_uv.h>, <momento/loop_event.h>.
  */

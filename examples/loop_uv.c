@@ -1,0 +1,193 @@
+/*
+ * loop_uv: a small chat client driven by a libuv loop (loop mode, <momento/loop_uv.h>).
+ *
+ *   loop_uv --chat ROOM [--name NAME] [--cache NAME] [--endpoint HOST:PORT]
+ *           [--key-file PATH]
+ *
+ * One thread does everything: libuv watches the client's descriptors and timer through
+ * the adapter, and stdin through a uv_poll_t of its own. The join is mim_join_async, so
+ * the loop never blocks; messages are printed as they arrive; each line read from stdin
+ * is sent with mim_send, which only queues in loop mode (the outcome comes back through
+ * on_send_result). End of input or "/quit" leaves, frees the client and closes the
+ * adapter, letting libuv finish closing its handles.
+ * Without --key-file the key comes from MOMENTO_API_KEY.
+ */
+#include <momento/im.h>
+#include <momento/loop_uv.h>
+
+#include "key_file.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct app {
+  uv_loop_t *loop;
+  mim_loop_uv adapter;
+  uv_poll_t input;
+  bool input_open;
+  mim_client *client;
+  mim_session *session;
+  char line[4096];
+  size_t used;
+  bool quitting;
+} app;
+
+static void on_message(mim_session *s, const mim_message *m, void *user) {
+  (void)s, (void)user;
+  printf("%s%s: %s\n", m->from_history ? "[history] " : "", m->from ? m->from : "?",
+         m->text ? m->text : "(not a chat message)");
+  fflush(stdout);
+}
+
+static void on_send_result(mim_session *s, const char *id, mim_status st, const char *detail,
+                           void *user) {
+  (void)s, (void)user;
+  if (st != MIM_OK)
+    fprintf(stderr, "*** message %s not sent: %s (%s)\n", id, mim_status_name(st), detail);
+}
+
+static void on_joined(mim_session *s, mim_status st, const char *detail, void *user) {
+  app *a = user;
+  if (st != MIM_OK) {
+    fprintf(stderr, "*** join failed: %s (%s)\n", mim_status_name(st), detail);
+    uv_stop(a->loop); /* the library frees the session */
+    return;
+  }
+  a->session = s;
+  fprintf(stderr, "*** joined; type lines to send, /quit or Ctrl-D to leave\n");
+}
+
+/* One line typed: send it (queued; never waits in loop mode), or quit. */
+static void handle_line(app *a, char *line) {
+  if (strcmp(line, "/quit") == 0) {
+    a->quitting = true;
+    uv_stop(a->loop);
+    return;
+  }
+  if (!a->session) {
+    fprintf(stderr, "*** not joined yet: line dropped\n");
+    return;
+  }
+  mim_status st = mim_send(a->session, line, NULL);
+  if (st != MIM_OK)
+    fprintf(stderr, "*** send: %s (%s)\n", mim_status_name(st), mim_last_error_detail());
+}
+
+static void on_input(uv_poll_t *p, int status, int events) {
+  (void)events;
+  app *a = p->data;
+  ssize_t n = status < 0 ? -1 : read(STDIN_FILENO, a->line + a->used, sizeof a->line - 1 - a->used);
+  if (n <= 0) { /* end of input or an error: leave */
+    a->quitting = true;
+    uv_stop(a->loop);
+    return;
+  }
+  a->used += (size_t)n;
+  char *start = a->line, *nl;
+  while ((nl = memchr(start, '\n', a->used - (size_t)(start - a->line)))) {
+    *nl = '\0';
+    handle_line(a, start);
+    start = nl + 1;
+  }
+  a->used -= (size_t)(start - a->line);
+  memmove(a->line, start, a->used);
+  if (a->used == sizeof a->line - 1) { /* a line too long for the buffer: send what we have */
+    a->line[a->used] = '\0';
+    handle_line(a, a->line);
+    a->used = 0;
+  }
+}
+
+static int usage(void) {
+  fprintf(stderr, "usage: loop_uv --chat ROOM [--name NAME] [--cache NAME] "
+                  "[--endpoint HOST:PORT] [--key-file PATH]\n");
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  const char *chat = NULL, *name = "uv-user", *cache = "instant-messaging", *endpoint = NULL,
+             *key_file = NULL;
+  static const struct option longopts[] = {
+      {"chat", required_argument, NULL, 'c'},     {"name", required_argument, NULL, 'n'},
+      {"cache", required_argument, NULL, 'C'},    {"endpoint", required_argument, NULL, 'e'},
+      {"key-file", required_argument, NULL, 'k'}, {NULL, 0, NULL, 0}};
+  for (int c; (c = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
+    if (c == 'c')
+      chat = optarg;
+    else if (c == 'n')
+      name = optarg;
+    else if (c == 'C')
+      cache = optarg;
+    else if (c == 'e')
+      endpoint = optarg;
+    else if (c == 'k')
+      key_file = optarg;
+    else
+      return usage();
+  }
+  if (!chat)
+    return usage();
+  char *key = NULL;
+  if (key_file && !(key = read_key_file(key_file))) {
+    fprintf(stderr, "loop_uv: cannot read a key from %s\n", key_file);
+    return 1;
+  }
+
+  static app a;
+  a.loop = uv_default_loop();
+  mim_client_options co;
+  mim_client_options_init(&co);
+  co.api_key = key; /* NULL: MOMENTO_API_KEY */
+  if (endpoint)
+    co.cache_host = co.control_host = co.token_host = endpoint;
+  co.loop = mim_loop_uv_init(&a.adapter, a.loop);
+  if (!co.loop) {
+    fprintf(stderr, "loop_uv: %s: %s\n", a.adapter.error_op, uv_strerror(a.adapter.error));
+    free_key(key);
+    return 1;
+  }
+  mim_status st = mim_client_create(&co, &a.client);
+  free_key(key);
+  int rc = 1;
+  if (st != MIM_OK) {
+    fprintf(stderr, "loop_uv: %s (%s)\n", mim_status_name(st), mim_last_error_detail());
+    goto close_adapter;
+  }
+  mim_loop_uv_attach(&a.adapter, a.client);
+
+  mim_join_options jo;
+  mim_join_options_init(&jo);
+  jo.display_name = name;
+  jo.on_send_result = on_send_result;
+  st = mim_join_async(a.client, cache, chat, &jo, on_message, on_joined, &a);
+  if (st != MIM_OK) {
+    fprintf(stderr, "loop_uv: join: %s (%s)\n", mim_status_name(st), mim_last_error_detail());
+    goto free_client;
+  }
+  if (uv_poll_init(a.loop, &a.input, STDIN_FILENO) == 0) {
+    a.input.data = &a;
+    a.input_open = true;
+    uv_poll_start(&a.input, UV_READABLE, on_input);
+  } else {
+    fprintf(stderr, "loop_uv: stdin cannot be polled (a regular file?): not reading it\n");
+  }
+  uv_run(a.loop, UV_RUN_DEFAULT); /* until /quit, end of input or a failed join */
+  rc = a.quitting ? 0 : 1;
+  if (a.session)
+    mim_leave(a.session); /* on the loop thread: runs the loop while it flushes */
+
+free_client:
+  mim_client_free(a.client);
+close_adapter:
+  mim_loop_uv_close(&a.adapter);
+  if (a.input_open)
+    uv_close((uv_handle_t *)&a.input, NULL);
+  uv_run(a.loop, UV_RUN_DEFAULT); /* libuv finishes closing the handles */
+  if (!mim_loop_uv_closed(&a.adapter))
+    fprintf(stderr, "loop_uv: adapter handles still closing\n");
+  uv_loop_close(a.loop);
+  return rc;
+}
