@@ -60,6 +60,7 @@ WARN := -Wall -Wextra -Werror
 CFLAGS ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -fPIC \
   -Iinclude -Ilib -Icommon -isystem $(GEN) $(SAN_FLAGS) $(CFLAGS) \
+  $(if $(filter grpc,$(TRANSPORT)),-DMIM_TRANSPORT_GRPC,) \
   $(shell $(PKG_CONFIG) --cflags $(LIB_PKGS) $(CURL_PKG) 2>/dev/null)
 LIB_LDLIBS := $(shell $(PKG_CONFIG) --libs $(LIB_PKGS) 2>/dev/null) -lpthread -ldl
 SERVER_LDLIBS := $(shell $(PKG_CONFIG) --libs $(SERVER_PKGS) 2>/dev/null) -lpthread
@@ -287,8 +288,9 @@ FUZZ_LIBA := $(FZ)/libmim-fuzz.a
 # fuzz_grpc_wire and fuzz_h2_client run in every build; lib/transport/h2.c is not (it
 # would clash with the gRPC core transport).
 FUZZ_LIB_SRC := $(sort $(LIB_SRC) $(wildcard lib/h2/*.c) $(wildcard lib/loop/*.c))
-FUZZ_LDLIBS := $(LIB_LDLIBS) $(if $(filter grpc,$(TRANSPORT)),\
-  $(shell $(PKG_CONFIG) --libs libnghttp2 2>/dev/null),)
+# The server harnesses need gRPC core's slices, the client ones nghttp2: both, whatever
+# the transport.
+FUZZ_LDLIBS := $(LIB_LDLIBS) $(shell $(PKG_CONFIG) --libs grpc libnghttp2 2>/dev/null)
 FUZZ_LIBA_OBJ := $(patsubst lib/%.c,$(FZ)/obj/lib/%.o,$(FUZZ_LIB_SRC)) \
   $(patsubst server/%.c,$(FZ)/obj/server/%.o,$(filter-out server/main.c server/rpc.c,$(SERVER_SRC))) \
   $(FZ)/obj/fake_rpc.o

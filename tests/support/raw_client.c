@@ -50,10 +50,15 @@ mim_transport *raw_connect(const mim_local *srv, const char *token) {
 }
 
 mim_transport *raw_connect_own(const mim_local *srv, const char *token) {
-  static atomic_ulong next_conn;
   char target[128];
+#ifdef MIM_TRANSPORT_GRPC
+  static atomic_ulong next_conn;
   snprintf(target, sizeof target, "ipv4:127.0.0.1:%d?conn=%lu", srv->port,
            atomic_fetch_add(&next_conn, 1));
+#else
+  /* The HTTP/2 transport never shares connections between transports. */
+  snprintf(target, sizeof target, "127.0.0.1:%d", srv->port);
+#endif
   return connect_to(target, srv, token); /* the transport copies the target */
 }
 

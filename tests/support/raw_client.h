@@ -47,10 +47,11 @@ char *raw_root_token(const mim_local *srv);
  * token; "" = no token. NULL on failure. */
 mim_transport *raw_connect(const mim_local *srv, const char *token);
 
-/* Like raw_connect, but on a TCP connection of its own. gRPC shares one connection among
- * all channels to the same target with the same arguments (so plain raw_connect
- * transports multiplex over one socket); a unique "ipv4:127.0.0.1:PORT?conn=N" target
- * gives each transport its own. NULL on failure. */
+/* Like raw_connect, but on a TCP connection of its own. gRPC core shares one connection
+ * among all channels to the same target with the same arguments (so with TRANSPORT=grpc
+ * plain raw_connect transports multiplex over one socket); a unique
+ * "ipv4:127.0.0.1:PORT?conn=N" target gives each transport its own. The HTTP/2 transport
+ * never shares connections between transports. NULL on failure. */
 mim_transport *raw_connect_own(const mim_local *srv, const char *token);
 
 /* Plane of a full method path ("/control_client..." control, "/token..." token, else cache). */

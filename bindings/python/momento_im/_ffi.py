@@ -44,6 +44,7 @@ class ClientOptions(Structure):
         ("log_fn", LOG_FN),
         ("log_level", c_int),  # mim_log_level
         ("log_user", c_void_p),
+        ("loop", c_void_p),  # const mim_loop_hooks *: NULL, the library's own thread
     ]
 
 
