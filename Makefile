@@ -16,10 +16,10 @@ PKG_CONFIG ?= pkg-config
 PROTOC_C ?= protoc-c
 
 comma := ,
-# TRANSPORT=h2: the library's own gRPC client on libnghttp2 + OpenSSL.
-# TRANSPORT=grpc (default until h2 passes every test): the gRPC core transport, kept as
+# TRANSPORT=h2 (default): the library's own gRPC client on libnghttp2 + OpenSSL.
+# TRANSPORT=grpc: the gRPC core transport (build/transport-grpc/), kept as
 # the reference (bench compares both).
-DEFAULT_TRANSPORT := grpc
+DEFAULT_TRANSPORT := h2
 TRANSPORT ?= $(DEFAULT_TRANSPORT)
 ifneq ($(filter-out h2 grpc,$(TRANSPORT)),)
 $(error TRANSPORT must be h2 or grpc, not '$(TRANSPORT)')

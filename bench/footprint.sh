@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Footprint of libmomento-im as built in one build dir (issue 14's footprint goals):
-#   bench/footprint.sh [BUILD_DIR]      (default $MIM_BUILD, else build; e.g. build/transport-h2)
+#   bench/footprint.sh [BUILD_DIR]      (default $MIM_BUILD, else build; e.g. build/transport-grpc)
 # Reports the shared libraries libmomento-im.so loads (ldd: count, size on disk, whether
 # libstdc++ / libgrpc are among them), then, against a mim-local of the same build dir
 # started here on a free loopback port, plaintext and TLS (a throwaway self-signed

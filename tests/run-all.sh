@@ -42,6 +42,7 @@ if [ -n "$SANITIZE" ]; then
   SAN_SKIP[fuzz]="the libFuzzer harnesses are always built with ASan+UBSan; the plain make check runs them"
   SAN_SKIP[lint]="static analysis; the same result as in the plain make check"
   SAN_SKIP[bench_smoke]="timing harness; the plain make check runs it"
+  SAN_SKIP[transport_grpc]="builds the reference gRPC core transport; the plain make check runs it"
   if [[ $SANITIZE == *thread* ]]; then
     SAN_SKIP[python]="CPython with the TSan runtime preloaded crashes; ASan runs the binding"
   fi

@@ -18,6 +18,17 @@ needed=$(objdump -p "$so" | awk '/NEEDED/ {print $2}')
 if ! grep -q '^libcurl' <<<"$needed"; then p=$((p+1)); else f=$((f+1)); echo "libcurl is in NEEDED"; fi
 pc=$B/lib/libmomento-im.pc
 if [ -f "$pc" ] && ! grep -q 'curl' "$pc"; then p=$((p+1)); else f=$((f+1)); echo "$pc missing or names libcurl"; fi
+# The default transport (HTTP/2 on nghttp2 + OpenSSL) keeps gRPC core, its Abseil and
+# libstdc++ out of every process; 12 shared libraries at most (the sanitizer runtimes of
+# an instrumented build aside).
+if [[ $B != *transport-grpc* ]]; then
+  libs=$(ldd "$so" | awk '{print $1}' | grep -v -E '^(linux-vdso|/)' | grep -v -E 'lib(asan|ubsan|tsan)' || true)
+  nlibs=$(grep -c . <<<"$libs")
+  heavy=$(grep -E '^lib(grpc|gpr|absl|stdc\+\+|upb|re2|cares)' <<<"$libs" || true)
+  if [ -z "$heavy" ] && [ "$nlibs" -le 12 ]; then p=$((p+1)); else
+    f=$((f+1)); echo "loads $nlibs shared libraries (at most 12, no gRPC core/libstdc++):"; echo "$libs"; fi
+  echo "exports: loads $nlibs shared libraries: $(tr '\n' ' ' <<<"$libs")"
+fi
 echo "exports: $count mim_* symbols, soname $soname"
 echo "$p passed, $f failed"
 [ "$f" -eq 0 ]
