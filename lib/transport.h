@@ -1,9 +1,13 @@
 /*
- * Internal: gRPC transport on the gRPC core C API.
+ * Internal: the gRPC call interface under list, topics, token and im.
  *
- * A transport owns one channel per plane (cache, control, token), one completion
- * queue and one event thread that drives it. Requests and responses are opaque
- * protobuf bytes here: encoding belongs to the modules above (list, topics, token).
+ * Two implementations, chosen at build time: transport/h2.c (default: our gRPC client
+ * on libnghttp2 + OpenSSL, driven by lib/loop's reactor on its own thread or on the
+ * application's loop) and transport/grpc.c (make TRANSPORT=grpc: gRPC core, one
+ * completion queue and one event thread; it refuses loop mode). A transport connects
+ * to each plane's host (cache, control, token) lazily. Requests and responses are
+ * opaque protobuf bytes here: encoding belongs to the modules above (list, topics,
+ * token).
  *
  * Callbacks (unary completion, stream message, stream close, timers) run on the event
  * thread, one at a time, never with an internal lock held. They must not block and must
@@ -14,10 +18,10 @@
  * Once mim_transport_free has begun, starting a call or a timer fails with
  * MIM_ERR_CANCELLED (callbacks of cancelled calls may try; they are refused cleanly).
  *
- * Channels: TLS unless config->plaintext; keepalive pings every 30 s (10 s timeout, also
- * on streams where the client sends nothing); received messages up to 16 MiB.
- * Metadata sent on every call: authorization, cache (when given), agent,
- * runtime-version ("c:c11").
+ * Connections: TLS unless config->plaintext; keepalive pings every 30 s while calls are
+ * open (10 s timeout; never more often than gRPC servers allow without data); messages
+ * up to 16 MiB each way. Metadata sent on every call: authorization, cache (when given),
+ * agent, runtime-version ("c:c11").
  */
 #ifndef MIM_LIB_TRANSPORT_H
 #define MIM_LIB_TRANSPORT_H
