@@ -270,9 +270,15 @@ static mim_status call_submit(mim_call *c, pconn *pc) {
                         .body = c->body,
                         .body_len = c->body_len,
                         .unary = !c->is_stream};
+  /* Submitting flushes, and a frame nghttp2 cannot send (a header block over its limit)
+   * closes the stream inside the submit: the final callback may then already have run
+   * and another thread dropped its reference. Hold one, and let ev_on_close find pc. */
+  c->pc = pc;
+  atomic_fetch_add(&c->refs, 1);
   mim_status st = mim_h2_conn_submit(pc->h, &req, c, &c->stream);
-  if (st == MIM_OK)
-    c->pc = pc;
+  if (st != MIM_OK)
+    c->pc = NULL; /* never submitted: no callback ran */
+  call_unref(c);
   return st;
 }
 
