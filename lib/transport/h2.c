@@ -246,7 +246,8 @@ static void ep_fail_queue(endpoint *ep, mim_status st, const char *detail) {
   }
 }
 
-static mim_status call_submit(mim_call *c, pconn *pc) {
+/* Submits c on pc; a failure to submit finishes the call with that status. */
+static void call_submit(mim_call *c, pconn *pc) {
   mim_transport *t = c->t;
   mim_h2_header hdrs[MAX_HEADERS];
   size_t n = 0;
@@ -276,10 +277,11 @@ static mim_status call_submit(mim_call *c, pconn *pc) {
   c->pc = pc;
   atomic_fetch_add(&c->refs, 1);
   mim_status st = mim_h2_conn_submit(pc->h, &req, c, &c->stream);
-  if (st != MIM_OK)
-    c->pc = NULL; /* never submitted: no callback ran */
+  if (st != MIM_OK) {
+    c->pc = NULL; /* never submitted: no callback ran, it runs now */
+    call_finish(c, st, mim_last_error_detail(), NULL, 0);
+  }
   call_unref(c);
-  return st;
 }
 
 static pconn *ep_free_conn(endpoint *ep) {
@@ -298,9 +300,7 @@ static void ep_drain(endpoint *ep) {
     if (!ep->qhead)
       ep->qtail = NULL;
     c->qnext = NULL;
-    mim_status st = call_submit(c, pc);
-    if (st != MIM_OK)
-      call_finish(c, st, mim_last_error_detail(), NULL, 0);
+    call_submit(c, pc);
   }
 }
 
@@ -360,9 +360,7 @@ static void on_dialed(void *user, mim_status status, const char *detail, mim_net
 static void ep_dispatch(endpoint *ep, mim_call *c) {
   pconn *pc = ep_free_conn(ep);
   if (pc && !ep->qhead) {
-    mim_status st = call_submit(c, pc);
-    if (st != MIM_OK)
-      call_finish(c, st, mim_last_error_detail(), NULL, 0);
+    call_submit(c, pc);
     return;
   }
   if (!ep->dial && !pc && ep->retry_at && cmn_mono_ms() < ep->retry_at) {
