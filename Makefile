@@ -83,7 +83,7 @@ COMMON_LIB := $(B)/lib/libmim-common.a
 
 # lib/loop: the event loop (own thread or the application's); lib/h2: gRPC over HTTP/2 on
 # libnghttp2 + OpenSSL; lib/transport/: the one implementation of lib/transport.h chosen.
-TRANSPORT_SRC := $(if $(filter grpc,$(TRANSPORT)),lib/transport/grpc.c,\
+TRANSPORT_SRC := lib/transport/sync_result.c $(if $(filter grpc,$(TRANSPORT)),lib/transport/grpc.c,\
   $(wildcard lib/transport/h2.c lib/h2/*.c lib/loop/*.c))
 LIB_SRC := $(wildcard lib/*.c) $(TRANSPORT_SRC)
 LIB_OWN_OBJ := $(patsubst lib/%.c,$(OBJ)/lib/%.o,$(LIB_SRC))

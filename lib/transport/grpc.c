@@ -8,6 +8,7 @@
  * status) is touched only by the event thread once the first batch has started.
  */
 #include "transport.h"
+#include "transport/sync_result.h"
 
 #include "error.h"
 #include "tsan_handoff.h" /* a call handed to the event/cq thread via gRPC */
@@ -664,37 +665,6 @@ void mim_call_cancel(mim_call *c) {
 
 /* ---- sync unary ---- */
 
-typedef struct sync_wait {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool done;
-  mim_status status;
-  char detail[DETAIL_LEN];
-  uint8_t *response;
-  size_t response_len;
-} sync_wait;
-
-static void sync_done(void *user, mim_status status, const char *detail, const uint8_t *response,
-                      size_t response_len) {
-  sync_wait *w = user;
-  uint8_t *copy = NULL;
-  if (status == MIM_OK && response_len) {
-    copy = malloc(response_len);
-    if (copy)
-      memcpy(copy, response, response_len);
-    else
-      status = MIM_ERR_NO_MEMORY, detail = "out of memory copying the response";
-  }
-  pthread_mutex_lock(&w->mu);
-  w->status = status;
-  snprintf(w->detail, sizeof w->detail, "%s", detail ? detail : "");
-  w->response = copy;
-  w->response_len = copy ? response_len : 0;
-  w->done = true;
-  pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-}
-
 mim_status mim_transport_unary_sync(mim_transport *t, mim_host_kind host, const char *method,
                                     const char *cache_name, const uint8_t *request,
                                     size_t request_len, int64_t deadline_ms, uint8_t **response,
@@ -706,26 +676,18 @@ mim_status mim_transport_unary_sync(mim_transport *t, mim_host_kind host, const 
   if (t && on_event_thread(t))
     return mim_fail(MIM_ERR_FAILED_PRECONDITION,
                     "unary_sync: called from the transport's event thread (would deadlock)");
-  sync_wait w = {.done = false};
-  pthread_mutex_init(&w.mu, NULL);
-  pthread_cond_init(&w.cv, NULL);
+  mim_sync_result w;
+  mim_sync_result_init(&w);
   mim_status st = mim_transport_unary(t, host, method, cache_name, request, request_len,
-                                      deadline_ms, sync_done, &w, NULL);
+                                      deadline_ms, mim_sync_result_done, &w, NULL);
   if (st == MIM_OK) {
     pthread_mutex_lock(&w.mu);
     while (!w.done)
       pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
-    st = w.status;
-    if (st == MIM_OK) {
-      *response = w.response;
-      *response_len = w.response_len;
-    } else {
-      mim_fail_with_detail(st, w.detail[0] ? w.detail : mim_strerror(st));
-    }
+    st = mim_sync_result_take(&w, response, response_len);
   }
-  pthread_mutex_destroy(&w.mu);
-  pthread_cond_destroy(&w.cv);
+  mim_sync_result_destroy(&w);
   return st;
 }
 

@@ -26,6 +26,7 @@
 #include "h2/grpc_wire.h"
 #include "h2/net.h"
 #include "loop/reactor.h"
+#include "transport/sync_result.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -630,54 +631,16 @@ mim_status mim_transport_timer(mim_transport *t, int64_t delay_ms, void (*cb)(vo
 
 /* ---- sync unary ---- */
 
-typedef struct sync_wait {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool done;
-  mim_status status;
-  char detail[DETAIL_LEN];
-  uint8_t *response;
-  size_t response_len;
-} sync_wait;
-
-static void sync_done(void *user, mim_status status, const char *detail, const uint8_t *response,
-                      size_t response_len) {
-  sync_wait *w = user;
-  uint8_t *copy = NULL;
-  if (status == MIM_OK && response_len) {
-    copy = malloc(response_len);
-    if (copy)
-      memcpy(copy, response, response_len);
-    else
-      status = MIM_ERR_NO_MEMORY, detail = "out of memory copying the response";
-  }
-  pthread_mutex_lock(&w->mu);
-  w->status = status;
-  snprintf(w->detail, sizeof w->detail, "%s", detail ? detail : "");
-  w->response = copy;
-  w->response_len = copy ? response_len : 0;
-  w->done = true;
-  pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-}
-
-static bool sync_is_done(void *arg) {
-  sync_wait *w = arg;
-  pthread_mutex_lock(&w->mu);
-  bool d = w->done;
-  pthread_mutex_unlock(&w->mu);
-  return d;
-}
-
 /* Waits for the callback; a call that overstays its deadline by the margin (the loop is
  * not being run, or is stuck) is cancelled, and its callback is what ends the wait. */
-static void sync_wait_for(mim_transport *t, sync_wait *w, mim_call *call, int64_t deadline_ms) {
+static void sync_wait_for(mim_transport *t, mim_sync_result *w, mim_call *call,
+                          int64_t deadline_ms) {
   int64_t limit = deadline_ms > 0 ? deadline_ms + SYNC_MARGIN_MS : 0;
   if (mim_transport_must_drive(t)) {
     int64_t until = limit ? cmn_mono_ms() + limit : INT64_MAX;
-    if (!mim_reactor_run_until(t->r, sync_is_done, w, until)) {
+    if (!mim_reactor_run_until(t->r, mim_sync_result_is_done, w, until)) {
       mim_call_cancel(call);
-      mim_reactor_run_until(t->r, sync_is_done, w, INT64_MAX);
+      mim_reactor_run_until(t->r, mim_sync_result_is_done, w, INT64_MAX);
     }
     return;
   }
@@ -708,26 +671,18 @@ mim_status mim_transport_unary_sync(mim_transport *t, mim_host_kind host, const 
   if (t && mim_transport_on_event_thread(t) && !mim_transport_must_drive(t))
     return mim_fail(MIM_ERR_FAILED_PRECONDITION,
                     "unary_sync: called from the transport's event thread (would deadlock)");
-  sync_wait w = {.done = false};
-  pthread_mutex_init(&w.mu, NULL);
-  cmn_cond_init_monotonic(&w.cv);
+  mim_sync_result w;
+  mim_sync_result_init(&w);
   mim_call *call = NULL;
   /* Held: a cancel after a timed-out wait must not find the call freed. */
   mim_status st = unary_start(t, host, method, cache_name, request, request_len, deadline_ms,
-                              sync_done, &w, &call, true);
+                              mim_sync_result_done, &w, &call, true);
   if (st == MIM_OK) {
     sync_wait_for(t, &w, call, deadline_ms);
     call_unref(call); // NOLINT(clang-analyzer-unix.Malloc): the held reference keeps it alive
-    st = w.status;
-    if (st == MIM_OK) {
-      *response = w.response;
-      *response_len = w.response_len;
-    } else {
-      mim_fail_with_detail(st, w.detail[0] ? w.detail : mim_strerror(st));
-    }
+    st = mim_sync_result_take(&w, response, response_len);
   }
-  pthread_mutex_destroy(&w.mu);
-  pthread_cond_destroy(&w.cv);
+  mim_sync_result_destroy(&w);
   return st;
 }
 
