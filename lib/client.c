@@ -504,6 +504,19 @@ static mim_status queue_loop_job(mim_client *c, void (*fn)(void *), void *arg) {
   return MIM_OK;
 }
 
+void mim_client_hold_jobs(mim_client *client) {
+  pthread_mutex_lock(&client->jobs_mu);
+  client->jobs++;
+  pthread_mutex_unlock(&client->jobs_mu);
+}
+
+void mim_client_release_jobs(mim_client *client) {
+  pthread_mutex_lock(&client->jobs_mu);
+  client->jobs--;
+  pthread_cond_broadcast(&client->jobs_cv);
+  pthread_mutex_unlock(&client->jobs_mu); /* last touch: the client may be freed now */
+}
+
 mim_status mim_client_run_detached(mim_client *client, void (*fn)(void *), void *arg) {
   if (client->loop_mode)
     return queue_loop_job(client, fn, arg);

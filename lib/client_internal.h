@@ -55,6 +55,12 @@ bool mim_client_refreshes_tokens(const mim_client *client);
  * MIM_ERR_NO_MEMORY: fn does not run. */
 mim_status mim_client_run_detached(mim_client *client, void (*fn)(void *), void *arg);
 
+/* Counts a job about to be started (mim_client_free waits for it as for a running one)
+ * until mim_client_release_jobs: for a callback that lets the application see an
+ * outcome before it starts the job that follows from it. Thread-safe. */
+void mim_client_hold_jobs(mim_client *client);
+void mim_client_release_jobs(mim_client *client);
+
 /* True when the application's loop drives the client (mim_client_options.loop). */
 bool mim_client_loop_mode(const mim_client *client);
 

@@ -466,6 +466,10 @@ static void finish_async_join(mim_session *s) {
   s->join_timer = NULL;
   if (st != MIM_OK)
     atomic_store(&s->closing, true); /* the completion is the last callback */
+  /* The application may free the client as soon as it has seen the completion: the
+   * leave job started below must already count for mim_client_free by then. */
+  mim_client *client = s->client;
+  mim_client_hold_jobs(client);
   s->on_joined(s, st, st == MIM_OK ? "" : detail, s->user);
   pthread_mutex_lock(&s->mu);
   s->join_returned = st == MIM_OK && !s->leave_asked; /* the caller owns it from now on */
@@ -475,6 +479,7 @@ static void finish_async_join(mim_session *s) {
     atomic_store(&s->closing, true);
     leave_later(s);
   }
+  mim_client_release_jobs(client);
 }
 
 /* mim_leave on the event thread (from a callback): waiting there for the outbox, the

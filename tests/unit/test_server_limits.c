@@ -449,6 +449,25 @@ static void *drain_loop(void *arg) {
   return NULL;
 }
 
+/* Waits (bounded) until the server's first frame has arrived whole: an instrumented
+ * server busy with the flood can send its SETTINGS after the flood has been written,
+ * and the shutdown below would otherwise cut it off. The drain thread writes `first`
+ * before it counts the bytes, so what the count covers is safe to read. */
+static void await_settings(drain *d) {
+  int64_t deadline = cmn_mono_ms() + 10000L * test_time_scale();
+  size_t need = 0; /* the first frame's whole length, once its header is in */
+  while (cmn_mono_ms() < deadline) {
+    size_t got = atomic_load(&d->bytes);
+    if (got >= 9 && need == 0) {
+      need = 9 + (((size_t)d->first[0] << 16) | ((size_t)d->first[1] << 8) | d->first[2]);
+    }
+    if (need && got >= need) {
+      return;
+    }
+    usleep(2000); /* the server's own pace: nothing to be woken by */
+  }
+}
+
 static bool write_all_fd(int fd, const uint8_t *p, size_t n) {
   while (n > 0) {
     ssize_t w = write(fd, p, n);
@@ -499,6 +518,7 @@ static long rapid_reset(int port, long pairs, long *max_streams) {
     sent += ok ? (long)((size_t)(p - buf) / pair) : 0;
   }
   free(buf);
+  await_settings(&d);
   shutdown(fd, SHUT_RDWR);
   pthread_join(d.thread, NULL);
   close(fd);
