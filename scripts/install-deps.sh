@@ -11,6 +11,8 @@ need_cmd pkg-config pkg-config
 need_cmd cc gcc
 need_cmd make make
 need_pc grpc libgrpc-dev
+# The library's HTTP/2 transport (gRPC core above is for mim-local and TRANSPORT=grpc).
+need_pc libnghttp2 libnghttp2-dev
 need_pc libprotobuf-c libprotobuf-c-dev
 need_cmd protoc-c protobuf-c-compiler
 need_pc openssl libssl-dev
