@@ -10,6 +10,7 @@
 #include "grpc_test_server.h"
 #include "test_clock.h"
 #include "transport.h"
+#include "waiter.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -37,51 +38,6 @@ typedef struct fixture {
 } fixture;
 
 /* ---- helpers ---- */
-
-/* A counter with a condition variable: callbacks bump it, tests wait for a value. */
-typedef struct waiter {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int count;
-} waiter;
-
-static void waiter_init(waiter *w) {
-  pthread_mutex_init(&w->mu, NULL);
-  cmn_cond_init_monotonic(&w->cv);
-  w->count = 0;
-}
-
-static void waiter_destroy(waiter *w) {
-  pthread_mutex_destroy(&w->mu);
-  pthread_cond_destroy(&w->cv);
-}
-
-static void waiter_bump(waiter *w) {
-  pthread_mutex_lock(&w->mu);
-  w->count++;
-  pthread_cond_broadcast(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-}
-
-/* Waits until count >= target or timeout; returns the count seen. */
-static int waiter_wait(waiter *w, int target, int timeout_ms) {
-  struct timespec until = cmn_deadline_after_ms(timeout_ms);
-  pthread_mutex_lock(&w->mu);
-  while (w->count < target) {
-    if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
-      break;
-  }
-  int n = w->count;
-  pthread_mutex_unlock(&w->mu);
-  return n;
-}
-
-static int waiter_count(waiter *w) {
-  pthread_mutex_lock(&w->mu);
-  int n = w->count;
-  pthread_mutex_unlock(&w->mu);
-  return n;
-}
 
 static mim_transport *make_transport(const char *cache_host, const char *agent) {
   mim_transport_config cfg = {

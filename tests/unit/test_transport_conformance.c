@@ -27,6 +27,7 @@
 #include "test_clock.h"
 #include "time_scale.h"
 #include "transport.h"
+#include "waiter.h"
 
 #include <cacheclient.pb-c.h>
 #include <cachepubsub.pb-c.h>
@@ -230,43 +231,6 @@ static mim_transport *transport_to(const char *endpoint) {
   mim_transport *t = NULL;
   assert_int_equal(mim_transport_create(&cfg, &t), MIM_OK);
   return t;
-}
-
-typedef struct waiter {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int count;
-} waiter;
-
-static void waiter_init(waiter *w) {
-  pthread_mutex_init(&w->mu, NULL);
-  cmn_cond_init_monotonic(&w->cv);
-  w->count = 0;
-}
-
-static void waiter_destroy(waiter *w) {
-  pthread_mutex_destroy(&w->mu);
-  pthread_cond_destroy(&w->cv);
-}
-
-static void waiter_bump(waiter *w) {
-  pthread_mutex_lock(&w->mu);
-  w->count++;
-  pthread_cond_broadcast(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-}
-
-/* Waits until count >= target or timeout_ms passed; returns the count seen. */
-static int waiter_wait(waiter *w, int target, int timeout_ms) {
-  struct timespec until = cmn_deadline_after_ms(timeout_ms);
-  pthread_mutex_lock(&w->mu);
-  while (w->count < target) {
-    if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
-      break;
-  }
-  int n = w->count;
-  pthread_mutex_unlock(&w->mu);
-  return n;
 }
 
 /* One unary call's outcome; the response is copied (malloc'd) for large messages. */
