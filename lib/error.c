@@ -143,6 +143,92 @@ mim_status mim_status_from_grpc(int grpc_code) {
   return mim_status_from_grpc_code(grpc_code);
 }
 
+/* Hosted Momento's causes, in mim_limit_cause order from MIM_LIMIT_TOPIC_SUBSCRIPTIONS,
+ * with the words the official SDKs report for each. */
+typedef struct limit_text {
+  mim_limit_cause cause;
+  const char *wire;
+  const char *text;
+} limit_text;
+
+static const limit_text limit_texts[] = {
+    {MIM_LIMIT_TOPIC_SUBSCRIPTIONS, "topic_subscriptions_limit_exceeded",
+     "Topic subscriptions limit exceeded for this account"},
+    {MIM_LIMIT_OPERATIONS_RATE, "operations_rate_limit_exceeded",
+     "Request rate limit exceeded for this account"},
+    {MIM_LIMIT_THROUGHPUT_RATE, "throughput_rate_limit_exceeded",
+     "Bandwidth limit exceeded for this account"},
+    {MIM_LIMIT_REQUEST_SIZE, "request_size_limit_exceeded",
+     "Request size limit exceeded for this account"},
+    {MIM_LIMIT_ITEM_SIZE, "item_size_limit_exceeded", "Item size limit exceeded for this account"},
+    {MIM_LIMIT_ELEMENT_SIZE, "element_size_limit_exceeded",
+     "Element size limit exceeded for this account"},
+};
+#define LIMIT_TEXTS (sizeof limit_texts / sizeof limit_texts[0])
+#define LIMIT_TAG "[err="
+
+static const limit_text *limit_by_cause(mim_limit_cause cause) {
+  for (size_t i = 0; i < LIMIT_TEXTS; i++) {
+    if (limit_texts[i].cause == cause)
+      return &limit_texts[i];
+  }
+  return NULL;
+}
+
+static mim_limit_cause limit_by_wire(const char *wire, size_t len) {
+  for (size_t i = 0; i < LIMIT_TEXTS; i++) {
+    if (strlen(limit_texts[i].wire) == len && memcmp(limit_texts[i].wire, wire, len) == 0)
+      return limit_texts[i].cause;
+  }
+  return MIM_LIMIT_UNKNOWN;
+}
+
+/* Without "err" the official SDKs read the message: "subscribers" means the
+ * subscription limit, "operations" the request rate, "throughput" the bandwidth. */
+static mim_limit_cause limit_by_words(const char *message) {
+  if (!message)
+    return MIM_LIMIT_UNKNOWN;
+  if (strstr(message, "subscribers"))
+    return MIM_LIMIT_TOPIC_SUBSCRIPTIONS;
+  if (strstr(message, "operations"))
+    return MIM_LIMIT_OPERATIONS_RATE;
+  if (strstr(message, "throughput"))
+    return MIM_LIMIT_THROUGHPUT_RATE;
+  return MIM_LIMIT_UNKNOWN;
+}
+
+void mim_format_limit_detail(char *out, size_t cap, const char *err_value, const char *message) {
+  mim_limit_cause cause = err_value && *err_value ? limit_by_wire(err_value, strlen(err_value))
+                                                  : limit_by_words(message);
+  const limit_text *t = limit_by_cause(cause);
+  snprintf(out, cap, LIMIT_TAG "%s] %s: %s", t ? t->wire : "unknown",
+           t ? t->text : "Limit exceeded for this account", message ? message : "");
+}
+
+MIM_API mim_limit_cause mim_limit_cause_of(const char *detail) {
+  const char *tag = detail ? strstr(detail, LIMIT_TAG) : NULL;
+  if (!tag)
+    return MIM_LIMIT_NONE;
+  const char *wire = tag + strlen(LIMIT_TAG);
+  const char *end = strchr(wire, ']');
+  return end ? limit_by_wire(wire, (size_t)(end - wire)) : MIM_LIMIT_UNKNOWN;
+}
+
+MIM_API mim_limit_cause mim_last_error_cause(void) {
+  return mim_limit_cause_of(tls_detail);
+}
+
+MIM_API const char *mim_limit_cause_name(mim_limit_cause cause) {
+  if (cause == MIM_LIMIT_NONE)
+    return "none";
+  const limit_text *t = limit_by_cause(cause);
+  return t ? t->wire : "unknown";
+}
+
+MIM_API int mim_limit_cause_is_throttling(mim_limit_cause cause) {
+  return cause == MIM_LIMIT_OPERATIONS_RATE || cause == MIM_LIMIT_THROUGHPUT_RATE;
+}
+
 MIM_API const char *mim_version(void) {
   return MIM_VERSION_STRING;
 }

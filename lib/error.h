@@ -28,4 +28,12 @@ int mim_log_enabled(mim_log_level level);
 mim_status mim_status_from_grpc(int grpc_code);
 mim_status mim_status_from_grpc_code(long code);
 
+/* The detail of a server's RESOURCE_EXHAUSTED, in the one form every transport uses:
+ * "[err=CAUSE] <what hosted Momento's SDKs say for it>: <server message>". err_value is
+ * the "err" trailing metadata entry (NULL or "" when absent: the cause is then read from
+ * words of the message, as the official SDKs do). The "[err=...]" tag comes first so it
+ * survives the prefixes outer layers add and the truncation of long details;
+ * mim_limit_cause_of() finds it anywhere in a detail. Writes at most cap bytes. */
+void mim_format_limit_detail(char *out, size_t cap, const char *err_value, const char *message);
+
 #endif

@@ -66,6 +66,39 @@ MIM_API const char *mim_strerror(mim_status status);
  * library and stays valid until the next libmomento-im call on this thread. */
 MIM_API const char *mim_last_error_detail(void);
 
+/* Why a server refused with MIM_ERR_RESOURCE_EXHAUSTED: hosted Momento names the cause
+ * in a trailing metadata entry "err" (mim-local does the same). Values are stable. */
+typedef enum mim_limit_cause {
+  MIM_LIMIT_NONE = 0,                /* not a limit refusal by the server */
+  MIM_LIMIT_UNKNOWN = 1,             /* RESOURCE_EXHAUSTED from the server, no known cause */
+  MIM_LIMIT_TOPIC_SUBSCRIPTIONS = 2, /* topic_subscriptions_limit_exceeded */
+  MIM_LIMIT_OPERATIONS_RATE = 3,     /* operations_rate_limit_exceeded (throttling) */
+  MIM_LIMIT_THROUGHPUT_RATE = 4,     /* throughput_rate_limit_exceeded (throttling) */
+  MIM_LIMIT_REQUEST_SIZE = 5,        /* request_size_limit_exceeded */
+  MIM_LIMIT_ITEM_SIZE = 6,           /* item_size_limit_exceeded */
+  MIM_LIMIT_ELEMENT_SIZE = 7         /* element_size_limit_exceeded */
+} mim_limit_cause;
+
+/* The cause of the calling thread's last failure (see mim_last_error_detail): a value
+ * other than MIM_LIMIT_NONE only when it was a server's RESOURCE_EXHAUSTED. Thread-safe;
+ * valid until the next libmomento-im call on this thread. */
+MIM_API mim_limit_cause mim_last_error_cause(void);
+
+/* The cause carried by a detail string the library handed to a callback (on_send_result,
+ * on_event, on_close, ...), so callbacks can tell causes apart without reading the text.
+ * NULL or a detail without one gives MIM_LIMIT_NONE. Thread-safe. */
+MIM_API mim_limit_cause mim_limit_cause_of(const char *detail);
+
+/* The cause's name as hosted Momento sends it ("operations_rate_limit_exceeded"); "none"
+ * for MIM_LIMIT_NONE, "unknown" for MIM_LIMIT_UNKNOWN and values it does not know.
+ * Static storage; thread-safe. */
+MIM_API const char *mim_limit_cause_name(mim_limit_cause cause);
+
+/* 1 for throttling (the operations or throughput rate): worth retrying after a backoff
+ * of a few hundred ms or more; 0 for every other cause (a size cause never succeeds
+ * when retried). */
+MIM_API int mim_limit_cause_is_throttling(mim_limit_cause cause);
+
 typedef enum mim_log_level {
   MIM_LOG_ERROR = 1,
   MIM_LOG_WARN = 2,

@@ -205,6 +205,65 @@ static void test_log_callback(void **state) {
   assert_int_equal(r.calls, 3);
 }
 
+/* The one detail form for a server's RESOURCE_EXHAUSTED: the "err" entry wins, the
+ * message's words are the fallback (as the official SDKs do), and the tag survives the
+ * prefixes outer layers add. */
+static void test_limit_detail_and_cause(void **state) {
+  (void)state;
+  char d[256];
+  mim_format_limit_detail(d, sizeof d, "operations_rate_limit_exceeded", "slow down");
+  assert_string_equal(d, "[err=operations_rate_limit_exceeded] Request rate limit exceeded "
+                         "for this account: slow down");
+  assert_int_equal(mim_limit_cause_of(d), MIM_LIMIT_OPERATIONS_RATE);
+  assert_true(mim_limit_cause_is_throttling(mim_limit_cause_of(d)));
+
+  char wrapped[300];
+  snprintf(wrapped, sizeof wrapped, "join: fetching history: %s", d);
+  assert_int_equal(mim_limit_cause_of(wrapped), MIM_LIMIT_OPERATIONS_RATE);
+
+  static const struct {
+    const char *err, *message;
+    mim_limit_cause want;
+    int throttling;
+  } cases[] = {
+      {"topic_subscriptions_limit_exceeded", "", MIM_LIMIT_TOPIC_SUBSCRIPTIONS, 0},
+      {"throughput_rate_limit_exceeded", "x", MIM_LIMIT_THROUGHPUT_RATE, 1},
+      {"request_size_limit_exceeded", "x", MIM_LIMIT_REQUEST_SIZE, 0},
+      {"item_size_limit_exceeded", "x", MIM_LIMIT_ITEM_SIZE, 0},
+      {"element_size_limit_exceeded", "x", MIM_LIMIT_ELEMENT_SIZE, 0},
+      {"something_new", "x", MIM_LIMIT_UNKNOWN, 0},
+      {NULL, "too many subscribers", MIM_LIMIT_TOPIC_SUBSCRIPTIONS, 0},
+      {"", "too many operations", MIM_LIMIT_OPERATIONS_RATE, 1},
+      {NULL, "throughput exceeded", MIM_LIMIT_THROUGHPUT_RATE, 1},
+      {NULL, "quota", MIM_LIMIT_UNKNOWN, 0},
+      {NULL, NULL, MIM_LIMIT_UNKNOWN, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    mim_format_limit_detail(d, sizeof d, cases[i].err, cases[i].message);
+    assert_int_equal(mim_limit_cause_of(d), cases[i].want);
+    assert_int_equal(mim_limit_cause_is_throttling(cases[i].want), cases[i].throttling);
+  }
+  /* A cut tag and plain details carry no cause. */
+  mim_format_limit_detail(d, 12, "item_size_limit_exceeded", "x");
+  assert_int_equal(mim_limit_cause_of(d), MIM_LIMIT_UNKNOWN);
+  assert_int_equal(mim_limit_cause_of("connection refused"), MIM_LIMIT_NONE);
+  assert_int_equal(mim_limit_cause_of(NULL), MIM_LIMIT_NONE);
+
+  assert_string_equal(mim_limit_cause_name(MIM_LIMIT_NONE), "none");
+  assert_string_equal(mim_limit_cause_name(MIM_LIMIT_UNKNOWN), "unknown");
+  assert_string_equal(mim_limit_cause_name((mim_limit_cause)99), "unknown");
+  assert_string_equal(mim_limit_cause_name(MIM_LIMIT_ELEMENT_SIZE), "element_size_limit_exceeded");
+
+  /* The thread's last error carries it too; a later plain failure clears it. */
+  mim_fail_with_detail(MIM_ERR_RESOURCE_EXHAUSTED, d);
+  assert_int_equal(mim_last_error_cause(), MIM_LIMIT_UNKNOWN);
+  mim_format_limit_detail(d, sizeof d, "throughput_rate_limit_exceeded", "x");
+  mim_fail_with_detail(MIM_ERR_RESOURCE_EXHAUSTED, d);
+  assert_int_equal(mim_last_error_cause(), MIM_LIMIT_THROUGHPUT_RATE);
+  mim_fail(MIM_ERR_RESOURCE_EXHAUSTED, "outbox full");
+  assert_int_equal(mim_last_error_cause(), MIM_LIMIT_NONE);
+}
+
 static void test_version(void **state) {
   (void)state;
   assert_string_equal(mim_version(), MIM_VERSION_STRING);
@@ -215,13 +274,10 @@ static void test_version(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_status_from_grpc),
-      cmocka_unit_test(test_status_from_grpc_code),
-      cmocka_unit_test(test_names_and_texts),
-      cmocka_unit_test(test_detail_basics),
-      cmocka_unit_test(test_detail_thread_local),
-      cmocka_unit_test(test_log_callback),
-      cmocka_unit_test(test_version),
+      cmocka_unit_test(test_status_from_grpc),       cmocka_unit_test(test_status_from_grpc_code),
+      cmocka_unit_test(test_names_and_texts),        cmocka_unit_test(test_detail_basics),
+      cmocka_unit_test(test_detail_thread_local),    cmocka_unit_test(test_log_callback),
+      cmocka_unit_test(test_limit_detail_and_cause), cmocka_unit_test(test_version),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
