@@ -103,15 +103,18 @@ static void refill(bucket *b, uint64_t rate, int64_t now) {
   if (b->last_ms == 0) {
     b->milli = cap;
   } else {
+    /* Only as long as it takes to fill up (debt included), so the product stays small. */
+    int64_t to_full = (cap - b->milli) / (int64_t)rate + 1;
     int64_t elapsed = now - b->last_ms;
-    elapsed = elapsed < 0 ? 0 : (elapsed > 1000 ? 1000 : elapsed);
+    elapsed = elapsed < 0 ? 0 : (elapsed > to_full ? to_full : elapsed);
     b->milli += elapsed * (int64_t)rate;
     b->milli = b->milli > cap ? cap : b->milli;
   }
   b->last_ms = now;
 }
 
-/* test: refuse when the bucket is empty; charge: take amount (after the test passed). */
+/* test: refuse when the bucket holds less than one unit; charge: take amount (after the test
+ * passed). */
 static bool bucket_op(quota *q, quota_ns *ns, quota_bucket which, bool test, bool charge,
                       uint64_t amount) {
   uint64_t rate = q ? q->rate[which] : 0;
@@ -123,7 +126,7 @@ static bool bucket_op(quota *q, quota_ns *ns, quota_bucket which, bool test, boo
   pthread_mutex_lock(&ns->mu);
   bucket *b = &ns->b[which];
   refill(b, rate, now);
-  bool ok = !test || b->milli > 0;
+  bool ok = !test || b->milli >= MILLI;
   if (ok && charge) {
     uint64_t cap = amount > (uint64_t)INT32_MAX ? (uint64_t)INT32_MAX : amount;
     b->milli -= (int64_t)cap * MILLI;
@@ -138,10 +141,6 @@ bool quota_admit(quota *q, quota_ns *ns, quota_bucket b) {
 
 void quota_charge(quota *q, quota_ns *ns, quota_bucket b, uint64_t amount) {
   bucket_op(q, ns, b, false, true, amount);
-}
-
-bool quota_take(quota *q, quota_ns *ns, quota_bucket b, uint64_t amount) {
-  return bucket_op(q, ns, b, true, true, amount);
 }
 
 bool quota_sub_acquire(quota *q, quota_ns *ns) {

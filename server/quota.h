@@ -2,9 +2,9 @@
  * Per cache (a topic namespace is its cache): data-plane operations per second, value
  * bytes per second, topic operations per second (publishes and deliveries), and
  * concurrent subscriptions. Each rate is a token bucket holding one second's worth
- * (the burst), refilled continuously. A call is admitted while its bucket is not empty;
- * what it costs is taken afterwards (a ListFetch costs what it returned), so a big call
- * can leave the bucket in debt that the following calls wait out.
+ * (the burst), refilled continuously. A call is admitted while its bucket holds at least
+ * one unit (one operation, one byte); what it costs is taken afterwards (a ListFetch costs what it
+ * returned), so a big call can leave the bucket in debt that the following calls wait out.
  *
  * Thread-safe: a reader-writer lock over the table of caches (exclusive only to add
  * one) and one small mutex per cache; every function is O(1). */
@@ -41,12 +41,11 @@ void quota_free(quota *q);
  * quota_free. Beyond QUOTA_MAX_NAMESPACES names, the rest share one entry, so the table
  * stays bounded whatever names callers invent. */
 quota_ns *quota_ns_get(quota *q, const char *cache);
-/* False when bucket b of ns is empty (the call is to be refused). Off: always true. */
+/* False when bucket b of ns holds less than one unit (the call is to be refused). Off:
+ * always true. */
 bool quota_admit(quota *q, quota_ns *ns, quota_bucket b);
 /* Takes amount (operations or bytes) from bucket b; never refuses. */
 void quota_charge(quota *q, quota_ns *ns, quota_bucket b, uint64_t amount);
-/* Both at once: admitted (and charged) or not (nothing taken). */
-bool quota_take(quota *q, quota_ns *ns, quota_bucket b, uint64_t amount);
 /* Counts one more concurrent subscription; false (nothing counted) at the limit. */
 bool quota_sub_acquire(quota *q, quota_ns *ns);
 /* Counts one subscription less (ns is a quota_ns; shaped as a callback for
