@@ -50,8 +50,9 @@ static bool value_ok(app *a, srv_call *call, const CacheClient__Pubsub__TopicVal
   size_t limit = a->limits.max_topic_payload;
   if (limit && n > limit) {
     srv_call_fail_limit(call, "request_size_limit_exceeded",
-                        "topic message of %zu bytes exceeds the payload limit of %zu bytes", n,
-                        limit);
+                        "topic message of %zu bytes exceeds the request limit of %zu bytes for a "
+                        "topic payload",
+                        n, limit);
     return false;
   }
   if (n > a->max_message_bytes) {
@@ -123,8 +124,8 @@ static void subscribe(app *a, srv_call *call, const CacheClient__Pubsub__Subscri
   quota_ns *ns = quota_sub_limit(a->quota) ? quota_ns_get(a->quota, cache) : NULL;
   if (ns && !quota_sub_acquire(a->quota, ns)) {
     srv_call_fail_limit(call, "topic_subscriptions_limit_exceeded",
-                        "topic namespace %s has its limit of %llu concurrent subscriptions", cache,
-                        (unsigned long long)quota_sub_limit(a->quota));
+                        "topic namespace %s already has its limit of %llu concurrent subscribers",
+                        cache, (unsigned long long)quota_sub_limit(a->quota));
     return;
   }
   ps_result res = pubsub_subscribe_ex(a->ps, call, cache, topic, r->resume_at_topic_sequence_number,

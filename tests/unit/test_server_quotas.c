@@ -212,7 +212,7 @@ static void test_topic_payload(void **state) {
   assert_ok(&r);
   publish(s, "q", "t", 4097, &r);
   assert_refused(&r, "request_size_limit_exceeded",
-                 "topic message of 4097 bytes exceeds the payload limit of 4096 bytes");
+                 "topic message of 4097 bytes exceeds the request limit of 4096 bytes");
 }
 
 static void test_element_size(void **state) {
@@ -308,7 +308,7 @@ static void test_flags_override(void **state) {
   publish(&s, "q", "t", 100, &r);
   assert_ok(&r);
   publish(&s, "q", "t", 101, &r);
-  assert_refused(&r, "request_size_limit_exceeded", "limit of 100 bytes");
+  assert_refused(&r, "request_size_limit_exceeded", "request limit of 100 bytes");
   push(&s, "q", "l", 1000, 0, 0, &r);
   assert_ok(&r);
   push(&s, "q", "l", 1001, 0, 0, &r);
@@ -482,7 +482,7 @@ static void test_subscriptions_limit(void **state) {
   grpc_probe_result r;
   grpc_probe_call(s->probe, M_SUBSCRIBE, NULL, buf, len, scaled(DEADLINE_MS), &r);
   assert_refused(&r, "topic_subscriptions_limit_exceeded",
-                 "topic namespace subs has its limit of 2 concurrent subscriptions");
+                 "topic namespace subs already has its limit of 2 concurrent subscribers");
   /* Another namespace has its own count. */
   raw_sub other;
   raw_sub_init(&other);
