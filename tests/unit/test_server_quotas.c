@@ -412,17 +412,17 @@ static void test_list_fetch_costs_half(void **state) {
 static void test_cache_bytes_rate(void **state) {
   server *s = *state;
   grpc_probe_result r;
-  /* 10000 bytes per second: 6000 + 6000 are admitted (the second into debt), then the
-   * bucket is empty. */
+  /* 10000 bytes per second: 6000 + 9000 are admitted (the second into a debt of 5000
+   * bytes, half a second's worth, so slow runs still see the refusal), then nothing. */
   push(s, "bytes", "b", 6000, 0, 0, &r);
   assert_ok(&r);
-  push(s, "bytes", "b", 6000, 0, 0, &r);
+  push(s, "bytes", "b", 9000, 0, 0, &r);
   assert_ok(&r);
   push(s, "bytes", "b", 10, 0, 0, &r);
   assert_refused(&r, "throughput_rate_limit_exceeded",
                  "cache bytes exceeded its throughput limit of 10000 bytes per second");
   sleep_ms(1100);
-  /* Response bytes count too: fetching the 12000 bytes back empties it again. */
+  /* Response bytes count too: fetching the 15000 bytes back empties it again. */
   fetch_all(s, "bytes", "b", &r);
   assert_ok(&r);
   push(s, "bytes", "b", 10, 0, 0, &r);
