@@ -149,6 +149,17 @@ static void test_topic_name_too_long_or_not_utf8(void **state) {
   assert_detail_has("topic name \"bad \\xC3(\" is not valid UTF-8 at offset 4");
 }
 
+/* A blank cache name: mim-local would create it, every official SDK refuses it. */
+static void test_cache_create_blank_name(void **state) {
+  (void)state;
+  assert_int_equal(mim_cache_create(root, "   "), MIM_ERR_INVALID_ARGUMENT);
+  assert_detail_has("cache name \"   \" is only whitespace");
+  char *name = repeat('z', 256);
+  assert_int_equal(mim_cache_create(root, name), MIM_ERR_INVALID_ARGUMENT);
+  assert_detail_has("is 256 bytes; Momento allows at most 255");
+  free(name);
+}
+
 /* Adds n distinct topic grants. */
 static mim_permissions *grants(int n) {
   mim_permissions *p = mim_permissions_new();
@@ -199,6 +210,7 @@ int main(void) {
       cmocka_unit_test(test_moderator_and_token_refuse_long_input_topic),
       cmocka_unit_test(test_list_key_too_long),
       cmocka_unit_test(test_topic_name_too_long_or_not_utf8),
+      cmocka_unit_test(test_cache_create_blank_name),
       cmocka_unit_test(test_token_permission_limit),
       cmocka_unit_test(test_grant_names),
   };
