@@ -20,7 +20,6 @@
 
 #define DEFAULT_DEADLINE_MS 15000
 #define DEFAULT_TTL_MS (24ULL * 3600 * 1000)
-#define MAX_CACHE_NAME 255
 #define MAX_AUTH_TOKEN ((size_t)7 * 1024)
 
 struct mim_client {
@@ -358,21 +357,6 @@ mim_status mim_check_name(const char *what, const char *name) {
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is NULL", what);
   if (!*name)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is empty", what);
-  return MIM_OK;
-}
-
-/* The cache name travels as gRPC metadata, which only carries printable ASCII and is
- * limited in size: refuse what gRPC would refuse (or turn into a dropped connection). */
-mim_status mim_check_cache_name(const char *cache) {
-  mim_status st = mim_check_name("cache name", cache);
-  if (st != MIM_OK)
-    return st;
-  size_t n = strnlen(cache, MAX_CACHE_NAME + 1);
-  if (n > MAX_CACHE_NAME)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "cache name is longer than %d bytes", MAX_CACHE_NAME);
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)cache[i] < 0x20 || (unsigned char)cache[i] > 0x7e)
-      return mim_fail(MIM_ERR_INVALID_ARGUMENT, "cache name byte %zu is not printable ASCII", i);
   return MIM_OK;
 }
 

@@ -2,6 +2,7 @@
 #ifndef MIM_LIB_CLIENT_INTERNAL_H
 #define MIM_LIB_CLIENT_INTERNAL_H
 
+#include "names.h"
 #include "transport.h"
 
 #include <momento/client.h>
@@ -15,11 +16,9 @@ mim_transport *mim_client_transport(const mim_client *client);
 /* Deadline for calls that do not specify one (ms, > 0). */
 int64_t mim_client_deadline_ms(const mim_client *client);
 
-/* Argument checks shared by the modules: NULL or empty names, and cache names (which
- * travel as metadata: at most 255 bytes of printable ASCII). MIM_ERR_INVALID_ARGUMENT
- * with a detail naming `what`. */
+/* Argument check shared by the modules: NULL or empty strings. MIM_ERR_INVALID_ARGUMENT
+ * with a detail naming `what`. Names sent to Momento have their own rules: names.h. */
 mim_status mim_check_name(const char *what, const char *name);
-mim_status mim_check_cache_name(const char *cache);
 
 /* Whether the client's channels use TLS (after MIM_TLS_AUTO was resolved). */
 bool mim_client_uses_tls(const mim_client *client);

@@ -305,6 +305,13 @@ static mim_status check_join_args(mim_client *client, const char *cache, const c
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_join: NULL or empty argument");
   if (o && o->mode != MIM_CHAT_CLIENT_ONLY && o->mode != MIM_CHAT_MODERATED)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_join: unknown chat mode %d", (int)o->mode);
+  /* Every name the session will send, "<chat>-input" included: one the server refuses
+   * would otherwise fail each mim_send long after a join that looked fine. */
+  mim_status st = mim_check_cache_name(cache);
+  if (st == MIM_OK)
+    st = mim_check_chat_names("mim_join", chat_id, o && o->mode == MIM_CHAT_MODERATED);
+  if (st != MIM_OK)
+    return st;
   if (o && o->display_name &&
       !mim_utf8_text_valid((const uint8_t *)o->display_name, strlen(o->display_name)))
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_join: display name is not valid UTF-8");

@@ -24,7 +24,7 @@ static mim_status check_target(const mim_client *c, const char *cache, const cha
   if (!c)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
   mim_status st = mim_check_cache_name(cache);
-  return st == MIM_OK ? mim_check_name(key_what, key) : st;
+  return st == MIM_OK ? mim_check_list_name(key_what, key) : st;
 }
 
 static mim_status check_value(const void *value, size_t len) {

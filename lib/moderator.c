@@ -254,7 +254,11 @@ static mim_status check_start_args(mim_client *client, const char *cache,
   for (size_t i = 0; i < n; i++)
     if (!chat_ids[i] || !*chat_ids[i])
       return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_moderator_start: chat %zu NULL or empty", i);
-  return MIM_OK;
+  /* Each chat's list, topic and "<chat>-input" topic, before any subscription starts. */
+  mim_status st = mim_check_cache_name(cache);
+  for (size_t i = 0; i < n && st == MIM_OK; i++)
+    st = mim_check_chat_names("mim_moderator_start", chat_ids[i], true);
+  return st;
 }
 
 static void stop_now(mim_moderator *m);

@@ -63,7 +63,7 @@ MIM_API void mim_permissions_free(mim_permissions *perms) {
 }
 
 static mim_status check_grant(const mim_permissions *perms, const char *cache, const char *name,
-                              const char *name_what, bool is_prefix) {
+                              mim_name_kind kind, const char *name_what, bool is_prefix) {
   if (!perms)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "perms is NULL");
   if (cache && !*cache)
@@ -72,6 +72,12 @@ static mim_status check_grant(const mim_permissions *perms, const char *cache, c
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is empty (NULL means all)", name_what);
   if (!name && is_prefix)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "is_prefix needs a %s prefix", name_what);
+  /* A scope naming what no call could ever use is a mistake worth reporting here. */
+  mim_status st = cache ? mim_check_cache_name(cache) : MIM_OK;
+  if (st == MIM_OK && name)
+    st = mim_check_name_as(kind, name_what, name, NULL);
+  if (st != MIM_OK)
+    return st;
   if (perms->n >= MAX_GRANTS)
     return mim_fail(MIM_ERR_RESOURCE_EXHAUSTED, "more than %d grants", MAX_GRANTS);
   return MIM_OK;
@@ -226,7 +232,7 @@ MIM_API mim_status mim_permissions_add_cache(mim_permissions *perms, mim_cache_r
                                              const char *cache, const char *key, bool is_prefix) {
   mim_clear_error();
   PermissionMessages__CacheRole r = PERMISSION_MESSAGES__CACHE_ROLE__CachePermitNone;
-  mim_status st = check_grant(perms, cache, key, "key", is_prefix);
+  mim_status st = check_grant(perms, cache, key, MIM_NAME_LIST, "key", is_prefix);
   if (st == MIM_OK && !cache_role(role, &r))
     st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "unknown cache role %d", (int)role);
   if (st != MIM_OK)
@@ -242,7 +248,7 @@ MIM_API mim_status mim_permissions_add_topic(mim_permissions *perms, mim_topic_r
                                              const char *cache, const char *topic, bool is_prefix) {
   mim_clear_error();
   PermissionMessages__TopicRole r = PERMISSION_MESSAGES__TOPIC_ROLE__TopicPermitNone;
-  mim_status st = check_grant(perms, cache, topic, "topic", is_prefix);
+  mim_status st = check_grant(perms, cache, topic, MIM_NAME_TOPIC, "topic", is_prefix);
   if (st == MIM_OK && !topic_role(role, &r))
     st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "unknown topic role %d", (int)role);
   if (st != MIM_OK)
@@ -371,6 +377,11 @@ MIM_API mim_status mim_token_generate(mim_client *client, const mim_permissions 
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is NULL", client ? "perms" : "client");
   if (perms->n == 0)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "perms grants nothing");
+  if (perms->n > MIM_MAX_TOKEN_PERMISSIONS)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT,
+                    "perms holds %zu grants; Momento allows at most %d permissions per token "
+                    "(a hard limit): split them over several tokens",
+                    perms->n, MIM_MAX_TOKEN_PERMISSIONS);
   if (valid_for_seconds == 0)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "valid_for_seconds is 0");
   token_msg m;
@@ -385,13 +396,17 @@ MIM_API mim_status mim_token_generate(mim_client *client, const mim_permissions 
 
 /* ---- the two policies ---- */
 
-static mim_status check_chat(const char *cache, const char *chat_id) {
+/* Checks what the policy's grants will name, so a chat id no session could use fails
+ * here, naming the name that does not fit, rather than later on the server. */
+static mim_status check_chat(const char *fn, const char *cache, const char *chat_id,
+                             bool moderated) {
   mim_clear_error();
   if (!cache || !*cache)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "cache is %s", cache ? "empty" : "NULL");
   if (!chat_id || !*chat_id)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "chat_id is %s", chat_id ? "empty" : "NULL");
-  return MIM_OK;
+  mim_status st = mim_check_cache_name(cache);
+  return st == MIM_OK ? mim_check_chat_names(fn, chat_id, moderated) : st;
 }
 
 /* Mints a token from a filled builder and frees the builder. */
@@ -410,7 +425,7 @@ MIM_API mim_status mim_token_generate_client_only(mim_client *client, const char
                                                   mim_disposable_token **out) {
   if (out)
     *out = NULL;
-  mim_status st = check_chat(cache, chat_id);
+  mim_status st = check_chat("mim_token_generate_client_only", cache, chat_id, false);
   if (st != MIM_OK)
     return st;
   mim_permissions *p = mim_permissions_new();
@@ -427,7 +442,7 @@ MIM_API mim_status mim_token_generate_moderated(mim_client *client, const char *
                                                 const char *token_id, mim_disposable_token **out) {
   if (out)
     *out = NULL;
-  mim_status st = check_chat(cache, chat_id);
+  mim_status st = check_chat("mim_token_generate_moderated", cache, chat_id, true);
   if (st != MIM_OK)
     return st;
   char *input = mim_chat_input_topic(chat_id);

@@ -64,7 +64,7 @@ static mim_status check_target(const mim_client *c, const char *cache, const cha
   if (!c)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
   mim_status st = mim_check_cache_name(cache);
-  return st == MIM_OK ? mim_check_name("topic name", topic) : st;
+  return st == MIM_OK ? mim_check_topic_name(topic) : st;
 }
 
 /* ---- publish ---- */

@@ -121,8 +121,10 @@ MIM_API void mim_join_options_init(mim_join_options *options);
  * on_message must return quickly and must not call blocking functions of the client
  * (mim_history, mim_remove_message, ...); hand work to another thread instead. It may
  * call mim_send (it queues without waiting) and mim_leave (deferred, see there).
- * Errors: MIM_ERR_INVALID_ARGUMENT, subscription and list errors (no callback runs
- * after a failed join returns); MIM_ERR_CANCELLED when a callback of this session
+ * Errors: MIM_ERR_INVALID_ARGUMENT (also for a chat id whose names Momento would refuse:
+ * list and topic <chat_id>, and in moderated mode topic "<chat_id>-input", so a chat id
+ * of 250 bytes joins client-only but not moderated; the detail names the name; README
+ * "Names"), subscription and list errors (no callback runs after a failed join returns); MIM_ERR_CANCELLED when a callback of this session
  * called mim_leave before mim_join returned (the session is freed, *out not set). */
 MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *chat_id,
                             const mim_join_options *options, mim_on_message on_message, void *user,
@@ -309,7 +311,9 @@ MIM_API void mim_moderator_options_init(mim_moderator_options *options);
  * The client needs read/write on those lists and publish/subscribe on those topics.
  * Blocking until every subscription is confirmed. *out owned by the caller: release
  * with mim_moderator_stop. options may be NULL (defaults). Errors:
- * MIM_ERR_INVALID_ARGUMENT, MIM_ERR_NO_MEMORY and subscription errors;
+ * MIM_ERR_INVALID_ARGUMENT (also for a chat whose list, topic or "<chat>-input" topic
+ * Momento would refuse, as mim_join checks them), MIM_ERR_NO_MEMORY and subscription
+ * errors;
  * MIM_ERR_CANCELLED when a callback called mim_moderator_stop on it before this returned
  * (it is then stopped and freed). */
 MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const char *cache,

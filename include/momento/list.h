@@ -7,8 +7,10 @@
  * *_async forms return at once and run their callback once on the client's event
  * thread (never before the *_async call returned MIM_OK; never when it did not).
  *
- * Errors common to every call: MIM_ERR_INVALID_ARGUMENT (NULL/empty names, a cache name
- * over 255 bytes or with bytes outside printable ASCII, bad range),
+ * Errors common to every call: MIM_ERR_INVALID_ARGUMENT (NULL, empty or blank names, a
+ * cache name over 255 bytes or with bytes outside printable ASCII, a list name or key
+ * over 4096 bytes, bad range; the detail names the name and quotes at most 40 bytes of
+ * it; README "Names" gives the rules; nothing is sent),
  * MIM_ERR_NOT_FOUND (the cache does not exist), MIM_ERR_PERMISSION_DENIED,
  * MIM_ERR_UNAUTHENTICATED, MIM_ERR_UNAVAILABLE, MIM_ERR_DEADLINE_EXCEEDED,
  * MIM_ERR_RESOURCE_EXHAUSTED, MIM_ERR_PROTOCOL. A list that does not exist is not an

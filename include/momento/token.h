@@ -28,6 +28,10 @@ typedef enum mim_topic_role {
   MIM_TOPIC_PUBLISH_ONLY = 3       /* "publishonly" */
 } mim_topic_role;
 
+/* Permissions one token may hold: hosted Momento's hard limit ("Permissions per API key
+ * or token", docs.momentohq.com, Service Limits). mim_token_generate refuses more. */
+#define MIM_MAX_TOKEN_PERMISSIONS 10
+
 /* Permission builder. Not thread-safe (build it in one thread, then share read-only). */
 typedef struct mim_permissions mim_permissions;
 
@@ -38,13 +42,15 @@ MIM_API void mim_permissions_free(mim_permissions *perms);
 /* Grants role on items of a cache. cache NULL = all caches. key NULL = all items;
  * else the item key (a list name) or, with is_prefix, every key starting with it.
  * Strings are copied. Errors: MIM_ERR_INVALID_ARGUMENT (NULL perms, unknown role, "" for
- * cache or key, is_prefix without a key), MIM_ERR_NO_MEMORY. */
+ * cache or key, is_prefix without a key, a cache name or key Momento would refuse: see
+ * README "Names"; the detail says which), MIM_ERR_NO_MEMORY. */
 MIM_API mim_status mim_permissions_add_cache(mim_permissions *perms, mim_cache_role role,
                                              const char *cache, const char *key,
                                              bool is_prefix);
 
 /* Grants role on topics of a cache. cache NULL = all caches; topic NULL = all topics;
- * else the topic name or, with is_prefix, every topic starting with it. */
+ * else the topic name or, with is_prefix, every topic starting with it. Errors as for
+ * mim_permissions_add_cache (a topic name: at most 255 bytes of UTF-8). */
 MIM_API mim_status mim_permissions_add_topic(mim_permissions *perms, mim_topic_role role,
                                              const char *cache, const char *topic,
                                              bool is_prefix);
@@ -60,13 +66,15 @@ typedef struct mim_disposable_token {
 MIM_API void mim_disposable_token_free(mim_disposable_token *token);
 
 /* Mints a token with these permissions, valid for valid_for_seconds (> 0), carrying
- * token_id (may be NULL or "": no id). perms must hold at least one grant and is not
- * needed afterwards. The credential names the endpoint the server returned, or the
- * client's own endpoint when the server returned none. Only an API key mints: the
- * client must hold one (as in hosted Momento, a disposable token cannot mint at all), and
- * the token never outlives that key (valid_until says when it ends). Blocking. Errors:
- * MIM_ERR_INVALID_ARGUMENT, MIM_ERR_PERMISSION_DENIED (the client's own key cannot mint,
- * or cannot grant that), MIM_ERR_PROTOCOL (unusable response), and call errors. */
+ * token_id (may be NULL or "": no id). perms must hold at least one grant and at most
+ * MIM_MAX_TOKEN_PERMISSIONS (more fails with MIM_ERR_INVALID_ARGUMENT before anything
+ * is sent), and is not needed afterwards. The credential names the endpoint the server
+ * returned, or the client's own endpoint when the server returned none. Only an API key
+ * mints: the client must hold one (as in hosted Momento, a disposable token cannot mint
+ * at all), and the token never outlives that key (valid_until says when it ends).
+ * Blocking. Errors: MIM_ERR_INVALID_ARGUMENT, MIM_ERR_PERMISSION_DENIED (the client's
+ * own key cannot mint, or cannot grant that), MIM_ERR_PROTOCOL (unusable response), and
+ * call errors. */
 MIM_API mim_status mim_token_generate(mim_client *client, const mim_permissions *perms,
                                       uint32_t valid_for_seconds, const char *token_id,
                                       mim_disposable_token **out);
@@ -74,7 +82,9 @@ MIM_API mim_status mim_token_generate(mim_client *client, const mim_permissions 
 /* The two policies of the instant-messaging pattern for chat `chat_id` in `cache`:
  * client-only: readwrite on item chat_id, publishsubscribe on topic chat_id;
  * moderated (server-mediated): read on item chat_id, publishonly on topic
- * "<chat_id>-input", subscribeonly on topic chat_id. */
+ * "<chat_id>-input", subscribeonly on topic chat_id. A chat id whose names Momento would
+ * refuse (as mim_join checks them, "<chat_id>-input" included for moderated) fails with
+ * MIM_ERR_INVALID_ARGUMENT naming the name, before anything is sent. */
 MIM_API mim_status mim_token_generate_client_only(mim_client *client, const char *cache,
                                                   const char *chat_id,
                                                   uint32_t valid_for_seconds,

@@ -25,8 +25,9 @@ typedef struct mim_subscription mim_subscription;
 /* Publishes a UTF-8 text / binary value on a topic. Blocking (client default deadline).
  * Text is a C string: the value is its bytes up to the terminating NUL, so it cannot
  * hold a NUL byte; a value with NUL bytes inside goes as binary, which sends exactly
- * len bytes. Errors: as for list calls; MIM_ERR_INVALID_ARGUMENT also for text that is
- * not valid UTF-8 (use binary for arbitrary bytes). */
+ * len bytes. Errors: as for list calls; MIM_ERR_INVALID_ARGUMENT also for a topic name
+ * over 255 bytes or not valid UTF-8 (README "Names"), and for text that is not valid
+ * UTF-8 (use binary for arbitrary bytes). */
 MIM_API mim_status mim_topic_publish_text(mim_client *client, const char *cache, const char *topic,
                                           const char *text);
 MIM_API mim_status mim_topic_publish_binary(mim_client *client, const char *cache,
@@ -99,7 +100,8 @@ typedef struct mim_subscribe_options {
  * topic can be missed. On MIM_OK, on_state(MIM_SUB_CONNECTED) and the callbacks of the
  * confirming item have already run (possibly before *out was set). options may be NULL.
  * *out is owned by the caller: release it with mim_topic_unsubscribe.
- * Errors: MIM_ERR_NOT_FOUND (cache), MIM_ERR_PERMISSION_DENIED, MIM_ERR_UNAUTHENTICATED,
+ * Errors: MIM_ERR_INVALID_ARGUMENT (names, as for mim_topic_publish_text),
+ * MIM_ERR_NOT_FOUND (cache), MIM_ERR_PERMISSION_DENIED, MIM_ERR_UNAUTHENTICATED,
  * MIM_ERR_DEADLINE_EXCEEDED, MIM_ERR_UNAVAILABLE, ... (no subscription exists then and no
  * callback runs). Must not be called from a callback. */
 MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, const char *topic,
