@@ -41,6 +41,7 @@ struct mim_session {
   char *display_name;
   mim_chat_mode mode;
   uint32_t history_cap;
+  uint32_t initial_history; /* values the join fetch asks for (the newest) */
   uint64_t ttl_ms;
   void (*on_event)(mim_session *, mim_subscription_state, mim_status, const char *, void *);
   mim_on_message on_message;
@@ -143,22 +144,35 @@ static void on_fetch(void *user, mim_status status, const char *detail,
     finish_async_join(s);
 }
 
-/* Starts a fetch of the whole list (event thread); live items are buffered until it
- * completes. One at a time: a trigger during a fetch asks for another one after it. */
+/* The range of the join fetch: the newest initial_history values. The merge delivers
+ * live values that are not in it (pushed before the fetch, published after it) as usual,
+ * so nothing published after the subscription was confirmed is missed. */
+static mim_list_range join_range(const mim_session *s) {
+  uint32_t n = s->initial_history > INT32_MAX ? INT32_MAX : s->initial_history;
+  return (mim_list_range){.has_start = true, .start = -(int32_t)n};
+}
+
+/* Starts a fetch (event thread): the join's fetches the newest initial_history values,
+ * a gap-fill the whole list (it must find the last message delivered before the gap);
+ * live items are buffered until it completes. One at a time: a trigger during a fetch
+ * asks for another one after it. */
 static void start_fetch(mim_session *s) {
   if (!mim_merge_fetch_begin(&s->merge))
     return;
   pthread_mutex_lock(&s->mu);
   s->inflight++;
   pthread_mutex_unlock(&s->mu);
-  mim_status st = mim_list_fetch_async(s->client, s->cache, s->chat, NULL, on_fetch, s);
+  bool joining = !mim_merge_joined(&s->merge); /* a failed start leaves it unjoined */
+  mim_list_range range = join_range(s);
+  bool partial = joining && s->initial_history < s->history_cap;
+  mim_status st =
+      mim_list_fetch_async(s->client, s->cache, s->chat, partial ? &range : NULL, on_fetch, s);
   if (st == MIM_OK)
     return;
   /* No completion will run: undo, and deliver what was buffered. */
   const char *detail = mim_last_error_detail();
   mim_merge_fetch_not_started(&s->merge, st, detail);
   pthread_mutex_lock(&s->mu);
-  bool joining = !mim_merge_joined(&s->merge);
   if (joining)
     join_finished_locked(s, st, detail);
   s->inflight--;
@@ -263,6 +277,7 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
   s->user = user;
   s->mode = o ? o->mode : MIM_CHAT_CLIENT_ONLY;
   s->history_cap = o && o->history_cap ? o->history_cap : MIM_DEFAULT_HISTORY_CAP;
+  s->initial_history = o && o->initial_history ? o->initial_history : MIM_DEFAULT_INITIAL_HISTORY;
   s->ttl_ms = o ? o->history_ttl_ms : 0;
   s->on_event = o ? o->on_event : NULL;
   s->cache = strdup(cache);
@@ -590,6 +605,84 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
   st = values_to_list(session, values, out);
   mim_list_values_free(values);
   return st;
+}
+
+/* ---- paging back (mim_history_before) ---- */
+
+#define HISTORY_PAGE_MAX 1000000u
+/* Values fetched beyond twice the page when looking for before_id: the usual caller pages
+ * back from the oldest message it shows, a little way from the end. */
+#define HISTORY_PAGE_SLACK 20u
+
+/* The newest n values of the list (all of them when n does not fit a range). */
+static mim_status fetch_newest(const mim_session *s, size_t n, mim_list_values **out) {
+  mim_list_range range = {.has_start = true, .start = n > INT32_MAX ? 0 : -(int32_t)n};
+  return mim_list_fetch(s->client, s->cache, s->chat, n > INT32_MAX ? NULL : &range, out);
+}
+
+/* Index of the first value of v that is the chat message id, or -1. */
+static long index_of(const mim_session *s, const mim_list_values *v, const char *id) {
+  for (size_t i = 0; i < v->count; i++) {
+    mim_envelope env;
+    if (!mim_message_parse(s->chat, v->values[i].data, v->values[i].len, &env))
+      continue;
+    bool hit = strcmp(env.id, id) == 0;
+    mim_envelope_clear(&env);
+    if (hit)
+      return (long)i;
+  }
+  return -1;
+}
+
+/* The page of `count` values ending before index end of v (a consistent view). whole:
+ * v is the whole list. */
+static mim_status page_of(const mim_session *s, const mim_list_values *v, size_t end, size_t count,
+                          bool whole, mim_message_list **out, bool *more) {
+  size_t start = end > count ? end - count : 0;
+  mim_list_values slice = {.found = v->found, .count = end - start, .values = v->values + start};
+  mim_status st = values_to_list(s, &slice, out);
+  if (st == MIM_OK && more)
+    *more = start > 0 || !whole;
+  return st;
+}
+
+/* Where before_id sits in the list: fetched tails of growing size until it is in one
+ * with `count` values before it, or the tail is the whole list. */
+static mim_status page_before(const mim_session *s, const char *before_id, size_t count,
+                              mim_message_list **out, bool *more) {
+  size_t window = before_id ? 2 * count + HISTORY_PAGE_SLACK : count;
+  for (;;) {
+    mim_list_values *v = NULL;
+    mim_status st = fetch_newest(s, window, &v);
+    if (st != MIM_OK)
+      return st;
+    bool whole = v->count < window || window > INT32_MAX;
+    long at = before_id ? index_of(s, v, before_id) : (long)v->count;
+    bool enough = at >= 0 && ((size_t)at >= count || whole);
+    if (enough)
+      st = page_of(s, v, (size_t)at, count, whole, out, more);
+    mim_list_values_free(v);
+    if (enough)
+      return st;
+    if (whole)
+      return mim_fail(MIM_ERR_NOT_FOUND, "mim_history_before: no message with that id in the "
+                                         "history (truncated away or removed)");
+    window *= 4; /* past INT32_MAX: the whole list, which ends the loop */
+  }
+}
+
+MIM_API mim_status mim_history_before(mim_session *session, const char *before_id, size_t count,
+                                      mim_message_list **out, bool *more) {
+  mim_clear_error();
+  mim_status st = check_session(session, "mim_history_before");
+  if (st != MIM_OK)
+    return st;
+  if (!out)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_history_before: NULL out");
+  if (count == 0 || count > HISTORY_PAGE_MAX)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_history_before: count %zu not in 1..%u", count,
+                    HISTORY_PAGE_MAX);
+  return page_before(session, before_id && *before_id ? before_id : NULL, count, out, more);
 }
 
 /* Builds the envelope of a new message from us. */
