@@ -69,6 +69,11 @@ struct mim_session {
   /* Event-thread state (see the top of the file). */
   mim_merge merge;
   mim_status close_status; /* the subscription closed before the join completed */
+
+  /* mim_history_before (any thread): where from the end (1 = the newest value) the oldest
+   * value the session showed last sits: the join's oldest, then each page's. Only a
+   * guess at where the next before_id is (0 = none). */
+  atomic_size_t page_hint;
 };
 
 /* ---- messages ---- */
@@ -126,6 +131,8 @@ static void on_fetch(void *user, mim_status status, const char *detail,
                      const mim_list_values *values) {
   mim_session *s = user;
   bool joining = !mim_merge_joined(&s->merge);
+  if (joining && status == MIM_OK && values) /* the oldest it shows: where paging starts */
+    atomic_store(&s->page_hint, values->count);
   if (joining && status == MIM_OK && s->close_status != MIM_OK) {
     status = s->close_status;
     detail = "the subscription closed while joining";
@@ -272,6 +279,7 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
   pthread_mutex_init(&s->mu, NULL);
   cmn_cond_init_monotonic(&s->cv); /* wait_join waits on it with a deadline */
   atomic_init(&s->closing, false);
+  atomic_init(&s->page_hint, 0);
   s->client = client;
   s->on_message = on_message;
   s->user = user;
@@ -610,14 +618,34 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
 /* ---- paging back (mim_history_before) ---- */
 
 #define HISTORY_PAGE_MAX 1000000u
-/* Values fetched beyond twice the page when looking for before_id: the usual caller pages
- * back from the oldest message it shows, a little way from the end. */
+/* Values fetched beyond twice the page when looking for before_id without a hint. */
 #define HISTORY_PAGE_SLACK 20u
+/* With a hint (where the session's oldest shown value was): values fetched beyond the
+ * page on the older side (messages pushed since move before_id that way) and on the
+ * newer side (a removal moves it this way). */
+#define HINT_OUTER_SLACK 10u
+#define HINT_INNER_SLACK 2u
 
-/* The newest n values of the list (all of them when n does not fit a range). */
-static mim_status fetch_newest(const mim_session *s, size_t n, mim_list_values **out) {
-  mim_list_range range = {.has_start = true, .start = n > INT32_MAX ? 0 : -(int32_t)n};
-  return mim_list_fetch(s->client, s->cache, s->chat, n > INT32_MAX ? NULL : &range, out);
+/* Fetched values and where they sit: `skip` newer values of the list follow them. */
+typedef struct list_view {
+  mim_list_values *v;
+  size_t skip;
+  bool at_start; /* the view begins at the list's first value */
+} list_view;
+
+/* The values at positions skip + 1 .. from_end counted from the end (1 = the newest); the
+ * whole list when from_end does not fit a range (skip is then 0). */
+static mim_status fetch_view(const mim_session *s, size_t from_end, size_t skip, list_view *out) {
+  bool whole = from_end > INT32_MAX;
+  mim_list_range range = {.has_start = true,
+                          .start = whole ? 0 : -(int32_t)from_end,
+                          .has_end = skip > 0,
+                          .end = -(int32_t)skip};
+  out->skip = whole ? 0 : skip;
+  out->v = NULL;
+  mim_status st = mim_list_fetch(s->client, s->cache, s->chat, whole ? NULL : &range, &out->v);
+  out->at_start = st == MIM_OK && (whole || out->v->count < from_end - skip);
+  return st;
 }
 
 /* Index of the first value of v that is the chat message id, or -1. */
@@ -634,37 +662,58 @@ static long index_of(const mim_session *s, const mim_list_values *v, const char 
   return -1;
 }
 
-/* The page of `count` values ending before index end of v (a consistent view). whole:
- * v is the whole list. */
-static mim_status page_of(const mim_session *s, const mim_list_values *v, size_t end, size_t count,
-                          bool whole, mim_message_list **out, bool *more) {
-  size_t start = end > count ? end - count : 0;
+/* The page before_id (NULL: the end) asks for, when the view holds it: `count` values
+ * before it, or all of them back to the list's start. *done false: look elsewhere. */
+static mim_status page_from_view(mim_session *s, const list_view *view, const char *before_id,
+                                 size_t count, mim_message_list **out, bool *more, bool *done) {
+  const mim_list_values *v = view->v;
+  long at = before_id ? index_of(s, v, before_id) : (long)v->count;
+  *done = at >= 0 && ((size_t)at >= count || view->at_start);
+  if (!*done)
+    return MIM_OK;
+  size_t end = (size_t)at, start = end > count ? end - count : 0;
   mim_list_values slice = {.found = v->found, .count = end - start, .values = v->values + start};
   mim_status st = values_to_list(s, &slice, out);
-  if (st == MIM_OK && more)
-    *more = start > 0 || !whole;
+  if (st != MIM_OK)
+    return st;
+  if (more)
+    *more = start > 0 || !view->at_start;
+  atomic_store(&s->page_hint, end > start ? view->skip + v->count - start : 0);
+  return MIM_OK;
+}
+
+/* One fetch, and the page when it holds it. */
+static mim_status try_view(mim_session *s, size_t from_end, size_t skip, const char *before_id,
+                           size_t count, mim_message_list **out, bool *more, list_view *view,
+                           bool *done) {
+  mim_status st = fetch_view(s, from_end, skip, view);
+  if (st == MIM_OK)
+    st = page_from_view(s, view, before_id, count, out, more, done);
+  mim_list_values_free(view->v);
   return st;
 }
 
-/* Where before_id sits in the list: fetched tails of growing size until it is in one
- * with `count` values before it, or the tail is the whole list. */
-static mim_status page_before(const mim_session *s, const char *before_id, size_t count,
+/* First where the session's last page (or the join) ended, as the usual caller pages
+ * back from the oldest message it shows; then tails of growing size until before_id is
+ * in one with `count` values before it, or the tail is the whole list. */
+static mim_status page_before(mim_session *s, const char *before_id, size_t count,
                               mim_message_list **out, bool *more) {
+  list_view view;
+  bool done = false;
+  size_t hint = atomic_load(&s->page_hint);
+  if (before_id && hint > 0) {
+    size_t skip = hint > HINT_INNER_SLACK ? hint - 1 - HINT_INNER_SLACK : 0;
+    mim_status st = try_view(s, hint + count + HINT_OUTER_SLACK, skip, before_id, count, out, more,
+                             &view, &done);
+    if (st != MIM_OK || done)
+      return st;
+  }
   size_t window = before_id ? 2 * count + HISTORY_PAGE_SLACK : count;
   for (;;) {
-    mim_list_values *v = NULL;
-    mim_status st = fetch_newest(s, window, &v);
-    if (st != MIM_OK)
+    mim_status st = try_view(s, window, 0, before_id, count, out, more, &view, &done);
+    if (st != MIM_OK || done)
       return st;
-    bool whole = v->count < window || window > INT32_MAX;
-    long at = before_id ? index_of(s, v, before_id) : (long)v->count;
-    bool enough = at >= 0 && ((size_t)at >= count || whole);
-    if (enough)
-      st = page_of(s, v, (size_t)at, count, whole, out, more);
-    mim_list_values_free(v);
-    if (enough)
-      return st;
-    if (whole)
+    if (view.at_start)
       return mim_fail(MIM_ERR_NOT_FOUND, "mim_history_before: no message with that id in the "
                                          "history (truncated away or removed)");
     window *= 4; /* past INT32_MAX: the whole list, which ends the loop */
