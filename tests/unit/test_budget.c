@@ -13,6 +13,7 @@
 
 #include <momento/im.h>
 
+#include "chaos_proxy.h"
 #include "envelope.h"
 #include "error.h"
 #include "mim_local.h"
@@ -393,6 +394,56 @@ static void test_stats_refusals(void **state) {
   mim_client_free(cl);
 }
 
+/* A lost connection: the subscription re-subscribes and the send in flight is retried by
+ * the outbox; both count as retries, each stream started as a subscription. */
+static void test_stats_retries(void **state) {
+  (void)state;
+  char chat[64];
+  new_chat(chat, sizeof chat, "retry");
+  chaos_proxy_opts po;
+  chaos_proxy_opts_init(&po);
+  po.start_paused = 1; /* only the scripted faults below */
+  chaos_proxy *proxy = chaos_proxy_start(srv->port, &po);
+  assert_non_null(proxy);
+  char via[64];
+  snprintf(via, sizeof via, "127.0.0.1:%d", chaos_proxy_port(proxy, 0));
+  mim_client_options o;
+  mim_client_options_init(&o);
+  o.api_key = srv->root_key;
+  o.cache_host = o.control_host = o.token_host = via;
+  o.tls = MIM_TLS_OFF;
+  o.default_deadline_ms = 10000 * (int64_t)test_time_scale();
+  mim_client *cl = NULL;
+  assert_int_equal(mim_client_create(&o, &cl), MIM_OK);
+  collector c;
+  collector_init(&c);
+  mim_join_options jo;
+  mim_join_options_init(&jo);
+  jo.flush_timeout_ms = 20000u * (uint32_t)test_time_scale();
+  mim_session *s = NULL;
+  assert_int_equal(mim_join(cl, CACHE, chat, &jo, on_message, &c, &s), MIM_OK);
+  /* The push waits in the held connection (mim_send returns once queued), then the cut
+   * fails it and the subscription. */
+  chaos_proxy_hold(proxy, 1);
+  assert_int_equal(mim_send(s, "through the cut", NULL), MIM_OK);
+  chaos_proxy_cut_all(proxy);
+  chaos_proxy_hold(proxy, 0);
+  assert_true(wait_count(&c, 1));
+  mim_leave(s); /* flushed: the send has finished */
+  mim_client_stats st = stats(cl);
+  print_message("retries: %llu, subscriptions %llu, calls %llu (%llu failed)\n",
+                (unsigned long long)st.retries, (unsigned long long)st.subscriptions,
+                (unsigned long long)st.calls, (unsigned long long)st.failed_calls);
+  assert_int_equal(c.n, 1);
+  assert_true(st.subscriptions >= 2);
+  assert_true(st.failed_calls >= 1);
+  /* Every re-subscribe and every failed push or publish was retried. */
+  assert_int_equal(st.retries, st.subscriptions - 1 + st.failed_calls);
+  mim_client_free(cl);
+  chaos_proxy_stop(proxy);
+  collector_free(&c);
+}
+
 static int setup(void **state) {
   (void)state;
   const char *caches[] = {CACHE, NULL};
@@ -418,6 +469,7 @@ int main(void) {
       cmocka_unit_test(test_stats_send_and_receive),
       cmocka_unit_test(test_stats_list_calls),
       cmocka_unit_test(test_stats_refusals),
+      cmocka_unit_test(test_stats_retries),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
