@@ -96,13 +96,33 @@ static void report_lost_gap(mim_merge *mg, bool list_full_of_unknown, bool ancho
   mg->sink.report(mg->sink.user, MIM_ERR_RESOURCE_EXHAUSTED, detail);
 }
 
-/* Delivers the list values not delivered yet, oldest first. Foreign values in the list
- * are delivered on the first (join) fetch only: they have no id to de-duplicate by. */
+/* Where a refetch starts delivering: at the join's oldest message (floor_id) when the
+ * list still holds it; otherwise everything in the list is newer than it. The join
+ * fetch itself records the floor. */
+static size_t delivery_start(mim_merge *mg, const mim_list_values *values) {
+  for (size_t i = 0; i < values->count; i++) {
+    mim_envelope env;
+    if (!mim_message_parse(mg->chat, values->values[i].data, values->values[i].len, &env))
+      continue;
+    bool floor = mg->joined ? mg->floor_id[0] && !strcmp(env.id, mg->floor_id) : true;
+    if (!mg->joined && strlen(env.id) < sizeof mg->floor_id)
+      memcpy(mg->floor_id, env.id, strlen(env.id) + 1);
+    mim_envelope_clear(&env);
+    if (floor)
+      return mg->joined ? i : 0;
+  }
+  return 0;
+}
+
+/* Delivers the list values not delivered yet, oldest first, from the join's oldest on
+ * (see delivery_start). Foreign values in the list are delivered on the first (join)
+ * fetch only: they have no id to de-duplicate by. */
 static void deliver_history(mim_merge *mg, const mim_list_values *values) {
   size_t cap = mg->history_cap > values->count ? mg->history_cap : values->count;
   mim_idset_reserve(&mg->delivered, cap + DEDUP_WINDOW);
   bool any_known = false, anchor_found = false;
   size_t known_before = mg->delivered.count;
+  size_t from = delivery_start(mg, values);
   for (size_t i = 0; i < values->count; i++) {
     const mim_bytes *v = &values->values[i];
     mim_envelope env;
@@ -112,7 +132,8 @@ static void deliver_history(mim_merge *mg, const mim_list_values *values) {
       anchor_found =
           anchor_found || (mg->fetch_gap_anchor[0] && !strcmp(env.id, mg->fetch_gap_anchor));
       mim_message_fill(&m, &env, mg->chat, "", v->data, v->len, 0, true);
-      deliver_once(mg, &m);
+      if (i >= from)
+        deliver_once(mg, &m);
       mim_envelope_clear(&env);
     } else if (!mg->joined) {
       mim_message_fill(&m, NULL, mg->chat, "", v->data, v->len, 0, true);

@@ -58,8 +58,12 @@ typedef struct mim_merge {
   bool gap_unknown, fetch_gap_unknown;
   char gap_anchor[MIM_MESSAGE_ID_SIZE], fetch_gap_anchor[MIM_MESSAGE_ID_SIZE];
   char last_id[MIM_MESSAGE_ID_SIZE]; /* last chat message delivered ("" = none) */
-  uint64_t page;                     /* sequence page of the last live value */
-  mim_message *pending;              /* buffered live items, packed (message.h) */
+  /* The oldest chat message of the join fetch ("" = none, or too long to keep). The join
+   * may fetch only the newest part of the list: values before this one were never to be
+   * shown, so a refetch delivers none of them. */
+  char floor_id[MIM_MESSAGE_ID_SIZE];
+  uint64_t page;        /* sequence page of the last live value */
+  mim_message *pending; /* buffered live items, packed (message.h) */
   size_t npending, pending_cap;
   mim_idset delivered;
 } mim_merge;
@@ -81,7 +85,9 @@ bool mim_merge_state(mim_merge *mg, mim_subscription_state state);
  * mim_merge_fetch_done (or mim_merge_fetch_not_started when it cannot start). False
  * when one is outstanding: another is asked for when that one is done. */
 bool mim_merge_fetch_begin(mim_merge *mg);
-/* The fetch completed with status (values: the whole list when MIM_OK). A failed join
+/* The fetch completed with status (values: the whole list when MIM_OK; the join fetch
+ * may be the newest part of it only, which then bounds what later fetches deliver: see
+ * floor_id). A failed join
  * fetch leaves the merge unjoined, its live items still buffered. Returns true when
  * another fetch is wanted (the caller starts it as above). */
 bool mim_merge_fetch_done(mim_merge *mg, mim_status status, const char *detail,

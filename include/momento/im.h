@@ -123,7 +123,8 @@ MIM_API void mim_join_options_init(mim_join_options *options);
  * reconnects, the topic replays what was missed, in order; when it cannot (it reports a
  * discontinuity), the list is fetched again and the messages in it that were not
  * delivered yet are delivered (from_history true; foreign list values only on the
- * join), live values being held back meanwhile.
+ * join; none older than the oldest message the join showed), live values being held
+ * back meanwhile.
  * Order: history in list order, then live values in topic order. A message recovered by a
  * gap-fill, or one truncated out of the list while the join ran and then received live,
  * can come after newer messages (still exactly once).

@@ -356,6 +356,29 @@ static void test_full_list_of_unknown_reported(void **state) {
   assert_one_loss(f, "gap of 1 values larger");
 }
 
+/* The join fetched only the newest part of the list (m3 m4 of m1..m4): a refetch after
+ * a discontinuity delivers what is new since, never the older messages the join left
+ * for mim_history_before. */
+static void test_refetch_skips_older_than_join(void **state) {
+  fixture *f = joining(state, 100);
+  assert_false(page_done(f, "m3 m4"));
+  assert_string_equal(take_seen(f), "m3* m4*");
+  live(f, "m5", 1);
+  take_seen(f);
+  gap_refetch(f, 1, 3, PAGE, "m1 m2 m3 m4 m5 m6 m7");
+  assert_string_equal(take_seen(f), "m6* m7*");
+  assert_int_equal(f->nreports, 0);
+}
+
+/* When the join's oldest message was truncated away, everything in the list is newer. */
+static void test_refetch_after_join_floor_truncated(void **state) {
+  fixture *f = joining(state, 3);
+  assert_false(page_done(f, "F:x m3 m4"));
+  assert_string_equal(take_seen(f), "F:x* m3* m4*");
+  gap_refetch(f, 0, 3, PAGE, "m4 m5 m6");
+  assert_string_equal(take_seen(f), "m5* m6*");
+}
+
 /* A discontinuity during a fetch: one more fetch after it, which carries the gap. */
 static void test_discontinuity_during_fetch_refetches(void **state) {
   fixture *f = joined(state, 3);
@@ -493,6 +516,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_gap_larger_than_cap_without_anchor, teardown),
       cmocka_unit_test_teardown(test_gap_within_cap_without_anchor_not_reported, teardown),
       cmocka_unit_test_teardown(test_full_list_of_unknown_reported, teardown),
+      cmocka_unit_test_teardown(test_refetch_skips_older_than_join, teardown),
+      cmocka_unit_test_teardown(test_refetch_after_join_floor_truncated, teardown),
       cmocka_unit_test_teardown(test_discontinuity_during_fetch_refetches, teardown),
       cmocka_unit_test_teardown(test_anchor_is_before_the_first_gap, teardown),
       cmocka_unit_test_teardown(test_topic_reset_gap_size_unknown, teardown),
