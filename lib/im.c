@@ -151,18 +151,19 @@ static void on_fetch(void *user, mim_status status, const char *detail,
     finish_async_join(s);
 }
 
-/* The range of the join fetch: the newest initial_history values. The merge delivers
- * live values that are not in it (pushed before the fetch, published after it) as usual,
- * so nothing published after the subscription was confirmed is missed. */
-static mim_list_range join_range(const mim_session *s) {
-  uint32_t n = s->initial_history > INT32_MAX ? INT32_MAX : s->initial_history;
-  return (mim_list_range){.has_start = true, .start = -(int32_t)n};
+/* The newest values a fetch asks for (0 = the whole list): the join's initial_history
+ * (the merge delivers live values that are not in it as usual, so nothing published
+ * after the subscription was confirmed is missed); a gap-fill's tail as the merge says. */
+static size_t fetch_window(const mim_session *s, bool joining) {
+  size_t n = joining ? (s->initial_history < s->history_cap ? s->initial_history : 0)
+                     : mim_merge_fetch_window(&s->merge);
+  return n > INT32_MAX ? 0 : n;
 }
 
-/* Starts a fetch (event thread): the join's fetches the newest initial_history values,
- * a gap-fill the whole list (it must find the last message delivered before the gap);
- * live items are buffered until it completes. One at a time: a trigger during a fetch
- * asks for another one after it. */
+/* Starts a fetch (event thread): the join's of the newest initial_history values, a
+ * gap-fill's of a tail or the whole list (see mim_merge_fetch_window); live items are
+ * buffered until it completes. One at a time: a trigger during a fetch asks for another
+ * one after it. */
 static void start_fetch(mim_session *s) {
   if (!mim_merge_fetch_begin(&s->merge))
     return;
@@ -170,10 +171,10 @@ static void start_fetch(mim_session *s) {
   s->inflight++;
   pthread_mutex_unlock(&s->mu);
   bool joining = !mim_merge_joined(&s->merge); /* a failed start leaves it unjoined */
-  mim_list_range range = join_range(s);
-  bool partial = joining && s->initial_history < s->history_cap;
+  size_t window = fetch_window(s, joining);
+  mim_list_range range = {.has_start = true, .start = -(int32_t)window};
   mim_status st =
-      mim_list_fetch_async(s->client, s->cache, s->chat, partial ? &range : NULL, on_fetch, s);
+      mim_list_fetch_async(s->client, s->cache, s->chat, window ? &range : NULL, on_fetch, s);
   if (st == MIM_OK)
     return;
   /* No completion will run: undo, and deliver what was buffered. */

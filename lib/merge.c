@@ -15,6 +15,9 @@
 /* Live items buffered while a fetch is outstanding; beyond this they are dropped and
  * recovered from the list by another fetch. */
 #define MAX_PENDING 65536u
+/* Values a gap-fill's tail holds beyond the gap and the buffered live items: messages
+ * pushed before the anchor but published after it (senders interleave). */
+#define GAP_SLACK 32u
 
 mim_status mim_merge_init(mim_merge *mg, const char *chat, uint32_t history_cap,
                           const mim_merge_sink *sink) {
@@ -236,6 +239,15 @@ bool mim_merge_state(mim_merge *mg, mim_subscription_state state) {
 
 /* ---- fetches ---- */
 
+/* The tail a gap-fill fetches first (see mim_merge_fetch_window); 0 = the whole list. */
+static size_t gap_window(const mim_merge *mg) {
+  if (!mg->joined || mg->widen || !mg->fetch_gap_anchor[0] || mg->fetch_gap_unknown ||
+      mg->fetch_gap_missed == 0)
+    return 0;
+  uint64_t n = mg->fetch_gap_missed + mg->npending + GAP_SLACK;
+  return n < mg->history_cap ? (size_t)n : 0;
+}
+
 bool mim_merge_fetch_begin(mim_merge *mg) {
   if (mg->fetching) {
     mg->refetch_wanted = true;
@@ -248,12 +260,50 @@ bool mim_merge_fetch_begin(mim_merge *mg) {
   mg->gap_missed = 0;
   mg->gap_unknown = false;
   mg->gap_anchor[0] = '\0';
+  mg->fetch_window = gap_window(mg);
+  mg->widen = false;
+  return true;
+}
+
+size_t mim_merge_fetch_window(const mim_merge *mg) {
+  return mg->fetch_window;
+}
+
+static bool holds_id(const mim_merge *mg, const mim_list_values *values, const char *id) {
+  bool found = false;
+  for (size_t i = 0; i < values->count && !found; i++) {
+    mim_envelope env;
+    if (mim_message_parse(mg->chat, values->values[i].data, values->values[i].len, &env)) {
+      found = strcmp(env.id, id) == 0;
+      mim_envelope_clear(&env);
+    }
+  }
+  return found;
+}
+
+/* A gap-fill's tail that came back full without the anchor: the gap reaches further
+ * back. Its gaps go back to wait for the next fetch, which is of the whole list; live
+ * items stay buffered meanwhile. */
+static bool widen_if_short(mim_merge *mg, const mim_list_values *values) {
+  if (mg->fetch_window == 0 || values->count < mg->fetch_window ||
+      holds_id(mg, values, mg->fetch_gap_anchor))
+    return false;
+  mim_log(MIM_LOG_DEBUG, "chat %s: the gap reaches past the newest %zu values; fetching all",
+          mg->chat, mg->fetch_window);
+  mg->gap_missed += mg->fetch_gap_missed;
+  mg->gap_unknown = mg->gap_unknown || mg->fetch_gap_unknown;
+  memcpy(mg->gap_anchor, mg->fetch_gap_anchor, sizeof mg->gap_anchor); /* the first gap's */
+  mg->widen = true;
+  mg->refetch_wanted = false; /* the whole list covers what was asked for meanwhile */
+  mg->fetching = false;
   return true;
 }
 
 bool mim_merge_fetch_done(mim_merge *mg, mim_status status, const char *detail,
                           const mim_list_values *values) {
   bool joining = !mg->joined;
+  if (status == MIM_OK && widen_if_short(mg, values))
+    return true;
   if (status == MIM_OK) {
     deliver_history(mg, values);
   } else if (!joining) {
@@ -273,6 +323,7 @@ bool mim_merge_fetch_done(mim_merge *mg, mim_status status, const char *detail,
 
 void mim_merge_fetch_not_started(mim_merge *mg, mim_status status, const char *detail) {
   mg->fetching = false;
+  mg->widen = false;
   if (!mg->joined)
     return;
   mg->sink.report(mg->sink.user, status, detail);

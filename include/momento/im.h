@@ -99,9 +99,11 @@ typedef struct mim_join_options {
   /* How many of the newest history messages the join fetches and shows; 0 = 20. The join
    * fetches only these (a ListFetch of the last N values costs ceil(N/2) of the cache's
    * operations, see mim_client_stats), so joining a busy room stays cheap; page back
-   * through older ones with mim_history_before. Values over history_cap fetch the whole
-   * list. Gap-fills after a discontinuity still fetch the whole list (at most
-   * history_cap values): they must find the last message delivered before the gap. */
+   * through older ones with mim_history_before. Values of history_cap or more fetch the
+   * whole list. A gap-fill after a discontinuity fetches the newest (gap size + 32)
+   * values when it knows the gap's size and the last message delivered before it, and
+   * the whole list when that message is not among them or the size is unknown; it never
+   * delivers messages older than the join's oldest. */
   uint32_t initial_history;
 } mim_join_options;
 
