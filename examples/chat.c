@@ -58,6 +58,7 @@ typedef struct chat_state {
   bool reconnecting;        /* a reconnect was reported and not yet its success */
   pending_line *pending;
   size_t n_pending, cap_pending;
+  mim_client *client; /* for /stats; set once before input is read */
 } chat_state;
 
 /* Ctrl-C may land on any thread (gRPC has several): the handler only writes to this pipe,
@@ -90,7 +91,7 @@ static void usage(FILE *out) {
           "  --history N          show the last N messages on join (default %d, 0 = none)\n"
           "  --help               this text\n"
           "\n"
-          "Type a line to send it; /quit or Ctrl-D leaves.\n",
+          "Type a line to send it; /stats shows what the client cost; /quit or Ctrl-D leaves.\n",
           DEFAULT_HISTORY);
 }
 
@@ -388,6 +389,21 @@ static mim_client *make_client(const options *o, chat_state *st) {
   return client;
 }
 
+/* What the client cost so far, as hosted Momento counts it (see mim_client_stats). */
+static void show_stats(chat_state *st) {
+  mim_client_stats cs;
+  if (mim_client_stats_get(st->client, &cs) != MIM_OK)
+    return;
+  say(st,
+      "*** %llu calls (%llu failed), %llu cache + %llu topic operations, %llu messages "
+      "received, %llu/%llu bytes sent/received, %llu retries, %llu throttled",
+      (unsigned long long)cs.calls, (unsigned long long)cs.failed_calls,
+      (unsigned long long)cs.cache_operations, (unsigned long long)cs.topic_operations,
+      (unsigned long long)cs.messages_received, (unsigned long long)cs.bytes_sent,
+      (unsigned long long)cs.bytes_received, (unsigned long long)cs.retries,
+      (unsigned long long)cs.throttled);
+}
+
 /* Handles one input line; false when it asks to leave. */
 static bool handle_line(chat_state *st, mim_session *session, char *line) {
   size_t n = strlen(line);
@@ -397,8 +413,12 @@ static bool handle_line(chat_state *st, mim_session *session, char *line) {
     return true;
   if (strcmp(line, "/quit") == 0)
     return false;
+  if (strcmp(line, "/stats") == 0) {
+    show_stats(st);
+    return true;
+  }
   if (line[0] == '/' && line[1] != '/') {
-    say(st, "*** unknown command %s (only /quit; start a line with // to send a slash)", line);
+    say(st, "*** unknown command %s (/stats, /quit; start a line with // to send a slash)", line);
     return true;
   }
   const char *text = line[0] == '/' ? line + 1 : line;
@@ -487,6 +507,7 @@ int main(int argc, char **argv) {
     pthread_mutex_destroy(&st.print_mu);
     return 1;
   }
+  st.client = client;
   mim_join_options jo;
   mim_join_options_init(&jo);
   jo.display_name = o.name;

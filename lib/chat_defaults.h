@@ -7,6 +7,9 @@
 
 /* Messages a chat's list keeps when the caller says 0. */
 #define MIM_DEFAULT_HISTORY_CAP 100u
+/* History messages a join fetches and shows when the caller says 0: well under the cap,
+ * so a join costs 10 operations of the cache's budget instead of 50. */
+#define MIM_DEFAULT_INITIAL_HISTORY 20u
 /* Outbox (see outbox.h): messages queued at most, how long leave/stop waits for them,
  * and how long a message is retried. */
 #define MIM_DEFAULT_OUTBOX_LIMIT 1024u

@@ -8,6 +8,7 @@
 #include "client_internal.h"
 #include "error.h"
 #include "pb_call.h"
+#include "stats.h"
 #include "token_provider.h"
 
 #include <arpa/inet.h>
@@ -41,6 +42,8 @@ struct mim_client {
   struct loop_job *queued, *queued_tail;
   int entry_depth;   /* loop thread only: nesting of mim_loop_fd_ready/mim_loop_timeout */
   bool running_jobs; /* loop thread only: run_loop_jobs is on the stack */
+
+  mim_stats stats; /* mim_client_stats_get; atomics, no lock */
 };
 
 typedef struct loop_job {
@@ -194,6 +197,8 @@ MIM_API mim_status mim_client_create(const mim_client_options *options, mim_clie
   if (options && options->default_deadline_ms < 0)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "default_deadline_ms is negative");
   mim_client *c = calloc(1, sizeof *c);
+  if (c)
+    mim_stats_init(&c->stats);
   if (!c)
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory creating client");
   pthread_mutex_init(&c->jobs_mu, NULL);
@@ -343,6 +348,18 @@ const char *mim_client_endpoint(const mim_client *client) {
 
 static const mim_pb_method ping_method = {MIM_HOST_CACHE, "/cache_client.Ping/Ping",
                                           &cache_client____ping_response__descriptor, false};
+
+mim_stats *mim_client_counters(mim_client *client) {
+  return &client->stats;
+}
+
+MIM_API mim_status mim_client_stats_get(mim_client *client, mim_client_stats *out) {
+  mim_clear_error();
+  if (!client || !out)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_client_stats_get: NULL argument");
+  mim_stats_read(&client->stats, out);
+  return MIM_OK;
+}
 
 MIM_API mim_status mim_client_ping(mim_client *client) {
   mim_clear_error();

@@ -41,6 +41,7 @@ struct mim_session {
   char *display_name;
   mim_chat_mode mode;
   uint32_t history_cap;
+  uint32_t initial_history; /* values the join fetch asks for (the newest) */
   uint64_t ttl_ms;
   void (*on_event)(mim_session *, mim_subscription_state, mim_status, const char *, void *);
   mim_on_message on_message;
@@ -68,6 +69,11 @@ struct mim_session {
   /* Event-thread state (see the top of the file). */
   mim_merge merge;
   mim_status close_status; /* the subscription closed before the join completed */
+
+  /* mim_history_before (any thread): where from the end (1 = the newest value) the oldest
+   * value the session showed last sits: the join's oldest, then each page's. Only a
+   * guess at where the next before_id is (0 = none). */
+  atomic_size_t page_hint;
 };
 
 /* ---- messages ---- */
@@ -125,6 +131,8 @@ static void on_fetch(void *user, mim_status status, const char *detail,
                      const mim_list_values *values) {
   mim_session *s = user;
   bool joining = !mim_merge_joined(&s->merge);
+  if (joining && status == MIM_OK && values) /* the oldest it shows: where paging starts */
+    atomic_store(&s->page_hint, values->count);
   if (joining && status == MIM_OK && s->close_status != MIM_OK) {
     status = s->close_status;
     detail = "the subscription closed while joining";
@@ -143,22 +151,36 @@ static void on_fetch(void *user, mim_status status, const char *detail,
     finish_async_join(s);
 }
 
-/* Starts a fetch of the whole list (event thread); live items are buffered until it
- * completes. One at a time: a trigger during a fetch asks for another one after it. */
+/* The newest values a fetch asks for (0 = the whole list): the join's initial_history
+ * (the merge delivers live values that are not in it as usual, so nothing published
+ * after the subscription was confirmed is missed); a gap-fill's tail as the merge says. */
+static size_t fetch_window(const mim_session *s, bool joining) {
+  size_t n = joining ? (s->initial_history < s->history_cap ? s->initial_history : 0)
+                     : mim_merge_fetch_window(&s->merge);
+  return n > INT32_MAX ? 0 : n;
+}
+
+/* Starts a fetch (event thread): the join's of the newest initial_history values, a
+ * gap-fill's of a tail or the whole list (see mim_merge_fetch_window); live items are
+ * buffered until it completes. One at a time: a trigger during a fetch asks for another
+ * one after it. */
 static void start_fetch(mim_session *s) {
   if (!mim_merge_fetch_begin(&s->merge))
     return;
   pthread_mutex_lock(&s->mu);
   s->inflight++;
   pthread_mutex_unlock(&s->mu);
-  mim_status st = mim_list_fetch_async(s->client, s->cache, s->chat, NULL, on_fetch, s);
+  bool joining = !mim_merge_joined(&s->merge); /* a failed start leaves it unjoined */
+  size_t window = fetch_window(s, joining);
+  mim_list_range range = {.has_start = true, .start = -(int32_t)window};
+  mim_status st =
+      mim_list_fetch_async(s->client, s->cache, s->chat, window ? &range : NULL, on_fetch, s);
   if (st == MIM_OK)
     return;
   /* No completion will run: undo, and deliver what was buffered. */
   const char *detail = mim_last_error_detail();
   mim_merge_fetch_not_started(&s->merge, st, detail);
   pthread_mutex_lock(&s->mu);
-  bool joining = !mim_merge_joined(&s->merge);
   if (joining)
     join_finished_locked(s, st, detail);
   s->inflight--;
@@ -258,11 +280,13 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
   pthread_mutex_init(&s->mu, NULL);
   cmn_cond_init_monotonic(&s->cv); /* wait_join waits on it with a deadline */
   atomic_init(&s->closing, false);
+  atomic_init(&s->page_hint, 0);
   s->client = client;
   s->on_message = on_message;
   s->user = user;
   s->mode = o ? o->mode : MIM_CHAT_CLIENT_ONLY;
   s->history_cap = o && o->history_cap ? o->history_cap : MIM_DEFAULT_HISTORY_CAP;
+  s->initial_history = o && o->initial_history ? o->initial_history : MIM_DEFAULT_INITIAL_HISTORY;
   s->ttl_ms = o ? o->history_ttl_ms : 0;
   s->on_event = o ? o->on_event : NULL;
   s->cache = strdup(cache);
@@ -597,6 +621,125 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
   st = values_to_list(session, values, out);
   mim_list_values_free(values);
   return st;
+}
+
+/* ---- paging back (mim_history_before) ---- */
+
+#define HISTORY_PAGE_MAX 1000000u
+/* Values fetched beyond twice the page when looking for before_id without a hint. */
+#define HISTORY_PAGE_SLACK 20u
+/* With a hint (where the session's oldest shown value was): values fetched beyond the
+ * page on the older side (messages pushed since move before_id that way) and on the
+ * newer side (a removal moves it this way). */
+#define HINT_OUTER_SLACK 10u
+#define HINT_INNER_SLACK 2u
+
+/* Fetched values and where they sit: `skip` newer values of the list follow them. */
+typedef struct list_view {
+  mim_list_values *v;
+  size_t skip;
+  bool at_start; /* the view begins at the list's first value */
+} list_view;
+
+/* The values at positions skip + 1 .. from_end counted from the end (1 = the newest); the
+ * whole list when from_end does not fit a range (skip is then 0). */
+static mim_status fetch_view(const mim_session *s, size_t from_end, size_t skip, list_view *out) {
+  bool whole = from_end > INT32_MAX;
+  mim_list_range range = {.has_start = true,
+                          .start = whole ? 0 : -(int32_t)from_end,
+                          .has_end = skip > 0,
+                          .end = -(int32_t)skip};
+  out->skip = whole ? 0 : skip;
+  out->v = NULL;
+  mim_status st = mim_list_fetch(s->client, s->cache, s->chat, whole ? NULL : &range, &out->v);
+  out->at_start = st == MIM_OK && (whole || out->v->count < from_end - skip);
+  return st;
+}
+
+/* Index of the first value of v that is the chat message id, or -1. */
+static long index_of(const mim_session *s, const mim_list_values *v, const char *id) {
+  for (size_t i = 0; i < v->count; i++) {
+    mim_envelope env;
+    if (!mim_message_parse(s->chat, v->values[i].data, v->values[i].len, &env))
+      continue;
+    bool hit = strcmp(env.id, id) == 0;
+    mim_envelope_clear(&env);
+    if (hit)
+      return (long)i;
+  }
+  return -1;
+}
+
+/* The page before_id (NULL: the end) asks for, when the view holds it: `count` values
+ * before it, or all of them back to the list's start. *done false: look elsewhere. */
+static mim_status page_from_view(mim_session *s, const list_view *view, const char *before_id,
+                                 size_t count, mim_message_list **out, bool *more, bool *done) {
+  const mim_list_values *v = view->v;
+  long at = before_id ? index_of(s, v, before_id) : (long)v->count;
+  *done = at >= 0 && ((size_t)at >= count || view->at_start);
+  if (!*done)
+    return MIM_OK;
+  size_t end = (size_t)at, start = end > count ? end - count : 0;
+  mim_list_values slice = {.found = v->found, .count = end - start, .values = v->values + start};
+  mim_status st = values_to_list(s, &slice, out);
+  if (st != MIM_OK)
+    return st;
+  if (more)
+    *more = start > 0 || !view->at_start;
+  atomic_store(&s->page_hint, end > start ? view->skip + v->count - start : 0);
+  return MIM_OK;
+}
+
+/* One fetch, and the page when it holds it. */
+static mim_status try_view(mim_session *s, size_t from_end, size_t skip, const char *before_id,
+                           size_t count, mim_message_list **out, bool *more, list_view *view,
+                           bool *done) {
+  mim_status st = fetch_view(s, from_end, skip, view);
+  if (st == MIM_OK)
+    st = page_from_view(s, view, before_id, count, out, more, done);
+  mim_list_values_free(view->v);
+  return st;
+}
+
+/* First where the session's last page (or the join) ended, as the usual caller pages
+ * back from the oldest message it shows; then tails of growing size until before_id is
+ * in one with `count` values before it, or the tail is the whole list. */
+static mim_status page_before(mim_session *s, const char *before_id, size_t count,
+                              mim_message_list **out, bool *more) {
+  list_view view;
+  bool done = false;
+  size_t hint = atomic_load(&s->page_hint);
+  if (before_id && hint > 0) {
+    size_t skip = hint > HINT_INNER_SLACK ? hint - 1 - HINT_INNER_SLACK : 0;
+    mim_status st = try_view(s, hint + count + HINT_OUTER_SLACK, skip, before_id, count, out, more,
+                             &view, &done);
+    if (st != MIM_OK || done)
+      return st;
+  }
+  size_t window = before_id ? 2 * count + HISTORY_PAGE_SLACK : count;
+  for (;;) {
+    mim_status st = try_view(s, window, 0, before_id, count, out, more, &view, &done);
+    if (st != MIM_OK || done)
+      return st;
+    if (view.at_start)
+      return mim_fail(MIM_ERR_NOT_FOUND, "mim_history_before: no message with that id in the "
+                                         "history (truncated away or removed)");
+    window *= 4; /* past INT32_MAX: the whole list, which ends the loop */
+  }
+}
+
+MIM_API mim_status mim_history_before(mim_session *session, const char *before_id, size_t count,
+                                      mim_message_list **out, bool *more) {
+  mim_clear_error();
+  mim_status st = check_session(session, "mim_history_before");
+  if (st != MIM_OK)
+    return st;
+  if (!out)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_history_before: NULL out");
+  if (count == 0 || count > HISTORY_PAGE_MAX)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_history_before: count %zu not in 1..%u", count,
+                    HISTORY_PAGE_MAX);
+  return page_before(session, before_id && *before_id ? before_id : NULL, count, out, more);
 }
 
 /* Builds the envelope of a new message from us. */

@@ -15,6 +15,9 @@
 /* Live items buffered while a fetch is outstanding; beyond this they are dropped and
  * recovered from the list by another fetch. */
 #define MAX_PENDING 65536u
+/* Values a gap-fill's tail holds beyond the gap and the buffered live items: messages
+ * pushed before the anchor but published after it (senders interleave). */
+#define GAP_SLACK 32u
 
 mim_status mim_merge_init(mim_merge *mg, const char *chat, uint32_t history_cap,
                           const mim_merge_sink *sink) {
@@ -96,13 +99,33 @@ static void report_lost_gap(mim_merge *mg, bool list_full_of_unknown, bool ancho
   mg->sink.report(mg->sink.user, MIM_ERR_RESOURCE_EXHAUSTED, detail);
 }
 
-/* Delivers the list values not delivered yet, oldest first. Foreign values in the list
- * are delivered on the first (join) fetch only: they have no id to de-duplicate by. */
+/* Where a refetch starts delivering: at the join's oldest message (floor_id) when the
+ * list still holds it; otherwise everything in the list is newer than it. The join
+ * fetch itself records the floor. */
+static size_t delivery_start(mim_merge *mg, const mim_list_values *values) {
+  for (size_t i = 0; i < values->count; i++) {
+    mim_envelope env;
+    if (!mim_message_parse(mg->chat, values->values[i].data, values->values[i].len, &env))
+      continue;
+    bool floor = mg->joined ? mg->floor_id[0] && !strcmp(env.id, mg->floor_id) : true;
+    if (!mg->joined && strlen(env.id) < sizeof mg->floor_id)
+      memcpy(mg->floor_id, env.id, strlen(env.id) + 1);
+    mim_envelope_clear(&env);
+    if (floor)
+      return mg->joined ? i : 0;
+  }
+  return 0;
+}
+
+/* Delivers the list values not delivered yet, oldest first, from the join's oldest on
+ * (see delivery_start). Foreign values in the list are delivered on the first (join)
+ * fetch only: they have no id to de-duplicate by. */
 static void deliver_history(mim_merge *mg, const mim_list_values *values) {
   size_t cap = mg->history_cap > values->count ? mg->history_cap : values->count;
   mim_idset_reserve(&mg->delivered, cap + DEDUP_WINDOW);
   bool any_known = false, anchor_found = false;
   size_t known_before = mg->delivered.count;
+  size_t from = delivery_start(mg, values);
   for (size_t i = 0; i < values->count; i++) {
     const mim_bytes *v = &values->values[i];
     mim_envelope env;
@@ -112,7 +135,8 @@ static void deliver_history(mim_merge *mg, const mim_list_values *values) {
       anchor_found =
           anchor_found || (mg->fetch_gap_anchor[0] && !strcmp(env.id, mg->fetch_gap_anchor));
       mim_message_fill(&m, &env, mg->chat, "", v->data, v->len, 0, true);
-      deliver_once(mg, &m);
+      if (i >= from)
+        deliver_once(mg, &m);
       mim_envelope_clear(&env);
     } else if (!mg->joined) {
       mim_message_fill(&m, NULL, mg->chat, "", v->data, v->len, 0, true);
@@ -215,6 +239,15 @@ bool mim_merge_state(mim_merge *mg, mim_subscription_state state) {
 
 /* ---- fetches ---- */
 
+/* The tail a gap-fill fetches first (see mim_merge_fetch_window); 0 = the whole list. */
+static size_t gap_window(const mim_merge *mg) {
+  if (!mg->joined || mg->widen || !mg->fetch_gap_anchor[0] || mg->fetch_gap_unknown ||
+      mg->fetch_gap_missed == 0)
+    return 0;
+  uint64_t n = mg->fetch_gap_missed + mg->npending + GAP_SLACK;
+  return n < mg->history_cap ? (size_t)n : 0;
+}
+
 bool mim_merge_fetch_begin(mim_merge *mg) {
   if (mg->fetching) {
     mg->refetch_wanted = true;
@@ -227,12 +260,50 @@ bool mim_merge_fetch_begin(mim_merge *mg) {
   mg->gap_missed = 0;
   mg->gap_unknown = false;
   mg->gap_anchor[0] = '\0';
+  mg->fetch_window = gap_window(mg);
+  mg->widen = false;
+  return true;
+}
+
+size_t mim_merge_fetch_window(const mim_merge *mg) {
+  return mg->fetch_window;
+}
+
+static bool holds_id(const mim_merge *mg, const mim_list_values *values, const char *id) {
+  bool found = false;
+  for (size_t i = 0; i < values->count && !found; i++) {
+    mim_envelope env;
+    if (mim_message_parse(mg->chat, values->values[i].data, values->values[i].len, &env)) {
+      found = strcmp(env.id, id) == 0;
+      mim_envelope_clear(&env);
+    }
+  }
+  return found;
+}
+
+/* A gap-fill's tail that came back full without the anchor: the gap reaches further
+ * back. Its gaps go back to wait for the next fetch, which is of the whole list; live
+ * items stay buffered meanwhile. */
+static bool widen_if_short(mim_merge *mg, const mim_list_values *values) {
+  if (mg->fetch_window == 0 || values->count < mg->fetch_window ||
+      holds_id(mg, values, mg->fetch_gap_anchor))
+    return false;
+  mim_log(MIM_LOG_DEBUG, "chat %s: the gap reaches past the newest %zu values; fetching all",
+          mg->chat, mg->fetch_window);
+  mg->gap_missed += mg->fetch_gap_missed;
+  mg->gap_unknown = mg->gap_unknown || mg->fetch_gap_unknown;
+  memcpy(mg->gap_anchor, mg->fetch_gap_anchor, sizeof mg->gap_anchor); /* the first gap's */
+  mg->widen = true;
+  mg->refetch_wanted = false; /* the whole list covers what was asked for meanwhile */
+  mg->fetching = false;
   return true;
 }
 
 bool mim_merge_fetch_done(mim_merge *mg, mim_status status, const char *detail,
                           const mim_list_values *values) {
   bool joining = !mg->joined;
+  if (status == MIM_OK && widen_if_short(mg, values))
+    return true;
   if (status == MIM_OK) {
     deliver_history(mg, values);
   } else if (!joining) {
@@ -252,6 +323,7 @@ bool mim_merge_fetch_done(mim_merge *mg, mim_status status, const char *detail,
 
 void mim_merge_fetch_not_started(mim_merge *mg, mim_status status, const char *detail) {
   mg->fetching = false;
+  mg->widen = false;
   if (!mg->joined)
     return;
   mg->sink.report(mg->sink.user, status, detail);

@@ -57,9 +57,18 @@ typedef struct mim_merge {
   uint64_t gap_missed, fetch_gap_missed;
   bool gap_unknown, fetch_gap_unknown;
   char gap_anchor[MIM_MESSAGE_ID_SIZE], fetch_gap_anchor[MIM_MESSAGE_ID_SIZE];
+  /* The outstanding fetch asks for the newest fetch_window values (0 = the whole list):
+   * a gap-fill with an anchor first fetches the tail that should hold the gap; when the
+   * anchor is not in it, `widen` makes the next fetch one of the whole list. */
+  size_t fetch_window;
+  bool widen;
   char last_id[MIM_MESSAGE_ID_SIZE]; /* last chat message delivered ("" = none) */
-  uint64_t page;                     /* sequence page of the last live value */
-  mim_message *pending;              /* buffered live items, packed (message.h) */
+  /* The oldest chat message of the join fetch ("" = none, or too long to keep). The join
+   * may fetch only the newest part of the list: values before this one were never to be
+   * shown, so a refetch delivers none of them. */
+  char floor_id[MIM_MESSAGE_ID_SIZE];
+  uint64_t page;        /* sequence page of the last live value */
+  mim_message *pending; /* buffered live items, packed (message.h) */
   size_t npending, pending_cap;
   mim_idset delivered;
 } mim_merge;
@@ -81,13 +90,23 @@ bool mim_merge_state(mim_merge *mg, mim_subscription_state state);
  * mim_merge_fetch_done (or mim_merge_fetch_not_started when it cannot start). False
  * when one is outstanding: another is asked for when that one is done. */
 bool mim_merge_fetch_begin(mim_merge *mg);
-/* The fetch completed with status (values: the whole list when MIM_OK). A failed join
+/* The fetch completed with status (values: the whole list when MIM_OK; the join fetch
+ * may be the newest part of it only, which then bounds what later fetches deliver: see
+ * floor_id). A failed join
  * fetch leaves the merge unjoined, its live items still buffered. Returns true when
  * another fetch is wanted (the caller starts it as above). */
 bool mim_merge_fetch_done(mim_merge *mg, mim_status status, const char *detail,
                           const mim_list_values *values);
 /* The fetch begun could not start (no completion will come). */
 void mim_merge_fetch_not_started(mim_merge *mg, mim_status status, const char *detail);
+
+/* After mim_merge_fetch_begin returned true: how many of the newest values the fetch must
+ * ask for, 0 = the whole list. Always 0 for the join fetch (the session decides its
+ * range). A gap-fill of known size with an anchor asks for the gap, the live items
+ * buffered and 32 values more (senders' pushes and publishes interleave), when that is
+ * under the history cap; if the tail then does not hold the anchor, fetch_done asks for
+ * another fetch, of the whole list, before delivering anything. */
+size_t mim_merge_fetch_window(const mim_merge *mg);
 
 /* Whether the join fetch completed, and whether a fetch is outstanding. */
 bool mim_merge_joined(const mim_merge *mg);

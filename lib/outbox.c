@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "envelope.h"
 #include "error.h"
+#include "stats.h"
 
 #include <momento/topics.h>
 
@@ -196,6 +197,7 @@ static void attempt_done(mim_outbox *ob, mim_status st, const char *detail) {
     bool in_time = cmn_mono_ms() - e->enqueued_ms < ob->send_timeout_ms;
     bool retryable = mim_outbox_retryable(st) || auth_retryable_locked(ob, e, st);
     if (retryable && in_time && schedule_retry_locked(ob, e)) {
+      mim_stats_retry(ob->client);
       mim_log(MIM_LOG_INFO, "%s %s: %s, retry %u", ob->what, e->id, mim_status_name(st),
               e->failures);
       ob->failing = true;

@@ -3,6 +3,7 @@
 
 #include "client_internal.h"
 #include "error.h"
+#include "stats.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +36,13 @@ mim_status mim_pb_call(mim_client *client, const mim_pb_method *method, const ch
   st = mim_transport_unary_sync(mim_client_transport(client), method->host, method->path, cache,
                                 buf.data, buf.len, mim_client_deadline_ms(client), &bytes, &len);
   mim_client_after_drive(client); /* loop mode: it may have run callbacks that defer jobs */
+  size_t sent = buf.len;
   mim_pb_buf_release(&buf);
   ProtobufCMessage *msg = NULL;
   if (st == MIM_OK)
     st = decode(method, bytes, len, &msg);
+  mim_stats_call(client, method->host, method->path, mim_stats_request_ops(request), sent, len, st,
+                 st == MIM_OK ? NULL : mim_last_error_detail(), msg);
   if (bytes && method->secret_response)
     explicit_bzero(bytes, len);
   free(bytes);
@@ -53,6 +57,9 @@ mim_status mim_pb_call(mim_client *client, const mim_pb_method *method, const ch
 typedef struct pending_call {
   mim_pb_pending pub;
   mim_pb_done_fn done;
+  mim_client *client;   /* for its counters */
+  size_t sent;          /* request bytes */
+  unsigned request_ops; /* mim_stats_request_ops of the request */
 } pending_call;
 
 /* Runs on the event thread. A decoding failure is described through the event thread's
@@ -68,6 +75,8 @@ static void call_done(void *user, mim_status status, const char *detail, const u
   } else if (!detail) {
     detail = "";
   }
+  mim_stats_call(call->client, call->pub.method->host, call->pub.method->path, call->request_ops,
+                 call->sent, len, status, detail, msg);
   call->done(&call->pub, status, detail, msg);
   mim_pb_free(msg);
   free(call);
@@ -84,9 +93,12 @@ mim_status mim_pb_call_async(mim_client *client, const mim_pb_method *method, co
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory starting %s", method->path);
   call->pub = (mim_pb_pending){.method = method, .user_fn = user_fn, .user = user};
   call->done = done;
+  call->client = client;
+  call->request_ops = mim_stats_request_ops(request);
   mim_pb_buf buf;
   mim_status st = mim_pb_pack(request, &buf);
   if (st == MIM_OK) {
+    call->sent = buf.len;
     st = mim_transport_unary(mim_client_transport(client), method->host, method->path, cache,
                              buf.data, buf.len, mim_client_deadline_ms(client), call_done, call,
                              NULL);

@@ -37,6 +37,7 @@
 #include "error.h"
 #include "pb.h"
 #include "pb_call.h"
+#include "stats.h"
 #include "utf8.h"
 
 #include <cachepubsub.pb-c.h>
@@ -347,6 +348,8 @@ static mim_status start_stream(mim_subscription *s) {
   sub_ref(s);
   st = mim_transport_stream(s->t, MIM_HOST_CACHE, SUBSCRIBE_PATH, s->cache, buf.data, buf.len, 0,
                             &cbs, &s->call);
+  if (st == MIM_OK) /* a stream started after a confirmed one is a re-subscribe */
+    mim_stats_subscribe(s->client, buf.len, s->ever_confirmed);
   mim_pb_buf_release(&buf);
   if (st != MIM_OK) {
     s->call = NULL;
@@ -422,6 +425,7 @@ static void schedule_reconnect(mim_subscription *s, mim_status status, const cha
 
 /* A stream attempt failed or ended: decide between reconnecting and closing. */
 static void handle_stream_end(mim_subscription *s, mim_status status, const char *detail) {
+  mim_stats_stream_end(s->client, status, detail);
   char buf[DETAIL_LEN];
   if (s->watchdog_tripped) {
     status = s->ever_confirmed ? MIM_ERR_UNAVAILABLE : MIM_ERR_DEADLINE_EXCEEDED;
@@ -661,6 +665,8 @@ static void stream_message(void *user, const uint8_t *msg, size_t len) {
   if (!s->stream_confirmed)
     confirm_stream(s);
   const CacheClient__Pubsub__SubscriptionItem *item = (const void *)m;
+  mim_stats_stream_message(s->client, len,
+                           item->kind_case == CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__KIND_ITEM);
   switch (item->kind_case) {
   case CACHE_CLIENT__PUBSUB____SUBSCRIPTION_ITEM__KIND_ITEM:
     handle_item(s, item->item, msg, len);

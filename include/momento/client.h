@@ -96,6 +96,41 @@ MIM_API mim_status mim_client_create(const mim_client_options *options, mim_clie
  * and does nothing). NULL is ignored. */
 MIM_API void mim_client_free(mim_client *client);
 
+/* What a client has done since mim_client_create, to predict a bill and the hosted
+ * limits (see README "Operations budget"). Every count only grows. */
+typedef struct mim_client_stats {
+  uint64_t calls;        /* unary calls started, every plane, whatever their outcome */
+  uint64_t failed_calls; /* of those, the ones that ended with an error status */
+  /* Cache data-plane operations as Momento counts them against the per-cache rate (100/s
+   * hosted), for calls that succeeded: ListFetch ceil(values returned / 2), at least 1;
+   * ListConcatenate* ceil(values / 2); every other cache call (push, length, remove,
+   * Ping...) 1. */
+  uint64_t cache_operations;
+  /* Topic operations as Momento counts them against the per-namespace rate: each
+   * successful publish 1, each subscribe stream started 1 (first and re-subscribes), each
+   * message delivered on a subscription 1 (heartbeats and discontinuities not). */
+  uint64_t topic_operations;
+  uint64_t control_calls;     /* control-plane and token calls (in calls; in no operations) */
+  uint64_t subscriptions;     /* subscribe streams started, re-subscribes included */
+  uint64_t messages_received; /* messages delivered on subscriptions (in topic_operations) */
+  /* Protobuf message bytes (no gRPC or HTTP/2 framing, no headers): requests of unary
+   * calls and subscribes; responses of unary calls that succeeded and every stream
+   * message (heartbeats included). */
+  uint64_t bytes_sent;
+  uint64_t bytes_received;
+  uint64_t retries; /* outbox send retries and re-subscribes after a lost stream */
+  /* Refusals with MIM_ERR_RESOURCE_EXHAUSTED whose cause is a rate (see
+   * mim_limit_cause_is_throttling), from calls and subscribe streams. */
+  uint64_t throttled;
+  uint64_t limit_refusals; /* every MIM_ERR_RESOURCE_EXHAUSTED from the server (throttled incl.) */
+} mim_client_stats;
+
+/* Copies the client's counters into *out. Each counter is read atomically; the set is
+ * not a snapshot across counters (calls in flight may show in some and not others).
+ * Thread-safe, never blocks, callable from callbacks. Errors: MIM_ERR_INVALID_ARGUMENT
+ * (NULL). */
+MIM_API mim_status mim_client_stats_get(mim_client *client, mim_client_stats *out);
+
 /* Round trip to the cache host's Ping. Errors: any call status. Blocking. */
 MIM_API mim_status mim_client_ping(mim_client *client);
 

@@ -95,14 +95,25 @@ typedef struct mim_join_options {
    * without waiting), must not call other blocking functions of the client. */
   void (*on_send_result)(mim_session *session, const char *message_id, mim_status status,
                          const char *detail, void *user);
+  /* ---- operations budget ---- */
+  /* How many of the newest history messages the join fetches and shows; 0 = 20. The join
+   * fetches only these (a ListFetch of the last N values costs ceil(N/2) of the cache's
+   * operations, see mim_client_stats), so joining a busy room stays cheap; page back
+   * through older ones with mim_history_before. Values of history_cap or more fetch the
+   * whole list. A gap-fill after a discontinuity fetches the newest (gap size + 32)
+   * values when it knows the gap's size and the last message delivered before it, and
+   * the whole list when that message is not among them or the size is unknown; it never
+   * delivers messages older than the join's oldest. */
+  uint32_t initial_history;
 } mim_join_options;
 
 /* Fills *options with defaults. */
 MIM_API void mim_join_options_init(mim_join_options *options);
 
-/* Joins chat_id in cache: subscribes, fetches history, then calls on_message for each
- * history message (from_history true, oldest first) and afterwards for each live message,
- * each exactly once, on the client's event thread. Blocking until the history has been
+/* Joins chat_id in cache: subscribes, fetches the newest initial_history messages of the
+ * history (older ones: mim_history_before), then calls on_message for each of them
+ * (from_history true, oldest first) and afterwards for each live message, each exactly
+ * once, on the client's event thread. Blocking until the history has been
  * delivered (loop mode on the loop thread: runs the loop meanwhile, see <momento/loop.h>;
  * from a callback: MIM_ERR_FAILED_PRECONDITION, use mim_join_async). *out owned by the
  * caller: release with mim_leave. options may be NULL.
@@ -114,7 +125,8 @@ MIM_API void mim_join_options_init(mim_join_options *options);
  * reconnects, the topic replays what was missed, in order; when it cannot (it reports a
  * discontinuity), the list is fetched again and the messages in it that were not
  * delivered yet are delivered (from_history true; foreign list values only on the
- * join), live values being held back meanwhile.
+ * join; none older than the oldest message the join showed), live values being held
+ * back meanwhile.
  * Order: history in list order, then live values in topic order. A message recovered by a
  * gap-fill, or one truncated out of the list while the join ran and then received live,
  * can come after newer messages (still exactly once).
@@ -169,6 +181,29 @@ MIM_API void mim_message_list_free(mim_message_list *list);
  * server. *out owned
  * by the caller. Blocking. Errors: MIM_ERR_INVALID_ARGUMENT, list errors. */
 MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_list **out);
+
+/* One page of older history: up to `count` (> 0) list values just older than the message
+ * before_id, oldest first (from_history true, sequence 0; foreign values included); with
+ * before_id NULL or "" the newest `count`. Page back through the whole list by passing
+ * the id of the oldest message of the previous page (or of the join's history) while
+ * *more is true. *more (may be NULL) is false when nothing older is in the list; true when
+ * older values exist or may exist (a page that reaches the start of the list exactly can
+ * say true and the next call then returns no message).
+ *
+ * Fetches only ranges from the end of the list: first the newest 2 * count + 20 values,
+ * growing fourfold each time before_id is not in them or has fewer than `count` older
+ * values beside it, so a page near the end costs about ceil((2 * count + 20) / 2)
+ * operations (see mim_client_stats). Each fetch is one consistent view, so values pushed
+ * meanwhile do not shift the page. A message held twice by the list (a retried send)
+ * counts once within a page, so a page may hold fewer than `count`; it can reappear in
+ * the next page when its copies straddle the boundary.
+ *
+ * *out owned by the caller (mim_message_list_free), set only on MIM_OK. Blocking (from a
+ * callback: MIM_ERR_FAILED_PRECONDITION). Errors: MIM_ERR_INVALID_ARGUMENT (NULL session
+ * or out, count 0 or over 1000000), MIM_ERR_NOT_FOUND (before_id is not in the list:
+ * truncated away or removed), list errors. */
+MIM_API mim_status mim_history_before(mim_session *session, const char *before_id, size_t count,
+                                      mim_message_list **out, bool *more);
 
 /* Length of a message id including its NUL. */
 #define MIM_MESSAGE_ID_SIZE 33

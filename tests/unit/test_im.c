@@ -211,6 +211,7 @@ static mim_session *join(mim_client *cl, const char *chat, const char *name, uin
   mim_join_options_init(&o);
   o.display_name = name;
   o.history_cap = cap;
+  o.initial_history = cap; /* these tests check the whole history; see test_initial_history */
   o.mode = mode;
   o.on_event = on_event;
   mim_session *s = NULL;

@@ -356,6 +356,94 @@ static void test_full_list_of_unknown_reported(void **state) {
   assert_one_loss(f, "gap of 1 values larger");
 }
 
+/* The join fetched only the newest part of the list (m3 m4 of m1..m4): a refetch after
+ * a discontinuity delivers what is new since, never the older messages the join left
+ * for mim_history_before. */
+static void test_refetch_skips_older_than_join(void **state) {
+  fixture *f = joining(state, 100);
+  assert_false(page_done(f, "m3 m4"));
+  assert_string_equal(take_seen(f), "m3* m4*");
+  live(f, "m5", 1);
+  take_seen(f);
+  gap_refetch(f, 1, 3, PAGE, "m1 m2 m3 m4 m5 m6 m7");
+  assert_string_equal(take_seen(f), "m6* m7*");
+  assert_int_equal(f->nreports, 0);
+}
+
+/* When the join's oldest message was truncated away, everything in the list is newer. */
+static void test_refetch_after_join_floor_truncated(void **state) {
+  fixture *f = joining(state, 3);
+  assert_false(page_done(f, "F:x m3 m4"));
+  assert_string_equal(take_seen(f), "F:x* m3* m4*");
+  gap_refetch(f, 0, 3, PAGE, "m4 m5 m6");
+  assert_string_equal(take_seen(f), "m5* m6*");
+}
+
+/* A gap of known size after a delivered message: the refetch asks only for the tail that
+ * should hold the gap (2 missed + 32), and it holds the anchor. */
+static void test_gap_fill_fetches_a_tail(void **state) {
+  fixture *f = joined(state, 100);
+  live(f, "m1", 1);
+  live(f, "m2", 2);
+  take_seen(f);
+  assert_true(mim_merge_discontinuity(&f->mg, 2, 5, PAGE));
+  assert_true(mim_merge_fetch_begin(&f->mg));
+  assert_int_equal(mim_merge_fetch_window(&f->mg), 34);
+  live(f, "m5", 5); /* buffered until the fetch is done */
+  assert_false(page_done(f, "m1 m2 m3 m4 m5"));
+  assert_string_equal(take_seen(f), "m3* m4* m5*");
+  assert_int_equal(f->nreports, 0);
+}
+
+/* The tail came back full without the anchor: nothing is delivered, and the next fetch
+ * (of the whole list) fills the gap in order, with no loss report. */
+static void test_gap_fill_tail_without_anchor_widens(void **state) {
+  fixture *f = joined(state, 100);
+  live(f, "a0", 1);
+  take_seen(f);
+  assert_true(mim_merge_discontinuity(&f->mg, 1, 3, PAGE));
+  assert_true(mim_merge_fetch_begin(&f->mg));
+  size_t window = mim_merge_fetch_window(&f->mg);
+  assert_int_equal(window, 1 + 32);
+  char tail[MAX_SEEN * 8] = "", whole[MAX_SEEN * 8] = "a0";
+  for (size_t i = 0; i < window; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "%sb%zu", i ? " " : "", i);
+    strcat(tail, id);
+    snprintf(id, sizeof id, " b%zu", i);
+    strcat(whole, id);
+  }
+  live(f, "c0", 4);
+  assert_true(page_done(f, tail)); /* another fetch wanted */
+  assert_string_equal(take_seen(f), "");
+  assert_true(mim_merge_fetch_begin(&f->mg));
+  assert_int_equal(mim_merge_fetch_window(&f->mg), 0);
+  assert_false(page_done(f, whole));
+  const char *seen = take_seen(f);
+  assert_non_null(strstr(seen, "b0* b1* b2*"));
+  assert_non_null(strstr(seen, "b32* c0"));
+  assert_int_equal(f->delivered, 1 + 33 + 1);
+  assert_int_equal(f->nreports, 0);
+}
+
+/* Without an anchor, of unknown size, or as large as the list: the whole list. */
+static void test_gap_fill_whole_list_when_unsure(void **state) {
+  fixture *f = joined(state, 40);
+  assert_true(mim_merge_discontinuity(&f->mg, 1, 3, PAGE)); /* nothing delivered: no anchor */
+  assert_true(mim_merge_fetch_begin(&f->mg));
+  assert_int_equal(mim_merge_fetch_window(&f->mg), 0);
+  assert_false(page_done(f, "m1"));
+  take_seen(f);
+  assert_true(mim_merge_discontinuity(&f->mg, 5, 1, 99)); /* another page: unknown size */
+  assert_true(mim_merge_fetch_begin(&f->mg));
+  assert_int_equal(mim_merge_fetch_window(&f->mg), 0);
+  assert_false(page_done(f, "m1"));
+  assert_true(mim_merge_discontinuity(&f->mg, 1, 10, 99)); /* 8 + 32 >= the cap 40 */
+  assert_true(mim_merge_fetch_begin(&f->mg));
+  assert_int_equal(mim_merge_fetch_window(&f->mg), 0);
+  assert_false(page_done(f, "m1"));
+}
+
 /* A discontinuity during a fetch: one more fetch after it, which carries the gap. */
 static void test_discontinuity_during_fetch_refetches(void **state) {
   fixture *f = joined(state, 3);
@@ -443,7 +531,7 @@ static void test_reconnect_through_replay_does_not_fetch(void **state) {
   assert_false(mim_merge_state(&f->mg, MIM_SUB_RECONNECTING));
   assert_false(mim_merge_state(&f->mg, MIM_SUB_CONNECTED));
   for (int i = 2; i <= 5; i++) {
-    char id[8];
+    char id[32];
     snprintf(id, sizeof id, "m%d", i);
     live(f, id, (uint64_t)i);
   }
@@ -493,6 +581,11 @@ int main(void) {
       cmocka_unit_test_teardown(test_gap_larger_than_cap_without_anchor, teardown),
       cmocka_unit_test_teardown(test_gap_within_cap_without_anchor_not_reported, teardown),
       cmocka_unit_test_teardown(test_full_list_of_unknown_reported, teardown),
+      cmocka_unit_test_teardown(test_refetch_skips_older_than_join, teardown),
+      cmocka_unit_test_teardown(test_refetch_after_join_floor_truncated, teardown),
+      cmocka_unit_test_teardown(test_gap_fill_fetches_a_tail, teardown),
+      cmocka_unit_test_teardown(test_gap_fill_tail_without_anchor_widens, teardown),
+      cmocka_unit_test_teardown(test_gap_fill_whole_list_when_unsure, teardown),
       cmocka_unit_test_teardown(test_discontinuity_during_fetch_refetches, teardown),
       cmocka_unit_test_teardown(test_anchor_is_before_the_first_gap, teardown),
       cmocka_unit_test_teardown(test_topic_reset_gap_size_unknown, teardown),

@@ -86,6 +86,7 @@ class JoinOptions(Structure):
         ("flush_timeout_ms", c_uint32),
         ("send_timeout_ms", c_uint32),
         ("on_send_result", ON_SEND_RESULT),
+        ("initial_history", c_uint32),
     ]
 
 

@@ -140,7 +140,7 @@ int main(void) {
   O(mim_join_options, history_cap); O(mim_join_options, history_ttl_ms);
   O(mim_join_options, on_event); O(mim_join_options, outbox_limit);
   O(mim_join_options, flush_timeout_ms); O(mim_join_options, send_timeout_ms);
-  O(mim_join_options, on_send_result);
+  O(mim_join_options, on_send_result); O(mim_join_options, initial_history);
   S(mim_message_list); O(mim_message_list, count); O(mim_message_list, messages);
   S(mim_disposable_token); O(mim_disposable_token, credential);
   O(mim_disposable_token, api_key); O(mim_disposable_token, endpoint);
@@ -177,7 +177,7 @@ def test_abi_matches_headers(tmp_path):
             attr = "from_" if what == "from" else what
             assert getattr(STRUCTS[name], attr).offset == value, "%s.%s" % (name, what)
         checked += 1
-    assert checked == 46
+    assert checked == 47
 
 
 def test_version():
