@@ -37,6 +37,12 @@ struct srv_call {
   char method[METHOD_LEN];
   long stream_total, stream_sent;
   bool sent_initial;
+  /* /test.Fail/Err and /test.Stream/FailErr: the "err" trailing metadata entry, and the
+   * status the stream ends with after its one message */
+  grpc_metadata trailer;
+  bool has_trailer, fail_after_send;
+  grpc_status_code fail_code;
+  char fail_message[256];
   srv_tag new_tag, read_tag, send_tag, finish_tag, close_tag;
 };
 
@@ -92,6 +98,10 @@ static void call_free(srv_call *c) {
   if (c->send_buf)
     grpc_byte_buffer_destroy(c->send_buf);
   grpc_slice_unref(c->status_detail);
+  if (c->has_trailer) {
+    grpc_slice_unref(c->trailer.key);
+    grpc_slice_unref(c->trailer.value);
+  }
   free(c);
   s->live--;
 }
@@ -155,6 +165,10 @@ static void finish(srv_call *c, grpc_byte_buffer *msg, grpc_status_code code, co
   c->status_detail = grpc_slice_from_copied_string(detail ? detail : "");
   op_init(&ops[n], GRPC_OP_SEND_STATUS_FROM_SERVER);
   ops[n].data.send_status_from_server.status = code;
+  if (c->has_trailer) {
+    ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+    ops[n].data.send_status_from_server.trailing_metadata = &c->trailer;
+  }
   ops[n++].data.send_status_from_server.status_details = &c->status_detail;
   start(c, ops, n, &c->finish_tag);
 }
@@ -216,6 +230,22 @@ static void stream_next(srv_call *c) {
   }
 }
 
+/* Reads "<grpc code> <err value, or - for none> <message>" into the call. */
+static void parse_fail_err(srv_call *c, const char *text) {
+  char err[128] = "";
+  int used = 0;
+  int code = 0;
+  if (sscanf(text, "%d %127s %n", &code, err, &used) < 2)
+    used = (int)strlen(text);
+  c->fail_code = (grpc_status_code)code;
+  snprintf(c->fail_message, sizeof c->fail_message, "%s", text + used);
+  if (strcmp(err, "-") != 0 && err[0]) {
+    c->has_trailer = true;
+    c->trailer.key = grpc_slice_from_static_string("err");
+    c->trailer.value = grpc_slice_from_copied_string(err);
+  }
+}
+
 static void handle_request(srv_call *c) {
   char text[256];
   request_text(c, text, sizeof text);
@@ -229,6 +259,14 @@ static void handle_request(srv_call *c) {
     char *rest = NULL;
     long code = strtol(text, &rest, 10);
     finish(c, NULL, (grpc_status_code)code, rest && *rest == ' ' ? rest + 1 : "");
+  } else if (strcmp(m, "/test.Fail/Err") == 0) {
+    parse_fail_err(c, text);
+    finish(c, NULL, c->fail_code, c->fail_message);
+  } else if (strcmp(m, "/test.Stream/FailErr") == 0) {
+    parse_fail_err(c, text);
+    c->stream_total = -1;
+    c->fail_after_send = true;
+    send_one(c, "first");
   } else if (strcmp(m, "/test.Fail/NotFound") == 0) {
     finish(c, NULL, GRPC_STATUS_NOT_FOUND, "cache not found");
   } else if (strcmp(m, "/test.Stream/Count") == 0) {
@@ -278,6 +316,8 @@ static void on_event(srv_tag *tag, int success) {
     handle_request(c);
   else if (tag->kind == T_SEND && success && c->stream_total >= 0)
     stream_next(c);
+  else if (tag->kind == T_SEND && success && c->fail_after_send)
+    finish(c, NULL, c->fail_code, c->fail_message);
   if (c->pending == 0)
     call_free(c);
 }

@@ -5,6 +5,9 @@
  *   /cache_client.Ping/Ping   empty response, OK
  *   /test.Echo/Unary          echoes the request bytes, OK
  *   /test.Fail/Status         request is "<grpc code> <detail>"; answers that status
+ *   /test.Fail/Err            request is "<grpc code> <err> <detail>"; answers that status
+ *                             with a trailing metadata entry "err" (none when err is "-")
+ *   /test.Stream/FailErr      same request; sends one message "first", then that status
  *   /test.Fail/NotFound       NOT_FOUND "cache not found"
  *   /test.Stream/Count        request is a decimal N; streams "msg-0".."msg-<N-1>", OK
  *   /test.Stream/Hang         sends one message "first", then never ends (until cancel)
