@@ -7,13 +7,16 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_MD 16
 #define MD_LEN 256
 #define METHOD_LEN 128
+#define MAX_PUBLISHES 64
 
 typedef enum srv_tag_kind { T_NEW, T_READ, T_SEND, T_FINISH, T_CLOSE, T_SHUTDOWN } srv_tag_kind;
 
@@ -66,6 +69,8 @@ struct grpc_test_server {
   int md_count;
   char method[METHOD_LEN];
   int calls, finished;
+  int64_t publish_ms[MAX_PUBLISHES]; /* when each "refuse:" Publish arrived */
+  int publishes;
 };
 
 static void slice_to_buf(grpc_slice s, char *buf, size_t cap) {
@@ -246,10 +251,55 @@ static void parse_fail_err(srv_call *c, const char *text) {
   }
 }
 
+/* The "cache" metadata value of the call ("" when absent), truncated to cap. */
+static void cache_of(const srv_call *c, char *buf, size_t cap) {
+  char k[MD_LEN];
+  buf[0] = '\0';
+  for (size_t i = 0; i < c->md.count; i++) {
+    slice_to_buf(c->md.metadata[i].key, k, sizeof k);
+    if (strcmp(k, "cache") == 0)
+      slice_to_buf(c->md.metadata[i].value, buf, cap);
+  }
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Publish with cache "refuse:N:ERR": the first N such publishes on this server fail
+ * RESOURCE_EXHAUSTED with err=ERR (none when "-"), the rest succeed. Returns false for
+ * any other cache. */
+static bool refuse_publish(srv_call *c) {
+  char cache[MD_LEN], err[128];
+  int n = 0;
+  cache_of(c, cache, sizeof cache);
+  if (sscanf(cache, "refuse:%d:%127s", &n, err) != 2)
+    return false;
+  grpc_test_server *s = c->s;
+  pthread_mutex_lock(&s->mu);
+  int k = s->publishes++;
+  if (k < MAX_PUBLISHES)
+    s->publish_ms[k] = mono_ms();
+  pthread_mutex_unlock(&s->mu);
+  if (k >= n) {
+    finish(c, buffer_from("", 0), GRPC_STATUS_OK, "");
+    return true;
+  }
+  char req[256];
+  snprintf(req, sizeof req, "8 %s refused by the test server", err);
+  parse_fail_err(c, req);
+  finish(c, NULL, c->fail_code, c->fail_message);
+  return true;
+}
+
 static void handle_request(srv_call *c) {
   char text[256];
   request_text(c, text, sizeof text);
   const char *m = c->method;
+  if (strcmp(m, "/cache_client.pubsub.Pubsub/Publish") == 0 && refuse_publish(c))
+    return;
   if (strcmp(m, "/cache_client.Ping/Ping") == 0) {
     finish(c, buffer_from("", 0), GRPC_STATUS_OK, "");
   } else if (strcmp(m, "/test.Echo/Unary") == 0) {
@@ -455,6 +505,15 @@ bool grpc_test_server_last_method(grpc_test_server *s, char *buf, size_t cap) {
   snprintf(buf, cap, "%s", s->method);
   pthread_mutex_unlock(&s->mu);
   return any;
+}
+
+int grpc_test_server_publish_times(grpc_test_server *s, int64_t *out, int cap) {
+  pthread_mutex_lock(&s->mu);
+  int n = s->publishes;
+  for (int i = 0; i < n && i < cap && i < MAX_PUBLISHES; i++)
+    out[i] = s->publish_ms[i];
+  pthread_mutex_unlock(&s->mu);
+  return n;
 }
 
 int grpc_test_server_call_count(grpc_test_server *s) {

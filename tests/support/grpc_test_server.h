@@ -15,6 +15,9 @@
  *   /cache_client.pubsub.Pubsub/Subscribe with metadata cache "wire-text": streams one
  *                             item whose text value is "abc\0def" (7 bytes) and whose
  *                             publisher_id is "p\0q", then never ends (until cancel)
+ *   /cache_client.pubsub.Pubsub/Publish with metadata cache "refuse:N:ERR": the first N
+ *                             such publishes fail RESOURCE_EXHAUSTED with err=ERR (none
+ *                             for "-"), later ones succeed (see publish_times)
  *   /token.Token/GenerateDisposableToken  answers a token response whose api_key is
  *                             "ab\0cd" (a NUL inside), OK
  *   anything else             UNIMPLEMENTED
@@ -26,6 +29,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct grpc_test_server grpc_test_server;
 
@@ -56,6 +60,10 @@ bool grpc_test_server_last_metadata(grpc_test_server *s, const char *key, char *
 
 /* Copies the method path of the most recent call; false if there was none. */
 bool grpc_test_server_last_method(grpc_test_server *s, char *buf, size_t cap);
+
+/* Number of "refuse:" publishes so far; their arrival times (CLOCK_MONOTONIC ms, the
+ * first cap, at most 64) go to out. */
+int grpc_test_server_publish_times(grpc_test_server *s, int64_t *out, int cap);
 
 /* Number of calls the server has accepted so far. */
 int grpc_test_server_call_count(grpc_test_server *s);

@@ -1030,14 +1030,15 @@ static void test_overflow_gap_larger_than_cap(void **state) {
   mim_session *ss = join(sender, "slow", "sender", 5, MIM_CHAT_CLIENT_ONLY, &sc);
   mim_session *rs = join(receiver, "slow", "receiver", 5, MIM_CHAT_CLIENT_ONLY, &rc);
   assert_int_equal(mim_send(ss, "hold", NULL), MIM_OK);
-  /* 4 KiB messages: far more than the HTTP/2 windows and the server queue hold. */
-  enum { N = 3000 };
+  /* Envelopes of almost 4 KiB (the topic payload limit): far more than the HTTP/2
+   * windows and the server queue hold. */
+  enum { N = 3000, TEXT = 3900 };
   char(*ids)[MIM_MESSAGE_ID_SIZE] = calloc(N, sizeof *ids);
-  char *text = malloc(4097);
+  char *text = malloc(TEXT + 1);
   assert_non_null(ids);
   assert_non_null(text);
-  memset(text, 'z', 4096);
-  text[4096] = '\0';
+  memset(text, 'z', TEXT);
+  text[TEXT] = '\0';
   for (int i = 0; i < N; i++)
     assert_int_equal(mim_send(ss, text, ids[i]), MIM_OK);
   pthread_mutex_lock(&rc.mu);
