@@ -294,11 +294,47 @@ static bool refuse_publish(srv_call *c) {
   return true;
 }
 
+/* Subscribe with cache "subcut:N:ERR": the first such Subscribe is confirmed (a
+ * heartbeat) and then ends RESOURCE_EXHAUSTED with err=ERR, as a cut stream; the next N
+ * are refused at once the same way; later ones get a heartbeat and stay open. Counted
+ * and timed with the "refuse:" publishes. Returns false for any other cache. */
+static bool cut_subscribe(srv_call *c) {
+  char cache[MD_LEN], err[128];
+  int n = 0;
+  cache_of(c, cache, sizeof cache);
+  if (sscanf(cache, "subcut:%d:%127s", &n, err) != 2)
+    return false;
+  static const char heartbeat[] = {0x1a, 0x00};
+  grpc_test_server *s = c->s;
+  pthread_mutex_lock(&s->mu);
+  int k = s->publishes++;
+  if (k < MAX_PUBLISHES)
+    s->publish_ms[k] = mono_ms();
+  pthread_mutex_unlock(&s->mu);
+  c->stream_total = -1; /* send completions must not continue a count stream */
+  if (k > n) {
+    send_bytes(c, heartbeat, sizeof heartbeat);
+    return true;
+  }
+  char req[256];
+  snprintf(req, sizeof req, "8 %s refused by the test server", err);
+  parse_fail_err(c, req);
+  if (k == 0) {
+    c->fail_after_send = true;
+    send_bytes(c, heartbeat, sizeof heartbeat);
+  } else {
+    finish(c, NULL, c->fail_code, c->fail_message);
+  }
+  return true;
+}
+
 static void handle_request(srv_call *c) {
   char text[256];
   request_text(c, text, sizeof text);
   const char *m = c->method;
   if (strcmp(m, "/cache_client.pubsub.Pubsub/Publish") == 0 && refuse_publish(c))
+    return;
+  if (strcmp(m, "/cache_client.pubsub.Pubsub/Subscribe") == 0 && cut_subscribe(c))
     return;
   if (strcmp(m, "/cache_client.Ping/Ping") == 0) {
     finish(c, buffer_from("", 0), GRPC_STATUS_OK, "");

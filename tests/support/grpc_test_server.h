@@ -18,6 +18,10 @@
  *   /cache_client.pubsub.Pubsub/Publish with metadata cache "refuse:N:ERR": the first N
  *                             such publishes fail RESOURCE_EXHAUSTED with err=ERR (none
  *                             for "-"), later ones succeed (see publish_times)
+ *   /cache_client.pubsub.Pubsub/Subscribe with metadata cache "subcut:N:ERR": the first
+ *                             such call gets a heartbeat, then RESOURCE_EXHAUSTED with
+ *                             err=ERR; the next N are refused so at once; later ones get
+ *                             a heartbeat and stay open (counted with publish_times)
  *   /token.Token/GenerateDisposableToken  answers a token response whose api_key is
  *                             "ab\0cd" (a NUL inside), OK
  *   anything else             UNIMPLEMENTED
@@ -61,8 +65,8 @@ bool grpc_test_server_last_metadata(grpc_test_server *s, const char *key, char *
 /* Copies the method path of the most recent call; false if there was none. */
 bool grpc_test_server_last_method(grpc_test_server *s, char *buf, size_t cap);
 
-/* Number of "refuse:" publishes so far; their arrival times (CLOCK_MONOTONIC ms, the
- * first cap, at most 64) go to out. */
+/* Number of "refuse:" publishes and "subcut:" subscribes so far; their arrival times
+ * (CLOCK_MONOTONIC ms, the first cap, at most 64) go to out. */
 int grpc_test_server_publish_times(grpc_test_server *s, int64_t *out, int cap);
 
 /* Number of calls the server has accepted so far. */

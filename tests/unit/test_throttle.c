@@ -12,6 +12,7 @@
 
 #include <momento/client.h>
 #include <momento/credentials.h>
+#include <momento/topics.h>
 
 #include "grpc_test_server.h"
 #include "outbox.h"
@@ -213,6 +214,82 @@ static void test_payload_limit_option(void **state) {
   mim_client_free(c);
 }
 
+/* ---- subscriptions ---- */
+
+typedef struct sub_rec {
+  waiter states;
+  mim_subscription_state state[16];
+  mim_status status[16];
+  char detail[16][256];
+  int n;
+} sub_rec;
+
+static void on_item(void *user, const mim_topic_item *item) {
+  (void)user;
+  (void)item;
+}
+
+static void on_state(void *user, mim_subscription_state state, mim_status status,
+                     const char *detail) {
+  sub_rec *r = user;
+  if (r->n < 16) {
+    r->state[r->n] = state;
+    r->status[r->n] = status;
+    snprintf(r->detail[r->n], sizeof r->detail[0], "%s", detail ? detail : "");
+    r->n++;
+  }
+  waiter_bump(&r->states);
+}
+
+static mim_subscription *subscribe(fixture *f, const char *cache, sub_rec *r, mim_status want) {
+  memset(r, 0, sizeof *r);
+  waiter_init(&r->states);
+  mim_subscription_callbacks cb = {.on_item = on_item, .on_state = on_state, .user = r};
+  mim_subscription *sub = NULL;
+  assert_int_equal(mim_topic_subscribe(f->client, cache, "t", NULL, &cb, &sub), want);
+  return sub;
+}
+
+/* The namespace's subscription limit ends a subscription whose stream was cut with it:
+ * CLOSED with the status and cause, no re-subscribe loop; a fresh subscribe refused so
+ * fails at once with the cause. */
+static void test_subscription_limit_closes(void **state) {
+  fixture *f = *state;
+  const char *cache = "subcut:5:topic_subscriptions_limit_exceeded";
+  sub_rec r;
+  mim_subscription *sub = subscribe(f, cache, &r, MIM_OK);
+  assert_int_equal(waiter_wait(&r.states, 2, wait_ms()), 2);
+  assert_int_equal(r.state[0], MIM_SUB_CONNECTED);
+  assert_int_equal(r.state[1], MIM_SUB_CLOSED);
+  assert_int_equal(r.status[1], MIM_ERR_RESOURCE_EXHAUSTED);
+  assert_int_equal(mim_limit_cause_of(r.detail[1]), MIM_LIMIT_TOPIC_SUBSCRIPTIONS);
+  /* Nothing more happens: no re-subscribe reaches the server. */
+  assert_int_equal(waiter_wait(&r.states, 3, 300), 2);
+  assert_int_equal(grpc_test_server_publish_times(f->server, NULL, 0), 1);
+  mim_topic_unsubscribe(sub);
+  waiter_destroy(&r.states);
+
+  sub_rec r2;
+  assert_null(subscribe(f, cache, &r2, MIM_ERR_RESOURCE_EXHAUSTED));
+  assert_int_equal(mim_last_error_cause(), MIM_LIMIT_TOPIC_SUBSCRIPTIONS);
+  waiter_destroy(&r2.states);
+}
+
+/* A throttled re-subscribe is retried, each attempt at least 500 ms after the last. */
+static void test_subscription_throttled_retried(void **state) {
+  fixture *f = *state;
+  sub_rec r;
+  mim_subscription *sub = subscribe(f, "subcut:2:operations_rate_limit_exceeded", &r, MIM_OK);
+  /* CONNECTED, RECONNECTING, CONNECTED */
+  assert_int_equal(waiter_wait(&r.states, 3, wait_ms()), 3);
+  assert_int_equal(r.state[1], MIM_SUB_RECONNECTING);
+  assert_int_equal(mim_limit_cause_of(r.detail[1]), MIM_LIMIT_OPERATIONS_RATE);
+  assert_int_equal(r.state[2], MIM_SUB_CONNECTED);
+  assert_int_equal(publishes_spaced(f, THROTTLE_FLOOR_MS - 5), 4);
+  mim_topic_unsubscribe(sub);
+  waiter_destroy(&r.states);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_throttled_retried, setup, teardown),
@@ -222,6 +299,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_throttled_until_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_payload_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_payload_limit_option, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_subscription_limit_closes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_subscription_throttled_retried, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
