@@ -106,6 +106,18 @@ void srv_call_fail(srv_call *call, grpc_status_code code, const char *fmt, ...) 
   finish(call, (int)code, false);
 }
 
+void srv_call_fail_limit(srv_call *call, const char *err, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (!err || !err[0]) {
+    contract_violation("limit refusal without a cause");
+  }
+  finish(call, (int)GRPC_STATUS_RESOURCE_EXHAUSTED, false);
+}
+
 void srv_call_ref(srv_call *call) {
   if (atomic_fetch_add(&call->refs, 1) <= 0) {
     contract_violation("ref after the last unref");

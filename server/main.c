@@ -26,6 +26,21 @@
 #define MAX_CACHES 64
 #define ROOT_KEY_VALID_SECONDS (10ULL * 365 * 24 * 3600)
 #define TRIM_INTERVAL_S 2
+/* A limit flag not given on the command line: --limits / --rate-limits decide. */
+#define UNSET UINT64_MAX
+
+/* Hosted Momento's published limits (server/README.md, "Hosted Momento's limits"). */
+enum {
+  HARD_TOPIC_PAYLOAD,
+  HARD_ELEMENT_SIZE,
+  HARD_ITEM_SIZE,
+  HARD_TTL_MS,
+  HARD_TOKEN_PERMISSIONS,
+  N_HARD
+};
+static const uint64_t g_hosted_hard[N_HARD] = {4096, 131072, 1048576, 86400000, 10};
+enum { RATE_CACHE_OPS, RATE_CACHE_BYTES, RATE_TOPIC_OPS, RATE_TOPIC_SUBS, N_RATE };
+static const uint64_t g_hosted_rate[N_RATE] = {100, 1048576, 100, 100};
 
 typedef struct options {
   const char *host;
@@ -54,6 +69,10 @@ typedef struct options {
   size_t memory_quota;       /* gRPC core's resource quota, bytes */
   int max_connection_age_ms; /* test hook: GOAWAY after this long (0: never) */
   bool recover;
+  bool limits_on;        /* --limits momento (default) | none */
+  bool rate_limits_on;   /* --rate-limits momento | none (default) */
+  uint64_t hard[N_HARD]; /* per-limit flags; UNSET until given */
+  uint64_t rate[N_RATE];
 } options;
 
 /* --data-dir: the persistence of the store and topics (NULL: memory only). */
@@ -96,6 +115,24 @@ static void usage(FILE *out) {
         "                           DIR/damaged-<time>/, load every intact record\n"
         "  --max-connection-age-ms N  test hook: close each connection gracefully (GOAWAY)\n"
         "                           after N ms, in-flight calls get 1 s more\n"
+        "hosted Momento's limits (server/README.md); a per-limit flag wins over --limits /\n"
+        "--rate-limits whatever the order; 0 turns that limit off:\n"
+        "  --limits momento|none    hard limits at the hosted values (default) or lifted\n"
+        "  --max-topic-payload N    topic message bytes (4096; request_size_limit_exceeded)\n"
+        "  --max-element-size N     list element bytes (131072; element_size_limit_exceeded)\n"
+        "  --max-item-size N        a list's total bytes (1048576; item_size_limit_exceeded)\n"
+        "  --max-ttl-ms N           largest ttl_milliseconds (86400000; INVALID_ARGUMENT)\n"
+        "  --max-token-permissions N  permissions per minted token (10; INVALID_ARGUMENT)\n"
+        "  --rate-limits momento|none  the four rate limits at the hosted values, or off\n"
+        "                           (default none)\n"
+        "  --cache-ops-per-s N      operations per cache per second (hosted 100;\n"
+        "                           operations_rate_limit_exceeded)\n"
+        "  --cache-bytes-per-s N    value bytes per cache per second (hosted 1048576;\n"
+        "                           throughput_rate_limit_exceeded)\n"
+        "  --topic-ops-per-s N      publishes + deliveries per namespace (cache) per second\n"
+        "                           (hosted 100; operations_rate_limit_exceeded)\n"
+        "  --topic-subscriptions N  concurrent subscriptions per namespace (hosted 100;\n"
+        "                           topic_subscriptions_limit_exceeded)\n"
         "signals: SIGTERM/SIGINT stop cleanly; SIGUSR1 ends every subscription stream\n"
         "(UNAVAILABLE) and keeps serving, to test client resume.\n",
         out);
@@ -139,7 +176,13 @@ enum {
   OPT_MAX_STREAMS,
   OPT_MEMORY_QUOTA,
   OPT_RECOVER,
-  OPT_MAX_AGE
+  OPT_MAX_AGE,
+  OPT_LIMITS,
+  OPT_RATE_LIMITS,
+  OPT_HARD_FIRST, /* the N_HARD per-limit flags, in the HARD_* order */
+  OPT_HARD_LAST = OPT_HARD_FIRST + N_HARD - 1,
+  OPT_RATE_FIRST, /* the N_RATE rate flags, in the RATE_* order */
+  OPT_RATE_LAST = OPT_RATE_FIRST + N_RATE - 1
 };
 
 static const struct option g_long[] = {
@@ -170,8 +213,45 @@ static const struct option g_long[] = {
     {"memory-quota-bytes", required_argument, NULL, OPT_MEMORY_QUOTA},
     {"recover", no_argument, NULL, OPT_RECOVER},
     {"max-connection-age-ms", required_argument, NULL, OPT_MAX_AGE},
+    {"limits", required_argument, NULL, OPT_LIMITS},
+    {"rate-limits", required_argument, NULL, OPT_RATE_LIMITS},
+    {"max-topic-payload", required_argument, NULL, OPT_HARD_FIRST + HARD_TOPIC_PAYLOAD},
+    {"max-element-size", required_argument, NULL, OPT_HARD_FIRST + HARD_ELEMENT_SIZE},
+    {"max-item-size", required_argument, NULL, OPT_HARD_FIRST + HARD_ITEM_SIZE},
+    {"max-ttl-ms", required_argument, NULL, OPT_HARD_FIRST + HARD_TTL_MS},
+    {"max-token-permissions", required_argument, NULL, OPT_HARD_FIRST + HARD_TOKEN_PERMISSIONS},
+    {"cache-ops-per-s", required_argument, NULL, OPT_RATE_FIRST + RATE_CACHE_OPS},
+    {"cache-bytes-per-s", required_argument, NULL, OPT_RATE_FIRST + RATE_CACHE_BYTES},
+    {"topic-ops-per-s", required_argument, NULL, OPT_RATE_FIRST + RATE_TOPIC_OPS},
+    {"topic-subscriptions", required_argument, NULL, OPT_RATE_FIRST + RATE_TOPIC_SUBS},
     {NULL, 0, NULL, 0},
 };
+
+/* "momento" or "none" into *on. */
+static bool parse_mode(const char *arg, bool *on) {
+  if (strcmp(arg, "momento") == 0 || strcmp(arg, "none") == 0) {
+    *on = arg[0] == 'm';
+    return true;
+  }
+  return false;
+}
+
+/* The per-limit flags (0 = that limit off). */
+static bool set_limit(options *o, int opt, const char *arg) {
+  unsigned long long v;
+  if (!parse_num(arg, 1ULL << 40, &v)) {
+    return false;
+  }
+  if (opt >= OPT_HARD_FIRST && opt <= OPT_HARD_LAST) {
+    o->hard[opt - OPT_HARD_FIRST] = v;
+    return true;
+  }
+  if (opt >= OPT_RATE_FIRST && opt <= OPT_RATE_LAST) {
+    o->rate[opt - OPT_RATE_FIRST] = v;
+    return true;
+  }
+  return false;
+}
 
 /* Numeric flags: which field, and its bounds. */
 static bool set_number(options *o, int opt, const char *arg) {
@@ -207,7 +287,7 @@ static bool set_number(options *o, int opt, const char *arg) {
     return parse_num(arg, 100ULL * 365 * 24 * 3600 * 1000, &v) && v > 0 &&
            ((o->default_ttl_ms = v), true);
   default:
-    return false;
+    return set_limit(o, opt, arg);
   }
 }
 
@@ -232,6 +312,10 @@ static bool set_option(options *o, int opt, const char *arg) {
   case OPT_RECOVER:
     o->recover = true;
     return true;
+  case OPT_LIMITS:
+    return parse_mode(arg, &o->limits_on);
+  case OPT_RATE_LIMITS:
+    return parse_mode(arg, &o->rate_limits_on);
   case OPT_DATA_DIR:
     o->data_dir = arg;
     return arg[0] != '\0';
@@ -284,7 +368,14 @@ static int parse_args(int argc, char **argv, options *o) {
                  .default_ttl_ms = 86400000ULL,
                  .max_streams = 2048,
                  .memory_quota = 1u << 30,
-                 .fsync_mode = PERSIST_FSYNC_INTERVAL};
+                 .fsync_mode = PERSIST_FSYNC_INTERVAL,
+                 .limits_on = true};
+  for (int i = 0; i < N_HARD; i++) {
+    o->hard[i] = UNSET;
+  }
+  for (int i = 0; i < N_RATE; i++) {
+    o->rate[i] = UNSET;
+  }
   int opt;
   while ((opt = getopt_long(argc, argv, "", g_long, NULL)) != -1) {
     if (opt == OPT_HELP) {
@@ -302,6 +393,13 @@ static int parse_args(int argc, char **argv, options *o) {
   if (optind < argc || (!o->tls_cert != !o->tls_key)) {
     usage(stderr);
     return 2;
+  }
+  /* Explicit per-limit flags win; the rest follow their mode. */
+  for (int i = 0; i < N_HARD; i++) {
+    o->hard[i] = o->hard[i] != UNSET ? o->hard[i] : (o->limits_on ? g_hosted_hard[i] : 0);
+  }
+  for (int i = 0; i < N_RATE; i++) {
+    o->rate[i] = o->rate[i] != UNSET ? o->rate[i] : (o->rate_limits_on ? g_hosted_rate[i] : 0);
   }
   if (o->max_queue < o->replay + 16) {
     o->max_queue = o->replay + 16; /* a full replay must fit in a fresh queue */
@@ -424,10 +522,24 @@ static bool app_init(app *a, const options *o) {
   memset(a, 0, sizeof *a);
   a->no_auth = o->no_auth;
   a->max_message_bytes = o->max_message_bytes;
-  if (!auth_key_init(&a->key, o->secret_file)) {
+  a->limits = (svc_limits){.max_topic_payload = o->hard[HARD_TOPIC_PAYLOAD],
+                           .max_element_size = o->hard[HARD_ELEMENT_SIZE],
+                           .max_item_size = o->hard[HARD_ITEM_SIZE],
+                           .max_ttl_ms = o->hard[HARD_TTL_MS],
+                           .max_token_permissions = o->hard[HARD_TOKEN_PERMISSIONS]};
+  quota_config qc = {.cache_ops_per_s = o->rate[RATE_CACHE_OPS],
+                     .cache_bytes_per_s = o->rate[RATE_CACHE_BYTES],
+                     .topic_ops_per_s = o->rate[RATE_TOPIC_OPS],
+                     .topic_subscriptions = o->rate[RATE_TOPIC_SUBS]};
+  bool failed = false;
+  a->quota = quota_new(&qc, &failed);
+  if (failed || !auth_key_init(&a->key, o->secret_file)) {
     return false;
   }
   a->store = store_new(o->default_ttl_ms, o->max_list_length);
+  if (a->store) {
+    store_set_max_item_bytes(a->store, o->hard[HARD_ITEM_SIZE]);
+  }
   if (a->store && o->data_dir) {
     g_persist = recovery_open(o->data_dir, o->fsync_mode, o->compact_bytes, o->recover, a->store);
     if (!g_persist) {
@@ -460,6 +572,7 @@ static void app_free(app *a) {
   g_persist = NULL;
   pubsub_free(a->ps);
   store_free(a->store);
+  quota_free(a->quota); /* after the streams, whose ends release subscriptions */
   memset(&a->key, 0, sizeof a->key);
 }
 

@@ -46,7 +46,9 @@ struct sub {
   pubsub *ps;
   topic *t;
   srv_call *call;
-  sub *prev, *next; /* list of all subscribers (heartbeats, shutdown) */
+  sub *prev, *next;          /* list of all subscribers (heartbeats, shutdown) */
+  void (*on_end)(void *arg); /* run when the last reference goes (may be NULL) */
+  void *end_arg;
 };
 
 struct pubsub {
@@ -211,6 +213,9 @@ static void sub_unref(sub *s) {
   }
   srv_call_unref(s->call);
   topic_unref(s->t);
+  if (s->on_end) {
+    s->on_end(s->end_arg);
+  }
   free(s);
 }
 
@@ -354,7 +359,9 @@ static grpc_slice pack_topic_item(uint64_t seq, uint64_t page,
 }
 
 ps_result pubsub_publish(pubsub *ps, const char *cache, const char *name,
-                         const CacheClient__Pubsub__TopicValue *value, const char *publisher_id) {
+                         const CacheClient__Pubsub__TopicValue *value, const char *publisher_id,
+                         size_t *delivered) {
+  *delivered = 0;
   topic *t = topic_get(ps, cache, name);
   if (!t) {
     return PS_NOMEM;
@@ -377,6 +384,7 @@ ps_result pubsub_publish(pubsub *ps, const char *cache, const char *name,
     uint64_t seq = ++t->last_seq;
     grpc_slice msg = pack_topic_item(seq, t->page, value, publisher_id);
     ring_push_locked(t, seq, msg);
+    *delivered = t->nsubs;
     fan_out(ps, t, seq, msg); /* unlocks the topic */
     grpc_slice_unref(msg);
     r = PS_OK;
@@ -483,6 +491,12 @@ static ps_result attach_locked(pubsub *ps, topic *t, sub *s, uint64_t resume_at,
 
 ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const char *name,
                            uint64_t resume_at, uint64_t page, uint64_t token_expires) {
+  return pubsub_subscribe_ex(ps, call, cache, name, resume_at, page, token_expires, NULL, NULL);
+}
+
+ps_result pubsub_subscribe_ex(pubsub *ps, srv_call *call, const char *cache, const char *name,
+                              uint64_t resume_at, uint64_t page, uint64_t token_expires,
+                              void (*on_end)(void *arg), void *end_arg) {
   sub *s = calloc(1, sizeof *s);
   topic *t = s ? topic_get(ps, cache, name) : NULL;
   if (!t) {
@@ -493,6 +507,8 @@ ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const 
   s->ps = ps;
   s->t = t;
   s->call = call;
+  s->on_end = on_end;
+  s->end_arg = end_arg;
   srv_call_ref(call);
   atomic_init(&s->last_sent_ms, cmn_mono_ms());
   s->expires_ms = token_expires == 0 || token_expires >= (uint64_t)(INT64_MAX / 1000)

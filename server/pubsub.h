@@ -37,15 +37,23 @@ typedef enum { PS_OK = 0, PS_TOO_MANY, PS_GONE, PS_NOMEM, PS_UNRECORDED } ps_res
 
 /* Starts the heartbeat thread. */
 pubsub *pubsub_new(const pubsub_config *cfg);
-/* Publishes to cache/topic (the caller checked auth and that the cache exists). */
+/* Publishes to cache/topic (the caller checked auth and that the cache exists).
+ * *delivered gets the number of subscribers it was queued for (0 unless PS_OK). */
 ps_result pubsub_publish(pubsub *ps, const char *cache, const char *topic,
-                         const CacheClient__Pubsub__TopicValue *value, const char *publisher_id);
+                         const CacheClient__Pubsub__TopicValue *value, const char *publisher_id,
+                         size_t *delivered);
 /* Turns call into a subscription stream; on PS_OK the stream is owned here. On other
  * results the caller fails the call. token_expires (epoch seconds, 0 = never) is when
  * the subscriber's token ends: from then on nothing more is delivered, and within one
  * heartbeat-thread tick (at most 250 ms) the stream ends with UNAUTHENTICATED. */
 ps_result pubsub_subscribe(pubsub *ps, srv_call *call, const char *cache, const char *topic,
                            uint64_t resume_at, uint64_t page, uint64_t token_expires);
+/* The same; on PS_OK, on_end(end_arg) runs exactly once when the subscription is over
+ * (its stream ended and the server let go of it), on any thread. On other results it
+ * never runs. on_end may be NULL. */
+ps_result pubsub_subscribe_ex(pubsub *ps, srv_call *call, const char *cache, const char *topic,
+                              uint64_t resume_at, uint64_t page, uint64_t token_expires,
+                              void (*on_end)(void *arg), void *end_arg);
 /* Resets every topic of a deleted cache; their subscribers' streams end (NOT_FOUND). */
 void pubsub_drop_cache(pubsub *ps, const char *cache);
 /* Ends every open subscription stream with this status, keeping topics, sequence

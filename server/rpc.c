@@ -75,7 +75,9 @@ struct srv_call {
   bool md_sent, writing, finishing, status_started, closed, broken;
   grpc_status_code code;
   char *msg;
-  qitem *q; /* ring buffer of queued messages */
+  const char *err;         /* static cause for the `err` trailer (NULL: none) */
+  grpc_metadata err_md[1]; /* the trailer itself, alive while the status batch runs */
+  qitem *q;                /* ring buffer of queued messages */
   size_t qhead, qlen, qcap;
   size_t qbytes; /* payload bytes queued */
   void (*on_close)(void *user);
@@ -186,6 +188,13 @@ static void start_status_locked(srv_call *c, grpc_byte_buffer *last) {
   grpc_slice details = grpc_slice_from_copied_string(c->msg ? c->msg : "");
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
   ops[n].data.send_status_from_server.status = c->code;
+  if (c->err) {
+    /* Hosted Momento names a limit's cause in an `err` trailer; the SDKs read it. */
+    c->err_md[0].key = grpc_slice_from_static_string("err");
+    c->err_md[0].value = grpc_slice_from_static_string(c->err);
+    ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+    ops[n].data.send_status_from_server.trailing_metadata = c->err_md;
+  }
   ops[n++].data.send_status_from_server.status_details = &details;
   if (!start_batch(c, ops, n, &c->status_tag) && last) {
     grpc_byte_buffer_destroy(last);
@@ -210,6 +219,9 @@ void srv_call_reply(srv_call *c, const ProtobufCMessage *msg) {
   pthread_mutex_unlock(&c->mu);
 }
 
+static void finish_with(srv_call *c, grpc_status_code code, const char *err, const char *msg,
+                        bool drop);
+
 void srv_call_fail(srv_call *c, grpc_status_code code, const char *fmt, ...) {
   char buf[512];
   va_list ap;
@@ -217,7 +229,17 @@ void srv_call_fail(srv_call *c, grpc_status_code code, const char *fmt, ...) {
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   srv_log(LOG_DEBUG, "call failed: status %d: %s", (int)code, buf);
-  srv_stream_finish(c, code, buf, true);
+  finish_with(c, code, NULL, buf, true);
+}
+
+void srv_call_fail_limit(srv_call *c, const char *err, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  srv_log(LOG_DEBUG, "call refused: %s: %s", err, buf);
+  finish_with(c, GRPC_STATUS_RESOURCE_EXHAUSTED, err, buf, true);
 }
 
 /* ---- streams ---- */
@@ -347,10 +369,16 @@ uint64_t srv_stream_drop_pending(srv_call *c) {
 }
 
 void srv_stream_finish(srv_call *c, grpc_status_code code, const char *msg, bool drop) {
+  finish_with(c, code, NULL, msg, drop);
+}
+
+static void finish_with(srv_call *c, grpc_status_code code, const char *err, const char *msg,
+                        bool drop) {
   pthread_mutex_lock(&c->mu);
   if (!c->finishing) {
     c->finishing = true;
     c->code = code;
+    c->err = err;
     c->msg = msg ? strdup(msg) : NULL;
     if (drop) {
       drop_queue_locked(c);

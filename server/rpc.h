@@ -58,6 +58,12 @@ void srv_call_reply(srv_call *call, const ProtobufCMessage *msg);
 void srv_call_fail(srv_call *call, grpc_status_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A limit refusal: RESOURCE_EXHAUSTED with a trailing metadata entry `err: <err>` (the
+ * cause as hosted Momento names it, e.g. "element_size_limit_exceeded"; a string that
+ * lives for ever, such as a literal) and the formatted message. */
+void srv_call_fail_limit(srv_call *call, const char *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 void srv_call_ref(srv_call *call);
 void srv_call_unref(srv_call *call);
 

@@ -16,6 +16,8 @@ typedef struct scs_ctx {
   srv_call *call;
   char cache[SVC_MAX_NAME];
   st_bytes key;
+  uint64_t ops;   /* what the call costs as Momento counts operations */
+  uint64_t bytes; /* value bytes it carried, request and response */
 } scs_ctx;
 
 typedef void (*scs_op)(scs_ctx *x, const void *req);
@@ -73,7 +75,15 @@ static bool scs_ok(scs_ctx *x, st_result r) {
   REPLY_FOUND(x, res, Camel, UPPER, list, LIST, found.list_length = (len))
 
 static bool values_fit(scs_ctx *x, const ProtobufCBinaryData *v, size_t n) {
+  size_t limit = x->a->limits.max_element_size;
   for (size_t i = 0; i < n; i++) {
+    x->bytes += v[i].len;
+    if (limit && v[i].len > limit) {
+      srv_call_fail_limit(x->call, "element_size_limit_exceeded",
+                          "list element of %zu bytes exceeds the element size limit of %zu bytes",
+                          v[i].len, limit);
+      return false;
+    }
     if (v[i].len > x->a->max_message_bytes) {
       srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "value of %zu bytes exceeds %zu",
                     v[i].len, x->a->max_message_bytes);
@@ -83,10 +93,23 @@ static bool values_fit(scs_ctx *x, const ProtobufCBinaryData *v, size_t n) {
   return true;
 }
 
+/* Hosted Momento caps every TTL (one day); 0 means the server's default. */
+static bool ttl_ok(scs_ctx *x, uint64_t ttl_ms) {
+  uint64_t max = x->a->limits.max_ttl_ms;
+  if (max && ttl_ms > max) {
+    srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT,
+                  "ttl_milliseconds of %llu exceeds the maximum TTL of %llu ms",
+                  (unsigned long long)ttl_ms, (unsigned long long)max);
+    return false;
+  }
+  return true;
+}
+
 /* Pushes n values; ProtobufCBinaryData and st_bytes differ in layout, so convert. */
 static void push(scs_ctx *x, const ProtobufCBinaryData *v, size_t n, bool front, uint64_t ttl,
                  bool refresh, uint32_t truncate, ProtobufCMessage *resp, uint32_t *len_field) {
-  if (!values_fit(x, v, n)) {
+  x->ops = quota_element_ops(n);
+  if (!values_fit(x, v, n) || !ttl_ok(x, ttl)) {
     return;
   }
   st_bytes *vals = calloc(n ? n : 1, sizeof *vals);
@@ -98,10 +121,16 @@ static void push(scs_ctx *x, const ProtobufCBinaryData *v, size_t n, bool front,
     vals[i] = (st_bytes){v[i].data, v[i].len};
   }
   st_ttl t = {ttl, refresh};
+  size_t item = 0;
   st_result r =
-      store_list_push(x->a->store, x->cache, x->key, vals, n, front, t, truncate, len_field);
+      store_list_push(x->a->store, x->cache, x->key, vals, n, front, t, truncate, len_field, &item);
   free(vals);
-  if (scs_ok(x, r)) {
+  if (r == ST_ITEM_TOO_BIG) {
+    srv_call_fail_limit(x->call, "item_size_limit_exceeded",
+                        "list of %zu bytes after this write would exceed the item size limit "
+                        "of %zu bytes; nothing was written",
+                        item, x->a->limits.max_item_size);
+  } else if (scs_ok(x, r)) {
     srv_call_reply(x->call, resp);
   }
 }
@@ -145,6 +174,10 @@ static void op_fetch(scs_ctx *x, const void *req) {
   ProtobufCBinaryData *vals = NULL;
   size_t n = 0;
   st_result res = store_list_fetch(x->a->store, x->cache, x->key, rg, &vals, &n);
+  x->ops = quota_element_ops(n);
+  for (size_t i = 0; i < n; i++) {
+    x->bytes += vals[i].len;
+  }
   if (scs_ok(x, res)) {
     REPLY_FOUND(x, res, ListFetch, LIST_FETCH, list, LIST, found.n_values = n; found.values = vals);
   }
@@ -166,6 +199,9 @@ static void op_retain(scs_ctx *x, const void *req) {
                      CACHE_CLIENT____LIST_RETAIN_REQUEST__START_INDEX_INCLUSIVE_START,
                  r->end_index_case == CACHE_CLIENT____LIST_RETAIN_REQUEST__END_INDEX_EXCLUSIVE_END,
                  r->inclusive_start, r->exclusive_end};
+  if (!ttl_ok(x, r->ttl_milliseconds)) {
+    return;
+  }
   uint32_t len = 0;
   st_ttl t = {r->ttl_milliseconds, r->refresh_ttl};
   st_result res = store_list_retain(x->a->store, x->cache, x->key, rg, t, &len);
@@ -182,6 +218,7 @@ static void op_remove(scs_ctx *x, const void *req) {
   }
   uint32_t len = 0;
   st_bytes v = {r->all_elements_with_value.data, r->all_elements_with_value.len};
+  x->bytes += v.len;
   st_result res = store_list_remove_value(x->a->store, x->cache, x->key, v, &len);
   if (scs_ok(x, res)) {
     REPLY_LEN(x, res, len, ListRemove, LIST_REMOVE);
@@ -225,6 +262,7 @@ static void op_erase(scs_ctx *x, const void *req) {
     ProtobufCBinaryData v = {0, NULL};                                                             \
     uint32_t len = 0;                                                                              \
     st_result res = store_list_pop(x->a->store, x->cache, x->key, is_front, &v, &len);             \
+    x->bytes += v.len;                                                                             \
     if (scs_ok(x, res)) {                                                                          \
       REPLY_FOUND(x, res, Camel, UPPER, list, LIST, found.end = v; found.list_length = len);       \
     }                                                                                              \
@@ -313,15 +351,45 @@ static bool scs_admit(scs_ctx *x, const ProtobufCMessage *m, auth_cache_verb ver
   return true;
 }
 
+/* The rate limits (--cache-ops-per-s, --cache-bytes-per-s): a call is refused while
+ * either bucket of its cache is empty. */
+static bool scs_rate_ok(scs_ctx *x, quota_ns *ns) {
+  quota *q = x->a->quota;
+  if (!quota_admit(q, ns, QUOTA_CACHE_OPS)) {
+    srv_call_fail_limit(x->call, "operations_rate_limit_exceeded",
+                        "cache %s exceeded its rate limit of %llu operations per second", x->cache,
+                        (unsigned long long)quota_limit(q, QUOTA_CACHE_OPS));
+    return false;
+  }
+  if (!quota_admit(q, ns, QUOTA_CACHE_BYTES)) {
+    srv_call_fail_limit(x->call, "throughput_rate_limit_exceeded",
+                        "cache %s exceeded its throughput limit of %llu bytes per second", x->cache,
+                        (unsigned long long)quota_limit(q, QUOTA_CACHE_BYTES));
+    return false;
+  }
+  return true;
+}
+
+/* Runs an admitted call, then takes what it cost from its cache's buckets. */
+static void scs_execute(scs_ctx *x, size_t op, const ProtobufCMessage *m) {
+  quota_ns *ns = quota_ns_get(x->a->quota, x->cache);
+  if (!scs_rate_ok(x, ns)) {
+    return;
+  }
+  g_ops[op].fn(x, m);
+  quota_charge(x->a->quota, ns, QUOTA_CACHE_OPS, x->ops);
+  quota_charge(x->a->quota, ns, QUOTA_CACHE_BYTES, x->bytes);
+}
+
 static void scs_run(app *a, srv_call *call, size_t op, const uint8_t *req, size_t len) {
   auth_claims claims;
   if (!svc_auth(a, call, NULL, &claims)) {
     return;
   }
-  scs_ctx x = {.a = a, .call = call};
+  scs_ctx x = {.a = a, .call = call, .ops = 1};
   ProtobufCMessage *m = svc_unpack(call, g_ops[op].desc, req, len);
   if (m && scs_admit(&x, m, g_ops[op].verb, g_ops[op].name, &claims)) {
-    g_ops[op].fn(&x, m);
+    scs_execute(&x, op, m);
   }
   if (m) {
     protobuf_c_message_free_unpacked(m, NULL);

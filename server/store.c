@@ -13,6 +13,7 @@
 typedef struct st_list {
   ProtobufCBinaryData *v;
   size_t len, cap;
+  size_t bytes;       /* sum of the values' sizes, kept up to date by every change */
   int64_t expires_ms; /* monotonic clock */
 } st_list;
 
@@ -26,7 +27,8 @@ struct store {
   srv_hmap caches; /* cache name -> st_cache */
   uint64_t default_ttl_ms;
   size_t max_list_len;
-  persist *p; /* --data-dir, or NULL */
+  size_t max_item_bytes; /* a list's total value bytes (0: no limit) */
+  persist *p;            /* --data-dir, or NULL */
 };
 
 /* Monotonic expiry <-> wall clock, for the data directory (restarts reset the former). */
@@ -252,6 +254,7 @@ static bool dup_value(ProtobufCBinaryData *dst, const uint8_t *data, size_t len)
 /* Removes [from, from+n) from the list, freeing the elements. */
 static void list_cut(st_list *l, size_t from, size_t n) {
   for (size_t i = from; i < from + n; i++) {
+    l->bytes -= l->v[i].len;
     free(l->v[i].data);
   }
   memmove(l->v + from, l->v + from + n, (l->len - from - n) * sizeof *l->v);
@@ -287,12 +290,15 @@ static bool list_insert(st_list *l, const st_bytes *vals, size_t n, bool front) 
   if (!tmp) {
     return false;
   }
+  size_t added = 0;
   for (size_t i = 0; i < n; i++) {
     if (!dup_value(&tmp[i], vals[i].data, vals[i].len)) {
       store_values_free(tmp, i);
       return false;
     }
+    added += vals[i].len;
   }
+  l->bytes += added;
   if (front) {
     memmove(l->v + n, l->v, l->len * sizeof *l->v);
     memcpy(l->v, tmp, n * sizeof *tmp);
@@ -319,9 +325,32 @@ static void resolve_range(st_range r, size_t len, size_t *b, size_t *e) {
 
 /* ---- list operations ---- */
 
+/* The list's total bytes once n values are pushed and `cut` elements truncated from the
+ * other end (of the old elements and the new ones together). O(n + cut): the values
+ * the write adds or frees, never the rest of the list. */
+static size_t bytes_after_push(const st_list *l, const st_bytes *vals, size_t n, bool front,
+                               size_t cut) {
+  size_t cur = l ? l->len : 0;
+  size_t total = l ? l->bytes : 0;
+  for (size_t i = 0; i < n; i++) {
+    total += vals[i].len;
+  }
+  for (size_t i = 0; i < cut; i++) {
+    /* Push back cuts from the front of old + new; push front from the back of new + old. */
+    size_t len;
+    if (!front) {
+      len = i < cur ? l->v[i].len : vals[i - cur].len;
+    } else {
+      len = i < cur ? l->v[cur - 1 - i].len : vals[n - 1 - (i - cur)].len;
+    }
+    total -= len;
+  }
+  return total;
+}
+
 static st_result push_locked(store *s, st_cache *c, const char *cache, st_bytes key,
                              const st_bytes *vals, size_t n, bool front, st_ttl ttl,
-                             uint32_t truncate, uint32_t *len) {
+                             uint32_t truncate, uint32_t *len, size_t *item_bytes) {
   st_list *l = find_list(c, key);
   size_t cur = l ? l->len : 0;
   size_t after = cur + n;
@@ -330,6 +359,12 @@ static st_result push_locked(store *s, st_cache *c, const char *cache, st_bytes 
   }
   if (s->max_list_len && after > s->max_list_len) {
     return ST_TOO_LONG;
+  }
+  if (s->max_item_bytes) {
+    *item_bytes = bytes_after_push(l, vals, n, front, cur + n - after);
+    if (*item_bytes > s->max_item_bytes) {
+      return ST_ITEM_TOO_BIG;
+    }
   }
   bool created = false;
   int64_t old_expiry = l ? l->expires_ms : 0;
@@ -374,12 +409,15 @@ static st_result push_locked(store *s, st_cache *c, const char *cache, st_bytes 
 }
 
 st_result store_list_push(store *s, const char *cache, st_bytes key, const st_bytes *vals, size_t n,
-                          bool front, st_ttl ttl, uint32_t truncate, uint32_t *len) {
+                          bool front, st_ttl ttl, uint32_t truncate, uint32_t *len,
+                          size_t *item_bytes) {
   st_cache *c = open_cache(s, cache);
   if (!c) {
     return ST_NO_CACHE;
   }
-  st_result r = push_locked(s, c, cache, key, vals, n, front, ttl, truncate, len);
+  size_t ignored = 0;
+  st_result r = push_locked(s, c, cache, key, vals, n, front, ttl, truncate, len,
+                            item_bytes ? item_bytes : &ignored);
   close_cache(s, c);
   return r;
 }
@@ -491,6 +529,7 @@ static st_result commit_kept(store *s, st_cache *c, const char *cache, st_bytes 
   if (r == ST_OK) {
     for (size_t i = 0; i < l->len; i++) {
       if (dead[i]) {
+        l->bytes -= l->v[i].len;
         free(l->v[i].data);
       }
     }
@@ -641,6 +680,7 @@ st_result store_list_pop(store *s, const char *cache, st_bytes key, bool front,
   if (l && r == ST_OK) {
     size_t at = front ? 0 : l->len - 1;
     *out = l->v[at]; /* ownership moves to the caller */
+    l->bytes -= out->len;
     memmove(l->v + at, l->v + at + 1, (l->len - at - 1) * sizeof *l->v);
     l->len--;
     *len = (uint32_t)l->len;
@@ -678,6 +718,12 @@ st_result store_item_ttl(store *s, const char *cache, st_bytes key, uint64_t *re
   }
   close_cache(s, c);
   return l ? ST_OK : ST_MISSING;
+}
+
+void store_set_max_item_bytes(store *s, size_t max_item_bytes) {
+  pthread_rwlock_wrlock(&s->lock);
+  s->max_item_bytes = max_item_bytes;
+  pthread_rwlock_unlock(&s->lock);
 }
 
 /* ---- persistence ---- */

@@ -21,9 +21,10 @@ typedef enum {
   ST_EXISTS,   /* the cache already exists */
   ST_TOO_LONG, /* the list would exceed the length limit */
   ST_NOMEM,
-  ST_IO,       /* --data-dir: the change could not be recorded; nothing was changed */
-  ST_TOO_BIG,  /* --data-dir: the change exceeds the log's record limit; nothing changed */
-  ST_TOO_MANY, /* there are as many caches as allowed already */
+  ST_IO,           /* --data-dir: the change could not be recorded; nothing was changed */
+  ST_TOO_BIG,      /* --data-dir: the change exceeds the log's record limit; nothing changed */
+  ST_TOO_MANY,     /* there are as many caches as allowed already */
+  ST_ITEM_TOO_BIG, /* the list's total bytes would exceed the item size limit */
 } st_result;
 
 /* Slice bounds: absent = open end; negative counts from the end (like Python). */
@@ -56,8 +57,12 @@ char **store_cache_names(store *s, size_t *n);
 /* Removes expired lists everywhere. */
 void store_sweep(store *s);
 
+/* Refused with ST_ITEM_TOO_BIG (nothing written) when the list's total value bytes after
+ * the write, truncation applied, would exceed the item size limit; *item_bytes (may be
+ * NULL) gets that total whenever a limit is set. */
 st_result store_list_push(store *s, const char *cache, st_bytes key, const st_bytes *vals, size_t n,
-                          bool front, st_ttl ttl, uint32_t truncate, uint32_t *len);
+                          bool front, st_ttl ttl, uint32_t truncate, uint32_t *len,
+                          size_t *item_bytes);
 /* *out gets malloc'd copies (free with store_values_free). */
 st_result store_list_fetch(store *s, const char *cache, st_bytes key, st_range r,
                            ProtobufCBinaryData **out, size_t *n);
@@ -75,6 +80,10 @@ st_result store_list_pop(store *s, const char *cache, st_bytes key, bool front,
                          ProtobufCBinaryData *out, uint32_t *len);
 st_result store_item_delete(store *s, const char *cache, st_bytes key);
 st_result store_item_ttl(store *s, const char *cache, st_bytes key, uint64_t *remaining_ms);
+
+/* Hosted Momento's item size: a list's total value bytes (0: no limit). Replayed data
+ * (store_restore_list) is not checked. */
+void store_set_max_item_bytes(store *s, size_t max_item_bytes);
 
 /* --data-dir: from now on every mutation is recorded in p (NULL: none). */
 void store_set_persist(store *s, struct persist *p);

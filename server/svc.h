@@ -6,6 +6,7 @@
 
 #include "auth.h"
 #include "pubsub.h"
+#include "quota.h"
 #include "rpc.h"
 #include "store.h"
 
@@ -19,6 +20,16 @@
 /* Caches CreateCache may make: hosted Momento's default quota per account. */
 #define SVC_DEFAULT_MAX_CACHES 10
 
+/* Hosted Momento's hard limits (server/README.md, "Hosted Momento's limits"); 0 turns
+ * one off. The item size limit lives in the store, which keeps each list's total. */
+typedef struct svc_limits {
+  size_t max_topic_payload;     /* Publish value bytes: request_size_limit_exceeded */
+  size_t max_element_size;      /* each list value: element_size_limit_exceeded */
+  size_t max_item_size;         /* a list's total (enforced by the store; for messages) */
+  uint64_t max_ttl_ms;          /* ttl_milliseconds: INVALID_ARGUMENT */
+  size_t max_token_permissions; /* explicit permissions per minted token */
+} svc_limits;
+
 typedef struct app {
   store *store;
   pubsub *ps;
@@ -27,6 +38,8 @@ typedef struct app {
   char endpoint[300]; /* "HOST:PORT" handed out with tokens */
   size_t max_message_bytes;
   size_t max_caches; /* CreateCache refuses beyond it; 0 = SVC_DEFAULT_MAX_CACHES */
+  svc_limits limits;
+  quota *quota; /* rate limits; NULL when all are off */
 } app;
 
 /* Verifies the caller's token into *claims; on failure fails the call UNAUTHENTICATED

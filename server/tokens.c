@@ -38,6 +38,22 @@ static bool minting_allowed(srv_call *call, const Token__GenerateDisposableToken
   return true;
 }
 
+/* Hosted Momento allows at most 10 permissions per API key or token, a hard limit. No
+ * `err` cause names it (the SDKs know none), so the refusal is INVALID_ARGUMENT, the
+ * status of a request that can never succeed as it is. */
+static bool permissions_fit(app *a, srv_call *call,
+                            const Token__GenerateDisposableTokenRequest *r) {
+  size_t max = a->limits.max_token_permissions;
+  size_t n = r->permissions->explicit_ ? r->permissions->explicit_->n_permissions : 0;
+  if (max && n > max) {
+    srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                  "a token with %zu permissions exceeds the limit of %zu permissions per token", n,
+                  max);
+    return false;
+  }
+  return true;
+}
+
 /* A child never outlives the token that minted it. expires is 0 only for a --no-auth
  * caller without a token, which has no lifetime to inherit. */
 static uint64_t child_expiry(const auth_claims *caller, uint32_t valid_for_seconds) {
@@ -67,7 +83,7 @@ static void mint(app *a, srv_call *call, const Token__GenerateDisposableTokenReq
     srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "token_id is not valid UTF-8");
     return;
   }
-  if (!minting_allowed(call, r, caller)) {
+  if (!minting_allowed(call, r, caller) || !permissions_fit(a, call, r)) {
     return;
   }
   uint64_t until = child_expiry(caller, r->expires->valid_for_seconds);

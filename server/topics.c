@@ -47,6 +47,14 @@ static bool value_ok(app *a, srv_call *call, const CacheClient__Pubsub__TopicVal
     srv_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "value has neither text nor binary");
     return false;
   }
+  size_t limit = a->limits.max_topic_payload;
+  if (limit && n > limit) {
+    srv_call_fail_limit(call, "request_size_limit_exceeded",
+                        "topic message of %zu bytes exceeds the request limit of %zu bytes for a "
+                        "topic payload",
+                        n, limit);
+    return false;
+  }
   if (n > a->max_message_bytes) {
     srv_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "message of %zu bytes exceeds %zu", n,
                   a->max_message_bytes);
@@ -55,14 +63,30 @@ static bool value_ok(app *a, srv_call *call, const CacheClient__Pubsub__TopicVal
   return true;
 }
 
+/* --topic-ops-per-s: publishes are refused while the namespace's bucket is empty. */
+static bool topic_rate_ok(app *a, srv_call *call, quota_ns *ns, const char *cache) {
+  if (quota_admit(a->quota, ns, QUOTA_TOPIC_OPS)) {
+    return true;
+  }
+  srv_call_fail_limit(call, "operations_rate_limit_exceeded",
+                      "topic namespace %s exceeded its rate limit of %llu operations per second "
+                      "(publishes and deliveries)",
+                      cache, (unsigned long long)quota_limit(a->quota, QUOTA_TOPIC_OPS));
+  return false;
+}
+
 static void publish(app *a, srv_call *call, const CacheClient__Pubsub__PublishRequest *r) {
   char cache[SVC_MAX_NAME], topic[SVC_MAX_NAME];
   auth_claims claims;
   if (!topic_admit(a, call, r->cache_name, r->topic, VERB_PUBLISH, cache, topic, &claims)) {
     return;
   }
-  if (value_ok(a, call, r->value)) {
-    ps_result res = pubsub_publish(a->ps, cache, topic, r->value, claims.token_id);
+  quota_ns *ns = quota_ns_get(a->quota, cache);
+  if (value_ok(a, call, r->value) && topic_rate_ok(a, call, ns, cache)) {
+    size_t delivered = 0;
+    ps_result res = pubsub_publish(a->ps, cache, topic, r->value, claims.token_id, &delivered);
+    /* Deliveries are never refused, but they use up the namespace's budget. */
+    quota_charge(a->quota, ns, QUOTA_TOPIC_OPS, 1 + (uint64_t)delivered);
     if (res == PS_OK) {
       Common__Empty resp = COMMON____EMPTY__INIT;
       srv_call_reply(call, &resp.base);
@@ -96,8 +120,19 @@ static void subscribe(app *a, srv_call *call, const CacheClient__Pubsub__Subscri
   /* The stream ends when the token does (with --no-auth a token never runs out). */
   uint64_t expires = a->no_auth ? 0 : claims.expires;
   auth_claims_clear(&claims);
-  ps_result res = pubsub_subscribe(a->ps, call, cache, topic, r->resume_at_topic_sequence_number,
-                                   r->sequence_page, expires);
+  /* --topic-subscriptions: counted while the stream lasts, released when it ends. */
+  quota_ns *ns = quota_sub_limit(a->quota) ? quota_ns_get(a->quota, cache) : NULL;
+  if (ns && !quota_sub_acquire(a->quota, ns)) {
+    srv_call_fail_limit(call, "topic_subscriptions_limit_exceeded",
+                        "topic namespace %s already has its limit of %llu concurrent subscribers",
+                        cache, (unsigned long long)quota_sub_limit(a->quota));
+    return;
+  }
+  ps_result res = pubsub_subscribe_ex(a->ps, call, cache, topic, r->resume_at_topic_sequence_number,
+                                      r->sequence_page, expires, ns ? quota_sub_release : NULL, ns);
+  if (res != PS_OK && ns) {
+    quota_sub_release(ns);
+  }
   if (res == PS_TOO_MANY) {
     srv_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many subscribers on topic %s", topic);
   } else if (res == PS_GONE) {

@@ -73,9 +73,17 @@ static int setup(void **state) {
     return -1;
   }
   const char *caches[] = {CACHE, NULL};
-  const char *extra[] = {
-      "--max-message-bytes", "4096", "--max-list-length", "8", "--auth-secret-file",
-      g_secret_file,         NULL};
+  /* --limits none: the extreme values here (a TTL of UINT64_MAX, ...) must be clamped
+   * safely when no hosted limit refuses them first (test_server_quotas covers those). */
+  const char *extra[] = {"--max-message-bytes",
+                         "4096",
+                         "--max-list-length",
+                         "8",
+                         "--limits",
+                         "none",
+                         "--auth-secret-file",
+                         g_secret_file,
+                         NULL};
   mim_local_opts o = {.caches = caches, .extra_args = extra, .log_level = "warn"};
   if (mim_local_start(&o, &srv) != 0) {
     return -1;
