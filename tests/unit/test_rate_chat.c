@@ -16,6 +16,8 @@
 
 #include <momento/im.h>
 
+#include "clock.h"
+#include "envelope.h"
 #include "mim_local.h"
 #include "test_client.h"
 #include "time_scale.h"
@@ -34,10 +36,13 @@
 #define MAX_PER_SENDER 200
 
 static atomic_int throttled_retries;
+static atomic_int any_retries;
 
 static void on_log(mim_log_level level, const char *message, void *user) {
   (void)level;
   (void)user;
+  if (strstr(message, ", retry "))
+    atomic_fetch_add(&any_retries, 1);
   if (strstr(message, "(throttled), retry "))
     atomic_fetch_add(&throttled_retries, 1);
   if (getenv("MIM_TEST_LOG"))
@@ -58,6 +63,7 @@ typedef struct member {
   waiter deliveries;
   waiter results;
   atomic_int send_failures;
+  mim_limit_cause last_cause; /* of the last failed send */
 } member;
 
 static void on_message(mim_session *session, const mim_message *msg, void *user) {
@@ -84,6 +90,7 @@ static void on_send_result(mim_session *session, const char *id, mim_status stat
   member *m = user;
   if (status != MIM_OK) {
     fprintf(stderr, "member %d: send failed: %s (%s)\n", m->index, mim_status_name(status), detail);
+    m->last_cause = mim_limit_cause_of(detail);
     atomic_fetch_add(&m->send_failures, 1);
   }
   waiter_bump(&m->results);
@@ -191,8 +198,124 @@ static void test_five_senders_at_hosted_rates(void **state) {
     leave_member(&members[i]);
 }
 
+/* ---- hosted Momento's hard limits end to end (mim-local's defaults) ---- */
+
+static int start_with(void **state, const char *const *args) {
+  mim_set_log_callback(on_log, MIM_LOG_INFO, NULL);
+  static const char *const caches[] = {CACHE, NULL};
+  mim_local_opts lo = {.caches = caches, .extra_args = args};
+  mim_local *srv = NULL;
+  if (mim_local_start(&lo, &srv) != 0)
+    return -1;
+  *state = srv;
+  return 0;
+}
+
+static int setup_default(void **state) {
+  return start_with(state, NULL);
+}
+
+/* A server whose topics take less than the client believes (1000 bytes). */
+static int setup_small_payload(void **state) {
+  static const char *const args[] = {"--max-topic-payload", "1000", NULL};
+  return start_with(state, args);
+}
+
+static int setup_one_subscription(void **state) {
+  static const char *const args[] = {"--topic-subscriptions", "1", NULL};
+  return start_with(state, args);
+}
+
+static int teardown_server(void **state) {
+  mim_local_stop(*state);
+  mim_set_log_callback(NULL, MIM_LOG_ERROR, NULL);
+  return 0;
+}
+
+/* Text whose envelope (display name "member") is exactly len bytes. */
+static char *text_for_envelope(size_t len) {
+  char *json = NULL;
+  size_t base = 0;
+  assert_int_equal(mim_envelope_build("00000000000000000000000000000000", "member", "",
+                                      cmn_wall_ms(), &json, &base),
+                   MIM_OK);
+  free(json);
+  char *text = malloc(len - base + 1);
+  assert_non_null(text);
+  memset(text, 'a', len - base);
+  text[len - base] = '\0';
+  return text;
+}
+
+/* 4096 bytes go through mim-local's default limits to the other member; 4097 are
+ * refused by mim_send itself, with nothing queued and no on_send_result. */
+static void test_payload_limit_end_to_end(void **state) {
+  static member a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  join_member(&a, *state, 0, 0);
+  join_member(&b, *state, 1, 0);
+  char *fits = text_for_envelope(4096);
+  char *over = text_for_envelope(4097);
+  assert_int_equal(mim_send(a.session, over, NULL), MIM_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(mim_last_error_detail(), "4096"));
+  assert_int_equal(mim_send(a.session, fits, NULL), MIM_OK);
+  assert_int_equal(waiter_wait(&a.results, 1, 20000 * test_time_scale()), 1);
+  assert_int_equal(waiter_wait(&b.deliveries, 1, 20000 * test_time_scale()), 1);
+  assert_int_equal(waiter_count(&a.results), 1); /* none for the refused one */
+  assert_int_equal(atomic_load(&a.send_failures), 0);
+  assert_int_equal(b.foreign, 1); /* (not an "m<s>-<k>" text) */
+  free(fits);
+  free(over);
+  leave_member(&a);
+  leave_member(&b);
+}
+
+/* The server refuses for size (request_size_limit_exceeded): final, never retried, the
+ * cause readable without string matching. */
+static void test_size_refusal_not_retried(void **state) {
+  static member a;
+  memset(&a, 0, sizeof a);
+  join_member(&a, *state, 0, 0);
+  char *text = text_for_envelope(2000);
+  int before = atomic_load(&any_retries);
+  mim_status st = mim_send(a.session, text, NULL);
+  mim_limit_cause cause = mim_last_error_cause();
+  if (st == MIM_OK) { /* the first attempt took longer than mim_send waits */
+    assert_int_equal(waiter_wait(&a.results, 1, 20000 * test_time_scale()), 1);
+    assert_int_equal(atomic_load(&a.send_failures), 1);
+    cause = a.last_cause;
+  } else {
+    assert_int_equal(st, MIM_ERR_RESOURCE_EXHAUSTED);
+  }
+  assert_int_equal(cause, MIM_LIMIT_REQUEST_SIZE);
+  assert_int_equal(atomic_load(&any_retries), before);
+  free(text);
+  leave_member(&a);
+}
+
+/* The namespace's subscription limit ends a join with its own status and cause. */
+static void test_subscription_limit_ends_join(void **state) {
+  static member a;
+  memset(&a, 0, sizeof a);
+  join_member(&a, *state, 0, 0);
+  mim_client *c = test_client_from_key(((mim_local *)*state)->root_key);
+  mim_session *s = NULL;
+  assert_int_equal(mim_join(c, CACHE, CHAT, NULL, on_message, &a, &s), MIM_ERR_RESOURCE_EXHAUSTED);
+  assert_null(s);
+  assert_int_equal(mim_last_error_cause(), MIM_LIMIT_TOPIC_SUBSCRIPTIONS);
+  mim_client_free(c);
+  leave_member(&a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_payload_limit_end_to_end, setup_default,
+                                      teardown_server),
+      cmocka_unit_test_setup_teardown(test_size_refusal_not_retried, setup_small_payload,
+                                      teardown_server),
+      cmocka_unit_test_setup_teardown(test_subscription_limit_ends_join, setup_one_subscription,
+                                      teardown_server),
       cmocka_unit_test_setup_teardown(test_five_senders_at_hosted_rates, setup, teardown)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
