@@ -54,3 +54,13 @@ int64_t cmn_backoff_full_jitter_ms(cmn_rng *rng, int64_t base_ms, int64_t cap_ms
   int64_t ceiling = cmn_backoff_ceiling_ms(base_ms, cap_ms, attempt);
   return (int64_t)cmn_rng_upto(rng, (uint64_t)ceiling);
 }
+
+int64_t cmn_backoff_floor_jitter_ms(cmn_rng *rng, int64_t floor_ms, int64_t cap_ms,
+                                    unsigned attempt) {
+  if (floor_ms <= 0)
+    return cmn_backoff_full_jitter_ms(rng, 0, cap_ms, attempt);
+  if (cap_ms <= floor_ms)
+    return floor_ms;
+  int64_t ceiling = cmn_backoff_ceiling_ms(floor_ms, cap_ms, attempt + 1);
+  return floor_ms + (int64_t)cmn_rng_upto(rng, (uint64_t)(ceiling - floor_ms));
+}

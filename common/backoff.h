@@ -34,4 +34,10 @@ int64_t cmn_backoff_ceiling_ms(int64_t base_ms, int64_t cap_ms, unsigned attempt
 /* The full-jitter delay before retry number attempt (0 = the first retry). */
 int64_t cmn_backoff_full_jitter_ms(cmn_rng *rng, int64_t base_ms, int64_t cap_ms, unsigned attempt);
 
+/* A delay that never goes below floor_ms, for a server that asked us to slow down
+ * (throttling): uniform in [floor, ceiling], ceiling = min(cap, floor * 2^(attempt+1)),
+ * so the window doubles per retry while every retry still waits at least floor_ms. */
+int64_t cmn_backoff_floor_jitter_ms(cmn_rng *rng, int64_t floor_ms, int64_t cap_ms,
+                                    unsigned attempt);
+
 #endif

@@ -30,6 +30,7 @@ struct mim_client {
   uint64_t token_expires_at;  /* of the first fetched token (epoch s) */
   int64_t deadline_ms;
   uint64_t ttl_ms;
+  size_t max_payload; /* largest envelope published (bytes) */
   bool tls;
 
   bool loop_mode; /* the application's loop drives the transport (options->loop) */
@@ -206,6 +207,8 @@ MIM_API mim_status mim_client_create(const mim_client_options *options, mim_clie
   c->deadline_ms = options && options->default_deadline_ms > 0 ? options->default_deadline_ms
                                                                : DEFAULT_DEADLINE_MS;
   c->ttl_ms = options && options->default_ttl_ms ? options->default_ttl_ms : DEFAULT_TTL_MS;
+  c->max_payload = options && options->max_topic_payload_bytes ? options->max_topic_payload_bytes
+                                                               : MIM_DEFAULT_TOPIC_PAYLOAD;
   mim_status st = load_credentials(c, options, &c->creds);
   if (st == MIM_OK)
     st = check_token_size(c->creds);
@@ -331,6 +334,10 @@ bool mim_client_uses_tls(const mim_client *client) {
 
 uint64_t mim_client_default_ttl_ms(const mim_client *client) {
   return client->ttl_ms;
+}
+
+size_t mim_client_max_topic_payload(const mim_client *client) {
+  return client->max_payload;
 }
 
 const char *mim_client_auth_token(const mim_client *client) {

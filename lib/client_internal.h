@@ -26,6 +26,12 @@ bool mim_client_uses_tls(const mim_client *client);
 /* TTL of list writes that do not give one (ms, > 0). */
 uint64_t mim_client_default_ttl_ms(const mim_client *client);
 
+/* Hosted Momento's topic payload limit: the default of max_topic_payload_bytes. */
+#define MIM_DEFAULT_TOPIC_PAYLOAD ((size_t)4096)
+
+/* Largest envelope the library publishes (options.max_topic_payload_bytes, > 0). */
+size_t mim_client_max_topic_payload(const mim_client *client);
+
 /* The client's own auth token (a secret: never log it). Valid until mim_client_free. */
 const char *mim_client_auth_token(const mim_client *client);
 

@@ -29,6 +29,11 @@
  * to ~3 s at most (~1.6 s on average), time enough for a fresh token; a vendor that keeps handing
  * out tokens the server refuses is not waited for until the send timeout. */
 #define MAX_AUTH_RETRIES 6
+/* A server throttling us (Momento's operations or throughput rate, per second) is not
+ * helped by a quick retry: these backoffs start at half a second. Their cap stays that
+ * of the other retries, because close (mim_leave) waits for a pending backoff timer. */
+#define THROTTLE_FLOOR_MS 500
+#define THROTTLE_MAX_MS BACKOFF_MAX_MS
 
 /* A mim_outbox_send waiting for the first attempt of its message (on its stack). */
 typedef struct waiter {
@@ -45,6 +50,7 @@ typedef struct entry {
   bool pushed; /* the list push succeeded: only the publish is left */
   unsigned failures;
   unsigned auth_failures; /* of them UNAUTHENTICATED */
+  unsigned throttles;     /* of them refusals for the operations or throughput rate */
   int64_t enqueued_ms;
   waiter *waiter; /* NULL when nobody waits (any more) */
 } entry;
@@ -152,9 +158,21 @@ static void on_timer(void *user) {
   continue_with_token(ob);
 }
 
+/* RESOURCE_EXHAUSTED for a rate (not a size, not an unknown cause): worth a slow retry.
+ * Counts the throttle (mu held). */
+static bool throttled_locked(entry *e, mim_status st, const char *detail) {
+  if (st != MIM_ERR_RESOURCE_EXHAUSTED ||
+      !mim_limit_cause_is_throttling(mim_limit_cause_of(detail)))
+    return false;
+  e->throttles++;
+  return true;
+}
+
 /* Schedules the next attempt of the head (mu held). false when no timer can be set. */
-static bool schedule_retry_locked(mim_outbox *ob, entry *e) {
-  int64_t delay = backoff_ms_locked(ob, e->failures);
+static bool schedule_retry_locked(mim_outbox *ob, entry *e, bool throttled) {
+  int64_t delay = throttled ? cmn_backoff_floor_jitter_ms(&ob->rng, THROTTLE_FLOOR_MS,
+                                                          THROTTLE_MAX_MS, e->throttles - 1)
+                            : backoff_ms_locked(ob, e->failures);
   /* Not cancelled by close (a timer pointer may dangle once it has run): close waits
    * for it instead, at most BACKOFF_MAX_MS. */
   return mim_transport_timer(mim_client_transport(ob->client), delay, on_timer, ob, NULL) == MIM_OK;
@@ -195,11 +213,12 @@ static void attempt_done(mim_outbox *ob, mim_status st, const char *detail) {
   if (st != MIM_OK) {
     e->failures++;
     bool in_time = cmn_mono_ms() - e->enqueued_ms < ob->send_timeout_ms;
-    bool retryable = mim_outbox_retryable(st) || auth_retryable_locked(ob, e, st);
-    if (retryable && in_time && schedule_retry_locked(ob, e)) {
+    bool throttled = throttled_locked(e, st, detail);
+    bool retryable = throttled || mim_outbox_retryable(st) || auth_retryable_locked(ob, e, st);
+    if (retryable && in_time && schedule_retry_locked(ob, e, throttled)) {
       mim_stats_retry(ob->client);
-      mim_log(MIM_LOG_INFO, "%s %s: %s, retry %u", ob->what, e->id, mim_status_name(st),
-              e->failures);
+      mim_log(MIM_LOG_INFO, "%s %s: %s%s, retry %u", ob->what, e->id, mim_status_name(st),
+              throttled ? " (throttled)" : "", e->failures);
       ob->failing = true;
       /* Callers waiting for a first attempt behind (or of) this one now only wait for
        * the retry: tell them their message is queued. */
@@ -281,8 +300,27 @@ static void wait_first_attempt_locked(mim_outbox *ob, entry *e, waiter *w,
   }
 }
 
+/* The topic refuses a payload over its limit for good (hosted Momento: 4 KB, hard):
+ * better said now, before anything is queued, than as a failed send later. The envelope
+ * is published as it is, so its length is the payload. */
+static mim_status check_payload(const mim_outbox *ob, const char *id, size_t len) {
+  size_t max = mim_client_max_topic_payload(ob->client);
+  if (len <= max)
+    return MIM_OK;
+  return mim_fail(MIM_ERR_INVALID_ARGUMENT,
+                  "%s %s: the message envelope is %zu bytes, over the topic payload limit of %zu "
+                  "bytes (hosted Momento's is 4 KB; mim_client_options.max_topic_payload_bytes "
+                  "sets it)",
+                  ob->what, id, len, max);
+}
+
 mim_status mim_outbox_send(mim_outbox *ob, const char *id, char *json, size_t len,
                            int64_t wait_ms) {
+  mim_status size_st = check_payload(ob, id, len);
+  if (size_st != MIM_OK) {
+    free(json);
+    return size_st;
+  }
   entry *e = calloc(1, sizeof *e);
   if (!e) {
     free(json);

@@ -45,7 +45,9 @@ typedef struct mim_outbox_config {
 /* MIM_ERR_NO_MEMORY. Strings of cfg are copied (what is not: a string literal). */
 mim_status mim_outbox_new(const mim_outbox_config *cfg, mim_outbox **out);
 
-/* Queues json (ownership taken, also on error) of message id. When wait_ms > 0 and
+/* Queues json (ownership taken, also on error) of message id. An envelope longer than
+ * the client's max_topic_payload_bytes is refused at once (MIM_ERR_INVALID_ARGUMENT, the
+ * sizes and the option in the detail; no result call). When wait_ms > 0 and
  * no earlier message is being retried, blocks until the first attempt has finished, but
  * at most wait_ms (a hung network must not hold the caller): its success gives MIM_OK
  * (and a result MIM_OK later), a failure worth retrying gives MIM_OK (queued; the

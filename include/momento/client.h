@@ -71,6 +71,12 @@ typedef struct mim_client_options {
    * event loop drives the client and no library thread exists (see <momento/loop.h>);
    * the hooks are copied. */
   const mim_loop_hooks *loop;
+  /* Largest message envelope mim_send (and a moderator's forward) publishes, in bytes;
+   * 0 = 4096, hosted Momento's hard limit on a topic message payload ("Quotas and
+   * Limits" for Topics). A larger envelope is refused before anything is queued. Raise
+   * it only for a deployment whose topics accept more (mim-local --max-topic-payload or
+   * --limits none); the library never publishes more than 262144 bytes. */
+  size_t max_topic_payload_bytes;
 } mim_client_options;
 
 /* Fills *options with defaults (everything unset, MIM_TLS_AUTO). */

@@ -225,6 +225,18 @@ MIM_API mim_status mim_history_before(mim_session *session, const char *before_i
  * retried too, a few times, when the client gets its tokens from a token_url (the
  * refusal makes it fetch a fresh token); with a fixed credential it is final.
  *
+ * Hosted Momento's limits. The envelope (the JSON published, id, sender name and
+ * timestamp included: about 90 bytes plus the name and the text, with JSON escapes) may
+ * be at most mim_client_options.max_topic_payload_bytes (default 4096, hosted Momento's
+ * hard topic payload limit); a larger one is refused at once with
+ * MIM_ERR_INVALID_ARGUMENT, a detail naming the limit and both sizes, and nothing is
+ * queued (no on_send_result). A server that throttles (RESOURCE_EXHAUSTED whose cause,
+ * mim_limit_cause_of(detail), is mim_limit_cause_is_throttling: the operations or
+ * throughput rate) is retried with a slower backoff of its own: at least 500 ms, the
+ * window doubling to 2 s, with jitter, until send_timeout_ms; a message still refused
+ * then is reported through on_send_result with RESOURCE_EXHAUSTED and the cause in its
+ * detail. Any other RESOURCE_EXHAUSTED (a size cause, or no known cause) is final.
+ *
  * Bounded wait: mim_send waits for the first attempt of this message, but never longer
  * than MIM_SEND_WAIT_MS, whatever the network does (a hung server or connection); it
  * returns once queued without waiting at all when an earlier message is being retried
@@ -237,7 +249,7 @@ MIM_API mim_status mim_history_before(mim_session *session, const char *before_i
  *            retrying (e.g. PERMISSION_DENIED, NOT_FOUND): nothing is queued and
  *            on_send_result does not run for it;
  *   MIM_ERR_RESOURCE_EXHAUSTED - the outbox is full; MIM_ERR_INVALID_ARGUMENT - NULL,
- *            not UTF-8, envelope over 256 KiB.
+ *            not UTF-8, envelope over max_topic_payload_bytes.
  * So a fast refusal is returned at once, and a slow or hung network never holds the
  * caller for more than MIM_SEND_WAIT_MS (plus building the envelope): rely on
  * on_send_result for the outcome of every send that returned MIM_OK.

@@ -90,7 +90,12 @@ typedef struct mim_subscribe_options {
   uint64_t sequence_page;       /* page the resume_at belongs to */
   int64_t heartbeat_timeout_ms; /* silence that counts as a dead stream; 0 = 30000 */
   /* Re-subscribe delays: attempt n (0-based since the last confirmed stream) waits a
-   * uniformly random time in [0, min(max, initial * 2^n)] ("full jitter"). */
+   * uniformly random time in [0, min(max, initial * 2^n)] ("full jitter"); after the
+   * server throttled the re-subscribe (MIM_ERR_RESOURCE_EXHAUSTED with a cause for which
+   * mim_limit_cause_is_throttling) in [500, max(500, min(max, 500 * 2^(n+1)))] instead.
+   * Any other RESOURCE_EXHAUSTED (topic_subscriptions_limit_exceeded: the namespace has
+   * as many subscriptions as it allows) ends the subscription: on_state(MIM_SUB_CLOSED)
+   * with that status, the cause in the detail (mim_limit_cause_of). */
   int64_t backoff_initial_ms; /* 0 = 100 */
   int64_t backoff_max_ms;     /* 0 = 5000 */
 } mim_subscribe_options;

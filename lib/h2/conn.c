@@ -45,6 +45,7 @@ struct mim_h2_stream {
   bool have_grpc_status;
   long grpc_code;
   char *grpc_message; /* decoded, malloc'd */
+  char err[64];       /* hosted Momento's "err" trailer: the cause of RESOURCE_EXHAUSTED */
   mim_grpc_reader reader;
   uint8_t *msg; /* unary: the response */
   size_t msg_len;
@@ -149,6 +150,10 @@ static mim_status stream_final(const mim_h2_stream *s, uint32_t code, char *deta
   const char *peer = s->c->peer;
   if (s->have_grpc_status) {
     mim_status st = mim_status_from_grpc_code(s->grpc_code);
+    if (st == MIM_ERR_RESOURCE_EXHAUSTED) {
+      mim_format_limit_detail(detail, cap, s->err, s->grpc_message);
+      return st;
+    }
     snprintf(detail, cap, "%s", s->grpc_message ? s->grpc_message : "");
     if (st != MIM_OK && !detail[0])
       snprintf(detail, cap, "%s", mim_strerror(st));
@@ -221,6 +226,11 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     s->grpc_message = malloc(cap);
     if (s->grpc_message)
       mim_grpc_decode_message(value, valuelen, s->grpc_message, cap);
+  } else if (namelen == 3 && memcmp(name, "err", 3) == 0) {
+    /* Longer than any known cause: kept cut, it still reads as an unknown one. */
+    size_t n = valuelen < sizeof s->err - 1 ? valuelen : sizeof s->err - 1;
+    memcpy(s->err, value, n);
+    s->err[n] = '\0';
   }
   return 0;
 }

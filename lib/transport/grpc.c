@@ -334,6 +334,24 @@ static void copy_detail(grpc_slice s, char *buf, size_t cap) {
   buf[n] = '\0';
 }
 
+/* The detail of a finished call: for RESOURCE_EXHAUSTED, the one limit form naming the
+ * cause from the "err" trailing metadata entry (hosted Momento's and mim-local's). */
+static void status_detail(const mim_call *c, mim_status st, char *buf, size_t cap) {
+  char message[DETAIL_LEN];
+  copy_detail(c->details, message, sizeof message);
+  if (st != MIM_ERR_RESOURCE_EXHAUSTED) {
+    snprintf(buf, cap, "%s", message);
+    return;
+  }
+  char err[64] = "";
+  for (size_t i = 0; i < c->trailing_md.count; i++) {
+    const grpc_metadata *m = &c->trailing_md.metadata[i];
+    if (grpc_slice_str_cmp(m->key, "err") == 0)
+      copy_detail(m->value, err, sizeof err);
+  }
+  mim_format_limit_detail(buf, cap, err, message);
+}
+
 static void call_destroy(mim_call *c) {
   for (size_t i = 0; i < c->md_count; i++)
     grpc_slice_unref(c->md[i].value);
@@ -549,7 +567,7 @@ static void note_status(mim_call *c, mim_status st) {
 static void on_unary_done(mim_call *c, int success) {
   char detail[DETAIL_LEN];
   mim_status st = mim_status_from_grpc(c->status);
-  copy_detail(c->details, detail, sizeof detail);
+  status_detail(c, st, detail, sizeof detail);
   if (!success && st == MIM_OK) {
     st = MIM_ERR_UNAVAILABLE;
     snprintf(detail, sizeof detail, "call failed without a status");
@@ -577,7 +595,7 @@ static void stream_maybe_close(mim_call *c) {
   c->closed = true;
   char detail[DETAIL_LEN];
   mim_status st = mim_status_from_grpc(c->status);
-  copy_detail(c->details, detail, sizeof detail);
+  status_detail(c, st, detail, sizeof detail);
   note_status(c, st);
   c->stream_cb.on_close(c->stream_cb.user, st, st == MIM_OK ? "" : detail);
   call_release(c);

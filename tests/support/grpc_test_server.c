@@ -7,13 +7,16 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_MD 16
 #define MD_LEN 256
 #define METHOD_LEN 128
+#define MAX_PUBLISHES 64
 
 typedef enum srv_tag_kind { T_NEW, T_READ, T_SEND, T_FINISH, T_CLOSE, T_SHUTDOWN } srv_tag_kind;
 
@@ -37,6 +40,12 @@ struct srv_call {
   char method[METHOD_LEN];
   long stream_total, stream_sent;
   bool sent_initial;
+  /* /test.Fail/Err and /test.Stream/FailErr: the "err" trailing metadata entry, and the
+   * status the stream ends with after its one message */
+  grpc_metadata trailer;
+  bool has_trailer, fail_after_send;
+  grpc_status_code fail_code;
+  char fail_message[256];
   srv_tag new_tag, read_tag, send_tag, finish_tag, close_tag;
 };
 
@@ -60,6 +69,8 @@ struct grpc_test_server {
   int md_count;
   char method[METHOD_LEN];
   int calls, finished;
+  int64_t publish_ms[MAX_PUBLISHES]; /* when each "refuse:" Publish arrived */
+  int publishes;
 };
 
 static void slice_to_buf(grpc_slice s, char *buf, size_t cap) {
@@ -92,6 +103,10 @@ static void call_free(srv_call *c) {
   if (c->send_buf)
     grpc_byte_buffer_destroy(c->send_buf);
   grpc_slice_unref(c->status_detail);
+  if (c->has_trailer) {
+    grpc_slice_unref(c->trailer.key);
+    grpc_slice_unref(c->trailer.value);
+  }
   free(c);
   s->live--;
 }
@@ -155,6 +170,10 @@ static void finish(srv_call *c, grpc_byte_buffer *msg, grpc_status_code code, co
   c->status_detail = grpc_slice_from_copied_string(detail ? detail : "");
   op_init(&ops[n], GRPC_OP_SEND_STATUS_FROM_SERVER);
   ops[n].data.send_status_from_server.status = code;
+  if (c->has_trailer) {
+    ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+    ops[n].data.send_status_from_server.trailing_metadata = &c->trailer;
+  }
   ops[n++].data.send_status_from_server.status_details = &c->status_detail;
   start(c, ops, n, &c->finish_tag);
 }
@@ -216,10 +235,107 @@ static void stream_next(srv_call *c) {
   }
 }
 
+/* Reads "<grpc code> <err value, or - for none> <message>" into the call. */
+static void parse_fail_err(srv_call *c, const char *text) {
+  char err[128] = "";
+  int used = 0;
+  int code = 0;
+  if (sscanf(text, "%d %127s %n", &code, err, &used) < 2)
+    used = (int)strlen(text);
+  c->fail_code = (grpc_status_code)code;
+  snprintf(c->fail_message, sizeof c->fail_message, "%s", text + used);
+  if (strcmp(err, "-") != 0 && err[0]) {
+    c->has_trailer = true;
+    c->trailer.key = grpc_slice_from_static_string("err");
+    c->trailer.value = grpc_slice_from_copied_string(err);
+  }
+}
+
+/* The "cache" metadata value of the call ("" when absent), truncated to cap. */
+static void cache_of(const srv_call *c, char *buf, size_t cap) {
+  char k[MD_LEN];
+  buf[0] = '\0';
+  for (size_t i = 0; i < c->md.count; i++) {
+    slice_to_buf(c->md.metadata[i].key, k, sizeof k);
+    if (strcmp(k, "cache") == 0)
+      slice_to_buf(c->md.metadata[i].value, buf, cap);
+  }
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Publish with cache "refuse:N:ERR": the first N such publishes on this server fail
+ * RESOURCE_EXHAUSTED with err=ERR (none when "-"), the rest succeed. Returns false for
+ * any other cache. */
+static bool refuse_publish(srv_call *c) {
+  char cache[MD_LEN], err[128];
+  int n = 0;
+  cache_of(c, cache, sizeof cache);
+  if (sscanf(cache, "refuse:%d:%127s", &n, err) != 2)
+    return false;
+  grpc_test_server *s = c->s;
+  pthread_mutex_lock(&s->mu);
+  int k = s->publishes++;
+  if (k < MAX_PUBLISHES)
+    s->publish_ms[k] = mono_ms();
+  pthread_mutex_unlock(&s->mu);
+  if (k >= n) {
+    finish(c, buffer_from("", 0), GRPC_STATUS_OK, "");
+    return true;
+  }
+  char req[256];
+  snprintf(req, sizeof req, "8 %s refused by the test server", err);
+  parse_fail_err(c, req);
+  finish(c, NULL, c->fail_code, c->fail_message);
+  return true;
+}
+
+/* Subscribe with cache "subcut:N:ERR": the first such Subscribe is confirmed (a
+ * heartbeat) and then ends RESOURCE_EXHAUSTED with err=ERR, as a cut stream; the next N
+ * are refused at once the same way; later ones get a heartbeat and stay open. Counted
+ * and timed with the "refuse:" publishes. Returns false for any other cache. */
+static bool cut_subscribe(srv_call *c) {
+  char cache[MD_LEN], err[128];
+  int n = 0;
+  cache_of(c, cache, sizeof cache);
+  if (sscanf(cache, "subcut:%d:%127s", &n, err) != 2)
+    return false;
+  static const char heartbeat[] = {0x1a, 0x00};
+  grpc_test_server *s = c->s;
+  pthread_mutex_lock(&s->mu);
+  int k = s->publishes++;
+  if (k < MAX_PUBLISHES)
+    s->publish_ms[k] = mono_ms();
+  pthread_mutex_unlock(&s->mu);
+  c->stream_total = -1; /* send completions must not continue a count stream */
+  if (k > n) {
+    send_bytes(c, heartbeat, sizeof heartbeat);
+    return true;
+  }
+  char req[256];
+  snprintf(req, sizeof req, "8 %s refused by the test server", err);
+  parse_fail_err(c, req);
+  if (k == 0) {
+    c->fail_after_send = true;
+    send_bytes(c, heartbeat, sizeof heartbeat);
+  } else {
+    finish(c, NULL, c->fail_code, c->fail_message);
+  }
+  return true;
+}
+
 static void handle_request(srv_call *c) {
   char text[256];
   request_text(c, text, sizeof text);
   const char *m = c->method;
+  if (strcmp(m, "/cache_client.pubsub.Pubsub/Publish") == 0 && refuse_publish(c))
+    return;
+  if (strcmp(m, "/cache_client.pubsub.Pubsub/Subscribe") == 0 && cut_subscribe(c))
+    return;
   if (strcmp(m, "/cache_client.Ping/Ping") == 0) {
     finish(c, buffer_from("", 0), GRPC_STATUS_OK, "");
   } else if (strcmp(m, "/test.Echo/Unary") == 0) {
@@ -229,6 +345,14 @@ static void handle_request(srv_call *c) {
     char *rest = NULL;
     long code = strtol(text, &rest, 10);
     finish(c, NULL, (grpc_status_code)code, rest && *rest == ' ' ? rest + 1 : "");
+  } else if (strcmp(m, "/test.Fail/Err") == 0) {
+    parse_fail_err(c, text);
+    finish(c, NULL, c->fail_code, c->fail_message);
+  } else if (strcmp(m, "/test.Stream/FailErr") == 0) {
+    parse_fail_err(c, text);
+    c->stream_total = -1;
+    c->fail_after_send = true;
+    send_one(c, "first");
   } else if (strcmp(m, "/test.Fail/NotFound") == 0) {
     finish(c, NULL, GRPC_STATUS_NOT_FOUND, "cache not found");
   } else if (strcmp(m, "/test.Stream/Count") == 0) {
@@ -278,6 +402,8 @@ static void on_event(srv_tag *tag, int success) {
     handle_request(c);
   else if (tag->kind == T_SEND && success && c->stream_total >= 0)
     stream_next(c);
+  else if (tag->kind == T_SEND && success && c->fail_after_send)
+    finish(c, NULL, c->fail_code, c->fail_message);
   if (c->pending == 0)
     call_free(c);
 }
@@ -415,6 +541,15 @@ bool grpc_test_server_last_method(grpc_test_server *s, char *buf, size_t cap) {
   snprintf(buf, cap, "%s", s->method);
   pthread_mutex_unlock(&s->mu);
   return any;
+}
+
+int grpc_test_server_publish_times(grpc_test_server *s, int64_t *out, int cap) {
+  pthread_mutex_lock(&s->mu);
+  int n = s->publishes;
+  for (int i = 0; i < n && i < cap && i < MAX_PUBLISHES; i++)
+    out[i] = s->publish_ms[i];
+  pthread_mutex_unlock(&s->mu);
+  return n;
 }
 
 int grpc_test_server_call_count(grpc_test_server *s) {

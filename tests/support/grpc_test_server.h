@@ -5,6 +5,9 @@
  *   /cache_client.Ping/Ping   empty response, OK
  *   /test.Echo/Unary          echoes the request bytes, OK
  *   /test.Fail/Status         request is "<grpc code> <detail>"; answers that status
+ *   /test.Fail/Err            request is "<grpc code> <err> <detail>"; answers that status
+ *                             with a trailing metadata entry "err" (none when err is "-")
+ *   /test.Stream/FailErr      same request; sends one message "first", then that status
  *   /test.Fail/NotFound       NOT_FOUND "cache not found"
  *   /test.Stream/Count        request is a decimal N; streams "msg-0".."msg-<N-1>", OK
  *   /test.Stream/Hang         sends one message "first", then never ends (until cancel)
@@ -12,6 +15,13 @@
  *   /cache_client.pubsub.Pubsub/Subscribe with metadata cache "wire-text": streams one
  *                             item whose text value is "abc\0def" (7 bytes) and whose
  *                             publisher_id is "p\0q", then never ends (until cancel)
+ *   /cache_client.pubsub.Pubsub/Publish with metadata cache "refuse:N:ERR": the first N
+ *                             such publishes fail RESOURCE_EXHAUSTED with err=ERR (none
+ *                             for "-"), later ones succeed (see publish_times)
+ *   /cache_client.pubsub.Pubsub/Subscribe with metadata cache "subcut:N:ERR": the first
+ *                             such call gets a heartbeat, then RESOURCE_EXHAUSTED with
+ *                             err=ERR; the next N are refused so at once; later ones get
+ *                             a heartbeat and stay open (counted with publish_times)
  *   /token.Token/GenerateDisposableToken  answers a token response whose api_key is
  *                             "ab\0cd" (a NUL inside), OK
  *   anything else             UNIMPLEMENTED
@@ -23,6 +33,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct grpc_test_server grpc_test_server;
 
@@ -53,6 +64,10 @@ bool grpc_test_server_last_metadata(grpc_test_server *s, const char *key, char *
 
 /* Copies the method path of the most recent call; false if there was none. */
 bool grpc_test_server_last_method(grpc_test_server *s, char *buf, size_t cap);
+
+/* Number of "refuse:" publishes and "subcut:" subscribes so far; their arrival times
+ * (CLOCK_MONOTONIC ms, the first cap, at most 64) go to out. */
+int grpc_test_server_publish_times(grpc_test_server *s, int64_t *out, int cap);
 
 /* Number of calls the server has accepted so far. */
 int grpc_test_server_call_count(grpc_test_server *s);

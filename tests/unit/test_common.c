@@ -321,6 +321,28 @@ static void test_backoff_ceiling(void **state) {
   assert_int_equal(cmn_backoff_ceiling_ms(0, 100, 3), 0);
 }
 
+/* Throttling backoff: never below the floor, the window doubles up to the cap, and it
+ * is jittered (several values, both ends reached). */
+static void test_backoff_floor_jitter(void **state) {
+  (void)state;
+  cmn_rng rng;
+  cmn_rng_seed_with(&rng, 7);
+  static const int64_t ceilings[] = {1000, 2000, 2000, 2000};
+  for (unsigned attempt = 0; attempt < 4; attempt++) {
+    int64_t lo = INT64_MAX, hi = 0;
+    for (int i = 0; i < 5000; i++) {
+      int64_t d = cmn_backoff_floor_jitter_ms(&rng, 500, 2000, attempt);
+      assert_true(d >= 500 && d <= ceilings[attempt]);
+      lo = d < lo ? d : lo;
+      hi = d > hi ? d : hi;
+    }
+    assert_int_equal(lo, 500);
+    assert_int_equal(hi, ceilings[attempt]);
+  }
+  assert_int_equal(cmn_backoff_floor_jitter_ms(&rng, 500, 400, 3), 500);
+  assert_int_equal(cmn_backoff_floor_jitter_ms(&rng, 500, 2000, 4000000000u) >= 500, 1);
+}
+
 /* Full jitter: every delay lies in [0, ceiling]; both ends of the window are reached and
  * its halves are about equally likely (equal jitter would never go below ceiling / 2). */
 static void test_backoff_full_jitter_bounds(void **state) {
@@ -372,6 +394,7 @@ int main(void) {
       cmocka_unit_test(test_b64_round_trip_every_length),
       cmocka_unit_test(test_backoff_ceiling),
       cmocka_unit_test(test_backoff_full_jitter_bounds),
+      cmocka_unit_test(test_backoff_floor_jitter),
       cmocka_unit_test(test_rng_seeds_differ_and_repeat),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -123,7 +123,8 @@ static void on_log(mim_log_level level, const char *message, void *user) {
   pthread_mutex_unlock(&probe.mu);
 }
 
-/* Accepts everything but "spam"; "darn" is rewritten; hold_text blocks first. */
+/* Accepts everything but "spam"; "darn" is rewritten, "grow" to 4096 bytes; hold_text
+ * blocks first. */
 static mim_moderation_verdict filter(const mim_message *m, char **new_text, void *user) {
   (void)user;
   pthread_mutex_lock(&probe.mu);
@@ -138,6 +139,15 @@ static mim_moderation_verdict filter(const mim_message *m, char **new_text, void
     return MIM_MODERATION_REJECT;
   if (strcmp(m->text, "darn") == 0) {
     *new_text = strdup("****");
+    return MIM_MODERATION_REWRITE;
+  }
+  if (strcmp(m->text, "grow") == 0) { /* a rewrite past the 4 KB topic payload limit */
+    char *big = malloc(4097);
+    if (big) {
+      memset(big, 'g', 4096);
+      big[4096] = '\0';
+    }
+    *new_text = big;
     return MIM_MODERATION_REWRITE;
   }
   return MIM_MODERATION_ACCEPT;
@@ -348,6 +358,34 @@ static void test_one_report_per_forward(void **state) {
   assert_int_equal(list_count(f->oc, chat, NULL), 3);
 }
 
+/* A rewrite whose envelope outgrows the topic payload limit (hosted Momento's 4 KB) is
+ * reported once with INVALID_ARGUMENT and never sent nor retried; later inputs go on. */
+static void test_forward_over_payload_limit(void **state) {
+  fixture *f = *state;
+  const char *chat = "growing";
+  f->srv = start_server(0);
+  f->mc = test_client_from_key(f->srv->root_key);
+  f->oc = test_client_from_key(f->srv->root_key);
+  start_moderator(f, chat);
+  observe(f, chat);
+  publish_input(f->oc, chat, "b0000000000000000000000000000001", "grow");
+  publish_input(f->oc, chat, "b0000000000000000000000000000002", "bye");
+  assert_true(wait_count(&probe.items, 1));
+  assert_true(wait_count(&probe.nreports, 2)); /* "bye"'s report follows its publish */
+  pthread_mutex_lock(&probe.mu);
+  int n = probe.nreports, retries = probe.retry_lines;
+  struct report got[2];
+  memcpy(got, probe.reports, sizeof got);
+  pthread_mutex_unlock(&probe.mu);
+  assert_int_equal(n, 2);
+  assert_string_equal(got[0].id, "b0000000000000000000000000000001");
+  assert_int_equal(got[0].status, MIM_ERR_INVALID_ARGUMENT);
+  assert_string_equal(got[1].id, "b0000000000000000000000000000002");
+  assert_int_equal(got[1].status, MIM_OK);
+  assert_int_equal(retries, 0);
+  assert_int_equal(list_count(f->oc, chat, NULL), 1);
+}
+
 #define FIXTURE_TEST(t) cmocka_unit_test_setup_teardown(t, fixture_setup, fixture_teardown)
 
 int main(void) {
@@ -356,6 +394,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       FIXTURE_TEST(test_forward_retried_after_unavailable),
       FIXTURE_TEST(test_one_report_per_forward),
+      FIXTURE_TEST(test_forward_over_payload_limit),
   };
   if (getenv("MIM_TEST_FILTER"))
     cmocka_set_test_filter(getenv("MIM_TEST_FILTER"));

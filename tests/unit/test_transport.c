@@ -218,7 +218,8 @@ static void test_status_mapping(void **state) {
       {"7 not allowed here", MIM_ERR_PERMISSION_DENIED, "not allowed here"},
       {"16 token expired", MIM_ERR_UNAUTHENTICATED, "token expired"},
       {"3 bad list name", MIM_ERR_INVALID_ARGUMENT, "bad list name"},
-      {"8 too many requests", MIM_ERR_RESOURCE_EXHAUSTED, "too many requests"},
+      {"8 too many requests", MIM_ERR_RESOURCE_EXHAUSTED,
+       "[err=unknown] Limit exceeded for this account: too many requests"},
       {"14 try again", MIM_ERR_UNAVAILABLE, "try again"},
       {"6 exists", MIM_ERR_ALREADY_EXISTS, "exists"},
       {"9 precondition", MIM_ERR_FAILED_PRECONDITION, "precondition"},
@@ -242,6 +243,55 @@ static void test_status_mapping(void **state) {
   assert_int_equal(r.status, MIM_ERR_NOT_FOUND);
   assert_string_equal(r.detail, "cache not found");
   assert_int_equal(r.response_len, 0);
+  waiter_destroy(&r.w);
+}
+
+/* RESOURCE_EXHAUSTED names its cause from the "err" trailer, without it from the
+ * message's words, and an unknown err stays unknown; other statuses keep their text. */
+static const struct {
+  const char *req;
+  mim_status want;
+  mim_limit_cause cause;
+  const char *detail;
+} err_cases[] = {
+    {"8 operations_rate_limit_exceeded slow down", MIM_ERR_RESOURCE_EXHAUSTED,
+     MIM_LIMIT_OPERATIONS_RATE,
+     "[err=operations_rate_limit_exceeded] Request rate limit exceeded for this account: slow "
+     "down"},
+    {"8 throughput_rate_limit_exceeded x", MIM_ERR_RESOURCE_EXHAUSTED, MIM_LIMIT_THROUGHPUT_RATE,
+     NULL},
+    {"8 topic_subscriptions_limit_exceeded x", MIM_ERR_RESOURCE_EXHAUSTED,
+     MIM_LIMIT_TOPIC_SUBSCRIPTIONS, NULL},
+    {"8 request_size_limit_exceeded x", MIM_ERR_RESOURCE_EXHAUSTED, MIM_LIMIT_REQUEST_SIZE, NULL},
+    {"8 item_size_limit_exceeded x", MIM_ERR_RESOURCE_EXHAUSTED, MIM_LIMIT_ITEM_SIZE, NULL},
+    {"8 element_size_limit_exceeded x", MIM_ERR_RESOURCE_EXHAUSTED, MIM_LIMIT_ELEMENT_SIZE, NULL},
+    {"8 - too many subscribers", MIM_ERR_RESOURCE_EXHAUSTED, MIM_LIMIT_TOPIC_SUBSCRIPTIONS, NULL},
+    {"8 - too much throughput", MIM_ERR_RESOURCE_EXHAUSTED, MIM_LIMIT_THROUGHPUT_RATE, NULL},
+    {"8 brand_new_limit_exceeded operations", MIM_ERR_RESOURCE_EXHAUSTED, MIM_LIMIT_UNKNOWN,
+     "[err=unknown] Limit exceeded for this account: operations"},
+    {"5 operations_rate_limit_exceeded no such cache", MIM_ERR_NOT_FOUND, MIM_LIMIT_NONE,
+     "no such cache"},
+};
+
+static void test_limit_cause_unary(void **state) {
+  fixture *f = *state;
+  for (size_t i = 0; i < sizeof err_cases / sizeof err_cases[0]; i++) {
+    assert_int_equal(sync_call(f, "/test.Fail/Err", err_cases[i].req, 2000, NULL, 0),
+                     err_cases[i].want);
+    assert_int_equal(mim_last_error_cause(), err_cases[i].cause);
+    if (err_cases[i].detail)
+      assert_string_equal(mim_last_error_detail(), err_cases[i].detail);
+  }
+  /* The async path hands the same detail to its callback. */
+  unary_result r = {0};
+  waiter_init(&r.w);
+  const char *req = err_cases[0].req;
+  assert_int_equal(mim_transport_unary(f->t, MIM_HOST_CACHE, "/test.Fail/Err", "c",
+                                       (const uint8_t *)req, strlen(req), 2000, unary_cb, &r, NULL),
+                   MIM_OK);
+  assert_int_equal(waiter_wait(&r.w, 1, WAIT_MS), 1);
+  assert_int_equal(r.status, MIM_ERR_RESOURCE_EXHAUSTED);
+  assert_string_equal(r.detail, err_cases[0].detail);
   waiter_destroy(&r.w);
 }
 
@@ -491,6 +541,27 @@ static void test_stream_deadline(void **state) {
   stream_result_destroy(&r);
 }
 
+/* A stream that delivered a message and then ended RESOURCE_EXHAUSTED (the status in
+ * trailers), and one refused at once (Trailers-Only): both carry the cause. */
+static void test_limit_cause_stream(void **state) {
+  fixture *f = *state;
+  static const char *const methods[] = {"/test.Stream/FailErr", "/test.Fail/Err"};
+  for (size_t m = 0; m < 2; m++) {
+    for (size_t i = 0; i < sizeof err_cases / sizeof err_cases[0]; i++) {
+      stream_result r;
+      stream_result_init(&r);
+      assert_int_equal(start_stream(f, methods[m], err_cases[i].req, 2000, &r), MIM_OK);
+      assert_int_equal(waiter_wait(&r.closed, 1, WAIT_MS), 1);
+      assert_int_equal(r.status, err_cases[i].want);
+      assert_int_equal(mim_limit_cause_of(r.detail), err_cases[i].cause);
+      if (err_cases[i].detail)
+        assert_string_equal(r.detail, err_cases[i].detail);
+      assert_int_equal(r.n, m == 0 ? 1 : 0);
+      stream_result_destroy(&r);
+    }
+  }
+}
+
 static void test_stream_error_status(void **state) {
   fixture *f = *state;
   stream_result r;
@@ -723,6 +794,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_custom_agent, setup, teardown),
       cmocka_unit_test_setup_teardown(test_set_auth_token, setup, teardown),
       cmocka_unit_test_setup_teardown(test_status_mapping, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_limit_cause_unary, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_limit_cause_stream, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unary_deadline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unary_cancel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unused_plane, setup, teardown),

@@ -666,6 +666,44 @@ static void test_trailers_only_error(void **state) {
   mim_transport_free(t);
 }
 
+/* The grpc-js server refuses like hosted Momento past a limit: RESOURCE_EXHAUSTED with
+ * the cause in the "err" trailer, in a Trailers-Only answer (Ping) and after a message
+ * (Subscribe); without err the cause comes from the words, an unknown err stays unknown. */
+static void test_limit_cause(void **state) {
+  (void)state;
+  static const struct {
+    const char *spec;
+    mim_limit_cause cause;
+  } cases[] = {
+      {"limit:operations_rate_limit_exceeded", MIM_LIMIT_OPERATIONS_RATE},
+      {"limit:throughput_rate_limit_exceeded", MIM_LIMIT_THROUGHPUT_RATE},
+      {"limit:topic_subscriptions_limit_exceeded", MIM_LIMIT_TOPIC_SUBSCRIPTIONS},
+      {"limit:request_size_limit_exceeded", MIM_LIMIT_REQUEST_SIZE},
+      {"limit:-", MIM_LIMIT_TOPIC_SUBSCRIPTIONS},
+      {"limit:no_such_limit_exceeded", MIM_LIMIT_UNKNOWN},
+  };
+  mim_transport *t = transport_to(g_srv.endpoint);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    unary_result r;
+    unary(t, PING, cases[i].spec, NULL, &r);
+    assert_int_equal(r.status, MIM_ERR_RESOURCE_EXHAUSTED);
+    assert_int_equal(mim_limit_cause_of(r.detail), cases[i].cause);
+    assert_non_null(strstr(r.detail, cases[i].cause == MIM_LIMIT_TOPIC_SUBSCRIPTIONS &&
+                                             strcmp(cases[i].spec, "limit:-") == 0
+                                         ? ": too many subscribers"
+                                         : ": conform limit: "));
+    result_free(&r);
+    stream_result s;
+    stream_init(&s);
+    subscribe(t, cases[i].spec, &s);
+    wait_closed(&s);
+    assert_int_equal(s.status, MIM_ERR_RESOURCE_EXHAUSTED);
+    assert_int_equal(mim_limit_cause_of(s.detail), cases[i].cause);
+    stream_free(&s);
+  }
+  mim_transport_free(t);
+}
+
 static void test_unimplemented(void **state) {
   (void)state;
   mim_transport *t = transport_to(g_srv.endpoint);
@@ -917,7 +955,7 @@ static void test_tls(void **state) {
 int main(void) {
   /* Restarting a server on its port is mim-local's case only. */
   const struct CMUnitTest mim_cases[] = {CASES(), cmocka_unit_test(test_server_restart)};
-  const struct CMUnitTest node_cases[] = {CASES()};
+  const struct CMUnitTest node_cases[] = {CASES(), cmocka_unit_test(test_limit_cause)};
   int failed = cmocka_run_group_tests_name("conformance: mim-local", mim_cases,
                                            group_setup_mim_local, group_teardown_mim_local);
   failed += cmocka_run_group_tests_name("conformance: grpc-js", node_cases, group_setup_node,

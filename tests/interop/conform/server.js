@@ -25,9 +25,15 @@
  *   Ping, cache "fail:N"     fails with status N, details FAIL_MESSAGE below, before any
  *                            message: grpc-js sends that as a Trailers-Only response, with
  *                            grpc-message percent-encoded (encodeURI)
+ *   Ping, cache "limit:ERR"  fails RESOURCE_EXHAUSTED with trailing metadata err=ERR and
+ *                            details LIMIT_MESSAGE + ERR, as hosted Momento refuses past a
+ *                            limit; "limit:-" sends no err and details "too many
+ *                            subscribers" (the words the SDKs fall back to)
  *   Ping, cache "goaway"     answers OK, then drains the port: a graceful GOAWAY on every
  *                            HTTP/2 session (in-flight calls may finish within 2 s)
  *   Subscribe, topic "stream:N"  N items (text "item-1".."item-N") then ends with OK
+ *   Subscribe, topic "limit:ERR"  a heartbeat, then the Ping "limit:ERR" error (its
+ *                            status in trailers after a message, not Trailers-Only)
  *   Subscribe, topic "hang"  sends nothing (not even the heartbeat) until cancelled
  *   ListFetch, list_name "conform:stats"  Found with one value, the ASCII text
  *                            "cancelled=C peers=P": C = calls (unary or stream) the client
@@ -45,6 +51,7 @@ const {cache_client: {pubsub}} = require('@gomomento/generated-types/dist/cachep
 const {common} = require('@gomomento/generated-types/dist/common');
 
 const FAIL_MESSAGE = 'conform: 100% failed, naïve café\ttab';
+const LIMIT_MESSAGE = 'conform limit: ';
 const [portFile, ...flags] = process.argv.slice(2);
 const tls = {};
 for (let i = 0; i + 1 < flags.length; i += 2) tls[flags[i]] = flags[i + 1];
@@ -94,6 +101,16 @@ function finish(call, done, err, resp) {
   done(err, resp);
 }
 
+// The error hosted Momento answers past a limit ("limit:ERR" in the tests).
+function limitError(spec) {
+  const m = /^limit:(.+)$/.exec(spec);
+  if (!m) return null;
+  const metadata = new grpc.Metadata();
+  if (m[1] !== '-') metadata.set('err', m[1]);
+  return {code: grpc.status.RESOURCE_EXHAUSTED, metadata,
+    details: m[1] === '-' ? 'too many subscribers' : LIMIT_MESSAGE + m[1]};
+}
+
 function onPing(call, done) {
   track(call);
   const cache = meta(call, 'cache');
@@ -101,6 +118,11 @@ function onPing(call, done) {
   const fail = /^fail:(\d+)$/.exec(cache);
   if (fail) {
     finish(call, done, {code: Number(fail[1]), details: FAIL_MESSAGE});
+    return;
+  }
+  const limit = limitError(cache);
+  if (limit) {
+    finish(call, done, limit);
     return;
   }
   finish(call, done, null, new ping._PingResponse());
@@ -184,6 +206,13 @@ function onSubscribe(call) {
   track(call);
   const topic = call.request.topic;
   if (topic === 'hang') return;
+  const limit = limitError(topic);
+  if (limit) {
+    call.write(new pubsub._SubscriptionItem({heartbeat: new pubsub._Heartbeat()}));
+    call.conformDone = true;
+    call.emit('error', limit);
+    return;
+  }
   const n = /^stream:(\d+)$/.exec(topic);
   if (n) {
     for (let i = 1; i <= Number(n[1]); i++) call.write(item(i, `item-${i}`));
