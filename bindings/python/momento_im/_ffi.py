@@ -45,6 +45,7 @@ class ClientOptions(Structure):
         ("log_level", c_int),  # mim_log_level
         ("log_user", c_void_p),
         ("loop", c_void_p),  # const mim_loop_hooks *: NULL, the library's own thread
+        ("max_topic_payload_bytes", c_size_t),  # 0 = 4096, hosted Momento's limit
     ]
 
 

@@ -132,6 +132,7 @@ int main(void) {
   O(mim_client_options, ca_file); O(mim_client_options, default_deadline_ms);
   O(mim_client_options, default_ttl_ms); O(mim_client_options, log_fn);
   O(mim_client_options, log_level); O(mim_client_options, log_user);
+  O(mim_client_options, loop); O(mim_client_options, max_topic_payload_bytes);
   S(mim_message); O(mim_message, kind); O(mim_message, id); O(mim_message, chat);
   O(mim_message, from); O(mim_message, publisher_id); O(mim_message, text);
   O(mim_message, timestamp_ms); O(mim_message, sequence); O(mim_message, from_history);
@@ -177,7 +178,7 @@ def test_abi_matches_headers(tmp_path):
             attr = "from_" if what == "from" else what
             assert getattr(STRUCTS[name], attr).offset == value, "%s.%s" % (name, what)
         checked += 1
-    assert checked == 47
+    assert checked == 49
 
 
 def test_version():
