@@ -18,7 +18,25 @@ typedef struct scs_ctx {
   st_bytes key;
   uint64_t ops;   /* what the call costs as Momento counts operations */
   uint64_t bytes; /* value bytes it carried, request and response */
+  quota_ns *ns;   /* its cache's rate buckets */
+  bool charged;   /* ops and bytes taken from them */
 } scs_ctx;
+
+/* Takes the call's cost from its cache's buckets, once: before the reply leaves, so
+ * the client's next call (perhaps on another server thread) already sees it. */
+static void scs_charge(scs_ctx *x) {
+  if (x->charged) {
+    return;
+  }
+  x->charged = true;
+  quota_charge(x->a->quota, x->ns, QUOTA_CACHE_OPS, x->ops);
+  quota_charge(x->a->quota, x->ns, QUOTA_CACHE_BYTES, x->bytes);
+}
+
+static void scs_reply(scs_ctx *x, const ProtobufCMessage *resp) {
+  scs_charge(x);
+  srv_call_reply(x->call, resp);
+}
 
 typedef void (*scs_op)(scs_ctx *x, const void *req);
 
@@ -67,7 +85,7 @@ static bool scs_ok(scs_ctx *x, st_result r) {
       resp.oneof##_case = CACHE_CLIENT____##UPPER##_RESPONSE__##ONEOF##_MISSING;                   \
       resp.missing = &missing;                                                                     \
     }                                                                                              \
-    srv_call_reply((x)->call, &resp.base);                                                         \
+    scs_reply((x), &resp.base);                                                                    \
   } while (0)
 
 /* Replies found{list_length} or missing. */
@@ -131,7 +149,7 @@ static void push(scs_ctx *x, const ProtobufCBinaryData *v, size_t n, bool front,
                         "of %zu bytes; nothing was written",
                         item, x->a->limits.max_item_size);
   } else if (scs_ok(x, r)) {
-    srv_call_reply(x->call, resp);
+    scs_reply(x, resp);
   }
 }
 
@@ -276,7 +294,7 @@ static void op_delete(scs_ctx *x, const void *req) {
   (void)req;
   if (scs_ok(x, store_item_delete(x->a->store, x->cache, x->key))) {
     CacheClient__DeleteResponse resp = CACHE_CLIENT____DELETE_RESPONSE__INIT;
-    srv_call_reply(x->call, &resp.base);
+    scs_reply(x, &resp.base);
   }
 }
 
@@ -370,15 +388,15 @@ static bool scs_rate_ok(scs_ctx *x, quota_ns *ns) {
   return true;
 }
 
-/* Runs an admitted call, then takes what it cost from its cache's buckets. */
+/* Runs an admitted call; what it cost is taken from its cache's buckets as it replies
+ * (a refused one's after its refusal). */
 static void scs_execute(scs_ctx *x, size_t op, const ProtobufCMessage *m) {
-  quota_ns *ns = quota_ns_get(x->a->quota, x->cache);
-  if (!scs_rate_ok(x, ns)) {
+  x->ns = quota_ns_get(x->a->quota, x->cache);
+  if (!scs_rate_ok(x, x->ns)) {
     return;
   }
   g_ops[op].fn(x, m);
-  quota_charge(x->a->quota, ns, QUOTA_CACHE_OPS, x->ops);
-  quota_charge(x->a->quota, ns, QUOTA_CACHE_BYTES, x->bytes);
+  scs_charge(x);
 }
 
 static void scs_run(app *a, srv_call *call, size_t op, const uint8_t *req, size_t len) {
