@@ -62,8 +62,8 @@ mim_status mim_transport_create(const mim_transport_config *config, mim_transpor
 /* Cancels every call still in flight, waits until their callbacks have run (each gets
  * MIM_ERR_CANCELLED), stops the event thread and frees everything. Must not be called
  * from a transport callback (that is logged and ignored); in loop mode it must be
- * called on the loop thread (it drives the loop until the callbacks have run). Pending timers are dropped
- * without running. NULL is ignored. */
+ * called on the loop thread (it drives the loop until the callbacks have run).
+ * Pending timers are dropped without running. NULL is ignored. */
 void mim_transport_free(mim_transport *t);
 
 /* True when called on t's event thread: inside a transport callback, or (loop mode)

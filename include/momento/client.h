@@ -141,7 +141,8 @@ MIM_API mim_status mim_client_stats_get(mim_client *client, mim_client_stats *ou
 MIM_API mim_status mim_client_ping(mim_client *client);
 
 /* Control plane (needs a super-user key). Blocking. Errors: MIM_ERR_INVALID_ARGUMENT
- * (NULL/empty/blank name, over 255 bytes or not printable ASCII: README "Names"), MIM_ERR_ALREADY_EXISTS (create), MIM_ERR_NOT_FOUND (delete),
+ * (NULL/empty/blank name, over 255 bytes or not printable ASCII: README "Names"),
+ * MIM_ERR_ALREADY_EXISTS (create), MIM_ERR_NOT_FOUND (delete),
  * MIM_ERR_PERMISSION_DENIED, and call errors. */
 MIM_API mim_status mim_cache_create(mim_client *client, const char *cache_name);
 MIM_API mim_status mim_cache_delete(mim_client *client, const char *cache_name);

@@ -136,7 +136,8 @@ MIM_API void mim_join_options_init(mim_join_options *options);
  * Errors: MIM_ERR_INVALID_ARGUMENT (also for a chat id whose names Momento would refuse:
  * list and topic <chat_id>, and in moderated mode topic "<chat_id>-input", so a chat id
  * of 250 bytes joins client-only but not moderated; the detail names the name; README
- * "Names"), subscription and list errors (no callback runs after a failed join returns); MIM_ERR_CANCELLED when a callback of this session
+ * "Names"), subscription and list errors (no callback runs after a failed join
+ * returns); MIM_ERR_CANCELLED when a callback of this session
  * called mim_leave before mim_join returned (the session is freed, *out not set). */
 MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *chat_id,
                             const mim_join_options *options, mim_on_message on_message, void *user,
