@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CHAT_CACHE "loop-chat"
@@ -190,6 +191,20 @@ static void *sender_main(void *arg) {
   return NULL;
 }
 
+/* A bound that tells "waited for each first attempt" (BURST * MIM_SEND_WAIT_MS at least)
+ * from "never waited". Sanitizer and valgrind runs on a loaded 2-core machine can stall
+ * a thread for that long whatever it does (seen once under TSan in CI), so only the
+ * plain build checks it; the loop-thread burst is also checked without a clock above. */
+static void assert_time_below(int64_t ms, int64_t bound, const char *what) {
+  const char *san = getenv("SANITIZE");
+  if ((san && *san) || getenv("MIM_VALGRIND")) {
+    printf("%s: %lld ms (instrumented run: not checked against %lld ms)\n", what, (long long)ms,
+           (long long)bound);
+    return;
+  }
+  assert_true(ms < bound);
+}
+
 static void *nothing(void *arg) {
   return arg;
 }
@@ -248,10 +263,13 @@ static void loop_chat_scenario(const loop_driver *d) {
 
   /* mim_send on the loop thread queues and returns: the loop is what sends it. Waiting
    * for each first attempt (as in thread mode) would take BURST * MIM_SEND_WAIT_MS. */
+  int settled = cs.send_ok + cs.send_failed;
   int64_t t0 = cmn_mono_ms();
   for (int i = 0; i < BURST; i++)
     assert_int_equal(mim_send(cs.a, "from-a live", NULL), MIM_OK);
-  assert_true(cmn_mono_ms() - t0 < BURST * MIM_SEND_WAIT_MS);
+  /* Waiting would have run the loop inside mim_send, and attempts would have finished. */
+  assert_int_equal(cs.send_ok + cs.send_failed, settled);
+  assert_time_below(cmn_mono_ms() - t0, BURST * MIM_SEND_WAIT_MS, "loop-thread burst");
   assert_true(run_until(d, both_see_both));
   assert_int_equal(cs.in_callback_history, MIM_ERR_FAILED_PRECONDITION);
 
@@ -265,7 +283,8 @@ static void loop_chat_scenario(const loop_driver *d) {
   atomic_store(&cs.helper_running, true);
   assert_int_equal(pthread_create(&helper, NULL, sender_main, &elapsed), 0);
   pthread_join(helper, NULL);
-  assert_true(elapsed >= 0 && elapsed < BURST * MIM_SEND_WAIT_MS);
+  assert_true(elapsed >= 0);
+  assert_time_below(elapsed, BURST * MIM_SEND_WAIT_MS, "off-loop burst");
 
   assert_int_equal(pthread_create(&helper, NULL, helper_main, NULL), 0);
   bool helped = run_until(d, helper_finished);
