@@ -161,7 +161,7 @@ count_output() { # name log rc
     echo "FAIL $name ($p passed, $f failed, exit $rc) -- log: $log"
     tail -n 40 "$log" | sed 's/^/    /'
   else
-    echo "ok   $name ($p passed)"
+    echo "ok   $name ($p passed, ${TEST_SECONDS:-0} s)"
   fi
 }
 
@@ -179,8 +179,10 @@ run_one() { # name command...
     echo "skip $name (SANITIZE=$SANITIZE: ${SAN_SKIP[$name]})"
     return
   fi
+  local t0=$SECONDS
   (san_env "$name" && exec timeout --kill-after=10 "$LIMIT" "${WRAP[@]}" "$@") >"$log" 2>&1
   rc=$?
+  TEST_SECONDS=$((SECONDS - t0))
   sanitizer_reports "$name" "$log" || { [ "$rc" -ne 0 ] || rc=1; }
   count_output "$name" "$log" "$rc"
 }
