@@ -229,6 +229,11 @@ MIM_API int mim_limit_cause_is_throttling(mim_limit_cause cause) {
   return cause == MIM_LIMIT_OPERATIONS_RATE || cause == MIM_LIMIT_THROUGHPUT_RATE;
 }
 
+int mim_throttled(mim_status status, const char *detail) {
+  return status == MIM_ERR_RESOURCE_EXHAUSTED &&
+         mim_limit_cause_is_throttling(mim_limit_cause_of(detail));
+}
+
 MIM_API const char *mim_version(void) {
   return MIM_VERSION_STRING;
 }

@@ -36,4 +36,13 @@ mim_status mim_status_from_grpc_code(long code);
  * mim_limit_cause_of() finds it anywhere in a detail. Writes at most cap bytes. */
 void mim_format_limit_detail(char *out, size_t cap, const char *err_value, const char *message);
 
+/* A server throttling us: RESOURCE_EXHAUSTED whose cause (in its detail) is the
+ * operations or throughput rate. The one test the outbox, re-subscribes and the
+ * statistics use. */
+int mim_throttled(mim_status status, const char *detail);
+
+/* No retry after a throttling refusal comes sooner than this: the server's budgets are
+ * per second, so a quick retry is refused again. */
+#define MIM_THROTTLE_FLOOR_MS 500
+
 #endif

@@ -32,7 +32,6 @@
 /* A server throttling us (Momento's operations or throughput rate, per second) is not
  * helped by a quick retry: these backoffs start at half a second. Their cap stays that
  * of the other retries, because close (mim_leave) waits for a pending backoff timer. */
-#define THROTTLE_FLOOR_MS 500
 #define THROTTLE_MAX_MS BACKOFF_MAX_MS
 
 /* A mim_outbox_send waiting for the first attempt of its message (on its stack). */
@@ -161,8 +160,7 @@ static void on_timer(void *user) {
 /* RESOURCE_EXHAUSTED for a rate (not a size, not an unknown cause): worth a slow retry.
  * Counts the throttle (mu held). */
 static bool throttled_locked(entry *e, mim_status st, const char *detail) {
-  if (st != MIM_ERR_RESOURCE_EXHAUSTED ||
-      !mim_limit_cause_is_throttling(mim_limit_cause_of(detail)))
+  if (!mim_throttled(st, detail))
     return false;
   e->throttles++;
   return true;
@@ -170,7 +168,7 @@ static bool throttled_locked(entry *e, mim_status st, const char *detail) {
 
 /* Schedules the next attempt of the head (mu held). false when no timer can be set. */
 static bool schedule_retry_locked(mim_outbox *ob, entry *e, bool throttled) {
-  int64_t delay = throttled ? cmn_backoff_floor_jitter_ms(&ob->rng, THROTTLE_FLOOR_MS,
+  int64_t delay = throttled ? cmn_backoff_floor_jitter_ms(&ob->rng, MIM_THROTTLE_FLOOR_MS,
                                                           THROTTLE_MAX_MS, e->throttles - 1)
                             : backoff_ms_locked(ob, e->failures);
   /* Not cancelled by close (a timer pointer may dangle once it has run): close waits

@@ -68,7 +68,7 @@ static void count_refusal(mim_stats *st, mim_status status, const char *detail) 
   if (status != MIM_ERR_RESOURCE_EXHAUSTED)
     return;
   add(&st->limited, 1);
-  if (mim_limit_cause_is_throttling(mim_limit_cause_of(detail ? detail : "")))
+  if (mim_throttled(status, detail))
     add(&st->throttled, 1);
 }
 

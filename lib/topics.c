@@ -57,8 +57,6 @@
 #define DEFAULT_BACKOFF_INITIAL_MS 100
 #define DEFAULT_BACKOFF_MAX_MS 5000
 #define DETAIL_LEN 256
-/* Re-subscribing after a throttling refusal: not sooner than this. */
-#define THROTTLE_FLOOR_MS 500
 
 /* ---- validation ---- */
 
@@ -398,18 +396,10 @@ static bool retryable(mim_status st) {
   }
 }
 
-/* RESOURCE_EXHAUSTED is worth a re-subscribe only when the server throttles (the
- * operations or throughput rate): the subscription limit (or a cause we do not know)
- * would refuse every retry, so the subscription ends with it instead of looping. */
-static bool throttled(mim_status st, const char *detail) {
-  return st == MIM_ERR_RESOURCE_EXHAUSTED &&
-         mim_limit_cause_is_throttling(mim_limit_cause_of(detail));
-}
-
 /* Exponential backoff with full jitter: uniform in [0, min(max, initial * 2^attempt)];
- * after a throttling refusal never below THROTTLE_FLOOR_MS. */
+ * after a throttling refusal never below MIM_THROTTLE_FLOOR_MS. */
 static int64_t backoff_delay(mim_subscription *s, bool throttle) {
-  int64_t delay = throttle ? cmn_backoff_floor_jitter_ms(&s->rng, THROTTLE_FLOOR_MS,
+  int64_t delay = throttle ? cmn_backoff_floor_jitter_ms(&s->rng, MIM_THROTTLE_FLOOR_MS,
                                                          s->backoff_max_ms, (unsigned)s->attempt)
                            : cmn_backoff_full_jitter_ms(&s->rng, s->backoff_initial_ms,
                                                         s->backoff_max_ms, (unsigned)s->attempt);
@@ -424,7 +414,7 @@ static void schedule_reconnect(mim_subscription *s, mim_status status, const cha
   bool changed = s->state != MIM_SUB_RECONNECTING;
   s->state = MIM_SUB_RECONNECTING;
   pthread_mutex_unlock(&s->mu);
-  int64_t delay = backoff_delay(s, throttled(status, detail));
+  int64_t delay = backoff_delay(s, mim_throttled(status, detail));
   mim_log(MIM_LOG_INFO, "topics: stream of %s lost (%s: %s); re-subscribing in %lld ms (backoff)",
           s->topic, mim_status_name(status), detail ? detail : "", (long long)delay);
   if (!arm_timer(s, delay, backoff_fired, &s->backoff_timer)) {
@@ -453,11 +443,13 @@ static void handle_stream_end(mim_subscription *s, mim_status status, const char
     status = MIM_ERR_UNAVAILABLE;
     detail = "stream ended before the subscription was confirmed";
   }
-  /* A rejected token is worth a retry when the client can fetch a fresh one (the
-   * transport already asked for it). */
-  bool retry =
-      (retryable(status) && (status != MIM_ERR_RESOURCE_EXHAUSTED || throttled(status, detail))) ||
-      (status == MIM_ERR_UNAUTHENTICATED && mim_client_refreshes_tokens(s->client));
+  /* RESOURCE_EXHAUSTED is worth a re-subscribe only when the server throttles: the
+   * subscription limit (or a cause we do not know) would refuse every retry, so the
+   * subscription ends with it instead of looping. A rejected token is worth a retry when
+   * the client can fetch a fresh one (the transport already asked for it). */
+  bool retry = (retryable(status) &&
+                (status != MIM_ERR_RESOURCE_EXHAUSTED || mim_throttled(status, detail))) ||
+               (status == MIM_ERR_UNAUTHENTICATED && mim_client_refreshes_tokens(s->client));
   if (!s->ever_confirmed || !retry)
     close_for_good(s, status, detail);
   else
