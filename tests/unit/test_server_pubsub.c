@@ -554,6 +554,7 @@ typedef struct pub_thread {
   mim_local *server;
   int id, n;
   mim_status failure;
+  char detail[256]; /* the failing call's detail, for the test's message */
 } pub_thread;
 
 static void *pub_main(void *arg) {
@@ -567,6 +568,9 @@ static void *pub_main(void *arg) {
     char v[32];
     int len = snprintf(v, sizeof v, "p%d-%d", p->id, i);
     p->failure = raw_publish(t, CACHE, "many-pubs", v, (size_t)len, true);
+    if (p->failure != MIM_OK) {
+      snprintf(p->detail, sizeof p->detail, "publish %d: %s", i, mim_last_error_detail());
+    }
   }
   mim_transport_free(t);
   return NULL;
@@ -597,6 +601,10 @@ static void test_concurrent_publishers(void **state) {
   }
   for (int i = 0; i < PUBS; i++) {
     pthread_join(pubs[i].th, NULL);
+    if (pubs[i].failure != MIM_OK) {
+      fprintf(stderr, "publisher %d: %s (%s)\n", i, mim_status_name(pubs[i].failure),
+              pubs[i].detail[0] ? pubs[i].detail : "could not connect");
+    }
     assert_int_equal(pubs[i].failure, MIM_OK);
   }
   for (int i = 0; i < SUBS; i++) {
