@@ -14,8 +14,10 @@
 #include <arpa/inet.h>
 #include <cacheping.pb-c.h>
 #include <controlclient.pb-c.h>
+#include <momento/list.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +47,9 @@ struct mim_client {
   bool running_jobs; /* loop thread only: run_loop_jobs is on the stack */
 
   mim_stats stats; /* mim_client_stats_get; atomics, no lock */
+
+  /* What the application still owns (mim_client_track), under jobs_mu. */
+  mim_live *live;
 };
 
 typedef struct loop_job {
@@ -167,8 +172,95 @@ static void wait_jobs(mim_client *c) {
   pthread_mutex_unlock(&c->jobs_mu);
 }
 
+void mim_client_track(mim_client *client, mim_live *live, mim_live_kind kind,
+                      void (*close)(mim_live *live)) {
+  live->kind = kind;
+  live->close = close;
+  live->prev = NULL;
+  pthread_mutex_lock(&client->jobs_mu);
+  live->next = client->live;
+  if (client->live)
+    client->live->prev = live;
+  client->live = live;
+  live->linked = true;
+  pthread_mutex_unlock(&client->jobs_mu);
+}
+
+static void unlink_locked(mim_client *c, mim_live *live) {
+  if (!live->linked)
+    return;
+  if (live->prev)
+    live->prev->next = live->next;
+  else
+    c->live = live->next;
+  if (live->next)
+    live->next->prev = live->prev;
+  live->prev = live->next = NULL;
+  live->linked = false;
+}
+
+void mim_client_untrack(mim_client *client, mim_live *live) {
+  pthread_mutex_lock(&client->jobs_mu);
+  unlink_locked(client, live);
+  pthread_mutex_unlock(&client->jobs_mu);
+}
+
+/* The first tracked object of this kind, untracked, or NULL. */
+static mim_live *take_live(mim_client *c, mim_live_kind kind) {
+  pthread_mutex_lock(&c->jobs_mu);
+  mim_live *l = c->live;
+  while (l && l->kind != kind)
+    l = l->next;
+  if (l)
+    unlink_locked(c, l);
+  pthread_mutex_unlock(&c->jobs_mu);
+  return l;
+}
+
+static const char *const live_names[MIM_LIVE_KINDS][2] = {
+    [MIM_LIVE_SESSION] = {"session still joined", "sessions still joined"},
+    [MIM_LIVE_MODERATOR] = {"moderator still running", "moderators still running"},
+    [MIM_LIVE_SUBSCRIPTION] = {"subscription still open", "subscriptions still open"},
+};
+
+/* Says what the application forgot to end, before ending it: a leak or a use after free
+ * of a session would otherwise be silent. */
+static void warn_live(mim_client *c) {
+  size_t n[MIM_LIVE_KINDS] = {0};
+  pthread_mutex_lock(&c->jobs_mu);
+  for (const mim_live *l = c->live; l; l = l->next)
+    n[l->kind]++;
+  pthread_mutex_unlock(&c->jobs_mu);
+  char text[256] = "";
+  size_t used = 0;
+  for (int k = 0; k < MIM_LIVE_KINDS; k++) {
+    if (n[k] && used < sizeof text)
+      used += (size_t)snprintf(text + used, sizeof text - used, "%s%zu %s", used ? ", " : "", n[k],
+                               live_names[k][n[k] != 1]);
+  }
+  if (used)
+    mim_log(MIM_LOG_WARN,
+            "mim_client_free: %s: closing them now (their callbacks stop, their handles are "
+            "freed); call mim_leave, mim_moderator_stop or mim_topic_unsubscribe first",
+            text);
+}
+
+/* Sessions first (each unsubscribes its own subscription), then moderators, then the
+ * application's own subscriptions. */
+static void close_live(mim_client *c) {
+  warn_live(c);
+  for (int k = 0; k < MIM_LIVE_KINDS; k++) {
+    mim_live *l;
+    while ((l = take_live(c, (mim_live_kind)k)) != NULL)
+      l->close(l);
+  }
+}
+
 static void client_destroy(mim_client *c) {
   wait_jobs(c);
+  if (c->transport)
+    close_live(c);
+  wait_jobs(c); /* a close may have deferred work of its own */
   /* The provider's worker installs tokens into the transport: stop it first. */
   mim_token_provider_stop(c->tokens);
   mim_transport_free(c->transport);
@@ -374,6 +466,46 @@ MIM_API mim_status mim_client_ping(mim_client *client) {
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
   CacheClient__PingRequest req = CACHE_CLIENT____PING_REQUEST__INIT;
   return mim_pb_call(client, &ping_method, NULL, &req.base, NULL);
+}
+
+/* The list the credential check asks the length of: it need not exist (a missing list
+ * answers "not found", still an authenticated answer) and is never written. */
+#define CHECK_PROBE_LIST "mim-credential-check"
+
+/* Ping is unauthenticated on hosted Momento (and mim-local), so a wrong key passes it;
+ * a data call is refused by the server's authentication before anything else. A token
+ * that may not read the probe list was still authenticated: its refusal is
+ * PERMISSION_DENIED, which counts as valid. */
+MIM_API mim_status mim_client_check_credentials(mim_client *client, const char *cache_name) {
+  mim_clear_error();
+  if (!client)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_client_check_credentials: client is NULL");
+  mim_status st = mim_check_cache_name(cache_name);
+  char why[320];
+  if (st != MIM_OK) {
+    snprintf(why, sizeof why, "%s", mim_last_error_detail());
+    return mim_fail(st, "mim_client_check_credentials: %s", why);
+  }
+  uint32_t length = 0;
+  bool found = false;
+  st = mim_list_length(client, cache_name, CHECK_PROBE_LIST, &length, &found);
+  if (st == MIM_OK || st == MIM_ERR_PERMISSION_DENIED) {
+    mim_clear_error();
+    return MIM_OK;
+  }
+  snprintf(why, sizeof why, "%s", mim_last_error_detail());
+  const char *host = mim_credentials_host(client->creds, MIM_HOST_CACHE);
+  if (st == MIM_ERR_UNAUTHENTICATED)
+    return mim_fail(st,
+                    "mim_client_check_credentials: %s refused the credential (a wrong key, or an "
+                    "expired or revoked token): %s",
+                    host, why);
+  if (st == MIM_ERR_NOT_FOUND)
+    return mim_fail(st,
+                    "mim_client_check_credentials: %s accepted the credential but has no cache "
+                    "\"%.255s\": %s",
+                    host, cache_name, why);
+  return mim_fail(st, "mim_client_check_credentials: could not ask %s: %s", host, why);
 }
 
 mim_status mim_check_name(const char *what, const char *name) {

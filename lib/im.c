@@ -74,6 +74,8 @@ struct mim_session {
    * value the session showed last sits: the join's oldest, then each page's. Only a
    * guess at where the next before_id is (0 = none). */
   atomic_size_t page_hint;
+
+  mim_live live; /* tracked by the client while the application owns the session */
 };
 
 /* ---- messages ---- */
@@ -368,6 +370,17 @@ static mim_status wait_join(mim_session *s, char *detail, size_t detail_size) {
 
 static void leave_now(mim_session *s);
 
+/* mim_client_free leaves a session the application did not. */
+static void close_tracked(mim_live *live) {
+  leave_now((mim_session *)((char *)live - offsetof(mim_session, live)));
+}
+
+/* The application owns s from now on: mim_client_free leaves it if the application
+ * does not. Its subscription is the session's own. */
+static void session_owned(mim_session *s) {
+  mim_client_track(s->client, &s->live, MIM_LIVE_SESSION, close_tracked);
+}
+
 /* The bound of an async join, as wait_join's for mim_join (event thread). */
 static void join_timed_out(void *user) {
   mim_session *s = user;
@@ -399,6 +412,8 @@ static mim_status join_start(mim_client *client, const char *cache, const char *
       .on_item = on_item, .on_discontinuity = on_discontinuity, .on_state = on_state, .user = s};
   if (st == MIM_OK)
     st = mim_topic_subscribe_async(client, cache, chat_id, NULL, &cbs, &s->sub);
+  if (st == MIM_OK)
+    mim_subscription_internal(s->sub);
   if (st != MIM_OK) {
     if (s->join_timer)
       (void)mim_timer_cancel(s->join_timer); /* seconds away: it has not run */
@@ -440,6 +455,7 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
     return mim_fail_with_detail(st, detail);
   }
   *out = s;
+  session_owned(s);
   return MIM_OK;
 }
 
@@ -506,6 +522,8 @@ static void finish_async_join(mim_session *s) {
   s->join_returned = st == MIM_OK && !s->leave_asked; /* the caller owns it from now on */
   bool free_it = !s->join_returned;
   pthread_mutex_unlock(&s->mu);
+  if (!free_it)
+    session_owned(s);
   if (free_it) {
     atomic_store(&s->closing, true);
     leave_later(s);
@@ -535,6 +553,7 @@ static void leave_deferred(mim_session *s) {
 MIM_API void mim_leave(mim_session *session) {
   if (!session)
     return;
+  mim_client_untrack(session->client, &session->live);
   /* In loop mode on the loop thread outside callbacks the waits drive the loop. */
   if (mim_client_in_callback(session->client))
     leave_deferred(session);

@@ -23,6 +23,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,8 @@ struct mim_moderator {
   pthread_mutex_t mu;
   bool started;    /* mim_moderator_start_with_options has returned it */
   bool stop_asked; /* mim_moderator_stop was called from a callback before that */
+
+  mim_live live; /* tracked by the client while the application owns the moderator */
 };
 
 /* The one report of an accepted input: from the outbox, or for one that never got there. */
@@ -263,6 +266,11 @@ static mim_status check_start_args(mim_client *client, const char *cache,
 
 static void stop_now(mim_moderator *m);
 
+/* mim_client_free stops a moderator the application did not. */
+static void close_tracked(mim_live *live) {
+  stop_now((mim_moderator *)((char *)live - offsetof(mim_moderator, live)));
+}
+
 MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const char *cache,
                                                     const char *const *chat_ids, size_t n_chats,
                                                     const mim_moderator_options *options,
@@ -282,6 +290,8 @@ MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const ch
                                       .on_state = on_input_state,
                                       .user = c};
     st = mim_topic_subscribe(client, cache, c->input_topic, NULL, &cbs, &c->sub);
+    if (st == MIM_OK)
+      mim_subscription_internal(c->sub);
   }
   pthread_mutex_lock(&m->mu);
   m->started = true;
@@ -297,6 +307,7 @@ MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const ch
     return mim_fail_with_detail(st, detail);
   }
   *out = m;
+  mim_client_track(client, &m->live, MIM_LIVE_MODERATOR, close_tracked);
   return MIM_OK;
 }
 
@@ -336,6 +347,7 @@ MIM_API void mim_moderator_stop(mim_moderator *moderator) {
   mim_moderator *m = moderator;
   if (!m)
     return;
+  mim_client_untrack(m->client, &m->live);
   /* In loop mode on the loop thread outside callbacks its waits drive the loop. */
   if (!mim_client_in_callback(m->client)) {
     stop_now(m);

@@ -45,6 +45,7 @@
 #include <momento/topics.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,6 +213,7 @@ struct mim_subscription {
   int64_t last_rx_ms;
   cmn_rng rng;
   uint8_t *scratch; /* NUL-terminated copy of a binary value */
+  mim_live live;    /* tracked by the client while the application owns it */
   size_t scratch_cap;
 };
 
@@ -695,6 +697,15 @@ static void stream_message(void *user, const uint8_t *msg, size_t len) {
 
 /* Event thread: cancels the stream and every pending timer. The stream's close callback
  * still runs later and drops its reference. */
+void mim_subscription_internal(mim_subscription *sub) {
+  mim_client_untrack(sub->client, &sub->live);
+}
+
+/* mim_client_free ends a subscription the application left open. */
+static void close_tracked(mim_live *live) {
+  mim_topic_unsubscribe((mim_subscription *)((char *)live - offsetof(mim_subscription, live)));
+}
+
 static void teardown(mim_subscription *s) {
   if (s->call)
     mim_call_cancel(s->call);
@@ -715,6 +726,7 @@ static void teardown_fired(void *user) {
 MIM_API void mim_topic_unsubscribe(mim_subscription *s) {
   if (!s)
     return;
+  mim_client_untrack(s->client, &s->live);
   bool on_event_thread = mim_transport_on_event_thread(s->t);
   pthread_mutex_lock(&s->mu);
   s->closing = true;
@@ -839,6 +851,7 @@ MIM_API mim_status mim_topic_subscribe_async(mim_client *client, const char *cac
     return st;
   }
   *out = s;
+  mim_client_track(client, &s->live, MIM_LIVE_SUBSCRIPTION, close_tracked);
   return MIM_OK;
 }
 
@@ -885,6 +898,7 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
     return mim_fail_with_detail(st, detail[0] ? detail : mim_strerror(st));
   }
   *out = s;
+  mim_client_track(client, &s->live, MIM_LIVE_SUBSCRIPTION, close_tracked);
   return MIM_OK;
 }
 
