@@ -108,7 +108,8 @@ static void test_free_with_live_objects(void **state) {
   const char *chats[] = {"forgot-mod"};
   mim_moderator *m = NULL;
   assert_int_equal(mim_moderator_start(c, CACHE, chats, 1, 0, pass, NULL, &m), MIM_OK);
-  mim_subscription_callbacks cbs = {.on_item = on_item};
+  mim_subscription_callbacks cbs = MIM_SUBSCRIPTION_CALLBACKS_INIT;
+  cbs.on_item = on_item;
   mim_subscription *sub = NULL;
   assert_int_equal(mim_topic_subscribe(c, CACHE, "forgot-topic", NULL, &cbs, &sub), MIM_OK);
   mim_leave(left); /* not counted */

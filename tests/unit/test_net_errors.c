@@ -39,8 +39,7 @@ static mim_status ping(const char *host_port, mim_tls_mode tls, const char *ca_f
                        int64_t deadline_ms, char *detail, size_t cap) {
   char *key = NULL;
   assert_int_equal(mim_credentials_encode_v1(host_port, TOKEN, &key), MIM_OK);
-  mim_client_options o;
-  mim_client_options_init(&o);
+  mim_client_options o = MIM_CLIENT_OPTIONS_INIT;
   o.api_key = key;
   o.tls = tls;
   o.ca_file = ca_file;
