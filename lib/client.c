@@ -296,7 +296,7 @@ static mim_status check_token_size(const mim_credentials *creds) {
 MIM_API mim_status mim_client_create(const mim_client_options *caller_options, mim_client **out) {
   mim_clear_error();
   if (!out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+    return mim_arg_fail(__func__, "out is NULL");
   *out = NULL;
   mim_client_options copy, *options = NULL;
   if (caller_options) {
@@ -305,11 +305,11 @@ MIM_API mim_status mim_client_create(const mim_client_options *caller_options, m
                            MIM_SIZE_THROUGH(mim_client_options, max_topic_payload_bytes),
                            "mim_client_create: options", "MIM_CLIENT_OPTIONS_INIT");
     if (st != MIM_OK)
-      return st;
+      return mim_arg_in(__func__, st);
     options = &copy;
   }
   if (options && options->default_deadline_ms < 0)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "default_deadline_ms is negative");
+    return mim_arg_fail(__func__, "default_deadline_ms is negative");
   mim_client *c = calloc(1, sizeof *c);
   if (c)
     mim_stats_init(&c->stats);
@@ -334,7 +334,7 @@ MIM_API mim_status mim_client_create(const mim_client_options *caller_options, m
                                   c->token_expires_at, c->transport, &c->tokens);
   if (st != MIM_OK) {
     client_destroy(c);
-    return st;
+    return mim_arg_in(__func__, st);
   }
   /* Installed last so a failed create leaves the process-wide logger untouched. */
   if (options && options->log_fn)
@@ -476,20 +476,21 @@ mim_stats *mim_client_counters(mim_client *client) {
 MIM_API mim_status mim_client_stats_get(mim_client *client, mim_client_stats *out) {
   mim_clear_error();
   if (!client || !out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_client_stats_get: NULL argument");
+    return mim_arg_fail(__func__, "%s is NULL", client ? "out" : "client");
   mim_client_stats now;
   mim_stats_read(&client->stats, &now);
-  return mim_struct_copy_out(out, &now, sizeof now,
-                             MIM_SIZE_THROUGH(mim_client_stats, limit_refusals),
-                             "mim_client_stats_get: out", "MIM_CLIENT_STATS_INIT");
+  return mim_arg_in(__func__,
+                    mim_struct_copy_out(out, &now, sizeof now,
+                                        MIM_SIZE_THROUGH(mim_client_stats, limit_refusals),
+                                        "mim_client_stats_get: out", "MIM_CLIENT_STATS_INIT"));
 }
 
 MIM_API mim_status mim_client_ping(mim_client *client) {
   mim_clear_error();
   if (!client)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
+    return mim_arg_fail(__func__, "client is NULL");
   CacheClient__PingRequest req = CACHE_CLIENT____PING_REQUEST__INIT;
-  return mim_pb_call(client, &ping_method, NULL, &req.base, NULL);
+  return mim_arg_in(__func__, mim_pb_call(client, &ping_method, NULL, &req.base, NULL));
 }
 
 /* The list the credential check asks the length of: it need not exist (a missing list
@@ -508,7 +509,7 @@ MIM_API mim_status mim_client_check_credentials(mim_client *client, const char *
   char why[320];
   if (st != MIM_OK) {
     snprintf(why, sizeof why, "%s", mim_last_error_detail());
-    return mim_fail(st, "mim_client_check_credentials: %s", why);
+    return mim_arg_in(__func__, mim_fail(st, "mim_client_check_credentials: %s", why));
   }
   uint32_t length = 0;
   bool found = false;
@@ -520,16 +521,21 @@ MIM_API mim_status mim_client_check_credentials(mim_client *client, const char *
   snprintf(why, sizeof why, "%s", mim_last_error_detail());
   const char *host = mim_credentials_host(client->creds, MIM_HOST_CACHE);
   if (st == MIM_ERR_UNAUTHENTICATED)
-    return mim_fail(st,
-                    "mim_client_check_credentials: %s refused the credential (a wrong key, or an "
-                    "expired or revoked token): %s",
-                    host, why);
+    return mim_arg_in(
+        __func__,
+        mim_fail(st,
+                 "mim_client_check_credentials: %s refused the credential (a wrong key, or an "
+                 "expired or revoked token): %s",
+                 host, why));
   if (st == MIM_ERR_NOT_FOUND)
-    return mim_fail(st,
-                    "mim_client_check_credentials: %s accepted the credential but has no cache "
-                    "\"%.255s\": %s",
-                    host, cache_name, why);
-  return mim_fail(st, "mim_client_check_credentials: could not ask %s: %s", host, why);
+    return mim_arg_in(
+        __func__,
+        mim_fail(st,
+                 "mim_client_check_credentials: %s accepted the credential but has no cache "
+                 "\"%.255s\": %s",
+                 host, cache_name, why));
+  return mim_arg_in(__func__,
+                    mim_fail(st, "mim_client_check_credentials: could not ask %s: %s", host, why));
 }
 
 mim_status mim_check_name(const char *what, const char *name) {
@@ -562,11 +568,11 @@ static mim_status cache_control(mim_client *client, const mim_pb_method *method,
 }
 
 MIM_API mim_status mim_cache_create(mim_client *client, const char *cache_name) {
-  return cache_control(client, &create_cache_method, cache_name);
+  return mim_arg_in(__func__, cache_control(client, &create_cache_method, cache_name));
 }
 
 MIM_API mim_status mim_cache_delete(mim_client *client, const char *cache_name) {
-  return cache_control(client, &delete_cache_method, cache_name);
+  return mim_arg_in(__func__, cache_control(client, &delete_cache_method, cache_name));
 }
 
 bool mim_client_token_rejected(mim_client *client) {

@@ -263,13 +263,22 @@ static mim_moderator *moderator_new(mim_client *client, const char *cache,
 static mim_status check_start_args(mim_client *client, const char *cache,
                                    const char *const *chat_ids, size_t n, mim_moderation_fn filter,
                                    mim_moderator **out) {
-  if (!client || !cache || !*cache || !chat_ids || n == 0 || !filter || !out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_moderator_start: NULL or empty argument");
-  for (size_t i = 0; i < n; i++)
+  if (!client)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
+  if (!chat_ids || n == 0)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "chat_ids is %s",
+                    chat_ids ? "empty (n_chats 0)" : "NULL");
+  if (!filter || !out)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is NULL", filter ? "out" : "filter");
+  mim_status st = mim_check_name("cache", cache);
+  for (size_t i = 0; i < n && st == MIM_OK; i++)
     if (!chat_ids[i] || !*chat_ids[i])
-      return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_moderator_start: chat %zu NULL or empty", i);
+      st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "chat_ids[%zu] is %s", i,
+                    chat_ids[i] ? "empty" : "NULL");
+  if (st != MIM_OK)
+    return st;
   /* Each chat's list, topic and "<chat>-input" topic, before any subscription starts. */
-  mim_status st = mim_check_cache_name(cache);
+  st = mim_check_cache_name(cache);
   for (size_t i = 0; i < n && st == MIM_OK; i++)
     st = mim_check_chat_names("mim_moderator_start", chat_ids[i], true);
   return st;
@@ -293,10 +302,10 @@ MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const ch
   if (st == MIM_OK)
     st = effective_options(options, &eff);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   mim_moderator *m = moderator_new(client, cache, chat_ids, n_chats, &eff, filter, user);
   if (!m)
-    return MIM_ERR_NO_MEMORY;
+    return mim_arg_in(__func__, MIM_ERR_NO_MEMORY);
   for (size_t i = 0; i < n_chats && st == MIM_OK; i++) {
     mod_chat *c = &m->chats[i];
     mim_subscription_callbacks cbs = {.struct_size = sizeof cbs,
@@ -330,6 +339,11 @@ MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
                                        const char *const *chat_ids, size_t n_chats,
                                        uint32_t history_cap, mim_moderation_fn filter, void *user,
                                        mim_moderator **out) {
+  /* Checked here too, so that an argument error names the function the caller called. */
+  mim_clear_error();
+  mim_status st = check_start_args(client, cache, chat_ids, n_chats, filter, out);
+  if (st != MIM_OK)
+    return mim_arg_in(__func__, st);
   mim_moderator_options o;
   mim_moderator_options_init(&o);
   o.history_cap = history_cap;
