@@ -309,7 +309,7 @@ install: all $(MAN3_STAMP) $(if $(filter 1,$(INSTALL_HTML)),docs)
 	install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 $(dir $(MAN3_STAMP))*.3 $(DESTDIR)$(MANDIR)/man3/
 	$(if $(filter 1,$(INSTALL_HTML)),install -d $(DESTDIR)$(DOCDIR)/html && \
-	  cp -R $(B)/docs/html/. $(DESTDIR)$(DOCDIR)/html/ && chmod -R u=rwX,go=rX $(DESTDIR)$(DOCDIR))
+	  cp -R $(B)/docs/html/. $(DESTDIR)$(DOCDIR)/html/ && chmod -R u=rwX$(comma)go=rX $(DESTDIR)$(DOCDIR))
 
 # Removes what install added, whichever INSTALL_HTML it ran with, also without a build/.
 uninstall:
