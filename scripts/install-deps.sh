@@ -38,6 +38,10 @@ fi
 need_cmd node nodejs
 need_cmd npm npm
 need_cmd pytest-3 python3-pytest
+# make install: the HTML API reference, man pages read back and a CMake consumer (tests).
+need_cmd doxygen doxygen
+need_cmd man man-db
+need_cmd cmake cmake
 for extra in ${MIM_EXTRA_DEPS:-}; do
   IFS=: read -r cmd pkg <<<"$extra"
   need_cmd "$cmd" "$pkg"
