@@ -4,7 +4,8 @@
 # pytest suite (bindings/python/tests) run by the venv's interpreter against the
 # installed package and the freshly built library, twice: all of it with the library
 # named by MOMENTO_IM_LIB (the override), then the tests that load it (and a chat
-# round trip) with the library found through the loader path (LD_LIBRARY_PATH only).
+# round trip) with the library found through the loader path (LD_LIBRARY_PATH only). Its
+# type hints are checked with mypy --strict as installed.
 # Each run starts its own mim-local. Ends with "python: N passed, N failed"; exits
 # non-zero on any failure, error, or a run where pytest collected nothing (its exit 5).
 set -u
@@ -28,12 +29,12 @@ fail() {
 py=
 for cand in ${MIM_PYTHON:-} /usr/bin/python3 python3; do
   if command -v "$cand" >/dev/null 2>&1 &&
-    "$cand" -c 'import ensurepip, venv, pytest, setuptools, wheel' >/dev/null 2>&1; then
+    "$cand" -c 'import ensurepip, venv, pytest, setuptools, wheel, mypy' >/dev/null 2>&1; then
     py=$cand
     break
   fi
 done
-[ -n "$py" ] || fail "no python3 with venv, pytest, setuptools and wheel (make deps)"
+[ -n "$py" ] || fail "no python3 with venv, pytest, setuptools, wheel and mypy (make deps)"
 [ -e "$LIBDIR/libmomento-im.so" ] || fail "$LIBDIR/libmomento-im.so not built (run make)"
 
 tmp=$(mktemp -d)
@@ -70,6 +71,13 @@ run() { # name, then env's arguments (variables to unset / set), --, pytest's ar
   failed=$((failed + f))
 }
 
+# The type hints of the installed package, as a user's mypy sees them (PEP 561).
+if (cd "$tmp" && "$venv/bin/python" -m mypy --strict --cache-dir "$tmp/mypy" -p momento_im); then
+  passed=$((passed + 1))
+else
+  echo "mypy --strict -p momento_im failed"
+  failed=$((failed + 1))
+fi
 run override MOMENTO_IM_LIB="$LIBDIR/libmomento-im.so" --
 run loader -u MOMENTO_IM_LIB LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" -- \
   -k 'test_version or installed or loader_path or test_ping or join_send or ctrl_c'
