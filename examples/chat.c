@@ -391,7 +391,7 @@ static mim_client *make_client(const options *o, chat_state *st) {
 
 /* What the client cost so far, as hosted Momento counts it (see mim_client_stats). */
 static void show_stats(chat_state *st) {
-  mim_client_stats cs;
+  mim_client_stats cs = MIM_CLIENT_STATS_INIT;
   if (mim_client_stats_get(st->client, &cs) != MIM_OK)
     return;
   say(st,

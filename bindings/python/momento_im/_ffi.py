@@ -28,9 +28,18 @@ MESSAGE_CHAT, MESSAGE_FOREIGN = 0, 1
 LOG_FN = CFUNCTYPE(None, c_int, c_char_p, c_void_p)
 
 
-class ClientOptions(Structure):
+class _Sized(Structure):
+    """A struct of the struct_size convention (common.h): struct_size is set on creation."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.struct_size = ctypes.sizeof(self)
+
+
+class ClientOptions(_Sized):
     """struct mim_client_options (client.h)."""
     _fields_ = [
+        ("struct_size", c_size_t),
         ("api_key", c_char_p),
         ("credentials", c_void_p),  # const mim_credentials *
         ("token_url", c_char_p),
@@ -76,9 +85,10 @@ ON_EVENT = CFUNCTYPE(None, c_void_p, c_int, c_int, c_char_p, c_void_p)
 ON_SEND_RESULT = CFUNCTYPE(None, c_void_p, c_char_p, c_int, c_char_p, c_void_p)
 
 
-class JoinOptions(Structure):
+class JoinOptions(_Sized):
     """struct mim_join_options (im.h)."""
     _fields_ = [
+        ("struct_size", c_size_t),
         ("display_name", c_char_p),
         ("mode", c_int),  # mim_chat_mode
         ("history_cap", c_uint32),
@@ -109,8 +119,8 @@ class DisposableToken(Structure):
 
 # The ABI this binding was written for: the soname's number, and the oldest library
 # version whose structures match the mirrors above (later minor releases only append).
-SONAME = "libmomento-im.so.0"
-MIN_VERSION = (0, 1, 0)
+SONAME = "libmomento-im.so.1"
+MIN_VERSION = (0, 2, 0)
 ENV_VAR = "MOMENTO_IM_LIB"
 
 
