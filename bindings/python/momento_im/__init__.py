@@ -517,8 +517,10 @@ class Client:
         self._sessions: Dict[int, _SessionState] = {}
         if tls not in _TLS:
             raise _invalid("tls must be 'auto', 'on' or 'off'")
+        # Not mim_client_options_init: a newer library's would fill its own, larger
+        # struct. The mirror is zeroed with its struct_size set: the C defaults.
         opts = _ffi.ClientOptions()
-        lib.mim_client_options_init(byref(opts))
+        opts.log_level = _ffi.LOG_INFO
         keep = [_b(api_key, "api_key"), _b(cache_host or endpoint, "cache_host"),
                 _b(control_host or endpoint, "control_host"),
                 _b(token_host or endpoint, "token_host"), _b(ca_file, "ca_file")]
@@ -595,8 +597,7 @@ class Client:
             if not 0 <= value < 2 ** 32:
                 raise _invalid("%s out of range" % what)
         state = _SessionState(on_message, on_event, on_send_result)
-        opts = _ffi.JoinOptions()
-        lib.mim_join_options_init(byref(opts))
+        opts = _ffi.JoinOptions()  # zero, struct_size set (see ClientOptions above)
         name = _b(display_name, "display_name")
         opts.display_name = name
         opts.mode = _MODES[mode]

@@ -23,6 +23,8 @@ TLS_AUTO, TLS_ON, TLS_OFF = 0, 1, 2
 CHAT_CLIENT_ONLY, CHAT_MODERATED = 0, 1
 # mim_message_kind
 MESSAGE_CHAT, MESSAGE_FOREIGN = 0, 1
+# mim_log_level
+LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG = 1, 2, 3, 4
 
 # void (*mim_log_fn)(mim_log_level level, const char *message, void *user)
 LOG_FN = CFUNCTYPE(None, c_int, c_char_p, c_void_p)
@@ -213,14 +215,12 @@ _declare("mim_last_error_detail", c_char_p)
 _declare("mim_version", c_char_p)
 _declare("mim_set_log_callback", None, LOG_FN, c_int, c_void_p)
 
-_declare("mim_client_options_init", None, POINTER(ClientOptions))
 _declare("mim_client_create", c_int, POINTER(ClientOptions), _P)
 _declare("mim_client_free", None, c_void_p)
 _declare("mim_client_ping", c_int, c_void_p)
 _declare("mim_cache_create", c_int, c_void_p, c_char_p)
 _declare("mim_cache_delete", c_int, c_void_p, c_char_p)
 
-_declare("mim_join_options_init", None, POINTER(JoinOptions))
 _declare("mim_join", c_int, c_void_p, c_char_p, c_char_p, POINTER(JoinOptions),
          ON_MESSAGE, c_void_p, _P)
 _declare("mim_history", c_int, c_void_p, c_size_t, POINTER(POINTER(MessageList)))

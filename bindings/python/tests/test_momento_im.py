@@ -190,6 +190,24 @@ def test_abi_matches_headers(tmp_path):
     assert checked == 51
 
 
+def test_option_mirrors_set_their_own_struct_size(server, chat, monkeypatch):
+    """struct_size (first field) is sizeof the mirror, set on creation; the binding never
+    has the library's *_options_init fill a mirror (a newer library's struct is larger
+    than this binding's, and its init would write past the end)."""
+    for cls in (_ffi.ClientOptions, _ffi.JoinOptions):
+        assert cls.struct_size.offset == 0
+        assert cls().struct_size == ctypes.sizeof(cls)
+
+    def refuse(*_args):
+        raise AssertionError("an *_options_init of the library was called")
+
+    for name in ("mim_client_options_init", "mim_join_options_init"):
+        monkeypatch.setattr(_ffi.lib, name, refuse, raising=False)
+    with mim.Client(api_key=server["key"]) as c:
+        with c.join(CACHE, chat, lambda m: None) as s:
+            s.send("sized")
+
+
 def test_version():
     assert mim.version().count(".") == 2
 
