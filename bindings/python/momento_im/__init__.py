@@ -118,9 +118,10 @@ class UnavailableError(MomentoIMError):
     """MIM_ERR_UNAVAILABLE"""
 
 
-_ERROR_CLASSES: Dict[int, type] = {1: InvalidArgumentError, 2: NotFoundError, 3: AlreadyExistsError,
-                  4: PermissionDeniedError, 5: UnauthenticatedError,
-                  7: DeadlineExceededError, 8: UnavailableError}
+_ERROR_CLASSES: Dict[int, type] = {
+    1: InvalidArgumentError, 2: NotFoundError, 3: AlreadyExistsError,
+    4: PermissionDeniedError, 5: UnauthenticatedError, 7: DeadlineExceededError,
+    8: UnavailableError}
 
 
 def _check(status: int) -> None:
@@ -489,8 +490,9 @@ class Session:
 # ---- client ----
 
 _TLS: Dict[str, int] = {"auto": _ffi.TLS_AUTO, "on": _ffi.TLS_ON, "off": _ffi.TLS_OFF}
-_MODES: Dict[str, int] = {"client": _ffi.CHAT_CLIENT_ONLY, "client_only": _ffi.CHAT_CLIENT_ONLY,
-          "moderated": _ffi.CHAT_MODERATED}
+_MODES: Dict[str, int] = {
+    "client": _ffi.CHAT_CLIENT_ONLY, "client_only": _ffi.CHAT_CLIENT_ONLY,
+    "moderated": _ffi.CHAT_MODERATED}
 _live_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
 
 
@@ -783,6 +785,7 @@ class Client:
 
 _LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG}
 _lib_log = logging.getLogger("momento_im.lib")
+_NO_LOG_FN = _ffi.LOG_FN()  # type: ignore[call-overload]  # NULL: forwarding off
 _log_fn: Any = None  # keeps the installed ctypes callback alive
 
 
@@ -798,7 +801,7 @@ def enable_library_logging(level: Optional[int] = logging.INFO) -> None:
     level: the most verbose Python level to forward. None turns forwarding off."""
     global _log_fn
     if level is None:
-        lib.mim_set_log_callback(_ffi.LOG_FN(), 0, None)  # type: ignore[call-overload]  # NULL: off
+        lib.mim_set_log_callback(_NO_LOG_FN, 0, None)
         _log_fn = None
         return
     max_level = 4 if level <= logging.DEBUG else 3 if level <= logging.INFO else \
@@ -816,4 +819,4 @@ def _shutdown() -> None:
             client._close_at_exit()
         except Exception:  # best effort at exit
             pass
-    lib.mim_set_log_callback(_ffi.LOG_FN(), 0, None)  # type: ignore[call-overload]  # NULL: off
+    lib.mim_set_log_callback(_NO_LOG_FN, 0, None)
