@@ -903,3 +903,31 @@ def test_interrupted_join_that_succeeds_later_is_left(server, chat):
                     "the abandoned join was not left")
         assert left[0].handle.value is None and left[0].left.is_set()
         c.ping()
+
+
+def test_interrupted_history_then_leave_returns_at_once(server, chat):
+    """history() interrupted while the server hangs: leave() does not wait for the
+    abandoned call (its callbacks stop at once); the leave finishes in the background
+    once the call ended, and close() then frees the client."""
+    received = Inbox()
+    with mim.Client(api_key=server["key"], deadline_ms=WAIT_S * 1000) as c:
+        s = c.join(CACHE, chat, received)
+        state = s._state
+        _freeze(server["pid"])
+        try:
+            timer = _interrupt_main_after(0.3)
+            with pytest.raises(KeyboardInterrupt):
+                s.history()
+            timer.join()
+            assert state.handle.abandoned == 1
+            start = time.monotonic()
+            s.leave()
+            assert time.monotonic() - start < 0.5
+            assert not s.joined and not state.left.is_set()  # still leaving
+            with pytest.raises(RuntimeError):
+                s.send("after leave")
+        finally:
+            os.kill(server["pid"], signal.SIGCONT)
+        _wait_until(state.left.is_set, "the deferred leave never finished")
+        assert state.handle.abandoned == 0 and not c._sessions
+        assert received.texts() == []
