@@ -9,7 +9,7 @@
 # Each run starts its own mim-local. Ends with "python: N passed, N failed"; exits
 # non-zero on any failure, error, or a run where pytest collected nothing (its exit 5).
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 B=${MIM_BUILD:-build}
 case $B in /*) ;; *) B=$PWD/$B ;; esac
