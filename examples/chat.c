@@ -74,9 +74,13 @@ static void on_signal(int sig) {
   errno = saved;
 }
 
+/* The name this tool was run as (build/examples/chat, or installed as mim-chat), for its
+ * usage line. */
+static const char *prog = "chat";
+
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: chat --chat ROOM --name NAME [options]\n"
+          "usage: %s --chat ROOM --name NAME [options]\n"
           "\n"
           "  --chat ROOM          chat room to join (required)\n"
           "  --name NAME          your display name (required)\n"
@@ -92,7 +96,7 @@ static void usage(FILE *out) {
           "  --help               this text\n"
           "\n"
           "Type a line to send it; /stats shows what the client cost; /quit or Ctrl-D leaves.\n",
-          DEFAULT_HISTORY);
+          prog, DEFAULT_HISTORY);
 }
 
 /* Prints one whole line under the print mutex (callers on any thread). */
@@ -484,6 +488,7 @@ static void input_loop(chat_state *st, mim_session *session) {
 }
 
 int main(int argc, char **argv) {
+  prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
   options o;
   int rc = parse_args(argc, argv, &o);
   if (rc)

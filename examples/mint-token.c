@@ -19,21 +19,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The name this tool was run as (build/examples/mint-token, or installed as mim-mint-token), for
+ * its usage line. */
+static const char *prog = "mint-token";
+
 static void usage(FILE *out) {
-  fprintf(out, "usage: mint-token --chat ROOM --user NAME [options]\n"
-               "\n"
-               "  --chat ROOM          the room the token is for (required)\n"
-               "  --user NAME          token id: the trusted sender name (required)\n"
-               "  --mode MODE          client (read/write the room, default) or moderated\n"
-               "                       (read the room, publish only to ROOM-input)\n"
-               "  --cache NAME         cache holding the room (default instant-messaging)\n"
-               "  --endpoint HOST:PORT server for every plane (default: from the key)\n"
-               "  --plaintext          no TLS (default: TLS unless the endpoint is loopback)\n"
-               "  --key-file PATH      privileged key (default: MOMENTO_API_KEY)\n"
-               "  --valid-for SECONDS  lifetime of the token (default 3600)\n");
+  fprintf(out,
+          "usage: %s --chat ROOM --user NAME [options]\n"
+          "\n"
+          "  --chat ROOM          the room the token is for (required)\n"
+          "  --user NAME          token id: the trusted sender name (required)\n"
+          "  --mode MODE          client (read/write the room, default) or moderated\n"
+          "                       (read the room, publish only to ROOM-input)\n"
+          "  --cache NAME         cache holding the room (default instant-messaging)\n"
+          "  --endpoint HOST:PORT server for every plane (default: from the key)\n"
+          "  --plaintext          no TLS (default: TLS unless the endpoint is loopback)\n"
+          "  --key-file PATH      privileged key (default: MOMENTO_API_KEY)\n"
+          "  --valid-for SECONDS  lifetime of the token (default 3600)\n",
+          prog);
 }
 
 int main(int argc, char **argv) {
+  prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
   enum { O_CACHE = 256, O_ENDPOINT, O_PLAIN, O_KEYFILE, O_VALID, O_MODE, O_HELP };
   static const struct option longs[] = {{"chat", required_argument, NULL, 'c'},
                                         {"user", required_argument, NULL, 'u'},

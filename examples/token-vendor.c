@@ -53,10 +53,16 @@ typedef struct args {
   bool plaintext;
 } args;
 
+/* The name this tool was run as (build/examples/token-vendor, or installed as mim-token-vendor),
+ * for its usage line. */
+static const char *prog = "token-vendor";
+
 static void usage(void) {
-  fprintf(stderr, "usage: token-vendor --key-file ROOT.key [--endpoint HOST:PORT] [--plaintext]\n"
-                  "                    [--listen HOST:PORT | --port N] [--port-file F]\n"
-                  "                    [--cache NAME] [--valid-for SECONDS]\n");
+  fprintf(stderr,
+          "usage: %s --key-file ROOT.key [--endpoint HOST:PORT] [--plaintext]\n"
+          "                    [--listen HOST:PORT | --port N] [--port-file F]\n"
+          "                    [--cache NAME] [--valid-for SECONDS]\n",
+          prog);
 }
 
 /* chat ids and user names: 1..64 characters of [A-Za-z0-9_.-]. */
@@ -264,6 +270,7 @@ static void wait_for_signal(const sigset_t *set) {
 }
 
 int main(int argc, char **argv) {
+  prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
   args a = {
       .listen_host = "127.0.0.1", .port = 8081, .cache = "instant-messaging", .valid_for = 3600};
   if (!parse_args(argc, argv, &a)) {
