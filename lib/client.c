@@ -15,8 +15,10 @@
 #include <arpa/inet.h>
 #include <cacheping.pb-c.h>
 #include <controlclient.pb-c.h>
+#include <momento/list.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +48,9 @@ struct mim_client {
   bool running_jobs; /* loop thread only: run_loop_jobs is on the stack */
 
   mim_stats stats; /* mim_client_stats_get; atomics, no lock */
+
+  /* What the application still owns (mim_client_track), under jobs_mu. */
+  mim_live *live;
 };
 
 typedef struct loop_job {
@@ -170,8 +175,95 @@ static void wait_jobs(mim_client *c) {
   pthread_mutex_unlock(&c->jobs_mu);
 }
 
+void mim_client_track(mim_client *client, mim_live *live, mim_live_kind kind,
+                      void (*close)(mim_live *live)) {
+  live->kind = kind;
+  live->close = close;
+  live->prev = NULL;
+  pthread_mutex_lock(&client->jobs_mu);
+  live->next = client->live;
+  if (client->live)
+    client->live->prev = live;
+  client->live = live;
+  live->linked = true;
+  pthread_mutex_unlock(&client->jobs_mu);
+}
+
+static void unlink_locked(mim_client *c, mim_live *live) {
+  if (!live->linked)
+    return;
+  if (live->prev)
+    live->prev->next = live->next;
+  else
+    c->live = live->next;
+  if (live->next)
+    live->next->prev = live->prev;
+  live->prev = live->next = NULL;
+  live->linked = false;
+}
+
+void mim_client_untrack(mim_client *client, mim_live *live) {
+  pthread_mutex_lock(&client->jobs_mu);
+  unlink_locked(client, live);
+  pthread_mutex_unlock(&client->jobs_mu);
+}
+
+/* The first tracked object of this kind, untracked, or NULL. */
+static mim_live *take_live(mim_client *c, mim_live_kind kind) {
+  pthread_mutex_lock(&c->jobs_mu);
+  mim_live *l = c->live;
+  while (l && l->kind != kind)
+    l = l->next;
+  if (l)
+    unlink_locked(c, l);
+  pthread_mutex_unlock(&c->jobs_mu);
+  return l;
+}
+
+static const char *const live_names[MIM_LIVE_KINDS][2] = {
+    [MIM_LIVE_SESSION] = {"session still joined", "sessions still joined"},
+    [MIM_LIVE_MODERATOR] = {"moderator still running", "moderators still running"},
+    [MIM_LIVE_SUBSCRIPTION] = {"subscription still open", "subscriptions still open"},
+};
+
+/* Says what the application forgot to end, before ending it: a leak or a use after free
+ * of a session would otherwise be silent. */
+static void warn_live(mim_client *c) {
+  size_t n[MIM_LIVE_KINDS] = {0};
+  pthread_mutex_lock(&c->jobs_mu);
+  for (const mim_live *l = c->live; l; l = l->next)
+    n[l->kind]++;
+  pthread_mutex_unlock(&c->jobs_mu);
+  char text[256] = "";
+  size_t used = 0;
+  for (int k = 0; k < MIM_LIVE_KINDS; k++) {
+    if (n[k] && used < sizeof text)
+      used += (size_t)snprintf(text + used, sizeof text - used, "%s%zu %s", used ? ", " : "", n[k],
+                               live_names[k][n[k] != 1]);
+  }
+  if (used)
+    mim_log(MIM_LOG_WARN,
+            "mim_client_free: %s: closing them now (their callbacks stop, their handles are "
+            "freed); call mim_leave, mim_moderator_stop or mim_topic_unsubscribe first",
+            text);
+}
+
+/* Sessions first (each unsubscribes its own subscription), then moderators, then the
+ * application's own subscriptions. */
+static void close_live(mim_client *c) {
+  warn_live(c);
+  for (int k = 0; k < MIM_LIVE_KINDS; k++) {
+    mim_live *l;
+    while ((l = take_live(c, (mim_live_kind)k)) != NULL)
+      l->close(l);
+  }
+}
+
 static void client_destroy(mim_client *c) {
   wait_jobs(c);
+  if (c->transport)
+    close_live(c);
+  wait_jobs(c); /* a close may have deferred work of its own */
   /* The provider's worker installs tokens into the transport: stop it first. */
   mim_token_provider_stop(c->tokens);
   mim_transport_free(c->transport);
@@ -196,7 +288,7 @@ static mim_status check_token_size(const mim_credentials *creds) {
 MIM_API mim_status mim_client_create(const mim_client_options *caller_options, mim_client **out) {
   mim_clear_error();
   if (!out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+    return mim_arg_fail(__func__, "out is NULL");
   *out = NULL;
   mim_client_options copy, *options = NULL;
   if (caller_options) {
@@ -205,11 +297,11 @@ MIM_API mim_status mim_client_create(const mim_client_options *caller_options, m
                            MIM_SIZE_THROUGH(mim_client_options, max_topic_payload_bytes),
                            "mim_client_create: options", "MIM_CLIENT_OPTIONS_INIT");
     if (st != MIM_OK)
-      return st;
+      return mim_arg_in(__func__, st);
     options = &copy;
   }
   if (options && options->default_deadline_ms < 0)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "default_deadline_ms is negative");
+    return mim_arg_fail(__func__, "default_deadline_ms is negative");
   mim_client *c = calloc(1, sizeof *c);
   if (c)
     mim_stats_init(&c->stats);
@@ -234,7 +326,7 @@ MIM_API mim_status mim_client_create(const mim_client_options *caller_options, m
                                   c->token_expires_at, c->transport, &c->tokens);
   if (st != MIM_OK) {
     client_destroy(c);
-    return st;
+    return mim_arg_in(__func__, st);
   }
   /* Installed last so a failed create leaves the process-wide logger untouched. */
   if (options && options->log_fn)
@@ -376,20 +468,66 @@ mim_stats *mim_client_counters(mim_client *client) {
 MIM_API mim_status mim_client_stats_get(mim_client *client, mim_client_stats *out) {
   mim_clear_error();
   if (!client || !out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_client_stats_get: NULL argument");
+    return mim_arg_fail(__func__, "%s is NULL", client ? "out" : "client");
   mim_client_stats now;
   mim_stats_read(&client->stats, &now);
-  return mim_struct_copy_out(out, &now, sizeof now,
-                             MIM_SIZE_THROUGH(mim_client_stats, limit_refusals),
-                             "mim_client_stats_get: out", "MIM_CLIENT_STATS_INIT");
+  return mim_arg_in(__func__,
+                    mim_struct_copy_out(out, &now, sizeof now,
+                                        MIM_SIZE_THROUGH(mim_client_stats, limit_refusals),
+                                        "mim_client_stats_get: out", "MIM_CLIENT_STATS_INIT"));
 }
 
 MIM_API mim_status mim_client_ping(mim_client *client) {
   mim_clear_error();
   if (!client)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
+    return mim_arg_fail(__func__, "client is NULL");
   CacheClient__PingRequest req = CACHE_CLIENT____PING_REQUEST__INIT;
-  return mim_pb_call(client, &ping_method, NULL, &req.base, NULL);
+  return mim_arg_in(__func__, mim_pb_call(client, &ping_method, NULL, &req.base, NULL));
+}
+
+/* The list the credential check asks the length of: it need not exist (a missing list
+ * answers "not found", still an authenticated answer) and is never written. */
+#define CHECK_PROBE_LIST "mim-credential-check"
+
+/* Ping is unauthenticated on hosted Momento (and mim-local), so a wrong key passes it;
+ * a data call is refused by the server's authentication before anything else. A token
+ * that may not read the probe list was still authenticated: its refusal is
+ * PERMISSION_DENIED, which counts as valid. */
+MIM_API mim_status mim_client_check_credentials(mim_client *client, const char *cache_name) {
+  mim_clear_error();
+  if (!client)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_client_check_credentials: client is NULL");
+  mim_status st = mim_check_cache_name(cache_name);
+  char why[320];
+  if (st != MIM_OK) {
+    snprintf(why, sizeof why, "%s", mim_last_error_detail());
+    return mim_arg_in(__func__, mim_fail(st, "mim_client_check_credentials: %s", why));
+  }
+  uint32_t length = 0;
+  bool found = false;
+  st = mim_list_length(client, cache_name, CHECK_PROBE_LIST, &length, &found);
+  if (st == MIM_OK || st == MIM_ERR_PERMISSION_DENIED) {
+    mim_clear_error();
+    return MIM_OK;
+  }
+  snprintf(why, sizeof why, "%s", mim_last_error_detail());
+  const char *host = mim_credentials_host(client->creds, MIM_HOST_CACHE);
+  if (st == MIM_ERR_UNAUTHENTICATED)
+    return mim_arg_in(
+        __func__,
+        mim_fail(st,
+                 "mim_client_check_credentials: %s refused the credential (a wrong key, or an "
+                 "expired or revoked token): %s",
+                 host, why));
+  if (st == MIM_ERR_NOT_FOUND)
+    return mim_arg_in(
+        __func__,
+        mim_fail(st,
+                 "mim_client_check_credentials: %s accepted the credential but has no cache "
+                 "\"%.255s\": %s",
+                 host, cache_name, why));
+  return mim_arg_in(__func__,
+                    mim_fail(st, "mim_client_check_credentials: could not ask %s: %s", host, why));
 }
 
 mim_status mim_check_name(const char *what, const char *name) {
@@ -422,11 +560,11 @@ static mim_status cache_control(mim_client *client, const mim_pb_method *method,
 }
 
 MIM_API mim_status mim_cache_create(mim_client *client, const char *cache_name) {
-  return cache_control(client, &create_cache_method, cache_name);
+  return mim_arg_in(__func__, cache_control(client, &create_cache_method, cache_name));
 }
 
 MIM_API mim_status mim_cache_delete(mim_client *client, const char *cache_name) {
-  return cache_control(client, &delete_cache_method, cache_name);
+  return mim_arg_in(__func__, cache_control(client, &delete_cache_method, cache_name));
 }
 
 bool mim_client_token_rejected(mim_client *client) {

@@ -6,6 +6,7 @@
 #include "transport.h"
 
 #include <momento/client.h>
+#include <momento/topics.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <time.h>
@@ -86,6 +87,37 @@ bool mim_client_wait_locked(mim_client *client, pthread_mutex_t *mu, pthread_con
 /* After driving the loop outside mim_client_wait_locked (a blocking transport call):
  * makes sure jobs deferred meanwhile run once the application's loop is back. */
 void mim_client_after_drive(mim_client *client);
+
+/* What the application owns through a client and must end before mim_client_free:
+ * joined sessions, started moderators, its own subscriptions. Each embeds a mim_live;
+ * mim_client_free ends those still tracked (in kind order, logging a warning with the
+ * counts) by calling their close, which frees the object. Close runs off callbacks, on a
+ * thread that may wait for the event thread (loop mode: on the loop thread, driving). */
+typedef enum mim_live_kind {
+  MIM_LIVE_SESSION,
+  MIM_LIVE_MODERATOR,
+  MIM_LIVE_SUBSCRIPTION,
+  MIM_LIVE_KINDS
+} mim_live_kind;
+
+typedef struct mim_live {
+  struct mim_live *prev, *next;
+  mim_live_kind kind;
+  void (*close)(struct mim_live *live);
+  bool linked; /* under the client's lock */
+} mim_live;
+
+/* Starts tracking live (the object now belongs to the application). Thread-safe. */
+void mim_client_track(mim_client *client, mim_live *live, mim_live_kind kind,
+                      void (*close)(mim_live *live));
+
+/* Stops tracking live (the application ends it itself); no-op when not tracked.
+ * Thread-safe. */
+void mim_client_untrack(mim_client *client, mim_live *live);
+
+/* A subscription a session or moderator made for itself (it ends it): not the
+ * application's, so mim_client_free leaves it to its owner. */
+void mim_subscription_internal(mim_subscription *sub);
 
 /* Tokens fetched from the token URL so far (the first one included); 0 without one. */
 unsigned mim_client_token_fetches(const mim_client *client);

@@ -459,68 +459,68 @@ static mim_status parse_jwt(const char *key, size_t len, mim_credentials **out) 
 MIM_API mim_status mim_credentials_from_string(const char *key, mim_credentials **out) {
   mim_clear_error();
   if (!out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+    return mim_arg_fail(__func__, "out is NULL");
   *out = NULL;
   if (!key)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "key is NULL");
+    return mim_arg_fail(__func__, "key is NULL");
   size_t len = bounded_len(key);
   if (len > MIM_CRED_MAX_INPUT)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "key is longer than %zu bytes", MIM_CRED_MAX_INPUT);
+    return mim_arg_fail(__func__, "key is longer than %zu bytes", MIM_CRED_MAX_INPUT);
   trim(&key, &len);
   if (len == 0)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "key is empty");
+    return mim_arg_fail(__func__, "key is empty");
   size_t bad = first_unclean(key, len);
   if (bad < len)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT,
-                    "key contains a space or control character at offset %zu", bad);
+    return mim_arg_fail(__func__, "key contains a space or control character at offset %zu", bad);
   /* '.' never occurs in base64, so a dot means JWT. */
   if (memchr(key, '.', len))
-    return parse_jwt(key, len, out);
-  return parse_v1(key, len, out);
+    return mim_arg_in(__func__, parse_jwt(key, len, out));
+  return mim_arg_in(__func__, parse_v1(key, len, out));
 }
 
 MIM_API mim_status mim_credentials_from_key_and_endpoint(const char *key, const char *endpoint,
                                                          mim_credentials **out) {
   mim_clear_error();
   if (!out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+    return mim_arg_fail(__func__, "out is NULL");
   *out = NULL;
   if (!key)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "key is NULL");
+    return mim_arg_fail(__func__, "key is NULL");
   if (!endpoint)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "endpoint is NULL");
+    return mim_arg_fail(__func__, "endpoint is NULL");
   size_t klen = bounded_len(key), elen = bounded_len(endpoint);
   if (klen > MIM_CRED_MAX_INPUT)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "key is longer than %zu bytes", MIM_CRED_MAX_INPUT);
-  return creds_from_endpoint(endpoint, elen, key, klen, "endpoint", "key", out);
+    return mim_arg_fail(__func__, "key is longer than %zu bytes", MIM_CRED_MAX_INPUT);
+  return mim_arg_in(__func__,
+                    creds_from_endpoint(endpoint, elen, key, klen, "endpoint", "key", out));
 }
 
 MIM_API mim_status mim_credentials_from_env(const char *var_name, mim_credentials **out) {
   mim_clear_error();
   if (!out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+    return mim_arg_fail(__func__, "out is NULL");
   *out = NULL;
   const char *name = var_name ? var_name : MIM_CRED_DEFAULT_ENV;
   if (!*name)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "environment variable name is empty");
+    return mim_arg_fail(__func__, "var_name is empty");
   const char *val = getenv(name);
   if (!val)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "environment variable %.64s is not set", name);
+    return mim_arg_fail(__func__, "environment variable %.64s is not set", name);
   if (!*val)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "environment variable %.64s is empty", name);
-  return mim_credentials_from_string(val, out);
+    return mim_arg_fail(__func__, "environment variable %.64s is empty", name);
+  return mim_arg_in(__func__, mim_credentials_from_string(val, out));
 }
 
 MIM_API mim_status mim_credentials_copy(const mim_credentials *creds, mim_credentials **out) {
   mim_clear_error();
   if (!out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+    return mim_arg_fail(__func__, "out is NULL");
   *out = NULL;
   if (!creds)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "credentials are NULL");
+    return mim_arg_fail(__func__, "creds is NULL");
   mim_credentials *c = creds_new(creds->endpoint, creds->auth_token, strlen(creds->auth_token));
   if (!c)
-    return MIM_ERR_NO_MEMORY;
+    return mim_arg_in(__func__, MIM_ERR_NO_MEMORY);
   mim_status st = MIM_OK;
   for (int i = 0; st == MIM_OK && i < MIM_HOST_KINDS; i++) {
     c->hosts[i] = dup_s(creds->hosts[i]);
@@ -529,7 +529,7 @@ MIM_API mim_status mim_credentials_copy(const mim_credentials *creds, mim_creden
   }
   if (st != MIM_OK) {
     mim_credentials_free(c);
-    return st;
+    return mim_arg_in(__func__, st);
   }
   *out = c;
   return MIM_OK;
@@ -549,14 +549,14 @@ MIM_API mim_status mim_credentials_set_host(mim_credentials *creds, mim_host_kin
                                             const char *host_port) {
   mim_clear_error();
   if (!creds)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "credentials are NULL");
+    return mim_arg_fail(__func__, "creds is NULL");
   if (!kind_ok(kind))
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "unknown host kind %d", (int)kind);
+    return mim_arg_fail(__func__, "unknown host kind %d", (int)kind);
   if (!host_port)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "host is NULL");
+    return mim_arg_fail(__func__, "host_port is NULL");
   mim_status st = check_host(host_port, bounded_len(host_port), "host");
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   char *h = with_port("", host_port);
   if (!h)
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory setting host");
@@ -587,19 +587,19 @@ MIM_API mim_status mim_credentials_encode_v1(const char *endpoint, const char *a
                                              char **out) {
   mim_clear_error();
   if (!out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+    return mim_arg_fail(__func__, "out is NULL");
   *out = NULL;
   if (!endpoint || !auth_token)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is NULL", endpoint ? "auth_token" : "endpoint");
+    return mim_arg_fail(__func__, "%s is NULL", endpoint ? "auth_token" : "endpoint");
   size_t tlen = bounded_len(auth_token);
   if (tlen > MIM_CRED_MAX_INPUT)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "auth_token is too long");
+    return mim_arg_fail(__func__, "auth_token is too long");
   /* Validate as the parser will, so whatever we encode parses back. */
   mim_status st = check_host(endpoint, bounded_len(endpoint), "endpoint");
   if (st == MIM_OK)
     st = check_token(auth_token, tlen, "auth_token");
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   /* json_object_set_new takes ownership of the value even when it fails. */
   json_t *obj = json_object();
   int set = obj ? json_object_set_new(obj, "endpoint", json_string(endpoint)) : -1;
@@ -614,5 +614,5 @@ MIM_API mim_status mim_credentials_encode_v1(const char *endpoint, const char *a
   st = b64_encode(text, tl, out);
   OPENSSL_cleanse(text, tl);
   free(text);
-  return st;
+  return mim_arg_in(__func__, st);
 }

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,6 +72,33 @@ mim_status mim_fail(mim_status status, const char *fmt, ...) {
   vsnprintf(tls_detail, sizeof tls_detail, fmt, ap);
   va_end(ap);
   return status;
+}
+
+/* "mim_name: " at the start of a detail: a function already named. */
+static bool names_function(const char *detail) {
+  if (strncmp(detail, "mim_", 4) != 0)
+    return false;
+  size_t n = strspn(detail, "abcdefghijklmnopqrstuvwxyz0123456789_");
+  return detail[n] == ':' && detail[n + 1] == ' ';
+}
+
+mim_status mim_arg_in(const char *fn, mim_status status) {
+  if (status != MIM_ERR_INVALID_ARGUMENT || names_function(tls_detail))
+    return status;
+  char detail[DETAIL_MAX];
+  memcpy(detail, tls_detail, sizeof detail);
+  snprintf(tls_detail, sizeof tls_detail, "%.80s: %.420s", fn, detail);
+  return status;
+}
+
+mim_status mim_arg_fail(const char *fn, const char *fmt, ...) {
+  char detail[DETAIL_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  snprintf(tls_detail, sizeof tls_detail, "%.80s: %.420s", fn, detail);
+  return MIM_ERR_INVALID_ARGUMENT;
 }
 
 mim_status mim_fail_with_detail(mim_status status, const char *detail) {

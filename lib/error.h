@@ -9,6 +9,14 @@
  * Never pass a key or token as an argument. */
 mim_status mim_fail(mim_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Argument errors name the public function they came from ("mim_join: chat_id is
+ * NULL"), whatever helper found them. mim_arg_in passes status through and, when it is
+ * MIM_ERR_INVALID_ARGUMENT, puts "fn: " before the detail unless the detail already
+ * begins with a function name ("mim_...: "). mim_arg_fail is mim_fail for
+ * MIM_ERR_INVALID_ARGUMENT with "fn: " in front. Public functions pass __func__. */
+mim_status mim_arg_in(const char *fn, mim_status status);
+mim_status mim_arg_fail(const char *fn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Clears the calling thread's detail (called at the start of public calls). */
 void mim_clear_error(void);
 

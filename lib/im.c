@@ -75,6 +75,8 @@ struct mim_session {
    * value the session showed last sits: the join's oldest, then each page's. Only a
    * guess at where the next before_id is (0 = none). */
   atomic_size_t page_hint;
+
+  mim_live live; /* tracked by the client while the application owns the session */
 };
 
 /* ---- messages ---- */
@@ -337,23 +339,39 @@ static void session_quiesce(mim_session *s) {
   pthread_mutex_unlock(&s->mu);
 }
 
-static mim_status check_join_args(mim_client *client, const char *cache, const char *chat_id,
-                                  const mim_join_options *o, mim_on_message on_message,
-                                  mim_session **out) {
-  if (!client || !cache || !*cache || !chat_id || !*chat_id || !on_message || !out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_join: NULL or empty argument");
+/* Which argument is missing, by its name in im.h (the caller names the function). */
+static mim_status check_join_pointers(mim_client *client, const char *cache, const char *chat_id,
+                                      mim_on_message on_message, const void *out) {
+  if (!client)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
+  mim_status st = mim_check_name("cache", cache);
+  if (st == MIM_OK)
+    st = mim_check_name("chat_id", chat_id);
+  if (st == MIM_OK && !on_message)
+    st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "on_message is NULL");
+  if (st == MIM_OK && !out)
+    st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+  return st;
+}
+
+static mim_status check_join_args(const char *fn, mim_client *client, const char *cache,
+                                  const char *chat_id, const mim_join_options *o,
+                                  mim_on_message on_message, const void *out) {
+  mim_status st = check_join_pointers(client, cache, chat_id, on_message, out);
+  if (st != MIM_OK)
+    return st;
   if (o && o->mode != MIM_CHAT_CLIENT_ONLY && o->mode != MIM_CHAT_MODERATED)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_join: unknown chat mode %d", (int)o->mode);
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "options->mode: unknown chat mode %d", (int)o->mode);
   /* Every name the session will send, "<chat>-input" included: one the server refuses
    * would otherwise fail each mim_send long after a join that looked fine. */
-  mim_status st = mim_check_cache_name(cache);
+  st = mim_check_cache_name(cache);
   if (st == MIM_OK)
-    st = mim_check_chat_names("mim_join", chat_id, o && o->mode == MIM_CHAT_MODERATED);
+    st = mim_check_chat_names(fn, chat_id, o && o->mode == MIM_CHAT_MODERATED);
   if (st != MIM_OK)
     return st;
   if (o && o->display_name &&
       !mim_utf8_text_valid((const uint8_t *)o->display_name, strlen(o->display_name)))
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_join: display name is not valid UTF-8");
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "options->display_name is not valid UTF-8");
   return MIM_OK;
 }
 
@@ -382,6 +400,17 @@ static mim_status wait_join(mim_session *s, char *detail, size_t detail_size) {
 }
 
 static void leave_now(mim_session *s);
+
+/* mim_client_free leaves a session the application did not. */
+static void close_tracked(mim_live *live) {
+  leave_now((mim_session *)((char *)live - offsetof(mim_session, live)));
+}
+
+/* The application owns s from now on: mim_client_free leaves it if the application
+ * does not. Its subscription is the session's own. */
+static void session_owned(mim_session *s) {
+  mim_client_track(s->client, &s->live, MIM_LIVE_SESSION, close_tracked);
+}
 
 /* The bound of an async join, as wait_join's for mim_join (event thread). */
 static void join_timed_out(void *user) {
@@ -417,6 +446,8 @@ static mim_status join_start(mim_client *client, const char *cache, const char *
                                     .user = s};
   if (st == MIM_OK)
     st = mim_topic_subscribe_async(client, cache, chat_id, NULL, &cbs, &s->sub);
+  if (st == MIM_OK)
+    mim_subscription_internal(s->sub);
   if (st != MIM_OK) {
     if (s->join_timer)
       (void)mim_timer_cancel(s->join_timer); /* seconds away: it has not run */
@@ -435,9 +466,9 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
   const mim_join_options *options;
   mim_status st = join_options_in(caller_options, &copy, &options, "mim_join");
   if (st == MIM_OK)
-    st = check_join_args(client, cache, chat_id, options, on_message, out);
+    st = check_join_args(__func__, client, cache, chat_id, options, on_message, out);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   if (mim_client_in_callback(client))
     return mim_fail(MIM_ERR_FAILED_PRECONDITION,
                     "mim_join called from a callback (it would wait for itself); use "
@@ -445,7 +476,7 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
   mim_session *s = NULL;
   st = join_start(client, cache, chat_id, options, on_message, user, NULL, &s);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   char detail[sizeof s->join_detail];
   st = wait_join(s, detail, sizeof detail);
   pthread_mutex_lock(&s->mu);
@@ -454,7 +485,7 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
   pthread_mutex_unlock(&s->mu);
   if (left) {
     leave_now(s);
-    return mim_fail(MIM_ERR_CANCELLED, LEFT_IN_JOIN);
+    return mim_arg_in(__func__, mim_fail(MIM_ERR_CANCELLED, LEFT_IN_JOIN));
   }
   if (st != MIM_OK) {
     session_quiesce(s);
@@ -462,6 +493,7 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
     return mim_fail_with_detail(st, detail);
   }
   *out = s;
+  session_owned(s);
   return MIM_OK;
 }
 
@@ -474,12 +506,12 @@ MIM_API mim_status mim_join_async(mim_client *client, const char *cache, const c
   const mim_join_options *options;
   mim_status st = join_options_in(caller_options, &copy, &options, "mim_join_async");
   if (st == MIM_OK)
-    st = check_join_args(client, cache, chat_id, options, on_message, &s);
+    st = check_join_args(__func__, client, cache, chat_id, options, on_message, &s);
   if (st == MIM_OK && !on_joined)
     st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_join_async: NULL on_joined");
   if (st == MIM_OK)
     st = join_start(client, cache, chat_id, options, on_message, user, on_joined, &s);
-  return st;
+  return mim_arg_in(__func__, st);
 }
 
 /* The whole leave; not on the event thread (it waits for it). */
@@ -532,6 +564,8 @@ static void finish_async_join(mim_session *s) {
   s->join_returned = st == MIM_OK && !s->leave_asked; /* the caller owns it from now on */
   bool free_it = !s->join_returned;
   pthread_mutex_unlock(&s->mu);
+  if (!free_it)
+    session_owned(s);
   if (free_it) {
     atomic_store(&s->closing, true);
     leave_later(s);
@@ -561,6 +595,7 @@ static void leave_deferred(mim_session *s) {
 MIM_API void mim_leave(mim_session *session) {
   if (!session)
     return;
+  mim_client_untrack(session->client, &session->live);
   /* In loop mode on the loop thread outside callbacks the waits drive the loop. */
   if (mim_client_in_callback(session->client))
     leave_deferred(session);
@@ -630,7 +665,7 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
   mim_clear_error();
   mim_status st = check_session(session, "mim_history");
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   if (!out)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_history: NULL out");
   mim_list_range range = {0};
@@ -643,10 +678,10 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
   st = mim_list_fetch(session->client, session->cache, session->chat, last_n ? &range : NULL,
                       &values);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   st = values_to_list(session, values, out);
   mim_list_values_free(values);
-  return st;
+  return mim_arg_in(__func__, st);
 }
 
 /* ---- paging back (mim_history_before) ---- */
@@ -759,13 +794,14 @@ MIM_API mim_status mim_history_before(mim_session *session, const char *before_i
   mim_clear_error();
   mim_status st = check_session(session, "mim_history_before");
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   if (!out)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_history_before: NULL out");
   if (count == 0 || count > HISTORY_PAGE_MAX)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_history_before: count %zu not in 1..%u", count,
                     HISTORY_PAGE_MAX);
-  return page_before(session, before_id && *before_id ? before_id : NULL, count, out, more);
+  return mim_arg_in(
+      __func__, page_before(session, before_id && *before_id ? before_id : NULL, count, out, more));
 }
 
 /* Builds the envelope of a new message from us. */
@@ -784,7 +820,7 @@ MIM_API mim_status mim_send(mim_session *session, const char *text,
   mim_clear_error();
   mim_status st = check_session(session, "mim_send");
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   if (!text)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_send: NULL text");
   char id[MIM_ENVELOPE_ID_SIZE];
@@ -792,7 +828,7 @@ MIM_API mim_status mim_send(mim_session *session, const char *text,
   size_t len = 0;
   st = new_envelope(session, text, id, &json, &len);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   /* On the event thread (a callback) waiting for the attempt would deadlock; in loop mode
    * mim_send never waits (the outcome comes through on_send_result). Elsewhere the wait
    * is short: a hung network must not hold the caller (the outbox goes on). */
@@ -801,7 +837,7 @@ MIM_API mim_status mim_send(mim_session *session, const char *text,
   st = mim_outbox_send(session->outbox, id, json, len, no_wait ? 0 : MIM_SEND_WAIT_MS);
   if (st == MIM_OK && id_out)
     memcpy(id_out, id, MIM_ENVELOPE_ID_SIZE);
-  return st;
+  return mim_arg_in(__func__, st);
 }
 
 /* Appends v to *found unless an equal value is there already. */
@@ -821,13 +857,14 @@ MIM_API mim_status mim_remove_message(mim_session *session, const char *message_
   mim_clear_error();
   mim_status st = check_session(session, "mim_remove_message");
   if (st != MIM_OK)
-    return st;
-  if (!message_id || !*message_id)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_remove_message: NULL or empty id");
+    return mim_arg_in(__func__, st);
+  st = mim_check_name("message_id", message_id);
+  if (st != MIM_OK)
+    return mim_arg_in(__func__, st);
   mim_list_values *values = NULL;
   st = mim_list_fetch(session->client, session->cache, session->chat, NULL, &values);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   /* The list may hold the message under more than one byte form (e.g. re-encoded by
    * another writer): remove each distinct stored value carrying that id. */
   mim_bytes *found = NULL;
@@ -847,5 +884,5 @@ MIM_API mim_status mim_remove_message(mim_session *session, const char *message_
   mim_list_values_free(values);
   if (st == MIM_OK && n == 0)
     return mim_fail(MIM_ERR_NOT_FOUND, "no message with that id in the history");
-  return st;
+  return mim_arg_in(__func__, st);
 }

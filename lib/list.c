@@ -291,14 +291,14 @@ static mim_status push(bool back, mim_client *c, const char *cache, const char *
 MIM_API mim_status mim_list_push_back(mim_client *client, const char *cache, const char *list,
                                       const void *value, size_t len,
                                       const mim_list_write_options *options, uint32_t *new_length) {
-  return push(true, client, cache, list, value, len, options, new_length);
+  return mim_arg_in(__func__, push(true, client, cache, list, value, len, options, new_length));
 }
 
 MIM_API mim_status mim_list_push_front(mim_client *client, const char *cache, const char *list,
                                        const void *value, size_t len,
                                        const mim_list_write_options *options,
                                        uint32_t *new_length) {
-  return push(false, client, cache, list, value, len, options, new_length);
+  return mim_arg_in(__func__, push(false, client, cache, list, value, len, options, new_length));
 }
 
 static mim_status check_values(const mim_bytes *values, size_t count) {
@@ -360,14 +360,16 @@ MIM_API mim_status mim_list_concat_back(mim_client *client, const char *cache, c
                                         const mim_bytes *values, size_t count,
                                         const mim_list_write_options *options,
                                         uint32_t *new_length) {
-  return concat(true, client, cache, list, values, count, options, new_length);
+  return mim_arg_in(__func__,
+                    concat(true, client, cache, list, values, count, options, new_length));
 }
 
 MIM_API mim_status mim_list_concat_front(mim_client *client, const char *cache, const char *list,
                                          const mim_bytes *values, size_t count,
                                          const mim_list_write_options *options,
                                          uint32_t *new_length) {
-  return concat(false, client, cache, list, values, count, options, new_length);
+  return mim_arg_in(__func__,
+                    concat(false, client, cache, list, values, count, options, new_length));
 }
 
 /* ---- reads ---- */
@@ -382,14 +384,14 @@ MIM_API mim_status mim_list_fetch(mim_client *client, const char *cache, const c
   if (st == MIM_OK)
     st = check_range(range);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   CacheClient__ListFetchRequest req;
   ProtobufCMessage *resp;
   st = mim_pb_call(client, &fetch_method, cache, fetch_request(list, range, &req), &resp);
   if (st == MIM_OK)
     st = fetch_result((const CacheClient__ListFetchResponse *)resp, out);
   mim_pb_free(resp);
-  return st;
+  return mim_arg_in(__func__, st);
 }
 
 MIM_API mim_status mim_list_length(mim_client *client, const char *cache, const char *list,
@@ -398,7 +400,7 @@ MIM_API mim_status mim_list_length(mim_client *client, const char *cache, const 
   set_bool(found, false);
   mim_status st = check_target(client, cache, "list name", list);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   CacheClient__ListLengthRequest req = CACHE_CLIENT____LIST_LENGTH_REQUEST__INIT;
   req.list_name = name_bin(list);
   ProtobufCMessage *m;
@@ -409,7 +411,7 @@ MIM_API mim_status mim_list_length(mim_client *client, const char *cache, const 
       set_bool(found, true);
     });
   mim_pb_free(m);
-  return st;
+  return mim_arg_in(__func__, st);
 }
 
 /* ---- retain / remove / erase ---- */
@@ -425,7 +427,7 @@ MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const 
   if (st == MIM_OK)
     st = write_opts(client, options, &eff);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   const mim_list_write_options *o = &eff;
   CacheClient__ListRetainRequest req = CACHE_CLIENT____LIST_RETAIN_REQUEST__INIT;
   req.list_name = name_bin(list);
@@ -437,7 +439,7 @@ MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const 
   if (st == MIM_OK)
     READ_LENGTH(m, st, ListRetain, LIST_RETAIN, new_length);
   mim_pb_free(m);
-  return st;
+  return mim_arg_in(__func__, st);
 }
 
 MIM_API mim_status mim_list_remove_value(mim_client *client, const char *cache, const char *list,
@@ -447,7 +449,7 @@ MIM_API mim_status mim_list_remove_value(mim_client *client, const char *cache, 
   if (st == MIM_OK)
     st = check_value(value, len);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   CacheClient__ListRemoveRequest req = CACHE_CLIENT____LIST_REMOVE_REQUEST__INIT;
   req.list_name = name_bin(list);
   req.remove_case = CACHE_CLIENT____LIST_REMOVE_REQUEST__REMOVE_ALL_ELEMENTS_WITH_VALUE;
@@ -457,7 +459,7 @@ MIM_API mim_status mim_list_remove_value(mim_client *client, const char *cache, 
   if (st == MIM_OK)
     READ_LENGTH(m, st, ListRemove, LIST_REMOVE, new_length);
   mim_pb_free(m);
-  return st;
+  return mim_arg_in(__func__, st);
 }
 
 static mim_status check_erase(const mim_list_erase_range *ranges, size_t n) {
@@ -500,7 +502,7 @@ MIM_API mim_status mim_list_erase(mim_client *client, const char *cache, const c
   if (st == MIM_OK)
     st = check_erase(ranges, n);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   CacheClient__ListRange *rs = n ? calloc(n, sizeof *rs) : NULL;
   CacheClient__ListRange **rp = n ? calloc(n, sizeof *rp) : NULL;
   if (n && (!rs || !rp)) {
@@ -521,7 +523,7 @@ MIM_API mim_status mim_list_erase(mim_client *client, const char *cache, const c
   if (st == MIM_OK)
     READ_LENGTH(m, st, ListErase, LIST_ERASE, new_length);
   mim_pb_free(m);
-  return st;
+  return mim_arg_in(__func__, st);
 }
 
 /* ---- pop ---- */
@@ -570,12 +572,12 @@ static mim_status pop(bool front, mim_client *c, const char *cache, const char *
 
 MIM_API mim_status mim_list_pop_front(mim_client *client, const char *cache, const char *list,
                                       uint8_t **value, size_t *len, bool *found) {
-  return pop(true, client, cache, list, value, len, found);
+  return mim_arg_in(__func__, pop(true, client, cache, list, value, len, found));
 }
 
 MIM_API mim_status mim_list_pop_back(mim_client *client, const char *cache, const char *list,
                                      uint8_t **value, size_t *len, bool *found) {
-  return pop(false, client, cache, list, value, len, found);
+  return mim_arg_in(__func__, pop(false, client, cache, list, value, len, found));
 }
 
 /* ---- items ---- */
@@ -583,13 +585,13 @@ MIM_API mim_status mim_list_pop_back(mim_client *client, const char *cache, cons
 MIM_API mim_status mim_item_delete(mim_client *client, const char *cache, const char *key) {
   mim_status st = check_target(client, cache, "key", key);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   CacheClient__DeleteRequest req = CACHE_CLIENT____DELETE_REQUEST__INIT;
   req.cache_key = name_bin(key);
   ProtobufCMessage *m;
   st = mim_pb_call(client, &delete_method, cache, &req.base, &m);
   mim_pb_free(m);
-  return st;
+  return mim_arg_in(__func__, st);
 }
 
 MIM_API mim_status mim_item_ttl(mim_client *client, const char *cache, const char *key,
@@ -599,7 +601,7 @@ MIM_API mim_status mim_item_ttl(mim_client *client, const char *cache, const cha
   set_bool(found, false);
   mim_status st = check_target(client, cache, "key", key);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   CacheClient__ItemGetTtlRequest req = CACHE_CLIENT____ITEM_GET_TTL_REQUEST__INIT;
   req.cache_key = name_bin(key);
   ProtobufCMessage *m;
@@ -611,7 +613,7 @@ MIM_API mim_status mim_item_ttl(mim_client *client, const char *cache, const cha
       set_bool(found, true);
     });
   mim_pb_free(m);
-  return st;
+  return mim_arg_in(__func__, st);
 }
 
 /* ---- async ---- */
@@ -642,14 +644,15 @@ MIM_API mim_status mim_list_push_back_async(mim_client *client, const char *cach
                                             const void *value, size_t len,
                                             const mim_list_write_options *options,
                                             mim_list_write_cb cb, void *user) {
-  return push_async(true, client, cache, list, value, len, options, cb, user);
+  return mim_arg_in(__func__, push_async(true, client, cache, list, value, len, options, cb, user));
 }
 
 MIM_API mim_status mim_list_push_front_async(mim_client *client, const char *cache,
                                              const char *list, const void *value, size_t len,
                                              const mim_list_write_options *options,
                                              mim_list_write_cb cb, void *user) {
-  return push_async(false, client, cache, list, value, len, options, cb, user);
+  return mim_arg_in(__func__,
+                    push_async(false, client, cache, list, value, len, options, cb, user));
 }
 
 /* Runs on the event thread; a result that cannot be turned into values is described
@@ -671,12 +674,13 @@ MIM_API mim_status mim_list_fetch_async(mim_client *client, const char *cache, c
                                         void *user) {
   mim_status st = check_target(client, cache, "list name", list);
   if (st == MIM_OK && !cb)
-    st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "callback is NULL");
+    st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "cb is NULL");
   if (st == MIM_OK)
     st = check_range(range);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   CacheClient__ListFetchRequest req;
-  return mim_pb_call_async(client, &fetch_method, cache, fetch_request(list, range, &req),
-                           fetch_done, (mim_pb_user_fn)cb, user);
+  return mim_arg_in(__func__, mim_pb_call_async(client, &fetch_method, cache,
+                                                fetch_request(list, range, &req), fetch_done,
+                                                (mim_pb_user_fn)cb, user));
 }

@@ -24,6 +24,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,8 @@ struct mim_moderator {
   pthread_mutex_t mu;
   bool started;    /* mim_moderator_start_with_options has returned it */
   bool stop_asked; /* mim_moderator_stop was called from a callback before that */
+
+  mim_live live; /* tracked by the client while the application owns the moderator */
 };
 
 /* The one report of an accepted input: from the outbox, or for one that never got there. */
@@ -253,19 +256,33 @@ static mim_moderator *moderator_new(mim_client *client, const char *cache,
 static mim_status check_start_args(mim_client *client, const char *cache,
                                    const char *const *chat_ids, size_t n, mim_moderation_fn filter,
                                    mim_moderator **out) {
-  if (!client || !cache || !*cache || !chat_ids || n == 0 || !filter || !out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_moderator_start: NULL or empty argument");
-  for (size_t i = 0; i < n; i++)
+  if (!client)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "client is NULL");
+  if (!chat_ids || n == 0)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "chat_ids is %s",
+                    chat_ids ? "empty (n_chats 0)" : "NULL");
+  if (!filter || !out)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is NULL", filter ? "out" : "filter");
+  mim_status st = mim_check_name("cache", cache);
+  for (size_t i = 0; i < n && st == MIM_OK; i++)
     if (!chat_ids[i] || !*chat_ids[i])
-      return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_moderator_start: chat %zu NULL or empty", i);
+      st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "chat_ids[%zu] is %s", i,
+                    chat_ids[i] ? "empty" : "NULL");
+  if (st != MIM_OK)
+    return st;
   /* Each chat's list, topic and "<chat>-input" topic, before any subscription starts. */
-  mim_status st = mim_check_cache_name(cache);
+  st = mim_check_cache_name(cache);
   for (size_t i = 0; i < n && st == MIM_OK; i++)
     st = mim_check_chat_names("mim_moderator_start", chat_ids[i], true);
   return st;
 }
 
 static void stop_now(mim_moderator *m);
+
+/* mim_client_free stops a moderator the application did not. */
+static void close_tracked(mim_live *live) {
+  stop_now((mim_moderator *)((char *)live - offsetof(mim_moderator, live)));
+}
 
 MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const char *cache,
                                                     const char *const *chat_ids, size_t n_chats,
@@ -278,10 +295,10 @@ MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const ch
   if (st == MIM_OK)
     st = effective_options(options, &eff);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   mim_moderator *m = moderator_new(client, cache, chat_ids, n_chats, &eff, filter, user);
   if (!m)
-    return MIM_ERR_NO_MEMORY;
+    return mim_arg_in(__func__, MIM_ERR_NO_MEMORY);
   for (size_t i = 0; i < n_chats && st == MIM_OK; i++) {
     mod_chat *c = &m->chats[i];
     mim_subscription_callbacks cbs = {.struct_size = sizeof cbs,
@@ -290,6 +307,8 @@ MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const ch
                                       .on_state = on_input_state,
                                       .user = c};
     st = mim_topic_subscribe(client, cache, c->input_topic, NULL, &cbs, &c->sub);
+    if (st == MIM_OK)
+      mim_subscription_internal(c->sub);
   }
   pthread_mutex_lock(&m->mu);
   m->started = true;
@@ -305,6 +324,7 @@ MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const ch
     return mim_fail_with_detail(st, detail);
   }
   *out = m;
+  mim_client_track(client, &m->live, MIM_LIVE_MODERATOR, close_tracked);
   return MIM_OK;
 }
 
@@ -312,6 +332,11 @@ MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
                                        const char *const *chat_ids, size_t n_chats,
                                        uint32_t history_cap, mim_moderation_fn filter, void *user,
                                        mim_moderator **out) {
+  /* Checked here too, so that an argument error names the function the caller called. */
+  mim_clear_error();
+  mim_status st = check_start_args(client, cache, chat_ids, n_chats, filter, out);
+  if (st != MIM_OK)
+    return mim_arg_in(__func__, st);
   mim_moderator_options o;
   mim_moderator_options_init(&o);
   o.history_cap = history_cap;
@@ -344,6 +369,7 @@ MIM_API void mim_moderator_stop(mim_moderator *moderator) {
   mim_moderator *m = moderator;
   if (!m)
     return;
+  mim_client_untrack(m->client, &m->live);
   /* In loop mode on the loop thread outside callbacks its waits drive the loop. */
   if (!mim_client_in_callback(m->client)) {
     stop_now(m);

@@ -236,12 +236,12 @@ MIM_API mim_status mim_permissions_add_cache(mim_permissions *perms, mim_cache_r
   if (st == MIM_OK && !cache_role(role, &r))
     st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "unknown cache role %d", (int)role);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   grant *g = grant_new(cache, key);
   if (!g)
-    return MIM_ERR_NO_MEMORY;
+    return mim_arg_in(__func__, MIM_ERR_NO_MEMORY);
   link_cache_perm(g, r, is_prefix);
-  return push_grant(perms, g);
+  return mim_arg_in(__func__, push_grant(perms, g));
 }
 
 MIM_API mim_status mim_permissions_add_topic(mim_permissions *perms, mim_topic_role role,
@@ -252,12 +252,12 @@ MIM_API mim_status mim_permissions_add_topic(mim_permissions *perms, mim_topic_r
   if (st == MIM_OK && !topic_role(role, &r))
     st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "unknown topic role %d", (int)role);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   grant *g = grant_new(cache, topic);
   if (!g)
-    return MIM_ERR_NO_MEMORY;
+    return mim_arg_in(__func__, MIM_ERR_NO_MEMORY);
   link_topic_perm(g, r, is_prefix);
-  return push_grant(perms, g);
+  return mim_arg_in(__func__, push_grant(perms, g));
 }
 
 /* ---- minted tokens ---- */
@@ -371,27 +371,27 @@ MIM_API mim_status mim_token_generate(mim_client *client, const mim_permissions 
                                       mim_disposable_token **out) {
   mim_clear_error();
   if (!out)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
+    return mim_arg_fail(__func__, "out is NULL");
   *out = NULL;
   if (!client || !perms)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is NULL", client ? "perms" : "client");
+    return mim_arg_fail(__func__, "%s is NULL", client ? "perms" : "client");
   if (perms->n == 0)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "perms grants nothing");
+    return mim_arg_fail(__func__, "perms grants nothing");
   if (perms->n > MIM_MAX_TOKEN_PERMISSIONS)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT,
-                    "perms holds %zu grants; Momento allows at most %d permissions per token "
-                    "(a hard limit): split them over several tokens",
-                    perms->n, MIM_MAX_TOKEN_PERMISSIONS);
+    return mim_arg_fail(__func__,
+                        "perms holds %zu grants; Momento allows at most %d permissions per token "
+                        "(a hard limit): split them over several tokens",
+                        perms->n, MIM_MAX_TOKEN_PERMISSIONS);
   if (valid_for_seconds == 0)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "valid_for_seconds is 0");
+    return mim_arg_fail(__func__, "valid_for_seconds is 0");
   token_msg m;
   mim_status st = token_request(client, perms, valid_for_seconds, token_id, &m);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   ProtobufCMessage *resp;
   st = mim_pb_call(client, &generate_method, NULL, &m.req.base, &resp);
   free(m.types);
-  return st == MIM_OK ? finish(client, resp, out) : st;
+  return mim_arg_in(__func__, st == MIM_OK ? finish(client, resp, out) : st);
 }
 
 /* ---- the two policies ---- */
@@ -427,14 +427,14 @@ MIM_API mim_status mim_token_generate_client_only(mim_client *client, const char
     *out = NULL;
   mim_status st = check_chat("mim_token_generate_client_only", cache, chat_id, false);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   mim_permissions *p = mim_permissions_new();
   if (!p)
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory building permissions");
   st = mim_permissions_add_cache(p, MIM_CACHE_READ_WRITE, cache, chat_id, false);
   if (st == MIM_OK)
     st = mim_permissions_add_topic(p, MIM_TOPIC_PUBLISH_SUBSCRIBE, cache, chat_id, false);
-  return generate_and_free(client, p, st, valid_for_seconds, token_id, out);
+  return mim_arg_in(__func__, generate_and_free(client, p, st, valid_for_seconds, token_id, out));
 }
 
 MIM_API mim_status mim_token_generate_moderated(mim_client *client, const char *cache,
@@ -444,7 +444,7 @@ MIM_API mim_status mim_token_generate_moderated(mim_client *client, const char *
     *out = NULL;
   mim_status st = check_chat("mim_token_generate_moderated", cache, chat_id, true);
   if (st != MIM_OK)
-    return st;
+    return mim_arg_in(__func__, st);
   char *input = mim_chat_input_topic(chat_id);
   mim_permissions *p = mim_permissions_new();
   if (!input || !p) {
@@ -458,5 +458,5 @@ MIM_API mim_status mim_token_generate_moderated(mim_client *client, const char *
   if (st == MIM_OK)
     st = mim_permissions_add_topic(p, MIM_TOPIC_SUBSCRIBE_ONLY, cache, chat_id, false);
   free(input);
-  return generate_and_free(client, p, st, valid_for_seconds, token_id, out);
+  return mim_arg_in(__func__, generate_and_free(client, p, st, valid_for_seconds, token_id, out));
 }

@@ -46,6 +46,7 @@
 #include <momento/topics.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,12 +132,12 @@ static mim_status publish_sync(mim_client *c, const char *cache, const char *top
 
 MIM_API mim_status mim_topic_publish_text(mim_client *client, const char *cache, const char *topic,
                                           const char *text) {
-  return publish_sync(client, cache, topic, true, text, 0);
+  return mim_arg_in(__func__, publish_sync(client, cache, topic, true, text, 0));
 }
 
 MIM_API mim_status mim_topic_publish_binary(mim_client *client, const char *cache,
                                             const char *topic, const void *data, size_t len) {
-  return publish_sync(client, cache, topic, false, data, len);
+  return mim_arg_in(__func__, publish_sync(client, cache, topic, false, data, len));
 }
 
 static void publish_done(const mim_pb_pending *call, mim_status st, const char *detail,
@@ -161,13 +162,13 @@ static mim_status publish_async(mim_client *c, const char *cache, const char *to
 MIM_API mim_status mim_topic_publish_text_async(mim_client *client, const char *cache,
                                                 const char *topic, const char *text,
                                                 mim_publish_cb cb, void *user) {
-  return publish_async(client, cache, topic, true, text, 0, cb, user);
+  return mim_arg_in(__func__, publish_async(client, cache, topic, true, text, 0, cb, user));
 }
 
 MIM_API mim_status mim_topic_publish_binary_async(mim_client *client, const char *cache,
                                                   const char *topic, const void *data, size_t len,
                                                   mim_publish_cb cb, void *user) {
-  return publish_async(client, cache, topic, false, data, len, cb, user);
+  return mim_arg_in(__func__, publish_async(client, cache, topic, false, data, len, cb, user));
 }
 
 /* ---- subscription state ---- */
@@ -213,6 +214,7 @@ struct mim_subscription {
   int64_t last_rx_ms;
   cmn_rng rng;
   uint8_t *scratch; /* NUL-terminated copy of a binary value */
+  mim_live live;    /* tracked by the client while the application owns it */
   size_t scratch_cap;
 };
 
@@ -696,6 +698,15 @@ static void stream_message(void *user, const uint8_t *msg, size_t len) {
 
 /* Event thread: cancels the stream and every pending timer. The stream's close callback
  * still runs later and drops its reference. */
+void mim_subscription_internal(mim_subscription *sub) {
+  mim_client_untrack(sub->client, &sub->live);
+}
+
+/* mim_client_free ends a subscription the application left open. */
+static void close_tracked(mim_live *live) {
+  mim_topic_unsubscribe((mim_subscription *)((char *)live - offsetof(mim_subscription, live)));
+}
+
 static void teardown(mim_subscription *s) {
   if (s->call)
     mim_call_cancel(s->call);
@@ -716,6 +727,7 @@ static void teardown_fired(void *user) {
 MIM_API void mim_topic_unsubscribe(mim_subscription *s) {
   if (!s)
     return;
+  mim_client_untrack(s->client, &s->live);
   bool on_event_thread = mim_transport_on_event_thread(s->t);
   pthread_mutex_lock(&s->mu);
   s->closing = true;
@@ -796,7 +808,7 @@ static mim_subscription *sub_new(mim_client *c, const char *cache, const char *t
   if (*st != MIM_OK)
     return NULL;
   if (!caller_cbs || !cbs->on_item) {
-    *st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "callbacks with on_item are required");
+    *st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "callbacks is NULL or has no on_item");
     return NULL;
   }
   mim_subscription *s = sub_alloc(cache, topic);
@@ -847,13 +859,14 @@ MIM_API mim_status mim_topic_subscribe_async(mim_client *client, const char *cac
   mim_status st;
   mim_subscription *s = sub_new(client, cache, topic, options, callbacks, out, &st);
   if (!s)
-    return st;
+    return mim_arg_in(__func__, st);
   st = sub_start(s);
   if (st != MIM_OK) {
     sub_destroy(s);
-    return st;
+    return mim_arg_in(__func__, st);
   }
   *out = s;
+  mim_client_track(client, &s->live, MIM_LIVE_SUBSCRIPTION, close_tracked);
   return MIM_OK;
 }
 
@@ -873,12 +886,12 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
   mim_status st;
   mim_subscription *s = sub_new(client, cache, topic, options, callbacks, out, &st);
   if (!s)
-    return st;
+    return mim_arg_in(__func__, st);
   s->sync_first = true;
   st = sub_start(s);
   if (st != MIM_OK) {
     sub_destroy(s);
-    return st;
+    return mim_arg_in(__func__, st);
   }
   /* The watchdog enforces the deadline on the event thread (and reports its own detail);
    * waiting a little longer here only guards against one that could not be armed. */
@@ -900,6 +913,7 @@ MIM_API mim_status mim_topic_subscribe(mim_client *client, const char *cache, co
     return mim_fail_with_detail(st, detail[0] ? detail : mim_strerror(st));
   }
   *out = s;
+  mim_client_track(client, &s->live, MIM_LIVE_SUBSCRIPTION, close_tracked);
   return MIM_OK;
 }
 

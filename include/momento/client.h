@@ -109,11 +109,21 @@ static inline void mim_client_options_init(mim_client_options *options) {
 MIM_API mim_status mim_client_create(const mim_client_options *options, mim_client **out);
 
 /* Cancels everything still in flight (their callbacks run with MIM_ERR_CANCELLED),
- * waits for running callbacks, stops the event thread and frees the client. Sessions and
- * subscriptions must be left/unsubscribed first; a mim_leave or mim_moderator_stop
- * deferred from a callback is waited for (each is bounded by its flush time, a call
- * deadline and a backoff). Must not be called from a callback (there it logs an error
- * and does nothing). NULL is ignored. */
+ * waits for running callbacks, stops the event thread and frees the client. A mim_leave
+ * or mim_moderator_stop deferred from a callback is waited for (each is bounded by its
+ * flush time, a call deadline and a backoff).
+ *
+ * Sessions, moderators and subscriptions should be ended first (mim_leave,
+ * mim_moderator_stop, mim_topic_unsubscribe). Those still live are ended here, in that
+ * order, exactly as those functions would (a session's outbox is flushed for its
+ * flush_timeout_ms), after one MIM_LOG_WARN line through the log callback naming how many
+ * of each were left, e.g. "mim_client_free: 2 sessions still joined: closing them now
+ * ...". Their callbacks stop and their handles are freed: using one afterwards (even
+ * mim_leave) is a use after free. A mim_join_async whose on_joined has not run yet is
+ * not the application's yet: wait for on_joined first.
+ *
+ * Must not be called from a callback (there it logs an error and does nothing). NULL is
+ * ignored. */
 MIM_API void mim_client_free(mim_client *client);
 
 /* What a client has done since mim_client_create, to predict a bill and the hosted
@@ -156,8 +166,26 @@ typedef struct mim_client_stats {
  * (NULL, struct_size 0 or too small). */
 MIM_API mim_status mim_client_stats_get(mim_client *client, mim_client_stats *out);
 
-/* Round trip to the cache host's Ping. Errors: any call status. Blocking. */
+/* Round trip to the cache host's Ping. Ping is not authenticated (as on hosted
+ * Momento): it shows the server is reachable, not that the key is good; use
+ * mim_client_check_credentials for that. Errors: any call status. Blocking. */
 MIM_API mim_status mim_client_ping(mim_client *client);
+
+/* Checks that the server accepts the client's credential (API key or disposable token),
+ * with one authenticated data call: the length of the list "mim-credential-check" in
+ * cache_name, which is only read. Costs one cache operation (counted against the
+ * per-cache rate and in mim_client_stats.cache_operations like any other). A token
+ * without permission on that list (e.g. one scoped to a single chat) was still
+ * authenticated by the server: that counts as valid. Blocking (the client's deadline);
+ * thread-safe; not from a callback (MIM_ERR_FAILED_PRECONDITION). With a token_url a
+ * refusal also asks the token URL for a fresh token, as every refused call does.
+ * Returns MIM_OK when the credential was accepted. Errors (the detail names the host):
+ * MIM_ERR_UNAUTHENTICATED (a wrong key, an expired or revoked token),
+ * MIM_ERR_NOT_FOUND (the credential was accepted but cache_name does not exist),
+ * MIM_ERR_INVALID_ARGUMENT (client NULL; cache_name NULL, empty or not a valid cache
+ * name), and any call error (MIM_ERR_UNAVAILABLE, MIM_ERR_DEADLINE_EXCEEDED, ...: the
+ * check could not be made). */
+MIM_API mim_status mim_client_check_credentials(mim_client *client, const char *cache_name);
 
 /* Control plane (needs a super-user key). Blocking. Errors: MIM_ERR_INVALID_ARGUMENT
  * (NULL/empty/blank name, over 255 bytes or not printable ASCII: README "Names"),

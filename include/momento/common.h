@@ -79,7 +79,14 @@ MIM_API const char *mim_strerror(mim_status status);
 
 /* Detail of the last failed call made by the calling thread (for example the
  * server's status message), or "" when there is none. The string belongs to the
- * library and stays valid until the next libmomento-im call on this thread. */
+ * library and stays valid until the next libmomento-im call on this thread.
+ * A MIM_ERR_INVALID_ARGUMENT detail starts with the public function called and names
+ * the argument ("mim_join: chat_id is NULL"). A network or TLS failure starts with the
+ * server's host:port and what to check ("nothing listens on 127.0.0.1:9000: is the
+ * server running, and is the port right?", "cannot resolve HOST:PORT (DNS): ...", "no
+ * answer from HOST:PORT within N ms: ...", "the TLS certificate of HOST:PORT is not
+ * trusted (...)"), followed by the transport's own words in parentheses. Details never
+ * contain a key or token. */
 MIM_API const char *mim_last_error_detail(void);
 
 /* Why a server refused with MIM_ERR_RESOURCE_EXHAUSTED: hosted Momento names the cause

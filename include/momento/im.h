@@ -308,7 +308,13 @@ MIM_API mim_status mim_remove_message(mim_session *session, const char *message_
  * mim_loop_fd_ready / mim_loop_timeout call that ran the callback returns (it then runs
  * the loop for the flush, up to flush_timeout_ms plus a call deadline), or in
  * mim_client_free, whichever comes first. From another thread it waits for the loop
- * thread to do the work. */
+ * thread to do the work.
+ *
+ * Forgotten: mim_client_free leaves every session still joined (one whose mim_join or
+ * mim_join_async succeeded and that mim_leave was not called for), exactly as mim_leave
+ * would, after logging a MIM_LOG_WARN line with their count; the handles are freed then
+ * and must not be used afterwards (mim_leave on them after mim_client_free is a use
+ * after free). */
 MIM_API void mim_leave(mim_session *session);
 
 /* ---- Moderation (server-mediated pattern) ---- */
@@ -409,7 +415,9 @@ MIM_API mim_status mim_moderator_start(mim_client *client, const char *cache,
  * NULL is ignored. From a callback of the client (e.g. the filter) it is deferred, as
  * mim_leave is: it returns at once, the filter is not called any more, and the rest runs
  * on a library thread (on_forward_result still reports each forward);
- * mim_client_free waits for it. */
+ * mim_client_free waits for it. A moderator not stopped by then is stopped by
+ * mim_client_free (after a MIM_LOG_WARN line), as this function would; its handle is
+ * freed and must not be used afterwards. */
 MIM_API void mim_moderator_stop(mim_moderator *moderator);
 
 #ifdef __cplusplus

@@ -141,7 +141,9 @@ MIM_API uint64_t mim_subscription_sequence_page(const mim_subscription *sub);
 
 /* Ends the subscription and frees it. When it returns, no callback of this subscription
  * is running or will run. From inside one of its own callbacks it returns at once and
- * the subscription is freed after that callback returns. NULL is ignored. */
+ * the subscription is freed after that callback returns. NULL is ignored. One still open
+ * at mim_client_free is unsubscribed by it (after a MIM_LOG_WARN line); its handle is
+ * freed and must not be used afterwards. */
 MIM_API void mim_topic_unsubscribe(mim_subscription *sub);
 
 #ifdef __cplusplus

@@ -65,7 +65,8 @@ struct mim_h2_conn {
   mim_h2_stream *streams;
   size_t nstreams;
   bool in_io, dead, goaway, notify_ready, reported_dead;
-  bool established; /* the server's SETTINGS arrived */
+  bool established;  /* the server's SETTINGS arrived */
+  bool received_any; /* some bytes came from the server */
   mim_status dead_status;
   char dead_detail[DETAIL_LEN];
   uint8_t *out;
@@ -533,7 +534,21 @@ static void conn_kick(mim_h2_conn *c) {
 
 /* ---- input ---- */
 
+/* A TLS record header (alert or handshake, version 3.x): what a TLS server answers to
+ * bytes that are not a ClientHello, such as our HTTP/2 preface. */
+static bool looks_like_tls(const uint8_t *data, size_t len) {
+  return len >= 3 && (data[0] == 0x15 || data[0] == 0x16) && data[1] == 0x03 && data[2] <= 0x04;
+}
+
 static void conn_feed(mim_h2_conn *c, const uint8_t *data, size_t len) {
+  if (!c->established && !c->received_any && looks_like_tls(data, len)) {
+    conn_mark_dead(c, MIM_ERR_UNAVAILABLE,
+                   "%s answered with TLS to plaintext HTTP/2: use TLS for it (MIM_TLS_ON, or "
+                   "a non-loopback endpoint)",
+                   c->peer);
+    return;
+  }
+  c->received_any = true;
   ssize_t rv = nghttp2_session_mem_recv(c->s, data, len);
   if (rv < 0)
     conn_mark_dead(c, MIM_ERR_UNAVAILABLE, "HTTP/2 protocol error from %s: %s", c->peer,
@@ -553,7 +568,12 @@ static void conn_read(mim_h2_conn *c) {
       c->read_wants = mim_net_conn_wants(c->nc) & ~MIM_LOOP_READ;
       return;
     }
-    if (n == 0)
+    if (n == 0 && !c->established)
+      conn_mark_dead(c, MIM_ERR_UNAVAILABLE,
+                     "%s closed the connection before HTTP/2 started: is it a gRPC server, "
+                     "and does it want TLS? (connection to %s closed by the server)",
+                     c->peer, c->peer);
+    else if (n == 0)
       conn_mark_dead(c, MIM_ERR_UNAVAILABLE, "connection to %s closed by the server", c->peer);
     else
       conn_mark_dead(c, MIM_ERR_UNAVAILABLE, "%s", mim_net_conn_error(c->nc));

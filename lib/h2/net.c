@@ -27,7 +27,7 @@
 /* A later address is tried when an earlier one has not connected within this long (the
  * spirit of Happy Eyeballs: one dead address must not cost the whole timeout). */
 #define STAGGER_MS 250
-#define DETAIL_MAX 320
+#define DETAIL_MAX 480
 #define HOST_MAX 256
 
 /* One name lookup handed to the resolver thread. `dial` is guarded by the resolver's mu:
@@ -570,14 +570,21 @@ static void on_deadline(void *user) {
   d->deadline = NULL;
   char text[DETAIL_MAX];
   if (d->conn != NULL) {
-    textf(text, sizeof text, "TLS handshake with %s: timed out after %lld ms", d->host_port,
-          (long long)d->timeout_ms);
-  } else if (d->last_err[0] != '\0') {
-    textf(text, sizeof text, "connecting to %s: timed out after %lld ms (%s)", d->host_port,
-          (long long)d->timeout_ms, d->last_err);
+    textf(text, sizeof text,
+          "no answer from %s within %lld ms to the TLS handshake: does it speak TLS on this "
+          "port? (TLS handshake with %s: timed out)",
+          d->host_port, (long long)d->timeout_ms, d->host_port);
+  } else if (d->lookup != NULL) {
+    textf(text, sizeof text,
+          "cannot resolve %s (DNS) within %lld ms: check the endpoint and the network "
+          "(resolving %s: timed out)",
+          d->host_port, (long long)d->timeout_ms, d->host_port);
   } else {
-    textf(text, sizeof text, "connecting to %s: timed out after %lld ms%s", d->host_port,
-          (long long)d->timeout_ms, d->lookup != NULL ? " resolving the name" : "");
+    textf(text, sizeof text,
+          "no answer from %s within %lld ms while connecting: is a firewall dropping "
+          "packets? (connecting to %s: timed out%s%s)",
+          d->host_port, (long long)d->timeout_ms, d->host_port, d->last_err[0] ? "; " : "",
+          d->last_err);
   }
   dial_finish(d, MIM_ERR_DEADLINE_EXCEEDED, text);
 }
@@ -594,18 +601,25 @@ static void addr_text(const struct addrinfo *ai, char *buf, size_t cap) {
   textf(buf, cap, ai->ai_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
 }
 
+/* The hint goes first: it survives the prefixes outer layers add and the truncation of
+ * long details; the system's own words follow in parentheses. */
 static void note_error(mim_net_dial *d, const attempt *a, int err) {
-  char why[128];
+  char sys[96];
+  sys_text(err, sys, sizeof sys);
   if (err == ECONNREFUSED) {
-    textf(why, sizeof why, "connection refused");
+    textf(d->last_err, sizeof d->last_err,
+          "nothing listens on %s: is the server running, and is the port right? (connecting "
+          "to %s: connection refused)",
+          d->host_port, a->addr);
   } else if (err == ENETUNREACH || err == EHOSTUNREACH || err == EADDRNOTAVAIL) {
-    char sys[96];
-    sys_text(err, sys, sizeof sys);
-    textf(why, sizeof why, "unreachable (%s)", sys);
+    textf(d->last_err, sizeof d->last_err,
+          "cannot reach %s: check the network and the endpoint (connecting to %s: "
+          "unreachable (%s))",
+          d->host_port, a->addr, sys);
   } else {
-    sys_text(err, why, sizeof why);
+    textf(d->last_err, sizeof d->last_err, "cannot connect to %s (connecting to %s: %s)",
+          d->host_port, a->addr, sys);
   }
-  textf(d->last_err, sizeof d->last_err, "connecting to %s (%s): %s", d->host_port, a->addr, why);
 }
 
 static mim_net_conn *conn_new(const char *peer, int fd) {
@@ -792,8 +806,9 @@ static void lookup_done(void *arg) {
     if (lk->gai_err == EAI_SYSTEM) {
       sys_text(lk->sys_errno, sys, sizeof sys);
     }
-    textf(text, sizeof text, "resolving %s: %s", d->host_port,
-          lk->gai_err == EAI_SYSTEM ? sys : gai_strerror(lk->gai_err));
+    textf(text, sizeof text,
+          "cannot resolve %s (DNS): check the endpoint and the network (resolving %s: %s)",
+          d->host_port, d->host_port, lk->gai_err == EAI_SYSTEM ? sys : gai_strerror(lk->gai_err));
     free_lookup(lk);
     dial_finish(d, MIM_ERR_UNAVAILABLE, text);
     return;
@@ -811,22 +826,65 @@ static bool is_ip_literal(const char *host) {
   return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
+/* What to do about a certificate the handshake refused. */
+static const char *verify_hint(long vr) {
+  switch (vr) {
+  case X509_V_ERR_HOSTNAME_MISMATCH:
+  case X509_V_ERR_IP_ADDRESS_MISMATCH:
+    return "it was issued for another name: check the endpoint";
+  case X509_V_ERR_CERT_HAS_EXPIRED:
+  case X509_V_ERR_CERT_NOT_YET_VALID:
+    return "it is outside its validity period: check the server's certificate and this "
+           "machine's clock";
+  default:
+    return "give the CA that signed it as ca_file (or install it in the system roots)";
+  }
+}
+
+/* What to do about an OpenSSL error of the handshake, or NULL for no hint. */
+static const char *tls_reason_hint(unsigned long e) {
+  switch (ERR_GET_REASON(e)) {
+  case SSL_R_WRONG_VERSION_NUMBER:
+  case SSL_R_PACKET_LENGTH_TOO_LONG:
+    return "the server does not speak TLS on this port (a plaintext server? then use "
+           "MIM_TLS_OFF or a loopback endpoint)";
+  case SSL_R_UNSUPPORTED_PROTOCOL:
+  case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+  case SSL_R_NO_PROTOCOLS_AVAILABLE:
+    return "the server and this client share no TLS version (this client needs TLS 1.2 or "
+           "newer)";
+  default:
+    return NULL;
+  }
+}
+
 static void tls_error_text(const mim_net_conn *c, int ssl_err, char *buf, size_t cap) {
   long vr = SSL_get_verify_result(c->ssl);
   unsigned long e = ERR_peek_last_error();
   if (vr != X509_V_OK) {
-    textf(buf, cap, "TLS handshake with %s: certificate verify failed: %s", c->peer,
+    textf(buf, cap,
+          "the TLS certificate of %s is not trusted (%s): %s (TLS handshake with %s: "
+          "certificate verify failed: %s)",
+          c->peer, X509_verify_cert_error_string(vr), verify_hint(vr), c->peer,
           X509_verify_cert_error_string(vr));
   } else if (e != 0) {
     char why[200];
     ERR_error_string_n(e, why, sizeof why);
-    textf(buf, cap, "TLS handshake with %s: %s", c->peer, why);
+    const char *hint = tls_reason_hint(e);
+    textf(buf, cap, "TLS with %s failed%s%s (TLS handshake with %s: %s)", c->peer, hint ? ": " : "",
+          hint ? hint : "", c->peer, why);
   } else if (ssl_err == SSL_ERROR_SYSCALL && errno != 0) {
     char why[128];
     sys_text(errno, why, sizeof why);
-    textf(buf, cap, "TLS handshake with %s: %s", c->peer, why);
+    textf(buf, cap,
+          "%s dropped the connection during the TLS handshake: does it speak TLS on this "
+          "port? (TLS handshake with %s: %s)",
+          c->peer, c->peer, why);
   } else {
-    textf(buf, cap, "TLS handshake with %s: connection closed by the server", c->peer);
+    textf(buf, cap,
+          "%s closed the connection during the TLS handshake: does it speak TLS on this "
+          "port? (TLS handshake with %s: connection closed by the server)",
+          c->peer, c->peer);
   }
   ERR_clear_error();
 }

@@ -21,6 +21,7 @@
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,8 @@ struct mim_call {
   grpc_metadata_array trailing_md;
   grpc_status_code status;
   grpc_slice details;
+  const char *host;    /* t->hosts[plane] */
+  int64_t deadline_ms; /* as given (for the detail) */
 
   /* Event-thread state. */
   int pending; /* batches started and not yet completed */
@@ -93,6 +96,7 @@ struct mim_call {
 
 struct mim_transport {
   grpc_channel *channels[3];
+  char hosts[3][256];         /* "host:port" of each channel, for details */
   grpc_channel *wake_channel; /* one of channels[], used only to wake the loop */
   grpc_completion_queue *cq;
   pthread_t thread;
@@ -336,11 +340,61 @@ static void copy_detail(grpc_slice s, char *buf, size_t cap) {
 
 /* The detail of a finished call: for RESOURCE_EXHAUSTED, the one limit form naming the
  * cause from the "err" trailing metadata entry (hosted Momento's and mim-local's). */
+/* snprintf for details that may be cut short on purpose (the hint and gRPC's words
+ * together can exceed the detail's size; the start matters most). */
+__attribute__((format(printf, 3, 4))) static void cut_to(char *buf, size_t cap, const char *fmt,
+                                                         ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, cap, fmt, ap);
+  va_end(ap);
+}
+
+/* What to check, from gRPC core's words for a failed connection, or NULL. */
+static const char *connect_hint(const char *message, char *buf, size_t cap, const char *host) {
+  if (strstr(message, "DNS resolution failed"))
+    cut_to(buf, cap, "cannot resolve %s (DNS): check the endpoint and the network", host);
+  else if (strstr(message, "Connection refused"))
+    cut_to(buf, cap, "nothing listens on %s: is the server running, and is the port right?", host);
+  else if (strstr(message, "wrong version number"))
+    cut_to(buf, cap,
+           "TLS with %s failed: the server does not speak TLS on this port (a plaintext "
+           "server? then use MIM_TLS_OFF or a loopback endpoint)",
+           host);
+  else if (strstr(message, "certificate verify failed"))
+    cut_to(buf, cap,
+           "the TLS certificate of %s is not trusted: give the CA that signed it as ca_file", host);
+  else if (strstr(message, "is not in peer certificate"))
+    cut_to(buf, cap, "the TLS certificate of %s was issued for another name: check the endpoint",
+           host);
+  else if (strstr(message, "Socket closed") || strstr(message, "Connection reset"))
+    cut_to(buf, cap, "%s closed the connection: is it a gRPC server, and does it want TLS?", host);
+  else
+    return NULL;
+  return buf;
+}
+
+/* gRPC's own words name neither the server that failed nor what to check (and a
+ * deadline not even the server): say both first, then gRPC's text. */
+static void explained(const mim_call *c, mim_status st, const char *message, char *buf,
+                      size_t cap) {
+  char hint[320];
+  if (st == MIM_ERR_DEADLINE_EXCEEDED)
+    cut_to(buf, cap,
+           "no answer from %s within %lld ms: is the server overloaded or the network slow? "
+           "(%s)",
+           c->host, (long long)c->deadline_ms, message);
+  else if (st == MIM_ERR_UNAVAILABLE && connect_hint(message, hint, sizeof hint, c->host))
+    cut_to(buf, cap, "%s (%s)", hint, message);
+  else
+    cut_to(buf, cap, "%s", message);
+}
+
 static void status_detail(const mim_call *c, mim_status st, char *buf, size_t cap) {
   char message[DETAIL_LEN];
   copy_detail(c->details, message, sizeof message);
   if (st != MIM_ERR_RESOURCE_EXHAUSTED) {
-    snprintf(buf, cap, "%s", message);
+    explained(c, st, message, buf, cap);
     return;
   }
   char err[64] = "";
@@ -421,6 +475,8 @@ static mim_call *call_new(mim_transport *t, mim_host_kind host, const char *meth
     return NULL;
   }
   c->t = t;
+  c->host = t->hosts[host];
+  c->deadline_ms = deadline_ms;
   c->details = grpc_empty_slice();
   grpc_metadata_array_init(&c->initial_md);
   grpc_metadata_array_init(&c->trailing_md);
@@ -827,6 +883,7 @@ static mim_status create_channels(mim_transport *t, const mim_transport_config *
   for (int i = 0; i < 3; i++) {
     if (!cfg->hosts[i])
       continue;
+    snprintf(t->hosts[i], sizeof t->hosts[i], "%s", cfg->hosts[i]);
     t->channels[i] = grpc_channel_create(cfg->hosts[i], creds, &chargs);
     if (!t->channels[i]) {
       st = mim_fail(MIM_ERR_INTERNAL, "cannot create a channel to %s", cfg->hosts[i]);

@@ -59,6 +59,7 @@ struct mim_call {
   uint8_t *body; /* gRPC prefix + request */
   size_t body_len;
   int64_t deadline_at; /* monotonic ms; 0 = none */
+  int64_t deadline_ms; /* as given (for the detail) */
   int retries;
   /* Loop-thread state. */
   bool started, finished;
@@ -452,10 +453,21 @@ static const mim_h2_events conn_events = {ev_on_message, ev_on_close, ev_on_read
 
 /* ---- starting calls ---- */
 
+/* "no answer from host:port within N ms" first: gRPC's own words alone do not say which
+ * server was silent nor how long we waited. */
+static void deadline_text(const mim_call *c, char *buf, size_t cap) {
+  snprintf(buf, cap,
+           "no answer from %s within %lld ms: is the server overloaded or the network slow? "
+           "(Deadline Exceeded)",
+           c->ep->host_port, (long long)c->deadline_ms);
+}
+
 static void on_deadline(void *user) {
   mim_call *c = user;
   c->deadline_timer = NULL;
-  call_abort(c, MIM_ERR_DEADLINE_EXCEEDED, "Deadline Exceeded");
+  char text[DETAIL_LEN];
+  deadline_text(c, text, sizeof text);
+  call_abort(c, MIM_ERR_DEADLINE_EXCEEDED, text);
 }
 
 /* Posted: the call reaches the loop. Carries the loop's reference. */
@@ -474,7 +486,9 @@ static void start_task(void *arg) {
   if (c->deadline_at) {
     int64_t left = c->deadline_at - cmn_mono_ms();
     if (left <= 0) {
-      call_finish(c, MIM_ERR_DEADLINE_EXCEEDED, "Deadline Exceeded", NULL, 0);
+      char text[DETAIL_LEN];
+      deadline_text(c, text, sizeof text);
+      call_finish(c, MIM_ERR_DEADLINE_EXCEEDED, text, NULL, 0);
       return;
     }
     if (mim_reactor_timer(t->r, left, on_deadline, c, &c->deadline_timer) != MIM_OK) {
@@ -526,6 +540,7 @@ static mim_call *call_new(mim_transport *t, mim_host_kind host, const char *meth
     memcpy(c->body + MIM_GRPC_PREFIX_LEN, request, request_len);
   if (deadline_ms > 0)
     c->deadline_at = cmn_mono_ms() + deadline_ms;
+  c->deadline_ms = deadline_ms;
   return c;
 }
 

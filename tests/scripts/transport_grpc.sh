@@ -5,7 +5,7 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 B=build/transport-grpc
-tests=(test_transport test_transport_conformance)
+tests=(test_transport test_transport_conformance test_net_errors)
 p=0 f=0
 # mim-local does not depend on the client transport: the tests use the default build's.
 SERVER=${MIM_LOCAL_BIN:-${MIM_BUILD:-build}/bin/mim-local}

@@ -456,7 +456,7 @@ typedef struct waiter {
   pthread_cond_t cv;
   int count, ok, msgs;
   mim_status last;
-  char detail[128];
+  char detail[512];
 } waiter;
 
 static void w_init(waiter *w) {
@@ -528,7 +528,8 @@ static void test_deadline_resets_stream(void **state) {
                    MIM_OK);
   assert_int_equal(w_wait(&w, 1, (int64_t)5000 * test_time_scale()), 1);
   assert_int_equal(w.last, MIM_ERR_DEADLINE_EXCEEDED);
-  assert_string_equal(w.detail, "Deadline Exceeded");
+  assert_non_null(strstr(w.detail, "no answer from "));
+  assert_non_null(strstr(w.detail, "within 200 ms"));
   /* The server learns of it through RST_STREAM (or its own grpc-timeout): bounded wait. */
   int64_t until = cmn_mono_ms() + (int64_t)5000 * test_time_scale();
   while (grpc_test_server_finished_count(srv) < 1 && cmn_mono_ms() < until)
