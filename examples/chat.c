@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <langinfo.h>
 #include <locale.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1165,8 +1166,16 @@ static mim_status join(chat_state *st) {
   return s;
 }
 
+/* Messages are UTF-8 whatever the locale: without a UTF-8 character type (LANG unset,
+ * "C"), ncurses would neither read typed accents nor show other people's. */
+static void use_utf8(void) {
+  setlocale(LC_ALL, "");
+  if (strcmp(nl_langinfo(CODESET), "UTF-8") != 0)
+    setlocale(LC_CTYPE, "C.UTF-8");
+}
+
 int main(int argc, char **argv) {
-  setlocale(LC_ALL, ""); /* UTF-8 input and output follow the terminal's locale */
+  use_utf8();
   options o;
   int rc = parse_args(argc, argv, &o);
   if (rc)

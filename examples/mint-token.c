@@ -30,7 +30,15 @@ static void usage(FILE *out) {
                "  --endpoint HOST:PORT server for every plane (default: from the key)\n"
                "  --plaintext          no TLS (default: TLS unless the endpoint is loopback)\n"
                "  --key-file PATH      privileged key (default: MOMENTO_API_KEY)\n"
-               "  --valid-for SECONDS  lifetime of the token (default 3600)\n");
+               "  --valid-for SECONDS  lifetime of the token (default 3600)\n"
+               "  --help               this text\n"
+               "\n"
+               "The token goes to stdout. Example, with mim-local on its default port 8080:\n"
+               "  mim-local --root-key-file /tmp/root.key --cache instant-messaging &\n"
+               "  mint-token --endpoint 127.0.0.1:8080 --key-file /tmp/root.key --chat lobby "
+               "--user alice > /tmp/alice.key\n"
+               "  chat --chat lobby --name alice --endpoint 127.0.0.1:8080 --key-file "
+               "/tmp/alice.key\n");
 }
 
 int main(int argc, char **argv) {
