@@ -1,9 +1,13 @@
 # libmomento-im build. `make` builds the libraries and tools into build/,
 # `make check` runs every test, `make deps` installs missing Debian packages.
 
-VERSION_MAJOR := 0
-VERSION_MINOR := 1
-VERSION_PATCH := 0
+# One source of truth for the version and the soname: include/momento/common.h
+# (docs/ABI.md says when each changes).
+version_field = $(shell sed -n 's/^\#define $(1) \([0-9][0-9]*\)$$/\1/p' include/momento/common.h)
+VERSION_MAJOR := $(call version_field,MIM_VERSION_MAJOR)
+VERSION_MINOR := $(call version_field,MIM_VERSION_MINOR)
+VERSION_PATCH := $(call version_field,MIM_VERSION_PATCH)
+ABI_VERSION := $(call version_field,MIM_ABI_VERSION)
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
 PREFIX ?= /usr/local
@@ -91,7 +95,7 @@ LIB_OWN_OBJ := $(patsubst lib/%.c,$(OBJ)/lib/%.o,$(LIB_SRC))
 # so they take the common and generated objects in, not the two archives.
 LIB_OBJ := $(LIB_OWN_OBJ) $(COMMON_OBJ) $(PROTO_OBJ)
 
-SONAME := libmomento-im.so.$(VERSION_MAJOR)
+SONAME := libmomento-im.so.$(ABI_VERSION)
 SHARED := $(B)/lib/libmomento-im.so.$(VERSION)
 STATIC := $(B)/lib/libmomento-im.a
 

@@ -54,7 +54,8 @@ static void on_item(void *user, const mim_topic_item *item) {
 }
 
 static mim_subscription *subscribe(mim_client *c, const char *topic, counter *cnt) {
-  mim_subscription_callbacks cb = {.on_item = on_item, .user = cnt};
+  mim_subscription_callbacks cb = {
+      .struct_size = sizeof(mim_subscription_callbacks), .on_item = on_item, .user = cnt};
   mim_subscription *sub = NULL;
   mim_status st = mim_topic_subscribe(c, cfg.cache, topic, NULL, &cb, &sub);
   if (st != MIM_OK)
@@ -314,7 +315,8 @@ static int fanout_child(long k, long subs) {
   mim_subscription **subs_v = calloc((size_t)k, sizeof(*subs_v));
   for (long i = 0; i < nclients; i++)
     clients[i] = make_client();
-  mim_subscription_callbacks cb = {.on_item = on_fanout_item, .user = &st};
+  mim_subscription_callbacks cb = {
+      .struct_size = sizeof(mim_subscription_callbacks), .on_item = on_fanout_item, .user = &st};
   for (long i = 0; i < k; i++) {
     mim_status rc =
         mim_topic_subscribe(clients[i % nclients], cfg.cache, topic, NULL, &cb, &subs_v[i]);

@@ -702,7 +702,7 @@ static void retry_failed(chat_state *st) {
 
 /* What the client cost so far, as hosted Momento counts it (see mim_client_stats). */
 static void show_stats(chat_state *st) {
-  mim_client_stats cs;
+  mim_client_stats cs = MIM_CLIENT_STATS_INIT;
   if (mim_client_stats_get(st->client, &cs) != MIM_OK)
     return;
   say(st,
@@ -1095,8 +1095,7 @@ static mim_client *make_client(const options *o, chat_state *st) {
     fprintf(stderr, "chat: no key: give --key-file PATH, --token-url URL or set MOMENTO_API_KEY\n");
     return NULL;
   }
-  mim_client_options co;
-  mim_client_options_init(&co);
+  mim_client_options co = MIM_CLIENT_OPTIONS_INIT;
   co.api_key = key; /* NULL: the library reads MOMENTO_API_KEY */
   co.token_url = o->token_url;
   if (o->endpoint)
@@ -1153,8 +1152,7 @@ static bool make_pipes(chat_state *st) {
 
 static mim_status join(chat_state *st) {
   const options *o = st->o;
-  mim_join_options jo;
-  mim_join_options_init(&jo);
+  mim_join_options jo = MIM_JOIN_OPTIONS_INIT;
   jo.display_name = o->name;
   jo.mode = o->moderated ? MIM_CHAT_MODERATED : MIM_CHAT_CLIENT_ONLY;
   jo.on_event = on_event;

@@ -9,6 +9,7 @@
 #include "error.h"
 #include "pb_call.h"
 #include "stats.h"
+#include "struct_size.h"
 #include "token_provider.h"
 
 #include <arpa/inet.h>
@@ -57,6 +58,7 @@ MIM_API void mim_client_options_init(mim_client_options *options) {
   if (!options)
     return;
   memset(options, 0, sizeof *options);
+  options->struct_size = sizeof *options;
   options->log_level = MIM_LOG_INFO;
 }
 
@@ -138,6 +140,15 @@ static void token_refused(void *user) {
 }
 
 static mim_status start_transport(const mim_client_options *o, mim_client *c) {
+  /* The reactor copies the hooks: this copy only needs to outlive the create. */
+  mim_loop_hooks hooks = {0};
+  if (o && o->loop) {
+    mim_status st =
+        mim_struct_copy_in(&hooks, sizeof hooks, o->loop, MIM_SIZE_THROUGH(mim_loop_hooks, user),
+                           "mim_client_create: options->loop", "MIM_LOOP_HOOKS_INIT");
+    if (st != MIM_OK)
+      return st;
+  }
   mim_transport_config cfg;
   memset(&cfg, 0, sizeof cfg);
   for (int k = 0; k < 3; k++)
@@ -148,7 +159,7 @@ static mim_status start_transport(const mim_client_options *o, mim_client *c) {
   cfg.ca_file = o ? o->ca_file : NULL;
   cfg.on_unauthenticated = token_refused;
   cfg.hook_user = c;
-  cfg.loop = o ? o->loop : NULL;
+  cfg.loop = o && o->loop ? &hooks : NULL;
   c->loop_mode = cfg.loop != NULL;
   return mim_transport_create(&cfg, &c->transport);
 }
@@ -190,11 +201,21 @@ static mim_status check_token_size(const mim_credentials *creds) {
   return MIM_OK;
 }
 
-MIM_API mim_status mim_client_create(const mim_client_options *options, mim_client **out) {
+MIM_API mim_status mim_client_create(const mim_client_options *caller_options, mim_client **out) {
   mim_clear_error();
   if (!out)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
   *out = NULL;
+  mim_client_options copy, *options = NULL;
+  if (caller_options) {
+    mim_status st =
+        mim_struct_copy_in(&copy, sizeof copy, caller_options,
+                           MIM_SIZE_THROUGH(mim_client_options, max_topic_payload_bytes),
+                           "mim_client_create: options", "MIM_CLIENT_OPTIONS_INIT");
+    if (st != MIM_OK)
+      return st;
+    options = &copy;
+  }
   if (options && options->default_deadline_ms < 0)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "default_deadline_ms is negative");
   mim_client *c = calloc(1, sizeof *c);
@@ -364,8 +385,11 @@ MIM_API mim_status mim_client_stats_get(mim_client *client, mim_client_stats *ou
   mim_clear_error();
   if (!client || !out)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_client_stats_get: NULL argument");
-  mim_stats_read(&client->stats, out);
-  return MIM_OK;
+  mim_client_stats now;
+  mim_stats_read(&client->stats, &now);
+  return mim_struct_copy_out(out, &now, sizeof now,
+                             MIM_SIZE_THROUGH(mim_client_stats, limit_refusals),
+                             "mim_client_stats_get: out", "MIM_CLIENT_STATS_INIT");
 }
 
 MIM_API mim_status mim_client_ping(mim_client *client) {

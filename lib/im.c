@@ -20,6 +20,7 @@
 #include "merge.h"
 #include "message.h"
 #include "outbox.h"
+#include "struct_size.h"
 
 #include <momento/im.h>
 
@@ -228,8 +229,26 @@ static void on_state(void *user, mim_subscription_state state, mim_status status
 /* ---- lifetime ---- */
 
 MIM_API void mim_join_options_init(mim_join_options *options) {
-  if (options)
+  if (options) {
     memset(options, 0, sizeof *options);
+    options->struct_size = sizeof *options;
+  }
+}
+
+/* The caller's options (NULL: defaults) as this library's struct, in *copy. */
+static mim_status join_options_in(const mim_join_options *in, mim_join_options *copy,
+                                  const mim_join_options **out, const char *fn) {
+  *out = NULL;
+  if (!in)
+    return MIM_OK;
+  char what[48];
+  snprintf(what, sizeof what, "%s: options", fn);
+  mim_status st = mim_struct_copy_in(copy, sizeof *copy, in,
+                                     MIM_SIZE_THROUGH(mim_join_options, initial_history), what,
+                                     "MIM_JOIN_OPTIONS_INIT");
+  if (st == MIM_OK)
+    *out = copy;
+  return st;
 }
 
 static void session_free(mim_session *s) {
@@ -261,7 +280,10 @@ static mim_status session_outbox(mim_session *s, const mim_join_options *o) {
       .cache = s->cache,
       .list = moderated ? NULL : s->chat,
       .topic = moderated ? s->input_topic : s->chat,
-      .write_options = {.ttl_ms = s->ttl_ms, .refresh_ttl = true, .truncate_to = s->history_cap},
+      .write_options = {.struct_size = sizeof(mim_list_write_options),
+                        .ttl_ms = s->ttl_ms,
+                        .refresh_ttl = true,
+                        .truncate_to = s->history_cap},
       .limit = o && o->outbox_limit ? o->outbox_limit : MIM_DEFAULT_OUTBOX_LIMIT,
       .send_timeout_ms = o && o->send_timeout_ms ? o->send_timeout_ms : MIM_DEFAULT_SEND_TIMEOUT_MS,
       .on_result = on_outbox_result,
@@ -395,8 +417,11 @@ static mim_status join_start(mim_client *client, const char *cache, const char *
   if (on_joined) /* armed first, so no callback can run before join_timer is set */
     st = mim_transport_timer(mim_client_transport(client), join_bound_ms(client), join_timed_out, s,
                              &s->join_timer);
-  mim_subscription_callbacks cbs = {
-      .on_item = on_item, .on_discontinuity = on_discontinuity, .on_state = on_state, .user = s};
+  mim_subscription_callbacks cbs = {.struct_size = sizeof cbs,
+                                    .on_item = on_item,
+                                    .on_discontinuity = on_discontinuity,
+                                    .on_state = on_state,
+                                    .user = s};
   if (st == MIM_OK)
     st = mim_topic_subscribe_async(client, cache, chat_id, NULL, &cbs, &s->sub);
   if (st != MIM_OK) {
@@ -410,10 +435,14 @@ static mim_status join_start(mim_client *client, const char *cache, const char *
 }
 
 MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *chat_id,
-                            const mim_join_options *options, mim_on_message on_message, void *user,
-                            mim_session **out) {
+                            const mim_join_options *caller_options, mim_on_message on_message,
+                            void *user, mim_session **out) {
   mim_clear_error();
-  mim_status st = check_join_args(client, cache, chat_id, options, on_message, out);
+  mim_join_options copy;
+  const mim_join_options *options;
+  mim_status st = join_options_in(caller_options, &copy, &options, "mim_join");
+  if (st == MIM_OK)
+    st = check_join_args(client, cache, chat_id, options, on_message, out);
   if (st != MIM_OK)
     return st;
   if (mim_client_in_callback(client))
@@ -444,11 +473,15 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
 }
 
 MIM_API mim_status mim_join_async(mim_client *client, const char *cache, const char *chat_id,
-                                  const mim_join_options *options, mim_on_message on_message,
+                                  const mim_join_options *caller_options, mim_on_message on_message,
                                   mim_join_done_fn on_joined, void *user) {
   mim_clear_error();
   mim_session *s = NULL;
-  mim_status st = check_join_args(client, cache, chat_id, options, on_message, &s);
+  mim_join_options copy;
+  const mim_join_options *options;
+  mim_status st = join_options_in(caller_options, &copy, &options, "mim_join_async");
+  if (st == MIM_OK)
+    st = check_join_args(client, cache, chat_id, options, on_message, &s);
   if (st == MIM_OK && !on_joined)
     st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_join_async: NULL on_joined");
   if (st == MIM_OK)

@@ -6,6 +6,7 @@
 #include "client_internal.h"
 #include "error.h"
 #include "pb_call.h"
+#include "struct_size.h"
 
 #include <cacheclient.pb-c.h>
 #include <common.pb-c.h>
@@ -52,15 +53,22 @@ static ProtobufCBinaryData name_bin(const char *name) {
   return bin(name, strlen(name));
 }
 
-static const mim_list_write_options default_write = {0, true, 0};
-
-/* The options a write really uses: defaults for NULL, the client's default TTL for 0
- * (the server's idea of a default TTL differs between deployments, so always send one). */
-static mim_list_write_options write_opts(const mim_client *c, const mim_list_write_options *o) {
-  mim_list_write_options eff = o ? *o : default_write;
-  if (eff.ttl_ms == 0)
-    eff.ttl_ms = mim_client_default_ttl_ms(c);
-  return eff;
+/* The options a write really uses, in *eff: defaults for NULL (refresh_ttl), the
+ * client's default TTL for 0 (the server's idea of a default TTL differs between
+ * deployments, so always send one). Fails on a bad struct_size. */
+static mim_status write_opts(const mim_client *c, const mim_list_write_options *o,
+                             mim_list_write_options *eff) {
+  *eff = (mim_list_write_options){.struct_size = sizeof *eff, .refresh_ttl = true};
+  if (o) {
+    mim_status st = mim_struct_copy_in(eff, sizeof *eff, o,
+                                       MIM_SIZE_THROUGH(mim_list_write_options, truncate_to),
+                                       "list write: options", "MIM_LIST_WRITE_OPTIONS_INIT");
+    if (st != MIM_OK)
+      return st;
+  }
+  if (eff->ttl_ms == 0)
+    eff->ttl_ms = mim_client_default_ttl_ms(c);
+  return MIM_OK;
 }
 
 /* ---- methods ---- */
@@ -265,10 +273,12 @@ static mim_status push(bool back, mim_client *c, const char *cache, const char *
                        const void *value, size_t len, const mim_list_write_options *o,
                        uint32_t *new_length) {
   set_u32(new_length, 0);
+  mim_list_write_options eff;
   mim_status st = check_push(c, cache, list, value, len);
+  if (st == MIM_OK)
+    st = write_opts(c, o, &eff);
   if (st != MIM_OK)
     return st;
-  mim_list_write_options eff = write_opts(c, o);
   CacheClient__ListPushBackRequest req;
   ProtobufCMessage *resp;
   st = mim_pb_call(c, push_method(back), cache, push_request(list, value, len, &eff, &req), &resp);
@@ -325,6 +335,9 @@ static mim_status concat(bool back, mim_client *c, const char *cache, const char
   mim_status st = check_target(c, cache, "list name", list);
   if (st == MIM_OK)
     st = check_values(values, count);
+  mim_list_write_options eff;
+  if (st == MIM_OK)
+    st = write_opts(c, o, &eff);
   if (st != MIM_OK)
     return st;
   ProtobufCBinaryData *vals = calloc(count, sizeof *vals);
@@ -332,7 +345,6 @@ static mim_status concat(bool back, mim_client *c, const char *cache, const char
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory for %zu values", count);
   for (size_t i = 0; i < count; i++)
     vals[i] = bin(values[i].data, values[i].len);
-  mim_list_write_options eff = write_opts(c, o);
   CacheClient__ListConcatenateBackRequest req;
   ProtobufCMessage *resp;
   st = mim_pb_call(c, back ? &concat_back_method : &concat_front_method, cache,
@@ -409,9 +421,12 @@ MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const 
   mim_status st = check_target(client, cache, "list name", list);
   if (st == MIM_OK)
     st = check_range(range);
+  mim_list_write_options eff;
+  if (st == MIM_OK)
+    st = write_opts(client, options, &eff);
   if (st != MIM_OK)
     return st;
-  const mim_list_write_options eff = write_opts(client, options), *o = &eff;
+  const mim_list_write_options *o = &eff;
   CacheClient__ListRetainRequest req = CACHE_CLIENT____LIST_RETAIN_REQUEST__INIT;
   req.list_name = name_bin(list);
   SET_RANGE(&req, range, LIST_RETAIN);
@@ -612,10 +627,12 @@ static void write_done(const mim_pb_pending *call, mim_status st, const char *de
 static mim_status push_async(bool back, mim_client *c, const char *cache, const char *list,
                              const void *value, size_t len, const mim_list_write_options *o,
                              mim_list_write_cb cb, void *user) {
+  mim_list_write_options eff;
   mim_status st = check_push(c, cache, list, value, len);
+  if (st == MIM_OK)
+    st = write_opts(c, o, &eff);
   if (st != MIM_OK)
     return st;
-  mim_list_write_options eff = write_opts(c, o);
   CacheClient__ListPushBackRequest req;
   return mim_pb_call_async(c, push_method(back), cache, push_request(list, value, len, &eff, &req),
                            write_done, (mim_pb_user_fn)cb, user);

@@ -18,6 +18,7 @@
 #include "envelope.h"
 #include "error.h"
 #include "outbox.h"
+#include "struct_size.h"
 
 #include <momento/im.h>
 
@@ -160,8 +161,10 @@ static void on_input_gap(void *user, uint64_t last, uint64_t next, uint64_t page
 /* ---- lifetime ---- */
 
 MIM_API void mim_moderator_options_init(mim_moderator_options *options) {
-  if (options)
+  if (options) {
     memset(options, 0, sizeof *options);
+    options->struct_size = sizeof *options;
+  }
 }
 
 static void moderator_free(mim_moderator *m) {
@@ -177,31 +180,38 @@ static void moderator_free(mim_moderator *m) {
   free(m);
 }
 
-/* The options with every 0 replaced by its default. */
-static mim_moderator_options effective_options(const mim_moderator_options *o) {
-  mim_moderator_options e = {0};
-  if (o)
-    e = *o;
+/* The caller's options (NULL: defaults) with every 0 replaced by its default. */
+static mim_status effective_options(const mim_moderator_options *o, mim_moderator_options *out) {
+  mim_moderator_options e = {.struct_size = sizeof e};
+  if (o) {
+    mim_status st = mim_struct_copy_in(
+        &e, sizeof e, o, MIM_SIZE_THROUGH(mim_moderator_options, on_forward_result),
+        "mim_moderator_start_with_options: options", "MIM_MODERATOR_OPTIONS_INIT");
+    if (st != MIM_OK)
+      return st;
+  }
   e.history_cap = e.history_cap ? e.history_cap : MIM_DEFAULT_HISTORY_CAP;
   e.outbox_limit = e.outbox_limit ? e.outbox_limit : MIM_DEFAULT_OUTBOX_LIMIT;
   e.flush_timeout_ms = e.flush_timeout_ms ? e.flush_timeout_ms : MIM_DEFAULT_FLUSH_TIMEOUT_MS;
   e.send_timeout_ms = e.send_timeout_ms ? e.send_timeout_ms : MIM_DEFAULT_SEND_TIMEOUT_MS;
-  return e;
+  *out = e;
+  return MIM_OK;
 }
 
 /* The chat's outbox: push to list <chat> (capped), then publish on topic <chat>. */
 static mim_status chat_outbox(mim_moderator *m, mod_chat *c) {
-  mim_outbox_config cfg = {
-      .client = m->client,
-      .cache = m->cache,
-      .list = c->chat,
-      .topic = c->chat,
-      .what = "forward",
-      .write_options = {.refresh_ttl = true, .truncate_to = m->options.history_cap},
-      .limit = m->options.outbox_limit,
-      .send_timeout_ms = m->options.send_timeout_ms,
-      .on_result = on_forward_result,
-      .owner = c};
+  mim_outbox_config cfg = {.client = m->client,
+                           .cache = m->cache,
+                           .list = c->chat,
+                           .topic = c->chat,
+                           .what = "forward",
+                           .write_options = {.struct_size = sizeof(mim_list_write_options),
+                                             .refresh_ttl = true,
+                                             .truncate_to = m->options.history_cap},
+                           .limit = m->options.outbox_limit,
+                           .send_timeout_ms = m->options.send_timeout_ms,
+                           .on_result = on_forward_result,
+                           .owner = c};
   return mim_outbox_new(&cfg, &c->outbox);
 }
 
@@ -222,6 +232,7 @@ static mim_moderator *moderator_new(mim_client *client, const char *cache,
                                     const char *const *chat_ids, size_t n,
                                     const mim_moderator_options *options, mim_moderation_fn filter,
                                     void *user) {
+  /* options are the effective ones already (see effective_options) */
   mim_moderator *m = calloc(1, sizeof *m);
   if (!m) {
     mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
@@ -230,7 +241,7 @@ static mim_moderator *moderator_new(mim_client *client, const char *cache,
   atomic_init(&m->stopping, false);
   pthread_mutex_init(&m->mu, NULL);
   m->client = client;
-  m->options = effective_options(options);
+  m->options = *options;
   m->filter = filter;
   m->user = user;
   m->cache = strdup(cache);
@@ -270,14 +281,18 @@ MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const ch
                                                     mim_moderator **out) {
   mim_clear_error();
   mim_status st = check_start_args(client, cache, chat_ids, n_chats, filter, out);
+  mim_moderator_options eff;
+  if (st == MIM_OK)
+    st = effective_options(options, &eff);
   if (st != MIM_OK)
     return st;
-  mim_moderator *m = moderator_new(client, cache, chat_ids, n_chats, options, filter, user);
+  mim_moderator *m = moderator_new(client, cache, chat_ids, n_chats, &eff, filter, user);
   if (!m)
     return MIM_ERR_NO_MEMORY;
   for (size_t i = 0; i < n_chats && st == MIM_OK; i++) {
     mod_chat *c = &m->chats[i];
-    mim_subscription_callbacks cbs = {.on_item = on_input,
+    mim_subscription_callbacks cbs = {.struct_size = sizeof cbs,
+                                      .on_item = on_input,
                                       .on_discontinuity = on_input_gap,
                                       .on_state = on_input_state,
                                       .user = c};

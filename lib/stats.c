@@ -26,7 +26,8 @@ void mim_stats_init(mim_stats *st) {
 }
 
 void mim_stats_read(const mim_stats *st, mim_client_stats *out) {
-  *out = (mim_client_stats){.calls = get(&st->calls),
+  *out = (mim_client_stats){.struct_size = sizeof *out,
+                            .calls = get(&st->calls),
                             .failed_calls = get(&st->failed_calls),
                             .cache_operations = get(&st->cache_ops),
                             .topic_operations = get(&st->topic_ops),

@@ -38,6 +38,7 @@
 #include "pb.h"
 #include "pb_call.h"
 #include "stats.h"
+#include "struct_size.h"
 #include "utf8.h"
 
 #include <cachepubsub.pb-c.h>
@@ -770,9 +771,9 @@ static mim_subscription *sub_alloc(const char *cache, const char *topic) {
 /* Checks the arguments (out included) and allocates the subscription with the owner's
  * reference; NULL with *st set on failure. */
 static mim_subscription *sub_new(mim_client *c, const char *cache, const char *topic,
-                                 const mim_subscribe_options *o,
-                                 const mim_subscription_callbacks *cbs, mim_subscription **out,
-                                 mim_status *st) {
+                                 const mim_subscribe_options *caller_options,
+                                 const mim_subscription_callbacks *caller_cbs,
+                                 mim_subscription **out, mim_status *st) {
   *st = check_target(c, cache, topic);
   if (*st != MIM_OK)
     return NULL;
@@ -780,7 +781,21 @@ static mim_subscription *sub_new(mim_client *c, const char *cache, const char *t
     *st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
     return NULL;
   }
-  if (!cbs || !cbs->on_item) {
+  mim_subscription_callbacks cbs_copy = {0};
+  mim_subscribe_options o_copy = {0};
+  const mim_subscription_callbacks *cbs = &cbs_copy;
+  const mim_subscribe_options *o = caller_options ? &o_copy : NULL;
+  *st = caller_cbs ? mim_struct_copy_in(&cbs_copy, sizeof cbs_copy, caller_cbs,
+                                        MIM_SIZE_THROUGH(mim_subscription_callbacks, user),
+                                        "subscribe: callbacks", "MIM_SUBSCRIPTION_CALLBACKS_INIT")
+                   : MIM_OK;
+  if (*st == MIM_OK && caller_options)
+    *st = mim_struct_copy_in(&o_copy, sizeof o_copy, caller_options,
+                             MIM_SIZE_THROUGH(mim_subscribe_options, backoff_max_ms),
+                             "subscribe: options", "MIM_SUBSCRIBE_OPTIONS_INIT");
+  if (*st != MIM_OK)
+    return NULL;
+  if (!caller_cbs || !cbs->on_item) {
     *st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "callbacks with on_item are required");
     return NULL;
   }

@@ -34,6 +34,7 @@ typedef enum mim_tls_mode {
 } mim_tls_mode;
 
 typedef struct mim_client_options {
+  size_t struct_size; /* sizeof(mim_client_options): MIM_CLIENT_OPTIONS_INIT sets it */
   /* A v1 API key or disposable token, or a legacy JWT. NULL: use `credentials` if set,
    * else the MOMENTO_API_KEY environment variable. Copied. */
   const char *api_key;
@@ -79,7 +80,12 @@ typedef struct mim_client_options {
   size_t max_topic_payload_bytes;
 } mim_client_options;
 
-/* Fills *options with defaults (everything unset, MIM_TLS_AUTO). */
+/* Defaults (everything unset, MIM_TLS_AUTO) with struct_size set:
+ * `mim_client_options o = MIM_CLIENT_OPTIONS_INIT;`. */
+#define MIM_CLIENT_OPTIONS_INIT                                                                    \
+  { .struct_size = sizeof(mim_client_options) }
+
+/* Fills *options with defaults, as MIM_CLIENT_OPTIONS_INIT does. */
 MIM_API void mim_client_options_init(mim_client_options *options);
 
 /* Creates a client. options NULL = defaults (key from MOMENTO_API_KEY, TLS). *out is
@@ -105,6 +111,7 @@ MIM_API void mim_client_free(mim_client *client);
 /* What a client has done since mim_client_create, to predict a bill and the hosted
  * limits (see README "Operations budget"). Every count only grows. */
 typedef struct mim_client_stats {
+  size_t struct_size;    /* set by the caller: MIM_CLIENT_STATS_INIT */
   uint64_t calls;        /* unary calls started, every plane, whatever their outcome */
   uint64_t failed_calls; /* of those, the ones that ended with an error status */
   /* Cache data-plane operations as Momento counts them against the per-cache rate (100/s
@@ -131,10 +138,14 @@ typedef struct mim_client_stats {
   uint64_t limit_refusals; /* every MIM_ERR_RESOURCE_EXHAUSTED from the server (throttled incl.) */
 } mim_client_stats;
 
-/* Copies the client's counters into *out. Each counter is read atomically; the set is
+#define MIM_CLIENT_STATS_INIT                                                                      \
+  { .struct_size = sizeof(mim_client_stats) }
+
+/* Copies the client's counters into *out (the first out->struct_size bytes of them;
+ * struct_size itself is left as it is). Each counter is read atomically; the set is
  * not a snapshot across counters (calls in flight may show in some and not others).
  * Thread-safe, never blocks, callable from callbacks. Errors: MIM_ERR_INVALID_ARGUMENT
- * (NULL). */
+ * (NULL, struct_size 0 or too small). */
 MIM_API mim_status mim_client_stats_get(mim_client *client, mim_client_stats *out);
 
 /* Round trip to the cache host's Ping. Errors: any call status. Blocking. */

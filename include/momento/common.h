@@ -28,9 +28,25 @@ extern "C" {
 #endif
 
 #define MIM_VERSION_MAJOR 0
-#define MIM_VERSION_MINOR 1
+#define MIM_VERSION_MINOR 2
 #define MIM_VERSION_PATCH 0
-#define MIM_VERSION_STRING "0.1.0"
+#define MIM_VERSION_STRING "0.2.0"
+/* The N of the shared library's soname, libmomento-im.so.N (see docs/ABI.md). */
+#define MIM_ABI_VERSION 1
+
+/*
+ * Extensible structs. Every options or callbacks struct the caller fills in (and
+ * mim_client_stats, which the library fills in) starts with `size_t struct_size`: the
+ * sizeof the struct had in the header the program was compiled against. Initialise it
+ * with the struct's MIM_..._INIT macro (or its *_init function, or
+ * `.struct_size = sizeof(the struct)` in a designated initialiser); later releases append
+ * fields, and the library reads only the struct_size bytes a program passed, so a
+ * program built against an older header keeps working unchanged. A struct_size of 0 or
+ * one smaller than the first version of the struct fails with MIM_ERR_INVALID_ARGUMENT,
+ * and so does a larger one (a program built against a newer header) whose unknown fields
+ * are not all zero. docs/ABI.md has the whole rule. (The macros are designated
+ * initialisers: C, or C++20; older C++ sets `o.struct_size = sizeof o` after `T o{};`.)
+ */
 
 /* Result of every fallible call. Values are stable across releases. */
 typedef enum mim_status {

@@ -65,6 +65,7 @@ typedef enum mim_chat_mode {
 } mim_chat_mode;
 
 typedef struct mim_join_options {
+  size_t struct_size;       /* sizeof(mim_join_options): MIM_JOIN_OPTIONS_INIT sets it */
   const char *display_name; /* "from" of messages we send; NULL = "anonymous" */
   mim_chat_mode mode;
   uint32_t history_cap;    /* list is truncated to the last N; 0 = 100 */
@@ -107,7 +108,11 @@ typedef struct mim_join_options {
   uint32_t initial_history;
 } mim_join_options;
 
-/* Fills *options with defaults. */
+/* Defaults, with struct_size set: `mim_join_options o = MIM_JOIN_OPTIONS_INIT;`. */
+#define MIM_JOIN_OPTIONS_INIT                                                                      \
+  { .struct_size = sizeof(mim_join_options) }
+
+/* Fills *options with defaults, as MIM_JOIN_OPTIONS_INIT does. */
 MIM_API void mim_join_options_init(mim_join_options *options);
 
 /* Joins chat_id in cache: subscribes, fetches the newest initial_history messages of the
@@ -328,6 +333,7 @@ typedef void (*mim_forward_result_fn)(mim_moderator *moderator, const char *chat
                                       void *user);
 
 typedef struct mim_moderator_options {
+  size_t struct_size;        /* sizeof(mim_moderator_options): MIM_MODERATOR_OPTIONS_INIT */
   uint32_t history_cap;      /* lists are truncated to the last N; 0 = 100 */
   uint32_t outbox_limit;     /* forwards queued per chat at most; 0 = 1024 */
   uint32_t flush_timeout_ms; /* how long mim_moderator_stop waits for them; 0 = 2000 */
@@ -335,6 +341,10 @@ typedef struct mim_moderator_options {
                               * arrived; 0 = 60000 */
   mim_forward_result_fn on_forward_result; /* optional */
 } mim_moderator_options;
+
+/* Defaults, with struct_size set. */
+#define MIM_MODERATOR_OPTIONS_INIT                                                                 \
+  { .struct_size = sizeof(mim_moderator_options) }
 
 /* Fills *options with defaults. */
 MIM_API void mim_moderator_options_init(mim_moderator_options *options);

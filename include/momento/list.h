@@ -32,11 +32,16 @@ typedef struct mim_bytes {
 
 /* How a write treats the list's time to live and size. */
 typedef struct mim_list_write_options {
+  size_t struct_size;   /* sizeof(mim_list_write_options): MIM_LIST_WRITE_OPTIONS_INIT */
   uint64_t ttl_ms;      /* 0 = the client's default_ttl_ms (24 h unless set) */
   bool refresh_ttl;     /* reset the TTL of an existing list (true is the usual choice) */
   uint32_t truncate_to; /* keep at most this many values, dropping from the other end;
                            0 = no limit */
 } mim_list_write_options;
+
+/* Defaults (client TTL, no refresh, no truncation) with struct_size set. */
+#define MIM_LIST_WRITE_OPTIONS_INIT                                                                \
+  { .struct_size = sizeof(mim_list_write_options) }
 
 /* Index range: start inclusive, end exclusive; negative counts from the end (-1 = last).
  * has_start/has_end false = unbounded. A NULL range pointer = the whole list. */
@@ -49,7 +54,7 @@ typedef struct mim_list_range {
 
 /* Values returned by fetch. Owned by the caller; free with mim_list_values_free. */
 typedef struct mim_list_values {
-  bool found;        /* false: the list does not exist (count is 0) */
+  bool found; /* false: the list does not exist (count is 0) */
   size_t count;
   mim_bytes *values; /* count entries; each data is NUL-terminated for convenience */
 } mim_list_values;
@@ -61,12 +66,10 @@ MIM_API void mim_list_values_free(mim_list_values *values);
  * truncation). new_length (may be NULL) receives the list's new length. */
 MIM_API mim_status mim_list_push_back(mim_client *client, const char *cache, const char *list,
                                       const void *value, size_t len,
-                                      const mim_list_write_options *options,
-                                      uint32_t *new_length);
+                                      const mim_list_write_options *options, uint32_t *new_length);
 MIM_API mim_status mim_list_push_front(mim_client *client, const char *cache, const char *list,
                                        const void *value, size_t len,
-                                       const mim_list_write_options *options,
-                                       uint32_t *new_length);
+                                       const mim_list_write_options *options, uint32_t *new_length);
 
 /* Appends / prepends several values in one call (in the given order). count must be
  * > 0 (else MIM_ERR_INVALID_ARGUMENT). */
@@ -98,9 +101,8 @@ MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const 
                                    const mim_list_write_options *options, uint32_t *new_length);
 
 /* Removes every value equal to value. A missing list is not an error: new_length 0. */
-MIM_API mim_status mim_list_remove_value(mim_client *client, const char *cache,
-                                         const char *list, const void *value, size_t len,
-                                         uint32_t *new_length);
+MIM_API mim_status mim_list_remove_value(mim_client *client, const char *cache, const char *list,
+                                         const void *value, size_t len, uint32_t *new_length);
 
 /* Erases `count` values at each range's begin index; ranges NULL and n 0 = erase all.
  * ranges NULL with n > 0, or ranges given with n 0, is MIM_ERR_INVALID_ARGUMENT (so an
@@ -138,17 +140,17 @@ typedef void (*mim_list_write_cb)(void *user, mim_status status, const char *det
 typedef void (*mim_list_fetch_cb)(void *user, mim_status status, const char *detail,
                                   const mim_list_values *values);
 
-MIM_API mim_status mim_list_push_back_async(mim_client *client, const char *cache,
-                                            const char *list, const void *value, size_t len,
+MIM_API mim_status mim_list_push_back_async(mim_client *client, const char *cache, const char *list,
+                                            const void *value, size_t len,
                                             const mim_list_write_options *options,
                                             mim_list_write_cb cb, void *user);
 MIM_API mim_status mim_list_push_front_async(mim_client *client, const char *cache,
                                              const char *list, const void *value, size_t len,
                                              const mim_list_write_options *options,
                                              mim_list_write_cb cb, void *user);
-MIM_API mim_status mim_list_fetch_async(mim_client *client, const char *cache,
-                                        const char *list, const mim_list_range *range,
-                                        mim_list_fetch_cb cb, void *user);
+MIM_API mim_status mim_list_fetch_async(mim_client *client, const char *cache, const char *list,
+                                        const mim_list_range *range, mim_list_fetch_cb cb,
+                                        void *user);
 
 #ifdef __cplusplus
 }

@@ -48,6 +48,7 @@
 #define MOMENTO_LOOP_H
 
 #include <momento/common.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -61,6 +62,7 @@ extern "C" {
 typedef struct mim_client mim_client;
 
 typedef struct mim_loop_hooks {
+  size_t struct_size; /* sizeof(mim_loop_hooks): MIM_LOOP_HOOKS_INIT sets it */
   /* Watch fd for `events` (MIM_LOOP_READ and/or MIM_LOOP_WRITE), replacing any earlier
    * interest for this fd; events == 0 means stop watching it (the library may close the
    * descriptor right after this returns). Called on the loop thread; must not call back
@@ -72,6 +74,9 @@ typedef struct mim_loop_hooks {
   void (*set_timer)(void *user, int64_t timeout_ms);
   void *user;
 } mim_loop_hooks;
+
+#define MIM_LOOP_HOOKS_INIT                                                                        \
+  { .struct_size = sizeof(mim_loop_hooks) }
 
 /* A watched descriptor is ready: events is what the loop saw (MIM_LOOP_READ and/or
  * MIM_LOOP_WRITE; report errors and hang-ups as MIM_LOOP_READ). Runs the client's due

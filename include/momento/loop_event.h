@@ -155,6 +155,7 @@ static inline const mim_loop_hooks *mim_loop_event_init(mim_loop_event *a,
     return NULL;
   }
   a->timer_ready = true;
+  a->hooks.struct_size = sizeof a->hooks;
   a->hooks.watch_fd = mim_loop_event_watch_fd_;
   a->hooks.set_timer = mim_loop_event_set_timer_;
   a->hooks.user = a;

@@ -180,6 +180,7 @@ static inline const mim_loop_hooks *mim_loop_uv_init(mim_loop_uv *a, uv_loop_t *
   a->timer.data = a;
   a->timer_open = true;
   a->open_handles = 1;
+  a->hooks.struct_size = sizeof a->hooks;
   a->hooks.watch_fd = mim_loop_uv_watch_fd_;
   a->hooks.set_timer = mim_loop_uv_set_timer_;
   a->hooks.user = a;

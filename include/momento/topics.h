@@ -66,6 +66,7 @@ typedef enum mim_subscription_state {
 } mim_subscription_state;
 
 typedef struct mim_subscription_callbacks {
+  size_t struct_size; /* sizeof(mim_subscription_callbacks): MIM_SUBSCRIPTION_CALLBACKS_INIT */
   /* A value. Required. */
   void (*on_item)(void *user, const mim_topic_item *item);
   /* Values between last_sequence + 1 and new_sequence - 1 could not be delivered;
@@ -85,7 +86,12 @@ typedef struct mim_subscription_callbacks {
   void *user;
 } mim_subscription_callbacks;
 
+/* No callbacks yet, struct_size set; on_item must still be filled in. */
+#define MIM_SUBSCRIPTION_CALLBACKS_INIT                                                            \
+  { .struct_size = sizeof(mim_subscription_callbacks) }
+
 typedef struct mim_subscribe_options {
+  size_t struct_size;           /* sizeof(mim_subscribe_options): MIM_SUBSCRIBE_OPTIONS_INIT */
   uint64_t resume_at;           /* 0 = live only; else resume at this sequence number */
   uint64_t sequence_page;       /* page the resume_at belongs to */
   int64_t heartbeat_timeout_ms; /* silence that counts as a dead stream; 0 = 30000 */
@@ -99,6 +105,9 @@ typedef struct mim_subscribe_options {
   int64_t backoff_initial_ms; /* 0 = 100 */
   int64_t backoff_max_ms;     /* 0 = 5000 */
 } mim_subscribe_options;
+
+#define MIM_SUBSCRIBE_OPTIONS_INIT                                                                 \
+  { .struct_size = sizeof(mim_subscribe_options) }
 
 /* Subscribes and waits until the server confirmed the subscription (its first item) or
  * the client's default deadline passed. From that moment no value published to the

@@ -3,16 +3,18 @@
 # not link libcurl.
 set -u
 B=${MIM_BUILD:-build}
-so=$(ls "$B"/lib/libmomento-im.so.*.*.* 2>/dev/null | head -n1)
-[ -n "$so" ] || { echo "no shared library in $B/lib"; exit 1; }
+# The soname follows MIM_ABI_VERSION (docs/ABI.md), not the release version.
+want=libmomento-im.so.$(sed -n 's/^#define MIM_ABI_VERSION \([0-9]*\)$/\1/p' include/momento/common.h)
+so=$(readlink -f "$B/lib/$want" 2>/dev/null)
+[ -f "$so" ] || { echo "no $want in $B/lib"; exit 1; }
 syms=$(nm -D --defined-only "$so" | awk '$2 ~ /^[TDBRVW]$/ {print $3}')
 bad=$(grep -v '^mim_' <<<"$syms" | grep -v '^$' || true)
 count=$(grep -c '^mim_' <<<"$syms")
 soname=$(objdump -p "$so" | awk '/SONAME/ {print $2}')
 p=0 f=0
 if [ -z "$bad" ] && [ "$count" -gt 0 ]; then p=$((p+1)); else f=$((f+1)); echo "non-mim exports:"; head -n 20 <<<"$bad"; fi
-if [ "$soname" = "libmomento-im.so.0" ]; then p=$((p+1)); else f=$((f+1)); echo "bad soname: $soname"; fi
-if [ -L "$B/lib/libmomento-im.so.0" ] && [ -L "$B/lib/libmomento-im.so" ] && [ -f "$B/lib/libmomento-im.a" ]; then p=$((p+1)); else f=$((f+1)); echo "missing symlinks or static library"; fi
+if [ "$soname" = "$want" ]; then p=$((p+1)); else f=$((f+1)); echo "bad soname: $soname"; fi
+if [ -L "$B/lib/$want" ] && [ -L "$B/lib/libmomento-im.so" ] && [ -f "$B/lib/libmomento-im.a" ]; then p=$((p+1)); else f=$((f+1)); echo "missing symlinks or static library"; fi
 # libcurl is dlopen()ed for token URLs only (lib/curl_dl.c): never a link-time dependency.
 needed=$(objdump -p "$so" | awk '/NEEDED/ {print $2}')
 if ! grep -q '^libcurl' <<<"$needed"; then p=$((p+1)); else f=$((f+1)); echo "libcurl is in NEEDED"; fi

@@ -517,7 +517,7 @@ static mim_status subscribe_with(mim_client *c, const char *cache, const char *t
   return mim_topic_subscribe(c, cache, topic, NULL, cbs, out);
 }
 
-static const mim_subscription_callbacks no_on_item = {0};
+static const mim_subscription_callbacks no_on_item = MIM_SUBSCRIPTION_CALLBACKS_INIT;
 
 #define TOPIC_ROWS(X)                                                                              \
   X(publish_text_null_client, INV, mim_topic_publish_text(NULL, CACHE, "t", "x"))                  \
@@ -858,6 +858,7 @@ static int setup(void **state) {
   memset(g.over_small, 'b', 2 * SMALL_MAX);
   g.over_small[2 * SMALL_MAX] = '\0';
   memcpy(g.binary, "\x00\xFF\xFE{\x01\x80", sizeof g.binary);
+  g.cbs = (mim_subscription_callbacks)MIM_SUBSCRIPTION_CALLBACKS_INIT;
   g.cbs.on_item = on_item;
   if (mim_credentials_from_string(g.srv->root_key, &g.creds) != MIM_OK)
     return -1;

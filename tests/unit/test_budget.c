@@ -117,7 +117,7 @@ static void fill(const char *chat, int first, int n, char (*ids)[MIM_ENVELOPE_ID
     if (ids)
       memcpy(ids[first + i], id, sizeof id);
   }
-  mim_list_write_options wo = {.refresh_ttl = true};
+  mim_list_write_options wo = {.struct_size = sizeof(mim_list_write_options), .refresh_ttl = true};
   assert_int_equal(mim_list_concat_back(root, CACHE, chat, values, (size_t)n, &wo, NULL), MIM_OK);
   for (int i = 0; i < n; i++)
     free((void *)values[i].data);
@@ -125,7 +125,7 @@ static void fill(const char *chat, int first, int n, char (*ids)[MIM_ENVELOPE_ID
 }
 
 static mim_client_stats stats(mim_client *cl) {
-  mim_client_stats st;
+  mim_client_stats st = MIM_CLIENT_STATS_INIT;
   assert_int_equal(mim_client_stats_get(cl, &st), MIM_OK);
   return st;
 }

@@ -263,7 +263,7 @@ static void app_timer(void *user, int64_t ms) {
 static void test_external_hooks_and_timer(void **state) {
   (void)state;
   fake_app app = {.timer_ms = -1};
-  mim_loop_hooks hooks = {app_watch, app_timer, &app};
+  mim_loop_hooks hooks = {sizeof hooks, app_watch, app_timer, &app};
   mim_reactor *r = NULL;
   assert_int_equal(mim_reactor_create(&hooks, NULL, &r), MIM_OK);
   assert_int_equal(app.nfds, 1); /* the wake descriptor */
@@ -313,7 +313,7 @@ static bool count_reached(void *arg) {
 static void test_external_post_from_thread_and_run_until(void **state) {
   (void)state;
   fake_app app = {.timer_ms = -1};
-  mim_loop_hooks hooks = {app_watch, app_timer, &app};
+  mim_loop_hooks hooks = {sizeof hooks, app_watch, app_timer, &app};
   mim_reactor *r = NULL;
   assert_int_equal(mim_reactor_create(&hooks, NULL, &r), MIM_OK);
   waiter w;
@@ -342,7 +342,7 @@ static void test_external_post_from_thread_and_run_until(void **state) {
 static void test_external_post_on_loop_asks_for_timer(void **state) {
   (void)state;
   fake_app app = {.timer_ms = -1};
-  mim_loop_hooks hooks = {app_watch, app_timer, &app};
+  mim_loop_hooks hooks = {sizeof hooks, app_watch, app_timer, &app};
   mim_reactor *r = NULL;
   assert_int_equal(mim_reactor_create(&hooks, NULL, &r), MIM_OK);
   waiter w;
@@ -361,7 +361,7 @@ static void test_external_post_on_loop_asks_for_timer(void **state) {
 
 static void test_hooks_are_required(void **state) {
   (void)state;
-  mim_loop_hooks hooks = {NULL, app_timer, NULL};
+  mim_loop_hooks hooks = {sizeof hooks, NULL, app_timer, NULL};
   mim_reactor *r = NULL;
   assert_int_equal(mim_reactor_create(&hooks, NULL, &r), MIM_ERR_INVALID_ARGUMENT);
   assert_null(r);

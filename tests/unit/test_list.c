@@ -165,7 +165,8 @@ static void test_concat(void **state) {
 
 static void test_truncation(void **state) {
   (void)state;
-  mim_list_write_options o = {.refresh_ttl = true, .truncate_to = 3};
+  mim_list_write_options o = {
+      .struct_size = sizeof(mim_list_write_options), .refresh_ttl = true, .truncate_to = 3};
   uint32_t n = 0;
   for (int i = 0; i < 5; i++) {
     char v[16];
@@ -193,7 +194,8 @@ static void test_truncation(void **state) {
 
 static void test_ttl(void **state) {
   (void)state;
-  mim_list_write_options o = {.ttl_ms = 60000, .refresh_ttl = true};
+  mim_list_write_options o = {
+      .struct_size = sizeof(mim_list_write_options), .ttl_ms = 60000, .refresh_ttl = true};
   assert_int_equal(mim_list_push_back(cli, CACHE, "ttl", "a", 1, &o, NULL), MIM_OK);
   uint64_t left = 0;
   bool found = false;
@@ -227,7 +229,8 @@ static void test_ttl(void **state) {
 
 static void test_ttl_expiry(void **state) {
   (void)state;
-  mim_list_write_options o = {.ttl_ms = 300, .refresh_ttl = true};
+  mim_list_write_options o = {
+      .struct_size = sizeof(mim_list_write_options), .ttl_ms = 300, .refresh_ttl = true};
   assert_int_equal(mim_list_push_back(cli, CACHE, "short", "a", 1, &o, NULL), MIM_OK);
   /* Poll (bounded) until the server reports it gone. */
   int64_t deadline = cmn_mono_ms() + 5000;
@@ -509,7 +512,8 @@ static void test_async_push_and_fetch(void **state) {
   assert_string_equal(w.detail, "");
   assert_int_equal(w.new_length, 1);
   assert_false(pthread_equal(w.thread, pthread_self()));
-  mim_list_write_options o = {.refresh_ttl = true, .truncate_to = 5};
+  mim_list_write_options o = {
+      .struct_size = sizeof(mim_list_write_options), .refresh_ttl = true, .truncate_to = 5};
   assert_int_equal(mim_list_push_front_async(cli, CACHE, "as", "a", 1, &o, on_write, &w), MIM_OK);
   assert_int_equal(waiter_wait(&w, 2), 2);
   assert_int_equal(w.status, MIM_OK);

@@ -249,7 +249,8 @@ static void start_moderator(fixture *f, const char *chat) {
 }
 
 static void observe(fixture *f, const char *chat) {
-  mim_subscription_callbacks cbs = {.on_item = on_chat_item};
+  mim_subscription_callbacks cbs = {.struct_size = sizeof(mim_subscription_callbacks),
+                                    .on_item = on_chat_item};
   assert_int_equal(mim_topic_subscribe(f->oc, CACHE, chat, NULL, &cbs, &f->sub), MIM_OK);
 }
 

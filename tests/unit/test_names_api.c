@@ -70,7 +70,7 @@ static void on_message(mim_session *s, const mim_message *m, void *user) {
 }
 
 static mim_status join(const char *chat, mim_chat_mode mode, mim_session **out) {
-  mim_join_options o = {.mode = mode};
+  mim_join_options o = {.struct_size = sizeof(mim_join_options), .mode = mode};
   return mim_join(root, CACHE, chat, &o, on_message, NULL, out);
 }
 

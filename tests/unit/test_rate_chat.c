@@ -45,7 +45,7 @@ static void on_log(mim_log_level level, const char *message, void *user) {
 }
 
 static mim_client_stats stats_of(mim_client *c) {
-  mim_client_stats st;
+  mim_client_stats st = MIM_CLIENT_STATS_INIT;
   assert_int_equal(mim_client_stats_get(c, &st), MIM_OK);
   return st;
 }

@@ -55,7 +55,8 @@ static int teardown(void **state) {
 
 typedef mim_status (*op_fn)(mim_client *c, const char *chat);
 
-static const mim_list_write_options g_wopt = {.ttl_ms = 60000, .refresh_ttl = true};
+static const mim_list_write_options g_wopt = {
+    .struct_size = sizeof(mim_list_write_options), .ttl_ms = 60000, .refresh_ttl = true};
 static const mim_bytes g_two[] = {{(const uint8_t *)"x", 1}, {(const uint8_t *)"y", 1}};
 
 static mim_status op_push_back(mim_client *c, const char *chat) {
@@ -124,7 +125,8 @@ static void ignore_item(void *user, const mim_topic_item *item) {
 
 /* Subscribes (waiting for the server's confirmation) and at once unsubscribes. */
 static mim_status subscribe_once(mim_client *c, const char *topic) {
-  mim_subscription_callbacks cb = {.on_item = ignore_item};
+  mim_subscription_callbacks cb = {.struct_size = sizeof(mim_subscription_callbacks),
+                                   .on_item = ignore_item};
   mim_subscription *sub = NULL;
   mim_status st = mim_topic_subscribe(c, CACHE, topic, NULL, &cb, &sub);
   if (st == MIM_OK) {

@@ -245,7 +245,10 @@ static void on_state(void *user, mim_subscription_state state, mim_status status
 static mim_subscription *subscribe(fixture *f, const char *cache, sub_rec *r, mim_status want) {
   memset(r, 0, sizeof *r);
   waiter_init(&r->states);
-  mim_subscription_callbacks cb = {.on_item = on_item, .on_state = on_state, .user = r};
+  mim_subscription_callbacks cb = {.struct_size = sizeof(mim_subscription_callbacks),
+                                   .on_item = on_item,
+                                   .on_state = on_state,
+                                   .user = r};
   mim_subscription *sub = NULL;
   assert_int_equal(mim_topic_subscribe(f->client, cache, "t", NULL, &cb, &sub), want);
   return sub;

@@ -471,8 +471,11 @@ static unsigned run_expiry(const char *chat, int64_t margin_ms, bool cut) {
   rec r = {.count = 0};
   pthread_mutex_init(&r.mu, NULL);
   cmn_cond_init_monotonic(&r.cv);
-  mim_subscription_callbacks cb = {
-      .on_item = on_item, .on_discontinuity = on_discontinuity, .on_state = on_state, .user = &r};
+  mim_subscription_callbacks cb = {.struct_size = sizeof(mim_subscription_callbacks),
+                                   .on_item = on_item,
+                                   .on_discontinuity = on_discontinuity,
+                                   .on_state = on_state,
+                                   .user = &r};
   mim_subscription *sub = NULL;
   /* A 2-second token can expire before the first subscribe on a slow machine (valgrind);
    * the refusal makes the client fetch a fresh one, so a later attempt succeeds. */

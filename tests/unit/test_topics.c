@@ -159,7 +159,7 @@ static void on_state(void *user, mim_subscription_state st, mim_status status, c
 }
 
 static mim_subscription_callbacks callbacks(rec *r) {
-  mim_subscription_callbacks cb = {on_item, on_disc, on_heartbeat, on_state, r};
+  mim_subscription_callbacks cb = {sizeof cb, on_item, on_disc, on_heartbeat, on_state, r};
   return cb;
 }
 
@@ -538,7 +538,8 @@ static void test_text_with_nul_received_whole(void **state) {
   seen_item si = {.count = 0};
   pthread_mutex_init(&si.mu, NULL);
   cmn_cond_init_monotonic(&si.cv);
-  mim_subscription_callbacks cb = {.on_item = on_seen_item, .user = &si};
+  mim_subscription_callbacks cb = {
+      .struct_size = sizeof(mim_subscription_callbacks), .on_item = on_seen_item, .user = &si};
   mim_subscription *sub = NULL;
   /* MIM_OK: the item confirmed the stream, so on_item has run. */
   assert_int_equal(mim_topic_subscribe(c, "wire-text", "t", NULL, &cb, &sub), MIM_OK);
@@ -592,7 +593,8 @@ static void test_subscribe_async_and_resume_at(void **state) {
   /* Resume at 2 in the right page: 2..5 replayed, then live. */
   rec *r = rec_new();
   mim_subscription_callbacks cb = callbacks(r);
-  mim_subscribe_options o = {.resume_at = 2, .sequence_page = page};
+  mim_subscribe_options o = {
+      .struct_size = sizeof(mim_subscribe_options), .resume_at = 2, .sequence_page = page};
   mim_subscription *s2 = NULL;
   assert_int_equal(mim_topic_subscribe_async(c, CACHE, "resume", &o, &cb, &s2), MIM_OK);
   assert_int_equal(rec_wait(r, &r->connected, 1, WAIT_MS), 1);
@@ -608,7 +610,8 @@ static void test_subscribe_async_and_resume_at(void **state) {
 
   /* A wrong page: discontinuity first (the ring's oldest is 1), then the ring. */
   rec *r3 = rec_new();
-  mim_subscribe_options o3 = {.resume_at = 3, .sequence_page = page + 1};
+  mim_subscribe_options o3 = {
+      .struct_size = sizeof(mim_subscribe_options), .resume_at = 3, .sequence_page = page + 1};
   mim_subscription *s3 = subscribe(c, "resume", r3, &o3);
   assert_int_equal(rec_wait(r3, &r3->discontinuities, 1, WAIT_MS), 1);
   assert_int_equal(rec_wait(r3, &r3->items, 6, WAIT_MS), 6);
@@ -725,7 +728,9 @@ static void test_cache_deleted_closes(void **state) {
   assert_int_equal(mim_cache_create(c, "doomed"), MIM_OK);
   rec *r = rec_new();
   mim_subscription_callbacks cb = callbacks(r);
-  mim_subscribe_options so = {.backoff_initial_ms = 20, .backoff_max_ms = 100};
+  mim_subscribe_options so = {.struct_size = sizeof(mim_subscribe_options),
+                              .backoff_initial_ms = 20,
+                              .backoff_max_ms = 100};
   mim_subscription *sub = NULL;
   assert_int_equal(mim_topic_subscribe(c, "doomed", "t", &so, &cb, &sub), MIM_OK);
   assert_int_equal(mim_cache_delete(c, "doomed"), MIM_OK);
@@ -784,7 +789,9 @@ static void test_reconnect_after_restart(void **state) {
   int port = s->port;
   mim_client *sc = client_for(s, s->root_key), *pc = client_for(s, s->root_key);
   rec *r = rec_new();
-  mim_subscribe_options so = {.backoff_initial_ms = 50, .backoff_max_ms = 500};
+  mim_subscribe_options so = {.struct_size = sizeof(mim_subscribe_options),
+                              .backoff_initial_ms = 50,
+                              .backoff_max_ms = 500};
   mim_subscription *sub = subscribe(sc, "restart", r, &so);
   publish_n(pc, "restart", 0, 3);
   assert_int_equal(rec_wait(r, &r->items, 3, WAIT_MS), 3);
@@ -912,7 +919,9 @@ static void test_backoff_grows_and_resets(void **state) {
   int port = s->port;
   mim_client *c = client_for(s, s->root_key);
   rec *r = rec_new();
-  mim_subscribe_options so = {.backoff_initial_ms = 20, .backoff_max_ms = 160};
+  mim_subscribe_options so = {.struct_size = sizeof(mim_subscribe_options),
+                              .backoff_initial_ms = 20,
+                              .backoff_max_ms = 160};
   mim_set_log_callback(capture_delays, MIM_LOG_INFO, NULL);
   mim_subscription_callbacks cb = callbacks(r);
   cb.on_state = on_state_marking;
@@ -975,7 +984,8 @@ static void test_shutdown_refuses_new_subscriptions(void **state) {
   unsetenv("MIM_LOCAL_SHUTDOWN_PAUSE_MS");
   mim_client *c = client_for(s, s->root_key);
   rec *r = rec_new();
-  mim_subscribe_options so = {.backoff_initial_ms = 10, .backoff_max_ms = 20};
+  mim_subscribe_options so = {
+      .struct_size = sizeof(mim_subscribe_options), .backoff_initial_ms = 10, .backoff_max_ms = 20};
   mim_subscription *sub = subscribe(c, "dying", r, &so);
   assert_int_equal(rec_wait(r, &r->connected, 1, WAIT_MS), 1);
   assert_int_equal(mim_local_stop(s), 0);
@@ -995,8 +1005,10 @@ static void test_watchdog_frozen_server(void **state) {
   mim_local *s = start_private(0);
   mim_client *c = client_for(s, s->root_key);
   rec *r = rec_new();
-  mim_subscribe_options so = {
-      .heartbeat_timeout_ms = 4 * HEARTBEAT_MS, .backoff_initial_ms = 50, .backoff_max_ms = 200};
+  mim_subscribe_options so = {.struct_size = sizeof(mim_subscribe_options),
+                              .heartbeat_timeout_ms = 4 * HEARTBEAT_MS,
+                              .backoff_initial_ms = 50,
+                              .backoff_max_ms = 200};
   mim_subscription *sub = subscribe(c, "frozen", r, &so);
   assert_int_equal(rec_wait(r, &r->heartbeats, 2, WAIT_MS), 2);
   assert_int_equal(mim_local_freeze(s, 10000), 0);

@@ -409,7 +409,10 @@ static void expect_no_more(void) {
 static void test_list_push_back(void **state) {
   (void)state;
   const uint8_t value[] = {'h', 'i', 0x00, 0xff, '\n'};
-  mim_list_write_options o = {.ttl_ms = 3600000, .refresh_ttl = true, .truncate_to = 100};
+  mim_list_write_options o = {.struct_size = sizeof(mim_list_write_options),
+                              .ttl_ms = 3600000,
+                              .refresh_ttl = true,
+                              .truncate_to = 100};
   uint32_t len = 0;
   assert_int_equal(mim_list_push_back(W.cli, CACHE, "chat-1", value, sizeof value, &o, &len),
                    MIM_OK);
@@ -428,7 +431,8 @@ static void test_list_push_back(void **state) {
                    "ttl_milliseconds", 86400000, "refresh_ttl", 1, "truncate_front_to_size", 0));
 
   /* No refresh: refresh_ttl false. */
-  mim_list_write_options keep = {.ttl_ms = 5000, .refresh_ttl = false};
+  mim_list_write_options keep = {
+      .struct_size = sizeof(mim_list_write_options), .ttl_ms = 5000, .refresh_ttl = false};
   assert_int_equal(mim_list_push_back(W.cli, CACHE, "chat-1", "y", 1, &keep, NULL), MIM_OK);
   expect(SCS("ListPushBack"), CACHE,
          json_pack("{s:s, s:s, s:i, s:b, s:i}", "list_name", hexs("chat-1"), "value", hexs("y"),
@@ -438,7 +442,10 @@ static void test_list_push_back(void **state) {
 
 static void test_list_push_front_and_concat(void **state) {
   (void)state;
-  mim_list_write_options o = {.ttl_ms = 60000, .refresh_ttl = true, .truncate_to = 3};
+  mim_list_write_options o = {.struct_size = sizeof(mim_list_write_options),
+                              .ttl_ms = 60000,
+                              .refresh_ttl = true,
+                              .truncate_to = 3};
   uint32_t len = 0;
   assert_int_equal(mim_list_push_front(W.cli, CACHE, "l2", "front", 5, &o, &len), MIM_OK);
   assert_int_equal(len, PUSH_LENGTH);
@@ -531,7 +538,8 @@ static void test_list_other_calls(void **state) {
   expect(SCS("ListLength"), CACHE, json_pack("{s:s}", "list_name", hexs("l3")));
 
   mim_list_range r = {.has_start = true, .start = -2};
-  mim_list_write_options o = {.ttl_ms = 9000, .refresh_ttl = true};
+  mim_list_write_options o = {
+      .struct_size = sizeof(mim_list_write_options), .ttl_ms = 9000, .refresh_ttl = true};
   assert_int_equal(mim_list_retain(W.cli, CACHE, "l3", &r, &o, &n), MIM_OK);
   assert_int_equal(n, 2);
   expect(SCS("ListRetain"), CACHE,
@@ -689,8 +697,13 @@ static void test_subscribe_fresh_then_resume(void **state) {
   (void)state;
   sub_log l;
   sub_log_init(&l);
-  mim_subscription_callbacks cb = {.on_item = on_item, .on_heartbeat = on_heartbeat, .user = &l};
-  mim_subscribe_options o = {.backoff_initial_ms = 20, .backoff_max_ms = 200};
+  mim_subscription_callbacks cb = {.struct_size = sizeof(mim_subscription_callbacks),
+                                   .on_item = on_item,
+                                   .on_heartbeat = on_heartbeat,
+                                   .user = &l};
+  mim_subscribe_options o = {.struct_size = sizeof(mim_subscribe_options),
+                             .backoff_initial_ms = 20,
+                             .backoff_max_ms = 200};
   mim_subscription *sub = NULL;
   assert_int_equal(mim_topic_subscribe(W.cli, CACHE, "chat-1", &o, &cb, &sub), MIM_OK);
   bool got = wait_items(&l, 2);
@@ -710,9 +723,11 @@ static void test_subscribe_resume_at(void **state) {
   (void)state;
   sub_log l;
   sub_log_init(&l);
-  mim_subscription_callbacks cb = {.on_item = on_item, .user = &l};
+  mim_subscription_callbacks cb = {
+      .struct_size = sizeof(mim_subscription_callbacks), .on_item = on_item, .user = &l};
   const uint64_t at = 5000000000ULL, page = 4294967301ULL;
-  mim_subscribe_options o = {.resume_at = at, .sequence_page = page};
+  mim_subscribe_options o = {
+      .struct_size = sizeof(mim_subscribe_options), .resume_at = at, .sequence_page = page};
   mim_subscription *sub = NULL;
   assert_int_equal(mim_topic_subscribe(W.cli, CACHE, "room", &o, &cb, &sub), MIM_OK);
   bool got = wait_items(&l, 1);
@@ -740,9 +755,12 @@ static void test_subscribe_discontinuity(void **state) {
   (void)state;
   sub_log l;
   sub_log_init(&l);
-  mim_subscription_callbacks cb = {
-      .on_item = on_item, .on_discontinuity = on_discontinuity, .user = &l};
-  mim_subscribe_options o = {.resume_at = 100, .sequence_page = 2};
+  mim_subscription_callbacks cb = {.struct_size = sizeof(mim_subscription_callbacks),
+                                   .on_item = on_item,
+                                   .on_discontinuity = on_discontinuity,
+                                   .user = &l};
+  mim_subscribe_options o = {
+      .struct_size = sizeof(mim_subscribe_options), .resume_at = 100, .sequence_page = 2};
   mim_subscription *sub = NULL;
   assert_int_equal(mim_topic_subscribe(W.cli, CACHE, "gap", &o, &cb, &sub), MIM_OK);
   bool got = wait_items(&l, 1);

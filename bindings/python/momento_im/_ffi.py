@@ -27,9 +27,18 @@ MESSAGE_CHAT, MESSAGE_FOREIGN = 0, 1
 LOG_FN = CFUNCTYPE(None, c_int, c_char_p, c_void_p)
 
 
-class ClientOptions(Structure):
+class _Sized(Structure):
+    """A struct of the struct_size convention (common.h): struct_size is set on creation."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.struct_size = ctypes.sizeof(self)
+
+
+class ClientOptions(_Sized):
     """struct mim_client_options (client.h)."""
     _fields_ = [
+        ("struct_size", c_size_t),
         ("api_key", c_char_p),
         ("credentials", c_void_p),  # const mim_credentials *
         ("token_url", c_char_p),
@@ -75,9 +84,10 @@ ON_EVENT = CFUNCTYPE(None, c_void_p, c_int, c_int, c_char_p, c_void_p)
 ON_SEND_RESULT = CFUNCTYPE(None, c_void_p, c_char_p, c_int, c_char_p, c_void_p)
 
 
-class JoinOptions(Structure):
+class JoinOptions(_Sized):
     """struct mim_join_options (im.h)."""
     _fields_ = [
+        ("struct_size", c_size_t),
         ("display_name", c_char_p),
         ("mode", c_int),  # mim_chat_mode
         ("history_cap", c_uint32),
@@ -115,7 +125,7 @@ def _candidates():
     # bindings/python/momento_im/_ffi.py -> repository root is three levels up.
     root = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.dirname(os.path.abspath(__file__)))))
-    for name in ("libmomento-im.so", "libmomento-im.so.0"):
+    for name in ("libmomento-im.so", "libmomento-im.so.1"):
         path = os.path.join(root, "build", "lib", name)
         if os.path.exists(path):
             found.append(path)

@@ -125,7 +125,7 @@ PROBE = r"""
 #define S(t) printf(#t " size %zu\n", sizeof(t))
 #define O(t, f) printf(#t " " #f " %zu\n", offsetof(t, f))
 int main(void) {
-  S(mim_client_options); O(mim_client_options, api_key); O(mim_client_options, credentials);
+  S(mim_client_options); O(mim_client_options, struct_size); O(mim_client_options, api_key); O(mim_client_options, credentials);
   O(mim_client_options, token_url); O(mim_client_options, token_refresh_margin_ms);
   O(mim_client_options, cache_host); O(mim_client_options, control_host);
   O(mim_client_options, token_host); O(mim_client_options, tls);
@@ -137,7 +137,7 @@ int main(void) {
   O(mim_message, from); O(mim_message, publisher_id); O(mim_message, text);
   O(mim_message, timestamp_ms); O(mim_message, sequence); O(mim_message, from_history);
   O(mim_message, raw); O(mim_message, raw_len);
-  S(mim_join_options); O(mim_join_options, display_name); O(mim_join_options, mode);
+  S(mim_join_options); O(mim_join_options, struct_size); O(mim_join_options, display_name); O(mim_join_options, mode);
   O(mim_join_options, history_cap); O(mim_join_options, history_ttl_ms);
   O(mim_join_options, on_event); O(mim_join_options, outbox_limit);
   O(mim_join_options, flush_timeout_ms); O(mim_join_options, send_timeout_ms);
@@ -178,7 +178,7 @@ def test_abi_matches_headers(tmp_path):
             attr = "from_" if what == "from" else what
             assert getattr(STRUCTS[name], attr).offset == value, "%s.%s" % (name, what)
         checked += 1
-    assert checked == 49
+    assert checked == 51
 
 
 def test_version():

@@ -86,7 +86,8 @@ static int cmd_subscribe(mim_client *c, char **argv) {
   pthread_cond_init(&s.cv, NULL);
   long want = strtol(argv[2], NULL, 10);
   long ms = strtol(argv[3], NULL, 10);
-  mim_subscription_callbacks cb = {.on_item = on_item, .user = &s};
+  mim_subscription_callbacks cb = {
+      .struct_size = sizeof(mim_subscription_callbacks), .on_item = on_item, .user = &s};
   mim_subscription *sub = NULL;
   mim_status st = mim_topic_subscribe(c, argv[0], argv[1], NULL, &cb, &sub);
   if (st != MIM_OK) {
