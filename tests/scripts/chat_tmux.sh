@@ -222,6 +222,20 @@ if wait_input "$alice" "alice>"; then ok "the input line is empty after Enter"; 
   bad "the input line is empty after Enter"
 fi
 
+# Each sender's name in a colour of its own, the same on every line (SGR 31..36).
+name_colours() { # pane name: the distinct colour codes the name is drawn in
+  local esc
+  esc=$(printf '\033')
+  "${T[@]}" capture-pane -p -e -t "$1" | grep -oE "$esc\[3[1-6]m$2$esc" | cut -c4 | sort -u |
+    tr -d '\n'
+}
+ca=$(name_colours "$alice" alice) cb=$(name_colours "$alice" bob)
+if [[ $ca =~ ^[1-6]$ && $cb =~ ^[1-6]$ && $ca != "$cb" ]]; then
+  ok "alice and bob each have a colour of their own on alice's screen"
+else
+  bad "alice and bob each have a colour of their own on alice's screen (alice: '$ca', bob: '$cb')"
+fi
+
 # Scrollback: PgUp holds the view still, the status line counts what arrives meanwhile.
 "${T[@]}" send-keys -t "$alice" PPage
 check_pane "PgUp: the status line says alice is scrolled back" "$alice" "scrolled back; 0 unread \(PgDn\)$"
