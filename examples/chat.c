@@ -83,6 +83,7 @@ typedef struct event {
   size_t who_len;    /* 0: a line of our own ("*** ...") */
   unsigned colour;   /* 1..N_COLOURS from the sender's name */
   bool history;      /* EV_LINE: history shown on join (subject to --history) */
+  bool from_log;     /* EV_LINE: a library warning */
   conn_state conn;   /* EV_CONN */
   struct event *next;
 } event;
@@ -113,6 +114,7 @@ typedef struct chat_state {
   mim_client *client;
   mim_session *session;
   bool curses; /* the full-screen UI is on */
+  bool left;   /* mim_leave returned: no /retry any more */
   conn_state conn;
   ui_line *lines;
   size_t n_lines;
@@ -396,8 +398,16 @@ static void on_send_result(mim_session *session, const char *message_id, mim_sta
 
 /* Library warnings (failed refetches and the like), one line each. */
 static void on_log(mim_log_level level, const char *message, void *user) {
-  if (level <= MIM_LOG_WARN)
-    notice(user, "*** %s", message);
+  if (level > MIM_LOG_WARN)
+    return;
+  event *ev = calloc(1, sizeof *ev);
+  if (!ev || asprintf(&ev->text, "*** %s", message) < 0) {
+    free(ev);
+    return;
+  }
+  ev->kind = EV_LINE;
+  ev->from_log = true;
+  queue_push(user, ev);
 }
 
 /* ---- the screen (main thread only) ---- */
@@ -635,9 +645,9 @@ static void send_failed(chat_state *st, char *text, mim_status s, const char *de
   char *shown = strndup(text, cut);
   if (shown)
     sanitize(shown);
-  say(st, "*** not sent: \"%s\"%s (%s: %s: %s); /retry sends it again", shown ? shown : "?",
-      cut < n ? "..." : "", explain(s), mim_status_name(s),
-      detail && *detail ? detail : "no detail");
+  say(st, "*** not sent: \"%s\"%s (%s: %s: %s)%s", shown ? shown : "?", cut < n ? "..." : "",
+      explain(s), mim_status_name(s), detail && *detail ? detail : "no detail",
+      st->left ? "" : "; /retry sends it again");
   free(shown);
   remember_failed(st, text);
 }
@@ -758,11 +768,22 @@ static bool handle_line(chat_state *st, char *line) {
 
 /* ---- events and input (main thread) ---- */
 
+/* A library warning about a message we track: its outcome will show it by its text,
+ * which is what the person knows it by (the warning has only its id). */
+static bool about_tracked_send(const chat_state *st, const char *warning) {
+  for (size_t i = 0; i < st->n_sent; i++)
+    if (strstr(warning, st->sent[i].id))
+      return true;
+  return false;
+}
+
 static void handle_event(chat_state *st, event *ev) {
   switch (ev->kind) {
   case EV_LINE:
-    show(st, ev->text, ev->who_off, ev->who_len, ev->colour);
-    ev->text = NULL;
+    if (!(ev->from_log && about_tracked_send(st, ev->text))) {
+      show(st, ev->text, ev->who_off, ev->who_len, ev->colour);
+      ev->text = NULL;
+    }
     break;
   case EV_SEND_RESULT:
     send_result(st, ev);
@@ -1208,6 +1229,7 @@ int main(int argc, char **argv) {
 
   ui_stop(&st);
   mim_leave(st.session); /* may report what it could not send: shown below */
+  st.left = true;
   drain_events(&st);
   mim_client_free(st.client);
   say(&st, "*** left %s", o.chat);

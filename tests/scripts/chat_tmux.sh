@@ -11,12 +11,15 @@ B=$(cd "$B" && pwd)
 dir=$(mktemp -d)
 server_pid=
 vendor_pid=
+ivan_pid=
 T=(tmux -S "$dir/tmux.sock" -f "$dir/tmux.conf")
 unset TMUX # also when make check itself runs inside tmux
 cleanup() {
   "${T[@]}" kill-server >/dev/null 2>&1
   [ -n "$vendor_pid" ] && kill -TERM "$vendor_pid" 2>/dev/null && wait "$vendor_pid" 2>/dev/null
+  [ -n "$ivan_pid" ] && kill -TERM "$ivan_pid" 2>/dev/null && wait "$ivan_pid" 2>/dev/null
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -CONT "$server_pid" 2>/dev/null # stopped by the last check if that failed midway
     kill -TERM "$server_pid" 2>/dev/null
     wait "$server_pid" 2>/dev/null
   fi
@@ -368,5 +371,36 @@ expired=$("${T[@]}" new-window -P -F '#{pane_id}' -t chat: "$(chat_cmd frank)")
 check_pane "an expired token: clear message" "$expired" \
   "^chat: cannot join $ROOM: your token is invalid or has expired"
 check_exit "... and exit status 1" frank 1
+
+
+# Last, since it hangs the server (SIGSTOP): a message still queued when the client leaves
+# is reported with its text (through on_send_result), not by its id.
+mint ivan client
+mkfifo "$dir/ivan.in"
+"$B/examples/chat" --chat "$ROOM" --name ivan --endpoint "$E" --key-file "$dir/ivan.key" \
+  <"$dir/ivan.in" >"$dir/ivan.out" 2>&1 &
+ivan_pid=$!
+exec 7>"$dir/ivan.in"
+for _ in $(seq 1 100); do
+  grep -q "^\*\*\* joined" "$dir/ivan.out" && break
+  sleep 0.1
+done
+kill -STOP "$server_pid"
+echo "lost while the server hangs" >&7
+exec 7>&-
+for _ in $(seq 1 600); do # leaving waits for the hung server's deadlines: up to 60 s
+  kill -0 "$ivan_pid" 2>/dev/null || break
+  sleep 0.1
+done
+kill -CONT "$server_pid"
+if grep -q '^\*\*\* not sent: "lost while the server hangs" (cancelled' "$dir/ivan.out"; then
+  ok "a message queued at leave is reported by its text"
+else
+  bad "a message queued at leave is reported by its text"
+  sed 's/^/    /' "$dir/ivan.out"
+fi
+if grep -qE '[0-9a-f]{32}' "$dir/ivan.out"; then bad "... and no message id is shown"; else
+  ok "... and no message id is shown"
+fi
 
 finish
