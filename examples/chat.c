@@ -412,32 +412,49 @@ static void on_log(mim_log_level level, const char *message, void *user) {
 
 /* ---- the screen (main thread only) ---- */
 
-/* Byte offsets where each screen row of s starts when wrapped at cols columns; returns
- * the number of rows (at least 1, at most max). */
+/* Decodes the character at s[i]: its length in bytes, its columns in *width and whether
+ * it is a space. Bytes that are not UTF-8 count as one column each. */
+static size_t next_char(const char *s, size_t len, size_t i, mbstate_t *mbs, int *width,
+                        bool *space) {
+  wchar_t wc;
+  size_t n = mbrtowc(&wc, s + i, len - i, mbs);
+  if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
+    memset(mbs, 0, sizeof *mbs);
+    *width = 1;
+    *space = false;
+    return 1;
+  }
+  *width = wcwidth(wc) < 0 ? 1 : wcwidth(wc);
+  *space = wc == L' ';
+  return n;
+}
+
+/* Byte offsets where each screen row of s starts when wrapped at cols columns, after the
+ * row's last space when it has one (words stay whole); returns the number of rows (at
+ * least 1, at most max). */
 static size_t wrap_rows(const char *s, int cols, size_t *starts, size_t max) {
-  size_t rows = 1, len = strlen(s), i = 0;
-  int used = 0;
+  size_t rows = 1, len = strlen(s), i = 0, after_space = 0;
+  int used = 0, used_to_space = 0;
   mbstate_t mbs;
   memset(&mbs, 0, sizeof mbs);
   starts[0] = 0;
   while (i < len) {
-    wchar_t wc;
-    size_t n = mbrtowc(&wc, s + i, len - i, &mbs);
-    int w = 1;
-    if (n == (size_t)-1 || n == (size_t)-2 || n == 0) { /* not UTF-8: one byte, one column */
-      n = 1;
-      memset(&mbs, 0, sizeof mbs);
-    } else {
-      w = wcwidth(wc) < 0 ? 1 : wcwidth(wc);
-    }
+    int w;
+    bool space;
+    size_t n = next_char(s, len, i, &mbs, &w, &space);
     if (used + w > cols && used > 0) {
       if (rows == max)
         break;
-      starts[rows++] = i;
-      used = 0;
+      bool at_space = after_space > starts[rows - 1];
+      starts[rows++] = at_space ? after_space : i;
+      used = at_space ? used - used_to_space : 0;
     }
     used += w;
     i += n;
+    if (space) {
+      after_space = i;
+      used_to_space = used;
+    }
   }
   starts[rows] = i;
   return rows;
