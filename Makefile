@@ -14,6 +14,10 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/libmomento-im
+CMAKEDIR ?= $(LIBDIR)/cmake/momento-im
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
@@ -127,7 +131,7 @@ $(B)/examples/loop_event: EXAMPLE_LDLIBS += $(shell $(PKG_CONFIG) --libs libeven
 # The terminal chat draws its screen with ncurses (wide-character build, for UTF-8).
 $(B)/examples/chat: EXAMPLE_LDLIBS += $(shell $(PKG_CONFIG) --libs ncursesw 2>/dev/null)
 
-.PHONY: all lib server tests examples check deps demo install uninstall clean format lint
+.PHONY: all lib server tests examples check deps demo install uninstall clean format lint docs man
 all: lib server examples
 examples: $(EXAMPLE_BIN)
 
@@ -258,22 +262,75 @@ check-rate-chat:
 deps:
 	@scripts/install-deps.sh
 
-install: lib
-	install -d $(DESTDIR)$(INCLUDEDIR)/momento $(DESTDIR)$(LIBDIR)/pkgconfig
-	install -m 644 include/momento/*.h $(DESTDIR)$(INCLUDEDIR)/momento/
+# ---- install (docs/man, cmake/, scripts/apidoc.py). The example tools are installed
+# under names that cannot clash with other packages' (chat -> mim-chat); tour and the
+# loop_* examples stay examples.
+TOOLS := chat token-vendor mint-token moderator
+MAN1 := $(wildcard docs/man/*.1)
+HEADERS := $(wildcard include/momento/*.h)
+# Section 3 pages: one per MIM_API function, from the comments above the declarations.
+MAN3_STAMP := $(B)/docs/man3/.stamp
+# `make install INSTALL_HTML=0` skips the Doxygen reference (and needs no doxygen).
+INSTALL_HTML ?= 1
+CMAKE_SED = sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|g' \
+	    -e 's|@VERSION_MINOR@|$(VERSION_MINOR)|g' -e 's|@SONAME@|$(SONAME)|g' \
+	    -e 's|@SHARED_NAME@|$(notdir $(SHARED))|g' \
+	    -e "s|@LIBDIR_FROM_CMAKEDIR@|$$(realpath -m --relative-to=$(CMAKEDIR) $(LIBDIR))|g" \
+	    -e "s|@INCLUDEDIR_FROM_CMAKEDIR@|$$(realpath -m --relative-to=$(CMAKEDIR) $(INCLUDEDIR))|g" \
+	    -e "s|@SIZEOF_VOID_P@|$$(echo | $(CC) -dM -E - | sed -n 's/^\#define __SIZEOF_POINTER__ //p')|g"
+
+man: $(MAN3_STAMP)
+$(MAN3_STAMP): scripts/apidoc.py docs/man/libmomento-im.3.in $(HEADERS) Makefile
+	@rm -rf $(dir $@) && mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  APIDOC $(dir $@)")
+	$(Q)python3 scripts/apidoc.py man $(dir $@) $(VERSION) docs/man/libmomento-im.3.in $(HEADERS)
+	$(Q)touch $@
+
+# The HTML API reference: Doxygen reads the headers through scripts/apidoc.py, which turns
+# their /* */ comments into doc comments.
+docs: $(B)/docs/html/index.html
+$(B)/docs/html/index.html: docs/Doxyfile.in scripts/apidoc.py $(HEADERS) Makefile
+	@command -v doxygen >/dev/null || { echo "make docs needs doxygen: apt-get install doxygen (or make deps)"; exit 1; }
+	@rm -rf $(B)/docs/html && mkdir -p $(B)/docs
+	@$(if $(V),:,echo "  DOXYGEN $(B)/docs/html")
+	$(Q)sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@OUT@|$(B)/docs|g' -e 's|@INPUT@|$(HEADERS)|g' \
+	  docs/Doxyfile.in > $(B)/docs/Doxyfile
+	$(Q)doxygen $(B)/docs/Doxyfile > $(B)/docs/doxygen.log 2>&1 || { cat $(B)/docs/doxygen.log; exit 1; }
+
+install: all $(MAN3_STAMP) $(if $(filter 1,$(INSTALL_HTML)),docs)
+	install -d $(DESTDIR)$(INCLUDEDIR)/momento $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(CMAKEDIR)
+	install -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/momento/
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf libmomento-im.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmomento-im.so
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	$(PC_SED) > $(DESTDIR)$(LIBDIR)/pkgconfig/libmomento-im.pc
 	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/libmomento-im.pc
+	$(CMAKE_SED) cmake/momento-imConfig.cmake.in > $(DESTDIR)$(CMAKEDIR)/momento-imConfig.cmake
+	$(CMAKE_SED) cmake/momento-imConfigVersion.cmake.in > $(DESTDIR)$(CMAKEDIR)/momento-imConfigVersion.cmake
+	chmod 644 $(DESTDIR)$(CMAKEDIR)/*.cmake
+	install -m 755 $(SERVER_BIN) $(DESTDIR)$(BINDIR)/mim-local
+	for t in $(TOOLS); do install -m 755 $(B)/examples/$$t $(DESTDIR)$(BINDIR)/mim-$$t || exit 1; done
+	install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(dir $(MAN3_STAMP))*.3 $(DESTDIR)$(MANDIR)/man3/
+	$(if $(filter 1,$(INSTALL_HTML)),install -d $(DESTDIR)$(DOCDIR)/html && \
+	  cp -R $(B)/docs/html/. $(DESTDIR)$(DOCDIR)/html/ && chmod -R u=rwX$(comma)go=rX $(DESTDIR)$(DOCDIR))
 
+# Removes what install added, whichever INSTALL_HTML it ran with, also without a build/.
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/momento/,$(notdir $(wildcard include/momento/*.h)))
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/momento/,$(notdir $(HEADERS)))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/momento 2>/dev/null
 	rm -f $(DESTDIR)$(LIBDIR)/libmomento-im.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	  $(DESTDIR)$(LIBDIR)/libmomento-im.so $(DESTDIR)$(LIBDIR)/libmomento-im.a \
 	  $(DESTDIR)$(LIBDIR)/pkgconfig/libmomento-im.pc
+	rm -f $(DESTDIR)$(CMAKEDIR)/momento-imConfig.cmake $(DESTDIR)$(CMAKEDIR)/momento-imConfigVersion.cmake
+	-rmdir $(DESTDIR)$(CMAKEDIR) 2>/dev/null
+	rm -f $(DESTDIR)$(BINDIR)/mim-local $(addprefix $(DESTDIR)$(BINDIR)/mim-,$(TOOLS))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1))) $(DESTDIR)$(MANDIR)/man3/libmomento-im.3
+	rm -f $$(python3 scripts/apidoc.py names $(HEADERS) | sed 's|.*|$(DESTDIR)$(MANDIR)/man3/&.3|')
+	rm -rf $(DESTDIR)$(DOCDIR)/html
+	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 lint: $(PROTO_H)
 	scripts/lint.sh

@@ -109,7 +109,11 @@ static void on_message_count_all(mim_session *s, const mim_message *m, void *use
 
 static mim_session *join(mim_client *c, const char *chat, mim_on_message fn, counter *cnt) {
   mim_session *s = NULL;
-  mim_status st = mim_join(c, cfg.cache, chat, NULL, fn, cnt, &s);
+  /* The join benchmark fetches and delivers the whole 100-message history (the default
+   * initial_history shows only the newest 20). */
+  mim_join_options jo = MIM_JOIN_OPTIONS_INIT;
+  jo.initial_history = 100;
+  mim_status st = mim_join(c, cfg.cache, chat, &jo, fn, cnt, &s);
   if (st != MIM_OK)
     die("mim_join", st);
   return s;

@@ -353,7 +353,7 @@ if [ "$MODE" = full ]; then
 fi
 
 # ---- report ----
-SO=$B/lib/libmomento-im.so.$(sed -n 's/^VERSION_\(MAJOR\|MINOR\|PATCH\) := //p' Makefile | paste -sd.)
+SO=$B/lib/libmomento-im.so.$(sed -n 's/^#define MIM_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' include/momento/common.h | paste -sd.)
 STRIPPED=$WORK/stripped.so
 strip -o "$STRIPPED" "$SO" 2>/dev/null || cp "$SO" "$STRIPPED"
 python3 bench/report.py --mode "$MODE" --results "$RESULTS" --samples "$SAMPLES" --out "$OUT" \

@@ -142,9 +142,18 @@ static void on_signal(int sig) {
   errno = saved;
 }
 
+/* The name this tool was run as (build/examples/chat, or installed as mim-chat), for its
+ * usage line. */
+static const char *prog = "chat";
+
+/* The other tools' names go with ours: "mim-" when installed, none in build/examples. */
+static const char *tool_prefix(void) {
+  return strncmp(prog, "mim-", 4) == 0 ? "mim-" : "";
+}
+
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: chat --chat ROOM --name NAME [options]\n"
+          "usage: %s --chat ROOM --name NAME [options]\n"
           "\n"
           "  --chat ROOM          chat room to join (required)\n"
           "  --name NAME          your display name (required)\n"
@@ -165,13 +174,13 @@ static void usage(FILE *out) {
           "In the room: type a line and Enter sends it; /help lists the commands (/stats,\n"
           "/retry, /quit); PgUp/PgDn scroll back through the messages.\n"
           "\n"
-          "Example, everything on this machine (mim-local and token-vendor are in build/bin\n"
-          "and build/examples; the vendor is for development only, see its --help):\n"
+          "Example, everything on this machine (the token vendor is for development only,\n"
+          "see its --help):\n"
           "  mim-local --root-key-file /tmp/root.key --cache instant-messaging &\n"
-          "  token-vendor --key-file /tmp/root.key --endpoint 127.0.0.1:8080 &\n"
-          "  chat --chat lobby --name alice --endpoint 127.0.0.1:8080 \\\n"
+          "  %stoken-vendor --key-file /tmp/root.key --endpoint 127.0.0.1:8080 &\n"
+          "  %s --chat lobby --name alice --endpoint 127.0.0.1:8080 \\\n"
           "       --token-url 'http://127.0.0.1:8081/token?chat=lobby&user=alice&mode=client'\n",
-          DEFAULT_HISTORY);
+          prog, DEFAULT_HISTORY, tool_prefix(), prog);
 }
 
 /* ---- events: from the callbacks to the main thread ---- */
@@ -1211,6 +1220,7 @@ static void use_utf8(void) {
 }
 
 int main(int argc, char **argv) {
+  prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
   use_utf8();
   options o;
   int rc = parse_args(argc, argv, &o);

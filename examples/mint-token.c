@@ -19,29 +19,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The name this tool was run as (build/examples/mint-token, or installed as mim-mint-token), for
+ * its usage line. */
+static const char *prog = "mint-token";
+
 static void usage(FILE *out) {
-  fprintf(out, "usage: mint-token --chat ROOM --user NAME [options]\n"
-               "\n"
-               "  --chat ROOM          the room the token is for (required)\n"
-               "  --user NAME          token id: the trusted sender name (required)\n"
-               "  --mode MODE          client (read/write the room, default) or moderated\n"
-               "                       (read the room, publish only to ROOM-input)\n"
-               "  --cache NAME         cache holding the room (default instant-messaging)\n"
-               "  --endpoint HOST:PORT server for every plane (default: from the key)\n"
-               "  --plaintext          no TLS (default: TLS unless the endpoint is loopback)\n"
-               "  --key-file PATH      privileged key (default: MOMENTO_API_KEY)\n"
-               "  --valid-for SECONDS  lifetime of the token (default 3600)\n"
-               "  --help               this text\n"
-               "\n"
-               "The token goes to stdout. Example, with mim-local on its default port 8080:\n"
-               "  mim-local --root-key-file /tmp/root.key --cache instant-messaging &\n"
-               "  mint-token --endpoint 127.0.0.1:8080 --key-file /tmp/root.key --chat lobby "
-               "--user alice > /tmp/alice.key\n"
-               "  chat --chat lobby --name alice --endpoint 127.0.0.1:8080 --key-file "
-               "/tmp/alice.key\n");
+  /* The other tools' names go with ours: "mim-" when installed, none in build/examples. */
+  const char *pre = strncmp(prog, "mim-", 4) == 0 ? "mim-" : "";
+  fprintf(out,
+          "usage: %s --chat ROOM --user NAME [options]\n"
+          "\n"
+          "  --chat ROOM          the room the token is for (required)\n"
+          "  --user NAME          token id: the trusted sender name (required)\n"
+          "  --mode MODE          client (read/write the room, default) or moderated\n"
+          "                       (read the room, publish only to ROOM-input)\n"
+          "  --cache NAME         cache holding the room (default instant-messaging)\n"
+          "  --endpoint HOST:PORT server for every plane (default: from the key)\n"
+          "  --plaintext          no TLS (default: TLS unless the endpoint is loopback)\n"
+          "  --key-file PATH      privileged key (default: MOMENTO_API_KEY)\n"
+          "  --valid-for SECONDS  lifetime of the token (default 3600)\n"
+          "  --help               this text\n"
+          "\n"
+          "The token goes to stdout. Example, with mim-local on its default port 8080:\n"
+          "  mim-local --root-key-file /tmp/root.key --cache instant-messaging &\n"
+          "  %s --endpoint 127.0.0.1:8080 --key-file /tmp/root.key --chat lobby --user alice "
+          "> /tmp/alice.key\n"
+          "  %schat --chat lobby --name alice --endpoint 127.0.0.1:8080 --key-file "
+          "/tmp/alice.key\n",
+          prog, prog, pre);
 }
 
 int main(int argc, char **argv) {
+  prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
   enum { O_CACHE = 256, O_ENDPOINT, O_PLAIN, O_KEYFILE, O_VALID, O_MODE, O_HELP };
   static const struct option longs[] = {{"chat", required_argument, NULL, 'c'},
                                         {"user", required_argument, NULL, 'u'},

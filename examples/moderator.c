@@ -40,10 +40,14 @@ typedef struct filter_config {
   pthread_mutex_t log_mu;
 } filter_config;
 
+/* The name this tool was run as (build/examples/moderator, or installed as mim-moderator), for its
+ * usage line. */
+static const char *prog = "moderator";
+
 static void usage(FILE *out) {
   fprintf(
       out,
-      "usage: moderator --chat ROOM [--chat ROOM2 ...] [options]\n"
+      "usage: %s --chat ROOM [--chat ROOM2 ...] [options]\n"
       "\n"
       "  --chat ROOM          room to moderate (repeatable; reads ROOM-input)\n"
       "  --cache NAME         cache holding the rooms (default instant-messaging)\n"
@@ -68,7 +72,7 @@ static void usage(FILE *out) {
       "          case-insensitive for ASCII letters: \"Darn!\" -> \"****!\", \"darned\" stays);\n"
       "  accept  everything else, unchanged.\n"
       "Each decision is logged on stdout: TIME ROOM VERDICT sender: text.\n",
-      DEFAULT_CAP, DEFAULT_MAX_LENGTH);
+      prog, DEFAULT_CAP, DEFAULT_MAX_LENGTH);
 }
 
 /* ---- the word filter ---- */
@@ -419,6 +423,7 @@ static int run(const options *o, filter_config *cfg, const sigset_t *stop_signal
 }
 
 int main(int argc, char **argv) {
+  prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
   /* Block the stop signals before any thread exists, so every thread inherits the mask
    * and the main thread alone takes them with sigwait. */
   sigset_t stop_signals;

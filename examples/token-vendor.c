@@ -59,36 +59,41 @@ typedef struct args {
 /* No authentication: whoever can reach the port gets a token for any chat and any name.
  * Said at every start and in --help, so nobody mistakes it for a production service. */
 #define DEV_ONLY_WARNING                                                                           \
-  "WARNING: token-vendor is an example for development only. It has NO authentication:\n"          \
-  "any caller that reaches its port gets a token for any chat under any name. Put your\n"          \
+  "WARNING: this token vendor is for development only: it has NO authentication.\n"                \
+  "Any caller that reaches its port gets a token for any chat under any name. Put your\n"          \
   "own authentication in front of it (or write your own vendor) before anyone else can\n"          \
   "reach it.\n"
 
+/* The name this tool was run as (build/examples/token-vendor, or installed as mim-token-vendor),
+ * for its usage line. */
+static const char *prog = "token-vendor";
+
 static void usage(FILE *out) {
-  fputs("usage: token-vendor --key-file ROOT.key [options]\n"
-        "\n"
-        "Hands chat clients disposable tokens scoped to one chat, minted with the\n"
-        "privileged key (which never leaves this process):\n"
-        "  GET /token?chat=ROOM&user=NAME&mode=client|moderated\n"
-        "  -> {\"token\": \"...\", \"expires_at\": ..., \"chat\": ..., \"user\": ..., \"mode\": "
-        "...}\n"
-        "\n"
-        "  --key-file PATH      privileged key (required)\n"
-        "  --endpoint HOST:PORT server for every plane (default: from the key)\n"
-        "  --plaintext          no TLS (default: TLS unless the endpoint is loopback)\n"
-        "  --listen HOST:PORT   where to serve HTTP (default 127.0.0.1:8081)\n"
-        "  --port N             port to listen on (0 = a free one)\n"
-        "  --port-file PATH     write the bound port there once listening\n"
-        "  --cache NAME         cache holding the rooms (default instant-messaging)\n"
-        "  --valid-for SECONDS  lifetime of each token (default 3600, at most 30 days)\n"
-        "  --help               this text\n"
-        "\n"
-        "Example, with mim-local on its default port 8080:\n"
-        "  mim-local --root-key-file /tmp/root.key --cache instant-messaging &\n"
-        "  token-vendor --key-file /tmp/root.key --endpoint 127.0.0.1:8080 &\n"
-        "  curl 'http://127.0.0.1:8081/token?chat=lobby&user=alice&mode=client'\n"
-        "\n" DEV_ONLY_WARNING,
-        out);
+  fprintf(out,
+          "usage: %s --key-file ROOT.key [options]\n"
+          "\n"
+          "Hands chat clients disposable tokens scoped to one chat, minted with the\n"
+          "privileged key (which never leaves this process):\n"
+          "  GET /token?chat=ROOM&user=NAME&mode=client|moderated\n"
+          "  -> {\"token\": \"...\", \"expires_at\": ..., \"chat\": ..., \"user\": ..., \"mode\": "
+          "...}\n"
+          "\n"
+          "  --key-file PATH      privileged key (required)\n"
+          "  --endpoint HOST:PORT server for every plane (default: from the key)\n"
+          "  --plaintext          no TLS (default: TLS unless the endpoint is loopback)\n"
+          "  --listen HOST:PORT   where to serve HTTP (default 127.0.0.1:8081)\n"
+          "  --port N             port to listen on (0 = a free one)\n"
+          "  --port-file PATH     write the bound port there once listening\n"
+          "  --cache NAME         cache holding the rooms (default instant-messaging)\n"
+          "  --valid-for SECONDS  lifetime of each token (default 3600, at most 30 days)\n"
+          "  --help               this text\n"
+          "\n"
+          "Example, with mim-local on its default port 8080:\n"
+          "  mim-local --root-key-file /tmp/root.key --cache instant-messaging &\n"
+          "  %s --key-file /tmp/root.key --endpoint 127.0.0.1:8080 &\n"
+          "  curl 'http://127.0.0.1:8081/token?chat=lobby&user=alice&mode=client'\n"
+          "\n" DEV_ONLY_WARNING,
+          prog, prog);
 }
 
 /* chat ids and user names: 1..64 characters of [A-Za-z0-9_.-]. */
@@ -299,6 +304,7 @@ static void wait_for_signal(const sigset_t *set) {
 }
 
 int main(int argc, char **argv) {
+  prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
   args a = {
       .listen_host = "127.0.0.1", .port = 8081, .cache = "instant-messaging", .valid_for = 3600};
   int parsed = parse_args(argc, argv, &a);

@@ -54,14 +54,6 @@ typedef struct loop_job {
   void *arg;
 } loop_job;
 
-MIM_API void mim_client_options_init(mim_client_options *options) {
-  if (!options)
-    return;
-  memset(options, 0, sizeof *options);
-  options->struct_size = sizeof *options;
-  options->log_level = MIM_LOG_INFO;
-}
-
 /* The credential inside the first token the token URL hands out. */
 static mim_status fetch_credentials(mim_client *c, const char *url, mim_credentials **out) {
   char *cred = NULL;

@@ -228,13 +228,6 @@ static void on_state(void *user, mim_subscription_state state, mim_status status
 
 /* ---- lifetime ---- */
 
-MIM_API void mim_join_options_init(mim_join_options *options) {
-  if (options) {
-    memset(options, 0, sizeof *options);
-    options->struct_size = sizeof *options;
-  }
-}
-
 /* The caller's options (NULL: defaults) as this library's struct, in *copy. */
 static mim_status join_options_in(const mim_join_options *in, mim_join_options *copy,
                                   const mim_join_options **out, const char *fn) {

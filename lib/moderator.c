@@ -160,13 +160,6 @@ static void on_input_gap(void *user, uint64_t last, uint64_t next, uint64_t page
 
 /* ---- lifetime ---- */
 
-MIM_API void mim_moderator_options_init(mim_moderator_options *options) {
-  if (options) {
-    memset(options, 0, sizeof *options);
-    options->struct_size = sizeof *options;
-  }
-}
-
 static void moderator_free(mim_moderator *m) {
   for (size_t i = 0; m->chats && i < m->n_chats; i++) {
     mim_outbox_close(m->chats[i].outbox, 0);

@@ -42,6 +42,16 @@ fi
 need_cmd node nodejs
 need_cmd npm npm
 need_cmd pytest-3 python3-pytest
+# make install: the HTML API reference, man pages read back and a CMake consumer (tests).
+need_cmd doxygen doxygen
+need_cmd man man-db
+need_cmd cmake cmake
+# The Python binding's test installs it into a fresh venv, offline, and type-checks it
+# (python.sh).
+if ! /usr/bin/python3 -c 'import ensurepip, setuptools, wheel, mypy' >/dev/null 2>&1 ||
+  ! ls /usr/share/python-wheels/pip-*.whl >/dev/null 2>&1; then
+  missing+=(python3-venv python3-setuptools python3-wheel python3-mypy)
+fi
 for extra in ${MIM_EXTRA_DEPS:-}; do
   IFS=: read -r cmd pkg <<<"$extra"
   need_cmd "$cmd" "$pkg"

@@ -17,6 +17,7 @@
 #include <momento/credentials.h>
 #include <momento/loop.h>
 #include <stdbool.h>
+#include <string.h> /* memset in the inline *_init functions */
 
 #ifdef __cplusplus
 extern "C" {
@@ -85,8 +86,15 @@ typedef struct mim_client_options {
 #define MIM_CLIENT_OPTIONS_INIT                                                                    \
   { .struct_size = sizeof(mim_client_options) }
 
-/* Fills *options with defaults, as MIM_CLIENT_OPTIONS_INIT does. */
-MIM_API void mim_client_options_init(mim_client_options *options);
+/* Fills *options with defaults, as MIM_CLIENT_OPTIONS_INIT does. Inline, so that it writes
+ * the struct as the header the program was compiled against defines it, never more, whatever
+ * library version the program runs with. NULL is ignored. */
+static inline void mim_client_options_init(mim_client_options *options) {
+  if (options) {
+    memset(options, 0, sizeof *options);
+    options->struct_size = sizeof *options;
+  }
+}
 
 /* Creates a client. options NULL = defaults (key from MOMENTO_API_KEY, TLS). *out is
  * owned by the caller; free with mim_client_free. A log_fn in the options is installed

@@ -112,8 +112,15 @@ typedef struct mim_join_options {
 #define MIM_JOIN_OPTIONS_INIT                                                                      \
   { .struct_size = sizeof(mim_join_options) }
 
-/* Fills *options with defaults, as MIM_JOIN_OPTIONS_INIT does. */
-MIM_API void mim_join_options_init(mim_join_options *options);
+/* Fills *options with defaults, as MIM_JOIN_OPTIONS_INIT does. Inline, so that it writes
+ * the struct as the header the program was compiled against defines it, never more, whatever
+ * library version the program runs with. NULL is ignored. */
+static inline void mim_join_options_init(mim_join_options *options) {
+  if (options) {
+    memset(options, 0, sizeof *options);
+    options->struct_size = sizeof *options;
+  }
+}
 
 /* Joins chat_id in cache: subscribes, fetches the newest initial_history messages of the
  * history (older ones: mim_history_before), then calls on_message for each of them
@@ -346,8 +353,15 @@ typedef struct mim_moderator_options {
 #define MIM_MODERATOR_OPTIONS_INIT                                                                 \
   { .struct_size = sizeof(mim_moderator_options) }
 
-/* Fills *options with defaults. */
-MIM_API void mim_moderator_options_init(mim_moderator_options *options);
+/* Fills *options with defaults, as MIM_MODERATOR_OPTIONS_INIT does. Inline, so that it writes
+ * the struct as the header the program was compiled against defines it, never more, whatever
+ * library version the program runs with. NULL is ignored. */
+static inline void mim_moderator_options_init(mim_moderator_options *options) {
+  if (options) {
+    memset(options, 0, sizeof *options);
+    options->struct_size = sizeof *options;
+  }
+}
 
 /* Subscribes to "<chat>-input" for each of the chats and forwards what the filter
  * accepts to list <chat> (capped to history_cap) and topic <chat>, keeping the message's

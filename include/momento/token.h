@@ -45,15 +45,13 @@ MIM_API void mim_permissions_free(mim_permissions *perms);
  * cache or key, is_prefix without a key, a cache name or key Momento would refuse: see
  * README "Names"; the detail says which), MIM_ERR_NO_MEMORY. */
 MIM_API mim_status mim_permissions_add_cache(mim_permissions *perms, mim_cache_role role,
-                                             const char *cache, const char *key,
-                                             bool is_prefix);
+                                             const char *cache, const char *key, bool is_prefix);
 
 /* Grants role on topics of a cache. cache NULL = all caches; topic NULL = all topics;
  * else the topic name or, with is_prefix, every topic starting with it. Errors as for
  * mim_permissions_add_cache (a topic name: at most 255 bytes of UTF-8). */
 MIM_API mim_status mim_permissions_add_topic(mim_permissions *perms, mim_topic_role role,
-                                             const char *cache, const char *topic,
-                                             bool is_prefix);
+                                             const char *cache, const char *topic, bool is_prefix);
 
 /* A minted token. Owned by the caller; free with mim_disposable_token_free (zeroes it). */
 typedef struct mim_disposable_token {
@@ -86,14 +84,11 @@ MIM_API mim_status mim_token_generate(mim_client *client, const mim_permissions 
  * refuse (as mim_join checks them, "<chat_id>-input" included for moderated) fails with
  * MIM_ERR_INVALID_ARGUMENT naming the name, before anything is sent. */
 MIM_API mim_status mim_token_generate_client_only(mim_client *client, const char *cache,
-                                                  const char *chat_id,
-                                                  uint32_t valid_for_seconds,
-                                                  const char *token_id,
-                                                  mim_disposable_token **out);
+                                                  const char *chat_id, uint32_t valid_for_seconds,
+                                                  const char *token_id, mim_disposable_token **out);
 MIM_API mim_status mim_token_generate_moderated(mim_client *client, const char *cache,
                                                 const char *chat_id, uint32_t valid_for_seconds,
-                                                const char *token_id,
-                                                mim_disposable_token **out);
+                                                const char *token_id, mim_disposable_token **out);
 
 #ifdef __cplusplus
 }

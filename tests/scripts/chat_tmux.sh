@@ -337,7 +337,7 @@ ex=$(example token-vendor curl)
 if bash -c "$ex" 2>&1 | grep -q '"token": *"'; then ok "token-vendor --help: its curl example gets a token"; else
   bad "token-vendor --help: its curl example gets a token ($ex)"
 fi
-if grep -q "development only.*NO authentication" "$dir/vendor.out"; then
+if grep -q "for development only: it has NO authentication" "$dir/vendor.out"; then
   ok "the token vendor warns at start that it is for development only"
 else
   bad "the token vendor warns at start that it is for development only"

@@ -6,19 +6,32 @@
         with client.join("cache", "room", print, display_name="alice") as chat:
             chat.send("hello")
 
-The shared library is found through the MOMENTO_IM_LIB environment variable, else
-build/lib of the repository this package sits in, else the system loader
-(ctypes.util.find_library("momento-im")). No C extension is compiled.
+asyncio: ``session = await client.join_async(cache, chat)``, then
+``async for msg in session.messages(): ...`` (see AsyncSession).
+
+The shared library (libmomento-im.so.N) is found through the MOMENTO_IM_LIB
+environment variable when it is set, else through the dynamic loader (LD_LIBRARY_PATH,
+the ldconfig cache), else /usr/local/lib, else build/lib of the source checkout this
+package sits in. No C extension is compiled.
+
+Ctrl-C: a blocking call made from the main thread (join, history, ping, ...) runs the C
+call on a helper thread and waits for it in short slices, so KeyboardInterrupt is raised
+at once. The abandoned C call runs on to its deadline, its result dropped (a join that
+still succeeds is left again); leave() and close() then do not wait for it.
 
 Threads: ``on_message``, ``on_event`` and ``on_send_result`` run on the library's event
 thread, one at a time (``on_send_result`` also in the thread of ``leave``, for the
-messages it reports, or of ``send``, when a call could not even be started). They must return quickly and must not call blocking methods of the client or its
-sessions (``send``, ``history``, ``leave``, ``ping``, ``close``...): those raise
-RuntimeError there, because in C they would deadlock. Hand work to another thread
-(e.g. a queue.Queue) instead. An exception raised by a callback is logged on the
-``momento_im`` logger and otherwise ignored; it never reaches the library.
+messages it reports, or of ``send``, when a call could not even be started). They must
+return quickly and must not call blocking methods of the client or its sessions
+(``send``, ``history``, ``leave``, ``ping``, ``close``...): those raise RuntimeError
+there, because in C they would deadlock. Hand work to another thread (e.g. a
+queue.Queue, or an AsyncSession's stream) instead. An exception raised by a callback is
+logged on the ``momento_im`` logger and otherwise ignored; it never reaches the library.
 """
 
+from __future__ import annotations
+
+import asyncio
 import atexit
 import contextlib
 import enum
@@ -27,24 +40,34 @@ import threading
 import weakref
 from ctypes import POINTER, byref, c_void_p, create_string_buffer, string_at
 from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar, Union, cast
 
 from . import _ffi
+from ._aio import AsyncSession, MessageStream
 from ._ffi import lib
 
 __all__ = [
-    "Client", "Session", "Message", "MessageKind", "SubscriptionState",
-    "MomentoIMError", "InvalidArgumentError", "NotFoundError", "AlreadyExistsError",
-    "PermissionDeniedError", "UnauthenticatedError", "DeadlineExceededError",
-    "UnavailableError", "version", "enable_library_logging",
+    "Client", "Session", "AsyncSession", "MessageStream", "Message", "MessageKind",
+    "SubscriptionState", "MomentoIMError", "InvalidArgumentError", "NotFoundError",
+    "AlreadyExistsError", "PermissionDeniedError", "UnauthenticatedError",
+    "DeadlineExceededError", "UnavailableError", "version", "enable_library_logging",
 ]
+
+__version__ = "0.2.0"
+
+T = TypeVar("T")
+StrOrBytes = Union[str, bytes]
+OnMessage = Callable[["Message"], Any]
+OnEvent = Callable[["SubscriptionState", str, str], Any]
+OnSendResult = Callable[[str, str, str], Any]
 
 _log = logging.getLogger("momento_im")
 _local = threading.local()
 
 
-def version():
+def version() -> str:
     """Version of the loaded C library ("MAJOR.MINOR.PATCH")."""
-    return lib.mim_version().decode()
+    return str(lib.mim_version().decode())
 
 
 # ---- errors ----
@@ -57,13 +80,13 @@ class MomentoIMError(Exception):
     status: the numeric mim_status.
     """
 
-    def __init__(self, status_name, detail="", status=None):
+    def __init__(self, status_name: str, detail: str = "", status: Optional[int] = None):
         super().__init__(status_name, detail)
         self.status_name = status_name
         self.detail = detail
         self.status = status
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "%s: %s" % (self.status_name, self.detail) if self.detail else self.status_name
 
 
@@ -95,12 +118,13 @@ class UnavailableError(MomentoIMError):
     """MIM_ERR_UNAVAILABLE"""
 
 
-_ERROR_CLASSES = {1: InvalidArgumentError, 2: NotFoundError, 3: AlreadyExistsError,
-                  4: PermissionDeniedError, 5: UnauthenticatedError,
-                  7: DeadlineExceededError, 8: UnavailableError}
+_ERROR_CLASSES: Dict[int, type] = {
+    1: InvalidArgumentError, 2: NotFoundError, 3: AlreadyExistsError,
+    4: PermissionDeniedError, 5: UnauthenticatedError, 7: DeadlineExceededError,
+    8: UnavailableError}
 
 
-def _check(status):
+def _check(status: int) -> None:
     """Raises for a failed status. Call right after the C call, on the same thread:
     the detail belongs to the calling thread until its next library call."""
     if status == 0:
@@ -111,11 +135,11 @@ def _check(status):
     raise _ERROR_CLASSES.get(status, MomentoIMError)(name, detail, status)
 
 
-def _invalid(detail):
+def _invalid(detail: str) -> InvalidArgumentError:
     return InvalidArgumentError("MIM_ERR_INVALID_ARGUMENT", detail, 1)
 
 
-def _b(value, what):
+def _b(value: Optional[StrOrBytes], what: str) -> Optional[bytes]:
     """str -> UTF-8 bytes for a C string; None stays NULL. C strings end at the first
     NUL, so a NUL inside would silently cut the value: refuse it."""
     if value is None:
@@ -128,11 +152,11 @@ def _b(value, what):
 
 # ---- callback-thread guard ----
 
-def _in_callback():
+def _in_callback() -> bool:
     return getattr(_local, "in_callback", False)
 
 
-def _refuse_in_callback(what):
+def _refuse_in_callback(what: str) -> None:
     if _in_callback():
         raise RuntimeError("%s must not be called from on_message/on_event (it runs on "
                            "the library's event thread and would deadlock)" % what)
@@ -163,22 +187,22 @@ class Message:
     timestamp_ms: int  # sender's clock, epoch ms
     sequence: int  # topic sequence number (0 for history)
     from_history: bool
-    kind: MessageKind
+    kind: Union[MessageKind, int]  # int: a kind newer than this binding
     raw: bytes = field(repr=False)
 
 
-def _s(value):
+def _s(value: Optional[bytes]) -> str:
     return value.decode("utf-8", "replace") if value else ""
 
 
-def _kind(value):
+def _kind(value: int) -> Union[MessageKind, int]:
     try:
         return MessageKind(value)
     except ValueError:  # a newer library with a kind this binding does not know
         return value
 
 
-def _copy_message(m):
+def _copy_message(m: _ffi.Message) -> Message:
     """Copies every field: the C pointers die when the callback returns."""
     raw = string_at(m.raw, m.raw_len) if m.raw and m.raw_len else b""
     return Message(id=_s(m.id), chat=_s(m.chat), sender=_s(m.from_),
@@ -191,16 +215,19 @@ def _copy_message(m):
 
 class _Handle:
     """A C handle shared between threads: calls borrow it, and retire() (leave/close)
-    waits until no call is using it before the C object is freed."""
+    waits until no call is using it before the C object is freed. Calls abandoned by an
+    interrupted caller (see _call) are counted apart: close/leave must not wait for them
+    in the caller's thread, since they may run until their deadline."""
 
-    def __init__(self, what):
+    def __init__(self, what: str):
         self.cv = threading.Condition()
-        self.value = None
+        self.value: Optional[int] = None
         self.users = 0
+        self.abandoned = 0
         self.what = what
 
     @contextlib.contextmanager
-    def use(self):
+    def use(self) -> Iterator[int]:
         with self.cv:
             if self.value is None:
                 raise RuntimeError(self.what)
@@ -214,12 +241,96 @@ class _Handle:
                 if self.users == 0:
                     self.cv.notify_all()
 
-    def retire(self):
-        """Takes the handle away (None when already retired), after the last user."""
+    def detach(self) -> Optional[int]:
+        """Takes the handle away (None when already taken): no new call can start."""
         with self.cv:
             value, self.value = self.value, None
-            self.cv.wait_for(lambda: self.users == 0)
         return value
+
+    def wait_idle(self) -> None:
+        with self.cv:
+            self.cv.wait_for(lambda: self.users == 0)
+
+    def retire(self) -> Optional[int]:
+        """Takes the handle away, after the last user."""
+        value = self.detach()
+        self.wait_idle()
+        return value
+
+    def add_abandoned(self, n: int) -> None:
+        with self.cv:
+            self.abandoned += n
+
+
+# ---- interruptible blocking calls ----
+
+# How often the main thread wakes while a C call runs elsewhere. Signals interrupt the
+# wait on their own on POSIX; the slice bounds the delay where they would not.
+_WAIT_SLICE_S = 0.05
+
+
+class _Call:
+    """One blocking C call run on a helper thread for the main thread."""
+
+    def __init__(self, fn: Callable[[], Any], handle: _Handle,
+                 on_abandoned: Optional[Callable[[Any], None]]):
+        self.fn = fn
+        self.handle = handle
+        self.on_abandoned = on_abandoned
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.finished = False
+        self.abandoned = False
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()  # _check runs in here: the detail is per thread
+        except BaseException as exc:  # handed to the waiting thread
+            self.error = exc
+        with self.lock:
+            self.finished = True
+            abandoned = self.abandoned
+        self.done.set()
+        if abandoned:
+            try:
+                if self.on_abandoned is not None and self.error is None:
+                    self.on_abandoned(self.result)
+            except BaseException:
+                _log.exception("momento_im: cleaning up an interrupted call failed")
+            finally:
+                self.handle.add_abandoned(-1)
+
+    def abandon(self) -> None:
+        """The caller gives up (KeyboardInterrupt...): the result will be dropped."""
+        with self.lock:
+            if self.finished:
+                return
+            self.abandoned = True
+            self.handle.add_abandoned(1)
+
+
+def _call(handle: _Handle, fn: Callable[[], T],
+          on_abandoned: Optional[Callable[[T], None]] = None) -> T:
+    """Runs fn (a C call that may block until its deadline) so that Ctrl-C interrupts
+    the caller at once. Python delivers signals to the main thread only, so other
+    threads call fn directly. In the main thread fn runs on a helper thread while this
+    one waits; when the wait is interrupted, the C call (which cannot be cancelled)
+    goes on, and on_abandoned gets its result to release what it made."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn()
+    call = _Call(fn, handle, on_abandoned)
+    try:
+        threading.Thread(target=call.run, name="momento_im call", daemon=True).start()
+        while not call.done.wait(_WAIT_SLICE_S):
+            pass
+    except BaseException:
+        call.abandon()
+        raise
+    if call.error is not None:
+        raise call.error
+    return cast(T, call.result)
 
 
 # ---- sessions ----
@@ -229,78 +340,101 @@ class _SessionState:
     The client holds it until mim_leave returned, so the callbacks cannot be garbage
     collected while the library may call them."""
 
-    def __init__(self, on_message, on_event, on_send_result=None):
+    def __init__(self, on_message: OnMessage, on_event: Optional[OnEvent],
+                 on_send_result: Optional[OnSendResult] = None):
         self.handle = _Handle("session has left the chat")
-        self.user_on_message = on_message
+        self.user_on_message: Optional[OnMessage] = on_message
         self.user_on_event = on_event
         self.user_on_send_result = on_send_result
-        self.c_on_message = _ffi.ON_MESSAGE(self._on_message)
-        self.c_on_event = _ffi.ON_EVENT(self._on_event) if on_event else None
-        self.c_on_send_result = (_ffi.ON_SEND_RESULT(self._on_send_result)
-                                 if on_send_result else None)
+        self.on_left: Optional[Callable[[], None]] = None  # after mim_leave returned
+        self.left = threading.Event()
+        self.c_on_message: Any = _ffi.ON_MESSAGE(self._on_message)
+        self.c_on_event: Any = _ffi.ON_EVENT(self._on_event) if on_event else None
+        self.c_on_send_result: Any = (_ffi.ON_SEND_RESULT(self._on_send_result)
+                                      if on_send_result else None)
 
-    def _on_message(self, _session, msg, _user):
+    def _on_message(self, _session: int, msg: Any, _user: int) -> None:
         _local.in_callback = True
         try:
-            self.user_on_message(_copy_message(msg.contents))
+            fn = self.user_on_message
+            if fn is not None:
+                fn(_copy_message(msg.contents))
         except BaseException:  # never let anything unwind into C
             _log.exception("momento_im: on_message raised; ignored")
         finally:
             _local.in_callback = False
 
-    def _on_event(self, _session, state, status, detail, _user):
+    def _on_event(self, _session: int, state: int, status: int, detail: Optional[bytes],
+                  _user: int) -> None:
         _local.in_callback = True
         try:
-            name = lib.mim_status_name(status).decode() if status else "MIM_OK"
-            self.user_on_event(SubscriptionState(state), name, _s(detail))
+            fn = self.user_on_event
+            if fn is not None:
+                name = lib.mim_status_name(status).decode() if status else "MIM_OK"
+                fn(SubscriptionState(state), name, _s(detail))
         except BaseException:
             _log.exception("momento_im: on_event raised; ignored")
         finally:
             _local.in_callback = False
 
-    def _on_send_result(self, _session, message_id, status, detail, _user):
+    def _on_send_result(self, _session: int, message_id: Optional[bytes], status: int,
+                        detail: Optional[bytes], _user: int) -> None:
         # Also runs in the thread of leave() or send(): restore that thread's flag.
         was = _in_callback()
         _local.in_callback = True
         try:
-            name = lib.mim_status_name(status).decode() if status else "MIM_OK"
-            self.user_on_send_result(_s(message_id), name, _s(detail))
+            fn = self.user_on_send_result
+            if fn is not None:
+                name = lib.mim_status_name(status).decode() if status else "MIM_OK"
+                fn(_s(message_id), name, _s(detail))
         except BaseException:
             _log.exception("momento_im: on_send_result raised; ignored")
         finally:
             _local.in_callback = was
 
-    def release(self):
+    def release(self) -> None:
         self.user_on_message = self.user_on_event = self.user_on_send_result = None
         self.c_on_message = self.c_on_event = self.c_on_send_result = None
+        on_left, self.on_left = self.on_left, None
+        if on_left is not None:
+            on_left()
 
 
 class Session:
-    """A joined chat (from Client.join). Use as a context manager or call leave()."""
+    """A joined chat (from Client.join). Use as a context manager or call leave().
 
-    def __init__(self, client, state, cache, chat):
+    Methods may be called from any thread except the library's event thread (the
+    callbacks). Errors: MomentoIMError subclasses; RuntimeError once left."""
+
+    def __init__(self, client: Client, state: _SessionState, cache: str, chat: str):
         self._client = client
         self._state = state
         self.cache = cache
         self.chat = chat
 
-    def history(self, last_n=0):
+    def history(self, last_n: int = 0) -> List[Message]:
         """The last `last_n` messages of the chat's list (0 = all), oldest first.
-        Fetched from the server."""
+        Fetched from the server (blocking; Ctrl-C interrupts it)."""
         _refuse_in_callback("Session.history")
         if last_n < 0:
             raise _invalid("last_n must be >= 0")
-        out = POINTER(_ffi.MessageList)()
-        with self._state.handle.use() as h:
-            _check(lib.mim_history(h, last_n, byref(out)))
-        try:
-            lst = out.contents
-            return [_copy_message(lst.messages[i]) for i in range(lst.count)]
-        finally:
-            lib.mim_message_list_free(out)
+        handle = self._state.handle
 
-    def send(self, text):
-        """Sends text; returns the new message's id."""
+        def fetch() -> List[Message]:
+            out = POINTER(_ffi.MessageList)()
+            with handle.use() as h:
+                _check(lib.mim_history(h, last_n, byref(out)))
+            try:
+                lst = out.contents
+                return [_copy_message(lst.messages[i]) for i in range(lst.count)]
+            finally:
+                lib.mim_message_list_free(out)
+
+        return _call(handle, fetch)
+
+    def send(self, text: StrOrBytes) -> str:
+        """Sends text; returns the new message's id. Waits at most MIM_SEND_WAIT_MS
+        (50 ms) for the first attempt, then the outbox goes on (see on_send_result)."""
         _refuse_in_callback("Session.send")
         data = _b(text, "text")
         if data is None:
@@ -310,30 +444,37 @@ class Session:
             _check(lib.mim_send(h, data, id_out))
         return id_out.value.decode()
 
-    def remove_message(self, message_id):
+    def remove_message(self, message_id: StrOrBytes) -> None:
         """Removes a message from the history (needs write permission on the list)."""
         _refuse_in_callback("Session.remove_message")
         data = _b(message_id, "message_id")
-        with self._state.handle.use() as h:
-            _check(lib.mim_remove_message(h, data))
+        handle = self._state.handle
 
-    def leave(self):
+        def remove() -> None:
+            with handle.use() as h:
+                _check(lib.mim_remove_message(h, data))
+
+        _call(handle, remove)
+
+    def leave(self) -> None:
         """Unsubscribes and frees the session; no callback runs after it returns.
-        Idempotent. Must not be called from the session's own callbacks."""
+        Idempotent. Must not be called from the session's own callbacks. When a call
+        on it was interrupted (Ctrl-C) and still runs, the rest of the leave happens on
+        a background thread once that call ended; callbacks stop at once."""
         _refuse_in_callback("Session.leave")
         self._client._leave(self._state)
 
     @property
-    def joined(self):
+    def joined(self) -> bool:
         return self._state.handle.value is not None
 
-    def __enter__(self):
+    def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.leave()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             state = self._state
         except AttributeError:
@@ -348,10 +489,11 @@ class Session:
 
 # ---- client ----
 
-_TLS = {"auto": _ffi.TLS_AUTO, "on": _ffi.TLS_ON, "off": _ffi.TLS_OFF}
-_MODES = {"client": _ffi.CHAT_CLIENT_ONLY, "client_only": _ffi.CHAT_CLIENT_ONLY,
-          "moderated": _ffi.CHAT_MODERATED}
-_live_clients = weakref.WeakSet()
+_TLS: Dict[str, int] = {"auto": _ffi.TLS_AUTO, "on": _ffi.TLS_ON, "off": _ffi.TLS_OFF}
+_MODES: Dict[str, int] = {
+    "client": _ffi.CHAT_CLIENT_ONLY, "client_only": _ffi.CHAT_CLIENT_ONLY,
+    "moderated": _ffi.CHAT_MODERATED}
+_live_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
 
 
 class Client:
@@ -366,16 +508,21 @@ class Client:
     (None = 15 s). ttl_ms: TTL of list writes (None = 24 h).
     """
 
-    def __init__(self, api_key=None, cache_host=None, control_host=None, token_host=None,
-                 tls="auto", ca_file=None, deadline_ms=None, ttl_ms=None, endpoint=None,
-                 token_url=None, token_refresh_margin_ms=0):
+    def __init__(self, api_key: Optional[str] = None, cache_host: Optional[str] = None,
+                 control_host: Optional[str] = None, token_host: Optional[str] = None,
+                 tls: str = "auto", ca_file: Optional[str] = None,
+                 deadline_ms: Optional[int] = None, ttl_ms: Optional[int] = None,
+                 endpoint: Optional[str] = None, token_url: Optional[str] = None,
+                 token_refresh_margin_ms: int = 0):
         self._handle = _Handle("client is closed")
         self._lock = threading.Lock()
-        self._sessions = {}
+        self._sessions: Dict[int, _SessionState] = {}
         if tls not in _TLS:
             raise _invalid("tls must be 'auto', 'on' or 'off'")
+        # Not mim_client_options_init: a newer library's would fill its own, larger
+        # struct. The mirror is zeroed with its struct_size set: the C defaults.
         opts = _ffi.ClientOptions()
-        lib.mim_client_options_init(byref(opts))
+        opts.log_level = _ffi.LOG_INFO
         keep = [_b(api_key, "api_key"), _b(cache_host or endpoint, "cache_host"),
                 _b(control_host or endpoint, "control_host"),
                 _b(token_host or endpoint, "token_host"), _b(ca_file, "ca_file")]
@@ -391,28 +538,39 @@ class Client:
         self._handle.value = out.value
         _live_clients.add(self)
 
-    def ping(self):
-        """Round trip to the cache host."""
-        _refuse_in_callback("Client.ping")
-        with self._handle.use() as h:
-            _check(lib.mim_client_ping(h))
+    def _blocking(self, fn: Callable[[int], Any]) -> None:
+        """Runs one blocking C call on the client handle, interruptible by Ctrl-C."""
+        handle = self._handle
 
-    def create_cache(self, name):
+        def run() -> None:
+            with handle.use() as h:
+                _check(fn(h))
+
+        _call(handle, run)
+
+    def ping(self) -> None:
+        """Round trip to the cache host (blocking; Ctrl-C interrupts it)."""
+        _refuse_in_callback("Client.ping")
+        self._blocking(lib.mim_client_ping)
+
+    def create_cache(self, name: StrOrBytes) -> None:
         """Creates a cache (needs a super-user key). AlreadyExistsError if it exists."""
         _refuse_in_callback("Client.create_cache")
         data = _b(name, "name")
-        with self._handle.use() as h:
-            _check(lib.mim_cache_create(h, data))
+        self._blocking(lambda h: lib.mim_cache_create(h, data))
 
-    def delete_cache(self, name):
+    def delete_cache(self, name: StrOrBytes) -> None:
+        """Deletes a cache and everything in it. NotFoundError if there is none."""
         _refuse_in_callback("Client.delete_cache")
         data = _b(name, "name")
-        with self._handle.use() as h:
-            _check(lib.mim_cache_delete(h, data))
+        self._blocking(lambda h: lib.mim_cache_delete(h, data))
 
-    def join(self, cache, chat, on_message, display_name=None, mode="client",
-             history_cap=100, history_ttl_ms=0, on_event=None, on_send_result=None,
-             outbox_limit=0, flush_timeout_ms=0, send_timeout_ms=0):
+    def join(self, cache: str, chat: str, on_message: OnMessage,
+             display_name: Optional[str] = None, mode: str = "client",
+             history_cap: int = 100, history_ttl_ms: int = 0,
+             on_event: Optional[OnEvent] = None,
+             on_send_result: Optional[OnSendResult] = None, outbox_limit: int = 0,
+             flush_timeout_ms: int = 0, send_timeout_ms: int = 0) -> Session:
         """Joins `chat` in `cache`: on_message(Message) gets the history (from_history
         True, oldest first; delivered before join returns), then live messages, each
         once. mode: "client" or "moderated". on_event(state, status_name, detail), if
@@ -424,7 +582,10 @@ class Client:
         "MIM_OK" when it was sent, else the last error ("MIM_ERR_CANCELLED" for what
         leave() could not flush). outbox_limit (0 = 1024 messages), flush_timeout_ms
         (how long leave() waits for the outbox; 0 = 2000) and send_timeout_ms (how long
-        a message is retried; 0 = 60000) tune it. Returns a Session."""
+        a message is retried; 0 = 60000) tune it. Returns a Session.
+
+        Blocking until the history was delivered; Ctrl-C interrupts it (a join that
+        still succeeds afterwards is left again at once)."""
         _refuse_in_callback("Client.join")
         if not callable(on_message):
             raise _invalid("on_message must be callable")
@@ -438,8 +599,7 @@ class Client:
             if not 0 <= value < 2 ** 32:
                 raise _invalid("%s out of range" % what)
         state = _SessionState(on_message, on_event, on_send_result)
-        opts = _ffi.JoinOptions()
-        lib.mim_join_options_init(byref(opts))
+        opts = _ffi.JoinOptions()  # zero, struct_size set (see ClientOptions above)
         name = _b(display_name, "display_name")
         opts.display_name = name
         opts.mode = _MODES[mode]
@@ -452,77 +612,166 @@ class Client:
         opts.outbox_limit = outbox_limit
         opts.flush_timeout_ms = flush_timeout_ms
         opts.send_timeout_ms = send_timeout_ms
-        out = c_void_p()
         cache_b, chat_b = _b(cache, "cache"), _b(chat, "chat")
-        # close() waits for this block, then leaves the session registered here.
-        with self._handle.use() as h:
-            status = lib.mim_join(h, cache_b, chat_b, byref(opts), state.c_on_message,
-                                  None, byref(out))
-            _check(status)
-            state.handle.value = out.value
-            with self._lock:
-                self._sessions[id(state)] = state
+        handle = self._handle
+
+        def run() -> _SessionState:
+            out = c_void_p()
+            # close() waits for this block, then leaves the session registered here.
+            with handle.use() as h:
+                status = lib.mim_join(h, cache_b, chat_b, byref(opts), state.c_on_message,
+                                      None, byref(out))
+                _check(status)
+                state.handle.value = out.value
+                with self._lock:
+                    self._sessions[id(state)] = state
+            return state
+
+        _call(handle, run, on_abandoned=self._leave)
         return Session(self, state, cache, chat)
 
-    def _leave(self, state):
-        h = state.handle.retire()
+    async def join_async(self, cache: str, chat: str,
+                         display_name: Optional[str] = None, mode: str = "client",
+                         **options: Any) -> AsyncSession:
+        """join() for asyncio: runs in the default executor and returns an
+        AsyncSession, whose messages() stream gets every message (history first)
+        through loop.call_soon_threadsafe. `options` are join()'s keyword arguments
+        except on_message (history_cap, on_event, on_send_result, ...); on_event and
+        on_send_result still run on the library's event thread."""
+        if "on_message" in options:
+            raise _invalid("join_async delivers messages to AsyncSession.messages(); "
+                           "use join() for an on_message callback")
+        loop = asyncio.get_running_loop()
+        stream = MessageStream(loop)
+
+        def run() -> Session:
+            session = self.join(cache, chat, stream.deliver, display_name=display_name,
+                                mode=mode, **options)
+            session._state.on_left = stream.end
+            return session
+
+        return AsyncSession(await loop.run_in_executor(None, run), stream)
+
+    async def ping_async(self) -> None:
+        """ping() in the default executor."""
+        await asyncio.get_running_loop().run_in_executor(None, self.ping)
+
+    def _leave(self, state: _SessionState) -> None:
+        """Leaves a session; in the background when a call on it was abandoned."""
+        h = state.handle.detach()
+        if h is None:  # left already, or another thread is leaving it
+            if not state.handle.abandoned:
+                state.left.wait()
+            return
+        if state.handle.abandoned:
+            state.user_on_message = state.user_on_event = None  # nothing more shown
+            threading.Thread(target=self._finish_leave, args=(state, h), daemon=True,
+                             name="momento_im leave").start()
+        else:
+            self._finish_leave(state, h)
+
+    def _finish_leave(self, state: _SessionState, h: int) -> None:
+        state.handle.wait_idle()
+        lib.mim_leave(h)
         with self._lock:
             self._sessions.pop(id(state), None)
-        if h is not None:
-            lib.mim_leave(h)
         state.release()  # only now: no callback can run after mim_leave returned
+        state.left.set()
 
-    def _mint(self, fn, cache, chat, valid_for_s, token_id):
+    def _mint(self, fn: Any, cache: str, chat: str, valid_for_s: int,
+              token_id: Optional[str]) -> str:
         _refuse_in_callback("Client.mint_*")
         if not 0 < valid_for_s < 2 ** 32:
             raise _invalid("valid_for_s must be > 0")
-        out = POINTER(_ffi.DisposableToken)()
         args = (_b(cache, "cache"), _b(chat, "chat"), int(valid_for_s),
                 _b(token_id, "token_id"))
-        with self._handle.use() as h:
-            _check(fn(h, *args, byref(out)))
-        try:
-            return out.contents.credential.decode()
-        finally:
-            lib.mim_disposable_token_free(out)
+        handle = self._handle
 
-    def mint_client_only(self, cache, chat, valid_for_s=3600, token_id=None):
+        def run() -> str:
+            out = POINTER(_ffi.DisposableToken)()
+            with handle.use() as h:
+                _check(fn(h, *args, byref(out)))
+            try:
+                return str(out.contents.credential.decode())
+            finally:
+                lib.mim_disposable_token_free(out)
+
+        return _call(handle, run)
+
+    def mint_client_only(self, cache: str, chat: str, valid_for_s: int = 3600,
+                         token_id: Optional[str] = None) -> str:
         """A disposable token for the client-only pattern (readwrite on list `chat`,
         publish/subscribe on topic `chat`); returns its credential string."""
         return self._mint(lib.mim_token_generate_client_only, cache, chat, valid_for_s,
                           token_id)
 
-    def mint_moderated(self, cache, chat, valid_for_s=3600, token_id=None):
+    def mint_moderated(self, cache: str, chat: str, valid_for_s: int = 3600,
+                       token_id: Optional[str] = None) -> str:
         """A disposable token for the moderated pattern (read on list `chat`, publish
         on topic "<chat>-input", subscribe on topic `chat`); returns its credential."""
         return self._mint(lib.mim_token_generate_moderated, cache, chat, valid_for_s,
                           token_id)
 
-    def close(self):
-        """Leaves every session still joined, then frees the client. Idempotent."""
+    def close(self) -> None:
+        """Leaves every session still joined, then frees the client. Idempotent. When a
+        call was interrupted (Ctrl-C) and still runs in C, returns at once: callbacks
+        stop, and the leaves and the free happen on a background thread after it."""
         _refuse_in_callback("Client.close")
         self._close()
 
-    def _close(self):
-        h = self._handle.retire()  # no new call starts; running ones are done
+    def _abandoned_calls(self) -> bool:
+        with self._lock:
+            states = list(self._sessions.values())
+        return bool(self._handle.abandoned or any(s.handle.abandoned for s in states))
+
+    def _close(self) -> None:
+        h = self._handle.detach()  # no new call starts
+        if not self._abandoned_calls():
+            self._finish_close(h)
+            return
+        with self._lock:
+            for state in self._sessions.values():
+                state.user_on_message = state.user_on_event = None
+        threading.Thread(target=self._finish_close, args=(h,), daemon=True,
+                         name="momento_im close").start()
+
+    def _finish_close(self, h: Optional[int]) -> None:
+        self._handle.wait_idle()  # a join still running registers its session first
         with self._lock:
             states = list(self._sessions.values())
         for state in states:
             self._leave(state)
+        for state in states:
+            state.left.wait()
         if h is not None:
             lib.mim_client_free(h)
 
+    def _close_at_exit(self) -> None:
+        """Interpreter exit must not wait for interrupted calls (up to their deadline):
+        leave what can be left so no callback runs during finalization, and let the
+        process exit reclaim the rest."""
+        if not self._abandoned_calls():
+            self._close()
+            return
+        self._handle.detach()
+        with self._lock:
+            states = list(self._sessions.values())
+        for state in states:
+            state.user_on_message = state.user_on_event = state.user_on_send_result = None
+            if not state.handle.abandoned:
+                self._leave(state)
+
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._handle.value is None
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         handle = getattr(self, "_handle", None)
         if handle is None or handle.value is None:
             return
@@ -536,22 +785,23 @@ class Client:
 
 _LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG}
 _lib_log = logging.getLogger("momento_im.lib")
-_log_fn = None  # keeps the installed ctypes callback alive
+_NO_LOG_FN = _ffi.LOG_FN()  # type: ignore[call-overload]  # NULL: forwarding off
+_log_fn: Any = None  # keeps the installed ctypes callback alive
 
 
-def _forward_log(level, message, _user):
+def _forward_log(level: int, message: Optional[bytes], _user: int) -> None:
     try:
         _lib_log.log(_LEVELS.get(level, logging.DEBUG), "%s", _s(message))
     except BaseException:
         pass
 
 
-def enable_library_logging(level=logging.INFO):
+def enable_library_logging(level: Optional[int] = logging.INFO) -> None:
     """Routes the C library's log lines (process-wide) to the "momento_im.lib" logger.
     level: the most verbose Python level to forward. None turns forwarding off."""
     global _log_fn
     if level is None:
-        lib.mim_set_log_callback(_ffi.LOG_FN(), 0, None)  # NULL: off
+        lib.mim_set_log_callback(_NO_LOG_FN, 0, None)
         _log_fn = None
         return
     max_level = 4 if level <= logging.DEBUG else 3 if level <= logging.INFO else \
@@ -562,11 +812,11 @@ def enable_library_logging(level=logging.INFO):
 
 
 @atexit.register
-def _shutdown():
+def _shutdown() -> None:
     """Before the interpreter goes away: no library thread may call into Python."""
     for client in list(_live_clients):
         try:
-            client._close()
+            client._close_at_exit()
         except Exception:  # best effort at exit
             pass
-    lib.mim_set_log_callback(_ffi.LOG_FN(), 0, None)  # NULL: off
+    lib.mim_set_log_callback(_NO_LOG_FN, 0, None)

@@ -10,6 +10,7 @@ headers; tests/test_momento_im.py compares the sizes and offsets with a compiled
 import ctypes
 import ctypes.util
 import os
+from typing import Any, List, Optional, Tuple
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_int, c_int64,
                     c_size_t, c_uint32, c_uint64, c_void_p)
 
@@ -22,6 +23,8 @@ TLS_AUTO, TLS_ON, TLS_OFF = 0, 1, 2
 CHAT_CLIENT_ONLY, CHAT_MODERATED = 0, 1
 # mim_message_kind
 MESSAGE_CHAT, MESSAGE_FOREIGN = 0, 1
+# mim_log_level
+LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG = 1, 2, 3, 4
 
 # void (*mim_log_fn)(mim_log_level level, const char *message, void *user)
 LOG_FN = CFUNCTYPE(None, c_int, c_char_p, c_void_p)
@@ -30,7 +33,7 @@ LOG_FN = CFUNCTYPE(None, c_int, c_char_p, c_void_p)
 class _Sized(Structure):
     """A struct of the struct_size convention (common.h): struct_size is set on creation."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.struct_size = ctypes.sizeof(self)
 
@@ -116,41 +119,89 @@ class DisposableToken(Structure):
     ]
 
 
-def _candidates():
-    """Where to look for the shared library, in order."""
-    env = os.environ.get("MOMENTO_IM_LIB")
-    if env:
-        return [env]
-    found = []
-    # bindings/python/momento_im/_ffi.py -> repository root is three levels up.
+# The ABI this binding was written for: the soname's number, and the oldest library
+# version whose structures match the mirrors above (later minor releases only append).
+SONAME = "libmomento-im.so.1"
+MIN_VERSION = (0, 2, 0)
+ENV_VAR = "MOMENTO_IM_LIB"
+
+
+def _checkout_build_dir() -> Optional[str]:
+    """build/lib of the source checkout this package sits in (bindings/python/momento_im),
+    for running from the repository without installing; None when installed elsewhere."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.dirname(os.path.abspath(__file__)))))
-    for name in ("libmomento-im.so", "libmomento-im.so.1"):
-        path = os.path.join(root, "build", "lib", name)
-        if os.path.exists(path):
-            found.append(path)
-            break
+    if os.path.exists(os.path.join(root, "include", "momento", "im.h")):
+        return os.path.join(root, "build", "lib")
+    return None
+
+
+def candidates() -> List[str]:
+    """Where the shared library is looked for, in order. The environment variable, when
+    set, is the only candidate: an explicit choice must not silently fall back."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return [env]
+    # The dynamic loader's own search (LD_LIBRARY_PATH, the ldconfig cache, /usr/lib...)
+    # by soname: the name that carries the ABI, not the unversioned dev symlink.
+    found = [SONAME]
     system = ctypes.util.find_library("momento-im")
-    if system:
+    if system and system != SONAME:
         found.append(system)
+    # `make install`'s default prefix, in case ldconfig was not run after installing.
+    found.append(os.path.join("/usr/local/lib", SONAME))
+    build = _checkout_build_dir()
+    if build:
+        found.append(os.path.join(build, SONAME))
     return found
 
 
-def _load():
+def parse_version(text: str) -> Tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        return ()
+
+
+def _check_version(dll: ctypes.CDLL, path: str) -> None:
+    """Refuses a library whose structures differ from the mirrors above: a different
+    major version, or one older than the ABI these mirrors describe."""
+    fn = dll.mim_version
+    fn.restype = c_char_p
+    fn.argtypes = []
+    text = (fn() or b"").decode("ascii", "replace")
+    have = parse_version(text)
+    if len(have) != 3 or have[0] != MIN_VERSION[0] or have < MIN_VERSION:
+        want = ".".join(map(str, MIN_VERSION))
+        raise ImportError(
+            "momento_im: %s is libmomento-im %s, but this binding needs %s.x >= %s (%s); "
+            "install a matching library or point %s at one"
+            % (path, text or "of unknown version", MIN_VERSION[0], want, SONAME, ENV_VAR))
+
+
+def _load() -> ctypes.CDLL:
     tried = []
-    for path in _candidates():
+    for path in candidates():
         try:
-            return ctypes.CDLL(path)
+            dll = ctypes.CDLL(path)
         except OSError as exc:
             tried.append("%s (%s)" % (path, exc))
-    raise ImportError("libmomento-im not found; set MOMENTO_IM_LIB to the path of "
-                      "libmomento-im.so (tried: %s)" % (", ".join(tried) or "nothing"))
+            continue
+        _check_version(dll, path)
+        return dll
+    if os.environ.get(ENV_VAR):
+        hint = "fix %s (it must name libmomento-im.so.N itself)" % ENV_VAR
+    else:
+        hint = ("install the C library (make install; then run ldconfig, or add its lib "
+                "directory to LD_LIBRARY_PATH) or set %s=/path/to/%s" % (ENV_VAR, SONAME))
+    raise ImportError("momento_im: libmomento-im not found; %s. Tried: %s"
+                      % (hint, "; ".join(tried)))
 
 
 lib = _load()
 
 
-def _declare(name, restype, *argtypes):
+def _declare(name: str, restype: Any, *argtypes: Any) -> None:
     fn = getattr(lib, name)
     fn.restype = restype
     fn.argtypes = list(argtypes)
@@ -164,14 +215,12 @@ _declare("mim_last_error_detail", c_char_p)
 _declare("mim_version", c_char_p)
 _declare("mim_set_log_callback", None, LOG_FN, c_int, c_void_p)
 
-_declare("mim_client_options_init", None, POINTER(ClientOptions))
 _declare("mim_client_create", c_int, POINTER(ClientOptions), _P)
 _declare("mim_client_free", None, c_void_p)
 _declare("mim_client_ping", c_int, c_void_p)
 _declare("mim_cache_create", c_int, c_void_p, c_char_p)
 _declare("mim_cache_delete", c_int, c_void_p, c_char_p)
 
-_declare("mim_join_options_init", None, POINTER(JoinOptions))
 _declare("mim_join", c_int, c_void_p, c_char_p, c_char_p, POINTER(JoinOptions),
          ON_MESSAGE, c_void_p, _P)
 _declare("mim_history", c_int, c_void_p, c_size_t, POINTER(POINTER(MessageList)))

@@ -1,14 +1,19 @@
 """pytest suite of the momento_im binding against a mim-local started for the session.
 
 Environment: MIM_LOCAL (server binary; default <MIM_BUILD or build>/bin/mim-local of the
-repository), MOMENTO_IM_LIB (library; see momento_im/_ffi.py).
+repository), MOMENTO_IM_LIB (library; see momento_im/_ffi.py), MOMENTO_IM_TEST_INSTALLED=1
+to test the package installed in the running interpreter (tests/scripts/python.sh: a
+fresh venv) instead of the source tree's.
 """
 
+import asyncio
 import ctypes
+import ctypes.util
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,9 +23,13 @@ import uuid
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PKG_DIR = os.path.dirname(HERE)
-REPO = os.path.dirname(os.path.dirname(PKG_DIR))
-sys.path.insert(0, PKG_DIR)
+SRC_PKG_DIR = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(SRC_PKG_DIR))
+INSTALLED = os.environ.get("MOMENTO_IM_TEST_INSTALLED") == "1"
+# Where a child interpreter finds the package: its own site-packages when installed.
+PKG_DIR = "" if INSTALLED else SRC_PKG_DIR
+if not INSTALLED:
+    sys.path.insert(0, SRC_PKG_DIR)
 
 import momento_im as mim  # noqa: E402
 from momento_im import _ffi  # noqa: E402
@@ -181,13 +190,31 @@ def test_abi_matches_headers(tmp_path):
     assert checked == 51
 
 
+def test_option_mirrors_set_their_own_struct_size(server, chat, monkeypatch):
+    """struct_size (first field) is sizeof the mirror, set on creation; the binding never
+    has the library's *_options_init fill a mirror (a newer library's struct is larger
+    than this binding's, and its init would write past the end)."""
+    for cls in (_ffi.ClientOptions, _ffi.JoinOptions):
+        assert cls.struct_size.offset == 0
+        assert cls().struct_size == ctypes.sizeof(cls)
+
+    def refuse(*_args):
+        raise AssertionError("an *_options_init of the library was called")
+
+    for name in ("mim_client_options_init", "mim_join_options_init"):
+        monkeypatch.setattr(_ffi.lib, name, refuse, raising=False)
+    with mim.Client(api_key=server["key"]) as c:
+        with c.join(CACHE, chat, lambda m: None) as s:
+            s.send("sized")
+
+
 def test_version():
     assert mim.version().count(".") == 2
 
 
 def test_library_found_through_env(tmp_path):
     """MOMENTO_IM_LIB wins; a wrong one is a clear ImportError."""
-    lib = os.path.realpath(_ffi.lib._name)
+    lib = _loaded_library_path()
     copy = tmp_path / "libmomento-im-copy.so"
     shutil.copy(lib, copy)
     code = "import momento_im, sys; print(momento_im._ffi.lib._name, momento_im.version())"
@@ -201,6 +228,92 @@ def test_library_found_through_env(tmp_path):
                          text=True, timeout=30)
     assert out.returncode != 0
     assert "ImportError" in out.stderr and "MOMENTO_IM_LIB" in out.stderr
+
+
+def _child_env(**extra):
+    """The environment of a child interpreter: no library override, no loader path,
+    then `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MOMENTO_IM_LIB", "LD_LIBRARY_PATH", "PYTHONPATH")}
+    env.update(extra)
+    return env
+
+
+def test_installed_package_is_tested():
+    """In the venv run, the package under test is the installed copy, with its
+    py.typed marker (PEP 561), not the source tree."""
+    pkg = os.path.dirname(os.path.abspath(mim.__file__))
+    assert os.path.exists(os.path.join(pkg, "py.typed"))
+    if INSTALLED:
+        assert not pkg.startswith(SRC_PKG_DIR)
+        assert pkg.startswith(sys.prefix) and sys.prefix != sys.base_prefix
+        if not os.environ.get("MOMENTO_IM_LIB"):  # the loader run: found by soname
+            assert _ffi.lib._name == _ffi.SONAME
+
+
+def _loaded_library_path():
+    """The file this process mapped for libmomento-im (lib._name may be a bare soname)."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.split(None, 5)[-1].strip()
+            if os.path.basename(path).startswith("libmomento-im.so"):
+                return path
+    raise AssertionError("libmomento-im is not mapped")
+
+
+def test_library_found_through_loader_path():
+    """Without MOMENTO_IM_LIB, the library is loaded by soname through the dynamic
+    loader: here its LD_LIBRARY_PATH."""
+    lib_dir = os.path.dirname(_loaded_library_path())
+    code = "import momento_im; print(momento_im._ffi.lib._name, momento_im.version())"
+    env = _child_env(LD_LIBRARY_PATH=lib_dir, PYTHONPATH=PKG_DIR)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=30, cwd=lib_dir)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [_ffi.SONAME, mim.version()]
+
+
+def test_library_not_found_says_what_was_tried_and_how_to_fix(tmp_path):
+    """A copy of the package outside any checkout, with no library to be found: the
+    ImportError lists every candidate and names the fixes."""
+    if ctypes.util.find_library("momento-im") or os.path.exists(
+            os.path.join("/usr/local/lib", _ffi.SONAME)):
+        pytest.skip("a libmomento-im is installed system-wide: nothing to miss")
+    shutil.copytree(os.path.dirname(mim.__file__), tmp_path / "momento_im",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    out = subprocess.run([sys.executable, "-c", "import momento_im"],
+                         env=_child_env(PYTHONPATH=str(tmp_path)), capture_output=True,
+                         text=True, timeout=30, cwd=str(tmp_path))
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: momento_im: libmomento-im not found"), last
+    for needle in (_ffi.SONAME, "/usr/local/lib/" + _ffi.SONAME, "MOMENTO_IM_LIB",
+                   "ldconfig", "LD_LIBRARY_PATH"):
+        assert needle in last, needle
+
+
+class _FakeLib:
+    """Stands for a loaded library whose mim_version answers `text`."""
+
+    def __init__(self, text):
+        def mim_version():
+            return text
+        self.mim_version = mim_version
+
+
+@pytest.mark.parametrize("text", [b"9.0.0", b"0.0.1", b"garbage", b""])
+def test_library_of_another_abi_refused(text):
+    with pytest.raises(ImportError) as err:
+        _ffi._check_version(_FakeLib(text), "/x/libmomento-im.so")
+    msg = str(err.value)
+    assert "/x/libmomento-im.so" in msg and "MOMENTO_IM_LIB" in msg
+    assert ".".join(map(str, _ffi.MIN_VERSION)) in msg
+
+
+def test_library_of_this_abi_accepted():
+    ok = "%d.%d.%d" % (_ffi.MIN_VERSION[0], _ffi.MIN_VERSION[1], _ffi.MIN_VERSION[2] + 7)
+    _ffi._check_version(_FakeLib(ok.encode()), "x")
+    _ffi._check_version(_FakeLib(mim.version().encode()), "x")
 
 
 # ---- client ----
@@ -610,3 +723,211 @@ def test_gc_and_interpreter_exit(server, chat, tmp_path):
     assert proc.stdout.strip() == "done"
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, \
         proc.stderr
+
+
+# ---- asyncio ----
+
+def test_asyncio_messages_history_then_live(client, chat):
+    """join_async: messages() yields the history, then live messages sent with the async
+    send, and ends after leave; the event loop keeps running meanwhile."""
+    with client.join(CACHE, chat, lambda m: None, display_name="old") as s:
+        s.send("before")
+
+    async def main():
+        ticks = 0
+
+        async def ticker():  # proves the loop is not blocked by the binding
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        tick_task = asyncio.ensure_future(ticker())
+        session = await client.join_async(CACHE, chat, display_name="al")
+        assert isinstance(session, mim.AsyncSession)
+        stream = session.messages()
+        first = await stream.get(timeout=WAIT_S)
+        assert (first.text, first.sender, first.from_history) == ("before", "old", True)
+        mid = await session.send("live one")
+        live = await stream.get(timeout=WAIT_S)
+        assert (live.id, live.text, live.from_history) == (mid, "live one", False)
+        hist = await session.history()
+        assert [m.text for m in hist] == ["before", "live one"]
+        await client.ping_async()
+        await session.leave()
+        assert not session.joined
+        rest = [m async for m in stream]  # ends: the session has left
+        assert rest == []
+        tick_task.cancel()
+        return ticks
+
+    assert asyncio.run(asyncio.wait_for(main(), WAIT_S * 3)) > 0
+
+
+def test_asyncio_context_manager_and_errors(client, chat):
+    async def main():
+        with pytest.raises(mim.InvalidArgumentError):
+            await client.join_async(CACHE, chat, on_message=print)
+        async with await client.join_async(CACHE, chat) as session:
+            with pytest.raises(mim.InvalidArgumentError):
+                await session.send("a\0b")
+            await session.send("x")
+            async for msg in session.messages():
+                assert msg.text == "x"
+                break
+        assert not session.joined
+        with pytest.raises(RuntimeError):
+            await session.send("after leave")
+
+    asyncio.run(asyncio.wait_for(main(), WAIT_S * 3))
+
+
+# ---- Ctrl-C ----
+
+@pytest.fixture
+def silent_server():
+    """A TCP listener on 127.0.0.1 that never accepts nor answers: the kernel completes
+    the handshake, so a call to it hangs until its deadline. Yields "127.0.0.1:port"."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield "127.0.0.1:%d" % sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+INTERRUPT_SCRIPT = r"""
+import sys, time
+if sys.argv[1]:
+    sys.path.insert(0, sys.argv[1])
+import momento_im as mim
+key, endpoint, what = sys.argv[2], sys.argv[3], sys.argv[4]
+c = mim.Client(api_key=key, endpoint=endpoint, deadline_ms=30000)
+print("calling", flush=True)
+start = time.monotonic()
+try:
+    if what == "ping":
+        c.ping()
+    elif what == "join":
+        c.join("cache", "room", print)
+    print("returned %.3f" % (time.monotonic() - start), flush=True)
+except KeyboardInterrupt:
+    print("interrupted %.3f" % (time.monotonic() - start), flush=True)
+    t = time.monotonic()
+    c.close()  # must not wait for the abandoned call (30 s deadline)
+    print("closed %.3f" % (time.monotonic() - t), flush=True)
+    raise
+"""
+
+
+@pytest.mark.parametrize("what", ["ping", "join"])
+def test_ctrl_c_interrupts_blocking_call(server, silent_server, tmp_path, what):
+    """SIGINT during a call that would block for its 30 s deadline: KeyboardInterrupt
+    at once, close() returns at once, the process exits within 2 s."""
+    script = tmp_path / "interrupt.py"
+    script.write_text(INTERRUPT_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), PKG_DIR, server["key"],
+                             silent_server, what], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "calling\n"
+        time.sleep(0.5)  # well inside the C call
+        assert proc.poll() is None, proc.communicate()
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=WAIT_S)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert elapsed < 2.0, (elapsed, out, err)
+    assert proc.returncode != 0
+    lines = out.split()
+    assert lines[0] == "interrupted", out
+    assert lines[2] == "closed" and float(lines[3]) < 0.5, out
+    assert err.rstrip().endswith("KeyboardInterrupt"), err
+    assert "Exception ignored" not in err and "Fatal" not in err, err
+
+
+def _interrupt_main_after(delay_s):
+    """SIGINT to this (main) thread after delay_s, as Ctrl-C would."""
+    main = threading.main_thread().ident
+    timer = threading.Timer(delay_s, signal.pthread_kill, (main, signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def _wait_until(pred, what):
+    deadline = time.monotonic() + WAIT_S * 2
+    while not pred():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)  # polling the binding's state: nothing to block on
+
+
+def test_interrupted_call_finishes_safely(server, silent_server):
+    """The abandoned call runs to its deadline on its helper thread, its error dropped;
+    the client then works on and closes normally."""
+    with mim.Client(api_key=server["key"], endpoint=silent_server, deadline_ms=1000) as c:
+        timer = _interrupt_main_after(0.2)
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            c.ping()
+        timer.join()
+        assert time.monotonic() - start < 0.9
+        assert c._handle.abandoned == 1
+        _wait_until(lambda: c._handle.abandoned == 0, "the abandoned ping never ended")
+        with pytest.raises(mim.MomentoIMError):  # the client still answers
+            c.ping()
+
+
+def test_interrupted_join_that_succeeds_later_is_left(server, chat):
+    """A join interrupted while the server hangs, and completed after the server
+    resumes, is left by the helper thread: no session stays joined."""
+    received = Inbox()
+    with mim.Client(api_key=server["key"], deadline_ms=WAIT_S * 1000) as c:
+        c.ping()  # connected before the freeze
+        left = []
+        leave = c._leave
+        c._leave = lambda state: (left.append(state), leave(state))
+        _freeze(server["pid"])
+        try:
+            timer = _interrupt_main_after(0.3)
+            with pytest.raises(KeyboardInterrupt):
+                c.join(CACHE, chat, received)
+            timer.join()
+        finally:
+            os.kill(server["pid"], signal.SIGCONT)
+        _wait_until(lambda: left and not c._sessions and c._handle.abandoned == 0,
+                    "the abandoned join was not left")
+        assert left[0].handle.value is None and left[0].left.is_set()
+        c.ping()
+
+
+def test_interrupted_history_then_leave_returns_at_once(server, chat):
+    """history() interrupted while the server hangs: leave() does not wait for the
+    abandoned call (its callbacks stop at once); the leave finishes in the background
+    once the call ended, and close() then frees the client."""
+    received = Inbox()
+    with mim.Client(api_key=server["key"], deadline_ms=WAIT_S * 1000) as c:
+        s = c.join(CACHE, chat, received)
+        state = s._state
+        _freeze(server["pid"])
+        try:
+            timer = _interrupt_main_after(0.3)
+            with pytest.raises(KeyboardInterrupt):
+                s.history()
+            timer.join()
+            assert state.handle.abandoned == 1
+            start = time.monotonic()
+            s.leave()
+            assert time.monotonic() - start < 0.5
+            assert not s.joined and not state.left.is_set()  # still leaving
+            with pytest.raises(RuntimeError):
+                s.send("after leave")
+        finally:
+            os.kill(server["pid"], signal.SIGCONT)
+        _wait_until(state.left.is_set, "the deferred leave never finished")
+        assert state.handle.abandoned == 0 and not c._sessions
+        assert received.texts() == []

@@ -1,0 +1,117 @@
+"""asyncio side of the binding: a message stream fed from the library's event thread,
+and a session whose blocking methods run in a worker thread.
+
+The library calls on_message on its own event thread; an asyncio loop may only be
+touched from its thread. MessageStream hands each message over with
+loop.call_soon_threadsafe into an asyncio.Queue, so a coroutine can
+``async for msg in stream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, AsyncIterator, List, Optional, Union
+
+if TYPE_CHECKING:  # imported for the annotations only: the package imports this module
+    from . import Message, Session
+
+# Marks the end of a stream in its queue (after leave).
+_END = object()
+
+
+class MessageStream:
+    """The messages of one session, as an async iterator (history first, oldest
+    first, then live ones, each once). Ends after the session has left.
+
+    Unbounded: messages wait in memory until read. Iterate it from one task; it is bound
+    to the event loop it was created on."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._ended = False
+
+    def _put_threadsafe(self, item: Any) -> None:
+        """From any thread (the library's event thread for messages)."""
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is left to read it
+            pass
+
+    def deliver(self, msg: Message) -> None:
+        """The on_message callback that feeds the stream."""
+        self._put_threadsafe(msg)
+
+    def end(self) -> None:
+        """Called once the session has left: iteration stops after what is queued."""
+        self._put_threadsafe(_END)
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self
+
+    async def __anext__(self) -> Message:
+        if self._ended:
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        if item is _END:
+            self._ended = True
+            raise StopAsyncIteration
+        return item  # type: ignore[no-any-return]
+
+    async def get(self, timeout: Optional[float] = None) -> Message:
+        """The next message; asyncio.TimeoutError after `timeout` seconds (None: no
+        limit); StopAsyncIteration once the session has left and all was read."""
+        return await asyncio.wait_for(self.__anext__(), timeout)
+
+
+class AsyncSession:
+    """A joined chat for asyncio code (from ``await Client.join_async(...)``).
+
+    ``messages()`` is the stream of received messages; the other methods are the
+    Session's, run in the default executor so the event loop never blocks. Use
+    ``async with`` or ``await leave()``. Errors as for Session."""
+
+    def __init__(self, session: Session, stream: MessageStream):
+        self.session = session
+        self._stream = stream
+
+    @property
+    def cache(self) -> str:
+        return self.session.cache
+
+    @property
+    def chat(self) -> str:
+        return self.session.chat
+
+    @property
+    def joined(self) -> bool:
+        return self.session.joined
+
+    def messages(self) -> MessageStream:
+        """The session's messages: ``async for msg in session.messages(): ...``."""
+        return self._stream
+
+    async def send(self, text: Union[str, bytes]) -> str:
+        """Session.send in a worker thread; returns the new message's id."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.session.send,
+                                                                text)
+
+    async def history(self, last_n: int = 0) -> List[Message]:
+        """Session.history in a worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.session.history,
+                                                                last_n)
+
+    async def remove_message(self, message_id: Union[str, bytes]) -> None:
+        """Session.remove_message in a worker thread."""
+        await asyncio.get_running_loop().run_in_executor(None, self.session.remove_message,
+                                                         message_id)
+
+    async def leave(self) -> None:
+        """Session.leave in a worker thread; the message stream ends after it."""
+        await asyncio.get_running_loop().run_in_executor(None, self.session.leave)
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.leave()
