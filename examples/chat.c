@@ -51,6 +51,7 @@
 #define INPUT_MAX 4096        /* characters on the input line */
 #define MAX_WRAP_ROWS 256     /* rows one message may take on screen */
 #define SHOWN_TEXT_BYTES 60   /* of a failed message's text in its "not sent" line */
+#define RECALL_LINES 100      /* typed lines Up/Down bring back */
 
 typedef struct options {
   const char *chat;
@@ -122,6 +123,8 @@ typedef struct chat_state {
   size_t unread; /* lines that arrived while scrolled back */
   wchar_t input[INPUT_MAX + 1];
   size_t in_len, in_cur;
+  wchar_t *recall[RECALL_LINES]; /* lines typed, oldest first */
+  size_t n_recall, recall_pos;   /* recall_pos == n_recall: a new line */
   inflight *sent;
   size_t n_sent, cap_sent;
   char **failed; /* texts of failed sends, oldest first, for /retry */
@@ -759,8 +762,8 @@ static void show_help(chat_state *st) {
   say(st, "***   /quit     leave the room (also Ctrl-D on an empty line, or Ctrl-C)");
   say(st, "***   //text    send a line that starts with a slash");
   if (st->curses)
-    say(st, "***   keys: PgUp/PgDn scroll, Home/End/arrows edit, Ctrl-U clears the line, "
-            "Ctrl-L redraws");
+    say(st, "***   keys: PgUp/PgDn scroll, Up/Down bring back what you typed, Home/End/Left/"
+            "Right edit, Ctrl-U clears the line, Ctrl-L redraws");
 }
 
 /* Handles one typed line (taking ownership); false when it asks to leave. */
@@ -866,6 +869,29 @@ static void backspace(chat_state *st) {
   }
 }
 
+/* Keeps a typed line for Up (the oldest goes when full). */
+static void remember_typed(chat_state *st) {
+  wchar_t *copy = st->in_len ? wcsdup(st->input) : NULL;
+  if (copy && st->n_recall == RECALL_LINES) {
+    free(st->recall[0]);
+    memmove(st->recall, st->recall + 1, (RECALL_LINES - 1) * sizeof *st->recall);
+    st->n_recall--;
+  }
+  if (copy)
+    st->recall[st->n_recall++] = copy;
+  st->recall_pos = st->n_recall;
+}
+
+/* Up (-1) and Down (+1) through the typed lines; past the newest: an empty line. */
+static void recall_step(chat_state *st, int step) {
+  if ((step < 0 && st->recall_pos == 0) || (step > 0 && st->recall_pos >= st->n_recall))
+    return;
+  st->recall_pos = step < 0 ? st->recall_pos - 1 : st->recall_pos + 1;
+  const wchar_t *line = st->recall_pos < st->n_recall ? st->recall[st->recall_pos] : L"";
+  st->in_len = st->in_cur = wcslen(line);
+  wmemcpy(st->input, line, st->in_len);
+}
+
 /* Keys ncurses decoded (arrows, PgUp, ...). */
 static void on_function_key(chat_state *st, wint_t c) {
   long page = LINES > 4 ? LINES - 3 : 1;
@@ -875,6 +901,12 @@ static void on_function_key(chat_state *st, wint_t c) {
     break;
   case KEY_NPAGE:
     scroll_by(st, -page);
+    break;
+  case KEY_UP:
+    recall_step(st, -1);
+    break;
+  case KEY_DOWN:
+    recall_step(st, 1);
     break;
   case KEY_LEFT:
     st->in_cur -= st->in_cur > 0;
@@ -902,6 +934,7 @@ static void on_function_key(chat_state *st, wint_t c) {
 /* Enter: the line goes to handle_line as UTF-8. False when it asks to leave. */
 static bool submit(chat_state *st) {
   st->input[st->in_len] = L'\0';
+  remember_typed(st);
   size_t cap = st->in_len * MB_CUR_MAX + 1;
   char *line = malloc(cap);
   if (line && wcstombs(line, st->input, cap) == (size_t)-1)
@@ -1164,6 +1197,8 @@ static mim_client *make_client(const options *o, chat_state *st) {
 }
 
 static void free_state(chat_state *st) {
+  for (size_t i = 0; i < st->n_recall; i++)
+    free(st->recall[i]);
   for (size_t i = 0; i < st->n_lines; i++)
     free(st->lines[i].text);
   free(st->lines);

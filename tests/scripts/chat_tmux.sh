@@ -275,6 +275,14 @@ type_line "$alice" "/retry"
 check_pane "... once: the next /retry is refused again too" "$alice" \
   "^\*\*\* sending 1 failed message again$"
 
+# Up brings back what alice typed last, Down returns to an empty line.
+"${T[@]}" send-keys -t "$alice" Up
+if wait_input "$alice" "alice> /retry"; then ok "Up brings back the last typed line"; else
+  bad "Up brings back the last typed line"
+fi
+"${T[@]}" send-keys -t "$alice" Down
+if wait_input "$alice" "alice>"; then ok "... and Down an empty line"; else bad "... and Down an empty line"; fi
+
 # A message from two days ago carries its date, live and in a late joiner's history.
 day=$(date -d '-2 days' +%m-%d)
 if ! command -v faketime >/dev/null 2>&1; then
