@@ -1061,6 +1061,9 @@ static void main_loop(chat_state *st) {
       drain_events(st);
     if (fds[0].revents)
       go_on = st->curses ? read_keys(st) : read_lines(st, &buf, &len, &cap);
+    /* The terminal went away (ncurses reads no end of input): leave rather than spin. */
+    if (st->curses && (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL)))
+      go_on = false;
   }
   free(buf);
 }

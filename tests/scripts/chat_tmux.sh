@@ -309,6 +309,25 @@ else
   check_exit "... hal leaves" hal 0
 fi
 
+# A terminal that goes away (its pane killed) ends the client even when SIGHUP is ignored
+# (nohup-like): it must notice the hang-up instead of polling it forever.
+mint jay client
+jay=$("${T[@]}" new-window -P -F '#{pane_id}' -t chat: \
+  "trap '' HUP; echo \$\$ >$(printf %q "$dir/jay.pid"); exec $(chat_cmd jay)")
+check_pane "jay joins (SIGHUP ignored)" "$jay" "^\*\*\* joined $ROOM as jay"
+jay_pid=$(cat "$dir/jay.pid")
+"${T[@]}" kill-pane -t "$jay"
+for _ in $(seq 1 100); do
+  kill -0 "$jay_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$jay_pid" 2>/dev/null; then
+  bad "a client whose terminal went away exits"
+  kill -KILL "$jay_pid"
+else
+  ok "a client whose terminal went away exits"
+fi
+
 # The examples of the --help texts work as printed (pointed at this test's server,
 # vendor and directory instead of the default ports and /tmp).
 mkdir -p "$dir/ex"
