@@ -128,6 +128,8 @@ EXAMPLE_LDLIBS := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null)
 # The loop-mode examples link the loop library the application would bring.
 $(B)/examples/loop_uv: EXAMPLE_LDLIBS += $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null)
 $(B)/examples/loop_event: EXAMPLE_LDLIBS += $(shell $(PKG_CONFIG) --libs libevent 2>/dev/null)
+# The terminal chat draws its screen with ncurses (wide-character build, for UTF-8).
+$(B)/examples/chat: EXAMPLE_LDLIBS += $(shell $(PKG_CONFIG) --libs ncursesw 2>/dev/null)
 
 .PHONY: all lib server tests examples check deps demo install uninstall clean format lint docs man
 all: lib server examples

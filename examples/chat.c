@@ -2,24 +2,36 @@
  * chat: a terminal chat client built on libmomento-im.
  *
  *   chat --chat ROOM --name ALICE [--cache NAME] [--endpoint HOST:PORT [--plaintext]]
- *        [--key-file PATH | --token-url URL] [--moderated] [--history N]
+ *        [--key-file PATH | --token-url URL] [--moderated] [--history N] [--plain]
  *
- * On join it prints the last N messages of the room (marked "[history]"), then every live
- * message as "HH:MM:SS name: text", and sends each line typed on stdin. "/quit", end of
- * input (Ctrl-D) or Ctrl-C leave the room cleanly. Connection trouble is reported on one
- * line each ("*** ...") while the library reconnects by itself.
+ * On join it shows the last N messages of the room (marked "[history]"), then every live
+ * message as "HH:MM:SS name: text" (messages of another day as "MM-DD HH:MM name: text"),
+ * and sends each line typed. /help lists the commands; /quit, Ctrl-D or Ctrl-C leave the
+ * room cleanly. Connection trouble is reported on one line each ("*** ...") while the
+ * library reconnects by itself.
  *
- * Two threads print: the client's event thread (messages, connection events) and the main
- * thread (errors of sends). One mutex keeps every output line whole.
+ * Two faces. When stdin and stdout are terminals: a full-screen ncurses UI with the
+ * messages above (scrollback with PgUp/PgDn, a colour per sender), a status line, and an
+ * input line at the bottom that incoming messages never touch. Otherwise (pipes, scripts,
+ * the demo) or with --plain: one plain line per message on stdout, lines read from stdin.
+ *
+ * Threads: library callbacks run on the client's event thread and must neither block
+ * nor touch the terminal (ncurses is not thread-safe). They turn what happened into an
+ * event, queue it and write a byte to a pipe; the main thread polls that pipe together
+ * with stdin and does all the output.
  */
 #define _GNU_SOURCE /* asprintf */
+#define NCURSES_WIDECHAR 1
 #include <momento/im.h>
 
 #include "key_file.h"
 
+#include <curses.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -30,9 +42,16 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <wchar.h>
+#include <wctype.h>
 
 #define DEFAULT_CACHE "instant-messaging"
 #define DEFAULT_HISTORY 20
+#define SCROLLBACK_LINES 5000 /* lines kept for PgUp; the oldest 10% go when full */
+#define INPUT_MAX 4096        /* characters on the input line */
+#define MAX_WRAP_ROWS 256     /* rows one message may take on screen */
+#define SHOWN_TEXT_BYTES 60   /* of a failed message's text in its "not sent" line */
+#define RECALL_LINES 100      /* typed lines Up/Down bring back */
 
 typedef struct options {
   const char *chat;
@@ -43,22 +62,74 @@ typedef struct options {
   const char *token_url;
   bool plaintext;
   bool moderated;
+  bool plain;
   long history;
 } options;
 
-/* One formatted line held back until the join has delivered the whole history. */
-typedef struct pending_line {
+typedef enum conn_state { CONN_CONNECTED, CONN_RECONNECTING, CONN_CLOSED } conn_state;
+
+typedef enum event_kind {
+  EV_LINE,        /* a line to show */
+  EV_SEND_RESULT, /* the final outcome of a queued send */
+  EV_CONN         /* the subscription's state changed (for the status line) */
+} event_kind;
+
+/* What a callback hands to the main thread. Owned by the queue, then by the taker. */
+typedef struct event {
+  event_kind kind;
+  char *text;        /* EV_LINE: the line; EV_SEND_RESULT: the message id */
+  char *detail;      /* EV_SEND_RESULT: the library's detail */
+  mim_status status; /* EV_SEND_RESULT */
+  size_t who_off;    /* EV_LINE: the sender's name within text, coloured on screen */
+  size_t who_len;    /* 0: a line of our own ("*** ...") */
+  unsigned colour;   /* 1..N_COLOURS from the sender's name */
+  bool history;      /* EV_LINE: history shown on join (subject to --history) */
+  bool from_log;     /* EV_LINE: a library warning */
+  conn_state conn;   /* EV_CONN */
+  struct event *next;
+} event;
+
+/* One line of the scrollback. */
+typedef struct ui_line {
   char *text;
-  bool from_history;
-} pending_line;
+  size_t who_off, who_len;
+  unsigned colour;
+} ui_line;
+
+/* A message mim_send accepted, until its outcome is known: failures show its text. */
+typedef struct inflight {
+  char id[MIM_MESSAGE_ID_SIZE];
+  char *text;
+} inflight;
 
 typedef struct chat_state {
-  pthread_mutex_t print_mu; /* guards stdout and every field below */
-  bool joined;              /* false: lines go to `pending` */
-  bool reconnecting;        /* a reconnect was reported and not yet its success */
-  pending_line *pending;
-  size_t n_pending, cap_pending;
-  mim_client *client; /* for /stats; set once before input is read */
+  /* Shared with the callbacks: guarded by mu. */
+  pthread_mutex_t mu;
+  event *head, *tail;
+  bool joined;       /* false: history messages are marked, held for the --history cut */
+  bool reconnecting; /* a reconnect was reported and not yet its success */
+  int event_pipe[2]; /* a byte per queued event wakes the main thread */
+
+  /* Main thread only. */
+  const options *o;
+  mim_client *client;
+  mim_session *session;
+  bool curses; /* the full-screen UI is on */
+  bool left;   /* mim_leave returned: no /retry any more */
+  conn_state conn;
+  ui_line *lines;
+  size_t n_lines;
+  size_t scroll; /* lines scrolled back from the newest (0: following new ones) */
+  size_t unread; /* lines that arrived while scrolled back */
+  wchar_t input[INPUT_MAX + 1];
+  size_t in_len, in_cur;
+  wchar_t *recall[RECALL_LINES]; /* lines typed, oldest first */
+  size_t n_recall, recall_pos;   /* recall_pos == n_recall: a new line */
+  inflight *sent;
+  size_t n_sent, cap_sent;
+  char **failed; /* texts of failed sends, oldest first, for /retry */
+  size_t n_failed, cap_failed;
+  int saved_stderr; /* stderr while the screen is ours (it goes to /dev/null then) */
 } chat_state;
 
 /* Ctrl-C may land on any thread (gRPC has several): the handler only writes to this pipe,
@@ -78,6 +149,11 @@ static void on_signal(int sig) {
  * usage line. */
 static const char *prog = "chat";
 
+/* The other tools' names go with ours: "mim-" when installed, none in build/examples. */
+static const char *tool_prefix(void) {
+  return strncmp(prog, "mim-", 4) == 0 ? "mim-" : "";
+}
+
 static void usage(FILE *out) {
   fprintf(out,
           "usage: %s --chat ROOM --name NAME [options]\n"
@@ -90,31 +166,89 @@ static void usage(FILE *out) {
           "  --key-file PATH      file holding the API key or disposable token\n"
           "                       (default: the MOMENTO_API_KEY environment variable)\n"
           "  --token-url URL      get tokens from a token vendor instead (refreshed before they\n"
-          "                       expire), e.g. http://127.0.0.1:8081/token?chat=ROOM&user=NAME\n"
-          "  --moderated          send through the room's moderator (\"ROOM-input\")\n"
+          "                       expire); quote it, the shell would cut it at '&'\n"
+          "  --moderated          send through the room's moderator (\"ROOM-input\"); the token\n"
+          "                       must be a moderated one (mode=moderated)\n"
           "  --history N          show the last N messages on join (default %d, 0 = none)\n"
+          "  --plain              plain lines even on a terminal (the default when stdin or\n"
+          "                       stdout is not a terminal)\n"
           "  --help               this text\n"
           "\n"
-          "Type a line to send it; /stats shows what the client cost; /quit or Ctrl-D leaves.\n",
-          prog, DEFAULT_HISTORY);
+          "In the room: type a line and Enter sends it; /help lists the commands (/stats,\n"
+          "/retry, /quit); PgUp/PgDn scroll back through the messages.\n"
+          "\n"
+          "Example, everything on this machine (the token vendor is for development only,\n"
+          "see its --help):\n"
+          "  mim-local --root-key-file /tmp/root.key --cache instant-messaging &\n"
+          "  %stoken-vendor --key-file /tmp/root.key --endpoint 127.0.0.1:8080 &\n"
+          "  %s --chat lobby --name alice --endpoint 127.0.0.1:8080 \\\n"
+          "       --token-url 'http://127.0.0.1:8081/token?chat=lobby&user=alice&mode=client'\n",
+          prog, DEFAULT_HISTORY, tool_prefix(), prog);
 }
 
-/* Prints one whole line under the print mutex (callers on any thread). */
-static void say(chat_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(chat_state *st, const char *fmt, ...) {
+/* ---- events: from the callbacks to the main thread ---- */
+
+static void queue_push(chat_state *st, event *ev) {
+  pthread_mutex_lock(&st->mu);
+  if (st->tail)
+    st->tail->next = ev;
+  else
+    st->head = ev;
+  st->tail = ev;
+  pthread_mutex_unlock(&st->mu);
+  if (write(st->event_pipe[1], "e", 1) < 0) {
+    /* the pipe is full: the main thread has a wake-up pending anyway */
+  }
+}
+
+/* Takes every queued event (oldest first) and empties the wake-up pipe. */
+static event *queue_take(chat_state *st) {
+  char sink[256];
+  while (read(st->event_pipe[0], sink, sizeof sink) > 0)
+    ;
+  pthread_mutex_lock(&st->mu);
+  event *all = st->head;
+  st->head = st->tail = NULL;
+  pthread_mutex_unlock(&st->mu);
+  return all;
+}
+
+static void event_free(event *ev) {
+  free(ev->text);
+  free(ev->detail);
+  free(ev);
+}
+
+/* Queues a line of our own ("*** ..."); from any thread. Out of memory: dropped. */
+static void notice(chat_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notice(chat_state *st, const char *fmt, ...) {
+  event *ev = calloc(1, sizeof *ev);
   va_list ap;
   va_start(ap, fmt);
-  pthread_mutex_lock(&st->print_mu);
-  vprintf(fmt, ap);
-  putchar('\n');
-  fflush(stdout);
-  pthread_mutex_unlock(&st->print_mu);
+  int n = ev ? vasprintf(&ev->text, fmt, ap) : -1;
   va_end(ap);
+  if (n < 0) {
+    free(ev);
+    return;
+  }
+  ev->kind = EV_LINE;
+  queue_push(st, ev);
 }
+
+static void conn_changed(chat_state *st, conn_state conn) {
+  event *ev = calloc(1, sizeof *ev);
+  if (!ev)
+    return;
+  ev->kind = EV_CONN;
+  ev->conn = conn;
+  queue_push(st, ev);
+}
+
+/* ---- formatting ---- */
 
 /* Control characters from other people must not drive our terminal (escape sequences):
  * C0 bytes, DEL, and the C1 range U+0080..U+009F (UTF-8 C2 80..C2 9F, e.g. CSI) become
- * '?'. */
+ * '?'. Lengths stay the same. */
 static void sanitize(char *s) {
   for (unsigned char *p = (unsigned char *)s; *p; p++) {
     if (*p < 0x20 || *p == 0x7f) {
@@ -126,58 +260,79 @@ static void sanitize(char *s) {
   }
 }
 
-/* One line for a message, malloc'd (NULL when out of memory). */
-static char *format_message(const mim_message *m, bool joined) {
-  char when[16] = "--:--:--";
-  time_t secs = (time_t)(m->timestamp_ms / 1000);
-  struct tm tm;
-  if (m->timestamp_ms > 0 && localtime_r(&secs, &tm))
-    strftime(when, sizeof when, "%H:%M:%S", &tm);
+/* A message's time: "HH:MM:SS" today, "MM-DD HH:MM" another day of this year, else
+ * "YYYY-MM-DD HH:MM" (local time), so old history cannot pass for today's. */
+static void format_when(int64_t timestamp_ms, time_t now, char *out, size_t size) {
+  time_t secs = (time_t)(timestamp_ms / 1000);
+  struct tm tm, today;
+  snprintf(out, size, "--:--:--");
+  if (timestamp_ms <= 0 || !localtime_r(&secs, &tm) || !localtime_r(&now, &today))
+    return;
+  const char *fmt = "%Y-%m-%d %H:%M";
+  if (tm.tm_year == today.tm_year)
+    fmt = tm.tm_yday == today.tm_yday ? "%H:%M:%S" : "%m-%d %H:%M";
+  strftime(out, size, fmt, &tm);
+}
+
+#define N_COLOURS 6
+
+/* A stable colour per sender name (FNV-1a), so a person keeps theirs across sessions. */
+static unsigned colour_of(const char *name) {
+  uint32_t h = 2166136261u;
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    h = (h ^ *p) * 16777619u;
+  return 1 + h % N_COLOURS;
+}
+
+/* One event for a message (NULL when out of memory). */
+static event *message_event(const mim_message *m, bool joined) {
+  char when[32];
+  format_when(m->timestamp_ms, time(NULL), when, sizeof when);
   /* After the join, history-flagged messages are ones the library fetched from the list
-   * after a reconnect (missed while the stream was down, or simply the first after it):
-   * they are printed like live ones, their time shows how old they are. */
-  const char *mark = m->from_history && !joined ? "[history] " : "";
-  char *line = NULL;
+   * after a reconnect (missed while the stream was down): they are shown like live ones,
+   * their time shows how old they are. */
+  bool history = m->from_history && !joined;
+  const char *mark = history ? "[history] " : "";
+  event *ev = calloc(1, sizeof *ev);
+  if (!ev)
+    return NULL;
   int n;
   if (m->kind != MIM_MESSAGE_CHAT)
-    n = asprintf(&line, "%s%s (a value that is not a chat message, %zu bytes)%s%s", mark, when,
+    n = asprintf(&ev->text, "%s%s (a value that is not a chat message, %zu bytes)%s%s", mark, when,
                  m->raw_len, *m->text ? ": " : "", m->text);
   else if (*m->publisher_id && strcmp(m->publisher_id, m->from) != 0)
-    n = asprintf(&line, "%s%s %s (token %s): %s", mark, when, m->from, m->publisher_id, m->text);
+    n = asprintf(&ev->text, "%s%s %s (token %s): %s", mark, when, m->from, m->publisher_id,
+                 m->text);
   else
-    n = asprintf(&line, "%s%s %s: %s", mark, when, m->from, m->text);
-  if (n < 0)
+    n = asprintf(&ev->text, "%s%s %s: %s", mark, when, m->from, m->text);
+  if (n < 0) {
+    free(ev);
     return NULL;
-  sanitize(line);
-  return line;
+  }
+  sanitize(ev->text);
+  ev->kind = EV_LINE;
+  ev->history = history;
+  if (m->kind == MIM_MESSAGE_CHAT) {
+    ev->who_off = strlen(mark) + strlen(when) + 1;
+    ev->who_len = strlen(m->from);
+    ev->colour = colour_of(m->from);
+  }
+  return ev;
 }
+
+/* ---- library callbacks (event thread): queue, never print ---- */
 
 static void on_message(mim_session *session, const mim_message *m, void *user) {
   (void)session;
   chat_state *st = user;
-  pthread_mutex_lock(&st->print_mu);
-  char *line = format_message(m, st->joined);
-  if (!line) {
-    puts("*** out of memory: a message was not shown");
-  } else if (st->joined) {
-    puts(line);
-    free(line);
-  } else {
-    if (st->n_pending == st->cap_pending) {
-      size_t cap = st->cap_pending ? st->cap_pending * 2 : 64;
-      pending_line *p = realloc(st->pending, cap * sizeof *p);
-      if (!p) {
-        free(line);
-        pthread_mutex_unlock(&st->print_mu);
-        return;
-      }
-      st->pending = p;
-      st->cap_pending = cap;
-    }
-    st->pending[st->n_pending++] = (pending_line){line, m->from_history};
-  }
-  fflush(stdout);
-  pthread_mutex_unlock(&st->print_mu);
+  pthread_mutex_lock(&st->mu);
+  bool joined = st->joined;
+  pthread_mutex_unlock(&st->mu);
+  event *ev = message_event(m, joined);
+  if (ev)
+    queue_push(st, ev);
+  else
+    notice(st, "*** out of memory: a message was not shown");
 }
 
 /* A human sentence for the statuses a chat user can run into. */
@@ -200,76 +355,731 @@ static const char *explain(mim_status status) {
   }
 }
 
+/* Sets the reconnecting flag; returns its previous value. */
+static bool swap_reconnecting(chat_state *st, bool now) {
+  pthread_mutex_lock(&st->mu);
+  bool was = st->reconnecting;
+  st->reconnecting = now;
+  pthread_mutex_unlock(&st->mu);
+  return was;
+}
+
 static void on_event(mim_session *session, mim_subscription_state state, mim_status status,
                      const char *detail, void *user) {
   (void)session;
   chat_state *st = user;
   const char *d = detail && *detail ? detail : mim_status_name(status);
   if (state == MIM_SUB_RECONNECTING) {
-    bool first;
-    pthread_mutex_lock(&st->print_mu);
-    first = !st->reconnecting;
-    st->reconnecting = true;
-    pthread_mutex_unlock(&st->print_mu);
-    if (first)
-      say(st, "*** connection lost (%s: %s); reconnecting...", explain(status), d);
+    if (!swap_reconnecting(st, true)) {
+      conn_changed(st, CONN_RECONNECTING);
+      notice(st, "*** connection lost (%s: %s); reconnecting...", explain(status), d);
+    }
   } else if (state == MIM_SUB_CONNECTED && status != MIM_OK) {
-    say(st, "*** after reconnecting, some messages could not be recovered: %s (%s)",
-        explain(status), d);
+    notice(st, "*** after reconnecting, some messages could not be recovered: %s (%s)",
+           explain(status), d);
   } else if (state == MIM_SUB_CONNECTED) {
-    bool was;
-    pthread_mutex_lock(&st->print_mu);
-    was = st->reconnecting;
-    st->reconnecting = false;
-    pthread_mutex_unlock(&st->print_mu);
-    if (was)
-      say(st, "*** reconnected");
+    if (swap_reconnecting(st, false)) {
+      conn_changed(st, CONN_CONNECTED);
+      notice(st, "*** reconnected");
+    }
   } else if (state == MIM_SUB_CLOSED && status != MIM_OK && status != MIM_ERR_CANCELLED) {
-    pthread_mutex_lock(&st->print_mu);
+    pthread_mutex_lock(&st->mu);
     bool joined = st->joined; /* before that, the failed join says it all */
-    pthread_mutex_unlock(&st->print_mu);
+    pthread_mutex_unlock(&st->mu);
+    conn_changed(st, CONN_CLOSED);
     if (joined)
-      say(st, "*** disconnected for good: %s (%s); type /quit to leave", explain(status), d);
+      notice(st, "*** disconnected for good: %s (%s); type /quit to leave", explain(status), d);
   }
 }
 
-/* Prints the held-back lines (only the last `history` of the history) and switches to
- * printing directly. */
-static void flush_pending(chat_state *st, long history) {
-  pthread_mutex_lock(&st->print_mu);
+static void on_send_result(mim_session *session, const char *message_id, mim_status status,
+                           const char *detail, void *user) {
+  (void)session;
+  chat_state *st = user;
+  event *ev = calloc(1, sizeof *ev);
+  if (!ev || !(ev->text = strdup(message_id))) {
+    free(ev);
+    notice(st, "*** out of memory: the outcome of a message is unknown");
+    return;
+  }
+  ev->kind = EV_SEND_RESULT;
+  ev->status = status;
+  ev->detail = strdup(detail ? detail : "");
+  queue_push(st, ev);
+}
+
+/* Library warnings (failed refetches and the like), one line each. */
+static void on_log(mim_log_level level, const char *message, void *user) {
+  if (level > MIM_LOG_WARN)
+    return;
+  event *ev = calloc(1, sizeof *ev);
+  if (!ev || asprintf(&ev->text, "*** %s", message) < 0) {
+    free(ev);
+    return;
+  }
+  ev->kind = EV_LINE;
+  ev->from_log = true;
+  queue_push(user, ev);
+}
+
+/* ---- the screen (main thread only) ---- */
+
+/* Decodes the character at s[i]: its length in bytes, its columns in *width and whether
+ * it is a space. Bytes that are not UTF-8 count as one column each. */
+static size_t next_char(const char *s, size_t len, size_t i, mbstate_t *mbs, int *width,
+                        bool *space) {
+  wchar_t wc;
+  size_t n = mbrtowc(&wc, s + i, len - i, mbs);
+  if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
+    memset(mbs, 0, sizeof *mbs);
+    *width = 1;
+    *space = false;
+    return 1;
+  }
+  *width = wcwidth(wc) < 0 ? 1 : wcwidth(wc);
+  *space = wc == L' ';
+  return n;
+}
+
+/* Byte offsets where each screen row of s starts when wrapped at cols columns, after the
+ * row's last space when it has one (words stay whole); returns the number of rows (at
+ * least 1, at most max). */
+static size_t wrap_rows(const char *s, int cols, size_t *starts, size_t max) {
+  size_t rows = 1, len = strlen(s), i = 0, after_space = 0;
+  int used = 0, used_to_space = 0;
+  mbstate_t mbs;
+  memset(&mbs, 0, sizeof mbs);
+  starts[0] = 0;
+  while (i < len) {
+    int w;
+    bool space;
+    size_t n = next_char(s, len, i, &mbs, &w, &space);
+    if (used + w > cols && used > 0) {
+      if (rows == max)
+        break;
+      bool at_space = after_space > starts[rows - 1];
+      starts[rows++] = at_space ? after_space : i;
+      used = at_space ? used - used_to_space : 0;
+    }
+    used += w;
+    i += n;
+    if (space) {
+      after_space = i;
+      used_to_space = used;
+    }
+  }
+  starts[rows] = i;
+  return rows;
+}
+
+/* Writes bytes [a, b) of a line, the sender's name in its colour. */
+static void draw_span(const ui_line *l, size_t a, size_t b) {
+  size_t wa = l->who_off, wb = l->who_off + l->who_len;
+  if (!l->who_len) { /* our own lines stand out */
+    attron(A_BOLD);
+    addnstr(l->text + a, (int)(b - a));
+    attroff(A_BOLD);
+    return;
+  }
+  size_t cut1 = wa < a ? a : (wa > b ? b : wa), cut2 = wb < cut1 ? cut1 : (wb > b ? b : wb);
+  addnstr(l->text + a, (int)(cut1 - a));
+  attr_t colour = has_colors() ? COLOR_PAIR((short)l->colour) : A_NORMAL;
+  attron(colour | A_BOLD);
+  addnstr(l->text + cut1, (int)(cut2 - cut1));
+  attroff(colour | A_BOLD);
+  addnstr(l->text + cut2, (int)(b - cut2));
+}
+
+/* The message area: rows 0..height-1, newest line (minus the scroll) at the bottom. */
+static void draw_messages(const chat_state *st, int height, int cols) {
+  static size_t starts[MAX_WRAP_ROWS + 1];
+  int bottom = height - 1;
+  if (st->n_lines == 0)
+    return;
+  for (size_t k = st->n_lines - st->scroll; k-- > 0 && bottom >= 0;) {
+    const ui_line *l = &st->lines[k];
+    size_t rows = wrap_rows(l->text, cols, starts, MAX_WRAP_ROWS);
+    int top = bottom - (int)rows + 1;
+    for (size_t r = 0; r < rows; r++) {
+      if (top + (int)r < 0)
+        continue;
+      move(top + (int)r, 0);
+      draw_span(l, starts[r], starts[r + 1]);
+    }
+    bottom = top - 1;
+  }
+}
+
+static void draw_status(const chat_state *st, int row, int cols) {
+  static const char *names[] = {"connected", "reconnecting...", "closed"};
+  char left[512], right[128] = "/help ";
+  snprintf(left, sizeof left, " %s as %s | %s", st->o->chat, st->o->name, names[st->conn]);
+  if (st->scroll)
+    snprintf(right, sizeof right, "scrolled back; %zu unread (PgDn) ", st->unread);
+  attron(A_REVERSE);
+  mvhline(row, 0, ' ', cols);
+  mvaddnstr(row, 0, left, cols);
+  int rw = (int)strlen(right);
+  if ((int)strlen(left) + rw < cols)
+    mvaddstr(row, cols - rw, right);
+  attroff(A_REVERSE);
+}
+
+static int wide_width(const wchar_t *s, size_t n) {
+  int w = wcswidth(s, n);
+  return w < 0 ? (int)n : w;
+}
+
+/* The input line: prompt, then as much of the text as fits with the cursor visible. */
+static void draw_input(const chat_state *st, int row, int cols) {
+  char prompt[96];
+  snprintf(prompt, sizeof prompt, "%.64s> ", st->o->name);
+  int pw = (int)strlen(prompt);
+  if (pw > cols / 2)
+    pw = 0;
+  int room = cols - pw - 1;
+  size_t first = 0;
+  while (first < st->in_cur && wide_width(st->input + first, st->in_cur - first) > room)
+    first++;
+  size_t last = first;
+  while (last < st->in_len && wide_width(st->input + first, last + 1 - first) <= room)
+    last++;
+  move(row, 0);
+  clrtoeol();
+  addnstr(prompt, pw);
+  addnwstr(st->input + first, (int)(last - first));
+  move(row, pw + wide_width(st->input + first, st->in_cur - first));
+}
+
+static void draw(chat_state *st) {
+  int rows, cols;
+  getmaxyx(stdscr, rows, cols);
+  erase();
+  if (rows >= 3 && cols >= 10) {
+    draw_messages(st, rows - 2, cols);
+    draw_status(st, rows - 2, cols);
+  }
+  draw_input(st, rows - 1, cols);
+  refresh();
+}
+
+static void ui_start(chat_state *st) {
+  fflush(stderr);
+  st->saved_stderr = dup(2);
+  int devnull = open("/dev/null", O_WRONLY);
+  if (devnull >= 0) { /* a stray library or gRPC message would scribble over the screen */
+    dup2(devnull, 2);
+    close(devnull);
+  }
+  initscr();
+  cbreak();
+  noecho();
+  nonl();
+  keypad(stdscr, TRUE);
+  nodelay(stdscr, TRUE);
+  set_escdelay(25);
+  if (has_colors()) {
+    static const short palette[N_COLOURS] = {COLOR_RED,  COLOR_GREEN,   COLOR_YELLOW,
+                                             COLOR_BLUE, COLOR_MAGENTA, COLOR_CYAN};
+    start_color();
+    use_default_colors();
+    for (short i = 0; i < N_COLOURS; i++)
+      init_pair((short)(i + 1), palette[i], -1);
+  }
+  st->curses = true;
+}
+
+static void ui_stop(chat_state *st) {
+  if (!st->curses)
+    return;
+  endwin();
+  st->curses = false;
+  if (st->saved_stderr >= 0) {
+    dup2(st->saved_stderr, 2);
+    close(st->saved_stderr);
+    st->saved_stderr = -1;
+  }
+}
+
+/* Adds a line to the scrollback (or prints it in plain mode). Takes ownership of text. */
+static void show(chat_state *st, char *text, size_t who_off, size_t who_len, unsigned colour) {
+  if (!st->curses) {
+    puts(text);
+    fflush(stdout);
+    free(text);
+    return;
+  }
+  if (!st->lines && !(st->lines = calloc(SCROLLBACK_LINES, sizeof *st->lines))) {
+    free(text);
+    return;
+  }
+  if (st->n_lines == SCROLLBACK_LINES) {
+    size_t drop = SCROLLBACK_LINES / 10;
+    for (size_t i = 0; i < drop; i++)
+      free(st->lines[i].text);
+    memmove(st->lines, st->lines + drop, (st->n_lines - drop) * sizeof *st->lines);
+    st->n_lines -= drop;
+    st->scroll = st->scroll > st->n_lines - 1 ? st->n_lines - 1 : st->scroll;
+  }
+  st->lines[st->n_lines++] = (ui_line){text, who_off, who_len, colour};
+  if (st->scroll) { /* keep the view still while the person reads back */
+    st->scroll++;
+    st->unread++;
+  }
+}
+
+/* A line of our own, shown at once (main thread). */
+static void say(chat_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(chat_state *st, const char *fmt, ...) {
+  char *text = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vasprintf(&text, fmt, ap);
+  va_end(ap);
+  if (n >= 0)
+    show(st, text, 0, 0, 0);
+}
+
+static void scroll_by(chat_state *st, long delta) {
+  long max = st->n_lines ? (long)st->n_lines - 1 : 0;
+  long s = (long)st->scroll + delta;
+  st->scroll = (size_t)(s < 0 ? 0 : s > max ? max : s);
+  if (!st->scroll)
+    st->unread = 0;
+}
+
+/* ---- sending, failures and /retry (main thread) ---- */
+
+static void remember_failed(chat_state *st, char *text) {
+  if (st->n_failed == st->cap_failed) {
+    size_t cap = st->cap_failed ? st->cap_failed * 2 : 8;
+    char **p = realloc(st->failed, cap * sizeof *p);
+    if (!p) {
+      free(text);
+      return;
+    }
+    st->failed = p;
+    st->cap_failed = cap;
+  }
+  st->failed[st->n_failed++] = text;
+}
+
+/* Reports a failed send by its text (cut short, whole characters) and keeps it for /retry.
+ * Takes ownership of text. */
+static void send_failed(chat_state *st, char *text, mim_status s, const char *detail) {
+  size_t n = strlen(text);
+  size_t cut = n > SHOWN_TEXT_BYTES ? SHOWN_TEXT_BYTES : n;
+  while (cut < n && ((unsigned char)text[cut] & 0xc0) == 0x80)
+    cut--;
+  char *shown = strndup(text, cut);
+  if (shown)
+    sanitize(shown);
+  say(st, "*** not sent: \"%s\"%s (%s: %s: %s)%s", shown ? shown : "?", cut < n ? "..." : "",
+      explain(s), mim_status_name(s), detail && *detail ? detail : "no detail",
+      st->left ? "" : "; /retry sends it again");
+  free(shown);
+  remember_failed(st, text);
+}
+
+static void track_sent(chat_state *st, const char *id, char *text) {
+  if (st->n_sent == st->cap_sent) {
+    size_t cap = st->cap_sent ? st->cap_sent * 2 : 16;
+    inflight *p = realloc(st->sent, cap * sizeof *p);
+    if (!p) {
+      free(text);
+      return;
+    }
+    st->sent = p;
+    st->cap_sent = cap;
+  }
+  inflight *f = &st->sent[st->n_sent++];
+  snprintf(f->id, sizeof f->id, "%s", id);
+  f->text = text;
+}
+
+/* Sends text (taking ownership); a refusal is shown with the text. */
+static void send_text(chat_state *st, char *text) {
+  char id[MIM_MESSAGE_ID_SIZE];
+  mim_status s = mim_send(st->session, text, id);
+  if (s == MIM_OK)
+    track_sent(st, id, text);
+  else
+    send_failed(st, text, s, mim_last_error_detail());
+}
+
+/* The outcome of a message mim_send queued: forget it, or show what failed. */
+static void send_result(chat_state *st, const event *ev) {
+  for (size_t i = 0; i < st->n_sent; i++) {
+    if (strcmp(st->sent[i].id, ev->text) != 0)
+      continue;
+    char *text = st->sent[i].text;
+    st->sent[i] = st->sent[--st->n_sent];
+    if (ev->status == MIM_OK)
+      free(text);
+    else
+      send_failed(st, text, ev->status, ev->detail);
+    return;
+  }
+}
+
+static void retry_failed(chat_state *st) {
+  if (!st->n_failed) {
+    say(st, "*** nothing to retry: no message failed");
+    return;
+  }
+  char **texts = st->failed;
+  size_t n = st->n_failed;
+  st->failed = NULL;
+  st->n_failed = st->cap_failed = 0;
+  say(st, "*** sending %zu failed message%s again", n, n == 1 ? "" : "s");
+  for (size_t i = 0; i < n; i++)
+    send_text(st, texts[i]);
+  free(texts);
+}
+
+/* ---- commands ---- */
+
+/* What the client cost so far, as hosted Momento counts it (see mim_client_stats). */
+static void show_stats(chat_state *st) {
+  mim_client_stats cs = MIM_CLIENT_STATS_INIT;
+  if (mim_client_stats_get(st->client, &cs) != MIM_OK)
+    return;
+  say(st,
+      "*** %llu calls (%llu failed), %llu cache + %llu topic operations, %llu messages "
+      "received, %llu/%llu bytes sent/received, %llu retries, %llu throttled",
+      (unsigned long long)cs.calls, (unsigned long long)cs.failed_calls,
+      (unsigned long long)cs.cache_operations, (unsigned long long)cs.topic_operations,
+      (unsigned long long)cs.messages_received, (unsigned long long)cs.bytes_sent,
+      (unsigned long long)cs.bytes_received, (unsigned long long)cs.retries,
+      (unsigned long long)cs.throttled);
+}
+
+static void show_help(chat_state *st) {
+  say(st, "*** commands:");
+  say(st, "***   /help     this list");
+  say(st, "***   /stats    what the client cost so far (calls, operations, bytes)");
+  say(st, "***   /retry    send again the messages shown as \"not sent\"");
+  say(st, "***   /quit     leave the room (also Ctrl-D on an empty line, or Ctrl-C)");
+  say(st, "***   //text    send a line that starts with a slash");
+  if (st->curses)
+    say(st, "***   keys: PgUp/PgDn scroll, Up/Down bring back what you typed, Home/End/Left/"
+            "Right edit, Ctrl-U clears the line, Ctrl-L redraws");
+}
+
+/* Handles one typed line (taking ownership); false when it asks to leave. */
+static bool handle_line(chat_state *st, char *line) {
+  size_t n = strlen(line);
+  if (n > 0 && line[n - 1] == '\r')
+    line[--n] = '\0';
+  bool go_on = true;
+  if (n == 0)
+    ;
+  else if (strcmp(line, "/quit") == 0)
+    go_on = false;
+  else if (strcmp(line, "/stats") == 0)
+    show_stats(st);
+  else if (strcmp(line, "/help") == 0)
+    show_help(st);
+  else if (strcmp(line, "/retry") == 0)
+    retry_failed(st);
+  else if (line[0] == '/' && line[1] != '/')
+    say(st, "*** unknown command %s (/help lists them; start a line with // to send a slash)",
+        line);
+  else {
+    if (line[0] == '/')
+      memmove(line, line + 1, n);
+    send_text(st, line);
+    return true;
+  }
+  free(line);
+  return go_on;
+}
+
+/* ---- events and input (main thread) ---- */
+
+/* A library warning about a message we track: its outcome will show it by its text,
+ * which is what the person knows it by (the warning has only its id). */
+static bool about_tracked_send(const chat_state *st, const char *warning) {
+  for (size_t i = 0; i < st->n_sent; i++)
+    if (strstr(warning, st->sent[i].id))
+      return true;
+  return false;
+}
+
+static void handle_event(chat_state *st, event *ev) {
+  switch (ev->kind) {
+  case EV_LINE:
+    if (!(ev->from_log && about_tracked_send(st, ev->text))) {
+      show(st, ev->text, ev->who_off, ev->who_len, ev->colour);
+      ev->text = NULL;
+    }
+    break;
+  case EV_SEND_RESULT:
+    send_result(st, ev);
+    break;
+  case EV_CONN:
+    st->conn = ev->conn;
+    break;
+  }
+  event_free(ev);
+}
+
+static void drain_events(chat_state *st) {
+  for (event *ev = queue_take(st), *next; ev; ev = next) {
+    next = ev->next;
+    handle_event(st, ev);
+  }
+}
+
+/* Once the join returned: shows what it delivered, only the last `history` of the
+ * history, and from now on shows history-flagged messages without the mark. */
+static void show_joined(chat_state *st, long history) {
+  pthread_mutex_lock(&st->mu);
+  st->joined = true;
+  pthread_mutex_unlock(&st->mu);
+  event *all = queue_take(st);
   size_t n_hist = 0;
-  for (size_t i = 0; i < st->n_pending; i++)
-    n_hist += st->pending[i].from_history;
+  for (event *ev = all; ev; ev = ev->next)
+    n_hist += ev->kind == EV_LINE && ev->history;
   size_t skip = n_hist > (size_t)history ? n_hist - (size_t)history : 0;
   if (skip)
-    printf("*** %zu earlier message%s not shown\n", skip, skip == 1 ? "" : "s");
-  for (size_t i = 0; i < st->n_pending; i++) {
-    if (st->pending[i].from_history && skip) {
+    say(st, "*** %zu earlier message%s not shown", skip, skip == 1 ? "" : "s");
+  for (event *ev = all, *next; ev; ev = next) {
+    next = ev->next;
+    if (ev->kind == EV_LINE && ev->history && skip) {
       skip--;
+      event_free(ev);
     } else {
-      puts(st->pending[i].text);
+      handle_event(st, ev);
     }
-    free(st->pending[i].text);
   }
-  free(st->pending);
-  st->pending = NULL;
-  st->n_pending = st->cap_pending = 0;
-  st->joined = true;
-  fflush(stdout);
-  pthread_mutex_unlock(&st->print_mu);
 }
 
-static void discard_pending(chat_state *st) {
-  for (size_t i = 0; i < st->n_pending; i++)
-    free(st->pending[i].text);
-  free(st->pending);
-  st->pending = NULL;
-  st->n_pending = st->cap_pending = 0;
+static void delete_at_cursor(chat_state *st) {
+  if (st->in_cur < st->in_len) {
+    wmemmove(st->input + st->in_cur, st->input + st->in_cur + 1, st->in_len - st->in_cur);
+    st->in_len--;
+  }
 }
 
+static void backspace(chat_state *st) {
+  if (st->in_cur > 0) {
+    st->in_cur--;
+    delete_at_cursor(st);
+  }
+}
+
+/* Keeps a typed line for Up (the oldest goes when full). */
+static void remember_typed(chat_state *st) {
+  wchar_t *copy = st->in_len ? wcsdup(st->input) : NULL;
+  if (copy && st->n_recall == RECALL_LINES) {
+    free(st->recall[0]);
+    memmove(st->recall, st->recall + 1, (RECALL_LINES - 1) * sizeof *st->recall);
+    st->n_recall--;
+  }
+  if (copy)
+    st->recall[st->n_recall++] = copy;
+  st->recall_pos = st->n_recall;
+}
+
+/* Up (-1) and Down (+1) through the typed lines; past the newest: an empty line. */
+static void recall_step(chat_state *st, int step) {
+  if ((step < 0 && st->recall_pos == 0) || (step > 0 && st->recall_pos >= st->n_recall))
+    return;
+  st->recall_pos = step < 0 ? st->recall_pos - 1 : st->recall_pos + 1;
+  const wchar_t *line = st->recall_pos < st->n_recall ? st->recall[st->recall_pos] : L"";
+  st->in_len = st->in_cur = wcslen(line);
+  wmemcpy(st->input, line, st->in_len);
+}
+
+/* Keys ncurses decoded (arrows, PgUp, ...). */
+static void on_function_key(chat_state *st, wint_t c) {
+  long page = LINES > 4 ? LINES - 3 : 1;
+  switch (c) {
+  case KEY_PPAGE:
+    scroll_by(st, page);
+    break;
+  case KEY_NPAGE:
+    scroll_by(st, -page);
+    break;
+  case KEY_UP:
+    recall_step(st, -1);
+    break;
+  case KEY_DOWN:
+    recall_step(st, 1);
+    break;
+  case KEY_LEFT:
+    st->in_cur -= st->in_cur > 0;
+    break;
+  case KEY_RIGHT:
+    st->in_cur += st->in_cur < st->in_len;
+    break;
+  case KEY_HOME:
+    st->in_cur = 0;
+    break;
+  case KEY_END:
+    st->in_cur = st->in_len;
+    break;
+  case KEY_BACKSPACE:
+    backspace(st);
+    break;
+  case KEY_DC:
+    delete_at_cursor(st);
+    break;
+  default:
+    break; /* KEY_RESIZE and the rest: the redraw after each key does it */
+  }
+}
+
+/* Enter: the line goes to handle_line as UTF-8. False when it asks to leave. */
+static bool submit(chat_state *st) {
+  st->input[st->in_len] = L'\0';
+  remember_typed(st);
+  size_t cap = st->in_len * MB_CUR_MAX + 1;
+  char *line = malloc(cap);
+  if (line && wcstombs(line, st->input, cap) == (size_t)-1)
+    line[0] = '\0';
+  st->in_len = st->in_cur = 0;
+  scroll_by(st, -(long)st->n_lines); /* what you send, you want to see arrive */
+  return !line || handle_line(st, line);
+}
+
+static void insert_char(chat_state *st, wint_t c) {
+  if (iswprint(c) && st->in_len < INPUT_MAX) {
+    wmemmove(st->input + st->in_cur + 1, st->input + st->in_cur, st->in_len - st->in_cur);
+    st->input[st->in_cur++] = (wchar_t)c;
+    st->in_len++;
+  }
+}
+
+/* The full-screen input line: one key. Returns false when it asks to leave. */
+static bool on_key(chat_state *st, int kind, wint_t c) {
+  if (kind == KEY_CODE_YES && c == KEY_ENTER)
+    return submit(st);
+  if (kind == KEY_CODE_YES) {
+    on_function_key(st, c);
+    return true;
+  }
+  switch (c) {
+  case L'\r':
+  case L'\n':
+    return submit(st);
+  case 4: /* Ctrl-D: leaves on an empty line, like end of input */
+    return st->in_len > 0;
+  case 1: /* Ctrl-A */
+    st->in_cur = 0;
+    break;
+  case 5: /* Ctrl-E */
+    st->in_cur = st->in_len;
+    break;
+  case 21: /* Ctrl-U */
+    st->in_len = st->in_cur = 0;
+    break;
+  case 12: /* Ctrl-L */
+    clearok(curscr, TRUE);
+    break;
+  case 8:
+  case 127:
+    backspace(st);
+    break;
+  default:
+    insert_char(st, c);
+  }
+  return true;
+}
+
+/* Takes every key ncurses has (it may buffer several per read). */
+static bool read_keys(chat_state *st) {
+  wint_t c;
+  int kind;
+  while ((kind = get_wch(&c)) != ERR) {
+    if (!on_key(st, kind, c))
+      return false;
+  }
+  return true;
+}
+
+/* Plain mode: reads stdin with read(2), so a signal (through wake_pipe) can end the wait
+ * without stdio buffering hiding lines from poll. False at /quit or end of input. */
+static bool read_lines(chat_state *st, char **buf, size_t *len, size_t *cap) {
+  if (*len + 1 >= *cap) {
+    char *bigger = *cap < (1u << 20) ? realloc(*buf, *cap * 2) : NULL;
+    if (!bigger) {
+      say(st, "*** line too long, dropped");
+      *len = 0;
+      return true;
+    }
+    *buf = bigger;
+    *cap *= 2;
+  }
+  ssize_t got = read(0, *buf + *len, *cap - *len - 1);
+  if (got < 0 && errno == EINTR)
+    return true;
+  if (got <= 0) { /* EOF (Ctrl-D) or error: a last unterminated line still counts */
+    (*buf)[*len] = '\0';
+    if (*len)
+      handle_line(st, strdup(*buf));
+    return false;
+  }
+  *len += (size_t)got;
+  (*buf)[*len] = '\0';
+  char *start = *buf, *nl;
+  bool go_on = true;
+  while (go_on && (nl = memchr(start, '\n', *len - (size_t)(start - *buf)))) {
+    *nl = '\0';
+    char *line = strdup(start);
+    go_on = line && handle_line(st, line);
+    start = nl + 1;
+  }
+  *len -= (size_t)(start - *buf);
+  memmove(*buf, start, *len);
+  return go_on;
+}
+
+/* Until /quit, end of input or a signal: input, events from the library, redraws. */
+static void main_loop(chat_state *st) {
+  size_t cap = 4096, len = 0;
+  char *buf = malloc(cap);
+  bool go_on = buf != NULL;
+  while (go_on) {
+    if (st->curses)
+      draw(st);
+    struct pollfd fds[3] = {{.fd = 0, .events = POLLIN},
+                            {.fd = wake_pipe[0], .events = POLLIN},
+                            {.fd = st->event_pipe[0], .events = POLLIN}};
+    if (poll(fds, 3, -1) < 0) {
+      if (errno == EINTR && st->curses) /* SIGWINCH: ncurses queues KEY_RESIZE */
+        go_on = read_keys(st);
+      continue;
+    }
+    if (fds[1].revents) { /* Ctrl-C or SIGTERM */
+      if (!st->curses && isatty(1))
+        say(st, "%s", ""); /* end the line the terminal's "^C" echo is on */
+      break;
+    }
+    if (fds[2].revents)
+      drain_events(st);
+    if (fds[0].revents)
+      go_on = st->curses ? read_keys(st) : read_lines(st, &buf, &len, &cap);
+    /* The terminal went away (ncurses reads no end of input): leave rather than spin. */
+    if (st->curses && (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL)))
+      go_on = false;
+  }
+  free(buf);
+}
 /* 0 ok, 1 help printed, 2 usage error (printed). */
 static int parse_args(int argc, char **argv, options *o) {
-  enum { O_CACHE = 256, O_ENDPOINT, O_PLAIN, O_KEYFILE, O_TOKENURL, O_MOD, O_HIST, O_HELP };
+  enum {
+    O_CACHE = 256,
+    O_ENDPOINT,
+    O_PLAIN,
+    O_KEYFILE,
+    O_TOKENURL,
+    O_MOD,
+    O_HIST,
+    O_HELP,
+    O_PLAINUI
+  };
   static const struct option longs[] = {{"chat", required_argument, NULL, 'c'},
                                         {"name", required_argument, NULL, 'n'},
                                         {"cache", required_argument, NULL, O_CACHE},
@@ -280,6 +1090,7 @@ static int parse_args(int argc, char **argv, options *o) {
                                         {"moderated", no_argument, NULL, O_MOD},
                                         {"history", required_argument, NULL, O_HIST},
                                         {"help", no_argument, NULL, O_HELP},
+                                        {"plain", no_argument, NULL, O_PLAINUI},
                                         {NULL, 0, NULL, 0}};
   *o = (options){.cache = DEFAULT_CACHE, .history = DEFAULT_HISTORY};
   int c;
@@ -318,6 +1129,9 @@ static int parse_args(int argc, char **argv, options *o) {
         return 2;
       }
       break;
+    case O_PLAINUI:
+      o->plain = true;
+      break;
     case O_HELP:
       usage(stdout);
       return 1;
@@ -345,13 +1159,6 @@ static int parse_args(int argc, char **argv, options *o) {
   return 0;
 }
 
-/* Library warnings (failed refetches and the like) go to stderr, whole lines. */
-static void on_log(mim_log_level level, const char *message, void *user) {
-  chat_state *st = user;
-  if (level <= MIM_LOG_WARN)
-    say(st, "*** %s", message);
-}
-
 static bool has_env_key(void) {
   const char *key = getenv("MOMENTO_API_KEY");
   return key && *key;
@@ -371,8 +1178,7 @@ static mim_client *make_client(const options *o, chat_state *st) {
     fprintf(stderr, "chat: no key: give --key-file PATH, --token-url URL or set MOMENTO_API_KEY\n");
     return NULL;
   }
-  mim_client_options co;
-  mim_client_options_init(&co);
+  mim_client_options co = MIM_CLIENT_OPTIONS_INIT;
   co.api_key = key; /* NULL: the library reads MOMENTO_API_KEY */
   co.token_url = o->token_url;
   if (o->endpoint)
@@ -393,152 +1199,105 @@ static mim_client *make_client(const options *o, chat_state *st) {
   return client;
 }
 
-/* What the client cost so far, as hosted Momento counts it (see mim_client_stats). */
-static void show_stats(chat_state *st) {
-  mim_client_stats cs = MIM_CLIENT_STATS_INIT;
-  if (mim_client_stats_get(st->client, &cs) != MIM_OK)
-    return;
-  say(st,
-      "*** %llu calls (%llu failed), %llu cache + %llu topic operations, %llu messages "
-      "received, %llu/%llu bytes sent/received, %llu retries, %llu throttled",
-      (unsigned long long)cs.calls, (unsigned long long)cs.failed_calls,
-      (unsigned long long)cs.cache_operations, (unsigned long long)cs.topic_operations,
-      (unsigned long long)cs.messages_received, (unsigned long long)cs.bytes_sent,
-      (unsigned long long)cs.bytes_received, (unsigned long long)cs.retries,
-      (unsigned long long)cs.throttled);
+static void free_state(chat_state *st) {
+  for (size_t i = 0; i < st->n_recall; i++)
+    free(st->recall[i]);
+  for (size_t i = 0; i < st->n_lines; i++)
+    free(st->lines[i].text);
+  free(st->lines);
+  for (size_t i = 0; i < st->n_sent; i++)
+    free(st->sent[i].text);
+  free(st->sent);
+  for (size_t i = 0; i < st->n_failed; i++)
+    free(st->failed[i]);
+  free(st->failed);
+  for (event *ev = queue_take(st), *next; ev; ev = next) {
+    next = ev->next;
+    event_free(ev);
+  }
+  pthread_mutex_destroy(&st->mu);
+  for (int i = 0; i < 2; i++) {
+    close(st->event_pipe[i]);
+    close(wake_pipe[i]);
+  }
 }
 
-/* Handles one input line; false when it asks to leave. */
-static bool handle_line(chat_state *st, mim_session *session, char *line) {
-  size_t n = strlen(line);
-  if (n > 0 && line[n - 1] == '\r')
-    line[--n] = '\0';
-  if (n == 0)
-    return true;
-  if (strcmp(line, "/quit") == 0)
+/* Non-blocking pipes: the signal handler and the callbacks must never wait on them. */
+static bool make_pipes(chat_state *st) {
+  if (pipe(wake_pipe) != 0 || pipe(st->event_pipe) != 0) {
+    perror("chat: pipe");
     return false;
-  if (strcmp(line, "/stats") == 0) {
-    show_stats(st);
-    return true;
   }
-  if (line[0] == '/' && line[1] != '/') {
-    say(st, "*** unknown command %s (/stats, /quit; start a line with // to send a slash)", line);
-    return true;
+  for (int i = 0; i < 2; i++) {
+    fcntl(wake_pipe[i], F_SETFL, O_NONBLOCK);
+    fcntl(st->event_pipe[i], F_SETFL, O_NONBLOCK);
   }
-  const char *text = line[0] == '/' ? line + 1 : line;
-  mim_status s = mim_send(session, text, NULL);
-  if (s != MIM_OK)
-    say(st, "*** not sent: %s (%s: %s)", explain(s), mim_status_name(s), mim_last_error_detail());
   return true;
 }
 
-/* Reads stdin line by line with read(2), so a signal (through wake_pipe) can end the wait
- * without stdio buffering hiding lines from poll. Returns at /quit, EOF or a signal. */
-static void input_loop(chat_state *st, mim_session *session) {
-  size_t cap = 4096, len = 0;
-  char *buf = malloc(cap);
-  if (!buf)
-    return;
-  for (;;) {
-    struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = wake_pipe[0], .events = POLLIN}};
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR)
-        continue;
-      break;
-    }
-    if (fds[1].revents) { /* Ctrl-C or SIGTERM */
-      if (isatty(1))
-        say(st, "%s", ""); /* end the line the terminal's "^C" echo is on */
-      break;
-    }
-    if (len + 1 >= cap) {
-      char *bigger = cap < (1u << 20) ? realloc(buf, cap * 2) : NULL;
-      if (!bigger) {
-        say(st, "*** line too long, dropped");
-        len = 0;
-        continue;
-      }
-      buf = bigger;
-      cap *= 2;
-    }
-    ssize_t got = read(0, buf + len, cap - len - 1);
-    if (got < 0 && errno == EINTR)
-      continue;
-    if (got <= 0) { /* EOF (Ctrl-D) or error: a last unterminated line still counts */
-      buf[len] = '\0';
-      if (len)
-        handle_line(st, session, buf);
-      break;
-    }
-    len += (size_t)got;
-    buf[len] = '\0';
-    char *start = buf, *nl;
-    bool go_on = true;
-    while (go_on && (nl = memchr(start, '\n', len - (size_t)(start - buf)))) {
-      *nl = '\0';
-      go_on = handle_line(st, session, start);
-      start = nl + 1;
-    }
-    if (!go_on)
-      break;
-    len -= (size_t)(start - buf);
-    memmove(buf, start, len);
-  }
-  free(buf);
+static mim_status join(chat_state *st) {
+  const options *o = st->o;
+  mim_join_options jo = MIM_JOIN_OPTIONS_INIT;
+  jo.display_name = o->name;
+  jo.mode = o->moderated ? MIM_CHAT_MODERATED : MIM_CHAT_CLIENT_ONLY;
+  jo.on_event = on_event;
+  jo.on_send_result = on_send_result;
+  mim_status s = mim_join(st->client, o->cache, o->chat, &jo, on_message, st, &st->session);
+  if (s != MIM_OK)
+    fprintf(stderr, "chat: cannot join %s: %s (%s: %s)\n", o->chat, explain(s), mim_status_name(s),
+            mim_last_error_detail());
+  return s;
+}
+
+/* Messages are UTF-8 whatever the locale: without a UTF-8 character type (LANG unset,
+ * "C"), ncurses would neither read typed accents nor show other people's. */
+static void use_utf8(void) {
+  setlocale(LC_ALL, "");
+  if (strcmp(nl_langinfo(CODESET), "UTF-8") != 0)
+    setlocale(LC_CTYPE, "C.UTF-8");
 }
 
 int main(int argc, char **argv) {
   prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+  use_utf8();
   options o;
   int rc = parse_args(argc, argv, &o);
   if (rc)
     return rc == 1 ? 0 : 2;
 
-  /* Ctrl-C and SIGTERM wake the input loop so we leave the room properly. */
-  if (pipe(wake_pipe) != 0) {
-    perror("chat: pipe");
+  chat_state st = {.o = &o, .saved_stderr = -1, .event_pipe = {-1, -1}};
+  pthread_mutex_init(&st.mu, NULL);
+  if (!make_pipes(&st)) {
+    free_state(&st);
     return 1;
   }
-  fcntl(wake_pipe[1], F_SETFL, O_NONBLOCK);
+  /* Ctrl-C and SIGTERM wake the main loop so we leave the room properly. Installed
+   * before initscr, which then leaves them alone. */
   struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
 
-  chat_state st = {.joined = false};
-  pthread_mutex_init(&st.print_mu, NULL);
-  mim_client *client = make_client(&o, &st);
-  if (!client) {
-    pthread_mutex_destroy(&st.print_mu);
+  st.client = make_client(&o, &st);
+  if (!st.client || join(&st) != MIM_OK) {
+    mim_client_free(st.client); /* no callback runs after a failed join */
+    free_state(&st);
     return 1;
   }
-  st.client = client;
-  mim_join_options jo;
-  mim_join_options_init(&jo);
-  jo.display_name = o.name;
-  jo.mode = o.moderated ? MIM_CHAT_MODERATED : MIM_CHAT_CLIENT_ONLY;
-  jo.on_event = on_event;
-  mim_session *session = NULL;
-  mim_status s = mim_join(client, o.cache, o.chat, &jo, on_message, &st, &session);
-  if (s != MIM_OK) {
-    fprintf(stderr, "chat: cannot join %s: %s (%s: %s)\n", o.chat, explain(s), mim_status_name(s),
-            mim_last_error_detail());
-    discard_pending(&st); /* no callback runs after a failed join */
-    mim_client_free(client);
-    pthread_mutex_destroy(&st.print_mu);
-    return 1;
-  }
-  flush_pending(&st, o.history);
-  say(&st, "*** joined %s as %s (%s mode); type a line to send it, /quit to leave", o.chat, o.name,
-      o.moderated ? "moderated" : "client-only");
+  if (!o.plain && isatty(0) && isatty(1))
+    ui_start(&st);
+  show_joined(&st, o.history);
+  say(&st, "*** joined %s as %s (%s mode); type a line to send it, /help for commands", o.chat,
+      o.name, o.moderated ? "moderated" : "client-only");
 
-  input_loop(&st, session);
+  main_loop(&st);
 
-  mim_leave(session);
-  mim_client_free(client);
+  ui_stop(&st);
+  mim_leave(st.session); /* may report what it could not send: shown below */
+  st.left = true;
+  drain_events(&st);
+  mim_client_free(st.client);
   say(&st, "*** left %s", o.chat);
-  pthread_mutex_destroy(&st.print_mu);
-  close(wake_pipe[0]);
-  close(wake_pipe[1]);
+  free_state(&st);
   return 0;
 }

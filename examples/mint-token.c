@@ -24,6 +24,8 @@
 static const char *prog = "mint-token";
 
 static void usage(FILE *out) {
+  /* The other tools' names go with ours: "mim-" when installed, none in build/examples. */
+  const char *pre = strncmp(prog, "mim-", 4) == 0 ? "mim-" : "";
   fprintf(out,
           "usage: %s --chat ROOM --user NAME [options]\n"
           "\n"
@@ -35,8 +37,16 @@ static void usage(FILE *out) {
           "  --endpoint HOST:PORT server for every plane (default: from the key)\n"
           "  --plaintext          no TLS (default: TLS unless the endpoint is loopback)\n"
           "  --key-file PATH      privileged key (default: MOMENTO_API_KEY)\n"
-          "  --valid-for SECONDS  lifetime of the token (default 3600)\n",
-          prog);
+          "  --valid-for SECONDS  lifetime of the token (default 3600)\n"
+          "  --help               this text\n"
+          "\n"
+          "The token goes to stdout. Example, with mim-local on its default port 8080:\n"
+          "  mim-local --root-key-file /tmp/root.key --cache instant-messaging &\n"
+          "  %s --endpoint 127.0.0.1:8080 --key-file /tmp/root.key --chat lobby --user alice "
+          "> /tmp/alice.key\n"
+          "  %schat --chat lobby --name alice --endpoint 127.0.0.1:8080 --key-file "
+          "/tmp/alice.key\n",
+          prog, prog, pre);
 }
 
 int main(int argc, char **argv) {

@@ -14,8 +14,11 @@
  *     502 {"error": "...", "status": "MIM_ERR_..."} when minting failed
  *
  * The token id is the user name, so receivers see it as the publisher id. The key never
- * leaves this process and is never logged. It listens on loopback unless told otherwise:
- * put it behind your own authentication before exposing it.
+ * leaves this process and is never logged.
+ *
+ * FOR DEVELOPMENT ONLY: it has no authentication, any caller gets a token for any chat
+ * under any name. It listens on loopback unless told otherwise; put your own
+ * authentication in front of it before exposing it (it says so at every start).
  */
 #include <momento/client.h>
 #include <momento/token.h>
@@ -53,16 +56,44 @@ typedef struct args {
   bool plaintext;
 } args;
 
+/* No authentication: whoever can reach the port gets a token for any chat and any name.
+ * Said at every start and in --help, so nobody mistakes it for a production service. */
+#define DEV_ONLY_WARNING                                                                           \
+  "WARNING: this token vendor is for development only: it has NO authentication.\n"                \
+  "Any caller that reaches its port gets a token for any chat under any name. Put your\n"          \
+  "own authentication in front of it (or write your own vendor) before anyone else can\n"          \
+  "reach it.\n"
+
 /* The name this tool was run as (build/examples/token-vendor, or installed as mim-token-vendor),
  * for its usage line. */
 static const char *prog = "token-vendor";
 
-static void usage(void) {
-  fprintf(stderr,
-          "usage: %s --key-file ROOT.key [--endpoint HOST:PORT] [--plaintext]\n"
-          "                    [--listen HOST:PORT | --port N] [--port-file F]\n"
-          "                    [--cache NAME] [--valid-for SECONDS]\n",
-          prog);
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: %s --key-file ROOT.key [options]\n"
+          "\n"
+          "Hands chat clients disposable tokens scoped to one chat, minted with the\n"
+          "privileged key (which never leaves this process):\n"
+          "  GET /token?chat=ROOM&user=NAME&mode=client|moderated\n"
+          "  -> {\"token\": \"...\", \"expires_at\": ..., \"chat\": ..., \"user\": ..., \"mode\": "
+          "...}\n"
+          "\n"
+          "  --key-file PATH      privileged key (required)\n"
+          "  --endpoint HOST:PORT server for every plane (default: from the key)\n"
+          "  --plaintext          no TLS (default: TLS unless the endpoint is loopback)\n"
+          "  --listen HOST:PORT   where to serve HTTP (default 127.0.0.1:8081)\n"
+          "  --port N             port to listen on (0 = a free one)\n"
+          "  --port-file PATH     write the bound port there once listening\n"
+          "  --cache NAME         cache holding the rooms (default instant-messaging)\n"
+          "  --valid-for SECONDS  lifetime of each token (default 3600, at most 30 days)\n"
+          "  --help               this text\n"
+          "\n"
+          "Example, with mim-local on its default port 8080:\n"
+          "  mim-local --root-key-file /tmp/root.key --cache instant-messaging &\n"
+          "  %s --key-file /tmp/root.key --endpoint 127.0.0.1:8080 &\n"
+          "  curl 'http://127.0.0.1:8081/token?chat=lobby&user=alice&mode=client'\n"
+          "\n" DEV_ONLY_WARNING,
+          prog, prog);
 }
 
 /* chat ids and user names: 1..64 characters of [A-Za-z0-9_.-]. */
@@ -171,22 +202,25 @@ static bool parse_listen(char *spec, args *a) {
   return parse_port(colon + 1, &a->port);
 }
 
-static bool parse_args(int argc, char **argv, args *a) {
+/* 0 ok, 1 --help, 2 a usage error. */
+static int parse_args(int argc, char **argv, args *a) {
   for (int i = 1; i < argc; i++) {
     const char *opt = argv[i];
+    if (strcmp(opt, "--help") == 0)
+      return 1;
     if (strcmp(opt, "--plaintext") == 0) {
       a->plaintext = true;
       continue;
     }
     if (i + 1 >= argc)
-      return false;
+      return 2;
     char *val = argv[++i];
     if (strcmp(opt, "--listen") == 0) {
       if (!parse_listen(val, a))
-        return false;
+        return 2;
     } else if (strcmp(opt, "--port") == 0) {
       if (!parse_port(val, &a->port))
-        return false;
+        return 2;
     } else if (strcmp(opt, "--port-file") == 0) {
       a->port_file = val;
     } else if (strcmp(opt, "--endpoint") == 0) {
@@ -199,12 +233,12 @@ static bool parse_args(int argc, char **argv, args *a) {
       char *end;
       a->valid_for = strtol(val, &end, 10);
       if (*end || a->valid_for <= 0 || a->valid_for > 86400L * 30)
-        return false;
+        return 2;
     } else {
-      return false;
+      return 2;
     }
   }
-  return a->key_file != NULL;
+  return a->key_file ? 0 : 2;
 }
 
 static mim_client *make_client(const args *a) {
@@ -273,10 +307,12 @@ int main(int argc, char **argv) {
   prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
   args a = {
       .listen_host = "127.0.0.1", .port = 8081, .cache = "instant-messaging", .valid_for = 3600};
-  if (!parse_args(argc, argv, &a)) {
-    usage();
-    return 2;
+  int parsed = parse_args(argc, argv, &a);
+  if (parsed) {
+    usage(parsed == 1 ? stdout : stderr);
+    return parsed == 1 ? 0 : 2;
   }
+  fputs(DEV_ONLY_WARNING, stderr);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);

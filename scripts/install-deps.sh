@@ -24,8 +24,12 @@ need_pc cmocka libcmocka-dev
 need_pc libuv libuv1-dev
 need_pc libevent libevent-dev
 need_cmd openssl openssl
-# examples/chat is tested in a real terminal (tests/scripts/chat_tmux.sh).
+# examples/chat draws with ncurses and is tested in a real terminal
+# (tests/scripts/chat_tmux.sh; faketime dates a message two days back).
+need_pc ncursesw libncurses-dev
 need_cmd tmux tmux
+need_cmd faketime faketime
+need_cmd curl curl # runs token-vendor --help's example
 need_cmd c++ g++
 # Fuzzing (make check runs each harness briefly): clang with its libFuzzer runtime.
 need_cmd clang clang

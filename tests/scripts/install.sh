@@ -55,7 +55,7 @@ fi
 # The chat example, built out of tree with nothing but the installed files and pkg-config.
 cp examples/chat.c examples/key_file.h "$root/"
 if (cd "$root" && cc $san -std=c11 -D_POSIX_C_SOURCE=200809L -o chat chat.c \
-  $(pkg-config --cflags --libs libmomento-im) -lpthread 2>chat.log) &&
+  $(pkg-config --cflags --libs libmomento-im) $(pkg-config --libs ncursesw) -lpthread 2>chat.log) &&
   LD_LIBRARY_PATH=$lib "$root/chat" --help >/dev/null 2>&1; then ok; else
   cat "$root/chat.log"
   bad "examples/chat out of tree with pkg-config"
