@@ -178,12 +178,22 @@ static void call_unlink(mim_call *c) {
     c->next->prev = c->prev;
 }
 
+static void deadline_text(const mim_call *c, char *buf, size_t cap);
+
 /* Runs the final callback once, then drops the loop's reference. */
 static void call_finish(mim_call *c, mim_status st, const char *detail, const uint8_t *msg,
                         size_t len) {
   if (c->finished)
     return;
   c->finished = true;
+  /* The server may report our grpc-timeout before our own timer fires (a loaded
+   * machine): the same event, so the same words naming host:port and the wait. */
+  char waited[DETAIL_LEN];
+  if (st == MIM_ERR_DEADLINE_EXCEEDED && c->deadline_ms > 0 &&
+      !(detail && strncmp(detail, "no answer from ", 15) == 0)) {
+    deadline_text(c, waited, sizeof waited);
+    detail = waited;
+  }
   if (c->deadline_timer) {
     mim_timer_cancel(c->deadline_timer); /* false inside the timer itself: nothing to do */
     c->deadline_timer = NULL;

@@ -539,6 +539,29 @@ static void test_deadline_resets_stream(void **state) {
   grpc_test_server_stop(srv);
 }
 
+/* A server that reports DEADLINE_EXCEEDED itself (it counts our grpc-timeout, and on a
+ * loaded machine its status can beat our own timer) gets the same detail as our timer:
+ * host:port and the wait, not the bare "Deadline Exceeded". */
+static void test_server_deadline_names_host(void **state) {
+  (void)state;
+  grpc_test_server *srv = grpc_test_server_start();
+  assert_non_null(srv);
+  mim_transport *t = make_transport(srv);
+  waiter w;
+  w_init(&w);
+  const char req[] = "4 Deadline Exceeded";
+  assert_int_equal(mim_transport_unary(t, MIM_HOST_CACHE, "/test.Fail/Status", NULL,
+                                       (const uint8_t *)req, sizeof req - 1, 30000, w_unary, &w,
+                                       NULL),
+                   MIM_OK);
+  assert_int_equal(w_wait(&w, 1, (int64_t)5000 * test_time_scale()), 1);
+  assert_int_equal(w.last, MIM_ERR_DEADLINE_EXCEEDED);
+  if (!strstr(w.detail, "no answer from ") || !strstr(w.detail, "within 30000 ms"))
+    fail_msg("detail: %s", w.detail);
+  mim_transport_free(t);
+  grpc_test_server_stop(srv);
+}
+
 static void test_thousand_streams(void **state) {
   (void)state;
   grpc_test_server *srv = grpc_test_server_start();
@@ -854,6 +877,7 @@ int main(void) {
       cmocka_unit_test(test_garbage_fails_streams),
       cmocka_unit_test(test_cancel_sends_rst),
       cmocka_unit_test(test_deadline_resets_stream),
+      cmocka_unit_test(test_server_deadline_names_host),
       cmocka_unit_test(test_thousand_streams),
       cmocka_unit_test(test_max_concurrent_streams_overflow),
       cmocka_unit_test(test_goaway_reconnects),
