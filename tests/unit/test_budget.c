@@ -447,17 +447,12 @@ static void test_stats_retries(void **state) {
 static int setup(void **state) {
   (void)state;
   const char *caches[] = {CACHE, NULL};
-  mim_local_opts o = {.caches = caches};
-  if (mim_local_start(&o, &srv) != 0)
-    return -1;
-  root = test_client_from_key(srv->root_key);
-  return 0;
+  return test_local_start(caches, &srv, &root);
 }
 
 static int teardown(void **state) {
   (void)state;
-  mim_client_free(root);
-  return mim_local_stop(srv) == 0 ? 0 : -1;
+  return test_local_stop(&srv, &root);
 }
 
 int main(void) {

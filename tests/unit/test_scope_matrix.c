@@ -34,21 +34,12 @@ static mim_client *root;
 static int setup(void **state) {
   (void)state;
   const char *caches[] = {CACHE, NULL};
-  mim_local_opts o = {.caches = caches};
-  if (mim_local_start(&o, &srv) != 0) {
-    return -1;
-  }
-  root = test_client_from_key(srv->root_key);
-  return 0;
+  return test_local_start(caches, &srv, &root);
 }
 
 static int teardown(void **state) {
   (void)state;
-  mim_client_free(root);
-  root = NULL;
-  int rc = mim_local_stop(srv);
-  srv = NULL;
-  return rc;
+  return test_local_stop(&srv, &root);
 }
 
 /* ---- the operations: each takes the chat id it targets ---- */

@@ -29,17 +29,12 @@ static mim_client *root;
 static int setup(void **state) {
   (void)state;
   const char *caches[] = {CACHE, NULL};
-  mim_local_opts o = {.caches = caches};
-  if (mim_local_start(&o, &srv) != 0)
-    return -1;
-  root = test_client_from_key(srv->root_key);
-  return root ? 0 : -1;
+  return test_local_start(caches, &srv, &root);
 }
 
 static int teardown(void **state) {
   (void)state;
-  mim_client_free(root);
-  return mim_local_stop(srv);
+  return test_local_stop(&srv, &root);
 }
 
 static void expect_refused(mim_status st, const char *words) {
@@ -97,8 +92,7 @@ static void test_call_options(void **state) {
   (void)state;
   mim_join_options jo = {0};
   mim_session *s = NULL;
-  expect_refused(mim_join(root, CACHE, "chat", &jo, on_message, NULL, &s),
-                 "MIM_JOIN_OPTIONS_INIT");
+  expect_refused(mim_join(root, CACHE, "chat", &jo, on_message, NULL, &s), "MIM_JOIN_OPTIONS_INIT");
   assert_null(s);
   mim_list_write_options wo = {.truncate_to = 3};
   expect_refused(mim_list_push_back(root, CACHE, "l", "v", 1, &wo, NULL),
