@@ -6,7 +6,12 @@
 #include <stdbool.h>
 #include <string.h>
 
-static mim_status check_size(size_t size, size_t min_size, const char *what, const char *init) {
+/* Reads the struct_size that starts the caller's struct p into *out and checks it. */
+static mim_status read_size(const void *p, size_t *out, size_t min_size, const char *what,
+                            const char *init) {
+  size_t size;
+  memcpy(&size, p, sizeof size);
+  *out = size;
   if (size == 0) {
     return mim_fail(MIM_ERR_INVALID_ARGUMENT,
                     "%s: struct_size is 0: initialise the struct with %s (docs/ABI.md)", what,
@@ -33,8 +38,7 @@ static bool all_zero(const unsigned char *p, size_t n) {
 mim_status mim_struct_copy_in(void *dst, size_t dst_size, const void *src, size_t min_size,
                               const char *what, const char *init) {
   size_t size;
-  memcpy(&size, src, sizeof size);
-  mim_status st = check_size(size, min_size, what, init);
+  mim_status st = read_size(src, &size, min_size, what, init);
   if (st != MIM_OK) {
     return st;
   }
@@ -53,8 +57,7 @@ mim_status mim_struct_copy_in(void *dst, size_t dst_size, const void *src, size_
 mim_status mim_struct_copy_out(void *dst, const void *src, size_t src_size, size_t min_size,
                                const char *what, const char *init) {
   size_t size;
-  memcpy(&size, dst, sizeof size);
-  mim_status st = check_size(size, min_size, what, init);
+  mim_status st = read_size(dst, &size, min_size, what, init);
   if (st != MIM_OK) {
     return st;
   }
