@@ -38,6 +38,9 @@ void mim_message_fill(mim_message *m, const mim_envelope *env, const char *chat,
   m->from_history = from_history;
   m->raw = raw ? raw : (const uint8_t *)"";
   m->raw_len = raw ? raw_len : 0;
+  m->version = env ? 1 : 0;
+  m->sender_id = m->from; /* version 1 carries no user id: the claimed name stands in */
+  m->reply_to = "";
 }
 
 static char *put_str(char **cursor, const char *s) {
@@ -50,7 +53,7 @@ static char *put_str(char **cursor, const char *s) {
 
 bool mim_message_pack(mim_message *m) {
   size_t need = m->raw_len + 1 + strlen(m->id) + strlen(m->chat) + strlen(m->from) +
-                strlen(m->publisher_id) + 5;
+                strlen(m->publisher_id) + strlen(m->sender_id) + strlen(m->reply_to) + 7;
   bool text_is_raw = m->text == (const char *)m->raw;
   if (!text_is_raw)
     need += strlen(m->text) + 1;
@@ -64,6 +67,8 @@ bool mim_message_pack(mim_message *m) {
   m->chat = put_str(&cur, m->chat);
   m->from = put_str(&cur, m->from);
   m->publisher_id = put_str(&cur, m->publisher_id);
+  m->sender_id = put_str(&cur, m->sender_id);
+  m->reply_to = put_str(&cur, m->reply_to);
   m->text = text_is_raw ? block : put_str(&cur, m->text);
   m->raw = (const uint8_t *)block;
   return true;

@@ -98,7 +98,11 @@ static char *apply_filter(mim_moderator *m, mod_chat *c, const mim_envelope *env
                      .sequence = item->sequence,
                      .from_history = false,
                      .raw = item->data,
-                     .raw_len = item->len};
+                     .raw_len = item->len,
+                     .version = 1,
+                     .sender_id = item->publisher_id ? item->publisher_id : "",
+                     .sender_trusted = true,
+                     .reply_to = ""};
   char *new_text = NULL;
   mim_moderation_verdict v = m->filter(&msg, &new_text, m->user);
   const char *text = env->text;

@@ -28,11 +28,11 @@ extern "C" {
 #endif
 
 #define MIM_VERSION_MAJOR 0
-#define MIM_VERSION_MINOR 2
+#define MIM_VERSION_MINOR 3
 #define MIM_VERSION_PATCH 0
-#define MIM_VERSION_STRING "0.2.0"
+#define MIM_VERSION_STRING "0.3.0"
 /* The N of the shared library's soname, libmomento-im.so.N (see docs/ABI.md). */
-#define MIM_ABI_VERSION 1
+#define MIM_ABI_VERSION 2
 
 /*
  * Extensible structs. Every options or callbacks struct the caller fills in (and

@@ -38,24 +38,99 @@ typedef enum mim_message_kind {
   MIM_MESSAGE_FOREIGN = 1 /* something else on the list/topic: see raw */
 } mim_message_kind;
 
+/* One reaction on a message: `key` (e.g. "+1" or an emoji, 1..64 bytes of UTF-8) and
+ * who reacted with it (user ids, in the order their reactions arrived). */
+typedef struct mim_reaction {
+  const char *key;
+  size_t count;             /* number of users */
+  const char *const *users; /* count user ids */
+} mim_reaction;
+
 /* One message. Every pointer is valid only during the callback (or until the
  * mim_message_list holding it is freed); strings are NUL-terminated UTF-8 or "".
  * For MIM_MESSAGE_FOREIGN: id and from are "", timestamp_ms is 0, text is the raw value
  * when that is valid UTF-8 without NUL bytes (else ""), and raw/raw_len hold the bytes.
- * Foreign values have no id, so they are not de-duplicated. */
+ * Foreign values have no id, so they are not de-duplicated.
+ *
+ * Sender. sender_id is who wrote the message, as the chat's mode can vouch for it (see
+ * docs/PROTOCOL.md, "Senders"): in moderated mode the trusted token id the moderator
+ * recorded (sender_trusted true, also for history); in client-only mode the user id the
+ * sender claims ("uid"; sender_trusted false: any holder of the chat's token can claim
+ * any id). For version 1 envelopes, which carry no user id, sender_id is `from`.
+ *
+ * State. A message's edits, deletion and reactions arrive as events of their own (see
+ * mim_edit, mim_delete, mim_react); the library folds them into the message, so the
+ * fields below are its current state when the callback runs. Changes after a message was
+ * delivered are reported through mim_join_options.on_update. */
 typedef struct mim_message {
   mim_message_kind kind;
   const char *id;           /* unique message id ("" for foreign values) */
   const char *chat;         /* chat id */
   const char *from;         /* sender display name as claimed by the sender */
-  const char *publisher_id; /* trusted token id of the publisher (live only; "" otherwise) */
-  const char *text;
-  int64_t timestamp_ms; /* sender's clock, epoch ms */
-  uint64_t sequence;    /* topic sequence number (0 for history) */
-  bool from_history;    /* true: fetched from the list; false: live */
-  const uint8_t *raw;   /* the value as received */
+  const char *publisher_id; /* trusted token id of the publisher: moderated: recorded by
+                             * the moderator (history and live); client-only: of the
+                             * topic publish (live only; "" for history) */
+  const char *text;         /* current text ("" once deleted) */
+  int64_t timestamp_ms;     /* sender's clock, epoch ms */
+  uint64_t sequence;        /* topic sequence number (0 for history) */
+  bool from_history;        /* true: fetched from the list; false: live */
+  const uint8_t *raw;       /* the value as received */
   size_t raw_len;
+  /* ---- since 0.3.0 (ABI 2) ---- */
+  uint32_t version;         /* envelope version ("v"): 1 or 2; 0 for foreign values */
+  const char *sender_id;    /* see "Sender" above */
+  bool sender_trusted;      /* sender_id is vouched for by the moderator */
+  bool mine;                /* sent by this session (mim_send & co. on this handle) */
+  const char *reply_to;     /* id of the message this one replies to, or "" */
+  bool edited;              /* text is the author's latest edit */
+  int64_t edited_ms;        /* the edit's timestamp (sender's clock), 0 when not edited */
+  bool deleted;             /* deleted by its author: text is "" */
+  size_t n_reactions;
+  const mim_reaction *reactions; /* n_reactions, in order of their first reaction */
 } mim_message;
+
+/* What changed in a message reported through on_update. */
+typedef enum mim_update_kind {
+  MIM_UPDATE_EDITED = 0,   /* its author replaced the text */
+  MIM_UPDATE_DELETED = 1,  /* its author deleted it */
+  MIM_UPDATE_REACTIONS = 2 /* a reaction was added or removed */
+} mim_update_kind;
+
+/* A change to a message delivered earlier: `current` is its state after the change (as
+ * in on_message; from_history and sequence are those of the event that changed it).
+ * Called once per change, on the event thread, with on_message's rules. */
+typedef void (*mim_on_update)(mim_session *session, const mim_message *current,
+                              mim_update_kind what, void *user);
+
+/* A chat member as presence signals show it (see mim_members). */
+typedef struct mim_member {
+  const char *user_id;      /* moderated: trusted token id; client-only: claimed id */
+  const char *display_name; /* as claimed */
+  bool trusted;             /* user_id is vouched for by the moderator */
+  bool typing;              /* a typing signal is in force */
+  int64_t last_seen_ms;     /* receiver's clock, epoch ms, of the last signal */
+} mim_member;
+
+/* Presence timing (docs/PROTOCOL.md, "Typing and presence"): a session with presence on
+ * sends a heartbeat every MIM_PRESENCE_HEARTBEAT_MS; a member not heard of for
+ * MIM_PRESENCE_EXPIRY_MS has left. A typing signal is repeated every MIM_TYPING_REFRESH_MS
+ * while typing goes on, and lapses MIM_TYPING_EXPIRY_MS after the last one. */
+#define MIM_PRESENCE_HEARTBEAT_MS 30000
+#define MIM_PRESENCE_EXPIRY_MS 75000
+#define MIM_TYPING_REFRESH_MS 3000
+#define MIM_TYPING_EXPIRY_MS 6000
+
+typedef enum mim_presence_change {
+  MIM_PRESENCE_JOINED = 0,
+  MIM_PRESENCE_LEFT = 1, /* said so, or no heartbeat for MIM_PRESENCE_EXPIRY_MS */
+  MIM_PRESENCE_TYPING = 2,
+  MIM_PRESENCE_STOPPED_TYPING = 3 /* said so, or no refresh for MIM_TYPING_EXPIRY_MS */
+} mim_presence_change;
+
+/* A change in who is in the chat or typing (never this session itself). Runs on the
+ * event thread with on_message's rules; member is valid only during the call. */
+typedef void (*mim_on_presence)(mim_session *session, mim_presence_change change,
+                                const mim_member *member, void *user);
 
 typedef void (*mim_on_message)(mim_session *session, const mim_message *msg, void *user);
 
@@ -106,6 +181,16 @@ typedef struct mim_join_options {
    * the whole list when that message is not among them or the size is unknown; it never
    * delivers messages older than the join's oldest. */
   uint32_t initial_history;
+  /* ---- since 0.3.0 ---- */
+  /* Who this session's user is (the envelope's "uid", the field of its read marker, its
+   * presence entry): 1..128 bytes of UTF-8; NULL = display_name. In moderated mode the
+   * moderator vouches for the token id instead (docs/PROTOCOL.md, "Senders"). */
+  const char *user_id;
+  /* Optional: changes to delivered messages (edits, deletions, reactions). */
+  mim_on_update on_update;
+  /* Optional: presence and typing changes. Setting it also turns presence on: the
+   * session announces itself and sends heartbeats (see mim_members). */
+  mim_on_presence on_presence;
 } mim_join_options;
 
 /* Defaults, with struct_size set: `mim_join_options o = MIM_JOIN_OPTIONS_INIT;`. */

@@ -17,7 +17,7 @@ make -s --no-print-directory B="$B" install PREFIX=$prefix DESTDIR="$root" >"$ro
   || { cat "$root/install.log"; bad "make install"; }
 lib=$root$prefix/lib
 for file in include/momento/im.h include/momento/common.h lib/libmomento-im.a \
-  lib/libmomento-im.so lib/libmomento-im.so.1 lib/pkgconfig/libmomento-im.pc; do
+  lib/libmomento-im.so lib/libmomento-im.so.2 lib/pkgconfig/libmomento-im.pc; do
   [ -e "$root$prefix/$file" ] && ok || bad "not installed: $file"
 done
 ls "$lib"/libmomento-im.so.*.*.* >/dev/null 2>&1 && ok || bad "no versioned shared library"

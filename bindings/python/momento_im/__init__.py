@@ -53,7 +53,7 @@ __all__ = [
     "DeadlineExceededError", "UnavailableError", "version", "enable_library_logging",
 ]
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 T = TypeVar("T")
 StrOrBytes = Union[str, bytes]

@@ -75,6 +75,17 @@ class Message(Structure):
         ("from_history", c_bool),
         ("raw", c_void_p),  # const uint8_t *
         ("raw_len", c_size_t),
+        # since 0.3.0 (ABI 2)
+        ("version", c_uint32),
+        ("sender_id", c_char_p),
+        ("sender_trusted", c_bool),
+        ("mine", c_bool),
+        ("reply_to", c_char_p),
+        ("edited", c_bool),
+        ("edited_ms", c_int64),
+        ("deleted", c_bool),
+        ("n_reactions", c_size_t),
+        ("reactions", c_void_p),  # const mim_reaction *
     ]
 
 
@@ -101,6 +112,9 @@ class JoinOptions(_Sized):
         ("send_timeout_ms", c_uint32),
         ("on_send_result", ON_SEND_RESULT),
         ("initial_history", c_uint32),
+        ("user_id", c_char_p),
+        ("on_update", c_void_p),  # mim_on_update
+        ("on_presence", c_void_p),  # mim_on_presence
     ]
 
 
@@ -121,8 +135,8 @@ class DisposableToken(Structure):
 
 # The ABI this binding was written for: the soname's number, and the oldest library
 # version whose structures match the mirrors above (later minor releases only append).
-SONAME = "libmomento-im.so.1"
-MIN_VERSION = (0, 2, 0)
+SONAME = "libmomento-im.so.2"
+MIN_VERSION = (0, 3, 0)
 ENV_VAR = "MOMENTO_IM_LIB"
 
 
