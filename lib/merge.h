@@ -31,8 +31,10 @@
 
 /* Where the merge's output goes. Called from inside the mim_merge_* calls. */
 typedef struct mim_merge_sink {
-  /* The next message to show. Pointers are valid only during the call. */
-  void (*deliver)(void *user, const mim_message *m);
+  /* The next stored value to apply (a msg or an event, see env->type; env NULL for a
+   * foreign value). Signals and values of unknown types are not passed on. Pointers are
+   * valid only during the call. */
+  void (*deliver)(void *user, const mim_message *m, const mim_envelope *env);
   /* Something the app should hear of: messages of a gap were probably lost
    * (MIM_ERR_RESOURCE_EXHAUSTED), or a refetch failed or could not start. */
   void (*report)(void *user, mim_status status, const char *detail);
@@ -43,6 +45,7 @@ typedef struct mim_merge_sink {
 typedef struct mim_merge {
   const char *chat; /* borrowed; outlives the merge */
   uint32_t history_cap;
+  bool moderated; /* senders per docs/PROTOCOL.md 3.2 (set by the owner after init) */
   mim_merge_sink sink;
   bool confirmed;       /* the subscription was confirmed once (join fetch asked for) */
   bool joined;          /* the join fetch completed (or a refetch did after it failed) */

@@ -77,14 +77,14 @@ typedef struct mim_message {
   const uint8_t *raw;       /* the value as received */
   size_t raw_len;
   /* ---- since 0.3.0 (ABI 2) ---- */
-  uint32_t version;         /* envelope version ("v"): 1 or 2; 0 for foreign values */
-  const char *sender_id;    /* see "Sender" above */
-  bool sender_trusted;      /* sender_id is vouched for by the moderator */
-  bool mine;                /* sent by this session (mim_send & co. on this handle) */
-  const char *reply_to;     /* id of the message this one replies to, or "" */
-  bool edited;              /* text is the author's latest edit */
-  int64_t edited_ms;        /* the edit's timestamp (sender's clock), 0 when not edited */
-  bool deleted;             /* deleted by its author: text is "" */
+  uint32_t version;      /* envelope version ("v"): 1 or 2; 0 for foreign values */
+  const char *sender_id; /* see "Sender" above */
+  bool sender_trusted;   /* sender_id is vouched for by the moderator */
+  bool mine;             /* sent by this session (mim_send & co. on this handle) */
+  const char *reply_to;  /* id of the message this one replies to, or "" */
+  bool edited;           /* text is the author's latest edit */
+  int64_t edited_ms;     /* the edit's timestamp (sender's clock), 0 when not edited */
+  bool deleted;          /* deleted by its author: text is "" */
   size_t n_reactions;
   const mim_reaction *reactions; /* n_reactions, in order of their first reaction */
 } mim_message;
@@ -401,6 +401,69 @@ MIM_API mim_status mim_remove_message(mim_session *session, const char *message_
  * and must not be used afterwards (mim_leave on them after mim_client_free is a use
  * after free). */
 MIM_API void mim_leave(mim_session *session);
+
+/* ---- Own messages, replies, edits, deletions, reactions (docs/PROTOCOL.md 3, 4) ---- */
+
+/* Writes a fresh random message id (32 lowercase hex digits and a NUL) into out, for
+ * mim_send_options.id: an application that records the id before sending knows the
+ * message when its first callback arrives. Thread-safe, non-blocking. Errors:
+ * MIM_ERR_INVALID_ARGUMENT (NULL out), MIM_ERR_INTERNAL (the random generator failed). */
+MIM_API mim_status mim_message_id_new(char out[MIM_MESSAGE_ID_SIZE]);
+
+/* Options of mim_send_with_options. Borrowed: read during the call only. */
+typedef struct mim_send_options {
+  size_t struct_size;   /* sizeof(mim_send_options): MIM_SEND_OPTIONS_INIT sets it */
+  const char *id;       /* the message's id (from mim_message_id_new; any 1..64 bytes of
+                         * UTF-8 unique in the chat), or NULL = a new one */
+  const char *reply_to; /* id of the message this one replies to, or NULL / "" */
+} mim_send_options;
+
+/* Defaults, with struct_size set: `mim_send_options o = MIM_SEND_OPTIONS_INIT;`. */
+#define MIM_SEND_OPTIONS_INIT                                                                      \
+  { .struct_size = sizeof(mim_send_options) }
+
+/* mim_send with options (NULL: as mim_send, which is this with NULL). The message is this
+ * session's own: on_message reports it with `mine` true to this session only (the
+ * session remembers the last 8192 ids it sent). Same queueing, return values,
+ * on_send_result and threading as mim_send; also MIM_ERR_INVALID_ARGUMENT for a bad
+ * struct_size, an id or reply_to not 1..64 bytes of UTF-8. id_out (may be NULL) receives
+ * the id (the caller's or a new one) whenever MIM_OK is returned. */
+MIM_API mim_status mim_send_with_options(mim_session *session, const char *text,
+                                         const mim_send_options *options,
+                                         char id_out[MIM_MESSAGE_ID_SIZE]);
+
+/* Events. Each sends an event (its own id, written to event_id_out, may be NULL, on
+ * MIM_OK) that every reader folds into message `message_id` (docs/PROTOCOL.md 4.3):
+ * readers report the change through on_update (with the message's new state) and show it
+ * in later on_message and mim_history results. Sent exactly like mim_send: same outbox,
+ * order, retries, return values and on_send_result rules (on_send_result reports the
+ * event's id), same threads; an event is one message of the outbox (same operations).
+ *
+ * Only the author's edits and deletions take effect: readers ignore the others (in a
+ * moderated chat the moderator does not even forward them). So mim_edit and mim_delete
+ * return MIM_ERR_PERMISSION_DENIED without sending when this session has delivered the
+ * message and its sender is not this session's user (client-only: its user_id;
+ * moderated: its token id, known once one of its own messages came back; before that
+ * the event is sent and the moderator decides). An event for a message that readers do
+ * not have (yet) is held by each of them (at most 1024) until the message arrives.
+ * Errors besides mim_send's: MIM_ERR_INVALID_ARGUMENT (message_id or key not 1..64
+ * bytes, text not UTF-8). */
+
+/* Replaces the text of message_id (the author's own) with new_text. Later edits win; an
+ * edit of a deleted message is ignored. */
+MIM_API mim_status mim_edit(mim_session *session, const char *message_id, const char *new_text,
+                            char event_id_out[MIM_MESSAGE_ID_SIZE]);
+
+/* Deletes message_id (the author's own): readers show it with deleted true and text "",
+ * without reactions; it stays deleted. */
+MIM_API mim_status mim_delete(mim_session *session, const char *message_id,
+                              char event_id_out[MIM_MESSAGE_ID_SIZE]);
+
+/* Adds (on true) or removes (on false) this user's reaction `key` (1..64 bytes of UTF-8,
+ * e.g. "+1" or an emoji) on message_id; anyone may react. Adding a reaction already
+ * there, or removing an absent one, changes nothing (no on_update). */
+MIM_API mim_status mim_react(mim_session *session, const char *message_id, const char *key, bool on,
+                             char event_id_out[MIM_MESSAGE_ID_SIZE]);
 
 /* ---- Moderation (server-mediated pattern) ---- */
 
