@@ -1006,42 +1006,49 @@ MIM_API mim_status mim_message_id_new(char out[MIM_MESSAGE_ID_SIZE]) {
 }
 
 /* The caller's options (NULL: defaults) into *o. */
-static mim_status send_options_in(const mim_send_options *in, mim_send_options *o) {
+static mim_status send_options_in(const char *fn, const mim_send_options *in, mim_send_options *o) {
   memset(o, 0, sizeof *o);
   if (!in)
     return MIM_OK;
+  char what[48];
+  snprintf(what, sizeof what, "%s: options", fn);
   mim_status st = mim_struct_copy_in(o, sizeof *o, in, MIM_SIZE_THROUGH(mim_send_options, reply_to),
-                                     "mim_send_with_options: options", "MIM_SEND_OPTIONS_INIT");
+                                     what, "MIM_SEND_OPTIONS_INIT");
   if (st == MIM_OK && o->id)
-    st = check_text_arg("mim_send_with_options", "options->id", o->id, 1, MIM_ENVELOPE_MAX_ID_LEN);
+    st = check_text_arg(fn, "options->id", o->id, 1, MIM_ENVELOPE_MAX_ID_LEN);
   if (st == MIM_OK && o->reply_to && *o->reply_to)
-    st = check_text_arg("mim_send_with_options", "options->reply_to", o->reply_to, 1,
-                        MIM_ENVELOPE_MAX_ID_LEN);
+    st = check_text_arg(fn, "options->reply_to", o->reply_to, 1, MIM_ENVELOPE_MAX_ID_LEN);
   return st;
+}
+
+/* mim_send and mim_send_with_options, errors named after fn. */
+static mim_status send_msg(const char *fn, mim_session *session, const char *text,
+                           const mim_send_options *options, char id_out[MIM_MESSAGE_ID_SIZE]) {
+  mim_clear_error();
+  mim_status st = check_session(session, fn);
+  mim_send_options o;
+  if (st == MIM_OK)
+    st = check_text_arg(fn, "text", text, 0, 0);
+  if (st == MIM_OK)
+    st = send_options_in(fn, options, &o);
+  if (st != MIM_OK)
+    return mim_arg_in(fn, st);
+  mim_envelope e = {.type = MIM_ENV_MSG,
+                    .id = (char *)o.id,
+                    .text = (char *)text,
+                    .ref = o.reply_to && *o.reply_to ? (char *)o.reply_to : NULL};
+  return mim_arg_in(fn, send_envelope(session, &e, id_out));
 }
 
 MIM_API mim_status mim_send_with_options(mim_session *session, const char *text,
                                          const mim_send_options *options,
                                          char id_out[MIM_MESSAGE_ID_SIZE]) {
-  mim_clear_error();
-  mim_status st = check_session(session, "mim_send");
-  mim_send_options o;
-  if (st == MIM_OK)
-    st = check_text_arg("mim_send", "text", text, 0, 0);
-  if (st == MIM_OK)
-    st = send_options_in(options, &o);
-  if (st != MIM_OK)
-    return mim_arg_in(__func__, st);
-  mim_envelope e = {.type = MIM_ENV_MSG,
-                    .id = (char *)o.id,
-                    .text = (char *)text,
-                    .ref = o.reply_to && *o.reply_to ? (char *)o.reply_to : NULL};
-  return mim_arg_in(__func__, send_envelope(session, &e, id_out));
+  return send_msg(__func__, session, text, options, id_out);
 }
 
 MIM_API mim_status mim_send(mim_session *session, const char *text,
                             char id_out[MIM_MESSAGE_ID_SIZE]) {
-  return mim_send_with_options(session, text, NULL, id_out);
+  return send_msg(__func__, session, text, NULL, id_out);
 }
 
 /* mim_edit / mim_delete: refused when the session knows the message and it is not ours
