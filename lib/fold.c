@@ -66,17 +66,21 @@ mim_status mim_fold_init(mim_fold *f, size_t capacity, bool moderated) {
   f->moderated = moderated;
   mim_status st = mim_idset_init(&f->msgs, capacity);
   f->msgs.free_value = free_msg;
+  if (st == MIM_OK)
+    st = mim_idset_init(&f->applied, capacity);
   return st;
 }
 
 void mim_fold_reserve(mim_fold *f, size_t capacity) {
   mim_idset_reserve(&f->msgs, capacity);
+  mim_idset_reserve(&f->applied, capacity);
 }
 
 void mim_fold_free(mim_fold *f) {
   if (!f)
     return;
   mim_idset_free(&f->msgs);
+  mim_idset_free(&f->applied);
   for (size_t i = 0; i < f->nheld; i++)
     free(f->held[i]);
   f->nheld = 0;
@@ -274,6 +278,9 @@ static void apply_held(mim_fold *f, fold_msg *fm) {
 
 mim_fold_result mim_fold_event(mim_fold *f, const mim_envelope *env, const mim_message *event,
                                mim_message *current, mim_update_kind *what) {
+  bool added = false;
+  if (mim_idset_add(&f->applied, env->id, &added) == MIM_OK && !added)
+    return MIM_FOLD_UNCHANGED;
   fold_held ev;
   as_event(f, env, &ev);
   fold_msg *fm = mim_idset_get(&f->msgs, env->ref);
@@ -293,6 +300,15 @@ mim_fold_result mim_fold_event(mim_fold *f, const mim_envelope *env, const mim_m
           : env->type == MIM_ENV_DELETE ? MIM_UPDATE_DELETED
                                         : MIM_UPDATE_REACTIONS;
   return res;
+}
+
+void mim_fold_prepare(mim_fold *f, const mim_envelope *env) {
+  if (mim_idset_contains(&f->msgs, env->ref) || mim_idset_contains(&f->applied, env->id))
+    return;
+  fold_held ev;
+  as_event(f, env, &ev);
+  if (mim_idset_add(&f->applied, env->id, NULL) == MIM_OK)
+    hold(f, &ev);
 }
 
 /* A new state for the message m shows. */

@@ -27,7 +27,8 @@ typedef struct fold_held fold_held;
 /* Fields are private to fold.c. */
 typedef struct mim_fold {
   bool moderated;                     /* senders per docs/PROTOCOL.md 3.2 */
-  mim_idset msgs;                     /* message id -> its state */
+  mim_idset msgs;    /* message id -> its state */
+  mim_idset applied; /* ids of the events applied or held: each applies once */
   fold_held *held[MIM_FOLD_MAX_HELD]; /* events waiting for their message, oldest first */
   size_t nheld;
 } mim_fold;
@@ -54,9 +55,16 @@ mim_status mim_fold_message(mim_fold *f, mim_message *m);
 
 /* An event (edit, delete or react) is delivered. On MIM_FOLD_CHANGED *current is its
  * message's state after the change, with the event's raw, sequence and from_history, and
- * *what what changed. */
+ * *what what changed. An event whose id was applied or held before changes nothing
+ * (MIM_FOLD_UNCHANGED). */
 mim_fold_result mim_fold_event(mim_fold *f, const mim_envelope *env, const mim_message *event,
                                mim_message *current, mim_update_kind *what);
+
+/* Before a batch of history is delivered: holds the event when its message is not known
+ * yet, so that the message is delivered with it folded in and its later delivery changes
+ * nothing (a late joiner sees the state, not a replay of changes). Events of known
+ * messages are left for mim_fold_event, which reports them. */
+void mim_fold_prepare(mim_fold *f, const mim_envelope *env);
 
 /* The current state of message id into *m (as on_message would show it; raw "", sequence
  * 0): false when the fold does not know it. */

@@ -157,6 +157,15 @@ static void deliver_event(mim_session *s, const mim_message *m, const mim_envelo
     s->on_update(s, &current, what, s->user);
 }
 
+/* Before a fetched batch: its events for messages not delivered yet are folded into
+ * them, so a joiner sees the state rather than a replay of changes. */
+static void merge_prepare(void *user, const mim_envelope *env) {
+  mim_session *s = user;
+  pthread_mutex_lock(&s->fold_mu);
+  mim_fold_prepare(&s->fold, env);
+  pthread_mutex_unlock(&s->fold_mu);
+}
+
 /* The merge's sink: every stored value once, foreign ones as they are. */
 static void merge_deliver(void *user, const mim_message *m, const mim_envelope *env) {
   mim_session *s = user;
@@ -385,7 +394,8 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
   s->on_send_result = o ? o->on_send_result : NULL;
   s->flush_timeout_ms =
       o && o->flush_timeout_ms ? o->flush_timeout_ms : MIM_DEFAULT_FLUSH_TIMEOUT_MS;
-  mim_merge_sink sink = {.deliver = merge_deliver, .report = merge_report, .user = s};
+  mim_merge_sink sink = {
+      .deliver = merge_deliver, .prepare = merge_prepare, .report = merge_report, .user = s};
   if (session_events_init(s, o) != MIM_OK || !s->cache || !s->chat || !s->display_name ||
       !s->input_topic || mim_merge_init(&s->merge, s->chat, s->history_cap, &sink) != MIM_OK ||
       session_outbox(s, o) != MIM_OK) {

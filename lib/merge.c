@@ -117,6 +117,20 @@ static size_t delivery_start(mim_merge *mg, const mim_list_values *values) {
   return 0;
 }
 
+/* Shows the sink the events of the batch that were not delivered yet. */
+static void prepare_history(mim_merge *mg, const mim_list_values *values, size_t from) {
+  if (!mg->sink.prepare)
+    return;
+  for (size_t i = from; i < values->count; i++) {
+    mim_envelope env;
+    if (!mim_envelope_parse(values->values[i].data, values->values[i].len, &env, NULL))
+      continue;
+    if (env.type != MIM_ENV_MSG && !mim_idset_contains(&mg->delivered, env.id))
+      mg->sink.prepare(mg->sink.user, &env);
+    mim_envelope_clear(&env);
+  }
+}
+
 /* Delivers the list values not delivered yet, oldest first, from the join's oldest on
  * (see delivery_start). Foreign values in the list are delivered on the first (join)
  * fetch only: they have no id to de-duplicate by. */
@@ -126,6 +140,7 @@ static void deliver_history(mim_merge *mg, const mim_list_values *values) {
   bool any_known = false, anchor_found = false;
   size_t known_before = mg->delivered.count;
   size_t from = delivery_start(mg, values);
+  prepare_history(mg, values, from);
   for (size_t i = 0; i < values->count; i++) {
     const mim_bytes *v = &values->values[i];
     mim_envelope env;

@@ -35,6 +35,10 @@ typedef struct mim_merge_sink {
    * foreign value). Signals and values of unknown types are not passed on. Pointers are
    * valid only during the call. */
   void (*deliver)(void *user, const mim_message *m, const mim_envelope *env);
+  /* Optional: before a fetched batch is delivered, each event (edit, delete, react) of
+   * it not delivered yet, so that messages can be delivered with their state (the
+   * fold's mim_fold_prepare). */
+  void (*prepare)(void *user, const mim_envelope *env);
   /* Something the app should hear of: messages of a gap were probably lost
    * (MIM_ERR_RESOURCE_EXHAUSTED), or a refetch failed or could not start. */
   void (*report)(void *user, mim_status status, const char *detail);

@@ -182,7 +182,7 @@ static void test_held_events(void **state) {
   /* At most MIM_FOLD_MAX_HELD are held, oldest dropped first. */
   char id[32];
   for (unsigned i = 0; i <= MIM_FOLD_MAX_HELD; i++) {
-    snprintf(id, sizeof id, "r%u", i);
+    snprintf(id, sizeof id, "h%u", i);
     assert_int_equal(event(&f, MIM_ENV_REACT, id, i == 0 ? "first" : "u", NULL, "m2", NULL, "k",
                            true, &cur, &what),
                      MIM_FOLD_HELD);
@@ -253,6 +253,40 @@ static void test_capacity(void **state) {
   mim_fold_free(&f);
 }
 
+/* A history batch: its events for unknown messages are folded in before the message is
+ * delivered, and their own delivery later changes nothing; repeats never apply twice. */
+static void test_prepare_and_repeats(void **state) {
+  (void)state;
+  mim_fold f;
+  assert_int_equal(mim_fold_init(&f, 10, false), MIM_OK);
+  mim_message m, cur;
+  mim_update_kind what;
+  mim_envelope e = make(MIM_ENV_EDIT, "e1", "alice", NULL, "m1", "new", NULL, false);
+  mim_fold_prepare(&f, &e);
+  msg(&f, "m1", "alice", NULL, &m);
+  assert_string_equal(m.text, "new");
+  mim_message em;
+  mim_message_fill(&em, &e, CHAT, "", (const uint8_t *)"e", 1, 0, true);
+  assert_int_equal(mim_fold_event(&f, &e, &em, &cur, &what), MIM_FOLD_UNCHANGED);
+  mim_envelope_clear(&e);
+  /* An event of a known message is left to mim_fold_event, which reports it once. */
+  e = make(MIM_ENV_REACT, "r1", "bob", NULL, "m1", NULL, "+1", true);
+  mim_fold_prepare(&f, &e);
+  mim_message_fill(&em, &e, CHAT, "", (const uint8_t *)"e", 1, 0, true);
+  assert_int_equal(mim_fold_event(&f, &e, &em, &cur, &what), MIM_FOLD_CHANGED);
+  assert_int_equal(mim_fold_event(&f, &e, &em, &cur, &what), MIM_FOLD_UNCHANGED);
+  mim_envelope_clear(&e);
+  /* off, then the "on" repeated: still off. */
+  assert_int_equal(
+      event(&f, MIM_ENV_REACT, "r2", "bob", NULL, "m1", NULL, "+1", false, &cur, &what),
+      MIM_FOLD_CHANGED);
+  assert_int_equal(event(&f, MIM_ENV_REACT, "r1", "bob", NULL, "m1", NULL, "+1", true, &cur, &what),
+                   MIM_FOLD_UNCHANGED);
+  assert_true(mim_fold_view(&f, "m1", CHAT, &cur));
+  assert_int_equal(cur.n_reactions, 0);
+  mim_fold_free(&f);
+}
+
 /* Packing (mim_history's lists, buffered items) copies the reactions. */
 static void test_pack_reactions(void **state) {
   (void)state;
@@ -283,6 +317,7 @@ int main(void) {
       cmocka_unit_test(test_held_events),
       cmocka_unit_test(test_moderated_senders),
       cmocka_unit_test(test_capacity),
+      cmocka_unit_test(test_prepare_and_repeats),
       cmocka_unit_test(test_pack_reactions),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
