@@ -354,13 +354,22 @@ static mim_status session_outbox(mim_session *s, const mim_join_options *o) {
   return mim_outbox_new(&cfg, &s->outbox);
 }
 
+/* The user id we write: user_id, else the display name when it can be one (1..128
+ * bytes); else none (""): readers then go by the display name, as for version 1. */
+static const char *default_user_id(const mim_join_options *o) {
+  if (o && o->user_id)
+    return o->user_id;
+  const char *name = o && o->display_name ? o->display_name : "anonymous";
+  size_t n = strlen(name);
+  return n > 0 && n <= MIM_ENVELOPE_MAX_UID_LEN ? name : "";
+}
+
 /* The events part of a new session (session_free undoes it, also when it failed). */
 static mim_status session_events_init(mim_session *s, const mim_join_options *o) {
   pthread_mutex_init(&s->fold_mu, NULL);
   bool moderated = s->mode == MIM_CHAT_MODERATED;
   s->on_update = o ? o->on_update : NULL;
-  const char *uid = o && o->user_id ? o->user_id : o && o->display_name ? o->display_name : NULL;
-  s->user_id = strdup(uid ? uid : "anonymous");
+  s->user_id = strdup(default_user_id(o));
   mim_status st = mim_fold_init(&s->fold, (size_t)s->history_cap + 4096u, moderated);
   if (st == MIM_OK)
     st = mim_idset_init(&s->own, OWN_IDS);
@@ -437,17 +446,17 @@ static mim_status check_join_pointers(mim_client *client, const char *cache, con
   return st;
 }
 
-/* The user id we write (docs/PROTOCOL.md 3.4): user_id, else display_name. */
+/* An explicit user id must fit docs/PROTOCOL.md 3.4 (the default is checked where it is
+ * taken: see default_user_id). */
 static mim_status check_user_id(const mim_join_options *o) {
-  const char *uid = o && o->user_id ? o->user_id : o ? o->display_name : NULL;
-  const char *name = o && o->user_id ? "options->user_id"
-                                     : "options->display_name (the default "
-                                       "user_id)";
-  size_t n = uid ? strlen(uid) : 1;
+  if (!o || !o->user_id)
+    return MIM_OK;
+  size_t n = strlen(o->user_id);
   if (n == 0 || n > MIM_ENVELOPE_MAX_UID_LEN ||
-      (uid && !mim_utf8_text_valid((const uint8_t *)uid, n)))
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s must be 1..%u bytes of UTF-8 (it is %zu bytes)",
-                    name, MIM_ENVELOPE_MAX_UID_LEN, n);
+      !mim_utf8_text_valid((const uint8_t *)o->user_id, n))
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT,
+                    "options->user_id must be 1..%u bytes of UTF-8 (it is %zu bytes)",
+                    MIM_ENVELOPE_MAX_UID_LEN, n);
   return MIM_OK;
 }
 
@@ -985,7 +994,7 @@ static mim_status send_envelope(mim_session *s, mim_envelope *e, char id_out[MIM
   }
   e->v = 2;
   e->from = s->display_name;
-  e->uid = s->user_id;
+  e->uid = *s->user_id ? s->user_id : NULL;
   e->ts = cmn_wall_ms();
   char *json = NULL;
   size_t len = 0;

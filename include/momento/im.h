@@ -183,8 +183,11 @@ typedef struct mim_join_options {
   uint32_t initial_history;
   /* ---- since 0.3.0 ---- */
   /* Who this session's user is (the envelope's "uid", the field of its read marker, its
-   * presence entry): 1..128 bytes of UTF-8; NULL = display_name. In moderated mode the
-   * moderator vouches for the token id instead (docs/PROTOCOL.md, "Senders"). */
+   * presence entry): 1..128 bytes of UTF-8 (else mim_join fails with
+   * MIM_ERR_INVALID_ARGUMENT); NULL = display_name ("anonymous" when that is NULL), or no
+   * user id when the display name is empty or longer than 128 bytes (readers then go by
+   * the display name). In moderated mode the moderator vouches for the token id instead
+   * (docs/PROTOCOL.md, "Senders"). */
   const char *user_id;
   /* Optional: changes to delivered messages (edits, deletions, reactions). */
   mim_on_update on_update;

@@ -277,6 +277,19 @@ static void test_own_ids_and_mine(void **state) {
   assert_string_equal(h->messages[1].sender_id, "Bob");
   assert_int_equal(h->messages[1].version, 2);
   mim_message_list_free(h);
+  /* A user id must be 1..128 bytes of UTF-8. */
+  mim_join_options jo = MIM_JOIN_OPTIONS_INIT;
+  mim_session *bad = NULL;
+  char long_uid[130];
+  memset(long_uid, 'u', 129);
+  long_uid[129] = '\0';
+  const char *bad_uids[] = {"", long_uid, "\xff"};
+  for (int i = 0; i < 3; i++) {
+    jo.user_id = bad_uids[i];
+    assert_int_equal(mim_join(root, CACHE, chat, &jo, on_message, &a, &bad),
+                     MIM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(mim_last_error_detail(), "user_id"));
+  }
   /* A bad caller id is refused before anything is queued. */
   so.id = "";
   assert_int_equal(mim_send_with_options(sa, "x", &so, NULL), MIM_ERR_INVALID_ARGUMENT);
