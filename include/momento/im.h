@@ -8,9 +8,14 @@
  * only; a trusted moderator (mim_moderator) checks each message, pushes it to list C and
  * publishes it on topic C.
  *
- * Message envelope (JSON, one per list value and per topic value):
+ * Wire format: docs/PROTOCOL.md (the open protocol any client can speak). Each list and
+ * topic value is one JSON envelope; version 2, which the library writes, adds a type (a
+ * message, or an edit, deletion or reaction of one), the sender's user id and, in
+ * moderated mode, the trusted sender the moderator records; version 1 envelopes
  *   {"v":1,"id":"<id>","from":"<display name>","text":"...","ts":<epoch ms>}
- * Values that are not such an envelope (plain text, binary, bad JSON, invalid UTF-8,
+ * stay readable. Events are folded into the messages they refer to (mim_edit, mim_delete,
+ * mim_react, mim_join_options.on_update); values of types this version does not know, and
+ * typing / presence signals, are not delivered as messages. Values that are not an envelope (plain text, binary, bad JSON, invalid UTF-8,
  * missing or mistyped members, larger than 256 KiB) are delivered to on_message with kind
  * MIM_MESSAGE_FOREIGN and the raw bytes (see mim_message); they never crash. The reason
  * is logged at MIM_LOG_DEBUG.
@@ -276,10 +281,13 @@ typedef struct mim_message_list {
 } mim_message_list;
 MIM_API void mim_message_list_free(mim_message_list *list);
 
-/* The current history: the last `last_n` messages of the list (0 = all kept), foreign
+/* The current history: the last `last_n` values of the list (0 = all kept), foreign
  * values included (from_history true, sequence 0); a message held twice by the list (a
- * retried send) is returned once, so fewer than last_n may come back. Fetches from the
- * server. *out owned
+ * retried send) is returned once, so fewer than last_n may come back. Messages only:
+ * the events among those values (edits, deletions, reactions) are not listed but folded
+ * into the messages they refer to, and a message this session has delivered shows the
+ * state the session knows (which may include events outside the range); `mine` as in
+ * on_message. Fetches from the server. *out owned
  * by the caller. Blocking. Errors: MIM_ERR_INVALID_ARGUMENT, list errors. */
 MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_list **out);
 
@@ -297,7 +305,8 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
  * operations (see mim_client_stats). Each fetch is one consistent view, so values pushed
  * meanwhile do not shift the page. A message held twice by the list (a retried send)
  * counts once within a page, so a page may hold fewer than `count`; it can reappear in
- * the next page when its copies straddle the boundary.
+ * the next page when its copies straddle the boundary. Events count as values but are
+ * folded in rather than listed, as for mim_history, so a page may hold fewer messages.
  *
  * *out owned by the caller (mim_message_list_free), set only on MIM_OK. Blocking (from a
  * callback: MIM_ERR_FAILED_PRECONDITION). Errors: MIM_ERR_INVALID_ARGUMENT (NULL session
@@ -480,15 +489,21 @@ typedef enum mim_moderation_verdict {
 
 /* Decides on one message from "<chat>-input". To rewrite, set *new_text to a malloc'd
  * UTF-8 string (the library frees it, whatever the verdict); REWRITE without new_text
- * forwards the message as is. msg->publisher_id is the sender's trusted token id. Runs
- * on the client's event thread: must not call blocking functions of the client. */
+ * forwards the message as is. msg->publisher_id (and sender_id) is the sender's trusted
+ * token id. Edits (mim_edit) are decided here too, their new text in msg->text: they come
+ * with msg->edited true, edited_ms their timestamp, id the edit's own id and reply_to ""
+ * (the edited message is in raw, "ref"); messages come with edited false. Deletions and
+ * reactions are forwarded without asking the filter. Runs on the client's event thread:
+ * must not call blocking functions of the client. */
 typedef mim_moderation_verdict (*mim_moderation_fn)(const mim_message *msg, char **new_text,
                                                     void *user);
 
 /* Final outcome of one forward: the moderator pushed message_id to list chat_id and
  * published it on topic chat_id (MIM_OK), or gave up (the last error). Called exactly once
- * for each input the filter accepted or rewrote (repeats and foreign inputs are not
- * forwarded and get no call), with the moderator's `user`. Runs on the client's event
+ * for each input the filter accepted or rewrote and each deletion and reaction forwarded
+ * (repeats, foreign inputs, signals, and edits or deletions dropped by the author check of
+ * mim_moderator_start_with_options are not forwarded and get no call), with the
+ * moderator's `user`. Runs on the client's event
  * thread, or in the thread of mim_moderator_stop (forwards its flush did not send:
  * MIM_ERR_CANCELLED). Pointers are valid only during the call. Must return quickly and
  * must not call blocking functions of the client nor mim_moderator_stop. */
@@ -522,8 +537,16 @@ static inline void mim_moderator_options_init(mim_moderator_options *options) {
 
 /* Subscribes to "<chat>-input" for each of the chats and forwards what the filter
  * accepts to list <chat> (capped to history_cap) and topic <chat>, keeping the message's
- * id, from and timestamp. Foreign inputs (not an envelope) and repeats of a recently
- * forwarded id are dropped without calling the filter (logged at MIM_LOG_DEBUG).
+ * id, from and timestamp, and recording its sender: "pub", the token id Momento reports
+ * for the input (docs/PROTOCOL.md 3.2), replacing any the input carried. Foreign inputs
+ * (not an envelope) and repeats of a recently forwarded id are dropped without calling
+ * the filter (logged at MIM_LOG_DEBUG).
+ *
+ * Author check (docs/PROTOCOL.md 4.4): an edit or a deletion is forwarded only when its
+ * publisher is the recorded sender of the message it refers to; the moderator knows the
+ * senders of what it forwarded and, read once at start (one ListFetch per chat), of the
+ * messages the lists held then (history_cap + 4096 per chat at most, oldest forgotten
+ * first). Others are dropped (MIM_LOG_DEBUG), also when the message is unknown.
  *
  * Forwarding goes through an outbox per chat, like mim_send's: a forward pushes to the
  * list, then publishes; a chat's forwards run one at a time in input order, so list and
