@@ -89,7 +89,7 @@ struct mim_session {
   mim_fold fold;
   mim_idset own; /* ids this session sent (bounded: OWN_IDS) */
   /* Moderated: the token id the moderator recorded on our messages ("" = none seen). */
-  char my_pub[MIM_ENVELOPE_MAX_UID_LEN + 1];
+  char my_pub[MIM_ENVELOPE_MAX_UID_LEN];
 };
 
 /* Own ids remembered for `mine`: the outbox's default limit plus a delivery window. */
@@ -982,16 +982,18 @@ static mim_status check_text_arg(const char *fn, const char *what, const char *v
   return MIM_OK;
 }
 
-/* Sends e (our id, sender and time filled in here) through the outbox, as mim_send
- * documents; e->id is the caller's or a new one. */
-static mim_status send_envelope(mim_session *s, mim_envelope *e, char id_out[MIM_MESSAGE_ID_SIZE]) {
+/* Sends in (our id, sender and time filled in here) through the outbox, as mim_send
+ * documents; in->id is the caller's or a new one. */
+static mim_status send_envelope(mim_session *s, const mim_envelope *in,
+                                char id_out[MIM_MESSAGE_ID_SIZE]) {
   char id[MIM_ENVELOPE_ID_SIZE];
-  if (!e->id) {
-    mim_status st = mim_envelope_new_id(id);
-    if (st != MIM_OK)
-      return st;
-    e->id = id;
-  }
+  if (in->id)
+    snprintf(id, sizeof id, "%s", in->id); /* at most 32 bytes: checked by the caller */
+  else if (mim_envelope_new_id(id) != MIM_OK)
+    return MIM_ERR_INTERNAL;
+  mim_envelope built = *in;
+  mim_envelope *e = &built;
+  e->id = id;
   e->v = 2;
   e->from = s->display_name;
   e->uid = *s->user_id ? s->user_id : NULL;
@@ -1033,8 +1035,8 @@ static mim_status send_options_in(const char *fn, const mim_send_options *in, mi
   snprintf(what, sizeof what, "%s: options", fn);
   mim_status st = mim_struct_copy_in(o, sizeof *o, in, MIM_SIZE_THROUGH(mim_send_options, reply_to),
                                      what, "MIM_SEND_OPTIONS_INIT");
-  if (st == MIM_OK && o->id)
-    st = check_text_arg(fn, "options->id", o->id, 1, MIM_ENVELOPE_MAX_ID_LEN);
+  if (st == MIM_OK && o->id) /* it must fit id_out */
+    st = check_text_arg(fn, "options->id", o->id, 1, MIM_MESSAGE_ID_SIZE - 1);
   if (st == MIM_OK && o->reply_to && *o->reply_to)
     st = check_text_arg(fn, "options->reply_to", o->reply_to, 1, MIM_ENVELOPE_MAX_ID_LEN);
   return st;

@@ -15,10 +15,10 @@
  *   {"v":1,"id":"<id>","from":"<display name>","text":"...","ts":<epoch ms>}
  * stay readable. Events are folded into the messages they refer to (mim_edit, mim_delete,
  * mim_react, mim_join_options.on_update); values of types this version does not know, and
- * typing / presence signals, are not delivered as messages. Values that are not an envelope (plain text, binary, bad JSON, invalid UTF-8,
- * missing or mistyped members, larger than 256 KiB) are delivered to on_message with kind
- * MIM_MESSAGE_FOREIGN and the raw bytes (see mim_message); they never crash. The reason
- * is logged at MIM_LOG_DEBUG.
+ * typing / presence signals, are not delivered as messages. Values that are not an envelope (plain
+ * text, binary, bad JSON, invalid UTF-8, missing or mistyped members, larger than 256 KiB) are
+ * delivered to on_message with kind MIM_MESSAGE_FOREIGN and the raw bytes (see mim_message); they
+ * never crash. The reason is logged at MIM_LOG_DEBUG.
  *
  * This header includes every other public header.
  */
@@ -425,7 +425,7 @@ MIM_API mim_status mim_message_id_new(char out[MIM_MESSAGE_ID_SIZE]);
 /* Options of mim_send_with_options. Borrowed: read during the call only. */
 typedef struct mim_send_options {
   size_t struct_size;   /* sizeof(mim_send_options): MIM_SEND_OPTIONS_INIT sets it */
-  const char *id;       /* the message's id (from mim_message_id_new; any 1..64 bytes of
+  const char *id;       /* the message's id (from mim_message_id_new; any 1..32 bytes of
                          * UTF-8 unique in the chat), or NULL = a new one */
   const char *reply_to; /* id of the message this one replies to, or NULL / "" */
 } mim_send_options;
@@ -438,8 +438,8 @@ typedef struct mim_send_options {
  * session's own: on_message reports it with `mine` true to this session only (the
  * session remembers the last 8192 ids it sent). Same queueing, return values,
  * on_send_result and threading as mim_send; also MIM_ERR_INVALID_ARGUMENT for a bad
- * struct_size, an id or reply_to not 1..64 bytes of UTF-8. id_out (may be NULL) receives
- * the id (the caller's or a new one) whenever MIM_OK is returned. */
+ * struct_size, an id not 1..32 or a reply_to not 1..64 bytes of UTF-8. id_out (may be NULL)
+ * receives the id (the caller's or a new one) whenever MIM_OK is returned. */
 MIM_API mim_status mim_send_with_options(mim_session *session, const char *text,
                                          const mim_send_options *options,
                                          char id_out[MIM_MESSAGE_ID_SIZE]);
