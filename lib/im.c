@@ -135,7 +135,7 @@ static void note_own_sender_locked(mim_session *s, const mim_message *m) {
 static void deliver_msg(mim_session *s, const mim_message *m) {
   mim_message view = *m;
   pthread_mutex_lock(&s->fold_mu);
-  mim_fold_reserve(&s->fold, s->merge.delivered.capacity);
+  mim_fold_reserve(&s->fold, mim_merge_capacity(&s->merge));
   if (mim_fold_message(&s->fold, &view) != MIM_OK)
     mim_log(MIM_LOG_WARN, "chat %s: out of memory keeping the state of %s", s->chat, m->id);
   view.mine = mim_idset_contains(&s->own, m->id);

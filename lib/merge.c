@@ -41,6 +41,10 @@ bool mim_merge_joined(const mim_merge *mg) {
   return mg->joined;
 }
 
+size_t mim_merge_capacity(const mim_merge *mg) {
+  return mg->delivered.capacity;
+}
+
 bool mim_merge_fetching(const mim_merge *mg) {
   return mg->fetching;
 }

@@ -115,6 +115,10 @@ void mim_merge_fetch_not_started(mim_merge *mg, mim_status status, const char *d
  * another fetch, of the whole list, before delivering anything. */
 size_t mim_merge_fetch_window(const mim_merge *mg);
 
+/* How many delivered ids the merge remembers now (it grows with the lists fetched): the
+ * window in which a repeat is recognized, which the fold's state follows. */
+size_t mim_merge_capacity(const mim_merge *mg);
+
 /* Whether the join fetch completed, and whether a fetch is outstanding. */
 bool mim_merge_joined(const mim_merge *mg);
 bool mim_merge_fetching(const mim_merge *mg);
