@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "envelope.h"
 #include "error.h"
+#include "fold.h"
 #include "merge.h"
 #include "message.h"
 #include "outbox.h"
@@ -77,7 +78,22 @@ struct mim_session {
   atomic_size_t page_hint;
 
   mim_live live; /* tracked by the client while the application owns the session */
+
+  /* ---- events: own messages, senders, the fold (docs/PROTOCOL.md 3, 4) ---- */
+  char *user_id; /* the "uid" we write */
+  mim_on_update on_update;
+  /* fold_mu guards fold, own and my_pub: the event thread changes the fold (and reads
+   * it without the lock, being its only writer); senders add to own; mim_history and
+   * the author check of mim_edit / mim_delete read under it. */
+  pthread_mutex_t fold_mu;
+  mim_fold fold;
+  mim_idset own; /* ids this session sent (bounded: OWN_IDS) */
+  /* Moderated: the token id the moderator recorded on our messages ("" = none seen). */
+  char my_pub[MIM_ENVELOPE_MAX_UID_LEN];
 };
+
+/* Own ids remembered for `mine`: the outbox's default limit plus a delivery window. */
+#define OWN_IDS 8192u
 
 /* ---- messages ---- */
 
@@ -108,9 +124,57 @@ static void deliver(mim_session *s, const mim_message *m) {
   s->on_message(s, m, s->user);
 }
 
-/* The merge's sink. */
-static void merge_deliver(void *user, const mim_message *m) {
-  deliver(user, m);
+/* Moderated: learns our trusted id from our own messages (for the author check). */
+static void note_own_sender_locked(mim_session *s, const mim_message *m) {
+  size_t n = strlen(m->sender_id);
+  if (m->mine && m->sender_trusted && n < sizeof s->my_pub)
+    memcpy(s->my_pub, m->sender_id, n + 1);
+}
+
+/* A msg: folds in what is known of it (held events), then on_message. */
+static void deliver_msg(mim_session *s, const mim_message *m) {
+  mim_message view = *m;
+  pthread_mutex_lock(&s->fold_mu);
+  mim_fold_reserve(&s->fold, mim_merge_capacity(&s->merge));
+  if (mim_fold_message(&s->fold, &view) != MIM_OK)
+    mim_log(MIM_LOG_WARN, "chat %s: out of memory keeping the state of %s", s->chat, m->id);
+  view.mine = mim_idset_contains(&s->own, m->id);
+  note_own_sender_locked(s, &view);
+  pthread_mutex_unlock(&s->fold_mu);
+  deliver(s, &view);
+}
+
+/* An edit, delete or react: on_update when it changed a delivered message. */
+static void deliver_event(mim_session *s, const mim_message *m, const mim_envelope *env) {
+  mim_message current;
+  mim_update_kind what = MIM_UPDATE_EDITED;
+  pthread_mutex_lock(&s->fold_mu);
+  mim_fold_result res = mim_fold_event(&s->fold, env, m, &current, &what);
+  if (res == MIM_FOLD_CHANGED)
+    current.mine = mim_idset_contains(&s->own, current.id);
+  pthread_mutex_unlock(&s->fold_mu);
+  if (res == MIM_FOLD_CHANGED && s->on_update && !atomic_load(&s->closing))
+    s->on_update(s, &current, what, s->user);
+}
+
+/* Before a fetched batch: its events for messages not delivered yet are folded into
+ * them, so a joiner sees the state rather than a replay of changes. */
+static void merge_prepare(void *user, const mim_envelope *env) {
+  mim_session *s = user;
+  pthread_mutex_lock(&s->fold_mu);
+  mim_fold_prepare(&s->fold, env);
+  pthread_mutex_unlock(&s->fold_mu);
+}
+
+/* The merge's sink: every stored value once, foreign ones as they are. */
+static void merge_deliver(void *user, const mim_message *m, const mim_envelope *env) {
+  mim_session *s = user;
+  if (!env)
+    deliver(s, m);
+  else if (env->type == MIM_ENV_MSG)
+    deliver_msg(s, m);
+  else
+    deliver_event(s, m, env);
 }
 
 static void merge_report(void *user, mim_status status, const char *detail) {
@@ -249,6 +313,10 @@ static mim_status join_options_in(const mim_join_options *in, mim_join_options *
 static void session_free(mim_session *s) {
   mim_outbox_close(s->outbox, 0);
   mim_merge_free(&s->merge);
+  mim_fold_free(&s->fold);
+  mim_idset_free(&s->own);
+  pthread_mutex_destroy(&s->fold_mu);
+  free(s->user_id);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   free(s->cache);
@@ -286,6 +354,28 @@ static mim_status session_outbox(mim_session *s, const mim_join_options *o) {
   return mim_outbox_new(&cfg, &s->outbox);
 }
 
+/* The user id we write: user_id, else the display name when it can be one (1..128
+ * bytes); else none (""): readers then go by the display name, as for version 1. */
+static const char *default_user_id(const mim_join_options *o) {
+  if (o && o->user_id)
+    return o->user_id;
+  const char *name = o && o->display_name ? o->display_name : "anonymous";
+  size_t n = strlen(name);
+  return n > 0 && n <= MIM_ENVELOPE_MAX_UID_LEN ? name : "";
+}
+
+/* The events part of a new session (session_free undoes it, also when it failed). */
+static mim_status session_events_init(mim_session *s, const mim_join_options *o) {
+  pthread_mutex_init(&s->fold_mu, NULL);
+  bool moderated = s->mode == MIM_CHAT_MODERATED;
+  s->on_update = o ? o->on_update : NULL;
+  s->user_id = strdup(default_user_id(o));
+  mim_status st = mim_fold_init(&s->fold, (size_t)s->history_cap + 4096u, moderated);
+  if (st == MIM_OK)
+    st = mim_idset_init(&s->own, OWN_IDS);
+  return st == MIM_OK && s->user_id ? MIM_OK : MIM_ERR_NO_MEMORY;
+}
+
 /* A new session, or NULL (detail set) when out of memory. */
 static mim_session *session_new(mim_client *client, const char *cache, const char *chat_id,
                                 const mim_join_options *o, mim_on_message on_message, void *user) {
@@ -313,14 +403,16 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
   s->on_send_result = o ? o->on_send_result : NULL;
   s->flush_timeout_ms =
       o && o->flush_timeout_ms ? o->flush_timeout_ms : MIM_DEFAULT_FLUSH_TIMEOUT_MS;
-  mim_merge_sink sink = {.deliver = merge_deliver, .report = merge_report, .user = s};
-  if (!s->cache || !s->chat || !s->display_name || !s->input_topic ||
-      mim_merge_init(&s->merge, s->chat, s->history_cap, &sink) != MIM_OK ||
+  mim_merge_sink sink = {
+      .deliver = merge_deliver, .prepare = merge_prepare, .report = merge_report, .user = s};
+  if (session_events_init(s, o) != MIM_OK || !s->cache || !s->chat || !s->display_name ||
+      !s->input_topic || mim_merge_init(&s->merge, s->chat, s->history_cap, &sink) != MIM_OK ||
       session_outbox(s, o) != MIM_OK) {
     session_free(s);
     mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
     return NULL;
   }
+  s->merge.moderated = s->mode == MIM_CHAT_MODERATED; /* senders: docs/PROTOCOL.md 3.2 */
   return s;
 }
 
@@ -354,6 +446,20 @@ static mim_status check_join_pointers(mim_client *client, const char *cache, con
   return st;
 }
 
+/* An explicit user id must fit docs/PROTOCOL.md 3.4 (the default is checked where it is
+ * taken: see default_user_id). */
+static mim_status check_user_id(const mim_join_options *o) {
+  if (!o || !o->user_id)
+    return MIM_OK;
+  size_t n = strlen(o->user_id);
+  if (n == 0 || n > MIM_ENVELOPE_MAX_UID_LEN ||
+      !mim_utf8_text_valid((const uint8_t *)o->user_id, n))
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT,
+                    "options->user_id must be 1..%u bytes of UTF-8 (it is %zu bytes)",
+                    MIM_ENVELOPE_MAX_UID_LEN, n);
+  return MIM_OK;
+}
+
 static mim_status check_join_args(const char *fn, mim_client *client, const char *cache,
                                   const char *chat_id, const mim_join_options *o,
                                   mim_on_message on_message, const void *out) {
@@ -372,7 +478,7 @@ static mim_status check_join_args(const char *fn, mim_client *client, const char
   if (o && o->display_name &&
       !mim_utf8_text_valid((const uint8_t *)o->display_name, strlen(o->display_name)))
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "options->display_name is not valid UTF-8");
-  return MIM_OK;
+  return check_user_id(o);
 }
 
 /* How long a join may take: the subscribe and the fetch each have the client's deadline;
@@ -611,8 +717,62 @@ static mim_status check_session(const mim_session *s, const char *what) {
   return MIM_OK;
 }
 
-/* Turns fetched list values into an owned message list (oldest first). */
-static mim_status values_to_list(const mim_session *s, const mim_list_values *values,
+/* The state fields of src (a fold's view) into dst. */
+static void copy_state(mim_message *dst, const mim_message *src) {
+  dst->text = src->text;
+  dst->edited = src->edited;
+  dst->edited_ms = src->edited_ms;
+  dst->deleted = src->deleted;
+  dst->n_reactions = src->n_reactions;
+  dst->reactions = src->reactions;
+}
+
+/* Folds the events of the page into its messages (each stored id once). */
+static mim_status fold_page(const mim_session *s, const mim_list_values *values, mim_fold *page) {
+  mim_idset seen;
+  mim_status st = mim_idset_init(&seen, values->count + 1);
+  for (size_t i = 0; i < values->count && st == MIM_OK; i++) {
+    const mim_bytes *v = &values->values[i];
+    mim_envelope env;
+    bool added = false;
+    if (!mim_envelope_parse(v->data, v->len, &env, NULL))
+      continue;
+    st = mim_idset_add(&seen, env.id, &added);
+    mim_message m, current;
+    mim_update_kind what;
+    mim_message_fill(&m, &env, s->chat, "", v->data, v->len, 0, true);
+    mim_message_fill_sender(&m, &env, s->mode == MIM_CHAT_MODERATED);
+    if (st == MIM_OK && added && env.type == MIM_ENV_MSG)
+      st = mim_fold_message(page, &m);
+    else if (st == MIM_OK && added)
+      (void)mim_fold_event(page, &env, &m, &current, &what);
+    mim_envelope_clear(&env);
+  }
+  mim_idset_free(&seen);
+  return st;
+}
+
+/* One msg of a page, packed, with its state: the session's when it knows the message
+ * (it may have seen events outside the page), else what the page's events made of it. */
+static bool pack_msg(mim_session *s, const mim_fold *page, const mim_envelope *env,
+                     const mim_bytes *v, mim_message *m) {
+  mim_message_fill(m, env, s->chat, "", v->data, v->len, 0, true);
+  mim_message_fill_sender(m, env, s->mode == MIM_CHAT_MODERATED);
+  mim_message state;
+  pthread_mutex_lock(&s->fold_mu);
+  if (mim_fold_view(&s->fold, env->id, s->chat, &state) ||
+      mim_fold_view(page, env->id, s->chat, &state))
+    copy_state(m, &state);
+  m->mine = mim_idset_contains(&s->own, env->id);
+  bool packed = mim_message_pack(m); /* copies the state while the lock keeps it */
+  pthread_mutex_unlock(&s->fold_mu);
+  return packed;
+}
+
+/* Turns fetched list values into an owned message list (oldest first): the messages
+ * (foreign values too) with the events folded in; events, signals and unknown types are
+ * not listed. */
+static mim_status values_to_list(mim_session *s, const mim_list_values *values,
                                  mim_message_list **out) {
   mim_message_list *list = calloc(1, sizeof *list);
   if (!list)
@@ -627,32 +787,34 @@ static mim_status values_to_list(const mim_session *s, const mim_list_values *va
   /* A send retried after its push's answer was lost leaves the message twice in the
    * list: keep the first copy only. */
   mim_idset seen;
-  if (mim_idset_init(&seen, values->count + 1) != MIM_OK) {
-    mim_message_list_free(list);
-    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
-  }
-  mim_status st = MIM_OK;
+  mim_fold page;
+  mim_status st = mim_fold_init(&page, values->count + 1, s->mode == MIM_CHAT_MODERATED);
+  if (st == MIM_OK)
+    st = mim_idset_init(&seen, values->count + 1);
+  if (st == MIM_OK)
+    st = fold_page(s, values, &page);
   for (size_t i = 0; i < values->count && st == MIM_OK; i++) {
     const mim_bytes *v = &values->values[i];
     mim_envelope env;
-    bool ok = mim_message_parse(s->chat, v->data, v->len, &env);
-    if (ok && mim_idset_contains(&seen, env.id)) {
+    bool ok = mim_message_parse(s->chat, v->data, v->len, &env), added = false;
+    if (ok && (st = mim_idset_add(&seen, env.id, &added)) != MIM_OK) {
       mim_envelope_clear(&env);
-      continue;
+      break;
     }
-    if (ok)
-      st = mim_idset_add(&seen, env.id, NULL);
     mim_message *m = &list->messages[list->count];
-    mim_message_fill(m, ok ? &env : NULL, s->chat, "", v->data, v->len, 0, true);
-    bool packed = mim_message_pack(m);
+    bool listed = ok ? added && env.type == MIM_ENV_MSG : env.type == MIM_ENV_FOREIGN;
+    if (listed && !ok)
+      mim_message_fill(m, NULL, s->chat, "", v->data, v->len, 0, true);
+    bool packed = !listed || (ok ? pack_msg(s, &page, &env, v, m) : mim_message_pack(m));
     if (ok)
       mim_envelope_clear(&env);
     if (!packed)
       st = MIM_ERR_NO_MEMORY;
-    else
+    else if (listed)
       list->count++;
   }
   mim_idset_free(&seen);
+  mim_fold_free(&page);
   if (st != MIM_OK) {
     mim_message_list_free(list);
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
@@ -804,40 +966,171 @@ MIM_API mim_status mim_history_before(mim_session *session, const char *before_i
       __func__, page_before(session, before_id && *before_id ? before_id : NULL, count, out, more));
 }
 
-/* Builds the envelope of a new message from us. */
-static mim_status new_envelope(const mim_session *s, const char *text,
-                               char id[MIM_ENVELOPE_ID_SIZE], char **json, size_t *len) {
-  if (!mim_utf8_text_valid((const uint8_t *)text, strlen(text)))
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_send: text is not valid UTF-8");
-  mim_status st = mim_envelope_new_id(id);
+/* ---- sending: messages and events (docs/PROTOCOL.md 3, 4) ---- */
+
+/* A string argument of an envelope: valid UTF-8 of min..max bytes (max 0: any). */
+static mim_status check_text_arg(const char *fn, const char *what, const char *v, size_t min,
+                                 size_t max) {
+  if (!v)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s: NULL %s", fn, what);
+  size_t n = strlen(v);
+  if (n < min || (max && n > max))
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s: %s must be %zu..%zu bytes (it is %zu)", fn, what,
+                    min, max, n);
+  if (!mim_utf8_text_valid((const uint8_t *)v, n))
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s: %s is not valid UTF-8", fn, what);
+  return MIM_OK;
+}
+
+/* Sends in (our id, sender and time filled in here) through the outbox, as mim_send
+ * documents; in->id is the caller's or a new one. */
+static mim_status send_envelope(mim_session *s, const mim_envelope *in,
+                                char id_out[MIM_MESSAGE_ID_SIZE]) {
+  char id[MIM_ENVELOPE_ID_SIZE];
+  if (in->id)
+    snprintf(id, sizeof id, "%s", in->id); /* at most 32 bytes: checked by the caller */
+  else if (mim_envelope_new_id(id) != MIM_OK)
+    return MIM_ERR_INTERNAL;
+  mim_envelope built = *in;
+  mim_envelope *e = &built;
+  e->id = id;
+  e->v = 2;
+  e->from = s->display_name;
+  e->uid = *s->user_id ? s->user_id : NULL;
+  e->ts = cmn_wall_ms();
+  char *json = NULL;
+  size_t len = 0;
+  mim_status st = mim_envelope_build_v2(e, &json, &len);
   if (st != MIM_OK)
     return st;
-  return mim_envelope_build(id, s->display_name, text, cmn_wall_ms(), json, len);
+  /* Known as ours before the outbox runs: our own echo may come back at once. */
+  pthread_mutex_lock(&s->fold_mu);
+  if (mim_idset_add(&s->own, e->id, NULL) != MIM_OK)
+    mim_log(MIM_LOG_WARN, "chat %s: out of memory remembering our id", s->chat);
+  pthread_mutex_unlock(&s->fold_mu);
+  /* On the event thread (a callback) waiting for the attempt would deadlock; in loop mode
+   * mim_send never waits (the outcome comes through on_send_result). Elsewhere the wait
+   * is short: a hung network must not hold the caller (the outbox goes on). */
+  bool no_wait = mim_client_loop_mode(s->client) ||
+                 mim_transport_on_event_thread(mim_client_transport(s->client));
+  st = mim_outbox_send(s->outbox, e->id, json, len, no_wait ? 0 : MIM_SEND_WAIT_MS);
+  if (st == MIM_OK && id_out)
+    snprintf(id_out, MIM_MESSAGE_ID_SIZE, "%s", e->id);
+  return st;
+}
+
+MIM_API mim_status mim_message_id_new(char out[MIM_MESSAGE_ID_SIZE]) {
+  mim_clear_error();
+  if (!out)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_message_id_new: NULL out");
+  return mim_envelope_new_id(out);
+}
+
+/* The caller's options (NULL: defaults) into *o. */
+static mim_status send_options_in(const char *fn, const mim_send_options *in, mim_send_options *o) {
+  memset(o, 0, sizeof *o);
+  if (!in)
+    return MIM_OK;
+  char what[48];
+  snprintf(what, sizeof what, "%s: options", fn);
+  mim_status st = mim_struct_copy_in(o, sizeof *o, in, MIM_SIZE_THROUGH(mim_send_options, reply_to),
+                                     what, "MIM_SEND_OPTIONS_INIT");
+  if (st == MIM_OK && o->id) /* it must fit id_out */
+    st = check_text_arg(fn, "options->id", o->id, 1, MIM_MESSAGE_ID_SIZE - 1);
+  if (st == MIM_OK && o->reply_to && *o->reply_to)
+    st = check_text_arg(fn, "options->reply_to", o->reply_to, 1, MIM_ENVELOPE_MAX_ID_LEN);
+  return st;
+}
+
+/* mim_send and mim_send_with_options, errors named after fn. */
+static mim_status send_msg(const char *fn, mim_session *session, const char *text,
+                           const mim_send_options *options, char id_out[MIM_MESSAGE_ID_SIZE]) {
+  mim_clear_error();
+  mim_status st = check_session(session, fn);
+  mim_send_options o;
+  if (st == MIM_OK)
+    st = check_text_arg(fn, "text", text, 0, 0);
+  if (st == MIM_OK)
+    st = send_options_in(fn, options, &o);
+  if (st != MIM_OK)
+    return mim_arg_in(fn, st);
+  mim_envelope e = {.type = MIM_ENV_MSG,
+                    .id = (char *)o.id,
+                    .text = (char *)text,
+                    .ref = o.reply_to && *o.reply_to ? (char *)o.reply_to : NULL};
+  return mim_arg_in(fn, send_envelope(session, &e, id_out));
+}
+
+MIM_API mim_status mim_send_with_options(mim_session *session, const char *text,
+                                         const mim_send_options *options,
+                                         char id_out[MIM_MESSAGE_ID_SIZE]) {
+  return send_msg(__func__, session, text, options, id_out);
 }
 
 MIM_API mim_status mim_send(mim_session *session, const char *text,
                             char id_out[MIM_MESSAGE_ID_SIZE]) {
+  return send_msg(__func__, session, text, NULL, id_out);
+}
+
+/* mim_edit / mim_delete: refused when the session knows the message and it is not ours
+ * (its readers would ignore the event; docs/PROTOCOL.md 4.3). */
+static mim_status check_author(mim_session *s, const char *fn, const char *message_id) {
+  mim_message m;
+  pthread_mutex_lock(&s->fold_mu);
+  bool known = mim_fold_view(&s->fold, message_id, s->chat, &m);
+  const char *me = s->mode == MIM_CHAT_MODERATED ? s->my_pub : s->user_id;
+  bool other = known && *me && strcmp(m.sender_id, me) != 0;
+  pthread_mutex_unlock(&s->fold_mu);
+  if (other)
+    return mim_fail(MIM_ERR_PERMISSION_DENIED, "%s: message %s was sent by another user", fn,
+                    message_id);
+  return MIM_OK;
+}
+
+/* The checks every event function makes before building its envelope. */
+static mim_status check_event(mim_session *s, const char *fn, const char *message_id) {
+  mim_status st = check_session(s, fn);
+  if (st == MIM_OK)
+    st = check_text_arg(fn, "message_id", message_id, 1, MIM_ENVELOPE_MAX_ID_LEN);
+  return st;
+}
+
+MIM_API mim_status mim_edit(mim_session *session, const char *message_id, const char *new_text,
+                            char event_id_out[MIM_MESSAGE_ID_SIZE]) {
   mim_clear_error();
-  mim_status st = check_session(session, "mim_send");
+  mim_status st = check_event(session, "mim_edit", message_id);
+  if (st == MIM_OK)
+    st = check_text_arg("mim_edit", "new_text", new_text, 0, 0);
+  if (st == MIM_OK)
+    st = check_author(session, "mim_edit", message_id);
   if (st != MIM_OK)
     return mim_arg_in(__func__, st);
-  if (!text)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_send: NULL text");
-  char id[MIM_ENVELOPE_ID_SIZE];
-  char *json = NULL;
-  size_t len = 0;
-  st = new_envelope(session, text, id, &json, &len);
+  mim_envelope e = {.type = MIM_ENV_EDIT, .ref = (char *)message_id, .text = (char *)new_text};
+  return mim_arg_in(__func__, send_envelope(session, &e, event_id_out));
+}
+
+MIM_API mim_status mim_delete(mim_session *session, const char *message_id,
+                              char event_id_out[MIM_MESSAGE_ID_SIZE]) {
+  mim_clear_error();
+  mim_status st = check_event(session, "mim_delete", message_id);
+  if (st == MIM_OK)
+    st = check_author(session, "mim_delete", message_id);
   if (st != MIM_OK)
     return mim_arg_in(__func__, st);
-  /* On the event thread (a callback) waiting for the attempt would deadlock; in loop mode
-   * mim_send never waits (the outcome comes through on_send_result). Elsewhere the wait
-   * is short: a hung network must not hold the caller (the outbox goes on). */
-  bool no_wait = mim_client_loop_mode(session->client) ||
-                 mim_transport_on_event_thread(mim_client_transport(session->client));
-  st = mim_outbox_send(session->outbox, id, json, len, no_wait ? 0 : MIM_SEND_WAIT_MS);
-  if (st == MIM_OK && id_out)
-    memcpy(id_out, id, MIM_ENVELOPE_ID_SIZE);
-  return mim_arg_in(__func__, st);
+  mim_envelope e = {.type = MIM_ENV_DELETE, .ref = (char *)message_id};
+  return mim_arg_in(__func__, send_envelope(session, &e, event_id_out));
+}
+
+MIM_API mim_status mim_react(mim_session *session, const char *message_id, const char *key, bool on,
+                             char event_id_out[MIM_MESSAGE_ID_SIZE]) {
+  mim_clear_error();
+  mim_status st = check_event(session, "mim_react", message_id);
+  if (st == MIM_OK)
+    st = check_text_arg("mim_react", "key", key, 1, MIM_ENVELOPE_MAX_KEY_LEN);
+  if (st != MIM_OK)
+    return mim_arg_in(__func__, st);
+  mim_envelope e = {.type = MIM_ENV_REACT, .ref = (char *)message_id, .key = (char *)key, .on = on};
+  return mim_arg_in(__func__, send_envelope(session, &e, event_id_out));
 }
 
 /* Appends v to *found unless an equal value is there already. */

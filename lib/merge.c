@@ -41,6 +41,10 @@ bool mim_merge_joined(const mim_merge *mg) {
   return mg->joined;
 }
 
+size_t mim_merge_capacity(const mim_merge *mg) {
+  return mg->delivered.capacity;
+}
+
 bool mim_merge_fetching(const mim_merge *mg) {
   return mg->fetching;
 }
@@ -56,7 +60,7 @@ static void remember_last(mim_merge *mg, const char *id) {
 }
 
 /* Delivers a chat message unless its id was delivered already; foreign ones always. */
-static void deliver_once(mim_merge *mg, const mim_message *m) {
+static void deliver_once(mim_merge *mg, const mim_message *m, const mim_envelope *env) {
   if (m->kind == MIM_MESSAGE_CHAT) {
     bool added = false;
     if (mim_idset_add(&mg->delivered, m->id, &added) != MIM_OK) {
@@ -69,7 +73,7 @@ static void deliver_once(mim_merge *mg, const mim_message *m) {
     }
     remember_last(mg, m->id);
   }
-  mg->sink.deliver(mg->sink.user, m);
+  mg->sink.deliver(mg->sink.user, m, env);
 }
 
 /* After a fetch that followed a discontinuity: tells the user when messages of the gap
@@ -117,6 +121,20 @@ static size_t delivery_start(mim_merge *mg, const mim_list_values *values) {
   return 0;
 }
 
+/* Shows the sink the events of the batch that were not delivered yet. */
+static void prepare_history(mim_merge *mg, const mim_list_values *values, size_t from) {
+  if (!mg->sink.prepare)
+    return;
+  for (size_t i = from; i < values->count; i++) {
+    mim_envelope env;
+    if (!mim_envelope_parse(values->values[i].data, values->values[i].len, &env, NULL))
+      continue;
+    if (env.type != MIM_ENV_MSG && !mim_idset_contains(&mg->delivered, env.id))
+      mg->sink.prepare(mg->sink.user, &env);
+    mim_envelope_clear(&env);
+  }
+}
+
 /* Delivers the list values not delivered yet, oldest first, from the join's oldest on
  * (see delivery_start). Foreign values in the list are delivered on the first (join)
  * fetch only: they have no id to de-duplicate by. */
@@ -126,6 +144,7 @@ static void deliver_history(mim_merge *mg, const mim_list_values *values) {
   bool any_known = false, anchor_found = false;
   size_t known_before = mg->delivered.count;
   size_t from = delivery_start(mg, values);
+  prepare_history(mg, values, from);
   for (size_t i = 0; i < values->count; i++) {
     const mim_bytes *v = &values->values[i];
     mim_envelope env;
@@ -135,12 +154,13 @@ static void deliver_history(mim_merge *mg, const mim_list_values *values) {
       anchor_found =
           anchor_found || (mg->fetch_gap_anchor[0] && !strcmp(env.id, mg->fetch_gap_anchor));
       mim_message_fill(&m, &env, mg->chat, "", v->data, v->len, 0, true);
+      mim_message_fill_sender(&m, &env, mg->moderated);
       if (i >= from)
-        deliver_once(mg, &m);
+        deliver_once(mg, &m, &env);
       mim_envelope_clear(&env);
-    } else if (!mg->joined) {
+    } else if (!mg->joined && env.type == MIM_ENV_FOREIGN) {
       mim_message_fill(&m, NULL, mg->chat, "", v->data, v->len, 0, true);
-      mg->sink.deliver(mg->sink.user, &m);
+      mg->sink.deliver(mg->sink.user, &m, NULL);
     }
   }
   report_lost_gap(mg, known_before > 0 && !any_known && values->count >= mg->history_cap,
@@ -149,8 +169,15 @@ static void deliver_history(mim_merge *mg, const mim_list_values *values) {
 
 static void drain_pending(mim_merge *mg) {
   for (size_t i = 0; i < mg->npending; i++) {
-    deliver_once(mg, &mg->pending[i]);
-    mim_message_free_packed(&mg->pending[i]);
+    mim_message *m = &mg->pending[i];
+    /* Parsed again rather than kept: the buffer holds packed messages only, and it is
+     * used only while a fetch is outstanding. */
+    mim_envelope env;
+    bool ok = m->kind == MIM_MESSAGE_CHAT && mim_envelope_parse(m->raw, m->raw_len, &env, NULL);
+    deliver_once(mg, m, ok ? &env : NULL);
+    if (ok)
+      mim_envelope_clear(&env);
+    mim_message_free_packed(m);
   }
   mg->npending = 0;
 }
@@ -187,14 +214,17 @@ static void buffer_item(mim_merge *mg, const mim_message *m) {
 void mim_merge_live(mim_merge *mg, const mim_topic_item *item) {
   mim_envelope env;
   bool ok = mim_message_parse(mg->chat, item->data, item->len, &env);
+  mg->page = item->sequence_page;
+  if (!ok && env.type != MIM_ENV_FOREIGN)
+    return; /* a signal or a type of a later version: nothing to deliver */
   mim_message m;
   mim_message_fill(&m, ok ? &env : NULL, mg->chat, item->publisher_id, item->data, item->len,
                    item->sequence, false);
-  mg->page = item->sequence_page;
+  mim_message_fill_sender(&m, ok ? &env : NULL, mg->moderated);
   if (!mg->joined || mg->fetching)
     buffer_item(mg, &m);
   else
-    deliver_once(mg, &m);
+    deliver_once(mg, &m, ok ? &env : NULL);
   if (ok)
     mim_envelope_clear(&env);
 }

@@ -31,8 +31,14 @@
 
 /* Where the merge's output goes. Called from inside the mim_merge_* calls. */
 typedef struct mim_merge_sink {
-  /* The next message to show. Pointers are valid only during the call. */
-  void (*deliver)(void *user, const mim_message *m);
+  /* The next stored value to apply (a msg or an event, see env->type; env NULL for a
+   * foreign value). Signals and values of unknown types are not passed on. Pointers are
+   * valid only during the call. */
+  void (*deliver)(void *user, const mim_message *m, const mim_envelope *env);
+  /* Optional: before a fetched batch is delivered, each event (edit, delete, react) of
+   * it not delivered yet, so that messages can be delivered with their state (the
+   * fold's mim_fold_prepare). */
+  void (*prepare)(void *user, const mim_envelope *env);
   /* Something the app should hear of: messages of a gap were probably lost
    * (MIM_ERR_RESOURCE_EXHAUSTED), or a refetch failed or could not start. */
   void (*report)(void *user, mim_status status, const char *detail);
@@ -43,6 +49,7 @@ typedef struct mim_merge_sink {
 typedef struct mim_merge {
   const char *chat; /* borrowed; outlives the merge */
   uint32_t history_cap;
+  bool moderated; /* senders per docs/PROTOCOL.md 3.2 (set by the owner after init) */
   mim_merge_sink sink;
   bool confirmed;       /* the subscription was confirmed once (join fetch asked for) */
   bool joined;          /* the join fetch completed (or a refetch did after it failed) */
@@ -107,6 +114,10 @@ void mim_merge_fetch_not_started(mim_merge *mg, mim_status status, const char *d
  * under the history cap; if the tail then does not hold the anchor, fetch_done asks for
  * another fetch, of the whole list, before delivering anything. */
 size_t mim_merge_fetch_window(const mim_merge *mg);
+
+/* How many delivered ids the merge remembers now (it grows with the lists fetched): the
+ * window in which a repeat is recognized, which the fold's state follows. */
+size_t mim_merge_capacity(const mim_merge *mg);
 
 /* Whether the join fetch completed, and whether a fetch is outstanding. */
 bool mim_merge_joined(const mim_merge *mg);

@@ -14,13 +14,21 @@ bool mim_message_parse(const char *chat, const uint8_t *data, size_t len, mim_en
   const char *reason = NULL;
   if (mim_envelope_parse(data, len, env, &reason))
     return true;
-  mim_log(MIM_LOG_DEBUG, "chat %s: foreign value of %zu bytes: %s", chat, len, reason);
+  if (env->type == MIM_ENV_FOREIGN)
+    mim_log(MIM_LOG_DEBUG, "chat %s: foreign value of %zu bytes: %s", chat, len, reason);
   return false;
 }
 
 /* Points the text of a foreign message at its bytes when they are printable text. */
 static const char *foreign_text(const uint8_t *raw, size_t len) {
   return raw && mim_utf8_text_valid(raw, len) ? (const char *)raw : "";
+}
+
+const char *mim_envelope_sender(const mim_envelope *env, bool moderated, bool *trusted) {
+  *trusted = moderated && env->pub;
+  if (*trusted)
+    return env->pub;
+  return env->uid ? env->uid : env->from;
 }
 
 void mim_message_fill(mim_message *m, const mim_envelope *env, const char *chat,
@@ -38,9 +46,18 @@ void mim_message_fill(mim_message *m, const mim_envelope *env, const char *chat,
   m->from_history = from_history;
   m->raw = raw ? raw : (const uint8_t *)"";
   m->raw_len = raw ? raw_len : 0;
-  m->version = env ? 1 : 0;
-  m->sender_id = m->from; /* version 1 carries no user id: the claimed name stands in */
-  m->reply_to = "";
+  m->version = env ? env->v : 0;
+  m->sender_id = m->from; /* refined by mim_message_fill_sender */
+  m->reply_to = env && env->type == MIM_ENV_MSG ? or_empty(env->ref) : "";
+}
+
+void mim_message_fill_sender(mim_message *m, const mim_envelope *env, bool moderated) {
+  if (!env)
+    return;
+  m->sender_id = mim_envelope_sender(env, moderated, &m->sender_trusted);
+  /* Moderated: the topic's publisher is the moderator; the member is what it recorded. */
+  if (moderated)
+    m->publisher_id = or_empty(env->pub);
 }
 
 static char *put_str(char **cursor, const char *s) {
@@ -51,29 +68,62 @@ static char *put_str(char **cursor, const char *s) {
   return at;
 }
 
+/* Bytes the reactions take: the array, the users arrays, then (strings) their strings. */
+static size_t reactions_size(const mim_message *m, size_t *strings) {
+  size_t n = m->n_reactions * sizeof(mim_reaction);
+  *strings = 0;
+  for (size_t i = 0; i < m->n_reactions; i++) {
+    n += m->reactions[i].count * sizeof(char *);
+    *strings += strlen(m->reactions[i].key) + 1;
+    for (size_t u = 0; u < m->reactions[i].count; u++)
+      *strings += strlen(m->reactions[i].users[u]) + 1;
+  }
+  return n;
+}
+
+/* Copies the reactions into the block: arrays at *arrays, strings at *cur. */
+static mim_reaction *put_reactions(const mim_message *m, char *arrays, char **cur) {
+  mim_reaction *out = (mim_reaction *)(void *)arrays;
+  const char **users = (const char **)(void *)(out + m->n_reactions);
+  for (size_t i = 0; i < m->n_reactions; i++) {
+    const mim_reaction *r = &m->reactions[i];
+    for (size_t u = 0; u < r->count; u++)
+      users[u] = put_str(cur, r->users[u]);
+    out[i] = (mim_reaction){.key = put_str(cur, r->key), .count = r->count, .users = users};
+    users += r->count;
+  }
+  return out;
+}
+
 bool mim_message_pack(mim_message *m) {
-  size_t need = m->raw_len + 1 + strlen(m->id) + strlen(m->chat) + strlen(m->from) +
-                strlen(m->publisher_id) + strlen(m->sender_id) + strlen(m->reply_to) + 7;
+  size_t strings = 0;
+  size_t arrays = reactions_size(m, &strings);
+  size_t need = arrays + m->raw_len + 1 + strlen(m->id) + strlen(m->chat) + strlen(m->from) +
+                strlen(m->publisher_id) + strlen(m->sender_id) + strlen(m->reply_to) + 7 + strings;
   bool text_is_raw = m->text == (const char *)m->raw;
   if (!text_is_raw)
     need += strlen(m->text) + 1;
   char *block = malloc(need);
   if (!block)
     return false;
-  memcpy(block, m->raw, m->raw_len);
-  block[m->raw_len] = '\0';
-  char *cur = block + m->raw_len + 1;
+  /* The arrays first (malloc's alignment), then the bytes. */
+  char *raw = block + arrays;
+  memcpy(raw, m->raw, m->raw_len);
+  raw[m->raw_len] = '\0';
+  char *cur = raw + m->raw_len + 1;
   m->id = put_str(&cur, m->id);
   m->chat = put_str(&cur, m->chat);
   m->from = put_str(&cur, m->from);
   m->publisher_id = put_str(&cur, m->publisher_id);
   m->sender_id = put_str(&cur, m->sender_id);
   m->reply_to = put_str(&cur, m->reply_to);
-  m->text = text_is_raw ? block : put_str(&cur, m->text);
-  m->raw = (const uint8_t *)block;
+  m->text = text_is_raw ? raw : put_str(&cur, m->text);
+  m->reactions = m->n_reactions ? put_reactions(m, block, &cur) : NULL;
+  m->raw = (const uint8_t *)raw;
   return true;
 }
 
 void mim_message_free_packed(mim_message *m) {
-  free((void *)m->raw);
+  /* The block starts with the reactions when there are any, else with raw. */
+  free(m->n_reactions ? (void *)m->reactions : (void *)m->raw);
 }

@@ -11,7 +11,12 @@
  *
  * One forward at a time per chat, in input order (the outbox sends its head only): two
  * chains in flight could complete in either order, so list and topic would reorder a
- * sender's messages (mim_send keeps them in order up to "<chat>-input"). */
+ * sender's messages (mim_send keeps them in order up to "<chat>-input").
+ *
+ * Senders (docs/PROTOCOL.md 3.2, 4.4): what it forwards carries "pub", the publisher
+ * token id Momento reported for the input; it remembers id -> pub of the messages it
+ * forwarded and of those the list held at start, and forwards an edit or a delete only
+ * from the message's own publisher. */
 #include "chat_defaults.h"
 #include "client_internal.h"
 #include "clock.h"
@@ -39,6 +44,7 @@ typedef struct mod_chat {
   char *input_topic;
   mim_subscription *sub;
   mim_idset forwarded; /* event thread only */
+  mim_idset senders;   /* message id -> its pub (malloc'd); event thread only once subscribed */
   mim_outbox *outbox;  /* this chat's forwards, in input order */
 } mod_chat;
 
@@ -84,42 +90,80 @@ static void forward(mod_chat *c, const char *id, char *json, size_t len) {
   report_forward(c, id, st, mim_last_error_detail());
 }
 
-/* Runs the filter; returns the envelope to forward (malloc'd) or NULL to drop. An
- * accepted message whose envelope cannot be built gets its one report here. */
-static char *apply_filter(mim_moderator *m, mod_chat *c, const mim_envelope *env,
+/* What the filter sees of a msg or an edit (an edit: edited true, id the event's). */
+static void filter_view(const mod_chat *c, const mim_envelope *env, const mim_topic_item *item,
+                        mim_message *msg) {
+  const char *pub = item->publisher_id ? item->publisher_id : "";
+  *msg = (mim_message){.kind = MIM_MESSAGE_CHAT,
+                       .id = env->id,
+                       .chat = c->chat,
+                       .from = env->from,
+                       .publisher_id = pub,
+                       .text = env->text,
+                       .timestamp_ms = env->ts,
+                       .sequence = item->sequence,
+                       .raw = item->data,
+                       .raw_len = item->len,
+                       .version = env->v,
+                       .sender_id = pub,
+                       .sender_trusted = true,
+                       .reply_to = env->type == MIM_ENV_MSG && env->ref ? env->ref : "",
+                       .edited = env->type == MIM_ENV_EDIT,
+                       .edited_ms = env->type == MIM_ENV_EDIT ? env->ts : 0};
+}
+
+/* Runs the filter on msg and edit texts (delete and react pass); returns the envelope
+ * to forward (malloc'd, with pub) or NULL to drop. An accepted message whose envelope
+ * cannot be built gets its one report here. */
+static char *apply_filter(mim_moderator *m, mod_chat *c, mim_envelope *env,
                           const mim_topic_item *item, size_t *len) {
-  mim_message msg = {.kind = MIM_MESSAGE_CHAT,
-                     .id = env->id,
-                     .chat = c->chat,
-                     .from = env->from,
-                     .publisher_id = item->publisher_id ? item->publisher_id : "",
-                     .text = env->text,
-                     .timestamp_ms = env->ts,
-                     .sequence = item->sequence,
-                     .from_history = false,
-                     .raw = item->data,
-                     .raw_len = item->len,
-                     .version = 1,
-                     .sender_id = item->publisher_id ? item->publisher_id : "",
-                     .sender_trusted = true,
-                     .reply_to = ""};
+  mim_moderation_verdict v = MIM_MODERATION_ACCEPT;
   char *new_text = NULL;
-  mim_moderation_verdict v = m->filter(&msg, &new_text, m->user);
-  const char *text = env->text;
+  if (env->type == MIM_ENV_MSG || env->type == MIM_ENV_EDIT) {
+    mim_message msg;
+    filter_view(c, env, item, &msg);
+    v = m->filter(&msg, &new_text, m->user);
+  }
+  char *text = env->text;
   if (v == MIM_MODERATION_REWRITE && new_text)
-    text = new_text;
+    env->text = new_text;
+  /* The trusted sender replaces whatever the input claimed. */
+  free(env->pub);
+  env->pub = item->publisher_id && *item->publisher_id ? strdup(item->publisher_id) : NULL;
   char *json = NULL;
   mim_status st = MIM_OK;
   if (v == MIM_MODERATION_ACCEPT || v == MIM_MODERATION_REWRITE)
-    st = mim_envelope_build(env->id, env->from, text, env->ts, &json, len);
+    st = mim_envelope_build_v2(env, &json, len);
   else if (v != MIM_MODERATION_REJECT)
     mim_log(MIM_LOG_WARN, "moderator: unknown verdict %d; message %s dropped", (int)v, env->id);
   if (st != MIM_OK) {
     mim_log(MIM_LOG_WARN, "moderator: message %s dropped: %s", env->id, mim_last_error_detail());
     report_forward(c, env->id, st, mim_last_error_detail());
   }
+  env->text = text;
   free(new_text);
   return json;
+}
+
+/* Remembers the sender of a message that reaches the list (bounded, oldest dropped). */
+static void remember_sender(mod_chat *c, const char *id, const char *pub) {
+  char *copy = strdup(pub ? pub : "");
+  bool added = false;
+  if (!copy || mim_idset_put(&c->senders, id, copy, &added) != MIM_OK || !added)
+    free(copy);
+}
+
+/* docs/PROTOCOL.md 4.4: an edit or delete only from the message's own publisher. */
+static bool author_ok(const mod_chat *c, const mim_envelope *env, const mim_topic_item *item) {
+  if (env->type != MIM_ENV_EDIT && env->type != MIM_ENV_DELETE)
+    return true;
+  const char *pub = mim_idset_get(&c->senders, env->ref);
+  const char *from = item->publisher_id ? item->publisher_id : "";
+  if (pub && strcmp(pub, from) == 0)
+    return true;
+  mim_log(MIM_LOG_DEBUG, "moderator: dropped an event on %s for message %s: %s", c->input_topic,
+          env->ref, pub ? "not from its author" : "message unknown");
+  return false;
 }
 
 static void on_input(void *user, const mim_topic_item *item) {
@@ -130,7 +174,8 @@ static void on_input(void *user, const mim_topic_item *item) {
   mim_envelope env;
   const char *reason = NULL;
   if (!mim_envelope_parse(item->data, item->len, &env, &reason)) {
-    /* Only envelopes reach the chat: raw input has no id, sender or timestamp to keep. */
+    /* Only stored envelopes reach the chat: raw input has no id, sender or timestamp to
+     * keep; signals and later types are not ours to store. */
     mim_log(MIM_LOG_DEBUG, "moderator: dropped foreign input on %s (%zu bytes): %s", c->input_topic,
             item->len, reason);
     return;
@@ -141,9 +186,11 @@ static void on_input(void *user, const mim_topic_item *item) {
     return;
   }
   size_t len = 0;
-  char *json = apply_filter(m, c, &env, item, &len);
+  char *json = author_ok(c, &env, item) ? apply_filter(m, c, &env, item, &len) : NULL;
   if (mim_idset_add(&c->forwarded, env.id, NULL) != MIM_OK)
     mim_log(MIM_LOG_WARN, "moderator: out of memory remembering message ids");
+  if (json && env.type == MIM_ENV_MSG)
+    remember_sender(c, env.id, env.pub);
   if (json)
     forward(c, env.id, json, len);
   mim_envelope_clear(&env);
@@ -173,6 +220,7 @@ static void moderator_free(mim_moderator *m) {
     free(m->chats[i].chat);
     free(m->chats[i].input_topic);
     mim_idset_free(&m->chats[i].forwarded);
+    mim_idset_free(&m->chats[i].senders);
   }
   free(m->chats);
   free(m->cache);
@@ -222,9 +270,36 @@ static bool chat_init(mim_moderator *m, size_t i, const char *chat_id) {
   c->chat = strdup(chat_id);
   c->input_topic = mim_chat_input_topic(chat_id);
   m->n_chats++;
-  return c->chat && c->input_topic &&
-         mim_idset_init(&c->forwarded, FORWARD_DEDUP_WINDOW) == MIM_OK &&
-         chat_outbox(m, c) == MIM_OK;
+  bool ok = c->chat && c->input_topic &&
+            mim_idset_init(&c->forwarded, FORWARD_DEDUP_WINDOW) == MIM_OK &&
+            mim_idset_init(&c->senders, (size_t)m->options.history_cap + FORWARD_DEDUP_WINDOW) ==
+                MIM_OK &&
+            chat_outbox(m, c) == MIM_OK;
+  c->senders.free_value = free;
+  return ok;
+}
+
+/* The senders of the messages the list holds at start (before the subscription, so the
+ * event thread does not run for this chat yet). A failure only costs edits and deletes
+ * of those older messages: logged, not fatal. */
+static void learn_senders(mim_moderator *m, mod_chat *c) {
+  mim_list_values *v = NULL;
+  if (mim_list_fetch(m->client, m->cache, c->chat, NULL, &v) != MIM_OK) {
+    mim_log(MIM_LOG_WARN,
+            "moderator: could not read list %s (%s): edits and deletions of its "
+            "messages will be dropped",
+            c->chat, mim_last_error_detail());
+    return;
+  }
+  for (size_t i = 0; i < v->count; i++) {
+    mim_envelope env;
+    if (!mim_envelope_parse(v->values[i].data, v->values[i].len, &env, NULL))
+      continue;
+    if (env.type == MIM_ENV_MSG && env.pub)
+      remember_sender(c, env.id, env.pub);
+    mim_envelope_clear(&env);
+  }
+  mim_list_values_free(v);
 }
 
 /* A new moderator (not subscribed yet), or NULL (detail set) when out of memory. */
@@ -305,6 +380,7 @@ MIM_API mim_status mim_moderator_start_with_options(mim_client *client, const ch
     return mim_arg_in(__func__, MIM_ERR_NO_MEMORY);
   for (size_t i = 0; i < n_chats && st == MIM_OK; i++) {
     mod_chat *c = &m->chats[i];
+    learn_senders(m, c);
     mim_subscription_callbacks cbs = {.struct_size = sizeof cbs,
                                       .on_item = on_input,
                                       .on_discontinuity = on_input_gap,

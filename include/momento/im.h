@@ -8,12 +8,17 @@
  * only; a trusted moderator (mim_moderator) checks each message, pushes it to list C and
  * publishes it on topic C.
  *
- * Message envelope (JSON, one per list value and per topic value):
+ * Wire format: docs/PROTOCOL.md (the open protocol any client can speak). Each list and
+ * topic value is one JSON envelope; version 2, which the library writes, adds a type (a
+ * message, or an edit, deletion or reaction of one), the sender's user id and, in
+ * moderated mode, the trusted sender the moderator records; version 1 envelopes
  *   {"v":1,"id":"<id>","from":"<display name>","text":"...","ts":<epoch ms>}
- * Values that are not such an envelope (plain text, binary, bad JSON, invalid UTF-8,
- * missing or mistyped members, larger than 256 KiB) are delivered to on_message with kind
- * MIM_MESSAGE_FOREIGN and the raw bytes (see mim_message); they never crash. The reason
- * is logged at MIM_LOG_DEBUG.
+ * stay readable. Events are folded into the messages they refer to (mim_edit, mim_delete,
+ * mim_react, mim_join_options.on_update); values of types this version does not know, and
+ * typing / presence signals, are not delivered as messages. Values that are not an envelope (plain
+ * text, binary, bad JSON, invalid UTF-8, missing or mistyped members, larger than 256 KiB) are
+ * delivered to on_message with kind MIM_MESSAGE_FOREIGN and the raw bytes (see mim_message); they
+ * never crash. The reason is logged at MIM_LOG_DEBUG.
  *
  * This header includes every other public header.
  */
@@ -77,14 +82,14 @@ typedef struct mim_message {
   const uint8_t *raw;       /* the value as received */
   size_t raw_len;
   /* ---- since 0.3.0 (ABI 2) ---- */
-  uint32_t version;         /* envelope version ("v"): 1 or 2; 0 for foreign values */
-  const char *sender_id;    /* see "Sender" above */
-  bool sender_trusted;      /* sender_id is vouched for by the moderator */
-  bool mine;                /* sent by this session (mim_send & co. on this handle) */
-  const char *reply_to;     /* id of the message this one replies to, or "" */
-  bool edited;              /* text is the author's latest edit */
-  int64_t edited_ms;        /* the edit's timestamp (sender's clock), 0 when not edited */
-  bool deleted;             /* deleted by its author: text is "" */
+  uint32_t version;      /* envelope version ("v"): 1 or 2; 0 for foreign values */
+  const char *sender_id; /* see "Sender" above */
+  bool sender_trusted;   /* sender_id is vouched for by the moderator */
+  bool mine;             /* sent by this session (mim_send & co. on this handle) */
+  const char *reply_to;  /* id of the message this one replies to, or "" */
+  bool edited;           /* text is the author's latest edit */
+  int64_t edited_ms;     /* the edit's timestamp (sender's clock), 0 when not edited */
+  bool deleted;          /* deleted by its author: text is "" */
   size_t n_reactions;
   const mim_reaction *reactions; /* n_reactions, in order of their first reaction */
 } mim_message;
@@ -183,8 +188,11 @@ typedef struct mim_join_options {
   uint32_t initial_history;
   /* ---- since 0.3.0 ---- */
   /* Who this session's user is (the envelope's "uid", the field of its read marker, its
-   * presence entry): 1..128 bytes of UTF-8; NULL = display_name. In moderated mode the
-   * moderator vouches for the token id instead (docs/PROTOCOL.md, "Senders"). */
+   * presence entry): 1..128 bytes of UTF-8 (else mim_join fails with
+   * MIM_ERR_INVALID_ARGUMENT); NULL = display_name ("anonymous" when that is NULL), or no
+   * user id when the display name is empty or longer than 128 bytes (readers then go by
+   * the display name). In moderated mode the moderator vouches for the token id instead
+   * (docs/PROTOCOL.md, "Senders"). */
   const char *user_id;
   /* Optional: changes to delivered messages (edits, deletions, reactions). */
   mim_on_update on_update;
@@ -273,10 +281,13 @@ typedef struct mim_message_list {
 } mim_message_list;
 MIM_API void mim_message_list_free(mim_message_list *list);
 
-/* The current history: the last `last_n` messages of the list (0 = all kept), foreign
+/* The current history: the last `last_n` values of the list (0 = all kept), foreign
  * values included (from_history true, sequence 0); a message held twice by the list (a
- * retried send) is returned once, so fewer than last_n may come back. Fetches from the
- * server. *out owned
+ * retried send) is returned once, so fewer than last_n may come back. Messages only:
+ * the events among those values (edits, deletions, reactions) are not listed but folded
+ * into the messages they refer to, and a message this session has delivered shows the
+ * state the session knows (which may include events outside the range); `mine` as in
+ * on_message. Fetches from the server. *out owned
  * by the caller. Blocking. Errors: MIM_ERR_INVALID_ARGUMENT, list errors. */
 MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_list **out);
 
@@ -294,7 +305,8 @@ MIM_API mim_status mim_history(mim_session *session, size_t last_n, mim_message_
  * operations (see mim_client_stats). Each fetch is one consistent view, so values pushed
  * meanwhile do not shift the page. A message held twice by the list (a retried send)
  * counts once within a page, so a page may hold fewer than `count`; it can reappear in
- * the next page when its copies straddle the boundary.
+ * the next page when its copies straddle the boundary. Events count as values but are
+ * folded in rather than listed, as for mim_history, so a page may hold fewer messages.
  *
  * *out owned by the caller (mim_message_list_free), set only on MIM_OK. Blocking (from a
  * callback: MIM_ERR_FAILED_PRECONDITION). Errors: MIM_ERR_INVALID_ARGUMENT (NULL session
@@ -402,6 +414,69 @@ MIM_API mim_status mim_remove_message(mim_session *session, const char *message_
  * after free). */
 MIM_API void mim_leave(mim_session *session);
 
+/* ---- Own messages, replies, edits, deletions, reactions (docs/PROTOCOL.md 3, 4) ---- */
+
+/* Writes a fresh random message id (32 lowercase hex digits and a NUL) into out, for
+ * mim_send_options.id: an application that records the id before sending knows the
+ * message when its first callback arrives. Thread-safe, non-blocking. Errors:
+ * MIM_ERR_INVALID_ARGUMENT (NULL out), MIM_ERR_INTERNAL (the random generator failed). */
+MIM_API mim_status mim_message_id_new(char out[MIM_MESSAGE_ID_SIZE]);
+
+/* Options of mim_send_with_options. Borrowed: read during the call only. */
+typedef struct mim_send_options {
+  size_t struct_size;   /* sizeof(mim_send_options): MIM_SEND_OPTIONS_INIT sets it */
+  const char *id;       /* the message's id (from mim_message_id_new; any 1..32 bytes of
+                         * UTF-8 unique in the chat), or NULL = a new one */
+  const char *reply_to; /* id of the message this one replies to, or NULL / "" */
+} mim_send_options;
+
+/* Defaults, with struct_size set: `mim_send_options o = MIM_SEND_OPTIONS_INIT;`. */
+#define MIM_SEND_OPTIONS_INIT                                                                      \
+  { .struct_size = sizeof(mim_send_options) }
+
+/* mim_send with options (NULL: as mim_send, which is this with NULL). The message is this
+ * session's own: on_message reports it with `mine` true to this session only (the
+ * session remembers the last 8192 ids it sent). Same queueing, return values,
+ * on_send_result and threading as mim_send; also MIM_ERR_INVALID_ARGUMENT for a bad
+ * struct_size, an id not 1..32 or a reply_to not 1..64 bytes of UTF-8. id_out (may be NULL)
+ * receives the id (the caller's or a new one) whenever MIM_OK is returned. */
+MIM_API mim_status mim_send_with_options(mim_session *session, const char *text,
+                                         const mim_send_options *options,
+                                         char id_out[MIM_MESSAGE_ID_SIZE]);
+
+/* Events. Each sends an event (its own id, written to event_id_out, may be NULL, on
+ * MIM_OK) that every reader folds into message `message_id` (docs/PROTOCOL.md 4.3):
+ * readers report the change through on_update (with the message's new state) and show it
+ * in later on_message and mim_history results. Sent exactly like mim_send: same outbox,
+ * order, retries, return values and on_send_result rules (on_send_result reports the
+ * event's id), same threads; an event is one message of the outbox (same operations).
+ *
+ * Only the author's edits and deletions take effect: readers ignore the others (in a
+ * moderated chat the moderator does not even forward them). So mim_edit and mim_delete
+ * return MIM_ERR_PERMISSION_DENIED without sending when this session has delivered the
+ * message and its sender is not this session's user (client-only: its user_id;
+ * moderated: its token id, known once one of its own messages came back; before that
+ * the event is sent and the moderator decides). An event for a message that readers do
+ * not have (yet) is held by each of them (at most 1024) until the message arrives.
+ * Errors besides mim_send's: MIM_ERR_INVALID_ARGUMENT (message_id or key not 1..64
+ * bytes, text not UTF-8). */
+
+/* Replaces the text of message_id (the author's own) with new_text. Later edits win; an
+ * edit of a deleted message is ignored. */
+MIM_API mim_status mim_edit(mim_session *session, const char *message_id, const char *new_text,
+                            char event_id_out[MIM_MESSAGE_ID_SIZE]);
+
+/* Deletes message_id (the author's own): readers show it with deleted true and text "",
+ * without reactions; it stays deleted. */
+MIM_API mim_status mim_delete(mim_session *session, const char *message_id,
+                              char event_id_out[MIM_MESSAGE_ID_SIZE]);
+
+/* Adds (on true) or removes (on false) this user's reaction `key` (1..64 bytes of UTF-8,
+ * e.g. "+1" or an emoji) on message_id; anyone may react. Adding a reaction already
+ * there, or removing an absent one, changes nothing (no on_update). */
+MIM_API mim_status mim_react(mim_session *session, const char *message_id, const char *key, bool on,
+                             char event_id_out[MIM_MESSAGE_ID_SIZE]);
+
 /* ---- Moderation (server-mediated pattern) ---- */
 
 typedef struct mim_moderator mim_moderator;
@@ -414,15 +489,21 @@ typedef enum mim_moderation_verdict {
 
 /* Decides on one message from "<chat>-input". To rewrite, set *new_text to a malloc'd
  * UTF-8 string (the library frees it, whatever the verdict); REWRITE without new_text
- * forwards the message as is. msg->publisher_id is the sender's trusted token id. Runs
- * on the client's event thread: must not call blocking functions of the client. */
+ * forwards the message as is. msg->publisher_id (and sender_id) is the sender's trusted
+ * token id. Edits (mim_edit) are decided here too, their new text in msg->text: they come
+ * with msg->edited true, edited_ms their timestamp, id the edit's own id and reply_to ""
+ * (the edited message is in raw, "ref"); messages come with edited false. Deletions and
+ * reactions are forwarded without asking the filter. Runs on the client's event thread:
+ * must not call blocking functions of the client. */
 typedef mim_moderation_verdict (*mim_moderation_fn)(const mim_message *msg, char **new_text,
                                                     void *user);
 
 /* Final outcome of one forward: the moderator pushed message_id to list chat_id and
  * published it on topic chat_id (MIM_OK), or gave up (the last error). Called exactly once
- * for each input the filter accepted or rewrote (repeats and foreign inputs are not
- * forwarded and get no call), with the moderator's `user`. Runs on the client's event
+ * for each input the filter accepted or rewrote and each deletion and reaction forwarded
+ * (repeats, foreign inputs, signals, and edits or deletions dropped by the author check of
+ * mim_moderator_start_with_options are not forwarded and get no call), with the
+ * moderator's `user`. Runs on the client's event
  * thread, or in the thread of mim_moderator_stop (forwards its flush did not send:
  * MIM_ERR_CANCELLED). Pointers are valid only during the call. Must return quickly and
  * must not call blocking functions of the client nor mim_moderator_stop. */
@@ -456,8 +537,16 @@ static inline void mim_moderator_options_init(mim_moderator_options *options) {
 
 /* Subscribes to "<chat>-input" for each of the chats and forwards what the filter
  * accepts to list <chat> (capped to history_cap) and topic <chat>, keeping the message's
- * id, from and timestamp. Foreign inputs (not an envelope) and repeats of a recently
- * forwarded id are dropped without calling the filter (logged at MIM_LOG_DEBUG).
+ * id, from and timestamp, and recording its sender: "pub", the token id Momento reports
+ * for the input (docs/PROTOCOL.md 3.2), replacing any the input carried. Foreign inputs
+ * (not an envelope) and repeats of a recently forwarded id are dropped without calling
+ * the filter (logged at MIM_LOG_DEBUG).
+ *
+ * Author check (docs/PROTOCOL.md 4.4): an edit or a deletion is forwarded only when its
+ * publisher is the recorded sender of the message it refers to; the moderator knows the
+ * senders of what it forwarded and, read once at start (one ListFetch per chat), of the
+ * messages the lists held then (history_cap + 4096 per chat at most, oldest forgotten
+ * first). Others are dropped (MIM_LOG_DEBUG), also when the message is unknown.
  *
  * Forwarding goes through an outbox per chat, like mim_send's: a forward pushes to the
  * list, then publishes; a chat's forwards run one at a time in input order, so list and

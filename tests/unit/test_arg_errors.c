@@ -138,6 +138,21 @@ static mim_status history_no_session(void) {
 static mim_status send_no_session(void) {
   return mim_send(NULL, "hi", NULL);
 }
+static mim_status send_opts_no_session(void) {
+  return mim_send_with_options(NULL, "hi", NULL, NULL);
+}
+static mim_status message_id_no_out(void) {
+  return mim_message_id_new(NULL);
+}
+static mim_status edit_no_session(void) {
+  return mim_edit(NULL, "id", "t", NULL);
+}
+static mim_status delete_no_session(void) {
+  return mim_delete(NULL, "id", NULL);
+}
+static mim_status react_no_session(void) {
+  return mim_react(NULL, "id", "+1", true, NULL);
+}
 static mim_status remove_no_session(void) {
   return mim_remove_message(NULL, "id");
 }
@@ -259,6 +274,11 @@ static const arg_case cases[] = {
     {join_async_no_on_joined, "mim_join_async", "on_joined"},
     {history_no_session, "mim_history", "session"},
     {send_no_session, "mim_send", "session"},
+    {send_opts_no_session, "mim_send_with_options", "session"},
+    {message_id_no_out, "mim_message_id_new", "out"},
+    {edit_no_session, "mim_edit", "session"},
+    {delete_no_session, "mim_delete", "session"},
+    {react_no_session, "mim_react", "session"},
     {remove_no_session, "mim_remove_message", "session"},
     {moderator_no_chats, "mim_moderator_start", "chat_ids is NULL"},
     {moderator_no_filter, "mim_moderator_start", "filter is NULL"},

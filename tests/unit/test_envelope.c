@@ -138,6 +138,7 @@ static void expect_foreign(const void *data, size_t len) {
   assert_null(env.id);
   assert_null(env.from);
   assert_null(env.text);
+  assert_int_equal(env.type, MIM_ENV_FOREIGN);
 }
 
 static void expect_foreign_str(const char *s) {
@@ -319,6 +320,25 @@ static void test_parse_fast_path(void **state) {
       {"{\"v\":1,\"id\":\"\",\"from\":\"al\",\"text\":\"hi\",\"ts\":1}", false},
       {"{\"v\":1,\"id\":\"abc\",\"from\":\"al\",\"text\":\"\xff\",\"ts\":1}", false},
       {"{\"id\":\"abc\",\"v\":1,\"from\":\"al\",\"text\":\"hi\",\"ts\":1}", false},
+      /* Version 2 msgs as the library writes them (with pub: as the moderator does). */
+      {"{\"v\":2,\"t\":\"msg\",\"id\":\"abc\",\"from\":\"Al\",\"uid\":\"al\",\"ts\":1,\"text\":"
+       "\"hi\"}",
+       true},
+      {"{\"v\":2,\"t\":\"msg\",\"id\":\"abc\",\"from\":\"Al\",\"uid\":\"al\",\"pub\":\"tok\","
+       "\"ts\":1,"
+       "\"text\":\"hi\",\"re\":\"x\"}",
+       true},
+      {"{\"v\":2,\"t\":\"msg\",\"id\":\"abc\",\"from\":\"Al\",\"uid\":\"\",\"ts\":1,\"text\":"
+       "\"hi\"}",
+       false},
+      {"{\"v\":2,\"t\":\"msg\",\"id\":\"abc\",\"from\":\"Al\",\"uid\":\"al\",\"ts\":1,\"text\":"
+       "\"hi\","
+       "\"re\":\"\"}",
+       false},
+      {"{\"v\":2,\"t\":\"edit\",\"id\":\"abc\",\"from\":\"Al\",\"uid\":\"al\",\"ts\":1,\"ref\":"
+       "\"x\","
+       "\"text\":\"hi\"}",
+       false},
   };
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     const uint8_t *data = (const uint8_t *)rows[i].json;
@@ -333,6 +353,11 @@ static void test_parse_fast_path(void **state) {
       assert_string_equal(fast.from, slow.from);
       assert_string_equal(fast.text, slow.text);
       assert_int_equal(fast.ts, slow.ts);
+      assert_int_equal(fast.type, slow.type);
+      assert_int_equal(fast.v, slow.v);
+      assert_true(fast.uid ? slow.uid && !strcmp(fast.uid, slow.uid) : !slow.uid);
+      assert_true(fast.pub ? slow.pub && !strcmp(fast.pub, slow.pub) : !slow.pub);
+      assert_true(fast.ref ? slow.ref && !strcmp(fast.ref, slow.ref) : !slow.ref);
     } else {
       assert_null(fast.id);
     }
@@ -429,6 +454,170 @@ static void test_idset_window(void **state) {
   mim_idset_free(&set);
 }
 
+/* ---- version 2 (docs/PROTOCOL.md 3) ---- */
+
+static char *build2(const mim_envelope *e) {
+  char *json = NULL;
+  size_t len = 0;
+  assert_int_equal(mim_envelope_build_v2(e, &json, &len), MIM_OK);
+  assert_int_equal(len, strlen(json));
+  return json;
+}
+
+static void test_v2_build_exact(void **state) {
+  (void)state;
+  mim_envelope msg = {.type = MIM_ENV_MSG,
+                      .id = "5b1f",
+                      .from = "Bob",
+                      .uid = "bob",
+                      .text = "hey",
+                      .ref = "8c0e",
+                      .ts = 1764806401000};
+  char *j = build2(&msg);
+  assert_string_equal(j, "{\"v\":2,\"t\":\"msg\",\"id\":\"5b1f\",\"from\":\"Bob\",\"uid\":\"bob\","
+                         "\"ts\":1764806401000,\"text\":\"hey\",\"re\":\"8c0e\"}");
+  free(j);
+  mim_envelope react = {.type = MIM_ENV_REACT,
+                        .id = "77aa",
+                        .from = "Bob",
+                        .uid = "bob",
+                        .pub = "tok-bob",
+                        .ref = "8c0e",
+                        .key = "+1",
+                        .on = true,
+                        .ts = 2};
+  j = build2(&react);
+  assert_string_equal(j,
+                      "{\"v\":2,\"t\":\"react\",\"id\":\"77aa\",\"from\":\"Bob\",\"uid\":\"bob\","
+                      "\"pub\":\"tok-bob\",\"ts\":2,\"ref\":\"8c0e\",\"key\":\"+1\",\"on\":true}");
+  free(j);
+  mim_envelope edit = {.type = MIM_ENV_EDIT,
+                       .id = "0d3c",
+                       .from = "A",
+                       .uid = "a",
+                       .ref = "8c0e",
+                       .text = "hi all",
+                       .ts = 3};
+  j = build2(&edit);
+  assert_string_equal(j, "{\"v\":2,\"t\":\"edit\",\"id\":\"0d3c\",\"from\":\"A\",\"uid\":\"a\","
+                         "\"ts\":3,\"ref\":\"8c0e\",\"text\":\"hi all\"}");
+  free(j);
+  mim_envelope del = {.type = MIM_ENV_DELETE, .id = "dd", .from = "A", .uid = "a", .ref = "8c0e"};
+  j = build2(&del);
+  assert_string_equal(j, "{\"v\":2,\"t\":\"delete\",\"id\":\"dd\",\"from\":\"A\",\"uid\":\"a\","
+                         "\"ts\":0,\"ref\":\"8c0e\"}");
+  /* And back, every field. */
+  mim_envelope back;
+  assert_true(mim_envelope_parse((const uint8_t *)j, strlen(j), &back, NULL));
+  assert_int_equal(back.type, MIM_ENV_DELETE);
+  assert_int_equal(back.v, 2);
+  assert_string_equal(back.ref, "8c0e");
+  assert_string_equal(back.uid, "a");
+  assert_null(back.pub);
+  assert_string_equal(back.text, "");
+  mim_envelope_clear(&back);
+  free(j);
+  j = build2(&react);
+  assert_true(mim_envelope_parse((const uint8_t *)j, strlen(j), &back, NULL));
+  assert_int_equal(back.type, MIM_ENV_REACT);
+  assert_string_equal(back.key, "+1");
+  assert_true(back.on);
+  assert_string_equal(back.pub, "tok-bob");
+  mim_envelope_clear(&back);
+  free(j);
+}
+
+static void test_v2_build_limits(void **state) {
+  (void)state;
+  char long_uid[MIM_ENVELOPE_MAX_UID_LEN + 2], long_key[MIM_ENVELOPE_MAX_KEY_LEN + 2];
+  memset(long_uid, 'u', sizeof long_uid - 1);
+  long_uid[sizeof long_uid - 1] = '\0';
+  memset(long_key, 'k', sizeof long_key - 1);
+  long_key[sizeof long_key - 1] = '\0';
+  char *json = NULL;
+  size_t len = 0;
+  mim_envelope bad[] = {
+      {.type = MIM_ENV_MSG, .id = "i", .from = "f", .uid = long_uid, .text = "t"},
+      {.type = MIM_ENV_MSG, .id = "i", .from = "f", .uid = "", .text = "t"},
+      {.type = MIM_ENV_EDIT, .id = "i", .from = "f", .text = "t"}, /* no ref */
+      {.type = MIM_ENV_REACT, .id = "i", .from = "f", .ref = "r", .key = long_key},
+      {.type = MIM_ENV_REACT, .id = "i", .from = "f", .ref = "r", .key = ""},
+      {.type = MIM_ENV_MSG, .id = "i", .from = "f", .text = "bad \xff"},
+      {.type = MIM_ENV_SIGNAL, .id = "i", .from = "f", .text = "t"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (mim_envelope_build_v2(&bad[i], &json, &len) != MIM_ERR_INVALID_ARGUMENT)
+      fail_msg("case %zu built", i);
+  long_uid[MIM_ENVELOPE_MAX_UID_LEN] = '\0'; /* exactly the limit */
+  mim_envelope ok = {.type = MIM_ENV_MSG, .id = "i", .from = "f", .uid = long_uid, .text = "t"};
+  json = build2(&ok);
+  free(json);
+}
+
+/* Parses s; returns the type, checking that only stored types parse. */
+static mim_envelope_type type_of(const char *s) {
+  mim_envelope env;
+  const char *why = NULL;
+  bool ok = mim_envelope_parse((const uint8_t *)s, strlen(s), &env, &why);
+  mim_envelope_type t = env.type;
+  assert_int_equal(ok, mim_envelope_stored(t));
+  if (!ok) {
+    assert_non_null(why);
+    assert_null(env.id);
+  }
+  mim_envelope_clear(&env);
+  return t;
+}
+
+static void test_v2_parse_types(void **state) {
+  (void)state;
+  /* Signals and later types are neither messages nor foreign. */
+  assert_int_equal(type_of("{\"v\":2,\"t\":\"typing\",\"from\":\"a\",\"uid\":\"a\",\"sid\":\"s\","
+                           "\"ts\":1,\"on\":true}"),
+                   MIM_ENV_SIGNAL);
+  assert_int_equal(type_of("{\"v\":2,\"t\":\"presence\",\"state\":\"here\"}"), MIM_ENV_SIGNAL);
+  assert_int_equal(type_of("{\"v\":3,\"t\":\"poll\",\"id\":\"x\"}"), MIM_ENV_UNKNOWN);
+  assert_int_equal(type_of("{\"v\":2,\"t\":7,\"id\":\"x\"}"), MIM_ENV_FOREIGN);
+  /* Version 1 is a msg without uid. */
+  assert_int_equal(type_of("{\"v\":1,\"id\":\"a\",\"from\":\"b\",\"text\":\"c\",\"ts\":1}"),
+                   MIM_ENV_MSG);
+  /* Required members per type, and their types. */
+  static const char *const foreign[] = {
+      "{\"v\":2,\"t\":\"edit\",\"id\":\"e\",\"from\":\"a\",\"ts\":1,\"text\":\"x\"}",
+      "{\"v\":2,\"t\":\"edit\",\"id\":\"e\",\"from\":\"a\",\"ts\":1,\"ref\":\"m\"}",
+      "{\"v\":2,\"t\":\"delete\",\"id\":\"e\",\"from\":\"a\",\"ts\":1}",
+      "{\"v\":2,\"t\":\"delete\",\"id\":\"e\",\"from\":\"a\",\"ts\":1,\"ref\":5}",
+      "{\"v\":2,\"t\":\"react\",\"id\":\"e\",\"from\":\"a\",\"ts\":1,\"ref\":\"m\",\"key\":\"k\"}",
+      "{\"v\":2,\"t\":\"react\",\"id\":\"e\",\"from\":\"a\",\"ts\":1,\"ref\":\"m\",\"key\":\"k\","
+      "\"on\":1}",
+      "{\"v\":2,\"t\":\"react\",\"id\":\"e\",\"from\":\"a\",\"ts\":1,\"ref\":\"m\",\"key\":\"\","
+      "\"on\":true}",
+      "{\"v\":2,\"t\":\"msg\",\"id\":\"e\",\"from\":\"a\",\"uid\":\"\",\"ts\":1,\"text\":\"x\"}",
+      "{\"v\":2,\"t\":\"msg\",\"id\":\"e\",\"from\":\"a\",\"uid\":3,\"ts\":1,\"text\":\"x\"}",
+      "{\"v\":2,\"t\":\"msg\",\"id\":\"e\",\"from\":\"a\",\"pub\":\"\",\"ts\":1,\"text\":\"x\"}",
+      "{\"v\":2,\"t\":\"msg\",\"id\":\"e\",\"from\":\"a\",\"ts\":1,\"text\":\"x\",\"re\":\"\"}",
+  };
+  for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++)
+    if (type_of(foreign[i]) != MIM_ENV_FOREIGN)
+      fail_msg("case %zu is not foreign: %s", i, foreign[i]);
+  char buf[512];
+  snprintf(buf, sizeof buf,
+           "{\"v\":2,\"t\":\"react\",\"id\":\"e\",\"from\":\"a\",\"ts\":1,\"ref\":\"m\","
+           "\"key\":\"%0*d\",\"on\":true}",
+           (int)MIM_ENVELOPE_MAX_KEY_LEN + 1, 1);
+  assert_int_equal(type_of(buf), MIM_ENV_FOREIGN);
+  snprintf(buf, sizeof buf,
+           "{\"v\":2,\"t\":\"msg\",\"id\":\"e\",\"from\":\"a\",\"uid\":\"%0*d\",\"ts\":1,"
+           "\"text\":\"x\"}",
+           (int)MIM_ENVELOPE_MAX_UID_LEN + 1, 1);
+  assert_int_equal(type_of(buf), MIM_ENV_FOREIGN);
+  snprintf(buf, sizeof buf,
+           "{\"v\":2,\"t\":\"msg\",\"id\":\"e\",\"from\":\"a\",\"uid\":\"%0*d\",\"ts\":1,"
+           "\"text\":\"x\"}",
+           (int)MIM_ENVELOPE_MAX_UID_LEN, 1);
+  assert_int_equal(type_of(buf), MIM_ENV_MSG);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_new_id),
@@ -448,6 +637,9 @@ int main(void) {
       cmocka_unit_test(test_utf8_text_valid),
       cmocka_unit_test(test_idset_basic),
       cmocka_unit_test(test_idset_window),
+      cmocka_unit_test(test_v2_build_exact),
+      cmocka_unit_test(test_v2_build_limits),
+      cmocka_unit_test(test_v2_parse_types),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,9 +37,10 @@ typedef struct fixture {
   int nreports;
 } fixture;
 
-static void on_deliver(void *user, const mim_message *m) {
+static void on_deliver(void *user, const mim_message *m, const mim_envelope *env) {
   fixture *f = user;
   assert_string_equal(m->chat, CHAT);
+  assert_true((env != NULL) == (m->kind == MIM_MESSAGE_CHAT));
   f->delivered++;
   if (f->nseen >= MAX_SEEN)
     return;

@@ -255,9 +255,13 @@ static int teardown_server(void **state) {
 static char *text_for_envelope(size_t len) {
   char *json = NULL;
   size_t base = 0;
-  assert_int_equal(mim_envelope_build("00000000000000000000000000000000", "member", "",
-                                      cmn_wall_ms(), &json, &base),
-                   MIM_OK);
+  mim_envelope e = {.type = MIM_ENV_MSG,
+                    .id = "00000000000000000000000000000000",
+                    .from = "member",
+                    .uid = "member", /* the user id defaults to the display name */
+                    .text = "",
+                    .ts = cmn_wall_ms()};
+  assert_int_equal(mim_envelope_build_v2(&e, &json, &base), MIM_OK);
   free(json);
   char *text = malloc(len - base + 1);
   assert_non_null(text);

@@ -111,6 +111,11 @@ static void test_call_options(void **state) {
   assert_int_equal(mim_list_push_back(root, CACHE, "l", "v", 1, &wo, NULL), MIM_OK);
   mim_join_options ok = MIM_JOIN_OPTIONS_INIT;
   assert_int_equal(mim_join(root, CACHE, "chat", &ok, on_message, NULL, &s), MIM_OK);
+  mim_send_options sendo = {.reply_to = "x"};
+  expect_refused(mim_send_with_options(s, "hi", &sendo, NULL), "MIM_SEND_OPTIONS_INIT");
+  mim_send_options so_ok = MIM_SEND_OPTIONS_INIT;
+  so_ok.reply_to = "x";
+  assert_int_equal(mim_send_with_options(s, "hi", &so_ok, NULL), MIM_OK);
   mim_leave(s);
 }
 
