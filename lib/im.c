@@ -20,6 +20,7 @@
 #include "merge.h"
 #include "message.h"
 #include "outbox.h"
+#include "presence.h"
 #include "struct_size.h"
 
 #include <momento/im.h>
@@ -77,6 +78,10 @@ struct mim_session {
   atomic_size_t page_hint;
 
   mim_live live; /* tracked by the client while the application owns the session */
+
+  /* Typing and presence (presence.h): signals never reach the merge. */
+  mim_presence *presence;
+  mim_on_presence on_presence;
 };
 
 /* ---- messages ---- */
@@ -197,8 +202,9 @@ static void start_fetch(mim_session *s) {
 
 static void on_item(void *user, const mim_topic_item *item) {
   mim_session *s = user;
-  if (!atomic_load(&s->closing))
-    mim_merge_live(&s->merge, item);
+  if (atomic_load(&s->closing) || mim_presence_on_item(s->presence, item->data, item->len))
+    return;
+  mim_merge_live(&s->merge, item);
 }
 
 static void on_discontinuity(void *user, uint64_t last, uint64_t next, uint64_t page) {
@@ -248,6 +254,7 @@ static mim_status join_options_in(const mim_join_options *in, mim_join_options *
 
 static void session_free(mim_session *s) {
   mim_outbox_close(s->outbox, 0);
+  mim_presence_free(s->presence);
   mim_merge_free(&s->merge);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
@@ -286,6 +293,29 @@ static mim_status session_outbox(mim_session *s, const mim_join_options *o) {
   return mim_outbox_new(&cfg, &s->outbox);
 }
 
+/* The presence table's reports, until the session closes. */
+static void presence_emit(void *user, mim_presence_change change, const mim_member *member) {
+  mim_session *s = user;
+  if (s->on_presence && !atomic_load(&s->closing))
+    s->on_presence(s, change, member, s->user);
+}
+
+/* Typing signals always; presence when on_presence is set. */
+static mim_status session_presence(mim_session *s, const mim_join_options *o) {
+  s->on_presence = o ? o->on_presence : NULL;
+  mim_presence_config cfg = {.client = s->client,
+                             .cache = s->cache,
+                             .topic = s->mode == MIM_CHAT_MODERATED ? s->input_topic : s->chat,
+                             .from = s->display_name,
+                             .uid = o && o->user_id ? o->user_id : s->display_name,
+                             .moderated = s->mode == MIM_CHAT_MODERATED,
+                             .enabled = s->on_presence != NULL,
+                             .heartbeat_ms = o ? o->presence_heartbeat_ms : 0,
+                             .emit = presence_emit,
+                             .user = s};
+  return mim_presence_new(&cfg, &s->presence);
+}
+
 /* A new session, or NULL (detail set) when out of memory. */
 static mim_session *session_new(mim_client *client, const char *cache, const char *chat_id,
                                 const mim_join_options *o, mim_on_message on_message, void *user) {
@@ -316,7 +346,7 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
   mim_merge_sink sink = {.deliver = merge_deliver, .report = merge_report, .user = s};
   if (!s->cache || !s->chat || !s->display_name || !s->input_topic ||
       mim_merge_init(&s->merge, s->chat, s->history_cap, &sink) != MIM_OK ||
-      session_outbox(s, o) != MIM_OK) {
+      session_outbox(s, o) != MIM_OK || session_presence(s, o) != MIM_OK) {
     session_free(s);
     mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
     return NULL;
@@ -494,6 +524,7 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
   }
   *out = s;
   session_owned(s);
+  mim_presence_start(s->presence);
   return MIM_OK;
 }
 
@@ -516,6 +547,7 @@ MIM_API mim_status mim_join_async(mim_client *client, const char *cache, const c
 
 /* The whole leave; not on the event thread (it waits for it). */
 static void leave_now(mim_session *s) {
+  mim_presence_stop(s->presence); /* "left" goes while still subscribed */
   /* Flush first (the subscription does not matter for it), reporting what is left. */
   mim_outbox_close(s->outbox, s->flush_timeout_ms);
   s->outbox = NULL;
@@ -559,6 +591,8 @@ static void finish_async_join(mim_session *s) {
    * leave job started below must already count for mim_client_free by then. */
   mim_client *client = s->client;
   mim_client_hold_jobs(client);
+  if (st == MIM_OK)
+    mim_presence_start(s->presence);
   s->on_joined(s, st, st == MIM_OK ? "" : detail, s->user);
   pthread_mutex_lock(&s->mu);
   s->join_returned = st == MIM_OK && !s->leave_asked; /* the caller owns it from now on */
@@ -884,5 +918,25 @@ MIM_API mim_status mim_remove_message(mim_session *session, const char *message_
   mim_list_values_free(values);
   if (st == MIM_OK && n == 0)
     return mim_fail(MIM_ERR_NOT_FOUND, "no message with that id in the history");
+  return mim_arg_in(__func__, st);
+}
+
+/* ---- typing and presence ---- */
+
+MIM_API mim_status mim_set_typing(mim_session *session, bool typing) {
+  mim_clear_error();
+  mim_status st = check_session(session, "mim_set_typing");
+  if (st == MIM_OK)
+    st = mim_presence_set_typing(session->presence, typing);
+  return mim_arg_in(__func__, st);
+}
+
+MIM_API mim_status mim_members(mim_session *session, mim_member_list **out) {
+  mim_clear_error();
+  mim_status st = check_session(session, "mim_members");
+  if (st == MIM_OK && !out)
+    st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_members: NULL out");
+  if (st == MIM_OK)
+    st = mim_presence_members(session->presence, out);
   return mim_arg_in(__func__, st);
 }

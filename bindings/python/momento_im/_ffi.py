@@ -115,6 +115,7 @@ class JoinOptions(_Sized):
         ("user_id", c_char_p),
         ("on_update", c_void_p),  # mim_on_update
         ("on_presence", c_void_p),  # mim_on_presence
+        ("presence_heartbeat_ms", c_uint32),
     ]
 
 
