@@ -43,6 +43,7 @@ struct mim_presence {
   int inflight;           /* publishes whose completion has not run */
   mim_timer *beat_timer;  /* heartbeat (also the first "here") */
   mim_timer *lapse_timer; /* the table's next expiry */
+  mim_timer *early_timer; /* a deferred early "here" */
   int64_t lapse_at;
   int64_t last_here_ms; /* monotonic; INT64_MIN = never */
   int64_t last_on_ms;   /* typing "on" last sent; INT64_MIN = never */
@@ -164,6 +165,7 @@ static void send_presence_locked(mim_presence *p, bool here) {
 
 static void beat_fired(void *user);
 static void lapse_fired(void *user);
+static void early_fired(void *user);
 
 /* The next heartbeat: the interval +-10 %, so sessions that joined together spread out. */
 static int64_t next_beat_ms(mim_presence *p) {
@@ -235,7 +237,9 @@ static void stop_fired(void *user) {
     (void)mim_timer_cancel(p->beat_timer);
   if (p->lapse_timer)
     (void)mim_timer_cancel(p->lapse_timer);
-  p->beat_timer = p->lapse_timer = NULL;
+  if (p->early_timer)
+    (void)mim_timer_cancel(p->early_timer);
+  p->beat_timer = p->lapse_timer = p->early_timer = NULL;
   if (p->announced)
     send_presence_locked(p, false);
   p->timers_stopped = true;
@@ -281,10 +285,28 @@ void mim_presence_stop(mim_presence *p) {
 
 /* ---- receiving (event thread) ---- */
 
-/* Answers a session we did not know with our own "here", so it learns of us at once. */
+/* Answers a session we did not know with our own "here", so it learns of us at once; at
+ * most once per early_gap_ms: within it, the answer waits for the gap's end (one for every
+ * session met meanwhile). A "here" sent before the newcomer subscribed did not reach it,
+ * so it is deferred, never skipped. */
 static void early_here(mim_presence *p) {
   pthread_mutex_lock(&p->mu);
-  if (!p->stopping && p->announced && since(cmn_mono_ms(), p->last_here_ms) >= p->early_gap_ms)
+  int64_t waited = since(cmn_mono_ms(), p->last_here_ms);
+  if (!p->stopping && p->announced && !p->early_timer) {
+    if (waited >= p->early_gap_ms)
+      send_presence_locked(p, true);
+    else if (mim_transport_timer(transport_of(p), p->early_gap_ms - waited, early_fired, p,
+                                 &p->early_timer) != MIM_OK)
+      p->early_timer = NULL;
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+static void early_fired(void *user) {
+  mim_presence *p = user;
+  pthread_mutex_lock(&p->mu);
+  p->early_timer = NULL;
+  if (!p->stopping)
     send_presence_locked(p, true);
   pthread_mutex_unlock(&p->mu);
 }

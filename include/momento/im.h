@@ -441,8 +441,9 @@ MIM_API mim_status mim_set_typing(mim_session *session, bool typing);
  * Presence is on when mim_join_options.on_presence is set: the session then publishes
  * "here" after the join, a heartbeat every presence_heartbeat_ms (MIM_PRESENCE_HEARTBEAT_MS,
  * with +-10 % jitter), an early "here" when it hears a session it did not know (at most
- * once per 5 s, or per a quarter heartbeat when that is shorter), and "left" at
- * mim_leave (best effort, bounded by the client's deadline). Operations: each member with
+ * once per 5 s, or per a quarter heartbeat when that is shorter: one due within that
+ * time waits for its end), and "left" at mim_leave (best effort, bounded by the client's
+ * deadline). Operations: each member with
  * presence on publishes 2 heartbeats a minute, so an idle chat of N such members costs 2N
  * publishes + 2N x N deliveries a minute (moderated: plus 2N relays and their 2N
  * deliveries to the moderator): 10 members, 20 + 200 a minute. Bounds: at most 1024
