@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Readers treat larger values as foreign (PROTOCOL 3.4). */
+static const size_t PARSE_MAX_BYTES = 262144;
+
 static bool contains(const uint8_t *data, size_t len, const char *word) {
   size_t n = strlen(word);
   for (size_t i = 0; i + n <= len; i++)
@@ -85,7 +88,7 @@ mim_signal_parse_result mim_signal_parse(const uint8_t *data, size_t len, mim_si
                                          const char **reason) {
   memset(sig, 0, sizeof *sig);
   /* Most values are messages: only one that names a signal type is parsed. */
-  if (!data || len > MIM_ENVELOPE_MAX_BYTES ||
+  if (!data || len > PARSE_MAX_BYTES ||
       (!contains(data, len, "typing") && !contains(data, len, "presence")))
     return MIM_SIGNAL_NONE;
   json_error_t err;

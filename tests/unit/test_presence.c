@@ -33,7 +33,7 @@
 static mim_local *srv;
 static mim_client *root;
 
-static int scale(void) {
+static int64_t scale(void) {
   return test_time_scale();
 }
 
@@ -134,7 +134,7 @@ static int64_t line_at(seen *s, int i) {
 /* Lets time pass on purpose (a measured window or an interval of the protocol). */
 static void sleep_ms(int64_t ms) {
   int64_t until = cmn_mono_ms() + ms;
-  struct timespec pause = {.tv_sec = 0, .tv_nsec = 20 * 1000 * 1000};
+  struct timespec pause = {.tv_sec = 0, .tv_nsec = 20000000L};
   while (cmn_mono_ms() < until)
     nanosleep(&pause, NULL);
 }
@@ -249,7 +249,7 @@ static void test_client_only(void **state) {
 
   /* Left by expiry: a session that falls silent. */
   mark = count_lines(&a);
-  publish_ghost(chat, "ghost", 400 * scale());
+  publish_ghost(chat, "ghost", (int)(400 * scale()));
   int g = wait_line(&a, "joined ghost", mark, 5000);
   assert_true(g >= 0);
   int gl = wait_line(&a, "left ghost", g, 5000);

@@ -89,6 +89,7 @@ static void test_signal_bad(void **state) {
       /* unknown state */
       "{\"v\":2,\"t\":\"presence\",\"from\":\"a\",\"sid\":\"s\",\"ts\":1,\"state\":\"gone\"}",
       /* ttl out of range */
+      // NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one literal on two lines
       "{\"v\":2,\"t\":\"presence\",\"from\":\"a\",\"sid\":\"s\",\"ts\":1,\"state\":\"here\","
       "\"ttl\":300001}",
       /* ts missing */
