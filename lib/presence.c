@@ -37,6 +37,7 @@ struct mim_presence {
   /* Lifecycle and what this session sent. */
   pthread_mutex_t mu;
   pthread_cond_t cv;
+  bool started;           /* mim_presence_start ran: the join is done, signals count */
   bool stopping;          /* mim_presence_stop began: nothing new is sent or armed */
   bool timers_stopped;    /* the stop ran on the event thread: no timer is pending */
   bool announced;         /* a "here" was sent: "left" follows at the stop */
@@ -251,6 +252,7 @@ void mim_presence_start(mim_presence *p) {
   if (!p->enabled)
     return;
   pthread_mutex_lock(&p->mu);
+  p->started = true;
   if (!p->stopping && !p->beat_timer &&
       mim_transport_timer(transport_of(p), 0, beat_fired, p, &p->beat_timer) != MIM_OK) {
     p->beat_timer = NULL;
@@ -320,7 +322,9 @@ bool mim_presence_on_item(mim_presence *p, const uint8_t *data, size_t len) {
   if (r != MIM_SIGNAL_OK)
     return r == MIM_SIGNAL_BAD;
   pthread_mutex_lock(&p->mu);
-  bool ignore = !p->enabled || p->stopping || strcmp(sig.sid, p->sid) == 0;
+  /* Before the join is done nothing is armed (a failed join frees us without a stop); what
+   * is missed meanwhile comes back as answers to our first "here". */
+  bool ignore = !p->started || p->stopping || strcmp(sig.sid, p->sid) == 0;
   pthread_mutex_unlock(&p->mu);
   if (!ignore) {
     int64_t now = cmn_mono_ms();

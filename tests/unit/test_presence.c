@@ -470,6 +470,64 @@ static void test_idle_rate(void **state) {
   assert_list_empty(chat);
 }
 
+/* ---- async join, leave from a callback, a forgotten session ---- */
+
+typedef struct leaver {
+  seen s;
+  atomic_int joined; /* on_joined ran with MIM_OK */
+} leaver;
+
+/* Leaves from inside on_presence once someone is here (the leave is deferred). */
+static void leave_on_presence(mim_session *session, mim_presence_change change, const mim_member *m,
+                              void *user) {
+  on_presence(session, change, m, user);
+  if (change == MIM_PRESENCE_JOINED)
+    mim_leave(session);
+}
+
+static void on_joined(mim_session *session, mim_status st, const char *detail, void *user) {
+  (void)session;
+  (void)detail;
+  leaver *l = user;
+  if (st == MIM_OK)
+    atomic_store(&l->joined, 1);
+}
+
+static void test_async_and_leaves(void **state) {
+  (void)state;
+  char chat[64];
+  new_chat(chat, sizeof chat, "async");
+  seen a;
+  seen_init(&a);
+  mim_session *sa = join(root, chat, "Alice", "alice", MIM_CHAT_CLIENT_ONLY, 1000, &a);
+  leaver l = {0};
+  seen_init(&l.s);
+  mim_join_options o = MIM_JOIN_OPTIONS_INIT;
+  o.display_name = "Dora";
+  o.user_id = "dora";
+  o.on_presence = leave_on_presence;
+  o.presence_heartbeat_ms = (uint32_t)(1000 * scale());
+  assert_int_equal(mim_join_async(root, CACHE, chat, &o, on_message, on_joined, &l), MIM_OK);
+  /* Dora announces herself after the async join, hears Alice, leaves from the callback:
+   * Alice sees both. */
+  assert_true(wait_line(&a, "joined dora", 0, 5000) >= 0);
+  assert_true(wait_line(&l.s, "joined alice", 0, 5000) >= 0);
+  assert_true(wait_line(&a, "left dora", 0, 5000) >= 0);
+  assert_int_equal(atomic_load(&l.joined), 1);
+  /* A session the application forgets: mim_client_free leaves it, "left" included. */
+  mim_client *ce = test_client_from_key(srv->root_key);
+  seen e;
+  seen_init(&e);
+  (void)join(ce, chat, "Eve", "eve", MIM_CHAT_CLIENT_ONLY, 1000, &e);
+  assert_true(wait_line(&a, "joined eve", 0, 5000) >= 0);
+  mim_client_free(ce);
+  assert_true(wait_line(&a, "left eve", 0, 5000) >= 0);
+  mim_leave(sa);
+  seen_free(&a);
+  seen_free(&e);
+  seen_free(&l.s);
+}
+
 /* ---- presence off ---- */
 
 static void test_presence_off(void **state) {
@@ -507,7 +565,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_client_only),          cmocka_unit_test(test_moderated),
       cmocka_unit_test(test_join_during_activity), cmocka_unit_test(test_idle_rate),
-      cmocka_unit_test(test_presence_off),
+      cmocka_unit_test(test_async_and_leaves),     cmocka_unit_test(test_presence_off),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
