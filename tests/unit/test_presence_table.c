@@ -88,10 +88,9 @@ static void test_signal_bad(void **state) {
       "{\"v\":2,\"t\":\"typing\",\"from\":\"a\",\"uid\":\"a\",\"sid\":\"s\",\"ts\":1,\"on\":1}",
       /* unknown state */
       "{\"v\":2,\"t\":\"presence\",\"from\":\"a\",\"sid\":\"s\",\"ts\":1,\"state\":\"gone\"}",
-      /* ttl out of range */
-      // NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one literal on two lines
-      "{\"v\":2,\"t\":\"presence\",\"from\":\"a\",\"sid\":\"s\",\"ts\":1,\"state\":\"here\","
-      "\"ttl\":300001}",
+      /* ttl out of range (one literal on two lines) */
+      ("{\"v\":2,\"t\":\"presence\",\"from\":\"a\",\"sid\":\"s\",\"ts\":1,\"state\":\"here\","
+       "\"ttl\":300001}"),
       /* ts missing */
       "{\"v\":2,\"t\":\"presence\",\"from\":\"a\",\"sid\":\"s\",\"state\":\"here\"}",
       /* uid empty, v 1 */
