@@ -269,6 +269,24 @@ static void test_client_only(void **state) {
   seen_free(&c);
 }
 
+typedef struct counter {
+  atomic_int presence, other;
+} counter;
+
+static bool has_bytes(const uint8_t *data, size_t len, const char *word) {
+  size_t n = strlen(word);
+  for (size_t i = 0; i + n <= len; i++)
+    if (memcmp(data + i, word, n) == 0)
+      return true;
+  return false;
+}
+
+static void count_item(void *user, const mim_topic_item *item) {
+  counter *k = user;
+  bool p = has_bytes(item->data, item->len, "\"presence\"");
+  atomic_fetch_add(p ? &k->presence : &k->other, 1);
+}
+
 /* ---- moderated ---- */
 
 static mim_moderation_verdict accept_all(const mim_message *msg, char **new_text, void *user) {
@@ -352,6 +370,56 @@ static void test_moderated(void **state) {
   seen_free(&c);
 }
 
+/* A member that floods signals cannot make the moderator flood the chat: it relays 2 a
+ * second per publisher (bursts of 5), and another member's signals still go through. */
+static void test_moderator_signal_rate(void **state) {
+  (void)state;
+  char chat[64], input[96];
+  new_chat(chat, sizeof chat, "flood");
+  snprintf(input, sizeof input, "%s-input", chat);
+  const char *chats[] = {chat};
+  mim_moderator *mod = NULL;
+  assert_int_equal(mim_moderator_start(root, CACHE, chats, 1, 0, accept_all, NULL, &mod), MIM_OK);
+  mim_disposable_token *tm, *tn;
+  mim_client *cm = user_client(chat, "mallory", &tm);
+  mim_client *cn = user_client(chat, "nina", &tn);
+  counter k = {0};
+  mim_subscription_callbacks cbs = {.struct_size = sizeof cbs, .on_item = count_item, .user = &k};
+  mim_subscription *sub = NULL;
+  assert_int_equal(mim_topic_subscribe(root, CACHE, chat, NULL, &cbs, &sub), MIM_OK);
+  enum { FLOOD = 60 };
+  int64_t t0 = cmn_mono_ms();
+  for (int i = 0; i < FLOOD; i++)
+    assert_int_equal(
+        mim_topic_publish_text(cm, CACHE, input,
+                               "{\"v\":2,\"t\":\"presence\",\"from\":\"m\",\"uid\":\"m\","
+                               "\"sid\":\"m000000000000000\",\"ts\":1,\"state\":\"here\"}"),
+        MIM_OK);
+  int64_t secs = (cmn_mono_ms() - t0) / 1000 + 1;
+  /* Nina's one signal after the flood: relayed, so the flood's end is known. */
+  assert_int_equal(
+      mim_topic_publish_text(cn, CACHE, input,
+                             "{\"v\":2,\"t\":\"typing\",\"from\":\"n\",\"uid\":"
+                             "\"n\",\"sid\":\"n000000000000000\",\"ts\":1,\"on\":true}"),
+      MIM_OK);
+  int64_t until = cmn_mono_ms() + 5000 * scale();
+  while (atomic_load(&k.other) < 1 && cmn_mono_ms() < until)
+    sleep_ms(10);
+  assert_int_equal(atomic_load(&k.other), 1);
+  int relayed = atomic_load(&k.presence);
+  print_message("%d of %d flooded signals relayed in about %lld s\n", relayed, FLOOD,
+                (long long)secs);
+  assert_true(relayed >= 5);
+  assert_true(relayed <= 5 + 2 * secs + 1);
+  mim_topic_unsubscribe(sub);
+  mim_moderator_stop(mod);
+  mim_client_free(cm);
+  mim_client_free(cn);
+  mim_disposable_token_free(tm);
+  mim_disposable_token_free(tn);
+  assert_list_empty(chat);
+}
+
 /* ---- a join during activity ---- */
 
 static void test_join_during_activity(void **state) {
@@ -397,24 +465,6 @@ static void test_join_during_activity(void **state) {
 }
 
 /* ---- the cost of an idle chat ---- */
-
-typedef struct counter {
-  atomic_int presence, other;
-} counter;
-
-static bool has_bytes(const uint8_t *data, size_t len, const char *word) {
-  size_t n = strlen(word);
-  for (size_t i = 0; i + n <= len; i++)
-    if (memcmp(data + i, word, n) == 0)
-      return true;
-  return false;
-}
-
-static void count_item(void *user, const mim_topic_item *item) {
-  counter *k = user;
-  bool p = has_bytes(item->data, item->len, "\"presence\"");
-  atomic_fetch_add(p ? &k->presence : &k->other, 1);
-}
 
 static uint64_t calls_of(mim_client *c) {
   mim_client_stats st = MIM_CLIENT_STATS_INIT;
@@ -563,9 +613,13 @@ static int teardown(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_client_only),          cmocka_unit_test(test_moderated),
-      cmocka_unit_test(test_join_during_activity), cmocka_unit_test(test_idle_rate),
-      cmocka_unit_test(test_async_and_leaves),     cmocka_unit_test(test_presence_off),
+      cmocka_unit_test(test_client_only),
+      cmocka_unit_test(test_moderated),
+      cmocka_unit_test(test_moderator_signal_rate),
+      cmocka_unit_test(test_join_during_activity),
+      cmocka_unit_test(test_idle_rate),
+      cmocka_unit_test(test_async_and_leaves),
+      cmocka_unit_test(test_presence_off),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
