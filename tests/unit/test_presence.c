@@ -17,6 +17,7 @@
 
 #include <momento/im.h>
 
+#include "chaos_proxy.h"
 #include "clock.h"
 #include "mim_local.h"
 #include "test_client.h"
@@ -578,6 +579,59 @@ static void test_async_and_leaves(void **state) {
   seen_free(&l.s);
 }
 
+/* ---- a reconnect ---- */
+
+/* Bob's connection is cut: his subscription reconnects and presence goes on, Alice
+ * never sees him leave (the cut is far shorter than his ttl) and typing flows both ways
+ * after it. */
+static void test_reconnect(void **state) {
+  (void)state;
+  char chat[64];
+  new_chat(chat, sizeof chat, "cut");
+  chaos_proxy_opts po;
+  chaos_proxy_opts_init(&po);
+  po.start_paused = 1; /* only the scripted cut below */
+  chaos_proxy *proxy = chaos_proxy_start(srv->port, &po);
+  assert_non_null(proxy);
+  char via[64];
+  snprintf(via, sizeof via, "127.0.0.1:%d", chaos_proxy_port(proxy, 0));
+  mim_client_options o;
+  mim_client_options_init(&o);
+  o.api_key = srv->root_key;
+  o.cache_host = o.control_host = o.token_host = via;
+  o.tls = MIM_TLS_OFF;
+  o.default_deadline_ms = 10000 * scale();
+  mim_client *cb = NULL;
+  assert_int_equal(mim_client_create(&o, &cb), MIM_OK);
+  seen a, b;
+  seen_init(&a);
+  seen_init(&b);
+  mim_session *sa = join(root, chat, "Alice", "alice", MIM_CHAT_CLIENT_ONLY, 1000, &a);
+  mim_session *sb = join(cb, chat, "Bob", "bob", MIM_CHAT_CLIENT_ONLY, 1000, &b);
+  assert_true(wait_line(&a, "joined bob", 0, 5000) >= 0);
+  assert_true(wait_line(&b, "joined alice", 0, 5000) >= 0);
+  chaos_proxy_cut_all(proxy);
+  /* Three heartbeats later Bob is still here for Alice, and Alice for Bob. */
+  sleep_ms(3000 * scale());
+  assert_true(wait_line(&b, "typing alice", 0, 0) < 0);
+  assert_int_equal(mim_set_typing(sa, true), MIM_OK);
+  assert_true(wait_line(&b, "typing alice", 0, 5000) >= 0);
+  assert_int_equal(mim_set_typing(sb, true), MIM_OK);
+  assert_true(wait_line(&a, "typing bob", 0, 5000) >= 0);
+  assert_int_equal(wait_line(&a, "left bob", 0, 0), -1);
+  assert_int_equal(wait_line(&b, "left alice", 0, 0), -1);
+  chaos_proxy_stats st;
+  chaos_proxy_get_stats(proxy, &st);
+  assert_true(st.cut >= 1);
+  mim_leave(sb);
+  assert_true(wait_line(&a, "left bob", 0, 5000) >= 0);
+  mim_leave(sa);
+  mim_client_free(cb);
+  chaos_proxy_stop(proxy);
+  seen_free(&a);
+  seen_free(&b);
+}
+
 /* ---- presence off ---- */
 
 static void test_presence_off(void **state) {
@@ -619,6 +673,7 @@ int main(void) {
       cmocka_unit_test(test_join_during_activity),
       cmocka_unit_test(test_idle_rate),
       cmocka_unit_test(test_async_and_leaves),
+      cmocka_unit_test(test_reconnect),
       cmocka_unit_test(test_presence_off),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
