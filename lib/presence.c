@@ -134,7 +134,9 @@ static void on_published(void *user, mim_status status, const char *detail) {
   pthread_mutex_unlock(&p->mu);
 }
 
-/* Publishes a signal of ours (mu held). */
+/* Publishes a signal of ours. Called with mu held, which it releases around the publish
+ * (its completion takes mu, and may run before the call returns): the caller must not
+ * rely on what it read under mu before. Counted in `inflight` first, so a stop waits. */
 static mim_status publish_locked(mim_presence *p, mim_signal *sig) {
   sig->from = p->from;
   sig->uid = p->uid;
@@ -143,14 +145,20 @@ static mim_status publish_locked(mim_presence *p, mim_signal *sig) {
   char *json = NULL;
   size_t len = 0;
   mim_status st = mim_signal_build(sig, &json, &len);
-  if (st == MIM_OK)
-    st = mim_topic_publish_text_async(p->client, p->cache, p->topic, json, on_published, p);
-  free(json);
-  if (st == MIM_OK)
-    p->inflight++;
-  else
+  if (st != MIM_OK)
+    return st;
+  p->inflight++;
+  pthread_mutex_unlock(&p->mu);
+  st = mim_topic_publish_text_async(p->client, p->cache, p->topic, json, on_published, p);
+  if (st != MIM_OK)
     mim_log(MIM_LOG_DEBUG, "presence: a signal on %s was not sent: %s", p->topic,
             mim_last_error_detail());
+  free(json);
+  pthread_mutex_lock(&p->mu);
+  if (st != MIM_OK) {
+    p->inflight--;
+    pthread_cond_broadcast(&p->cv);
+  }
   return st;
 }
 
@@ -349,16 +357,15 @@ mim_status mim_presence_set_typing(mim_presence *p, bool typing) {
   bool send =
       !p->stopping && (typing ? since(now, p->last_on_ms) >= MIM_TYPING_REFRESH_MS
                               : p->off_owed && since(now, p->last_on_ms) < MIM_TYPING_EXPIRY_MS);
+  /* Counted as sent before publishing (mu is released meanwhile): a failure is not
+   * retried anyway, and two threads typing at once must not both send. */
+  if (send && typing)
+    p->last_on_ms = now;
+  p->off_owed = send ? typing : p->off_owed && typing;
   if (send) {
     mim_signal sig = {.kind = MIM_SIGNAL_TYPING, .on = typing};
     st = publish_locked(p, &sig);
   }
-  if (send && st == MIM_OK && typing)
-    p->last_on_ms = now;
-  if (send && st == MIM_OK)
-    p->off_owed = typing;
-  if (!typing)
-    p->off_owed = false;
   pthread_mutex_unlock(&p->mu);
   return st;
 }
