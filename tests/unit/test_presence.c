@@ -528,11 +528,11 @@ typedef struct leaver {
   atomic_int joined; /* on_joined ran with MIM_OK */
 } leaver;
 
-/* Leaves from inside on_presence once someone is here (the leave is deferred). */
+/* Leaves from inside on_presence once someone types (the leave is deferred). */
 static void leave_on_presence(mim_session *session, mim_presence_change change, const mim_member *m,
                               void *user) {
   on_presence(session, change, m, user);
-  if (change == MIM_PRESENCE_JOINED)
+  if (change == MIM_PRESENCE_TYPING)
     mim_leave(session);
 }
 
@@ -559,11 +559,13 @@ static void test_async_and_leaves(void **state) {
   o.on_presence = leave_on_presence;
   o.presence_heartbeat_ms = (uint32_t)(1000 * scale());
   assert_int_equal(mim_join_async(root, CACHE, chat, &o, on_message, on_joined, &l), MIM_OK);
-  /* Dora announces herself after the async join, hears Alice, leaves from the callback:
-   * Alice sees both. */
+  /* Dora announces herself after the async join and hears Alice; Alice types, Dora
+   * leaves from the callback: Alice sees her come and go. */
   assert_true(wait_line(&a, "joined dora", 0, 5000) >= 0);
   assert_true(wait_line(&l.s, "joined alice", 0, 5000) >= 0);
+  assert_int_equal(mim_set_typing(sa, true), MIM_OK);
   assert_true(wait_line(&a, "left dora", 0, 5000) >= 0);
+  assert_true(wait_line(&l.s, "typing alice", 0, 0) >= 0);
   assert_int_equal(atomic_load(&l.joined), 1);
   /* A session the application forgets: mim_client_free leaves it, "left" included. */
   mim_client *ce = test_client_from_key(srv->root_key);
