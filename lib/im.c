@@ -21,6 +21,7 @@
 #include "merge.h"
 #include "message.h"
 #include "outbox.h"
+#include "presence.h"
 #include "struct_size.h"
 
 #include <momento/im.h>
@@ -90,6 +91,9 @@ struct mim_session {
   mim_idset own; /* ids this session sent (bounded: OWN_IDS) */
   /* Moderated: the token id the moderator recorded on our messages ("" = none seen). */
   char my_pub[MIM_ENVELOPE_MAX_UID_LEN];
+  /* Typing and presence (presence.h): signals never reach the merge. */
+  mim_presence *presence;
+  mim_on_presence on_presence;
 };
 
 /* Own ids remembered for `mine`: the outbox's default limit plus a delivery window. */
@@ -261,8 +265,9 @@ static void start_fetch(mim_session *s) {
 
 static void on_item(void *user, const mim_topic_item *item) {
   mim_session *s = user;
-  if (!atomic_load(&s->closing))
-    mim_merge_live(&s->merge, item);
+  if (atomic_load(&s->closing) || mim_presence_on_item(s->presence, item->data, item->len))
+    return;
+  mim_merge_live(&s->merge, item);
 }
 
 static void on_discontinuity(void *user, uint64_t last, uint64_t next, uint64_t page) {
@@ -312,6 +317,7 @@ static mim_status join_options_in(const mim_join_options *in, mim_join_options *
 
 static void session_free(mim_session *s) {
   mim_outbox_close(s->outbox, 0);
+  mim_presence_free(s->presence);
   mim_merge_free(&s->merge);
   mim_fold_free(&s->fold);
   mim_idset_free(&s->own);
@@ -376,6 +382,29 @@ static mim_status session_events_init(mim_session *s, const mim_join_options *o)
   return st == MIM_OK && s->user_id ? MIM_OK : MIM_ERR_NO_MEMORY;
 }
 
+/* The presence table's reports, until the session closes. */
+static void presence_emit(void *user, mim_presence_change change, const mim_member *member) {
+  mim_session *s = user;
+  if (s->on_presence && !atomic_load(&s->closing))
+    s->on_presence(s, change, member, s->user);
+}
+
+/* Typing signals always; presence when on_presence is set. */
+static mim_status session_presence(mim_session *s, const mim_join_options *o) {
+  s->on_presence = o ? o->on_presence : NULL;
+  mim_presence_config cfg = {.client = s->client,
+                             .cache = s->cache,
+                             .topic = s->mode == MIM_CHAT_MODERATED ? s->input_topic : s->chat,
+                             .from = s->display_name,
+                             .uid = s->user_id[0] ? s->user_id : s->display_name,
+                             .moderated = s->mode == MIM_CHAT_MODERATED,
+                             .enabled = s->on_presence != NULL,
+                             .heartbeat_ms = o ? o->presence_heartbeat_ms : 0,
+                             .emit = presence_emit,
+                             .user = s};
+  return mim_presence_new(&cfg, &s->presence);
+}
+
 /* A new session, or NULL (detail set) when out of memory. */
 static mim_session *session_new(mim_client *client, const char *cache, const char *chat_id,
                                 const mim_join_options *o, mim_on_message on_message, void *user) {
@@ -407,7 +436,7 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
       .deliver = merge_deliver, .prepare = merge_prepare, .report = merge_report, .user = s};
   if (session_events_init(s, o) != MIM_OK || !s->cache || !s->chat || !s->display_name ||
       !s->input_topic || mim_merge_init(&s->merge, s->chat, s->history_cap, &sink) != MIM_OK ||
-      session_outbox(s, o) != MIM_OK) {
+      session_outbox(s, o) != MIM_OK || session_presence(s, o) != MIM_OK) {
     session_free(s);
     mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
     return NULL;
@@ -600,6 +629,7 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
   }
   *out = s;
   session_owned(s);
+  mim_presence_start(s->presence);
   return MIM_OK;
 }
 
@@ -622,6 +652,7 @@ MIM_API mim_status mim_join_async(mim_client *client, const char *cache, const c
 
 /* The whole leave; not on the event thread (it waits for it). */
 static void leave_now(mim_session *s) {
+  mim_presence_stop(s->presence); /* "left" goes while still subscribed */
   /* Flush first (the subscription does not matter for it), reporting what is left. */
   mim_outbox_close(s->outbox, s->flush_timeout_ms);
   s->outbox = NULL;
@@ -665,6 +696,8 @@ static void finish_async_join(mim_session *s) {
    * leave job started below must already count for mim_client_free by then. */
   mim_client *client = s->client;
   mim_client_hold_jobs(client);
+  if (st == MIM_OK)
+    mim_presence_start(s->presence);
   s->on_joined(s, st, st == MIM_OK ? "" : detail, s->user);
   pthread_mutex_lock(&s->mu);
   s->join_returned = st == MIM_OK && !s->leave_asked; /* the caller owns it from now on */
@@ -1177,5 +1210,25 @@ MIM_API mim_status mim_remove_message(mim_session *session, const char *message_
   mim_list_values_free(values);
   if (st == MIM_OK && n == 0)
     return mim_fail(MIM_ERR_NOT_FOUND, "no message with that id in the history");
+  return mim_arg_in(__func__, st);
+}
+
+/* ---- typing and presence ---- */
+
+MIM_API mim_status mim_set_typing(mim_session *session, bool typing) {
+  mim_clear_error();
+  mim_status st = check_session(session, "mim_set_typing");
+  if (st == MIM_OK)
+    st = mim_presence_set_typing(session->presence, typing);
+  return mim_arg_in(__func__, st);
+}
+
+MIM_API mim_status mim_members(mim_session *session, mim_member_list **out) {
+  mim_clear_error();
+  mim_status st = check_session(session, "mim_members");
+  if (st == MIM_OK && !out)
+    st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "mim_members: NULL out");
+  if (st == MIM_OK)
+    st = mim_presence_members(session->presence, out);
   return mim_arg_in(__func__, st);
 }

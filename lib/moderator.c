@@ -18,11 +18,13 @@
  * forwarded and of those the list held at start, and forwards an edit or a delete only
  * from the message's own publisher. */
 #include "chat_defaults.h"
+#include "chat_signal.h"
 #include "client_internal.h"
 #include "clock.h"
 #include "envelope.h"
 #include "error.h"
 #include "outbox.h"
+#include "rate_table.h"
 #include "struct_size.h"
 
 #include <momento/im.h>
@@ -46,6 +48,7 @@ typedef struct mod_chat {
   mim_idset forwarded; /* event thread only */
   mim_idset senders;   /* message id -> its pub (malloc'd); event thread only once subscribed */
   mim_outbox *outbox;  /* this chat's forwards, in input order */
+  mim_rate_table signal_rate; /* relayed signals per publisher (event thread only) */
 } mod_chat;
 
 struct mim_moderator {
@@ -166,10 +169,47 @@ static bool author_ok(const mod_chat *c, const mim_envelope *env, const mim_topi
   return false;
 }
 
+/* ---- typing and presence signals (docs/PROTOCOL.md section 5) ---- */
+
+/* Signals a publisher may have relayed: 2 a second, bursts of 5. A member sends under
+ * one a second (heartbeats, early "here", typing every 3 s): more is a flood. */
+#define SIGNAL_RATE_PER_SECOND 2.0
+#define SIGNAL_RATE_BURST 5.0
+
+/* Relays a signal to topic <chat> with "pub" set to the trusted publisher id: never
+ * stored, not filtered, not de-duplicated. false: not a signal (handle it as a message). */
+static bool relay_signal(mod_chat *c, const mim_topic_item *item) {
+  mim_signal sig;
+  const char *reason = NULL;
+  mim_signal_parse_result r = mim_signal_parse(item->data, item->len, &sig, &reason);
+  if (r == MIM_SIGNAL_BAD)
+    mim_log(MIM_LOG_DEBUG, "moderator: dropped a signal on %s: %s", c->input_topic, reason);
+  if (r != MIM_SIGNAL_OK)
+    return r == MIM_SIGNAL_BAD;
+  const char *pub = item->publisher_id ? item->publisher_id : "";
+  char *json = NULL;
+  size_t len = 0;
+  mim_status st = MIM_ERR_RESOURCE_EXHAUSTED;
+  if (mim_rate_table_take(&c->signal_rate, pub, cmn_mono_ms())) {
+    free(sig.pub);
+    sig.pub = strdup(pub);
+    st = sig.pub ? mim_signal_build(&sig, &json, &len) : MIM_ERR_NO_MEMORY;
+  }
+  if (st == MIM_OK) /* fire and forget: a lost signal is made up by the next one */
+    st = mim_topic_publish_text_async(c->mod->client, c->mod->cache, c->chat, json, NULL, NULL);
+  if (st != MIM_OK)
+    mim_log(MIM_LOG_DEBUG, "moderator: signal on %s not relayed: %s", c->input_topic,
+            st == MIM_ERR_RESOURCE_EXHAUSTED ? "publisher over its signal rate"
+                                             : mim_status_name(st));
+  free(json);
+  mim_signal_clear(&sig);
+  return true;
+}
+
 static void on_input(void *user, const mim_topic_item *item) {
   mod_chat *c = user;
   mim_moderator *m = c->mod;
-  if (atomic_load(&m->stopping))
+  if (atomic_load(&m->stopping) || relay_signal(c, item))
     return;
   mim_envelope env;
   const char *reason = NULL;
@@ -221,6 +261,7 @@ static void moderator_free(mim_moderator *m) {
     free(m->chats[i].input_topic);
     mim_idset_free(&m->chats[i].forwarded);
     mim_idset_free(&m->chats[i].senders);
+    mim_rate_table_free(&m->chats[i].signal_rate);
   }
   free(m->chats);
   free(m->cache);
@@ -269,6 +310,7 @@ static bool chat_init(mim_moderator *m, size_t i, const char *chat_id) {
   c->mod = m;
   c->chat = strdup(chat_id);
   c->input_topic = mim_chat_input_topic(chat_id);
+  mim_rate_table_init(&c->signal_rate, SIGNAL_RATE_PER_SECOND, SIGNAL_RATE_BURST);
   m->n_chats++;
   bool ok = c->chat && c->input_topic &&
             mim_idset_init(&c->forwarded, FORWARD_DEDUP_WINDOW) == MIM_OK &&

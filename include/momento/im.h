@@ -199,6 +199,10 @@ typedef struct mim_join_options {
   /* Optional: presence and typing changes. Setting it also turns presence on: the
    * session announces itself and sends heartbeats (see mim_members). */
   mim_on_presence on_presence;
+  /* Heartbeat interval of this session's presence, in ms; 0 = MIM_PRESENCE_HEARTBEAT_MS.
+   * Its signals tell readers to expire it after 2.5 times this ("ttl"). Shorter
+   * intervals cost more operations (see mim_members); meant for tests. */
+  uint32_t presence_heartbeat_ms;
 } mim_join_options;
 
 /* Defaults, with struct_size set: `mim_join_options o = MIM_JOIN_OPTIONS_INIT;`. */
@@ -476,6 +480,57 @@ MIM_API mim_status mim_delete(mim_session *session, const char *message_id,
  * there, or removing an absent one, changes nothing (no on_update). */
 MIM_API mim_status mim_react(mim_session *session, const char *message_id, const char *key, bool on,
                              char event_id_out[MIM_MESSAGE_ID_SIZE]);
+/* ---- Typing and presence ---- */
+
+/* Who is here now: an owned list (mim_member_list_free). */
+typedef struct mim_member_list {
+  size_t count;
+  mim_member *members; /* count members; strings owned by the list */
+} mim_member_list;
+
+/* Says this session's user is typing (a keystroke: call it as often as the user types) or
+ * has stopped (typing false: the message was sent or the text cleared). Works whether
+ * presence is on or not. Never blocks: the signal is published asynchronously
+ * (client-only: on topic <chat>; moderated: on "<chat>-input", relayed by the moderator),
+ * fire and forget: a failure is logged at MIM_LOG_DEBUG and not retried.
+ *
+ * Rate (docs/PROTOCOL.md section 5): typing true publishes only when no "on" was sent in
+ * the last MIM_TYPING_REFRESH_MS (other calls return MIM_OK and send nothing), so
+ * continuous typing costs at most 20 publishes a minute; readers let it lapse
+ * MIM_TYPING_EXPIRY_MS after the last one, so keep calling it while the user types.
+ * typing false publishes only when an "on" was sent in the last MIM_TYPING_EXPIRY_MS and
+ * no "off" since (at most 20 more a minute). Each publish is delivered to every
+ * subscriber (N operations more).
+ *
+ * Thread-safe; callable from callbacks. Errors: MIM_ERR_INVALID_ARGUMENT (NULL session),
+ * publish start errors (MIM_ERR_NO_MEMORY, a client being freed). */
+MIM_API mim_status mim_set_typing(mim_session *session, bool typing);
+
+/* The members present in the chat now, as this session's presence table knows them: the
+ * senders (moderated: trusted token ids, trusted true; client-only: claimed user ids) of
+ * which a session was heard of within its expiry (the "ttl" its signals carry; default
+ * MIM_PRESENCE_EXPIRY_MS) and did not leave, without this session itself (other sessions
+ * of the same user are listed). Local: no server call, never blocks for the network.
+ *
+ * Presence is on when mim_join_options.on_presence is set: the session then publishes
+ * "here" after the join, a heartbeat every presence_heartbeat_ms (MIM_PRESENCE_HEARTBEAT_MS,
+ * with +-10 % jitter), an early "here" when it hears a session it did not know (at most
+ * once per 5 s, or per a quarter heartbeat when that is shorter: one due within that
+ * time waits for its end), and "left" at mim_leave (best effort, bounded by the client's
+ * deadline). Operations: each member with
+ * presence on publishes 2 heartbeats a minute, so an idle chat of N such members costs 2N
+ * publishes + 2N x N deliveries a minute (moderated: plus 2N relays and their 2N
+ * deliveries to the moderator): 10 members, 20 + 200 a minute. Bounds: at most 1024
+ * members and 8 sessions per member are tracked (further senders are ignored until one
+ * leaves; a ninth session replaces the one heard of least recently).
+ *
+ * *out owned by the caller (mim_member_list_free), set only on MIM_OK. Thread-safe;
+ * callable from callbacks (on_presence too). Errors: MIM_ERR_INVALID_ARGUMENT (NULL),
+ * MIM_ERR_FAILED_PRECONDITION (presence is off: no on_presence), MIM_ERR_NO_MEMORY. */
+MIM_API mim_status mim_members(mim_session *session, mim_member_list **out);
+
+/* Frees a list from mim_members. NULL is ignored. */
+MIM_API void mim_member_list_free(mim_member_list *list);
 
 /* ---- Moderation (server-mediated pattern) ---- */
 

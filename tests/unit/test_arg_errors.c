@@ -153,6 +153,13 @@ static mim_status delete_no_session(void) {
 static mim_status react_no_session(void) {
   return mim_react(NULL, "id", "+1", true, NULL);
 }
+static mim_status set_typing_no_session(void) {
+  return mim_set_typing(NULL, true);
+}
+static mim_status members_no_session(void) {
+  mim_member_list *l = NULL;
+  return mim_members(NULL, &l);
+}
 static mim_status remove_no_session(void) {
   return mim_remove_message(NULL, "id");
 }
@@ -280,6 +287,8 @@ static const arg_case cases[] = {
     {delete_no_session, "mim_delete", "session"},
     {react_no_session, "mim_react", "session"},
     {remove_no_session, "mim_remove_message", "session"},
+    {set_typing_no_session, "mim_set_typing", "session"},
+    {members_no_session, "mim_members", "session"},
     {moderator_no_chats, "mim_moderator_start", "chat_ids is NULL"},
     {moderator_no_filter, "mim_moderator_start", "filter is NULL"},
     {moderator_null_chat, "mim_moderator_start", "chat_ids[1] is NULL"},

@@ -32,6 +32,7 @@ logged on the ``momento_im`` logger and otherwise ignored; it never reaches the 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import atexit
 import contextlib
 import enum
@@ -51,6 +52,7 @@ __all__ = [
     "SubscriptionState", "MomentoIMError", "InvalidArgumentError", "NotFoundError",
     "AlreadyExistsError", "PermissionDeniedError", "UnauthenticatedError",
     "DeadlineExceededError", "UnavailableError", "version", "enable_library_logging",
+    "Member", "PresenceChange",
 ]
 
 __version__ = "0.3.0"
@@ -60,6 +62,7 @@ StrOrBytes = Union[str, bytes]
 OnMessage = Callable[["Message"], Any]
 OnEvent = Callable[["SubscriptionState", str, str], Any]
 OnSendResult = Callable[[str, str, str], Any]
+OnPresence = Callable[["PresenceChange", "Member"], Any]
 
 _log = logging.getLogger("momento_im")
 _local = threading.local()
@@ -211,6 +214,31 @@ def _copy_message(m: _ffi.Message) -> Message:
                    from_history=bool(m.from_history), kind=_kind(m.kind), raw=raw)
 
 
+# ---- typing and presence ----
+
+class PresenceChange(enum.IntEnum):
+    JOINED = 0
+    LEFT = 1  # said so, or not heard of within its expiry
+    TYPING = 2
+    STOPPED_TYPING = 3  # said so, or no refresh for 6 s
+
+
+@dataclass(frozen=True)
+class Member:
+    """A chat member as presence signals show it (copied: safe to keep)."""
+    user_id: str  # moderated: trusted token id; client-only: claimed user id
+    display_name: str
+    trusted: bool
+    typing: bool
+    last_seen_ms: int  # receiver's clock, epoch ms
+
+
+def _copy_member(m: _ffi.Member) -> Member:
+    return Member(user_id=_s(m.user_id), display_name=_s(m.display_name),
+                  trusted=bool(m.trusted), typing=bool(m.typing),
+                  last_seen_ms=m.last_seen_ms)
+
+
 # ---- handles ----
 
 class _Handle:
@@ -352,6 +380,8 @@ class _SessionState:
         self.c_on_event: Any = _ffi.ON_EVENT(self._on_event) if on_event else None
         self.c_on_send_result: Any = (_ffi.ON_SEND_RESULT(self._on_send_result)
                                       if on_send_result else None)
+        self.user_on_presence: Optional[OnPresence] = None  # set_on_presence
+        self.c_on_presence: Any = None
 
     def _on_message(self, _session: int, msg: Any, _user: int) -> None:
         _local.in_callback = True
@@ -392,7 +422,23 @@ class _SessionState:
         finally:
             _local.in_callback = was
 
+    def set_on_presence(self, on_presence: Optional[OnPresence]) -> None:
+        self.user_on_presence = on_presence
+        self.c_on_presence = _ffi.ON_PRESENCE(self._on_presence) if on_presence else None
+
+    def _on_presence(self, _session: int, change: int, member: Any, _user: int) -> None:
+        _local.in_callback = True
+        try:
+            fn = self.user_on_presence
+            if fn is not None:
+                fn(PresenceChange(change), _copy_member(member.contents))
+        except BaseException:
+            _log.exception("momento_im: on_presence raised; ignored")
+        finally:
+            _local.in_callback = False
+
     def release(self) -> None:
+        self.user_on_presence = self.c_on_presence = None
         self.user_on_message = self.user_on_event = self.user_on_send_result = None
         self.c_on_message = self.c_on_event = self.c_on_send_result = None
         on_left, self.on_left = self.on_left, None
@@ -455,6 +501,24 @@ class Session:
                 _check(lib.mim_remove_message(h, data))
 
         _call(handle, remove)
+
+    def set_typing(self, typing: bool = True) -> None:
+        """Says the user is typing (call it per keystroke) or stopped (mim_set_typing:
+        never blocks; rate-limited; works with presence on or off)."""
+        with self._state.handle.use() as h:
+            _check(lib.mim_set_typing(h, bool(typing)))
+
+    def members(self) -> List[Member]:
+        """Who is here now, without this session (local, no server call). Needs
+        join(on_presence=...); else MomentoIMError (MIM_ERR_FAILED_PRECONDITION)."""
+        out = POINTER(_ffi.MemberList)()
+        with self._state.handle.use() as h:
+            _check(lib.mim_members(h, byref(out)))
+        try:
+            lst = out.contents
+            return [_copy_member(lst.members[i]) for i in range(lst.count)]
+        finally:
+            lib.mim_member_list_free(out)
 
     def leave(self) -> None:
         """Unsubscribes and frees the session; no callback runs after it returns.
@@ -570,7 +634,9 @@ class Client:
              history_cap: int = 100, history_ttl_ms: int = 0,
              on_event: Optional[OnEvent] = None,
              on_send_result: Optional[OnSendResult] = None, outbox_limit: int = 0,
-             flush_timeout_ms: int = 0, send_timeout_ms: int = 0) -> Session:
+             flush_timeout_ms: int = 0, send_timeout_ms: int = 0,
+             on_presence: Optional[OnPresence] = None, presence_heartbeat_ms: int = 0,
+             user_id: Optional[str] = None) -> Session:
         """Joins `chat` in `cache`: on_message(Message) gets the history (from_history
         True, oldest first; delivered before join returns), then live messages, each
         once. mode: "client" or "moderated". on_event(state, status_name, detail), if
@@ -584,6 +650,11 @@ class Client:
         (how long leave() waits for the outbox; 0 = 2000) and send_timeout_ms (how long
         a message is retried; 0 = 60000) tune it. Returns a Session.
 
+        Presence: on_presence(PresenceChange, Member), if given, turns presence on (the
+        session announces itself, sends heartbeats every presence_heartbeat_ms, 0 =
+        30000) and sees who joins, leaves and types (Session.members() lists who is
+        here). user_id: who this user is (None = display_name).
+
         Blocking until the history was delivered; Ctrl-C interrupts it (a join that
         still succeeds afterwards is left again at once)."""
         _refuse_in_callback("Client.join")
@@ -593,9 +664,12 @@ class Client:
             raise _invalid("mode must be 'client' or 'moderated'")
         if on_send_result is not None and not callable(on_send_result):
             raise _invalid("on_send_result must be callable")
+        if on_presence is not None and not callable(on_presence):
+            raise _invalid("on_presence must be callable")
         for what, value in (("history_cap", history_cap), ("outbox_limit", outbox_limit),
                             ("flush_timeout_ms", flush_timeout_ms),
-                            ("send_timeout_ms", send_timeout_ms)):
+                            ("send_timeout_ms", send_timeout_ms),
+                            ("presence_heartbeat_ms", presence_heartbeat_ms)):
             if not 0 <= value < 2 ** 32:
                 raise _invalid("%s out of range" % what)
         state = _SessionState(on_message, on_event, on_send_result)
@@ -612,6 +686,12 @@ class Client:
         opts.outbox_limit = outbox_limit
         opts.flush_timeout_ms = flush_timeout_ms
         opts.send_timeout_ms = send_timeout_ms
+        state.set_on_presence(on_presence)
+        if state.c_on_presence:
+            opts.on_presence = ctypes.cast(state.c_on_presence, c_void_p)
+        opts.presence_heartbeat_ms = presence_heartbeat_ms
+        uid = _b(user_id, "user_id")
+        opts.user_id = uid
         cache_b, chat_b = _b(cache, "cache"), _b(chat, "chat")
         handle = self._handle
 

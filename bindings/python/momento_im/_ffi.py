@@ -115,7 +115,28 @@ class JoinOptions(_Sized):
         ("user_id", c_char_p),
         ("on_update", c_void_p),  # mim_on_update
         ("on_presence", c_void_p),  # mim_on_presence
+        ("presence_heartbeat_ms", c_uint32),
     ]
+
+
+class Member(Structure):
+    """struct mim_member (im.h). Only valid during the callback / list lifetime."""
+    _fields_ = [
+        ("user_id", c_char_p),
+        ("display_name", c_char_p),
+        ("trusted", c_bool),
+        ("typing", c_bool),
+        ("last_seen_ms", c_int64),
+    ]
+
+
+class MemberList(Structure):
+    """struct mim_member_list (im.h)."""
+    _fields_ = [("count", c_size_t), ("members", POINTER(Member))]
+
+
+# void (*mim_on_presence)(mim_session *, mim_presence_change, const mim_member *, void *)
+ON_PRESENCE = CFUNCTYPE(None, c_void_p, c_int, POINTER(Member), c_void_p)
 
 
 class MessageList(Structure):
@@ -242,6 +263,9 @@ _declare("mim_message_list_free", None, POINTER(MessageList))
 _declare("mim_send", c_int, c_void_p, c_char_p, POINTER(ctypes.c_char))
 _declare("mim_remove_message", c_int, c_void_p, c_char_p)
 _declare("mim_leave", None, c_void_p)
+_declare("mim_set_typing", c_int, c_void_p, c_bool)
+_declare("mim_members", c_int, c_void_p, POINTER(POINTER(MemberList)))
+_declare("mim_member_list_free", None, POINTER(MemberList))
 
 _declare("mim_disposable_token_free", None, POINTER(DisposableToken))
 for _name in ("mim_token_generate_client_only", "mim_token_generate_moderated"):

@@ -931,3 +931,55 @@ def test_interrupted_history_then_leave_returns_at_once(server, chat):
         _wait_until(state.left.is_set, "the deferred leave never finished")
         assert state.handle.abandoned == 0 and not c._sessions
         assert received.texts() == []
+
+
+# ---- typing and presence ----
+
+class Presence:
+    """Collects on_presence changes as (change name, user id)."""
+
+    def __init__(self):
+        self.cv = threading.Condition()
+        self.seen = []
+
+    def __call__(self, change, member):
+        assert isinstance(member, mim.Member)
+        with self.cv:
+            self.seen.append((change.name, member.user_id))
+            self.cv.notify_all()
+
+    def wait_for(self, item, timeout=WAIT_S):
+        with self.cv:
+            ok = self.cv.wait_for(lambda: item in self.seen, timeout)
+            assert ok, "timed out waiting for %r; have %r" % (item, self.seen)
+
+
+def test_typing_and_presence(client, chat):
+    pa, pb = Presence(), Presence()
+    quiet = client.join(CACHE, chat, Inbox(), display_name="Quiet")
+    a = client.join(CACHE, chat, Inbox(), display_name="Alice", user_id="alice",
+                    on_presence=pa, presence_heartbeat_ms=1000)
+    b = client.join(CACHE, chat, Inbox(), display_name="Bob", user_id="bob",
+                    on_presence=pb, presence_heartbeat_ms=1000)
+    try:
+        pa.wait_for(("JOINED", "bob"))
+        pb.wait_for(("JOINED", "alice"))
+        [m] = a.members()
+        assert (m.user_id, m.display_name, m.trusted) == ("bob", "Bob", False)
+        b.set_typing(True)
+        pa.wait_for(("TYPING", "bob"))
+        assert a.members()[0].typing
+        b.set_typing(False)
+        pa.wait_for(("STOPPED_TYPING", "bob"))
+        quiet.set_typing(True)  # typing without presence
+        pa.wait_for(("TYPING", "Quiet"))
+        with pytest.raises(mim.MomentoIMError) as e:
+            quiet.members()
+        assert e.value.status_name == "MIM_ERR_FAILED_PRECONDITION"
+        b.leave()
+        pa.wait_for(("LEFT", "bob"))
+        assert [m.user_id for m in a.members()] == ["Quiet"]
+    finally:
+        b.leave()
+        a.leave()
+        quiet.leave()
