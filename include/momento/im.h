@@ -23,6 +23,7 @@
 #include <momento/client.h>
 #include <momento/common.h>
 #include <momento/credentials.h>
+#include <momento/dictionary.h>
 #include <momento/list.h>
 #include <momento/token.h>
 #include <momento/topics.h>
