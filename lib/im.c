@@ -20,6 +20,7 @@
 #include "merge.h"
 #include "message.h"
 #include "outbox.h"
+#include "read.h"
 #include "struct_size.h"
 
 #include <momento/im.h>
@@ -77,6 +78,8 @@ struct mim_session {
   atomic_size_t page_hint;
 
   mim_live live; /* tracked by the client while the application owns the session */
+
+  mim_read *read; /* read markers: the record of delivered messages (read.h) */
 };
 
 /* ---- messages ---- */
@@ -105,6 +108,7 @@ static void emit_event(mim_session *s, mim_subscription_state state, mim_status 
 static void deliver(mim_session *s, const mim_message *m) {
   if (atomic_load(&s->closing))
     return;
+  mim_read_note(s->read, m);
   s->on_message(s, m, s->user);
 }
 
@@ -255,6 +259,7 @@ static void session_free(mim_session *s) {
   free(s->chat);
   free(s->input_topic);
   free(s->display_name);
+  mim_read_free(s->read);
   free(s);
 }
 
@@ -310,11 +315,13 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
   s->chat = strdup(chat_id);
   s->display_name = strdup(o && o->display_name ? o->display_name : "anonymous");
   s->input_topic = mim_chat_input_topic(chat_id);
+  if (s->display_name)
+    s->read = mim_read_new(chat_id, o && o->user_id && *o->user_id ? o->user_id : s->display_name);
   s->on_send_result = o ? o->on_send_result : NULL;
   s->flush_timeout_ms =
       o && o->flush_timeout_ms ? o->flush_timeout_ms : MIM_DEFAULT_FLUSH_TIMEOUT_MS;
   mim_merge_sink sink = {.deliver = merge_deliver, .report = merge_report, .user = s};
-  if (!s->cache || !s->chat || !s->display_name || !s->input_topic ||
+  if (!s->cache || !s->chat || !s->display_name || !s->input_topic || !s->read ||
       mim_merge_init(&s->merge, s->chat, s->history_cap, &sink) != MIM_OK ||
       session_outbox(s, o) != MIM_OK) {
     session_free(s);
@@ -885,4 +892,11 @@ MIM_API mim_status mim_remove_message(mim_session *session, const char *message_
   if (st == MIM_OK && n == 0)
     return mim_fail(MIM_ERR_NOT_FOUND, "no message with that id in the history");
   return mim_arg_in(__func__, st);
+}
+
+/* ---- read markers (read.c) ---- */
+
+void mim_session_read_target(mim_session *s, mim_read_target *out) {
+  *out = (mim_read_target){
+      .client = s->client, .cache = s->cache, .ttl_ms = s->ttl_ms, .read = s->read};
 }

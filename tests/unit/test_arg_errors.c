@@ -142,6 +142,17 @@ static mim_status send_no_session(void) {
 static mim_status remove_no_session(void) {
   return mim_remove_message(NULL, "id");
 }
+static mim_status mark_read_no_session(void) {
+  return mim_mark_read(NULL, "id");
+}
+static mim_status unread_no_session(void) {
+  size_t n = 0;
+  return mim_unread_count(NULL, &n, NULL);
+}
+static mim_status read_markers_no_session(void) {
+  mim_read_marker_list *l = NULL;
+  return mim_read_markers(NULL, &l);
+}
 static mim_status moderator_no_chats(void) {
   mim_moderator *m = NULL;
   return mim_moderator_start(cl, C, NULL, 1, 0, pass, NULL, &m);
@@ -281,6 +292,9 @@ static const arg_case cases[] = {
     {join_async_no_chat, "mim_join_async", "chat_id is NULL"},
     {join_async_no_on_joined, "mim_join_async", "on_joined"},
     {history_no_session, "mim_history", "session"},
+    {mark_read_no_session, "mim_mark_read", "session is NULL"},
+    {unread_no_session, "mim_unread_count", "session is NULL"},
+    {read_markers_no_session, "mim_read_markers", "session is NULL"},
     {send_no_session, "mim_send", "session"},
     {remove_no_session, "mim_remove_message", "session"},
     {moderator_no_chats, "mim_moderator_start", "chat_ids is NULL"},
