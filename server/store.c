@@ -835,9 +835,29 @@ static st_list *dict_new(st_cache *c, st_bytes key) {
   return d;
 }
 
-static st_result dict_set_locked(store *s, st_cache *c, st_bytes key, const st_bytes *fields,
-                                 const st_bytes *values, size_t n, const bool *skip, st_ttl ttl,
-                                 size_t *item_bytes) {
+/* Applies the pairs not skipped, creating the dictionary when d is NULL, and sets its
+ * expiry; ST_NOMEM leaves the fields before the failure set. */
+static st_result dict_apply(st_cache *c, st_bytes key, st_list *d, const st_bytes *fields,
+                            const st_bytes *values, size_t n, const bool *skip, int64_t expires) {
+  if (!d && !(d = dict_new(c, key))) {
+    return ST_NOMEM;
+  }
+  st_result r = ST_OK;
+  for (size_t i = 0; i < n && r == ST_OK; i++) {
+    if ((!skip || !skip[i]) && !dict_put(d, fields[i], values[i])) {
+      r = ST_NOMEM;
+    }
+  }
+  d->expires_ms = expires;
+  if (d->fields.count == 0) {
+    list_free(srv_hmap_remove(&c->lists, key.data, key.len));
+  }
+  return r;
+}
+
+static st_result dict_set_locked(store *s, st_cache *c, const char *cache, st_bytes key,
+                                 const st_bytes *fields, const st_bytes *values, size_t n,
+                                 const bool *skip, st_ttl ttl, size_t *item_bytes) {
   st_list *d = find_item(c, key);
   if (d && !d->is_dict) {
     return ST_WRONG_TYPE;
@@ -851,23 +871,16 @@ static st_result dict_set_locked(store *s, st_cache *c, st_bytes key, const st_b
   if (s->max_item_bytes && bytes > s->max_item_bytes) {
     return ST_ITEM_TOO_BIG;
   }
-  bool created = !d;
-  if (created && !(d = dict_new(c, key))) {
-    return ST_NOMEM;
-  }
-  st_result r = ST_OK;
-  for (size_t i = 0; i < n && r == ST_OK; i++) {
-    if (!skip[i] && !dict_put(d, fields[i], values[i])) {
-      r = ST_NOMEM; /* the fields before it stay set, as after a partial network failure */
+  int64_t expires = !d || ttl.refresh ? expiry_for(s, ttl.ttl_ms) : d->expires_ms;
+  if (s->p) {
+    /* Recorded first: a failure leaves the dictionary as it was. */
+    st_result r = from_persist(
+        persist_dict_set(s->p, cache, key, fields, values, n, false, mono_to_wall(expires)));
+    if (r != ST_OK) {
+      return r;
     }
   }
-  if (created || ttl.refresh) {
-    d->expires_ms = expiry_for(s, ttl.ttl_ms);
-  }
-  if (d->fields.count == 0) {
-    list_free(srv_hmap_remove(&c->lists, key.data, key.len));
-  }
-  return r;
+  return dict_apply(c, key, d, fields, values, n, skip, expires);
 }
 
 st_result store_dict_set(store *s, const char *cache, st_bytes key, const st_bytes *fields,
@@ -881,7 +894,7 @@ st_result store_dict_set(store *s, const char *cache, st_bytes key, const st_byt
   st_cache *c = open_cache(s, cache);
   if (c) {
     size_t ignored = 0;
-    r = dict_set_locked(s, c, key, fields, values, n, skip, ttl,
+    r = dict_set_locked(s, c, cache, key, fields, values, n, skip, ttl,
                         item_bytes ? item_bytes : &ignored);
     close_cache(s, c);
   }
@@ -994,9 +1007,33 @@ typedef struct snap_ctx {
   int64_t now;
 } snap_ctx;
 
+/* A dictionary goes into the snapshot one pair per record, the first one fresh: no
+ * copy of its pairs is needed while the store is held. */
+typedef struct dict_snap {
+  snap_ctx *sc;
+  st_bytes key;
+  int64_t expires_wall;
+  bool first;
+} dict_snap;
+
+static bool snapshot_pair(void *ctx, srv_hentry *e) {
+  dict_snap *ds = ctx;
+  const st_field *f = e->val;
+  st_bytes field = {e->key, e->klen}, value = {f->data, f->len};
+  persist_snapshot_dict(ds->sc->p, ds->sc->cache, ds->key, &field, &value, 1, ds->first,
+                        ds->expires_wall);
+  ds->first = false;
+  return false;
+}
+
 static bool snapshot_list(void *ctx, srv_hentry *e) {
   snap_ctx *sc = ctx;
   st_list *l = e->val;
+  if (l->is_dict && l->expires_ms > sc->now) {
+    dict_snap ds = {sc, {e->key, e->klen}, mono_to_wall(l->expires_ms), true};
+    srv_hmap_filter(&l->fields, snapshot_pair, &ds);
+    return false;
+  }
   if (l->expires_ms > sc->now && l->len && !l->is_dict) {
     persist_snapshot_list(sc->p, sc->cache, (st_bytes){e->key, e->klen}, l->v, l->len,
                           mono_to_wall(l->expires_ms));
@@ -1020,6 +1057,22 @@ bool store_compact(store *s, persist *p) {
   bool ok = persist_snapshot_end(p);
   pthread_rwlock_unlock(&s->lock);
   return ok;
+}
+
+st_result store_restore_dict(store *s, const char *cache, st_bytes key, const st_bytes *fields,
+                             const st_bytes *values, size_t n, bool fresh, int64_t expires_wall) {
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_list *d = srv_hmap_get(&c->lists, key.data, key.len);
+  if (d && (fresh || !d->is_dict)) {
+    list_free(srv_hmap_remove(&c->lists, key.data, key.len));
+    d = NULL;
+  }
+  st_result r = dict_apply(c, key, d, fields, values, n, NULL, wall_to_mono(expires_wall));
+  close_cache(s, c);
+  return r;
 }
 
 st_result store_restore_list(store *s, const char *cache, st_bytes key, const st_bytes *vals,

@@ -88,7 +88,8 @@ st_result store_item_ttl(store *s, const char *cache, st_bytes key, uint64_t *re
  * ttl, when missing. Refused (nothing written) with ST_TOO_LONG past max_list_len
  * fields and ST_ITEM_TOO_BIG when its total field + value bytes would exceed the item
  * size limit (*item_bytes, may be NULL, gets that total whenever a limit is set).
- * ST_WRONG_TYPE when key holds a list. Not persisted (see server/README.md). */
+ * ST_WRONG_TYPE when key holds a list. With a data directory the request is recorded
+ * (one dict-set record) before anything changes. */
 st_result store_dict_set(store *s, const char *cache, st_bytes key, const st_bytes *fields,
                          const st_bytes *values, size_t n, st_ttl ttl, size_t *item_bytes);
 /* Looks up n fields: out[i] is a malloc'd copy of field i's value, or data NULL (len 0)
@@ -114,5 +115,10 @@ bool store_compact(store *s, struct persist *p);
 st_result store_restore_list(store *s, const char *cache, st_bytes key, const st_bytes *vals,
                              size_t n, bool front, bool fresh, uint32_t truncate,
                              int64_t expires_wall);
+
+/* Replay of a dict-set record: sets the fields in order (fresh: on an empty item,
+ * whatever the key held before), with that wall-clock expiry. Not recorded. */
+st_result store_restore_dict(store *s, const char *cache, st_bytes key, const st_bytes *fields,
+                             const st_bytes *values, size_t n, bool fresh, int64_t expires_wall);
 
 #endif
