@@ -241,15 +241,12 @@ static mim_status fetch_result(const CacheClient__DictionaryFetchResponse *r,
   }
 }
 
-MIM_API mim_status mim_dictionary_fetch(mim_client *client, const char *cache,
-                                        const char *dictionary, mim_dictionary_entries **out) {
-  if (out)
-    *out = NULL;
+/* out is not NULL. */
+static mim_status fetch(mim_client *client, const char *cache, const char *dictionary,
+                        mim_dictionary_entries **out) {
   mim_status st = check_target(client, cache, dictionary);
-  if (st == MIM_OK && !out)
-    st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
   if (st != MIM_OK)
-    return mim_arg_in(__func__, st);
+    return st;
   CacheClient__DictionaryFetchRequest req = CACHE_CLIENT____DICTIONARY_FETCH_REQUEST__INIT;
   req.dictionary_name = name_bin(dictionary);
   ProtobufCMessage *resp;
@@ -257,7 +254,18 @@ MIM_API mim_status mim_dictionary_fetch(mim_client *client, const char *cache,
   if (st == MIM_OK)
     st = fetch_result((const CacheClient__DictionaryFetchResponse *)resp, out);
   mim_pb_free(resp);
-  return mim_arg_in(__func__, st);
+  return st;
+}
+
+MIM_API mim_status mim_dictionary_fetch(mim_client *client, const char *cache,
+                                        const char *dictionary, mim_dictionary_entries **out) {
+  if (!out) {
+    mim_status st = check_target(client, cache, dictionary);
+    return mim_arg_in(__func__,
+                      st != MIM_OK ? st : mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL"));
+  }
+  *out = NULL;
+  return mim_arg_in(__func__, fetch(client, cache, dictionary, out));
 }
 
 MIM_API void mim_dictionary_entries_free(mim_dictionary_entries *entries) {

@@ -174,9 +174,16 @@ static char *marker_value(const char *message_id) {
 
 static mim_status check_call(mim_session *s, bool blocking, mim_read_target *t) {
   mim_clear_error();
-  if (!s)
-    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "session is NULL");
+  /* The statuses are spelled out: the analyzer cannot see what mim_fail returns. */
+  if (!s) {
+    mim_fail(MIM_ERR_INVALID_ARGUMENT, "session is NULL");
+    return MIM_ERR_INVALID_ARGUMENT;
+  }
   mim_session_read_target(s, t);
+  if (!t->read || !t->client) {
+    mim_fail(MIM_ERR_INTERNAL, "the session has no read-marker record");
+    return MIM_ERR_INTERNAL;
+  }
   if (blocking && mim_client_in_callback(t->client))
     return mim_fail(MIM_ERR_FAILED_PRECONDITION,
                     "a blocking call cannot run in a client callback: it would deadlock");
@@ -195,7 +202,7 @@ static mim_status check_message_id(const char *id) {
 }
 
 static mim_status mark_read(mim_session *session, const char *message_id) {
-  mim_read_target t;
+  mim_read_target t = {0};
   mim_status st = check_call(session, true, &t);
   if (st == MIM_OK)
     st = check_message_id(message_id);
@@ -239,12 +246,12 @@ static mim_status fetch_own_marker(const mim_read_target *t) {
 }
 
 static mim_status unread_count(mim_session *session, size_t *count, bool *exact) {
-  mim_read_target t;
+  mim_read_target t = {0};
   mim_status st = check_call(session, false, &t);
-  if (st == MIM_OK && !count)
-    st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "count is NULL");
   if (st != MIM_OK)
     return st;
+  if (!count)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "count is NULL");
   bool ex = false;
   if (mim_read_count(t.read, count, &ex)) {
     if (exact)
@@ -321,12 +328,12 @@ static mim_status make_markers(const mim_dictionary_entries *de, mim_read_marker
 }
 
 static mim_status read_markers(mim_session *session, mim_read_marker_list **out) {
-  mim_read_target t;
+  mim_read_target t = {0};
   mim_status st = check_call(session, true, &t);
-  if (st == MIM_OK && !out)
-    st = mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
   if (st != MIM_OK)
     return st;
+  if (!out)
+    return mim_fail(MIM_ERR_INVALID_ARGUMENT, "out is NULL");
   mim_dictionary_entries *de = NULL;
   st = mim_dictionary_fetch(t.client, t.cache, t.read->dict, &de);
   if (st == MIM_OK)

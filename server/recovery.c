@@ -84,13 +84,14 @@ static bool replay_dict(store *s, rec_reader *r) {
     free(fv);
     return false;
   }
-  st_bytes *split = malloc((n + 1) * sizeof *split);
+  size_t pairs = (size_t)n / 2;
+  st_bytes *split = malloc((2 * pairs + 1) * sizeof *split);
   bool ok = split != NULL;
-  for (uint32_t i = 0; ok && i < n / 2; i++) {
+  for (size_t i = 0; ok && i < pairs; i++) {
     split[i] = fv[2 * i];
-    split[n / 2 + i] = fv[2 * i + 1];
+    split[pairs + i] = fv[2 * i + 1];
   }
-  ok = ok && store_restore_dict(s, cache, key, split, split + n / 2, n / 2, fresh, exp) != ST_NOMEM;
+  ok = ok && store_restore_dict(s, cache, key, split, split + pairs, pairs, fresh, exp) != ST_NOMEM;
   free(split);
   free(fv);
   return ok;

@@ -176,7 +176,7 @@ static void test_ttl(void **state) {
   o.ttl_ms = 1; /* expires at once */
   assert_int_equal(mim_item_delete(cli, CACHE, "d3"), MIM_OK);
   assert_int_equal(mim_dictionary_set_field(cli, CACHE, "d3", "a", 1, "1", 1, &o), MIM_OK);
-  int64_t deadline = cmn_mono_ms() + 5000 * test_time_scale();
+  int64_t deadline = cmn_mono_ms() + (int64_t)5000 * test_time_scale();
   mim_dictionary_entries *de = NULL;
   do {
     mim_dictionary_entries_free(de);
