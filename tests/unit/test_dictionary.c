@@ -9,10 +9,13 @@
 #include <cmocka.h>
 // clang-format on
 
+#include "cacheclient.pb-c.h"
 #include "clock.h"
+#include "raw_client.h"
 #include "test_client.h"
 
 #include <momento/dictionary.h>
+#include <momento/token.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +237,117 @@ static void test_invalid_arguments(void **state) {
   mim_dictionary_entries_free(NULL);
 }
 
+/* Server paths the library's one-field calls do not take, through raw requests: a set
+ * naming a field twice (the last wins, counted once against the item size), a get of
+ * several fields (one part per field, in order), empty requests refused. */
+static void test_raw_requests(void **state) {
+  (void)state;
+  mim_transport *t = raw_connect(srv, NULL);
+  assert_non_null(t);
+  CacheClient__DictionaryFieldValuePair p[3];
+  CacheClient__DictionaryFieldValuePair *items[3];
+  const char *pairs[3][2] = {{"a", "first"}, {"b", "x"}, {"a", "last"}};
+  for (int i = 0; i < 3; i++) {
+    cache_client____dictionary_field_value_pair__init(&p[i]);
+    p[i].field = (ProtobufCBinaryData){strlen(pairs[i][0]), (uint8_t *)pairs[i][0]};
+    p[i].value = (ProtobufCBinaryData){strlen(pairs[i][1]), (uint8_t *)pairs[i][1]};
+    items[i] = &p[i];
+  }
+  CacheClient__DictionarySetRequest set = CACHE_CLIENT____DICTIONARY_SET_REQUEST__INIT;
+  set.dictionary_name = (ProtobufCBinaryData){2, (uint8_t *)"r1"};
+  set.items = items;
+  set.n_items = 3;
+  set.ttl_milliseconds = 60000;
+  assert_int_equal(raw_call(t, "/cache_client.Scs/DictionarySet", CACHE, &set.base, NULL, NULL),
+                   MIM_OK);
+  expect_fetch("r1", true, "a=last,b=x");
+  set.n_items = 0;
+  assert_int_equal(raw_call(t, "/cache_client.Scs/DictionarySet", CACHE, &set.base, NULL, NULL),
+                   MIM_ERR_INVALID_ARGUMENT);
+
+  ProtobufCBinaryData fields[] = {{1, (uint8_t *)"b"}, {1, (uint8_t *)"z"}, {1, (uint8_t *)"a"}};
+  CacheClient__DictionaryGetRequest get = CACHE_CLIENT____DICTIONARY_GET_REQUEST__INIT;
+  get.dictionary_name = (ProtobufCBinaryData){2, (uint8_t *)"r1"};
+  get.fields = fields;
+  get.n_fields = 3;
+  uint8_t *resp = NULL;
+  size_t len = 0;
+  assert_int_equal(raw_call(t, "/cache_client.Scs/DictionaryGet", CACHE, &get.base, &resp, &len),
+                   MIM_OK);
+  CacheClient__DictionaryGetResponse *g =
+      cache_client____dictionary_get_response__unpack(NULL, len, resp);
+  free(resp);
+  assert_non_null(g);
+  assert_int_equal(g->dictionary_case, CACHE_CLIENT____DICTIONARY_GET_RESPONSE__DICTIONARY_FOUND);
+  assert_int_equal(g->found->n_items, 3);
+  assert_int_equal(g->found->items[0]->result, CACHE_CLIENT__ECACHE_RESULT__Hit);
+  assert_memory_equal(g->found->items[0]->cache_body.data, "x", 1);
+  assert_int_equal(g->found->items[1]->result, CACHE_CLIENT__ECACHE_RESULT__Miss);
+  assert_int_equal(g->found->items[2]->result, CACHE_CLIENT__ECACHE_RESULT__Hit);
+  assert_memory_equal(g->found->items[2]->cache_body.data, "last", 4);
+  cache_client____dictionary_get_response__free_unpacked(g, NULL);
+  get.n_fields = 0;
+  assert_int_equal(raw_call(t, "/cache_client.Scs/DictionaryGet", CACHE, &get.base, NULL, NULL),
+                   MIM_ERR_INVALID_ARGUMENT);
+
+  /* A field named twice in one set counts once against the 1 MB item size: seven 128 KB
+   * fields (2-byte names), then one set naming an eighth (1-byte name) twice, fit to the
+   * last byte but one (counted twice they would not). */
+  size_t big = 131070;
+  char *v = malloc(big);
+  assert_non_null(v);
+  memset(v, 'v', big);
+  for (int i = 0; i < 7; i++) {
+    char f[4] = {'g', (char)('0' + i), 0};
+    assert_int_equal(mim_dictionary_set_field(cli, CACHE, "r2", f, 2, v, big, NULL), MIM_OK);
+  }
+  p[0].field = (ProtobufCBinaryData){1, (uint8_t *)"f"};
+  p[0].value = (ProtobufCBinaryData){big, (uint8_t *)v};
+  CacheClient__DictionaryFieldValuePair *same[2] = {&p[0], &p[0]};
+  set.dictionary_name = (ProtobufCBinaryData){2, (uint8_t *)"r2"};
+  set.items = same;
+  set.n_items = 2;
+  assert_int_equal(raw_call(t, "/cache_client.Scs/DictionarySet", CACHE, &set.base, NULL, NULL),
+                   MIM_OK);
+  uint8_t *got = NULL;
+  size_t got_len = 0;
+  bool found = false;
+  assert_int_equal(mim_dictionary_get_field(cli, CACHE, "r2", "f", 1, &got, &got_len, &found),
+                   MIM_OK);
+  assert_true(found);
+  assert_int_equal(got_len, big);
+  free(got);
+  free(v);
+  mim_transport_free(t);
+}
+
+/* A read-only grant on a dictionary key: get and fetch, never set. */
+static void test_read_only_token(void **state) {
+  (void)state;
+  assert_int_equal(set_str("ro", "f", "v"), MIM_OK);
+  mim_permissions *p = mim_permissions_new();
+  assert_non_null(p);
+  assert_int_equal(mim_permissions_add_cache(p, MIM_CACHE_READ_ONLY, CACHE, "ro", false), MIM_OK);
+  mim_disposable_token *tok = NULL;
+  assert_int_equal(mim_token_generate(cli, p, 600, "reader", &tok), MIM_OK);
+  mim_permissions_free(p);
+  mim_client *ro = test_client_from_key(tok->credential);
+  mim_disposable_token_free(tok);
+  bool found = false;
+  assert_int_equal(mim_dictionary_get_field(ro, CACHE, "ro", "f", 1, NULL, NULL, &found), MIM_OK);
+  assert_true(found);
+  mim_dictionary_entries *de = NULL;
+  assert_int_equal(mim_dictionary_fetch(ro, CACHE, "ro", &de), MIM_OK);
+  assert_int_equal(de->count, 1);
+  mim_dictionary_entries_free(de);
+  assert_int_equal(mim_dictionary_set_field(ro, CACHE, "ro", "f", 1, "w", 1, NULL),
+                   MIM_ERR_PERMISSION_DENIED);
+  assert_int_equal(mim_dictionary_get_field(ro, CACHE, "other", "f", 1, NULL, NULL, NULL),
+                   MIM_ERR_PERMISSION_DENIED);
+  expect_field("ro", "f", "v");
+  mim_client_free(ro);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_set_get_fetch),
@@ -241,6 +355,8 @@ int main(void) {
       cmocka_unit_test(test_ttl),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_invalid_arguments),
+      cmocka_unit_test(test_raw_requests),
+      cmocka_unit_test(test_read_only_token),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
