@@ -79,7 +79,7 @@ void mim_read_note(mim_read *r, const mim_message *m) {
   pthread_mutex_lock(&r->mu);
   read_entry *e = &r->ring[r->head];
   memcpy(e->id, m->id, len + 1);
-  e->counts = !m->mine && strcmp(sender_of(m), r->user_id) != 0;
+  e->counts = !m->mine && !m->deleted && strcmp(sender_of(m), r->user_id) != 0;
   r->head = (r->head + 1) % MIM_READ_RECORD_CAP;
   if (r->n < MIM_READ_RECORD_CAP)
     r->n++;

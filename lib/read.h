@@ -26,7 +26,7 @@ mim_read *mim_read_new(const char *chat_id, const char *user_id);
 void mim_read_free(mim_read *r);
 
 /* The deliver hook: records m (kind CHAT only) in delivery order; it counts as unread
- * unless it is mine or sent by the record's own user id. O(1), no allocation. */
+ * unless it is mine, deleted or sent by the record's own user id. O(1), no allocation. */
 void mim_read_note(mim_read *r, const mim_message *m);
 
 /* The delete hook: message id no longer counts (it keeps its place, so a marker naming

@@ -369,6 +369,12 @@ static void note(mim_read *r, const char *id, const char *sender, bool mine) {
   mim_read_note(r, &m);
 }
 
+static void note_deleted(mim_read *r, const char *id) {
+  mim_message m = {
+      .kind = MIM_MESSAGE_CHAT, .id = id, .from = "you", .sender_id = "you", .deleted = true};
+  mim_read_note(r, &m);
+}
+
 static void test_record(void **state) {
   (void)state;
   mim_read *r = mim_read_new("chat", "me");
@@ -380,6 +386,7 @@ static void test_record(void **state) {
   note(r, "m2", "me", false); /* own user id */
   note(r, "m3", "you", true); /* sent by this session */
   note(r, "m4", "you", false);
+  note_deleted(r, "m5"); /* delivered already deleted: has a place, does not count */
   mim_message foreign = {.kind = MIM_MESSAGE_FOREIGN, .id = "", .from = ""};
   mim_read_note(r, &foreign); /* not a chat message: not recorded */
   mim_read_set_marker(r, NULL, true);
