@@ -13,3 +13,11 @@ char *mim_chat_input_topic(const char *chat_id) {
     snprintf(name, n, "%s" MIM_INPUT_TOPIC_SUFFIX, chat_id);
   return name;
 }
+
+char *mim_chat_read_dictionary(const char *chat_id) {
+  size_t n = strlen(chat_id) + sizeof MIM_READ_DICTIONARY_SUFFIX;
+  char *name = malloc(n);
+  if (name)
+    snprintf(name, n, "%s" MIM_READ_DICTIONARY_SUFFIX, chat_id);
+  return name;
+}

@@ -1,7 +1,7 @@
 /* Internal: what sessions (im.c), the moderator (moderator.c) and the token policies
- * (token.c) must agree on about a chat: the name of its moderated input topic and the
- * defaults of the options that both mim_join and mim_moderator_start take. One place, so
- * a client and the moderator it talks to can never disagree on them. */
+ * (token.c) must agree on about a chat: the names of its moderated input topic and read-marker
+ * dictionary, and the defaults of the options that both mim_join and mim_moderator_start take. One
+ * place, so a client and the moderator it talks to can never disagree on them. */
 #ifndef MIM_LIB_CHAT_DEFAULTS_H
 #define MIM_LIB_CHAT_DEFAULTS_H
 
@@ -22,5 +22,13 @@
 /* The input topic of chat_id, malloc'd (the caller frees it), or NULL when out of
  * memory. */
 char *mim_chat_input_topic(const char *chat_id);
+
+/* Read markers live in the dictionary "<chat>" MIM_READ_DICTIONARY_SUFFIX (PROTOCOL
+ * section 6), one field per member. */
+#define MIM_READ_DICTIONARY_SUFFIX "-read"
+
+/* The read-marker dictionary of chat_id, malloc'd (the caller frees it), or NULL when
+ * out of memory. */
+char *mim_chat_read_dictionary(const char *chat_id);
 
 #endif

@@ -22,6 +22,7 @@
 #include "message.h"
 #include "outbox.h"
 #include "presence.h"
+#include "read.h"
 #include "struct_size.h"
 
 #include <momento/im.h>
@@ -94,6 +95,7 @@ struct mim_session {
   /* Typing and presence (presence.h): signals never reach the merge. */
   mim_presence *presence;
   mim_on_presence on_presence;
+  mim_read *read; /* read markers: the record of delivered messages (read.h) */
 };
 
 /* Own ids remembered for `mine`: the outbox's default limit plus a delivery window. */
@@ -125,6 +127,7 @@ static void emit_event(mim_session *s, mim_subscription_state state, mim_status 
 static void deliver(mim_session *s, const mim_message *m) {
   if (atomic_load(&s->closing))
     return;
+  mim_read_note(s->read, m);
   s->on_message(s, m, s->user);
 }
 
@@ -157,6 +160,8 @@ static void deliver_event(mim_session *s, const mim_message *m, const mim_envelo
   if (res == MIM_FOLD_CHANGED)
     current.mine = mim_idset_contains(&s->own, current.id);
   pthread_mutex_unlock(&s->fold_mu);
+  if (res == MIM_FOLD_CHANGED && what == MIM_UPDATE_DELETED)
+    mim_read_forget(s->read, current.id); /* a deleted message is not unread */
   if (res == MIM_FOLD_CHANGED && s->on_update && !atomic_load(&s->closing))
     s->on_update(s, &current, what, s->user);
 }
@@ -329,6 +334,7 @@ static void session_free(mim_session *s) {
   free(s->chat);
   free(s->input_topic);
   free(s->display_name);
+  mim_read_free(s->read);
   free(s);
 }
 
@@ -429,13 +435,17 @@ static mim_session *session_new(mim_client *client, const char *cache, const cha
   s->chat = strdup(chat_id);
   s->display_name = strdup(o && o->display_name ? o->display_name : "anonymous");
   s->input_topic = mim_chat_input_topic(chat_id);
+  const char *uid = default_user_id(o); /* the "uid" we write is our marker's field */
+  if (s->display_name)
+    s->read = mim_read_new(chat_id, *uid ? uid : s->display_name);
   s->on_send_result = o ? o->on_send_result : NULL;
   s->flush_timeout_ms =
       o && o->flush_timeout_ms ? o->flush_timeout_ms : MIM_DEFAULT_FLUSH_TIMEOUT_MS;
   mim_merge_sink sink = {
       .deliver = merge_deliver, .prepare = merge_prepare, .report = merge_report, .user = s};
   if (session_events_init(s, o) != MIM_OK || !s->cache || !s->chat || !s->display_name ||
-      !s->input_topic || mim_merge_init(&s->merge, s->chat, s->history_cap, &sink) != MIM_OK ||
+      !s->input_topic || !s->read ||
+      mim_merge_init(&s->merge, s->chat, s->history_cap, &sink) != MIM_OK ||
       session_outbox(s, o) != MIM_OK || session_presence(s, o) != MIM_OK) {
     session_free(s);
     mim_fail(MIM_ERR_NO_MEMORY, "out of memory");
@@ -1231,4 +1241,11 @@ MIM_API mim_status mim_members(mim_session *session, mim_member_list **out) {
   if (st == MIM_OK)
     st = mim_presence_members(session->presence, out);
   return mim_arg_in(__func__, st);
+}
+
+/* ---- read markers (read.c) ---- */
+
+void mim_session_read_target(mim_session *s, mim_read_target *out) {
+  *out = (mim_read_target){
+      .client = s->client, .cache = s->cache, .ttl_ms = s->ttl_ms, .read = s->read};
 }

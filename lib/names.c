@@ -135,6 +135,9 @@ mim_status mim_check_chat_names(const char *fn, const char *chat_id, bool modera
   mim_status st = mim_check_name_as(MIM_NAME_TOPIC, "chat id (its topic name)", chat_id, NULL);
   if (st == MIM_OK)
     st = mim_check_name_as(MIM_NAME_LIST, "chat id (its list key)", chat_id, NULL);
+  if (st == MIM_OK)
+    st = mim_check_name_as(MIM_NAME_LIST, "read-marker dictionary name", chat_id,
+                           MIM_READ_DICTIONARY_SUFFIX);
   if (st == MIM_OK && moderated)
     st = mim_check_name_as(MIM_NAME_TOPIC, "moderated input topic name", chat_id,
                            MIM_INPUT_TOPIC_SUFFIX);

@@ -419,6 +419,17 @@ static mim_status generate_and_free(mim_client *client, mim_permissions *p, mim_
   return st;
 }
 
+/* Read-write on the chat's read-marker dictionary, in both modes: markers are claims
+ * (PROTOCOL section 6), so a member writes it directly, even in a moderated chat. */
+static mim_status add_read_markers(mim_permissions *p, const char *cache, const char *chat_id) {
+  char *dict = mim_chat_read_dictionary(chat_id);
+  if (!dict)
+    return mim_fail(MIM_ERR_NO_MEMORY, "out of memory building permissions");
+  mim_status st = mim_permissions_add_cache(p, MIM_CACHE_READ_WRITE, cache, dict, false);
+  free(dict);
+  return st;
+}
+
 MIM_API mim_status mim_token_generate_client_only(mim_client *client, const char *cache,
                                                   const char *chat_id, uint32_t valid_for_seconds,
                                                   const char *token_id,
@@ -434,6 +445,8 @@ MIM_API mim_status mim_token_generate_client_only(mim_client *client, const char
   st = mim_permissions_add_cache(p, MIM_CACHE_READ_WRITE, cache, chat_id, false);
   if (st == MIM_OK)
     st = mim_permissions_add_topic(p, MIM_TOPIC_PUBLISH_SUBSCRIBE, cache, chat_id, false);
+  if (st == MIM_OK)
+    st = add_read_markers(p, cache, chat_id);
   return mim_arg_in(__func__, generate_and_free(client, p, st, valid_for_seconds, token_id, out));
 }
 
@@ -457,6 +470,8 @@ MIM_API mim_status mim_token_generate_moderated(mim_client *client, const char *
     st = mim_permissions_add_topic(p, MIM_TOPIC_PUBLISH_ONLY, cache, input, false);
   if (st == MIM_OK)
     st = mim_permissions_add_topic(p, MIM_TOPIC_SUBSCRIBE_ONLY, cache, chat_id, false);
+  if (st == MIM_OK)
+    st = add_read_markers(p, cache, chat_id);
   free(input);
   return mim_arg_in(__func__, generate_and_free(client, p, st, valid_for_seconds, token_id, out));
 }

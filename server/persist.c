@@ -467,6 +467,44 @@ persist_rc persist_pop(persist *p, const char *cache, st_bytes key, bool front) 
   return emit(p, &b);
 }
 
+/* A dictionary's pairs as dict-set records, split so no record exceeds the reader's
+ * limit (only a pair too large on its own leaves b->too_big set); the first carries
+ * fresh, the rest add to it. */
+static void put_dict_set(rec_buf *b, const char *cache, st_bytes key, const st_bytes *fields,
+                         const st_bytes *values, size_t n, bool fresh, int64_t expires_wall) {
+  size_t i = 0;
+  bool first = true;
+  do {
+    /* type, cache, key, fresh, expiry, count */
+    size_t size = 1 + 4 + strlen(cache) + 4 + key.len + 1 + 8 + 4;
+    size_t end = i;
+    while (end < n && size + 8 + fields[end].len + values[end].len <= rec_limit()) {
+      size += 8 + fields[end].len + values[end].len;
+      end++;
+    }
+    if (end == i && i < n) {
+      end = i + 1; /* too large alone: rec_seal flags it */
+    }
+    size_t at = put_list_head(b, REC_DICT_SET, cache, key);
+    rec_put_u8(b, first && fresh ? 1 : 0);
+    rec_put_u64(b, (uint64_t)expires_wall);
+    rec_put_u32(b, (uint32_t)(2 * (end - i))); /* values: field, value, field, ... */
+    for (; i < end; i++) {
+      rec_put_bytes(b, fields[i].data, fields[i].len);
+      rec_put_bytes(b, values[i].data, values[i].len);
+    }
+    rec_seal(b, at);
+    first = false;
+  } while (i < n);
+}
+
+persist_rc persist_dict_set(persist *p, const char *cache, st_bytes key, const st_bytes *fields,
+                            const st_bytes *values, size_t n, bool fresh, int64_t expires_wall) {
+  rec_buf b = {0};
+  put_dict_set(&b, cache, key, fields, values, n, fresh, expires_wall);
+  return emit(p, &b);
+}
+
 persist_rc persist_item_delete(persist *p, const char *cache, st_bytes key) {
   rec_buf b = {0};
   put_list_head(&b, REC_ITEM_DEL, cache, key);
@@ -577,6 +615,16 @@ void persist_snapshot_list(persist *p, const char *cache, st_bytes key,
                            const ProtobufCBinaryData *v, size_t n, int64_t expires_wall) {
   rec_buf tmp = {0};
   put_list_set(&tmp, cache, key, v, n, expires_wall);
+  p->snap.oom |= tmp.oom;
+  p->snap.too_big |= tmp.too_big;
+  rec_put(&p->snap, tmp.d, tmp.len);
+  free(tmp.d);
+}
+
+void persist_snapshot_dict(persist *p, const char *cache, st_bytes key, const st_bytes *fields,
+                           const st_bytes *values, size_t n, bool fresh, int64_t expires_wall) {
+  rec_buf tmp = {0};
+  put_dict_set(&tmp, cache, key, fields, values, n, fresh, expires_wall);
   p->snap.oom |= tmp.oom;
   p->snap.too_big |= tmp.too_big;
   rec_put(&p->snap, tmp.d, tmp.len);

@@ -75,6 +75,10 @@ persist_rc persist_push(persist *p, const char *cache, st_bytes key, const st_by
 persist_rc persist_list_set(persist *p, const char *cache, st_bytes key,
                             const ProtobufCBinaryData *v, size_t n, int64_t expires_wall);
 persist_rc persist_pop(persist *p, const char *cache, st_bytes key, bool front);
+/* A DictionarySet: n fields and values in request order (the last of a field wins);
+ * fresh replaces whatever the key held. */
+persist_rc persist_dict_set(persist *p, const char *cache, st_bytes key, const st_bytes *fields,
+                            const st_bytes *values, size_t n, bool fresh, int64_t expires_wall);
 persist_rc persist_item_delete(persist *p, const char *cache, st_bytes key);
 
 /* Topic state: the page and the first sequence number to use after a restart. */
@@ -109,6 +113,8 @@ bool persist_snapshot_begin(persist *p);
 void persist_snapshot_cache(persist *p, const char *name);
 void persist_snapshot_list(persist *p, const char *cache, st_bytes key,
                            const ProtobufCBinaryData *v, size_t n, int64_t expires_wall);
+void persist_snapshot_dict(persist *p, const char *cache, st_bytes key, const st_bytes *fields,
+                           const st_bytes *values, size_t n, bool fresh, int64_t expires_wall);
 bool persist_snapshot_end(persist *p);
 
 #endif

@@ -210,7 +210,7 @@ static bool head_in_range(const uint8_t *d, size_t have) {
   if (n < 5 || n > g_limit) {
     return false;
   }
-  if (have >= 9 && (d[8] < REC_CACHE_NEW || d[8] > REC_RING)) {
+  if (have >= 9 && (d[8] < REC_CACHE_NEW || d[8] > REC_TYPE_LAST)) {
     return false;
   }
   uint32_t name = have >= 13 ? le32(d + 9) : 1;

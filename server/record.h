@@ -23,6 +23,9 @@ enum {
   REC_ITEM_DEL,   /* cache, key */
   REC_TOPIC,      /* cache, topic, u64 page, u64 next sequence number */
   REC_RING,       /* cache, topic, u32 n, n x (u64 seq, bytes packed item) */
+  REC_DICT_SET,   /* cache, key, u8 fresh (replace the item), i64 expiry, u32 2n,
+                   * n x (field, value), applied in order */
+  REC_TYPE_LAST = REC_DICT_SET, /* a head with a larger type is not a record */
 };
 
 #define REC_MAGIC 0x314d494dU /* "MIM1" */

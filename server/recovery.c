@@ -69,6 +69,34 @@ static bool replay_list(store *s, rec_reader *r, uint8_t type) {
   return !r->bad;
 }
 
+/* A dict-set record: cache, key, fresh, expiry, then field and value pairs. */
+static bool replay_dict(store *s, rec_reader *r) {
+  char cache[REC_NAME_MAX + 1];
+  if (!rec_get_name(r, cache, sizeof cache)) {
+    return false;
+  }
+  st_bytes key = rec_get_bytes(r);
+  bool fresh = rec_get_le(r, 1) != 0;
+  int64_t exp = (int64_t)rec_get_le(r, 8);
+  uint32_t n = 0;
+  st_bytes *fv = rec_get_values(r, &n); /* 2n values: field, value, ... */
+  if (!fv || r->bad || key.len == 0 || n % 2 != 0) {
+    free(fv);
+    return false;
+  }
+  size_t pairs = (size_t)n / 2;
+  st_bytes *split = malloc((2 * pairs + 1) * sizeof *split);
+  bool ok = split != NULL;
+  for (size_t i = 0; ok && i < pairs; i++) {
+    split[i] = fv[2 * i];
+    split[pairs + i] = fv[2 * i + 1];
+  }
+  ok = ok && store_restore_dict(s, cache, key, split, split + pairs, pairs, fresh, exp) != ST_NOMEM;
+  free(split);
+  free(fv);
+  return ok;
+}
+
 /* Pubsub's records: they fill the topic table persist keeps for pubsub. */
 static bool replay_topic(persist *p, rec_reader *r, uint8_t type) {
   char cache[REC_NAME_MAX + 1], topic[REC_NAME_MAX + 1];
@@ -119,6 +147,8 @@ static bool apply(void *ctx, persist *p, const uint8_t *d, size_t n) {
   case REC_LIST_POP:
   case REC_ITEM_DEL:
     return replay_list(s, &r, type);
+  case REC_DICT_SET:
+    return ensure_cache(c, r) && replay_dict(s, &r);
   case REC_TOPIC:
   case REC_RING:
     return replay_topic(p, &r, type);

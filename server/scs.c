@@ -1,4 +1,4 @@
-/* mim-local: cache_client.Scs (lists, Delete, ItemGetTtl). Every request carries the
+/* mim-local: cache_client.Scs (lists, dictionaries, Delete, ItemGetTtl). Every request carries the
  * cache in the "cache" metadata and its key (list name / cache key) in field 1. */
 #include "handlers.h"
 
@@ -48,6 +48,11 @@ static bool scs_ok(scs_ctx *x, st_result r) {
     return true;
   case ST_NO_CACHE:
     srv_call_fail(x->call, GRPC_STATUS_NOT_FOUND, "cache not found: %s", x->cache);
+    return false;
+  case ST_WRONG_TYPE:
+    /* What hosted Momento answers for a collection call on an item of another type. */
+    srv_call_fail(x->call, GRPC_STATUS_FAILED_PRECONDITION,
+                  "the item under this key is of another type than the operation expects");
     return false;
   case ST_TOO_LONG:
     srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "list would exceed the length limit");
@@ -290,6 +295,148 @@ static void op_erase(scs_ctx *x, const void *req) {
 DEFINE_POP(op_pop_front, ListPopFront, LIST_POP_FRONT, front, true)
 DEFINE_POP(op_pop_back, ListPopBack, LIST_POP_BACK, back, false)
 
+/* ---- dictionaries ---- */
+
+/* Every field and value must fit the element size limit, like a list's values. */
+static bool pairs_fit(scs_ctx *x, CacheClient__DictionaryFieldValuePair *const *items, size_t n) {
+  size_t limit = x->a->limits.max_element_size;
+  for (size_t i = 0; i < n; i++) {
+    size_t len =
+        items[i]->field.len > items[i]->value.len ? items[i]->field.len : items[i]->value.len;
+    x->bytes += items[i]->field.len + items[i]->value.len;
+    if (limit && len > limit) {
+      srv_call_fail_limit(x->call, "element_size_limit_exceeded",
+                          "dictionary field or value of %zu bytes exceeds the element size limit "
+                          "of %zu bytes",
+                          len, limit);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* Splits the pairs into fields and values (st_bytes: two arrays of 2n, one block). */
+static st_bytes *split_pairs(CacheClient__DictionaryFieldValuePair *const *items, size_t n) {
+  st_bytes *fv = calloc(2 * n + 1, sizeof *fv);
+  for (size_t i = 0; fv && i < n; i++) {
+    fv[i] = (st_bytes){items[i]->field.data, items[i]->field.len};
+    fv[n + i] = (st_bytes){items[i]->value.data, items[i]->value.len};
+  }
+  return fv;
+}
+
+static void op_dict_set(scs_ctx *x, const void *req) {
+  const CacheClient__DictionarySetRequest *r = req;
+  size_t n = r->n_items;
+  x->ops = quota_element_ops(n);
+  if (n == 0) {
+    srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT, "items is empty");
+    return;
+  }
+  if (!pairs_fit(x, r->items, n) || !ttl_ok(x, r->ttl_milliseconds)) {
+    return;
+  }
+  st_bytes *fv = split_pairs(r->items, n);
+  size_t item = 0;
+  st_result res = fv ? store_dict_set(x->a->store, x->cache, x->key, fv, fv + n, n,
+                                      (st_ttl){r->ttl_milliseconds, r->refresh_ttl}, &item)
+                     : ST_NOMEM;
+  free(fv);
+  if (res == ST_ITEM_TOO_BIG) {
+    srv_call_fail_limit(x->call, "item_size_limit_exceeded",
+                        "dictionary of %zu bytes after this write would exceed the item size "
+                        "limit of %zu bytes; nothing was written",
+                        item, x->a->limits.max_item_size);
+  } else if (res == ST_TOO_LONG) {
+    srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  "dictionary would exceed the field count limit; nothing was written");
+  } else if (scs_ok(x, res)) {
+    CacheClient__DictionarySetResponse resp = CACHE_CLIENT____DICTIONARY_SET_RESPONSE__INIT;
+    scs_reply(x, &resp.base);
+  }
+}
+
+/* Answers found{one part per field, Hit + value or Miss} or missing. */
+static void reply_dict_get(scs_ctx *x, st_result res, ProtobufCBinaryData *vals, size_t n) {
+  CacheClient__DictionaryGetResponse__DictionaryGetResponsePart *parts =
+      calloc(n + 1, sizeof *parts);
+  CacheClient__DictionaryGetResponse__DictionaryGetResponsePart **ptrs =
+      calloc(n + 1, sizeof *ptrs);
+  if (!parts || !ptrs) {
+    srv_call_fail(x->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      CacheClient__DictionaryGetResponse__DictionaryGetResponsePart p =
+          CACHE_CLIENT____DICTIONARY_GET_RESPONSE____DICTIONARY_GET_RESPONSE_PART__INIT;
+      p.result =
+          vals[i].data ? CACHE_CLIENT__ECACHE_RESULT__Hit : CACHE_CLIENT__ECACHE_RESULT__Miss;
+      p.cache_body = vals[i].data ? vals[i] : (ProtobufCBinaryData){0, NULL};
+      x->bytes += vals[i].len;
+      parts[i] = p;
+      ptrs[i] = &parts[i];
+    }
+    REPLY_FOUND(x, res, DictionaryGet, DICTIONARY_GET, dictionary, DICTIONARY, found.n_items = n;
+                found.items = ptrs);
+  }
+  free(ptrs);
+  free(parts);
+}
+
+static void op_dict_get(scs_ctx *x, const void *req) {
+  const CacheClient__DictionaryGetRequest *r = req;
+  size_t n = r->n_fields;
+  x->ops = quota_element_ops(n);
+  if (n == 0) {
+    srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT, "fields is empty");
+    return;
+  }
+  st_bytes *fields = calloc(n, sizeof *fields);
+  ProtobufCBinaryData *vals = calloc(n, sizeof *vals);
+  st_result res = fields && vals ? ST_OK : ST_NOMEM;
+  for (size_t i = 0; res == ST_OK && i < n; i++) {
+    fields[i] = (st_bytes){r->fields[i].data, r->fields[i].len};
+  }
+  if (res == ST_OK) {
+    res = store_dict_get(x->a->store, x->cache, x->key, fields, n, vals);
+  }
+  if (scs_ok(x, res)) {
+    reply_dict_get(x, res, vals, n);
+  }
+  if (vals) {
+    store_values_free(vals, n);
+  }
+  free(fields);
+}
+
+static void op_dict_fetch(scs_ctx *x, const void *req) {
+  (void)req;
+  ProtobufCBinaryData *fv = NULL;
+  size_t n = 0;
+  st_result res = store_dict_fetch(x->a->store, x->cache, x->key, &fv, &n);
+  x->ops = quota_element_ops(n);
+  CacheClient__DictionaryFieldValuePair *pairs = calloc(n + 1, sizeof *pairs);
+  CacheClient__DictionaryFieldValuePair **ptrs = calloc(n + 1, sizeof *ptrs);
+  if (res == ST_OK && (!pairs || !ptrs)) {
+    res = ST_NOMEM;
+  }
+  for (size_t i = 0; res == ST_OK && i < n; i++) {
+    CacheClient__DictionaryFieldValuePair p = CACHE_CLIENT____DICTIONARY_FIELD_VALUE_PAIR__INIT;
+    p.field = fv[2 * i];
+    p.value = fv[2 * i + 1];
+    x->bytes += p.field.len + p.value.len;
+    pairs[i] = p;
+    ptrs[i] = &pairs[i];
+  }
+  if (scs_ok(x, res)) {
+    REPLY_FOUND(x, res, DictionaryFetch, DICTIONARY_FETCH, dictionary, DICTIONARY,
+                found.n_items = n;
+                found.items = ptrs);
+  }
+  free(ptrs);
+  free(pairs);
+  store_values_free(fv, 2 * n);
+}
+
 static void op_delete(scs_ctx *x, const void *req) {
   (void)req;
   if (scs_ok(x, store_item_delete(x->a->store, x->cache, x->key))) {
@@ -328,6 +475,10 @@ static const struct {
     {"ListErase", &cache_client____list_erase_request__descriptor, VERB_WRITE, op_erase},
     {"ListPopFront", &cache_client____list_pop_front_request__descriptor, VERB_WRITE, op_pop_front},
     {"ListPopBack", &cache_client____list_pop_back_request__descriptor, VERB_WRITE, op_pop_back},
+    {"DictionarySet", &cache_client____dictionary_set_request__descriptor, VERB_WRITE, op_dict_set},
+    {"DictionaryGet", &cache_client____dictionary_get_request__descriptor, VERB_READ, op_dict_get},
+    {"DictionaryFetch", &cache_client____dictionary_fetch_request__descriptor, VERB_READ,
+     op_dict_fetch},
     {"Delete", &cache_client____delete_request__descriptor, VERB_WRITE, op_delete},
     {"ItemGetTtl", &cache_client____item_get_ttl_request__descriptor, VERB_READ, op_item_ttl},
 };
@@ -354,11 +505,9 @@ static bool scs_admit(scs_ctx *x, const ProtobufCMessage *m, auth_cache_verb ver
     return false;
   }
   if (x->key.len == 0) {
+    /* Field 1's own name: cache_key, list_name or dictionary_name. */
     srv_call_fail(x->call, GRPC_STATUS_INVALID_ARGUMENT, "%s is missing or empty",
-                  m->descriptor == &cache_client____delete_request__descriptor ||
-                          m->descriptor == &cache_client____item_get_ttl_request__descriptor
-                      ? "cache_key"
-                      : "list_name");
+                  protobuf_c_message_descriptor_get_field(m->descriptor, 1)->name);
     return false;
   }
   if (!auth_allows_cache(claims, x->cache, x->key.data, x->key.len, verb)) {

@@ -1,5 +1,5 @@
-/* mim-local: in-memory caches of lists. Expired lists vanish lazily on access and in
- * the periodic sweep. An emptied list no longer exists (as in Momento). */
+/* mim-local: in-memory caches of lists and dictionaries. Expired items vanish lazily on
+ * access and in the periodic sweep. An emptied list no longer exists (as in Momento). */
 #include "store.h"
 
 #include "clock.h"
@@ -10,12 +10,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* An item: a list, or (is_dict) a dictionary whose fields live in `fields` (v stays
+ * NULL, len 0, so list code never walks a dictionary). */
 typedef struct st_list {
   ProtobufCBinaryData *v;
   size_t len, cap;
-  size_t bytes;       /* sum of the values' sizes, kept up to date by every change */
+  size_t bytes;       /* sum of the values' (a dictionary: fields' and values') sizes */
   int64_t expires_ms; /* monotonic clock */
+  bool is_dict;
+  srv_hmap fields; /* dictionary: field -> st_field */
 } st_list;
+
+/* A dictionary value. */
+typedef struct st_field {
+  size_t len;
+  uint8_t data[];
+} st_field;
 
 typedef struct st_cache {
   pthread_mutex_t mu;
@@ -47,6 +57,9 @@ static st_result from_persist(persist_rc rc) {
 static void list_free(void *p) {
   st_list *l = p;
   store_values_free(l->v, l->len);
+  if (l->is_dict) {
+    srv_hmap_destroy(&l->fields, free);
+  }
   free(l);
 }
 
@@ -215,14 +228,22 @@ static void close_cache(store *s, st_cache *c) {
   pthread_rwlock_unlock(&s->lock);
 }
 
-/* The live list under key, dropping it first if it expired. */
-static st_list *find_list(st_cache *c, st_bytes key) {
+/* The live item under key, dropping it first if it expired. */
+static st_list *find_item(st_cache *c, st_bytes key) {
   st_list *l = srv_hmap_get(&c->lists, key.data, key.len);
   if (l && l->expires_ms <= cmn_mono_ms()) {
     list_free(srv_hmap_remove(&c->lists, key.data, key.len));
     l = NULL;
   }
   return l;
+}
+
+/* The live list under key; NULL with *why ST_MISSING, or ST_WRONG_TYPE when key holds
+ * a dictionary. */
+static st_list *find_list(st_cache *c, st_bytes key, st_result *why) {
+  st_list *l = find_item(c, key);
+  *why = !l ? ST_MISSING : ST_WRONG_TYPE;
+  return l && !l->is_dict ? l : NULL;
 }
 
 static void drop_if_empty(st_cache *c, st_bytes key, st_list *l) {
@@ -351,7 +372,11 @@ static size_t bytes_after_push(const st_list *l, const st_bytes *vals, size_t n,
 static st_result push_locked(store *s, st_cache *c, const char *cache, st_bytes key,
                              const st_bytes *vals, size_t n, bool front, st_ttl ttl,
                              uint32_t truncate, uint32_t *len, size_t *item_bytes) {
-  st_list *l = find_list(c, key);
+  st_result why;
+  st_list *l = find_list(c, key, &why);
+  if (!l && why == ST_WRONG_TYPE) {
+    return why;
+  }
   size_t cur = l ? l->len : 0;
   size_t after = cur + n;
   if (truncate && after > truncate) {
@@ -424,9 +449,10 @@ st_result store_list_push(store *s, const char *cache, st_bytes key, const st_by
 
 static st_result fetch_locked(st_cache *c, st_bytes key, st_range r, ProtobufCBinaryData **out,
                               size_t *n) {
-  st_list *l = find_list(c, key);
+  st_result why;
+  st_list *l = find_list(c, key, &why);
   if (!l) {
-    return ST_MISSING;
+    return why;
   }
   size_t b, e;
   resolve_range(r, l->len, &b, &e);
@@ -463,12 +489,13 @@ st_result store_list_length(store *s, const char *cache, st_bytes key, uint32_t 
   if (!c) {
     return ST_NO_CACHE;
   }
-  st_list *l = find_list(c, key);
+  st_result why;
+  st_list *l = find_list(c, key, &why);
   if (l) {
     *len = (uint32_t)l->len;
   }
   close_cache(s, c);
-  return l ? ST_OK : ST_MISSING;
+  return l ? ST_OK : why;
 }
 
 /* The smallest record that turns the list into kept[0..w): the format has no record for
@@ -555,8 +582,8 @@ static st_result list_rewrite(store *s, const char *cache, st_bytes key, st_ttl 
   if (!c) {
     return ST_NO_CACHE;
   }
-  st_result r = ST_MISSING;
-  st_list *l = find_list(c, key);
+  st_result r;
+  st_list *l = find_list(c, key, &r);
   bool *dead = l ? calloc(l->len + 1, sizeof *dead) : NULL;
   if (l && !dead) {
     r = ST_NOMEM;
@@ -672,8 +699,9 @@ st_result store_list_pop(store *s, const char *cache, st_bytes key, bool front,
   if (!c) {
     return ST_NO_CACHE;
   }
-  st_list *l = find_list(c, key);
-  st_result r = l ? ST_OK : ST_MISSING;
+  st_result r;
+  st_list *l = find_list(c, key, &r);
+  r = l ? ST_OK : r;
   if (l && s->p) {
     r = from_persist(persist_pop(s->p, cache, key, front));
   }
@@ -711,13 +739,252 @@ st_result store_item_ttl(store *s, const char *cache, st_bytes key, uint64_t *re
   if (!c) {
     return ST_NO_CACHE;
   }
-  st_list *l = find_list(c, key);
+  st_list *l = find_item(c, key);
   if (l) {
     int64_t left = l->expires_ms - cmn_mono_ms();
     *remaining_ms = left > 0 ? (uint64_t)left : 0;
   }
   close_cache(s, c);
   return l ? ST_OK : ST_MISSING;
+}
+
+/* ---- dictionaries ---- */
+
+static st_field *field_new(st_bytes v) {
+  st_field *f = malloc(sizeof *f + (v.len ? v.len : 1));
+  if (f) {
+    f->len = v.len;
+    if (v.len) {
+      memcpy(f->data, v.data, v.len);
+    }
+  }
+  return f;
+}
+
+/* The pairs a set really applies: skip[i] is true when a later pair names the same
+ * field (the last one wins). Built before any store lock is taken, as its cost depends
+ * only on the request. False on OOM. */
+static bool mark_overridden(const st_bytes *fields, size_t n, bool *skip) {
+  srv_hmap seen;
+  srv_hmap_init(&seen);
+  bool ok = true;
+  for (size_t i = n; ok && i-- > 0;) {
+    if (srv_hmap_get(&seen, fields[i].data, fields[i].len)) {
+      skip[i] = true;
+    } else {
+      ok = srv_hmap_put(&seen, fields[i].data, fields[i].len, &seen);
+    }
+  }
+  srv_hmap_destroy(&seen, NULL);
+  return ok;
+}
+
+/* The dictionary's field count and bytes once the set is applied. */
+static void dict_after_set(const st_list *d, const st_bytes *fields, const st_bytes *values,
+                           size_t n, const bool *skip, size_t *count, size_t *bytes) {
+  *count = d ? d->fields.count : 0;
+  *bytes = d ? d->bytes : 0;
+  for (size_t i = 0; i < n; i++) {
+    if (skip[i]) {
+      continue;
+    }
+    const st_field *old = d ? srv_hmap_get(&d->fields, fields[i].data, fields[i].len) : NULL;
+    if (old) {
+      *bytes -= fields[i].len + old->len;
+    } else {
+      (*count)++;
+    }
+    *bytes += fields[i].len + values[i].len;
+  }
+}
+
+/* Replaces or adds one field; false (dictionary unchanged) on OOM. */
+static bool dict_put(st_list *d, st_bytes field, st_bytes value) {
+  st_field *nv = field_new(value);
+  if (!nv) {
+    return false;
+  }
+  st_field *old = srv_hmap_remove(&d->fields, field.data, field.len);
+  if (!srv_hmap_put(&d->fields, field.data, field.len, nv)) {
+    free(nv);
+    if (old && !srv_hmap_put(&d->fields, field.data, field.len, old)) {
+      d->bytes -= field.len + old->len; /* unreachable in practice: the slot was just freed */
+      free(old);
+    }
+    return false;
+  }
+  d->bytes += field.len + value.len;
+  if (old) {
+    d->bytes -= field.len + old->len;
+    free(old);
+  }
+  return true;
+}
+
+static st_list *dict_new(st_cache *c, st_bytes key) {
+  st_list *d = calloc(1, sizeof *d);
+  if (!d) {
+    return NULL;
+  }
+  d->is_dict = true;
+  srv_hmap_init(&d->fields);
+  if (!srv_hmap_put(&c->lists, key.data, key.len, d)) {
+    list_free(d);
+    return NULL;
+  }
+  return d;
+}
+
+/* Applies the pairs not skipped, creating the dictionary when d is NULL, and sets its
+ * expiry; ST_NOMEM leaves the fields before the failure set. */
+static st_result dict_apply(st_cache *c, st_bytes key, st_list *d, const st_bytes *fields,
+                            const st_bytes *values, size_t n, const bool *skip, int64_t expires) {
+  if (!d && !(d = dict_new(c, key))) {
+    return ST_NOMEM;
+  }
+  st_result r = ST_OK;
+  for (size_t i = 0; i < n && r == ST_OK; i++) {
+    if ((!skip || !skip[i]) && !dict_put(d, fields[i], values[i])) {
+      r = ST_NOMEM;
+    }
+  }
+  d->expires_ms = expires;
+  if (d->fields.count == 0) {
+    list_free(srv_hmap_remove(&c->lists, key.data, key.len));
+  }
+  return r;
+}
+
+static st_result dict_set_locked(store *s, st_cache *c, const char *cache, st_bytes key,
+                                 const st_bytes *fields, const st_bytes *values, size_t n,
+                                 const bool *skip, st_ttl ttl, size_t *item_bytes) {
+  st_list *d = find_item(c, key);
+  if (d && !d->is_dict) {
+    return ST_WRONG_TYPE;
+  }
+  size_t count, bytes;
+  dict_after_set(d, fields, values, n, skip, &count, &bytes);
+  if (s->max_list_len && count > s->max_list_len) {
+    return ST_TOO_LONG;
+  }
+  *item_bytes = bytes;
+  if (s->max_item_bytes && bytes > s->max_item_bytes) {
+    return ST_ITEM_TOO_BIG;
+  }
+  int64_t expires = !d || ttl.refresh ? expiry_for(s, ttl.ttl_ms) : d->expires_ms;
+  if (s->p) {
+    /* Recorded first: a failure leaves the dictionary as it was. */
+    st_result r = from_persist(
+        persist_dict_set(s->p, cache, key, fields, values, n, false, mono_to_wall(expires)));
+    if (r != ST_OK) {
+      return r;
+    }
+  }
+  return dict_apply(c, key, d, fields, values, n, skip, expires);
+}
+
+st_result store_dict_set(store *s, const char *cache, st_bytes key, const st_bytes *fields,
+                         const st_bytes *values, size_t n, st_ttl ttl, size_t *item_bytes) {
+  bool *skip = calloc(n + 1, sizeof *skip);
+  if (!skip || !mark_overridden(fields, n, skip)) {
+    free(skip);
+    return ST_NOMEM;
+  }
+  st_result r = ST_NO_CACHE;
+  st_cache *c = open_cache(s, cache);
+  if (c) {
+    size_t ignored = 0;
+    r = dict_set_locked(s, c, cache, key, fields, values, n, skip, ttl,
+                        item_bytes ? item_bytes : &ignored);
+    close_cache(s, c);
+  }
+  free(skip);
+  return r;
+}
+
+/* The live dictionary under key; NULL with *why ST_MISSING or ST_WRONG_TYPE (a list). */
+static st_list *find_dict(st_cache *c, st_bytes key, st_result *why) {
+  st_list *d = find_item(c, key);
+  *why = !d ? ST_MISSING : ST_WRONG_TYPE;
+  return d && d->is_dict ? d : NULL;
+}
+
+static st_result dict_get_locked(st_cache *c, st_bytes key, const st_bytes *fields, size_t n,
+                                 ProtobufCBinaryData *out) {
+  st_result r;
+  st_list *d = find_dict(c, key, &r);
+  if (!d) {
+    return r;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const st_field *f = srv_hmap_get(&d->fields, fields[i].data, fields[i].len);
+    if (f && !dup_value(&out[i], f->data, f->len)) {
+      return ST_NOMEM;
+    }
+  }
+  return ST_OK;
+}
+
+st_result store_dict_get(store *s, const char *cache, st_bytes key, const st_bytes *fields,
+                         size_t n, ProtobufCBinaryData *out) {
+  memset(out, 0, n * sizeof *out);
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_result r = dict_get_locked(c, key, fields, n, out);
+  close_cache(s, c);
+  if (r == ST_NOMEM) {
+    for (size_t i = 0; i < n; i++) {
+      free(out[i].data);
+      out[i] = (ProtobufCBinaryData){0, NULL};
+    }
+  }
+  return r;
+}
+
+typedef struct fetch_ctx {
+  ProtobufCBinaryData *out;
+  size_t w;
+  bool ok;
+} fetch_ctx;
+
+static bool copy_pair(void *ctx, srv_hentry *e) {
+  fetch_ctx *fc = ctx;
+  const st_field *f = e->val;
+  if (fc->ok && (fc->ok = dup_value(&fc->out[fc->w], e->key, e->klen))) {
+    fc->w++;
+    if ((fc->ok = dup_value(&fc->out[fc->w], f->data, f->len))) {
+      fc->w++;
+    }
+  }
+  return false;
+}
+
+st_result store_dict_fetch(store *s, const char *cache, st_bytes key, ProtobufCBinaryData **out,
+                           size_t *n) {
+  *out = NULL;
+  *n = 0;
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_result r;
+  st_list *d = find_dict(c, key, &r);
+  if (d) {
+    fetch_ctx fc = {calloc(2 * d->fields.count + 1, sizeof *fc.out), 0, true};
+    fc.ok = fc.out != NULL;
+    srv_hmap_filter(&d->fields, copy_pair, &fc);
+    r = fc.ok ? ST_OK : ST_NOMEM;
+    if (fc.ok) {
+      *out = fc.out;
+      *n = fc.w / 2;
+    } else {
+      store_values_free(fc.out, fc.w);
+    }
+  }
+  close_cache(s, c);
+  return r;
 }
 
 void store_set_max_item_bytes(store *s, size_t max_item_bytes) {
@@ -740,10 +1007,34 @@ typedef struct snap_ctx {
   int64_t now;
 } snap_ctx;
 
+/* A dictionary goes into the snapshot one pair per record, the first one fresh: no
+ * copy of its pairs is needed while the store is held. */
+typedef struct dict_snap {
+  snap_ctx *sc;
+  st_bytes key;
+  int64_t expires_wall;
+  bool first;
+} dict_snap;
+
+static bool snapshot_pair(void *ctx, srv_hentry *e) {
+  dict_snap *ds = ctx;
+  const st_field *f = e->val;
+  st_bytes field = {e->key, e->klen}, value = {f->data, f->len};
+  persist_snapshot_dict(ds->sc->p, ds->sc->cache, ds->key, &field, &value, 1, ds->first,
+                        ds->expires_wall);
+  ds->first = false;
+  return false;
+}
+
 static bool snapshot_list(void *ctx, srv_hentry *e) {
   snap_ctx *sc = ctx;
   st_list *l = e->val;
-  if (l->expires_ms > sc->now && l->len) {
+  if (l->is_dict && l->expires_ms > sc->now) {
+    dict_snap ds = {sc, {e->key, e->klen}, mono_to_wall(l->expires_ms), true};
+    srv_hmap_filter(&l->fields, snapshot_pair, &ds);
+    return false;
+  }
+  if (l->expires_ms > sc->now && l->len && !l->is_dict) {
     persist_snapshot_list(sc->p, sc->cache, (st_bytes){e->key, e->klen}, l->v, l->len,
                           mono_to_wall(l->expires_ms));
   }
@@ -766,6 +1057,22 @@ bool store_compact(store *s, persist *p) {
   bool ok = persist_snapshot_end(p);
   pthread_rwlock_unlock(&s->lock);
   return ok;
+}
+
+st_result store_restore_dict(store *s, const char *cache, st_bytes key, const st_bytes *fields,
+                             const st_bytes *values, size_t n, bool fresh, int64_t expires_wall) {
+  st_cache *c = open_cache(s, cache);
+  if (!c) {
+    return ST_NO_CACHE;
+  }
+  st_list *d = srv_hmap_get(&c->lists, key.data, key.len);
+  if (d && (fresh || !d->is_dict)) {
+    list_free(srv_hmap_remove(&c->lists, key.data, key.len));
+    d = NULL;
+  }
+  st_result r = dict_apply(c, key, d, fields, values, n, NULL, wall_to_mono(expires_wall));
+  close_cache(s, c);
+  return r;
 }
 
 st_result store_restore_list(store *s, const char *cache, st_bytes key, const st_bytes *vals,

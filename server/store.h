@@ -1,4 +1,4 @@
-/* mim-local: caches and their lists, with Momento collection TTL semantics.
+/* mim-local: caches and their lists and dictionaries, with Momento collection TTL semantics.
  * Thread-safe: a reader-writer lock over the cache table (writers: create/delete
  * cache) and one mutex per cache over its lists. */
 #ifndef MIM_SERVER_STORE_H
@@ -25,6 +25,7 @@ typedef enum {
   ST_TOO_BIG,      /* --data-dir: the change exceeds the log's record limit; nothing changed */
   ST_TOO_MANY,     /* there are as many caches as allowed already */
   ST_ITEM_TOO_BIG, /* the list's total bytes would exceed the item size limit */
+  ST_WRONG_TYPE,   /* the key holds a dictionary for a list operation, or the reverse */
 } st_result;
 
 /* Slice bounds: absent = open end; negative counts from the end (like Python). */
@@ -81,6 +82,26 @@ st_result store_list_pop(store *s, const char *cache, st_bytes key, bool front,
 st_result store_item_delete(store *s, const char *cache, st_bytes key);
 st_result store_item_ttl(store *s, const char *cache, st_bytes key, uint64_t *remaining_ms);
 
+/* ---- dictionaries: field -> value, one TTL for the whole item ---- */
+
+/* Sets n fields (a field given twice: the last wins); creates the dictionary, with
+ * ttl, when missing. Refused (nothing written) with ST_TOO_LONG past max_list_len
+ * fields and ST_ITEM_TOO_BIG when its total field + value bytes would exceed the item
+ * size limit (*item_bytes, may be NULL, gets that total whenever a limit is set).
+ * ST_WRONG_TYPE when key holds a list. With a data directory the request is recorded
+ * (one dict-set record) before anything changes. */
+st_result store_dict_set(store *s, const char *cache, st_bytes key, const st_bytes *fields,
+                         const st_bytes *values, size_t n, st_ttl ttl, size_t *item_bytes);
+/* Looks up n fields: out[i] is a malloc'd copy of field i's value, or data NULL (len 0)
+ * when the field is absent. out has n entries, owned by the caller
+ * (store_values_free(out, n) frees it). ST_MISSING: no such dictionary. */
+st_result store_dict_get(store *s, const char *cache, st_bytes key, const st_bytes *fields,
+                         size_t n, ProtobufCBinaryData *out);
+/* Every field and value (malloc'd copies, 2 * *n entries: field, value, field, ...;
+ * store_values_free(*out, 2 * *n)). */
+st_result store_dict_fetch(store *s, const char *cache, st_bytes key, ProtobufCBinaryData **out,
+                           size_t *n);
+
 /* Hosted Momento's item size: a list's total value bytes (0: no limit). Replayed data
  * (store_restore_list) is not checked. */
 void store_set_max_item_bytes(store *s, size_t max_item_bytes);
@@ -94,5 +115,10 @@ bool store_compact(store *s, struct persist *p);
 st_result store_restore_list(store *s, const char *cache, st_bytes key, const st_bytes *vals,
                              size_t n, bool front, bool fresh, uint32_t truncate,
                              int64_t expires_wall);
+
+/* Replay of a dict-set record: sets the fields in order (fresh: on an empty item,
+ * whatever the key held before), with that wall-clock expiry. Not recorded. */
+st_result store_restore_dict(store *s, const char *cache, st_bytes key, const st_bytes *fields,
+                             const st_bytes *values, size_t n, bool fresh, int64_t expires_wall);
 
 #endif

@@ -28,6 +28,7 @@
 #include <momento/client.h>
 #include <momento/common.h>
 #include <momento/credentials.h>
+#include <momento/dictionary.h>
 #include <momento/list.h>
 #include <momento/token.h>
 #include <momento/topics.h>
@@ -531,6 +532,59 @@ MIM_API mim_status mim_members(mim_session *session, mim_member_list **out);
 
 /* Frees a list from mim_members. NULL is ignored. */
 MIM_API void mim_member_list_free(mim_member_list *list);
+/* ---- Read markers ---- */
+
+/* Read markers (docs/PROTOCOL.md section 6) live in the dictionary "<chat>-read" of the
+ * chat's cache, one field per member: the field is the member's user id
+ * (mim_join_options.user_id, default display_name), the value
+ * {"v":1,"id":"<message id>","ts":<epoch ms>}: "has read everything up to and including
+ * that message". They are claims in both modes (any member may write any field). The
+ * token needs read-write on "<chat>-read" (the seed policies of <momento/token.h> grant
+ * it); without it these calls fail with MIM_ERR_PERMISSION_DENIED. */
+
+/* Marks everything up to and including message_id (1..64 bytes of UTF-8) as read by
+ * this session's user: one DictionarySet of its field, with the chat history's TTL
+ * (history_ttl_ms, else the client's default), refreshed. The session's unread count
+ * then counts from that message. Blocking (from a callback:
+ * MIM_ERR_FAILED_PRECONDITION). Thread-safe. Errors: MIM_ERR_INVALID_ARGUMENT (NULL
+ * session, bad message_id), dictionary errors (<momento/dictionary.h>). */
+MIM_API mim_status mim_mark_read(mim_session *session, const char *message_id);
+
+/* The number of chat messages this session delivered after the one its user's marker
+ * names, leaving out those sent by its own user id (sender_id, or `from` for version 1
+ * envelopes; mim_message.mine) and deleted ones. *exact is false when the marker's
+ * message is not among the last 1024 messages the session delivered (it is older than
+ * the join's history, or there is no marker): every such message delivered then counts.
+ * The first call fetches the marker (one DictionaryGet) and blocks (from a callback:
+ * MIM_ERR_FAILED_PRECONDITION); once it is known (that call, or mim_mark_read) the count
+ * is local, costs nothing and may be taken from a callback too. exact may be NULL.
+ * Thread-safe. Errors: MIM_ERR_INVALID_ARGUMENT (NULL session or count), dictionary
+ * errors; on error *count is 0 and *exact false. */
+MIM_API mim_status mim_unread_count(mim_session *session, size_t *count, bool *exact);
+
+/* One member's marker. */
+typedef struct mim_read_marker {
+  const char *user_id;    /* the field: the member's user id (as claimed) */
+  const char *message_id; /* read up to and including this message */
+  int64_t read_at_ms;     /* the member's clock when it marked, epoch ms */
+} mim_read_marker;
+
+/* Every member's marker, in no particular order. Owned by the caller: free with
+ * mim_read_marker_list_free (the strings live in the same allocation). */
+typedef struct mim_read_marker_list {
+  size_t count;
+  mim_read_marker *markers; /* count entries */
+} mim_read_marker_list;
+
+/* Read receipts: every member's marker (one DictionaryFetch of "<chat>-read"). Fields
+ * whose value is not a marker (section 6), or that are not UTF-8 without NUL, are
+ * skipped. *out owned by the caller, set only on MIM_OK (an empty list when nobody has
+ * marked). Blocking (from a callback: MIM_ERR_FAILED_PRECONDITION). Thread-safe. Errors:
+ * MIM_ERR_INVALID_ARGUMENT (NULL session or out), dictionary errors. */
+MIM_API mim_status mim_read_markers(mim_session *session, mim_read_marker_list **out);
+
+/* Frees what mim_read_markers returned; NULL is a no-op. */
+MIM_API void mim_read_marker_list_free(mim_read_marker_list *list);
 
 /* ---- Moderation (server-mediated pattern) ---- */
 

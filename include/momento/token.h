@@ -77,12 +77,18 @@ MIM_API mim_status mim_token_generate(mim_client *client, const mim_permissions 
                                       uint32_t valid_for_seconds, const char *token_id,
                                       mim_disposable_token **out);
 
-/* The two policies of the instant-messaging pattern for chat `chat_id` in `cache`:
- * client-only: readwrite on item chat_id, publishsubscribe on topic chat_id;
+/* The two policies of the instant-messaging pattern for chat `chat_id` in `cache`
+ * (docs/PROTOCOL.md section 8):
+ * client-only: readwrite on item chat_id, publishsubscribe on topic chat_id, readwrite
+ * on item "<chat_id>-read" (3 permissions);
  * moderated (server-mediated): read on item chat_id, publishonly on topic
- * "<chat_id>-input", subscribeonly on topic chat_id. A chat id whose names Momento would
- * refuse (as mim_join checks them, "<chat_id>-input" included for moderated) fails with
- * MIM_ERR_INVALID_ARGUMENT naming the name, before anything is sent. */
+ * "<chat_id>-input", subscribeonly on topic chat_id, readwrite on item "<chat_id>-read"
+ * (4 permissions).
+ * "<chat_id>-read" is the read-marker dictionary (mim_mark_read, mim_read_markers):
+ * markers are claims in both modes, so members write it directly. A chat id whose names
+ * Momento would refuse (as mim_join checks them, "<chat_id>-input" included for
+ * moderated, "<chat_id>-read" for both) fails with MIM_ERR_INVALID_ARGUMENT naming the
+ * name, before anything is sent. */
 MIM_API mim_status mim_token_generate_client_only(mim_client *client, const char *cache,
                                                   const char *chat_id, uint32_t valid_for_seconds,
                                                   const char *token_id, mim_disposable_token **out);

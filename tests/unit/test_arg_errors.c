@@ -11,6 +11,7 @@
 
 #include <momento/client.h>
 #include <momento/credentials.h>
+#include <momento/dictionary.h>
 #include <momento/im.h>
 #include <momento/list.h>
 #include <momento/token.h>
@@ -163,6 +164,17 @@ static mim_status members_no_session(void) {
 static mim_status remove_no_session(void) {
   return mim_remove_message(NULL, "id");
 }
+static mim_status mark_read_no_session(void) {
+  return mim_mark_read(NULL, "id");
+}
+static mim_status unread_no_session(void) {
+  size_t n = 0;
+  return mim_unread_count(NULL, &n, NULL);
+}
+static mim_status read_markers_no_session(void) {
+  mim_read_marker_list *l = NULL;
+  return mim_read_markers(NULL, &l);
+}
 static mim_status moderator_no_chats(void) {
   mim_moderator *m = NULL;
   return mim_moderator_start(cl, C, NULL, 1, 0, pass, NULL, &m);
@@ -210,6 +222,28 @@ static mim_status fetch_async_no_cb(void) {
 }
 static mim_status fetch_async_no_list(void) {
   return mim_list_fetch_async(cl, C, NULL, NULL, on_fetch, NULL);
+}
+static mim_status dict_set_no_client(void) {
+  return mim_dictionary_set_field(NULL, C, "d", "f", 1, "v", 1, NULL);
+}
+static mim_status dict_set_no_field(void) {
+  return mim_dictionary_set_field(cl, C, "d", NULL, 1, "v", 1, NULL);
+}
+static mim_status dict_set_no_value(void) {
+  return mim_dictionary_set_field(cl, C, "d", "f", 1, NULL, 2, NULL);
+}
+static mim_status dict_get_no_dictionary(void) {
+  return mim_dictionary_get_field(cl, C, NULL, "f", 1, NULL, NULL, NULL);
+}
+static mim_status dict_get_no_field(void) {
+  return mim_dictionary_get_field(cl, C, "d", NULL, 1, NULL, NULL, NULL);
+}
+static mim_status dict_fetch_no_out(void) {
+  return mim_dictionary_fetch(cl, C, "d", NULL);
+}
+static mim_status dict_fetch_no_cache(void) {
+  mim_dictionary_entries *e = NULL;
+  return mim_dictionary_fetch(cl, NULL, "d", &e);
 }
 static mim_status publish_no_text(void) {
   return mim_topic_publish_text(cl, C, "t", NULL);
@@ -280,6 +314,9 @@ static const arg_case cases[] = {
     {join_async_no_chat, "mim_join_async", "chat_id is NULL"},
     {join_async_no_on_joined, "mim_join_async", "on_joined"},
     {history_no_session, "mim_history", "session"},
+    {mark_read_no_session, "mim_mark_read", "session is NULL"},
+    {unread_no_session, "mim_unread_count", "session is NULL"},
+    {read_markers_no_session, "mim_read_markers", "session is NULL"},
     {send_no_session, "mim_send", "session"},
     {send_opts_no_session, "mim_send_with_options", "session"},
     {message_id_no_out, "mim_message_id_new", "out"},
@@ -302,6 +339,13 @@ static const arg_case cases[] = {
     {erase_no_ranges, "mim_list_erase", "ranges is NULL"},
     {item_delete_no_key, "mim_item_delete", "key is NULL"},
     {fetch_async_no_cb, "mim_list_fetch_async", "cb is NULL"},
+    {dict_set_no_client, "mim_dictionary_set_field", "client is NULL"},
+    {dict_set_no_field, "mim_dictionary_set_field", "field is NULL"},
+    {dict_set_no_value, "mim_dictionary_set_field", "value is NULL"},
+    {dict_get_no_dictionary, "mim_dictionary_get_field", "dictionary name is NULL"},
+    {dict_get_no_field, "mim_dictionary_get_field", "field is NULL"},
+    {dict_fetch_no_out, "mim_dictionary_fetch", "out is NULL"},
+    {dict_fetch_no_cache, "mim_dictionary_fetch", "cache name is NULL"},
     {fetch_async_no_list, "mim_list_fetch_async", "list name is NULL"},
     {publish_no_text, "mim_topic_publish_text", "text is NULL"},
     {publish_no_topic, "mim_topic_publish_binary", "topic name is NULL"},

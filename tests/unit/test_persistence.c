@@ -336,6 +336,137 @@ static void test_clean_restart(void **state) {
 
 static int damaged_dirs(const fixture *f, char *out, size_t cap);
 
+/* ---- dictionaries ---- */
+
+#define M_DICT_SET "/cache_client.Scs/DictionarySet"
+#define M_DICT_FETCH "/cache_client.Scs/DictionaryFetch"
+
+static void dict_set(fixture *f, const char *dict, const char *field, const char *value,
+                     uint64_t ttl) {
+  CacheClient__DictionaryFieldValuePair pair = CACHE_CLIENT____DICTIONARY_FIELD_VALUE_PAIR__INIT;
+  pair.field = (ProtobufCBinaryData){strlen(field), (uint8_t *)field};
+  pair.value = (ProtobufCBinaryData){strlen(value), (uint8_t *)value};
+  CacheClient__DictionaryFieldValuePair *items[] = {&pair};
+  CacheClient__DictionarySetRequest r = CACHE_CLIENT____DICTIONARY_SET_REQUEST__INIT;
+  r.dictionary_name = (ProtobufCBinaryData){strlen(dict), (uint8_t *)dict};
+  r.n_items = 1;
+  r.items = items;
+  r.ttl_milliseconds = ttl;
+  assert_int_equal(raw_call(f->t, M_DICT_SET, CACHE, &r.base, NULL, NULL), MIM_OK);
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp((const char *)a, (const char *)b);
+}
+
+/* The dictionary as "f=v" pairs, sorted, joined with ',' ("<missing>" if none). */
+static void assert_dict(fixture *f, const char *dict, const char *want) {
+  CacheClient__DictionaryFetchRequest r = CACHE_CLIENT____DICTIONARY_FETCH_REQUEST__INIT;
+  r.dictionary_name = (ProtobufCBinaryData){strlen(dict), (uint8_t *)dict};
+  uint8_t *resp = NULL;
+  size_t len = 0;
+  assert_int_equal(raw_call(f->t, M_DICT_FETCH, CACHE, &r.base, &resp, &len), MIM_OK);
+  CacheClient__DictionaryFetchResponse *m =
+      cache_client____dictionary_fetch_response__unpack(NULL, len, resp);
+  free(resp);
+  assert_non_null(m);
+  char got[1024] = "<missing>";
+  if (m->dictionary_case == CACHE_CLIENT____DICTIONARY_FETCH_RESPONSE__DICTIONARY_FOUND) {
+    char pairs[16][48];
+    size_t n = m->found->n_items;
+    assert_true(n <= 16);
+    for (size_t i = 0; i < n; i++) {
+      snprintf(pairs[i], sizeof pairs[i], "%.*s=%.*s", (int)m->found->items[i]->field.len,
+               (const char *)m->found->items[i]->field.data, (int)m->found->items[i]->value.len,
+               (const char *)m->found->items[i]->value.data);
+    }
+    qsort(pairs, n, sizeof pairs[0], cmp_str);
+    got[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+      strcat(got, i ? "," : "");
+      strcat(got, pairs[i]);
+    }
+  }
+  cache_client____dictionary_fetch_response__free_unpacked(m, NULL);
+  assert_string_equal(got, want);
+}
+
+static bool dict_missing(fixture *f, const char *dict) {
+  CacheClient__DictionaryFetchRequest r = CACHE_CLIENT____DICTIONARY_FETCH_REQUEST__INIT;
+  r.dictionary_name = (ProtobufCBinaryData){strlen(dict), (uint8_t *)dict};
+  uint8_t *resp = NULL;
+  size_t len = 0;
+  assert_int_equal(raw_call(f->t, M_DICT_FETCH, CACHE, &r.base, &resp, &len), MIM_OK);
+  CacheClient__DictionaryFetchResponse *m =
+      cache_client____dictionary_fetch_response__unpack(NULL, len, resp);
+  free(resp);
+  assert_non_null(m);
+  bool missing = m->dictionary_case != CACHE_CLIENT____DICTIONARY_FETCH_RESPONSE__DICTIONARY_FOUND;
+  cache_client____dictionary_fetch_response__free_unpacked(m, NULL);
+  return missing;
+}
+
+/* Dictionaries come back from the log (after kill -9 with fsync always) and from the
+ * snapshot the restart compacted them into; a replaced field keeps its last value, an
+ * expired dictionary stays gone, and a deleted one does not come back. */
+static void test_dictionaries_survive(void **state) {
+  fixture *f = *state;
+  start(f, "always");
+  dict_set(f, "d1", "alice", "m1", 60000);
+  dict_set(f, "d1", "bob", "m2", 60000);
+  dict_set(f, "d1", "alice", "m3", 60000);
+  dict_set(f, "gone", "x", "y", 60000);
+  dict_set(f, "short", "s", "t", 1000);
+  CacheClient__DeleteRequest del = CACHE_CLIENT____DELETE_REQUEST__INIT;
+  del.cache_key = (ProtobufCBinaryData){4, (uint8_t *)"gone"};
+  assert_int_equal(raw_call(f->t, "/cache_client.Scs/Delete", CACHE, &del.base, NULL, NULL),
+                   MIM_OK);
+  kill9(f);
+
+  start(f, "always"); /* replays the log, then compacts it into a snapshot */
+  assert_dict(f, "d1", "alice=m3,bob=m2");
+  assert_dict(f, "gone", "<missing>");
+  dict_set(f, "d1", "carol", "m4", 60000);
+  stop(f);
+
+  start(f, "interval"); /* the snapshot, then the log after it */
+  assert_dict(f, "d1", "alice=m3,bob=m2,carol=m4");
+  /* Its expiry came back too: it runs out (polled, bounded). */
+  int64_t deadline = cmn_mono_ms() + 10000;
+  while (!dict_missing(f, "short") && cmn_mono_ms() < deadline) {
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  assert_dict(f, "short", "<missing>");
+  stop(f);
+}
+
+static long file_size(const fixture *f, const char *name);
+
+/* A crash mid-append of a dict-set record (the log's last record cut short) is a torn
+ * record like any other: dropped, and the server starts with what came before it. */
+static void test_torn_dict_record(void **state) {
+  fixture *f = *state;
+  start(f, "always");
+  dict_set(f, "d1", "alice", "m1", 60000);
+  kill9(f);
+  char log[160];
+  snprintf(log, sizeof log, "%s/log", f->data);
+  long before = file_size(f, "log");
+  start(f, "always");
+  stop(f); /* the restart compacted: the log holds only its header now */
+  long header = file_size(f, "log");
+  start(f, "always");
+  dict_set(f, "d1", "bob", "m2", 60000);
+  kill9(f);
+  long after = file_size(f, "log");
+  assert_true(after > header && before > header);
+  assert_int_equal(truncate(log, after - 3), 0);
+  start(f, "always");
+  assert_dict(f, "d1", "alice=m1");
+  stop(f);
+}
+
 static void test_kill9_with_fsync_always(void **state) {
   fixture *f = *state;
   start(f, "always");
@@ -1061,6 +1192,8 @@ static void test_bad_final_record_is_damage(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_clean_restart, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_dictionaries_survive, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_torn_dict_record, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_kill9_with_fsync_always, fixture_setup,
                                       fixture_teardown),
       cmocka_unit_test_setup_teardown(test_damaged_log_header, fixture_setup, fixture_teardown),

@@ -1,9 +1,9 @@
 /* The scope matrix of the instant-messaging pattern, run through the public API against
  * mim-local: for each of the two policies (client-only, moderated) x every list
- * operation, topic operation and token-minting attempt x the token's own chat / another
- * chat, the expected MIM_OK or MIM_ERR_PERMISSION_DENIED (spec "Permissions" and "The
- * two policies"; server/README.md "Tokens"). Every cell is run; the cells that disagree
- * are printed together before the test fails. */
+ * operation, dictionary operation (on C-read and, refused by type, on C), topic operation and
+ * token-minting attempt x the token's own chat / another chat, the expected MIM_OK or
+ * MIM_ERR_PERMISSION_DENIED (spec "Permissions" and "The two policies"; server/README.md "Tokens").
+ * Every cell is run; the cells that disagree are printed together before the test fails. */
 // clang-format off
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +15,7 @@
 #include "mim_local.h"
 #include "test_client.h"
 
+#include <momento/dictionary.h>
 #include <momento/list.h>
 #include <momento/token.h>
 #include <momento/topics.h>
@@ -27,6 +28,7 @@
 #define OTHER_CHAT "chat-other"
 #define OK MIM_OK
 #define NO MIM_ERR_PERMISSION_DENIED
+#define WT MIM_ERR_FAILED_PRECONDITION /* admitted, but the item is of another type */
 
 static mim_local *srv;
 static mim_client *root;
@@ -94,6 +96,35 @@ static mim_status op_item_delete(mim_client *c, const char *chat) {
 }
 static mim_status op_item_ttl(mim_client *c, const char *chat) {
   return mim_item_ttl(c, CACHE, chat, NULL, NULL);
+}
+
+/* Dictionary calls on the chat's read-marker dictionary "C-read" and on C itself. */
+static void read_dict(const char *chat, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s-read", chat);
+}
+static mim_status op_dict_set(mim_client *c, const char *chat) {
+  char d[64];
+  read_dict(chat, d, sizeof d);
+  return mim_dictionary_set_field(c, CACHE, d, "alice", 5, "m", 1, NULL);
+}
+static mim_status op_dict_get(mim_client *c, const char *chat) {
+  char d[64];
+  read_dict(chat, d, sizeof d);
+  return mim_dictionary_get_field(c, CACHE, d, "alice", 5, NULL, NULL, NULL);
+}
+static mim_status op_dict_fetch(mim_client *c, const char *chat) {
+  char d[64];
+  read_dict(chat, d, sizeof d);
+  mim_dictionary_entries *e = NULL;
+  mim_status st = mim_dictionary_fetch(c, CACHE, d, &e);
+  mim_dictionary_entries_free(e);
+  return st;
+}
+static mim_status op_dict_set_on_list(mim_client *c, const char *chat) {
+  return mim_dictionary_set_field(c, CACHE, chat, "alice", 5, "m", 1, NULL);
+}
+static mim_status op_dict_get_on_list(mim_client *c, const char *chat) {
+  return mim_dictionary_get_field(c, CACHE, chat, "alice", 5, NULL, NULL, NULL);
 }
 
 static void input_topic(const char *chat, char *buf, size_t cap) {
@@ -227,6 +258,13 @@ static const row g_rows[] = {
     {"list pop back", op_pop_back, true, {{OK, NO}, {NO, NO}}},
     {"item delete", op_item_delete, true, {{OK, NO}, {NO, NO}}},
     {"item ttl", op_item_ttl, true, {{OK, NO}, {OK, NO}}},
+    {"dictionary set on C-read", op_dict_set, true, {{OK, NO}, {OK, NO}}},
+    {"dictionary get on C-read", op_dict_get, true, {{OK, NO}, {OK, NO}}},
+    {"dictionary fetch on C-read", op_dict_fetch, true, {{OK, NO}, {OK, NO}}},
+    /* Permitted or not before the type: C holds a list, which a dictionary call may not
+     * touch; the moderated read-only grant admits the get but never the set. */
+    {"dictionary set on C (a list)", op_dict_set_on_list, true, {{WT, NO}, {NO, NO}}},
+    {"dictionary get on C (a list)", op_dict_get_on_list, true, {{WT, NO}, {WT, NO}}},
     {"publish on C", op_publish_chat, false, {{OK, NO}, {NO, NO}}},
     {"publish on C-input", op_publish_input, false, {{NO, NO}, {OK, NO}}},
     {"subscribe on C", op_subscribe_chat, false, {{OK, NO}, {OK, NO}}},
@@ -240,7 +278,8 @@ static const row g_rows[] = {
 };
 #define N_ROWS (sizeof g_rows / sizeof g_rows[0])
 
-/* Puts both chats' lists back into a known state (3 values) as the super-user, so a
+/* Puts both chats' lists back into a known state (3 values), and their read-marker
+ * dictionaries (one field), as the super-user, so a
  * list operation never depends on what the previous cell did. */
 static void reset_lists(void) {
   const char *chats[] = {OWN_CHAT, OTHER_CHAT};
@@ -249,6 +288,10 @@ static void reset_lists(void) {
   for (size_t i = 0; i < 2; i++) {
     assert_int_equal(mim_item_delete(root, CACHE, chats[i]), MIM_OK);
     assert_int_equal(mim_list_concat_back(root, CACHE, chats[i], vals, 3, &g_wopt, NULL), MIM_OK);
+    char d[64];
+    read_dict(chats[i], d, sizeof d);
+    assert_int_equal(mim_item_delete(root, CACHE, d), MIM_OK);
+    assert_int_equal(mim_dictionary_set_field(root, CACHE, d, "bob", 3, "n", 1, NULL), MIM_OK);
   }
 }
 

@@ -97,6 +97,9 @@ static void test_call_options(void **state) {
   mim_list_write_options wo = {.truncate_to = 3};
   expect_refused(mim_list_push_back(root, CACHE, "l", "v", 1, &wo, NULL),
                  "MIM_LIST_WRITE_OPTIONS_INIT");
+  mim_dictionary_write_options dwo = {.ttl_ms = 1000};
+  expect_refused(mim_dictionary_set_field(root, CACHE, "d", "f", 1, "v", 1, &dwo),
+                 "MIM_DICTIONARY_WRITE_OPTIONS_INIT");
   mim_subscription *sub = NULL;
   mim_subscription_callbacks cb = {.on_item = on_item};
   expect_refused(mim_topic_subscribe(root, CACHE, "t", NULL, &cb, &sub),
@@ -109,6 +112,8 @@ static void test_call_options(void **state) {
   /* Initialised, the same calls work. */
   wo.struct_size = sizeof wo;
   assert_int_equal(mim_list_push_back(root, CACHE, "l", "v", 1, &wo, NULL), MIM_OK);
+  dwo.struct_size = sizeof dwo;
+  assert_int_equal(mim_dictionary_set_field(root, CACHE, "d", "f", 1, "v", 1, &dwo), MIM_OK);
   mim_join_options ok = MIM_JOIN_OPTIONS_INIT;
   assert_int_equal(mim_join(root, CACHE, "chat", &ok, on_message, NULL, &s), MIM_OK);
   mim_send_options sendo = {.reply_to = "x"};

@@ -819,7 +819,8 @@ static void test_token_client_only(void **state) {
   expect(TOKEN, NULL,
          token_request(
              3600, "alice",
-             json_pack("[o,o]", cache_grant(1, CACHE, "chat-1"), topic_grant(1, CACHE, "chat-1"))));
+             json_pack("[o,o,o]", cache_grant(1, CACHE, "chat-1"), topic_grant(1, CACHE, "chat-1"),
+                       cache_grant(1, CACHE, "chat-1-read")))); /* read markers (PROTOCOL 8) */
   expect_no_more();
 }
 
@@ -831,9 +832,10 @@ static void test_token_moderated(void **state) {
   mim_disposable_token_free(t);
   expect(TOKEN, NULL,
          token_request(600, "bob",
-                       json_pack("[o,o,o]", cache_grant(2, CACHE, "chat-1"),
+                       json_pack("[o,o,o,o]", cache_grant(2, CACHE, "chat-1"),
                                  topic_grant(3, CACHE, "chat-1-input"),
-                                 topic_grant(2, CACHE, "chat-1"))));
+                                 topic_grant(2, CACHE, "chat-1"),
+                                 cache_grant(1, CACHE, "chat-1-read"))));
   expect_no_more();
 }
 

@@ -6,11 +6,15 @@
  *     publish-hex CACHE TOPIC HEX       binary message
  *     push CACHE LIST HEX               list push back
  *     fetch CACHE LIST                  prints "value HEX" per element, then "found N"
+ *     dict-set CACHE DICT FHEX VHEX     dictionary set field (client TTL, refreshed)
+ *     dict-get CACHE DICT FHEX          prints "value HEX" or "missing"
+ *     dict-fetch CACHE DICT             prints "pair FHEX VHEX" per field, then "found N"
  *     subscribe CACHE TOPIC N MS        prints "ready" once live, then per item
  *                                       "item SEQ PAGE PUBLISHER text|binary HEX"; exits 0
  *                                       after N items, 3 if MS passed first
  * Every command prints "ok" on success or "error NAME detail" (exit 2). Plaintext only. */
 #include <momento/client.h>
+#include <momento/dictionary.h>
 #include <momento/list.h>
 #include <momento/topics.h>
 
@@ -135,6 +139,56 @@ static int cmd_fetch(mim_client *c, char **argv) {
   return report(MIM_OK);
 }
 
+static int cmd_dict_set(mim_client *c, char **argv) {
+  uint8_t *f = NULL, *v = NULL;
+  size_t flen = 0, vlen = 0;
+  int rc = 64;
+  if (parse_hex(argv[2], &f, &flen) == 0 && parse_hex(argv[3], &v, &vlen) == 0) {
+    rc = report(mim_dictionary_set_field(c, argv[0], argv[1], f, flen, v, vlen, NULL));
+  }
+  free(f);
+  free(v);
+  return rc;
+}
+
+static int cmd_dict_get(mim_client *c, char **argv) {
+  uint8_t *f = NULL, *v = NULL;
+  size_t flen = 0, vlen = 0;
+  bool found = false;
+  if (parse_hex(argv[2], &f, &flen) != 0) {
+    return 64;
+  }
+  mim_status st = mim_dictionary_get_field(c, argv[0], argv[1], f, flen, &v, &vlen, &found);
+  free(f);
+  if (st == MIM_OK && found) {
+    printf("value ");
+    print_hex(v, vlen);
+    printf("\n");
+  } else if (st == MIM_OK) {
+    printf("missing\n");
+  }
+  free(v);
+  return report(st);
+}
+
+static int cmd_dict_fetch(mim_client *c, char **argv) {
+  mim_dictionary_entries *d = NULL;
+  mim_status st = mim_dictionary_fetch(c, argv[0], argv[1], &d);
+  if (st != MIM_OK) {
+    return report(st);
+  }
+  for (size_t i = 0; i < d->count; i++) {
+    printf("pair ");
+    print_hex(d->entries[i].field.data, d->entries[i].field.len);
+    printf(" ");
+    print_hex(d->entries[i].value.data, d->entries[i].value.len);
+    printf("\n");
+  }
+  printf("found %zu\n", d->found ? d->count : 0);
+  mim_dictionary_entries_free(d);
+  return report(MIM_OK);
+}
+
 static int run(mim_client *c, const char *cmd, int argc, char **argv) {
   uint8_t *bin = NULL;
   size_t len = 0;
@@ -157,6 +211,15 @@ static int run(mim_client *c, const char *cmd, int argc, char **argv) {
   }
   if (strcmp(cmd, "subscribe") == 0 && argc == 4) {
     return cmd_subscribe(c, argv);
+  }
+  if (strcmp(cmd, "dict-set") == 0 && argc == 4) {
+    return cmd_dict_set(c, argv);
+  }
+  if (strcmp(cmd, "dict-get") == 0 && argc == 3) {
+    return cmd_dict_get(c, argv);
+  }
+  if (strcmp(cmd, "dict-fetch") == 0 && argc == 2) {
+    return cmd_dict_fetch(c, argv);
   }
   fprintf(stderr, "mim-peer: bad command or arguments\n");
   return 64;
