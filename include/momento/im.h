@@ -402,6 +402,42 @@ MIM_API mim_status mim_remove_message(mim_session *session, const char *message_
  * after free). */
 MIM_API void mim_leave(mim_session *session);
 
+/* ---- Direct chats ---- */
+
+/* Size of a direct chat id buffer: "dm-", 32 hex digits and the NUL. */
+#define MIM_DIRECT_CHAT_ID_SIZE 36
+/* A user id in a direct chat is 1..MIM_DIRECT_USER_ID_MAX bytes of UTF-8. */
+#define MIM_DIRECT_USER_ID_MAX 128
+
+/* Writes the id of the direct chat of users user_a and user_b into out (NUL-terminated,
+ * 35 characters): "dm-" followed by the lowercase hex of the first 16 bytes of
+ * SHA-256(x || 0x00 || y), x being the smaller of the two ids in byte order (a proper
+ * prefix is smaller) and y the other (docs/PROTOCOL.md, section 7). Both users get the
+ * same id whatever the argument order; it reveals neither name. The id is an ordinary
+ * chat id: join it in either mode, with the tokens mim_token_generate_direct mints.
+ * Local: no call to the server, no allocation. Thread-safe.
+ * Errors: MIM_ERR_INVALID_ARGUMENT naming the argument when out is NULL or a user id is
+ * NULL, empty, longer than MIM_DIRECT_USER_ID_MAX bytes or not valid UTF-8; out is then
+ * set to "" (when not NULL). user_a == user_b is allowed (a chat with oneself). */
+MIM_API mim_status mim_direct_chat_id(const char *user_a, const char *user_b,
+                                      char out[MIM_DIRECT_CHAT_ID_SIZE]);
+
+/* Mints user_id's token for its direct chat with other_user_id in cache: the token of
+ * mode's policy (mim_token_generate_client_only or mim_token_generate_moderated) for the
+ * chat mim_direct_chat_id(user_id, other_user_id) names, with user_id as the token id
+ * (the trusted sender a moderator sees). It grants nothing outside that chat, so it
+ * cannot read or join another pair's chat. A real token vendor must authenticate
+ * user_id before calling this: anyone who gets the token speaks as user_id.
+ * *out is set to a token the caller frees with mim_disposable_token_free, or NULL on
+ * error. Blocking (one GenerateDisposableToken call); thread-safe as mim_token_generate.
+ * Errors: MIM_ERR_INVALID_ARGUMENT naming the argument (NULL client, cache or out; a user
+ * id mim_direct_chat_id refuses; a mode that is not a mim_chat_mode; valid_for_seconds
+ * 0), then the errors of mim_token_generate. */
+MIM_API mim_status mim_token_generate_direct(mim_client *client, const char *cache,
+                                             const char *user_id, const char *other_user_id,
+                                             mim_chat_mode mode, uint32_t valid_for_seconds,
+                                             mim_disposable_token **out);
+
 /* ---- Moderation (server-mediated pattern) ---- */
 
 typedef struct mim_moderator mim_moderator;
