@@ -209,7 +209,7 @@ if [ "$code" = 400 ]; then ok "... chat= and dm= together: 400"; else bad "... c
 # mia (token URL) and kim (root key) each /dm the other from the room: both in the same
 # direct chat, through the vendor's dm= for mia, mim_direct_chat_id for kim.
 mia=$("${T[@]}" new-window -P -F '#{pane_id}' -t chat: \
-  "$(printf '%q ' "$B/examples/chat" --chat "$ROOM" --name mia --token-url "$vurl?chat=$ROOM&user=mia&mode=client")")
+  "$(printf '%q ' "$B/examples/chat" --chat "$ROOM" --name mia --token-url "$vurl?chat=$ROOM&user=mia&mode=client"; printf '; echo $? >%q' "$dir/mia.rc")")
 check_pane "mia joins the room with a token URL" "$mia" "^\*\*\* joined $ROOM as mia"
 type_line "$mia" "/dm no way"
 check_pane "/dm of a name the vendor refuses: a clear line" "$mia" \
@@ -217,7 +217,7 @@ check_pane "/dm of a name the vendor refuses: a clear line" "$mia" \
 type_line "$mia" "/dm kim"
 check_pane "mia: /dm kim joins their direct chat" "$mia" "^\*\*\* joined $DM as mia: direct chat with kim$"
 kim=$("${T[@]}" split-window -P -F '#{pane_id}' -t "$mia" \
-  "$(printf '%q ' "$B/examples/chat" --chat "$ROOM" --name kim --endpoint "$E" --key-file "$dir/root.key")")
+  "$(printf '%q ' "$B/examples/chat" --chat "$ROOM" --name kim --endpoint "$E" --key-file "$dir/root.key"; printf '; echo $? >%q' "$dir/kim.rc")")
 check_pane "kim joins the room with a key" "$kim" "^\*\*\* joined $ROOM as kim"
 type_line "$kim" "/dm mia"
 check_pane "kim: /dm mia joins the same chat" "$kim" "^\*\*\* joined $DM as kim: direct chat with mia$"
@@ -236,6 +236,8 @@ type_line "$mia" "/quit"
 check_pane "mia leaves the direct chat" "$mia" "^\*\*\* left $DM$"
 type_line "$kim" "/quit"
 check_pane "kim leaves it" "$kim" "^\*\*\* left $DM$"
+check_exit "... mia exits 0" mia 0
+check_exit "... kim exits 0" kim 0
 
 # ---- The full-screen UI: what a person sees while typing ----
 check_pane "the status line names the room, the user and the connection" "$alice" \
