@@ -102,6 +102,13 @@ static void test_token_invalid(void **state) {
       mim_token_generate_direct(root, "no-such", "alice", "bob", MIM_CHAT_CLIENT_ONLY, 60, &t),
       MIM_OK);
   mim_disposable_token_free(t);
+  /* The longest user id is a token id the server takes. */
+  char longest[MIM_DIRECT_USER_ID_MAX + 1];
+  memset(longest, 'u', MIM_DIRECT_USER_ID_MAX);
+  longest[MIM_DIRECT_USER_ID_MAX] = '\0';
+  assert_int_equal(
+      mim_token_generate_direct(root, CACHE, longest, "bob", MIM_CHAT_MODERATED, 60, &t), MIM_OK);
+  mim_disposable_token_free(t);
 }
 
 /* ---- chatting with direct tokens ---- */
