@@ -238,6 +238,18 @@ type_line "$kim" "/quit"
 check_pane "kim leaves it" "$kim" "^\*\*\* left $DM$"
 check_exit "... mia exits 0" mia 0
 check_exit "... kim exits 0" kim 0
+# olga's key allows only the room: her /dm is refused, and she is back in the room.
+mint olga client
+olga=$("${T[@]}" new-window -P -F '#{pane_id}' -t chat: "$(chat_cmd olga)")
+check_pane "olga joins the room" "$olga" "^\*\*\* joined $ROOM as olga"
+type_line "$olga" "/dm zed"
+check_pane "/dm to a chat her key does not allow: a clear line" "$olga" \
+  "^\*\*\* cannot open the direct chat with zed: your token does not allow this"
+check_pane "... and she is back in the room" "$olga" "^\*\*\* joined $ROOM as olga again$"
+type_line "$olga" "olga still here"
+check_pane "... where alice gets her next message" "$alice" "^$TS olga: olga still here$"
+type_line "$olga" "/quit"
+check_exit "... olga exits 0" olga 0
 
 # ---- The full-screen UI: what a person sees while typing ----
 check_pane "the status line names the room, the user and the connection" "$alice" \
