@@ -6,9 +6,10 @@
  *
  * On join it shows the last N messages of the room (marked "[history]"), then every live
  * message as "HH:MM:SS name: text" (messages of another day as "MM-DD HH:MM name: text"),
- * and sends each line typed. /help lists the commands; /quit, Ctrl-D or Ctrl-C leave the
- * room cleanly. Connection trouble is reported on one line each ("*** ...") while the
- * library reconnects by itself.
+ * and sends each line typed. /help lists the commands; /dm USER moves to the direct chat
+ * with USER (mim_direct_chat_id); /quit, Ctrl-D or Ctrl-C leave the room cleanly.
+ * Connection trouble is reported on one line each ("*** ...") while the library
+ * reconnects by itself.
  *
  * Two faces. When stdin and stdout are terminals: a full-screen ncurses UI with the
  * messages above (scrollback with PgUp/PgDn, a colour per sender), a status line, and an
@@ -26,6 +27,7 @@
 
 #include "key_file.h"
 
+#include <ctype.h>
 #include <curses.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -111,7 +113,7 @@ typedef struct chat_state {
   int event_pipe[2]; /* a byte per queued event wakes the main thread */
 
   /* Main thread only. */
-  const options *o;
+  options *o; /* /dm changes its chat (and token_url) */
   mim_client *client;
   mim_session *session;
   bool curses; /* the full-screen UI is on */
@@ -130,6 +132,8 @@ typedef struct chat_state {
   char **failed; /* texts of failed sends, oldest first, for /retry */
   size_t n_failed, cap_failed;
   int saved_stderr; /* stderr while the screen is ours (it goes to /dev/null then) */
+  char dm_chat[MIM_DIRECT_CHAT_ID_SIZE]; /* after /dm: the direct chat's id (o->chat) */
+  char *dm_url;                          /* after /dm with a token URL: o->token_url */
 } chat_state;
 
 /* Ctrl-C may land on any thread (gRPC has several): the handler only writes to this pipe,
@@ -175,7 +179,9 @@ static void usage(FILE *out) {
           "  --help               this text\n"
           "\n"
           "In the room: type a line and Enter sends it; /help lists the commands (/stats,\n"
-          "/retry, /quit); PgUp/PgDn scroll back through the messages.\n"
+          "/retry, /dm USER, /quit); PgUp/PgDn scroll back through the messages. /dm USER\n"
+          "moves you to your direct chat with USER: with --token-url the vendor is asked for\n"
+          "its token (dm=USER in place of chat=), with a key the key must allow that chat.\n"
           "\n"
           "Example, everything on this machine (the token vendor is for development only,\n"
           "see its --help):\n"
@@ -739,6 +745,122 @@ static void retry_failed(chat_state *st) {
 
 /* ---- commands ---- */
 
+static mim_client *make_client(const options *o, chat_state *st);
+static mim_status join_chat(chat_state *st, mim_client *client, const char *chat,
+                            mim_session **out);
+static void show_joined(chat_state *st, long history);
+static void drain_events(chat_state *st);
+
+/* ---- /dm USER: the direct chat (docs/PROTOCOL.md, section 7) ---- */
+
+/* The value of query parameter name in url, as written there (the vendor's names need no
+ * decoding); false when url has none. */
+static bool url_param(const char *url, const char *name, char *out, size_t size) {
+  size_t n = strlen(name);
+  for (const char *p = strchr(url, '?'); p; p = strchr(p, '&')) {
+    p++;
+    if (strncmp(p, name, n) == 0 && p[n] == '=') {
+      size_t len = strcspn(p + n + 1, "&#");
+      snprintf(out, size, "%.*s", (int)len, p + n + 1);
+      return true;
+    }
+  }
+  return false;
+}
+
+/* url with its chat= and dm= parameters dropped and dm=OTHER (percent-encoded) added: the
+ * token vendor's request for our direct chat with other. malloc'd, NULL when out of
+ * memory. */
+static char *direct_url(const char *url, const char *other) {
+  size_t cap = strlen(url) + 3 * strlen(other) + 8;
+  char *out = malloc(cap);
+  if (!out)
+    return NULL;
+  const char *q = strchr(url, '?');
+  size_t len = q ? (size_t)(q - url) : strlen(url);
+  memcpy(out, url, len);
+  char sep = '?';
+  for (const char *p = q; p && p[1]; p = strchr(p + 1, '&')) {
+    size_t n = strcspn(p + 1, "&");
+    if (strncmp(p + 1, "chat=", 5) != 0 && strncmp(p + 1, "dm=", 3) != 0 && n > 0) {
+      out[len++] = sep;
+      memcpy(out + len, p + 1, n);
+      len += n;
+      sep = '&';
+    }
+  }
+  len += (size_t)sprintf(out + len, "%cdm=", sep);
+  for (const unsigned char *c = (const unsigned char *)other; *c; c++)
+    len += (size_t)(strchr("-_.~", *c) || (*c < 128 && isalnum(*c))
+                        ? sprintf(out + len, "%c", *c)
+                        : sprintf(out + len, "%%%02X", *c));
+  out[len] = '\0';
+  return out;
+}
+
+/* The client the direct chat needs: the same one with a key, a new one fetching the
+ * direct chat's token with a token URL (*url set to its URL). NULL after saying why. */
+static mim_client *direct_client(chat_state *st, const char *other, char **url) {
+  *url = NULL;
+  if (!st->o->token_url)
+    return st->client;
+  options o = *st->o;
+  o.token_url = *url = direct_url(st->o->token_url, other);
+  mim_client *c = o.token_url ? make_client(&o, st) : NULL;
+  if (!c) {
+    say(st, "*** cannot get a token for the direct chat with %s from the token URL", other);
+    free(*url);
+    *url = NULL;
+  }
+  return c;
+}
+
+/* Leaves the room for the direct chat with other; back in the room if that fails. False
+ * when neither can be joined (the chat ends). */
+static bool open_direct(chat_state *st, const char *other) {
+  char me[128 + 1], chat[MIM_DIRECT_CHAT_ID_SIZE];
+  if (!st->o->token_url || !url_param(st->o->token_url, "user", me, sizeof me))
+    snprintf(me, sizeof me, "%s", st->o->name); /* our user id is the token's id */
+  if (mim_direct_chat_id(me, other, chat) != MIM_OK) {
+    say(st, "*** /dm: %s", mim_last_error_detail());
+    return true;
+  }
+  char *url = NULL;
+  mim_client *client = direct_client(st, other, &url);
+  if (!client)
+    return true;
+  mim_leave(st->session);
+  st->session = NULL; /* freed: main's leave must not see it if no join succeeds */
+  drain_events(st);
+  mim_client *old = st->client;
+  const char *back = st->o->chat;
+  mim_status s = join_chat(st, client, chat, &st->session);
+  if (s == MIM_OK) {
+    snprintf(st->dm_chat, sizeof st->dm_chat, "%s", chat);
+    st->o->chat = st->dm_chat;
+    if (client != old) {
+      mim_client_free(old);
+      st->client = client;
+      free(st->dm_url);
+      st->o->token_url = st->dm_url = url;
+    }
+  } else {
+    say(st, "*** cannot open the direct chat with %s: %s (%s)", other, explain(s),
+        mim_last_error_detail());
+    if (client != old) {
+      mim_client_free(client);
+      free(url);
+    }
+    s = join_chat(st, old, back, &st->session);
+  }
+  if (s != MIM_OK)
+    return false;
+  show_joined(st, st->o->history);
+  say(st, "*** joined %s as %s%s%s", st->o->chat, st->o->name,
+      back == st->o->chat ? " again" : ": direct chat with ", back == st->o->chat ? "" : other);
+  return true;
+}
+
 /* What the client cost so far, as hosted Momento counts it (see mim_client_stats). */
 static void show_stats(chat_state *st) {
   mim_client_stats cs = MIM_CLIENT_STATS_INIT;
@@ -759,6 +881,7 @@ static void show_help(chat_state *st) {
   say(st, "***   /help     this list");
   say(st, "***   /stats    what the client cost so far (calls, operations, bytes)");
   say(st, "***   /retry    send again the messages shown as \"not sent\"");
+  say(st, "***   /dm USER  leave this room for your direct chat with USER");
   say(st, "***   /quit     leave the room (also Ctrl-D on an empty line, or Ctrl-C)");
   say(st, "***   //text    send a line that starts with a slash");
   if (st->curses)
@@ -782,6 +905,8 @@ static bool handle_line(chat_state *st, char *line) {
     show_help(st);
   else if (strcmp(line, "/retry") == 0)
     retry_failed(st);
+  else if (strncmp(line, "/dm ", 4) == 0)
+    go_on = open_direct(st, line + 4);
   else if (line[0] == '/' && line[1] != '/')
     say(st, "*** unknown command %s (/help lists them; start a line with // to send a slash)",
         line);
@@ -1211,6 +1336,7 @@ static void free_state(chat_state *st) {
   for (size_t i = 0; i < st->n_failed; i++)
     free(st->failed[i]);
   free(st->failed);
+  free(st->dm_url);
   for (event *ev = queue_take(st), *next; ev; ev = next) {
     next = ev->next;
     event_free(ev);
@@ -1235,14 +1361,24 @@ static bool make_pipes(chat_state *st) {
   return true;
 }
 
-static mim_status join(chat_state *st) {
+/* Joins chat with client; its history is held for show_joined. */
+static mim_status join_chat(chat_state *st, mim_client *client, const char *chat,
+                            mim_session **out) {
   const options *o = st->o;
+  pthread_mutex_lock(&st->mu);
+  st->joined = false;
+  pthread_mutex_unlock(&st->mu);
   mim_join_options jo = MIM_JOIN_OPTIONS_INIT;
   jo.display_name = o->name;
   jo.mode = o->moderated ? MIM_CHAT_MODERATED : MIM_CHAT_CLIENT_ONLY;
   jo.on_event = on_event;
   jo.on_send_result = on_send_result;
-  mim_status s = mim_join(st->client, o->cache, o->chat, &jo, on_message, st, &st->session);
+  return mim_join(client, o->cache, chat, &jo, on_message, st, out);
+}
+
+static mim_status join(chat_state *st) {
+  const options *o = st->o;
+  mim_status s = join_chat(st, st->client, o->chat, &st->session);
   if (s != MIM_OK)
     fprintf(stderr, "chat: cannot join %s: %s (%s: %s)\n", o->chat, explain(s), mim_status_name(s),
             mim_last_error_detail());

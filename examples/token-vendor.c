@@ -9,7 +9,10 @@
  *   GET /token?chat=C&user=U&mode=client|moderated
  *     200 {"token": "<v1 credential>", "expires_at": <epoch s>, "chat": C, "user": U,
  *          "mode": M}
- *     400 {"error": "..."} for a missing or malformed chat, user or mode
+ *   GET /token?user=U&dm=V&mode=client|moderated    (U's direct chat with V)
+ *     200 the same with "chat": mim_direct_chat_id(U, V) and "dm": V
+ *     400 {"error": "..."} for a missing or malformed chat (or dm), user or mode, or
+ *         both chat and dm
  *     404 for any other path, 405 for any other method
  *     502 {"error": "...", "status": "MIM_ERR_..."} when minting failed
  *
@@ -21,6 +24,7 @@
  * authentication in front of it before exposing it (it says so at every start).
  */
 #include <momento/client.h>
+#include <momento/im.h>
 #include <momento/token.h>
 
 #include "key_file.h"
@@ -77,6 +81,10 @@ static void usage(FILE *out) {
           "  GET /token?chat=ROOM&user=NAME&mode=client|moderated\n"
           "  -> {\"token\": \"...\", \"expires_at\": ..., \"chat\": ..., \"user\": ..., \"mode\": "
           "...}\n"
+          "and tokens for the direct chat of two users (docs/PROTOCOL.md, section 7):\n"
+          "  GET /token?user=NAME&dm=OTHER&mode=client|moderated\n"
+          "  -> the same, \"chat\" being the direct chat's id, plus \"dm\": OTHER\n"
+          "A real vendor must authenticate NAME before minting; this one does not.\n"
           "\n"
           "  --key-file PATH      privileged key (required)\n"
           "  --endpoint HOST:PORT server for every plane (default: from the key)\n"
@@ -137,11 +145,16 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned int code
   return send_json(conn, code, json_pack("{s:s}", "error", message));
 }
 
+/* One token: for chat, or (dm not NULL) for user's direct chat with dm, whose id chat
+ * then holds. */
 static enum MHD_Result mint(const vendor *v, struct MHD_Connection *conn, const char *chat,
-                            const char *user, const char *mode) {
+                            const char *user, const char *mode, const char *dm) {
   mim_disposable_token *tok = NULL;
   mim_status st;
-  if (strcmp(mode, "client") == 0)
+  mim_chat_mode m = strcmp(mode, "client") == 0 ? MIM_CHAT_CLIENT_ONLY : MIM_CHAT_MODERATED;
+  if (dm)
+    st = mim_token_generate_direct(v->client, v->cache, user, dm, m, v->valid_for, &tok);
+  else if (m == MIM_CHAT_CLIENT_ONLY)
     st = mim_token_generate_client_only(v->client, v->cache, chat, v->valid_for, user, &tok);
   else
     st = mim_token_generate_moderated(v->client, v->cache, chat, v->valid_for, user, &tok);
@@ -155,7 +168,32 @@ static enum MHD_Result mint(const vendor *v, struct MHD_Connection *conn, const 
   json_t *body = json_pack("{s:s,s:I,s:s,s:s,s:s}", "token", tok->credential, "expires_at",
                            (json_int_t)tok->valid_until, "chat", chat, "user", user, "mode", mode);
   mim_disposable_token_free(tok);
+  if (body && dm)
+    json_object_set_new(body, "dm", json_string(dm));
   return send_json(conn, MHD_HTTP_OK, body);
+}
+
+/* Both checks every request makes. */
+static const char *bad_user_or_mode(const char *user, const char *mode) {
+  if (!valid_id(user))
+    return "user must be 1-64 characters of A-Za-z0-9_.-";
+  if (!mode || (strcmp(mode, "client") != 0 && strcmp(mode, "moderated") != 0))
+    return "mode must be client or moderated";
+  return NULL;
+}
+
+/* The direct chat's token: the same names are allowed for dm as for user. */
+static enum MHD_Result handle_dm(const vendor *v, struct MHD_Connection *conn, const char *user,
+                                 const char *mode, const char *dm) {
+  if (!valid_id(dm))
+    return send_error(conn, MHD_HTTP_BAD_REQUEST, "dm must be 1-64 characters of A-Za-z0-9_.-");
+  const char *bad = bad_user_or_mode(user, mode);
+  if (bad)
+    return send_error(conn, MHD_HTTP_BAD_REQUEST, bad);
+  char chat[MIM_DIRECT_CHAT_ID_SIZE];
+  if (mim_direct_chat_id(user, dm, chat) != MIM_OK) /* cannot fail for valid ids */
+    return send_error(conn, MHD_HTTP_BAD_REQUEST, "no direct chat for these users");
+  return mint(v, conn, chat, user, mode, dm);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -173,13 +211,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
   const char *chat = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "chat");
   const char *user = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "user");
   const char *mode = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "mode");
+  const char *dm = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "dm");
+  if (chat && dm)
+    return send_error(conn, MHD_HTTP_BAD_REQUEST, "give chat or dm, not both");
+  if (dm)
+    return handle_dm(v, conn, user, mode, dm);
   if (!valid_id(chat))
     return send_error(conn, MHD_HTTP_BAD_REQUEST, "chat must be 1-64 characters of A-Za-z0-9_.-");
-  if (!valid_id(user))
-    return send_error(conn, MHD_HTTP_BAD_REQUEST, "user must be 1-64 characters of A-Za-z0-9_.-");
-  if (!mode || (strcmp(mode, "client") != 0 && strcmp(mode, "moderated") != 0))
-    return send_error(conn, MHD_HTTP_BAD_REQUEST, "mode must be client or moderated");
-  return mint(v, conn, chat, user, mode);
+  const char *bad = bad_user_or_mode(user, mode);
+  if (bad)
+    return send_error(conn, MHD_HTTP_BAD_REQUEST, bad);
+  return mint(v, conn, chat, user, mode, NULL);
 }
 
 static bool parse_port(const char *s, int *out) {

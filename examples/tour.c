@@ -6,8 +6,8 @@
  * The root (super-user) key plays the token vendor: it mints one disposable token per
  * participant, scoped by the two policies of the pattern. Alice and Bob chat in
  * client-only mode; Dave writes in moderated mode and a moderator masks a word; Carol
- * joins late and gets the history first. `make demo` runs it after the multi-process
- * demo (scripts/demo.sh).
+ * joins late and gets the history first; then Alice and Bob meet in their direct chat.
+ * `make demo` runs it after the multi-process demo (scripts/demo.sh).
  */
 #include <momento/im.h>
 
@@ -126,6 +126,39 @@ static void part(participant *p) {
   pthread_mutex_destroy(&p->mu);
 }
 
+/* Alice and Bob each get the token of their direct chat (the vendor's job, played by the
+ * root key) and meet there: the same chat id for both, naming neither. */
+static void direct_chat(participant *a, participant *b, mim_client *root) {
+  participant *both[] = {a, b};
+  char chat[MIM_DIRECT_CHAT_ID_SIZE];
+  mim_status st = mim_direct_chat_id(a->name, b->name, chat);
+  if (st != MIM_OK)
+    die("mim_direct_chat_id", st);
+  for (int i = 0; i < 2; i++) {
+    participant *p = both[i];
+    mim_disposable_token *tok;
+    st = mim_token_generate_direct(root, CACHE, p->name, both[1 - i]->name, MIM_CHAT_CLIENT_ONLY,
+                                   3600, &tok);
+    if (st != MIM_OK)
+      die("mim_token_generate_direct", st);
+    mim_client *c = client_from_key(tok->credential);
+    mim_disposable_token_free(tok);
+    mim_leave(p->session); /* out of the room, into the direct chat */
+    mim_client_free(p->client);
+    p->client = c;
+    p->received = 0;
+    mim_join_options jo;
+    mim_join_options_init(&jo);
+    jo.display_name = p->name;
+    st = mim_join(p->client, CACHE, chat, &jo, on_message, p, &p->session);
+    if (st != MIM_OK)
+      die("mim_join (direct chat)", st);
+    printf("%s joined the direct chat %s\n", p->name, chat);
+  }
+  say(a, "just between us, bob");
+  wait_for(b, 1);
+}
+
 /* The moderator masks "darn" and drops anything containing "spam". */
 static mim_moderation_verdict moderate(const mim_message *m, char **new_text, void *user) {
   (void)user;
@@ -216,6 +249,9 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < hist->count; i++)
     printf("  %zu. %-6s %s\n", i + 1, hist->messages[i].from, hist->messages[i].text);
   mim_message_list_free(hist);
+
+  printf("\nalice and bob open their direct chat:\n");
+  direct_chat(&alice, &bob, root);
 
   part(&carol);
   part(&dave);

@@ -481,6 +481,7 @@ MIM_API mim_status mim_delete(mim_session *session, const char *message_id,
  * there, or removing an absent one, changes nothing (no on_update). */
 MIM_API mim_status mim_react(mim_session *session, const char *message_id, const char *key, bool on,
                              char event_id_out[MIM_MESSAGE_ID_SIZE]);
+
 /* ---- Typing and presence ---- */
 
 /* Who is here now: an owned list (mim_member_list_free). */
@@ -532,6 +533,7 @@ MIM_API mim_status mim_members(mim_session *session, mim_member_list **out);
 
 /* Frees a list from mim_members. NULL is ignored. */
 MIM_API void mim_member_list_free(mim_member_list *list);
+
 /* ---- Read markers ---- */
 
 /* Read markers (docs/PROTOCOL.md section 6) live in the dictionary "<chat>-read" of the
@@ -585,6 +587,42 @@ MIM_API mim_status mim_read_markers(mim_session *session, mim_read_marker_list *
 
 /* Frees what mim_read_markers returned; NULL is a no-op. */
 MIM_API void mim_read_marker_list_free(mim_read_marker_list *list);
+
+/* ---- Direct chats ---- */
+
+/* Size of a direct chat id buffer: "dm-", 32 hex digits and the NUL. */
+#define MIM_DIRECT_CHAT_ID_SIZE 36
+/* A user id in a direct chat is 1..MIM_DIRECT_USER_ID_MAX bytes of UTF-8. */
+#define MIM_DIRECT_USER_ID_MAX 128
+
+/* Writes the id of the direct chat of users user_a and user_b into out (NUL-terminated,
+ * 35 characters): "dm-" followed by the lowercase hex of the first 16 bytes of
+ * SHA-256(x || 0x00 || y), x being the smaller of the two ids in byte order (a proper
+ * prefix is smaller) and y the other (docs/PROTOCOL.md, section 7). Both users get the
+ * same id whatever the argument order; it reveals neither name. The id is an ordinary
+ * chat id: join it in either mode, with the tokens mim_token_generate_direct mints.
+ * Local: no call to the server, no allocation. Thread-safe.
+ * Errors: MIM_ERR_INVALID_ARGUMENT naming the argument when out is NULL or a user id is
+ * NULL, empty, longer than MIM_DIRECT_USER_ID_MAX bytes or not valid UTF-8; out is then
+ * set to "" (when not NULL). user_a == user_b is allowed (a chat with oneself). */
+MIM_API mim_status mim_direct_chat_id(const char *user_a, const char *user_b,
+                                      char out[MIM_DIRECT_CHAT_ID_SIZE]);
+
+/* Mints user_id's token for its direct chat with other_user_id in cache: the token of
+ * mode's policy (mim_token_generate_client_only or mim_token_generate_moderated) for the
+ * chat mim_direct_chat_id(user_id, other_user_id) names, with user_id as the token id
+ * (the trusted sender a moderator sees). It grants nothing outside that chat, so it
+ * cannot read or join another pair's chat. A real token vendor must authenticate
+ * user_id before calling this: anyone who gets the token speaks as user_id.
+ * *out is set to a token the caller frees with mim_disposable_token_free, or NULL on
+ * error. Blocking (one GenerateDisposableToken call); thread-safe as mim_token_generate.
+ * Errors: MIM_ERR_INVALID_ARGUMENT naming the argument (NULL client, cache or out; a user
+ * id mim_direct_chat_id refuses; a mode that is not a mim_chat_mode; valid_for_seconds
+ * 0), then the errors of mim_token_generate. */
+MIM_API mim_status mim_token_generate_direct(mim_client *client, const char *cache,
+                                             const char *user_id, const char *other_user_id,
+                                             mim_chat_mode mode, uint32_t valid_for_seconds,
+                                             mim_disposable_token **out);
 
 /* ---- Moderation (server-mediated pattern) ---- */
 

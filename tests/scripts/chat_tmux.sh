@@ -195,6 +195,62 @@ check_pane "alice sees gina's message" "$alice" "^$TS gina: gina via the token v
 type_line "$gina" "/quit"
 check_pane "gina leaves" "$gina" "^\*\*\* left $ROOM$"
 
+# Direct chats (docs/PROTOCOL.md, section 7). The id, computed here independently.
+dm_id() { python3 -c 'import hashlib,sys; x,y=sorted(a.encode() for a in sys.argv[1:3]); print("dm-"+hashlib.sha256(x+b"\0"+y).hexdigest()[:32])' "$1" "$2"; }
+vurl="http://127.0.0.1:$(cat "$dir/vendor.port" 2>/dev/null)/token"
+DM=$(dm_id kim mia)
+answer=$(curl -s "$vurl?user=mia&dm=kim&mode=client")
+if grep -q "\"chat\": *\"$DM\"" <<<"$answer" && grep -q '"dm": *"kim"' <<<"$answer" &&
+  grep -q '"token": *"' <<<"$answer"; then ok "the vendor mints mia's token for her direct chat with kim ($DM)"; else
+  bad "the vendor mints mia's token for her direct chat with kim ($DM): ${answer//\"token\":\"*\",/}"
+fi
+code=$(curl -s -o /dev/null -w '%{http_code}' "$vurl?chat=$ROOM&user=mia&dm=kim&mode=client")
+if [ "$code" = 400 ]; then ok "... chat= and dm= together: 400"; else bad "... chat= and dm= together: 400 (got $code)"; fi
+# mia (token URL) and kim (root key) each /dm the other from the room: both in the same
+# direct chat, through the vendor's dm= for mia, mim_direct_chat_id for kim.
+mia=$("${T[@]}" new-window -P -F '#{pane_id}' -t chat: \
+  "$(printf '%q ' "$B/examples/chat" --chat "$ROOM" --name mia --token-url "$vurl?chat=$ROOM&user=mia&mode=client"; printf '; echo $? >%q' "$dir/mia.rc")")
+check_pane "mia joins the room with a token URL" "$mia" "^\*\*\* joined $ROOM as mia"
+type_line "$mia" "/dm no way"
+check_pane "/dm of a name the vendor refuses: a clear line" "$mia" \
+  "^\*\*\* cannot get a token for the direct chat with no way from the token URL$"
+type_line "$mia" "/dm kim"
+check_pane "mia: /dm kim joins their direct chat" "$mia" "^\*\*\* joined $DM as mia: direct chat with kim$"
+kim=$("${T[@]}" split-window -P -F '#{pane_id}' -t "$mia" \
+  "$(printf '%q ' "$B/examples/chat" --chat "$ROOM" --name kim --endpoint "$E" --key-file "$dir/root.key"; printf '; echo $? >%q' "$dir/kim.rc")")
+check_pane "kim joins the room with a key" "$kim" "^\*\*\* joined $ROOM as kim"
+type_line "$kim" "/dm mia"
+check_pane "kim: /dm mia joins the same chat" "$kim" "^\*\*\* joined $DM as kim: direct chat with mia$"
+check_pane "... its status line names it" "$kim" "^ $DM as kim \| connected +/help$"
+type_line "$mia" "just between us"
+check_pane "kim gets mia's direct message" "$kim" "^$TS mia: just between us$"
+type_line "$kim" "sure, mia"
+# kim's root key has the token id "root", and the chat says so next to his name.
+check_pane "mia gets kim's answer" "$mia" "^$TS kim \\(token root\\): sure, mia$"
+type_line "$alice" "room after the dm"
+check_pane "the room goes on without them" "$bob" "^$TS alice: room after the dm$"
+if "${T[@]}" capture-pane -p -J -S - -t "$alice" | grep -q "just between us"; then
+  bad "... and the room never saw the direct message"
+else ok "... and the room never saw the direct message"; fi
+type_line "$mia" "/quit"
+check_pane "mia leaves the direct chat" "$mia" "^\*\*\* left $DM$"
+type_line "$kim" "/quit"
+check_pane "kim leaves it" "$kim" "^\*\*\* left $DM$"
+check_exit "... mia exits 0" mia 0
+check_exit "... kim exits 0" kim 0
+# olga's key allows only the room: her /dm is refused, and she is back in the room.
+mint olga client
+olga=$("${T[@]}" new-window -P -F '#{pane_id}' -t chat: "$(chat_cmd olga)")
+check_pane "olga joins the room" "$olga" "^\*\*\* joined $ROOM as olga"
+type_line "$olga" "/dm zed"
+check_pane "/dm to a chat her key does not allow: a clear line" "$olga" \
+  "^\*\*\* cannot open the direct chat with zed: your token does not allow this"
+check_pane "... and she is back in the room" "$olga" "^\*\*\* joined $ROOM as olga again$"
+type_line "$olga" "olga still here"
+check_pane "... where alice gets her next message" "$alice" "^$TS olga: olga still here$"
+type_line "$olga" "/quit"
+check_exit "... olga exits 0" olga 0
+
 # ---- The full-screen UI: what a person sees while typing ----
 check_pane "the status line names the room, the user and the connection" "$alice" \
   "^ $ROOM as alice \| connected +/help$"

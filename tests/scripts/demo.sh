@@ -18,6 +18,7 @@ check "moderator rejects spam" "lobby reject bob: **** ****  [only banned words]
 check "late joiner gets history" "[history] "
 check "tour: moderator's own token id" "this is **** fast   (token id: moderator)"
 check "tour: history lists 4 messages" "(4 messages, the spam was rejected)"
+check "tour: direct chat, alice's token id" "live    alice  just between us, bob   (token id: alice)"
 check "clean end" "demo finished"
 if grep -q "spam spam\|spam now   (token id" <<<"$(grep -v 'says:\|rejected' <<<"$out")"; then
   f=$((f + 1))

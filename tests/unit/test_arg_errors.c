@@ -281,6 +281,21 @@ static mim_status generate_moderated_no_cache(void) {
   mim_disposable_token *t = NULL;
   return mim_token_generate_moderated(cl, NULL, "chat", 60, NULL, &t);
 }
+static mim_status direct_id_no_user_a(void) {
+  char out[MIM_DIRECT_CHAT_ID_SIZE];
+  return mim_direct_chat_id(NULL, "bob", out);
+}
+static mim_status direct_id_no_out(void) {
+  return mim_direct_chat_id("alice", "bob", NULL);
+}
+static mim_status generate_direct_no_other(void) {
+  mim_disposable_token *t = NULL;
+  return mim_token_generate_direct(cl, C, "alice", NULL, MIM_CHAT_CLIENT_ONLY, 60, &t);
+}
+static mim_status generate_direct_no_cache(void) {
+  mim_disposable_token *t = NULL;
+  return mim_token_generate_direct(cl, NULL, "alice", "bob", MIM_CHAT_MODERATED, 60, &t);
+}
 
 typedef struct arg_case {
   mim_status (*call)(void);
@@ -357,6 +372,10 @@ static const arg_case cases[] = {
     {generate_zero_validity, "mim_token_generate", "valid_for_seconds is 0"},
     {generate_client_only_no_chat, "mim_token_generate_client_only", "chat_id is NULL"},
     {generate_moderated_no_cache, "mim_token_generate_moderated", "cache is NULL"},
+    {direct_id_no_user_a, "mim_direct_chat_id", "user_a is NULL"},
+    {direct_id_no_out, "mim_direct_chat_id", "out is NULL"},
+    {generate_direct_no_other, "mim_token_generate_direct", "other_user_id is NULL"},
+    {generate_direct_no_cache, "mim_token_generate_direct", "cache is NULL"},
 };
 
 static void test_each_bad_argument_is_named(void **state) {

@@ -53,6 +53,7 @@ __all__ = [
     "AlreadyExistsError", "PermissionDeniedError", "UnauthenticatedError",
     "DeadlineExceededError", "UnavailableError", "version", "enable_library_logging",
     "Member", "PresenceChange",
+    "direct_chat_id",
 ]
 
 __version__ = "0.3.0"
@@ -560,6 +561,16 @@ _MODES: Dict[str, int] = {
 _live_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
 
 
+def direct_chat_id(user_a: StrOrBytes, user_b: StrOrBytes) -> str:
+    """The chat id of the direct chat of two users (docs/PROTOCOL.md, section 7): the
+    same for both whatever the order, revealing neither name. Local, no server call.
+    Raises InvalidArgumentError for an id that is empty, over 128 bytes of UTF-8, or
+    not UTF-8."""
+    out = create_string_buffer(_ffi.DIRECT_CHAT_ID_SIZE)
+    _check(lib.mim_direct_chat_id(_b(user_a, "user_a"), _b(user_b, "user_b"), out))
+    return out.value.decode()
+
+
 class Client:
     """A libmomento-im client (one gRPC connection set and one event thread).
 
@@ -765,6 +776,9 @@ class Client:
             raise _invalid("valid_for_s must be > 0")
         args = (_b(cache, "cache"), _b(chat, "chat"), int(valid_for_s),
                 _b(token_id, "token_id"))
+        return self._mint_with(fn, args)
+
+    def _mint_with(self, fn: Any, args: Any) -> str:
         handle = self._handle
 
         def run() -> str:
@@ -791,6 +805,21 @@ class Client:
         on topic "<chat>-input", subscribe on topic `chat`); returns its credential."""
         return self._mint(lib.mim_token_generate_moderated, cache, chat, valid_for_s,
                           token_id)
+
+    def mint_direct(self, cache: str, user_id: str, other_user_id: str,
+                    mode: str = "client", valid_for_s: int = 3600) -> str:
+        """user_id's token for its direct chat with other_user_id (the chat
+        direct_chat_id(user_id, other_user_id) names): the seed token of mode ("client"
+        or "moderated") for that chat, with user_id as its token id. A real token
+        vendor must authenticate user_id first. Returns the credential string."""
+        _refuse_in_callback("Client.mint_direct")
+        if mode not in _MODES:
+            raise _invalid("mode must be 'client' or 'moderated'")
+        if not 0 < valid_for_s < 2 ** 32:
+            raise _invalid("valid_for_s must be > 0")
+        args = (_b(cache, "cache"), _b(user_id, "user_id"), _b(other_user_id, "other_user_id"),
+                _MODES[mode], int(valid_for_s))
+        return self._mint_with(lib.mim_token_generate_direct, args)
 
     def close(self) -> None:
         """Leaves every session still joined, then frees the client. Idempotent. When a

@@ -16,6 +16,8 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_int, c_in
 
 # Size of a message id buffer including its NUL (MIM_MESSAGE_ID_SIZE).
 MESSAGE_ID_SIZE = 33
+# Size of a direct chat id buffer including its NUL (MIM_DIRECT_CHAT_ID_SIZE).
+DIRECT_CHAT_ID_SIZE = 36
 
 # mim_tls_mode
 TLS_AUTO, TLS_ON, TLS_OFF = 0, 1, 2
@@ -271,3 +273,6 @@ _declare("mim_disposable_token_free", None, POINTER(DisposableToken))
 for _name in ("mim_token_generate_client_only", "mim_token_generate_moderated"):
     _declare(_name, c_int, c_void_p, c_char_p, c_char_p, c_uint32, c_char_p,
              POINTER(POINTER(DisposableToken)))
+_declare("mim_direct_chat_id", c_int, c_char_p, c_char_p, POINTER(ctypes.c_char))
+_declare("mim_token_generate_direct", c_int, c_void_p, c_char_p, c_char_p, c_char_p, c_int,
+         c_uint32, POINTER(POINTER(DisposableToken)))

@@ -7,6 +7,7 @@ fresh venv) instead of the source tree's.
 """
 
 import asyncio
+import hashlib
 import ctypes
 import ctypes.util
 import logging
@@ -520,6 +521,49 @@ def test_moderated_token_cannot_write_list(client, chat):
         with carol.join(CACHE, chat, lambda m: None, mode="moderated") as s:
             s.send("for the moderator")
             assert s.history() == []  # no moderator runs: nothing reached the list
+
+
+
+# ---- direct chats ----
+
+def _dm(a, b):
+    """docs/PROTOCOL.md, section 7, independently of the library."""
+    x, y = sorted([a.encode(), b.encode()])
+    return "dm-" + hashlib.sha256(x + b"\0" + y).hexdigest()[:32]
+
+
+def test_direct_chat_id():
+    assert mim.direct_chat_id("alice", "bob") == "dm-141a4cd242b67e82edf4a78bb418d40a"
+    for a, b in [("alice", "bob"), ("ab", "abc"), ("b", "aa"), ("zé", "中文"), ("x", "x"),
+                 ("a" * 128, "b")]:
+        assert mim.direct_chat_id(a, b) == mim.direct_chat_id(b, a) == _dm(a, b)
+    for a, b, words in [("", "bob", "user_a is empty"), ("alice", "a" * 129, "user_b is longer"),
+                        (b"al\xff", "bob", "user_a is not valid UTF-8")]:
+        with pytest.raises(mim.InvalidArgumentError) as err:
+            mim.direct_chat_id(a, b)
+        assert words in err.value.detail
+
+
+@pytest.mark.parametrize("mode", ["client", "moderated"])
+def test_direct_tokens_reach_only_their_chat(client, mode):
+    alice, bob, carol = ("%s-%s" % (n, uuid.uuid4().hex[:8]) for n in ("alice", "bob", "carol"))
+    dm = mim.direct_chat_id(alice, bob)
+    ta = client.mint_direct(CACHE, alice, bob, mode=mode, valid_for_s=120)
+    tb = client.mint_direct(CACHE, bob, alice, mode=mode, valid_for_s=120)
+    tc = client.mint_direct(CACHE, carol, bob, mode=mode, valid_for_s=120)
+    inbox = Inbox()
+    with mim.Client(api_key=ta) as ca, mim.Client(api_key=tb) as cb, \
+            mim.Client(api_key=tc) as cc:
+        with ca.join(CACHE, dm, lambda m: None, mode=mode) as sa, \
+                cb.join(CACHE, dm, inbox, mode=mode):
+            if mode == "client":  # no moderator runs: the message reaches bob directly
+                sa.send("hi bob")
+                got = inbox.wait_for(lambda ms: len(ms) >= 1)[0]
+                assert (got.text, got.publisher_id) == ("hi bob", alice)
+            with pytest.raises(mim.PermissionDeniedError):
+                cc.join(CACHE, dm, lambda m: None, mode=mode)
+    with pytest.raises(mim.InvalidArgumentError):
+        client.mint_direct(CACHE, alice, bob, mode="group")
 
 
 def test_exception_in_on_message_is_logged_and_delivery_continues(client, chat, caplog):

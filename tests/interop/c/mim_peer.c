@@ -12,9 +12,11 @@
  *     subscribe CACHE TOPIC N MS        prints "ready" once live, then per item
  *                                       "item SEQ PAGE PUBLISHER text|binary HEX"; exits 0
  *                                       after N items, 3 if MS passed first
+ *   mim-peer dm-id USER_A USER_B        prints mim_direct_chat_id's answer (no key needed)
  * Every command prints "ok" on success or "error NAME detail" (exit 2). Plaintext only. */
 #include <momento/client.h>
 #include <momento/dictionary.h>
+#include <momento/im.h>
 #include <momento/list.h>
 #include <momento/topics.h>
 
@@ -225,7 +227,21 @@ static int run(mim_client *c, const char *cmd, int argc, char **argv) {
   return 64;
 }
 
+/* Local: the direct chat id, for comparison with one computed from docs/PROTOCOL.md. */
+static int cmd_dm_id(char **argv) {
+  char id[MIM_DIRECT_CHAT_ID_SIZE];
+  mim_status st = mim_direct_chat_id(argv[0], argv[1], id);
+  if (st != MIM_OK) {
+    return report(st);
+  }
+  printf("%s\n", id);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 4 && strcmp(argv[1], "dm-id") == 0) {
+    return cmd_dm_id(argv + 2);
+  }
   const char *key = getenv("MIM_PEER_KEY");
   const char *ep = getenv("MIM_PEER_ENDPOINT");
   if (argc < 2 || key == NULL || ep == NULL) {
