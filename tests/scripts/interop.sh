@@ -28,18 +28,24 @@ bash "$DIR/npm-ci.sh" || fail "npm ci failed"
 # Our C library's side of the both-ways tests (test/cpeer.test.js): a small CLI on the
 # static library. A failed build removes any old binary so those tests fail instead of
 # testing stale code.
-peer_bin=$MIM_BUILD/interop/mim-peer
-rm -f "$peer_bin"
-if [ -f "$MIM_BUILD/lib/libmomento-im.a" ]; then
-  mkdir -p "$MIM_BUILD/interop"
+# The C peers: mim-peer (cpeer, direct, dictionary tests) and mim-chat-peer (one chat
+# session, for protocol.test.js).
+build_peer() { # SOURCE BINARY
+  rm -f "$2"
   # shellcheck disable=SC2046
   ${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror -O1 -g \
     ${SANITIZE:+-fsanitize=$SANITIZE -fno-omit-frame-pointer} -I"$ROOT/include" \
-    "$DIR/c/mim_peer.c" "$MIM_BUILD/lib/libmomento-im.a" \
+    "$1" "$MIM_BUILD/lib/libmomento-im.a" \
     $(pkg-config --libs $(sed -n 's/^Requires.private://p' "$MIM_BUILD/lib/libmomento-im.pc")) \
-    -lpthread -o "$peer_bin" ||
-    echo "interop: could not build $peer_bin; the C<->SDK tests will fail"
+    -lpthread -o "$2" ||
+    echo "interop: could not build $2; the tests using it will fail"
+}
+if [ -f "$MIM_BUILD/lib/libmomento-im.a" ]; then
+  mkdir -p "$MIM_BUILD/interop"
+  build_peer "$DIR/c/mim_peer.c" "$MIM_BUILD/interop/mim-peer"
+  build_peer "$DIR/c/mim_chat_peer.c" "$MIM_BUILD/interop/mim-chat-peer"
 else
+  rm -f "$MIM_BUILD/interop/mim-peer" "$MIM_BUILD/interop/mim-chat-peer"
   echo "interop: no $MIM_BUILD/lib/libmomento-im.a (run make); the C<->SDK tests will fail"
 fi
 

@@ -22,6 +22,8 @@ const path = require('node:path');
 
 const grpc = require('@grpc/grpc-js');
 const sdk = require('@gomomento/sdk');
+const gen = require('@gomomento/generated-types');
+const {permission_messages: pm} = require('@gomomento/generated-types/dist/permissionmessages');
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const READY_RE = /mim-local listening on (\S+):(\d+)/;
@@ -373,7 +375,58 @@ async function cleanupAll(fns) {
   }
 }
 
+// ---- exact token scopes ----
+// AuthClient.generateDisposableToken() widens an item selector to the whole cache when a
+// scope mixes item and topic permissions (see test/tokens.test.js), so exact policies are
+// minted through the SDK's generated token stub: the bytes the SDK itself would send.
+const PT = pm.PermissionsType;
+
+const cacheItem = (role, cache, key) => new PT({
+  cache_permissions: new PT.CachePermissions({
+    role,
+    cache_selector: new PT.CacheSelector({cache_name: cache}),
+    item_selector: new PT.CacheItemSelector({key: Buffer.from(key)}),
+  }),
+});
+const topicGrant = (role, cache, topic) => new PT({
+  topic_permissions: new PT.TopicPermissions({
+    role,
+    cache_selector: new PT.CacheSelector({cache_name: cache}),
+    topic_selector: new PT.TopicSelector({topic_name: topic}),
+  }),
+});
+
+/** Mints exactly `grants` on `server` with its root key, the way the SDK's AuthClient does
+ * (caller key in the body, no authorization metadata); resolves to a v1 credential string. */
+function mintExact(server, grants, tokenId, validForSeconds = 3600) {
+  const rootApiKey = JSON.parse(Buffer.from(server.rootKey, 'base64').toString('utf8')).api_key;
+  const T = gen.token.token;
+  const client = new T.TokenClient(server.endpoint, grpc.credentials.createInsecure());
+  const req = new T._GenerateDisposableTokenRequest({
+    expires: new T._GenerateDisposableTokenRequest.Expires({valid_for_seconds: validForSeconds}),
+    auth_token: rootApiKey,
+    permissions: new pm.Permissions({explicit: new pm.ExplicitPermissions({permissions: grants})}),
+    token_id: tokenId,
+  });
+  return new Promise((resolve, reject) => {
+    client.GenerateDisposableToken(req, new grpc.Metadata(), {deadline: Date.now() + 5000},
+      (err, resp) => {
+        client.close();
+        if (err) {
+          reject(new Error(`GenerateDisposableToken: ${err.code} ${err.details}`));
+          return;
+        }
+        resolve(Buffer.from(JSON.stringify({endpoint: resp.endpoint, api_key: resp.api_key}))
+          .toString('base64'));
+      });
+  });
+}
+
 module.exports = {
+  pm,
+  cacheItem,
+  topicGrant,
+  mintExact,
   cleanupAll,
   sdk,
   startMimLocal,

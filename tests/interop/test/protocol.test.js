@@ -14,7 +14,7 @@ const {
   sdk, startMimLocal, credentials, cacheClient, topicClient, waitFor, cleanupAll, mintExact,
   cacheItem, topicGrant, pm,
 } = require('../lib/harness');
-const {ProtocolChat} = require('../protocol/chat');
+const {ProtocolChat, parseValue} = require('../protocol/chat');
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const BUILD = path.resolve(REPO, process.env.MIM_BUILD || 'build');
@@ -54,7 +54,7 @@ function grants(chat, moderated) {
 
 /** A C session: mim-chat-peer, its output lines collected. */
 async function cPeer(token, chat, user, moderated) {
-  const proc = spawn(PEER, [IM, chat, user, user.toUpperCase(), moderated ? 'moderated' : 'client'],
+  const proc = spawn(PEER, [IM, chat, user, user, moderated ? 'moderated' : 'client'],
     {env: {...process.env, MIM_PEER_KEY: token, MIM_PEER_ENDPOINT: server.endpoint},
       stdio: ['pipe', 'pipe', 'pipe']});
   const peer = {proc, lines: [], events: [], err: ''};
@@ -116,16 +116,18 @@ async function startModerator(chat) {
   });
   closers.push(() => proc.exitCode === null && proc.kill('SIGTERM'));
   await waitFor(() => /moderator: watching/.test(out), WAIT, () => `moderator start: ${out}`);
+  proc.output = () => out;
   return proc;
 }
 
-const cEvent = (peer, pred, what) => waitFor(() => peer.events.find(pred), WAIT,
-  () => `C: ${what}; events ${JSON.stringify(peer.events)}`);
+async function cEvent(peer, pred, what) {
+  await waitFor(() => peer.events.find(pred), WAIT,
+    () => `C: ${what}; events ${JSON.stringify(peer.events)}`);
+  return peer.events.find(pred);
+}
 
 async function chatBothWays(chat, moderated) {
-  if (moderated) {
-    await startModerator(chat);
-  }
+  const mod = moderated ? await startModerator(chat) : null;
   const alice = await cPeer(await mintExact(server, grants(chat, moderated), 'alice'), chat, 'alice',
     moderated);
   const bob = await nodeClient(await mintExact(server, grants(chat, moderated), 'bob'), chat, 'bob',
@@ -137,7 +139,8 @@ async function chatBothWays(chat, moderated) {
   const pending = alice.lines.slice(from).find(l => l.startsWith('pending '));
   const aliceMsg = pending.split(' ')[1];
   assert.equal(sent, `sent ${aliceMsg}`, 'the send reports the id chosen before it');
-  await waitFor(() => bob.seen.find(m => m.id === aliceMsg), WAIT, 'Node sees the C message');
+  await waitFor(() => bob.seen.find(m => m.id === aliceMsg), WAIT,
+    () => `Node sees the C message (Node saw ${JSON.stringify(bob.seen)}; C: ${alice.lines}; moderator: ${mod?.output()})`);
   const atBob = bob.seen.find(m => m.id === aliceMsg);
   assert.equal(atBob.text, 'hello from C');
   assert.equal(atBob.sender, 'alice');
@@ -201,6 +204,18 @@ async function chatBothWays(chat, moderated) {
   assert.equal(hist2.reply_to, aliceMsg);
   assert.deepEqual(hist2.reactions, {heart: ['alice']});
   assert.ok(!carol.events.some(e => e.ev === 'update'), 'no update for folded history');
+
+  // Everything stored is a version 2 stored envelope (moderated: with the trusted pub);
+  // typing signals never reached the list (PROTOCOL.md 3.4, 5).
+  const list = await bob.cache.listFetch(IM, chat);
+  assert.ok(list instanceof sdk.CacheListFetch.Hit, list.toString());
+  for (const value of list.valueListString()) {
+    const {kind, env} = parseValue(value);
+    assert.equal(kind, 'stored', `stored value: ${value}`);
+    assert.equal(env.v, 2, value);
+    assert.equal(typeof env.pub === 'string', moderated, `pub in ${value}`);
+  }
+  assert.equal(list.valueListString().length, moderated ? 6 : 7, 'the forged edit is stored only client-only');
 
   await carol.quit();
   await alice.quit();

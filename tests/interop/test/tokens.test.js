@@ -13,20 +13,15 @@
 // AuthClient too.
 const {test, before, after} = require('node:test');
 const assert = require('node:assert/strict');
-const grpc = require('@grpc/grpc-js');
-const gen = require('@gomomento/generated-types');
-const {permission_messages: pm} = require('@gomomento/generated-types/dist/permissionmessages');
 const {
   sdk, startMimLocal, credentials, cacheClient, topicClient, authClient, recordingSubscribe,
-  waitFor, sleep, cleanupAll,
+  waitFor, sleep, cleanupAll, pm, cacheItem, topicGrant, mintExact: mintExactOn,
 } = require('../lib/harness');
 
 const IM = 'instant-messaging';
 const OTHER_CACHE = 'other-cache';
 const C = 'chat-42';
 const OTHER = 'chat-99';
-const PT = pm.PermissionsType;
-
 let server;
 let root; // {cache, topics, auth}
 const closers = [];
@@ -47,25 +42,6 @@ after(async () => {
   await cleanupAll([...closers.reverse(), () => server?.stopClean()]);
 });
 
-function rootApiKey() {
-  return JSON.parse(Buffer.from(server.rootKey, 'base64').toString('utf8')).api_key;
-}
-
-const cacheItem = (role, cache, key) => new PT({
-  cache_permissions: new PT.CachePermissions({
-    role,
-    cache_selector: new PT.CacheSelector({cache_name: cache}),
-    item_selector: new PT.CacheItemSelector({key: Buffer.from(key)}),
-  }),
-});
-const topicGrant = (role, cache, topic) => new PT({
-  topic_permissions: new PT.TopicPermissions({
-    role,
-    cache_selector: new PT.CacheSelector({cache_name: cache}),
-    topic_selector: new PT.TopicSelector({topic_name: topic}),
-  }),
-});
-
 const POLICY_CLIENT_ONLY = chat => [
   cacheItem(pm.CacheRole.CacheReadWrite, IM, chat),
   topicGrant(pm.TopicRole.TopicReadWrite, IM, chat),
@@ -76,30 +52,8 @@ const POLICY_SERVER_MEDIATED = chat => [
   topicGrant(pm.TopicRole.TopicReadOnly, IM, chat),
 ];
 
-/** Mints exactly `grants` the way the SDK's AuthClient does (caller key in the body, no
- * authorization metadata), through the SDK's generated stub; returns a v1 credential string. */
-function mintExact(grants, tokenId, validForSeconds = 3600) {
-  const T = gen.token.token;
-  const client = new T.TokenClient(server.endpoint, grpc.credentials.createInsecure());
-  const req = new T._GenerateDisposableTokenRequest({
-    expires: new T._GenerateDisposableTokenRequest.Expires({valid_for_seconds: validForSeconds}),
-    auth_token: rootApiKey(),
-    permissions: new pm.Permissions({explicit: new pm.ExplicitPermissions({permissions: grants})}),
-    token_id: tokenId,
-  });
-  return new Promise((resolve, reject) => {
-    client.GenerateDisposableToken(req, new grpc.Metadata(), {deadline: Date.now() + 5000},
-      (err, resp) => {
-        client.close();
-        if (err) {
-          reject(new Error(`GenerateDisposableToken: ${err.code} ${err.details}`));
-          return;
-        }
-        resolve(Buffer.from(JSON.stringify({endpoint: resp.endpoint, api_key: resp.api_key}))
-          .toString('base64'));
-      });
-  });
-}
+const mintExact = (grants, tokenId, validForSeconds) =>
+  mintExactOn(server, grants, tokenId, validForSeconds);
 
 async function mintWithSdk(scope, tokenId, expiresIn = sdk.ExpiresIn.hours(1)) {
   const r = await root.auth.generateDisposableToken(scope, expiresIn, {tokenId});
