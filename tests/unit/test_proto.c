@@ -1166,8 +1166,9 @@ static void test_service_names(void **state) {
                                     "ListPushBack", "ListPopFront",         "ListPopBack",
                                     "ListErase",    "ListRemove",           "ListFetch",
                                     "ListLength",   "ListConcatenateFront", "ListConcatenateBack",
-                                    "ListRetain"};
-  assert_service(&cache_client__scs__descriptor, "cache_client.Scs", scs, 13);
+                                    "ListRetain",   "DictionaryGet",        "DictionaryFetch",
+                                    "DictionarySet"};
+  assert_service(&cache_client__scs__descriptor, "cache_client.Scs", scs, 16);
   static const char *const ctl[] = {"CreateCache", "DeleteCache", "ListCaches"};
   assert_service(&control_client__scs_control__descriptor, "control_client.ScsControl", ctl, 3);
   static const char *const ping[] = {"Ping"};
