@@ -1272,3 +1272,33 @@ def test_asyncio_updates_and_read_markers(client, chat):
             await client.join_async(CACHE, chat, on_update=print)
 
     asyncio.run(asyncio.wait_for(main(), WAIT_S * 3))
+
+
+def test_read_calls_inside_callback(client, chat):
+    """From a callback: mark_read and read_markers (blocking) raise RuntimeError; once
+    the marker is known, unread_count is local and works there too."""
+    got, holder = [], {}
+    inbox = Inbox()
+
+    def on_message(msg):
+        s = holder["s"]
+        for call in (lambda: s.mark_read(msg.id), s.read_markers, s.unread_count):
+            try:
+                got.append(call())
+            except RuntimeError as exc:
+                got.append(type(exc))
+            except mim.MomentoIMError as exc:
+                got.append(exc.status_name)
+        inbox(msg)
+
+    with client.join(CACHE, chat, on_message, user_id="me") as s:
+        holder["s"] = s
+        first = s.send("first")
+        inbox.wait_for(lambda ms: len(ms) == 1)
+        s.mark_read(first)  # the marker is known from now on
+        s.send("second")
+        msgs = inbox.wait_for(lambda ms: len(ms) == 2)
+        assert hash(msgs[0]) == hash(msgs[0])  # a Message stays hashable
+    # Before the marker is known the first count would block: refused by the library.
+    assert got[:3] == [RuntimeError, RuntimeError, "MIM_ERR_FAILED_PRECONDITION"]
+    assert got[3:] == [RuntimeError, RuntimeError, (0, True)]  # own message: not unread
