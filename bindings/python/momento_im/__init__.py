@@ -7,7 +7,8 @@
             chat.send("hello")
 
 asyncio: ``session = await client.join_async(cache, chat)``, then
-``async for msg in session.messages(): ...`` (see AsyncSession).
+``async for msg in session.messages(): ...`` and
+``async for kind, msg in session.updates(): ...`` (see AsyncSession).
 
 The shared library (libmomento-im.so.N) is found through the MOMENTO_IM_LIB
 environment variable when it is set, else through the dynamic loader (LD_LIBRARY_PATH,
@@ -19,9 +20,10 @@ call on a helper thread and waits for it in short slices, so KeyboardInterrupt i
 at once. The abandoned C call runs on to its deadline, its result dropped (a join that
 still succeeds is left again); leave() and close() then do not wait for it.
 
-Threads: ``on_message``, ``on_event`` and ``on_send_result`` run on the library's event
-thread, one at a time (``on_send_result`` also in the thread of ``leave``, for the
-messages it reports, or of ``send``, when a call could not even be started). They must
+Threads: ``on_message``, ``on_update``, ``on_presence``, ``on_event`` and
+``on_send_result`` run on the library's event thread, one at a time (``on_send_result``
+also in the thread of ``leave``, for the messages it reports, or of ``send``, when a
+call could not even be started). They must
 return quickly and must not call blocking methods of the client or its sessions
 (``send``, ``history``, ``leave``, ``ping``, ``close``...): those raise RuntimeError
 there, because in C they would deadlock. Hand work to another thread (e.g. a

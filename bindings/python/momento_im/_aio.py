@@ -86,7 +86,8 @@ class UpdateStream(_Stream[Tuple["UpdateKind", "Message"]]):
 class AsyncSession:
     """A joined chat for asyncio code (from ``await Client.join_async(...)``).
 
-    ``messages()`` is the stream of received messages; the other methods are the
+    ``messages()`` is the stream of received messages, ``updates()`` that of the
+    changes to them (edits, deletions, reactions); the other methods are the
     Session's, run in the default executor so the event loop never blocks. Use
     ``async with`` or ``await leave()``. Errors as for Session."""
 
