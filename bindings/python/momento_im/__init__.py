@@ -68,7 +68,8 @@ OnMessage = Callable[["Message"], Any]
 OnEvent = Callable[["SubscriptionState", str, str], Any]
 OnSendResult = Callable[[str, str, str], Any]
 OnPresence = Callable[["PresenceChange", "Member"], Any]
-OnUpdate = Callable[["UpdateKind", "Message"], Any]
+# The kind is an int only for a kind newer than this binding.
+OnUpdate = Callable[[Union["UpdateKind", int], "Message"], Any]
 
 _log = logging.getLogger("momento_im")
 _local = threading.local()
@@ -266,6 +267,13 @@ def _copy_message(m: _ffi.Message) -> Message:
                    sender_trusted=bool(m.sender_trusted), mine=bool(m.mine),
                    reply_to=_s(m.reply_to), edited=bool(m.edited), edited_ms=m.edited_ms,
                    deleted=bool(m.deleted), reactions=_copy_reactions(m))
+
+
+def _update_kind(value: int) -> Union[UpdateKind, int]:
+    try:
+        return UpdateKind(value)
+    except ValueError:  # a newer library with a change this binding does not know
+        return value
 
 
 def message_id_new() -> str:
@@ -522,7 +530,7 @@ class _SessionState:
         try:
             fn = self.user_on_update
             if fn is not None:
-                fn(UpdateKind(what), _copy_message(current.contents))
+                fn(_update_kind(what), _copy_message(current.contents))
         except BaseException:
             _log.exception("momento_im: on_update raised; ignored")
         finally:

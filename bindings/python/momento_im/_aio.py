@@ -72,13 +72,13 @@ class MessageStream(_Stream["Message"]):
         self._put_threadsafe(msg)
 
 
-class UpdateStream(_Stream[Tuple["UpdateKind", "Message"]]):
+class UpdateStream(_Stream[Tuple[Union["UpdateKind", int], "Message"]]):
     """The updates of one session (join's on_update) as an async iterator of
     (UpdateKind, Message) pairs, the message in its new state, once per change, in
-    the order they happened. Apart from messages(): an update may be read before or
+    the order they happened (the kind is an int for a kind newer than this binding). Apart from messages(): an update may be read before or
     after the message it changes. Ends after the session has left."""
 
-    def deliver_update(self, kind: UpdateKind, msg: Message) -> None:
+    def deliver_update(self, kind: Union[UpdateKind, int], msg: Message) -> None:
         """The on_update callback that feeds the stream."""
         self._put_threadsafe((kind, msg))
 

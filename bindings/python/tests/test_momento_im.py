@@ -1302,3 +1302,13 @@ def test_read_calls_inside_callback(client, chat):
     # Before the marker is known the first count would block: refused by the library.
     assert got[:3] == [RuntimeError, RuntimeError, "MIM_ERR_FAILED_PRECONDITION"]
     assert got[3:] == [RuntimeError, RuntimeError, (0, True)]  # own message: not unread
+
+
+def test_update_of_unknown_kind_is_passed_as_int(client, chat):
+    """A newer library's update kind reaches on_update as its number (not an error)."""
+    seen = []
+    with client.join(CACHE, chat, lambda m: None, on_update=lambda k, m: seen.append(k)) as s:
+        state, msg = s._state, _ffi.Message()
+        state._on_update(0, ctypes.pointer(msg), 7, 0)
+        state._on_update(0, ctypes.pointer(msg), _ffi.UPDATE_DELETED, 0)
+    assert seen == [7, mim.UpdateKind.DELETED] and type(seen[0]) is int
