@@ -7,7 +7,8 @@
             chat.send("hello")
 
 asyncio: ``session = await client.join_async(cache, chat)``, then
-``async for msg in session.messages(): ...`` (see AsyncSession).
+``async for msg in session.messages(): ...`` and
+``async for kind, msg in session.updates(): ...`` (see AsyncSession).
 
 The shared library (libmomento-im.so.N) is found through the MOMENTO_IM_LIB
 environment variable when it is set, else through the dynamic loader (LD_LIBRARY_PATH,
@@ -19,9 +20,10 @@ call on a helper thread and waits for it in short slices, so KeyboardInterrupt i
 at once. The abandoned C call runs on to its deadline, its result dropped (a join that
 still succeeds is left again); leave() and close() then do not wait for it.
 
-Threads: ``on_message``, ``on_event`` and ``on_send_result`` run on the library's event
-thread, one at a time (``on_send_result`` also in the thread of ``leave``, for the
-messages it reports, or of ``send``, when a call could not even be started). They must
+Threads: ``on_message``, ``on_update``, ``on_presence``, ``on_event`` and
+``on_send_result`` run on the library's event thread, one at a time (``on_send_result``
+also in the thread of ``leave``, for the messages it reports, or of ``send``, when a
+call could not even be started). They must
 return quickly and must not call blocking methods of the client or its sessions
 (``send``, ``history``, ``leave``, ``ping``, ``close``...): those raise RuntimeError
 there, because in C they would deadlock. Hand work to another thread (e.g. a
@@ -41,10 +43,11 @@ import threading
 import weakref
 from ctypes import POINTER, byref, c_void_p, create_string_buffer, string_at
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar, Union, cast
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar, Union,
+                    cast)
 
 from . import _ffi
-from ._aio import AsyncSession, MessageStream
+from ._aio import AsyncSession, MessageStream, UpdateStream
 from ._ffi import lib
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "DeadlineExceededError", "UnavailableError", "version", "enable_library_logging",
     "Member", "PresenceChange",
     "direct_chat_id",
+    "UpdateKind", "UpdateStream", "ReadMarker", "message_id_new",
 ]
 
 __version__ = "0.3.0"
@@ -64,6 +68,8 @@ OnMessage = Callable[["Message"], Any]
 OnEvent = Callable[["SubscriptionState", str, str], Any]
 OnSendResult = Callable[[str, str, str], Any]
 OnPresence = Callable[["PresenceChange", "Member"], Any]
+# The kind is an int only for a kind newer than this binding.
+OnUpdate = Callable[[Union["UpdateKind", int], "Message"], Any]
 
 _log = logging.getLogger("momento_im")
 _local = threading.local()
@@ -154,6 +160,17 @@ def _b(value: Optional[StrOrBytes], what: str) -> Optional[bytes]:
     return data
 
 
+def _raw(value: StrOrBytes, what: str) -> bytes:
+    """A byte string passed with its length (NUL allowed): str is UTF-8."""
+    if value is None:
+        raise _invalid("%s is None" % what)
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def _bytes(b: _ffi.Bytes) -> bytes:
+    return string_at(b.data, b.len) if b.data and b.len else b""
+
+
 # ---- callback-thread guard ----
 
 def _in_callback() -> bool:
@@ -180,19 +197,41 @@ class SubscriptionState(enum.IntEnum):
     CLOSED = 3
 
 
+class UpdateKind(enum.IntEnum):
+    """What changed in a message reported through join(on_update=...)."""
+    EDITED = _ffi.UPDATE_EDITED  # its author replaced the text
+    DELETED = _ffi.UPDATE_DELETED  # its author deleted it
+    REACTIONS = _ffi.UPDATE_REACTIONS  # a reaction was added or removed
+
+
 @dataclass(frozen=True)
 class Message:
-    """One chat message, copied out of the C struct (safe to keep)."""
+    """One chat message, copied out of the C struct (safe to keep). Its current state:
+    edits, deletion and reactions received so far are folded in (docs/PROTOCOL.md 4)."""
     id: str
     chat: str
     sender: str  # "from": the display name the sender claims
     publisher_id: str  # trusted token id of the publisher (live only; "" otherwise)
-    text: str
+    text: str  # current text ("" once deleted)
     timestamp_ms: int  # sender's clock, epoch ms
     sequence: int  # topic sequence number (0 for history)
     from_history: bool
     kind: Union[MessageKind, int]  # int: a kind newer than this binding
     raw: bytes = field(repr=False)
+    # since 0.3.0
+    version: int = 0  # envelope version: 1 or 2; 0 for foreign values
+    # Who wrote it: moderated: the trusted token id (sender_trusted True); client-only:
+    # the user id the sender claims (anyone may claim any); version 1: `sender`.
+    sender_id: str = ""
+    sender_trusted: bool = False
+    mine: bool = False  # sent by this session
+    reply_to: str = ""  # id of the message this one replies to, or ""
+    edited: bool = False  # text is the author's latest edit
+    edited_ms: int = 0  # the edit's timestamp (sender's clock), 0 when not edited
+    deleted: bool = False  # deleted by its author: text is "", no reactions
+    # key (e.g. "+1") -> user ids who reacted with it, in order of arrival; keys in order
+    # of their first reaction. Not part of the hash (a dict is not hashable).
+    reactions: Dict[str, Tuple[str, ...]] = field(default_factory=dict, hash=False)
 
 
 def _s(value: Optional[bytes]) -> str:
@@ -206,13 +245,55 @@ def _kind(value: int) -> Union[MessageKind, int]:
         return value
 
 
+def _copy_reactions(m: _ffi.Message) -> Dict[str, Tuple[str, ...]]:
+    out: Dict[str, Tuple[str, ...]] = {}
+    if not m.reactions or not m.n_reactions:
+        return out
+    reactions = ctypes.cast(m.reactions, POINTER(_ffi.Reaction))
+    for i in range(m.n_reactions):
+        r = reactions[i]
+        out[_s(r.key)] = tuple(_s(r.users[j]) for j in range(r.count))
+    return out
+
+
 def _copy_message(m: _ffi.Message) -> Message:
     """Copies every field: the C pointers die when the callback returns."""
     raw = string_at(m.raw, m.raw_len) if m.raw and m.raw_len else b""
     return Message(id=_s(m.id), chat=_s(m.chat), sender=_s(m.from_),
                    publisher_id=_s(m.publisher_id), text=_s(m.text),
                    timestamp_ms=m.timestamp_ms, sequence=m.sequence,
-                   from_history=bool(m.from_history), kind=_kind(m.kind), raw=raw)
+                   from_history=bool(m.from_history), kind=_kind(m.kind), raw=raw,
+                   version=m.version, sender_id=_s(m.sender_id),
+                   sender_trusted=bool(m.sender_trusted), mine=bool(m.mine),
+                   reply_to=_s(m.reply_to), edited=bool(m.edited), edited_ms=m.edited_ms,
+                   deleted=bool(m.deleted), reactions=_copy_reactions(m))
+
+
+def _update_kind(value: int) -> Union[UpdateKind, int]:
+    try:
+        return UpdateKind(value)
+    except ValueError:  # a newer library with a change this binding does not know
+        return value
+
+
+def message_id_new() -> str:
+    """A fresh random message id (32 lowercase hex digits) for Session.send(id=...): an
+    application that records it before sending knows the message when it arrives.
+    Local, non-blocking."""
+    out = create_string_buffer(_ffi.MESSAGE_ID_SIZE)
+    _check(lib.mim_message_id_new(out))
+    return out.value.decode()
+
+
+# ---- read markers ----
+
+@dataclass(frozen=True)
+class ReadMarker:
+    """One member's read marker (docs/PROTOCOL.md 6): "has read everything up to and
+    including message_id". A claim in both modes: any member may write any marker."""
+    user_id: str  # the member's user id (as claimed)
+    message_id: str
+    read_at_ms: int  # the member's clock when it marked, epoch ms
 
 
 # ---- typing and presence ----
@@ -383,6 +464,8 @@ class _SessionState:
                                       if on_send_result else None)
         self.user_on_presence: Optional[OnPresence] = None  # set_on_presence
         self.c_on_presence: Any = None
+        self.user_on_update: Optional[OnUpdate] = None  # set_on_update
+        self.c_on_update: Any = None
 
     def _on_message(self, _session: int, msg: Any, _user: int) -> None:
         _local.in_callback = True
@@ -438,8 +521,24 @@ class _SessionState:
         finally:
             _local.in_callback = False
 
+    def set_on_update(self, on_update: Optional[OnUpdate]) -> None:
+        self.user_on_update = on_update
+        self.c_on_update = _ffi.ON_UPDATE(self._on_update) if on_update else None
+
+    def _on_update(self, _session: int, current: Any, what: int, _user: int) -> None:
+        _local.in_callback = True
+        try:
+            fn = self.user_on_update
+            if fn is not None:
+                fn(_update_kind(what), _copy_message(current.contents))
+        except BaseException:
+            _log.exception("momento_im: on_update raised; ignored")
+        finally:
+            _local.in_callback = False
+
     def release(self) -> None:
         self.user_on_presence = self.c_on_presence = None
+        self.user_on_update = self.c_on_update = None
         self.user_on_message = self.user_on_event = self.user_on_send_result = None
         self.c_on_message = self.c_on_event = self.c_on_send_result = None
         on_left, self.on_left = self.on_left, None
@@ -479,17 +578,110 @@ class Session:
 
         return _call(handle, fetch)
 
-    def send(self, text: StrOrBytes) -> str:
-        """Sends text; returns the new message's id. Waits at most MIM_SEND_WAIT_MS
-        (50 ms) for the first attempt, then the outbox goes on (see on_send_result)."""
+    def send(self, text: StrOrBytes, reply_to: Optional[StrOrBytes] = None,
+             id: Optional[StrOrBytes] = None) -> str:
+        """Sends text; returns the message's id. reply_to: id of the message this one
+        replies to. id: the message's id (from message_id_new(); 1..32 bytes unique in
+        the chat), None = a new one. The message comes back to this session with mine
+        True. Waits at most MIM_SEND_WAIT_MS (50 ms) for the first attempt, then the
+        outbox goes on (see on_send_result)."""
         _refuse_in_callback("Session.send")
         data = _b(text, "text")
         if data is None:
             raise _invalid("text is None")
+        opts = None
+        if reply_to is not None or id is not None:
+            opts = _ffi.SendOptions()
+            opts.id, opts.reply_to = _b(id, "id"), _b(reply_to, "reply_to")
         id_out = create_string_buffer(_ffi.MESSAGE_ID_SIZE)
         with self._state.handle.use() as h:
-            _check(lib.mim_send(h, data, id_out))
+            _check(lib.mim_send_with_options(h, data, byref(opts) if opts else None, id_out))
         return id_out.value.decode()
+
+    def _event(self, what: str, fn: Callable[..., int], *args: Any) -> str:
+        """Sends an event (like send: the outbox, on_send_result); returns its id."""
+        _refuse_in_callback(what)
+        id_out = create_string_buffer(_ffi.MESSAGE_ID_SIZE)
+        with self._state.handle.use() as h:
+            _check(fn(h, *args, id_out))
+        return id_out.value.decode()
+
+    def edit(self, message_id: StrOrBytes, text: StrOrBytes) -> str:
+        """Replaces the text of message_id, a message of this session's user; every
+        reader's on_update reports it (UpdateKind.EDITED). Returns the event's id.
+        PermissionDeniedError, without sending, for a message this session received
+        from another sender (others' edits are ignored by readers anyway)."""
+        new = _b(text, "text")
+        if new is None:
+            raise _invalid("text is None")
+        return self._event("Session.edit", lib.mim_edit, _b(message_id, "message_id"), new)
+
+    def delete(self, message_id: StrOrBytes) -> str:
+        """Deletes message_id, a message of this session's user: readers show it with
+        deleted True and text "" (UpdateKind.DELETED). Returns the event's id. Errors as
+        for edit."""
+        return self._event("Session.delete", lib.mim_delete, _b(message_id, "message_id"))
+
+    def react(self, message_id: StrOrBytes, key: StrOrBytes, on: bool = True) -> str:
+        """Adds (on True) or removes this user's reaction `key` (1..64 bytes, e.g. "+1"
+        or an emoji) on message_id; anyone may react (UpdateKind.REACTIONS, only when
+        it changes something). Returns the event's id."""
+        return self._event("Session.react", lib.mim_react, _b(message_id, "message_id"),
+                           _b(key, "key"), bool(on))
+
+    def mark_read(self, message_id: StrOrBytes) -> None:
+        """Marks everything up to and including message_id as read by this session's
+        user (join's user_id, else display_name): one DictionarySet of its field in the
+        dictionary "<chat>-read" (the token needs read-write on it). Blocking; Ctrl-C
+        interrupts it."""
+        _refuse_in_callback("Session.mark_read")
+        data = _b(message_id, "message_id")
+        handle = self._state.handle
+
+        def mark() -> None:
+            with handle.use() as h:
+                _check(lib.mim_mark_read(h, data))
+
+        _call(handle, mark)
+
+    def unread_count(self) -> Tuple[int, bool]:
+        """(count, exact): the chat messages this session delivered after the one its
+        user's marker names, without its own user's and deleted ones. exact is False
+        when the marker's message is not among the last 1024 delivered (or there is no
+        marker): every such message delivered counts then. The first call fetches the
+        marker (one DictionaryGet, blocking; from a callback MomentoIMError
+        MIM_ERR_FAILED_PRECONDITION); after it, or after mark_read, it is local and free,
+        and may be called from callbacks too."""
+        count, exact = ctypes.c_size_t(), ctypes.c_bool()
+        handle = self._state.handle
+
+        def get() -> Tuple[int, bool]:
+            with handle.use() as h:
+                _check(lib.mim_unread_count(h, byref(count), byref(exact)))
+            return count.value, bool(exact.value)
+
+        return _call(handle, get)
+
+    def read_markers(self) -> List[ReadMarker]:
+        """Every member's read marker, in no particular order (one DictionaryFetch of
+        "<chat>-read"; values that are not markers are skipped). Blocking; Ctrl-C
+        interrupts it."""
+        _refuse_in_callback("Session.read_markers")
+        handle = self._state.handle
+
+        def fetch() -> List[ReadMarker]:
+            out = POINTER(_ffi.ReadMarkerList)()
+            with handle.use() as h:
+                _check(lib.mim_read_markers(h, byref(out)))
+            try:
+                lst = out.contents
+                return [ReadMarker(user_id=_s(r.user_id), message_id=_s(r.message_id),
+                                   read_at_ms=r.read_at_ms)
+                        for r in (lst.markers[i] for i in range(lst.count))]
+            finally:
+                lib.mim_read_marker_list_free(out)
+
+        return _call(handle, fetch)
 
     def remove_message(self, message_id: StrOrBytes) -> None:
         """Removes a message from the history (needs write permission on the list)."""
@@ -647,7 +839,8 @@ class Client:
              on_send_result: Optional[OnSendResult] = None, outbox_limit: int = 0,
              flush_timeout_ms: int = 0, send_timeout_ms: int = 0,
              on_presence: Optional[OnPresence] = None, presence_heartbeat_ms: int = 0,
-             user_id: Optional[str] = None) -> Session:
+             user_id: Optional[str] = None,
+             on_update: Optional[OnUpdate] = None) -> Session:
         """Joins `chat` in `cache`: on_message(Message) gets the history (from_history
         True, oldest first; delivered before join returns), then live messages, each
         once. mode: "client" or "moderated". on_event(state, status_name, detail), if
@@ -666,6 +859,11 @@ class Client:
         30000) and sees who joins, leaves and types (Session.members() lists who is
         here). user_id: who this user is (None = display_name).
 
+        Updates: on_update(UpdateKind, Message), if given, sees each later change (edit,
+        deletion, reactions) of a message already delivered, once per change, with the
+        message's new state. on_message's thread rules apply to on_presence and
+        on_update too.
+
         Blocking until the history was delivered; Ctrl-C interrupts it (a join that
         still succeeds afterwards is left again at once)."""
         _refuse_in_callback("Client.join")
@@ -677,6 +875,8 @@ class Client:
             raise _invalid("on_send_result must be callable")
         if on_presence is not None and not callable(on_presence):
             raise _invalid("on_presence must be callable")
+        if on_update is not None and not callable(on_update):
+            raise _invalid("on_update must be callable")
         for what, value in (("history_cap", history_cap), ("outbox_limit", outbox_limit),
                             ("flush_timeout_ms", flush_timeout_ms),
                             ("send_timeout_ms", send_timeout_ms),
@@ -701,6 +901,9 @@ class Client:
         if state.c_on_presence:
             opts.on_presence = ctypes.cast(state.c_on_presence, c_void_p)
         opts.presence_heartbeat_ms = presence_heartbeat_ms
+        state.set_on_update(on_update)
+        if state.c_on_update:
+            opts.on_update = ctypes.cast(state.c_on_update, c_void_p)
         uid = _b(user_id, "user_id")
         opts.user_id = uid
         cache_b, chat_b = _b(cache, "cache"), _b(chat, "chat")
@@ -726,22 +929,29 @@ class Client:
                          **options: Any) -> AsyncSession:
         """join() for asyncio: runs in the default executor and returns an
         AsyncSession, whose messages() stream gets every message (history first)
-        through loop.call_soon_threadsafe. `options` are join()'s keyword arguments
-        except on_message (history_cap, on_event, on_send_result, ...); on_event and
-        on_send_result still run on the library's event thread."""
-        if "on_message" in options:
-            raise _invalid("join_async delivers messages to AsyncSession.messages(); "
-                           "use join() for an on_message callback")
+        and whose updates() stream gets every update (UpdateKind, Message), through
+        loop.call_soon_threadsafe. `options` are join()'s keyword arguments except
+        on_message and on_update (history_cap, on_event, on_send_result, ...); on_event,
+        on_send_result and on_presence still run on the library's event thread."""
+        for taken in ("on_message", "on_update"):
+            if taken in options:
+                raise _invalid("join_async delivers %s to AsyncSession's streams; use "
+                               "join() for a callback" % taken[3:])
         loop = asyncio.get_running_loop()
         stream = MessageStream(loop)
+        updates = UpdateStream(loop)
+
+        def ended() -> None:
+            stream.end()
+            updates.end()
 
         def run() -> Session:
             session = self.join(cache, chat, stream.deliver, display_name=display_name,
-                                mode=mode, **options)
-            session._state.on_left = stream.end
+                                mode=mode, on_update=updates.deliver_update, **options)
+            session._state.on_left = ended
             return session
 
-        return AsyncSession(await loop.run_in_executor(None, run), stream)
+        return AsyncSession(await loop.run_in_executor(None, run), stream, updates)
 
     async def ping_async(self) -> None:
         """ping() in the default executor."""
@@ -820,6 +1030,70 @@ class Client:
         args = (_b(cache, "cache"), _b(user_id, "user_id"), _b(other_user_id, "other_user_id"),
                 _MODES[mode], int(valid_for_s))
         return self._mint_with(lib.mim_token_generate_direct, args)
+
+    # ---- dictionaries (<momento/dictionary.h>) ----
+
+    def dictionary_set_field(self, cache: str, dictionary: str, field: StrOrBytes,
+                             value: StrOrBytes, ttl_ms: int = 0,
+                             refresh_ttl: bool = False) -> None:
+        """Sets one field of a Momento dictionary to value (bytes; str is UTF-8),
+        creating the dictionary when missing. ttl_ms: its time to live (0 = the
+        client's ttl_ms); refresh_ttl: also reset the TTL of an existing dictionary.
+        One DictionarySetField call (blocking; Ctrl-C interrupts it)."""
+        _refuse_in_callback("Client.dictionary_set_field")
+        if not 0 <= ttl_ms < 2 ** 64:
+            raise _invalid("ttl_ms out of range")
+        f, v = _raw(field, "field"), _raw(value, "value")
+        names = (_b(cache, "cache"), _b(dictionary, "dictionary"))
+        opts = _ffi.DictionaryWriteOptions()
+        opts.ttl_ms, opts.refresh_ttl = int(ttl_ms), bool(refresh_ttl)
+        self._blocking(lambda h: lib.mim_dictionary_set_field(
+            h, *names, f, len(f), v, len(v), byref(opts)))
+
+    def dictionary_get_field(self, cache: str, dictionary: str,
+                             field: StrOrBytes) -> Optional[bytes]:
+        """The value of one field, or None when the dictionary or the field is missing.
+        One DictionaryGetField call (blocking; Ctrl-C interrupts it)."""
+        _refuse_in_callback("Client.dictionary_get_field")
+        f = _raw(field, "field")
+        names = (_b(cache, "cache"), _b(dictionary, "dictionary"))
+        handle = self._handle
+
+        def get() -> Optional[bytes]:
+            value, size, found = c_void_p(), ctypes.c_size_t(), ctypes.c_bool()
+            with handle.use() as h:
+                _check(lib.mim_dictionary_get_field(h, *names, f, len(f), byref(value),
+                                                    byref(size), byref(found)))
+            try:
+                if not found.value:
+                    return None
+                return string_at(value.value, size.value) if value.value else b""
+            finally:
+                _ffi.libc.free(value)
+
+        return _call(handle, get)
+
+    def dictionary_fetch(self, cache: str, dictionary: str) -> Optional[Dict[bytes, bytes]]:
+        """Every field of a dictionary as {field: value}, or None when it does not exist.
+        One DictionaryFetch call (blocking; Ctrl-C interrupts it)."""
+        _refuse_in_callback("Client.dictionary_fetch")
+        names = (_b(cache, "cache"), _b(dictionary, "dictionary"))
+        handle = self._handle
+
+        def fetch() -> Optional[Dict[bytes, bytes]]:
+            out = POINTER(_ffi.DictionaryEntries)()
+            with handle.use() as h:
+                _check(lib.mim_dictionary_fetch(h, *names, byref(out)))
+            try:
+                d = out.contents
+                if not d.found:
+                    return None
+                return {_bytes(e.field): _bytes(e.value)
+                        for e in (d.entries[i] for i in range(d.count))}
+            finally:
+                lib.mim_dictionary_entries_free(out)
+
+        return _call(handle, fetch)
 
     def close(self) -> None:
         """Leaves every session still joined, then frees the client. Idempotent. When a

@@ -91,6 +91,18 @@ class Message(Structure):
     ]
 
 
+class Reaction(Structure):
+    """struct mim_reaction (im.h)."""
+    _fields_ = [
+        ("key", c_char_p),
+        ("count", c_size_t),
+        ("users", POINTER(c_char_p)),  # const char *const *: count user ids
+    ]
+
+
+# mim_update_kind
+UPDATE_EDITED, UPDATE_DELETED, UPDATE_REACTIONS = 0, 1, 2
+
 # void (*mim_on_message)(mim_session *session, const mim_message *msg, void *user)
 ON_MESSAGE = CFUNCTYPE(None, c_void_p, POINTER(Message), c_void_p)
 # void (*on_event)(mim_session *, mim_subscription_state, mim_status, const char *, void *)
@@ -135,6 +147,61 @@ class Member(Structure):
 class MemberList(Structure):
     """struct mim_member_list (im.h)."""
     _fields_ = [("count", c_size_t), ("members", POINTER(Member))]
+
+
+# void (*mim_on_update)(mim_session *, const mim_message *current, mim_update_kind, void *)
+ON_UPDATE = CFUNCTYPE(None, c_void_p, POINTER(Message), c_int, c_void_p)
+
+
+class SendOptions(_Sized):
+    """struct mim_send_options (im.h)."""
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("id", c_char_p),
+        ("reply_to", c_char_p),
+    ]
+
+
+class ReadMarker(Structure):
+    """struct mim_read_marker (im.h)."""
+    _fields_ = [
+        ("user_id", c_char_p),
+        ("message_id", c_char_p),
+        ("read_at_ms", c_int64),
+    ]
+
+
+class ReadMarkerList(Structure):
+    """struct mim_read_marker_list (im.h)."""
+    _fields_ = [("count", c_size_t), ("markers", POINTER(ReadMarker))]
+
+
+class Bytes(Structure):
+    """struct mim_bytes (list.h)."""
+    _fields_ = [("data", c_void_p), ("len", c_size_t)]
+
+
+class DictionaryWriteOptions(_Sized):
+    """struct mim_dictionary_write_options (dictionary.h)."""
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("ttl_ms", c_uint64),
+        ("refresh_ttl", c_bool),
+    ]
+
+
+class DictionaryEntry(Structure):
+    """struct mim_dictionary_entry (dictionary.h)."""
+    _fields_ = [("field", Bytes), ("value", Bytes)]
+
+
+class DictionaryEntries(Structure):
+    """struct mim_dictionary_entries (dictionary.h)."""
+    _fields_ = [
+        ("found", c_bool),
+        ("count", c_size_t),
+        ("entries", POINTER(DictionaryEntry)),
+    ]
 
 
 # void (*mim_on_presence)(mim_session *, mim_presence_change, const mim_member *, void *)
@@ -268,6 +335,31 @@ _declare("mim_leave", None, c_void_p)
 _declare("mim_set_typing", c_int, c_void_p, c_bool)
 _declare("mim_members", c_int, c_void_p, POINTER(POINTER(MemberList)))
 _declare("mim_member_list_free", None, POINTER(MemberList))
+
+_ID = POINTER(ctypes.c_char)  # char out[MIM_MESSAGE_ID_SIZE]
+_declare("mim_message_id_new", c_int, _ID)
+_declare("mim_send_with_options", c_int, c_void_p, c_char_p, POINTER(SendOptions), _ID)
+_declare("mim_edit", c_int, c_void_p, c_char_p, c_char_p, _ID)
+_declare("mim_delete", c_int, c_void_p, c_char_p, _ID)
+_declare("mim_react", c_int, c_void_p, c_char_p, c_char_p, c_bool, _ID)
+_declare("mim_mark_read", c_int, c_void_p, c_char_p)
+_declare("mim_unread_count", c_int, c_void_p, POINTER(c_size_t), POINTER(c_bool))
+_declare("mim_read_markers", c_int, c_void_p, POINTER(POINTER(ReadMarkerList)))
+_declare("mim_read_marker_list_free", None, POINTER(ReadMarkerList))
+
+_declare("mim_dictionary_set_field", c_int, c_void_p, c_char_p, c_char_p, c_char_p, c_size_t,
+         c_char_p, c_size_t, POINTER(DictionaryWriteOptions))
+_declare("mim_dictionary_get_field", c_int, c_void_p, c_char_p, c_char_p, c_char_p, c_size_t,
+         POINTER(c_void_p), POINTER(c_size_t), POINTER(c_bool))
+_declare("mim_dictionary_fetch", c_int, c_void_p, c_char_p, c_char_p,
+         POINTER(POINTER(DictionaryEntries)))
+_declare("mim_dictionary_entries_free", None, POINTER(DictionaryEntries))
+
+# The C library's allocator, for the one result it hands over as plain malloc'd memory
+# (mim_dictionary_get_field's value): the process's libc, which the library links.
+libc = ctypes.CDLL(None)
+libc.free.restype = None
+libc.free.argtypes = [c_void_p]
 
 _declare("mim_disposable_token_free", None, POINTER(DisposableToken))
 for _name in ("mim_token_generate_client_only", "mim_token_generate_moderated"):

@@ -130,6 +130,7 @@ class Inbox:
 # ---- ABI ----
 
 PROBE = r"""
+#include <momento/dictionary.h>
 #include <momento/im.h>
 #include <stdio.h>
 #define S(t) printf(#t " size %zu\n", sizeof(t))
@@ -147,11 +148,29 @@ int main(void) {
   O(mim_message, from); O(mim_message, publisher_id); O(mim_message, text);
   O(mim_message, timestamp_ms); O(mim_message, sequence); O(mim_message, from_history);
   O(mim_message, raw); O(mim_message, raw_len);
+  O(mim_message, version); O(mim_message, sender_id); O(mim_message, sender_trusted);
+  O(mim_message, mine); O(mim_message, reply_to); O(mim_message, edited);
+  O(mim_message, edited_ms); O(mim_message, deleted); O(mim_message, n_reactions);
+  O(mim_message, reactions);
+  S(mim_reaction); O(mim_reaction, key); O(mim_reaction, count); O(mim_reaction, users);
+  S(mim_send_options); O(mim_send_options, struct_size); O(mim_send_options, id);
+  O(mim_send_options, reply_to);
+  S(mim_read_marker); O(mim_read_marker, user_id); O(mim_read_marker, message_id);
+  O(mim_read_marker, read_at_ms);
+  S(mim_read_marker_list); O(mim_read_marker_list, count); O(mim_read_marker_list, markers);
+  S(mim_dictionary_write_options); O(mim_dictionary_write_options, struct_size);
+  O(mim_dictionary_write_options, ttl_ms); O(mim_dictionary_write_options, refresh_ttl);
+  S(mim_dictionary_entry); O(mim_dictionary_entry, field); O(mim_dictionary_entry, value);
+  S(mim_dictionary_entries); O(mim_dictionary_entries, found);
+  O(mim_dictionary_entries, count); O(mim_dictionary_entries, entries);
+  S(mim_bytes); O(mim_bytes, data); O(mim_bytes, len);
   S(mim_join_options); O(mim_join_options, struct_size); O(mim_join_options, display_name); O(mim_join_options, mode);
   O(mim_join_options, history_cap); O(mim_join_options, history_ttl_ms);
   O(mim_join_options, on_event); O(mim_join_options, outbox_limit);
   O(mim_join_options, flush_timeout_ms); O(mim_join_options, send_timeout_ms);
   O(mim_join_options, on_send_result); O(mim_join_options, initial_history);
+  O(mim_join_options, user_id); O(mim_join_options, on_update);
+  O(mim_join_options, on_presence); O(mim_join_options, presence_heartbeat_ms);
   S(mim_message_list); O(mim_message_list, count); O(mim_message_list, messages);
   S(mim_disposable_token); O(mim_disposable_token, credential);
   O(mim_disposable_token, api_key); O(mim_disposable_token, endpoint);
@@ -163,7 +182,12 @@ int main(void) {
 
 STRUCTS = {"mim_client_options": _ffi.ClientOptions, "mim_message": _ffi.Message,
            "mim_join_options": _ffi.JoinOptions, "mim_message_list": _ffi.MessageList,
-           "mim_disposable_token": _ffi.DisposableToken}
+           "mim_disposable_token": _ffi.DisposableToken, "mim_reaction": _ffi.Reaction,
+           "mim_send_options": _ffi.SendOptions, "mim_read_marker": _ffi.ReadMarker,
+           "mim_read_marker_list": _ffi.ReadMarkerList,
+           "mim_dictionary_write_options": _ffi.DictionaryWriteOptions,
+           "mim_dictionary_entry": _ffi.DictionaryEntry,
+           "mim_dictionary_entries": _ffi.DictionaryEntries, "mim_bytes": _ffi.Bytes}
 
 
 def test_abi_matches_headers(tmp_path):
@@ -188,14 +212,15 @@ def test_abi_matches_headers(tmp_path):
             attr = "from_" if what == "from" else what
             assert getattr(STRUCTS[name], attr).offset == value, "%s.%s" % (name, what)
         checked += 1
-    assert checked == 51
+    assert checked == 94
 
 
 def test_option_mirrors_set_their_own_struct_size(server, chat, monkeypatch):
     """struct_size (first field) is sizeof the mirror, set on creation; the binding never
     has the library's *_options_init fill a mirror (a newer library's struct is larger
     than this binding's, and its init would write past the end)."""
-    for cls in (_ffi.ClientOptions, _ffi.JoinOptions):
+    for cls in (_ffi.ClientOptions, _ffi.JoinOptions, _ffi.SendOptions,
+                _ffi.DictionaryWriteOptions):
         assert cls.struct_size.offset == 0
         assert cls().struct_size == ctypes.sizeof(cls)
 
@@ -1027,3 +1052,263 @@ def test_typing_and_presence(client, chat):
         b.leave()
         a.leave()
         quiet.leave()
+
+
+# ---- own messages, replies, edits, deletions, reactions ----
+
+class Updates:
+    """Collects on_update calls as (kind name, Message)."""
+
+    def __init__(self):
+        self.cv = threading.Condition()
+        self.seen = []
+
+    def __call__(self, kind, msg):
+        assert isinstance(kind, mim.UpdateKind) and isinstance(msg, mim.Message)
+        with self.cv:
+            self.seen.append((kind.name, msg))
+            self.cv.notify_all()
+
+    def wait_for(self, pred, timeout=WAIT_S):
+        with self.cv:
+            ok = self.cv.wait_for(lambda: pred(self.seen), timeout)
+            assert ok, "timed out; have %r" % (self.seen,)
+            return list(self.seen)
+
+    def kinds(self, message_id):
+        with self.cv:
+            return [k for k, m in self.seen if m.id == message_id]
+
+
+def _by_id(inbox, message_id):
+    return inbox.wait_for(lambda ms: any(m.id == message_id for m in ms))
+
+
+def test_message_id_new():
+    a, b = mim.message_id_new(), mim.message_id_new()
+    assert a != b and len(a) == 32 and int(a, 16) >= 0
+
+
+def test_reply_edit_delete_react_between_two_clients(server, client, chat):
+    """alice (root key) and bob (his own client-only token): every change one makes is
+    seen by the other as one on_update with the message's new state."""
+    token = client.mint_client_only(CACHE, chat, valid_for_s=120, token_id="bob")
+    ia, ib, ua, ub = Inbox(), Inbox(), Updates(), Updates()
+    with mim.Client(api_key=token) as bob_client, \
+            client.join(CACHE, chat, ia, display_name="Alice", user_id="alice",
+                        on_update=ua) as alice, \
+            bob_client.join(CACHE, chat, ib, display_name="Bob", user_id="bob",
+                            on_update=ub) as bob:
+        mine = mim.message_id_new()
+        assert alice.send("first", id=mine) == mine
+        [m] = [m for m in _by_id(ib, mine) if m.id == mine]
+        assert (m.text, m.sender_id, m.sender_trusted, m.mine, m.version) == \
+            ("first", "alice", False, False, 2)
+        [own] = [m for m in _by_id(ia, mine) if m.id == mine]
+        assert own.mine and own.reactions == {} and not own.edited
+        reply = bob.send("a reply", reply_to=mine)
+        got = [m for m in _by_id(ia, reply) if m.id == reply][0]
+        assert (got.reply_to, got.sender_id, got.mine) == (mine, "bob", False)
+
+        def both_saw(n):  # the author's own events come back to it too
+            for u in (ua, ub):
+                u.wait_for(lambda seen: len([1 for _, m in seen if m.id == mine]) >= n)
+
+        alice.edit(mine, "first, edited")
+        both_saw(1)
+        bob.react(mine, "+1")
+        both_saw(2)
+        bob.react(mine, "+1")  # already there: changes nothing, no update
+        alice.react(mine, "+1")
+        both_saw(3)
+        with pytest.raises(mim.PermissionDeniedError):
+            bob.edit(mine, "not his")
+        with pytest.raises(mim.PermissionDeniedError):
+            bob.delete(mine)
+        bob.react(mine, "+1", on=False)
+        both_saw(4)
+        alice.delete(mine)
+        both_saw(5)
+        # Once per change, in order, the same for both.
+        assert ub.kinds(mine) == ["EDITED", "REACTIONS", "REACTIONS", "REACTIONS", "DELETED"]
+        assert ua.kinds(mine) == ub.kinds(mine)
+        seen_a, seen_b = ua.seen, ub.seen
+        states = [m for _, m in seen_b]
+        assert (states[0].text, states[0].edited, states[0].edited_ms > 0) == \
+            ("first, edited", True, True)
+        assert states[1].reactions == {"+1": ("bob",)}
+        assert states[2].reactions == {"+1": ("bob", "alice")}
+        assert states[3].reactions == {"+1": ("alice",)}
+        assert (states[4].deleted, states[4].text, states[4].reactions) == (True, "", {})
+        assert [m.mine for _, m in seen_a] == [True] * len(seen_a)
+    # A late joiner gets the folded state in the history.
+    late = Inbox()
+    with client.join(CACHE, chat, late, display_name="Carol", user_id="carol"):
+        hist = {m.id: m for m in late.messages}
+        assert hist[mine].deleted and hist[mine].text == ""
+        assert (hist[reply].reply_to, hist[reply].text) == (mine, "a reply")
+
+
+_FILTER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+_accept_all = _FILTER(lambda _msg, _new_text, _user: 0)  # MIM_MODERATION_ACCEPT
+
+
+def _start_moderator(client, chat):
+    """A moderator (C API, no binding of it) on the root client, accepting everything."""
+    lib = _ffi.lib
+    lib.mim_moderator_start.restype = ctypes.c_int
+    lib.mim_moderator_start.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
+                                        ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t,
+                                        ctypes.c_uint32, _FILTER, ctypes.c_void_p,
+                                        ctypes.POINTER(ctypes.c_void_p)]
+    lib.mim_moderator_stop.restype = None
+    lib.mim_moderator_stop.argtypes = [ctypes.c_void_p]
+    chats = (ctypes.c_char_p * 1)(chat.encode())
+    out = ctypes.c_void_p()
+    assert lib.mim_moderator_start(client._handle.value, CACHE.encode(), chats, 1, 0,
+                                   _accept_all, None, ctypes.byref(out)) == 0
+    return out
+
+
+def test_trusted_sender_and_edit_in_moderated_chat(server, client, chat):
+    ta = client.mint_moderated(CACHE, chat, valid_for_s=120, token_id="alice")
+    tb = client.mint_moderated(CACHE, chat, valid_for_s=120, token_id="bob")
+    moderator = _start_moderator(client, chat)
+    ib, ub = Inbox(), Updates()
+    try:
+        with mim.Client(api_key=ta) as ca, mim.Client(api_key=tb) as cb, \
+                ca.join(CACHE, chat, Inbox(), display_name="Al", user_id="mallory",
+                        mode="moderated") as alice, \
+                cb.join(CACHE, chat, ib, display_name="Bob", mode="moderated",
+                        on_update=ub):
+            mid = alice.send("vouched for")
+            [m] = [m for m in _by_id(ib, mid) if m.id == mid]
+            # The claimed user id is not what readers see: the token id is.
+            assert (m.sender_id, m.sender_trusted, m.publisher_id) == ("alice", True, "alice")
+            alice.edit(mid, "vouched for, edited")
+            [(kind, new)] = ub.wait_for(lambda seen: len(seen) >= 1)
+            assert (kind, new.text, new.sender_trusted) == ("EDITED", "vouched for, edited",
+                                                            True)
+    finally:
+        _ffi.lib.mim_moderator_stop(moderator)
+
+
+# ---- read markers ----
+
+def test_mark_read_unread_count_and_read_markers(server, client, chat):
+    token = client.mint_client_only(CACHE, chat, valid_for_s=120, token_id="bob")
+    ib = Inbox()
+    with mim.Client(api_key=token) as bob_client, \
+            client.join(CACHE, chat, Inbox(), display_name="Alice", user_id="alice") as alice, \
+            bob_client.join(CACHE, chat, ib, display_name="Bob", user_id="bob") as bob:
+        ids = [alice.send("m%d" % i) for i in range(3)]
+        ib.wait_for(lambda ms: len(ms) >= 3)
+        assert bob.unread_count() == (3, False)  # no marker yet: every message counts
+        assert alice.read_markers() == []
+        bob.mark_read(ids[1])
+        assert bob.unread_count() == (1, True)
+        own = bob.send("mine: not unread")
+        gone = alice.send("deleted: not unread")
+        ib.wait_for(lambda ms: {own, gone} <= {m.id for m in ms})
+        assert bob.unread_count() == (2, True)
+        alice.delete(gone)
+        _wait_until(lambda: bob.unread_count() == (1, True), "the deletion was not counted")
+        [marker] = alice.read_markers()
+        assert (marker.user_id, marker.message_id) == ("bob", ids[1])
+        assert abs(marker.read_at_ms - time.time() * 1000) < 60_000
+        alice.mark_read(ids[2])
+        markers = {m.user_id: m.message_id for m in bob.read_markers()}
+        assert markers == {"bob": ids[1], "alice": ids[2]}
+        with pytest.raises(mim.InvalidArgumentError):
+            bob.mark_read("")
+
+
+# ---- dictionaries ----
+
+def test_dictionary_round_trip(client, chat):
+    d = "dict-" + chat
+    assert client.dictionary_get_field(CACHE, d, b"f") is None
+    assert client.dictionary_fetch(CACHE, d) is None
+    client.dictionary_set_field(CACHE, d, b"bin\0field", b"\0\xff value")
+    client.dictionary_set_field(CACHE, d, "text", "zé", ttl_ms=60_000, refresh_ttl=True)
+    client.dictionary_set_field(CACHE, d, b"empty", b"")
+    assert client.dictionary_get_field(CACHE, d, b"bin\0field") == b"\0\xff value"
+    assert client.dictionary_get_field(CACHE, d, "text") == "zé".encode()
+    assert client.dictionary_get_field(CACHE, d, b"empty") == b""
+    assert client.dictionary_get_field(CACHE, d, b"missing") is None
+    assert client.dictionary_fetch(CACHE, d) == {b"bin\0field": b"\0\xff value",
+                                                  b"text": "zé".encode(), b"empty": b""}
+    with pytest.raises(mim.NotFoundError):
+        client.dictionary_set_field("no-such-cache", d, b"f", b"v")
+    with pytest.raises(mim.InvalidArgumentError):
+        client.dictionary_set_field(CACHE, d, None, b"v")
+
+
+def test_asyncio_updates_and_read_markers(client, chat):
+    async def main():
+        async with await client.join_async(CACHE, chat, display_name="Al",
+                                           user_id="al") as session:
+            stream, updates = session.messages(), session.updates()
+            mid = await session.send("hi")
+            assert (await stream.get(timeout=WAIT_S)).mine
+            reply = await session.send("re", reply_to=mid)
+            assert (await stream.get(timeout=WAIT_S)).reply_to == mid
+            await session.react(mid, "+1")
+            kind, msg = await updates.get(timeout=WAIT_S)
+            assert (kind, msg.id, msg.reactions) == (mim.UpdateKind.REACTIONS, mid,
+                                                     {"+1": ("al",)})
+            await session.edit(reply, "re!")
+            kind, msg = await updates.get(timeout=WAIT_S)
+            assert (kind, msg.text) == (mim.UpdateKind.EDITED, "re!")
+            await session.delete(reply)
+            kind, _ = await updates.get(timeout=WAIT_S)
+            assert kind == mim.UpdateKind.DELETED
+            await session.mark_read(mid)
+            assert await session.unread_count() == (0, True)
+            [marker] = await session.read_markers()
+            assert (marker.user_id, marker.message_id) == ("al", mid)
+        assert [u async for u in updates] == []  # ends with the session
+        with pytest.raises(mim.InvalidArgumentError):
+            await client.join_async(CACHE, chat, on_update=print)
+
+    asyncio.run(asyncio.wait_for(main(), WAIT_S * 3))
+
+
+def test_read_calls_inside_callback(client, chat):
+    """From a callback: mark_read and read_markers (blocking) raise RuntimeError; once
+    the marker is known, unread_count is local and works there too."""
+    got, holder = [], {}
+    inbox = Inbox()
+
+    def on_message(msg):
+        s = holder["s"]
+        for call in (lambda: s.mark_read(msg.id), s.read_markers, s.unread_count):
+            try:
+                got.append(call())
+            except RuntimeError as exc:
+                got.append(type(exc))
+            except mim.MomentoIMError as exc:
+                got.append(exc.status_name)
+        inbox(msg)
+
+    with client.join(CACHE, chat, on_message, user_id="me") as s:
+        holder["s"] = s
+        first = s.send("first")
+        inbox.wait_for(lambda ms: len(ms) == 1)
+        s.mark_read(first)  # the marker is known from now on
+        s.send("second")
+        msgs = inbox.wait_for(lambda ms: len(ms) == 2)
+        assert hash(msgs[0]) == hash(msgs[0])  # a Message stays hashable
+    # Before the marker is known the first count would block: refused by the library.
+    assert got[:3] == [RuntimeError, RuntimeError, "MIM_ERR_FAILED_PRECONDITION"]
+    assert got[3:] == [RuntimeError, RuntimeError, (0, True)]  # own message: not unread
+
+
+def test_update_of_unknown_kind_is_passed_as_int(client, chat):
+    """A newer library's update kind reaches on_update as its number (not an error)."""
+    seen = []
+    with client.join(CACHE, chat, lambda m: None, on_update=lambda k, m: seen.append(k)) as s:
+        state, msg = s._state, _ffi.Message()
+        state._on_update(0, ctypes.pointer(msg), 7, 0)
+        state._on_update(0, ctypes.pointer(msg), _ffi.UPDATE_DELETED, 0)
+    assert seen == [7, mim.UpdateKind.DELETED] and type(seen[0]) is int
