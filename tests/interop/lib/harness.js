@@ -110,7 +110,9 @@ async function startMimLocal(opts = {}) {
   });
   let wake = () => {};
   const keep = chunk => {
-    logStream.write(chunk);
+    if (!logStream.writableEnded) { // output can still arrive after the cleanup ended the log
+      logStream.write(chunk);
+    }
     logText = (logText + chunk.toString()).slice(-64 * 1024);
     wake();
   };
