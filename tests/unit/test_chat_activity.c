@@ -73,7 +73,8 @@ typedef struct view {
   bool overflow;
   int reconnects;
   int gap_errors; /* CONNECTED with a non-OK status: a gap that could not be filled */
-  bool joined;    /* mim_join_async's on_joined ran */
+  bool async;     /* joined with mim_join_async: session set by on_joined */
+  bool joined;    /* on_joined ran */
   mim_status join_status;
   mim_session *session;
   mim_client *client; /* owned when not NULL */
@@ -486,6 +487,7 @@ static view *member_join(const party *p, const char *name, bool async) {
   view *v = view_new();
   v->client = client_for(p, name);
   mim_client *cl = v->client ? v->client : p->root;
+  v->async = async;
   if (async)
     join_view_async(v, cl, p->chat, name, p->mode);
   else
@@ -536,13 +538,13 @@ static void run(const scenario *sc) {
   a.other = &b;
   b.other = &a;
   a.rounds = b.rounds = rounds();
+  /* Carol joins (alternately blocking and async) or every stream is cut, at points
+   * spread over the script; fixed before the actors start. */
+  size_t points[MAX_JOINERS] = {1, 2, (size_t)a.rounds / 2, (size_t)a.rounds - 1};
+  memcpy(g.points, points, sizeof points);
   pthread_t ta, tb;
   assert_int_equal(pthread_create(&ta, NULL, actor_main, &a), 0);
   assert_int_equal(pthread_create(&tb, NULL, actor_main, &b), 0);
-  /* Carol joins (alternately blocking and async) or every stream is cut, at points
-   * spread over the script. */
-  size_t points[MAX_JOINERS] = {1, 2, (size_t)a.rounds / 2, (size_t)a.rounds - 1};
-  memcpy(g.points, points, sizeof points);
   for (int k = 0; k < MAX_JOINERS; k++) {
     at_alice_count(alice, points[k]);
     if (sc->joins)
@@ -556,7 +558,7 @@ static void run(const scenario *sc) {
   if (a.failure[0] || b.failure[0])
     fail_msg("alice: %s; bob: %s", a.failure, b.failure);
   for (size_t i = 0; i < nv; i++)
-    if (!views[i]->session)
+    if (views[i]->async)
       await_joined(views[i]);
   sync_all(alice, views, nv);
   sync_all(bob, views, nv);
