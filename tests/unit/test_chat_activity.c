@@ -2,8 +2,9 @@
  * clients on mim-local, in both modes (moderated: a running moderator and a token per
  * user): alice and bob run a scripted sequence of messages, edits, reactions and
  * deletions on their own threads while carol joins several times (mim_join and
- * mim_join_async) or has her stream cut (some of the gap replayed, some refetched from
- * the list). Every view (on_message, then each on_update applied in order) must end
+ * mim_join_async) or has her stream cut (every stream by mim-local's SIGUSR1, or hers
+ * alone, held and then cut by the chaos proxy; some of each gap replayed, some refetched
+ * from the list). Every view (on_message, then each on_update applied in order) must end
  * equal to a fresh joiner's mim_history, report each message once and each change once
  * (an update always changes what it says it changes; nothing after a deletion). And the
  * unread count forgets a message its author deleted. */
