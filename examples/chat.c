@@ -926,9 +926,10 @@ static char *numbered_text(chat_state *st, event *ev, unsigned num, size_t *who_
   int nl = snprintf(num_s, sizeof num_s, "#%u ", num);
   if (*ev->reply_to) {
     const shown_msg *to = shown_by_id(st, ev->reply_to);
-    if (to ? asprintf(&re, "[re #%u %s: %s] ", to->num, to->from, to->snippet) < 0
-           : !(re = strdup("[re an earlier message] ")))
-      re = NULL;
+    if (!to)
+      re = strdup("[re an earlier message] ");
+    else if (asprintf(&re, "[re #%u %s: %s] ", to->num, to->from, to->snippet) < 0)
+      re = NULL; /* asprintf leaves it undefined */
   }
   const char *t = ev->text;
   if (asprintf(&out, "%.*s%s%.*s%s%s", (int)ev->mark_len, t, num_s,
