@@ -135,6 +135,7 @@ typedef struct shown_msg {
 typedef struct inflight {
   char id[MIM_MESSAGE_ID_SIZE];
   char *text;
+  bool command; /* an /edit, /delete or /react line: shown on failure, never retried */
 } inflight;
 
 typedef struct chat_state {
@@ -350,10 +351,12 @@ static void copy_cut(char *dst, size_t size, const char *src) {
 static char *reactions_text(const mim_message *m, const char *me, char *my_keys, size_t size) {
   char *out = NULL;
   size_t len = 0, mine = 0;
+  my_keys[0] = '\0';
+  if (!m->n_reactions)
+    return NULL; /* most messages: no allocation */
   FILE *f = open_memstream(&out, &len);
   if (!f)
     return NULL;
-  my_keys[0] = '\0';
   for (size_t i = 0; i < m->n_reactions; i++) {
     const mim_reaction *r = &m->reactions[i];
     fprintf(f, " [%s", r->key);
@@ -844,7 +847,7 @@ static void send_failed(chat_state *st, char *text, mim_status s, const char *de
   remember_failed(st, text);
 }
 
-static void track_sent(chat_state *st, const char *id, char *text) {
+static void track_sent(chat_state *st, const char *id, char *text, bool command) {
   if (st->n_sent == st->cap_sent) {
     size_t cap = st->cap_sent ? st->cap_sent * 2 : 16;
     inflight *p = realloc(st->sent, cap * sizeof *p);
@@ -858,6 +861,15 @@ static void track_sent(chat_state *st, const char *id, char *text) {
   inflight *f = &st->sent[st->n_sent++];
   snprintf(f->id, sizeof f->id, "%s", id);
   f->text = text;
+  f->command = command;
+}
+
+/* A command's event was refused or failed: said with its line; /retry is for messages. */
+static void command_failed(chat_state *st, char *line, mim_status s, const char *detail) {
+  sanitize(line);
+  say(st, "*** %s: failed (%s: %s: %s)", line, explain(s), mim_status_name(s),
+      detail && *detail ? detail : "no detail");
+  free(line);
 }
 
 /* Sends text (taking ownership); a refusal is shown with the text. */
@@ -865,7 +877,7 @@ static void send_text(chat_state *st, char *text) {
   char id[MIM_MESSAGE_ID_SIZE];
   mim_status s = mim_send(st->session, text, id);
   if (s == MIM_OK)
-    track_sent(st, id, text);
+    track_sent(st, id, text, false);
   else
     send_failed(st, text, s, mim_last_error_detail());
 }
@@ -876,9 +888,12 @@ static void send_result(chat_state *st, const event *ev) {
     if (strcmp(st->sent[i].id, ev->text) != 0)
       continue;
     char *text = st->sent[i].text;
+    bool command = st->sent[i].command;
     st->sent[i] = st->sent[--st->n_sent];
     if (ev->status == MIM_OK)
       free(text);
+    else if (command)
+      command_failed(st, text, ev->status, ev->detail);
     else
       send_failed(st, text, ev->status, ev->detail);
     return;
@@ -1232,11 +1247,9 @@ static void event_sent(chat_state *st, mim_status s, const char *id, const char 
   }
   char *copy = strdup(line);
   if (s == MIM_OK && copy)
-    track_sent(st, id, copy);
+    track_sent(st, id, copy, true);
   else if (s != MIM_OK && copy)
-    send_failed(st, copy, s, mim_last_error_detail());
-  else
-    free(copy);
+    command_failed(st, copy, s, mim_last_error_detail());
 }
 
 static void reply_to(chat_state *st, const char *arg) {
@@ -1256,7 +1269,7 @@ static void reply_to(chat_state *st, const char *arg) {
     return;
   mim_status s = mim_send_with_options(st->session, copy, &so, id);
   if (s == MIM_OK)
-    track_sent(st, id, copy);
+    track_sent(st, id, copy, false);
   else
     send_failed(st, copy, s, mim_last_error_detail());
 }

@@ -455,6 +455,8 @@ fi
 type_line "$alice" "/edit $na hijacked by alice"
 check_pane "/edit of someone else's message: refused with a clear line" "$alice" \
   "^\*\*\* /edit $na hijacked by alice: only its author can edit or delete a message$"
+type_line "$alice" "/delete 99999"
+check_pane "a number no message has: a clear line" "$alice" "^\*\*\* /delete: no message #99999 on this screen$"
 type_line "$alice" "/react $na +1"
 check_pane "/react: bob sees alice's reaction on his message" "$bob" \
   "^#$nb [0-9:]{8} bob: numbered, then edited \(edited\) \[\+1 alice\]$"
