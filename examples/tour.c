@@ -32,11 +32,10 @@ typedef struct participant {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int received;
-  bool presence;    /* joins with presence on */
-  bool narrate;     /* prints the updates it sees */
-  int updates;      /* on_update calls */
-  bool saw_typing;  /* on_presence said someone is typing */
-  char last_id[64]; /* the id of the last message received */
+  bool presence;   /* joins with presence on */
+  bool narrate;    /* prints the updates it sees */
+  int updates;     /* on_update calls */
+  bool saw_typing; /* on_presence said someone is typing */
 } participant;
 
 static const char *endpoint;
@@ -76,7 +75,6 @@ static void on_message(mim_session *s, const mim_message *m, void *user) {
   fflush(stdout);
   pthread_mutex_lock(&p->mu);
   p->received++;
-  snprintf(p->last_id, sizeof p->last_id, "%s", m->id);
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
 }
@@ -133,6 +131,14 @@ static void wait_count(participant *p, const int *counter, int count, const char
     fprintf(stderr, "demo: %s received %d of %d %s\n", p->name, got, count, what);
     exit(1);
   }
+}
+
+/* How many messages p has received so far (its event thread counts them). */
+static int received_now(participant *p) {
+  pthread_mutex_lock(&p->mu);
+  int n = p->received;
+  pthread_mutex_unlock(&p->mu);
+  return n;
 }
 
 /* Waits (at most 5 s) until p has received `count` messages in all. */
@@ -262,7 +268,7 @@ static void message_events(participant *alice, participant *bob,
   printf("alice picks her question's id (mim_message_id_new) and asks:\n");
   mim_send_options so = MIM_SEND_OPTIONS_INIT;
   so.id = question;
-  int bob_had = bob->received, alice_had = alice->received;
+  int bob_had = received_now(bob), alice_had = received_now(alice);
   check("mim_send_with_options",
         mim_send_with_options(alice->session, "who brings coffee?", &so, NULL));
   wait_for(bob, bob_had + 1);
@@ -306,7 +312,7 @@ static void typing(participant *alice, participant *bob) {
 
 /* Carol marks the question read; one message comes after it. */
 static void read_markers(participant *alice, participant *carol, const char *question) {
-  int had = carol->received;
+  int had = received_now(carol);
   say(alice, "see you at ten");
   wait_for(carol, had + 1);
   check("mim_mark_read", mim_mark_read(carol->session, question));
