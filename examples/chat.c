@@ -6,8 +6,13 @@
  *
  * On join it shows the last N messages of the room (marked "[history]"), then every live
  * message as "HH:MM:SS name: text" (messages of another day as "MM-DD HH:MM name: text"),
- * and sends each line typed. /help lists the commands; /dm USER moves to the direct chat
- * with USER (mim_direct_chat_id); /quit, Ctrl-D or Ctrl-C leave the room cleanly.
+ * and sends each line typed. Each message carries a number (#N) by which /reply N TEXT,
+ * /edit N TEXT, /delete N and /react N KEY name it; edits, deletions and reactions
+ * (on_update) change its line in place. /who lists who is here (presence is on), the
+ * typing line shows who is typing, and the unread count since the last visit is shown
+ * on joining (read markers, written at most once a second as messages are shown).
+ * /help lists the commands; /dm USER moves to the direct chat with USER
+ * (mim_direct_chat_id); /quit, Ctrl-D or Ctrl-C leave the room cleanly.
  * Connection trouble is reported on one line each ("*** ...") while the library
  * reconnects by itself.
  *
@@ -33,6 +38,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <langinfo.h>
+#include <limits.h>
 #include <locale.h>
 #include <poll.h>
 #include <pthread.h>
@@ -49,11 +55,17 @@
 
 #define DEFAULT_CACHE "instant-messaging"
 #define DEFAULT_HISTORY 20
-#define SCROLLBACK_LINES 5000 /* lines kept for PgUp; the oldest 10% go when full */
-#define INPUT_MAX 4096        /* characters on the input line */
-#define MAX_WRAP_ROWS 256     /* rows one message may take on screen */
-#define SHOWN_TEXT_BYTES 60   /* of a failed message's text in its "not sent" line */
-#define RECALL_LINES 100      /* typed lines Up/Down bring back */
+#define SCROLLBACK_LINES 5000   /* lines kept for PgUp; the oldest 10% go when full */
+#define INPUT_MAX 4096          /* characters on the input line */
+#define MAX_WRAP_ROWS 256       /* rows one message may take on screen */
+#define SHOWN_TEXT_BYTES 60     /* of a failed message's text in its "not sent" line */
+#define RECALL_LINES 100        /* typed lines Up/Down bring back */
+#define SHOWN_MESSAGES 1024     /* messages /reply, /edit... can name by number */
+#define SNIPPET_BYTES 40        /* of a message's text beside a reply to it */
+#define NAME_BYTES 32           /* of a sender's name in the table and the typing line */
+#define MY_KEYS_BYTES 128       /* our reaction keys on one message */
+#define MAX_TYPING 4            /* names on the typing line */
+#define MARK_READ_EVERY_MS 1000 /* read markers are written at most this often */
 
 typedef struct options {
   const char *chat;
@@ -73,7 +85,9 @@ typedef enum conn_state { CONN_CONNECTED, CONN_RECONNECTING, CONN_CLOSED } conn_
 typedef enum event_kind {
   EV_LINE,        /* a line to show */
   EV_SEND_RESULT, /* the final outcome of a queued send */
-  EV_CONN         /* the subscription's state changed (for the status line) */
+  EV_CONN,        /* the subscription's state changed (for the status line) */
+  EV_UPDATE,      /* a shown message changed (edit, deletion, reactions) */
+  EV_PRESENCE     /* someone joined, left, started or stopped typing */
 } event_kind;
 
 /* What a callback hands to the main thread. Owned by the queue, then by the taker. */
@@ -88,6 +102,15 @@ typedef struct event {
   bool history;      /* EV_LINE: history shown on join (subject to --history) */
   bool from_log;     /* EV_LINE: a library warning */
   conn_state conn;   /* EV_CONN */
+  /* EV_LINE of a message and EV_UPDATE: the main thread numbers it ("#N ", after the
+   * mark) and shows what it replies to (before the body). */
+  char msg_id[MIM_MESSAGE_ID_SIZE * 2]; /* "" for lines that are no message */
+  char reply_to[MIM_MESSAGE_ID_SIZE * 2];
+  char snippet[SNIPPET_BYTES + 1]; /* the start of its text, for replies to it */
+  char from[NAME_BYTES + 1];
+  char my_keys[MY_KEYS_BYTES]; /* our reactions on it, each followed by '\n' */
+  size_t mark_len, body_off;   /* "[history] " and where the text starts */
+  int what;                    /* EV_UPDATE: mim_update_kind; EV_PRESENCE: the change */
   struct event *next;
 } event;
 
@@ -96,12 +119,23 @@ typedef struct ui_line {
   char *text;
   size_t who_off, who_len;
   unsigned colour;
+  unsigned num; /* the message's number, 0 for other lines */
 } ui_line;
+
+/* A shown message, by the number beside it: what the commands need to name it. */
+typedef struct shown_msg {
+  unsigned num; /* 0: a free slot */
+  char id[MIM_MESSAGE_ID_SIZE * 2];
+  char from[NAME_BYTES + 1];
+  char snippet[SNIPPET_BYTES + 1];
+  char my_keys[MY_KEYS_BYTES];
+} shown_msg;
 
 /* A message mim_send accepted, until its outcome is known: failures show its text. */
 typedef struct inflight {
   char id[MIM_MESSAGE_ID_SIZE];
   char *text;
+  bool command; /* an /edit, /delete or /react line: shown on failure, never retried */
 } inflight;
 
 typedef struct chat_state {
@@ -134,6 +168,15 @@ typedef struct chat_state {
   int saved_stderr; /* stderr while the screen is ours (it goes to /dev/null then) */
   char dm_chat[MIM_DIRECT_CHAT_ID_SIZE]; /* after /dm: the direct chat's id (o->chat) */
   char *dm_url;                          /* after /dm with a token URL: o->token_url */
+  char me[129];                          /* our user id: reactions by it are ours */
+  shown_msg shown[SHOWN_MESSAGES];       /* slot num % SHOWN_MESSAGES */
+  unsigned next_num;
+  char typing[MAX_TYPING][NAME_BYTES + 1]; /* who is typing ("" free) */
+  size_t unread_msgs;                      /* messages not marked read (status line) */
+  char newest_id[MIM_MESSAGE_ID_SIZE * 2]; /* the newest message shown */
+  bool mark_due;                           /* newest_id is not marked read yet */
+  bool marks_off;                          /* marking failed: no more tries */
+  struct timespec last_mark;
 } chat_state;
 
 /* Ctrl-C may land on any thread (gRPC has several): the handler only writes to this pipe,
@@ -179,7 +222,10 @@ static void usage(FILE *out) {
           "  --help               this text\n"
           "\n"
           "In the room: type a line and Enter sends it; /help lists the commands (/stats,\n"
-          "/retry, /dm USER, /quit); PgUp/PgDn scroll back through the messages. /dm USER\n"
+          "/retry, /reply N TEXT, /edit N TEXT, /delete N, /react N KEY, /who, /dm USER,\n"
+          "/quit), where N is the number shown beside a message (#N); PgUp/PgDn scroll\n"
+          "back. Edits, deletions and reactions change a message's line in place; who is\n"
+          "typing shows above the status line, the unread count in it. /dm USER\n"
           "moves you to your direct chat with USER: with --token-url the vendor is asked for\n"
           "its token (dm=USER in place of chat=), with a key the key must allow that chat.\n"
           "\n"
@@ -290,8 +336,67 @@ static unsigned colour_of(const char *name) {
   return 1 + h % N_COLOURS;
 }
 
+/* Copies at most size-1 bytes of src, whole UTF-8 characters, control bytes sanitized. */
+static void copy_cut(char *dst, size_t size, const char *src) {
+  size_t n = strlen(src), cut = n < size - 1 ? n : size - 1;
+  while (cut < n && cut > 0 && ((unsigned char)src[cut] & 0xc0) == 0x80)
+    cut--;
+  memcpy(dst, src, cut);
+  dst[cut] = '\0';
+  sanitize(dst);
+}
+
+/* The reactions after a message's text: " [+1 alice, bob] [wow carol]"; our own keys go
+ * to my_keys (each followed by a newline) so /react knows what to toggle. */
+static char *reactions_text(const mim_message *m, const char *me, char *my_keys, size_t size) {
+  char *out = NULL;
+  size_t len = 0, mine = 0;
+  my_keys[0] = '\0';
+  if (!m->n_reactions)
+    return NULL; /* most messages: no allocation */
+  FILE *f = open_memstream(&out, &len);
+  if (!f)
+    return NULL;
+  for (size_t i = 0; i < m->n_reactions; i++) {
+    const mim_reaction *r = &m->reactions[i];
+    fprintf(f, " [%s", r->key);
+    for (size_t u = 0; u < r->count; u++) {
+      fprintf(f, "%s%s", u ? ", " : " ", r->users[u]);
+      size_t k = strlen(r->key);
+      if (strcmp(r->users[u], me) == 0 && mine + k + 2 <= size) {
+        memcpy(my_keys + mine, r->key, k);
+        mine += k;
+        my_keys[mine++] = '\n';
+        my_keys[mine] = '\0';
+      }
+    }
+    fputc(']', f);
+  }
+  return fclose(f) == 0 ? out : (free(out), NULL);
+}
+
+/* The line of a chat message, without its number: "[history] WHEN FROM: TEXT" and its
+ * state (edited, deleted, reactions). */
+static int message_text(event *ev, const mim_message *m, const char *mark, const char *when,
+                        const char *me) {
+  char *reactions = reactions_text(m, me, ev->my_keys, sizeof ev->my_keys);
+  const char *text = m->deleted ? "(deleted)" : m->text;
+  const char *edited = m->edited && !m->deleted ? " (edited)" : "";
+  int n;
+  if (*m->publisher_id && strcmp(m->publisher_id, m->from) != 0)
+    n = asprintf(&ev->text, "%s%s %s (token %s): %s%s%s", mark, when, m->from, m->publisher_id,
+                 text, edited, reactions ? reactions : "");
+  else
+    n = asprintf(&ev->text, "%s%s %s: %s%s%s", mark, when, m->from, text, edited,
+                 reactions ? reactions : "");
+  if (n >= 0)
+    ev->body_off = (size_t)n - strlen(text) - strlen(edited) - (reactions ? strlen(reactions) : 0);
+  free(reactions);
+  return n;
+}
+
 /* One event for a message (NULL when out of memory). */
-static event *message_event(const mim_message *m, bool joined) {
+static event *message_event(const mim_message *m, bool joined, const char *me) {
   char when[32];
   format_when(m->timestamp_ms, time(NULL), when, sizeof when);
   /* After the join, history-flagged messages are ones the library fetched from the list
@@ -306,11 +411,8 @@ static event *message_event(const mim_message *m, bool joined) {
   if (m->kind != MIM_MESSAGE_CHAT)
     n = asprintf(&ev->text, "%s%s (a value that is not a chat message, %zu bytes)%s%s", mark, when,
                  m->raw_len, *m->text ? ": " : "", m->text);
-  else if (*m->publisher_id && strcmp(m->publisher_id, m->from) != 0)
-    n = asprintf(&ev->text, "%s%s %s (token %s): %s", mark, when, m->from, m->publisher_id,
-                 m->text);
   else
-    n = asprintf(&ev->text, "%s%s %s: %s", mark, when, m->from, m->text);
+    n = message_text(ev, m, mark, when, me);
   if (n < 0) {
     free(ev);
     return NULL;
@@ -322,6 +424,11 @@ static event *message_event(const mim_message *m, bool joined) {
     ev->who_off = strlen(mark) + strlen(when) + 1;
     ev->who_len = strlen(m->from);
     ev->colour = colour_of(m->from);
+    ev->mark_len = strlen(mark);
+    copy_cut(ev->msg_id, sizeof ev->msg_id, m->id);
+    copy_cut(ev->reply_to, sizeof ev->reply_to, m->reply_to);
+    copy_cut(ev->snippet, sizeof ev->snippet, m->deleted ? "(deleted)" : m->text);
+    copy_cut(ev->from, sizeof ev->from, m->from);
   }
   return ev;
 }
@@ -334,11 +441,39 @@ static void on_message(mim_session *session, const mim_message *m, void *user) {
   pthread_mutex_lock(&st->mu);
   bool joined = st->joined;
   pthread_mutex_unlock(&st->mu);
-  event *ev = message_event(m, joined);
+  if (m->mine && *m->sender_id) /* only this thread reads st->me after the join */
+    snprintf(st->me, sizeof st->me, "%s", m->sender_id);
+  event *ev = message_event(m, joined, st->me);
   if (ev)
     queue_push(st, ev);
   else
     notice(st, "*** out of memory: a message was not shown");
+}
+
+/* An edit, deletion or reaction: the message's new line, shown in place of the old. */
+static void on_update(mim_session *session, const mim_message *m, mim_update_kind what,
+                      void *user) {
+  (void)session;
+  chat_state *st = user;
+  event *ev = message_event(m, true, st->me);
+  if (!ev)
+    return;
+  ev->kind = EV_UPDATE;
+  ev->what = (int)what;
+  queue_push(st, ev);
+}
+
+static void on_presence(mim_session *session, mim_presence_change change, const mim_member *member,
+                        void *user) {
+  (void)session;
+  event *ev = calloc(1, sizeof *ev);
+  if (!ev)
+    return;
+  ev->kind = EV_PRESENCE;
+  ev->what = (int)change;
+  copy_cut(ev->from, sizeof ev->from,
+           *member->display_name ? member->display_name : member->user_id);
+  queue_push(user, ev);
 }
 
 /* A human sentence for the statuses a chat user can run into. */
@@ -519,7 +654,9 @@ static void draw_messages(const chat_state *st, int height, int cols) {
 static void draw_status(const chat_state *st, int row, int cols) {
   static const char *names[] = {"connected", "reconnecting...", "closed"};
   char left[512], right[128] = "/help ";
-  snprintf(left, sizeof left, " %s as %s | %s", st->o->chat, st->o->name, names[st->conn]);
+  int n = snprintf(left, sizeof left, " %s as %s | %s", st->o->chat, st->o->name, names[st->conn]);
+  if (st->unread_msgs && n > 0 && (size_t)n < sizeof left)
+    snprintf(left + n, sizeof left - (size_t)n, " | %zu unread", st->unread_msgs);
   if (st->scroll)
     snprintf(right, sizeof right, "scrolled back; %zu unread (PgDn) ", st->unread);
   attron(A_REVERSE);
@@ -557,11 +694,33 @@ static void draw_input(const chat_state *st, int row, int cols) {
   move(row, pw + wide_width(st->input + first, st->in_cur - first));
 }
 
+/* "bob is typing...", "bob and carol are typing...": into out; false when nobody is. */
+static bool typing_text(const chat_state *st, char *out, size_t size) {
+  size_t n = 0, len = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < MAX_TYPING; i++) {
+    if (!st->typing[i][0])
+      continue;
+    int w = snprintf(out + len, size - len, "%s%s", n ? ", " : " ", st->typing[i]);
+    len = w > 0 && (size_t)w < size - len ? len + (size_t)w : len;
+    n++;
+  }
+  if (n)
+    snprintf(out + len, size - len, " %s typing\u2026", n == 1 ? "is" : "are");
+  return n > 0;
+}
+
 static void draw(chat_state *st) {
   int rows, cols;
   getmaxyx(stdscr, rows, cols);
   erase();
-  if (rows >= 3 && cols >= 10) {
+  char typing[256];
+  bool someone = typing_text(st, typing, sizeof typing);
+  if (rows >= 4 && cols >= 10 && someone) { /* the typing line goes above the status */
+    draw_messages(st, rows - 3, cols);
+    mvaddnstr(rows - 3, 0, typing, cols);
+    draw_status(st, rows - 2, cols);
+  } else if (rows >= 3 && cols >= 10) {
     draw_messages(st, rows - 2, cols);
     draw_status(st, rows - 2, cols);
   }
@@ -608,7 +767,8 @@ static void ui_stop(chat_state *st) {
 }
 
 /* Adds a line to the scrollback (or prints it in plain mode). Takes ownership of text. */
-static void show(chat_state *st, char *text, size_t who_off, size_t who_len, unsigned colour) {
+static void show(chat_state *st, char *text, size_t who_off, size_t who_len, unsigned colour,
+                 unsigned num) {
   if (!st->curses) {
     puts(text);
     fflush(stdout);
@@ -627,7 +787,7 @@ static void show(chat_state *st, char *text, size_t who_off, size_t who_len, uns
     st->n_lines -= drop;
     st->scroll = st->scroll > st->n_lines - 1 ? st->n_lines - 1 : st->scroll;
   }
-  st->lines[st->n_lines++] = (ui_line){text, who_off, who_len, colour};
+  st->lines[st->n_lines++] = (ui_line){text, who_off, who_len, colour, num};
   if (st->scroll) { /* keep the view still while the person reads back */
     st->scroll++;
     st->unread++;
@@ -643,7 +803,7 @@ static void say(chat_state *st, const char *fmt, ...) {
   int n = vasprintf(&text, fmt, ap);
   va_end(ap);
   if (n >= 0)
-    show(st, text, 0, 0, 0);
+    show(st, text, 0, 0, 0, 0);
 }
 
 static void scroll_by(chat_state *st, long delta) {
@@ -687,7 +847,7 @@ static void send_failed(chat_state *st, char *text, mim_status s, const char *de
   remember_failed(st, text);
 }
 
-static void track_sent(chat_state *st, const char *id, char *text) {
+static void track_sent(chat_state *st, const char *id, char *text, bool command) {
   if (st->n_sent == st->cap_sent) {
     size_t cap = st->cap_sent ? st->cap_sent * 2 : 16;
     inflight *p = realloc(st->sent, cap * sizeof *p);
@@ -701,6 +861,15 @@ static void track_sent(chat_state *st, const char *id, char *text) {
   inflight *f = &st->sent[st->n_sent++];
   snprintf(f->id, sizeof f->id, "%s", id);
   f->text = text;
+  f->command = command;
+}
+
+/* A command's event was refused or failed: said with its line; /retry is for messages. */
+static void command_failed(chat_state *st, char *line, mim_status s, const char *detail) {
+  sanitize(line);
+  say(st, "*** %s: failed (%s: %s: %s)", line, explain(s), mim_status_name(s),
+      detail && *detail ? detail : "no detail");
+  free(line);
 }
 
 /* Sends text (taking ownership); a refusal is shown with the text. */
@@ -708,7 +877,7 @@ static void send_text(chat_state *st, char *text) {
   char id[MIM_MESSAGE_ID_SIZE];
   mim_status s = mim_send(st->session, text, id);
   if (s == MIM_OK)
-    track_sent(st, id, text);
+    track_sent(st, id, text, false);
   else
     send_failed(st, text, s, mim_last_error_detail());
 }
@@ -719,9 +888,12 @@ static void send_result(chat_state *st, const event *ev) {
     if (strcmp(st->sent[i].id, ev->text) != 0)
       continue;
     char *text = st->sent[i].text;
+    bool command = st->sent[i].command;
     st->sent[i] = st->sent[--st->n_sent];
     if (ev->status == MIM_OK)
       free(text);
+    else if (command)
+      command_failed(st, text, ev->status, ev->detail);
     else
       send_failed(st, text, ev->status, ev->detail);
     return;
@@ -741,6 +913,167 @@ static void retry_failed(chat_state *st) {
   for (size_t i = 0; i < n; i++)
     send_text(st, texts[i]);
   free(texts);
+}
+
+/* ---- numbered messages, updates in place, presence (main thread) ---- */
+
+static shown_msg *shown_by_num(chat_state *st, unsigned num) {
+  shown_msg *m = &st->shown[num % SHOWN_MESSAGES];
+  return num && m->num == num ? m : NULL;
+}
+
+static shown_msg *shown_by_id(chat_state *st, const char *id) {
+  for (size_t i = 0; i < SHOWN_MESSAGES; i++)
+    if (st->shown[i].num && strcmp(st->shown[i].id, id) == 0)
+      return &st->shown[i];
+  return NULL;
+}
+
+static void remember_shown(shown_msg *m, const event *ev) {
+  snprintf(m->snippet, sizeof m->snippet, "%s", ev->snippet);
+  snprintf(m->my_keys, sizeof m->my_keys, "%s", ev->my_keys);
+}
+
+/* The message's line: "#N " after the mark, "[re #K from: snippet] " before the text.
+ * Takes ev->text. Sets *who_off to where the sender's name now is. */
+static char *numbered_text(chat_state *st, event *ev, unsigned num, size_t *who_off) {
+  char num_s[16], *re = NULL, *out = NULL;
+  int nl = snprintf(num_s, sizeof num_s, "#%u ", num);
+  if (*ev->reply_to) {
+    const shown_msg *to = shown_by_id(st, ev->reply_to);
+    if (!to)
+      re = strdup("[re an earlier message] ");
+    else if (asprintf(&re, "[re #%u %s: %s] ", to->num, to->from, to->snippet) < 0)
+      re = NULL; /* asprintf leaves it undefined */
+  }
+  const char *t = ev->text;
+  if (asprintf(&out, "%.*s%s%.*s%s%s", (int)ev->mark_len, t, num_s,
+               (int)(ev->body_off - ev->mark_len), t + ev->mark_len, re ? re : "",
+               t + ev->body_off) < 0)
+    out = NULL;
+  free(re);
+  *who_off = ev->who_off + (size_t)nl;
+  return out;
+}
+
+/* A new message: numbered, remembered for the commands, shown. */
+static void show_message(chat_state *st, event *ev) {
+  unsigned num = ++st->next_num ? st->next_num : ++st->next_num; /* 0 means none */
+  shown_msg *m = &st->shown[num % SHOWN_MESSAGES];
+  *m = (shown_msg){.num = num};
+  snprintf(m->id, sizeof m->id, "%s", ev->msg_id);
+  snprintf(m->from, sizeof m->from, "%s", ev->from);
+  remember_shown(m, ev);
+  size_t who_off;
+  char *text = numbered_text(st, ev, num, &who_off);
+  if (text)
+    show(st, text, who_off, ev->who_len, ev->colour, num);
+  snprintf(st->newest_id, sizeof st->newest_id, "%s", ev->msg_id);
+  st->mark_due = true;
+}
+
+/* A shown message changed: its line is replaced on screen; plain mode prints it again
+ * after what happened. */
+static void show_update(chat_state *st, event *ev) {
+  static const char *what[] = {"edited", "deleted", "reactions"};
+  shown_msg *m = shown_by_id(st, ev->msg_id);
+  if (!m)
+    return; /* out of the table: long scrolled away */
+  remember_shown(m, ev);
+  size_t who_off;
+  char *text = numbered_text(st, ev, m->num, &who_off);
+  if (!text)
+    return;
+  if (!st->curses) {
+    say(st, "*** %s: %s", what[ev->what], text);
+    free(text);
+    return;
+  }
+  for (size_t k = st->n_lines; k-- > 0;) {
+    if (st->lines[k].num == m->num) {
+      free(st->lines[k].text);
+      st->lines[k] = (ui_line){text, who_off, ev->who_len, ev->colour, m->num};
+      return;
+    }
+  }
+  free(text);
+}
+
+/* Adds (true) or removes name on the typing line. */
+static void set_typing(chat_state *st, const char *name, bool typing) {
+  char(*free_slot)[NAME_BYTES + 1] = NULL;
+  for (size_t i = 0; i < MAX_TYPING; i++) {
+    if (strcmp(st->typing[i], name) == 0) {
+      if (!typing)
+        st->typing[i][0] = '\0';
+      return;
+    }
+    if (!free_slot && !st->typing[i][0])
+      free_slot = &st->typing[i];
+  }
+  if (typing && free_slot)
+    snprintf(*free_slot, sizeof *free_slot, "%s", name);
+}
+
+static void presence_changed(chat_state *st, const event *ev) {
+  switch ((mim_presence_change)ev->what) {
+  case MIM_PRESENCE_JOINED:
+    say(st, "*** %s is here", ev->from);
+    break;
+  case MIM_PRESENCE_LEFT:
+    set_typing(st, ev->from, false);
+    say(st, "*** %s left", ev->from);
+    break;
+  case MIM_PRESENCE_TYPING:
+    set_typing(st, ev->from, true);
+    break;
+  case MIM_PRESENCE_STOPPED_TYPING:
+    set_typing(st, ev->from, false);
+    break;
+  }
+}
+
+/* ---- unread count and read markers (main thread: the calls block) ---- */
+
+static int64_t ms_since(const struct timespec *t) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (int64_t)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/* After a join: how many messages came since this user last read here. */
+static void show_unread(chat_state *st) {
+  size_t n = 0;
+  bool exact = false;
+  mim_status s = mim_unread_count(st->session, &n, &exact);
+  st->marks_off = s != MIM_OK;
+  if (s != MIM_OK)
+    say(st, "*** no read markers here: %s (%s)", explain(s), mim_last_error_detail());
+  else if (n)
+    say(st, "*** %s%zu unread message%s since you last read here", exact ? "" : "at least ", n,
+        n == 1 ? "" : "s");
+  st->unread_msgs = n;
+}
+
+/* Marks the newest shown message read, at most once per MARK_READ_EVERY_MS (a message
+ * burst costs one write) and only while the newest messages are in view; force: now
+ * (leaving). Returns the ms until a mark is due, -1 when none is. */
+static int mark_read_due(chat_state *st, bool force) {
+  if (!st->mark_due || st->marks_off || !st->session || (st->scroll && !force))
+    return -1;
+  int64_t wait = MARK_READ_EVERY_MS - ms_since(&st->last_mark);
+  if (wait > 0 && !force)
+    return (int)wait;
+  st->mark_due = false;
+  clock_gettime(CLOCK_MONOTONIC, &st->last_mark);
+  mim_status s = mim_mark_read(st->session, st->newest_id);
+  if (s != MIM_OK) {
+    st->marks_off = true;
+    say(st, "*** cannot mark messages read: %s (%s)", explain(s), mim_last_error_detail());
+  } else if (mim_unread_count(st->session, &st->unread_msgs, NULL) != MIM_OK) {
+    st->unread_msgs = 0;
+  }
+  return -1;
 }
 
 /* ---- commands ---- */
@@ -829,9 +1162,12 @@ static bool open_direct(chat_state *st, const char *other) {
   mim_client *client = direct_client(st, other, &url);
   if (!client)
     return true;
+  mark_read_due(st, true);
   mim_leave(st->session);
   st->session = NULL; /* freed: main's leave must not see it if no join succeeds */
   drain_events(st);
+  memset(st->typing, 0, sizeof st->typing); /* the numbers stay: they name old lines */
+  st->mark_due = false;
   mim_client *old = st->client;
   const char *back = st->o->chat;
   mim_status s = join_chat(st, client, chat, &st->session);
@@ -858,6 +1194,7 @@ static bool open_direct(chat_state *st, const char *other) {
   show_joined(st, st->o->history);
   say(st, "*** joined %s as %s%s%s", st->o->chat, st->o->name,
       back == st->o->chat ? " again" : ": direct chat with ", back == st->o->chat ? "" : other);
+  show_unread(st);
   return true;
 }
 
@@ -876,14 +1213,146 @@ static void show_stats(chat_state *st) {
       (unsigned long long)cs.throttled);
 }
 
+/* ---- /reply, /edit, /delete, /react, /who (docs/PROTOCOL.md 3-5) ---- */
+
+/* The message a command names ("3" or "#3", then a space or the end): its entry, *rest
+ * past the number and spaces. NULL after saying why. */
+static const shown_msg *named_message(chat_state *st, const char *cmd, const char *arg,
+                                      const char **rest) {
+  const char *p = arg + (*arg == '#');
+  char *end;
+  errno = 0;
+  unsigned long num = isdigit((unsigned char)*p) ? strtoul(p, &end, 10) : 0;
+  if (!num || errno || num > UINT_MAX || (*end && *end != ' ')) {
+    say(st, "*** %s wants the number shown beside a message (#N), e.g. %s 3", cmd, cmd);
+    return NULL;
+  }
+  const shown_msg *m = shown_by_num(st, (unsigned)num);
+  if (!m) {
+    say(st, "*** %s: no message #%lu on this screen", cmd, num);
+    return NULL;
+  }
+  while (*end == ' ')
+    end++;
+  *rest = end;
+  return m;
+}
+
+/* The outcome of an event call: queued (its result comes like a message's, line shown on
+ * failure), or refused now. */
+static void event_sent(chat_state *st, mim_status s, const char *id, const char *line) {
+  if (s == MIM_ERR_PERMISSION_DENIED) { /* the library knows whose message it is */
+    say(st, "*** %s: only its author can edit or delete a message", line);
+    return;
+  }
+  char *copy = strdup(line);
+  if (s == MIM_OK && copy)
+    track_sent(st, id, copy, true);
+  else if (s != MIM_OK && copy)
+    command_failed(st, copy, s, mim_last_error_detail());
+}
+
+static void reply_to(chat_state *st, const char *arg) {
+  const char *text;
+  const shown_msg *m = named_message(st, "/reply", arg, &text);
+  if (!m)
+    return;
+  if (!*text) {
+    say(st, "*** /reply N TEXT: the text is missing");
+    return;
+  }
+  mim_send_options so = MIM_SEND_OPTIONS_INIT;
+  so.reply_to = m->id;
+  char id[MIM_MESSAGE_ID_SIZE];
+  char *copy = strdup(text);
+  if (!copy)
+    return;
+  mim_status s = mim_send_with_options(st->session, copy, &so, id);
+  if (s == MIM_OK)
+    track_sent(st, id, copy, false);
+  else
+    send_failed(st, copy, s, mim_last_error_detail());
+}
+
+static void edit_message(chat_state *st, const char *arg, const char *line) {
+  const char *text;
+  const shown_msg *m = named_message(st, "/edit", arg, &text);
+  if (!m)
+    return;
+  if (!*text) {
+    say(st, "*** /edit N TEXT: the new text is missing (/delete N deletes)");
+    return;
+  }
+  char id[MIM_MESSAGE_ID_SIZE];
+  event_sent(st, mim_edit(st->session, m->id, text, id), id, line);
+}
+
+static void delete_message(chat_state *st, const char *arg, const char *line) {
+  const char *rest;
+  const shown_msg *m = named_message(st, "/delete", arg, &rest);
+  if (!m)
+    return;
+  char id[MIM_MESSAGE_ID_SIZE];
+  event_sent(st, mim_delete(st->session, m->id, id), id, line);
+}
+
+/* Adds our reaction KEY, or takes it back when it is there. */
+static void react(chat_state *st, const char *arg, const char *line) {
+  const char *key;
+  const shown_msg *m = named_message(st, "/react", arg, &key);
+  if (!m)
+    return;
+  if (!*key || strchr(key, ' ')) {
+    say(st, "*** /react N KEY: one key, e.g. /react 3 +1");
+    return;
+  }
+  bool on = true;
+  size_t k = strlen(key);
+  for (const char *p = m->my_keys; *p; p = strchr(p, '\n') + 1)
+    if (strncmp(p, key, k) == 0 && p[k] == '\n')
+      on = false;
+  char id[MIM_MESSAGE_ID_SIZE];
+  event_sent(st, mim_react(st->session, m->id, key, on, id), id, line);
+}
+
+static void show_members(chat_state *st) {
+  mim_member_list *list = NULL;
+  mim_status s = mim_members(st->session, &list);
+  if (s != MIM_OK) {
+    say(st, "*** /who: %s (%s)", mim_status_name(s), mim_last_error_detail());
+    return;
+  }
+  char *names = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&names, &len);
+  for (size_t i = 0; f && i < list->count; i++) {
+    const mim_member *m = &list->members[i];
+    fprintf(f, "%s%s", i ? ", " : "", *m->display_name ? m->display_name : m->user_id);
+    if (*m->display_name && strcmp(m->display_name, m->user_id) != 0)
+      fprintf(f, " (%s)", m->user_id);
+    if (m->typing)
+      fputs(" (typing)", f);
+  }
+  if (f && fclose(f) == 0 && names)
+    sanitize(names);
+  say(st, "*** here besides you: %s", list->count && names ? names : "nobody");
+  free(names);
+  mim_member_list_free(list);
+}
+
 static void show_help(chat_state *st) {
   say(st, "*** commands:");
-  say(st, "***   /help     this list");
-  say(st, "***   /stats    what the client cost so far (calls, operations, bytes)");
-  say(st, "***   /retry    send again the messages shown as \"not sent\"");
-  say(st, "***   /dm USER  leave this room for your direct chat with USER");
-  say(st, "***   /quit     leave the room (also Ctrl-D on an empty line, or Ctrl-C)");
-  say(st, "***   //text    send a line that starts with a slash");
+  say(st, "***   /help           this list");
+  say(st, "***   /stats          what the client cost so far (calls, operations, bytes)");
+  say(st, "***   /retry          send again the messages shown as \"not sent\"");
+  say(st, "***   /reply N TEXT   reply to message #N (the number beside it)");
+  say(st, "***   /edit N TEXT    replace the text of your message #N");
+  say(st, "***   /delete N       delete your message #N");
+  say(st, "***   /react N KEY    add your reaction KEY (e.g. +1) to #N, or take it back");
+  say(st, "***   /who            who else is here (and typing)");
+  say(st, "***   /dm USER        leave this room for your direct chat with USER");
+  say(st, "***   /quit           leave the room (also Ctrl-D on an empty line, or Ctrl-C)");
+  say(st, "***   //text          send a line that starts with a slash");
   if (st->curses)
     say(st, "***   keys: PgUp/PgDn scroll, Up/Down bring back what you typed, Home/End/Left/"
             "Right edit, Ctrl-U clears the line, Ctrl-L redraws");
@@ -907,6 +1376,16 @@ static bool handle_line(chat_state *st, char *line) {
     retry_failed(st);
   else if (strncmp(line, "/dm ", 4) == 0)
     go_on = open_direct(st, line + 4);
+  else if (strncmp(line, "/reply ", 7) == 0)
+    reply_to(st, line + 7);
+  else if (strncmp(line, "/edit ", 6) == 0)
+    edit_message(st, line + 6, line);
+  else if (strncmp(line, "/delete ", 8) == 0)
+    delete_message(st, line + 8, line);
+  else if (strncmp(line, "/react ", 7) == 0)
+    react(st, line + 7, line);
+  else if (strcmp(line, "/who") == 0)
+    show_members(st);
   else if (line[0] == '/' && line[1] != '/')
     say(st, "*** unknown command %s (/help lists them; start a line with // to send a slash)",
         line);
@@ -934,8 +1413,10 @@ static bool about_tracked_send(const chat_state *st, const char *warning) {
 static void handle_event(chat_state *st, event *ev) {
   switch (ev->kind) {
   case EV_LINE:
-    if (!(ev->from_log && about_tracked_send(st, ev->text))) {
-      show(st, ev->text, ev->who_off, ev->who_len, ev->colour);
+    if (*ev->msg_id) {
+      show_message(st, ev);
+    } else if (!(ev->from_log && about_tracked_send(st, ev->text))) {
+      show(st, ev->text, ev->who_off, ev->who_len, ev->colour, 0);
       ev->text = NULL;
     }
     break;
@@ -944,6 +1425,12 @@ static void handle_event(chat_state *st, event *ev) {
     break;
   case EV_CONN:
     st->conn = ev->conn;
+    break;
+  case EV_UPDATE:
+    show_update(st, ev);
+    break;
+  case EV_PRESENCE:
+    presence_changed(st, ev);
     break;
   }
   event_free(ev);
@@ -1065,12 +1552,14 @@ static bool submit(chat_state *st) {
   if (line && wcstombs(line, st->input, cap) == (size_t)-1)
     line[0] = '\0';
   st->in_len = st->in_cur = 0;
+  mim_set_typing(st->session, false);
   scroll_by(st, -(long)st->n_lines); /* what you send, you want to see arrive */
   return !line || handle_line(st, line);
 }
 
 static void insert_char(chat_state *st, wint_t c) {
   if (iswprint(c) && st->in_len < INPUT_MAX) {
+    mim_set_typing(st->session, true); /* the library sends one every few seconds at most */
     wmemmove(st->input + st->in_cur + 1, st->input + st->in_cur, st->in_len - st->in_cur);
     st->input[st->in_cur++] = (wchar_t)c;
     st->in_len++;
@@ -1099,6 +1588,7 @@ static bool on_key(chat_state *st, int kind, wint_t c) {
     break;
   case 21: /* Ctrl-U */
     st->in_len = st->in_cur = 0;
+    mim_set_typing(st->session, false);
     break;
   case 12: /* Ctrl-L */
     clearok(curscr, TRUE);
@@ -1172,7 +1662,7 @@ static void main_loop(chat_state *st) {
     struct pollfd fds[3] = {{.fd = 0, .events = POLLIN},
                             {.fd = wake_pipe[0], .events = POLLIN},
                             {.fd = st->event_pipe[0], .events = POLLIN}};
-    if (poll(fds, 3, -1) < 0) {
+    if (poll(fds, 3, mark_read_due(st, false)) < 0) {
       if (errno == EINTR && st->curses) /* SIGWINCH: ncurses queues KEY_RESIZE */
         go_on = read_keys(st);
       continue;
@@ -1373,6 +1863,8 @@ static mim_status join_chat(chat_state *st, mim_client *client, const char *chat
   jo.mode = o->moderated ? MIM_CHAT_MODERATED : MIM_CHAT_CLIENT_ONLY;
   jo.on_event = on_event;
   jo.on_send_result = on_send_result;
+  jo.on_update = on_update;
+  jo.on_presence = on_presence; /* also announces us and keeps us in others' /who */
   return mim_join(client, o->cache, chat, &jo, on_message, st, out);
 }
 
@@ -1414,6 +1906,10 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
 
+  /* Our reactions are those by our user id: the display name, the token's id with a
+   * vendor (user=), and in any case the sender id of our own messages (on_message). */
+  if (!o.token_url || !url_param(o.token_url, "user", st.me, sizeof st.me))
+    snprintf(st.me, sizeof st.me, "%s", o.name);
   st.client = make_client(&o, &st);
   if (!st.client || join(&st) != MIM_OK) {
     mim_client_free(st.client); /* no callback runs after a failed join */
@@ -1425,9 +1921,11 @@ int main(int argc, char **argv) {
   show_joined(&st, o.history);
   say(&st, "*** joined %s as %s (%s mode); type a line to send it, /help for commands", o.chat,
       o.name, o.moderated ? "moderated" : "client-only");
+  show_unread(&st);
 
   main_loop(&st);
 
+  mark_read_due(&st, true);
   ui_stop(&st);
   mim_leave(st.session); /* may report what it could not send: shown below */
   st.left = true;

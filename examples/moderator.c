@@ -71,6 +71,9 @@ static void usage(FILE *out) {
       "  mask    each banned word: its characters become '*' (whole words only,\n"
       "          case-insensitive for ASCII letters: \"Darn!\" -> \"****!\", \"darned\" stays);\n"
       "  accept  everything else, unchanged.\n"
+      "Edits go through the same rules (their new text; logged as \"VERDICT (edit)\"): an\n"
+      "edit cannot bring back a banned word. Edits and deletions by anyone but the\n"
+      "message's author never reach the filter: the library drops them.\n"
       "Each decision is logged on stdout: TIME ROOM VERDICT sender: text.\n",
       prog, DEFAULT_CAP, DEFAULT_MAX_LENGTH);
 }
@@ -148,7 +151,8 @@ static void log_decision(filter_config *cfg, const mim_message *m, const char *v
   struct tm tm;
   strftime(when, sizeof when, "%H:%M:%S", localtime_r(&now, &tm));
   pthread_mutex_lock(&cfg->log_mu);
-  printf("%s %s %-6s %s", when, m->chat, verdict, m->from);
+  /* An edit is checked like a message (its new text): the log says which it was. */
+  printf("%s %s %-6s %s%s", when, m->chat, verdict, m->edited ? "(edit) " : "", m->from);
   if (*m->publisher_id && strcmp(m->publisher_id, m->from) != 0)
     printf(" (token %s)", m->publisher_id);
   printf(": ");

@@ -6,9 +6,12 @@
  * The root (super-user) key plays the token vendor: it mints one disposable token per
  * participant, scoped by the two policies of the pattern. Alice and Bob chat in
  * client-only mode; Dave writes in moderated mode and a moderator masks a word; Carol
- * joins late and gets the history first; then Alice and Bob meet in their direct chat.
+ * joins late and gets the history first; then a reply, an edit, a reaction and a deletion,
+ * typing and presence, read markers and a dictionary; last Alice and Bob meet in their
+ * direct chat.
  * `make demo` runs it after the multi-process demo (scripts/demo.sh).
  */
+#include <momento/dictionary.h>
 #include <momento/im.h>
 
 #include "key_file.h"
@@ -29,6 +32,10 @@ typedef struct participant {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int received;
+  bool presence;   /* joins with presence on */
+  bool narrate;    /* prints the updates it sees */
+  int updates;     /* on_update calls */
+  bool saw_typing; /* on_presence said someone is typing */
 } participant;
 
 static const char *endpoint;
@@ -60,9 +67,9 @@ static void on_message(mim_session *s, const mim_message *m, void *user) {
   if (gmtime_r(&secs, &tm))
     strftime(when, sizeof when, "%H:%M:%S", &tm);
   if (m->kind == MIM_MESSAGE_CHAT)
-    printf("  [%-5s sees] %s %s%-6s %s   (token id: %s)\n", p->name, when,
+    printf("  [%-5s sees] %s %s%-6s %s%s   (token id: %s)\n", p->name, when,
            m->from_history ? "history " : "live    ", m->from, m->text,
-           *m->publisher_id ? m->publisher_id : "-");
+           *m->reply_to ? "   [a reply]" : "", *m->publisher_id ? m->publisher_id : "-");
   else
     printf("  [%-5s sees] a foreign value of %zu bytes\n", p->name, m->raw_len);
   fflush(stdout);
@@ -72,21 +79,71 @@ static void on_message(mim_session *s, const mim_message *m, void *user) {
   pthread_mutex_unlock(&p->mu);
 }
 
-/* Waits (at most 5 s) until p has received `count` messages in all. */
-static void wait_for(participant *p, int count) {
+/* Edits, deletions and reactions of messages delivered before. */
+static void on_update(mim_session *s, const mim_message *m, mim_update_kind what, void *user) {
+  (void)s;
+  participant *p = user;
+  static const char *whats[] = {"edited", "deleted", "reactions"};
+  char reactions[128] = "";
+  for (size_t i = 0, n = 0; i < m->n_reactions && n < sizeof reactions; i++) {
+    int w = snprintf(reactions + n, sizeof reactions - n, "  %s by %s", m->reactions[i].key,
+                     m->reactions[i].count ? m->reactions[i].users[0] : "-");
+    n += w > 0 ? (size_t)w : 0;
+  }
+  if (p->narrate) { /* every reader sees it: one of them tells */
+    printf("  [%-5s sees] update (%s): %s \"%s\"%s\n", p->name, whats[what], m->from, m->text,
+           reactions);
+    fflush(stdout);
+  }
+  pthread_mutex_lock(&p->mu);
+  p->updates++;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Joins and leaves come and go with timing: the tour shows only typing. */
+static void on_presence(mim_session *s, mim_presence_change change, const mim_member *member,
+                        void *user) {
+  (void)s;
+  participant *p = user;
+  if (change != MIM_PRESENCE_TYPING)
+    return;
+  printf("  [%-5s sees] %s is typing\n", p->name, member->display_name);
+  fflush(stdout);
+  pthread_mutex_lock(&p->mu);
+  p->saw_typing = true;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Waits (at most 5 s) until *counter (guarded by p->mu) reaches count. */
+static void wait_count(participant *p, const int *counter, int count, const char *what) {
   struct timespec until;
   clock_gettime(CLOCK_REALTIME, &until);
   until.tv_sec += 5;
   pthread_mutex_lock(&p->mu);
-  while (p->received < count)
+  while (*counter < count)
     if (pthread_cond_timedwait(&p->cv, &p->mu, &until) != 0)
       break;
-  int got = p->received;
+  int got = *counter;
   pthread_mutex_unlock(&p->mu);
   if (got < count) {
-    fprintf(stderr, "demo: %s received %d of %d messages\n", p->name, got, count);
+    fprintf(stderr, "demo: %s received %d of %d %s\n", p->name, got, count, what);
     exit(1);
   }
+}
+
+/* How many messages p has received so far (its event thread counts them). */
+static int received_now(participant *p) {
+  pthread_mutex_lock(&p->mu);
+  int n = p->received;
+  pthread_mutex_unlock(&p->mu);
+  return n;
+}
+
+/* Waits (at most 5 s) until p has received `count` messages in all. */
+static void wait_for(participant *p, int count) {
+  wait_count(p, &p->received, count, "messages");
 }
 
 static void join(participant *p, mim_client *root, mim_chat_mode mode) {
@@ -104,6 +161,9 @@ static void join(participant *p, mim_client *root, mim_chat_mode mode) {
   mim_join_options_init(&jo);
   jo.display_name = p->name;
   jo.mode = mode;
+  jo.on_update = on_update;
+  if (p->presence)
+    jo.on_presence = on_presence; /* presence on: alice and bob see each other type */
   st = mim_join(p->client, CACHE, ROOM, &jo, on_message, p, &p->session);
   if (st != MIM_OK)
     die("mim_join", st);
@@ -196,6 +256,97 @@ static mim_client *moderator_client(mim_client *root) {
   return c;
 }
 
+static void check(const char *what, mim_status st) {
+  if (st != MIM_OK)
+    die(what, st);
+}
+
+/* A reply, its edit, a reaction and its deletion; on_update reports each. */
+static void message_events(participant *alice, participant *bob,
+                           char question[MIM_MESSAGE_ID_SIZE]) {
+  check("mim_message_id_new", mim_message_id_new(question));
+  printf("alice picks her question's id (mim_message_id_new) and asks:\n");
+  mim_send_options so = MIM_SEND_OPTIONS_INIT;
+  so.id = question;
+  int bob_had = received_now(bob), alice_had = received_now(alice);
+  check("mim_send_with_options",
+        mim_send_with_options(alice->session, "who brings coffee?", &so, NULL));
+  wait_for(bob, bob_had + 1);
+  printf("bob replies to it (mim_send_with_options, reply_to):\n");
+  char reply[MIM_MESSAGE_ID_SIZE];
+  so = (mim_send_options)MIM_SEND_OPTIONS_INIT;
+  so.reply_to = question;
+  check("mim_send_with_options", mim_send_with_options(bob->session, "I do", &so, reply));
+  wait_for(alice, alice_had + 2);
+  printf("bob edits his reply (mim_edit):\n");
+  check("mim_edit", mim_edit(bob->session, reply, "I do, and croissants", NULL));
+  wait_count(alice, &alice->updates, 1, "updates");
+  printf("alice reacts to it (mim_react):\n");
+  check("mim_react", mim_react(alice->session, reply, "+1", true, NULL));
+  wait_count(alice, &alice->updates, 2, "updates");
+  printf("bob deletes it (mim_delete):\n");
+  check("mim_delete", mim_delete(bob->session, reply, NULL));
+  wait_count(alice, &alice->updates, 3, "updates");
+}
+
+/* Bob types; alice sees it, and mim_members lists him as typing. */
+static void typing(participant *alice, participant *bob) {
+  printf("bob starts typing (mim_set_typing):\n");
+  check("mim_set_typing", mim_set_typing(bob->session, true));
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 5;
+  pthread_mutex_lock(&alice->mu);
+  while (!alice->saw_typing && pthread_cond_timedwait(&alice->cv, &alice->mu, &until) == 0)
+    ;
+  pthread_mutex_unlock(&alice->mu);
+  mim_member_list *who;
+  check("mim_members", mim_members(alice->session, &who));
+  for (size_t i = 0; i < who->count; i++)
+    if (strcmp(who->members[i].user_id, "bob") == 0)
+      printf("alice asks who is here (mim_members): bob%s\n",
+             who->members[i].typing ? ", typing" : "");
+  mim_member_list_free(who);
+  check("mim_set_typing", mim_set_typing(bob->session, false));
+}
+
+/* Carol marks the question read; one message comes after it. */
+static void read_markers(participant *alice, participant *carol, const char *question) {
+  int had = received_now(carol);
+  say(alice, "see you at ten");
+  wait_for(carol, had + 1);
+  check("mim_mark_read", mim_mark_read(carol->session, question));
+  size_t unread;
+  bool exact;
+  check("mim_unread_count", mim_unread_count(carol->session, &unread, &exact));
+  printf("carol marks alice's question read (mim_mark_read): %zu unread after it "
+         "(mim_unread_count; bob's reply was deleted)\n",
+         unread);
+  mim_read_marker_list *marks;
+  check("mim_read_markers", mim_read_markers(carol->session, &marks));
+  for (size_t i = 0; i < marks->count; i++)
+    printf("read markers (mim_read_markers): %s read up to %s\n", marks->markers[i].user_id,
+           strcmp(marks->markers[i].message_id, question) == 0 ? "the question" : "another");
+  mim_read_marker_list_free(marks);
+}
+
+/* A dictionary of the cache (what read markers are made of). */
+static void dictionary(mim_client *root) {
+  mim_dictionary_write_options wo = MIM_DICTIONARY_WRITE_OPTIONS_INIT;
+  check("mim_dictionary_set_field",
+        mim_dictionary_set_field(root, CACHE, "tour-settings", "topic", 5, "coffee", 6, &wo));
+  uint8_t *value = NULL;
+  bool found = false;
+  check("mim_dictionary_get_field",
+        mim_dictionary_get_field(root, CACHE, "tour-settings", "topic", 5, &value, NULL, &found));
+  mim_dictionary_entries *all;
+  check("mim_dictionary_fetch", mim_dictionary_fetch(root, CACHE, "tour-settings", &all));
+  printf("dictionary tour-settings: topic = %s (get), %zu field (fetch)\n",
+         found ? (char *)value : "?", all->count);
+  free(value);
+  mim_dictionary_entries_free(all);
+}
+
 int main(int argc, char **argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: %s ENDPOINT ROOT_KEY_FILE\n", argv[0]);
@@ -221,7 +372,8 @@ int main(int argc, char **argv) {
     die("mim_moderator_start", st);
   printf("moderator watching %s-input\n\n", ROOM);
 
-  participant alice = {.name = "alice"}, bob = {.name = "bob"}, dave = {.name = "dave"},
+  participant alice = {.name = "alice", .presence = true, .narrate = true},
+              bob = {.name = "bob", .presence = true}, dave = {.name = "dave"},
               carol = {.name = "carol"};
   join(&alice, root, MIM_CHAT_CLIENT_ONLY);
   join(&bob, root, MIM_CHAT_CLIENT_ONLY);
@@ -249,6 +401,15 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < hist->count; i++)
     printf("  %zu. %-6s %s\n", i + 1, hist->messages[i].from, hist->messages[i].text);
   mim_message_list_free(hist);
+
+  printf("\nnew in 0.3: replies, edits, reactions, deletions\n");
+  char question[MIM_MESSAGE_ID_SIZE];
+  message_events(&alice, &bob, question);
+  printf("\ntyping and presence:\n");
+  typing(&alice, &bob);
+  printf("\nread markers and dictionaries:\n");
+  read_markers(&alice, &carol, question);
+  dictionary(root);
 
   printf("\nalice and bob open their direct chat:\n");
   direct_chat(&alice, &bob, root);

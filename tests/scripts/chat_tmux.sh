@@ -136,12 +136,14 @@ check_exit() { # description name status
 
 # Dead panes stay so their last output and exit status can be read.
 printf 'set -g remain-on-exit on\nset -g history-limit 5000\n' >"$dir/tmux.conf"
-TS='[0-9]{2}:[0-9]{2}:[0-9]{2}'
+# A message's line starts with its number (#N, what /reply, /edit... take), then its time.
+TS='#[0-9]+ [0-9]{2}:[0-9]{2}:[0-9]{2}'
 
 alice=$("${T[@]}" new-session -d -P -F '#{pane_id}' -s chat -x 200 -y 60 "$(chat_cmd alice)")
 check_pane "alice joins in a tmux pane" "$alice" "^\*\*\* joined $ROOM as alice"
 bob=$("${T[@]}" split-window -P -F '#{pane_id}' -t chat "$(chat_cmd bob)")
 check_pane "bob joins in a second pane" "$bob" "^\*\*\* joined $ROOM as bob"
+check_pane "presence: alice is told bob is here" "$alice" "^\*\*\* bob is here$"
 
 type_line "$alice" "hello from alice"
 check_pane "bob sees alice's message live" "$bob" "^$TS alice: hello from alice$"
@@ -357,10 +359,10 @@ else
       --key-file "$dir/dan.key" --history 0 >"$dir/dan.out" 2>&1 ||
     sed 's/^/    dan: /' "$dir/dan.out"
   check_pane "alice sees dan's message with its date" "$alice" \
-    "^$day [0-9]{2}:[0-9]{2} dan: news from two days ago$"
+    "^#[0-9]+ $day [0-9]{2}:[0-9]{2} dan: news from two days ago$"
   hal=$("${T[@]}" new-window -P -F '#{pane_id}' -t chat: "$(chat_cmd hal --history 1)")
   check_pane "a late joiner's history shows the date" "$hal" \
-    "^\[history\] $day [0-9]{2}:[0-9]{2} dan: news from two days ago$"
+    "^\[history\] #[0-9]+ $day [0-9]{2}:[0-9]{2} dan: news from two days ago$"
   type_line "$hal" "/quit"
   check_exit "... hal leaves" hal 0
 fi
@@ -431,6 +433,77 @@ else
   bad "... and in its --help"
 fi
 
+
+# ---- Replies, edits, deletions, reactions, presence, unread (docs/PROTOCOL.md 3-6) ----
+num_of() { # pane ERE-after-"name: ": the number beside the newest line that matches
+  screen "$1" | sed -nE "s/^#([0-9]+) [0-9:]{8} $2$/\1/p" | tail -n 1
+}
+type_line "$bob" "numbered for the commands"
+check_pane "alice sees bob's next message with its number" "$alice" "^$TS bob: numbered for the commands$"
+na=$(num_of "$alice" "bob: numbered for the commands")
+check_pane "... and so does bob" "$bob" "^$TS bob: numbered for the commands$"
+nb=$(num_of "$bob" "bob: numbered for the commands")
+type_line "$alice" "/reply $na agreed, numbers"
+check_pane "/reply: bob sees alice's reply with what it replies to" "$bob" \
+  "^$TS alice: \[re #$nb bob: numbered for the commands\] agreed, numbers$"
+type_line "$bob" "/edit $nb numbered, then edited"
+check_pane "/edit: alice sees bob's message changed in place" "$alice" \
+  "^#$na [0-9:]{8} bob: numbered, then edited \(edited\)$"
+if wait_count "$alice" "bob: numbered for the commands$" 0; then ok "... the old text is gone from her screen"; else
+  bad "... the old text is gone from her screen"
+fi
+type_line "$alice" "/edit $na hijacked by alice"
+check_pane "/edit of someone else's message: refused with a clear line" "$alice" \
+  "^\*\*\* /edit $na hijacked by alice: only its author can edit or delete a message$"
+type_line "$alice" "/delete 99999"
+check_pane "a number no message has: a clear line" "$alice" "^\*\*\* /delete: no message #99999 on this screen$"
+type_line "$alice" "/react $na +1"
+check_pane "/react: bob sees alice's reaction on his message" "$bob" \
+  "^#$nb [0-9:]{8} bob: numbered, then edited \(edited\) \[\+1 alice\]$"
+check_pane "... and alice too" "$alice" "^#$na [0-9:]{8} bob: numbered, then edited \(edited\) \[\+1 alice\]$"
+type_line "$alice" "/react $na +1"
+check_pane "/react again takes it back" "$bob" "^#$nb [0-9:]{8} bob: numbered, then edited \(edited\)$"
+type_line "$bob" "/delete $nb"
+check_pane "/delete: alice sees bob's message deleted in place" "$alice" "^#$na [0-9:]{8} bob: \(deleted\)$"
+if { screen "$alice"; screen "$bob"; } | grep -q "bob: hijacked"; then bad "... and the refused edit never showed"; else
+  ok "... and the refused edit never showed"
+fi
+type_line "$alice" "/who"
+check_pane "/who lists bob and carol" "$alice" "^\*\*\* here besides you: .*bob"
+check_pane "... carol too" "$alice" "^\*\*\* here besides you: .*carol"
+# A typing signal goes out at most every few seconds (MIM_TYPING_REFRESH_MS), and bob's
+# last one was with his /delete: he types a key at a time until alice sees it.
+typing=
+for _ in $(seq 1 50); do # up to 10 s
+  "${T[@]}" send-keys -t "$bob" -l "x"
+  if screen "$alice" | grep -qx " bob is typing…"; then typing=1 && break; fi
+  sleep 0.2
+done
+if [ -n "$typing" ]; then ok "alice sees that bob is typing (the line above her status line)"; else
+  bad "alice sees that bob is typing (the line above her status line)"
+  screen "$alice" | sed 's/^/    /'
+fi
+"${T[@]}" send-keys -t "$bob" C-u
+if wait_count "$alice" "is typing" 0; then ok "... and no more once he clears his line"; else
+  bad "... and no more once he clears his line"
+fi
+type_line "$alice" "/help"
+check_pane "/help lists the new commands" "$alice" "^\*\*\*   /react N KEY +add your reaction"
+# Unread: pat leaves, two messages come, pat comes back.
+mint pat client
+pat=$("${T[@]}" new-window -P -F '#{pane_id}' -t chat: "$(chat_cmd pat)")
+check_pane "pat joins" "$pat" "^\*\*\* joined $ROOM as pat"
+check_pane "... sees the room's last message" "$pat" "^\[history\] $TS bob: \(deleted\)$"
+type_line "$pat" "/quit"
+check_exit "... and leaves" pat 0
+rm -f "$dir/pat.rc"
+type_line "$bob" "while pat is away, 1"
+type_line "$bob" "while pat is away, 2"
+check_pane "(alice gets both)" "$alice" "^$TS bob: while pat is away, 2$"
+pat=$("${T[@]}" new-window -P -F '#{pane_id}' -t chat: "$(chat_cmd pat)")
+check_pane "pat back: 2 unread since pat last read" "$pat" "^\*\*\* 2 unread messages since you last read here$"
+type_line "$pat" "/quit"
+check_exit "... pat leaves again" pat 0
 
 type_line "$alice" "/quit"
 "${T[@]}" send-keys -t "$bob" C-d
