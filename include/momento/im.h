@@ -45,7 +45,9 @@ typedef enum mim_message_kind {
 } mim_message_kind;
 
 /* One reaction on a message: `key` (e.g. "+1" or an emoji, 1..64 bytes of UTF-8) and
- * who reacted with it (user ids, in the order their reactions arrived). */
+ * who reacted with it (user ids, in the order this session applied their reactions: the
+ * set is the same for every reader, the order may differ in client-only mode; see
+ * docs/PROTOCOL.md 4.3). */
 typedef struct mim_reaction {
   const char *key;
   size_t count;             /* number of users */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses (fuzz/fuzz_*.c, `make fuzz-build`, clang) and runs each
-# for MIM_FUZZ_SECONDS seconds (default 20, so the six fit make check's 10-minute budget;
+# for MIM_FUZZ_SECONDS seconds (default 15, so the six fit make check's 10-minute budget;
 # `make fuzz FUZZ_SECONDS=N` for longer campaigns). The committed seeds in
 # fuzz/corpus/<name>/ are read-only inputs; what a run discovers goes to
 # $B/fuzz/corpus/<name>/ (kept between runs). A crash, leak or sanitizer report fails the harness and leaves the reproducer
@@ -8,7 +8,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 B=${MIM_BUILD:-build}
-SECS=${MIM_FUZZ_SECONDS:-20}
+SECS=${MIM_FUZZ_SECONDS:-15}
 FZ=$B/fuzz
 mkdir -p "$FZ/crashes" "$FZ/logs"
 
