@@ -173,9 +173,12 @@ bool mim_roster_apply(mim_roster *r, const mim_signal *sig, int64_t now_ms, int6
   bool trusted;
   const char *id = sender_of(r, sig, &trusted);
   bool leaving = sig->kind == MIM_SIGNAL_PRESENCE && !sig->here;
+  bool stops = leaving || (sig->kind == MIM_SIGNAL_TYPING && !sig->on);
   mim_roster_member *m = find_member(r, id, trusted);
-  if (!m && leaving)
-    return false; /* not known: nothing to report */
+  /* A session we do not know that leaves or stops typing is not here: one session's
+   * publishes are not ordered, so its "stopped typing" can arrive after its "left". */
+  if (stops && (!m || !find_sid(m, sig->sid)))
+    return false;
   bool joined = !m;
   if (!m)
     m = add_member(r, id, trusted);

@@ -257,6 +257,14 @@ static void test_roster_typing(void **state) {
   expect(&e, 5, "typing alice(alice) typing");
   expect(&e, 6, "stopped alice(alice)");
   expect(&e, 7, "left alice(alice)");
+  /* Her "stopped typing" published before the "left" but arriving after it (publishes
+   * are not ordered) does not bring her back, nor does one from a stranger. */
+  t.on = false;
+  assert_false(mim_roster_apply(&r, &t, 20002, 20002, 75000));
+  mim_signal stranger = sig_of(MIM_SIGNAL_TYPING, "zed", "", "z1", false, 0);
+  assert_false(mim_roster_apply(&r, &stranger, 20003, 20003, 75000));
+  assert_int_equal(e.n, 8);
+  assert_int_equal(r.count, 0);
   mim_roster_free(&r);
 }
 
