@@ -5,6 +5,7 @@
  */
 #include "client_internal.h"
 #include "error.h"
+#include "pb.h"
 #include "pb_call.h"
 #include "struct_size.h"
 
@@ -40,15 +41,6 @@ static mim_status check_bytes(const char *what, const void *data, size_t len) {
   if (!data && len > 0)
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "%s is NULL but its length is %zu", what, len);
   return MIM_OK;
-}
-
-static ProtobufCBinaryData bin(const void *data, size_t len) {
-  ProtobufCBinaryData b = {len, (uint8_t *)data}; /* protobuf-c only reads it */
-  return b;
-}
-
-static ProtobufCBinaryData name_bin(const char *name) {
-  return bin(name, strlen(name));
 }
 
 /* The options a write really uses: refresh for NULL, the client's TTL for 0 (always
@@ -89,11 +81,11 @@ static mim_status set_field(mim_client *c, const char *cache, const char *dictio
   if (st != MIM_OK)
     return st;
   CacheClient__DictionaryFieldValuePair pair = CACHE_CLIENT____DICTIONARY_FIELD_VALUE_PAIR__INIT;
-  pair.field = bin(field, field_len);
-  pair.value = bin(value, value_len);
+  pair.field = mim_pb_bytes(field, field_len);
+  pair.value = mim_pb_bytes(value, value_len);
   CacheClient__DictionaryFieldValuePair *items[] = {&pair};
   CacheClient__DictionarySetRequest req = CACHE_CLIENT____DICTIONARY_SET_REQUEST__INIT;
-  req.dictionary_name = name_bin(dictionary);
+  req.dictionary_name = mim_pb_name(dictionary);
   req.n_items = 1;
   req.items = items;
   req.ttl_milliseconds = eff.ttl_ms;
@@ -153,9 +145,9 @@ static mim_status get_field(mim_client *c, const char *cache, const char *dictio
     st = check_bytes("field", field, field_len);
   if (st != MIM_OK)
     return st;
-  ProtobufCBinaryData fields[] = {bin(field, field_len)};
+  ProtobufCBinaryData fields[] = {mim_pb_bytes(field, field_len)};
   CacheClient__DictionaryGetRequest req = CACHE_CLIENT____DICTIONARY_GET_REQUEST__INIT;
-  req.dictionary_name = name_bin(dictionary);
+  req.dictionary_name = mim_pb_name(dictionary);
   req.n_fields = 1;
   req.fields = fields;
   ProtobufCMessage *resp;
@@ -248,7 +240,7 @@ static mim_status fetch(mim_client *client, const char *cache, const char *dicti
   if (st != MIM_OK)
     return st;
   CacheClient__DictionaryFetchRequest req = CACHE_CLIENT____DICTIONARY_FETCH_REQUEST__INIT;
-  req.dictionary_name = name_bin(dictionary);
+  req.dictionary_name = mim_pb_name(dictionary);
   ProtobufCMessage *resp;
   st = mim_pb_call(client, &fetch_method, cache, &req.base, &resp);
   if (st == MIM_OK)

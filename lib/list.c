@@ -5,6 +5,7 @@
  */
 #include "client_internal.h"
 #include "error.h"
+#include "pb.h"
 #include "pb_call.h"
 #include "struct_size.h"
 
@@ -42,15 +43,6 @@ static mim_status check_range(const mim_list_range *r) {
     return mim_fail(MIM_ERR_INVALID_ARGUMENT, "range start %d is after end %d", (int)r->start,
                     (int)r->end);
   return MIM_OK;
-}
-
-static ProtobufCBinaryData bin(const void *data, size_t len) {
-  ProtobufCBinaryData b = {len, (uint8_t *)data}; /* protobuf-c only reads it */
-  return b;
-}
-
-static ProtobufCBinaryData name_bin(const char *name) {
-  return bin(name, strlen(name));
 }
 
 /* The options a write really uses, in *eff: defaults for NULL (refresh_ttl), the
@@ -205,8 +197,8 @@ static const ProtobufCMessage *push_request(const char *list, const void *value,
                                             CacheClient__ListPushBackRequest *req) {
   CacheClient__ListPushBackRequest init = CACHE_CLIENT____LIST_PUSH_BACK_REQUEST__INIT;
   *req = init;
-  req->list_name = name_bin(list);
-  req->value = bin(value, len);
+  req->list_name = mim_pb_name(list);
+  req->value = mim_pb_bytes(value, len);
   req->ttl_milliseconds = o->ttl_ms;
   req->refresh_ttl = o->refresh_ttl;
   req->truncate_front_to_size = o->truncate_to;
@@ -256,7 +248,7 @@ static const ProtobufCMessage *fetch_request(const char *list, const mim_list_ra
                                              CacheClient__ListFetchRequest *req) {
   CacheClient__ListFetchRequest init = CACHE_CLIENT____LIST_FETCH_REQUEST__INIT;
   *req = init;
-  req->list_name = name_bin(list);
+  req->list_name = mim_pb_name(list);
   SET_RANGE(req, range, LIST_FETCH);
   return &req->base;
 }
@@ -319,7 +311,7 @@ static const ProtobufCMessage *concat_request(const char *list, ProtobufCBinaryD
   CacheClient__ListConcatenateBackRequest init =
       CACHE_CLIENT____LIST_CONCATENATE_BACK_REQUEST__INIT;
   *req = init;
-  req->list_name = name_bin(list);
+  req->list_name = mim_pb_name(list);
   req->n_values = count;
   req->values = vals;
   req->ttl_milliseconds = o->ttl_ms;
@@ -344,7 +336,7 @@ static mim_status concat(bool back, mim_client *c, const char *cache, const char
   if (!vals)
     return mim_fail(MIM_ERR_NO_MEMORY, "out of memory for %zu values", count);
   for (size_t i = 0; i < count; i++)
-    vals[i] = bin(values[i].data, values[i].len);
+    vals[i] = mim_pb_bytes(values[i].data, values[i].len);
   CacheClient__ListConcatenateBackRequest req;
   ProtobufCMessage *resp;
   st = mim_pb_call(c, back ? &concat_back_method : &concat_front_method, cache,
@@ -402,7 +394,7 @@ MIM_API mim_status mim_list_length(mim_client *client, const char *cache, const 
   if (st != MIM_OK)
     return mim_arg_in(__func__, st);
   CacheClient__ListLengthRequest req = CACHE_CLIENT____LIST_LENGTH_REQUEST__INIT;
-  req.list_name = name_bin(list);
+  req.list_name = mim_pb_name(list);
   ProtobufCMessage *m;
   st = mim_pb_call(client, &length_method, cache, &req.base, &m);
   if (st == MIM_OK)
@@ -430,7 +422,7 @@ MIM_API mim_status mim_list_retain(mim_client *client, const char *cache, const 
     return mim_arg_in(__func__, st);
   const mim_list_write_options *o = &eff;
   CacheClient__ListRetainRequest req = CACHE_CLIENT____LIST_RETAIN_REQUEST__INIT;
-  req.list_name = name_bin(list);
+  req.list_name = mim_pb_name(list);
   SET_RANGE(&req, range, LIST_RETAIN);
   req.ttl_milliseconds = o->ttl_ms;
   req.refresh_ttl = o->refresh_ttl;
@@ -451,9 +443,9 @@ MIM_API mim_status mim_list_remove_value(mim_client *client, const char *cache, 
   if (st != MIM_OK)
     return mim_arg_in(__func__, st);
   CacheClient__ListRemoveRequest req = CACHE_CLIENT____LIST_REMOVE_REQUEST__INIT;
-  req.list_name = name_bin(list);
+  req.list_name = mim_pb_name(list);
   req.remove_case = CACHE_CLIENT____LIST_REMOVE_REQUEST__REMOVE_ALL_ELEMENTS_WITH_VALUE;
-  req.all_elements_with_value = bin(value, len);
+  req.all_elements_with_value = mim_pb_bytes(value, len);
   ProtobufCMessage *m;
   st = mim_pb_call(client, &remove_method, cache, &req.base, &m);
   if (st == MIM_OK)
@@ -514,7 +506,7 @@ MIM_API mim_status mim_list_erase(mim_client *client, const char *cache, const c
   CacheClient__ListEraseRequest__All all = CACHE_CLIENT____LIST_ERASE_REQUEST____ALL__INIT;
   CacheClient__ListEraseRequest__ListRanges some =
       CACHE_CLIENT____LIST_ERASE_REQUEST____LIST_RANGES__INIT;
-  req.list_name = name_bin(list);
+  req.list_name = mim_pb_name(list);
   erase_body(&req, ranges, n, &all, &some, rs, rp);
   ProtobufCMessage *m;
   st = mim_pb_call(client, &erase_method, cache, &req.base, &m);
@@ -554,7 +546,7 @@ static mim_status pop(bool front, mim_client *c, const char *cache, const char *
     return st;
   /* Both requests are just list_name = 1, so one encoding serves both methods. */
   CacheClient__ListPopFrontRequest req = CACHE_CLIENT____LIST_POP_FRONT_REQUEST__INIT;
-  req.list_name = name_bin(list);
+  req.list_name = mim_pb_name(list);
   ProtobufCMessage *m;
   st = mim_pb_call(c, front ? &pop_front_method : &pop_back_method, cache, &req.base, &m);
   const ProtobufCBinaryData *v = NULL;
@@ -587,7 +579,7 @@ MIM_API mim_status mim_item_delete(mim_client *client, const char *cache, const 
   if (st != MIM_OK)
     return mim_arg_in(__func__, st);
   CacheClient__DeleteRequest req = CACHE_CLIENT____DELETE_REQUEST__INIT;
-  req.cache_key = name_bin(key);
+  req.cache_key = mim_pb_name(key);
   ProtobufCMessage *m;
   st = mim_pb_call(client, &delete_method, cache, &req.base, &m);
   mim_pb_free(m);
@@ -603,7 +595,7 @@ MIM_API mim_status mim_item_ttl(mim_client *client, const char *cache, const cha
   if (st != MIM_OK)
     return mim_arg_in(__func__, st);
   CacheClient__ItemGetTtlRequest req = CACHE_CLIENT____ITEM_GET_TTL_REQUEST__INIT;
-  req.cache_key = name_bin(key);
+  req.cache_key = mim_pb_name(key);
   ProtobufCMessage *m;
   st = mim_pb_call(client, &item_ttl_method, cache, &req.base, &m);
   if (st == MIM_OK)

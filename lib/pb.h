@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Messages up to this size are packed without a heap allocation. */
 #define MIM_PB_STACK_SIZE 512
@@ -63,5 +64,17 @@ const char *mim_pb_nul_in_strings(const ProtobufCMessageDescriptor *desc, const 
 
 bool mim_pb_find_bytes(const uint8_t *data, size_t len, const uint32_t *path, size_t depth,
                        const uint8_t **out, size_t *out_len);
+
+/* A protobuf bytes field over the caller's bytes (not copied: valid while they are;
+ * protobuf-c only reads them when packing). */
+static inline ProtobufCBinaryData mim_pb_bytes(const void *data, size_t len) {
+  ProtobufCBinaryData b = {len, (uint8_t *)data};
+  return b;
+}
+
+/* The bytes of a NUL-terminated name, without the NUL. */
+static inline ProtobufCBinaryData mim_pb_name(const char *name) {
+  return mim_pb_bytes(name, strlen(name));
+}
 
 #endif
