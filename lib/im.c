@@ -624,18 +624,11 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
     return mim_arg_in(__func__, st);
   char detail[sizeof s->join_detail];
   st = wait_join(s, detail, sizeof detail);
-  /* Before join_returned: until then a leave from a callback is left to us, so s cannot
-   * be freed under this call; after it, a callback's leave may free s at any moment. */
-  if (st == MIM_OK) {
-    mim_presence_start(s->presence);
-    session_owned(s);
-  }
   pthread_mutex_lock(&s->mu);
   s->join_returned = true;
   bool left = s->leave_asked;
   pthread_mutex_unlock(&s->mu);
   if (left) {
-    mim_client_untrack(s->client, &s->live);
     leave_now(s);
     return mim_arg_in(__func__, mim_fail(MIM_ERR_CANCELLED, LEFT_IN_JOIN));
   }
@@ -645,6 +638,8 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
     return mim_fail_with_detail(st, detail);
   }
   *out = s;
+  session_owned(s);
+  mim_presence_start(s->presence);
   return MIM_OK;
 }
 
