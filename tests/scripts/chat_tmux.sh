@@ -529,6 +529,25 @@ check_pane "an expired token: clear message" "$expired" \
 check_exit "... and exit status 1" frank 1
 
 
+# SIGSTOP, then waits (up to 10 s) until every thread of the server has stopped: kill only
+# starts the group stop, and a busy server went on answering for milliseconds after it
+# (enough for a whole send and leave to go through, and this check to fail).
+freeze_server() {
+  kill -STOP "$server_pid"
+  local t state all
+  for _ in $(seq 1 1000); do
+    all=1
+    for t in /proc/"$server_pid"/task/*/stat; do
+      read -r state <"$t" 2>/dev/null || continue # a thread that exited meanwhile
+      state=${state##*) }
+      case ${state:0:1} in T | t) ;; *) all=0 ;; esac
+    done
+    [ "$all" = 1 ] && return 0
+    sleep 0.01
+  done
+  bad "the server did not stop within 10 s of SIGSTOP"
+}
+
 # Last, since it hangs the server (SIGSTOP): a message still queued when the client leaves
 # is reported with its text (through on_send_result), not by its id.
 mint ivan client
@@ -541,7 +560,7 @@ for _ in $(seq 1 100); do
   grep -q "^\*\*\* joined" "$dir/ivan.out" && break
   sleep 0.1
 done
-kill -STOP "$server_pid"
+freeze_server
 echo "lost while the server hangs" >&7
 exec 7>&-
 for _ in $(seq 1 600); do # leaving waits for the hung server's deadlines: up to 60 s
