@@ -893,13 +893,18 @@ typedef struct pump_args {
   atomic_int status;
 } pump_args;
 
+/* Sends until told to stop (bounded by WAIT_MS), about one message a millisecond: a
+ * stream for the whole test however long its joins take (a count bound ran out before the
+ * last round on a fast machine, and that round then waited for sends forever). */
 static void *pump_main(void *arg) {
   pump_args *p = arg;
   atomic_store(&p->status, MIM_OK);
-  while (!atomic_load(&p->stop) && atomic_load(&p->status) == MIM_OK &&
-         atomic_load(&p->sent) < 5000) {
+  int64_t until = cmn_mono_ms() + WAIT_MS;
+  while (!atomic_load(&p->stop) && atomic_load(&p->status) == MIM_OK && cmn_mono_ms() < until) {
     atomic_store(&p->status, (int)mim_send(p->session, "stream", NULL));
     atomic_fetch_add(&p->sent, 1);
+    struct timespec d = {0, 1000000};
+    nanosleep(&d, NULL);
   }
   return NULL;
 }
@@ -929,7 +934,9 @@ static void test_leave_while_streaming(void **state) {
     assert_int_equal(atomic_load(&c.in_callback), 0);
     /* More messages keep coming to the client; none may reach the left session. */
     int target = atomic_load(&p->sent) + 20;
+    int64_t until = cmn_mono_ms() + WAIT_MS;
     while (atomic_load(&p->sent) < target && atomic_load(&p->status) == MIM_OK) {
+      assert_true(cmn_mono_ms() <= until);
       struct timespec d = {0, 1000000};
       nanosleep(&d, NULL);
     }
