@@ -624,11 +624,18 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
     return mim_arg_in(__func__, st);
   char detail[sizeof s->join_detail];
   st = wait_join(s, detail, sizeof detail);
+  /* Before join_returned: until then a leave from a callback is left to us, so s cannot
+   * be freed under this call; after it, a callback's leave may free s at any moment. */
+  if (st == MIM_OK) {
+    mim_presence_start(s->presence);
+    session_owned(s);
+  }
   pthread_mutex_lock(&s->mu);
   s->join_returned = true;
   bool left = s->leave_asked;
   pthread_mutex_unlock(&s->mu);
   if (left) {
+    mim_client_untrack(s->client, &s->live);
     leave_now(s);
     return mim_arg_in(__func__, mim_fail(MIM_ERR_CANCELLED, LEFT_IN_JOIN));
   }
@@ -638,8 +645,6 @@ MIM_API mim_status mim_join(mim_client *client, const char *cache, const char *c
     return mim_fail_with_detail(st, detail);
   }
   *out = s;
-  session_owned(s);
-  mim_presence_start(s->presence);
   return MIM_OK;
 }
 
@@ -706,16 +711,19 @@ static void finish_async_join(mim_session *s) {
    * leave job started below must already count for mim_client_free by then. */
   mim_client *client = s->client;
   mim_client_hold_jobs(client);
-  if (st == MIM_OK)
+  /* Before the completion: from then on another thread of the application may leave s
+   * (its mim_leave untracks first, so tracking after it would track a freed session). */
+  if (st == MIM_OK) {
     mim_presence_start(s->presence);
+    session_owned(s);
+  }
   s->on_joined(s, st, st == MIM_OK ? "" : detail, s->user);
   pthread_mutex_lock(&s->mu);
   s->join_returned = st == MIM_OK && !s->leave_asked; /* the caller owns it from now on */
   bool free_it = !s->join_returned;
   pthread_mutex_unlock(&s->mu);
-  if (!free_it)
-    session_owned(s);
   if (free_it) {
+    mim_client_untrack(client, &s->live);
     atomic_store(&s->closing, true);
     leave_later(s);
   }
