@@ -668,9 +668,11 @@ MIM_API mim_status mim_join_async(mim_client *client, const char *cache, const c
 /* The whole leave; not on the event thread (it waits for it). */
 static void leave_now(mim_session *s) {
   mim_presence_stop(s->presence); /* "left" goes while still subscribed */
-  /* Flush first (the subscription does not matter for it), reporting what is left. */
+  /* Flush first (the subscription does not matter for it), reporting what is left. A hung
+   * server costs the flush and one call deadline, "left" being in flight meanwhile. */
   mim_outbox_close(s->outbox, s->flush_timeout_ms);
   s->outbox = NULL;
+  mim_presence_drain(s->presence);
   session_quiesce(s);
   session_free(s);
 }

@@ -270,9 +270,12 @@ void mim_presence_start(mim_presence *p) {
   pthread_mutex_unlock(&p->mu);
 }
 
-static bool stop_done(void *arg) {
-  mim_presence *p = arg;
-  return p->timers_stopped && p->inflight == 0;
+static bool timers_done(void *arg) {
+  return ((mim_presence *)arg)->timers_stopped;
+}
+
+static bool publishes_done(void *arg) {
+  return ((mim_presence *)arg)->inflight == 0;
 }
 
 void mim_presence_stop(mim_presence *p) {
@@ -288,8 +291,17 @@ void mim_presence_stop(mim_presence *p) {
     pthread_mutex_unlock(&p->mu);
   }
   pthread_mutex_lock(&p->mu);
+  /* The event thread is not blocked by anything of ours: this is quick. */
+  (void)mim_client_wait_locked(p->client, &p->mu, &p->cv, timers_done, p, NULL);
+  pthread_mutex_unlock(&p->mu);
+}
+
+void mim_presence_drain(mim_presence *p) {
+  if (!p)
+    return;
+  pthread_mutex_lock(&p->mu);
   /* Each publish has the client's deadline: this ends. */
-  (void)mim_client_wait_locked(p->client, &p->mu, &p->cv, stop_done, p, NULL);
+  (void)mim_client_wait_locked(p->client, &p->mu, &p->cv, publishes_done, p, NULL);
   pthread_mutex_unlock(&p->mu);
 }
 

@@ -43,12 +43,18 @@ bool mim_presence_on_item(mim_presence *p, const uint8_t *data, size_t len);
 mim_status mim_presence_set_typing(mim_presence *p, bool typing);
 mim_status mim_presence_members(mim_presence *p, mim_member_list **out);
 
-/* Not on the event thread: stops the timers, publishes "left" when it announced itself,
- * and waits for every publish of it to end (each has the client's deadline). No emit
- * after it returns. */
+/* Not on the event thread: stops the timers and publishes "left" when it announced
+ * itself, without waiting for that publish (see mim_presence_drain). No emit after it
+ * returns. NULL is ignored. */
 void mim_presence_stop(mim_presence *p);
 
-/* Frees (after mim_presence_stop, or when it never started). NULL is ignored. */
+/* Not on the event thread, after mim_presence_stop: waits for every publish of it to end
+ * (each has the client's deadline). Separate from the stop so a leave waits for "left"
+ * and for its outbox flush at the same time, not one deadline after the other. NULL is
+ * ignored. */
+void mim_presence_drain(mim_presence *p);
+
+/* Frees (after mim_presence_drain, or when it never started). NULL is ignored. */
 void mim_presence_free(mim_presence *p);
 
 #endif

@@ -74,6 +74,7 @@ typedef struct log {
   size_t nmsgs;
   rec results[MAX_RECS];
   size_t nresults;
+  size_t njoined;  /* presence: members seen joining */
   bool test_holds; /* the test thread holds mu (only that thread reads or writes this) */
 } log_t;
 
@@ -129,6 +130,17 @@ static void on_send_result(mim_session *s, const char *id, mim_status st, const 
   add_rec(l, l->results, &l->nresults, id, "", st);
 }
 
+static void on_presence(mim_session *s, mim_presence_change change, const mim_member *m,
+                        void *user) {
+  (void)s;
+  (void)m;
+  log_t *l = user;
+  pthread_mutex_lock(&l->mu);
+  l->njoined += change == MIM_PRESENCE_JOINED;
+  pthread_cond_broadcast(&l->cv);
+  pthread_mutex_unlock(&l->mu);
+}
+
 /* Waits until *count >= n (bounded). */
 static bool wait_count(log_t *l, const size_t *count, size_t n, int ms) {
   struct timespec until = cmn_deadline_after_ms(ms);
@@ -164,8 +176,8 @@ static mim_client *new_client(const char *key, int64_t deadline_ms) {
   return c;
 }
 
-static mim_session *join(mim_client *c, const char *chat, uint32_t outbox_limit, uint32_t flush_ms,
-                         log_t *l) {
+static mim_session *join_with(mim_client *c, const char *chat, uint32_t outbox_limit,
+                              uint32_t flush_ms, bool presence, log_t *l) {
   mim_join_options o;
   mim_join_options_init(&o);
   o.display_name = "sender";
@@ -173,12 +185,18 @@ static mim_session *join(mim_client *c, const char *chat, uint32_t outbox_limit,
   o.outbox_limit = outbox_limit;
   o.flush_timeout_ms = flush_ms;
   o.on_send_result = on_send_result;
+  o.on_presence = presence ? on_presence : NULL;
   mim_session *s = NULL;
   mim_status st = mim_join(c, CACHE, chat, &o, on_message, l, &s);
   if (st != MIM_OK)
     fprintf(stderr, "join: %s %s\n", mim_status_name(st), mim_last_error_detail());
   assert_int_equal(st, MIM_OK);
   return s;
+}
+
+static mim_session *join(mim_client *c, const char *chat, uint32_t outbox_limit, uint32_t flush_ms,
+                         log_t *l) {
+  return join_with(c, chat, outbox_limit, flush_ms, false, l);
 }
 
 /* Sends "m<first>".."m<first+n-1>"; each mim_send returns MIM_OK (sent or queued). */
@@ -425,6 +443,42 @@ static void test_leave_reports_pending(void **state) {
   assert_int_equal(mim_local_signal(f->srv, SIGCONT), 0);
 }
 
+/* With presence on, a leave against a hung server publishes "left" and flushes the outbox
+ * at the same time: the queued message is reported after the flush timeout, not one call
+ * deadline later (the "left" publish's), and the leave ends about one deadline after it
+ * began, not two. */
+static void test_leave_with_presence_bounded(void **state) {
+  fixture *f = *state;
+  enum { DEADLINE_MS = 3000, FLUSH_MS = 300 };
+  f->srv = start_server(0, f->port_arg, true);
+  log_init(&f->rlog);
+  log_init(&f->slog);
+  f->started = true;
+  f->rc = new_client(f->srv->root_key, 10000);
+  f->sc = new_client(f->srv->root_key, DEADLINE_MS);
+  f->rs = join_with(f->rc, "leave-presence", 0, 0, true, &f->rlog);
+  f->ss = join_with(f->sc, "leave-presence", 0, FLUSH_MS, true, &f->slog);
+  /* The sender has announced itself, so its leave publishes "left". */
+  assert_true(wait_count(&f->rlog, &f->rlog.njoined, 1, WAIT_MS));
+  freeze_server(f->srv);
+  char ids[1][MIM_MESSAGE_ID_SIZE];
+  send_range(f->ss, 0, 1, ids);
+  int64_t t0 = cmn_mono_ms();
+  mim_leave(f->ss);
+  f->ss = NULL;
+  int64_t took = cmn_mono_ms() - t0;
+  log_lock(&f->slog);
+  assert_int_equal(f->slog.nresults, 1);
+  assert_int_equal(f->slog.results[0].status, MIM_ERR_CANCELLED);
+  int64_t reported = f->slog.results[0].at_ms - t0;
+  log_unlock(&f->slog);
+  fprintf(stderr, "leave with presence, server hung: reported after %lld ms, took %lld ms\n",
+          (long long)reported, (long long)took);
+  assert_true(reported < DEADLINE_MS);
+  assert_true(took < 2 * DEADLINE_MS);
+  assert_int_equal(mim_local_signal(f->srv, SIGCONT), 0);
+}
+
 /* A status not worth retrying (PERMISSION_DENIED: a moderated user pushing to the list)
  * is returned by mim_send when it is the first attempt's, else reported once. */
 static void test_not_retried(void **state) {
@@ -517,10 +571,15 @@ static void test_list_duplicates_dropped(void **state) {
 int main(void) {
   mim_set_log_callback(on_log, MIM_LOG_INFO, NULL);
   const struct CMUnitTest tests[] = {
-      FIXTURE_TEST(test_frozen_server),   FIXTURE_TEST(test_send_bounded_when_frozen),
-      FIXTURE_TEST(test_streams_cut),     FIXTURE_TEST(test_server_restart),
-      FIXTURE_TEST(test_outbox_full),     FIXTURE_TEST(test_leave_reports_pending),
-      cmocka_unit_test(test_not_retried), cmocka_unit_test(test_list_duplicates_dropped),
+      FIXTURE_TEST(test_frozen_server),
+      FIXTURE_TEST(test_send_bounded_when_frozen),
+      FIXTURE_TEST(test_streams_cut),
+      FIXTURE_TEST(test_server_restart),
+      FIXTURE_TEST(test_outbox_full),
+      FIXTURE_TEST(test_leave_reports_pending),
+      FIXTURE_TEST(test_leave_with_presence_bounded),
+      cmocka_unit_test(test_not_retried),
+      cmocka_unit_test(test_list_duplicates_dropped),
   };
   if (getenv("MIM_TEST_FILTER"))
     cmocka_set_test_filter(getenv("MIM_TEST_FILTER"));
