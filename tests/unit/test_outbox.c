@@ -261,15 +261,22 @@ typedef struct fixture {
   bool started; /* the logs are initialised */
 } fixture;
 
-static void fixture_start(fixture *f, const char *chat, uint32_t limit, uint32_t flush_ms) {
+/* A server, a receiver and a sender (call deadline send_deadline_ms) in chat; presence:
+ * both sessions have it on. */
+static void fixture_start_with(fixture *f, const char *chat, uint32_t limit, uint32_t flush_ms,
+                               int64_t send_deadline_ms, bool presence) {
   f->srv = start_server(0, f->port_arg, true);
   log_init(&f->rlog);
   log_init(&f->slog);
   f->started = true;
   f->rc = new_client(f->srv->root_key, 10000);
-  f->sc = new_client(f->srv->root_key, SEND_DEADLINE_MS);
-  f->rs = join(f->rc, chat, 0, 0, &f->rlog);
-  f->ss = join(f->sc, chat, limit, flush_ms, &f->slog);
+  f->sc = new_client(f->srv->root_key, send_deadline_ms);
+  f->rs = join_with(f->rc, chat, 0, 0, presence, &f->rlog);
+  f->ss = join_with(f->sc, chat, limit, flush_ms, presence, &f->slog);
+}
+
+static void fixture_start(fixture *f, const char *chat, uint32_t limit, uint32_t flush_ms) {
+  fixture_start_with(f, chat, limit, flush_ms, SEND_DEADLINE_MS, false);
 }
 
 /* The fixture lives on the heap and is torn down by cmocka even when an assertion ended
@@ -450,14 +457,7 @@ static void test_leave_reports_pending(void **state) {
 static void test_leave_with_presence_bounded(void **state) {
   fixture *f = *state;
   enum { DEADLINE_MS = 3000, FLUSH_MS = 300 };
-  f->srv = start_server(0, f->port_arg, true);
-  log_init(&f->rlog);
-  log_init(&f->slog);
-  f->started = true;
-  f->rc = new_client(f->srv->root_key, 10000);
-  f->sc = new_client(f->srv->root_key, DEADLINE_MS);
-  f->rs = join_with(f->rc, "leave-presence", 0, 0, true, &f->rlog);
-  f->ss = join_with(f->sc, "leave-presence", 0, FLUSH_MS, true, &f->slog);
+  fixture_start_with(f, "leave-presence", 0, FLUSH_MS, DEADLINE_MS, true);
   /* The sender has announced itself, so its leave publishes "left". */
   assert_true(wait_count(&f->rlog, &f->rlog.njoined, 1, WAIT_MS));
   freeze_server(f->srv);
